@@ -1,0 +1,32 @@
+/* Matrix products through CLBlast. Row-major, float32; offsets in floats. */
+#ifndef CLGQA_GEMM_H
+#define CLGQA_GEMM_H
+
+#include "clgqa/runtime.h"
+
+/* C[M,N] = alpha * op(A) op(B) + beta * C, op(X) = X or X^T.
+ * op(A) is M x K, op(B) is K x N; lda/ldb/ldc are row strides of the stored
+ * matrices (A stored M x K when !trans_a, K x M when trans_a). */
+clgqa_status clgqa_sgemm(clgqa_runtime *rt, int trans_a, int trans_b, size_t m, size_t n,
+                         size_t k, float alpha, clgqa_view a, size_t lda, clgqa_view b,
+                         size_t ldb, float beta, clgqa_view c, size_t ldc);
+
+/* `batch` independent products; item i uses a + i*stride_a, b + i*stride_b,
+ * c + i*stride_c (strides in floats). */
+clgqa_status clgqa_sgemm_strided_batched(clgqa_runtime *rt, int trans_a, int trans_b, size_t m,
+                                         size_t n, size_t k, float alpha, clgqa_view a,
+                                         size_t lda, size_t stride_a, clgqa_view b, size_t ldb,
+                                         size_t stride_b, float beta, clgqa_view c, size_t ldc,
+                                         size_t stride_c, size_t batch);
+
+/* y[rows, out] = x[rows, in] W^T + bias (PyTorch Linear; W is [out, in]).
+ * bias.mem may be NULL. */
+clgqa_status clgqa_linear_forward(clgqa_runtime *rt, clgqa_view y, clgqa_view x, clgqa_view weight,
+                                  clgqa_view bias, size_t rows, size_t in, size_t out);
+/* Accumulates: dx += dy W, dW += dy^T x, dbias += sum_rows dy.
+ * dx.mem may be NULL (input needs no gradient); dbias.mem may be NULL. */
+clgqa_status clgqa_linear_backward(clgqa_runtime *rt, clgqa_view dx, clgqa_view dweight,
+                                   clgqa_view dbias, clgqa_view dy, clgqa_view x,
+                                   clgqa_view weight, size_t rows, size_t in, size_t out);
+
+#endif

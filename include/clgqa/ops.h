@@ -1,0 +1,120 @@
+/* Element-wise, normalisation, loss, reduction, optimizer and random-number
+ * ops. Each family lives in kernels/<family>.cl with its launcher in
+ * host/ops/<family>.c, forward and backward side by side.
+ *
+ * Conventions: float32, row-major; sizes in elements; views carry element
+ * offsets. Backward ops ACCUMULATE (+=) into every gradient they produce
+ * (input and parameter gradients alike); the trainer zeroes gradients at the
+ * start of a step. Out-of-place forward ops may alias out and in unless
+ * noted. All launches are asynchronous on rt->queue. */
+#ifndef CLGQA_OPS_H
+#define CLGQA_OPS_H
+
+#include "clgqa/runtime.h"
+
+/* ---- elementwise.cl ---- */
+clgqa_status clgqa_fill(clgqa_runtime *rt, clgqa_view x, size_t n, float value);
+clgqa_status clgqa_fill_int(clgqa_runtime *rt, clgqa_view x, size_t n, int value);
+clgqa_status clgqa_copy(clgqa_runtime *rt, clgqa_view dst, clgqa_view src, size_t n);
+/* x *= alpha */
+clgqa_status clgqa_scale(clgqa_runtime *rt, clgqa_view x, size_t n, float alpha);
+/* out = a + b (residual add; out may alias a or b) */
+clgqa_status clgqa_add(clgqa_runtime *rt, clgqa_view out, clgqa_view a, clgqa_view b, size_t n);
+/* dst += src */
+clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src, size_t n);
+/* x[r, c] += bias[c] */
+clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
+                            size_t cols);
+/* dbias[c] += sum_r dy[r, c] */
+clgqa_status clgqa_bias_backward(clgqa_runtime *rt, clgqa_view dbias, clgqa_view dy, size_t rows,
+                                 size_t cols);
+/* Exact GELU: out = x * 0.5 * (1 + erf(x / sqrt(2))) */
+clgqa_status clgqa_gelu_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in, size_t n);
+/* din += dout * gelu'(in) */
+clgqa_status clgqa_gelu_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view dout,
+                                 clgqa_view in, size_t n);
+
+/* ---- layernorm.cl ---- */
+/* Per row of `cols`: out = (in - mean) * rstd * weight + bias; saves mean and
+ * rstd ([rows] each) for backward. */
+clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view mean,
+                                     clgqa_view rstd, clgqa_view in, clgqa_view weight,
+                                     clgqa_view bias, size_t rows, size_t cols, float eps);
+/* din += ..., dweight += ..., dbias += ... */
+clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view dweight,
+                                      clgqa_view dbias, clgqa_view dout, clgqa_view in,
+                                      clgqa_view mean, clgqa_view rstd, clgqa_view weight,
+                                      size_t rows, size_t cols);
+
+/* ---- softmax.cl ---- */
+/* Row-wise softmax (max-subtracted). */
+clgqa_status clgqa_softmax_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in, size_t rows,
+                                   size_t cols);
+/* din += out * (dout - sum_c(dout * out)) */
+clgqa_status clgqa_softmax_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view dout,
+                                    clgqa_view out, size_t rows, size_t cols);
+
+/* ---- crossentropy.cl ---- */
+/* From logits [rows, classes] and int labels [rows]: probs = softmax(logits),
+ * losses[r] = -log probs[r, label], correct[r] = (argmax_c logits[r] == label)
+ * as 1.0f/0.0f (first index wins ties). */
+clgqa_status clgqa_crossentropy_forward(clgqa_runtime *rt, clgqa_view losses, clgqa_view correct,
+                                        clgqa_view probs, clgqa_view logits, clgqa_view labels,
+                                        size_t rows, size_t classes);
+/* dlogits += dloss * (probs - onehot(label)); dloss = 1/rows for the mean. */
+clgqa_status clgqa_crossentropy_backward(clgqa_runtime *rt, clgqa_view dlogits, clgqa_view probs,
+                                         clgqa_view labels, size_t rows, size_t classes,
+                                         float dloss);
+
+/* ---- reduce.cl ---- */
+/* out[0] = sum x / sum x^2, deterministic (fixed reduction order). */
+clgqa_status clgqa_sum(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n);
+clgqa_status clgqa_sum_squares(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n);
+
+/* ---- adamw.cl ---- */
+typedef struct clgqa_adamw_hparams {
+    float lr, beta1, beta2, eps, weight_decay;
+} clgqa_adamw_hparams;
+/* One torch.optim.AdamW step over n parameters (decoupled decay
+ * p -= lr*wd*p, then Adam with bias correction; `step` counts from 1).
+ * grad_scale multiplies the gradient first (1.0 normally; the clip factor
+ * when clipping by global norm; it is a device scalar so clipping needs no
+ * host read: grad_scale.mem NULL means 1.0). */
+clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view grads,
+                              clgqa_view m, clgqa_view v, size_t n,
+                              const clgqa_adamw_hparams *hp, long step, clgqa_view grad_scale);
+/* grad_scale[0] = min(1, max_norm / (sqrt(sum_squares[0]) + 1e-6)) as torch's
+ * clip_grad_norm_. */
+clgqa_status clgqa_clip_factor(clgqa_runtime *rt, clgqa_view grad_scale, clgqa_view sum_squares,
+                               float max_norm);
+
+/* ---- random.cl ----
+ * Counter-based Philox4x32-10 (Random123), identical on host and device.
+ * Element i of stream `stream` under `seed` uses counter
+ * {lo(i/4), hi(i/4), lo(stream), hi(stream)} and key {lo(seed), hi(seed)},
+ * lane i % 4.
+ * uniform = (bits >> 8) * 2^-24, in [0, 1). normal: Box-Muller on the pair
+ * (2j, 2j+1) of uniforms, u1 = 1 - uniform so log() never sees 0. */
+uint64_t clgqa_stream_id(uint32_t purpose, uint32_t layer, uint64_t step);
+clgqa_status clgqa_random_uniform(clgqa_runtime *rt, clgqa_view out, size_t n, uint64_t seed,
+                                  uint64_t stream);
+clgqa_status clgqa_random_normal(clgqa_runtime *rt, clgqa_view out, size_t n, uint64_t seed,
+                                 uint64_t stream, float mean, float std);
+/* Host twins (same numbers; normal equal to float rounding of log/cos). */
+void clgqa_host_uniform(float *out, size_t n, uint64_t seed, uint64_t stream);
+void clgqa_host_normal(float *out, size_t n, uint64_t seed, uint64_t stream, float mean,
+                       float std);
+/* Single raw 32-bit draw, element `index` of the stream (host). */
+uint32_t clgqa_host_random_bits(uint64_t seed, uint64_t stream, uint64_t index);
+
+/* Purposes for clgqa_stream_id. */
+enum {
+    CLGQA_RNG_INIT = 1,
+    CLGQA_RNG_SHUFFLE = 2,
+    CLGQA_RNG_AUGMENT = 3,
+    CLGQA_RNG_PGQA = 4,
+    CLGQA_RNG_DGQA_FIXUP = 5,
+    CLGQA_RNG_TEST = 6
+};
+
+#endif

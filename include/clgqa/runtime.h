@@ -1,0 +1,123 @@
+/* OpenCL runtime: device choice, context and queue, embedded kernel programs
+ * with an on-disk binary cache, buffers, and status checking.
+ *
+ * Every OpenCL status is checked and turned into a clgqa_status whose message
+ * names the failing call and the status (e.g. "clCreateBuffer failed:
+ * CL_INVALID_BUFFER_SIZE"). */
+#ifndef CLGQA_RUNTIME_H
+#define CLGQA_RUNTIME_H
+
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "clgqa/error.h"
+
+typedef struct clgqa_program_entry clgqa_program_entry;
+
+typedef struct clgqa_runtime {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue; /* in-order, profiling enabled */
+    int device_index;       /* position in `clgqa devices` */
+    char platform_name[256];
+    char device_name[256];
+    char device_version[128];
+    char driver_version[128];
+    cl_device_type device_type;
+    size_t max_work_group_size;
+    cl_ulong max_alloc_bytes;
+    cl_ulong global_mem_bytes;
+    cl_ulong local_mem_bytes;
+    char cache_dir[1024]; /* "" when the binary cache is off or unwritable */
+    clgqa_program_entry *programs; /* built kernel families, built lazily */
+    int program_count;
+} clgqa_runtime;
+
+/* A typed slice of a device buffer: `offset` counts elements (floats for
+ * float tensors, ints for int tensors), never bytes. Kernels take the buffer
+ * and the offset as two arguments, so views need no sub-buffer alignment. */
+typedef struct clgqa_view {
+    cl_mem mem;
+    size_t offset;
+} clgqa_view;
+
+static inline clgqa_view clgqa_view_at(cl_mem mem, size_t offset) {
+    clgqa_view v = {mem, offset};
+    return v;
+}
+static inline clgqa_view clgqa_view_add(clgqa_view v, size_t offset) {
+    v.offset += offset;
+    return v;
+}
+
+/* Print every OpenCL device (index, platform, name, type, versions, compute
+ * units, memory, max work-group size) to `out`. */
+clgqa_status clgqa_list_devices(FILE *out);
+
+/* Open the device chosen by `spec`: NULL or "" uses $CLGQA_DEVICE, and when
+ * that is unset the first GPU, else the first device. A spec is an index
+ * ("0"), "gpu", "cpu", or a case-insensitive substring of the device name. */
+clgqa_status clgqa_runtime_create(const char *spec, clgqa_runtime **out);
+void clgqa_runtime_destroy(clgqa_runtime *rt);
+
+/* The kernel `kernel_name` from the embedded program family `family`
+ * (kernels/<family>.cl), building the program on first use. The runtime owns
+ * the returned kernel; it is shared by all callers on this runtime. */
+clgqa_status clgqa_kernel(clgqa_runtime *rt, const char *family, const char *kernel_name,
+                          cl_kernel *out);
+
+/* Build a program from `source` (with the same prelude and options as the
+ * embedded families, through the binary cache). Used for the embedded
+ * families and by tests that need a deliberately broken kernel. The caller
+ * releases the program. */
+clgqa_status clgqa_build_program(clgqa_runtime *rt, const char *name, const char *source,
+                                 cl_program *out);
+
+/* Buffers. Allocation fails cleanly (CLGQA_ERR_OUT_OF_MEMORY, with sizes)
+ * when `bytes` exceeds the device's maximum allocation. Reads and writes are
+ * blocking; offsets and sizes are in bytes. */
+clgqa_status clgqa_buffer_create(clgqa_runtime *rt, size_t bytes, cl_mem *out);
+void clgqa_buffer_release(cl_mem *mem);
+clgqa_status clgqa_buffer_write(clgqa_runtime *rt, cl_mem mem, size_t offset_bytes,
+                                size_t bytes, const void *src);
+clgqa_status clgqa_buffer_read(clgqa_runtime *rt, cl_mem mem, size_t offset_bytes,
+                               size_t bytes, void *dst);
+clgqa_status clgqa_finish(clgqa_runtime *rt);
+
+/* Set kernel argument `index` from an lvalue, e.g. CLGQA_ARG(k, 0, view.mem). */
+#define CLGQA_ARG(kernel, index, value) \
+    clgqa_set_arg((kernel), (index), sizeof(value), &(value), #kernel)
+clgqa_status clgqa_set_arg(cl_kernel kernel, cl_uint index, size_t size, const void *value,
+                           const char *what);
+/* Local memory argument of `bytes`. */
+clgqa_status clgqa_set_local_arg(cl_kernel kernel, cl_uint index, size_t bytes);
+
+/* Largest usable work-group size for `kernel` on this device, at most `want`,
+ * rounded down to a power of two. */
+size_t clgqa_work_group_size(clgqa_runtime *rt, cl_kernel kernel, size_t want);
+
+/* Enqueue a 1-D or 2-D launch; global sizes are rounded up to a multiple of
+ * the local size (kernels guard their own bounds). local 0 = let the
+ * implementation choose. */
+clgqa_status clgqa_launch_1d(clgqa_runtime *rt, cl_kernel kernel, size_t global, size_t local);
+clgqa_status clgqa_launch_2d(clgqa_runtime *rt, cl_kernel kernel, size_t global0, size_t global1,
+                             size_t local0, size_t local1);
+
+/* Name of an OpenCL status ("CL_OUT_OF_RESOURCES"). */
+const char *clgqa_cl_status_name(cl_int status);
+
+/* Check an OpenCL call returning cl_int; on failure record "<function> failed:
+ * <status>" and return CLGQA_ERR_OPENCL from the enclosing function. */
+#define CLGQA_CL(call)                                                  \
+    do {                                                                \
+        cl_int cl_status_ = (call);                                     \
+        if (cl_status_ != CL_SUCCESS)                                   \
+            return clgqa_fail_cl(cl_status_, #call, __FILE__, __LINE__); \
+    } while (0)
+clgqa_status clgqa_fail_cl(cl_int status, const char *call, const char *file, int line);
+
+#endif
