@@ -1,0 +1,10 @@
+/* Sub-commands of the `clgqa` CLI; each returns the process exit status. */
+#ifndef CLGQA_CLI_COMMANDS_H
+#define CLGQA_CLI_COMMANDS_H
+
+int clgqa_cmd_devices(int argc, char **argv);
+
+/* Print "clgqa: <message>" for a failed status; returns 1 (exit status). */
+int clgqa_cli_error(const char *context);
+
+#endif

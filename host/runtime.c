@@ -1,0 +1,623 @@
+/* OpenCL runtime: device enumeration and choice, context and queue, kernel
+ * programs built from embedded sources through an on-disk binary cache,
+ * buffers and launches. */
+#include "clgqa/runtime.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kernel_sources.h"
+
+/* Options every program is built with: OpenCL C 1.2, no fast-math (the
+ * results must match a float64 reference to ~1e-5). */
+static const char build_options[] = "-cl-std=CL1.2";
+
+/* ---------------------------------------------------------------- errors */
+
+const char *clgqa_cl_status_name(cl_int status) {
+    switch (status) {
+#define NAME(s) case s: return #s;
+    NAME(CL_SUCCESS) NAME(CL_DEVICE_NOT_FOUND) NAME(CL_DEVICE_NOT_AVAILABLE)
+    NAME(CL_COMPILER_NOT_AVAILABLE) NAME(CL_MEM_OBJECT_ALLOCATION_FAILURE)
+    NAME(CL_OUT_OF_RESOURCES) NAME(CL_OUT_OF_HOST_MEMORY) NAME(CL_PROFILING_INFO_NOT_AVAILABLE)
+    NAME(CL_MEM_COPY_OVERLAP) NAME(CL_IMAGE_FORMAT_MISMATCH) NAME(CL_IMAGE_FORMAT_NOT_SUPPORTED)
+    NAME(CL_BUILD_PROGRAM_FAILURE) NAME(CL_MAP_FAILURE) NAME(CL_MISALIGNED_SUB_BUFFER_OFFSET)
+    NAME(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST) NAME(CL_COMPILE_PROGRAM_FAILURE)
+    NAME(CL_LINKER_NOT_AVAILABLE) NAME(CL_LINK_PROGRAM_FAILURE) NAME(CL_DEVICE_PARTITION_FAILED)
+    NAME(CL_KERNEL_ARG_INFO_NOT_AVAILABLE) NAME(CL_INVALID_VALUE) NAME(CL_INVALID_DEVICE_TYPE)
+    NAME(CL_INVALID_PLATFORM) NAME(CL_INVALID_DEVICE) NAME(CL_INVALID_CONTEXT)
+    NAME(CL_INVALID_QUEUE_PROPERTIES) NAME(CL_INVALID_COMMAND_QUEUE) NAME(CL_INVALID_HOST_PTR)
+    NAME(CL_INVALID_MEM_OBJECT) NAME(CL_INVALID_IMAGE_FORMAT_DESCRIPTOR)
+    NAME(CL_INVALID_IMAGE_SIZE) NAME(CL_INVALID_SAMPLER) NAME(CL_INVALID_BINARY)
+    NAME(CL_INVALID_BUILD_OPTIONS) NAME(CL_INVALID_PROGRAM) NAME(CL_INVALID_PROGRAM_EXECUTABLE)
+    NAME(CL_INVALID_KERNEL_NAME) NAME(CL_INVALID_KERNEL_DEFINITION) NAME(CL_INVALID_KERNEL)
+    NAME(CL_INVALID_ARG_INDEX) NAME(CL_INVALID_ARG_VALUE) NAME(CL_INVALID_ARG_SIZE)
+    NAME(CL_INVALID_KERNEL_ARGS) NAME(CL_INVALID_WORK_DIMENSION)
+    NAME(CL_INVALID_WORK_GROUP_SIZE) NAME(CL_INVALID_WORK_ITEM_SIZE)
+    NAME(CL_INVALID_GLOBAL_OFFSET) NAME(CL_INVALID_EVENT_WAIT_LIST) NAME(CL_INVALID_EVENT)
+    NAME(CL_INVALID_OPERATION) NAME(CL_INVALID_GL_OBJECT) NAME(CL_INVALID_BUFFER_SIZE)
+    NAME(CL_INVALID_MIP_LEVEL) NAME(CL_INVALID_GLOBAL_WORK_SIZE) NAME(CL_INVALID_PROPERTY)
+    NAME(CL_INVALID_IMAGE_DESCRIPTOR) NAME(CL_INVALID_COMPILER_OPTIONS)
+    NAME(CL_INVALID_LINKER_OPTIONS) NAME(CL_INVALID_DEVICE_PARTITION_COUNT)
+#undef NAME
+    case -1001: return "CL_PLATFORM_NOT_FOUND_KHR";
+    }
+    return "CL_UNKNOWN_ERROR";
+}
+
+clgqa_status clgqa_fail_cl(cl_int status, const char *call, const char *file, int line) {
+    /* `call` is the stringified expression: keep the function name only. */
+    int name_len = 0;
+    while (call[name_len] && call[name_len] != '(' && call[name_len] != ' ')
+        name_len++;
+    return clgqa_fail(CLGQA_ERR_OPENCL, "%.*s failed: %s (%d) at %s:%d", name_len, call,
+                      clgqa_cl_status_name(status), status, file, line);
+}
+
+/* ------------------------------------------------------ device enumeration */
+
+typedef struct device_slot {
+    cl_platform_id platform;
+    cl_device_id device;
+} device_slot;
+
+/* All devices of all platforms, in platform order; *count 0 is an error. */
+static clgqa_status enumerate_devices(device_slot **slots_out, int *count_out) {
+    cl_uint platform_count = 0;
+    cl_int err = clGetPlatformIDs(0, NULL, &platform_count);
+    if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || platform_count == 0)
+        return clgqa_fail(CLGQA_ERR_NO_PLATFORM,
+                          "no OpenCL platform found: install an OpenCL driver (on Debian: "
+                          "apt-get install pocl-opencl-icd) or check OCL_ICD_VENDORS");
+    CLGQA_CL(err);
+    cl_platform_id *platforms = calloc(platform_count, sizeof *platforms);
+    if (!platforms)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
+    err = clGetPlatformIDs(platform_count, platforms, NULL);
+    if (err != CL_SUCCESS) {
+        free(platforms);
+        return clgqa_fail_cl(err, "clGetPlatformIDs", __FILE__, __LINE__);
+    }
+    device_slot *slots = NULL;
+    int count = 0;
+    for (cl_uint p = 0; p < platform_count; p++) {
+        cl_uint n = 0;
+        if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n) != CL_SUCCESS || !n)
+            continue;
+        cl_device_id *ids = calloc(n, sizeof *ids);
+        device_slot *grown = realloc(slots, (size_t)(count + (int)n) * sizeof *slots);
+        if (!ids || !grown) {
+            free(ids);
+            free(grown ? grown : slots);
+            free(platforms);
+            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
+        }
+        slots = grown;
+        if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, n, ids, NULL) == CL_SUCCESS)
+            for (cl_uint d = 0; d < n; d++)
+                slots[count++] = (device_slot){platforms[p], ids[d]};
+        free(ids);
+    }
+    free(platforms);
+    if (count == 0) {
+        free(slots);
+        return clgqa_fail(CLGQA_ERR_NO_DEVICE, "OpenCL platforms found, but no device");
+    }
+    *slots_out = slots;
+    *count_out = count;
+    return CLGQA_OK;
+}
+
+static void device_string(cl_device_id d, cl_device_info what, char *buf, size_t size) {
+    buf[0] = 0;
+    if (clGetDeviceInfo(d, what, size, buf, NULL) != CL_SUCCESS)
+        snprintf(buf, size, "?");
+    buf[size - 1] = 0;
+}
+
+static const char *device_type_name(cl_device_type type) {
+    if (type & CL_DEVICE_TYPE_GPU) return "GPU";
+    if (type & CL_DEVICE_TYPE_CPU) return "CPU";
+    if (type & CL_DEVICE_TYPE_ACCELERATOR) return "accelerator";
+    return "other";
+}
+
+clgqa_status clgqa_list_devices(FILE *out) {
+    device_slot *slots;
+    int count;
+    CLGQA_TRY(enumerate_devices(&slots, &count));
+    for (int i = 0; i < count; i++) {
+        char platform[256], name[256], version[128], driver[128];
+        cl_device_type type = 0;
+        cl_uint units = 0;
+        cl_ulong global = 0, local = 0, max_alloc = 0;
+        size_t max_wg = 0;
+        clGetPlatformInfo(slots[i].platform, CL_PLATFORM_NAME, sizeof platform, platform, NULL);
+        platform[sizeof platform - 1] = 0;
+        device_string(slots[i].device, CL_DEVICE_NAME, name, sizeof name);
+        device_string(slots[i].device, CL_DEVICE_VERSION, version, sizeof version);
+        device_string(slots[i].device, CL_DRIVER_VERSION, driver, sizeof driver);
+        clGetDeviceInfo(slots[i].device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+        clGetDeviceInfo(slots[i].device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL);
+        clGetDeviceInfo(slots[i].device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof global, &global, NULL);
+        clGetDeviceInfo(slots[i].device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
+        clGetDeviceInfo(slots[i].device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc,
+                        &max_alloc, NULL);
+        clGetDeviceInfo(slots[i].device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_wg, &max_wg,
+                        NULL);
+        fprintf(out,
+                "[%d] %s\n"
+                "    platform: %s\n"
+                "    type: %s   version: %s   driver: %s\n"
+                "    compute units: %u   global memory: %.1f GiB (max allocation %.1f GiB)"
+                "   local memory: %lu KiB   max work-group size: %zu\n",
+                i, name, platform, device_type_name(type), version, driver, units,
+                (double)global / (1 << 30), (double)max_alloc / (1 << 30),
+                (unsigned long)(local / 1024), max_wg);
+    }
+    free(slots);
+    return CLGQA_OK;
+}
+
+static int contains_ignore_case(const char *haystack, const char *needle) {
+    size_t n = strlen(needle);
+    for (; *haystack; haystack++) {
+        size_t i = 0;
+        while (i < n && haystack[i] &&
+               tolower((unsigned char)haystack[i]) == tolower((unsigned char)needle[i]))
+            i++;
+        if (i == n)
+            return 1;
+    }
+    return 0;
+}
+
+/* Index into slots for `spec` (see runtime.h), or -1. */
+static int choose_device(const device_slot *slots, int count, const char *spec) {
+    cl_device_type want = 0;
+    if (!spec || !*spec) {
+        for (int i = 0; i < count; i++) {
+            cl_device_type type = 0;
+            clGetDeviceInfo(slots[i].device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+            if (type & CL_DEVICE_TYPE_GPU)
+                return i;
+        }
+        return 0;
+    }
+    char *end;
+    long index = strtol(spec, &end, 10);
+    if (*end == 0 && end != spec)
+        return index >= 0 && index < count ? (int)index : -1;
+    if (!strcmp(spec, "gpu")) want = CL_DEVICE_TYPE_GPU;
+    if (!strcmp(spec, "cpu")) want = CL_DEVICE_TYPE_CPU;
+    for (int i = 0; i < count; i++) {
+        if (want) {
+            cl_device_type type = 0;
+            clGetDeviceInfo(slots[i].device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+            if (type & want)
+                return i;
+        } else {
+            char name[256];
+            device_string(slots[i].device, CL_DEVICE_NAME, name, sizeof name);
+            if (contains_ignore_case(name, spec))
+                return i;
+        }
+    }
+    return -1;
+}
+
+/* ----------------------------------------------------------- binary cache */
+
+/* Cache folder: $XDG_CACHE_HOME/clgqa or ~/.cache/clgqa, "" if unusable
+ * (the runtime then always builds from source). $CLGQA_CACHE_DIR overrides;
+ * CLGQA_CACHE_DIR=off disables. */
+static void init_cache_dir(clgqa_runtime *rt) {
+    const char *override = getenv("CLGQA_CACHE_DIR");
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    char dir[sizeof rt->cache_dir];
+    rt->cache_dir[0] = 0;
+    if (override && !strcmp(override, "off"))
+        return;
+    if (override && *override)
+        snprintf(dir, sizeof dir, "%s", override);
+    else if (xdg && *xdg)
+        snprintf(dir, sizeof dir, "%s/clgqa", xdg);
+    else if (home && *home)
+        snprintf(dir, sizeof dir, "%s/.cache/clgqa", home);
+    else
+        return;
+    /* Create the folder and its parent; a failure just disables the cache. */
+    char parent[sizeof dir];
+    snprintf(parent, sizeof parent, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = 0;
+        mkdir(parent, 0755);
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return;
+    if (access(dir, W_OK | X_OK) != 0)
+        return;
+    snprintf(rt->cache_dir, sizeof rt->cache_dir, "%s", dir);
+}
+
+static uint64_t fnv1a(uint64_t hash, const char *text) {
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        hash = (hash ^ *p) * 1099511628211ull;
+    return (hash ^ 0xff) * 1099511628211ull; /* separator between fields */
+}
+
+static void cache_path(const clgqa_runtime *rt, const char *name, const char *source, char *path,
+                       size_t size) {
+    uint64_t key = 14695981039346656037ull;
+    key = fnv1a(key, rt->platform_name);
+    key = fnv1a(key, rt->device_name);
+    key = fnv1a(key, rt->driver_version);
+    key = fnv1a(key, build_options);
+    key = fnv1a(key, clgqa_kernel_prelude);
+    key = fnv1a(key, source);
+    snprintf(path, size, "%s/%s-%016llx.bin", rt->cache_dir, name, (unsigned long long)key);
+}
+
+static cl_program load_cached_binary(clgqa_runtime *rt, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    cl_program program = NULL;
+    unsigned char *binary = NULL;
+    long size = 0;
+    if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (binary = malloc((size_t)size)) && fread(binary, 1, (size_t)size, f) == (size_t)size) {
+        size_t length = (size_t)size;
+        const unsigned char *binaries[1] = {binary};
+        cl_int binary_status, err;
+        program = clCreateProgramWithBinary(rt->context, 1, &rt->device, &length, binaries,
+                                            &binary_status, &err);
+        if (err != CL_SUCCESS || binary_status != CL_SUCCESS ||
+            clBuildProgram(program, 1, &rt->device, build_options, NULL, NULL) != CL_SUCCESS) {
+            if (program)
+                clReleaseProgram(program);
+            program = NULL; /* stale or foreign binary: rebuild from source */
+        }
+    }
+    free(binary);
+    fclose(f);
+    return program;
+}
+
+/* Best effort: a cache that cannot be written is simply not used. */
+static void store_cached_binary(cl_program program, const char *path) {
+    size_t size = 0;
+    if (clGetProgramInfo(program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) !=
+            CL_SUCCESS || size == 0)
+        return;
+    unsigned char *binary = malloc(size);
+    if (!binary)
+        return;
+    unsigned char *binaries[1] = {binary};
+    if (clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof binaries, binaries, NULL) ==
+        CL_SUCCESS) {
+        char tmp[1200];
+        snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+        FILE *f = fopen(tmp, "wb");
+        if (f) {
+            int ok = fwrite(binary, 1, size, f) == size;
+            ok = (fclose(f) == 0) && ok;
+            if (!ok || rename(tmp, path) != 0)
+                remove(tmp);
+        }
+    }
+    free(binary);
+}
+
+/* ------------------------------------------------------------- programs */
+
+struct clgqa_program_entry {
+    const char *family;
+    cl_program program;
+    int kernel_count;
+    char **kernel_names;
+    cl_kernel *kernels;
+};
+
+clgqa_status clgqa_build_program(clgqa_runtime *rt, const char *name, const char *source,
+                                 cl_program *out) {
+    char path[1200] = "";
+    if (rt->cache_dir[0]) {
+        cache_path(rt, name, source, path, sizeof path);
+        cl_program cached = load_cached_binary(rt, path);
+        if (cached) {
+            *out = cached;
+            return CLGQA_OK;
+        }
+    }
+    const char *parts[2] = {clgqa_kernel_prelude, source};
+    cl_int err;
+    cl_program program = clCreateProgramWithSource(rt->context, 2, parts, NULL, &err);
+    CLGQA_CL(err);
+    err = clBuildProgram(program, 1, &rt->device, build_options, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        size_t log_size = 0;
+        clGetProgramBuildInfo(program, rt->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_size);
+        char *log = malloc(log_size + 1);
+        if (log) {
+            log[0] = 0;
+            clGetProgramBuildInfo(program, rt->device, CL_PROGRAM_BUILD_LOG, log_size, log, NULL);
+            log[log_size] = 0;
+        }
+        clgqa_fail(CLGQA_ERR_BUILD, "building kernels/%s.cl for %s failed (%s):\n%s", name,
+                   rt->device_name, clgqa_cl_status_name(err), log ? log : "(no build log)");
+        free(log);
+        clReleaseProgram(program);
+        return CLGQA_ERR_BUILD;
+    }
+    if (path[0])
+        store_cached_binary(program, path);
+    *out = program;
+    return CLGQA_OK;
+}
+
+static clgqa_status find_program(clgqa_runtime *rt, const char *family,
+                                 clgqa_program_entry **out) {
+    for (int i = 0; i < rt->program_count; i++)
+        if (!strcmp(rt->programs[i].family, family)) {
+            *out = &rt->programs[i];
+            return CLGQA_OK;
+        }
+    const clgqa_kernel_source *src = clgqa_kernel_sources;
+    while (src->family && strcmp(src->family, family))
+        src++;
+    if (!src->family)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "no embedded kernel family '%s'", family);
+    cl_program program;
+    CLGQA_TRY(clgqa_build_program(rt, family, src->text, &program));
+    clgqa_program_entry *grown =
+        realloc(rt->programs, (size_t)(rt->program_count + 1) * sizeof *grown);
+    if (!grown) {
+        clReleaseProgram(program);
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
+    }
+    rt->programs = grown;
+    clgqa_program_entry *entry = &rt->programs[rt->program_count++];
+    *entry = (clgqa_program_entry){src->family, program, 0, NULL, NULL};
+    *out = entry;
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_kernel(clgqa_runtime *rt, const char *family, const char *kernel_name,
+                          cl_kernel *out) {
+    clgqa_program_entry *entry;
+    CLGQA_TRY(find_program(rt, family, &entry));
+    for (int i = 0; i < entry->kernel_count; i++)
+        if (!strcmp(entry->kernel_names[i], kernel_name)) {
+            *out = entry->kernels[i];
+            return CLGQA_OK;
+        }
+    cl_int err;
+    cl_kernel kernel = clCreateKernel(entry->program, kernel_name, &err);
+    if (err != CL_SUCCESS)
+        return clgqa_fail(CLGQA_ERR_OPENCL, "clCreateKernel(%s) in kernels/%s.cl failed: %s",
+                          kernel_name, family, clgqa_cl_status_name(err));
+    int n = entry->kernel_count;
+    char **names = realloc(entry->kernel_names, (size_t)(n + 1) * sizeof *names);
+    if (names)
+        entry->kernel_names = names;
+    cl_kernel *kernels = realloc(entry->kernels, (size_t)(n + 1) * sizeof *kernels);
+    if (kernels)
+        entry->kernels = kernels;
+    char *name_copy = strdup(kernel_name);
+    if (!names || !kernels || !name_copy) {
+        free(name_copy);
+        clReleaseKernel(kernel);
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
+    }
+    entry->kernel_names[n] = name_copy;
+    entry->kernels[n] = kernel;
+    entry->kernel_count = n + 1;
+    *out = kernel;
+    return CLGQA_OK;
+}
+
+/* ------------------------------------------------------------- runtime */
+
+clgqa_status clgqa_runtime_create(const char *spec, clgqa_runtime **out) {
+    *out = NULL;
+    if (!spec || !*spec)
+        spec = getenv("CLGQA_DEVICE");
+    device_slot *slots;
+    int count;
+    CLGQA_TRY(enumerate_devices(&slots, &count));
+    int chosen = choose_device(slots, count, spec);
+    if (chosen < 0) {
+        free(slots);
+        return clgqa_fail(CLGQA_ERR_NO_DEVICE,
+                          "no OpenCL device matches '%s' (give an index, 'gpu', 'cpu' or part "
+                          "of a device name; `clgqa devices` lists them)",
+                          spec);
+    }
+    clgqa_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt) {
+        free(slots);
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
+    }
+    rt->platform = slots[chosen].platform;
+    rt->device = slots[chosen].device;
+    rt->device_index = chosen;
+    free(slots);
+
+    clGetPlatformInfo(rt->platform, CL_PLATFORM_NAME, sizeof rt->platform_name,
+                      rt->platform_name, NULL);
+    rt->platform_name[sizeof rt->platform_name - 1] = 0;
+    device_string(rt->device, CL_DEVICE_NAME, rt->device_name, sizeof rt->device_name);
+    device_string(rt->device, CL_DEVICE_VERSION, rt->device_version, sizeof rt->device_version);
+    device_string(rt->device, CL_DRIVER_VERSION, rt->driver_version, sizeof rt->driver_version);
+    clGetDeviceInfo(rt->device, CL_DEVICE_TYPE, sizeof rt->device_type, &rt->device_type, NULL);
+    clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof rt->max_work_group_size,
+                    &rt->max_work_group_size, NULL);
+    clGetDeviceInfo(rt->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof rt->max_alloc_bytes,
+                    &rt->max_alloc_bytes, NULL);
+    clGetDeviceInfo(rt->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof rt->global_mem_bytes,
+                    &rt->global_mem_bytes, NULL);
+    clGetDeviceInfo(rt->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof rt->local_mem_bytes,
+                    &rt->local_mem_bytes, NULL);
+
+    cl_int err;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)rt->platform, 0};
+    rt->context = clCreateContext(props, 1, &rt->device, NULL, NULL, &err);
+    if (err == CL_SUCCESS)
+        rt->queue = clCreateCommandQueue(rt->context, rt->device, CL_QUEUE_PROFILING_ENABLE, &err);
+    if (err != CL_SUCCESS) {
+        clgqa_status s = clgqa_fail(CLGQA_ERR_OPENCL, "creating a context and queue on %s failed: %s",
+                                    rt->device_name, clgqa_cl_status_name(err));
+        clgqa_runtime_destroy(rt);
+        return s;
+    }
+    init_cache_dir(rt);
+    *out = rt;
+    return CLGQA_OK;
+}
+
+void clgqa_runtime_destroy(clgqa_runtime *rt) {
+    if (!rt)
+        return;
+    if (rt->queue)
+        clFinish(rt->queue);
+    for (int i = 0; i < rt->program_count; i++) {
+        clgqa_program_entry *e = &rt->programs[i];
+        for (int k = 0; k < e->kernel_count; k++) {
+            clReleaseKernel(e->kernels[k]);
+            free(e->kernel_names[k]);
+        }
+        free(e->kernels);
+        free(e->kernel_names);
+        clReleaseProgram(e->program);
+    }
+    free(rt->programs);
+    if (rt->queue)
+        clReleaseCommandQueue(rt->queue);
+    if (rt->context)
+        clReleaseContext(rt->context);
+    free(rt);
+}
+
+/* ------------------------------------------------------------- buffers */
+
+clgqa_status clgqa_buffer_create(clgqa_runtime *rt, size_t bytes, cl_mem *out) {
+    *out = NULL;
+    if (bytes == 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "cannot allocate an empty device buffer");
+    if ((cl_ulong)bytes > rt->max_alloc_bytes)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY,
+                          "device buffer of %.3f GiB exceeds the largest allocation %s allows "
+                          "(%.3f GiB): use a smaller model or batch",
+                          (double)bytes / (1 << 30), rt->device_name,
+                          (double)rt->max_alloc_bytes / (1 << 30));
+    cl_int err;
+    cl_mem mem = clCreateBuffer(rt->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clCreateBuffer(%zu bytes) failed: %s", bytes,
+                          clgqa_cl_status_name(err));
+    *out = mem;
+    return CLGQA_OK;
+}
+
+void clgqa_buffer_release(cl_mem *mem) {
+    if (*mem)
+        clReleaseMemObject(*mem);
+    *mem = NULL;
+}
+
+clgqa_status clgqa_buffer_write(clgqa_runtime *rt, cl_mem mem, size_t offset_bytes, size_t bytes,
+                                const void *src) {
+    if (bytes == 0)
+        return CLGQA_OK;
+    CLGQA_CL(clEnqueueWriteBuffer(rt->queue, mem, CL_TRUE, offset_bytes, bytes, src, 0, NULL,
+                                  NULL));
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_buffer_read(clgqa_runtime *rt, cl_mem mem, size_t offset_bytes, size_t bytes,
+                               void *dst) {
+    if (bytes == 0)
+        return CLGQA_OK;
+    CLGQA_CL(clEnqueueReadBuffer(rt->queue, mem, CL_TRUE, offset_bytes, bytes, dst, 0, NULL,
+                                 NULL));
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_finish(clgqa_runtime *rt) {
+    CLGQA_CL(clFinish(rt->queue));
+    return CLGQA_OK;
+}
+
+/* ------------------------------------------------------------- launches */
+
+clgqa_status clgqa_set_arg(cl_kernel kernel, cl_uint index, size_t size, const void *value,
+                           const char *what) {
+    cl_int err = clSetKernelArg(kernel, index, size, value);
+    if (err != CL_SUCCESS) {
+        char name[128] = "?";
+        clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+        name[sizeof name - 1] = 0;
+        return clgqa_fail(CLGQA_ERR_OPENCL, "clSetKernelArg(%s, %u) failed: %s", name, index,
+                          clgqa_cl_status_name(err));
+    }
+    (void)what;
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_set_local_arg(cl_kernel kernel, cl_uint index, size_t bytes) {
+    return clgqa_set_arg(kernel, index, bytes, NULL, "local");
+}
+
+size_t clgqa_work_group_size(clgqa_runtime *rt, cl_kernel kernel, size_t want) {
+    size_t kernel_max = 0;
+    if (clGetKernelWorkGroupInfo(kernel, rt->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kernel_max,
+                                 &kernel_max, NULL) != CL_SUCCESS || kernel_max == 0)
+        kernel_max = 1;
+    size_t limit = want < kernel_max ? want : kernel_max;
+    if (limit > rt->max_work_group_size)
+        limit = rt->max_work_group_size;
+    size_t size = 1;
+    while (size * 2 <= limit)
+        size *= 2;
+    return size;
+}
+
+static size_t round_up(size_t n, size_t multiple) {
+    return multiple ? (n + multiple - 1) / multiple * multiple : n;
+}
+
+static clgqa_status enqueue(clgqa_runtime *rt, cl_kernel kernel, cl_uint dims,
+                            const size_t *global, const size_t *local) {
+    cl_int err = clEnqueueNDRangeKernel(rt->queue, kernel, dims, NULL, global, local, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        char name[128] = "?";
+        clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+        name[sizeof name - 1] = 0;
+        return clgqa_fail(CLGQA_ERR_OPENCL, "clEnqueueNDRangeKernel(%s) failed: %s", name,
+                          clgqa_cl_status_name(err));
+    }
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_launch_1d(clgqa_runtime *rt, cl_kernel kernel, size_t global, size_t local) {
+    if (global == 0)
+        return CLGQA_OK;
+    size_t g = round_up(global, local);
+    return enqueue(rt, kernel, 1, &g, local ? &local : NULL);
+}
+
+clgqa_status clgqa_launch_2d(clgqa_runtime *rt, cl_kernel kernel, size_t global0, size_t global1,
+                             size_t local0, size_t local1) {
+    if (global0 == 0 || global1 == 0)
+        return CLGQA_OK;
+    size_t g[2] = {round_up(global0, local0), round_up(global1, local1)};
+    size_t l[2] = {local0, local1};
+    return enqueue(rt, kernel, 2, g, (local0 && local1) ? l : NULL);
+}

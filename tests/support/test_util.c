@@ -1,0 +1,83 @@
+#include "support/test_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "clgqa/ops.h"
+
+static clgqa_runtime *shared_runtime;
+
+clgqa_runtime *test_runtime(void) {
+    if (!shared_runtime) {
+        clgqa_status s = clgqa_runtime_create(NULL, &shared_runtime);
+        ck_assert_msg(s == CLGQA_OK, "no OpenCL runtime: %s", clgqa_error_message());
+    }
+    return shared_runtime;
+}
+
+void test_fill_uniform(float *x, size_t n, float lo, float hi) {
+    static uint64_t stream = 1;
+    clgqa_host_uniform(x, n, 20261126, clgqa_stream_id(CLGQA_RNG_TEST, 0, stream++));
+    for (size_t i = 0; i < n; i++)
+        x[i] = lo + (hi - lo) * x[i];
+}
+
+float *test_random_array(size_t n, float lo, float hi) {
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    test_fill_uniform(x, n, lo, hi);
+    return x;
+}
+
+static cl_mem upload_bytes(const void *host, size_t bytes) {
+    cl_mem mem;
+    TEST_OK(clgqa_buffer_create(test_runtime(), bytes, &mem));
+    TEST_OK(clgqa_buffer_write(test_runtime(), mem, 0, bytes, host));
+    return mem;
+}
+
+cl_mem test_upload(const float *host, size_t n) { return upload_bytes(host, n * sizeof(float)); }
+cl_mem test_upload_int(const int32_t *host, size_t n) {
+    return upload_bytes(host, n * sizeof(int32_t));
+}
+
+void test_download(cl_mem mem, float *host, size_t n) {
+    TEST_OK(clgqa_buffer_read(test_runtime(), mem, 0, n * sizeof(float), host));
+}
+void test_download_int(cl_mem mem, int32_t *host, size_t n) {
+    TEST_OK(clgqa_buffer_read(test_runtime(), mem, 0, n * sizeof(int32_t), host));
+}
+
+void test_assert_close(const char *what, const float *got, const double *want, size_t n,
+                       double rel_tol, double abs_tol) {
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - want[i]);
+        ck_assert_msg(isfinite(got[i]) && err <= abs_tol + rel_tol * fabs(want[i]),
+                      "%s[%zu]: got %.9g, want %.9g (error %.3g, tolerance %.3g rel + %.3g abs)",
+                      what, i, (double)got[i], want[i], err, rel_tol, abs_tol);
+    }
+}
+
+void test_assert_close_f(const char *what, const float *got, const float *want, size_t n,
+                         double rel_tol, double abs_tol) {
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - (double)want[i]);
+        ck_assert_msg(isfinite(got[i]) && err <= abs_tol + rel_tol * fabs((double)want[i]),
+                      "%s[%zu]: got %.9g, want %.9g (error %.3g, tolerance %.3g rel + %.3g abs)",
+                      what, i, (double)got[i], (double)want[i], err, rel_tol, abs_tol);
+    }
+}
+
+int test_run_suite(Suite *suite) {
+    SRunner *runner = srunner_create(suite);
+    /* Tests share one runtime: no fork, so the OpenCL context is built once. */
+    srunner_set_fork_status(runner, CK_NOFORK);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    if (shared_runtime) {
+        clgqa_runtime_destroy(shared_runtime);
+        shared_runtime = NULL;
+    }
+    return failed ? 1 : 0;
+}

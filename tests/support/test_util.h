@@ -1,0 +1,45 @@
+/* Shared helpers for the Check suites: one runtime per test process, random
+ * inputs, device transfers and element-wise comparisons. */
+#ifndef CLGQA_TEST_UTIL_H
+#define CLGQA_TEST_UTIL_H
+
+#include <check.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clgqa/runtime.h"
+
+/* The runtime shared by a suite's tests (created on first use from
+ * CLGQA_DEVICE or the default device; a failure fails the test). */
+clgqa_runtime *test_runtime(void);
+
+/* Fresh pseudo-random floats in [lo, hi) from a fixed test seed and a
+ * per-call stream, so every tensor in a test differs. */
+void test_fill_uniform(float *x, size_t n, float lo, float hi);
+float *test_random_array(size_t n, float lo, float hi); /* malloc'ed */
+
+/* Device buffer holding a copy of `host` (n floats), and reading back. */
+cl_mem test_upload(const float *host, size_t n);
+cl_mem test_upload_int(const int32_t *host, size_t n);
+void test_download(cl_mem mem, float *host, size_t n);
+void test_download_int(cl_mem mem, int32_t *host, size_t n);
+
+/* Assert |got - want| <= abs_tol + rel_tol * |want| for every element,
+ * reporting the first offender by name and index. */
+void test_assert_close(const char *what, const float *got, const double *want, size_t n,
+                       double rel_tol, double abs_tol);
+void test_assert_close_f(const char *what, const float *got, const float *want, size_t n,
+                         double rel_tol, double abs_tol);
+
+/* Assert a clgqa call succeeded, showing the error message if not. */
+#define TEST_OK(expr)                                                                    \
+    do {                                                                                 \
+        clgqa_status test_status_ = (expr);                                              \
+        ck_assert_msg(test_status_ == CLGQA_OK, "%s -> %s: %s", #expr,                   \
+                      clgqa_status_name(test_status_), clgqa_error_message());            \
+    } while (0)
+
+/* Run a suite (CK_NORMAL), print Check's summary line; returns the exit status. */
+int test_run_suite(Suite *suite);
+
+#endif

@@ -1,0 +1,177 @@
+/* Runtime: device listing and choice, program build and binary cache,
+ * buffers, and the clear failures of bad input. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clgqa/runtime.h"
+#include "support/test_util.h"
+
+START_TEST(lists_devices) {
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    TEST_OK(clgqa_list_devices(out));
+    fclose(out);
+    ck_assert_msg(strstr(text, "[0] ") != NULL, "listing lacks device 0:\n%s", text);
+    ck_assert_msg(strstr(text, "max work-group size") != NULL, "listing:\n%s", text);
+    free(text);
+}
+END_TEST
+
+START_TEST(chooses_device_by_index_type_and_name) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_runtime *by_index, *by_name, *by_type;
+    TEST_OK(clgqa_runtime_create("0", &by_index));
+    ck_assert_str_eq(by_index->device_name, rt->device_name);
+    /* A substring of the name, in another case. */
+    char part[8] = {0};
+    for (int i = 0; i < 4 && rt->device_name[i]; i++)
+        part[i] = (char)(rt->device_name[i] ^ 0x20 * (rt->device_name[i] >= 'a' && rt->device_name[i] <= 'z'));
+    TEST_OK(clgqa_runtime_create(part, &by_name));
+    ck_assert_int_eq(by_name->device_index, by_index->device_index);
+    TEST_OK(clgqa_runtime_create((rt->device_type & CL_DEVICE_TYPE_GPU) ? "gpu" : "cpu", &by_type));
+    ck_assert(by_type->device_type & rt->device_type);
+    clgqa_runtime_destroy(by_index);
+    clgqa_runtime_destroy(by_name);
+    clgqa_runtime_destroy(by_type);
+}
+END_TEST
+
+START_TEST(unknown_device_spec_is_refused) {
+    clgqa_runtime *rt = NULL;
+    ck_assert_int_eq(clgqa_runtime_create("no-such-device-xyz", &rt), CLGQA_ERR_NO_DEVICE);
+    ck_assert_ptr_null(rt);
+    ck_assert_msg(strstr(clgqa_error_message(), "no-such-device-xyz"), "%s", clgqa_error_message());
+    ck_assert_int_eq(clgqa_runtime_create("99", &rt), CLGQA_ERR_NO_DEVICE);
+}
+END_TEST
+
+/* Child mode: with OCL_ICD_VENDORS pointing at an empty folder, the runtime
+ * must report CLGQA_ERR_NO_PLATFORM. */
+static int probe_no_platform(void) {
+    clgqa_runtime *rt;
+    clgqa_status s = clgqa_runtime_create(NULL, &rt);
+    return s == CLGQA_ERR_NO_PLATFORM && strstr(clgqa_error_message(), "no OpenCL platform") ? 0 : 1;
+}
+
+START_TEST(no_platform_is_a_clear_error) {
+    /* The ICD loader reads OCL_ICD_VENDORS once per process, and this process
+     * already loaded it: check in a freshly exec'ed copy of this program. */
+    char empty[] = "/tmp/clgqa-no-icd-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(empty));
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("OCL_ICD_VENDORS", empty, 1);
+        execl("/proc/self/exe", "test_runtime", "--probe-no-platform", (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    rmdir(empty);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "without platforms the runtime did not report CLGQA_ERR_NO_PLATFORM");
+}
+END_TEST
+
+START_TEST(broken_kernel_reports_build_log) {
+    cl_program program = NULL;
+    clgqa_status s = clgqa_build_program(test_runtime(), "broken",
+                                         "__kernel void k(__global float *x) { x[0] = y; }",
+                                         &program);
+    ck_assert_int_eq(s, CLGQA_ERR_BUILD);
+    ck_assert_ptr_null(program);
+    const char *msg = clgqa_error_message();
+    ck_assert_msg(strstr(msg, "broken") && strstr(msg, "y"), "message lacks the log: %s", msg);
+}
+END_TEST
+
+START_TEST(binary_cache_is_written_and_reused) {
+    char dir[] = "/tmp/clgqa-cache-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    setenv("CLGQA_CACHE_DIR", dir, 1);
+    clgqa_runtime *rt;
+    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    ck_assert_str_eq(rt->cache_dir, dir);
+    const char *src = "__kernel void twice(__global float *x) { x[get_global_id(0)] *= 2.0f; }";
+    cl_program first, second;
+    TEST_OK(clgqa_build_program(rt, "twice", src, &first));
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ls %s/twice-*.bin >/dev/null 2>&1", dir);
+    ck_assert_msg(system(cmd) == 0, "no cached binary in %s", dir);
+    TEST_OK(clgqa_build_program(rt, "twice", src, &second)); /* from the cache */
+    /* The cached program runs. */
+    cl_int err;
+    cl_kernel k = clCreateKernel(second, "twice", &err);
+    ck_assert_int_eq(err, CL_SUCCESS);
+    float host[3] = {1.5f, -2.0f, 3.25f};
+    cl_mem mem;
+    TEST_OK(clgqa_buffer_create(rt, sizeof host, &mem));
+    TEST_OK(clgqa_buffer_write(rt, mem, 0, sizeof host, host));
+    TEST_OK(CLGQA_ARG(k, 0, mem));
+    TEST_OK(clgqa_launch_1d(rt, k, 3, 0));
+    TEST_OK(clgqa_buffer_read(rt, mem, 0, sizeof host, host));
+    ck_assert_float_eq(host[0], 3.0f);
+    ck_assert_float_eq(host[1], -4.0f);
+    ck_assert_float_eq(host[2], 6.5f);
+    clReleaseMemObject(mem);
+    clReleaseKernel(k);
+    clReleaseProgram(first);
+    clReleaseProgram(second);
+    clgqa_runtime_destroy(rt);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    unsetenv("CLGQA_CACHE_DIR");
+}
+END_TEST
+
+START_TEST(unwritable_cache_still_builds) {
+    setenv("CLGQA_CACHE_DIR", "/proc/clgqa-cannot-exist", 1);
+    clgqa_runtime *rt;
+    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    ck_assert_str_eq(rt->cache_dir, "");
+    cl_program p;
+    TEST_OK(clgqa_build_program(rt, "ok", "__kernel void k(__global float *x) { x[0] = 1.0f; }", &p));
+    clReleaseProgram(p);
+    clgqa_runtime_destroy(rt);
+    unsetenv("CLGQA_CACHE_DIR");
+}
+END_TEST
+
+START_TEST(oversized_buffer_is_refused) {
+    clgqa_runtime *rt = test_runtime();
+    cl_mem mem = NULL;
+    clgqa_status s = clgqa_buffer_create(rt, (size_t)rt->max_alloc_bytes + 4096, &mem);
+    ck_assert_int_eq(s, CLGQA_ERR_OUT_OF_MEMORY);
+    ck_assert_ptr_null(mem);
+    ck_assert_msg(strstr(clgqa_error_message(), "exceeds"), "%s", clgqa_error_message());
+}
+END_TEST
+
+START_TEST(unknown_kernel_family_and_name) {
+    cl_kernel k;
+    ck_assert_int_eq(clgqa_kernel(test_runtime(), "no_such_family", "k", &k), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "no_such_family"), "%s", clgqa_error_message());
+}
+END_TEST
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--probe-no-platform"))
+        return probe_no_platform();
+    Suite *s = suite_create("runtime");
+    TCase *tc = tcase_create("runtime");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, lists_devices);
+    tcase_add_test(tc, chooses_device_by_index_type_and_name);
+    tcase_add_test(tc, unknown_device_spec_is_refused);
+    tcase_add_test(tc, no_platform_is_a_clear_error);
+    tcase_add_test(tc, broken_kernel_reports_build_log);
+    tcase_add_test(tc, binary_cache_is_written_and_reused);
+    tcase_add_test(tc, unwritable_cache_still_builds);
+    tcase_add_test(tc, oversized_buffer_is_refused);
+    tcase_add_test(tc, unknown_kernel_family_and_name);
+    suite_add_tcase(s, tc);
+    return test_run_suite(s);
+}
