@@ -1,0 +1,99 @@
+/* Datasets: readers for the published layouts of MNIST, Fashion-MNIST,
+ * CIFAR-10/100, Tiny ImageNet, Food-101, CINIC-10 and plain image folders,
+ * and a background loader that turns them into normalised float batches.
+ *
+ * Every sample goes through the same pipeline, in 8-bit pixels until the end:
+ *   decode (JPEG, PNG, or the in-memory IDX/CIFAR bytes)
+ *   -> channels converted to cfg->in_chans (gray replicated; RGB to luma)
+ *   -> resized to img_size x img_size (Pillow's BILINEAR, antialiased)
+ *   -> training augmentation (cfg->augment, train split only)
+ *   -> (x / 255 - norm_mean[c]) / norm_std[c], stored channel-major (CHW).
+ *
+ * Randomness (epoch shuffle, augmentation) comes from the counter-based
+ * generator of clgqa/ops.h keyed by (cfg->seed, epoch, sample index), so a
+ * batch's contents never depend on thread timing: two runs with one seed see
+ * the same batches, and a resumed run sees what an uninterrupted one would.
+ *
+ * MNIST and CIFAR are read into memory once; the JPEG/PNG datasets keep only
+ * file paths and decode on the fly in the loader's threads. */
+#ifndef CLGQA_DATASET_H
+#define CLGQA_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clgqa/config.h"
+#include "clgqa/error.h"
+
+typedef enum clgqa_split { CLGQA_SPLIT_TRAIN = 0, CLGQA_SPLIT_TEST } clgqa_split;
+
+/* Flags for clgqa_dataset_open. */
+enum {
+    /* Image datasets: an image that cannot be read or decoded is left out of
+     * its batch (and counted by clgqa_dataset_skipped) instead of failing. */
+    CLGQA_DATASET_SKIP_UNREADABLE = 1
+};
+
+typedef struct clgqa_dataset clgqa_dataset;
+
+/* Opens one split of cfg->dataset under cfg->data_dir (empty data_dir means
+ * /usr/share/datasets/fashion-mnist for fashion-mnist; every other dataset
+ * needs it). Reads the fixed-size datasets into memory and lists the files of
+ * the image datasets. Uses cfg->dataset, data_dir, img_size, in_chans,
+ * num_classes (must equal the dataset's), augment (train split only),
+ * norm_mean, norm_std, label_mode_coarse and seed; cfg is copied.
+ * Errors name the file: missing folder or file (CLGQA_ERR_IO), truncated
+ * file, wrong magic or sizes, label out of range (CLGQA_ERR_FORMAT). */
+clgqa_status clgqa_dataset_open(const clgqa_config *cfg, clgqa_split split, int flags,
+                                clgqa_dataset **out);
+void clgqa_dataset_close(clgqa_dataset *ds);
+
+size_t clgqa_dataset_count(const clgqa_dataset *ds);
+int clgqa_dataset_num_classes(const clgqa_dataset *ds);
+int clgqa_dataset_channels(const clgqa_dataset *ds); /* cfg->in_chans */
+int clgqa_dataset_img_size(const clgqa_dataset *ds); /* cfg->img_size */
+/* Distinct images skipped so far under CLGQA_DATASET_SKIP_UNREADABLE. */
+size_t clgqa_dataset_skipped(const clgqa_dataset *ds);
+
+/* One sample through the whole pipeline: image is [channels, img_size,
+ * img_size] floats. `epoch` keys the augmentation (ignored for the test split
+ * or augment: none). Thread-safe. An unreadable image fails here even under
+ * CLGQA_DATASET_SKIP_UNREADABLE (the loader does the skipping). */
+clgqa_status clgqa_dataset_get(clgqa_dataset *ds, size_t index, long epoch, float *image,
+                               int32_t *label);
+
+/* ---- loader: batches prepared by background threads ---- */
+
+typedef struct clgqa_loader clgqa_loader;
+
+typedef struct clgqa_batch {
+    float *images;   /* [count, channels, img_size, img_size] */
+    int32_t *labels; /* [count] */
+    int count;       /* batch_size, fewer for the epoch's last batch (or when
+                        images were skipped); 0 when the epoch is over */
+    long index;      /* position of this batch in the epoch, from 0 */
+} clgqa_batch;
+
+/* A loader over ds (which must outlive it). shuffle: a new order per epoch
+ * from cfg->seed; otherwise dataset order. threads: worker threads, 0 for one
+ * per online CPU (at most 8). Nothing is decoded until clgqa_loader_start. */
+clgqa_status clgqa_loader_create(clgqa_dataset *ds, int batch_size, int shuffle, int threads,
+                                 clgqa_loader **out);
+/* Begins epoch `epoch` (any epoch number, e.g. when resuming): the workers
+ * start preparing its first batches at once. Abandons the rest of the
+ * previous epoch if it was not consumed. */
+clgqa_status clgqa_loader_start(clgqa_loader *ld, long epoch);
+/* Number of batches in an epoch: ceil(count / batch_size). */
+size_t clgqa_loader_num_batches(const clgqa_loader *ld);
+/* The next batch of the epoch, in order, waiting if it is not ready yet.
+ * The batch's arrays stay valid until the next call to clgqa_loader_next,
+ * clgqa_loader_start or clgqa_loader_destroy. batch->count == 0 marks the
+ * end of the epoch. A worker's failure (an unreadable image, ...) is
+ * returned here with its message. */
+clgqa_status clgqa_loader_next(clgqa_loader *ld, clgqa_batch *batch);
+/* Seconds clgqa_loader_next has spent waiting for data since creation. */
+double clgqa_loader_wait_seconds(const clgqa_loader *ld);
+/* Stops the workers and frees the loader (not the dataset). */
+void clgqa_loader_destroy(clgqa_loader *ld);
+
+#endif
