@@ -1,0 +1,160 @@
+/* The timm-layout Vision Transformer with grouped-query attention
+ * (arXiv:2408.08454) on an OpenCL device: parameters, gradients and AdamW
+ * moments in one flat device buffer each with a named tensor table; the
+ * activation arena sized once at creation; forward, backward and the AdamW
+ * step enqueue work without waiting. Semantics:
+ * ../shared/docs/attention-variants.md.
+ *
+ * Tensor names are those of the reference PyTorch model's state_dict:
+ *   cls_token [1,1,C], pos_embed [1,P,C],
+ *   patch_embed.proj.weight [C,in_chans,p,p], patch_embed.proj.bias [C],
+ *   blocks.{i}.norm1.weight/bias [C],
+ *   blocks.{i}.attn.q.weight [C,C] / .bias [C],
+ *   blocks.{i}.attn.k.weight [G*d,C] / .bias [G*d], blocks.{i}.attn.v.* alike,
+ *   blocks.{i}.attn.proj.weight [C,C] / .bias [C],
+ *   blocks.{i}.norm2.weight/bias [C],
+ *   blocks.{i}.mlp.fc1.weight [4C,C] / .bias [4C],
+ *   blocks.{i}.mlp.fc2.weight [C,4C] / .bias [C],
+ *   norm.weight/bias [C], head.weight [classes,C] / head.bias [classes].
+ * The table lists them in that order (the order of the flat buffer). The
+ * per-layer grouping state (DGQA `cache` and the split) is not a parameter:
+ * see clgqa_model_read_grouping. */
+#ifndef CLGQA_MODEL_H
+#define CLGQA_MODEL_H
+
+#include <stdint.h>
+
+#include "clgqa/config.h"
+#include "clgqa/ops.h"
+#include "clgqa/runtime.h"
+
+#define CLGQA_TENSOR_NAME_MAX 64
+#define CLGQA_TENSOR_MAX_DIMS 4
+
+typedef struct clgqa_tensor_info {
+    char name[CLGQA_TENSOR_NAME_MAX];
+    size_t offset; /* floats from the start of the flat buffers */
+    size_t numel;
+    int ndim;
+    int shape[CLGQA_TENSOR_MAX_DIMS];
+} clgqa_tensor_info;
+
+/* Model dimensions derived from the config. */
+typedef struct clgqa_model_dims {
+    int img_size, patch_size, in_chans;
+    int grid;     /* img_size / patch_size */
+    int tokens;   /* P = grid^2 + 1 */
+    int embed_dim, num_layers, num_heads;
+    int kv_heads; /* G (= num_heads for mhsa) */
+    int head_dim; /* d = C / H */
+    int mlp_dim;  /* 4C */
+    int num_classes;
+    int max_batch;
+} clgqa_model_dims;
+
+/* The four flat buffers (same layout, same tensor table). */
+typedef enum clgqa_model_buffer {
+    CLGQA_PARAMS = 0,
+    CLGQA_GRADS,
+    CLGQA_ADAM_M,
+    CLGQA_ADAM_V
+} clgqa_model_buffer;
+
+typedef struct clgqa_model clgqa_model;
+
+/* Build the model for cfg (img_size, patch_size, in_chans, embed_dim,
+ * num_layers, num_heads, num_kv_heads, num_classes, att_scheme, window_size,
+ * seed; cfg must be finalized) and batches of up to max_batch images.
+ * Weights are initialised as the reference does (Linear weights and
+ * pos_embed normal std 0.02 truncated at +-2, biases and cls_token 0,
+ * LayerNorm 1/0, patch conv PyTorch's default uniform +-1/sqrt(fan_in)) from
+ * Philox streams (seed, CLGQA_RNG_INIT); AdamW moments are 0; the grouping
+ * state is the static split with a zero DGQA cache. Refuses shapes the
+ * semantics page refuses (H % G != 0, img_size % patch_size != 0, ...). */
+clgqa_status clgqa_model_create(clgqa_runtime *rt, const clgqa_config *cfg, int max_batch,
+                                clgqa_model **out);
+void clgqa_model_destroy(clgqa_model *model);
+
+const clgqa_model_dims *clgqa_model_get_dims(const clgqa_model *model);
+clgqa_scheme clgqa_model_scheme(const clgqa_model *model);
+
+/* ---- named tensor table ---- */
+size_t clgqa_model_param_count(const clgqa_model *model); /* floats in each flat buffer */
+int clgqa_model_tensor_count(const clgqa_model *model);
+const clgqa_tensor_info *clgqa_model_tensor(const clgqa_model *model, int index);
+/* NULL when no tensor has that name. */
+const clgqa_tensor_info *clgqa_model_find_tensor(const clgqa_model *model, const char *name);
+/* Device view of a flat buffer (offset 0); add a tensor's offset for its view. */
+clgqa_view clgqa_model_buffer_view(const clgqa_model *model, clgqa_model_buffer which);
+
+/* Blocking transfers of one tensor (numel floats) of a flat buffer. */
+clgqa_status clgqa_model_read_tensor(clgqa_model *model, clgqa_model_buffer which,
+                                     const clgqa_tensor_info *tensor, float *host);
+clgqa_status clgqa_model_write_tensor(clgqa_model *model, clgqa_model_buffer which,
+                                      const clgqa_tensor_info *tensor, const float *host);
+/* Blocking transfers of a whole flat buffer (param_count floats). */
+clgqa_status clgqa_model_read_buffer(clgqa_model *model, clgqa_model_buffer which, float *host);
+clgqa_status clgqa_model_write_buffer(clgqa_model *model, clgqa_model_buffer which,
+                                      const float *host);
+
+/* ---- grouping state ----
+ * Per layer: the DGQA cache [G] and the query heads per key/value head
+ * (group_counts [G], the "split"; the head -> kv-head map follows from it, as
+ * groups are contiguous in head order). Meaningful for every scheme (static
+ * schemes always show H/G). Either pointer may be NULL. Blocking. */
+clgqa_status clgqa_model_read_grouping(clgqa_model *model, int layer, float *cache,
+                                       int32_t *group_counts);
+/* Refuses counts that are negative or do not sum to H. */
+clgqa_status clgqa_model_write_grouping(clgqa_model *model, int layer, const float *cache,
+                                        const int32_t *group_counts);
+/* group_counts of every layer, [num_layers][G], in one read (groups.csv). */
+clgqa_status clgqa_model_read_all_group_counts(clgqa_model *model, int32_t *group_counts);
+
+/* Tests: frozen = 1 keeps the current grouping state on every forward
+ * (no key-norm, KDGQA or DGQA update), so the loss is a smooth function of
+ * the parameters for finite differences. */
+void clgqa_model_freeze_grouping(clgqa_model *model, int frozen);
+/* Tests (PGQA parity): use noise [H, P*d] (raw uniforms U, before diagonal
+ * zeroing and standardisation) for `layer` instead of drawing; NULL goes back
+ * to drawing. Blocking. */
+clgqa_status clgqa_model_set_pgqa_noise(clgqa_model *model, int layer, const float *noise);
+
+/* ---- training and evaluation ----
+ * images: [batch, in_chans, img_size, img_size] floats on the device;
+ * labels: [batch] int32 on the device, or labels.mem NULL for logits only.
+ * training selects DGQA's training rule (window steps); step_in_epoch is the
+ * batch index within the current epoch (DGQA window), global_step keys the
+ * PGQA noise and DGQA fix-up streams. Produces logits [batch, classes] and,
+ * with labels, per-sample losses and correct flags and the batch's loss and
+ * correct sums (added to the running metrics). */
+clgqa_status clgqa_model_forward(clgqa_model *model, clgqa_view images, clgqa_view labels,
+                                 int batch, int training, long step_in_epoch, long global_step);
+/* Gradients of the mean cross-entropy of the last forward (which must have
+ * had labels): zeroes the gradient buffer, then backpropagates through the
+ * whole model. */
+clgqa_status clgqa_model_backward(clgqa_model *model);
+/* One AdamW step over the flat buffer (hp->lr is the learning rate of this
+ * step; step counts from 1). clip_grad_norm > 0 first scales the gradient so
+ * its global L2 norm is at most clip_grad_norm (torch's clip_grad_norm_),
+ * without a host read. */
+clgqa_status clgqa_model_step(clgqa_model *model, const clgqa_adamw_hparams *hp, long step,
+                              float clip_grad_norm);
+
+/* Device views of the last forward's outputs. */
+clgqa_view clgqa_model_logits(const clgqa_model *model); /* [batch, classes] */
+clgqa_view clgqa_model_losses(const clgqa_model *model); /* [batch] */
+
+typedef struct clgqa_metrics {
+    float last_loss;      /* mean loss of the last forward with labels */
+    float last_accuracy;  /* fraction correct in that batch */
+    double sum_loss;      /* running sums since clgqa_model_reset_metrics */
+    double sum_correct;
+    long samples;
+} clgqa_metrics;
+/* One small blocking read (waits for the queue). */
+clgqa_status clgqa_model_read_metrics(clgqa_model *model, clgqa_metrics *out);
+clgqa_status clgqa_model_reset_metrics(clgqa_model *model);
+/* Blocking read of the last forward's logits, [batch * classes]. */
+clgqa_status clgqa_model_read_logits(clgqa_model *model, float *host);
+
+#endif
