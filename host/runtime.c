@@ -318,7 +318,7 @@ static void store_cached_binary(cl_program program, const char *path) {
 /* ------------------------------------------------------------- programs */
 
 struct clgqa_program_entry {
-    const char *family;
+    const char *family; /* also the profiling label of its kernels */
     cl_program program;
     int kernel_count;
     char **kernel_names;
@@ -485,6 +485,11 @@ clgqa_status clgqa_runtime_create(const char *spec, clgqa_runtime **out) {
 void clgqa_runtime_destroy(clgqa_runtime *rt) {
     if (!rt)
         return;
+    if (rt->profiler) {
+        clgqa_profile_total unused[1];
+        int count;
+        clgqa_profile_end(rt, unused, 0, &count);
+    }
     if (rt->queue)
         clFinish(rt->queue);
     for (int i = 0; i < rt->program_count; i++) {
@@ -522,6 +527,7 @@ clgqa_status clgqa_buffer_create(clgqa_runtime *rt, size_t bytes, cl_mem *out) {
     if (err != CL_SUCCESS)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clCreateBuffer(%zu bytes) failed: %s", bytes,
                           clgqa_cl_status_name(err));
+    rt->allocated_bytes += bytes;
     *out = mem;
     return CLGQA_OK;
 }
@@ -537,7 +543,7 @@ clgqa_status clgqa_buffer_write(clgqa_runtime *rt, cl_mem mem, size_t offset_byt
     if (bytes == 0)
         return CLGQA_OK;
     CLGQA_CL(clEnqueueWriteBuffer(rt->queue, mem, CL_TRUE, offset_bytes, bytes, src, 0, NULL,
-                                  NULL));
+                                  clgqa_profile_slot(rt, "transfer")));
     return CLGQA_OK;
 }
 
@@ -546,13 +552,98 @@ clgqa_status clgqa_buffer_read(clgqa_runtime *rt, cl_mem mem, size_t offset_byte
     if (bytes == 0)
         return CLGQA_OK;
     CLGQA_CL(clEnqueueReadBuffer(rt->queue, mem, CL_TRUE, offset_bytes, bytes, dst, 0, NULL,
-                                 NULL));
+                                 clgqa_profile_slot(rt, "transfer")));
     return CLGQA_OK;
 }
 
 clgqa_status clgqa_finish(clgqa_runtime *rt) {
     CLGQA_CL(clFinish(rt->queue));
     return CLGQA_OK;
+}
+
+/* ------------------------------------------------------------ profiling */
+
+typedef struct profiled_event {
+    const char *label; /* static strings: family names, "gemm", "transfer" */
+    cl_event event;
+} profiled_event;
+
+struct clgqa_profiler {
+    profiled_event *events;
+    int count, capacity;
+    cl_event spare; /* slot handed out when the list cannot grow */
+};
+
+clgqa_status clgqa_profile_begin(clgqa_runtime *rt) {
+    if (rt->profiler)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "profiling already active");
+    rt->profiler = calloc(1, sizeof *rt->profiler);
+    if (!rt->profiler)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
+    return CLGQA_OK;
+}
+
+cl_event *clgqa_profile_slot(clgqa_runtime *rt, const char *label) {
+    clgqa_profiler *p = rt->profiler;
+    if (!p)
+        return NULL;
+    if (p->count == p->capacity) {
+        int capacity = p->capacity ? 2 * p->capacity : 1024;
+        profiled_event *grown = realloc(p->events, (size_t)capacity * sizeof *grown);
+        if (!grown)
+            return NULL; /* the command still runs, just unprofiled */
+        p->events = grown;
+        p->capacity = capacity;
+    }
+    p->events[p->count] = (profiled_event){label, NULL};
+    return &p->events[p->count++].event;
+}
+
+clgqa_status clgqa_profile_end(clgqa_runtime *rt, clgqa_profile_total *totals, int max_totals,
+                               int *count) {
+    clgqa_profiler *p = rt->profiler;
+    *count = 0;
+    if (!p)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "profiling was not started");
+    rt->profiler = NULL;
+    clgqa_status status = clgqa_finish(rt);
+    for (int i = 0; i < p->count; i++) {
+        cl_event e = p->events[i].event;
+        if (!e)
+            continue;
+        cl_ulong start = 0, end = 0;
+        if (status == CLGQA_OK &&
+            clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL) ==
+                CL_SUCCESS &&
+            clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL) ==
+                CL_SUCCESS) {
+            int t = 0;
+            while (t < *count && strcmp(totals[t].label, p->events[i].label))
+                t++;
+            if (t == *count && *count < max_totals) {
+                memset(&totals[t], 0, sizeof totals[t]);
+                snprintf(totals[t].label, sizeof totals[t].label, "%s", p->events[i].label);
+                (*count)++;
+            }
+            if (t < *count) {
+                totals[t].milliseconds += (double)(end - start) * 1e-6;
+                totals[t].launches++;
+            }
+        }
+        clReleaseEvent(e);
+    }
+    free(p->events);
+    free(p);
+    return status;
+}
+
+/* Profiling label of a kernel: the family it was created from. */
+static const char *kernel_label(clgqa_runtime *rt, cl_kernel kernel) {
+    for (int i = 0; i < rt->program_count; i++)
+        for (int k = 0; k < rt->programs[i].kernel_count; k++)
+            if (rt->programs[i].kernels[k] == kernel)
+                return rt->programs[i].family;
+    return "other";
 }
 
 /* ------------------------------------------------------------- launches */
@@ -595,7 +686,9 @@ static size_t round_up(size_t n, size_t multiple) {
 
 static clgqa_status enqueue(clgqa_runtime *rt, cl_kernel kernel, cl_uint dims,
                             const size_t *global, const size_t *local) {
-    cl_int err = clEnqueueNDRangeKernel(rt->queue, kernel, dims, NULL, global, local, 0, NULL, NULL);
+    cl_event *event = rt->profiler ? clgqa_profile_slot(rt, kernel_label(rt, kernel)) : NULL;
+    cl_int err =
+        clEnqueueNDRangeKernel(rt->queue, kernel, dims, NULL, global, local, 0, NULL, event);
     if (err != CL_SUCCESS) {
         char name[128] = "?";
         clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);

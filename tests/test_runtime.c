@@ -157,6 +157,54 @@ START_TEST(unknown_kernel_family_and_name) {
 }
 END_TEST
 
+START_TEST(profiler_sums_device_time_per_label) {
+    clgqa_runtime *rt = test_runtime();
+    cl_program program;
+    TEST_OK(clgqa_build_program(rt, "busy",
+                                "__kernel void busy(__global float *x) {\n"
+                                "  float v = x[get_global_id(0)];\n"
+                                "  for (int i = 0; i < 2000; i++) v = v * 0.999f + 0.001f;\n"
+                                "  x[get_global_id(0)] = v; }",
+                                &program));
+    cl_int err;
+    cl_kernel k = clCreateKernel(program, "busy", &err);
+    ck_assert_int_eq(err, CL_SUCCESS);
+    float host[64];
+    for (int i = 0; i < 64; i++)
+        host[i] = (float)i;
+    cl_mem mem;
+    TEST_OK(clgqa_buffer_create(rt, sizeof host, &mem));
+    TEST_OK(clgqa_profile_begin(rt));
+    TEST_OK(clgqa_buffer_write(rt, mem, 0, sizeof host, host));
+    TEST_OK(CLGQA_ARG(k, 0, mem));
+    TEST_OK(clgqa_launch_1d(rt, k, 64, 0));
+    TEST_OK(clgqa_launch_1d(rt, k, 64, 0));
+    clgqa_profile_total totals[8];
+    int count;
+    TEST_OK(clgqa_profile_end(rt, totals, 8, &count));
+    ck_assert_ptr_null(rt->profiler);
+    int found_kernel = 0, found_transfer = 0;
+    for (int i = 0; i < count; i++) {
+        ck_assert(totals[i].milliseconds >= 0);
+        /* Built outside the embedded families, so labelled "other". */
+        if (!strcmp(totals[i].label, "other")) {
+            ck_assert_int_eq(totals[i].launches, 2);
+            ck_assert(totals[i].milliseconds > 0);
+            found_kernel = 1;
+        }
+        if (!strcmp(totals[i].label, "transfer"))
+            found_transfer = (int)totals[i].launches;
+    }
+    ck_assert(found_kernel);
+    ck_assert_int_eq(found_transfer, 1);
+    /* end without begin is an error, not a crash. */
+    ck_assert_int_eq(clgqa_profile_end(rt, totals, 8, &count), CLGQA_ERR_INVALID_ARG);
+    clReleaseMemObject(mem);
+    clReleaseKernel(k);
+    clReleaseProgram(program);
+}
+END_TEST
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--probe-no-platform"))
         return probe_no_platform();
@@ -172,6 +220,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, unwritable_cache_still_builds);
     tcase_add_test(tc, oversized_buffer_is_refused);
     tcase_add_test(tc, unknown_kernel_family_and_name);
+    tcase_add_test(tc, profiler_sums_device_time_per_label);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

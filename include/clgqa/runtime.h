@@ -16,6 +16,7 @@
 #include "clgqa/error.h"
 
 typedef struct clgqa_program_entry clgqa_program_entry;
+typedef struct clgqa_profiler clgqa_profiler;
 
 typedef struct clgqa_runtime {
     cl_platform_id platform;
@@ -35,6 +36,8 @@ typedef struct clgqa_runtime {
     char cache_dir[1024]; /* "" when the binary cache is off or unwritable */
     clgqa_program_entry *programs; /* built kernel families, built lazily */
     int program_count;
+    clgqa_profiler *profiler; /* non-NULL while clgqa_profile_begin is active */
+    size_t allocated_bytes;   /* device bytes allocated through clgqa_buffer_create */
 } clgqa_runtime;
 
 /* A typed slice of a device buffer: `offset` counts elements (floats for
@@ -106,6 +109,21 @@ size_t clgqa_work_group_size(clgqa_runtime *rt, cl_kernel kernel, size_t want);
 clgqa_status clgqa_launch_1d(clgqa_runtime *rt, cl_kernel kernel, size_t global, size_t local);
 clgqa_status clgqa_launch_2d(clgqa_runtime *rt, cl_kernel kernel, size_t global0, size_t global1,
                              size_t local0, size_t local1);
+
+/* Profiling (benchmarks): between begin and end, every kernel launch, GEMM
+ * and transfer records an event under a label (the kernel family, "gemm",
+ * "transfer"); end waits for the queue and sums device time per label. */
+typedef struct clgqa_profile_total {
+    char label[32];
+    double milliseconds;
+    long launches;
+} clgqa_profile_total;
+clgqa_status clgqa_profile_begin(clgqa_runtime *rt);
+/* Fills totals (at most max_totals, sorted by label) and *count. */
+clgqa_status clgqa_profile_end(clgqa_runtime *rt, clgqa_profile_total *totals, int max_totals,
+                               int *count);
+/* The event slot for the next command under `label`: NULL when not profiling. */
+cl_event *clgqa_profile_slot(clgqa_runtime *rt, const char *label);
 
 /* Name of an OpenCL status ("CL_OUT_OF_RESOURCES"). */
 const char *clgqa_cl_status_name(cl_int status);
