@@ -46,7 +46,7 @@ clgqa_status clgqa_sgemm(clgqa_runtime *rt, int trans_a, int trans_b, size_t m, 
         CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
         trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.mem, a.offset, lda,
         b.mem, b.offset, ldb, beta, c.mem, c.offset, ldc, &rt->queue,
-        clgqa_profile_slot(rt, "gemm"));
+        clgqa_profile_slot(rt, "gemm", 2.0 * (double)m * (double)n * (double)k));
     return check_clblast(status, "CLBlastSgemm", m, n, k);
 }
 
@@ -63,7 +63,8 @@ clgqa_status clgqa_sgemm_strided_batched(clgqa_runtime *rt, int trans_a, int tra
         CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
         trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.mem, a.offset, lda,
         stride_a, b.mem, b.offset, ldb, stride_b, beta, c.mem, c.offset, ldc, stride_c, batch,
-        &rt->queue, clgqa_profile_slot(rt, "gemm"));
+        &rt->queue,
+        clgqa_profile_slot(rt, "gemm", 2.0 * (double)m * (double)n * (double)k * (double)batch));
     return check_clblast(status, "CLBlastSgemmStridedBatched", m, n, k);
 }
 

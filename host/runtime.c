@@ -543,7 +543,7 @@ clgqa_status clgqa_buffer_write(clgqa_runtime *rt, cl_mem mem, size_t offset_byt
     if (bytes == 0)
         return CLGQA_OK;
     CLGQA_CL(clEnqueueWriteBuffer(rt->queue, mem, CL_TRUE, offset_bytes, bytes, src, 0, NULL,
-                                  clgqa_profile_slot(rt, "transfer")));
+                                  clgqa_profile_slot(rt, "transfer", 0)));
     return CLGQA_OK;
 }
 
@@ -552,7 +552,7 @@ clgqa_status clgqa_buffer_read(clgqa_runtime *rt, cl_mem mem, size_t offset_byte
     if (bytes == 0)
         return CLGQA_OK;
     CLGQA_CL(clEnqueueReadBuffer(rt->queue, mem, CL_TRUE, offset_bytes, bytes, dst, 0, NULL,
-                                 clgqa_profile_slot(rt, "transfer")));
+                                 clgqa_profile_slot(rt, "transfer", 0)));
     return CLGQA_OK;
 }
 
@@ -566,6 +566,7 @@ clgqa_status clgqa_finish(clgqa_runtime *rt) {
 typedef struct profiled_event {
     const char *label; /* static strings: family names, "gemm", "transfer" */
     cl_event event;
+    double flops;
 } profiled_event;
 
 struct clgqa_profiler {
@@ -583,7 +584,7 @@ clgqa_status clgqa_profile_begin(clgqa_runtime *rt) {
     return CLGQA_OK;
 }
 
-cl_event *clgqa_profile_slot(clgqa_runtime *rt, const char *label) {
+cl_event *clgqa_profile_slot(clgqa_runtime *rt, const char *label, double flops) {
     clgqa_profiler *p = rt->profiler;
     if (!p)
         return NULL;
@@ -595,7 +596,7 @@ cl_event *clgqa_profile_slot(clgqa_runtime *rt, const char *label) {
         p->events = grown;
         p->capacity = capacity;
     }
-    p->events[p->count] = (profiled_event){label, NULL};
+    p->events[p->count] = (profiled_event){label, NULL, flops};
     return &p->events[p->count++].event;
 }
 
@@ -628,6 +629,7 @@ clgqa_status clgqa_profile_end(clgqa_runtime *rt, clgqa_profile_total *totals, i
             if (t < *count) {
                 totals[t].milliseconds += (double)(end - start) * 1e-6;
                 totals[t].launches++;
+                totals[t].flops += p->events[i].flops;
             }
         }
         clReleaseEvent(e);
@@ -686,7 +688,7 @@ static size_t round_up(size_t n, size_t multiple) {
 
 static clgqa_status enqueue(clgqa_runtime *rt, cl_kernel kernel, cl_uint dims,
                             const size_t *global, const size_t *local) {
-    cl_event *event = rt->profiler ? clgqa_profile_slot(rt, kernel_label(rt, kernel)) : NULL;
+    cl_event *event = rt->profiler ? clgqa_profile_slot(rt, kernel_label(rt, kernel), 0) : NULL;
     cl_int err =
         clEnqueueNDRangeKernel(rt->queue, kernel, dims, NULL, global, local, 0, NULL, event);
     if (err != CL_SUCCESS) {

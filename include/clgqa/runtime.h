@@ -117,13 +117,15 @@ typedef struct clgqa_profile_total {
     char label[32];
     double milliseconds;
     long launches;
+    double flops; /* floating-point operations counted under the label (GEMMs) */
 } clgqa_profile_total;
 clgqa_status clgqa_profile_begin(clgqa_runtime *rt);
 /* Fills totals (at most max_totals, sorted by label) and *count. */
 clgqa_status clgqa_profile_end(clgqa_runtime *rt, clgqa_profile_total *totals, int max_totals,
                                int *count);
-/* The event slot for the next command under `label`: NULL when not profiling. */
-cl_event *clgqa_profile_slot(clgqa_runtime *rt, const char *label);
+/* The event slot for the next command under `label`: NULL when not profiling.
+ * `flops` is the arithmetic that command performs (0 when not counted). */
+cl_event *clgqa_profile_slot(clgqa_runtime *rt, const char *label, double flops);
 
 /* Name of an OpenCL status ("CL_OUT_OF_RESOURCES"). */
 const char *clgqa_cl_status_name(cl_int status);
