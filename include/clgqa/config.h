@@ -18,18 +18,21 @@ typedef enum clgqa_schedule { CLGQA_SCHEDULE_CONSTANT = 0, CLGQA_SCHEDULE_COSINE
 
 typedef struct clgqa_config {
     /* reference keys */
-    char dataset[64];     /* fashion-mnist, mnist, cifar10, cifar100, ... */
+    char dataset[64];     /* fashion-mnist, mnist, cifar10, cifar100, tiny-imagenet-200,
+                             food101, cinic10, imagefolder */
     int in_chans;         /* 1 or 3 */
     char size;            /* 's', 'b', 'l' or 'c' (custom) */
     clgqa_scheme att_scheme;
-    int num_classes;
+    int num_classes;      /* 0 = from the dataset (finalize fills it in, except for
+                             imagefolder, whose reader counts the classes) */
     int pretrained;       /* reference flag: start from pretrained_ckpt */
     int window_size;      /* DGQA window W */
     int num_kv_heads;     /* G */
     char out_dir[1024];
     int embed_dim, num_layers, num_heads; /* size c; filled in for s/b/l */
     /* clgqa keys */
-    char data_dir[1024];
+    char data_dir[1024];  /* the dataset's folder; finalize fills an empty one with
+                             /usr/share/datasets/<dataset> */
     int img_size, patch_size;
     int epochs, batch_size;
     float lr, weight_decay, beta1, beta2, eps;
@@ -43,21 +46,31 @@ typedef struct clgqa_config {
     char augment[32];        /* none | flip | crop_flip | randaugment */
     char pretrained_ckpt[1024];
     int save_model;
-    char device[256];
+    char device[256];        /* clgqa_runtime_create spec; "" = default device */
     int label_mode_coarse;   /* cifar100: 1 = coarse labels */
-    float norm_mean[3], norm_std[3];
+    float norm_mean[3], norm_std[3]; /* per channel; a single number fills all 3 */
+    /* Bookkeeping: one bit per key set by load or set (see clgqa_config_given). */
+    unsigned long long keys_given;
 } clgqa_config;
 
 /* Defaults: the README demo (small kdgqa ViT on Fashion-MNIST). */
 void clgqa_config_defaults(clgqa_config *cfg);
-/* Apply a YAML file over cfg. */
+/* Apply a YAML file (a flat mapping) over cfg. On failure cfg is unchanged
+ * and the message names the file:line, the key and the value. */
 clgqa_status clgqa_config_load(clgqa_config *cfg, const char *path);
-/* Apply one "key=value" override (--set). */
+/* Apply one "key=value" override (--set), validated as in a file. A value
+ * starting with '[' is a list ("betas=[0.9,0.95]"); others are literal. */
 clgqa_status clgqa_config_set(clgqa_config *cfg, const char *key_value);
-/* Cross-key checks and size presets (s/b/l fill embed_dim, num_layers,
- * num_heads; G must divide H for static schemes, ...). */
+/* Cross-key checks and size presets: s/b/l fill embed_dim, num_layers,
+ * num_heads (and img_size 224, patch_size 16 unless given); mhsa sets
+ * num_kv_heads = num_heads; num_heads % num_kv_heads, embed_dim % num_heads
+ * and img_size % patch_size must be 0; num_classes and data_dir from the
+ * dataset when unset; pretrained is 1 exactly when pretrained_ckpt is set. */
 clgqa_status clgqa_config_finalize(clgqa_config *cfg);
-/* Write cfg as YAML (saved beside checkpoints). */
+/* Whether `key` was set by clgqa_config_load or clgqa_config_set (not just
+ * defaulted): the s/b/l presets keep an img_size or patch_size that was. */
+int clgqa_config_given(const clgqa_config *cfg, const char *key);
+/* Write cfg as YAML (saved beside checkpoints); loads back to the same cfg. */
 clgqa_status clgqa_config_write(const clgqa_config *cfg, const char *path);
 
 const char *clgqa_scheme_name(clgqa_scheme scheme);

@@ -1,0 +1,807 @@
+/* Run configuration: defaults, YAML loading (libyaml), --set overrides,
+ * cross-key checks and YAML writing.
+ *
+ * Every key lives in one table (`keys` below) with its parser and its
+ * printer, so loading, --set and writing cannot disagree about a key. A value
+ * reaches a parser as `value`: one scalar, or the items of a flow/block list,
+ * as text. The parser validates and stores it or fails with a message that
+ * names the key, the value and where it came from (file:line or --set). */
+#include "clgqa/config.h"
+
+#include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+/* ---- names ------------------------------------------------------------ */
+
+static const char *const scheme_names[] = {"mhsa", "gqa", "kdgqa", "dgqa_diff", "dgqa_ema", "pgqa"};
+#define SCHEME_COUNT (sizeof scheme_names / sizeof scheme_names[0])
+
+const char *clgqa_scheme_name(clgqa_scheme scheme) {
+    if ((unsigned)scheme < SCHEME_COUNT)
+        return scheme_names[scheme];
+    return "unknown";
+}
+
+clgqa_status clgqa_scheme_parse(const char *name, clgqa_scheme *out) {
+    for (size_t i = 0; i < SCHEME_COUNT; i++) {
+        if (strcmp(name, scheme_names[i]) == 0) {
+            *out = (clgqa_scheme)i;
+            return CLGQA_OK;
+        }
+    }
+    return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                      "unknown attention scheme '%s' (expected mhsa, gqa, kdgqa, dgqa_diff, "
+                      "dgqa_ema or pgqa)",
+                      name);
+}
+
+/* Class counts of the datasets the readers know; 0 = taken from the data
+ * (image folders), so the trainer fills it in after opening the dataset. */
+static const struct dataset_info {
+    const char *name;
+    int classes;
+    int coarse_classes; /* 0: the dataset has no coarse labels */
+} datasets[] = {
+    {"fashion-mnist", 10, 0}, {"mnist", 10, 0},   {"cifar10", 10, 0},
+    {"cifar100", 100, 20},    {"tiny-imagenet-200", 200, 0}, {"food101", 101, 0},
+    {"cinic10", 10, 0},       {"imagefolder", 0, 0},
+};
+#define DATASET_COUNT (sizeof datasets / sizeof datasets[0])
+#define DATASET_LIST "fashion-mnist, mnist, cifar10, cifar100, tiny-imagenet-200, food101, cinic10, imagefolder"
+
+static const struct dataset_info *find_dataset(const char *name) {
+    for (size_t i = 0; i < DATASET_COUNT; i++)
+        if (strcmp(datasets[i].name, name) == 0)
+            return &datasets[i];
+    return NULL;
+}
+
+static const char *const augment_names[] = {"none", "flip", "crop_flip", "randaugment"};
+
+/* Where the datasets of this machine image live; data_dir defaults to the
+ * dataset's folder under it. */
+#define DEFAULT_DATA_ROOT "/usr/share/datasets"
+
+/* ---- defaults --------------------------------------------------------- */
+
+void clgqa_config_defaults(clgqa_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    /* The README demo: a 4-layer, 64-wide kdgqa ViT on 28x28 Fashion-MNIST.
+     * Patch 7 gives 16 patches + class token = 17 tokens, which keeps three
+     * epochs within the 10-minute budget on two CPU cores. */
+    snprintf(cfg->dataset, sizeof cfg->dataset, "fashion-mnist");
+    cfg->in_chans = 1;
+    cfg->size = 'c';
+    cfg->att_scheme = CLGQA_KDGQA;
+    cfg->num_classes = 0; /* from the dataset at finalize */
+    cfg->pretrained = 0;
+    cfg->window_size = 100;
+    cfg->num_kv_heads = 2;
+    snprintf(cfg->out_dir, sizeof cfg->out_dir, "runs/demo");
+    cfg->embed_dim = 64;
+    cfg->num_layers = 4;
+    cfg->num_heads = 4;
+    cfg->img_size = 28;
+    cfg->patch_size = 7;
+    cfg->epochs = 3;
+    cfg->batch_size = 128;
+    cfg->lr = 1e-3f;
+    cfg->weight_decay = 0.01f;
+    cfg->beta1 = 0.9f;
+    cfg->beta2 = 0.999f;
+    cfg->eps = 1e-8f;
+    cfg->schedule = CLGQA_SCHEDULE_COSINE;
+    cfg->warmup_steps = 100;
+    cfg->clip_grad_norm = 0.0f;
+    cfg->seed = 42;
+    cfg->max_steps_per_epoch = 0;
+    cfg->max_eval_batches = 0;
+    cfg->shuffle = 1;
+    snprintf(cfg->augment, sizeof cfg->augment, "none");
+    cfg->save_model = 1;
+    cfg->label_mode_coarse = 0;
+    for (int c = 0; c < 3; c++) {
+        cfg->norm_mean[c] = 0.5f;
+        cfg->norm_std[c] = 0.5f;
+    }
+}
+
+/* ---- values and their origin ------------------------------------------ */
+
+#define MAX_ITEMS 3
+
+typedef struct value {
+    const char *items[MAX_ITEMS];
+    int count;
+    int is_list;
+    int is_null; /* a plain empty, ~ or null scalar */
+} value;
+
+/* Where a value came from, for messages: "file:line" or "--set". */
+typedef struct origin {
+    const char *file; /* NULL for --set */
+    size_t line;
+} origin;
+
+static void origin_text(const origin *at, char *buf, size_t size) {
+    if (at->file)
+        snprintf(buf, size, "%s:%zu", at->file, at->line);
+    else
+        snprintf(buf, size, "--set");
+}
+
+/* The value as the user wrote it, for messages. */
+static void value_text(const value *v, char *buf, size_t size) {
+    if (!v->is_list) {
+        snprintf(buf, size, "%s", v->items[0]);
+        return;
+    }
+    size_t used = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < v->count && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", v->items[i]);
+    if (used < size)
+        snprintf(buf + used, size - used, "]");
+}
+
+static clgqa_status bad_value(const origin *at, const char *key, const value *v, const char *expected) {
+    char where[1100], shown[256];
+    origin_text(at, where, sizeof where);
+    value_text(v, shown, sizeof shown);
+    return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: key '%s': bad value '%s' (expected %s)", where, key,
+                      shown, expected);
+}
+
+/* ---- scalar parsing --------------------------------------------------- */
+
+static int parse_long(const char *text, long long lo, long long hi, long long *out) {
+    if (!text[0])
+        return 0;
+    errno = 0;
+    char *end;
+    long long x = strtoll(text, &end, 10);
+    if (*end || errno == ERANGE || x < lo || x > hi)
+        return 0;
+    *out = x;
+    return 1;
+}
+
+/* Finite float inside (lo, hi) / [lo, hi) as `lo_open` says; hi is exclusive
+ * only when hi_open. */
+typedef struct float_range {
+    double lo, hi;
+    int lo_open, hi_open;
+    const char *expected; /* words for messages */
+} float_range;
+
+static int parse_float(const char *text, const float_range *r, float *out) {
+    if (!text[0])
+        return 0;
+    errno = 0;
+    char *end;
+    double x = strtod(text, &end);
+    if (*end || errno == ERANGE || !isfinite(x) || fabs(x) > FLT_MAX)
+        return 0;
+    if (x < r->lo || (r->lo_open && x == r->lo) || x > r->hi || (r->hi_open && x == r->hi))
+        return 0;
+    *out = (float)x;
+    return 1;
+}
+
+static int parse_u64(const char *text, unsigned long long *out) {
+    /* strtoull would accept "-1" as 2^64 - 1. */
+    if (!text[0] || text[0] == '-')
+        return 0;
+    errno = 0;
+    char *end;
+    unsigned long long x = strtoull(text, &end, 10);
+    if (*end || errno == ERANGE)
+        return 0;
+    *out = x;
+    return 1;
+}
+
+static int parse_bool(const char *text, int *out) {
+    if (strcasecmp(text, "true") == 0 || strcmp(text, "1") == 0) {
+        *out = 1;
+        return 1;
+    }
+    if (strcasecmp(text, "false") == 0 || strcmp(text, "0") == 0) {
+        *out = 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the key table ---------------------------------------------------- */
+
+enum kind { K_INT, K_FLOAT, K_BOOL, K_STRING, K_SEED, K_CUSTOM };
+
+struct key;
+typedef clgqa_status (*custom_set)(clgqa_config *cfg, const struct key *k, const value *v,
+                                   const origin *at);
+/* Print a key's value as up to MAX_ITEMS scalars; returns the count, or -1
+ * for a scalar (1 item, written without brackets). */
+typedef int (*custom_show)(const clgqa_config *cfg, char items[MAX_ITEMS][1024]);
+
+typedef struct key {
+    const char *name;
+    enum kind kind;
+    size_t offset;     /* field in clgqa_config (not K_CUSTOM) */
+    size_t size;       /* K_STRING: field capacity */
+    long long min_int; /* K_INT: smallest accepted */
+    float_range range; /* K_FLOAT */
+    custom_set set;    /* K_CUSTOM */
+    custom_show show;  /* K_CUSTOM */
+} key;
+
+#define FIELD(f) offsetof(clgqa_config, f)
+#define INT_KEY(n, min) {.name = #n, .kind = K_INT, .offset = FIELD(n), .min_int = (min)}
+#define FLOAT_KEY(n, ...) {.name = #n, .kind = K_FLOAT, .offset = FIELD(n), .range = __VA_ARGS__}
+#define BOOL_KEY(n) {.name = #n, .kind = K_BOOL, .offset = FIELD(n)}
+#define STRING_KEY(n) {.name = #n, .kind = K_STRING, .offset = FIELD(n), .size = sizeof(((clgqa_config *)0)->n)}
+#define CUSTOM_KEY(n) {.name = #n, .kind = K_CUSTOM, .set = set_##n, .show = show_##n}
+
+static int one_scalar(const value *v) { return !v->is_list && !v->is_null; }
+
+static clgqa_status set_choice(const char *const *names, size_t count, const char *expected,
+                               const struct key *k, const value *v, const origin *at, size_t *index) {
+    if (one_scalar(v))
+        for (size_t i = 0; i < count; i++)
+            if (strcmp(v->items[0], names[i]) == 0) {
+                *index = i;
+                return CLGQA_OK;
+            }
+    return bad_value(at, k->name, v, expected);
+}
+
+static clgqa_status set_dataset(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    if (!one_scalar(v) || !find_dataset(v->items[0]))
+        return bad_value(at, k->name, v, "one of " DATASET_LIST);
+    snprintf(cfg->dataset, sizeof cfg->dataset, "%s", v->items[0]);
+    return CLGQA_OK;
+}
+static int show_dataset(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    snprintf(items[0], 1024, "%s", cfg->dataset);
+    return -1;
+}
+
+static clgqa_status set_size(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    static const char *const names[] = {"s", "b", "l", "c"};
+    size_t i = 0;
+    CLGQA_TRY(set_choice(names, 4, "s, b, l or c", k, v, at, &i));
+    cfg->size = names[i][0];
+    return CLGQA_OK;
+}
+static int show_size(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    snprintf(items[0], 1024, "%c", cfg->size);
+    return -1;
+}
+
+static clgqa_status set_att_scheme(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    size_t i = 0;
+    CLGQA_TRY(set_choice(scheme_names, SCHEME_COUNT, "mhsa, gqa, kdgqa, dgqa_diff, dgqa_ema or pgqa", k, v,
+                         at, &i));
+    cfg->att_scheme = (clgqa_scheme)i;
+    return CLGQA_OK;
+}
+static int show_att_scheme(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    snprintf(items[0], 1024, "%s", clgqa_scheme_name(cfg->att_scheme));
+    return -1;
+}
+
+static clgqa_status set_schedule(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    static const char *const names[] = {"constant", "cosine"};
+    size_t i = 0;
+    CLGQA_TRY(set_choice(names, 2, "constant or cosine", k, v, at, &i));
+    cfg->schedule = i == 0 ? CLGQA_SCHEDULE_CONSTANT : CLGQA_SCHEDULE_COSINE;
+    return CLGQA_OK;
+}
+static int show_schedule(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    snprintf(items[0], 1024, "%s", cfg->schedule == CLGQA_SCHEDULE_COSINE ? "cosine" : "constant");
+    return -1;
+}
+
+static clgqa_status set_augment(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    size_t i = 0;
+    CLGQA_TRY(set_choice(augment_names, 4, "none, flip, crop_flip or randaugment", k, v, at, &i));
+    snprintf(cfg->augment, sizeof cfg->augment, "%s", augment_names[i]);
+    return CLGQA_OK;
+}
+static int show_augment(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    snprintf(items[0], 1024, "%s", cfg->augment);
+    return -1;
+}
+
+static clgqa_status set_label_mode(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    static const char *const names[] = {"fine", "coarse"};
+    size_t i = 0;
+    CLGQA_TRY(set_choice(names, 2, "fine or coarse", k, v, at, &i));
+    cfg->label_mode_coarse = (int)i;
+    return CLGQA_OK;
+}
+static int show_label_mode(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    snprintf(items[0], 1024, "%s", cfg->label_mode_coarse ? "coarse" : "fine");
+    return -1;
+}
+
+/* Shortest decimal that reads back as the same float, so written configs
+ * say 0.001 rather than 0.00100000005. */
+static void format_float(float x, char *buf, size_t size) {
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, size, "%.*g", digits, (double)x);
+        if (strtof(buf, NULL) == x)
+            break;
+    }
+    /* YAML 1.1 readers (PyYAML) take "1e-05" for a string; "1.0e-05" is a float. */
+    char *e = strchr(buf, 'e');
+    if (e && !memchr(buf, '.', (size_t)(e - buf)) && strlen(buf) + 2 < size) {
+        memmove(e + 2, e, strlen(e) + 1);
+        memcpy(e, ".0", 2);
+    }
+}
+
+static clgqa_status set_betas(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    static const float_range beta = {0.0, 1.0, 0, 1, NULL};
+    float b[2];
+    if (!v->is_list || v->count != 2 || !parse_float(v->items[0], &beta, &b[0]) ||
+        !parse_float(v->items[1], &beta, &b[1]))
+        return bad_value(at, k->name, v, "a list [beta1, beta2] of numbers in [0, 1)");
+    cfg->beta1 = b[0];
+    cfg->beta2 = b[1];
+    return CLGQA_OK;
+}
+static int show_betas(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    format_float(cfg->beta1, items[0], 1024);
+    format_float(cfg->beta2, items[1], 1024);
+    return 2;
+}
+
+/* norm_mean / norm_std: one number for every channel, or one per channel of
+ * a 3-channel input. */
+static clgqa_status set_channels(float out[3], const float_range *r, const struct key *k, const value *v,
+                                 const origin *at) {
+    char expected[128];
+    snprintf(expected, sizeof expected, "a number %s, or a list of 1 or 3 such numbers", r->expected);
+    float x[3];
+    if (v->is_null || (v->count != 1 && v->count != 3))
+        return bad_value(at, k->name, v, expected);
+    for (int i = 0; i < v->count; i++)
+        if (!parse_float(v->items[i], r, &x[i]))
+            return bad_value(at, k->name, v, expected);
+    for (int c = 0; c < 3; c++)
+        out[c] = x[v->count == 1 ? 0 : c];
+    return CLGQA_OK;
+}
+static int show_channels(const float in[3], char items[MAX_ITEMS][1024]) {
+    for (int c = 0; c < 3; c++)
+        format_float(in[c], items[c], 1024);
+    return 3;
+}
+static clgqa_status set_norm_mean(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    static const float_range any = {-FLT_MAX, FLT_MAX, 0, 0, "(finite)"};
+    return set_channels(cfg->norm_mean, &any, k, v, at);
+}
+static int show_norm_mean(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    return show_channels(cfg->norm_mean, items);
+}
+static clgqa_status set_norm_std(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    static const float_range positive = {0.0, FLT_MAX, 1, 0, "> 0"};
+    return set_channels(cfg->norm_std, &positive, k, v, at);
+}
+static int show_norm_std(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    return show_channels(cfg->norm_std, items);
+}
+
+#define POSITIVE {0.0, FLT_MAX, 1, 0, "> 0"}
+#define NON_NEGATIVE {0.0, FLT_MAX, 0, 0, ">= 0"}
+
+/* Order here is the order of written configs: the reference keys first. */
+static const key keys[] = {
+    CUSTOM_KEY(dataset),
+    INT_KEY(in_chans, 1),
+    CUSTOM_KEY(size),
+    CUSTOM_KEY(att_scheme),
+    INT_KEY(num_classes, 0),
+    BOOL_KEY(pretrained),
+    INT_KEY(window_size, 1),
+    INT_KEY(num_kv_heads, 1),
+    STRING_KEY(out_dir),
+    INT_KEY(embed_dim, 1),
+    INT_KEY(num_layers, 1),
+    INT_KEY(num_heads, 1),
+    STRING_KEY(data_dir),
+    INT_KEY(img_size, 1),
+    INT_KEY(patch_size, 1),
+    INT_KEY(epochs, 1),
+    INT_KEY(batch_size, 1),
+    FLOAT_KEY(lr, POSITIVE),
+    FLOAT_KEY(weight_decay, NON_NEGATIVE),
+    CUSTOM_KEY(betas),
+    FLOAT_KEY(eps, POSITIVE),
+    CUSTOM_KEY(schedule),
+    INT_KEY(warmup_steps, 0),
+    FLOAT_KEY(clip_grad_norm, NON_NEGATIVE),
+    {.name = "seed", .kind = K_SEED},
+    INT_KEY(max_steps_per_epoch, 0),
+    INT_KEY(max_eval_batches, 0),
+    BOOL_KEY(shuffle),
+    CUSTOM_KEY(augment),
+    STRING_KEY(pretrained_ckpt),
+    BOOL_KEY(save_model),
+    STRING_KEY(device),
+    CUSTOM_KEY(label_mode),
+    CUSTOM_KEY(norm_mean),
+    CUSTOM_KEY(norm_std),
+};
+#define KEY_COUNT (sizeof keys / sizeof keys[0])
+_Static_assert(KEY_COUNT <= 64, "keys_given is a 64-bit mask");
+
+static const key *find_key(const char *name, size_t *index) {
+    for (size_t i = 0; i < KEY_COUNT; i++)
+        if (strcmp(keys[i].name, name) == 0) {
+            *index = i;
+            return &keys[i];
+        }
+    return NULL;
+}
+
+static clgqa_status set_key(clgqa_config *cfg, const char *name, const value *v, const origin *at) {
+    size_t index;
+    const key *k = find_key(name, &index);
+    if (!k) {
+        char where[1100];
+        origin_text(at, where, sizeof where);
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: unknown key '%s'", where, name);
+    }
+    char *field = (char *)cfg + k->offset;
+    switch (k->kind) {
+    case K_INT: {
+        long long x;
+        if (!one_scalar(v) || !parse_long(v->items[0], k->min_int, INT_MAX, &x))
+            return bad_value(at, k->name, v, k->min_int > 0 ? "a positive integer" : "an integer >= 0");
+        *(int *)field = (int)x;
+        break;
+    }
+    case K_FLOAT: {
+        char expected[64];
+        snprintf(expected, sizeof expected, "a number %s", k->range.expected);
+        if (!one_scalar(v) || !parse_float(v->items[0], &k->range, (float *)field))
+            return bad_value(at, k->name, v, expected);
+        break;
+    }
+    case K_BOOL:
+        if (!one_scalar(v) || !parse_bool(v->items[0], (int *)field))
+            return bad_value(at, k->name, v, "true, false, 1 or 0");
+        break;
+    case K_STRING:
+        if (v->is_list)
+            return bad_value(at, k->name, v, "a string");
+        if (strlen(v->items[0]) >= k->size) {
+            char where[1100];
+            origin_text(at, where, sizeof where);
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: key '%s': value is %zu characters, the limit is %zu",
+                              where, k->name, strlen(v->items[0]), k->size - 1);
+        }
+        snprintf(field, k->size, "%s", v->is_null ? "" : v->items[0]);
+        break;
+    case K_SEED:
+        if (!one_scalar(v) || !parse_u64(v->items[0], &cfg->seed))
+            return bad_value(at, k->name, v, "an integer in [0, 2^64)");
+        break;
+    case K_CUSTOM:
+        CLGQA_TRY(k->set(cfg, k, v, at));
+        break;
+    }
+    cfg->keys_given |= 1ull << index;
+    return CLGQA_OK;
+}
+
+int clgqa_config_given(const clgqa_config *cfg, const char *name) {
+    size_t index;
+    return find_key(name, &index) && (cfg->keys_given >> index & 1);
+}
+
+/* ---- YAML loading ----------------------------------------------------- */
+
+static int is_plain_null(const yaml_node_t *node) {
+    const char *text = (const char *)node->data.scalar.value;
+    return node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+           (!text[0] || strcmp(text, "~") == 0 || strcmp(text, "null") == 0 ||
+            strcmp(text, "Null") == 0 || strcmp(text, "NULL") == 0);
+}
+
+static clgqa_status yaml_error(const char *path, const yaml_parser_t *parser) {
+    return clgqa_fail(CLGQA_ERR_FORMAT, "%s:%zu: YAML syntax error: %s%s%s", path,
+                      parser->problem_mark.line + 1, parser->problem ? parser->problem : "unknown problem",
+                      parser->context ? " " : "", parser->context ? parser->context : "");
+}
+
+/* Turn one mapping value node into a `value`. */
+static clgqa_status node_value(yaml_document_t *doc, yaml_node_t *node, const char *name, const origin *at,
+                               value *v) {
+    memset(v, 0, sizeof *v);
+    if (node->type == YAML_SCALAR_NODE) {
+        v->items[0] = (const char *)node->data.scalar.value;
+        v->count = 1;
+        v->is_null = is_plain_null(node);
+        return CLGQA_OK;
+    }
+    char where[1100];
+    origin_text(at, where, sizeof where);
+    if (node->type == YAML_MAPPING_NODE)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: key '%s': bad value (a mapping; expected a scalar or a list)",
+                          where, name);
+    v->is_list = 1;
+    for (yaml_node_item_t *item = node->data.sequence.items.start; item < node->data.sequence.items.top; item++) {
+        yaml_node_t *child = yaml_document_get_node(doc, *item);
+        if (v->count == MAX_ITEMS)
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: key '%s': bad value (a list of more than %d items)", where,
+                              name, MAX_ITEMS);
+        if (child->type != YAML_SCALAR_NODE)
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: key '%s': bad value (a nested list or mapping)", where,
+                              name);
+        v->items[v->count++] = (const char *)child->data.scalar.value;
+    }
+    return CLGQA_OK;
+}
+
+static clgqa_status apply_document(clgqa_config *cfg, const char *path, yaml_document_t *doc) {
+    yaml_node_t *root = yaml_document_get_root_node(doc);
+    if (!root)
+        return CLGQA_OK; /* an empty file keeps every value */
+    if (root->type == YAML_SCALAR_NODE && is_plain_null(root))
+        return CLGQA_OK;
+    if (root->type != YAML_MAPPING_NODE)
+        return clgqa_fail(CLGQA_ERR_FORMAT, "%s:%zu: expected a mapping of key: value lines", path,
+                          root->start_mark.line + 1);
+    unsigned long long seen = 0;
+    for (yaml_node_pair_t *pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top; pair++) {
+        yaml_node_t *key_node = yaml_document_get_node(doc, pair->key);
+        yaml_node_t *value_node = yaml_document_get_node(doc, pair->value);
+        origin at = {path, key_node->start_mark.line + 1};
+        if (key_node->type != YAML_SCALAR_NODE)
+            return clgqa_fail(CLGQA_ERR_FORMAT, "%s:%zu: a key must be a plain name", path, at.line);
+        const char *name = (const char *)key_node->data.scalar.value;
+        size_t index;
+        if (find_key(name, &index)) {
+            if (seen >> index & 1)
+                return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s:%zu: key '%s' given twice", path, at.line, name);
+            seen |= 1ull << index;
+        }
+        value v;
+        CLGQA_TRY(node_value(doc, value_node, name, &at, &v));
+        CLGQA_TRY(set_key(cfg, name, &v, &at));
+    }
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_config_load(clgqa_config *cfg, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return clgqa_fail(CLGQA_ERR_IO, "cannot open config '%s': %s", path, strerror(errno));
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        fclose(f);
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "yaml_parser_initialize failed for '%s'", path);
+    }
+    yaml_parser_set_input_file(&parser, f);
+
+    /* Work on a copy so a failing file leaves cfg untouched. */
+    clgqa_config next = *cfg;
+    clgqa_status status = CLGQA_OK;
+    yaml_document_t doc;
+    if (!yaml_parser_load(&parser, &doc)) {
+        status = yaml_error(path, &parser);
+    } else {
+        status = apply_document(&next, path, &doc);
+        yaml_document_delete(&doc);
+        /* A second document would be silently ignored otherwise. */
+        if (status == CLGQA_OK) {
+            if (!yaml_parser_load(&parser, &doc)) {
+                status = yaml_error(path, &parser);
+            } else {
+                if (yaml_document_get_root_node(&doc))
+                    status = clgqa_fail(CLGQA_ERR_FORMAT, "%s: more than one YAML document", path);
+                yaml_document_delete(&doc);
+            }
+        }
+    }
+    if (status == CLGQA_OK && ferror(f))
+        status = clgqa_fail(CLGQA_ERR_IO, "cannot read config '%s'", path);
+    yaml_parser_delete(&parser);
+    fclose(f);
+    if (status == CLGQA_OK)
+        *cfg = next;
+    return status;
+}
+
+/* ---- --set ------------------------------------------------------------ */
+
+/* "key=value". A value that starts with '[' is a YAML flow list
+ * ("betas=[0.9, 0.95]"); any other value is taken literally, so paths need
+ * no quoting. */
+clgqa_status clgqa_config_set(clgqa_config *cfg, const char *key_value) {
+    const char *eq = strchr(key_value, '=');
+    if (!eq || eq == key_value)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "--set '%s': expected key=value", key_value);
+    char name[64];
+    size_t name_len = (size_t)(eq - key_value);
+    if (name_len >= sizeof name)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "--set '%s': unknown key", key_value);
+    memcpy(name, key_value, name_len);
+    name[name_len] = '\0';
+    const char *text = eq + 1;
+    origin at = {NULL, 0};
+    if (text[0] != '[') {
+        value v = {{text}, 1, 0, 0};
+        return set_key(cfg, name, &v, &at);
+    }
+
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "yaml_parser_initialize failed");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
+    yaml_document_t doc;
+    clgqa_status status;
+    if (!yaml_parser_load(&parser, &doc)) {
+        status = clgqa_fail(CLGQA_ERR_INVALID_ARG, "--set: key '%s': bad list '%s': %s", name, text,
+                            parser.problem ? parser.problem : "YAML syntax error");
+    } else {
+        value v;
+        yaml_node_t *root = yaml_document_get_root_node(&doc);
+        status = root ? node_value(&doc, root, name, &at, &v)
+                      : clgqa_fail(CLGQA_ERR_INVALID_ARG, "--set: key '%s': empty list", name);
+        if (status == CLGQA_OK)
+            status = set_key(cfg, name, &v, &at);
+        yaml_document_delete(&doc);
+    }
+    yaml_parser_delete(&parser);
+    return status;
+}
+
+/* ---- cross-key checks ------------------------------------------------- */
+
+clgqa_status clgqa_config_finalize(clgqa_config *cfg) {
+    /* The reference's timm sizes; each replaces embed_dim, num_layers and
+     * num_heads, and gives patch 16 at 224 unless the config says otherwise. */
+    static const struct { char size; int embed_dim, num_layers, num_heads; } presets[] = {
+        {'s', 384, 12, 6}, {'b', 768, 12, 12}, {'l', 1024, 24, 16}};
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        if (cfg->size != presets[i].size)
+            continue;
+        cfg->embed_dim = presets[i].embed_dim;
+        cfg->num_layers = presets[i].num_layers;
+        cfg->num_heads = presets[i].num_heads;
+        if (!clgqa_config_given(cfg, "img_size"))
+            cfg->img_size = 224;
+        if (!clgqa_config_given(cfg, "patch_size"))
+            cfg->patch_size = 16;
+    }
+
+    const struct dataset_info *data = find_dataset(cfg->dataset);
+    if (!data)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "dataset '%s' is not one of " DATASET_LIST, cfg->dataset);
+    if (cfg->label_mode_coarse && !data->coarse_classes)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "label_mode coarse: dataset '%s' has no coarse labels (only cifar100)",
+                          cfg->dataset);
+    if (cfg->num_classes == 0)
+        cfg->num_classes = cfg->label_mode_coarse ? data->coarse_classes : data->classes;
+    if (!cfg->data_dir[0])
+        snprintf(cfg->data_dir, sizeof cfg->data_dir, DEFAULT_DATA_ROOT "/%s", cfg->dataset);
+
+    if (cfg->embed_dim < 1 || cfg->num_layers < 1 || cfg->num_heads < 1 || cfg->num_kv_heads < 1 ||
+        cfg->img_size < 1 || cfg->patch_size < 1 || cfg->in_chans < 1)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "sizes must be positive: embed_dim %d, num_layers %d, num_heads %d, num_kv_heads %d, "
+                          "img_size %d, patch_size %d, in_chans %d",
+                          cfg->embed_dim, cfg->num_layers, cfg->num_heads, cfg->num_kv_heads, cfg->img_size,
+                          cfg->patch_size, cfg->in_chans);
+
+    /* MHSA is G = H whatever num_kv_heads says (the reference ignores it). */
+    if (cfg->att_scheme == CLGQA_MHSA)
+        cfg->num_kv_heads = cfg->num_heads;
+    /* Static schemes need G | H; the dynamic ones fall back to the static
+     * split H / G (all-equal norms), so they need it too. */
+    if (cfg->num_heads % cfg->num_kv_heads != 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "att_scheme %s: num_heads %d is not a multiple of num_kv_heads %d (query heads are "
+                          "split into num_kv_heads equal groups)",
+                          clgqa_scheme_name(cfg->att_scheme), cfg->num_heads, cfg->num_kv_heads);
+    if (cfg->embed_dim % cfg->num_heads != 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "embed_dim %d is not a multiple of num_heads %d", cfg->embed_dim,
+                          cfg->num_heads);
+    if (cfg->img_size % cfg->patch_size != 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "img_size %d is not a multiple of patch_size %d", cfg->img_size,
+                          cfg->patch_size);
+
+    if (cfg->pretrained && !cfg->pretrained_ckpt[0])
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "pretrained: true needs pretrained_ckpt (a safetensors file; clgqa downloads nothing)");
+    if (cfg->pretrained_ckpt[0]) {
+        if (clgqa_config_given(cfg, "pretrained") && !cfg->pretrained)
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG, "pretrained: false contradicts pretrained_ckpt '%s'",
+                              cfg->pretrained_ckpt);
+        cfg->pretrained = 1;
+    }
+    return CLGQA_OK;
+}
+
+/* ---- YAML writing ----------------------------------------------------- */
+
+static int add_scalar(yaml_document_t *doc, const char *text) {
+    return yaml_document_add_scalar(doc, NULL, (yaml_char_t *)text, -1, YAML_ANY_SCALAR_STYLE);
+}
+
+/* The value of key k as a YAML node in doc; 0 on allocation failure. */
+static int key_node(yaml_document_t *doc, const clgqa_config *cfg, const key *k) {
+    char items[MAX_ITEMS][1024];
+    int count = -1;
+    const char *field = (const char *)cfg + k->offset;
+    switch (k->kind) {
+    case K_INT: snprintf(items[0], sizeof items[0], "%d", *(const int *)field); break;
+    case K_FLOAT: format_float(*(const float *)field, items[0], sizeof items[0]); break;
+    case K_BOOL: snprintf(items[0], sizeof items[0], "%s", *(const int *)field ? "true" : "false"); break;
+    case K_STRING: snprintf(items[0], sizeof items[0], "%s", field); break;
+    case K_SEED: snprintf(items[0], sizeof items[0], "%llu", cfg->seed); break;
+    case K_CUSTOM: count = k->show(cfg, items); break;
+    }
+    if (count < 0)
+        return add_scalar(doc, items[0]);
+    int seq = yaml_document_add_sequence(doc, NULL, YAML_FLOW_SEQUENCE_STYLE);
+    for (int i = 0; seq && i < count; i++) {
+        int item = add_scalar(doc, items[i]);
+        if (!item || !yaml_document_append_sequence_item(doc, seq, item))
+            return 0;
+    }
+    return seq;
+}
+
+clgqa_status clgqa_config_write(const clgqa_config *cfg, const char *path) {
+    yaml_document_t doc;
+    if (!yaml_document_initialize(&doc, NULL, NULL, NULL, 1, 1))
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "yaml_document_initialize failed writing '%s'", path);
+    int map = yaml_document_add_mapping(&doc, NULL, YAML_BLOCK_MAPPING_STYLE);
+    int ok = map != 0;
+    for (size_t i = 0; ok && i < KEY_COUNT; i++) {
+        int name = add_scalar(&doc, keys[i].name);
+        int val = name ? key_node(&doc, cfg, &keys[i]) : 0;
+        ok = val && yaml_document_append_mapping_pair(&doc, map, name, val);
+    }
+    if (!ok) {
+        yaml_document_delete(&doc);
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "building the YAML document for '%s' failed", path);
+    }
+
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        yaml_document_delete(&doc);
+        return clgqa_fail(CLGQA_ERR_IO, "cannot create config '%s': %s", path, strerror(errno));
+    }
+    yaml_emitter_t emitter;
+    if (!yaml_emitter_initialize(&emitter)) {
+        yaml_document_delete(&doc);
+        fclose(f);
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "yaml_emitter_initialize failed writing '%s'", path);
+    }
+    yaml_emitter_set_output_file(&emitter, f);
+    yaml_emitter_set_unicode(&emitter, 1);
+    yaml_emitter_set_width(&emitter, -1); /* keep long paths on one line */
+    /* yaml_emitter_dump deletes the document whether or not it succeeds. */
+    ok = yaml_emitter_dump(&emitter, &doc) && yaml_emitter_close(&emitter) && yaml_emitter_flush(&emitter);
+    clgqa_status status = CLGQA_OK;
+    if (!ok)
+        status = clgqa_fail(CLGQA_ERR_IO, "writing config '%s' failed: %s", path,
+                            emitter.problem ? emitter.problem : "emitter error");
+    yaml_emitter_delete(&emitter);
+    if (fclose(f) != 0 && status == CLGQA_OK)
+        status = clgqa_fail(CLGQA_ERR_IO, "writing config '%s' failed: %s", path, strerror(errno));
+    return status;
+}
