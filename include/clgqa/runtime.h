@@ -7,7 +7,9 @@
 #ifndef CLGQA_RUNTIME_H
 #define CLGQA_RUNTIME_H
 
+#ifndef CL_TARGET_OPENCL_VERSION
 #define CL_TARGET_OPENCL_VERSION 120
+#endif
 #include <CL/cl.h>
 #include <stddef.h>
 #include <stdint.h>
