@@ -330,6 +330,70 @@ class UptrainTests(unittest.TestCase):
         self.assertTrue(torch.equal(self.exp["posemb.up.expected"], self.exp["expected.gqa.img15.pos_embed"]))
 
 
+class CheckCheckpointTests(unittest.TestCase):
+    """check_checkpoint.py on checkpoints shaped like clgqa's."""
+
+    def write_ckpt(self, tmp, fixture, edit=None):
+        import check_checkpoint  # noqa: F401  (import check)
+        t, md, cfg = load_fixture(fixture)
+        names = VisionTransformer(cfg).state_dict().keys()
+        ckpt = {k: t[k] for k in names}
+        for k in list(ckpt):
+            if k.endswith(".attn.split"):
+                ckpt[k] = ckpt[k].to(torch.int32)
+        ckpt["adam.m.blocks.0.attn.q.weight"] = torch.zeros(3)  # ignored: outside the model names
+        keys = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "heads",
+                "kv_heads", "num_classes", "att_scheme", "window_size")
+        cmd = {k: md[k] for k in keys}
+        if edit:
+            edit(ckpt, cmd)
+        ck = os.path.join(tmp, "ckpt.safetensors")
+        save_file(ckpt, ck, cmd)
+        inp = {"input": t["input"], "logits": t["expected.eval_logits"]}
+        if cfg.scheme == "pgqa":
+            inp.update({f"pgqa_noise.{i}": t[f"pgqa_noise.{i}"] for i in range(cfg.depth)})
+        ip = os.path.join(tmp, "input.safetensors")
+        save_file(inp, ip)
+        return ck, ip
+
+    def run_check(self, fixture, edit=None):
+        from check_checkpoint import check
+        with tempfile.TemporaryDirectory() as tmp:
+            ck, ip = self.write_ckpt(tmp, fixture, edit)
+            return check(ck, ip, out=lambda *a: None)
+
+    def test_every_fixture_passes(self):
+        for path in FIXTURES:
+            with self.subTest(fixture=os.path.basename(path)):
+                self.assertEqual(self.run_check(path), 0)
+
+    def test_wrong_weights_fail(self):
+        def edit(ckpt, md):
+            ckpt["head.bias"] = ckpt["head.bias"] + 1e-2
+        self.assertEqual(self.run_check(FIXTURES[0], edit), 1)
+
+    def test_missing_or_misshapen_tensor_is_refused(self):
+        def drop(ckpt, md):
+            del ckpt["norm.weight"]
+        self.assertEqual(self.run_check(FIXTURES[0], drop), 2)
+
+        def reshape(ckpt, md):
+            ckpt["pos_embed"] = ckpt["pos_embed"][:, :-1]
+        self.assertEqual(self.run_check(FIXTURES[0], reshape), 2)
+
+    def test_aliases_and_half_precision(self):
+        def edit(ckpt, md):
+            md["num_layers"] = md.pop("depth")
+            md["num_heads"] = md.pop("heads")
+            md["num_kv_heads"] = md.pop("kv_heads")
+            ckpt["head.weight"] = ckpt["head.weight"].half()
+        gqa = [p for p in FIXTURES if p.endswith("model_gqa.safetensors")][0]
+        from check_checkpoint import check
+        with tempfile.TemporaryDirectory() as tmp:
+            ck, ip = self.write_ckpt(tmp, gqa, edit)
+            self.assertEqual(check(ck, ip, tol=1e-2, out=lambda *a: None), 0)
+
+
 class AllocationTests(unittest.TestCase):
     def test_kdgqa_basic(self):
         n, shares, fix = kdgqa_allocation(torch.tensor([1.0, 2.0, 3.0]), 6)
