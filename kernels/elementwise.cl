@@ -1,0 +1,86 @@
+/* Element-wise ops: scale, residual add, accumulate, bias add and its
+ * gradient, exact GELU. Each tensor arrives as (buffer, element offset);
+ * global sizes are rounded up, so every kernel guards its bounds. Fill and
+ * copy need no kernel (clEnqueueFillBuffer / clEnqueueCopyBuffer). */
+
+__kernel void scale(__global float *x, const uint x_off, const uint n, const float alpha) {
+    const uint i = get_global_id(0);
+    if (i < n)
+        x[x_off + i] *= alpha;
+}
+
+/* out may alias a or b: each element is read before it is written. */
+__kernel void add(__global float *out, const uint out_off, __global const float *a,
+                  const uint a_off, __global const float *b, const uint b_off, const uint n) {
+    const uint i = get_global_id(0);
+    if (i < n)
+        out[out_off + i] = a[a_off + i] + b[b_off + i];
+}
+
+__kernel void accumulate(__global float *dst, const uint dst_off, __global const float *src,
+                         const uint src_off, const uint n) {
+    const uint i = get_global_id(0);
+    if (i < n)
+        dst[dst_off + i] += src[src_off + i];
+}
+
+/* x[r, c] += bias[c] over rows * cols elements. */
+__kernel void bias_add(__global float *x, const uint x_off, __global const float *bias,
+                       const uint bias_off, const uint rows, const uint cols) {
+    const uint i = get_global_id(0);
+    if (i < rows * cols)
+        x[x_off + i] += bias[bias_off + i % cols];
+}
+
+/* dbias[c] += sum_r dy[r, c]. A work-group of (columns x slices): work-item
+ * (c, s) sums rows s, s + slices, ... of column c in order, then the slices
+ * are combined by a fixed tree in local memory, so the result does not
+ * depend on scheduling. get_local_size(1) is a power of two. */
+__kernel void bias_backward(__global float *dbias, const uint dbias_off,
+                            __global const float *dy, const uint dy_off, const uint rows,
+                            const uint cols, __local float *partial) {
+    const uint c = get_global_id(0);
+    const uint lc = get_local_id(0), s = get_local_id(1);
+    const uint columns = get_local_size(0), slices = get_local_size(1);
+    float sum = 0.0f;
+    if (c < cols)
+        for (uint r = s; r < rows; r += slices)
+            sum += dy[dy_off + r * cols + c];
+    partial[s * columns + lc] = sum;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint stride = slices / 2; stride > 0; stride /= 2) {
+        if (s < stride)
+            partial[s * columns + lc] += partial[(s + stride) * columns + lc];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (s == 0 && c < cols)
+        dbias[dbias_off + c] += partial[lc];
+}
+
+/* GELU, exact form x * Phi(x). 0.5 * erfc(-x / sqrt 2) equals
+ * 0.5 * (1 + erf(x / sqrt 2)) but keeps full relative precision for
+ * negative x, where 1 + erf cancels. */
+#define GELU_SQRT1_2 0.70710678118654752440f
+#define GELU_INV_SQRT_2PI 0.39894228040143267794f
+
+__kernel void gelu_forward(__global float *out, const uint out_off, __global const float *in,
+                           const uint in_off, const uint n) {
+    const uint i = get_global_id(0);
+    if (i < n) {
+        const float x = in[in_off + i];
+        out[out_off + i] = x * 0.5f * erfc(-x * GELU_SQRT1_2);
+    }
+}
+
+/* gelu'(x) = Phi(x) + x * phi(x) */
+__kernel void gelu_backward(__global float *din, const uint din_off, __global const float *dout,
+                            const uint dout_off, __global const float *in, const uint in_off,
+                            const uint n) {
+    const uint i = get_global_id(0);
+    if (i < n) {
+        const float x = in[in_off + i];
+        const float cdf = 0.5f * erfc(-x * GELU_SQRT1_2);
+        const float pdf = GELU_INV_SQRT_2PI * exp(-0.5f * x * x);
+        din[din_off + i] += dout[dout_off + i] * (cdf + x * pdf);
+    }
+}

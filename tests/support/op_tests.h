@@ -1,0 +1,102 @@
+/* Helpers for the op suites (tests/test_ops_*.c): problem sizes that shrink
+ * under CLGQA_TEST_SMALL (for Oclgrind), and tensors placed at an odd offset
+ * inside a larger buffer between guard bands, so every test also checks that
+ * launchers honour view offsets and kernels write nothing outside their
+ * tensors. Header-only. */
+#ifndef CLGQA_OP_TESTS_H
+#define CLGQA_OP_TESTS_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "support/test_util.h"
+
+/* Elements of guard band on each side of a padded tensor (odd on purpose). */
+#define OP_TEST_PAD 3
+/* Guard values: no op in these suites produces them from their inputs. */
+#define OP_TEST_GUARD (-7777.25f)
+#define OP_TEST_GUARD_INT (-77777)
+
+/* 1 when CLGQA_TEST_SMALL is set (and not "0"): shrink the sizes. */
+static inline int op_test_small(void) {
+    const char *s = getenv("CLGQA_TEST_SMALL");
+    return s && *s && strcmp(s, "0") != 0;
+}
+
+/* `full` normally, `small` under CLGQA_TEST_SMALL. */
+static inline size_t op_test_size(size_t full, size_t small) {
+    return op_test_small() ? small : full;
+}
+
+/* A buffer [guard x PAD | host[0..n) | guard x PAD]; the tensor's view is
+ * clgqa_view_at(mem, OP_TEST_PAD). host NULL leaves the tensor all guard. */
+static inline cl_mem op_upload_padded(const float *host, size_t n) {
+    size_t total = n + 2 * OP_TEST_PAD;
+    float *buf = malloc(total * sizeof *buf);
+    ck_assert_ptr_nonnull(buf);
+    for (size_t i = 0; i < total; i++)
+        buf[i] = OP_TEST_GUARD;
+    if (host)
+        memcpy(buf + OP_TEST_PAD, host, n * sizeof *buf);
+    cl_mem mem = test_upload(buf, total);
+    free(buf);
+    return mem;
+}
+
+static inline cl_mem op_upload_padded_int(const int32_t *host, size_t n) {
+    size_t total = n + 2 * OP_TEST_PAD;
+    int32_t *buf = malloc(total * sizeof *buf);
+    ck_assert_ptr_nonnull(buf);
+    for (size_t i = 0; i < total; i++)
+        buf[i] = OP_TEST_GUARD_INT;
+    if (host)
+        memcpy(buf + OP_TEST_PAD, host, n * sizeof *buf);
+    cl_mem mem = test_upload_int(buf, total);
+    free(buf);
+    return mem;
+}
+
+static inline clgqa_view op_view(cl_mem mem) { return clgqa_view_at(mem, OP_TEST_PAD); }
+
+/* Read the tensor back into host[0..n), asserting the guard bands are intact. */
+static inline void op_download_padded(const char *what, cl_mem mem, float *host, size_t n) {
+    size_t total = n + 2 * OP_TEST_PAD;
+    float *buf = malloc(total * sizeof *buf);
+    ck_assert_ptr_nonnull(buf);
+    test_download(mem, buf, total);
+    for (size_t i = 0; i < OP_TEST_PAD; i++) {
+        ck_assert_msg(buf[i] == OP_TEST_GUARD, "%s: guard before the tensor overwritten", what);
+        ck_assert_msg(buf[total - 1 - i] == OP_TEST_GUARD, "%s: guard after the tensor overwritten",
+                      what);
+    }
+    memcpy(host, buf + OP_TEST_PAD, n * sizeof *buf);
+    free(buf);
+}
+
+static inline void op_download_padded_int(const char *what, cl_mem mem, int32_t *host, size_t n) {
+    size_t total = n + 2 * OP_TEST_PAD;
+    int32_t *buf = malloc(total * sizeof *buf);
+    ck_assert_ptr_nonnull(buf);
+    test_download_int(mem, buf, total);
+    for (size_t i = 0; i < OP_TEST_PAD; i++) {
+        ck_assert_msg(buf[i] == OP_TEST_GUARD_INT && buf[total - 1 - i] == OP_TEST_GUARD_INT,
+                      "%s: guard band overwritten", what);
+    }
+    memcpy(host, buf + OP_TEST_PAD, n * sizeof *buf);
+    free(buf);
+}
+
+/* malloc'ed doubles, asserted non-NULL. */
+static inline double *op_doubles(size_t n) {
+    double *x = calloc(n ? n : 1, sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    return x;
+}
+
+static inline float *op_floats(size_t n) {
+    float *x = calloc(n ? n : 1, sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    return x;
+}
+
+#endif

@@ -1,0 +1,284 @@
+/* Element-wise ops against a float64 CPU reference: fill, copy, scale, add,
+ * accumulate, bias add and its gradient, exact GELU forward and backward.
+ *
+ * Tolerances: scale/add/accumulate/bias_add are one IEEE float operation per
+ * element, correctly rounded: relative error <= 2^-24, checked at 2.5e-7.
+ * Sums over rows (bias_backward) use the classic bound for any summation
+ * order, |error| <= (terms) * 2^-24 * sum|terms|. GELU uses erfc/exp, which
+ * OpenCL allows 16 and 3 ulp: 1e-5 relative. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "clgqa/ops.h"
+#include "support/op_tests.h"
+
+#define U 5.9604644775390625e-08 /* 2^-24, float unit roundoff */
+#define ONE_ROUNDING 2.5e-7      /* a few units of 2^-24 */
+
+/* n = 1, a size just over one work-group, a large odd size. */
+static size_t sizes(size_t i) {
+    const size_t n[] = {1, 257, 1000003};
+    return i < 2 ? n[i] : op_test_size(n[2], 4099);
+}
+#define SIZE_COUNT 3
+
+START_TEST(fill_sets_every_element) {
+    clgqa_runtime *rt = test_runtime();
+    for (size_t s = 0; s < SIZE_COUNT; s++) {
+        size_t n = sizes(s);
+        float *x = test_random_array(n, -1, 1);
+        cl_mem mem = op_upload_padded(x, n);
+        TEST_OK(clgqa_fill(rt, op_view(mem), n, 0.375f));
+        op_download_padded("fill", mem, x, n);
+        for (size_t i = 0; i < n; i++)
+            ck_assert_msg(x[i] == 0.375f, "fill[%zu] = %g", i, (double)x[i]);
+        clgqa_buffer_release(&mem);
+        free(x);
+
+        int32_t *labels = malloc(n * sizeof *labels);
+        for (size_t i = 0; i < n; i++)
+            labels[i] = (int32_t)i;
+        mem = op_upload_padded_int(labels, n);
+        TEST_OK(clgqa_fill_int(rt, op_view(mem), n, -3));
+        op_download_padded_int("fill_int", mem, labels, n);
+        for (size_t i = 0; i < n; i++)
+            ck_assert_msg(labels[i] == -3, "fill_int[%zu] = %d", i, labels[i]);
+        clgqa_buffer_release(&mem);
+        free(labels);
+    }
+}
+END_TEST
+
+START_TEST(copy_moves_every_element) {
+    clgqa_runtime *rt = test_runtime();
+    for (size_t s = 0; s < SIZE_COUNT; s++) {
+        size_t n = sizes(s);
+        float *src = test_random_array(n, -1, 1), *got = op_floats(n);
+        cl_mem src_mem = op_upload_padded(src, n), dst_mem = op_upload_padded(NULL, n);
+        TEST_OK(clgqa_copy(rt, op_view(dst_mem), op_view(src_mem), n));
+        op_download_padded("copy", dst_mem, got, n);
+        for (size_t i = 0; i < n; i++)
+            ck_assert_msg(got[i] == src[i], "copy[%zu]: %g != %g", i, (double)got[i],
+                          (double)src[i]);
+        clgqa_buffer_release(&src_mem);
+        clgqa_buffer_release(&dst_mem);
+        free(src);
+        free(got);
+    }
+}
+END_TEST
+
+START_TEST(scale_add_accumulate_match_reference) {
+    clgqa_runtime *rt = test_runtime();
+    for (size_t s = 0; s < SIZE_COUNT; s++) {
+        size_t n = sizes(s);
+        float *a = test_random_array(n, -2, 2), *b = test_random_array(n, -2, 2);
+        float *got = op_floats(n);
+        double *want = op_doubles(n);
+        cl_mem a_mem = op_upload_padded(a, n), b_mem = op_upload_padded(b, n);
+        cl_mem out_mem = op_upload_padded(NULL, n);
+
+        TEST_OK(clgqa_add(rt, op_view(out_mem), op_view(a_mem), op_view(b_mem), n));
+        op_download_padded("add", out_mem, got, n);
+        for (size_t i = 0; i < n; i++)
+            want[i] = (double)a[i] + b[i];
+        test_assert_close("add", got, want, n, ONE_ROUNDING, 0);
+
+        /* In place (out aliases a), as the residual stream uses it. */
+        TEST_OK(clgqa_add(rt, op_view(a_mem), op_view(a_mem), op_view(b_mem), n));
+        op_download_padded("add in place", a_mem, got, n);
+        test_assert_close("add in place", got, want, n, ONE_ROUNDING, 0);
+
+        /* accumulate: b += (a + b) */
+        TEST_OK(clgqa_accumulate(rt, op_view(b_mem), op_view(out_mem), n));
+        op_download_padded("accumulate", b_mem, got, n);
+        for (size_t i = 0; i < n; i++)
+            want[i] = (double)b[i] + (float)((double)a[i] + b[i]);
+        test_assert_close("accumulate", got, want, n, ONE_ROUNDING, 0);
+
+        TEST_OK(clgqa_scale(rt, op_view(out_mem), n, -0.7f));
+        op_download_padded("scale", out_mem, got, n);
+        for (size_t i = 0; i < n; i++)
+            want[i] = (double)(float)((double)a[i] + b[i]) * (double)-0.7f;
+        test_assert_close("scale", got, want, n, ONE_ROUNDING, 0);
+
+        clgqa_buffer_release(&a_mem);
+        clgqa_buffer_release(&b_mem);
+        clgqa_buffer_release(&out_mem);
+        free(a);
+        free(b);
+        free(got);
+        free(want);
+    }
+}
+END_TEST
+
+/* (rows, cols) with neither a multiple of a work-group size. */
+static const size_t shapes[][2] = {{37, 389}, {1, 1}, {1, 700}, {1029, 3}, {5, 33}};
+#define SHAPE_COUNT (sizeof shapes / sizeof shapes[0])
+
+START_TEST(bias_add_matches_reference) {
+    clgqa_runtime *rt = test_runtime();
+    for (size_t s = 0; s < SHAPE_COUNT; s++) {
+        size_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
+        float *x = test_random_array(n, -1, 1), *bias = test_random_array(cols, -1, 1);
+        float *got = op_floats(n);
+        double *want = op_doubles(n);
+        cl_mem x_mem = op_upload_padded(x, n), bias_mem = op_upload_padded(bias, cols);
+        TEST_OK(clgqa_bias_add(rt, op_view(x_mem), op_view(bias_mem), rows, cols));
+        op_download_padded("bias_add", x_mem, got, n);
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < cols; c++)
+                want[r * cols + c] = (double)x[r * cols + c] + bias[c];
+        test_assert_close("bias_add", got, want, n, ONE_ROUNDING, 0);
+        clgqa_buffer_release(&x_mem);
+        clgqa_buffer_release(&bias_mem);
+        free(x);
+        free(bias);
+        free(got);
+        free(want);
+    }
+}
+END_TEST
+
+START_TEST(bias_backward_matches_reference_and_is_deterministic) {
+    clgqa_runtime *rt = test_runtime();
+    for (size_t s = 0; s < SHAPE_COUNT; s++) {
+        size_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
+        float *dy = test_random_array(n, -1, 1), *dbias = test_random_array(cols, -1, 1);
+        float *got = op_floats(cols), *again = op_floats(cols);
+        cl_mem dy_mem = op_upload_padded(dy, n), dbias_mem = op_upload_padded(dbias, cols);
+        TEST_OK(clgqa_bias_backward(rt, op_view(dbias_mem), op_view(dy_mem), rows, cols));
+        op_download_padded("bias_backward", dbias_mem, got, cols);
+        for (size_t c = 0; c < cols; c++) {
+            double want = dbias[c], magnitude = fabs(dbias[c]);
+            for (size_t r = 0; r < rows; r++) {
+                want += dy[r * cols + c];
+                magnitude += fabs(dy[r * cols + c]);
+            }
+            double tol = (double)(rows + 1) * U * magnitude;
+            ck_assert_msg(fabs(got[c] - want) <= tol,
+                          "bias_backward %zux%zu [%zu]: got %.9g want %.9g (tolerance %.3g)",
+                          rows, cols, c, (double)got[c], want, tol);
+        }
+        /* Same inputs, same bits: the reduction order is fixed. */
+        clgqa_buffer_release(&dbias_mem);
+        dbias_mem = op_upload_padded(dbias, cols);
+        TEST_OK(clgqa_bias_backward(rt, op_view(dbias_mem), op_view(dy_mem), rows, cols));
+        op_download_padded("bias_backward again", dbias_mem, again, cols);
+        ck_assert_msg(memcmp(got, again, cols * sizeof *got) == 0,
+                      "bias_backward differs between two identical runs");
+        clgqa_buffer_release(&dy_mem);
+        clgqa_buffer_release(&dbias_mem);
+        free(dy);
+        free(dbias);
+        free(got);
+        free(again);
+    }
+}
+END_TEST
+
+/* float64 reference: gelu(x) = x Phi(x), gelu'(x) = Phi(x) + x phi(x). */
+static double gelu_ref(double x) { return x * 0.5 * erfc(-x / sqrt(2.0)); }
+static double gelu_grad_ref(double x) {
+    return 0.5 * erfc(-x / sqrt(2.0)) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
+}
+
+START_TEST(gelu_reference_gradient_matches_finite_differences) {
+    /* Central differences with h = 1e-4: truncation h^2 |gelu'''| / 6 < 1e-8,
+     * rounding 1e-16 / h = 1e-12. */
+    float *x = test_random_array(1000, -6, 6);
+    for (size_t i = 0; i < 1000; i++) {
+        double h = 1e-4, fd = (gelu_ref(x[i] + h) - gelu_ref(x[i] - h)) / (2 * h);
+        ck_assert_msg(fabs(fd - gelu_grad_ref(x[i])) < 1e-8, "gelu'(%g): analytic %.12g, fd %.12g",
+                      (double)x[i], gelu_grad_ref(x[i]), fd);
+    }
+    free(x);
+}
+END_TEST
+
+START_TEST(gelu_forward_and_backward_match_reference) {
+    clgqa_runtime *rt = test_runtime();
+    for (size_t s = 0; s < SIZE_COUNT; s++) {
+        size_t n = sizes(s);
+        float *in = test_random_array(n, -6, 6), *dout = test_random_array(n, -1, 1);
+        float *din = test_random_array(n, -1, 1), *got = op_floats(n);
+        double *want = op_doubles(n);
+        cl_mem in_mem = op_upload_padded(in, n), out_mem = op_upload_padded(NULL, n);
+        cl_mem dout_mem = op_upload_padded(dout, n), din_mem = op_upload_padded(din, n);
+
+        TEST_OK(clgqa_gelu_forward(rt, op_view(out_mem), op_view(in_mem), n));
+        op_download_padded("gelu_forward", out_mem, got, n);
+        for (size_t i = 0; i < n; i++)
+            want[i] = gelu_ref(in[i]);
+        /* Relative 1e-5 (erfc: 16 ulp); the absolute part covers results
+         * near 0, below float's normal range for the smallest inputs. */
+        test_assert_close("gelu_forward", got, want, n, 1e-5, 1e-30);
+
+        TEST_OK(clgqa_gelu_backward(rt, op_view(din_mem), op_view(dout_mem), op_view(in_mem), n));
+        op_download_padded("gelu_backward", din_mem, got, n);
+        for (size_t i = 0; i < n; i++)
+            want[i] = din[i] + dout[i] * gelu_grad_ref(in[i]);
+        /* Phi + x phi cancels near its zero (x ~ -0.75), so the absolute
+         * error there is that of Phi (~1e-7); |din| <= 1 adds 6e-8. */
+        test_assert_close("gelu_backward", got, want, n, 1e-5, 1e-6);
+
+        /* In place forward (out aliases in). */
+        TEST_OK(clgqa_gelu_forward(rt, op_view(in_mem), op_view(in_mem), n));
+        op_download_padded("gelu in place", in_mem, got, n);
+        for (size_t i = 0; i < n; i++)
+            want[i] = gelu_ref(in[i]);
+        test_assert_close("gelu in place", got, want, n, 1e-5, 1e-30);
+
+        clgqa_buffer_release(&in_mem);
+        clgqa_buffer_release(&out_mem);
+        clgqa_buffer_release(&dout_mem);
+        clgqa_buffer_release(&din_mem);
+        free(in);
+        free(dout);
+        free(din);
+        free(got);
+        free(want);
+    }
+}
+END_TEST
+
+START_TEST(bad_views_are_refused) {
+    clgqa_runtime *rt = test_runtime();
+    float x[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    cl_mem mem = test_upload(x, 10);
+    /* A view running past the end of its buffer. */
+    ck_assert_int_eq(clgqa_scale(rt, clgqa_view_at(mem, 4), 7, 2.0f), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "clgqa_scale"), "%s", clgqa_error_message());
+    ck_assert_int_eq(clgqa_bias_add(rt, clgqa_view_at(mem, 0), clgqa_view_at(mem, 0), 3, 4),
+                     CLGQA_ERR_INVALID_ARG);
+    /* A missing buffer. */
+    ck_assert_int_eq(clgqa_add(rt, clgqa_view_at(mem, 0), clgqa_view_at(NULL, 0),
+                               clgqa_view_at(mem, 0), 5),
+                     CLGQA_ERR_INVALID_ARG);
+    /* Overlapping copy. */
+    ck_assert_int_eq(clgqa_copy(rt, clgqa_view_at(mem, 2), clgqa_view_at(mem, 0), 5),
+                     CLGQA_ERR_INVALID_ARG);
+    /* Nothing was launched: the buffer is unchanged. */
+    float back[10];
+    test_download(mem, back, 10);
+    ck_assert(memcmp(back, x, sizeof x) == 0);
+    clgqa_buffer_release(&mem);
+}
+END_TEST
+
+int main(void) {
+    Suite *suite = suite_create("ops_elementwise");
+    TCase *tc = tcase_create("elementwise");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, fill_sets_every_element);
+    tcase_add_test(tc, copy_moves_every_element);
+    tcase_add_test(tc, scale_add_accumulate_match_reference);
+    tcase_add_test(tc, bias_add_matches_reference);
+    tcase_add_test(tc, bias_backward_matches_reference_and_is_deterministic);
+    tcase_add_test(tc, gelu_reference_gradient_matches_finite_differences);
+    tcase_add_test(tc, gelu_forward_and_backward_match_reference);
+    tcase_add_test(tc, bad_views_are_refused);
+    suite_add_tcase(suite, tc);
+    return test_run_suite(suite);
+}
