@@ -1,0 +1,84 @@
+/* Launchers for kernels/patch_embed.cl. */
+#include "clgqa/patch_embed.h"
+#include "ops/op_args.h"
+
+#define FAMILY "patch_embed"
+
+clgqa_status clgqa_patch_im2col(clgqa_runtime *rt, clgqa_view patches, clgqa_view images,
+                                size_t batch, size_t in_chans, size_t img_size, size_t patch) {
+    if (patch == 0 || img_size % patch != 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_patch_im2col: img_size %zu is not a multiple of patch %zu",
+                          img_size, patch);
+    size_t n_images = batch * in_chans * img_size * img_size;
+    if (n_images == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view("clgqa_patch_im2col", "images", images, n_images, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view("clgqa_patch_im2col", "patches", patches, n_images, sizeof(float)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "patch_im2col", &k));
+    CLGQA_TRY(clgqa_set_view_arg(k, 0, patches));
+    CLGQA_TRY(clgqa_set_view_arg(k, 2, images));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 4, batch));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 5, in_chans));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 6, img_size));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 7, patch));
+    return clgqa_launch_1d(rt, k, n_images, clgqa_work_group_size(rt, k, 256));
+}
+
+static clgqa_status check_tokens(const char *op, size_t batch, size_t n_tokens, size_t dim) {
+    if (n_tokens < 2)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "%s: n_tokens must be at least 2 (class token and a patch), got %zu", op,
+                          n_tokens);
+    return clgqa_check_size(op, "batch * n_tokens * dim", batch * n_tokens * dim);
+}
+
+clgqa_status clgqa_tokens_forward(clgqa_runtime *rt, clgqa_view tokens, clgqa_view patch_out,
+                                  clgqa_view cls, clgqa_view pos, size_t batch, size_t n_tokens,
+                                  size_t dim) {
+    const char *op = "clgqa_tokens_forward";
+    CLGQA_TRY(check_tokens(op, batch, n_tokens, dim));
+    size_t total = batch * n_tokens * dim;
+    if (total == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view(op, "tokens", tokens, total, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "patch_out", patch_out, batch * (n_tokens - 1) * dim,
+                               sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "cls", cls, dim, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "pos", pos, n_tokens * dim, sizeof(float)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "tokens_forward", &k));
+    CLGQA_TRY(clgqa_set_view_arg(k, 0, tokens));
+    CLGQA_TRY(clgqa_set_view_arg(k, 2, patch_out));
+    CLGQA_TRY(clgqa_set_view_arg(k, 4, cls));
+    CLGQA_TRY(clgqa_set_view_arg(k, 6, pos));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 8, batch));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 9, n_tokens));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 10, dim));
+    return clgqa_launch_1d(rt, k, total, clgqa_work_group_size(rt, k, 256));
+}
+
+clgqa_status clgqa_tokens_backward(clgqa_runtime *rt, clgqa_view dpatch_out, clgqa_view dcls,
+                                   clgqa_view dpos, clgqa_view dtokens, size_t batch,
+                                   size_t n_tokens, size_t dim) {
+    const char *op = "clgqa_tokens_backward";
+    CLGQA_TRY(check_tokens(op, batch, n_tokens, dim));
+    if (batch * dim == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view(op, "dtokens", dtokens, batch * n_tokens * dim, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "dpatch_out", dpatch_out, batch * (n_tokens - 1) * dim,
+                               sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "dcls", dcls, dim, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "dpos", dpos, n_tokens * dim, sizeof(float)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "tokens_backward", &k));
+    CLGQA_TRY(clgqa_set_view_arg(k, 0, dpatch_out));
+    CLGQA_TRY(clgqa_set_view_arg(k, 2, dcls));
+    CLGQA_TRY(clgqa_set_view_arg(k, 4, dpos));
+    CLGQA_TRY(clgqa_set_view_arg(k, 6, dtokens));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 8, batch));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 9, n_tokens));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 10, dim));
+    return clgqa_launch_1d(rt, k, n_tokens * dim, clgqa_work_group_size(rt, k, 256));
+}

@@ -1,0 +1,70 @@
+/* Patch embedding of the ViT: im2col of non-overlapping patches (the conv with
+ * kernel = stride = patch becomes one GEMM), and the token assembly (class
+ * token + patch embeddings + position embedding) with its backward. Each
+ * tensor arrives as (buffer, element offset); every kernel guards its bounds
+ * (global sizes are rounded up). Index decompositions write x - (x / n) * n
+ * instead of x % n next to x / n: LLVM turns such a div/rem pair into a
+ * `freeze` that Oclgrind cannot check. */
+
+/* patches[b * n + patch, k] = images[b, c, py * p + y, px * p + x] with
+ * k = (c * p + y) * p + x: channel-major inside the patch, as the conv weight
+ * [C, in_chans, p, p] is laid out. n = grid^2 patches, row-major. */
+__kernel void patch_im2col(__global float *patches, const uint patches_off,
+                           __global const float *images, const uint images_off,
+                           const uint batch, const uint in_chans, const uint img_size,
+                           const uint patch) {
+    const uint i = get_global_id(0);
+    const uint grid = img_size / patch;
+    const uint n = grid * grid;
+    const uint k_len = in_chans * patch * patch;
+    if (i >= batch * n * k_len)
+        return;
+    const uint row = i / k_len, k = i - row * k_len;
+    const uint b = row / n, p_index = row - b * n;
+    const uint py = p_index / grid, px = p_index - py * grid;
+    const uint c = k / (patch * patch), yx = k - c * patch * patch;
+    const uint y = yx / patch, x = yx - y * patch;
+    patches[patches_off + i] =
+        images[images_off + ((b * in_chans + c) * img_size + py * patch + y) * img_size +
+               px * patch + x];
+}
+
+/* tokens[b, 0, :] = cls + pos[0]; tokens[b, t, :] = patch_out[b * n + t - 1] + pos[t]. */
+__kernel void tokens_forward(__global float *tokens, const uint tokens_off,
+                             __global const float *patch_out, const uint patch_out_off,
+                             __global const float *cls, const uint cls_off,
+                             __global const float *pos, const uint pos_off, const uint batch,
+                             const uint n_tokens, const uint dim) {
+    const uint i = get_global_id(0);
+    if (i >= batch * n_tokens * dim)
+        return;
+    const uint row = i / dim, c = i - row * dim;
+    const uint b = row / n_tokens, t = row - b * n_tokens;
+    const float token = t == 0 ? cls[cls_off + c]
+                               : patch_out[patch_out_off + (b * (n_tokens - 1) + t - 1) * dim + c];
+    tokens[tokens_off + i] = token + pos[pos_off + t * dim + c];
+}
+
+/* One work-item per (token, channel): dpos[t, c] += sum_b dtokens[b, t, c]
+ * (summed in batch order, so the result does not depend on scheduling),
+ * dcls[c] += the t = 0 sum, dpatch_out[b * n + t - 1, c] += dtokens[b, t, c]. */
+__kernel void tokens_backward(__global float *dpatch_out, const uint dpatch_out_off,
+                              __global float *dcls, const uint dcls_off, __global float *dpos,
+                              const uint dpos_off, __global const float *dtokens,
+                              const uint dtokens_off, const uint batch, const uint n_tokens,
+                              const uint dim) {
+    const uint i = get_global_id(0);
+    if (i >= n_tokens * dim)
+        return;
+    const uint t = i / dim, c = i - t * dim;
+    float sum = 0.0f;
+    for (uint b = 0; b < batch; b++) {
+        const float g = dtokens[dtokens_off + (b * n_tokens + t) * dim + c];
+        sum += g;
+        if (t > 0)
+            dpatch_out[dpatch_out_off + (b * (n_tokens - 1) + t - 1) * dim + c] += g;
+    }
+    dpos[dpos_off + i] += sum;
+    if (t == 0)
+        dcls[dcls_off + c] += sum;
+}
