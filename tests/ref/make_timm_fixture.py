@@ -24,7 +24,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_fixtures import NORM_GAP, SHARE_MARGIN, near_half, norms_separated, randomise  # noqa: E402
+from make_fixtures import near_half, norms_separated, randomise  # noqa: E402
 from reference_model import (ViTConfig, VisionTransformer, convert_timm_state_dict,  # noqa: E402
                              resample_abs_pos_embed)
 from safetensors_io import load_file, save_file  # noqa: E402

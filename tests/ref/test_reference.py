@@ -126,7 +126,7 @@ class FixtureTests(unittest.TestCase):
         for path in FIXTURES:
             t, md, cfg = load_fixture(path)
             splits = None
-            if f"expected.split.0" in t:
+            if "expected.split.0" in t:
                 splits = [t[f"expected.split.{i}"].tolist() for i in range(cfg.depth)]
             noises = None
             if cfg.scheme == "pgqa":
@@ -334,7 +334,6 @@ class CheckCheckpointTests(unittest.TestCase):
     """check_checkpoint.py on checkpoints shaped like clgqa's."""
 
     def write_ckpt(self, tmp, fixture, edit=None):
-        import check_checkpoint  # noqa: F401  (import check)
         t, md, cfg = load_fixture(fixture)
         names = VisionTransformer(cfg).state_dict().keys()
         ckpt = {k: t[k] for k in names}
