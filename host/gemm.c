@@ -2,9 +2,15 @@
  * built on them. */
 #include "clgqa/gemm.h"
 
+#include <cjson/cJSON.h>
 #include <clblast_c.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "clgqa/ops.h"
+#include "embedded_files.h"
 
 static const char *clblast_status_name(CLBlastStatusCode status) {
     switch (status) {
@@ -35,6 +41,120 @@ static clgqa_status check_clblast(CLBlastStatusCode status, const char *call, si
                       clblast_status_name(status), (int)status);
 }
 
+/* ---------------------------------------------------------------- tuning */
+
+#define MAX_TUNED_PARAMETERS 32
+
+/* Apply one tuner result (the JSON a clblast_tuner_* program writes) if it is
+ * for this device: "device", "precision", "best_kernel" and
+ * "best_parameters" ("NAME=value ..."; PRECISION is implied). */
+static clgqa_status apply_tuning_json(clgqa_runtime *rt, const char *origin, const char *text) {
+    cJSON *root = cJSON_Parse(text);
+    clgqa_status status = CLGQA_OK;
+    const cJSON *device = cJSON_GetObjectItemCaseSensitive(root, "device");
+    const cJSON *precision = cJSON_GetObjectItemCaseSensitive(root, "precision");
+    const cJSON *kernel = cJSON_GetObjectItemCaseSensitive(root, "best_kernel");
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "best_parameters");
+    if (!cJSON_IsString(device) || !cJSON_IsString(precision) || !cJSON_IsString(kernel) ||
+        !cJSON_IsString(params)) {
+        status = clgqa_fail(CLGQA_ERR_FORMAT,
+                            "%s: not a CLBlast tuner result (needs the string fields device, "
+                            "precision, best_kernel, best_parameters)",
+                            origin);
+        goto done;
+    }
+    if (strcmp(device->valuestring, rt->device_name) || strcmp(precision->valuestring, "32"))
+        goto done; /* another device or precision */
+
+    char names_text[1024];
+    snprintf(names_text, sizeof names_text, "%s", params->valuestring);
+    const char *names[MAX_TUNED_PARAMETERS];
+    size_t values[MAX_TUNED_PARAMETERS], count = 0;
+    for (char *save, *item = strtok_r(names_text, " ", &save); item;
+         item = strtok_r(NULL, " ", &save)) {
+        char *equals = strchr(item, '='), *end;
+        long value = equals ? strtol(equals + 1, &end, 10) : -1;
+        if (!equals || *end || value < 0 || count == MAX_TUNED_PARAMETERS) {
+            status = clgqa_fail(CLGQA_ERR_FORMAT, "%s: bad parameter '%s' in best_parameters",
+                                origin, item);
+            goto done;
+        }
+        *equals = 0;
+        if (!strcmp(item, "PRECISION"))
+            continue;
+        names[count] = item;
+        values[count++] = (size_t)value;
+    }
+    /* The direct GEMM tuner names its best variant (XgemmDirectTN, ...); the
+     * parameters apply to all variants under the name XgemmDirect. */
+    const char *target = strncmp(kernel->valuestring, "XgemmDirect", 11) ? kernel->valuestring
+                                                                         : "XgemmDirect";
+    CLBlastStatusCode code =
+        CLBlastOverrideParameters(rt->device, target, CLBlastPrecisionSingle, count, names, values);
+    if (code != CLBlastSuccess) {
+        status = clgqa_fail(CLGQA_ERR_CLBLAST, "%s: CLBlastOverrideParameters(%s) failed: %d",
+                            origin, target, (int)code);
+        goto done;
+    }
+    size_t used = strlen(rt->clblast_tuning);
+    snprintf(rt->clblast_tuning + used, sizeof rt->clblast_tuning - used, "%s%s (%s)",
+             used ? ", " : "", target, origin);
+done:
+    cJSON_Delete(root);
+    return status;
+}
+
+static char *read_text_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *text = NULL;
+    long size;
+    if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (text = malloc((size_t)size + 1)) && fread(text, 1, (size_t)size, f) == (size_t)size)
+        text[size] = 0;
+    else {
+        free(text);
+        text = NULL;
+    }
+    fclose(f);
+    return text;
+}
+
+clgqa_status clgqa_gemm_apply_tuning(clgqa_runtime *rt) {
+    if (rt->clblast_tuning_done)
+        return CLGQA_OK;
+    rt->clblast_tuning_done = 1;
+    for (const clgqa_embedded_file *f = clgqa_tuning_files; f->name; f++) {
+        char origin[128];
+        snprintf(origin, sizeof origin, "tuning/%s.json", f->name);
+        CLGQA_TRY(apply_tuning_json(rt, origin, f->text));
+    }
+    /* The user's own tuner results, applied last so they win. */
+    const char *dir_path = getenv("CLGQA_TUNING_DIR");
+    if (!dir_path || !*dir_path)
+        return CLGQA_OK;
+    DIR *dir = opendir(dir_path);
+    if (!dir)
+        return clgqa_fail(CLGQA_ERR_IO, "CLGQA_TUNING_DIR=%s: cannot open the folder", dir_path);
+    clgqa_status status = CLGQA_OK;
+    for (struct dirent *e; status == CLGQA_OK && (e = readdir(dir));) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 5, ".json"))
+            continue;
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", dir_path, e->d_name);
+        char *text = read_text_file(path);
+        status = text ? apply_tuning_json(rt, path, text)
+                      : clgqa_fail(CLGQA_ERR_IO, "cannot read %s", path);
+        free(text);
+    }
+    closedir(dir);
+    return status;
+}
+
+/* --------------------------------------------------------------- products */
+
 clgqa_status clgqa_sgemm(clgqa_runtime *rt, int trans_a, int trans_b, size_t m, size_t n,
                          size_t k, float alpha, clgqa_view a, size_t lda, clgqa_view b,
                          size_t ldb, float beta, clgqa_view c, size_t ldc) {
@@ -42,6 +162,7 @@ clgqa_status clgqa_sgemm(clgqa_runtime *rt, int trans_a, int trans_b, size_t m, 
         return CLGQA_OK;
     if (k == 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_sgemm: k must be positive");
+    CLGQA_TRY(clgqa_gemm_apply_tuning(rt));
     CLBlastStatusCode status = CLBlastSgemm(
         CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
         trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.mem, a.offset, lda,
@@ -59,6 +180,7 @@ clgqa_status clgqa_sgemm_strided_batched(clgqa_runtime *rt, int trans_a, int tra
         return CLGQA_OK;
     if (k == 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_sgemm_strided_batched: k must be positive");
+    CLGQA_TRY(clgqa_gemm_apply_tuning(rt));
     CLBlastStatusCode status = CLBlastSgemmStridedBatched(
         CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
         trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.mem, a.offset, lda,

@@ -10,11 +10,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kernel_sources.h"
+#include "embedded_files.h"
 
 /* Options every program is built with: OpenCL C 1.2, no fast-math (the
  * results must match a float64 reference to ~1e-5). */
 static const char build_options[] = "-cl-std=CL1.2";
+
+/* The Random123 prelude prepended to every program (embedded as "prelude"). */
+static const char *kernel_prelude(void) {
+    for (const clgqa_embedded_file *f = clgqa_kernel_sources; f->name; f++)
+        if (!strcmp(f->name, "prelude"))
+            return f->text;
+    return "";
+}
 
 /* ---------------------------------------------------------------- errors */
 
@@ -259,7 +267,7 @@ static void cache_path(const clgqa_runtime *rt, const char *name, const char *so
     key = fnv1a(key, rt->device_name);
     key = fnv1a(key, rt->driver_version);
     key = fnv1a(key, build_options);
-    key = fnv1a(key, clgqa_kernel_prelude);
+    key = fnv1a(key, kernel_prelude());
     key = fnv1a(key, source);
     snprintf(path, size, "%s/%s-%016llx.bin", rt->cache_dir, name, (unsigned long long)key);
 }
@@ -336,7 +344,7 @@ clgqa_status clgqa_build_program(clgqa_runtime *rt, const char *name, const char
             return CLGQA_OK;
         }
     }
-    const char *parts[2] = {clgqa_kernel_prelude, source};
+    const char *parts[2] = {kernel_prelude(), source};
     cl_int err;
     cl_program program = clCreateProgramWithSource(rt->context, 2, parts, NULL, &err);
     CLGQA_CL(err);
@@ -369,10 +377,10 @@ static clgqa_status find_program(clgqa_runtime *rt, const char *family,
             *out = &rt->programs[i];
             return CLGQA_OK;
         }
-    const clgqa_kernel_source *src = clgqa_kernel_sources;
-    while (src->family && strcmp(src->family, family))
+    const clgqa_embedded_file *src = clgqa_kernel_sources;
+    while (src->name && (strcmp(src->name, family) || !strcmp(family, "prelude")))
         src++;
-    if (!src->family)
+    if (!src->name)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "no embedded kernel family '%s'", family);
     cl_program program;
     CLGQA_TRY(clgqa_build_program(rt, family, src->text, &program));
@@ -384,7 +392,7 @@ static clgqa_status find_program(clgqa_runtime *rt, const char *family,
     }
     rt->programs = grown;
     clgqa_program_entry *entry = &rt->programs[rt->program_count++];
-    *entry = (clgqa_program_entry){src->family, program, 0, NULL, NULL};
+    *entry = (clgqa_program_entry){src->name, program, 0, NULL, NULL};
     *out = entry;
     return CLGQA_OK;
 }

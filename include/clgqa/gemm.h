@@ -4,6 +4,13 @@
 
 #include "clgqa/runtime.h"
 
+/* Give CLBlast the tuned parameters for this device: the tuner results
+ * shipped in tuning/ (embedded at build time) and the *.json files in
+ * $CLGQA_TUNING_DIR (written by Debian's clblast_tuner_* programs), matched by
+ * device name. Done once per runtime, by the first GEMM; records the tuned
+ * kernels in rt->clblast_tuning. A malformed file is an error naming it. */
+clgqa_status clgqa_gemm_apply_tuning(clgqa_runtime *rt);
+
 /* C[M,N] = alpha * op(A) op(B) + beta * C, op(X) = X or X^T.
  * op(A) is M x K, op(B) is K x N; lda/ldb/ldc are row strides of the stored
  * matrices (A stored M x K when !trans_a, K x M when trans_a). */

@@ -40,6 +40,8 @@ typedef struct clgqa_runtime {
     int program_count;
     clgqa_profiler *profiler; /* non-NULL while clgqa_profile_begin is active */
     size_t allocated_bytes;   /* device bytes allocated through clgqa_buffer_create */
+    int clblast_tuning_done;  /* tuning files looked at (first GEMM) */
+    char clblast_tuning[256]; /* CLBlast kernels given tuned parameters, "" if none */
 } clgqa_runtime;
 
 /* A typed slice of a device buffer: `offset` counts elements (floats for

@@ -1,0 +1,173 @@
+/* CLBlast GEMM wrappers against a float64 CPU reference, on awkward shapes:
+ * sizes that are not multiples of CLBlast's tiles, 1-wide matrices, both
+ * transposes, offsets and padded leading dimensions. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clgqa/gemm.h"
+#include "support/test_util.h"
+
+/* float64 reference of C = alpha op(A) op(B) + beta C (row-major). */
+static void reference_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, double alpha,
+                           const float *a, size_t lda, const float *b, size_t ldb, double beta,
+                           double *c, size_t ldc) {
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double sum = 0;
+            for (size_t p = 0; p < k; p++) {
+                double av = trans_a ? a[p * lda + i] : a[i * lda + p];
+                double bv = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+                sum += av * bv;
+            }
+            c[i * ldc + j] = alpha * sum + beta * c[i * ldc + j];
+        }
+}
+
+/* A K-long dot product of values in [-1, 1] has rounding error of about
+ * sqrt(K) * 2^-24 relative to sum|a||b|; 1e-5 relative plus 1e-5 absolute
+ * covers K up to ~300 with margin while catching any indexing error. */
+#define GEMM_REL 1e-5
+#define GEMM_ABS 1e-5
+
+typedef struct shape {
+    size_t m, n, k;
+    int trans_a, trans_b;
+} shape;
+
+static const shape shapes[] = {
+    {1, 1, 1, 0, 0},   {17, 1, 33, 0, 0},  {1, 29, 7, 1, 0},  {37, 41, 19, 0, 1},
+    {65, 3, 129, 1, 1}, {100, 77, 50, 0, 0}, {33, 65, 257, 1, 0},
+};
+
+START_TEST(sgemm_matches_reference) {
+    const shape *s = &shapes[_i];
+    /* Padded leading dimensions and non-zero offsets exercise the strides. */
+    size_t a_rows = s->trans_a ? s->k : s->m, a_cols = s->trans_a ? s->m : s->k;
+    size_t b_rows = s->trans_b ? s->n : s->k, b_cols = s->trans_b ? s->k : s->n;
+    size_t lda = a_cols + 3, ldb = b_cols + 1, ldc = s->n + 2;
+    size_t a_off = 5, b_off = 7, c_off = 11;
+    size_t a_len = a_off + a_rows * lda, b_len = b_off + b_rows * ldb, c_len = c_off + s->m * ldc;
+    float *a = test_random_array(a_len, -1, 1), *b = test_random_array(b_len, -1, 1);
+    float *c = test_random_array(c_len, -1, 1), *got = malloc(c_len * sizeof *got);
+    double *want = malloc(c_len * sizeof *want);
+    for (size_t i = 0; i < c_len; i++)
+        want[i] = c[i];
+    const float alpha = 0.75f, beta = -0.5f;
+    reference_gemm(s->trans_a, s->trans_b, s->m, s->n, s->k, alpha, a + a_off, lda, b + b_off, ldb,
+                   beta, want + c_off, ldc);
+    cl_mem da = test_upload(a, a_len), db = test_upload(b, b_len), dc = test_upload(c, c_len);
+    TEST_OK(clgqa_sgemm(test_runtime(), s->trans_a, s->trans_b, s->m, s->n, s->k, alpha,
+                        clgqa_view_at(da, a_off), lda, clgqa_view_at(db, b_off), ldb, beta,
+                        clgqa_view_at(dc, c_off), ldc));
+    test_download(dc, got, c_len);
+    /* Every element, including the padding, which must stay untouched. */
+    test_assert_close("C", got, want, c_len, GEMM_REL, GEMM_ABS);
+    clReleaseMemObject(da);
+    clReleaseMemObject(db);
+    clReleaseMemObject(dc);
+    free(a), free(b), free(c), free(got), free(want);
+}
+END_TEST
+
+START_TEST(strided_batched_matches_reference) {
+    /* The attention shape: per (batch, head) item, scores = Q K^T. */
+    const size_t batch = 6, m = 13, n = 13, k = 9;
+    const size_t stride_a = m * k + 4, stride_b = n * k + 1, stride_c = m * n + 3;
+    float *a = test_random_array(batch * stride_a, -1, 1);
+    float *b = test_random_array(batch * stride_b, -1, 1);
+    float *c = test_random_array(batch * stride_c, -1, 1);
+    float *got = malloc(batch * stride_c * sizeof *got);
+    double *want = malloc(batch * stride_c * sizeof *want);
+    for (size_t i = 0; i < batch * stride_c; i++)
+        want[i] = c[i];
+    for (size_t t = 0; t < batch; t++)
+        reference_gemm(0, 1, m, n, k, 0.5, a + t * stride_a, k, b + t * stride_b, k, 1.0,
+                       want + t * stride_c, n);
+    cl_mem da = test_upload(a, batch * stride_a), db = test_upload(b, batch * stride_b);
+    cl_mem dc = test_upload(c, batch * stride_c);
+    TEST_OK(clgqa_sgemm_strided_batched(test_runtime(), 0, 1, m, n, k, 0.5f, clgqa_view_at(da, 0), k,
+                                        stride_a, clgqa_view_at(db, 0), k, stride_b, 1.0f,
+                                        clgqa_view_at(dc, 0), n, stride_c, batch));
+    test_download(dc, got, batch * stride_c);
+    test_assert_close("C", got, want, batch * stride_c, GEMM_REL, GEMM_ABS);
+    clReleaseMemObject(da);
+    clReleaseMemObject(db);
+    clReleaseMemObject(dc);
+    free(a), free(b), free(c), free(got), free(want);
+}
+END_TEST
+
+START_TEST(linear_forward_and_backward) {
+    /* y = x W^T + b, then dx += dy W, dW += dy^T x, db += sum dy. */
+    const size_t rows = 23, in = 19, out = 11;
+    float *x = test_random_array(rows * in, -1, 1), *w = test_random_array(out * in, -1, 1);
+    float *bias = test_random_array(out, -1, 1), *dy = test_random_array(rows * out, -1, 1);
+    float *dx0 = test_random_array(rows * in, -1, 1), *dw0 = test_random_array(out * in, -1, 1);
+    float *db0 = test_random_array(out, -1, 1);
+    double *y_ref = calloc(rows * out, sizeof(double)), *dx_ref = malloc(rows * in * sizeof(double));
+    double *dw_ref = malloc(out * in * sizeof(double)), *db_ref = malloc(out * sizeof(double));
+    for (size_t r = 0; r < rows; r++)
+        for (size_t o = 0; o < out; o++)
+            y_ref[r * out + o] = bias[o];
+    reference_gemm(0, 1, rows, out, in, 1, x, in, w, in, 1, y_ref, out);
+    for (size_t i = 0; i < rows * in; i++) dx_ref[i] = dx0[i];
+    for (size_t i = 0; i < out * in; i++) dw_ref[i] = dw0[i];
+    for (size_t o = 0; o < out; o++) db_ref[o] = db0[o];
+    reference_gemm(0, 0, rows, in, out, 1, dy, out, w, in, 1, dx_ref, in);
+    reference_gemm(1, 0, out, in, rows, 1, dy, out, x, in, 1, dw_ref, in);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t o = 0; o < out; o++)
+            db_ref[o] += dy[r * out + o];
+
+    cl_mem dx_mem = test_upload(x, rows * in), w_mem = test_upload(w, out * in);
+    cl_mem b_mem = test_upload(bias, out), dy_mem = test_upload(dy, rows * out);
+    cl_mem gx = test_upload(dx0, rows * in), gw = test_upload(dw0, out * in), gb = test_upload(db0, out);
+    cl_mem y_mem;
+    TEST_OK(clgqa_buffer_create(test_runtime(), rows * out * sizeof(float), &y_mem));
+    clgqa_runtime *rt = test_runtime();
+    TEST_OK(clgqa_linear_forward(rt, clgqa_view_at(y_mem, 0), clgqa_view_at(dx_mem, 0),
+                                 clgqa_view_at(w_mem, 0), clgqa_view_at(b_mem, 0), rows, in, out));
+    TEST_OK(clgqa_linear_backward(rt, clgqa_view_at(gx, 0), clgqa_view_at(gw, 0), clgqa_view_at(gb, 0),
+                                  clgqa_view_at(dy_mem, 0), clgqa_view_at(dx_mem, 0),
+                                  clgqa_view_at(w_mem, 0), rows, in, out));
+    float *got = malloc(rows * in * sizeof *got + out * in * sizeof *got);
+    test_download(y_mem, got, rows * out);
+    test_assert_close("y", got, y_ref, rows * out, GEMM_REL, GEMM_ABS);
+    test_download(gx, got, rows * in);
+    test_assert_close("dx", got, dx_ref, rows * in, GEMM_REL, GEMM_ABS);
+    test_download(gw, got, out * in);
+    test_assert_close("dW", got, dw_ref, out * in, GEMM_REL, GEMM_ABS);
+    test_download(gb, got, out);
+    test_assert_close("db", got, db_ref, out, GEMM_REL, GEMM_ABS);
+    cl_mem all[] = {dx_mem, w_mem, b_mem, dy_mem, gx, gw, gb, y_mem};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        clReleaseMemObject(all[i]);
+    free(x), free(w), free(bias), free(dy), free(dx0), free(dw0), free(db0), free(got);
+    free(y_ref), free(dx_ref), free(dw_ref), free(db_ref);
+}
+END_TEST
+
+START_TEST(bad_leading_dimension_is_a_clear_error) {
+    float host[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    cl_mem mem = test_upload(host, 16);
+    clgqa_view v = clgqa_view_at(mem, 0);
+    /* lda 2 < k 4 for a non-transposed row-major A. */
+    clgqa_status s = clgqa_sgemm(test_runtime(), 0, 0, 2, 2, 4, 1, v, 2, v, 2, 0, v, 2);
+    ck_assert_int_eq(s, CLGQA_ERR_CLBLAST);
+    ck_assert_msg(strstr(clgqa_error_message(), "CLBlastSgemm") != NULL, "%s", clgqa_error_message());
+    clReleaseMemObject(mem);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("gemm");
+    TCase *tc = tcase_create("gemm");
+    tcase_set_timeout(tc, 600);
+    tcase_add_loop_test(tc, sgemm_matches_reference, 0, (int)(sizeof shapes / sizeof shapes[0]));
+    tcase_add_test(tc, strided_batched_matches_reference);
+    tcase_add_test(tc, linear_forward_and_backward);
+    tcase_add_test(tc, bad_leading_dimension_is_a_clear_error);
+    suite_add_tcase(s, tc);
+    return test_run_suite(s);
+}
