@@ -40,7 +40,8 @@ typedef struct clgqa_dataset clgqa_dataset;
  * /usr/share/datasets/fashion-mnist for fashion-mnist; every other dataset
  * needs it). Reads the fixed-size datasets into memory and lists the files of
  * the image datasets. Uses cfg->dataset, data_dir, img_size, in_chans,
- * num_classes (must equal the dataset's), augment (train split only),
+ * num_classes (0 takes the dataset's; otherwise it must equal the dataset's,
+ * see clgqa_dataset_num_classes), augment (train split only),
  * norm_mean, norm_std, label_mode_coarse and seed; cfg is copied.
  * Errors name the file: missing folder or file (CLGQA_ERR_IO), truncated
  * file, wrong magic or sizes, label out of range (CLGQA_ERR_FORMAT). */

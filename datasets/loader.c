@@ -1,0 +1,291 @@
+/* Background batch loader.
+ *
+ * Worker threads build whole batches, in order, into a ring of `depth`
+ * slots: batch b goes to slot b % depth once the consumer has released the
+ * batch that used it before. The consumer takes batches strictly in order,
+ * so the batch sequence is the same whatever the thread timing; each batch's
+ * contents depend only on (seed, epoch, sample order). A slot holds its
+ * batch's status and message because error messages are per thread. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clgqa/ops.h"
+#include "dataset_internal.h"
+
+#define MAX_THREADS 8
+
+typedef enum slot_state { SLOT_FREE, SLOT_FILLING, SLOT_READY } slot_state;
+
+typedef struct slot {
+    slot_state state;
+    size_t batch; /* batch number in the epoch */
+    long epoch;
+    unsigned long generation; /* the loader's generation when claimed */
+    float *images;
+    int32_t *labels;
+    int count;
+    clgqa_status status;
+    char message[1024];
+} slot;
+
+struct clgqa_loader {
+    clgqa_dataset *ds;
+    int batch_size, shuffle;
+    size_t sample_floats, num_batches;
+    size_t *order; /* this epoch's sample order */
+    long epoch;
+    int started;
+
+    pthread_mutex_t lock;
+    pthread_cond_t work;  /* workers wait here for a batch to build */
+    pthread_cond_t ready; /* the consumer waits here for a batch or idle workers */
+    slot *slots;
+    int depth;
+    size_t next_claim;   /* next batch a worker will build */
+    size_t next_consume; /* next batch the consumer will take */
+    slot *held;          /* the batch the consumer has now, released on its next call */
+    int filling;         /* slots being built */
+    /* Bumped by start and destroy; workers building an older generation stop
+     * early and their batch is dropped. Read without the lock between samples. */
+    _Atomic unsigned long generation;
+    int stopping;
+    pthread_t *threads;
+    int thread_count;
+    double wait_seconds;
+};
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Builds one batch into s (the lock is not held). */
+static void build_batch(clgqa_loader *ld, slot *s) {
+    clgqa_dataset *ds = ld->ds;
+    size_t first = s->batch * (size_t)ld->batch_size;
+    size_t n = ds->count - first < (size_t)ld->batch_size ? ds->count - first
+                                                           : (size_t)ld->batch_size;
+    int skip = (ds->flags & CLGQA_DATASET_SKIP_UNREADABLE) && ds->paths;
+    s->count = 0;
+    s->status = CLGQA_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (atomic_load(&ld->generation) != s->generation)
+            return; /* abandoned by clgqa_loader_start or destroy */
+        size_t sample = ld->order[first + i];
+        if (skip && atomic_load(&ds->unreadable[sample]))
+            continue;
+        clgqa_status status =
+            clgqa_dataset_get(ds, sample, s->epoch, s->images + (size_t)s->count * ld->sample_floats,
+                              s->labels + s->count);
+        if (status == CLGQA_OK) {
+            s->count++;
+        } else if (skip && (status == CLGQA_ERR_IO || status == CLGQA_ERR_FORMAT)) {
+            if (!atomic_exchange(&ds->unreadable[sample], 1))
+                atomic_fetch_add(&ds->skipped, 1);
+        } else {
+            s->status = status;
+            snprintf(s->message, sizeof s->message, "%s", clgqa_error_message());
+            return;
+        }
+    }
+}
+
+static void *worker_main(void *arg) {
+    clgqa_loader *ld = arg;
+    pthread_mutex_lock(&ld->lock);
+    for (;;) {
+        while (!ld->stopping &&
+               !(ld->started && ld->next_claim < ld->num_batches &&
+                 ld->slots[ld->next_claim % (size_t)ld->depth].state == SLOT_FREE))
+            pthread_cond_wait(&ld->work, &ld->lock);
+        if (ld->stopping)
+            break;
+        slot *s = &ld->slots[ld->next_claim % (size_t)ld->depth];
+        s->state = SLOT_FILLING;
+        s->batch = ld->next_claim++;
+        s->epoch = ld->epoch;
+        s->generation = atomic_load(&ld->generation);
+        ld->filling++;
+        pthread_mutex_unlock(&ld->lock);
+
+        build_batch(ld, s);
+
+        pthread_mutex_lock(&ld->lock);
+        ld->filling--;
+        s->state = s->generation == atomic_load(&ld->generation) ? SLOT_READY : SLOT_FREE;
+        pthread_cond_broadcast(&ld->ready);
+        pthread_cond_broadcast(&ld->work);
+    }
+    pthread_mutex_unlock(&ld->lock);
+    return NULL;
+}
+
+clgqa_status clgqa_loader_create(clgqa_dataset *ds, int batch_size, int shuffle, int threads,
+                                 clgqa_loader **out) {
+    *out = NULL;
+    if (batch_size < 1)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "batch_size must be positive, not %d",
+                          batch_size);
+    if (threads <= 0) {
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = online < 1 ? 1 : online > MAX_THREADS ? MAX_THREADS : (int)online;
+    }
+    clgqa_loader *ld = calloc(1, sizeof *ld);
+    if (!ld)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate a loader");
+    pthread_mutex_init(&ld->lock, NULL);
+    pthread_cond_init(&ld->work, NULL);
+    pthread_cond_init(&ld->ready, NULL);
+    atomic_init(&ld->generation, 0);
+    ld->ds = ds;
+    ld->batch_size = batch_size;
+    ld->shuffle = shuffle;
+    ld->sample_floats = (size_t)ds->cfg.in_chans * (size_t)ds->cfg.img_size *
+                        (size_t)ds->cfg.img_size;
+    ld->num_batches = (ds->count + (size_t)batch_size - 1) / (size_t)batch_size;
+    /* One batch per worker in progress, one ready ahead, one held by the consumer. */
+    ld->depth = threads + 2;
+    ld->order = malloc(sizeof(size_t) * ds->count);
+    ld->slots = calloc((size_t)ld->depth, sizeof *ld->slots);
+    ld->threads = calloc((size_t)threads, sizeof *ld->threads);
+    int ok = ld->order && ld->slots && ld->threads;
+    for (int i = 0; ok && i < ld->depth; i++) {
+        ld->slots[i].images = malloc(sizeof(float) * ld->sample_floats * (size_t)batch_size);
+        ld->slots[i].labels = malloc(sizeof(int32_t) * (size_t)batch_size);
+        ok = ld->slots[i].images && ld->slots[i].labels;
+    }
+    if (!ok) {
+        clgqa_loader_destroy(ld);
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate %d batches of %d samples",
+                          threads + 2, batch_size);
+    }
+    for (int i = 0; i < threads; i++) {
+        if (pthread_create(&ld->threads[i], NULL, worker_main, ld) != 0) {
+            clgqa_loader_destroy(ld);
+            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot start loader thread %d", i);
+        }
+        ld->thread_count++;
+    }
+    *out = ld;
+    return CLGQA_OK;
+}
+
+/* Fisher-Yates with the CLGQA_RNG_SHUFFLE stream of the epoch: draw i is a
+ * 64-bit number from elements 2i and 2i+1 (modulo bias below n / 2^64). */
+static void make_order(clgqa_loader *ld) {
+    size_t n = ld->ds->count;
+    for (size_t i = 0; i < n; i++)
+        ld->order[i] = i;
+    if (!ld->shuffle)
+        return;
+    uint64_t seed = ld->ds->cfg.seed;
+    uint64_t stream = clgqa_stream_id(CLGQA_RNG_SHUFFLE, 0, (uint64_t)ld->epoch);
+    for (size_t i = n - 1; i > 0; i--) {
+        uint64_t r = (uint64_t)clgqa_host_random_bits(seed, stream, 2 * (uint64_t)i) << 32 |
+                     clgqa_host_random_bits(seed, stream, 2 * (uint64_t)i + 1);
+        size_t j = (size_t)(r % (i + 1));
+        size_t t = ld->order[i];
+        ld->order[i] = ld->order[j];
+        ld->order[j] = t;
+    }
+}
+
+clgqa_status clgqa_loader_start(clgqa_loader *ld, long epoch) {
+    if (epoch < 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "epoch must not be negative, not %ld", epoch);
+    pthread_mutex_lock(&ld->lock);
+    atomic_fetch_add(&ld->generation, 1);
+    while (ld->filling > 0)
+        pthread_cond_wait(&ld->ready, &ld->lock);
+    for (int i = 0; i < ld->depth; i++)
+        ld->slots[i].state = SLOT_FREE;
+    ld->held = NULL;
+    ld->epoch = epoch;
+    make_order(ld);
+    ld->next_claim = ld->next_consume = 0;
+    ld->started = 1;
+    pthread_cond_broadcast(&ld->work);
+    pthread_mutex_unlock(&ld->lock);
+    return CLGQA_OK;
+}
+
+size_t clgqa_loader_num_batches(const clgqa_loader *ld) { return ld->num_batches; }
+
+clgqa_status clgqa_loader_next(clgqa_loader *ld, clgqa_batch *batch) {
+    memset(batch, 0, sizeof *batch);
+    pthread_mutex_lock(&ld->lock);
+    if (!ld->started) {
+        pthread_mutex_unlock(&ld->lock);
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_loader_next before clgqa_loader_start");
+    }
+    if (ld->held) {
+        ld->held->state = SLOT_FREE;
+        ld->held = NULL;
+        pthread_cond_broadcast(&ld->work);
+    }
+    while (ld->next_consume < ld->num_batches) {
+        slot *s = &ld->slots[ld->next_consume % (size_t)ld->depth];
+        if (!(s->state == SLOT_READY && s->batch == ld->next_consume)) {
+            double start = now_seconds();
+            while (!(s->state == SLOT_READY && s->batch == ld->next_consume))
+                pthread_cond_wait(&ld->ready, &ld->lock);
+            ld->wait_seconds += now_seconds() - start;
+        }
+        ld->next_consume++;
+        if (s->status != CLGQA_OK) {
+            /* Re-raise the worker's failure on this thread, before the slot
+             * can be reused. */
+            clgqa_status status = clgqa_fail(s->status, "%s", s->message);
+            s->state = SLOT_FREE;
+            pthread_cond_broadcast(&ld->work);
+            pthread_mutex_unlock(&ld->lock);
+            return status;
+        }
+        if (s->count == 0) { /* every image of the batch was skipped */
+            s->state = SLOT_FREE;
+            pthread_cond_broadcast(&ld->work);
+            continue;
+        }
+        ld->held = s;
+        batch->images = s->images;
+        batch->labels = s->labels;
+        batch->count = s->count;
+        batch->index = (long)s->batch;
+        break;
+    }
+    pthread_mutex_unlock(&ld->lock);
+    return CLGQA_OK;
+}
+
+double clgqa_loader_wait_seconds(const clgqa_loader *ld) { return ld->wait_seconds; }
+
+void clgqa_loader_destroy(clgqa_loader *ld) {
+    if (!ld)
+        return;
+    if (ld->thread_count > 0) {
+        pthread_mutex_lock(&ld->lock);
+        ld->stopping = 1;
+        atomic_fetch_add(&ld->generation, 1);
+        pthread_cond_broadcast(&ld->work);
+        pthread_mutex_unlock(&ld->lock);
+        for (int i = 0; i < ld->thread_count; i++)
+            pthread_join(ld->threads[i], NULL);
+    }
+    if (ld->slots)
+        for (int i = 0; i < ld->depth; i++) {
+            free(ld->slots[i].images);
+            free(ld->slots[i].labels);
+        }
+    pthread_mutex_destroy(&ld->lock);
+    pthread_cond_destroy(&ld->work);
+    pthread_cond_destroy(&ld->ready);
+    free(ld->slots);
+    free(ld->threads);
+    free(ld->order);
+    free(ld);
+}

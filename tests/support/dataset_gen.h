@@ -1,0 +1,55 @@
+/* Writes small datasets in every published layout clgqa reads, with real
+ * JPEG (libjpeg-turbo) and PNG (libspng) files, for the dataset suites.
+ *
+ * Pixel values come from gen_pixel(), labels from gen_label(), so a test can
+ * recompute what any sample must hold. Writers return 0 on success and
+ * print the failing path otherwise. */
+#ifndef CLGQA_DATASET_GEN_H
+#define CLGQA_DATASET_GEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Pixel (x, y, channel c) of generated image `sample`: a folded ramp with a
+ * per-sample and per-channel offset, in 20..220. */
+uint8_t gen_pixel(int sample, int x, int y, int c);
+/* Label of generated sample i among `classes`. */
+int gen_label(int sample, int classes);
+/* The generated image as interleaved pixels (malloc'ed). */
+uint8_t *gen_image(int sample, int width, int height, int channels);
+
+/* A fresh folder under $TMPDIR (or /tmp), and removing a whole tree. */
+char *gen_temp_dir(void); /* malloc'ed path */
+void gen_remove_tree(const char *path);
+int gen_mkdirs(const char *path); /* mkdir -p */
+int gen_write_bytes(const char *path, const void *data, size_t size);
+
+/* Image files of gen_image(sample, ...). channels: 1 gray, 3 RGB, 4 CMYK
+ * (JPEG only). */
+int gen_write_jpeg(const char *path, int sample, int width, int height, int channels,
+                   int quality);
+int gen_write_png(const char *path, int sample, int width, int height, int channels);
+
+/* MNIST layout: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] with
+ * `train` and `test` samples of side x side (labels gen_label(i, 10); the
+ * test split's samples are numbered from 1000). */
+int gen_mnist(const char *dir, int train, int test, int side, int gzip);
+/* CIFAR-10 (data_batch_1..5.bin with per_batch records each, test_batch.bin
+ * with `test`) or CIFAR-100 (train.bin with 5 * per_batch, test.bin;
+ * coarse label = fine % 20). Test samples are numbered from 1000. */
+int gen_cifar(const char *dir, int hundred, int per_batch, int test);
+
+/* Image layouts: `classes` classes of `per_class` train images and
+ * `test_per_class` test images, side x side, named so that clgqa's listing
+ * order is the generation order. Train sample i is generated image i with
+ * label i / per_class. Test sample i is generated image 1000 + i with label
+ * i % classes for Tiny ImageNet and Food-101 (annotation-file order) and
+ * i / test_per_class for image folders (sorted folders). Tiny ImageNet's
+ * wnids.txt is written in reverse, so the test sees the labels sorted. */
+int gen_tiny_imagenet(const char *root, int classes, int per_class, int test_per_class, int side);
+int gen_food101(const char *root, int classes, int per_class, int test_per_class, int side);
+/* root/{train,test}/<class>/..., PNG when png, else JPEG */
+int gen_image_folder(const char *root, int classes, int per_class, int test_per_class, int side,
+                     int png);
+
+#endif
