@@ -90,20 +90,10 @@ clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src,
 
 /* ---- bias add and its gradient ---- */
 
-/* rows * cols, failing when it overflows the kernels' 32-bit indices. */
-static clgqa_status matrix_elements(const char *op, size_t rows, size_t cols, size_t *out) {
-    if (cols != 0 && rows > UINT32_MAX / cols)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                          "%s: %zu x %zu elements exceed the 2^32 limit of the kernels", op, rows,
-                          cols);
-    *out = rows * cols;
-    return CLGQA_OK;
-}
-
 clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
                             size_t cols) {
     size_t n;
-    CLGQA_TRY(matrix_elements("clgqa_bias_add", rows, cols, &n));
+    CLGQA_TRY(clgqa_matrix_elements("clgqa_bias_add", rows, cols, &n));
     if (n == 0)
         return CLGQA_OK;
     CLGQA_TRY(clgqa_check_view("clgqa_bias_add", "x", x, n, sizeof(float)));
@@ -120,20 +110,15 @@ clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, si
 clgqa_status clgqa_bias_backward(clgqa_runtime *rt, clgqa_view dbias, clgqa_view dy, size_t rows,
                                  size_t cols) {
     size_t n;
-    CLGQA_TRY(matrix_elements("clgqa_bias_backward", rows, cols, &n));
+    CLGQA_TRY(clgqa_matrix_elements("clgqa_bias_backward", rows, cols, &n));
     if (n == 0)
         return CLGQA_OK;
     CLGQA_TRY(clgqa_check_view("clgqa_bias_backward", "dbias", dbias, cols, sizeof(float)));
     CLGQA_TRY(clgqa_check_view("clgqa_bias_backward", "dy", dy, n, sizeof(float)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "bias_backward", &k));
-    /* Up to 32 adjacent columns per group (contiguous loads on GPUs); the
-     * rest of the group splits the rows into slices. */
-    size_t local = clgqa_work_group_size(rt, k, 256);
-    size_t columns = local < 32 ? local : 32;
-    size_t slices = local / columns;
-    while (slices > 1 && slices / 2 >= rows)
-        slices /= 2; /* no idle slices for short inputs */
+    size_t columns, slices;
+    clgqa_column_sum_shape(rt, k, rows, &columns, &slices);
     CLGQA_TRY(clgqa_set_view_arg(k, 0, dbias));
     CLGQA_TRY(clgqa_set_view_arg(k, 2, dy));
     CLGQA_TRY(clgqa_set_uint_arg(k, 4, rows));

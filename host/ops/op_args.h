@@ -52,4 +52,38 @@ static inline clgqa_status clgqa_set_uint_arg(cl_kernel kernel, cl_uint index, s
     return CLGQA_ARG(kernel, index, v);
 }
 
+/* Work-group size for kernels that give one group to each row of `cols`
+ * elements and reduce it in local memory: the power of two covering the row,
+ * at most 256 and within the kernel's and device's limits. */
+static inline size_t clgqa_row_group_size(clgqa_runtime *rt, cl_kernel kernel, size_t cols) {
+    size_t want = 1;
+    while (want < cols && want < 256)
+        want *= 2;
+    return clgqa_work_group_size(rt, kernel, want);
+}
+
+/* Work-group shape for column sums over rows (parameter gradients such as
+ * dbias): up to 32 adjacent columns per group, so loads are contiguous on
+ * GPUs, and the rest of the group splitting the rows into `slices` (a power
+ * of two, no more than the rows need). */
+static inline void clgqa_column_sum_shape(clgqa_runtime *rt, cl_kernel kernel, size_t rows,
+                                          size_t *columns, size_t *slices) {
+    size_t local = clgqa_work_group_size(rt, kernel, 256);
+    *columns = local < 32 ? local : 32;
+    *slices = local / *columns;
+    while (*slices > 1 && *slices / 2 >= rows)
+        *slices /= 2;
+}
+
+/* rows * cols, failing when it overflows the kernels' 32-bit indices. */
+static inline clgqa_status clgqa_matrix_elements(const char *op, size_t rows, size_t cols,
+                                                 size_t *out) {
+    if (cols != 0 && rows > UINT32_MAX / cols)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "%s: %zu x %zu elements exceed the 2^32 limit of the kernels", op, rows,
+                          cols);
+    *out = rows * cols;
+    return CLGQA_OK;
+}
+
 #endif

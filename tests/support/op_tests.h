@@ -6,6 +6,7 @@
 #ifndef CLGQA_OP_TESTS_H
 #define CLGQA_OP_TESTS_H
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,6 +85,19 @@ static inline void op_download_padded_int(const char *what, cl_mem mem, int32_t 
     }
     memcpy(host, buf + OP_TEST_PAD, n * sizeof *buf);
     free(buf);
+}
+
+/* Assert |got - want| <= tol * scale[i] for every element: `scale` is the
+ * magnitude of the terms that produced want[i] (e.g. sum of |terms| for a
+ * sum), so cancellation does not demand more than float can deliver. */
+static inline void op_assert_close_scaled(const char *what, const float *got, const double *want,
+                                          const double *scale, size_t n, double tol) {
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - want[i]);
+        ck_assert_msg(isfinite(got[i]) && err <= tol * scale[i],
+                      "%s[%zu]: got %.9g, want %.9g (error %.3g, tolerance %.3g = %.3g x %.3g)",
+                      what, i, (double)got[i], want[i], err, tol * scale[i], tol, scale[i]);
+    }
 }
 
 /* malloc'ed doubles, asserted non-NULL. */

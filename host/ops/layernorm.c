@@ -1,0 +1,86 @@
+/* Launchers for kernels/layernorm.cl. */
+#include "clgqa/ops.h"
+#include "ops/op_args.h"
+
+#define FAMILY "layernorm"
+
+clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view mean,
+                                     clgqa_view rstd, clgqa_view in, clgqa_view weight,
+                                     clgqa_view bias, size_t rows, size_t cols, float eps) {
+    static const char op[] = "clgqa_layernorm_forward";
+    size_t n;
+    CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, &n));
+    if (rows == 0)
+        return CLGQA_OK;
+    if (cols == 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: rows of 0 columns have no mean", op);
+    if (!(eps > 0.0f))
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: eps must be positive (got %g)", op,
+                          (double)eps);
+    CLGQA_TRY(clgqa_check_view(op, "out", out, n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "mean", mean, rows, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "rstd", rstd, rows, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "in", in, n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "weight", weight, cols, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "bias", bias, cols, sizeof(float)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "layernorm_forward", &k));
+    size_t local = clgqa_row_group_size(rt, k, cols);
+    CLGQA_TRY(clgqa_set_view_arg(k, 0, out));
+    CLGQA_TRY(clgqa_set_view_arg(k, 2, mean));
+    CLGQA_TRY(clgqa_set_view_arg(k, 4, rstd));
+    CLGQA_TRY(clgqa_set_view_arg(k, 6, in));
+    CLGQA_TRY(clgqa_set_view_arg(k, 8, weight));
+    CLGQA_TRY(clgqa_set_view_arg(k, 10, bias));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 12, cols));
+    CLGQA_TRY(CLGQA_ARG(k, 13, eps));
+    CLGQA_TRY(clgqa_set_local_arg(k, 14, local * sizeof(float)));
+    return clgqa_launch_1d(rt, k, rows * local, local);
+}
+
+clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view dweight,
+                                      clgqa_view dbias, clgqa_view dout, clgqa_view in,
+                                      clgqa_view mean, clgqa_view rstd, clgqa_view weight,
+                                      size_t rows, size_t cols) {
+    static const char op[] = "clgqa_layernorm_backward";
+    size_t n;
+    CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, &n));
+    if (n == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view(op, "din", din, n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "dweight", dweight, cols, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "dbias", dbias, cols, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "dout", dout, n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "in", in, n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "mean", mean, rows, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "rstd", rstd, rows, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "weight", weight, cols, sizeof(float)));
+
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "layernorm_backward_input", &k));
+    size_t local = clgqa_row_group_size(rt, k, cols);
+    CLGQA_TRY(clgqa_set_view_arg(k, 0, din));
+    CLGQA_TRY(clgqa_set_view_arg(k, 2, dout));
+    CLGQA_TRY(clgqa_set_view_arg(k, 4, in));
+    CLGQA_TRY(clgqa_set_view_arg(k, 6, mean));
+    CLGQA_TRY(clgqa_set_view_arg(k, 8, rstd));
+    CLGQA_TRY(clgqa_set_view_arg(k, 10, weight));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 12, cols));
+    CLGQA_TRY(clgqa_set_local_arg(k, 13, local * sizeof(float)));
+    CLGQA_TRY(clgqa_launch_1d(rt, k, rows * local, local));
+
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "layernorm_backward_params", &k));
+    size_t columns, slices;
+    clgqa_column_sum_shape(rt, k, rows, &columns, &slices);
+    CLGQA_TRY(clgqa_set_view_arg(k, 0, dweight));
+    CLGQA_TRY(clgqa_set_view_arg(k, 2, dbias));
+    CLGQA_TRY(clgqa_set_view_arg(k, 4, dout));
+    CLGQA_TRY(clgqa_set_view_arg(k, 6, in));
+    CLGQA_TRY(clgqa_set_view_arg(k, 8, mean));
+    CLGQA_TRY(clgqa_set_view_arg(k, 10, rstd));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 12, rows));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 13, cols));
+    CLGQA_TRY(clgqa_set_local_arg(k, 14, columns * slices * sizeof(float)));
+    CLGQA_TRY(clgqa_set_local_arg(k, 15, columns * slices * sizeof(float)));
+    return clgqa_launch_2d(rt, k, cols, slices, columns, slices);
+}

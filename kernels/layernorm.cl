@@ -1,0 +1,123 @@
+/* LayerNorm over the last dimension, forward and backward.
+ *
+ * Row kernels run one work-group per row (get_local_size(0) a power of two);
+ * each work-item strides over the row and partial results are combined by a
+ * fixed tree in local memory, so results never depend on scheduling. */
+
+/* Sum of `value` over the work-group; every work-item gets the total.
+ * `scratch` holds get_local_size(0) floats and is free again on return. */
+float group_sum(__local float *scratch, float value) {
+    const uint lid = get_local_id(0);
+    scratch[lid] = value;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint stride = get_local_size(0) / 2; stride > 0; stride /= 2) {
+        if (lid < stride)
+            scratch[lid] += scratch[lid + stride];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float total = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return total;
+}
+
+/* out = (in - mean) * rstd * weight + bias, with the variance from a second
+ * pass over (in - mean)^2 (no cancellation as with E[x^2] - mean^2). */
+__kernel void layernorm_forward(__global float *out, const uint out_off, __global float *mean,
+                                const uint mean_off, __global float *rstd, const uint rstd_off,
+                                __global const float *in, const uint in_off,
+                                __global const float *weight, const uint weight_off,
+                                __global const float *bias, const uint bias_off, const uint cols,
+                                const float eps, __local float *scratch) {
+    const uint row = get_group_id(0), lid = get_local_id(0), size = get_local_size(0);
+    __global const float *x = in + in_off + row * cols;
+    __global float *y = out + out_off + row * cols;
+
+    float sum = 0.0f;
+    for (uint c = lid; c < cols; c += size)
+        sum += x[c];
+    const float row_mean = group_sum(scratch, sum) / cols;
+
+    float squares = 0.0f;
+    for (uint c = lid; c < cols; c += size) {
+        const float d = x[c] - row_mean;
+        squares += d * d;
+    }
+    const float row_rstd = rsqrt(group_sum(scratch, squares) / cols + eps);
+
+    /* `out` may alias `in`: every read of the row happened before the
+     * barriers in group_sum. */
+    for (uint c = lid; c < cols; c += size)
+        y[c] = (x[c] - row_mean) * row_rstd * weight[weight_off + c] + bias[bias_off + c];
+    if (lid == 0) {
+        mean[mean_off + row] = row_mean;
+        rstd[rstd_off + row] = row_rstd;
+    }
+}
+
+/* din += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight,
+ * xhat = (in - mean) * rstd. One work-group per row. */
+__kernel void layernorm_backward_input(__global float *din, const uint din_off,
+                                       __global const float *dout, const uint dout_off,
+                                       __global const float *in, const uint in_off,
+                                       __global const float *mean, const uint mean_off,
+                                       __global const float *rstd, const uint rstd_off,
+                                       __global const float *weight, const uint weight_off,
+                                       const uint cols, __local float *scratch) {
+    const uint row = get_group_id(0), lid = get_local_id(0), size = get_local_size(0);
+    const uint base = row * cols;
+    const float row_mean = mean[mean_off + row], row_rstd = rstd[rstd_off + row];
+
+    float g_sum = 0.0f, g_xhat_sum = 0.0f;
+    for (uint c = lid; c < cols; c += size) {
+        const float g = dout[dout_off + base + c] * weight[weight_off + c];
+        const float xhat = (in[in_off + base + c] - row_mean) * row_rstd;
+        g_sum += g;
+        g_xhat_sum += g * xhat;
+    }
+    const float g_mean = group_sum(scratch, g_sum) / cols;
+    const float g_xhat_mean = group_sum(scratch, g_xhat_sum) / cols;
+
+    for (uint c = lid; c < cols; c += size) {
+        const float g = dout[dout_off + base + c] * weight[weight_off + c];
+        const float xhat = (in[in_off + base + c] - row_mean) * row_rstd;
+        din[din_off + base + c] += row_rstd * (g - g_mean - xhat * g_xhat_mean);
+    }
+}
+
+/* dweight[c] += sum_r dout[r, c] * xhat[r, c]; dbias[c] += sum_r dout[r, c].
+ * Work-group of (columns x slices) as elementwise.cl's bias_backward: each
+ * work-item sums a fixed slice of rows, slices combine by a fixed tree. */
+__kernel void layernorm_backward_params(__global float *dweight, const uint dweight_off,
+                                        __global float *dbias, const uint dbias_off,
+                                        __global const float *dout, const uint dout_off,
+                                        __global const float *in, const uint in_off,
+                                        __global const float *mean, const uint mean_off,
+                                        __global const float *rstd, const uint rstd_off,
+                                        const uint rows, const uint cols,
+                                        __local float *dweight_part, __local float *dbias_part) {
+    const uint c = get_global_id(0);
+    const uint lc = get_local_id(0), s = get_local_id(1);
+    const uint columns = get_local_size(0), slices = get_local_size(1);
+    float dw = 0.0f, db = 0.0f;
+    if (c < cols)
+        for (uint r = s; r < rows; r += slices) {
+            const float dy = dout[dout_off + r * cols + c];
+            const float xhat = (in[in_off + r * cols + c] - mean[mean_off + r]) * rstd[rstd_off + r];
+            dw += dy * xhat;
+            db += dy;
+        }
+    dweight_part[s * columns + lc] = dw;
+    dbias_part[s * columns + lc] = db;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint stride = slices / 2; stride > 0; stride /= 2) {
+        if (s < stride) {
+            dweight_part[s * columns + lc] += dweight_part[(s + stride) * columns + lc];
+            dbias_part[s * columns + lc] += dbias_part[(s + stride) * columns + lc];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (s == 0 && c < cols) {
+        dweight[dweight_off + c] += dweight_part[lc];
+        dbias[dbias_off + c] += dbias_part[lc];
+    }
+}
