@@ -160,6 +160,69 @@ START_TEST(bad_leading_dimension_is_a_clear_error) {
 }
 END_TEST
 
+/* A tuner result as clblast_tuner_xgemm_direct writes it (trimmed). */
+static void write_tuning(const char *dir, const char *file, const char *device, const char *params) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "{\"kernel_family\": \"xgemm_direct_1\", \"precision\": \"32\",\n"
+            " \"best_kernel\": \"XgemmDirectTN\", \"best_parameters\": \"%s\",\n"
+            " \"device\": \"%s\"}\n",
+            params, device);
+    fclose(f);
+}
+
+START_TEST(tuning_files_are_applied_by_device_name) {
+    char dir[] = "/tmp/clgqa-tuning-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    clgqa_runtime *rt;
+    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    /* Valid parameters for this device, and a file for another device. */
+    write_tuning(dir, "mine.json", rt->device_name,
+                 "KWID=2 MDIMAD=8 MDIMCD=8 NDIMBD=8 NDIMCD=8 PADA=1 PADB=1 PRECISION=32 VWMD=1 "
+                 "VWND=1 WGD=16");
+    write_tuning(dir, "other.json", "some other device", "KWID=2 NONSENSE=1");
+    setenv("CLGQA_TUNING_DIR", dir, 1);
+    TEST_OK(clgqa_gemm_apply_tuning(rt));
+    ck_assert_msg(strstr(rt->clblast_tuning, "XgemmDirect") && strstr(rt->clblast_tuning, "mine.json"),
+                  "applied: '%s'", rt->clblast_tuning);
+    ck_assert_msg(!strstr(rt->clblast_tuning, "other.json"), "applied: '%s'", rt->clblast_tuning);
+    /* Products are still right with the overridden kernel: 7x5 * 5x3. */
+    float a[35], b[15], c[21];
+    test_fill_uniform(a, 35, -1, 1);
+    test_fill_uniform(b, 15, -1, 1);
+    double want[21] = {0};
+    reference_gemm(0, 0, 7, 3, 5, 1, a, 5, b, 3, 0, want, 3);
+    cl_mem da, db, dc;
+    TEST_OK(clgqa_buffer_create(rt, sizeof a, &da));
+    TEST_OK(clgqa_buffer_create(rt, sizeof b, &db));
+    TEST_OK(clgqa_buffer_create(rt, sizeof c, &dc));
+    TEST_OK(clgqa_buffer_write(rt, da, 0, sizeof a, a));
+    TEST_OK(clgqa_buffer_write(rt, db, 0, sizeof b, b));
+    TEST_OK(clgqa_sgemm(rt, 0, 0, 7, 3, 5, 1, clgqa_view_at(da, 0), 5, clgqa_view_at(db, 0), 3, 0,
+                        clgqa_view_at(dc, 0), 3));
+    TEST_OK(clgqa_buffer_read(rt, dc, 0, sizeof c, c));
+    test_assert_close("C", c, want, 21, GEMM_REL, GEMM_ABS);
+    clReleaseMemObject(da);
+    clReleaseMemObject(db);
+    clReleaseMemObject(dc);
+    clgqa_runtime_destroy(rt);
+
+    /* A malformed file is an error naming it. */
+    write_tuning(dir, "mine.json", "x\" broken", "");
+    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    ck_assert_int_eq(clgqa_gemm_apply_tuning(rt), CLGQA_ERR_FORMAT);
+    ck_assert_msg(strstr(clgqa_error_message(), "mine.json"), "%s", clgqa_error_message());
+    clgqa_runtime_destroy(rt);
+    unsetenv("CLGQA_TUNING_DIR");
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("gemm");
     TCase *tc = tcase_create("gemm");
@@ -168,6 +231,7 @@ int main(void) {
     tcase_add_test(tc, strided_batched_matches_reference);
     tcase_add_test(tc, linear_forward_and_backward);
     tcase_add_test(tc, bad_leading_dimension_is_a_clear_error);
+    tcase_add_test(tc, tuning_files_are_applied_by_device_name);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }
