@@ -1,0 +1,122 @@
+/* Launchers for kernels/grouping.cl: key norms and the query-head
+ * allocations (static, KDGQA, DGQA diff/EMA). Everything stays on the
+ * device: the allocation kernels read key_norms where key_norms wrote them
+ * and write kv_map / group_counts where attention reads them. */
+#include "clgqa/attention.h"
+#include "ops/op_args.h"
+
+#define FAMILY "grouping"
+
+/* Shapes every grouping launcher shares; H % G == 0 is required because the
+ * static split is the fallback of every dynamic scheme. */
+static clgqa_status check_grouping_dims(const char *op, const clgqa_attention_dims *dims) {
+    if (dims->heads <= 0 || dims->kv_heads <= 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: heads (%d) and kv_heads (%d) must be positive",
+                          op, dims->heads, dims->kv_heads);
+    if (dims->heads % dims->kv_heads != 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "%s: %d query heads cannot be split statically over %d key/value heads "
+                          "(heads must be a multiple of kv_heads)",
+                          op, dims->heads, dims->kv_heads);
+    return CLGQA_OK;
+}
+
+static clgqa_status check_map_views(const char *op, const clgqa_attention_dims *dims,
+                                    clgqa_view kv_map, clgqa_view group_counts) {
+    CLGQA_TRY(clgqa_check_view(op, "kv_map", kv_map, (size_t)dims->heads, sizeof(cl_int)));
+    return clgqa_check_view(op, "group_counts", group_counts, (size_t)dims->kv_heads,
+                            sizeof(cl_int));
+}
+
+clgqa_status clgqa_key_norms(clgqa_runtime *rt, const clgqa_attention_dims *dims,
+                             clgqa_view key_norms, clgqa_view k) {
+    const char *op = "clgqa_key_norms";
+    if (dims->batch <= 0 || dims->tokens <= 0 || dims->kv_heads <= 0 || dims->head_dim <= 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "%s: batch %d, tokens %d, kv_heads %d, head_dim %d must be positive", op,
+                          dims->batch, dims->tokens, dims->kv_heads, dims->head_dim);
+    size_t k_count = (size_t)dims->batch * dims->tokens * dims->kv_heads * dims->head_dim;
+    CLGQA_TRY(clgqa_check_view(op, "key_norms", key_norms, (size_t)dims->kv_heads, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "k", k, k_count, sizeof(float)));
+    cl_kernel kern;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "key_norms", &kern));
+    size_t local = clgqa_work_group_size(rt, kern, 256);
+    cl_uint batch = (cl_uint)dims->batch, tokens = (cl_uint)dims->tokens;
+    cl_uint kv_heads = (cl_uint)dims->kv_heads, head_dim = (cl_uint)dims->head_dim;
+    CLGQA_TRY(clgqa_set_view_arg(kern, 0, key_norms));
+    CLGQA_TRY(clgqa_set_view_arg(kern, 2, k));
+    CLGQA_TRY(CLGQA_ARG(kern, 4, batch));
+    CLGQA_TRY(CLGQA_ARG(kern, 5, tokens));
+    CLGQA_TRY(CLGQA_ARG(kern, 6, kv_heads));
+    CLGQA_TRY(CLGQA_ARG(kern, 7, head_dim));
+    CLGQA_TRY(clgqa_set_local_arg(kern, 8, local * sizeof(float)));
+    return clgqa_launch_1d(rt, kern, (size_t)dims->kv_heads * local, local);
+}
+
+clgqa_status clgqa_grouping_static(clgqa_runtime *rt, const clgqa_attention_dims *dims,
+                                   clgqa_view kv_map, clgqa_view group_counts) {
+    const char *op = "clgqa_grouping_static";
+    CLGQA_TRY(check_grouping_dims(op, dims));
+    CLGQA_TRY(check_map_views(op, dims, kv_map, group_counts));
+    cl_kernel kern;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "grouping_static", &kern));
+    cl_uint heads = (cl_uint)dims->heads, kv_heads = (cl_uint)dims->kv_heads;
+    CLGQA_TRY(clgqa_set_view_arg(kern, 0, kv_map));
+    CLGQA_TRY(clgqa_set_view_arg(kern, 2, group_counts));
+    CLGQA_TRY(CLGQA_ARG(kern, 4, heads));
+    CLGQA_TRY(CLGQA_ARG(kern, 5, kv_heads));
+    return clgqa_launch_1d(rt, kern, 1, 1);
+}
+
+clgqa_status clgqa_grouping_kdgqa(clgqa_runtime *rt, const clgqa_attention_dims *dims,
+                                  clgqa_view key_norms, clgqa_view kv_map,
+                                  clgqa_view group_counts) {
+    const char *op = "clgqa_grouping_kdgqa";
+    CLGQA_TRY(check_grouping_dims(op, dims));
+    CLGQA_TRY(clgqa_check_view(op, "key_norms", key_norms, (size_t)dims->kv_heads, sizeof(float)));
+    CLGQA_TRY(check_map_views(op, dims, kv_map, group_counts));
+    cl_kernel kern;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "grouping_kdgqa", &kern));
+    cl_uint heads = (cl_uint)dims->heads, kv_heads = (cl_uint)dims->kv_heads;
+    CLGQA_TRY(clgqa_set_view_arg(kern, 0, key_norms));
+    CLGQA_TRY(clgqa_set_view_arg(kern, 2, kv_map));
+    CLGQA_TRY(clgqa_set_view_arg(kern, 4, group_counts));
+    CLGQA_TRY(CLGQA_ARG(kern, 6, heads));
+    CLGQA_TRY(CLGQA_ARG(kern, 7, kv_heads));
+    return clgqa_launch_1d(rt, kern, 1, 1);
+}
+
+clgqa_status clgqa_grouping_dgqa(clgqa_runtime *rt, const clgqa_attention_dims *dims, int ema,
+                                 int evaluation, int window_size, clgqa_view key_norms,
+                                 clgqa_view cache, clgqa_view kv_map, clgqa_view group_counts,
+                                 uint64_t seed, uint64_t stream) {
+    const char *op = "clgqa_grouping_dgqa";
+    CLGQA_TRY(check_grouping_dims(op, dims));
+    if (window_size <= 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: window_size must be positive, got %d", op,
+                          window_size);
+    CLGQA_TRY(clgqa_check_view(op, "key_norms", key_norms, (size_t)dims->kv_heads, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "cache", cache, (size_t)dims->kv_heads, sizeof(float)));
+    CLGQA_TRY(check_map_views(op, dims, kv_map, group_counts));
+    cl_kernel kern;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "grouping_dgqa", &kern));
+    cl_uint heads = (cl_uint)dims->heads, kv_heads = (cl_uint)dims->kv_heads;
+    cl_int ema_flag = ema != 0, evaluation_flag = evaluation != 0;
+    cl_uint window = (cl_uint)window_size;
+    cl_uint seed_lo = (cl_uint)seed, seed_hi = (cl_uint)(seed >> 32);
+    cl_uint stream_lo = (cl_uint)stream, stream_hi = (cl_uint)(stream >> 32);
+    CLGQA_TRY(clgqa_set_view_arg(kern, 0, key_norms));
+    CLGQA_TRY(clgqa_set_view_arg(kern, 2, cache));
+    CLGQA_TRY(clgqa_set_view_arg(kern, 4, kv_map));
+    CLGQA_TRY(clgqa_set_view_arg(kern, 6, group_counts));
+    CLGQA_TRY(CLGQA_ARG(kern, 8, heads));
+    CLGQA_TRY(CLGQA_ARG(kern, 9, kv_heads));
+    CLGQA_TRY(CLGQA_ARG(kern, 10, ema_flag));
+    CLGQA_TRY(CLGQA_ARG(kern, 11, evaluation_flag));
+    CLGQA_TRY(CLGQA_ARG(kern, 12, window));
+    CLGQA_TRY(CLGQA_ARG(kern, 13, seed_lo));
+    CLGQA_TRY(CLGQA_ARG(kern, 14, seed_hi));
+    CLGQA_TRY(CLGQA_ARG(kern, 15, stream_lo));
+    CLGQA_TRY(CLGQA_ARG(kern, 16, stream_hi));
+    return clgqa_launch_1d(rt, kern, 1, 1);
+}

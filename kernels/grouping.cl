@@ -1,0 +1,185 @@
+/* Query-head grouping on the device (semantics: docs/attention-variants.md).
+ *
+ * key_norms reduces k [B*P, G*d] to one number per key/value head. The
+ * allocation kernels turn those numbers into group_counts [G] (query heads
+ * per key/value head) and kv_map [H] (the key/value head each query head
+ * reads; groups are contiguous in head order). G and H are a handful, so
+ * the allocations run as one work-item: the fix-up loops are sequential by
+ * definition. */
+
+/* One work-group per key head j: for each sample, a local-memory reduction
+ * of the squared entries over (P, d), then the sample's norm is added in
+ * sample order, so the result does not depend on the work-group size. */
+__kernel void key_norms(__global float *key_norms, const uint key_norms_off,
+                        __global const float *k, const uint k_off, const uint batch,
+                        const uint tokens, const uint kv_heads, const uint head_dim,
+                        __local float *partial) {
+    const uint j = get_group_id(0);
+    const uint lid = get_local_id(0);
+    const uint wg = get_local_size(0);
+    const uint per_sample = tokens * head_dim;
+    const uint row_stride = kv_heads * head_dim;
+    float total = 0.0f;
+    for (uint b = 0; b < batch; b++) {
+        float sum = 0.0f;
+        for (uint e = lid; e < per_sample; e += wg) {
+            /* c = e - p * d, not e % d: Oclgrind cannot check the `freeze`
+             * LLVM emits for a div/rem pair. */
+            uint p = e / head_dim, c = e - p * head_dim;
+            float x = k[k_off + (b * tokens + p) * row_stride + j * head_dim + c];
+            sum += x * x;
+        }
+        partial[lid] = sum;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint s = wg / 2; s > 0; s /= 2) {
+            if (lid < s)
+                partial[lid] += partial[lid + s];
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        if (lid == 0)
+            total += sqrt(partial[0]);
+        /* partial[0] is rewritten by the next sample's first store. */
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0)
+        key_norms[key_norms_off + j] = total;
+}
+
+/* kv_map from group_counts: group j serves the next n_j heads in order. */
+static void write_kv_map(__global int *kv_map, const uint kv_map_off,
+                         __global const int *group_counts, const uint group_counts_off,
+                         const uint heads, const uint kv_heads) {
+    uint h = 0;
+    for (uint j = 0; j < kv_heads; j++)
+        for (int i = 0; i < group_counts[group_counts_off + j] && h < heads; i++)
+            kv_map[kv_map_off + h++] = (int)j;
+}
+
+static void static_split(__global int *group_counts, const uint group_counts_off,
+                         const uint heads, const uint kv_heads) {
+    for (uint j = 0; j < kv_heads; j++)
+        group_counts[group_counts_off + j] = (int)(heads / kv_heads);
+}
+
+__kernel void grouping_static(__global int *kv_map, const uint kv_map_off,
+                              __global int *group_counts, const uint group_counts_off,
+                              const uint heads, const uint kv_heads) {
+    if (get_global_id(0) != 0)
+        return;
+    static_split(group_counts, group_counts_off, heads, kv_heads);
+    write_kv_map(kv_map, kv_map_off, group_counts, group_counts_off, heads, kv_heads);
+}
+
+/* n_j = rint(share_j / sum(share) * H) (rint rounds half to even, as
+ * torch.round); returns the sum of the n_j. */
+static int round_shares(__global int *group_counts, const uint group_counts_off,
+                        const float share_sum, const uint heads, const uint j,
+                        const float share) {
+    int n = (int)rint(share / share_sum * (float)heads);
+    group_counts[group_counts_off + j] = n;
+    return n;
+}
+
+/* KDGQA: min-max normalised norms, rounded shares, then the deterministic
+ * fix-up (decrement the first largest count, increment the first smallest).
+ * max == min (or non-finite norms) falls back to the static split. */
+__kernel void grouping_kdgqa(__global const float *key_norms, const uint key_norms_off,
+                             __global int *kv_map, const uint kv_map_off,
+                             __global int *group_counts, const uint group_counts_off,
+                             const uint heads, const uint kv_heads) {
+    if (get_global_id(0) != 0)
+        return;
+    __global const float *norms = key_norms + key_norms_off;
+    __global int *counts = group_counts + group_counts_off;
+    float lo = norms[0], hi = norms[0];
+    for (uint j = 1; j < kv_heads; j++) {
+        lo = fmin(lo, norms[j]);
+        hi = fmax(hi, norms[j]);
+    }
+    float range = hi - lo;
+    float r_sum = 0.0f;
+    for (uint j = 0; j < kv_heads; j++)
+        r_sum += (norms[j] - lo) / range;
+    if (!(range > 0.0f) || !isfinite(r_sum)) {
+        static_split(group_counts, group_counts_off, heads, kv_heads);
+    } else {
+        int total = 0;
+        for (uint j = 0; j < kv_heads; j++)
+            total += round_shares(group_counts, group_counts_off, r_sum, heads, j,
+                                  (norms[j] - lo) / range);
+        while (total > (int)heads) {
+            uint arg = 0;
+            for (uint j = 1; j < kv_heads; j++)
+                if (counts[j] > counts[arg])
+                    arg = j;
+            counts[arg]--;
+            total--;
+        }
+        while (total < (int)heads) {
+            uint arg = 0;
+            for (uint j = 1; j < kv_heads; j++)
+                if (counts[j] < counts[arg])
+                    arg = j;
+            counts[arg]++;
+            total++;
+        }
+    }
+    write_kv_map(kv_map, kv_map_off, group_counts, group_counts_off, heads, kv_heads);
+}
+
+/* Uniform pick in [0, kv_heads) from draw `index` of the Philox stream
+ * (seed, stream): bits as ops.h's uniform, (bits >> 8) * 2^-24. */
+static uint random_pick(const uint seed_lo, const uint seed_hi, const uint stream_lo,
+                        const uint stream_hi, const uint index, const uint kv_heads) {
+    philox4x32_ctr_t ctr = {{index / 4, 0, stream_lo, stream_hi}};
+    philox4x32_key_t key = {{seed_lo, seed_hi}};
+    philox4x32_ctr_t r = philox4x32_R(philox4x32_rounds, ctr, key);
+    float u = (float)(r.v[index % 4] >> 8) * (1.0f / 16777216.0f);
+    return min((uint)(u * (float)kv_heads), kv_heads - 1);
+}
+
+/* DGQA diff (ema = 0) or EMA (ema = 1): shares from the batch-summed key
+ * norms m and the cache, rounded, fixed up by random picks (decrement only
+ * when positive), then the cache update: evaluation cache = m, training
+ * cache = (cache + m) / window. sum(shares) == 0 (or non-finite) falls back
+ * to the static split. */
+__kernel void grouping_dgqa(__global const float *key_norms, const uint key_norms_off,
+                            __global float *cache, const uint cache_off,
+                            __global int *kv_map, const uint kv_map_off,
+                            __global int *group_counts, const uint group_counts_off,
+                            const uint heads, const uint kv_heads, const int ema,
+                            const int evaluation, const uint window_size, const uint seed_lo,
+                            const uint seed_hi, const uint stream_lo, const uint stream_hi) {
+    if (get_global_id(0) != 0)
+        return;
+    __global const float *m = key_norms + key_norms_off;
+    __global float *c = cache + cache_off;
+    __global int *counts = group_counts + group_counts_off;
+    float s_sum = 0.0f;
+    for (uint j = 0; j < kv_heads; j++)
+        s_sum += ema ? 0.9f * m[j] + 0.1f * c[j] : fabs(c[j] - m[j]);
+    if (!(s_sum > 0.0f) || !isfinite(s_sum)) {
+        static_split(group_counts, group_counts_off, heads, kv_heads);
+    } else {
+        int total = 0;
+        for (uint j = 0; j < kv_heads; j++)
+            total += round_shares(group_counts, group_counts_off, s_sum, heads, j,
+                                  ema ? 0.9f * m[j] + 0.1f * c[j] : fabs(c[j] - m[j]));
+        uint draw = 0;
+        while (total > (int)heads) {
+            uint j = random_pick(seed_lo, seed_hi, stream_lo, stream_hi, draw++, kv_heads);
+            if (counts[j] > 0) {
+                counts[j]--;
+                total--;
+            }
+        }
+        while (total < (int)heads) {
+            uint j = random_pick(seed_lo, seed_hi, stream_lo, stream_hi, draw++, kv_heads);
+            counts[j]++;
+            total++;
+        }
+    }
+    for (uint j = 0; j < kv_heads; j++)
+        c[j] = evaluation ? m[j] : (c[j] + m[j]) / (float)window_size;
+    write_kv_map(kv_map, kv_map_off, group_counts, group_counts_off, heads, kv_heads);
+}
