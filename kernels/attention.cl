@@ -1,0 +1,292 @@
+/* Grouped attention around CLBlast's strided-batched GEMMs (semantics:
+ * docs/attention-variants.md; launchers: host/ops/attention.c).
+ *
+ * Forward:  gather_qkv -> scores GEMM -> softmax_rows -> output GEMM ->
+ *           heads_output (scatter, minus the PGQA perturbation; pgqa_noise
+ *           prepares the standardised noise first).
+ * Backward: heads_grad (gather dout, through the PGQA backward) -> GEMMs ->
+ *           softmax_backward_rows -> GEMMs -> accumulate_qkv_grads.
+ *
+ * Per-head tensors are [B, H, P, d] (row = one (sample, head) pair). Index
+ * decompositions write x - (x / n) * n instead of x % n next to x / n: LLVM
+ * turns such a div/rem pair into a `freeze` that Oclgrind cannot check.
+ * Row kernels run one work-group per row; their work-items touch only the
+ * elements lid, lid + wg, ... of the row, so only the reductions need
+ * barriers. Local sizes are powers of two (clgqa_work_group_size). No
+ * barrier sits under a branch (PoCL miscompiles some that do), hence the
+ * separate plain and PGQA kernels. */
+
+/* Sum (or max) of one value per work-item, returned to every work-item. All
+ * work-items of the group must call it. */
+static float group_sum(float x, __local float *scratch) {
+    const uint lid = get_local_id(0);
+    scratch[lid] = x;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = get_local_size(0) / 2; s > 0; s /= 2) {
+        if (lid < s)
+            scratch[lid] += scratch[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float total = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE); /* scratch is reused by the next call */
+    return total;
+}
+
+static float group_max(float x, __local float *scratch) {
+    const uint lid = get_local_id(0);
+    scratch[lid] = x;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = get_local_size(0) / 2; s > 0; s /= 2) {
+        if (lid < s)
+            scratch[lid] = fmax(scratch[lid], scratch[lid + s]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float best = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return best;
+}
+
+/* q_heads = d^-0.5 q, k_heads / v_heads = k / v of the key/value head
+ * kv_map[h], all [B, H, P, d]; q is [B*P, H*d], k and v [B*P, G*d]. */
+__kernel void gather_qkv(__global float *q_heads, const uint q_heads_off,
+                         __global float *k_heads, const uint k_heads_off,
+                         __global float *v_heads, const uint v_heads_off,
+                         __global const float *q, const uint q_off,
+                         __global const float *k, const uint k_off,
+                         __global const float *v, const uint v_off,
+                         __global const int *kv_map, const uint kv_map_off, const uint batch,
+                         const uint tokens, const uint heads, const uint kv_heads,
+                         const uint head_dim, const float scale) {
+    const uint i = get_global_id(0);
+    if (i >= batch * heads * tokens * head_dim)
+        return;
+    const uint t = i / head_dim, c = i - t * head_dim;
+    const uint bh = t / tokens, p = t - bh * tokens;
+    const uint b = bh / heads, h = bh - b * heads;
+    const uint j = (uint)kv_map[kv_map_off + h];
+    const uint row = b * tokens + p;
+    q_heads[q_heads_off + i] = scale * q[q_off + row * heads * head_dim + h * head_dim + c];
+    k_heads[k_heads_off + i] = k[k_off + row * kv_heads * head_dim + j * head_dim + c];
+    v_heads[v_heads_off + i] = v[v_off + row * kv_heads * head_dim + j * head_dim + c];
+}
+
+/* In place, one work-group per row of `cols`: x = exp(x - max) / sum. */
+__kernel void softmax_rows(__global float *x, const uint x_off, const uint rows,
+                           const uint cols, __local float *scratch) {
+    const uint row = get_group_id(0);
+    if (row >= rows)
+        return; /* whole group: uniform */
+    __global float *r = x + x_off + (size_t)row * cols;
+    const uint lid = get_local_id(0), wg = get_local_size(0);
+    float m = -INFINITY;
+    for (uint c = lid; c < cols; c += wg)
+        m = fmax(m, r[c]);
+    m = group_max(m, scratch);
+    float sum = 0.0f;
+    for (uint c = lid; c < cols; c += wg) {
+        float e = exp(r[c] - m);
+        r[c] = e;
+        sum += e;
+    }
+    const float inv = 1.0f / group_sum(sum, scratch);
+    for (uint c = lid; c < cols; c += wg)
+        r[c] *= inv;
+}
+
+/* In place, one work-group per row: dx = y * (dy - sum(dy * y)), where dx
+ * overwrites dy. */
+__kernel void softmax_backward_rows(__global float *dy, const uint dy_off,
+                                    __global const float *y, const uint y_off, const uint rows,
+                                    const uint cols, __local float *scratch) {
+    const uint row = get_group_id(0);
+    if (row >= rows)
+        return;
+    __global float *g = dy + dy_off + (size_t)row * cols;
+    __global const float *p = y + y_off + (size_t)row * cols;
+    const uint lid = get_local_id(0), wg = get_local_size(0);
+    float dot = 0.0f;
+    for (uint c = lid; c < cols; c += wg)
+        dot += g[c] * p[c];
+    dot = group_sum(dot, scratch);
+    for (uint c = lid; c < cols; c += wg)
+        g[c] = p[c] * (g[c] - dot);
+}
+
+/* PGQA noise, one work-group per query head h, which is row
+ * i = h % group_size of its group's U [group_size, L]: U is uniform from
+ * Philox (seed, stream) at element h*L + l, or fixed_noise when use_fixed;
+ * U[i][i] = 0 (no element when i >= L); z = (U - mean) / std with Bessel's
+ * std, a zero std replaced by 1. */
+__kernel void pgqa_noise(__global float *noise_z, const uint noise_z_off,
+                         __global const float *fixed_noise, const uint fixed_noise_off,
+                         const int use_fixed, const uint row_length, const uint group_size,
+                         const uint seed_lo, const uint seed_hi, const uint stream_lo,
+                         const uint stream_hi, __local float *scratch) {
+    const uint h = get_group_id(0);
+    const uint lid = get_local_id(0), wg = get_local_size(0);
+    const uint diagonal = h - (h / group_size) * group_size;
+    __global float *z = noise_z + noise_z_off + (size_t)h * row_length;
+    const philox4x32_key_t key = {{seed_lo, seed_hi}};
+    float sum = 0.0f;
+    for (uint l = lid; l < row_length; l += wg) {
+        const uint e = h * row_length + l;
+        float u;
+        if (use_fixed) {
+            u = fixed_noise[fixed_noise_off + e];
+        } else {
+            philox4x32_ctr_t ctr = {{e / 4, 0, stream_lo, stream_hi}};
+            philox4x32_ctr_t bits = philox4x32_R(philox4x32_rounds, ctr, key);
+            u = (float)(bits.v[e - (e / 4) * 4] >> 8) * (1.0f / 16777216.0f);
+        }
+        if (l == diagonal)
+            u = 0.0f;
+        z[l] = u;
+        sum += u;
+    }
+    const float mean = group_sum(sum, scratch) / (float)row_length;
+    float squares = 0.0f;
+    for (uint l = lid; l < row_length; l += wg)
+        squares += (z[l] - mean) * (z[l] - mean);
+    float std = sqrt(group_sum(squares, scratch) / (float)(row_length - 1));
+    if (std == 0.0f)
+        std = 1.0f;
+    for (uint l = lid; l < row_length; l += wg)
+        z[l] = (z[l] - mean) / std;
+}
+
+/* Position in [B, H, P, d] of element i of a [B*P, H*d] tensor. */
+static uint heads_index(const uint i, const uint heads, const uint tokens, const uint head_dim) {
+    const uint cols = heads * head_dim;
+    const uint row = i / cols, col = i - row * cols;
+    const uint h = col / head_dim, c = col - h * head_dim;
+    const uint b = row / tokens, p = row - b * tokens;
+    return ((b * heads + h) * tokens + p) * head_dim + c;
+}
+
+/* out [B*P, H*d] = heads_out [B, H, P, d] with the heads concatenated. */
+__kernel void scatter_heads(__global float *out, const uint out_off,
+                            __global const float *heads_out, const uint heads_out_off,
+                            const uint batch, const uint tokens, const uint heads,
+                            const uint head_dim) {
+    const uint i = get_global_id(0);
+    if (i >= batch * tokens * heads * head_dim)
+        return;
+    out[out_off + i] = heads_out[heads_out_off + heads_index(i, heads, tokens, head_dim)];
+}
+
+/* Backward of scatter_heads: d_heads [B, H, P, d] = dout [B*P, H*d]. */
+__kernel void gather_heads(__global float *d_heads, const uint d_heads_off,
+                           __global const float *dout, const uint dout_off, const uint batch,
+                           const uint tokens, const uint heads, const uint head_dim) {
+    const uint i = get_global_id(0);
+    if (i >= batch * tokens * heads * head_dim)
+        return;
+    d_heads[d_heads_off + heads_index(i, heads, tokens, head_dim)] = dout[dout_off + i];
+}
+
+/* PGQA output, one work-group per (sample, head) row A of heads_out
+ * ([B*H, L], L = P*d): mu and sigma (Bessel) of A go to row_stats [B*H, 2],
+ * and out[b*P + p, h*d + c] = A[l] - (z[h, l] * sigma + mu), l = p*d + c. */
+__kernel void pgqa_output(__global float *out, const uint out_off,
+                          __global const float *heads_out, const uint heads_out_off,
+                          __global const float *noise_z, const uint noise_z_off,
+                          __global float *row_stats, const uint row_stats_off, const uint heads,
+                          const uint tokens, const uint head_dim, __local float *scratch) {
+    const uint bh = get_group_id(0);
+    const uint b = bh / heads, h = bh - b * heads;
+    const uint lid = get_local_id(0), wg = get_local_size(0);
+    const uint length = tokens * head_dim;
+    __global const float *a = heads_out + heads_out_off + (size_t)bh * length;
+    __global const float *z = noise_z + noise_z_off + (size_t)h * length;
+    __global float *o = out + out_off + (size_t)b * tokens * heads * head_dim + h * head_dim;
+    float sum = 0.0f;
+    for (uint l = lid; l < length; l += wg)
+        sum += a[l];
+    const float mu = group_sum(sum, scratch) / (float)length;
+    float squares = 0.0f;
+    for (uint l = lid; l < length; l += wg)
+        squares += (a[l] - mu) * (a[l] - mu);
+    const float sigma = sqrt(group_sum(squares, scratch) / (float)(length - 1));
+    if (lid == 0) {
+        row_stats[row_stats_off + 2 * bh] = mu;
+        row_stats[row_stats_off + 2 * bh + 1] = sigma;
+    }
+    for (uint l = lid; l < length; l += wg) {
+        const uint p = l / head_dim, c = l - p * head_dim;
+        o[p * heads * head_dim + c] = a[l] - (z[l] * sigma + mu);
+    }
+}
+
+/* Backward of pgqa_output, one work-group per (sample, head) row: with
+ * g = dout gathered to the row and A' = A - z sigma - mu,
+ * dA = g - sum(g) / L - sum(g z) (A - mu) / ((L - 1) sigma), the last term 0
+ * where sigma == 0. Overwrites d_heads. */
+__kernel void pgqa_grad(__global float *d_heads, const uint d_heads_off,
+                        __global const float *dout, const uint dout_off,
+                        __global const float *heads_out, const uint heads_out_off,
+                        __global const float *noise_z, const uint noise_z_off,
+                        __global const float *row_stats, const uint row_stats_off,
+                        const uint heads, const uint tokens, const uint head_dim,
+                        __local float *scratch) {
+    const uint bh = get_group_id(0);
+    const uint b = bh / heads, h = bh - b * heads;
+    const uint lid = get_local_id(0), wg = get_local_size(0);
+    const uint length = tokens * head_dim;
+    __global const float *a = heads_out + heads_out_off + (size_t)bh * length;
+    __global const float *z = noise_z + noise_z_off + (size_t)h * length;
+    __global const float *g =
+        dout + dout_off + (size_t)b * tokens * heads * head_dim + h * head_dim;
+    __global float *da = d_heads + d_heads_off + (size_t)bh * length;
+    float g_sum = 0.0f, gz_sum = 0.0f;
+    for (uint l = lid; l < length; l += wg) {
+        const uint p = l / head_dim, c = l - p * head_dim;
+        const float gl = g[p * heads * head_dim + c];
+        da[l] = gl;
+        g_sum += gl;
+        gz_sum += gl * z[l];
+    }
+    g_sum = group_sum(g_sum, scratch);
+    gz_sum = group_sum(gz_sum, scratch);
+    const float mu = row_stats[row_stats_off + 2 * bh];
+    const float sigma = row_stats[row_stats_off + 2 * bh + 1];
+    const float mean_grad = g_sum / (float)length;
+    const float sigma_coef = sigma > 0.0f ? gz_sum / ((float)(length - 1) * sigma) : 0.0f;
+    for (uint l = lid; l < length; l += wg)
+        da[l] = da[l] - mean_grad - sigma_coef * (a[l] - mu);
+}
+
+/* dq [B*P, H*d] += dq_heads; dk, dv [B*P, G*d] += the sum, in head order, of
+ * dk_heads / dv_heads over the query heads h with kv_map[h] == j (no atomics:
+ * one work-item owns each output element). One work-item per dq element;
+ * those with a column below G*d also own that dk/dv element. */
+__kernel void accumulate_qkv_grads(__global float *dq, const uint dq_off,
+                                   __global float *dk, const uint dk_off,
+                                   __global float *dv, const uint dv_off,
+                                   __global const float *dq_heads, const uint dq_heads_off,
+                                   __global const float *dk_heads, const uint dk_heads_off,
+                                   __global const float *dv_heads, const uint dv_heads_off,
+                                   __global const int *kv_map, const uint kv_map_off,
+                                   const uint batch, const uint tokens, const uint heads,
+                                   const uint kv_heads, const uint head_dim) {
+    const uint i = get_global_id(0);
+    const uint q_cols = heads * head_dim;
+    if (i >= batch * tokens * q_cols)
+        return;
+    const uint row = i / q_cols, col = i - row * q_cols;
+    const uint h = col / head_dim, c = col - h * head_dim;
+    const uint b = row / tokens, p = row - b * tokens;
+    dq[dq_off + i] += dq_heads[dq_heads_off + ((b * heads + h) * tokens + p) * head_dim + c];
+    if (col >= kv_heads * head_dim)
+        return;
+    const uint j = h; /* col = j*d + c in the key/value layout */
+    float k_sum = 0.0f, v_sum = 0.0f;
+    for (uint hh = 0; hh < heads; hh++) {
+        if (kv_map[kv_map_off + hh] != (int)j)
+            continue;
+        const uint at = ((b * heads + hh) * tokens + p) * head_dim + c;
+        k_sum += dk_heads[dk_heads_off + at];
+        v_sum += dv_heads[dv_heads_off + at];
+    }
+    dk[dk_off + row * kv_heads * head_dim + col] += k_sum;
+    dv[dv_off + row * kv_heads * head_dim + col] += v_sum;
+}
