@@ -269,7 +269,7 @@ START_TEST(cinic10_png_folders_exact) {
     /* A stray non-image file and a hidden folder are not samples. */
     char path[4096];
     snprintf(path, sizeof path, "%s/train/class_01/notes.txt", root);
-    ck_assert_int_eq(gen_write_bytes(path, "x", 1), 0);
+    ck_assert_int_eq(gen_write_text(path, "x"), 0);
     snprintf(path, sizeof path, "%s/train/.cache", root);
     ck_assert_int_eq(gen_mkdirs(path), 0);
     clgqa_config cfg = config("cinic10", root, 16, 3);
@@ -443,7 +443,7 @@ START_TEST(labels_out_of_range) {
     snprintf(tiny, sizeof tiny, "%s/tiny", root);
     ck_assert_int_eq(gen_tiny_imagenet(tiny, 2, 1, 1, 8), 0);
     snprintf(path, sizeof path, "%s/val/val_annotations.txt", tiny);
-    ck_assert_int_eq(gen_write_bytes(path, "val_0.JPEG\tn00000000\nval_1.JPEG\tn99\n", 36), 0);
+    ck_assert_int_eq(gen_write_text(path, "val_0.JPEG\tn00000000\nval_1.JPEG\tn99\n"), 0);
     cfg = config("tiny-imagenet-200", tiny, 8, 3);
     assert_open_fails(&cfg, CLGQA_SPLIT_TEST, CLGQA_ERR_FORMAT,
                       "val_annotations.txt: entry 2 has class 'n99'");
@@ -452,7 +452,7 @@ START_TEST(labels_out_of_range) {
     snprintf(food, sizeof food, "%s/food", root);
     ck_assert_int_eq(gen_food101(food, 2, 1, 1, 8), 0);
     snprintf(path, sizeof path, "%s/meta/train.txt", food);
-    ck_assert_int_eq(gen_write_bytes(path, "dish_00/1\nsushi/2\n", 18), 0);
+    ck_assert_int_eq(gen_write_text(path, "dish_00/1\nsushi/2\n"), 0);
     cfg = config("food101", food, 8, 3);
     assert_open_fails(&cfg, CLGQA_SPLIT_TRAIN, CLGQA_ERR_FORMAT, "train.txt: entry 2 'sushi/2'");
 }
@@ -462,7 +462,7 @@ START_TEST(undecodable_and_missing_images) {
     ck_assert_int_eq(gen_image_folder(root, 2, 2, 1, 16, 0), 0);
     char bad[4096], cut[4096], png[4096], missing[4096];
     snprintf(bad, sizeof bad, "%s/train/class_00/img_000.jpg", root);
-    ck_assert_int_eq(gen_write_bytes(bad, "\xff\xd8\xff\xe0 not really a JPEG", 24), 0);
+    ck_assert_int_eq(gen_write_text(bad, "\xff\xd8\xff\xe0 not really a JPEG"), 0);
     snprintf(cut, sizeof cut, "%s/train/class_00/img_001.jpg", root);
     damage(cut, 300, 0, 0);
     snprintf(png, sizeof png, "%s/train/class_01/img_000.png", root);

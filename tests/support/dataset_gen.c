@@ -136,6 +136,10 @@ int gen_write_png(const char *path, int sample, int width, int height, int chann
     return result;
 }
 
+int gen_write_text(const char *path, const char *text) {
+    return gen_write_bytes(path, text, strlen(text));
+}
+
 /* ---- fixed-size formats ---- */
 
 static void put_be32(uint8_t *p, uint32_t v) {

@@ -23,6 +23,7 @@ char *gen_temp_dir(void); /* malloc'ed path */
 void gen_remove_tree(const char *path);
 int gen_mkdirs(const char *path); /* mkdir -p */
 int gen_write_bytes(const char *path, const void *data, size_t size);
+int gen_write_text(const char *path, const char *text); /* without the final NUL */
 
 /* Image files of gen_image(sample, ...). channels: 1 gray, 3 RGB, 4 CMYK
  * (JPEG only). */
