@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,10 +66,6 @@ static const struct dataset_info *find_dataset(const char *name) {
 }
 
 static const char *const augment_names[] = {"none", "flip", "crop_flip", "randaugment"};
-
-/* Where the datasets of this machine image live; data_dir defaults to the
- * dataset's folder under it. */
-#define DEFAULT_DATA_ROOT "/usr/share/datasets"
 
 /* ---- defaults --------------------------------------------------------- */
 
@@ -173,8 +170,8 @@ static int parse_long(const char *text, long long lo, long long hi, long long *o
     return 1;
 }
 
-/* Finite float inside (lo, hi) / [lo, hi) as `lo_open` says; hi is exclusive
- * only when hi_open. */
+/* The accepted range of a float key: [lo, hi], an end excluded when its
+ * *_open flag is set. */
 typedef struct float_range {
     double lo, hi;
     int lo_open, hi_open;
@@ -270,6 +267,19 @@ static clgqa_status set_dataset(clgqa_config *cfg, const struct key *k, const va
 }
 static int show_dataset(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
     snprintf(items[0], 1024, "%s", cfg->dataset);
+    return -1;
+}
+
+/* The dataset readers deliver gray (1) or RGB (3) images. */
+static clgqa_status set_in_chans(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    static const char *const names[] = {"1", "3"};
+    size_t i = 0;
+    CLGQA_TRY(set_choice(names, 2, "1 or 3", k, v, at, &i));
+    cfg->in_chans = i == 0 ? 1 : 3;
+    return CLGQA_OK;
+}
+static int show_in_chans(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    snprintf(items[0], 1024, "%d", cfg->in_chans);
     return -1;
 }
 
@@ -406,7 +416,7 @@ static int show_norm_std(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
 /* Order here is the order of written configs: the reference keys first. */
 static const key keys[] = {
     CUSTOM_KEY(dataset),
-    INT_KEY(in_chans, 1),
+    CUSTOM_KEY(in_chans),
     CUSTOM_KEY(size),
     CUSTOM_KEY(att_scheme),
     INT_KEY(num_classes, 0),
@@ -453,14 +463,53 @@ static const key *find_key(const char *name, size_t *index) {
     return NULL;
 }
 
+/* Edit distance (insertions, deletions, substitutions), capped: names past
+ * the longest key are never near one. */
+static size_t edit_distance(const char *a, const char *b) {
+    size_t n = strlen(b), row[64];
+    if (strlen(a) >= 64 || n >= 64)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= n; j++)
+        row[j] = j;
+    for (size_t i = 1; a[i - 1]; i++) {
+        size_t diagonal = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= n; j++) {
+            size_t above = row[j];
+            size_t best = diagonal + (a[i - 1] != b[j - 1]);
+            if (above + 1 < best)
+                best = above + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diagonal = above;
+        }
+    }
+    return row[n];
+}
+
+static clgqa_status unknown_key(const char *name, const origin *at) {
+    char where[1100];
+    origin_text(at, where, sizeof where);
+    const char *nearest = NULL;
+    size_t best = 3; /* suggest only for a typo or two */
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+        size_t d = edit_distance(name, keys[i].name);
+        if (d < best) {
+            best = d;
+            nearest = keys[i].name;
+        }
+    }
+    if (nearest)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: unknown key '%s' (did you mean '%s'?)", where, name, nearest);
+    return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: unknown key '%s'", where, name);
+}
+
 static clgqa_status set_key(clgqa_config *cfg, const char *name, const value *v, const origin *at) {
     size_t index;
     const key *k = find_key(name, &index);
-    if (!k) {
-        char where[1100];
-        origin_text(at, where, sizeof where);
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: unknown key '%s'", where, name);
-    }
+    if (!k)
+        return unknown_key(name, at);
     char *field = (char *)cfg + k->offset;
     switch (k->kind) {
     case K_INT: {
@@ -635,7 +684,7 @@ clgqa_status clgqa_config_set(clgqa_config *cfg, const char *key_value) {
     char name[64];
     size_t name_len = (size_t)(eq - key_value);
     if (name_len >= sizeof name)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "--set '%s': unknown key", key_value);
+        return unknown_key(key_value, &(origin){NULL, 0});
     memcpy(name, key_value, name_len);
     name[name_len] = '\0';
     const char *text = eq + 1;
@@ -694,8 +743,6 @@ clgqa_status clgqa_config_finalize(clgqa_config *cfg) {
                           cfg->dataset);
     if (cfg->num_classes == 0)
         cfg->num_classes = cfg->label_mode_coarse ? data->coarse_classes : data->classes;
-    if (!cfg->data_dir[0])
-        snprintf(cfg->data_dir, sizeof cfg->data_dir, DEFAULT_DATA_ROOT "/%s", cfg->dataset);
 
     if (cfg->embed_dim < 1 || cfg->num_layers < 1 || cfg->num_heads < 1 || cfg->num_kv_heads < 1 ||
         cfg->img_size < 1 || cfg->patch_size < 1 || cfg->in_chans < 1)

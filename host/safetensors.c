@@ -333,7 +333,7 @@ static clgqa_status new_file(const char *label, clgqa_safetensors **out) {
 
 clgqa_status clgqa_safetensors_parse(const void *bytes, size_t size, const char *label, clgqa_safetensors **out) {
     *out = NULL;
-    clgqa_safetensors *file;
+    clgqa_safetensors *file = NULL;
     CLGQA_TRY(new_file(label, &file));
     clgqa_status status = parse_header(file, bytes, size);
     if (status != CLGQA_OK) {
@@ -369,7 +369,7 @@ clgqa_status clgqa_safetensors_open(const char *path, clgqa_safetensors **out) {
     close(fd);
     if (mapping == MAP_FAILED)
         return clgqa_fail(CLGQA_ERR_IO, "cannot map '%s' (%zu bytes): %s", path, size, strerror(err));
-    clgqa_safetensors *file;
+    clgqa_safetensors *file = NULL;
     clgqa_status status = new_file(path, &file);
     if (status != CLGQA_OK) {
         munmap(mapping, size);
@@ -442,22 +442,22 @@ static float bf16_to_float(uint16_t b) {
     return f;
 }
 
-/* Element i of t as the C type named by dtype (memcpy: data may be unaligned). */
-#define LOAD(type, t, i) \
-    (memcpy(&load_tmp_.type##_, (const char *)(t)->data + (i) * sizeof(type), sizeof(type)), load_tmp_.type##_)
-
-typedef union {
-    uint8_t uint8_t_;
-    int8_t int8_t_;
-    uint16_t uint16_t_;
-    int16_t int16_t_;
-    uint32_t uint32_t_;
-    int32_t int32_t_;
-    uint64_t uint64_t_;
-    int64_t int64_t_;
-    float float_;
-    double double_;
-} load_tmp;
+/* Element i of a little-endian array of `type` (memcpy: data may be unaligned). */
+#define DEFINE_LOAD(fn, type)                                     \
+    static type fn(const void *base, size_t i) {                  \
+        type x;                                                   \
+        memcpy(&x, (const char *)base + i * sizeof x, sizeof x);  \
+        return x;                                                 \
+    }
+DEFINE_LOAD(load_u8, uint8_t)
+DEFINE_LOAD(load_i8, int8_t)
+DEFINE_LOAD(load_u16, uint16_t)
+DEFINE_LOAD(load_i16, int16_t)
+DEFINE_LOAD(load_u32, uint32_t)
+DEFINE_LOAD(load_i32, int32_t)
+DEFINE_LOAD(load_u64, uint64_t)
+DEFINE_LOAD(load_i64, int64_t)
+DEFINE_LOAD(load_f64, double)
 
 static clgqa_status check_count(const clgqa_safetensors *file, const clgqa_safetensor *t, size_t count) {
     if (count != t->numel) {
@@ -474,24 +474,23 @@ clgqa_status clgqa_safetensors_read_f32(const clgqa_safetensors *file, const cha
     const clgqa_safetensor *t;
     CLGQA_TRY(clgqa_safetensors_get(file, name, &t));
     CLGQA_TRY(check_count(file, t, count));
-    load_tmp load_tmp_;
     switch (t->dtype) {
     case CLGQA_DTYPE_F32:
         if (count) /* memcpy with NULL is undefined even for 0 bytes */
             memcpy(out, t->data, t->nbytes);
         break;
-    case CLGQA_DTYPE_F16: for (size_t i = 0; i < count; i++) out[i] = half_to_float(LOAD(uint16_t, t, i)); break;
-    case CLGQA_DTYPE_BF16: for (size_t i = 0; i < count; i++) out[i] = bf16_to_float(LOAD(uint16_t, t, i)); break;
-    case CLGQA_DTYPE_F64: for (size_t i = 0; i < count; i++) out[i] = (float)LOAD(double, t, i); break;
-    case CLGQA_DTYPE_BOOL: for (size_t i = 0; i < count; i++) out[i] = LOAD(uint8_t, t, i) ? 1.0f : 0.0f; break;
-    case CLGQA_DTYPE_U8: for (size_t i = 0; i < count; i++) out[i] = (float)LOAD(uint8_t, t, i); break;
-    case CLGQA_DTYPE_I8: for (size_t i = 0; i < count; i++) out[i] = (float)LOAD(int8_t, t, i); break;
-    case CLGQA_DTYPE_I16: for (size_t i = 0; i < count; i++) out[i] = (float)LOAD(int16_t, t, i); break;
-    case CLGQA_DTYPE_U16: for (size_t i = 0; i < count; i++) out[i] = (float)LOAD(uint16_t, t, i); break;
-    case CLGQA_DTYPE_I32: for (size_t i = 0; i < count; i++) out[i] = (float)LOAD(int32_t, t, i); break;
-    case CLGQA_DTYPE_U32: for (size_t i = 0; i < count; i++) out[i] = (float)LOAD(uint32_t, t, i); break;
-    case CLGQA_DTYPE_I64: for (size_t i = 0; i < count; i++) out[i] = (float)LOAD(int64_t, t, i); break;
-    case CLGQA_DTYPE_U64: for (size_t i = 0; i < count; i++) out[i] = (float)LOAD(uint64_t, t, i); break;
+    case CLGQA_DTYPE_F16: for (size_t i = 0; i < count; i++) out[i] = half_to_float(load_u16(t->data, i)); break;
+    case CLGQA_DTYPE_BF16: for (size_t i = 0; i < count; i++) out[i] = bf16_to_float(load_u16(t->data, i)); break;
+    case CLGQA_DTYPE_F64: for (size_t i = 0; i < count; i++) out[i] = (float)load_f64(t->data, i); break;
+    case CLGQA_DTYPE_BOOL: for (size_t i = 0; i < count; i++) out[i] = load_u8(t->data, i) ? 1.0f : 0.0f; break;
+    case CLGQA_DTYPE_U8: for (size_t i = 0; i < count; i++) out[i] = (float)load_u8(t->data, i); break;
+    case CLGQA_DTYPE_I8: for (size_t i = 0; i < count; i++) out[i] = (float)load_i8(t->data, i); break;
+    case CLGQA_DTYPE_I16: for (size_t i = 0; i < count; i++) out[i] = (float)load_i16(t->data, i); break;
+    case CLGQA_DTYPE_U16: for (size_t i = 0; i < count; i++) out[i] = (float)load_u16(t->data, i); break;
+    case CLGQA_DTYPE_I32: for (size_t i = 0; i < count; i++) out[i] = (float)load_i32(t->data, i); break;
+    case CLGQA_DTYPE_U32: for (size_t i = 0; i < count; i++) out[i] = (float)load_u32(t->data, i); break;
+    case CLGQA_DTYPE_I64: for (size_t i = 0; i < count; i++) out[i] = (float)load_i64(t->data, i); break;
+    case CLGQA_DTYPE_U64: for (size_t i = 0; i < count; i++) out[i] = (float)load_u64(t->data, i); break;
     case CLGQA_DTYPE_F8_E5M2:
     case CLGQA_DTYPE_F8_E4M3:
         return clgqa_fail(CLGQA_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s cannot be converted to float32",
@@ -500,26 +499,33 @@ clgqa_status clgqa_safetensors_read_f32(const clgqa_safetensors *file, const cha
     return CLGQA_OK;
 }
 
-/* Element i of t as int64: 1 on success, 0 when t is not an integer (or
- * BOOL) tensor, -1 for a U64 value above INT64_MAX. */
-static int integer_at(const clgqa_safetensor *t, size_t i, int64_t *x) {
-    load_tmp load_tmp_;
-    switch (t->dtype) {
-    case CLGQA_DTYPE_BOOL: *x = LOAD(uint8_t, t, i) != 0; return 1;
-    case CLGQA_DTYPE_U8: *x = LOAD(uint8_t, t, i); return 1;
-    case CLGQA_DTYPE_I8: *x = LOAD(int8_t, t, i); return 1;
-    case CLGQA_DTYPE_I16: *x = LOAD(int16_t, t, i); return 1;
-    case CLGQA_DTYPE_U16: *x = LOAD(uint16_t, t, i); return 1;
-    case CLGQA_DTYPE_I32: *x = LOAD(int32_t, t, i); return 1;
-    case CLGQA_DTYPE_U32: *x = LOAD(uint32_t, t, i); return 1;
-    case CLGQA_DTYPE_I64: *x = LOAD(int64_t, t, i); return 1;
-    case CLGQA_DTYPE_U64: {
-        uint64_t u = LOAD(uint64_t, t, i);
-        *x = (int64_t)(u & INT64_MAX);
-        return u > (uint64_t)INT64_MAX ? -1 : 1;
-    }
+static int is_integer(clgqa_dtype dtype) {
+    switch (dtype) {
+    case CLGQA_DTYPE_BOOL: case CLGQA_DTYPE_U8: case CLGQA_DTYPE_I8: case CLGQA_DTYPE_I16: case CLGQA_DTYPE_U16:
+    case CLGQA_DTYPE_I32: case CLGQA_DTYPE_U32: case CLGQA_DTYPE_I64: case CLGQA_DTYPE_U64: return 1;
     default: return 0;
     }
+}
+
+/* Element i of integer tensor t as int64; 0 for a U64 above INT64_MAX. */
+static int integer_at(const clgqa_safetensor *t, size_t i, int64_t *x) {
+    switch (t->dtype) {
+    case CLGQA_DTYPE_BOOL: *x = load_u8(t->data, i) != 0; break;
+    case CLGQA_DTYPE_U8: *x = load_u8(t->data, i); break;
+    case CLGQA_DTYPE_I8: *x = load_i8(t->data, i); break;
+    case CLGQA_DTYPE_I16: *x = load_i16(t->data, i); break;
+    case CLGQA_DTYPE_U16: *x = load_u16(t->data, i); break;
+    case CLGQA_DTYPE_I32: *x = load_i32(t->data, i); break;
+    case CLGQA_DTYPE_U32: *x = load_u32(t->data, i); break;
+    case CLGQA_DTYPE_I64: *x = load_i64(t->data, i); break;
+    default: {
+        uint64_t u = load_u64(t->data, i);
+        if (u > (uint64_t)INT64_MAX)
+            return 0;
+        *x = (int64_t)u;
+    }
+    }
+    return 1;
 }
 
 /* Copy an integer tensor into out64 or out32 (one of them non-NULL),
@@ -529,14 +535,13 @@ static clgqa_status read_integers(const clgqa_safetensors *file, const char *nam
     const char *target = out64 ? "int64" : "int32";
     const clgqa_safetensor *t;
     CLGQA_TRY(clgqa_safetensors_get(file, name, &t));
+    if (!is_integer(t->dtype))
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: tensor '%s' is %s, not an integer tensor", file->label, name,
+                          dtypes[t->dtype].name);
     CLGQA_TRY(check_count(file, t, count));
     for (size_t i = 0; i < count; i++) {
         int64_t x;
-        int ok = integer_at(t, i, &x);
-        if (ok == 0)
-            return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: tensor '%s' is %s, not an integer tensor", file->label,
-                              name, dtypes[t->dtype].name);
-        if (ok < 0 || x < lo || x > hi)
+        if (!integer_at(t, i, &x) || x < lo || x > hi)
             return clgqa_fail(CLGQA_ERR_FORMAT, "%s: tensor '%s': element %zu does not fit %s", file->label, name,
                               i, target);
         if (out64)
@@ -584,8 +589,9 @@ void clgqa_safetensors_metadata_at(const clgqa_safetensors *file, size_t index, 
 
 /* ---- writing ---------------------------------------------------------------- */
 
-/* Python's order: larger element types first, then by name. Every size is a
- * power of two and the data section starts 8-aligned, so each tensor lands
+/* Python's order: its dtype list (BOOL ... U64, the enum order here) from
+ * last to first, then by name. That puts 8-byte types before 4-, 2- and
+ * 1-byte ones, and the data section starts 8-aligned, so each tensor lands
  * aligned to its element size. */
 static int write_order(const void *a, const void *b) {
     const clgqa_safetensor_out *x = *(const clgqa_safetensor_out *const *)a;

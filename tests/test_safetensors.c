@@ -159,6 +159,8 @@ START_TEST(python_file_values) {
     ck_assert_int_eq(t->shape[0], 0);
     ck_assert_int_eq(t->shape[1], 5);
     TEST_OK(clgqa_safetensors_read_f32(file, "empty", NULL, 0));
+    ck_assert_int_eq(clgqa_safetensors_read_i64(file, "empty", NULL, 0), CLGQA_ERR_INVALID_ARG);
+    ASSERT_MESSAGE_HAS("tensor 'empty' is F32, not an integer tensor");
     clgqa_safetensors_close(file);
 }
 END_TEST
@@ -425,6 +427,17 @@ START_TEST(lookup_errors) {
     ck_assert_ptr_null(file);
     ck_assert_int_eq(clgqa_safetensors_open("/tmp", &file), CLGQA_ERR_IO);
     ASSERT_MESSAGE_HAS("not a regular file");
+
+    /* A U64 beyond int64 is refused, not wrapped. */
+    uint64_t big[2] = {1, (uint64_t)1 << 63};
+    int64_t two[1] = {2}, got[2];
+    clgqa_safetensor_out out = {"big", CLGQA_DTYPE_U64, 1, two, big};
+    const char *path = tmp_path("u64.safetensors");
+    TEST_OK(clgqa_safetensors_write(path, &out, 1, NULL, 0));
+    TEST_OK(clgqa_safetensors_open(path, &file));
+    ck_assert_int_eq(clgqa_safetensors_read_i64(file, "big", got, 2), CLGQA_ERR_FORMAT);
+    ASSERT_MESSAGE_HAS("tensor 'big': element 1 does not fit int64");
+    clgqa_safetensors_close(file);
 
     char text[64];
     int64_t shape[4] = {768, 3, 16, 16};

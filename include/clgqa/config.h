@@ -20,7 +20,7 @@ typedef struct clgqa_config {
     /* reference keys */
     char dataset[64];     /* fashion-mnist, mnist, cifar10, cifar100, tiny-imagenet-200,
                              food101, cinic10, imagefolder */
-    int in_chans;         /* 1 or 3 */
+    int in_chans;         /* 1 or 3 (gray or RGB; the readers convert) */
     char size;            /* 's', 'b', 'l' or 'c' (custom) */
     clgqa_scheme att_scheme;
     int num_classes;      /* 0 = from the dataset (finalize fills it in, except for
@@ -31,8 +31,8 @@ typedef struct clgqa_config {
     char out_dir[1024];
     int embed_dim, num_layers, num_heads; /* size c; filled in for s/b/l */
     /* clgqa keys */
-    char data_dir[1024];  /* the dataset's folder; finalize fills an empty one with
-                             /usr/share/datasets/<dataset> */
+    char data_dir[1024];  /* the dataset's folder; "" = the reader's default
+                             (see clgqa_dataset_open) */
     int img_size, patch_size;
     int epochs, batch_size;
     float lr, weight_decay, beta1, beta2, eps;
@@ -64,8 +64,9 @@ clgqa_status clgqa_config_set(clgqa_config *cfg, const char *key_value);
 /* Cross-key checks and size presets: s/b/l fill embed_dim, num_layers,
  * num_heads (and img_size 224, patch_size 16 unless given); mhsa sets
  * num_kv_heads = num_heads; num_heads % num_kv_heads, embed_dim % num_heads
- * and img_size % patch_size must be 0; num_classes and data_dir from the
- * dataset when unset; pretrained is 1 exactly when pretrained_ckpt is set. */
+ * and img_size % patch_size must be 0; num_classes from the dataset when 0
+ * (imagefolder stays 0: its reader counts the classes); pretrained is 1
+ * exactly when pretrained_ckpt is set. */
 clgqa_status clgqa_config_finalize(clgqa_config *cfg);
 /* Whether `key` was set by clgqa_config_load or clgqa_config_set (not just
  * defaulted): the s/b/l presets keep an img_size or patch_size that was. */
