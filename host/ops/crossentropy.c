@@ -1,0 +1,60 @@
+/* Launchers for kernels/crossentropy.cl. */
+#include "clgqa/ops.h"
+#include "ops/op_args.h"
+
+#define FAMILY "crossentropy"
+
+clgqa_status clgqa_crossentropy_forward(clgqa_runtime *rt, clgqa_view losses, clgqa_view correct,
+                                        clgqa_view probs, clgqa_view logits, clgqa_view labels,
+                                        size_t rows, size_t classes) {
+    static const char op[] = "clgqa_crossentropy_forward";
+    size_t n;
+    CLGQA_TRY(clgqa_matrix_elements(op, rows, classes, &n));
+    if (rows == 0)
+        return CLGQA_OK;
+    if (classes == 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: there must be at least one class", op);
+    if (classes > INT32_MAX)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: %zu classes exceed int labels", op, classes);
+    CLGQA_TRY(clgqa_check_view(op, "losses", losses, rows, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "correct", correct, rows, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "probs", probs, n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "logits", logits, n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "labels", labels, rows, sizeof(cl_int)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "crossentropy_forward", &k));
+    size_t local = clgqa_row_group_size(rt, k, classes);
+    CLGQA_TRY(clgqa_set_view_arg(k, 0, losses));
+    CLGQA_TRY(clgqa_set_view_arg(k, 2, correct));
+    CLGQA_TRY(clgqa_set_view_arg(k, 4, probs));
+    CLGQA_TRY(clgqa_set_view_arg(k, 6, logits));
+    CLGQA_TRY(clgqa_set_view_arg(k, 8, labels));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 10, classes));
+    CLGQA_TRY(clgqa_set_local_arg(k, 11, local * sizeof(cl_float)));
+    CLGQA_TRY(clgqa_set_local_arg(k, 12, local * sizeof(cl_uint)));
+    return clgqa_launch_1d(rt, k, rows * local, local);
+}
+
+clgqa_status clgqa_crossentropy_backward(clgqa_runtime *rt, clgqa_view dlogits, clgqa_view probs,
+                                         clgqa_view labels, size_t rows, size_t classes,
+                                         float dloss) {
+    static const char op[] = "clgqa_crossentropy_backward";
+    size_t n;
+    CLGQA_TRY(clgqa_matrix_elements(op, rows, classes, &n));
+    if (n == 0)
+        return CLGQA_OK;
+    if (classes > INT32_MAX)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: %zu classes exceed int labels", op, classes);
+    CLGQA_TRY(clgqa_check_view(op, "dlogits", dlogits, n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "probs", probs, n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "labels", labels, rows, sizeof(cl_int)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "crossentropy_backward", &k));
+    CLGQA_TRY(clgqa_set_view_arg(k, 0, dlogits));
+    CLGQA_TRY(clgqa_set_view_arg(k, 2, probs));
+    CLGQA_TRY(clgqa_set_view_arg(k, 4, labels));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 6, rows));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 7, classes));
+    CLGQA_TRY(CLGQA_ARG(k, 8, dloss));
+    return clgqa_launch_1d(rt, k, n, clgqa_work_group_size(rt, k, 256));
+}

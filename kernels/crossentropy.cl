@@ -1,0 +1,98 @@
+/* Cross-entropy from logits, forward and backward.
+ *
+ * The forward runs one work-group per row (get_local_size(0) a power of
+ * two): max and argmax, then the sum of exponentials, each combined by a
+ * fixed tree in local memory. A label outside [0, classes) gives a NaN loss
+ * and correct = 0, so a bad label cannot pass unnoticed. */
+
+float group_sum(__local float *scratch, float value) {
+    const uint lid = get_local_id(0);
+    scratch[lid] = value;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint stride = get_local_size(0) / 2; stride > 0; stride /= 2) {
+        if (lid < stride)
+            scratch[lid] += scratch[lid + stride];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float total = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return total;
+}
+
+/* (value, index) of the row maximum over the work-group, the lowest index
+ * winning ties (as torch.argmax); NaN values never win. */
+void group_argmax(__local float *values, __local uint *indices, float *value, uint *index) {
+    const uint lid = get_local_id(0);
+    values[lid] = *value;
+    indices[lid] = *index;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint stride = get_local_size(0) / 2; stride > 0; stride /= 2) {
+        if (lid < stride) {
+            const float other = values[lid + stride];
+            const uint other_index = indices[lid + stride];
+            if (other > values[lid] || (other == values[lid] && other_index < indices[lid])) {
+                values[lid] = other;
+                indices[lid] = other_index;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    *value = values[0];
+    *index = indices[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+/* probs = softmax(logits); losses = log(sum exp(x - max)) - (x[label] - max),
+ * which is -log(probs[label]) without rounding probs first. */
+__kernel void crossentropy_forward(__global float *losses, const uint losses_off,
+                                   __global float *correct, const uint correct_off,
+                                   __global float *probs, const uint probs_off,
+                                   __global const float *logits, const uint logits_off,
+                                   __global const int *labels, const uint labels_off,
+                                   const uint classes, __local float *values,
+                                   __local uint *indices) {
+    const uint row = get_group_id(0), lid = get_local_id(0), size = get_local_size(0);
+    __global const float *x = logits + logits_off + row * classes;
+    __global float *p = probs + probs_off + row * classes;
+
+    /* Each work-item scans its indices in increasing order, keeping the
+     * first of equal maxima. */
+    float best = -INFINITY;
+    uint best_index = UINT_MAX;
+    for (uint c = lid; c < classes; c += size)
+        if (x[c] > best || best_index == UINT_MAX) {
+            best = x[c];
+            best_index = c;
+        }
+    group_argmax(values, indices, &best, &best_index);
+
+    float sum = 0.0f;
+    for (uint c = lid; c < classes; c += size)
+        sum += exp(x[c] - best);
+    sum = group_sum(values, sum);
+    const float inv_sum = 1.0f / sum;
+    for (uint c = lid; c < classes; c += size)
+        p[c] = exp(x[c] - best) * inv_sum;
+
+    if (lid == 0) {
+        const int label = labels[labels_off + row];
+        const int valid = label >= 0 && (uint)label < classes;
+        losses[losses_off + row] = valid ? log(sum) - (x[label] - best) : NAN;
+        correct[correct_off + row] = valid && (uint)label == best_index ? 1.0f : 0.0f;
+    }
+}
+
+/* dlogits[r, c] += dloss * (probs[r, c] - (c == label[r])), element-wise. */
+__kernel void crossentropy_backward(__global float *dlogits, const uint dlogits_off,
+                                    __global const float *probs, const uint probs_off,
+                                    __global const int *labels, const uint labels_off,
+                                    const uint rows, const uint classes, const float dloss) {
+    const uint i = get_global_id(0);
+    if (i < rows * classes) {
+        /* c by subtraction, not i % classes: Oclgrind cannot check the
+         * `freeze` that LLVM emits when it pairs a division with a remainder. */
+        const uint row = i / classes, c = i - row * classes;
+        const float target = labels[labels_off + row] == (int)c ? 1.0f : 0.0f;
+        dlogits[dlogits_off + i] += dloss * (probs[probs_off + i] - target);
+    }
+}
