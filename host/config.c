@@ -8,6 +8,8 @@
  * names the key, the value and where it came from (file:line or --set). */
 #include "clgqa/config.h"
 
+#include "atomic_file.h"
+
 #include <errno.h>
 #include <float.h>
 #include <limits.h>
@@ -827,28 +829,31 @@ clgqa_status clgqa_config_write(const clgqa_config *cfg, const char *path) {
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "building the YAML document for '%s' failed", path);
     }
 
-    FILE *f = fopen(path, "wb");
-    if (!f) {
+    /* Atomic: a resumed run reads this file back, so it must never be torn. */
+    clgqa_atomic_file af;
+    clgqa_status status = clgqa_atomic_begin(path, &af);
+    if (status != CLGQA_OK) {
         yaml_document_delete(&doc);
-        return clgqa_fail(CLGQA_ERR_IO, "cannot create config '%s': %s", path, strerror(errno));
+        return status;
     }
     yaml_emitter_t emitter;
     if (!yaml_emitter_initialize(&emitter)) {
         yaml_document_delete(&doc);
-        fclose(f);
+        clgqa_atomic_abort(&af);
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "yaml_emitter_initialize failed writing '%s'", path);
     }
-    yaml_emitter_set_output_file(&emitter, f);
+    yaml_emitter_set_output_file(&emitter, af.f);
     yaml_emitter_set_unicode(&emitter, 1);
     yaml_emitter_set_width(&emitter, -1); /* keep long paths on one line */
     /* yaml_emitter_dump deletes the document whether or not it succeeds. */
     ok = yaml_emitter_dump(&emitter, &doc) && yaml_emitter_close(&emitter) && yaml_emitter_flush(&emitter);
-    clgqa_status status = CLGQA_OK;
-    if (!ok)
+    if (ok) {
+        status = clgqa_atomic_commit(&af);
+    } else {
         status = clgqa_fail(CLGQA_ERR_IO, "writing config '%s' failed: %s", path,
                             emitter.problem ? emitter.problem : "emitter error");
+        clgqa_atomic_abort(&af);
+    }
     yaml_emitter_delete(&emitter);
-    if (fclose(f) != 0 && status == CLGQA_OK)
-        status = clgqa_fail(CLGQA_ERR_IO, "writing config '%s' failed: %s", path, strerror(errno));
     return status;
 }

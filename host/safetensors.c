@@ -2,6 +2,8 @@
  * converted copies) and atomic writer. The JSON header goes through cJSON. */
 #include "clgqa/safetensors.h"
 
+#include "atomic_file.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -688,37 +690,6 @@ static char *build_header(const char *path, const clgqa_safetensor_out **order, 
     return header;
 }
 
-static int write_all(int fd, const void *bytes, size_t size) {
-    const char *p = bytes;
-    while (size > 0) {
-        /* Chunks keep each write() below the 2 GiB some kernels cap it at. */
-        size_t chunk = size < ((size_t)1 << 30) ? size : ((size_t)1 << 30);
-        ssize_t n = write(fd, p, chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return 0;
-        p += n;
-        size -= (size_t)n;
-    }
-    return 1;
-}
-
-/* Make the rename itself durable. Best effort: some file systems refuse
- * fsync on a directory, and the file's own bytes are already synced. */
-static void sync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir)
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
 clgqa_status clgqa_safetensors_write(const char *path, const clgqa_safetensor_out *tensors, size_t count,
                                      const clgqa_metadata_pair *metadata, size_t metadata_count) {
     const clgqa_safetensor_out **order = malloc((count ? count : 1) * sizeof *order);
@@ -750,42 +721,23 @@ clgqa_status clgqa_safetensors_write(const char *path, const clgqa_safetensor_ou
         return status;
     }
 
-    /* Same folder as the target, so the rename cannot cross file systems. */
-    size_t tmp_size = strlen(path) + sizeof ".tmp.XXXXXX";
-    char *tmp = malloc(tmp_size);
-    int fd = -1;
-    if (!tmp) {
-        status = clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "%s: no memory for a temporary name", path);
-    } else {
-        snprintf(tmp, tmp_size, "%s.tmp.XXXXXX", path);
-        fd = mkstemp(tmp);
-        if (fd < 0)
-            status = clgqa_fail(CLGQA_ERR_IO, "cannot create a temporary file beside '%s': %s", path, strerror(errno));
-    }
+    clgqa_atomic_file af;
+    status = clgqa_atomic_begin(path, &af);
     if (status == CLGQA_OK) {
-        /* mkstemp makes the file 0600; a checkpoint is an ordinary file. */
         uint64_t n = header_len;
-        int ok = fchmod(fd, 0644) == 0 && write_all(fd, &n, sizeof n) && write_all(fd, header, header_len);
+        int ok = fwrite(&n, sizeof n, 1, af.f) == 1 && fwrite(header, 1, header_len, af.f) == header_len;
         for (size_t i = 0; ok && i < count; i++) {
             const char *bad;
-            ok = write_all(fd, order[i]->data, output_bytes(order[i], &bad));
+            size_t bytes = output_bytes(order[i], &bad);
+            ok = bytes == 0 || fwrite(order[i]->data, 1, bytes, af.f) == bytes;
         }
-        ok = ok && fsync(fd) == 0;
-        int err = errno;
-        if (close(fd) != 0 && ok) {
-            ok = 0;
-            err = errno;
+        if (ok) {
+            status = clgqa_atomic_commit(&af);
+        } else {
+            status = clgqa_fail(CLGQA_ERR_IO, "writing '%s' failed: %s", path, strerror(errno));
+            clgqa_atomic_abort(&af);
         }
-        if (!ok)
-            status = clgqa_fail(CLGQA_ERR_IO, "writing '%s' failed: %s", tmp, strerror(err));
-        else if (rename(tmp, path) != 0)
-            status = clgqa_fail(CLGQA_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-        if (status != CLGQA_OK)
-            unlink(tmp);
-        else
-            sync_parent_dir(path);
     }
-    free(tmp);
     free(header);
     free(order);
     return status;

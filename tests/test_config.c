@@ -11,9 +11,15 @@
 
 #include "support/test_util.h"
 
-static char tmp_dir[] = "/tmp/clgqa_test_config_XXXXXX";
+#define TMP_TEMPLATE "/tmp/clgqa_test_config_XXXXXX"
+static char tmp_dir[sizeof TMP_TEMPLATE];
 
-static void setup(void) { ck_assert_ptr_nonnull(mkdtemp(tmp_dir)); }
+/* The template is reset here, not in teardown, which a failed test in
+ * no-fork mode may skip. */
+static void setup(void) {
+    strcpy(tmp_dir, TMP_TEMPLATE);
+    ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
+}
 
 static void teardown(void) {
     DIR *d = opendir(tmp_dir);
@@ -28,7 +34,6 @@ static void teardown(void) {
         closedir(d);
     }
     rmdir(tmp_dir);
-    strcpy(tmp_dir, "/tmp/clgqa_test_config_XXXXXX");
 }
 
 /* Write `text` to a file in the temp folder and return its path. */
@@ -544,6 +549,13 @@ START_TEST(write_load_round_trip) {
     ck_assert_int_eq(clgqa_config_load(&back, path), CLGQA_OK);
     ck_assert_int_eq(clgqa_config_finalize(&back), CLGQA_OK);
     assert_same(&cfg, &back);
+
+    /* Written atomically: no temporary left beside it. */
+    DIR *d = opendir(tmp_dir);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        ck_assert_msg(!strstr(e->d_name, ".tmp."), "temporary '%s' left behind", e->d_name);
+    closedir(d);
 
     ck_assert_int_eq(clgqa_config_write(&cfg, "/nonexistent/dir/c.yaml"), CLGQA_ERR_IO);
     ASSERT_MESSAGE_HAS("/nonexistent/dir/c.yaml");

@@ -17,9 +17,15 @@
 
 #define FIXTURE "tests/fixtures/python.safetensors"
 
-static char tmp_dir[] = "/tmp/clgqa_test_safetensors_XXXXXX";
+#define TMP_TEMPLATE "/tmp/clgqa_test_safetensors_XXXXXX"
+static char tmp_dir[sizeof TMP_TEMPLATE];
 
-static void setup(void) { ck_assert_ptr_nonnull(mkdtemp(tmp_dir)); }
+/* The template is reset here, not in teardown, which a failed test in
+ * no-fork mode may skip. */
+static void setup(void) {
+    strcpy(tmp_dir, TMP_TEMPLATE);
+    ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
+}
 
 static size_t count_dir_entries(const char *dir) {
     DIR *d = opendir(dir);
@@ -47,7 +53,6 @@ static void teardown(void) {
         closedir(d);
     }
     rmdir(tmp_dir);
-    strcpy(tmp_dir, "/tmp/clgqa_test_safetensors_XXXXXX");
 }
 
 static const char *tmp_path(const char *name) {
