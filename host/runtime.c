@@ -399,7 +399,7 @@ static clgqa_status find_program(clgqa_runtime *rt, const char *family,
 
 clgqa_status clgqa_kernel(clgqa_runtime *rt, const char *family, const char *kernel_name,
                           cl_kernel *out) {
-    clgqa_program_entry *entry;
+    clgqa_program_entry *entry = NULL;
     CLGQA_TRY(find_program(rt, family, &entry));
     for (int i = 0; i < entry->kernel_count; i++)
         if (!strcmp(entry->kernel_names[i], kernel_name)) {

@@ -78,6 +78,7 @@ static inline void clgqa_column_sum_shape(clgqa_runtime *rt, cl_kernel kernel, s
 /* rows * cols, failing when it overflows the kernels' 32-bit indices. */
 static inline clgqa_status clgqa_matrix_elements(const char *op, size_t rows, size_t cols,
                                                  size_t *out) {
+    *out = 0; /* defined on failure too (and GCC's -Wmaybe-uninitialized can see it) */
     if (cols != 0 && rows > UINT32_MAX / cols)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
                           "%s: %zu x %zu elements exceed the 2^32 limit of the kernels", op, rows,
