@@ -1,12 +1,13 @@
 /* Launchers for kernels/attention.cl: grouped attention forward and
- * backward with the PGQA perturbation. The four products per pass are
- * CLBlast strided-batched GEMMs over the B*H (sample, head) pairs; keys and
- * values are gathered per query head through kv_map, and their gradients
- * summed back per key/value head through the same map. */
+ * backward with the PGQA perturbation. Keys and values are gathered per
+ * query head through kv_map, each query row's scores, softmax and weighted
+ * values are one work-item's job, and key/value gradients are summed back
+ * per key/value head through the same map. (The products are P x d per
+ * (sample, head): too small for CLBlast's batched GEMM, which ran ~9x slower
+ * on PoCL at the demo's shapes.) */
 #include <math.h>
 
 #include "clgqa/attention.h"
-#include "clgqa/gemm.h"
 #include "ops/op_args.h"
 
 #define FAMILY "attention"
@@ -62,10 +63,10 @@ void clgqa_attention_saved_layout(const clgqa_attention_dims *dims, int pgqa, cl
     saved->row_stats = pgqa ? at : none;
 }
 
-/* d_heads (reused for dq_heads), dk_heads, dv_heads, then dprobs. */
+/* d_heads [B, H, P, d] (gradient of heads_out), then dscores [B, H, P, P]. */
 size_t clgqa_attention_scratch_floats(const clgqa_attention_dims *dims) {
     attention_sizes s = sizes_of(dims);
-    return 3 * s.heads_elems + s.probs_elems;
+    return s.heads_elems + s.probs_elems;
 }
 
 static clgqa_status check_dims(const char *op, const clgqa_attention_dims *dims, int pgqa) {
@@ -110,8 +111,8 @@ static clgqa_status check_saved(const char *op, const clgqa_attention_dims *dims
     return CLGQA_OK;
 }
 
-/* Local size for a one-work-group-per-row kernel: a power of two covering
- * the row, up to 256, within the kernel's and device's limits. */
+/* Local size for a one-work-group-per-row (PGQA) kernel: a power of two
+ * covering the row, up to 256, within the kernel's and device's limits. */
 static size_t row_local_size(clgqa_runtime *rt, cl_kernel kern, size_t row_length) {
     size_t want = 1;
     while (want < row_length && want < 256)
@@ -123,29 +124,9 @@ static float query_scale(const clgqa_attention_dims *dims) {
     return (float)pow((double)dims->head_dim, -0.5);
 }
 
-/* Row kernels: (x, x_off, [y, y_off,] rows, cols, scratch) in place. */
-static clgqa_status launch_softmax(clgqa_runtime *rt, clgqa_view x, size_t rows, size_t cols) {
-    cl_kernel kern;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "softmax_rows", &kern));
-    size_t local = row_local_size(rt, kern, cols);
-    CLGQA_TRY(clgqa_set_view_arg(kern, 0, x));
-    CLGQA_TRY(clgqa_set_uint_arg(kern, 2, rows));
-    CLGQA_TRY(clgqa_set_uint_arg(kern, 3, cols));
-    CLGQA_TRY(clgqa_set_local_arg(kern, 4, local * sizeof(float)));
-    return clgqa_launch_1d(rt, kern, rows * local, local);
-}
-
-static clgqa_status launch_softmax_backward(clgqa_runtime *rt, clgqa_view dy, clgqa_view y,
-                                            size_t rows, size_t cols) {
-    cl_kernel kern;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "softmax_backward_rows", &kern));
-    size_t local = row_local_size(rt, kern, cols);
-    CLGQA_TRY(clgqa_set_view_arg(kern, 0, dy));
-    CLGQA_TRY(clgqa_set_view_arg(kern, 2, y));
-    CLGQA_TRY(clgqa_set_uint_arg(kern, 4, rows));
-    CLGQA_TRY(clgqa_set_uint_arg(kern, 5, cols));
-    CLGQA_TRY(clgqa_set_local_arg(kern, 6, local * sizeof(float)));
-    return clgqa_launch_1d(rt, kern, rows * local, local);
+/* Local size of the one-work-item-per-row kernels. */
+static size_t rows_local_size(clgqa_runtime *rt, cl_kernel kern) {
+    return clgqa_work_group_size(rt, kern, 64);
 }
 
 static clgqa_status launch_pgqa_noise(clgqa_runtime *rt, const clgqa_attention_dims *dims,
@@ -237,7 +218,6 @@ clgqa_status clgqa_attention_forward(clgqa_runtime *rt, const clgqa_attention_di
     CLGQA_TRY(clgqa_check_view(op, "v", v, s.kv_elems, sizeof(float)));
     CLGQA_TRY(clgqa_check_view(op, "kv_map", kv_map, (size_t)dims->heads, sizeof(cl_int)));
     CLGQA_TRY(check_saved(op, dims, pgqa != NULL, saved));
-    const size_t P = (size_t)dims->tokens, d = (size_t)dims->head_dim;
 
     /* Per-head q (scaled), k and v. */
     cl_kernel gather;
@@ -262,13 +242,18 @@ clgqa_status clgqa_attention_forward(clgqa_runtime *rt, const clgqa_attention_di
     CLGQA_TRY(clgqa_launch_1d(rt, gather, s.heads_elems, clgqa_work_group_size(rt, gather, 256)));
 
     /* probs = softmax(q_heads k_heads^T), heads_out = probs v_heads. */
-    CLGQA_TRY(clgqa_sgemm_strided_batched(rt, 0, 1, P, P, d, 1.0f, saved->q_heads, d, P * d,
-                                          saved->k_heads, d, P * d, 0.0f, saved->probs, P, P * P,
-                                          s.pairs));
-    CLGQA_TRY(launch_softmax(rt, saved->probs, s.pairs * P, P));
-    CLGQA_TRY(clgqa_sgemm_strided_batched(rt, 0, 0, P, d, P, 1.0f, saved->probs, P, P * P,
-                                          saved->v_heads, d, P * d, 0.0f, saved->heads_out, d,
-                                          P * d, s.pairs));
+    cl_kernel rows;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "attention_rows", &rows));
+    size_t row_count = s.pairs * (size_t)dims->tokens;
+    CLGQA_TRY(clgqa_set_view_arg(rows, 0, saved->probs));
+    CLGQA_TRY(clgqa_set_view_arg(rows, 2, saved->heads_out));
+    CLGQA_TRY(clgqa_set_view_arg(rows, 4, saved->q_heads));
+    CLGQA_TRY(clgqa_set_view_arg(rows, 6, saved->k_heads));
+    CLGQA_TRY(clgqa_set_view_arg(rows, 8, saved->v_heads));
+    CLGQA_TRY(clgqa_set_uint_arg(rows, 10, row_count));
+    CLGQA_TRY(CLGQA_ARG(rows, 11, tokens));
+    CLGQA_TRY(CLGQA_ARG(rows, 12, head_dim));
+    CLGQA_TRY(clgqa_launch_1d(rt, rows, row_count, rows_local_size(rt, rows)));
 
     if (!pgqa)
         return launch_heads_layout(rt, "scatter_heads", dims, out, saved->heads_out);
@@ -292,50 +277,46 @@ clgqa_status clgqa_attention_backward(clgqa_runtime *rt, const clgqa_attention_d
     CLGQA_TRY(check_saved(op, dims, pgqa, saved));
     CLGQA_TRY(clgqa_check_view(op, "scratch", scratch, clgqa_attention_scratch_floats(dims),
                                sizeof(float)));
-    const size_t P = (size_t)dims->tokens, d = (size_t)dims->head_dim;
-    clgqa_view d_heads = scratch; /* d(heads_out), later d(q_heads) * scale */
-    clgqa_view dk_heads = clgqa_view_add(d_heads, s.heads_elems);
-    clgqa_view dv_heads = clgqa_view_add(dk_heads, s.heads_elems);
-    clgqa_view dprobs = clgqa_view_add(dv_heads, s.heads_elems);
-
+    clgqa_view d_heads = scratch;
+    clgqa_view dscores = clgqa_view_add(d_heads, s.heads_elems);
     if (pgqa)
         CLGQA_TRY(launch_pgqa_rows(rt, "pgqa_grad", dims, d_heads, dout, saved));
     else
         CLGQA_TRY(launch_heads_layout(rt, "gather_heads", dims, d_heads, dout));
 
-    /* dV = P^T dO, dP = dO V^T, dS = softmax backward (in place). */
-    CLGQA_TRY(clgqa_sgemm_strided_batched(rt, 1, 0, P, d, P, 1.0f, saved->probs, P, P * P,
-                                          d_heads, d, P * d, 0.0f, dv_heads, d, P * d, s.pairs));
-    CLGQA_TRY(clgqa_sgemm_strided_batched(rt, 0, 1, P, P, d, 1.0f, d_heads, d, P * d,
-                                          saved->v_heads, d, P * d, 0.0f, dprobs, P, P * P,
-                                          s.pairs));
-    CLGQA_TRY(launch_softmax_backward(rt, dprobs, saved->probs, s.pairs * P, P));
-    /* Scores are (scale q) k^T: dq = scale * dS K, dk = dS^T (scale q), and
-     * q_heads already holds scale q. dO is dead: dq_heads reuses its space. */
-    clgqa_view dq_heads = d_heads;
-    CLGQA_TRY(clgqa_sgemm_strided_batched(rt, 0, 0, P, d, P, query_scale(dims), dprobs, P, P * P,
-                                          saved->k_heads, d, P * d, 0.0f, dq_heads, d, P * d,
-                                          s.pairs));
-    CLGQA_TRY(clgqa_sgemm_strided_batched(rt, 1, 0, P, d, P, 1.0f, dprobs, P, P * P,
-                                          saved->q_heads, d, P * d, 0.0f, dk_heads, d, P * d,
-                                          s.pairs));
-
-    cl_kernel acc;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "accumulate_qkv_grads", &acc));
     cl_uint batch = (cl_uint)dims->batch, tokens = (cl_uint)dims->tokens;
     cl_uint heads = (cl_uint)dims->heads, kv_heads = (cl_uint)dims->kv_heads;
     cl_uint head_dim = (cl_uint)dims->head_dim;
-    CLGQA_TRY(clgqa_set_view_arg(acc, 0, dq));
-    CLGQA_TRY(clgqa_set_view_arg(acc, 2, dk));
-    CLGQA_TRY(clgqa_set_view_arg(acc, 4, dv));
-    CLGQA_TRY(clgqa_set_view_arg(acc, 6, dq_heads));
-    CLGQA_TRY(clgqa_set_view_arg(acc, 8, dk_heads));
-    CLGQA_TRY(clgqa_set_view_arg(acc, 10, dv_heads));
-    CLGQA_TRY(clgqa_set_view_arg(acc, 12, kv_map));
-    CLGQA_TRY(CLGQA_ARG(acc, 14, batch));
-    CLGQA_TRY(CLGQA_ARG(acc, 15, tokens));
-    CLGQA_TRY(CLGQA_ARG(acc, 16, heads));
-    CLGQA_TRY(CLGQA_ARG(acc, 17, kv_heads));
-    CLGQA_TRY(CLGQA_ARG(acc, 18, head_dim));
-    return clgqa_launch_1d(rt, acc, s.q_elems, clgqa_work_group_size(rt, acc, 256));
+    float scale = query_scale(dims);
+    cl_kernel rows;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "attention_rows_backward", &rows));
+    CLGQA_TRY(clgqa_set_view_arg(rows, 0, dscores));
+    CLGQA_TRY(clgqa_set_view_arg(rows, 2, dq));
+    CLGQA_TRY(clgqa_set_view_arg(rows, 4, d_heads));
+    CLGQA_TRY(clgqa_set_view_arg(rows, 6, saved->probs));
+    CLGQA_TRY(clgqa_set_view_arg(rows, 8, saved->k_heads));
+    CLGQA_TRY(clgqa_set_view_arg(rows, 10, saved->v_heads));
+    CLGQA_TRY(CLGQA_ARG(rows, 12, batch));
+    CLGQA_TRY(CLGQA_ARG(rows, 13, tokens));
+    CLGQA_TRY(CLGQA_ARG(rows, 14, heads));
+    CLGQA_TRY(CLGQA_ARG(rows, 15, head_dim));
+    CLGQA_TRY(CLGQA_ARG(rows, 16, scale));
+    CLGQA_TRY(clgqa_launch_1d(rt, rows, s.pairs * (size_t)dims->tokens, rows_local_size(rt, rows)));
+
+    cl_kernel kv;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "kv_grads", &kv));
+    CLGQA_TRY(clgqa_set_view_arg(kv, 0, dk));
+    CLGQA_TRY(clgqa_set_view_arg(kv, 2, dv));
+    CLGQA_TRY(clgqa_set_view_arg(kv, 4, dscores));
+    CLGQA_TRY(clgqa_set_view_arg(kv, 6, saved->probs));
+    CLGQA_TRY(clgqa_set_view_arg(kv, 8, saved->q_heads));
+    CLGQA_TRY(clgqa_set_view_arg(kv, 10, d_heads));
+    CLGQA_TRY(clgqa_set_view_arg(kv, 12, kv_map));
+    CLGQA_TRY(CLGQA_ARG(kv, 14, batch));
+    CLGQA_TRY(CLGQA_ARG(kv, 15, tokens));
+    CLGQA_TRY(CLGQA_ARG(kv, 16, heads));
+    CLGQA_TRY(CLGQA_ARG(kv, 17, kv_heads));
+    CLGQA_TRY(CLGQA_ARG(kv, 18, head_dim));
+    return clgqa_launch_1d(rt, kv, (size_t)dims->batch * dims->kv_heads * dims->tokens,
+                           rows_local_size(rt, kv));
 }
