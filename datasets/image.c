@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include <jpeglib.h>
-#include <jerror.h> /* JWRN_JPEG_EOF */
+#include <jerror.h> /* JWRN_ codes */
 #include <spng.h>
 
 #include "dataset_internal.h"
@@ -23,9 +23,12 @@ static clgqa_status check_dimensions(const char *name, unsigned long width, unsi
 /* ---- JPEG ---- */
 
 /* libjpeg reports errors through error_exit, which must not return: jump
- * back to the decoder with the message. A file that ends early is only a
- * warning to libjpeg (it pads with gray); we treat it as the truncated file
- * it is. */
+ * back to the decoder with the message. Missing data is only a warning to
+ * libjpeg (it pads the image with gray): the file ending early (JPEG_EOF) or
+ * the compressed data stopping before the image is complete (HIT_MARKER).
+ * Both are failures here, the first being the truncated file it looks like;
+ * stopping at once also keeps a tiny corrupt file from costing a full-size
+ * decode. */
 typedef struct jpeg_error {
     struct jpeg_error_mgr mgr;
     jmp_buf jump;
@@ -40,8 +43,10 @@ static void jpeg_error_exit(j_common_ptr cinfo) {
 
 static void jpeg_emit_message(j_common_ptr cinfo, int level) {
     jpeg_error *err = (jpeg_error *)cinfo->err;
-    if (level < 0 && err->mgr.msg_code == JWRN_JPEG_EOF) {
-        snprintf(err->message, sizeof err->message, "file is truncated");
+    int code = err->mgr.msg_code;
+    if (level < 0 && (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER)) {
+        snprintf(err->message, sizeof err->message, "%s",
+                 code == JWRN_JPEG_EOF ? "file is truncated" : "compressed data ends early");
         longjmp(err->jump, 1);
     }
     /* Other warnings (extraneous bytes, ...) are as harmless as Pillow

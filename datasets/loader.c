@@ -79,9 +79,8 @@ static void build_batch(clgqa_loader *ld, slot *s) {
         size_t sample = ld->order[first + i];
         if (skip && atomic_load(&ds->unreadable[sample]))
             continue;
-        clgqa_status status =
-            clgqa_dataset_get(ds, sample, s->epoch, s->images + (size_t)s->count * ld->sample_floats,
-                              s->labels + s->count);
+        float *image = s->images + (size_t)s->count * ld->sample_floats;
+        clgqa_status status = clgqa_dataset_get(ds, sample, s->epoch, image, s->labels + s->count);
         if (status == CLGQA_OK) {
             s->count++;
         } else if (skip && (status == CLGQA_ERR_IO || status == CLGQA_ERR_FORMAT)) {

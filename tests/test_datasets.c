@@ -66,7 +66,8 @@ static void assert_sample_exact(clgqa_dataset *ds, const clgqa_config *cfg, size
     ck_assert_int_eq(label, want_label);
     for (int c = 0; c < ch; c++)
         for (int p = 0; p < s * s; p++) {
-            float expect = ((float)want[p * ch + c] / 255.0f - cfg->norm_mean[c]) / cfg->norm_std[c];
+            float level = (float)want[p * ch + c] / 255.0f;
+            float expect = (level - cfg->norm_mean[c]) / cfg->norm_std[c];
             ck_assert_msg(fabsf(img[c * s * s + p] - expect) <= 1e-6f,
                           "sample %zu channel %d pixel %d: %f, expected %f", i, c, p,
                           (double)img[c * s * s + p], (double)expect);
@@ -149,7 +150,8 @@ END_TEST
 /* The demo's dataset at its Debian location, with data_dir left empty. */
 START_TEST(fashion_mnist_defaults_to_debian_folder) {
     clgqa_config cfg = config("fashion-mnist", "", 28, 1);
-    clgqa_dataset *train = open_ok(&cfg, CLGQA_SPLIT_TRAIN), *test = open_ok(&cfg, CLGQA_SPLIT_TEST);
+    clgqa_dataset *train = open_ok(&cfg, CLGQA_SPLIT_TRAIN);
+    clgqa_dataset *test = open_ok(&cfg, CLGQA_SPLIT_TEST);
     ck_assert_uint_eq(clgqa_dataset_count(train), 60000);
     ck_assert_uint_eq(clgqa_dataset_count(test), 10000);
     float img[28 * 28];
@@ -219,7 +221,8 @@ START_TEST(tiny_imagenet_layout) {
     snprintf(dir, sizeof dir, "%s/tiny-imagenet-200", root);
     ck_assert_int_eq(gen_tiny_imagenet(dir, 3, 4, 2, 64), 0);
     clgqa_config cfg = config("tiny-imagenet-200", root, 32, 3); /* 64 -> 32: DCT shrink */
-    clgqa_dataset *train = open_ok(&cfg, CLGQA_SPLIT_TRAIN), *test = open_ok(&cfg, CLGQA_SPLIT_TEST);
+    clgqa_dataset *train = open_ok(&cfg, CLGQA_SPLIT_TRAIN);
+    clgqa_dataset *test = open_ok(&cfg, CLGQA_SPLIT_TEST);
     ck_assert_uint_eq(clgqa_dataset_count(train), 12);
     ck_assert_uint_eq(clgqa_dataset_count(test), 6);
     ck_assert_int_eq(clgqa_dataset_num_classes(train), 3);
@@ -243,7 +246,8 @@ END_TEST
 START_TEST(food101_layout) {
     ck_assert_int_eq(gen_food101(root, 4, 3, 2, 32), 0);
     clgqa_config cfg = config("food101", root, 32, 3);
-    clgqa_dataset *train = open_ok(&cfg, CLGQA_SPLIT_TRAIN), *test = open_ok(&cfg, CLGQA_SPLIT_TEST);
+    clgqa_dataset *train = open_ok(&cfg, CLGQA_SPLIT_TRAIN);
+    clgqa_dataset *test = open_ok(&cfg, CLGQA_SPLIT_TEST);
     ck_assert_uint_eq(clgqa_dataset_count(train), 12);
     ck_assert_uint_eq(clgqa_dataset_count(test), 8);
     ck_assert_int_eq(clgqa_dataset_num_classes(test), 4);
@@ -273,7 +277,8 @@ START_TEST(cinic10_png_folders_exact) {
     snprintf(path, sizeof path, "%s/train/.cache", root);
     ck_assert_int_eq(gen_mkdirs(path), 0);
     clgqa_config cfg = config("cinic10", root, 16, 3);
-    clgqa_dataset *train = open_ok(&cfg, CLGQA_SPLIT_TRAIN), *test = open_ok(&cfg, CLGQA_SPLIT_TEST);
+    clgqa_dataset *train = open_ok(&cfg, CLGQA_SPLIT_TRAIN);
+    clgqa_dataset *test = open_ok(&cfg, CLGQA_SPLIT_TEST);
     ck_assert_uint_eq(clgqa_dataset_count(train), 12);
     ck_assert_uint_eq(clgqa_dataset_count(test), 6);
     ck_assert_int_eq(clgqa_dataset_num_classes(train), 3);

@@ -118,9 +118,9 @@ static clgqa_image generated(int sample, int side, int channels) {
 }
 
 static int images_equal(const clgqa_image *a, const clgqa_image *b) {
+    size_t n = (size_t)a->width * (size_t)a->height * (size_t)a->channels;
     return a->width == b->width && a->height == b->height && a->channels == b->channels &&
-           memcmp(a->pixels, b->pixels, (size_t)a->width * (size_t)a->height * (size_t)a->channels) ==
-               0;
+           memcmp(a->pixels, b->pixels, n) == 0;
 }
 
 START_TEST(augmentation_repeats_from_seed_epoch_sample) {
