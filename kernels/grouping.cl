@@ -7,9 +7,11 @@
  * the allocations run as one work-item: the fix-up loops are sequential by
  * definition. */
 
-/* One work-group per key head j: for each sample, a local-memory reduction
- * of the squared entries over (P, d), then the sample's norm is added in
- * sample order, so the result does not depend on the work-group size. */
+/* One work-group per key head j; work-item lid takes samples lid, lid + wg,
+ * ... and sums the square roots of their sums of squares over (P, d); one
+ * local-memory reduction then adds the work-items' totals. A sample's sum
+ * is serial, so there is a single barrier-bound reduction per head rather
+ * than one per sample. */
 __kernel void key_norms(__global float *key_norms, const uint key_norms_off,
                         __global const float *k, const uint k_off, const uint batch,
                         const uint tokens, const uint kv_heads, const uint head_dim,
@@ -17,32 +19,27 @@ __kernel void key_norms(__global float *key_norms, const uint key_norms_off,
     const uint j = get_group_id(0);
     const uint lid = get_local_id(0);
     const uint wg = get_local_size(0);
-    const uint per_sample = tokens * head_dim;
     const uint row_stride = kv_heads * head_dim;
     float total = 0.0f;
-    for (uint b = 0; b < batch; b++) {
+    for (uint b = lid; b < batch; b += wg) {
+        __global const float *kb = k + k_off + (size_t)b * tokens * row_stride + j * head_dim;
         float sum = 0.0f;
-        for (uint e = lid; e < per_sample; e += wg) {
-            /* c = e - p * d, not e % d: Oclgrind cannot check the `freeze`
-             * LLVM emits for a div/rem pair. */
-            uint p = e / head_dim, c = e - p * head_dim;
-            float x = k[k_off + (b * tokens + p) * row_stride + j * head_dim + c];
-            sum += x * x;
-        }
-        partial[lid] = sum;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint s = wg / 2; s > 0; s /= 2) {
-            if (lid < s)
-                partial[lid] += partial[lid + s];
-            barrier(CLK_LOCAL_MEM_FENCE);
-        }
-        if (lid == 0)
-            total += sqrt(partial[0]);
-        /* partial[0] is rewritten by the next sample's first store. */
+        for (uint p = 0; p < tokens; p++)
+            for (uint c = 0; c < head_dim; c++) {
+                const float x = kb[p * row_stride + c];
+                sum += x * x;
+            }
+        total += sqrt(sum);
+    }
+    partial[lid] = total;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = wg / 2; s > 0; s /= 2) {
+        if (lid < s)
+            partial[lid] += partial[lid + s];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (lid == 0)
-        key_norms[key_norms_off + j] = total;
+        key_norms[key_norms_off + j] = partial[0];
 }
 
 /* kv_map from group_counts: group j serves the next n_j heads in order. */

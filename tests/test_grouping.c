@@ -77,20 +77,17 @@ static void assert_counts(const char *what, const int32_t *got, const int *want,
 
 /* ---- key norms ---- */
 
-START_TEST(key_norms_match_float64) {
-    /* B, P, G, d not multiples of any work-group size. */
-    clgqa_attention_dims dims = small_sizes() ? (clgqa_attention_dims){2, 5, 8, 3, 3}
-                                              : (clgqa_attention_dims){3, 197, 10, 5, 13};
-    size_t n = (size_t)dims.batch * dims.tokens * dims.kv_heads * dims.head_dim;
+static void check_key_norms(const clgqa_attention_dims *dims) {
+    size_t n = (size_t)dims->batch * dims->tokens * dims->kv_heads * dims->head_dim;
     float *k = test_random_array(n, -2.0f, 2.0f);
     double want[16] = {0};
-    for (int j = 0; j < dims.kv_heads; j++)
-        for (int b = 0; b < dims.batch; b++) {
+    for (int j = 0; j < dims->kv_heads; j++)
+        for (int b = 0; b < dims->batch; b++) {
             double sum = 0.0;
-            for (int p = 0; p < dims.tokens; p++)
-                for (int c = 0; c < dims.head_dim; c++) {
-                    double x = k[((size_t)b * dims.tokens + p) * dims.kv_heads * dims.head_dim +
-                                 (size_t)j * dims.head_dim + c];
+            for (int p = 0; p < dims->tokens; p++)
+                for (int c = 0; c < dims->head_dim; c++) {
+                    double x = k[((size_t)b * dims->tokens + p) * dims->kv_heads * dims->head_dim +
+                                 (size_t)j * dims->head_dim + c];
                     sum += x * x;
                 }
             want[j] += sqrt(sum);
@@ -100,17 +97,28 @@ START_TEST(key_norms_match_float64) {
     float out[20];
     test_fill_uniform(out, 20, 5.0f, 6.0f);
     cl_mem out_mem = test_upload(out, 20);
-    TEST_OK(clgqa_key_norms(test_runtime(), &dims, clgqa_view_at(out_mem, 3),
+    TEST_OK(clgqa_key_norms(test_runtime(), dims, clgqa_view_at(out_mem, 3),
                             clgqa_view_at(k_mem, 0)));
     float got[20];
     test_download(out_mem, got, 20);
-    /* fp32 sums of up to ~2600 squares: relative error well under 1e-5. */
-    test_assert_close("key_norms", got + 3, want, (size_t)dims.kv_heads, 1e-5, 0.0);
+    /* fp32 sums of up to ~2600 squares per sample and of up to 300 sample
+     * norms: relative error well under 1e-5. */
+    test_assert_close("key_norms", got + 3, want, (size_t)dims->kv_heads, 1e-5, 0.0);
     ck_assert_float_eq(got[2], out[2]);
-    ck_assert_float_eq(got[3 + dims.kv_heads], out[3 + dims.kv_heads]);
+    ck_assert_float_eq(got[3 + dims->kv_heads], out[3 + dims->kv_heads]);
     clgqa_buffer_release(&k_mem);
     clgqa_buffer_release(&out_mem);
     free(k);
+}
+
+START_TEST(key_norms_match_float64) {
+    /* B, P, G, d not multiples of any work-group size. */
+    clgqa_attention_dims dims = small_sizes() ? (clgqa_attention_dims){2, 5, 8, 3, 3}
+                                              : (clgqa_attention_dims){3, 197, 10, 5, 13};
+    check_key_norms(&dims);
+    /* More samples than work-items (at most 256): each takes several. */
+    clgqa_attention_dims many = {300, 3, 4, 2, 2};
+    check_key_norms(&many);
 }
 END_TEST
 

@@ -40,7 +40,10 @@ clgqa_status clgqa_key_norms(clgqa_runtime *rt, const clgqa_attention_dims *dims
     CLGQA_TRY(clgqa_check_view(op, "k", k, k_count, sizeof(float)));
     cl_kernel kern;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "key_norms", &kern));
-    size_t local = clgqa_work_group_size(rt, kern, 256);
+    size_t want = 1; /* one work-item per sample, up to 256 */
+    while (want < (size_t)dims->batch && want < 256)
+        want *= 2;
+    size_t local = clgqa_work_group_size(rt, kern, want);
     cl_uint batch = (cl_uint)dims->batch, tokens = (cl_uint)dims->tokens;
     cl_uint kv_heads = (cl_uint)dims->kv_heads, head_dim = (cl_uint)dims->head_dim;
     CLGQA_TRY(clgqa_set_view_arg(kern, 0, key_norms));
