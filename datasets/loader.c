@@ -1,11 +1,14 @@
 /* Background batch loader.
  *
- * Worker threads build whole batches, in order, into a ring of `depth`
- * slots: batch b goes to slot b % depth once the consumer has released the
- * batch that used it before. The consumer takes batches strictly in order,
- * so the batch sequence is the same whatever the thread timing; each batch's
- * contents depend only on (seed, epoch, sample order). A slot holds its
- * batch's status and message because error messages are per thread. */
+ * Batches are built, in order, into a ring of `depth` slots: batch b goes to
+ * slot b % depth once the consumer has released the batch that used it
+ * before. Worker threads take chunks of CHUNK samples of the oldest batch
+ * still being handed out, so all of them work on the next batch the consumer
+ * needs (the first batch of an epoch is ready `threads` times sooner than if
+ * each worker built whole batches). Every sample is written at its own
+ * position, so a batch's contents depend only on (seed, epoch, sample order),
+ * never on which thread did what. Error messages are per thread, so a slot
+ * keeps its batch's first failure with its message for the consumer. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 #include "dataset_internal.h"
 
 #define MAX_THREADS 8
+#define CHUNK 8
 
 typedef enum slot_state { SLOT_FREE, SLOT_FILLING, SLOT_READY } slot_state;
 
@@ -24,11 +28,14 @@ typedef struct slot {
     slot_state state;
     size_t batch; /* batch number in the epoch */
     long epoch;
-    unsigned long generation; /* the loader's generation when claimed */
-    float *images;
+    unsigned long generation; /* the loader's generation when the batch began */
+    int size;                 /* samples in the batch */
+    int claimed, finished;    /* samples handed to workers, samples done */
+    float *images;            /* [batch_size][sample_floats], by position */
     int32_t *labels;
-    int count;
+    uint8_t *kept; /* kept[i] = 0: sample i was skipped as unreadable */
     clgqa_status status;
+    int error_at; /* position of the first failure (size if none) */
     char message[1024];
 } slot;
 
@@ -41,16 +48,16 @@ struct clgqa_loader {
     int started;
 
     pthread_mutex_t lock;
-    pthread_cond_t work;  /* workers wait here for a batch to build */
+    pthread_cond_t work;  /* workers wait here for samples to load */
     pthread_cond_t ready; /* the consumer waits here for a batch or idle workers */
     slot *slots;
     int depth;
-    size_t next_claim;   /* next batch a worker will build */
+    size_t next_claim;   /* the batch whose chunks are being handed out */
     size_t next_consume; /* next batch the consumer will take */
     slot *held;          /* the batch the consumer has now, released on its next call */
-    int filling;         /* slots being built */
-    /* Bumped by start and destroy; workers building an older generation stop
-     * early and their batch is dropped. Read without the lock between samples. */
+    int in_flight;       /* chunks being loaded */
+    /* Bumped by start and destroy; workers loading an older generation stop
+     * early and their work is dropped. Read without the lock between samples. */
     _Atomic unsigned long generation;
     int stopping;
     pthread_t *threads;
@@ -64,61 +71,90 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Builds one batch into s (the lock is not held). */
-static void build_batch(clgqa_loader *ld, slot *s) {
-    clgqa_dataset *ds = ld->ds;
-    size_t first = s->batch * (size_t)ld->batch_size;
-    size_t n = ds->count - first < (size_t)ld->batch_size ? ds->count - first
-                                                           : (size_t)ld->batch_size;
-    int skip = (ds->flags & CLGQA_DATASET_SKIP_UNREADABLE) && ds->paths;
-    s->count = 0;
+/* The slot of batch next_claim, begun if its slot is free; NULL when that
+ * slot still holds an older batch. Called with the lock held. The batch is
+ * never fully claimed here: claiming its last chunk moves next_claim on. */
+static slot *claimable_slot(clgqa_loader *ld) {
+    if (!ld->started || ld->next_claim >= ld->num_batches)
+        return NULL;
+    slot *s = &ld->slots[ld->next_claim % (size_t)ld->depth];
+    if (s->state == SLOT_FILLING && s->batch == ld->next_claim)
+        return s;
+    if (s->state != SLOT_FREE)
+        return NULL;
+    size_t left = ld->ds->count - ld->next_claim * (size_t)ld->batch_size;
+    s->state = SLOT_FILLING;
+    s->batch = ld->next_claim;
+    s->epoch = ld->epoch;
+    s->generation = atomic_load(&ld->generation);
+    s->size = left < (size_t)ld->batch_size ? (int)left : ld->batch_size;
+    s->claimed = s->finished = 0;
     s->status = CLGQA_OK;
-    for (size_t i = 0; i < n; i++) {
+    s->error_at = s->size;
+    return s;
+}
+
+/* Loads positions first..first+n-1 of s (the lock is not held). Returns the
+ * first failure's position (n + first if none) with its status in *status. */
+static int load_chunk(clgqa_loader *ld, slot *s, int first, int n, clgqa_status *status) {
+    clgqa_dataset *ds = ld->ds;
+    int skip = (ds->flags & CLGQA_DATASET_SKIP_UNREADABLE) && ds->paths;
+    *status = CLGQA_OK;
+    for (int i = first; i < first + n; i++) {
         if (atomic_load(&ld->generation) != s->generation)
-            return; /* abandoned by clgqa_loader_start or destroy */
-        size_t sample = ld->order[first + i];
+            return first + n; /* abandoned: the result will be dropped */
+        size_t sample = ld->order[s->batch * (size_t)ld->batch_size + (size_t)i];
+        s->kept[i] = 0;
         if (skip && atomic_load(&ds->unreadable[sample]))
             continue;
-        float *image = s->images + (size_t)s->count * ld->sample_floats;
-        clgqa_status status = clgqa_dataset_get(ds, sample, s->epoch, image, s->labels + s->count);
-        if (status == CLGQA_OK) {
-            s->count++;
-        } else if (skip && (status == CLGQA_ERR_IO || status == CLGQA_ERR_FORMAT)) {
+        float *image = s->images + (size_t)i * ld->sample_floats;
+        clgqa_status st = clgqa_dataset_get(ds, sample, s->epoch, image, s->labels + i);
+        if (st == CLGQA_OK) {
+            s->kept[i] = 1;
+        } else if (skip && (st == CLGQA_ERR_IO || st == CLGQA_ERR_FORMAT)) {
             if (!atomic_exchange(&ds->unreadable[sample], 1))
                 atomic_fetch_add(&ds->skipped, 1);
         } else {
-            s->status = status;
-            snprintf(s->message, sizeof s->message, "%s", clgqa_error_message());
-            return;
+            *status = st;
+            return i;
         }
     }
+    return first + n;
 }
 
 static void *worker_main(void *arg) {
     clgqa_loader *ld = arg;
     pthread_mutex_lock(&ld->lock);
     for (;;) {
-        while (!ld->stopping &&
-               !(ld->started && ld->next_claim < ld->num_batches &&
-                 ld->slots[ld->next_claim % (size_t)ld->depth].state == SLOT_FREE))
+        slot *s = NULL;
+        while (!ld->stopping && !(s = claimable_slot(ld)))
             pthread_cond_wait(&ld->work, &ld->lock);
         if (ld->stopping)
             break;
-        slot *s = &ld->slots[ld->next_claim % (size_t)ld->depth];
-        s->state = SLOT_FILLING;
-        s->batch = ld->next_claim++;
-        s->epoch = ld->epoch;
-        s->generation = atomic_load(&ld->generation);
-        ld->filling++;
+        int first = s->claimed;
+        int n = s->size - first < CHUNK ? s->size - first : CHUNK;
+        s->claimed += n;
+        if (s->claimed == s->size)
+            ld->next_claim++;
+        ld->in_flight++;
         pthread_mutex_unlock(&ld->lock);
 
-        build_batch(ld, s);
+        clgqa_status status;
+        int failed_at = load_chunk(ld, s, first, n, &status);
 
         pthread_mutex_lock(&ld->lock);
-        ld->filling--;
-        s->state = s->generation == atomic_load(&ld->generation) ? SLOT_READY : SLOT_FREE;
+        ld->in_flight--;
+        if (s->generation == atomic_load(&ld->generation)) {
+            if (status != CLGQA_OK && failed_at < s->error_at) {
+                s->status = status;
+                s->error_at = failed_at;
+                snprintf(s->message, sizeof s->message, "%s", clgqa_error_message());
+            }
+            s->finished += n;
+            if (s->finished == s->size)
+                s->state = SLOT_READY;
+        }
         pthread_cond_broadcast(&ld->ready);
-        pthread_cond_broadcast(&ld->work);
     }
     pthread_mutex_unlock(&ld->lock);
     return NULL;
@@ -147,8 +183,8 @@ clgqa_status clgqa_loader_create(clgqa_dataset *ds, int batch_size, int shuffle,
     ld->sample_floats = (size_t)ds->cfg.in_chans * (size_t)ds->cfg.img_size *
                         (size_t)ds->cfg.img_size;
     ld->num_batches = (ds->count + (size_t)batch_size - 1) / (size_t)batch_size;
-    /* One batch per worker in progress, one ready ahead, one held by the consumer. */
-    ld->depth = threads + 2;
+    /* The batch being loaded, two ready ahead, and the one the consumer holds. */
+    ld->depth = 4;
     ld->order = malloc(sizeof(size_t) * ds->count);
     ld->slots = calloc((size_t)ld->depth, sizeof *ld->slots);
     ld->threads = calloc((size_t)threads, sizeof *ld->threads);
@@ -156,12 +192,13 @@ clgqa_status clgqa_loader_create(clgqa_dataset *ds, int batch_size, int shuffle,
     for (int i = 0; ok && i < ld->depth; i++) {
         ld->slots[i].images = malloc(sizeof(float) * ld->sample_floats * (size_t)batch_size);
         ld->slots[i].labels = malloc(sizeof(int32_t) * (size_t)batch_size);
-        ok = ld->slots[i].images && ld->slots[i].labels;
+        ld->slots[i].kept = malloc((size_t)batch_size);
+        ok = ld->slots[i].images && ld->slots[i].labels && ld->slots[i].kept;
     }
     if (!ok) {
         clgqa_loader_destroy(ld);
-        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate %d batches of %d samples",
-                          threads + 2, batch_size);
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate 4 batches of %d samples",
+                          batch_size);
     }
     for (int i = 0; i < threads; i++) {
         if (pthread_create(&ld->threads[i], NULL, worker_main, ld) != 0) {
@@ -199,7 +236,7 @@ clgqa_status clgqa_loader_start(clgqa_loader *ld, long epoch) {
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "epoch must not be negative, not %ld", epoch);
     pthread_mutex_lock(&ld->lock);
     atomic_fetch_add(&ld->generation, 1);
-    while (ld->filling > 0)
+    while (ld->in_flight > 0) /* the order must not change under a worker */
         pthread_cond_wait(&ld->ready, &ld->lock);
     for (int i = 0; i < ld->depth; i++)
         ld->slots[i].state = SLOT_FREE;
@@ -214,6 +251,22 @@ clgqa_status clgqa_loader_start(clgqa_loader *ld, long epoch) {
 }
 
 size_t clgqa_loader_num_batches(const clgqa_loader *ld) { return ld->num_batches; }
+
+/* Closes the gaps left by skipped samples; returns the samples kept. */
+static int compact(const clgqa_loader *ld, slot *s) {
+    int count = 0;
+    for (int i = 0; i < s->size; i++) {
+        if (!s->kept[i])
+            continue;
+        if (count != i) {
+            memmove(s->images + (size_t)count * ld->sample_floats,
+                    s->images + (size_t)i * ld->sample_floats, sizeof(float) * ld->sample_floats);
+            s->labels[count] = s->labels[i];
+        }
+        count++;
+    }
+    return count;
+}
 
 clgqa_status clgqa_loader_next(clgqa_loader *ld, clgqa_batch *batch) {
     memset(batch, 0, sizeof *batch);
@@ -245,7 +298,8 @@ clgqa_status clgqa_loader_next(clgqa_loader *ld, clgqa_batch *batch) {
             pthread_mutex_unlock(&ld->lock);
             return status;
         }
-        if (s->count == 0) { /* every image of the batch was skipped */
+        int count = compact(ld, s);
+        if (count == 0) { /* every image of the batch was skipped */
             s->state = SLOT_FREE;
             pthread_cond_broadcast(&ld->work);
             continue;
@@ -253,7 +307,7 @@ clgqa_status clgqa_loader_next(clgqa_loader *ld, clgqa_batch *batch) {
         ld->held = s;
         batch->images = s->images;
         batch->labels = s->labels;
-        batch->count = s->count;
+        batch->count = count;
         batch->index = (long)s->batch;
         break;
     }
@@ -266,19 +320,18 @@ double clgqa_loader_wait_seconds(const clgqa_loader *ld) { return ld->wait_secon
 void clgqa_loader_destroy(clgqa_loader *ld) {
     if (!ld)
         return;
-    if (ld->thread_count > 0) {
-        pthread_mutex_lock(&ld->lock);
-        ld->stopping = 1;
-        atomic_fetch_add(&ld->generation, 1);
-        pthread_cond_broadcast(&ld->work);
-        pthread_mutex_unlock(&ld->lock);
-        for (int i = 0; i < ld->thread_count; i++)
-            pthread_join(ld->threads[i], NULL);
-    }
+    pthread_mutex_lock(&ld->lock);
+    ld->stopping = 1;
+    atomic_fetch_add(&ld->generation, 1);
+    pthread_cond_broadcast(&ld->work);
+    pthread_mutex_unlock(&ld->lock);
+    for (int i = 0; i < ld->thread_count; i++)
+        pthread_join(ld->threads[i], NULL);
     if (ld->slots)
         for (int i = 0; i < ld->depth; i++) {
             free(ld->slots[i].images);
             free(ld->slots[i].labels);
+            free(ld->slots[i].kept);
         }
     pthread_mutex_destroy(&ld->lock);
     pthread_cond_destroy(&ld->work);
