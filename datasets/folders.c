@@ -1,8 +1,8 @@
 /* Image-file layouts: Tiny ImageNet, Food-101, and class-per-folder trees
  * (CINIC-10, imagefolder). Opening only lists files and labels; the loader
  * decodes each image when its batch is built, so even Food-101's 101,000
- * JPEGs cost memory for their paths only. Listings are sorted by name (byte
- * order, as Python's sorted()) so labels and order are the same on every
+ * JPEGs cost memory for their paths only. Folder listings are sorted by name
+ * (byte order, as Python's sorted()) so labels and order are the same on every
  * machine and match torchvision's ImageFolder. */
 #include <dirent.h>
 #include <errno.h>
@@ -204,8 +204,8 @@ static clgqa_status add_folder_images(sample_list *samples, const char *folder, 
 }
 
 /* ---- Tiny ImageNet ----
- * root/wnids.txt: the 200 class ids (labels are their sorted order, as
- * ImageFolder on train/ gives); train/<wnid>/images/<name>.JPEG; the test split
+ * root/wnids.txt: the 200 class ids, labels in file order (as the reference
+ * code numbers them); train/<wnid>/images/<name>.JPEG; the test split
  * is val/images/ labelled by val/val_annotations.txt ("file<TAB>wnid<TAB>box"). */
 clgqa_status clgqa_open_tiny_imagenet(clgqa_dataset *ds, const char *root) {
     char path[4096], folder[4096];
@@ -215,10 +215,8 @@ clgqa_status clgqa_open_tiny_imagenet(clgqa_dataset *ds, const char *root) {
     clgqa_status status = clgqa_path_format(path, sizeof path, "%s/wnids.txt", root);
     if (status == CLGQA_OK)
         status = read_lines(path, &wnids);
-    if (status == CLGQA_OK) {
-        qsort(wnids.names, wnids.count, sizeof *wnids.names, compare_names);
+    if (status == CLGQA_OK)
         status = class_table_build(&wnids, path, &classes);
-    }
     if (status == CLGQA_OK && ds->split == CLGQA_SPLIT_TRAIN) {
         for (size_t k = 0; status == CLGQA_OK && k < wnids.count; k++) {
             status = clgqa_path_format(folder, sizeof folder, "%s/train/%s/images", root,

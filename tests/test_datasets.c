@@ -448,7 +448,7 @@ START_TEST(labels_out_of_range) {
     snprintf(tiny, sizeof tiny, "%s/tiny", root);
     ck_assert_int_eq(gen_tiny_imagenet(tiny, 2, 1, 1, 8), 0);
     snprintf(path, sizeof path, "%s/val/val_annotations.txt", tiny);
-    ck_assert_int_eq(gen_write_text(path, "val_0.JPEG\tn00000000\nval_1.JPEG\tn99\n"), 0);
+    ck_assert_int_eq(gen_write_text(path, "val_0.JPEG\tn00099999\nval_1.JPEG\tn99\n"), 0);
     cfg = config("tiny-imagenet-200", tiny, 8, 3);
     assert_open_fails(&cfg, CLGQA_SPLIT_TEST, CLGQA_ERR_FORMAT,
                       "val_annotations.txt: entry 2 has class 'n99'");

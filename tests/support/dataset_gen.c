@@ -238,22 +238,25 @@ static int append_line(const char *path, const char *line) {
     return 0;
 }
 
+void gen_wnid(int k, char out[16]) { snprintf(out, 16, "n%08d", 99999 - k); }
+
 int gen_tiny_imagenet(const char *root, int classes, int per_class, int test_per_class, int side) {
-    char path[4096], line[256];
-    int rc = 0;
-    for (int k = classes - 1; k >= 0; k--) { /* reversed: labels come from sorting */
-        snprintf(path, sizeof path, "%s/wnids.txt", root);
-        snprintf(line, sizeof line, "n%08d", k);
-        rc |= gen_mkdirs(root) | append_line(path, line);
+    char path[4096], line[256], wnid[16];
+    int rc = gen_mkdirs(root);
+    snprintf(path, sizeof path, "%s/wnids.txt", root);
+    for (int k = 0; k < classes; k++) {
+        gen_wnid(k, wnid);
+        rc |= append_line(path, wnid);
     }
     for (int k = 0; k < classes; k++) {
-        snprintf(path, sizeof path, "%s/train/n%08d/images", root, k);
+        gen_wnid(k, wnid);
+        snprintf(path, sizeof path, "%s/train/%s/images", root, wnid);
         rc |= gen_mkdirs(path);
         for (int j = 0; j < per_class; j++) {
-            snprintf(path, sizeof path, "%s/train/n%08d/images/n%08d_%03d.JPEG", root, k, k, j);
+            snprintf(path, sizeof path, "%s/train/%s/images/%s_%03d.JPEG", root, wnid, wnid, j);
             rc |= gen_write_jpeg(path, k * per_class + j, side, side, 3, 95);
         }
-        snprintf(path, sizeof path, "%s/train/n%08d/n%08d_boxes.txt", root, k, k);
+        snprintf(path, sizeof path, "%s/train/%s/%s_boxes.txt", root, wnid, wnid);
         rc |= append_line(path, "unused by clgqa");
     }
     snprintf(path, sizeof path, "%s/val/images", root);
@@ -261,9 +264,9 @@ int gen_tiny_imagenet(const char *root, int classes, int per_class, int test_per
     for (int i = 0; i < classes * test_per_class; i++) {
         snprintf(path, sizeof path, "%s/val/images/val_%d.JPEG", root, i);
         rc |= gen_write_jpeg(path, 1000 + i, side, side, 3, 95);
+        gen_wnid(i % classes, wnid);
         snprintf(path, sizeof path, "%s/val/val_annotations.txt", root);
-        snprintf(line, sizeof line, "val_%d.JPEG\tn%08d\t0\t0\t%d\t%d", i, i % classes, side - 1,
-                 side - 1);
+        snprintf(line, sizeof line, "val_%d.JPEG\t%s\t0\t0\t%d\t%d", i, wnid, side - 1, side - 1);
         rc |= append_line(path, line);
     }
     return rc;

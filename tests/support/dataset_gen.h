@@ -46,7 +46,9 @@ int gen_cifar(const char *dir, int hundred, int per_batch, int test);
  * label i / per_class. Test sample i is generated image 1000 + i with label
  * i % classes for Tiny ImageNet and Food-101 (annotation-file order) and
  * i / test_per_class for image folders (sorted folders). Tiny ImageNet's
- * wnids.txt is written in reverse, so the test sees the labels sorted. */
+ * class k is wnid gen_wnid(k), which sort in reverse: labels must follow
+ * wnids.txt's order, not the names'. */
+void gen_wnid(int k, char out[16]);
 int gen_tiny_imagenet(const char *root, int classes, int per_class, int test_per_class, int side);
 int gen_food101(const char *root, int classes, int per_class, int test_per_class, int side);
 /* root/{train,test}/<class>/..., PNG when png, else JPEG */
