@@ -5,6 +5,7 @@
 #include <Random123/philox.h>
 
 #include "clgqa/ops.h"
+#include "ops/op_args.h"
 
 uint64_t clgqa_stream_id(uint32_t purpose, uint32_t layer, uint64_t step) {
     /* 8 bits purpose | 16 bits layer | 40 bits step */
@@ -38,4 +39,41 @@ void clgqa_host_normal(float *out, size_t n, uint64_t seed, uint64_t stream, flo
         float z = (i % 2 == 0) ? radius * cosf(angle) : radius * sinf(angle);
         out[i] = mean + std * z;
     }
+}
+
+/* ---- device launchers (kernels/random.cl) ---- */
+
+/* Arguments shared by both kernels: out, n, seed and stream halves. */
+static clgqa_status set_random_args(cl_kernel k, const char *op, clgqa_view out, size_t n,
+                                    uint64_t seed, uint64_t stream) {
+    CLGQA_TRY(clgqa_check_view(op, "out", out, n, sizeof(float)));
+    cl_uint words[4] = {(cl_uint)seed, (cl_uint)(seed >> 32), (cl_uint)stream,
+                        (cl_uint)(stream >> 32)};
+    CLGQA_TRY(clgqa_set_view_arg(k, 0, out));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 2, n));
+    for (cl_uint i = 0; i < 4; i++)
+        CLGQA_TRY(CLGQA_ARG(k, 3 + i, words[i]));
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_random_uniform(clgqa_runtime *rt, clgqa_view out, size_t n, uint64_t seed,
+                                  uint64_t stream) {
+    if (n == 0)
+        return CLGQA_OK;
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, "random", "random_uniform", &k));
+    CLGQA_TRY(set_random_args(k, "clgqa_random_uniform", out, n, seed, stream));
+    return clgqa_launch_1d(rt, k, (n + 3) / 4, clgqa_work_group_size(rt, k, 256));
+}
+
+clgqa_status clgqa_random_normal(clgqa_runtime *rt, clgqa_view out, size_t n, uint64_t seed,
+                                 uint64_t stream, float mean, float std) {
+    if (n == 0)
+        return CLGQA_OK;
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, "random", "random_normal", &k));
+    CLGQA_TRY(set_random_args(k, "clgqa_random_normal", out, n, seed, stream));
+    CLGQA_TRY(CLGQA_ARG(k, 7, mean));
+    CLGQA_TRY(CLGQA_ARG(k, 8, std));
+    return clgqa_launch_1d(rt, k, (n + 3) / 4, clgqa_work_group_size(rt, k, 256));
 }

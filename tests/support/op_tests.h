@@ -44,6 +44,20 @@ static inline cl_mem op_upload_padded(const float *host, size_t n) {
     return mem;
 }
 
+/* Overwrite a padded tensor with host[0..n) (and fresh guards). The whole
+ * buffer is written: Oclgrind 21.10 mis-tracks which bytes a write at an
+ * offset initialises. */
+static inline void op_write_padded(cl_mem mem, const float *host, size_t n) {
+    size_t total = n + 2 * OP_TEST_PAD;
+    float *buf = malloc(total * sizeof *buf);
+    ck_assert_ptr_nonnull(buf);
+    for (size_t i = 0; i < total; i++)
+        buf[i] = OP_TEST_GUARD;
+    memcpy(buf + OP_TEST_PAD, host, n * sizeof *buf);
+    TEST_OK(clgqa_buffer_write(test_runtime(), mem, 0, total * sizeof *buf, buf));
+    free(buf);
+}
+
 static inline cl_mem op_upload_padded_int(const int32_t *host, size_t n) {
     size_t total = n + 2 * OP_TEST_PAD;
     int32_t *buf = malloc(total * sizeof *buf);

@@ -1,0 +1,174 @@
+/* AdamW over several steps against a float64 reference of PyTorch's
+ * torch.optim.AdamW update, alone and after clipping by global norm
+ * (sum_squares -> clip_factor -> adamw_step with the device grad_scale).
+ *
+ * Tolerances: one float step rounds each of p, m, v a few times (relative
+ * ~1e-7) and m / (sqrt(v) / c2 + eps) to ~1e-6 relative; the update has
+ * size ~lr = 0.05, so after 6 steps |p error| <= 1e-6 + 1e-6 |p|, m and v
+ * within 2e-6 relative. A wrong formula (eps inside the square root, a
+ * missing bias correction or decay) moves p by >= 1e-4. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "clgqa/ops.h"
+#include "support/op_tests.h"
+
+#define STEPS 6
+
+typedef struct reference_state {
+    double *p, *m, *v;
+} reference_state;
+
+/* torch.optim.AdamW (decoupled decay, bias correction), in float64. */
+static void adamw_ref(reference_state *s, const float *grads, double scale, size_t n, double lr,
+                      double beta1, double beta2, double eps, double weight_decay, long step) {
+    double bias_correction1 = 1 - pow(beta1, (double)step);
+    double bias_correction2 = 1 - pow(beta2, (double)step);
+    for (size_t i = 0; i < n; i++) {
+        double g = grads[i] * scale;
+        s->p[i] *= 1 - lr * weight_decay;
+        s->m[i] = beta1 * s->m[i] + (1 - beta1) * g;
+        s->v[i] = beta2 * s->v[i] + (1 - beta2) * g * g;
+        double m_hat = s->m[i] / bias_correction1, v_hat = s->v[i] / bias_correction2;
+        s->p[i] -= lr * m_hat / (sqrt(v_hat) + eps);
+    }
+}
+
+static double *to_doubles(const float *x, size_t n) {
+    double *d = op_doubles(n);
+    for (size_t i = 0; i < n; i++)
+        d[i] = x[i];
+    return d;
+}
+
+/* Hyper-parameters as a config writes them: Python holds these decimals as
+ * doubles; the device op gets them as floats. */
+typedef struct decimal_hparams {
+    double lr, beta1, beta2, eps, weight_decay;
+} decimal_hparams;
+
+/* Runs STEPS steps from `first_step` on device and reference, checking p, m
+ * and v after each. With clip, gradients are clipped to max_norm by global
+ * norm on the device, and by torch's clip_grad_norm_ formula in float64. */
+static void run_steps(size_t n, const decimal_hparams *d, long first_step, int zero_moments,
+                      int clip) {
+    clgqa_runtime *rt = test_runtime();
+    const clgqa_adamw_hparams hparams = {(float)d->lr, (float)d->beta1, (float)d->beta2,
+                                         (float)d->eps, (float)d->weight_decay};
+    const clgqa_adamw_hparams *hp = &hparams;
+    float *p = test_random_array(n, -1, 1), *m = test_random_array(n, -0.1f, 0.1f);
+    float *v = test_random_array(n, 0.001f, 0.01f);
+    if (zero_moments) /* a fresh optimizer: torch starts both moments at 0 */
+        for (size_t i = 0; i < n; i++)
+            m[i] = v[i] = 0;
+    reference_state ref = {to_doubles(p, n), to_doubles(m, n), to_doubles(v, n)};
+    cl_mem p_mem = op_upload_padded(p, n), m_mem = op_upload_padded(m, n);
+    cl_mem v_mem = op_upload_padded(v, n), g_mem = op_upload_padded(NULL, n);
+    cl_mem norm_mem = op_upload_padded(NULL, 1), scale_mem = op_upload_padded(NULL, 1);
+    float *got = op_floats(n);
+    const float max_norm = 0.5f;
+
+    for (long step = first_step; step < first_step + STEPS; step++) {
+        float *g = test_random_array(n, -1, 1);
+        op_write_padded(g_mem, g, n);
+        double scale = 1.0;
+        clgqa_view scale_view = clgqa_view_at(NULL, 0);
+        if (clip) {
+            double norm = 0;
+            for (size_t i = 0; i < n; i++)
+                norm += (double)g[i] * g[i];
+            scale = fmin(1.0, max_norm / (sqrt(norm) + 1e-6));
+            TEST_OK(clgqa_sum_squares(rt, op_view(norm_mem), op_view(g_mem), n));
+            TEST_OK(clgqa_clip_factor(rt, op_view(scale_mem), op_view(norm_mem), max_norm));
+            scale_view = op_view(scale_mem);
+        }
+        TEST_OK(clgqa_adamw_step(rt, op_view(p_mem), op_view(g_mem), op_view(m_mem),
+                                 op_view(v_mem), n, hp, step, scale_view));
+        adamw_ref(&ref, g, scale, n, d->lr, d->beta1, d->beta2, d->eps, d->weight_decay, step);
+        if (clip) {
+            float device_scale;
+            op_download_padded("grad_scale", scale_mem, &device_scale, 1);
+            ck_assert_msg(fabs(device_scale - scale) <= 1e-6 * scale,
+                          "clip factor: got %.9g want %.9g", (double)device_scale, scale);
+        }
+        op_download_padded("m", m_mem, got, n);
+        /* m = beta1 m + (1 - beta1) g can cancel: absolute part ~ 2^-24 x
+         * the terms' size (<= 0.3). */
+        test_assert_close("adamw m", got, ref.m, n, 2e-6, 1e-7);
+        op_download_padded("v", v_mem, got, n);
+        test_assert_close("adamw v", got, ref.v, n, 2e-6, 1e-12);
+        op_download_padded("params", p_mem, got, n);
+        test_assert_close("adamw params", got, ref.p, n, 1e-6, 1e-6);
+        free(g);
+    }
+    cl_mem mems[] = {p_mem, m_mem, v_mem, g_mem, norm_mem, scale_mem};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        clgqa_buffer_release(&mems[i]);
+    free(p), free(m), free(v), free(got), free(ref.p), free(ref.m), free(ref.v);
+}
+
+static size_t big_n(void) { return op_test_size(100003, 4099); }
+
+START_TEST(steps_from_a_fresh_optimizer_match_torch) {
+    const decimal_hparams hp = {0.05, 0.9, 0.999, 1e-8, 0.05};
+    run_steps(big_n(), &hp, 1, 1, 0);
+    run_steps(1, &hp, 1, 1, 0);
+}
+END_TEST
+
+START_TEST(steps_mid_training_match_torch) {
+    /* A large eps makes its place in the denominator matter. */
+    const decimal_hparams hp = {0.05, 0.8, 0.99, 0.01, 0.1};
+    run_steps(257, &hp, 1000, 0, 0);
+}
+END_TEST
+
+START_TEST(clipped_steps_match_torch) {
+    const decimal_hparams hp = {0.05, 0.9, 0.999, 1e-8, 0.05};
+    run_steps(op_test_size(100003, 1031), &hp, 3, 0, 1);
+}
+END_TEST
+
+START_TEST(clip_factor_is_one_below_max_norm) {
+    clgqa_runtime *rt = test_runtime();
+    float sum_squares = 0.16f, scale = -1;
+    cl_mem ss_mem = op_upload_padded(&sum_squares, 1), scale_mem = op_upload_padded(&scale, 1);
+    TEST_OK(clgqa_clip_factor(rt, op_view(scale_mem), op_view(ss_mem), 1.0f));
+    op_download_padded("grad_scale", scale_mem, &scale, 1);
+    ck_assert_msg(scale == 1.0f, "norm 0.4 under max 1: factor %g", (double)scale);
+    TEST_OK(clgqa_clip_factor(rt, op_view(scale_mem), op_view(ss_mem), 0.1f));
+    op_download_padded("grad_scale", scale_mem, &scale, 1);
+    ck_assert_msg(fabs(scale - 0.1 / (0.4 + 1e-6)) < 1e-7, "norm 0.4, max 0.1: factor %.9g",
+                  (double)scale);
+    clgqa_buffer_release(&ss_mem), clgqa_buffer_release(&scale_mem);
+}
+END_TEST
+
+START_TEST(bad_arguments_are_refused) {
+    clgqa_runtime *rt = test_runtime();
+    float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    cl_mem mem = test_upload(x, 8);
+    clgqa_view v = clgqa_view_at(mem, 0), none = clgqa_view_at(NULL, 0);
+    clgqa_adamw_hparams hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f};
+    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 8, &hp, 0, none), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 9, &hp, 1, none), CLGQA_ERR_INVALID_ARG);
+    hp.beta2 = 1.0f;
+    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 8, &hp, 1, none), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_clip_factor(rt, v, v, 0.0f), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "max_norm"), "%s", clgqa_error_message());
+    clgqa_buffer_release(&mem);
+}
+END_TEST
+
+int main(void) {
+    Suite *suite = suite_create("ops_adamw");
+    TCase *tc = tcase_create("adamw");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, steps_from_a_fresh_optimizer_match_torch);
+    tcase_add_test(tc, steps_mid_training_match_torch);
+    tcase_add_test(tc, clipped_steps_match_torch);
+    tcase_add_test(tc, clip_factor_is_one_below_max_norm);
+    tcase_add_test(tc, bad_arguments_are_refused);
+    suite_add_tcase(suite, tc);
+    return test_run_suite(suite);
+}
