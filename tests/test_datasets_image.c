@@ -1,9 +1,10 @@
 /* Image decode, channel conversion and resize against Pillow
  * (tests/ref/images, written by tests/ref/make_image_fixture.py), and the
- * augmentations: determinism from the seed and the RandAugment ops on
- * hand-checked cases. Tolerance against Pillow: 0 (every pixel equal), since
- * decode goes through the same libjpeg-turbo and the resize replicates
- * Pillow's fixed-point arithmetic. */
+ * augmentations: determinism from the seed, the RandAugment ops on
+ * hand-checked cases and against torch (tests/ref/randaugment). Tolerance
+ * 0 everywhere (every byte equal): decode goes through the same
+ * libjpeg-turbo, the resize replicates Pillow's fixed-point arithmetic and
+ * the ops torchvision's float32 arithmetic. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,6 +307,39 @@ START_TEST(randaugment_ops_follow_torchvision) {
 }
 END_TEST
 
+/* Every op at bin 9, both signs, against tests/ref/randaugment/expected.bin
+ * (torch running torchvision's uint8 tensor code; see
+ * tests/ref/make_randaugment_fixture.py). Tolerance 0. */
+START_TEST(randaugment_ops_match_torch_fixture) {
+    static const int images[][3] = {{7, 12, 3}, {11, 12, 1}, {5, 9, 3}}; /* sample, side, ch */
+    uint8_t *expected;
+    size_t size, at = 0;
+    TEST_OK(clgqa_read_file("tests/ref/randaugment/expected.bin", 1 << 20, &expected, &size));
+    for (int i = 0; i < 3; i++) {
+        int side = images[i][1], ch = images[i][2];
+        size_t bytes = (size_t)(side * side * ch);
+        for (int op = 0; op < CLGQA_RANDAUGMENT_OPS; op++)
+            for (int sign = 1; sign >= -1; sign -= 2) {
+                clgqa_image img = generated(images[i][0], side, ch);
+                float magnitude = clgqa_randaugment_magnitude(op, side);
+                if (op >= 1 && op <= 9) /* ShearX .. Sharpness take a random sign */
+                    magnitude *= (float)sign;
+                TEST_OK(clgqa_randaugment_op(&img, op, magnitude));
+                ck_assert_uint_le(at + bytes, size);
+                size_t differing = 0;
+                for (size_t k = 0; k < bytes; k++)
+                    differing += img.pixels[k] != expected[at + k];
+                ck_assert_msg(differing == 0, "image %d op %d sign %d: %zu of %zu bytes differ", i,
+                              op, sign, differing, bytes);
+                at += bytes;
+                clgqa_image_free(&img);
+            }
+    }
+    ck_assert_uint_eq(at, size);
+    free(expected);
+}
+END_TEST
+
 START_TEST(unknown_augment_is_refused) {
     clgqa_augment mode;
     ck_assert_int_eq(clgqa_augment_parse("mixup", &mode), CLGQA_ERR_INVALID_ARG);
@@ -323,6 +357,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, augmentation_repeats_from_seed_epoch_sample);
     tcase_add_test(tc, flip_and_crop_move_pixels_exactly);
     tcase_add_test(tc, randaugment_ops_follow_torchvision);
+    tcase_add_test(tc, randaugment_ops_match_torch_fixture);
     tcase_add_test(tc, unknown_augment_is_refused);
     suite_add_tcase(s, tc);
     return s;
