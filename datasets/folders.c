@@ -297,6 +297,31 @@ clgqa_status clgqa_open_food101(clgqa_dataset *ds, const char *root) {
     return status;
 }
 
+/* Labels are positions in the sorted class list of each split, so a test
+ * split whose class folders differ from train's would be labelled wrongly
+ * without a word. When root/train exists, its classes must be the same. */
+static clgqa_status check_same_classes(const char *root, const char *test_dir,
+                                       const name_list *test_classes) {
+    char train_dir[4096];
+    name_list train_classes = {0};
+    CLGQA_TRY(clgqa_path_format(train_dir, sizeof train_dir, "%s/train", root));
+    if (list_folder(train_dir, 1, &train_classes) != CLGQA_OK)
+        return CLGQA_OK; /* no train split here: nothing to agree with */
+    clgqa_status status = CLGQA_OK;
+    for (size_t k = 0; status == CLGQA_OK && k < test_classes->count; k++)
+        if (k >= train_classes.count ||
+            strcmp(test_classes->names[k], train_classes.names[k]) != 0)
+            status = clgqa_fail(CLGQA_ERR_FORMAT,
+                                "%s: class folders differ from %s (class %zu: %s here, %s there)",
+                                test_dir, train_dir, k, test_classes->names[k],
+                                k < train_classes.count ? train_classes.names[k] : "none");
+    if (status == CLGQA_OK && train_classes.count != test_classes->count)
+        status = clgqa_fail(CLGQA_ERR_FORMAT, "%s has %zu class folders but %s has %zu",
+                            test_dir, test_classes->count, train_dir, train_classes.count);
+    name_list_free(&train_classes);
+    return status;
+}
+
 /* ---- CINIC-10 and image folders ----
  * root/<split>/<class>/<image>: split "train" or "test", classes sorted by
  * name, .jpg/.jpeg/.png files (any case) directly inside each class folder. */
@@ -316,6 +341,8 @@ clgqa_status clgqa_open_image_folder(clgqa_dataset *ds, const char *root) {
     }
     if (status == CLGQA_OK && class_names.count == 0)
         status = clgqa_fail(CLGQA_ERR_FORMAT, "%s holds no class folders", split_dir);
+    if (status == CLGQA_OK && ds->split == CLGQA_SPLIT_TEST)
+        status = check_same_classes(root, split_dir, &class_names);
     status = samples_finish(&samples, ds, (int)class_names.count, status);
     name_list_free(&class_names);
     return status;

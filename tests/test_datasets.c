@@ -463,6 +463,26 @@ START_TEST(labels_out_of_range) {
 }
 END_TEST
 
+START_TEST(image_folder_splits_must_share_classes) {
+    ck_assert_int_eq(gen_image_folder(root, 3, 1, 1, 8, 1), 0);
+    char path[4096], moved[4096];
+    snprintf(path, sizeof path, "%s/test/class_01", root);
+    snprintf(moved, sizeof moved, "%s/test/class_99", root);
+    ck_assert_int_eq(rename(path, moved), 0);
+    clgqa_config cfg = config("imagefolder", root, 8, 3);
+    /* Sorted, test holds class_00, class_02, class_99. */
+    assert_open_fails(&cfg, CLGQA_SPLIT_TEST, CLGQA_ERR_FORMAT,
+                      "class folders differ from");
+    assert_open_fails(&cfg, CLGQA_SPLIT_TEST, CLGQA_ERR_FORMAT,
+                      "(class 1: class_02 here, class_01 there)");
+    snprintf(path, sizeof path, "%s/test/class_01", root);
+    ck_assert_int_eq(rename(moved, path), 0);
+    snprintf(path, sizeof path, "%s/test/class_02", root);
+    gen_remove_tree(path);
+    assert_open_fails(&cfg, CLGQA_SPLIT_TEST, CLGQA_ERR_FORMAT, "test has 2 class folders but");
+}
+END_TEST
+
 START_TEST(undecodable_and_missing_images) {
     ck_assert_int_eq(gen_image_folder(root, 2, 2, 1, 16, 0), 0);
     char bad[4096], cut[4096], png[4096], missing[4096];
@@ -522,6 +542,7 @@ static Suite *suite(void) {
     tcase_add_test(errors, truncated_files);
     tcase_add_test(errors, wrong_magic_and_sizes);
     tcase_add_test(errors, labels_out_of_range);
+    tcase_add_test(errors, image_folder_splits_must_share_classes);
     tcase_add_test(errors, undecodable_and_missing_images);
     suite_add_tcase(s, errors);
     return s;
