@@ -1,0 +1,496 @@
+/* The ViT of include/clgqa/model.h: construction, the named tensor table over
+ * the flat buffers, weight initialisation, transfers, the per-layer grouping
+ * state and the metrics. The passes (forward, backward, AdamW) are in
+ * host/model_pass.c. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_internal.h"
+
+#include "clgqa/ops.h"
+
+/* ---- tensor table ---- */
+
+static void add_tensor(clgqa_model *m, const char *name, int ndim, int s0, int s1, int s2,
+                       int s3) {
+    clgqa_tensor_info *t = &m->tensors[m->tensor_count++];
+    int shape[CLGQA_TENSOR_MAX_DIMS] = {s0, s1, s2, s3};
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = ndim;
+    t->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        t->shape[i] = shape[i];
+        t->numel *= (size_t)shape[i];
+    }
+    t->offset = m->param_count;
+    m->param_count += t->numel;
+}
+
+/* The order fixes the MODEL_T_* / MODEL_L_* / MODEL_F_* indices of
+ * model_internal.h. */
+static void build_tensor_table(clgqa_model *m) {
+    const clgqa_model_dims *d = &m->dims;
+    int C = d->embed_dim, kv = d->kv_heads * d->head_dim, F = d->mlp_dim, p = d->patch_size;
+    add_tensor(m, "cls_token", 3, 1, 1, C, 0);
+    add_tensor(m, "pos_embed", 3, 1, d->tokens, C, 0);
+    add_tensor(m, "patch_embed.proj.weight", 4, C, d->in_chans, p, p);
+    add_tensor(m, "patch_embed.proj.bias", 1, C, 0, 0, 0);
+    for (int l = 0; l < d->num_layers; l++) {
+        static const char *suffix[MODEL_L_TENSORS] = {
+            "norm1.weight",    "norm1.bias",     "attn.q.weight",    "attn.q.bias",
+            "attn.k.weight",   "attn.k.bias",    "attn.v.weight",    "attn.v.bias",
+            "attn.proj.weight", "attn.proj.bias", "norm2.weight",     "norm2.bias",
+            "mlp.fc1.weight",  "mlp.fc1.bias",   "mlp.fc2.weight",   "mlp.fc2.bias"};
+        /* [out, in] of each Linear, [C] of each LayerNorm vector */
+        const int rows[MODEL_L_TENSORS] = {C, C, C, C, kv, kv, kv, kv, C, C, C, C, F, F, C, C};
+        const int cols[MODEL_L_TENSORS] = {0, 0, C, 0, C, 0, C, 0, C, 0, 0, 0, C, 0, F, 0};
+        for (int i = 0; i < MODEL_L_TENSORS; i++) {
+            char name[CLGQA_TENSOR_NAME_MAX];
+            snprintf(name, sizeof name, "blocks.%d.%s", l, suffix[i]);
+            add_tensor(m, name, cols[i] ? 2 : 1, rows[i], cols[i], 0, 0);
+        }
+    }
+    add_tensor(m, "norm.weight", 1, C, 0, 0, 0);
+    add_tensor(m, "norm.bias", 1, C, 0, 0, 0);
+    add_tensor(m, "head.weight", 2, d->num_classes, C, 0, 0);
+    add_tensor(m, "head.bias", 1, d->num_classes, 0, 0, 0);
+}
+
+/* ---- initialisation (the reference's) ---- */
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* Each tensor draws from its own Philox stream (seed, INIT, tensor index), so
+ * one tensor's values do not depend on the sizes of the others. */
+static void init_tensor(const clgqa_model *m, int index, float *out) {
+    const clgqa_tensor_info *t = &m->tensors[index];
+    uint64_t stream = clgqa_stream_id(CLGQA_RNG_INIT, (uint32_t)index, 0);
+    int is_norm = !strncmp(t->name, "norm.", 5) || strstr(t->name, ".norm1.") ||
+                  strstr(t->name, ".norm2.");
+    if (index == MODEL_T_PATCH_W || index == MODEL_T_PATCH_B) {
+        /* PyTorch's Conv2d default: weight and bias uniform +-1/sqrt(fan_in). */
+        const clgqa_model_dims *d = &m->dims;
+        float bound = 1.0f / sqrtf((float)(d->in_chans * d->patch_size * d->patch_size));
+        clgqa_host_uniform(out, t->numel, m->seed, stream);
+        for (size_t i = 0; i < t->numel; i++)
+            out[i] = (2.0f * out[i] - 1.0f) * bound;
+    } else if (is_norm) {
+        float value = ends_with(t->name, ".weight") ? 1.0f : 0.0f;
+        for (size_t i = 0; i < t->numel; i++)
+            out[i] = value;
+    } else if (index == MODEL_T_CLS || ends_with(t->name, ".bias")) {
+        memset(out, 0, t->numel * sizeof *out);
+    } else {
+        /* pos_embed and Linear weights: normal, std 0.02 (timm's trunc_normal_
+         * cuts at +-2, 100 standard deviations out: never reached). */
+        clgqa_host_normal(out, t->numel, m->seed, stream, 0.0f, 0.02f);
+    }
+}
+
+static clgqa_status init_parameters(clgqa_model *m) {
+    float *host = malloc(m->param_count * sizeof *host);
+    if (!host)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: %zu parameters on the host",
+                          m->param_count);
+    for (int i = 0; i < m->tensor_count; i++)
+        init_tensor(m, i, host + m->tensors[i].offset);
+    clgqa_status s = clgqa_model_write_buffer(m, CLGQA_PARAMS, host);
+    free(host);
+    return s;
+}
+
+/* ---- configuration checks ---- */
+
+static clgqa_status derive_dims(const clgqa_config *cfg, int max_batch, clgqa_model_dims *d) {
+    if (max_batch < 1)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_create: max_batch must be >= 1, got %d",
+                          max_batch);
+    if (cfg->img_size < 1 || cfg->patch_size < 1 || cfg->in_chans < 1 || cfg->embed_dim < 1 ||
+        cfg->num_layers < 1 || cfg->num_heads < 1 || cfg->num_classes < 1)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_create: sizes must be positive: img_size %d, patch_size %d, "
+                          "in_chans %d, embed_dim %d, num_layers %d, num_heads %d, num_classes %d",
+                          cfg->img_size, cfg->patch_size, cfg->in_chans, cfg->embed_dim,
+                          cfg->num_layers, cfg->num_heads, cfg->num_classes);
+    if (cfg->img_size % cfg->patch_size)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_create: img_size %d is not a multiple of patch_size %d",
+                          cfg->img_size, cfg->patch_size);
+    if (cfg->embed_dim % cfg->num_heads)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_create: embed_dim %d is not a multiple of num_heads %d",
+                          cfg->embed_dim, cfg->num_heads);
+    /* MHSA is G = H whatever num_kv_heads says (the reference ignores it). */
+    int kv_heads = cfg->att_scheme == CLGQA_MHSA ? cfg->num_heads : cfg->num_kv_heads;
+    if (kv_heads < 1 || cfg->num_heads % kv_heads)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_create: att_scheme %s: num_heads %d is not a multiple of "
+                          "num_kv_heads %d",
+                          clgqa_scheme_name(cfg->att_scheme), cfg->num_heads, kv_heads);
+    if ((cfg->att_scheme == CLGQA_DGQA_DIFF || cfg->att_scheme == CLGQA_DGQA_EMA) &&
+        cfg->window_size < 1)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_create: window_size must be >= 1, got %d", cfg->window_size);
+    d->img_size = cfg->img_size;
+    d->patch_size = cfg->patch_size;
+    d->in_chans = cfg->in_chans;
+    d->grid = cfg->img_size / cfg->patch_size;
+    d->tokens = d->grid * d->grid + 1;
+    d->embed_dim = cfg->embed_dim;
+    d->num_layers = cfg->num_layers;
+    d->num_heads = cfg->num_heads;
+    d->kv_heads = kv_heads;
+    d->head_dim = cfg->embed_dim / cfg->num_heads;
+    d->mlp_dim = 4 * cfg->embed_dim;
+    d->num_classes = cfg->num_classes;
+    d->max_batch = max_batch;
+    return CLGQA_OK;
+}
+
+/* ---- activation arena ---- */
+
+/* Carves consecutive views from one buffer; with mem NULL it only counts. */
+typedef struct carver {
+    cl_mem mem;
+    size_t used;
+} carver;
+
+static clgqa_view carve(carver *c, size_t floats) {
+    clgqa_view v = clgqa_view_at(c->mem, c->used);
+    c->used += floats;
+    return v;
+}
+
+static size_t carve_layer(clgqa_model *m, int l, cl_mem mem) {
+    const clgqa_model_dims *d = &m->dims;
+    size_t rows = (size_t)d->max_batch * d->tokens, C = d->embed_dim,
+           kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
+    clgqa_attention_dims ad = model_attention_dims(m, d->max_batch);
+    model_layer *a = &m->layers[l];
+    carver c = {mem, 0};
+    a->ln1 = carve(&c, rows * C);
+    a->ln1_mean = carve(&c, rows);
+    a->ln1_rstd = carve(&c, rows);
+    a->q = carve(&c, rows * C);
+    a->k = carve(&c, rows * kv);
+    a->v = carve(&c, rows * kv);
+    a->attention_region = carve(&c, clgqa_attention_saved_floats(&ad, m->scheme == CLGQA_PGQA));
+    a->heads_out = carve(&c, rows * C);
+    a->x_mid = carve(&c, rows * C);
+    a->ln2 = carve(&c, rows * C);
+    a->ln2_mean = carve(&c, rows);
+    a->ln2_rstd = carve(&c, rows);
+    a->fc1 = carve(&c, rows * F);
+    a->gelu = carve(&c, rows * F);
+    a->x_out = carve(&c, rows * C);
+    return c.used;
+}
+
+static size_t carve_shared(clgqa_model *m, cl_mem mem) {
+    const clgqa_model_dims *d = &m->dims;
+    size_t B = d->max_batch, rows = B * d->tokens, C = d->embed_dim,
+           kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim, classes = d->num_classes,
+           patch_rows = B * d->grid * d->grid,
+           patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
+    clgqa_attention_dims ad = model_attention_dims(m, d->max_batch);
+    carver c = {mem, 0};
+    m->patches = carve(&c, patch_rows * patch_len);
+    m->patch_out = carve(&c, patch_rows * C);
+    m->tokens = carve(&c, rows * C);
+    m->lnf = carve(&c, rows * C);
+    m->lnf_mean = carve(&c, rows);
+    m->lnf_rstd = carve(&c, rows);
+    m->logits = carve(&c, B * classes);
+    m->probs = carve(&c, B * classes);
+    m->losses = carve(&c, B);
+    m->correct = carve(&c, B);
+    m->metrics = carve(&c, 4);
+    m->dres = carve(&c, rows * C);
+    m->dln = carve(&c, rows * C);
+    m->dlogits = carve(&c, B * classes);
+    m->dgelu = carve(&c, rows * F);
+    m->dfc1 = carve(&c, rows * F);
+    m->dheads_out = carve(&c, rows * C);
+    m->dq = carve(&c, rows * C);
+    m->dk = carve(&c, rows * kv);
+    m->dv = carve(&c, rows * kv);
+    m->attention_scratch = carve(&c, clgqa_attention_scratch_floats(&ad));
+    m->dpatch_out = carve(&c, patch_rows * C);
+    m->grad_sum_squares = carve(&c, 1);
+    m->grad_scale = carve(&c, 1);
+    return c.used;
+}
+
+/* A zero-filled device buffer of `floats` floats (zeroed once, so no kernel
+ * ever reads uninitialised memory, e.g. a GEMM's C with beta 0). */
+static clgqa_status create_zeroed(clgqa_runtime *rt, size_t floats, cl_mem *out) {
+    CLGQA_TRY(clgqa_buffer_create(rt, (floats ? floats : 1) * sizeof(float), out));
+    return clgqa_fill(rt, clgqa_view_at(*out, 0), floats ? floats : 1, 0.0f);
+}
+
+static clgqa_status create_arena(clgqa_model *m) {
+    int L = m->dims.num_layers;
+    m->arena = calloc((size_t)L + 1, sizeof *m->arena);
+    if (!m->arena)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: arena table");
+    m->arena_count = L + 1;
+    for (int l = 0; l < L; l++) {
+        CLGQA_TRY(create_zeroed(m->rt, carve_layer(m, l, NULL), &m->arena[l]));
+        carve_layer(m, l, m->arena[l]);
+    }
+    CLGQA_TRY(create_zeroed(m->rt, carve_shared(m, NULL), &m->arena[L]));
+    carve_shared(m, m->arena[L]);
+    for (int l = 0; l < L; l++)
+        m->layers[l].x_in = l == 0 ? m->tokens : m->layers[l - 1].x_out;
+    return CLGQA_OK;
+}
+
+/* ---- create / destroy ---- */
+
+static clgqa_status create_model(clgqa_model *m, const clgqa_config *cfg, int max_batch) {
+    CLGQA_TRY(derive_dims(cfg, max_batch, &m->dims));
+    const clgqa_model_dims *d = &m->dims;
+    int L = d->num_layers;
+    m->scheme = cfg->att_scheme;
+    m->window_size = cfg->window_size;
+    m->seed = cfg->seed;
+    m->tensors = calloc(MODEL_T_BLOCKS + (size_t)L * MODEL_L_TENSORS + MODEL_F_TENSORS,
+                        sizeof *m->tensors);
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    m->noise_fixed = calloc((size_t)L, sizeof *m->noise_fixed);
+    if (!m->tensors || !m->layers || !m->noise_fixed)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: host tables");
+    build_tensor_table(m);
+    for (int i = 0; i < 4; i++)
+        CLGQA_TRY(create_zeroed(m->rt, m->param_count, &m->flat[i]));
+    CLGQA_TRY(init_parameters(m));
+    CLGQA_TRY(create_arena(m));
+
+    size_t grouping_ints = (size_t)L * (d->num_heads + d->kv_heads);
+    CLGQA_TRY(clgqa_buffer_create(m->rt, grouping_ints * sizeof(cl_int), &m->group_ints));
+    CLGQA_TRY(create_zeroed(m->rt, (size_t)2 * L * d->kv_heads, &m->group_floats));
+    int32_t *split = malloc((size_t)d->kv_heads * sizeof *split);
+    if (!split)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: split");
+    for (int j = 0; j < d->kv_heads; j++)
+        split[j] = d->num_heads / d->kv_heads;
+    clgqa_status s = CLGQA_OK;
+    for (int l = 0; l < L && s == CLGQA_OK; l++)
+        s = clgqa_model_write_grouping(m, l, NULL, split);
+    free(split);
+    CLGQA_TRY(s);
+    CLGQA_TRY(clgqa_model_reset_metrics(m));
+    return clgqa_finish(m->rt);
+}
+
+clgqa_status clgqa_model_create(clgqa_runtime *rt, const clgqa_config *cfg, int max_batch,
+                                clgqa_model **out) {
+    *out = NULL;
+    clgqa_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: model");
+    m->rt = rt;
+    clgqa_status s = create_model(m, cfg, max_batch);
+    if (s != CLGQA_OK) {
+        clgqa_model_destroy(m);
+        return s;
+    }
+    *out = m;
+    return CLGQA_OK;
+}
+
+void clgqa_model_destroy(clgqa_model *m) {
+    if (!m)
+        return;
+    for (int i = 0; i < 4; i++)
+        clgqa_buffer_release(&m->flat[i]);
+    for (int i = 0; i < m->arena_count; i++)
+        clgqa_buffer_release(&m->arena[i]);
+    clgqa_buffer_release(&m->group_ints);
+    clgqa_buffer_release(&m->group_floats);
+    clgqa_buffer_release(&m->pgqa_noise);
+    free(m->arena);
+    free(m->layers);
+    free(m->noise_fixed);
+    free(m->tensors);
+    free(m);
+}
+
+const clgqa_model_dims *clgqa_model_get_dims(const clgqa_model *m) { return &m->dims; }
+clgqa_scheme clgqa_model_scheme(const clgqa_model *m) { return m->scheme; }
+
+/* ---- tensor table and transfers ---- */
+
+size_t clgqa_model_param_count(const clgqa_model *m) { return m->param_count; }
+int clgqa_model_tensor_count(const clgqa_model *m) { return m->tensor_count; }
+
+const clgqa_tensor_info *clgqa_model_tensor(const clgqa_model *m, int index) {
+    return index >= 0 && index < m->tensor_count ? &m->tensors[index] : NULL;
+}
+
+const clgqa_tensor_info *clgqa_model_find_tensor(const clgqa_model *m, const char *name) {
+    for (int i = 0; i < m->tensor_count; i++)
+        if (!strcmp(m->tensors[i].name, name))
+            return &m->tensors[i];
+    return NULL;
+}
+
+clgqa_view clgqa_model_buffer_view(const clgqa_model *m, clgqa_model_buffer which) {
+    return clgqa_view_at(m->flat[which], 0);
+}
+
+static clgqa_status check_buffer(clgqa_model_buffer which) {
+    if ((int)which < 0 || which > CLGQA_ADAM_V)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "model: no flat buffer %d", (int)which);
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_model_read_tensor(clgqa_model *m, clgqa_model_buffer which,
+                                     const clgqa_tensor_info *t, float *host) {
+    CLGQA_TRY(check_buffer(which));
+    return clgqa_buffer_read(m->rt, m->flat[which], t->offset * sizeof(float),
+                             t->numel * sizeof(float), host);
+}
+
+clgqa_status clgqa_model_write_tensor(clgqa_model *m, clgqa_model_buffer which,
+                                      const clgqa_tensor_info *t, const float *host) {
+    CLGQA_TRY(check_buffer(which));
+    return clgqa_buffer_write(m->rt, m->flat[which], t->offset * sizeof(float),
+                              t->numel * sizeof(float), host);
+}
+
+clgqa_status clgqa_model_read_buffer(clgqa_model *m, clgqa_model_buffer which, float *host) {
+    CLGQA_TRY(check_buffer(which));
+    return clgqa_buffer_read(m->rt, m->flat[which], 0, m->param_count * sizeof(float), host);
+}
+
+clgqa_status clgqa_model_write_buffer(clgqa_model *m, clgqa_model_buffer which,
+                                      const float *host) {
+    CLGQA_TRY(check_buffer(which));
+    return clgqa_buffer_write(m->rt, m->flat[which], 0, m->param_count * sizeof(float), host);
+}
+
+/* ---- grouping state ---- */
+
+static clgqa_status check_layer(const clgqa_model *m, const char *op, int layer) {
+    if (layer < 0 || layer >= m->dims.num_layers)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: layer %d out of range [0, %d)", op, layer,
+                          m->dims.num_layers);
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_model_read_grouping(clgqa_model *m, int layer, float *cache,
+                                       int32_t *group_counts) {
+    CLGQA_TRY(check_layer(m, "clgqa_model_read_grouping", layer));
+    size_t G = m->dims.kv_heads;
+    if (cache)
+        CLGQA_TRY(clgqa_buffer_read(m->rt, m->group_floats,
+                                    model_cache(m, layer).offset * sizeof(float),
+                                    G * sizeof(float), cache));
+    if (group_counts)
+        CLGQA_TRY(clgqa_buffer_read(m->rt, m->group_ints,
+                                    model_group_counts(m, layer).offset * sizeof(cl_int),
+                                    G * sizeof(cl_int), group_counts));
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_model_write_grouping(clgqa_model *m, int layer, const float *cache,
+                                        const int32_t *group_counts) {
+    const char *op = "clgqa_model_write_grouping";
+    CLGQA_TRY(check_layer(m, op, layer));
+    int H = m->dims.num_heads, G = m->dims.kv_heads;
+    if (cache)
+        CLGQA_TRY(clgqa_buffer_write(m->rt, m->group_floats,
+                                     model_cache(m, layer).offset * sizeof(float),
+                                     (size_t)G * sizeof(float), cache));
+    if (!group_counts)
+        return CLGQA_OK;
+    int total = 0;
+    for (int j = 0; j < G; j++) {
+        if (group_counts[j] < 0 || group_counts[j] > H)
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                              "%s: layer %d: key/value head %d has %d query heads (must be 0..%d)",
+                              op, layer, j, (int)group_counts[j], H);
+        total += group_counts[j];
+    }
+    if (total != H)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "%s: layer %d: the split gives %d query heads, the model has %d", op,
+                          layer, total, H);
+    /* Groups are contiguous in head order. */
+    cl_int *kv_map = malloc((size_t)H * sizeof *kv_map);
+    if (!kv_map)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "%s: kv_map", op);
+    for (int j = 0, h = 0; j < G; j++)
+        for (int i = 0; i < group_counts[j]; i++)
+            kv_map[h++] = j;
+    clgqa_status s = clgqa_buffer_write(m->rt, m->group_ints,
+                                        model_kv_map(m, layer).offset * sizeof(cl_int),
+                                        (size_t)H * sizeof(cl_int), kv_map);
+    free(kv_map);
+    CLGQA_TRY(s);
+    return clgqa_buffer_write(m->rt, m->group_ints,
+                              model_group_counts(m, layer).offset * sizeof(cl_int),
+                              (size_t)G * sizeof(cl_int), group_counts);
+}
+
+clgqa_status clgqa_model_read_all_group_counts(clgqa_model *m, int32_t *group_counts) {
+    return clgqa_buffer_read(m->rt, m->group_ints,
+                             model_group_counts(m, 0).offset * sizeof(cl_int),
+                             (size_t)m->dims.num_layers * m->dims.kv_heads * sizeof(cl_int),
+                             group_counts);
+}
+
+void clgqa_model_freeze_grouping(clgqa_model *m, int frozen) { m->grouping_frozen = frozen; }
+
+clgqa_status clgqa_model_set_pgqa_noise(clgqa_model *m, int layer, const float *noise) {
+    const char *op = "clgqa_model_set_pgqa_noise";
+    CLGQA_TRY(check_layer(m, op, layer));
+    if (m->scheme != CLGQA_PGQA)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: the model's scheme is %s, not pgqa", op,
+                          clgqa_scheme_name(m->scheme));
+    if (!noise) {
+        m->noise_fixed[layer] = 0;
+        return CLGQA_OK;
+    }
+    size_t per_layer = (size_t)m->dims.num_heads * m->dims.tokens * m->dims.head_dim;
+    if (!m->pgqa_noise)
+        CLGQA_TRY(create_zeroed(m->rt, per_layer * m->dims.num_layers, &m->pgqa_noise));
+    CLGQA_TRY(clgqa_buffer_write(m->rt, m->pgqa_noise, layer * per_layer * sizeof(float),
+                                 per_layer * sizeof(float), noise));
+    m->noise_fixed[layer] = 1;
+    return CLGQA_OK;
+}
+
+/* ---- metrics and outputs ---- */
+
+clgqa_view clgqa_model_logits(const clgqa_model *m) { return m->logits; }
+clgqa_view clgqa_model_losses(const clgqa_model *m) { return m->losses; }
+
+clgqa_status clgqa_model_reset_metrics(clgqa_model *m) {
+    m->samples = 0;
+    return clgqa_fill(m->rt, m->metrics, 4, 0.0f);
+}
+
+clgqa_status clgqa_model_read_metrics(clgqa_model *m, clgqa_metrics *out) {
+    float sums[4];
+    CLGQA_TRY(clgqa_buffer_read(m->rt, m->metrics.mem, m->metrics.offset * sizeof(float),
+                                sizeof sums, sums));
+    int batch = m->labels.mem ? m->batch : 0;
+    out->last_loss = batch ? sums[0] / (float)batch : 0.0f;
+    out->last_accuracy = batch ? sums[1] / (float)batch : 0.0f;
+    out->sum_loss = sums[2];
+    out->sum_correct = sums[3];
+    out->samples = m->samples;
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_model_read_logits(clgqa_model *m, float *host) {
+    return clgqa_buffer_read(m->rt, m->logits.mem, m->logits.offset * sizeof(float),
+                             (size_t)m->batch * m->dims.num_classes * sizeof(float), host);
+}

@@ -1,0 +1,125 @@
+/* Private layout of clgqa_model, shared by host/model.c (construction,
+ * tensor table, state) and host/model_pass.c (forward, backward, AdamW). */
+#ifndef CLGQA_MODEL_INTERNAL_H
+#define CLGQA_MODEL_INTERNAL_H
+
+#include "clgqa/attention.h"
+#include "clgqa/model.h"
+
+#define MODEL_LN_EPS 1e-6f
+
+/* Tensor indices in the table: four before the blocks, MODEL_L_TENSORS per
+ * block, four after. */
+enum { MODEL_T_CLS, MODEL_T_POS, MODEL_T_PATCH_W, MODEL_T_PATCH_B, MODEL_T_BLOCKS };
+enum {
+    MODEL_L_NORM1_W,
+    MODEL_L_NORM1_B,
+    MODEL_L_Q_W,
+    MODEL_L_Q_B,
+    MODEL_L_K_W,
+    MODEL_L_K_B,
+    MODEL_L_V_W,
+    MODEL_L_V_B,
+    MODEL_L_PROJ_W,
+    MODEL_L_PROJ_B,
+    MODEL_L_NORM2_W,
+    MODEL_L_NORM2_B,
+    MODEL_L_FC1_W,
+    MODEL_L_FC1_B,
+    MODEL_L_FC2_W,
+    MODEL_L_FC2_B,
+    MODEL_L_TENSORS
+};
+enum { MODEL_F_NORM_W, MODEL_F_NORM_B, MODEL_F_HEAD_W, MODEL_F_HEAD_B, MODEL_F_TENSORS };
+
+/* Activations one block saves for backward (views into its arena buffer). */
+typedef struct model_layer {
+    clgqa_view x_in; /* residual stream in: the previous block's x_out, or the tokens */
+    clgqa_view ln1, ln1_mean, ln1_rstd;
+    clgqa_view q, k, v;
+    clgqa_view attention_region; /* carved by clgqa_attention_saved_layout per batch */
+    clgqa_attention_saved saved; /* laid out for the last forward's batch */
+    clgqa_view heads_out;        /* attention output, heads concatenated [B*P, C] */
+    clgqa_view x_mid;            /* x_in + proj(heads_out) */
+    clgqa_view ln2, ln2_mean, ln2_rstd;
+    clgqa_view fc1, gelu;
+    clgqa_view x_out; /* x_mid + fc2(gelu) */
+} model_layer;
+
+struct clgqa_model {
+    clgqa_runtime *rt;
+    clgqa_scheme scheme;
+    int window_size;
+    uint64_t seed;
+    clgqa_model_dims dims;
+
+    clgqa_tensor_info *tensors;
+    int tensor_count;
+    size_t param_count;
+    cl_mem flat[4]; /* indexed by clgqa_model_buffer */
+
+    /* Activation arena: one buffer per block plus one shared buffer, all
+     * allocated at creation (a per-block buffer keeps each allocation under
+     * the device's maximum for large models). */
+    cl_mem *arena;
+    int arena_count;
+    model_layer *layers;
+    clgqa_view patches;   /* im2col [B*n, in_chans*p*p] */
+    clgqa_view patch_out; /* [B*n, C] */
+    clgqa_view tokens;    /* [B*P, C], block 0's x_in */
+    clgqa_view lnf, lnf_mean, lnf_rstd;
+    clgqa_view logits, probs, losses, correct; /* [B, classes], [B] */
+    clgqa_view metrics; /* last loss sum, last correct sum, running sums of both */
+    /* backward scratch, reused by every block */
+    clgqa_view dres;    /* gradient of the residual stream [B*P, C] */
+    clgqa_view dln;     /* gradient of a LayerNorm output [B*P, C] */
+    clgqa_view dlogits; /* [B, classes]; dres, dln, dlogits contiguous (one fill) */
+    clgqa_view dgelu, dfc1;             /* [B*P, 4C] */
+    clgqa_view dheads_out;              /* [B*P, C] */
+    clgqa_view dq, dk, dv;              /* contiguous (one fill) */
+    clgqa_view attention_scratch;
+    clgqa_view dpatch_out;              /* [B*n, C] */
+    clgqa_view grad_sum_squares, grad_scale; /* clipping scalars */
+
+    /* Grouping state. group_ints: kv_map [L][H] then group_counts [L][G];
+     * group_floats: DGQA cache [L][G] then key_norms [L][G]. */
+    cl_mem group_ints, group_floats;
+    cl_mem pgqa_noise; /* [L][H][P*d], created when a test fixes the noise */
+    int *noise_fixed;  /* per layer */
+    int grouping_frozen;
+
+    /* last forward */
+    int batch;
+    clgqa_view labels; /* .mem NULL: the last forward had no labels */
+    long samples;      /* running metrics count */
+};
+
+static inline clgqa_view model_param(const clgqa_model *m, clgqa_model_buffer which, int tensor) {
+    return clgqa_view_at(m->flat[which], m->tensors[tensor].offset);
+}
+static inline int model_layer_tensor(int layer, int which) {
+    return MODEL_T_BLOCKS + layer * MODEL_L_TENSORS + which;
+}
+static inline int model_final_tensor(const clgqa_model *m, int which) {
+    return MODEL_T_BLOCKS + m->dims.num_layers * MODEL_L_TENSORS + which;
+}
+static inline clgqa_view model_kv_map(const clgqa_model *m, int layer) {
+    return clgqa_view_at(m->group_ints, (size_t)layer * m->dims.num_heads);
+}
+static inline clgqa_view model_group_counts(const clgqa_model *m, int layer) {
+    return clgqa_view_at(m->group_ints, (size_t)m->dims.num_layers * m->dims.num_heads +
+                                            (size_t)layer * m->dims.kv_heads);
+}
+static inline clgqa_view model_cache(const clgqa_model *m, int layer) {
+    return clgqa_view_at(m->group_floats, (size_t)layer * m->dims.kv_heads);
+}
+static inline clgqa_view model_key_norms(const clgqa_model *m, int layer) {
+    return clgqa_view_at(m->group_floats, (size_t)(m->dims.num_layers + layer) * m->dims.kv_heads);
+}
+static inline clgqa_attention_dims model_attention_dims(const clgqa_model *m, int batch) {
+    clgqa_attention_dims ad = {batch, m->dims.tokens, m->dims.num_heads, m->dims.kv_heads,
+                               m->dims.head_dim};
+    return ad;
+}
+
+#endif

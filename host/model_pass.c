@@ -1,0 +1,272 @@
+/* The passes of the ViT (include/clgqa/model.h): forward with the per-scheme
+ * grouping, backward through the whole model, the AdamW step. Everything is
+ * enqueued on the runtime's in-order queue; nothing here waits for the
+ * device or allocates. Semantics: ../shared/docs/attention-variants.md. */
+#include "model_internal.h"
+
+#include "clgqa/gemm.h"
+#include "clgqa/ops.h"
+#include "clgqa/patch_embed.h"
+
+/* out[rows, n_out] = residual + x[rows, n_in] W^T + bias: the residual is
+ * copied in and the GEMM accumulates onto it (beta 1). */
+static clgqa_status residual_linear_forward(clgqa_runtime *rt, clgqa_view out,
+                                            clgqa_view residual, clgqa_view x, clgqa_view weight,
+                                            clgqa_view bias, size_t rows, size_t n_in,
+                                            size_t n_out) {
+    CLGQA_TRY(clgqa_copy(rt, out, residual, rows * n_out));
+    CLGQA_TRY(clgqa_sgemm(rt, 0, 1, rows, n_out, n_in, 1.0f, x, n_in, weight, n_in, 1.0f, out,
+                          n_out));
+    return clgqa_bias_add(rt, out, bias, rows, n_out);
+}
+
+/* Linear backward with dx = dx_beta * dx + dy W (dx_beta 0 overwrites, so the
+ * activation gradient needs no zero fill; 1 sums several Linears' inputs),
+ * dW += dy^T x, dbias += sum_rows dy. */
+static clgqa_status linear_backward(clgqa_runtime *rt, clgqa_view dx, float dx_beta,
+                                    clgqa_view dweight, clgqa_view dbias, clgqa_view dy,
+                                    clgqa_view x, clgqa_view weight, size_t rows, size_t n_in,
+                                    size_t n_out) {
+    CLGQA_TRY(clgqa_sgemm(rt, 0, 0, rows, n_in, n_out, 1.0f, dy, n_out, weight, n_in, dx_beta, dx,
+                          n_in));
+    CLGQA_TRY(clgqa_sgemm(rt, 1, 0, n_out, n_in, rows, 1.0f, dy, n_out, x, n_in, 1.0f, dweight,
+                          n_in));
+    return clgqa_bias_backward(rt, dbias, dy, rows, n_out);
+}
+
+/* ---- grouping per scheme ---- */
+
+static clgqa_status update_grouping(clgqa_model *m, int l, const clgqa_attention_dims *ad,
+                                    clgqa_view k, int training, long step_in_epoch,
+                                    long global_step) {
+    if (m->grouping_frozen)
+        return CLGQA_OK;
+    switch (m->scheme) {
+    case CLGQA_KDGQA: /* recomputed on every forward pass */
+        CLGQA_TRY(clgqa_key_norms(m->rt, ad, model_key_norms(m, l), k));
+        return clgqa_grouping_kdgqa(m->rt, ad, model_key_norms(m, l), model_kv_map(m, l),
+                                    model_group_counts(m, l));
+    case CLGQA_DGQA_DIFF:
+    case CLGQA_DGQA_EMA:
+        /* Training: only on window steps of the per-epoch counter (other
+         * steps keep the last split and cache). Evaluation: every pass. */
+        if (training && step_in_epoch % m->window_size != 0)
+            return CLGQA_OK;
+        CLGQA_TRY(clgqa_key_norms(m->rt, ad, model_key_norms(m, l), k));
+        return clgqa_grouping_dgqa(
+            m->rt, ad, m->scheme == CLGQA_DGQA_EMA, !training, m->window_size,
+            model_key_norms(m, l), model_cache(m, l), model_kv_map(m, l), model_group_counts(m, l),
+            m->seed, clgqa_stream_id(CLGQA_RNG_DGQA_FIXUP, (uint32_t)l, (uint64_t)global_step));
+    default: /* mhsa, gqa, pgqa: the static split set at creation */
+        return CLGQA_OK;
+    }
+}
+
+/* ---- forward ---- */
+
+static clgqa_status block_forward(clgqa_model *m, int l, int batch, int training,
+                                  long step_in_epoch, long global_step) {
+    clgqa_runtime *rt = m->rt;
+    const clgqa_model_dims *d = &m->dims;
+    model_layer *a = &m->layers[l];
+    size_t rows = (size_t)batch * d->tokens, C = d->embed_dim,
+           kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
+    clgqa_attention_dims ad = model_attention_dims(m, batch);
+#define P(which) model_param(m, CLGQA_PARAMS, model_layer_tensor(l, MODEL_L_##which))
+
+    CLGQA_TRY(clgqa_layernorm_forward(rt, a->ln1, a->ln1_mean, a->ln1_rstd, a->x_in, P(NORM1_W),
+                                      P(NORM1_B), rows, C, MODEL_LN_EPS));
+    CLGQA_TRY(clgqa_linear_forward(rt, a->q, a->ln1, P(Q_W), P(Q_B), rows, C, C));
+    CLGQA_TRY(clgqa_linear_forward(rt, a->k, a->ln1, P(K_W), P(K_B), rows, C, kv));
+    CLGQA_TRY(clgqa_linear_forward(rt, a->v, a->ln1, P(V_W), P(V_B), rows, C, kv));
+    CLGQA_TRY(update_grouping(m, l, &ad, a->k, training, step_in_epoch, global_step));
+
+    int pgqa = m->scheme == CLGQA_PGQA;
+    clgqa_attention_saved_layout(&ad, pgqa, a->attention_region, &a->saved);
+    clgqa_pgqa noise = {m->seed, clgqa_stream_id(CLGQA_RNG_PGQA, (uint32_t)l, (uint64_t)global_step),
+                        {NULL, 0}};
+    if (pgqa && m->noise_fixed[l])
+        noise.fixed_noise = clgqa_view_at(m->pgqa_noise, (size_t)l * d->num_heads * d->tokens *
+                                                             d->head_dim);
+    CLGQA_TRY(clgqa_attention_forward(rt, &ad, a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
+                                      pgqa ? &noise : NULL, &a->saved));
+    CLGQA_TRY(residual_linear_forward(rt, a->x_mid, a->x_in, a->heads_out, P(PROJ_W), P(PROJ_B),
+                                      rows, C, C));
+
+    CLGQA_TRY(clgqa_layernorm_forward(rt, a->ln2, a->ln2_mean, a->ln2_rstd, a->x_mid, P(NORM2_W),
+                                      P(NORM2_B), rows, C, MODEL_LN_EPS));
+    CLGQA_TRY(clgqa_linear_forward(rt, a->fc1, a->ln2, P(FC1_W), P(FC1_B), rows, C, F));
+    CLGQA_TRY(clgqa_gelu_forward(rt, a->gelu, a->fc1, rows * F));
+    return residual_linear_forward(rt, a->x_out, a->x_mid, a->gelu, P(FC2_W), P(FC2_B), rows, F,
+                                   C);
+#undef P
+}
+
+clgqa_status clgqa_model_forward(clgqa_model *m, clgqa_view images, clgqa_view labels, int batch,
+                                 int training, long step_in_epoch, long global_step) {
+    clgqa_runtime *rt = m->rt;
+    const clgqa_model_dims *d = &m->dims;
+    if (batch < 1 || batch > d->max_batch)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_forward: batch %d out of range [1, %d] (max_batch)", batch,
+                          d->max_batch);
+    if (step_in_epoch < 0 || global_step < 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_forward: negative step (step_in_epoch %ld, global_step %ld)",
+                          step_in_epoch, global_step);
+    m->batch = 0; /* until the pass is fully enqueued */
+    size_t B = batch, rows = B * d->tokens, C = d->embed_dim, classes = d->num_classes,
+           patch_rows = B * d->grid * d->grid,
+           patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
+
+    /* Patch embedding (conv as im2col + GEMM), class token, positions. */
+    CLGQA_TRY(clgqa_patch_im2col(rt, m->patches, images, B, d->in_chans, d->img_size,
+                                 d->patch_size));
+    CLGQA_TRY(clgqa_linear_forward(rt, m->patch_out, m->patches,
+                                   model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_W),
+                                   model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_B), patch_rows,
+                                   patch_len, C));
+    CLGQA_TRY(clgqa_tokens_forward(rt, m->tokens, m->patch_out,
+                                   model_param(m, CLGQA_PARAMS, MODEL_T_CLS),
+                                   model_param(m, CLGQA_PARAMS, MODEL_T_POS), B, d->tokens, C));
+
+    for (int l = 0; l < d->num_layers; l++)
+        CLGQA_TRY(block_forward(m, l, batch, training, step_in_epoch, global_step));
+
+    /* Final LayerNorm (on every token: the op is row-wise, only token 0 is
+     * used), head on the class token: rows of lnf with stride P*C. */
+    CLGQA_TRY(clgqa_layernorm_forward(
+        rt, m->lnf, m->lnf_mean, m->lnf_rstd, m->layers[d->num_layers - 1].x_out,
+        model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_NORM_W)),
+        model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_NORM_B)), rows, C,
+        MODEL_LN_EPS));
+    CLGQA_TRY(clgqa_sgemm(rt, 0, 1, B, classes, C, 1.0f, m->lnf, (size_t)d->tokens * C,
+                          model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_HEAD_W)), C,
+                          0.0f, m->logits, classes));
+    CLGQA_TRY(clgqa_bias_add(rt, m->logits,
+                             model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_HEAD_B)), B,
+                             classes));
+
+    if (labels.mem) {
+        CLGQA_TRY(clgqa_crossentropy_forward(rt, m->losses, m->correct, m->probs, m->logits,
+                                             labels, B, classes));
+        CLGQA_TRY(clgqa_sum(rt, m->metrics, m->losses, B));
+        CLGQA_TRY(clgqa_sum(rt, clgqa_view_add(m->metrics, 1), m->correct, B));
+        CLGQA_TRY(clgqa_accumulate(rt, clgqa_view_add(m->metrics, 2), m->metrics, 2));
+        m->samples += batch;
+    }
+    m->labels = labels;
+    m->batch = batch;
+    return CLGQA_OK;
+}
+
+/* ---- backward ---- */
+
+/* On entry m->dres holds the gradient of the block's x_out; on return, of its
+ * x_in. LayerNorm backward accumulates its input gradient straight into
+ * dres, which is also the residual path's gradient. */
+static clgqa_status block_backward(clgqa_model *m, int l) {
+    clgqa_runtime *rt = m->rt;
+    const clgqa_model_dims *d = &m->dims;
+    model_layer *a = &m->layers[l];
+    size_t rows = (size_t)m->batch * d->tokens, C = d->embed_dim,
+           kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
+    clgqa_attention_dims ad = model_attention_dims(m, m->batch);
+#define P(which) model_param(m, CLGQA_PARAMS, model_layer_tensor(l, MODEL_L_##which))
+#define G(which) model_param(m, CLGQA_GRADS, model_layer_tensor(l, MODEL_L_##which))
+
+    /* MLP: x_out = x_mid + fc2(gelu(fc1(ln2(x_mid)))) */
+    CLGQA_TRY(linear_backward(rt, m->dgelu, 0.0f, G(FC2_W), G(FC2_B), m->dres, a->gelu, P(FC2_W),
+                              rows, F, C));
+    CLGQA_TRY(clgqa_fill(rt, m->dfc1, rows * F, 0.0f));
+    CLGQA_TRY(clgqa_gelu_backward(rt, m->dfc1, m->dgelu, a->fc1, rows * F));
+    CLGQA_TRY(linear_backward(rt, m->dln, 0.0f, G(FC1_W), G(FC1_B), m->dfc1, a->ln2, P(FC1_W),
+                              rows, C, F));
+    CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, G(NORM2_W), G(NORM2_B), m->dln, a->x_mid,
+                                       a->ln2_mean, a->ln2_rstd, P(NORM2_W), rows, C));
+
+    /* Attention: x_mid = x_in + proj(attention(q, k, v of ln1(x_in))) */
+    CLGQA_TRY(linear_backward(rt, m->dheads_out, 0.0f, G(PROJ_W), G(PROJ_B), m->dres,
+                              a->heads_out, P(PROJ_W), rows, C, C));
+    /* dq, dk, dv are contiguous, each sized for max_batch */
+    CLGQA_TRY(clgqa_fill(rt, m->dq, (size_t)d->max_batch * d->tokens * (C + 2 * kv), 0.0f));
+    CLGQA_TRY(clgqa_attention_backward(rt, &ad, m->dq, m->dk, m->dv, m->dheads_out,
+                                       model_kv_map(m, l), m->scheme == CLGQA_PGQA, &a->saved,
+                                       m->attention_scratch));
+    CLGQA_TRY(linear_backward(rt, m->dln, 0.0f, G(Q_W), G(Q_B), m->dq, a->ln1, P(Q_W), rows, C, C));
+    CLGQA_TRY(linear_backward(rt, m->dln, 1.0f, G(K_W), G(K_B), m->dk, a->ln1, P(K_W), rows, C,
+                              kv));
+    CLGQA_TRY(linear_backward(rt, m->dln, 1.0f, G(V_W), G(V_B), m->dv, a->ln1, P(V_W), rows, C,
+                              kv));
+    return clgqa_layernorm_backward(rt, m->dres, G(NORM1_W), G(NORM1_B), m->dln, a->x_in,
+                                    a->ln1_mean, a->ln1_rstd, P(NORM1_W), rows, C);
+#undef P
+#undef G
+}
+
+clgqa_status clgqa_model_backward(clgqa_model *m) {
+    clgqa_runtime *rt = m->rt;
+    const clgqa_model_dims *d = &m->dims;
+    if (!m->batch || !m->labels.mem)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_backward: the last forward pass had no labels");
+    size_t B = m->batch, rows = B * d->tokens, C = d->embed_dim, classes = d->num_classes,
+           patch_rows = B * d->grid * d->grid,
+           patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
+    size_t max_rows = (size_t)d->max_batch * d->tokens;
+    int norm_w = model_final_tensor(m, MODEL_F_NORM_W), norm_b = model_final_tensor(m, MODEL_F_NORM_B),
+        head_w = model_final_tensor(m, MODEL_F_HEAD_W), head_b = model_final_tensor(m, MODEL_F_HEAD_B);
+
+    CLGQA_TRY(clgqa_fill(rt, clgqa_model_buffer_view(m, CLGQA_GRADS), m->param_count, 0.0f));
+    /* dres, dln (only its class-token rows get written below) and dlogits. */
+    CLGQA_TRY(clgqa_fill(rt, m->dres, 2 * max_rows * C + (size_t)d->max_batch * classes, 0.0f));
+
+    /* Mean cross-entropy -> head -> final LayerNorm. */
+    CLGQA_TRY(clgqa_crossentropy_backward(rt, m->dlogits, m->probs, m->labels, B, classes,
+                                          1.0f / (float)B));
+    CLGQA_TRY(clgqa_sgemm(rt, 1, 0, classes, C, B, 1.0f, m->dlogits, classes, m->lnf,
+                          (size_t)d->tokens * C, 1.0f, model_param(m, CLGQA_GRADS, head_w), C));
+    CLGQA_TRY(clgqa_bias_backward(rt, model_param(m, CLGQA_GRADS, head_b), m->dlogits, B, classes));
+    CLGQA_TRY(clgqa_sgemm(rt, 0, 0, B, C, classes, 1.0f, m->dlogits, classes,
+                          model_param(m, CLGQA_PARAMS, head_w), C, 0.0f, m->dln,
+                          (size_t)d->tokens * C));
+    CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, model_param(m, CLGQA_GRADS, norm_w),
+                                       model_param(m, CLGQA_GRADS, norm_b), m->dln,
+                                       m->layers[d->num_layers - 1].x_out, m->lnf_mean,
+                                       m->lnf_rstd, model_param(m, CLGQA_PARAMS, norm_w), rows, C));
+
+    for (int l = d->num_layers - 1; l >= 0; l--)
+        CLGQA_TRY(block_backward(m, l));
+
+    /* Tokens -> class token, positions, patch embedding (no image gradient). */
+    CLGQA_TRY(clgqa_fill(rt, m->dpatch_out, patch_rows * C, 0.0f));
+    CLGQA_TRY(clgqa_tokens_backward(rt, m->dpatch_out, model_param(m, CLGQA_GRADS, MODEL_T_CLS),
+                                    model_param(m, CLGQA_GRADS, MODEL_T_POS), m->dres, B, d->tokens,
+                                    C));
+    clgqa_view no_input_gradient = {NULL, 0};
+    return clgqa_linear_backward(rt, no_input_gradient,
+                                 model_param(m, CLGQA_GRADS, MODEL_T_PATCH_W),
+                                 model_param(m, CLGQA_GRADS, MODEL_T_PATCH_B), m->dpatch_out,
+                                 m->patches, model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_W),
+                                 patch_rows, patch_len, C);
+}
+
+/* ---- AdamW ---- */
+
+clgqa_status clgqa_model_step(clgqa_model *m, const clgqa_adamw_hparams *hp, long step,
+                              float clip_grad_norm) {
+    if (step < 1)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_step: step counts from 1, got %ld",
+                          step);
+    clgqa_view grads = clgqa_model_buffer_view(m, CLGQA_GRADS);
+    clgqa_view grad_scale = {NULL, 0};
+    if (clip_grad_norm > 0.0f) {
+        CLGQA_TRY(clgqa_sum_squares(m->rt, m->grad_sum_squares, grads, m->param_count));
+        CLGQA_TRY(clgqa_clip_factor(m->rt, m->grad_scale, m->grad_sum_squares, clip_grad_norm));
+        grad_scale = m->grad_scale;
+    }
+    return clgqa_adamw_step(m->rt, clgqa_model_buffer_view(m, CLGQA_PARAMS), grads,
+                            clgqa_model_buffer_view(m, CLGQA_ADAM_M),
+                            clgqa_model_buffer_view(m, CLGQA_ADAM_V), m->param_count, hp, step,
+                            grad_scale);
+}

@@ -1,0 +1,823 @@
+/* The whole ViT (host/model.c, host/model_pass.c): PyTorch parity on the
+ * committed fixtures (tests/ref/fixtures), finite differences of the loss for
+ * every scheme, an overfit run, and the API's checks. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clgqa/config.h"
+#include "clgqa/model.h"
+#include "clgqa/safetensors.h"
+#include "model_internal.h" /* white box: the PGQA zero-mean check reads the attention output */
+#include "support/test_util.h"
+
+static int small_mode(void) {
+    const char *small = getenv("CLGQA_TEST_SMALL");
+    return small && *small == '1';
+}
+
+/* A tiny model: 8x8 images in 4x4 patches (P = 5 tokens), C 8, 4 query heads
+ * of dim 2, 2 key/value heads, 2 blocks, 3 classes. */
+static clgqa_config tiny_config(clgqa_scheme scheme) {
+    clgqa_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.att_scheme = scheme;
+    cfg.img_size = 8;
+    cfg.patch_size = 4;
+    cfg.in_chans = 2;
+    cfg.embed_dim = 8;
+    cfg.num_layers = 2;
+    cfg.num_heads = 4;
+    cfg.num_kv_heads = 2;
+    cfg.num_classes = 3;
+    cfg.window_size = 2;
+    cfg.seed = 77;
+    return cfg;
+}
+
+static const clgqa_scheme all_schemes[] = {CLGQA_MHSA,      CLGQA_GQA,      CLGQA_KDGQA,
+                                           CLGQA_DGQA_DIFF, CLGQA_DGQA_EMA, CLGQA_PGQA};
+#define N_SCHEMES (sizeof all_schemes / sizeof *all_schemes)
+
+static int is_dgqa(clgqa_scheme s) { return s == CLGQA_DGQA_DIFF || s == CLGQA_DGQA_EMA; }
+
+static double max_abs(const float *x, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)x[i]));
+    return m;
+}
+
+static float read_param(clgqa_model *m, size_t index) {
+    float value;
+    TEST_OK(clgqa_buffer_read(test_runtime(), clgqa_model_buffer_view(m, CLGQA_PARAMS).mem,
+                              index * sizeof value, sizeof value, &value));
+    return value;
+}
+
+static void write_param(clgqa_model *m, size_t index, float value) {
+    TEST_OK(clgqa_buffer_write(test_runtime(), clgqa_model_buffer_view(m, CLGQA_PARAMS).mem,
+                               index * sizeof value, sizeof value, &value));
+}
+
+/* Fresh random parameters, scaled like the fixtures' (never zeros): Linear
+ * and conv weights uniform with std ~ fan_in^-1/2, LayerNorm gains 1 +- 0.3,
+ * biases +- 0.3, cls_token and pos_embed +- 0.8. */
+static void randomise_parameters(clgqa_model *m) {
+    size_t n = clgqa_model_param_count(m);
+    float *p = test_random_array(n, -1.0f, 1.0f);
+    for (int i = 0; i < clgqa_model_tensor_count(m); i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(m, i);
+        float *x = p + t->offset;
+        int is_norm = strstr(t->name, "norm") != NULL;
+        int is_bias = strstr(t->name, ".bias") != NULL;
+        for (size_t k = 0; k < t->numel; k++) {
+            if (is_norm && !is_bias)
+                x[k] = 1.0f + 0.3f * x[k];
+            else if (is_bias)
+                x[k] *= 0.3f;
+            else if (t->ndim >= 2 && strcmp(t->name, "pos_embed") && strcmp(t->name, "cls_token"))
+                x[k] *= sqrtf(3.0f / (float)(t->numel / (size_t)t->shape[0]));
+            else
+                x[k] *= 0.8f;
+        }
+    }
+    TEST_OK(clgqa_model_write_buffer(m, CLGQA_PARAMS, p));
+    free(p);
+}
+
+/* Device images and labels of a batch. */
+typedef struct batch_data {
+    cl_mem images, labels;
+    int batch;
+} batch_data;
+
+static batch_data random_batch(const clgqa_model *m, int batch) {
+    const clgqa_model_dims *d = clgqa_model_get_dims(m);
+    size_t n = (size_t)batch * d->in_chans * d->img_size * d->img_size;
+    float *images = test_random_array(n, -1.5f, 1.5f);
+    int32_t *labels = malloc((size_t)batch * sizeof *labels);
+    for (int i = 0; i < batch; i++)
+        labels[i] = (i * 2 + 1) % d->num_classes;
+    batch_data b = {test_upload(images, n), test_upload_int(labels, (size_t)batch), batch};
+    free(images);
+    free(labels);
+    return b;
+}
+
+static void release_batch(batch_data *b) {
+    clgqa_buffer_release(&b->images);
+    clgqa_buffer_release(&b->labels);
+}
+
+static float forward_loss(clgqa_model *m, const batch_data *b, int training, long step_in_epoch,
+                          long global_step) {
+    TEST_OK(clgqa_model_forward(m, clgqa_view_at(b->images, 0), clgqa_view_at(b->labels, 0),
+                                b->batch, training, step_in_epoch, global_step));
+    clgqa_metrics metrics;
+    TEST_OK(clgqa_model_read_metrics(m, &metrics));
+    return metrics.last_loss;
+}
+
+/* ---------------------------------------------------------------------------
+ * PyTorch parity
+ * ------------------------------------------------------------------------- */
+
+typedef struct fixture {
+    clgqa_safetensors *file;
+    clgqa_config cfg;
+    int batch;
+    clgqa_adamw_hparams hp;
+} fixture;
+
+static long metadata_long(const clgqa_safetensors *f, const char *key) {
+    const char *v = clgqa_safetensors_metadata(f, key);
+    ck_assert_msg(v != NULL, "fixture metadata lacks %s", key);
+    return strtol(v, NULL, 10);
+}
+
+static float metadata_float(const clgqa_safetensors *f, const char *key) {
+    const char *v = clgqa_safetensors_metadata(f, key);
+    ck_assert_msg(v != NULL, "fixture metadata lacks %s", key);
+    return strtof(v, NULL);
+}
+
+static fixture open_fixture(const char *stem) {
+    fixture fx;
+    char path[256];
+    snprintf(path, sizeof path, "tests/ref/fixtures/%s.safetensors", stem);
+    TEST_OK(clgqa_safetensors_open(path, &fx.file));
+    memset(&fx.cfg, 0, sizeof fx.cfg);
+    const char *scheme = clgqa_safetensors_metadata(fx.file, "att_scheme");
+    ck_assert_msg(scheme != NULL, "%s: no att_scheme", path);
+    TEST_OK(clgqa_scheme_parse(scheme, &fx.cfg.att_scheme));
+    fx.cfg.img_size = (int)metadata_long(fx.file, "img_size");
+    fx.cfg.patch_size = (int)metadata_long(fx.file, "patch_size");
+    fx.cfg.in_chans = (int)metadata_long(fx.file, "in_chans");
+    fx.cfg.embed_dim = (int)metadata_long(fx.file, "embed_dim");
+    fx.cfg.num_layers = (int)metadata_long(fx.file, "depth");
+    fx.cfg.num_heads = (int)metadata_long(fx.file, "heads");
+    fx.cfg.num_kv_heads = (int)metadata_long(fx.file, "kv_heads");
+    fx.cfg.num_classes = (int)metadata_long(fx.file, "num_classes");
+    fx.cfg.window_size = (int)metadata_long(fx.file, "window_size");
+    fx.cfg.seed = 1;
+    fx.batch = (int)metadata_long(fx.file, "batch_size");
+    fx.hp.lr = metadata_float(fx.file, "lr");
+    fx.hp.beta1 = metadata_float(fx.file, "beta1");
+    fx.hp.beta2 = metadata_float(fx.file, "beta2");
+    fx.hp.eps = metadata_float(fx.file, "eps");
+    fx.hp.weight_decay = metadata_float(fx.file, "weight_decay");
+    return fx;
+}
+
+static float *fixture_floats(const fixture *fx, const char *name, size_t numel) {
+    float *x = malloc((numel ? numel : 1) * sizeof *x);
+    TEST_OK(clgqa_safetensors_read_f32(fx->file, name, x, numel));
+    return x;
+}
+
+/* Load the initial grouping state (DGQA cache and split) of the fixture. */
+static void load_grouping(clgqa_model *m, const fixture *fx) {
+    if (!is_dgqa(fx->cfg.att_scheme))
+        return;
+    int G = clgqa_model_get_dims(m)->kv_heads;
+    for (int l = 0; l < fx->cfg.num_layers; l++) {
+        char name[64];
+        float cache[64];
+        int32_t split[64];
+        snprintf(name, sizeof name, "blocks.%d.attn.cache", l);
+        TEST_OK(clgqa_safetensors_read_f32(fx->file, name, cache, (size_t)G));
+        snprintf(name, sizeof name, "blocks.%d.attn.split", l);
+        TEST_OK(clgqa_safetensors_read_i32(fx->file, name, split, (size_t)G));
+        TEST_OK(clgqa_model_write_grouping(m, l, cache, split));
+    }
+}
+
+/* Element-wise: |got - want| <= rel * |want| + floor * max|want|. The floor
+ * covers elements near zero by cancellation: float32 rounding in sums over a
+ * tensor's typical magnitudes is a fraction of that scale, not of the
+ * element. */
+static void check_scaled(const char *what, const float *got, const float *want, size_t n,
+                         double rel, double floor) {
+    test_assert_close_f(what, got, want, n, rel, floor * max_abs(want, n));
+}
+
+/* Tolerances against PyTorch. Both sides are float32 with different
+ * summation orders and libm's; through two blocks forward and back the
+ * difference stays ~1e-6 relative, so 1e-4 relative (with a 1e-5 floor of the
+ * tensor's scale, see check_scaled) has room and still catches any wrong
+ * term. The key bias gradient is zero in exact arithmetic (a constant shift
+ * of each score row): compared absolutely against 1e-6, float noise of the
+ * O(0.1) gradients around it. */
+#define PARITY_REL 1e-4
+#define PARITY_FLOOR 1e-5
+#define K_BIAS_ABS 1e-6
+
+static int is_key_bias(const char *name) {
+    size_t n = strlen(name);
+    return n >= 11 && !strcmp(name + n - 11, "attn.k.bias");
+}
+
+static void check_fixture(const char *stem) {
+    clgqa_runtime *rt = test_runtime();
+    fixture fx = open_fixture(stem);
+    clgqa_model *m;
+    /* max_batch above the batch: the arena's views must not assume B = max. */
+    TEST_OK(clgqa_model_create(rt, &fx.cfg, fx.batch + 2, &m));
+    const clgqa_model_dims *d = clgqa_model_get_dims(m);
+    int L = d->num_layers, G = d->kv_heads, B = fx.batch, classes = d->num_classes;
+
+    /* Weights by state_dict name, shapes checked. */
+    ck_assert_int_eq(clgqa_model_tensor_count(m), 4 + 16 * L + 4);
+    for (int i = 0; i < clgqa_model_tensor_count(m); i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(m, i);
+        const clgqa_safetensor *st;
+        TEST_OK(clgqa_safetensors_get(fx.file, t->name, &st));
+        ck_assert_msg(st->ndim == t->ndim, "%s: %d dims, fixture %d", t->name, t->ndim, st->ndim);
+        for (int k = 0; k < t->ndim; k++)
+            ck_assert_msg(st->shape[k] == t->shape[k], "%s: dim %d is %d, fixture %lld", t->name, k,
+                          t->shape[k], (long long)st->shape[k]);
+        float *w = fixture_floats(&fx, t->name, t->numel);
+        TEST_OK(clgqa_model_write_tensor(m, CLGQA_PARAMS, t, w));
+        free(w);
+    }
+    load_grouping(m, &fx);
+    if (fx.cfg.att_scheme == CLGQA_PGQA)
+        for (int l = 0; l < L; l++) {
+            char name[64];
+            snprintf(name, sizeof name, "pgqa_noise.%d", l);
+            float *u = fixture_floats(&fx, name, (size_t)d->num_heads * d->tokens * d->head_dim);
+            TEST_OK(clgqa_model_set_pgqa_noise(m, l, u));
+            free(u);
+        }
+    size_t n_images = (size_t)B * d->in_chans * d->img_size * d->img_size;
+    float *images = fixture_floats(&fx, "input", n_images);
+    int32_t labels[16];
+    TEST_OK(clgqa_safetensors_read_i32(fx.file, "labels", labels, (size_t)B));
+    batch_data data = {test_upload(images, n_images), test_upload_int(labels, (size_t)B), B};
+    free(images);
+
+    /* Evaluation pass of the initial model. */
+    float *logits = malloc((size_t)B * classes * sizeof *logits);
+    forward_loss(m, &data, 0, 0, 0);
+    TEST_OK(clgqa_model_read_logits(m, logits));
+    float *want = fixture_floats(&fx, "expected.eval_logits", (size_t)B * classes);
+    check_scaled("eval logits", logits, want, (size_t)B * classes, PARITY_REL, PARITY_FLOOR);
+    free(want);
+    if (is_dgqa(fx.cfg.att_scheme)) {
+        /* evaluation: cache = m, the batch-summed key norms (equal to the
+         * training pass's, which starts from the same state) */
+        for (int l = 0; l < L; l++) {
+            char name[64];
+            float cache[64];
+            snprintf(name, sizeof name, "expected.key_norms.%d", l);
+            want = fixture_floats(&fx, name, (size_t)G);
+            TEST_OK(clgqa_model_read_grouping(m, l, cache, NULL));
+            check_scaled("cache after evaluation", cache, want, (size_t)G, PARITY_REL, 0.0);
+            free(want);
+        }
+        load_grouping(m, &fx); /* back to the initial state for the training step */
+    }
+
+    /* One training step at step 0 of an epoch. */
+    float loss = forward_loss(m, &data, 1, 0, 0);
+    TEST_OK(clgqa_model_read_logits(m, logits));
+    want = fixture_floats(&fx, "expected.logits", (size_t)B * classes);
+    check_scaled("logits", logits, want, (size_t)B * classes, PARITY_REL, PARITY_FLOOR);
+    free(want);
+    want = fixture_floats(&fx, "expected.loss", 1);
+    check_scaled("loss", &loss, want, 1, PARITY_REL, 0.0);
+    free(want);
+    if (fx.cfg.att_scheme == CLGQA_KDGQA || is_dgqa(fx.cfg.att_scheme))
+        for (int l = 0; l < L; l++) {
+            char name[64];
+            int32_t split[64], want_split[64];
+            float cache[64];
+            snprintf(name, sizeof name, "expected.split.%d", l);
+            TEST_OK(clgqa_safetensors_read_i32(fx.file, name, want_split, (size_t)G));
+            TEST_OK(clgqa_model_read_grouping(m, l, cache, split));
+            for (int j = 0; j < G; j++)
+                ck_assert_msg(split[j] == want_split[j], "%s layer %d: split[%d] = %d, want %d",
+                              stem, l, j, (int)split[j], (int)want_split[j]);
+            if (is_dgqa(fx.cfg.att_scheme)) {
+                snprintf(name, sizeof name, "expected.cache.%d", l);
+                want = fixture_floats(&fx, name, (size_t)G);
+                check_scaled("cache", cache, want, (size_t)G, PARITY_REL, 0.0);
+                free(want);
+            }
+        }
+
+    TEST_OK(clgqa_model_backward(m));
+    float *grads = malloc(clgqa_model_param_count(m) * sizeof *grads);
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_GRADS, grads));
+    for (int i = 0; i < clgqa_model_tensor_count(m); i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(m, i);
+        char name[96];
+        snprintf(name, sizeof name, "grad.%s", t->name);
+        want = fixture_floats(&fx, name, t->numel);
+        if (is_key_bias(t->name))
+            test_assert_close_f(name, grads + t->offset, want, t->numel, 0.0, K_BIAS_ABS);
+        else
+            check_scaled(name, grads + t->offset, want, t->numel, PARITY_REL, PARITY_FLOOR);
+        free(want);
+    }
+
+    /* AdamW step 1: update = lr * g / (|g| + eps) ~ lr * sign(g). Where the
+     * gradient's sign is not determined within its tolerance (the key bias,
+     * whose gradient is rounding noise), the update may differ by up to
+     * 2 lr; elsewhere the weights match to float rounding of O(1) values. */
+    TEST_OK(clgqa_model_step(m, &fx.hp, 1, 0.0f));
+    float *params = malloc(clgqa_model_param_count(m) * sizeof *params);
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_PARAMS, params));
+    for (int i = 0; i < clgqa_model_tensor_count(m); i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(m, i);
+        char name[96];
+        snprintf(name, sizeof name, "grad.%s", t->name);
+        float *want_grad = fixture_floats(&fx, name, t->numel);
+        double grad_tol = is_key_bias(t->name) ? K_BIAS_ABS
+                                               : PARITY_FLOOR * max_abs(want_grad, t->numel);
+        snprintf(name, sizeof name, "step1.%s", t->name);
+        want = fixture_floats(&fx, name, t->numel);
+        for (size_t k = 0; k < t->numel; k++) {
+            int sign_uncertain = fabs(want_grad[k]) <= grad_tol + PARITY_REL * fabs(want_grad[k]);
+            double tol = sign_uncertain ? 2.0 * fx.hp.lr + 1e-6 : 1e-6 + 1e-5 * fabs(want[k]);
+            double err = fabs((double)params[t->offset + k] - want[k]);
+            ck_assert_msg(err <= tol, "%s[%zu]: got %.9g, want %.9g (error %.3g, tolerance %.3g)",
+                          name, k, (double)params[t->offset + k], (double)want[k], err, tol);
+        }
+        free(want);
+        free(want_grad);
+    }
+
+    if (is_dgqa(fx.cfg.att_scheme)) {
+        /* Step 1 of the epoch is not a window step (W > 1): split and cache
+         * stay as step 0 left them. */
+        ck_assert_int_gt(fx.cfg.window_size, 1);
+        forward_loss(m, &data, 1, 1, 1);
+        for (int l = 0; l < L; l++) {
+            char name[64];
+            int32_t split[64], want_split[64];
+            float cache[64];
+            snprintf(name, sizeof name, "expected.split.%d", l);
+            TEST_OK(clgqa_safetensors_read_i32(fx.file, name, want_split, (size_t)G));
+            snprintf(name, sizeof name, "expected.cache.%d", l);
+            want = fixture_floats(&fx, name, (size_t)G);
+            TEST_OK(clgqa_model_read_grouping(m, l, cache, split));
+            for (int j = 0; j < G; j++)
+                ck_assert_int_eq(split[j], want_split[j]);
+            check_scaled("cache off the window", cache, want, (size_t)G, PARITY_REL, 0.0);
+            free(want);
+        }
+    }
+
+    free(grads);
+    free(params);
+    free(logits);
+    release_batch(&data);
+    clgqa_model_destroy(m);
+    clgqa_safetensors_close(fx.file);
+}
+
+START_TEST(parity_mhsa) { check_fixture("model_mhsa"); }
+END_TEST
+START_TEST(parity_gqa) { check_fixture("model_gqa"); }
+END_TEST
+START_TEST(parity_kdgqa) { check_fixture("model_kdgqa"); }
+END_TEST
+START_TEST(parity_kdgqa_edge) { check_fixture("model_kdgqa_edge"); }
+END_TEST
+START_TEST(parity_dgqa_diff) { check_fixture("model_dgqa_diff"); }
+END_TEST
+START_TEST(parity_dgqa_ema) { check_fixture("model_dgqa_ema"); }
+END_TEST
+START_TEST(parity_pgqa_fixed_noise) { check_fixture("model_pgqa"); }
+END_TEST
+
+/* PGQA with drawn noise: every (sample, head) row of the perturbed attention
+ * output has zero mean; the noise is fresh per global step and reproducible. */
+START_TEST(pgqa_drawn_noise_rows_have_zero_mean) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg = tiny_config(CLGQA_PGQA);
+    clgqa_model *m;
+    TEST_OK(clgqa_model_create(rt, &cfg, 3, &m));
+    randomise_parameters(m);
+    const clgqa_model_dims *d = clgqa_model_get_dims(m);
+    batch_data data = random_batch(m, 3);
+    size_t rows = (size_t)data.batch * d->tokens, C = d->embed_dim, P = d->tokens,
+           hd = d->head_dim;
+    float *out = malloc(rows * C * sizeof *out);
+    float *first = malloc(rows * C * sizeof *first);
+
+    float loss7 = forward_loss(m, &data, 1, 0, 7);
+    for (int l = 0; l < d->num_layers; l++) {
+        clgqa_view v = m->layers[l].heads_out;
+        TEST_OK(clgqa_buffer_read(rt, v.mem, v.offset * sizeof(float), rows * C * sizeof(float),
+                                  out));
+        if (l == 0)
+            memcpy(first, out, rows * C * sizeof *out);
+        for (int b = 0; b < data.batch; b++)
+            for (int h = 0; h < d->num_heads; h++) {
+                double sum = 0.0, scale = 0.0;
+                for (size_t t = 0; t < P; t++)
+                    for (size_t i = 0; i < hd; i++) {
+                        double x = out[((size_t)b * P + t) * C + (size_t)h * hd + i];
+                        sum += x;
+                        scale = fmax(scale, fabs(x));
+                    }
+                /* float32 rounding of A - (z sigma + mu) per element, summed
+                 * over P*d elements: far below 1e-5 of the row's scale. */
+                ck_assert_msg(scale > 0.1, "layer %d row (%d, %d) is degenerate", l, b, h);
+                ck_assert_msg(fabs(sum / (double)(P * hd)) <= 1e-5 * scale,
+                              "layer %d row (%d, %d): mean %.3g (scale %.3g)", l, b, h,
+                              sum / (double)(P * hd), scale);
+            }
+    }
+    /* Same step: the same noise (bit for bit); another step: other noise. */
+    ck_assert_float_eq(forward_loss(m, &data, 1, 0, 7), loss7);
+    float loss8 = forward_loss(m, &data, 1, 0, 8);
+    ck_assert_msg(loss8 != loss7, "the noise did not change with the global step");
+    forward_loss(m, &data, 1, 0, 8);
+    clgqa_view v = m->layers[0].heads_out;
+    TEST_OK(clgqa_buffer_read(rt, v.mem, v.offset * sizeof(float), rows * C * sizeof(float), out));
+    ck_assert_msg(memcmp(out, first, rows * C * sizeof *out) != 0, "layer 0 output unchanged");
+
+    free(out);
+    free(first);
+    release_batch(&data);
+    clgqa_model_destroy(m);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Finite differences of the whole model's loss
+ * ------------------------------------------------------------------------- */
+
+/* Central differences of the float32 loss, step h = 1e-2 on parameters of
+ * magnitude ~0.1..1:
+ *   rounding    the loss is float32 of magnitude ~1 with an error of a few
+ *               1e-7, divided by 2h: ~3e-5;
+ *   truncation  h^2/6 |L'''| ~ 2e-5 |L'''|: relative, as |L'''| scales
+ *               with |L'| for these smooth maps.
+ * So |fd - g| <= 5e-3 |g| + 1.5e-4. Measured over all schemes: at most 0.2
+ * of that (3e-4 at |g| ~ 1.5, 2.4e-5 at |g| ~ 7e-3). Each
+ * tensor is checked at its largest gradient, which must be well above that
+ * tolerance so the check means something, and at random elements. */
+#define FD_STEP 1e-2f
+#define FD_REL 5e-3
+#define FD_ABS 1.5e-4
+
+static void finite_differences(clgqa_scheme scheme) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg = tiny_config(scheme);
+    clgqa_model *m;
+    TEST_OK(clgqa_model_create(rt, &cfg, 3, &m)); /* batch 2 < max_batch 3 */
+    randomise_parameters(m);
+    /* KDGQA/DGQA: a frozen, uneven allocation (one with an unused key head
+     * for EMA): the allocation is an integer decision, no gradient flows
+     * through the norms. */
+    static const int32_t uneven[3][2] = {{3, 1}, {1, 3}, {4, 0}};
+    if (scheme == CLGQA_KDGQA || is_dgqa(scheme)) {
+        const int32_t *split = uneven[scheme == CLGQA_KDGQA ? 0 : scheme == CLGQA_DGQA_DIFF ? 1 : 2];
+        for (int l = 0; l < cfg.num_layers; l++)
+            TEST_OK(clgqa_model_write_grouping(m, l, NULL, split));
+        clgqa_model_freeze_grouping(m, 1);
+    }
+    batch_data data = random_batch(m, 2);
+    /* PGQA draws its noise from the global step: fixed here, so every pass
+     * sees the same noise. */
+    forward_loss(m, &data, 1, 0, 5);
+    TEST_OK(clgqa_model_backward(m));
+    size_t n = clgqa_model_param_count(m);
+    float *grads = malloc(n * sizeof *grads);
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_GRADS, grads));
+
+    int random_samples = small_mode() ? 0 : 2;
+    int checked = 0;
+    for (int i = 0; i < clgqa_model_tensor_count(m); i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(m, i);
+        size_t picks[3];
+        int n_picks = 0;
+        size_t largest = 0;
+        for (size_t k = 1; k < t->numel; k++)
+            if (fabsf(grads[t->offset + k]) > fabsf(grads[t->offset + largest]))
+                largest = k;
+        picks[n_picks++] = largest;
+        for (int r = 0; r < random_samples; r++) {
+            size_t k = clgqa_host_random_bits(3, clgqa_stream_id(CLGQA_RNG_TEST, (uint32_t)i, 0),
+                                              (uint64_t)r) % t->numel;
+            if (k != largest && (n_picks < 2 || k != picks[1]))
+                picks[n_picks++] = k;
+        }
+        if (!is_key_bias(t->name))
+            ck_assert_msg(fabsf(grads[t->offset + largest]) > 30 * FD_ABS,
+                          "%s: largest gradient %.3g is too small to check", t->name,
+                          (double)grads[t->offset + largest]);
+        for (int p = 0; p < n_picks; p++) {
+            size_t index = t->offset + picks[p];
+            float original = read_param(m, index);
+            write_param(m, index, original + FD_STEP);
+            double up = forward_loss(m, &data, 1, 0, 5);
+            write_param(m, index, original - FD_STEP);
+            double down = forward_loss(m, &data, 1, 0, 5);
+            write_param(m, index, original);
+            double fd = (up - down) / (2.0 * FD_STEP), g = grads[index];
+            ck_assert_msg(fabs(fd - g) <= FD_REL * fabs(g) + FD_ABS,
+                          "%s %s[%zu]: backward %.6g, finite difference %.6g",
+                          clgqa_scheme_name(scheme), t->name, picks[p], g, fd);
+            checked++;
+        }
+    }
+    ck_assert_int_ge(checked, clgqa_model_tensor_count(m));
+    if (scheme == CLGQA_DGQA_EMA) {
+        /* Key/value head 1 serves no query head: its k and v rows get no
+         * gradient at all. */
+        const clgqa_model_dims *d = clgqa_model_get_dims(m);
+        const char *names[] = {"blocks.0.attn.k.weight", "blocks.0.attn.v.weight",
+                               "blocks.1.attn.v.bias"};
+        for (int i = 0; i < 3; i++) {
+            const clgqa_tensor_info *t = clgqa_model_find_tensor(m, names[i]);
+            size_t row_len = t->ndim == 2 ? (size_t)t->shape[1] : 1;
+            for (size_t k = d->head_dim * row_len; k < 2 * d->head_dim * row_len; k++)
+                ck_assert_msg(grads[t->offset + k] == 0.0f, "%s[%zu] = %g", names[i], k,
+                              (double)grads[t->offset + k]);
+        }
+    }
+    free(grads);
+    release_batch(&data);
+    clgqa_model_destroy(m);
+}
+
+START_TEST(finite_differences_every_scheme) { finite_differences(all_schemes[_i]); }
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Overfit one batch
+ * ------------------------------------------------------------------------- */
+
+START_TEST(overfits_one_batch) {
+    clgqa_scheme scheme = all_schemes[_i];
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg = tiny_config(scheme);
+    cfg.embed_dim = 16;
+    cfg.num_classes = 4;
+    clgqa_model *m;
+    TEST_OK(clgqa_model_create(rt, &cfg, 8, &m)); /* the reference's initialisation */
+    batch_data data = random_batch(m, 8);
+    clgqa_adamw_hparams hp = {3e-3f, 0.9f, 0.999f, 1e-8f, 0.0f};
+    float first = forward_loss(m, &data, 1, 0, 0), loss = first;
+    int max_steps = 300, step;
+    for (step = 1; step <= max_steps && loss > 0.1f * first; step++) {
+        TEST_OK(clgqa_model_backward(m));
+        TEST_OK(clgqa_model_step(m, &hp, step, 1.0f));
+        loss = forward_loss(m, &data, 1, step, step);
+    }
+    ck_assert_msg(loss <= 0.1f * first, "%s: loss %.4f -> %.4f after %d steps",
+                  clgqa_scheme_name(scheme), first, loss, max_steps);
+    release_batch(&data);
+    clgqa_model_destroy(m);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * API
+ * ------------------------------------------------------------------------- */
+
+START_TEST(tensor_table_has_reference_names_and_shapes) {
+    clgqa_config cfg = tiny_config(CLGQA_GQA);
+    clgqa_model *m;
+    TEST_OK(clgqa_model_create(test_runtime(), &cfg, 2, &m));
+    ck_assert_int_eq(clgqa_model_tensor_count(m), 4 + 16 * 2 + 4);
+    size_t offset = 0;
+    for (int i = 0; i < clgqa_model_tensor_count(m); i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(m, i);
+        ck_assert_uint_eq(t->offset, offset); /* packed in table order */
+        size_t numel = 1;
+        for (int k = 0; k < t->ndim; k++)
+            numel *= (size_t)t->shape[k];
+        ck_assert_uint_eq(t->numel, numel);
+        ck_assert_ptr_eq(clgqa_model_find_tensor(m, t->name), t);
+        offset += t->numel;
+    }
+    ck_assert_uint_eq(clgqa_model_param_count(m), offset);
+    const clgqa_tensor_info *t = clgqa_model_find_tensor(m, "blocks.1.attn.k.weight");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(t->ndim, 2);
+    ck_assert_int_eq(t->shape[0], 2 * 2); /* G * d */
+    ck_assert_int_eq(t->shape[1], 8);
+    t = clgqa_model_find_tensor(m, "patch_embed.proj.weight");
+    ck_assert_int_eq(t->ndim, 4);
+    ck_assert_int_eq(t->shape[1], 2);
+    ck_assert_int_eq(t->shape[3], 4);
+    t = clgqa_model_find_tensor(m, "pos_embed");
+    ck_assert_int_eq(t->shape[1], 5);
+    ck_assert_ptr_null(clgqa_model_find_tensor(m, "blocks.2.norm1.weight"));
+    ck_assert_ptr_null(clgqa_model_tensor(m, clgqa_model_tensor_count(m)));
+    clgqa_model_destroy(m);
+}
+END_TEST
+
+START_TEST(initialisation_follows_the_reference) {
+    clgqa_config cfg = tiny_config(CLGQA_KDGQA);
+    cfg.embed_dim = 32; /* fc1.weight has 4096 elements: a usable sample std */
+    clgqa_model *m, *again;
+    TEST_OK(clgqa_model_create(test_runtime(), &cfg, 1, &m));
+    TEST_OK(clgqa_model_create(test_runtime(), &cfg, 1, &again));
+    size_t n = clgqa_model_param_count(m);
+    float *p = malloc(n * sizeof *p), *q = malloc(n * sizeof *q);
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_PARAMS, p));
+    TEST_OK(clgqa_model_read_buffer(again, CLGQA_PARAMS, q));
+    ck_assert_msg(!memcmp(p, q, n * sizeof *p), "the same seed gave other weights");
+    for (int i = 0; i < clgqa_model_tensor_count(m); i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(m, i);
+        const float *x = p + t->offset;
+        double sum = 0, sum2 = 0, largest = max_abs(x, t->numel);
+        for (size_t k = 0; k < t->numel; k++) {
+            sum += x[k];
+            sum2 += (double)x[k] * x[k];
+        }
+        double std = sqrt(sum2 / (double)t->numel - (sum / (double)t->numel) * (sum / (double)t->numel));
+        int is_bias = strstr(t->name, ".bias") != NULL;
+        if (!strncmp(t->name, "patch_embed.", 12)) {
+            double bound = 1.0 / sqrt(2.0 * 4 * 4); /* 1 / sqrt(in_chans p p) */
+            ck_assert_msg(largest <= bound && largest > 0.5 * bound, "%s: max %.3g", t->name,
+                          largest);
+        } else if (strstr(t->name, "norm")) {
+            for (size_t k = 0; k < t->numel; k++)
+                ck_assert_float_eq(x[k], is_bias ? 0.0f : 1.0f);
+        } else if (is_bias || !strcmp(t->name, "cls_token")) {
+            ck_assert_msg(largest == 0.0, "%s is not zero", t->name);
+        } else if (t->numel >= 4096) {
+            /* sample std of 4096 normals: within 5% of 0.02 (~4.5 sigma) */
+            ck_assert_msg(fabs(std - 0.02) < 0.001 && fabs(sum / (double)t->numel) < 0.002,
+                          "%s: std %.4g", t->name, std);
+        } else {
+            ck_assert_msg(std > 0.01 && std < 0.03 && largest < 0.2, "%s: std %.4g", t->name, std);
+        }
+    }
+    cfg.seed = 78;
+    clgqa_model_destroy(again);
+    TEST_OK(clgqa_model_create(test_runtime(), &cfg, 1, &again));
+    TEST_OK(clgqa_model_read_buffer(again, CLGQA_PARAMS, q));
+    ck_assert_msg(memcmp(p, q, n * sizeof *p) != 0, "another seed gave the same weights");
+    free(p);
+    free(q);
+    clgqa_model_destroy(m);
+    clgqa_model_destroy(again);
+}
+END_TEST
+
+static void expect_refused(clgqa_config cfg, int max_batch, const char *fragment) {
+    clgqa_model *m = (clgqa_model *)&cfg; /* must be reset to NULL */
+    ck_assert_int_eq(clgqa_model_create(test_runtime(), &cfg, max_batch, &m),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(clgqa_error_message(), fragment), "message '%s' lacks '%s'",
+                  clgqa_error_message(), fragment);
+}
+
+START_TEST(bad_configurations_are_refused) {
+    clgqa_config cfg = tiny_config(CLGQA_GQA);
+    cfg.num_kv_heads = 3;
+    expect_refused(cfg, 2, "not a multiple of num_kv_heads");
+    cfg = tiny_config(CLGQA_KDGQA);
+    cfg.num_kv_heads = 3;
+    expect_refused(cfg, 2, "not a multiple of num_kv_heads");
+    cfg = tiny_config(CLGQA_GQA);
+    cfg.img_size = 9;
+    expect_refused(cfg, 2, "patch_size");
+    cfg = tiny_config(CLGQA_GQA);
+    cfg.embed_dim = 10;
+    expect_refused(cfg, 2, "num_heads");
+    cfg = tiny_config(CLGQA_DGQA_EMA);
+    cfg.window_size = 0;
+    expect_refused(cfg, 2, "window_size");
+    expect_refused(tiny_config(CLGQA_GQA), 0, "max_batch");
+    /* MHSA ignores num_kv_heads (G = H), as the reference does. */
+    cfg = tiny_config(CLGQA_MHSA);
+    cfg.num_kv_heads = 3;
+    clgqa_model *m;
+    TEST_OK(clgqa_model_create(test_runtime(), &cfg, 1, &m));
+    ck_assert_int_eq(clgqa_model_get_dims(m)->kv_heads, 4);
+    clgqa_model_destroy(m);
+}
+END_TEST
+
+START_TEST(bad_calls_are_refused) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg = tiny_config(CLGQA_DGQA_DIFF);
+    clgqa_model *m;
+    TEST_OK(clgqa_model_create(rt, &cfg, 2, &m));
+    batch_data data = random_batch(m, 2);
+    clgqa_view no_labels = {NULL, 0};
+    ck_assert_int_eq(clgqa_model_backward(m), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_model_forward(m, clgqa_view_at(data.images, 0), no_labels, 3, 1, 0, 0),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "max_batch"), "%s", clgqa_error_message());
+    TEST_OK(clgqa_model_forward(m, clgqa_view_at(data.images, 0), no_labels, 2, 0, 0, 0));
+    ck_assert_int_eq(clgqa_model_backward(m), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "labels"), "%s", clgqa_error_message());
+    clgqa_adamw_hparams hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f};
+    ck_assert_int_eq(clgqa_model_step(m, &hp, 0, 0.0f), CLGQA_ERR_INVALID_ARG);
+    int32_t bad_sum[2] = {3, 2}, negative[2] = {5, -1}, good[2] = {4, 0}, got[2];
+    ck_assert_int_eq(clgqa_model_write_grouping(m, 0, NULL, bad_sum), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_model_write_grouping(m, 0, NULL, negative), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_model_write_grouping(m, 2, NULL, good), CLGQA_ERR_INVALID_ARG);
+    TEST_OK(clgqa_model_write_grouping(m, 1, NULL, good));
+    TEST_OK(clgqa_model_read_grouping(m, 1, NULL, got));
+    ck_assert_int_eq(got[0], 4);
+    ck_assert_int_eq(got[1], 0);
+    int32_t all[4];
+    TEST_OK(clgqa_model_read_all_group_counts(m, all));
+    ck_assert_int_eq(all[0], 2); /* layer 0: still the static split */
+    ck_assert_int_eq(all[2], 4);
+    float noise[40] = {0};
+    ck_assert_int_eq(clgqa_model_set_pgqa_noise(m, 0, noise), CLGQA_ERR_INVALID_ARG);
+    release_batch(&data);
+    clgqa_model_destroy(m);
+}
+END_TEST
+
+/* Running metrics sum the batches; the last-batch figures match the
+ * per-sample losses; clipping scales the gradient AdamW sees. */
+START_TEST(metrics_and_clipping) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg = tiny_config(CLGQA_MHSA);
+    clgqa_model *m;
+    TEST_OK(clgqa_model_create(rt, &cfg, 3, &m));
+    randomise_parameters(m);
+    batch_data data = random_batch(m, 3);
+    TEST_OK(clgqa_model_reset_metrics(m));
+    float first = forward_loss(m, &data, 1, 0, 0);
+    float losses[3];
+    clgqa_view v = clgqa_model_losses(m);
+    TEST_OK(clgqa_buffer_read(rt, v.mem, v.offset * sizeof(float), sizeof losses, losses));
+    double mean = (losses[0] + (double)losses[1] + losses[2]) / 3.0;
+    ck_assert_msg(fabs(first - mean) <= 1e-6 * fabs(mean), "last_loss %.7g, mean %.7g", first, mean);
+    float second = forward_loss(m, &data, 1, 1, 1);
+    clgqa_metrics metrics;
+    TEST_OK(clgqa_model_read_metrics(m, &metrics));
+    ck_assert_int_eq(metrics.samples, 6);
+    ck_assert_msg(fabs(metrics.sum_loss - 3.0 * (first + second)) <= 1e-5 * metrics.sum_loss,
+                  "sum %.7g", metrics.sum_loss);
+    ck_assert_msg(metrics.last_accuracy >= 0.0f && metrics.last_accuracy <= 1.0f &&
+                      fabs(metrics.sum_correct - 2.0 * 3.0 * metrics.last_accuracy) < 1e-5,
+                  "accuracy %.3g, correct %.3g", metrics.last_accuracy, metrics.sum_correct);
+
+    TEST_OK(clgqa_model_backward(m));
+    size_t n = clgqa_model_param_count(m);
+    float *g = malloc(n * sizeof *g), *adam_m = malloc(n * sizeof *adam_m);
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_GRADS, g));
+    double norm = 0;
+    for (size_t i = 0; i < n; i++)
+        norm += (double)g[i] * g[i];
+    norm = sqrt(norm);
+    float max_norm = (float)(0.25 * norm);
+    clgqa_adamw_hparams hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f};
+    TEST_OK(clgqa_model_step(m, &hp, 1, max_norm));
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_ADAM_M, adam_m));
+    /* m = (1 - beta1) * g * max_norm / (norm + 1e-6) after the first step */
+    double scale = (1.0 - 0.9) * max_norm / (norm + 1e-6);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(adam_m[i] - scale * g[i]) <= 1e-5 * fabs(scale * g[i]) + 1e-12,
+                      "adam_m[%zu] = %.7g, want %.7g", i, (double)adam_m[i], scale * g[i]);
+    free(g);
+    free(adam_m);
+    release_batch(&data);
+    clgqa_model_destroy(m);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("model");
+    TCase *api = tcase_create("api");
+    tcase_add_test(api, tensor_table_has_reference_names_and_shapes);
+    tcase_add_test(api, initialisation_follows_the_reference);
+    tcase_add_test(api, bad_configurations_are_refused);
+    tcase_add_test(api, bad_calls_are_refused);
+    tcase_add_test(api, metrics_and_clipping);
+    suite_add_tcase(s, api);
+
+    TCase *parity = tcase_create("pytorch_parity");
+    tcase_set_timeout(parity, 300);
+    tcase_add_test(parity, parity_mhsa);
+    tcase_add_test(parity, parity_gqa);
+    tcase_add_test(parity, parity_kdgqa);
+    tcase_add_test(parity, parity_kdgqa_edge);
+    tcase_add_test(parity, parity_dgqa_diff);
+    tcase_add_test(parity, parity_dgqa_ema);
+    tcase_add_test(parity, parity_pgqa_fixed_noise);
+    tcase_add_test(parity, pgqa_drawn_noise_rows_have_zero_mean);
+    suite_add_tcase(s, parity);
+
+    TCase *gradients = tcase_create("finite_differences");
+    tcase_set_timeout(gradients, 600);
+    tcase_add_loop_test(gradients, finite_differences_every_scheme, 0, (int)N_SCHEMES);
+    suite_add_tcase(s, gradients);
+
+    TCase *overfit = tcase_create("overfit");
+    tcase_set_timeout(overfit, 600);
+    tcase_add_loop_test(overfit, overfits_one_batch, 0, (int)N_SCHEMES);
+    suite_add_tcase(s, overfit);
+    return test_run_suite(s);
+}
