@@ -66,11 +66,12 @@ typedef struct clgqa_model clgqa_model;
  * num_layers, num_heads, num_kv_heads, num_classes, att_scheme, window_size,
  * seed; cfg must be finalized) and batches of up to max_batch images.
  * Weights are initialised as the reference does (Linear weights and
- * pos_embed normal std 0.02 truncated at +-2, biases and cls_token 0,
- * LayerNorm 1/0, patch conv PyTorch's default uniform +-1/sqrt(fan_in)) from
- * Philox streams (seed, CLGQA_RNG_INIT); AdamW moments are 0; the grouping
- * state is the static split with a zero DGQA cache. Refuses shapes the
- * semantics page refuses (H % G != 0, img_size % patch_size != 0, ...). */
+ * pos_embed normal std 0.02 truncated at +-2, Linear biases and cls_token 0,
+ * LayerNorm 1/0, the patch conv's weight and bias PyTorch's default uniform
+ * +-1/sqrt(in_chans*p*p)) from Philox streams (seed, CLGQA_RNG_INIT, tensor
+ * index); AdamW moments are 0; the grouping state is the static split with a
+ * zero DGQA cache. Refuses shapes the semantics page refuses (H % G != 0,
+ * img_size % patch_size != 0, ...). */
 clgqa_status clgqa_model_create(clgqa_runtime *rt, const clgqa_config *cfg, int max_batch,
                                 clgqa_model **out);
 void clgqa_model_destroy(clgqa_model *model);
@@ -126,7 +127,8 @@ clgqa_status clgqa_model_set_pgqa_noise(clgqa_model *model, int layer, const flo
  * batch index within the current epoch (DGQA window), global_step keys the
  * PGQA noise and DGQA fix-up streams. Produces logits [batch, classes] and,
  * with labels, per-sample losses and correct flags and the batch's loss and
- * correct sums (added to the running metrics). */
+ * correct sums (added to the running metrics). The images and labels must
+ * stay unchanged until clgqa_model_backward has been enqueued. */
 clgqa_status clgqa_model_forward(clgqa_model *model, clgqa_view images, clgqa_view labels,
                                  int batch, int training, long step_in_epoch, long global_step);
 /* Gradients of the mean cross-entropy of the last forward (which must have
