@@ -63,12 +63,32 @@ __kernel void bias_backward(__global float *dbias, const uint dbias_off,
 #define GELU_SQRT1_2 0.70710678118654752440f
 #define GELU_INV_SQRT_2PI 0.39894228040143267794f
 
+/* erfc through one exp (Numerical Recipes' erfcc, a Chebyshev fit with
+ * relative error < 1.2e-7 for every x). Built-in erfc is a slow scalar
+ * routine on PoCL: 50 ms against 2.3 ms for 557k elements on 2 cores, which
+ * made GELU a third of a training step. */
+static float gelu_erfc(const float x) {
+    const float z = fabs(x);
+    const float t = 1.0f / (1.0f + 0.5f * z);
+    const float poly =
+        -1.26551223f +
+        t * (1.00002368f +
+             t * (0.37409196f +
+                  t * (0.09678418f +
+                       t * (-0.18628806f +
+                            t * (0.27886807f +
+                                 t * (-1.13520398f +
+                                      t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
+    const float r = t * exp(-z * z + poly);
+    return x >= 0.0f ? r : 2.0f - r;
+}
+
 __kernel void gelu_forward(__global float *out, const uint out_off, __global const float *in,
                            const uint in_off, const uint n) {
     const uint i = get_global_id(0);
     if (i < n) {
         const float x = in[in_off + i];
-        out[out_off + i] = x * 0.5f * erfc(-x * GELU_SQRT1_2);
+        out[out_off + i] = x * 0.5f * gelu_erfc(-x * GELU_SQRT1_2);
     }
 }
 
@@ -79,7 +99,7 @@ __kernel void gelu_backward(__global float *din, const uint din_off, __global co
     const uint i = get_global_id(0);
     if (i < n) {
         const float x = in[in_off + i];
-        const float cdf = 0.5f * erfc(-x * GELU_SQRT1_2);
+        const float cdf = 0.5f * gelu_erfc(-x * GELU_SQRT1_2);
         const float pdf = GELU_INV_SQRT_2PI * exp(-0.5f * x * x);
         din[din_off + i] += dout[dout_off + i] * (cdf + x * pdf);
     }
