@@ -3,6 +3,7 @@
 #define CLGQA_CLI_COMMANDS_H
 
 int clgqa_cmd_devices(int argc, char **argv);
+int clgqa_cmd_bench(int argc, char **argv); /* bench/bench.c */
 
 /* Print "clgqa: <message>" for a failed status; returns 1 (exit status). */
 int clgqa_cli_error(const char *context);

@@ -13,6 +13,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"devices", clgqa_cmd_devices, "list OpenCL devices"},
+    {"bench", clgqa_cmd_bench, "train-step and inference speed per attention scheme"},
 };
 
 static void usage(FILE *out) {

@@ -1,0 +1,360 @@
+/* clgqa bench: per attention scheme, train-step time and img/s (median of N
+ * steps after warm-up, with min and max), inference img/s, the device time of
+ * each op family in one profiled step (OpenCL events) as shares of the step,
+ * achieved GEMM GFLOP/s against a CLBlast SGEMM peak measured in the same
+ * run, and the device memory the model allocates. A table on stdout and,
+ * with --json, every figure in a file (same schema as bench/torch_ref.py). */
+#include <cjson/cJSON.h>
+#include <clblast_c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clgqa/config.h"
+#include "clgqa/gemm.h"
+#include "clgqa/model.h"
+#include "clgqa/ops.h"
+#include "clgqa/runtime.h"
+#include "commands.h"
+
+#define MAX_SCHEMES 6
+#define MAX_LABELS 24
+
+typedef struct bench_options {
+    const char *size; /* "demo" (the README demo's ViT) or s, b, l (patch 16 at 224) */
+    int batch, steps, warmup;
+    int kv_heads;     /* 0: the preset's */
+    const char *schemes;
+    const char *device;
+    const char *json_path;
+} bench_options;
+
+typedef struct scheme_result {
+    clgqa_scheme scheme;
+    double step_ms_median, step_ms_min, step_ms_max;
+    double infer_ms_median;
+    double profiled_step_ms; /* wall time of the profiled step */
+    double device_ms;        /* sum of its event times */
+    clgqa_profile_total totals[MAX_LABELS];
+    int total_count;
+    double gemm_gflops;
+    size_t model_bytes;
+} scheme_result;
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+static int compare_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void summarise(double *ms, int n, double *median, double *min, double *max) {
+    qsort(ms, (size_t)n, sizeof *ms, compare_double);
+    *median = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+    *min = ms[0];
+    *max = ms[n - 1];
+}
+
+/* The model config of a benchmark size. */
+static clgqa_status bench_config(const bench_options *opt, clgqa_scheme scheme, clgqa_config *cfg) {
+    clgqa_config_defaults(cfg);
+    if (strcmp(opt->size, "demo") != 0) {
+        if (strlen(opt->size) != 1 || !strchr("sbl", opt->size[0]))
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG, "--size must be demo, s, b or l, not '%s'",
+                              opt->size);
+        cfg->size = opt->size[0];
+        cfg->img_size = 224;
+        cfg->patch_size = 16;
+        cfg->in_chans = 3;
+        cfg->num_classes = 1000;
+        cfg->num_kv_heads = opt->size[0] == 's' ? 3 : opt->size[0] == 'b' ? 6 : 8;
+    }
+    if (opt->kv_heads > 0)
+        cfg->num_kv_heads = opt->kv_heads;
+    cfg->att_scheme = scheme;
+    cfg->batch_size = opt->batch;
+    return clgqa_config_finalize(cfg);
+}
+
+/* One training step: forward, backward, AdamW, waiting for the device. */
+static clgqa_status train_step(clgqa_runtime *rt, clgqa_model *model, clgqa_view images,
+                               clgqa_view labels, int batch, long step) {
+    clgqa_adamw_hparams hp = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
+    CLGQA_TRY(clgqa_model_forward(model, images, labels, batch, 1, step, step));
+    CLGQA_TRY(clgqa_model_backward(model));
+    CLGQA_TRY(clgqa_model_step(model, &hp, step + 1, 0.0f));
+    return clgqa_finish(rt);
+}
+
+static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, clgqa_scheme scheme,
+                                 scheme_result *res) {
+    clgqa_config cfg;
+    CLGQA_TRY(bench_config(opt, scheme, &cfg));
+    memset(res, 0, sizeof *res);
+    res->scheme = scheme;
+    size_t before = rt->allocated_bytes;
+    clgqa_model *model;
+    CLGQA_TRY(clgqa_model_create(rt, &cfg, opt->batch, &model));
+    res->model_bytes = rt->allocated_bytes - before;
+
+    /* Synthetic batch: the benchmark measures compute, not data loading. */
+    size_t pixels = (size_t)opt->batch * cfg.in_chans * cfg.img_size * cfg.img_size;
+    float *images_host = malloc(pixels * sizeof *images_host);
+    int32_t *labels_host = malloc((size_t)opt->batch * sizeof *labels_host);
+    double *ms = malloc((size_t)(opt->steps > 0 ? opt->steps : 1) * sizeof *ms);
+    cl_mem images = NULL, labels = NULL;
+    clgqa_status status = CLGQA_OK;
+    if (!images_host || !labels_host || !ms) {
+        status = clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
+        goto done;
+    }
+    clgqa_host_normal(images_host, pixels, cfg.seed, clgqa_stream_id(CLGQA_RNG_TEST, 0, 1), 0, 1);
+    for (int i = 0; i < opt->batch; i++)
+        labels_host[i] = (int32_t)(clgqa_host_random_bits(cfg.seed, 2, (uint64_t)i) %
+                                   (uint32_t)cfg.num_classes);
+    if ((status = clgqa_buffer_create(rt, pixels * sizeof(float), &images)) ||
+        (status = clgqa_buffer_create(rt, (size_t)opt->batch * sizeof(int32_t), &labels)) ||
+        (status = clgqa_buffer_write(rt, images, 0, pixels * sizeof(float), images_host)) ||
+        (status = clgqa_buffer_write(rt, labels, 0, (size_t)opt->batch * sizeof(int32_t),
+                                     labels_host)))
+        goto done;
+    clgqa_view iv = clgqa_view_at(images, 0), lv = clgqa_view_at(labels, 0);
+
+    long step = 0;
+    for (int i = 0; i < opt->warmup; i++)
+        if ((status = train_step(rt, model, iv, lv, opt->batch, step++)))
+            goto done;
+    for (int i = 0; i < opt->steps; i++) {
+        double t0 = now_ms();
+        if ((status = train_step(rt, model, iv, lv, opt->batch, step++)))
+            goto done;
+        ms[i] = now_ms() - t0;
+    }
+    summarise(ms, opt->steps, &res->step_ms_median, &res->step_ms_min, &res->step_ms_max);
+
+    /* One more step with every command's events recorded. */
+    if ((status = clgqa_profile_begin(rt)))
+        goto done;
+    double t0 = now_ms();
+    status = train_step(rt, model, iv, lv, opt->batch, step++);
+    res->profiled_step_ms = now_ms() - t0;
+    clgqa_status end_status = clgqa_profile_end(rt, res->totals, MAX_LABELS, &res->total_count);
+    if (status || (status = end_status))
+        goto done;
+    for (int i = 0; i < res->total_count; i++) {
+        res->device_ms += res->totals[i].milliseconds;
+        if (!strcmp(res->totals[i].label, "gemm") && res->totals[i].milliseconds > 0)
+            res->gemm_gflops = res->totals[i].flops / (res->totals[i].milliseconds * 1e6);
+    }
+
+    for (int i = 0; i < opt->steps; i++) {
+        double t1 = now_ms();
+        if ((status = clgqa_model_forward(model, iv, clgqa_view_at(NULL, 0), opt->batch, 0, 0,
+                                          step)) ||
+            (status = clgqa_finish(rt)))
+            goto done;
+        ms[i] = now_ms() - t1;
+    }
+    double lo, hi;
+    summarise(ms, opt->steps, &res->infer_ms_median, &lo, &hi);
+done:
+    clgqa_buffer_release(&images);
+    clgqa_buffer_release(&labels);
+    free(images_host);
+    free(labels_host);
+    free(ms);
+    clgqa_model_destroy(model);
+    return status;
+}
+
+/* CLBlast SGEMM throughput on an n^3 product (best of a few after a warm-up). */
+static clgqa_status gemm_peak(clgqa_runtime *rt, size_t n, double *gflops) {
+    cl_mem a = NULL, b = NULL, c = NULL;
+    clgqa_status status;
+    if ((status = clgqa_buffer_create(rt, n * n * sizeof(float), &a)) ||
+        (status = clgqa_buffer_create(rt, n * n * sizeof(float), &b)) ||
+        (status = clgqa_buffer_create(rt, n * n * sizeof(float), &c)) ||
+        (status = clgqa_random_uniform(rt, clgqa_view_at(a, 0), n * n, 1, 1)) ||
+        (status = clgqa_random_uniform(rt, clgqa_view_at(b, 0), n * n, 1, 2)))
+        goto done;
+    double best = 1e30;
+    for (int rep = 0; rep < 4; rep++) {
+        if ((status = clgqa_finish(rt)))
+            goto done;
+        double t0 = now_ms();
+        if ((status = clgqa_sgemm(rt, 0, 0, n, n, n, 1.0f, clgqa_view_at(a, 0), n,
+                                  clgqa_view_at(b, 0), n, 0.0f, clgqa_view_at(c, 0), n)) ||
+            (status = clgqa_finish(rt)))
+            goto done;
+        double ms = now_ms() - t0;
+        if (rep > 0 && ms < best) /* rep 0 compiles CLBlast's kernels */
+            best = ms;
+    }
+    *gflops = 2.0 * (double)n * n * n / (best * 1e6);
+done:
+    clgqa_buffer_release(&a);
+    clgqa_buffer_release(&b);
+    clgqa_buffer_release(&c);
+    return status;
+}
+
+static void print_table(const clgqa_runtime *rt, const bench_options *opt,
+                        const scheme_result *results, int count, double peak) {
+    printf("device: %s (%s, driver %s), CLBlast %d.%d.%d\n", rt->device_name, rt->platform_name,
+           rt->driver_version, CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
+           CLBLAST_VERSION_PATCH);
+    printf("model: %s, batch %d, %d steps after %d warm-up; CLBlast SGEMM peak %.1f GFLOP/s\n\n",
+           opt->size, opt->batch, opt->steps, opt->warmup, peak);
+    printf("%-10s %12s %12s %12s %10s %10s %10s %9s\n", "scheme", "step ms", "min", "max",
+           "train img/s", "infer img/s", "GEMM GF/s", "memory MiB");
+    for (int i = 0; i < count; i++) {
+        const scheme_result *r = &results[i];
+        printf("%-10s %12.2f %12.2f %12.2f %10.1f %10.1f %10.1f %9.1f\n",
+               clgqa_scheme_name(r->scheme), r->step_ms_median, r->step_ms_min, r->step_ms_max,
+               opt->batch * 1e3 / r->step_ms_median, opt->batch * 1e3 / r->infer_ms_median,
+               r->gemm_gflops, r->model_bytes / 1048576.0);
+    }
+    printf("\nshare of the profiled step's device time per op family "
+           "(device time / wall time of that step):\n");
+    for (int i = 0; i < count; i++) {
+        const scheme_result *r = &results[i];
+        printf("%-10s", clgqa_scheme_name(r->scheme));
+        for (int t = 0; t < r->total_count; t++)
+            printf(" %s %.1f%%", r->totals[t].label, 100 * r->totals[t].milliseconds / r->device_ms);
+        printf("  [%.1f / %.1f ms = %.0f%%]\n", r->device_ms, r->profiled_step_ms,
+               100 * r->device_ms / r->profiled_step_ms);
+    }
+}
+
+static clgqa_status write_json(const char *path, const clgqa_runtime *rt, const bench_options *opt,
+                               const clgqa_config *cfg, const scheme_result *results, int count,
+                               double peak) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "tool", "clgqa");
+    cJSON_AddStringToObject(root, "device", rt->device_name);
+    cJSON_AddStringToObject(root, "platform", rt->platform_name);
+    cJSON_AddStringToObject(root, "driver", rt->driver_version);
+    char clblast[32];
+    snprintf(clblast, sizeof clblast, "%d.%d.%d", CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
+             CLBLAST_VERSION_PATCH);
+    cJSON_AddStringToObject(root, "clblast_version", clblast);
+    cJSON *config = cJSON_AddObjectToObject(root, "config");
+    cJSON_AddStringToObject(config, "size", opt->size);
+    cJSON_AddNumberToObject(config, "batch", opt->batch);
+    cJSON_AddNumberToObject(config, "steps", opt->steps);
+    cJSON_AddNumberToObject(config, "warmup", opt->warmup);
+    cJSON_AddNumberToObject(config, "img_size", cfg->img_size);
+    cJSON_AddNumberToObject(config, "patch_size", cfg->patch_size);
+    cJSON_AddNumberToObject(config, "in_chans", cfg->in_chans);
+    cJSON_AddNumberToObject(config, "embed_dim", cfg->embed_dim);
+    cJSON_AddNumberToObject(config, "depth", cfg->num_layers);
+    cJSON_AddNumberToObject(config, "num_heads", cfg->num_heads);
+    cJSON_AddNumberToObject(config, "num_kv_heads", cfg->num_kv_heads);
+    cJSON_AddNumberToObject(config, "num_classes", cfg->num_classes);
+    cJSON_AddNumberToObject(root, "gemm_peak_gflops", peak);
+    cJSON *schemes = cJSON_AddObjectToObject(root, "schemes");
+    for (int i = 0; i < count; i++) {
+        const scheme_result *r = &results[i];
+        cJSON *s = cJSON_AddObjectToObject(schemes, clgqa_scheme_name(r->scheme));
+        cJSON *step = cJSON_AddObjectToObject(s, "train_step_ms");
+        cJSON_AddNumberToObject(step, "median", r->step_ms_median);
+        cJSON_AddNumberToObject(step, "min", r->step_ms_min);
+        cJSON_AddNumberToObject(step, "max", r->step_ms_max);
+        cJSON_AddNumberToObject(s, "train_img_s", opt->batch * 1e3 / r->step_ms_median);
+        cJSON_AddNumberToObject(s, "infer_img_s", opt->batch * 1e3 / r->infer_ms_median);
+        cJSON_AddNumberToObject(s, "gemm_gflops", r->gemm_gflops);
+        cJSON_AddNumberToObject(s, "device_memory_bytes", (double)r->model_bytes);
+        cJSON_AddNumberToObject(s, "profiled_step_ms", r->profiled_step_ms);
+        cJSON_AddNumberToObject(s, "profiled_device_ms", r->device_ms);
+        cJSON *ops = cJSON_AddObjectToObject(s, "op_ms");
+        for (int t = 0; t < r->total_count; t++)
+            cJSON_AddNumberToObject(ops, r->totals[t].label, r->totals[t].milliseconds);
+    }
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    FILE *f = text ? fopen(path, "w") : NULL;
+    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    if (f)
+        ok = (fclose(f) == 0) && ok;
+    free(text);
+    return ok ? CLGQA_OK : clgqa_fail(CLGQA_ERR_IO, "cannot write %s", path);
+}
+
+static int usage(void) {
+    fprintf(stderr,
+            "usage: clgqa bench [--size demo|s|b|l] [--batch N] [--steps N] [--warmup N]\n"
+            "                   [--schemes mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa] [--kv-heads G]\n"
+            "                   [--device SPEC] [--json FILE]\n");
+    return 2;
+}
+
+static int parse_positive(const char *flag, const char *value, int *out) {
+    char *end;
+    long v = value ? strtol(value, &end, 10) : 0;
+    if (!value || *end || v <= 0 || v > 1000000) {
+        fprintf(stderr, "clgqa bench: %s needs a positive integer, not '%s'\n", flag,
+                value ? value : "");
+        return 0;
+    }
+    *out = (int)v;
+    return 1;
+}
+
+int clgqa_cmd_bench(int argc, char **argv) {
+    bench_options opt = {"demo", 64, 5, 2, 0, "mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa", NULL, NULL};
+    for (int i = 1; i < argc; i++) {
+        const char *flag = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(flag, "--size") && value) opt.size = argv[++i];
+        else if (!strcmp(flag, "--schemes") && value) opt.schemes = argv[++i];
+        else if (!strcmp(flag, "--device") && value) opt.device = argv[++i];
+        else if (!strcmp(flag, "--json") && value) opt.json_path = argv[++i];
+        else if (!strcmp(flag, "--batch")) { if (!parse_positive(flag, value, &opt.batch)) return 2; i++; }
+        else if (!strcmp(flag, "--steps")) { if (!parse_positive(flag, value, &opt.steps)) return 2; i++; }
+        else if (!strcmp(flag, "--warmup")) { if (!parse_positive(flag, value, &opt.warmup)) return 2; i++; }
+        else if (!strcmp(flag, "--kv-heads")) { if (!parse_positive(flag, value, &opt.kv_heads)) return 2; i++; }
+        else return usage();
+    }
+    clgqa_scheme schemes[MAX_SCHEMES];
+    int scheme_count = 0;
+    char list[256];
+    snprintf(list, sizeof list, "%s", opt.schemes);
+    for (char *save, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+        if (scheme_count == MAX_SCHEMES || clgqa_scheme_parse(name, &schemes[scheme_count]))
+            return clgqa_cli_error("--schemes");
+        scheme_count++;
+    }
+    clgqa_config cfg;
+    if (bench_config(&opt, schemes[0], &cfg))
+        return clgqa_cli_error("bench");
+
+    clgqa_runtime *rt;
+    if (clgqa_runtime_create(opt.device, &rt))
+        return clgqa_cli_error(NULL);
+    scheme_result *results = calloc(MAX_SCHEMES, sizeof *results);
+    double peak = 0;
+    int rc = 0;
+    fprintf(stderr, "measuring the CLBlast SGEMM peak on %s ...\n", rt->device_name);
+    if (!results || gemm_peak(rt, strcmp(opt.size, "demo") ? 2048 : 1024, &peak)) {
+        rc = clgqa_cli_error("gemm peak");
+        goto done;
+    }
+    for (int i = 0; i < scheme_count; i++) {
+        fprintf(stderr, "benchmarking %s ...\n", clgqa_scheme_name(schemes[i]));
+        if (bench_scheme(rt, &opt, schemes[i], &results[i])) {
+            rc = clgqa_cli_error(clgqa_scheme_name(schemes[i]));
+            goto done;
+        }
+    }
+    print_table(rt, &opt, results, scheme_count, peak);
+    if (opt.json_path && write_json(opt.json_path, rt, &opt, &cfg, results, scheme_count, peak))
+        rc = clgqa_cli_error(NULL);
+done:
+    free(results);
+    clgqa_runtime_destroy(rt);
+    return rc;
+}
