@@ -14,6 +14,9 @@ typedef struct command {
 static const command commands[] = {
     {"devices", clgqa_cmd_devices, "list OpenCL devices"},
     {"bench", clgqa_cmd_bench, "train-step and inference speed per attention scheme"},
+    {"train", clgqa_cmd_train, "train a ViT from a YAML config"},
+    {"eval", clgqa_cmd_eval, "evaluate a checkpoint on the test split"},
+    {"convert", clgqa_cmd_convert, "convert a timm or reference checkpoint to a config"},
 };
 
 static void usage(FILE *out) {

@@ -1,0 +1,470 @@
+/* Checkpoints: the model's flat buffers to and from safetensors under the
+ * reference state_dict names, plus the uptraining conversion of timm and
+ * MHSA checkpoints. See clgqa/checkpoint.h. */
+#include "clgqa/checkpoint.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clgqa/safetensors.h"
+
+#define OPTIM_M_PREFIX "optim.m."
+#define OPTIM_V_PREFIX "optim.v."
+#define NAME_BUF (CLGQA_TENSOR_NAME_MAX + 16)
+
+static int is_dgqa(clgqa_scheme scheme) {
+    return scheme == CLGQA_DGQA_DIFF || scheme == CLGQA_DGQA_EMA;
+}
+
+static void *alloc_or_fail(size_t bytes, const char *what, clgqa_status *status) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p)
+        *status = clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes for %s", bytes, what);
+    return p;
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+/* Everything one checkpoint file holds, gathered on the host. */
+typedef struct checkpoint_out {
+    clgqa_safetensor_out *tensors;
+    int64_t *shapes;   /* CLGQA_TENSOR_MAX_DIMS per tensor */
+    char (*names)[NAME_BUF];
+    size_t count, capacity;
+    float *buffers[3]; /* params, adam m, adam v */
+    float *cache;      /* [layers * G] */
+    int64_t *split;    /* [layers * G] */
+    char meta_values[16][64];
+    clgqa_metadata_pair meta[16];
+    size_t meta_count;
+} checkpoint_out;
+
+static void out_free(checkpoint_out *out) {
+    free(out->tensors);
+    free(out->shapes);
+    free(out->names);
+    for (int i = 0; i < 3; i++)
+        free(out->buffers[i]);
+    free(out->cache);
+    free(out->split);
+}
+
+static void out_add(checkpoint_out *out, const char *prefix, const char *name, clgqa_dtype dtype,
+                    int ndim, const int *shape, const void *data) {
+    size_t i = out->count++;
+    snprintf(out->names[i], NAME_BUF, "%s%s", prefix, name);
+    int64_t *dims = out->shapes + i * CLGQA_TENSOR_MAX_DIMS;
+    for (int d = 0; d < ndim; d++)
+        dims[d] = shape[d];
+    clgqa_safetensor_out t = {out->names[i], dtype, ndim, dims, data};
+    out->tensors[i] = t;
+}
+
+static void out_meta(checkpoint_out *out, const char *key, const char *fmt, long long value) {
+    size_t i = out->meta_count++;
+    snprintf(out->meta_values[i], sizeof out->meta_values[i], fmt, value);
+    out->meta[i].key = key;
+    out->meta[i].value = out->meta_values[i];
+}
+
+static clgqa_status gather(clgqa_model *model, const clgqa_config *cfg, int training,
+                           checkpoint_out *out) {
+    const clgqa_model_dims *dims = clgqa_model_get_dims(model);
+    int tensor_count = clgqa_model_tensor_count(model);
+    size_t floats = clgqa_model_param_count(model);
+    size_t layers_g = (size_t)dims->num_layers * dims->kv_heads;
+    clgqa_status status = CLGQA_OK;
+    out->capacity = (size_t)tensor_count * 3 + (size_t)dims->num_layers * 2;
+    out->tensors = alloc_or_fail(out->capacity * sizeof *out->tensors, "the checkpoint table", &status);
+    out->shapes = alloc_or_fail(out->capacity * CLGQA_TENSOR_MAX_DIMS * sizeof(int64_t), "shapes", &status);
+    out->names = alloc_or_fail(out->capacity * sizeof *out->names, "tensor names", &status);
+    out->cache = alloc_or_fail(layers_g * sizeof(float), "the DGQA cache", &status);
+    out->split = alloc_or_fail(layers_g * sizeof(int64_t), "the DGQA split", &status);
+    static const clgqa_model_buffer which[3] = {CLGQA_PARAMS, CLGQA_ADAM_M, CLGQA_ADAM_V};
+    static const char *const prefixes[3] = {"", OPTIM_M_PREFIX, OPTIM_V_PREFIX};
+    int buffers = training ? 3 : 1;
+    for (int b = 0; b < buffers && status == CLGQA_OK; b++)
+        if ((out->buffers[b] = alloc_or_fail(floats * sizeof(float), "a flat buffer", &status)))
+            status = clgqa_model_read_buffer(model, which[b], out->buffers[b]);
+    CLGQA_TRY(status);
+
+    for (int b = 0; b < buffers; b++) {
+        for (int i = 0; i < tensor_count; i++) {
+            const clgqa_tensor_info *t = clgqa_model_tensor(model, i);
+            out_add(out, prefixes[b], t->name, CLGQA_DTYPE_F32, t->ndim, t->shape,
+                    out->buffers[b] + t->offset);
+        }
+    }
+    if (is_dgqa(clgqa_model_scheme(model))) {
+        int32_t counts[64];
+        int g_shape[1] = {dims->kv_heads};
+        if (dims->kv_heads > 64)
+            return clgqa_fail(CLGQA_ERR_UNSUPPORTED, "more than 64 key/value heads");
+        for (int layer = 0; layer < dims->num_layers; layer++) {
+            float *cache = out->cache + (size_t)layer * dims->kv_heads;
+            int64_t *split = out->split + (size_t)layer * dims->kv_heads;
+            CLGQA_TRY(clgqa_model_read_grouping(model, layer, cache, counts));
+            for (int g = 0; g < dims->kv_heads; g++)
+                split[g] = counts[g];
+            char name[NAME_BUF];
+            snprintf(name, sizeof name, "blocks.%d.attn.cache", layer);
+            out_add(out, "", name, CLGQA_DTYPE_F32, 1, g_shape, cache);
+            snprintf(name, sizeof name, "blocks.%d.attn.split", layer);
+            out_add(out, "", name, CLGQA_DTYPE_I64, 1, g_shape, split);
+        }
+    }
+
+    out_meta(out, "img_size", "%lld", dims->img_size);
+    out_meta(out, "patch_size", "%lld", dims->patch_size);
+    out_meta(out, "in_chans", "%lld", dims->in_chans);
+    out_meta(out, "embed_dim", "%lld", dims->embed_dim);
+    out_meta(out, "depth", "%lld", dims->num_layers);
+    out_meta(out, "heads", "%lld", dims->num_heads);
+    out_meta(out, "kv_heads", "%lld", dims->kv_heads);
+    out_meta(out, "num_classes", "%lld", dims->num_classes);
+    out_meta(out, "window_size", "%lld", cfg->window_size);
+    size_t i = out->meta_count++;
+    out->meta[i].key = "att_scheme";
+    out->meta[i].value = clgqa_scheme_name(clgqa_model_scheme(model));
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_checkpoint_save_model(clgqa_model *model, const clgqa_config *cfg,
+                                         const char *path) {
+    checkpoint_out out;
+    memset(&out, 0, sizeof out);
+    clgqa_status status = gather(model, cfg, 0, &out);
+    if (status == CLGQA_OK)
+        status = clgqa_safetensors_write(path, out.tensors, out.count, out.meta, out.meta_count);
+    out_free(&out);
+    return status;
+}
+
+clgqa_status clgqa_checkpoint_save_training(clgqa_model *model, const clgqa_config *cfg,
+                                            const clgqa_train_state *state, const char *path) {
+    checkpoint_out out;
+    memset(&out, 0, sizeof out);
+    clgqa_status status = gather(model, cfg, 1, &out);
+    if (status == CLGQA_OK) {
+        out_meta(&out, "epochs_done", "%lld", state->epochs_done);
+        out_meta(&out, "global_step", "%lld", state->global_step);
+        out_meta(&out, "seed", "%llu", (long long)cfg->seed);
+        status = clgqa_safetensors_write(path, out.tensors, out.count, out.meta, out.meta_count);
+    }
+    out_free(&out);
+    return status;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static int same_shape(const clgqa_safetensor *st, const clgqa_tensor_info *t) {
+    if (st->ndim != t->ndim)
+        return 0;
+    for (int d = 0; d < t->ndim; d++)
+        if (st->shape[d] != t->shape[d])
+            return 0;
+    return 1;
+}
+
+static clgqa_status shape_mismatch(const clgqa_safetensors *file, const clgqa_safetensor *st,
+                                   const clgqa_tensor_info *t) {
+    int64_t want[CLGQA_TENSOR_MAX_DIMS];
+    for (int d = 0; d < t->ndim; d++)
+        want[d] = t->shape[d];
+    char got_text[96], want_text[96];
+    clgqa_safetensors_shape_text(st->shape, st->ndim, got_text, sizeof got_text);
+    clgqa_safetensors_shape_text(want, t->ndim, want_text, sizeof want_text);
+    return clgqa_fail(CLGQA_ERR_FORMAT, "%s: tensor '%s' has shape %s, the model needs %s",
+                      clgqa_safetensors_label(file), t->name, got_text, want_text);
+}
+
+/* Every tensor of `prefix` + the model's names from `file` into `host` (a
+ * flat buffer), shapes checked exactly. */
+static clgqa_status read_flat(clgqa_model *model, const clgqa_safetensors *file,
+                              const char *prefix, float *host) {
+    int count = clgqa_model_tensor_count(model);
+    for (int i = 0; i < count; i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(model, i);
+        char name[NAME_BUF];
+        snprintf(name, sizeof name, "%s%s", prefix, t->name);
+        const clgqa_safetensor *st;
+        CLGQA_TRY(clgqa_safetensors_get(file, name, &st));
+        if (!same_shape(st, t))
+            return shape_mismatch(file, st, t);
+        CLGQA_TRY(clgqa_safetensors_read_f32(file, name, host + t->offset, t->numel));
+    }
+    return CLGQA_OK;
+}
+
+/* DGQA state of every layer, when the file has it and the model uses it. */
+static clgqa_status read_grouping(clgqa_model *model, const clgqa_safetensors *file) {
+    const clgqa_model_dims *dims = clgqa_model_get_dims(model);
+    if (!is_dgqa(clgqa_model_scheme(model)) || !clgqa_safetensors_find(file, "blocks.0.attn.cache"))
+        return CLGQA_OK;
+    int32_t split[64];
+    float cache[64];
+    if (dims->kv_heads > 64)
+        return clgqa_fail(CLGQA_ERR_UNSUPPORTED, "more than 64 key/value heads");
+    for (int layer = 0; layer < dims->num_layers; layer++) {
+        char cache_name[NAME_BUF], split_name[NAME_BUF];
+        snprintf(cache_name, sizeof cache_name, "blocks.%d.attn.cache", layer);
+        snprintf(split_name, sizeof split_name, "blocks.%d.attn.split", layer);
+        CLGQA_TRY(clgqa_safetensors_read_f32(file, cache_name, cache, (size_t)dims->kv_heads));
+        CLGQA_TRY(clgqa_safetensors_read_i32(file, split_name, split, (size_t)dims->kv_heads));
+        clgqa_status status = clgqa_model_write_grouping(model, layer, cache, split);
+        if (status != CLGQA_OK)
+            return clgqa_fail_context(status, "%s: %s", clgqa_safetensors_label(file), split_name);
+    }
+    return CLGQA_OK;
+}
+
+/* A tensor of the file that the model has no place for: refused, so that a
+ * checkpoint of a deeper or different model is not half-loaded. */
+static clgqa_status check_no_strangers(clgqa_model *model, const clgqa_safetensors *file) {
+    size_t count = clgqa_safetensors_count(file);
+    for (size_t i = 0; i < count; i++) {
+        const char *name = clgqa_safetensors_at(file, i)->name;
+        if (!strncmp(name, OPTIM_M_PREFIX, strlen(OPTIM_M_PREFIX)) ||
+            !strncmp(name, OPTIM_V_PREFIX, strlen(OPTIM_V_PREFIX)))
+            continue;
+        size_t len = strlen(name);
+        if ((len > 6 && !strcmp(name + len - 6, ".cache")) ||
+            (len > 6 && !strcmp(name + len - 6, ".split")))
+            continue;
+        if (!clgqa_model_find_tensor(model, name))
+            return clgqa_fail(CLGQA_ERR_FORMAT, "%s: tensor '%s' does not belong to this model",
+                              clgqa_safetensors_label(file), name);
+    }
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_checkpoint_load_model(clgqa_model *model, const char *path) {
+    clgqa_safetensors *file;
+    CLGQA_TRY(clgqa_safetensors_open(path, &file));
+    clgqa_status status = CLGQA_OK;
+    float *params = alloc_or_fail(clgqa_model_param_count(model) * sizeof(float), "weights", &status);
+    if (status == CLGQA_OK)
+        status = check_no_strangers(model, file);
+    if (status == CLGQA_OK)
+        status = read_flat(model, file, "", params);
+    if (status == CLGQA_OK)
+        status = clgqa_model_write_buffer(model, CLGQA_PARAMS, params);
+    if (status == CLGQA_OK)
+        status = read_grouping(model, file);
+    free(params);
+    clgqa_safetensors_close(file);
+    return status;
+}
+
+static clgqa_status metadata_long(const clgqa_safetensors *file, const char *key, long long *out) {
+    const char *text = clgqa_safetensors_metadata(file, key);
+    char *end = NULL;
+    errno = 0;
+    long long value = text ? strtoll(text, &end, 10) : 0;
+    if (!text || end == text || *end != '\0' || errno || value < 0)
+        return clgqa_fail(CLGQA_ERR_FORMAT, "%s: metadata '%s' is %s%s%s (a training checkpoint "
+                          "needs a count)", clgqa_safetensors_label(file), key,
+                          text ? "'" : "missing", text ? text : "", text ? "'" : "");
+    *out = value;
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path,
+                                            unsigned long long seed, clgqa_train_state *state) {
+    clgqa_safetensors *file;
+    CLGQA_TRY(clgqa_safetensors_open(path, &file));
+    clgqa_status status = CLGQA_OK;
+    const char *scheme = clgqa_safetensors_metadata(file, "att_scheme");
+    const char *model_scheme = clgqa_scheme_name(clgqa_model_scheme(model));
+    long long epochs_done = 0, global_step = 0;
+    char first_m[NAME_BUF];
+    snprintf(first_m, sizeof first_m, OPTIM_M_PREFIX "%s", clgqa_model_tensor(model, 0)->name);
+    if (!clgqa_safetensors_find(file, first_m))
+        status = clgqa_fail(CLGQA_ERR_FORMAT, "%s is not a training checkpoint (it has no optimizer "
+                            "state); use it as pretrained_ckpt instead", path);
+    else if (scheme && strcmp(scheme, model_scheme))
+        status = clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s was trained with att_scheme %s, the config "
+                            "says %s", path, scheme, model_scheme);
+    if (status == CLGQA_OK)
+        status = metadata_long(file, "epochs_done", &epochs_done);
+    if (status == CLGQA_OK)
+        status = metadata_long(file, "global_step", &global_step);
+    if (status == CLGQA_OK) {
+        const char *text = clgqa_safetensors_metadata(file, "seed");
+        char *end = NULL;
+        unsigned long long value = text ? strtoull(text, &end, 10) : 0;
+        if (!text || end == text || *end != '\0')
+            status = clgqa_fail(CLGQA_ERR_FORMAT, "%s: metadata 'seed' is missing or not a number", path);
+        else if (value != seed)
+            status = clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s was trained with seed %llu, the config "
+                                "says %llu: a resumed run must keep its seed", path, value, seed);
+    }
+    size_t floats = clgqa_model_param_count(model);
+    float *host = status == CLGQA_OK ? alloc_or_fail(floats * sizeof(float), "weights", &status) : NULL;
+    static const clgqa_model_buffer which[3] = {CLGQA_PARAMS, CLGQA_ADAM_M, CLGQA_ADAM_V};
+    static const char *const prefixes[3] = {"", OPTIM_M_PREFIX, OPTIM_V_PREFIX};
+    if (status == CLGQA_OK)
+        status = check_no_strangers(model, file);
+    for (int b = 0; b < 3 && status == CLGQA_OK; b++) {
+        status = read_flat(model, file, prefixes[b], host);
+        if (status == CLGQA_OK)
+            status = clgqa_model_write_buffer(model, which[b], host);
+    }
+    if (status == CLGQA_OK)
+        status = read_grouping(model, file);
+    if (status == CLGQA_OK) {
+        state->epochs_done = (long)epochs_done;
+        state->global_step = (long)global_step;
+    }
+    free(host);
+    clgqa_safetensors_close(file);
+    return status;
+}
+
+/* ---- pretrained weights (uptraining) -------------------------------------- */
+
+/* Average contiguous groups of key/value heads: `rows_in` = heads_in * d rows
+ * of `cols` (cols 1 for a bias) down to kv_heads * d rows, as the
+ * semantics page's conversion (view [H, d, C], mean over groups of H/G). */
+static void average_heads(float *dst, const float *src, int heads_in, int kv_heads, int head_dim,
+                          int cols) {
+    int per_group = heads_in / kv_heads;
+    size_t head_floats = (size_t)head_dim * cols;
+    for (int g = 0; g < kv_heads; g++) {
+        float *out = dst + (size_t)g * head_floats;
+        for (size_t i = 0; i < head_floats; i++) {
+            double sum = 0;
+            for (int h = 0; h < per_group; h++)
+                sum += src[(size_t)(g * per_group + h) * head_floats + i];
+            out[i] = (float)(sum / per_group);
+        }
+    }
+}
+
+/* Parses "blocks.<i>.attn.<q|k|v>.<weight|bias>": the projection letter and
+ * the kind, or 0. */
+static char attn_projection(const char *name, const char **kind) {
+    const char *p = strstr(name, ".attn.");
+    if (strncmp(name, "blocks.", 7) || !p)
+        return 0;
+    p += 6;
+    if ((p[0] != 'q' && p[0] != 'k' && p[0] != 'v') || p[1] != '.')
+        return 0;
+    if (strcmp(p + 2, "weight") && strcmp(p + 2, "bias"))
+        return 0;
+    *kind = p + 2;
+    return p[0];
+}
+
+/* Reads the model tensor `t` from `file`, converting: fused qkv (timm) split;
+ * k and v with more heads than the model averaged over groups. Sets *skip
+ * when the tensor is the classifier head and only its class count differs. */
+static clgqa_status read_converted(clgqa_model *model, const clgqa_safetensors *file,
+                                   const clgqa_tensor_info *t, float *dst, float **scratch,
+                                   size_t *scratch_floats, FILE *log, int *skip) {
+    const clgqa_model_dims *dims = clgqa_model_get_dims(model);
+    const char *label = clgqa_safetensors_label(file);
+    int C = dims->embed_dim, d = dims->head_dim, G = dims->kv_heads;
+    *skip = 0;
+    const char *kind = NULL;
+    char proj = attn_projection(t->name, &kind);
+    const clgqa_safetensor *st = clgqa_safetensors_find(file, t->name);
+    char source_name[NAME_BUF];
+    size_t row_offset = 0; /* rows of the source tensor before ours (fused qkv) */
+    int source_rows;
+    if (!st && proj) {
+        /* timm: blocks.{i}.attn.qkv.{kind} holds q, k, v stacked by rows. */
+        snprintf(source_name, sizeof source_name, "%.*sqkv.%s",
+                 (int)(strstr(t->name, ".attn.") + 6 - t->name), t->name, kind);
+        st = clgqa_safetensors_find(file, source_name);
+        if (!st)
+            return clgqa_fail(CLGQA_ERR_FORMAT, "%s lacks tensor '%s' (and a fused '%s')", label,
+                              t->name, source_name);
+        int is_weight = !strcmp(kind, "weight");
+        if (st->ndim != (is_weight ? 2 : 1) || st->shape[0] != 3 * (int64_t)C ||
+            (is_weight && st->shape[1] != C)) {
+            char text[96];
+            clgqa_safetensors_shape_text(st->shape, st->ndim, text, sizeof text);
+            return clgqa_fail(CLGQA_ERR_FORMAT, "%s: tensor '%s' has shape %s, the model needs [%d%s]",
+                              label, source_name, text, 3 * C, is_weight ? ", C" : "");
+        }
+        row_offset = (size_t)(proj == 'q' ? 0 : proj == 'k' ? 1 : 2) * C;
+        source_rows = C;
+    } else if (!st) {
+        return clgqa_fail(CLGQA_ERR_FORMAT, "%s lacks tensor '%s'", label, t->name);
+    } else {
+        snprintf(source_name, sizeof source_name, "%s", t->name);
+        if (same_shape(st, t))
+            return clgqa_safetensors_read_f32(file, t->name, dst, t->numel);
+        if (!strncmp(t->name, "head.", 5) && st->ndim == t->ndim &&
+            (t->ndim == 1 || st->shape[1] == t->shape[1])) {
+            *skip = 1;
+            if (!strcmp(t->name, "head.weight") && log)
+                fprintf(log, "%s: the head has %" PRId64 " classes, the config %d: head re-initialised\n",
+                        label, st->shape[0], dims->num_classes);
+            return CLGQA_OK;
+        }
+        /* k or v of a checkpoint with more key/value heads (MHSA -> GQA). */
+        int64_t cols = t->ndim == 2 ? t->shape[1] : 1;
+        if (!(proj == 'k' || proj == 'v') || st->ndim != t->ndim ||
+            (t->ndim == 2 && st->shape[1] != cols) || st->shape[0] % d != 0)
+            return shape_mismatch(file, st, t);
+        source_rows = (int)st->shape[0];
+    }
+    int cols = t->ndim == 2 ? t->shape[1] : 1;
+    size_t source_floats = st->numel;
+    if (*scratch_floats < source_floats) {
+        float *grown = realloc(*scratch, source_floats * sizeof(float));
+        if (!grown)
+            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate %zu floats for '%s'",
+                              source_floats, source_name);
+        *scratch = grown;
+        *scratch_floats = source_floats;
+    }
+    CLGQA_TRY(clgqa_safetensors_read_f32(file, source_name, *scratch, source_floats));
+    const float *rows = *scratch + row_offset * cols;
+    if (proj == 'q') {
+        memcpy(dst, rows, t->numel * sizeof(float));
+        return CLGQA_OK;
+    }
+    int heads_in = source_rows / d;
+    if (heads_in % G != 0 || heads_in < G) {
+        char text[96];
+        clgqa_safetensors_shape_text(st->shape, st->ndim, text, sizeof text);
+        return clgqa_fail(CLGQA_ERR_FORMAT, "%s: tensor '%s' (%s) has %d key/value heads, which "
+                          "cannot be averaged into the model's %d", label, source_name, text,
+                          heads_in, G);
+    }
+    average_heads(dst, rows, heads_in, G, d, cols);
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_checkpoint_load_pretrained(clgqa_model *model, const char *path, FILE *log) {
+    clgqa_safetensors *file;
+    CLGQA_TRY(clgqa_safetensors_open(path, &file));
+    clgqa_status status = CLGQA_OK;
+    size_t floats = clgqa_model_param_count(model);
+    float *params = alloc_or_fail(floats * sizeof(float), "weights", &status);
+    float *scratch = NULL;
+    size_t scratch_floats = 0;
+    /* Start from the model's own initialisation, which a re-initialised head keeps. */
+    if (status == CLGQA_OK)
+        status = clgqa_model_read_buffer(model, CLGQA_PARAMS, params);
+    int count = clgqa_model_tensor_count(model);
+    for (int i = 0; i < count && status == CLGQA_OK; i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(model, i);
+        int skip;
+        status = read_converted(model, file, t, params + t->offset, &scratch, &scratch_floats, log,
+                                &skip);
+    }
+    if (status == CLGQA_OK)
+        status = clgqa_model_write_buffer(model, CLGQA_PARAMS, params);
+    if (status == CLGQA_OK && log)
+        fprintf(log, "loaded pretrained weights from %s\n", path);
+    free(params);
+    free(scratch);
+    clgqa_safetensors_close(file);
+    return status;
+}

@@ -1,0 +1,573 @@
+/* The training and evaluation driver: epochs of (load batch -> forward ->
+ * backward -> AdamW), evaluation after each epoch, run.csv / groups.csv,
+ * progress on stderr, checkpoints. See clgqa/train.h. */
+#include "clgqa/train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clgqa/checkpoint.h"
+
+/* groups.csv: a row per layer every GROUPS_LOG_EVERY training steps (every
+ * window for DGQA) and after each evaluation, so a file stays small. */
+#define GROUPS_LOG_EVERY 50
+/* Progress: redraw at most 4 times a second on a terminal; otherwise a plain
+ * line every PLAIN_LINE_EVERY steps. */
+#define PROGRESS_REFRESH_SECONDS 0.25
+#define PLAIN_LINE_EVERY 50
+/* Evaluation passes key their random streams (PGQA noise, DGQA fix-up) from
+ * this step on, apart from every training step, so that evaluating the same
+ * weights twice gives the same numbers. */
+#define EVAL_STREAM_STEP (1ull << 39)
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- configuration and schedule ---------------------------------------- */
+
+clgqa_status clgqa_run_config(const char *path, const char *const *sets, int set_count,
+                              clgqa_config *cfg) {
+    clgqa_config_defaults(cfg);
+    CLGQA_TRY(clgqa_config_load(cfg, path));
+    for (int i = 0; i < set_count; i++)
+        CLGQA_TRY(clgqa_config_set(cfg, sets[i]));
+    return clgqa_config_finalize(cfg);
+}
+
+float clgqa_schedule_lr(const clgqa_config *cfg, long step, long total_steps) {
+    if (cfg->schedule == CLGQA_SCHEDULE_CONSTANT)
+        return cfg->lr;
+    long warmup = cfg->warmup_steps > 0 ? cfg->warmup_steps : 0;
+    if (step < warmup)
+        return (float)((double)cfg->lr * (double)(step + 1) / (double)warmup);
+    double t = total_steps > warmup ? (double)(step - warmup) / (double)(total_steps - warmup) : 1.0;
+    if (t > 1.0)
+        t = 1.0;
+    return (float)((double)cfg->lr * 0.5 * (1.0 + cos(M_PI * t)));
+}
+
+long clgqa_steps_per_epoch(const clgqa_config *cfg, long batches) {
+    if (cfg->max_steps_per_epoch > 0 && cfg->max_steps_per_epoch < batches)
+        return cfg->max_steps_per_epoch;
+    return batches;
+}
+
+/* ---- batches onto the device -------------------------------------------- */
+
+/* Device copies of one batch. The writes are non-blocking from two host
+ * staging slots, so the host prepares batch t+1 while the device runs t; a
+ * slot is reused only once its previous write has finished. */
+typedef struct batch_upload {
+    clgqa_runtime *rt;
+    cl_mem images, labels;
+    size_t image_floats; /* per image */
+    int max_batch;
+    float *staged_images[2];
+    int32_t *staged_labels[2];
+    cl_event written[2];
+    int next_slot;
+} batch_upload;
+
+static clgqa_status upload_init(batch_upload *up, clgqa_runtime *rt, const clgqa_model_dims *dims,
+                                int max_batch) {
+    memset(up, 0, sizeof *up);
+    up->rt = rt;
+    up->max_batch = max_batch;
+    up->image_floats = (size_t)dims->in_chans * dims->img_size * dims->img_size;
+    size_t image_bytes = up->image_floats * (size_t)max_batch * sizeof(float);
+    CLGQA_TRY(clgqa_buffer_create(rt, image_bytes, &up->images));
+    CLGQA_TRY(clgqa_buffer_create(rt, (size_t)max_batch * sizeof(int32_t), &up->labels));
+    for (int s = 0; s < 2; s++) {
+        up->staged_images[s] = malloc(image_bytes);
+        up->staged_labels[s] = malloc((size_t)max_batch * sizeof(int32_t));
+        if (!up->staged_images[s] || !up->staged_labels[s])
+            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes of batch staging",
+                              image_bytes);
+    }
+    return CLGQA_OK;
+}
+
+static void upload_free(batch_upload *up) {
+    for (int s = 0; s < 2; s++) {
+        if (up->written[s]) {
+            clWaitForEvents(1, &up->written[s]);
+            clReleaseEvent(up->written[s]);
+        }
+        free(up->staged_images[s]);
+        free(up->staged_labels[s]);
+    }
+    clgqa_buffer_release(&up->images);
+    clgqa_buffer_release(&up->labels);
+}
+
+/* Enqueue the batch's images and labels into up->images / up->labels. The
+ * in-order queue runs the write after the previous step's kernels, which
+ * read those buffers. */
+static clgqa_status upload_batch(batch_upload *up, const clgqa_batch *batch) {
+    if (batch->count > up->max_batch)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "batch of %d images exceeds the model's %d",
+                          batch->count, up->max_batch);
+    int s = up->next_slot;
+    up->next_slot ^= 1;
+    if (up->written[s]) {
+        CLGQA_CL(clWaitForEvents(1, &up->written[s]));
+        clReleaseEvent(up->written[s]);
+        up->written[s] = NULL;
+    }
+    size_t image_bytes = up->image_floats * (size_t)batch->count * sizeof(float);
+    size_t label_bytes = (size_t)batch->count * sizeof(int32_t);
+    memcpy(up->staged_images[s], batch->images, image_bytes);
+    memcpy(up->staged_labels[s], batch->labels, label_bytes);
+    CLGQA_CL(clEnqueueWriteBuffer(up->rt->queue, up->images, CL_FALSE, 0, image_bytes,
+                                  up->staged_images[s], 0, NULL, NULL));
+    CLGQA_CL(clEnqueueWriteBuffer(up->rt->queue, up->labels, CL_FALSE, 0, label_bytes,
+                                  up->staged_labels[s], 0, NULL, &up->written[s]));
+    return CLGQA_OK;
+}
+
+/* ---- evaluation ---------------------------------------------------------- */
+
+static clgqa_status write_predictions(FILE *out, clgqa_model *model, const clgqa_batch *batch,
+                                      long first_index, int classes, float *logits) {
+    CLGQA_TRY(clgqa_model_read_logits(model, logits));
+    for (int i = 0; i < batch->count; i++) {
+        const float *row = logits + (size_t)i * classes;
+        int pred = 0;
+        for (int c = 1; c < classes; c++)
+            if (row[c] > row[pred])
+                pred = c;
+        fprintf(out, "%ld,%d,%d", first_index + i, batch->labels[i], pred);
+        for (int c = 0; c < classes; c++)
+            fprintf(out, ",%.9g", row[c]);
+        fputc('\n', out);
+    }
+    if (ferror(out))
+        return clgqa_fail(CLGQA_ERR_IO, "writing predictions failed: %s", strerror(errno));
+    return CLGQA_OK;
+}
+
+static clgqa_status evaluate_with(clgqa_model *model, clgqa_loader *loader, batch_upload *up,
+                                  long max_batches, FILE *predictions,
+                                  clgqa_eval_result *result) {
+    const clgqa_model_dims *dims = clgqa_model_get_dims(model);
+    float *logits = NULL;
+    if (predictions) {
+        logits = malloc((size_t)up->max_batch * dims->num_classes * sizeof(float));
+        if (!logits)
+            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate the logits of a batch");
+        fprintf(predictions, "index,label,pred");
+        for (int c = 0; c < dims->num_classes; c++)
+            fprintf(predictions, ",logit_%d", c);
+        fputc('\n', predictions);
+    }
+    clgqa_status status = clgqa_loader_start(loader, 0);
+    if (status == CLGQA_OK)
+        status = clgqa_model_reset_metrics(model);
+    long first_index = 0;
+    for (long b = 0; status == CLGQA_OK && (max_batches <= 0 || b < max_batches); b++) {
+        clgqa_batch batch;
+        status = clgqa_loader_next(loader, &batch);
+        if (status != CLGQA_OK || batch.count == 0)
+            break;
+        status = upload_batch(up, &batch);
+        if (status == CLGQA_OK)
+            status = clgqa_model_forward(model, clgqa_view_at(up->images, 0),
+                                         clgqa_view_at(up->labels, 0), batch.count, 0, b,
+                                         (long)(EVAL_STREAM_STEP + (uint64_t)b));
+        if (status == CLGQA_OK && predictions)
+            status = write_predictions(predictions, model, &batch, first_index, dims->num_classes,
+                                       logits);
+        first_index += batch.count;
+    }
+    free(logits);
+    CLGQA_TRY(status);
+    clgqa_metrics metrics;
+    CLGQA_TRY(clgqa_model_read_metrics(model, &metrics));
+    if (metrics.samples == 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "evaluation saw no test images");
+    result->samples = metrics.samples;
+    result->loss = metrics.sum_loss / (double)metrics.samples;
+    result->accuracy = metrics.sum_correct / (double)metrics.samples;
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_evaluate(clgqa_runtime *rt, clgqa_model *model, clgqa_dataset *ds,
+                            const clgqa_config *cfg, long max_batches, FILE *predictions,
+                            clgqa_eval_result *result) {
+    const clgqa_model_dims *dims = clgqa_model_get_dims(model);
+    int batch_size = cfg->batch_size < dims->max_batch ? cfg->batch_size : dims->max_batch;
+    clgqa_loader *loader = NULL;
+    batch_upload up;
+    clgqa_status status = upload_init(&up, rt, dims, batch_size);
+    if (status == CLGQA_OK)
+        status = clgqa_loader_create(ds, batch_size, 0, 0, &loader);
+    if (status == CLGQA_OK)
+        status = evaluate_with(model, loader, &up, max_batches, predictions, result);
+    clgqa_loader_destroy(loader);
+    upload_free(&up);
+    return status;
+}
+
+/* ---- progress on stderr -------------------------------------------------- */
+
+typedef struct progress {
+    FILE *out;
+    int tty;
+    int quiet;
+    int epoch, epochs;
+    long steps;           /* in this epoch */
+    double started;       /* epoch start (seconds) */
+    double wait_at_start; /* loader wait seconds at the epoch start */
+    double last_draw;
+} progress;
+
+static void format_duration(char *buf, size_t size, double seconds) {
+    long s = seconds > 0 ? (long)(seconds + 0.5) : 0;
+    if (s >= 3600)
+        snprintf(buf, size, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else
+        snprintf(buf, size, "%ld:%02ld", s / 60, s % 60);
+}
+
+/* One progress report after `done` steps: running loss and accuracy of the
+ * epoch, throughput, the share of time spent waiting for data, and the ETA. */
+static void progress_show(progress *p, long done, const clgqa_metrics *m, double wait_seconds) {
+    double now = now_seconds();
+    double elapsed = now - p->started;
+    double loss = m->samples ? m->sum_loss / (double)m->samples : 0.0;
+    double acc = m->samples ? m->sum_correct / (double)m->samples : 0.0;
+    double speed = elapsed > 0 ? (double)m->samples / elapsed : 0.0;
+    double wait_share = elapsed > 0 ? (wait_seconds - p->wait_at_start) / elapsed : 0.0;
+    char eta[32];
+    format_duration(eta, sizeof eta, done > 0 ? elapsed / (double)done * (double)(p->steps - done) : 0);
+    if (p->tty) {
+        enum { WIDTH = 24 };
+        char bar[WIDTH + 1];
+        int filled = (int)(WIDTH * done / (p->steps > 0 ? p->steps : 1));
+        for (int i = 0; i < WIDTH; i++)
+            bar[i] = i < filled ? '#' : '.';
+        bar[WIDTH] = '\0';
+        fprintf(p->out, "\repoch %d/%d [%s] %ld/%ld loss %.4f acc %5.1f%% %6.0f img/s data %2.0f%% ETA %s\x1b[K",
+                p->epoch + 1, p->epochs, bar, done, p->steps, loss, 100.0 * acc, speed,
+                100.0 * wait_share, eta);
+    } else {
+        fprintf(p->out, "epoch %d/%d step %ld/%ld loss %.4f acc %.1f%% %.0f img/s data %.0f%% ETA %s\n",
+                p->epoch + 1, p->epochs, done, p->steps, loss, 100.0 * acc, speed,
+                100.0 * wait_share, eta);
+    }
+    fflush(p->out);
+    p->last_draw = now;
+}
+
+/* Whether step `done` (of p->steps) is due for a report. */
+static int progress_due(const progress *p, long done) {
+    if (p->quiet)
+        return 0;
+    if (done == p->steps)
+        return 1;
+    if (p->tty)
+        return now_seconds() - p->last_draw >= PROGRESS_REFRESH_SECONDS;
+    return done % PLAIN_LINE_EVERY == 0;
+}
+
+/* ---- run files ------------------------------------------------------------- */
+
+static clgqa_status make_dirs(const char *path) {
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "out_dir is too long: '%s'", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return clgqa_fail(CLGQA_ERR_IO, "cannot create folder '%s': %s", buf, strerror(errno));
+            *p = saved;
+            if (saved == '\0')
+                break;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return clgqa_fail(CLGQA_ERR_IO, "out_dir '%s' is not a folder", path);
+    return CLGQA_OK;
+}
+
+static void join_path(char *buf, size_t size, const char *dir, const char *name) {
+    snprintf(buf, size, "%s/%s", dir, name);
+}
+
+/* Start a CSV log: a fresh run writes the header; a resumed run keeps the
+ * header and the rows of the epochs already done (epoch is the first
+ * column, counted from 1), dropping rows a stopped run wrote after its last
+ * checkpoint. Returns the file open for appending. */
+static clgqa_status open_log(const char *path, const char *header, long epochs_done, int resume,
+                             FILE **out) {
+    char *kept = NULL;
+    size_t kept_size = 0;
+    FILE *mem = open_memstream(&kept, &kept_size);
+    if (!mem)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "open_memstream failed");
+    fprintf(mem, "%s\n", header);
+    FILE *old = resume ? fopen(path, "r") : NULL;
+    if (old) {
+        char line[4096];
+        int first = 1;
+        while (fgets(line, sizeof line, old)) {
+            if (first) { /* the header, written again above */
+                first = 0;
+                continue;
+            }
+            char *end;
+            long epoch = strtol(line, &end, 10);
+            if (end != line && *end == ',' && epoch <= epochs_done)
+                fputs(line, mem);
+        }
+        fclose(old);
+    }
+    fclose(mem);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        free(kept);
+        return clgqa_fail(CLGQA_ERR_IO, "cannot create '%s': %s", path, strerror(errno));
+    }
+    fwrite(kept, 1, kept_size, f);
+    free(kept);
+    if (fflush(f) != 0) {
+        fclose(f);
+        return clgqa_fail(CLGQA_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    }
+    *out = f;
+    return CLGQA_OK;
+}
+
+/* groups.csv rows: epoch, step (batch index in the epoch, or "eval" after
+ * the evaluation), layer, the query heads of each key/value head ("2 1 1"). */
+static clgqa_status log_groups(FILE *csv, clgqa_model *model, int32_t *counts, int epoch,
+                               long step) {
+    const clgqa_model_dims *dims = clgqa_model_get_dims(model);
+    CLGQA_TRY(clgqa_model_read_all_group_counts(model, counts));
+    for (int layer = 0; layer < dims->num_layers; layer++) {
+        if (step >= 0)
+            fprintf(csv, "%d,%ld,%d,", epoch + 1, step, layer);
+        else
+            fprintf(csv, "%d,eval,%d,", epoch + 1, layer);
+        for (int g = 0; g < dims->kv_heads; g++)
+            fprintf(csv, g ? " %d" : "%d", counts[(size_t)layer * dims->kv_heads + g]);
+        fputc('\n', csv);
+    }
+    if (fflush(csv) != 0)
+        return clgqa_fail(CLGQA_ERR_IO, "cannot write groups.csv: %s", strerror(errno));
+    return CLGQA_OK;
+}
+
+/* ---- the run ------------------------------------------------------------- */
+
+typedef struct trainer {
+    clgqa_runtime *rt;
+    clgqa_config cfg; /* finalized; num_classes filled from the dataset if 0 */
+    const clgqa_train_options *options;
+    FILE *log;
+    clgqa_dataset *train_set, *test_set;
+    clgqa_loader *train_loader, *test_loader;
+    clgqa_model *model;
+    batch_upload upload;
+    int upload_ready;
+    FILE *run_csv, *groups_csv;
+    int32_t *group_counts; /* [num_layers * G] */
+    clgqa_train_state state;
+    long steps_per_epoch, total_steps;
+    int groups_every; /* training steps between groups.csv rows, 0: only after evaluation */
+} trainer;
+
+static void trainer_free(trainer *t) {
+    if (t->run_csv)
+        fclose(t->run_csv);
+    if (t->groups_csv)
+        fclose(t->groups_csv);
+    free(t->group_counts);
+    clgqa_loader_destroy(t->train_loader);
+    clgqa_loader_destroy(t->test_loader);
+    if (t->upload_ready)
+        upload_free(&t->upload);
+    clgqa_model_destroy(t->model);
+    clgqa_dataset_close(t->train_set);
+    clgqa_dataset_close(t->test_set);
+}
+
+static clgqa_status trainer_open(trainer *t) {
+    clgqa_config *cfg = &t->cfg;
+    const clgqa_train_options *opt = t->options;
+    CLGQA_TRY(make_dirs(cfg->out_dir));
+    CLGQA_TRY(clgqa_dataset_open(cfg, CLGQA_SPLIT_TRAIN, 0, &t->train_set));
+    CLGQA_TRY(clgqa_dataset_open(cfg, CLGQA_SPLIT_TEST, 0, &t->test_set));
+    if (cfg->num_classes == 0)
+        cfg->num_classes = clgqa_dataset_num_classes(t->train_set);
+    CLGQA_TRY(clgqa_loader_create(t->train_set, cfg->batch_size, cfg->shuffle, 0, &t->train_loader));
+    CLGQA_TRY(clgqa_loader_create(t->test_set, cfg->batch_size, 0, 0, &t->test_loader));
+    CLGQA_TRY(clgqa_model_create(t->rt, cfg, cfg->batch_size, &t->model));
+    const clgqa_model_dims *dims = clgqa_model_get_dims(t->model);
+    CLGQA_TRY(upload_init(&t->upload, t->rt, dims, cfg->batch_size));
+    t->upload_ready = 1;
+    t->group_counts = malloc((size_t)dims->num_layers * dims->kv_heads * sizeof(int32_t));
+    if (!t->group_counts)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate group counts");
+
+    char path[1200];
+    if (opt->resume_dir) {
+        join_path(path, sizeof path, opt->resume_dir, "last.safetensors");
+        CLGQA_TRY(clgqa_checkpoint_load_training(t->model, path, cfg->seed, &t->state));
+        if (!opt->quiet)
+            fprintf(t->log, "resuming %s after epoch %ld (step %ld)\n", path,
+                    t->state.epochs_done, t->state.global_step);
+    } else if (cfg->pretrained_ckpt[0]) {
+        CLGQA_TRY(clgqa_checkpoint_load_pretrained(t->model, cfg->pretrained_ckpt, t->log));
+    }
+
+    t->steps_per_epoch = clgqa_steps_per_epoch(cfg, (long)clgqa_loader_num_batches(t->train_loader));
+    t->total_steps = t->steps_per_epoch * cfg->epochs;
+    switch (cfg->att_scheme) {
+    case CLGQA_KDGQA:
+        t->groups_every = GROUPS_LOG_EVERY;
+        break;
+    case CLGQA_DGQA_DIFF:
+    case CLGQA_DGQA_EMA:
+        t->groups_every = cfg->window_size > GROUPS_LOG_EVERY ? cfg->window_size : GROUPS_LOG_EVERY;
+        break;
+    default: /* static groups never move */
+        t->groups_every = 0;
+    }
+
+    join_path(path, sizeof path, cfg->out_dir, "config.yaml");
+    CLGQA_TRY(clgqa_config_write(cfg, path));
+    join_path(path, sizeof path, cfg->out_dir, "run.csv");
+    CLGQA_TRY(open_log(path, "epoch,train_loss,train_acc,test_loss,test_acc", t->state.epochs_done,
+                       opt->resume_dir != NULL, &t->run_csv));
+    join_path(path, sizeof path, cfg->out_dir, "groups.csv");
+    CLGQA_TRY(open_log(path, "epoch,step,layer,counts", t->state.epochs_done,
+                       opt->resume_dir != NULL, &t->groups_csv));
+    return CLGQA_OK;
+}
+
+/* One training epoch; fills the training half of `metrics`. */
+static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metrics,
+                                long *images, double *seconds, double *wait_seconds) {
+    const clgqa_config *cfg = &t->cfg;
+    progress p = {t->log, isatty(fileno(t->log)), t->options->quiet, epoch, cfg->epochs,
+                  t->steps_per_epoch, now_seconds(), clgqa_loader_wait_seconds(t->train_loader), 0};
+    clgqa_adamw_hparams hp = {cfg->lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay};
+    clgqa_metrics m;
+    CLGQA_TRY(clgqa_loader_start(t->train_loader, epoch));
+    CLGQA_TRY(clgqa_model_reset_metrics(t->model));
+    for (long step = 0; step < t->steps_per_epoch; step++) {
+        clgqa_batch batch;
+        CLGQA_TRY(clgqa_loader_next(t->train_loader, &batch));
+        if (batch.count == 0)
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG, "the loader ended epoch %d after %ld of %ld batches",
+                              epoch + 1, step, t->steps_per_epoch);
+        CLGQA_TRY(upload_batch(&t->upload, &batch));
+        CLGQA_TRY(clgqa_model_forward(t->model, clgqa_view_at(t->upload.images, 0),
+                                      clgqa_view_at(t->upload.labels, 0), batch.count, 1, step,
+                                      t->state.global_step));
+        CLGQA_TRY(clgqa_model_backward(t->model));
+        hp.lr = clgqa_schedule_lr(cfg, t->state.global_step, t->total_steps);
+        CLGQA_TRY(clgqa_model_step(t->model, &hp, t->state.global_step + 1, cfg->clip_grad_norm));
+        t->state.global_step++;
+        if (t->groups_every && step % t->groups_every == 0)
+            CLGQA_TRY(log_groups(t->groups_csv, t->model, t->group_counts, epoch, step));
+        if (progress_due(&p, step + 1)) {
+            CLGQA_TRY(clgqa_model_read_metrics(t->model, &m));
+            progress_show(&p, step + 1, &m, clgqa_loader_wait_seconds(t->train_loader));
+        }
+    }
+    CLGQA_TRY(clgqa_model_read_metrics(t->model, &m));
+    if (p.tty && !p.quiet)
+        fputc('\n', t->log);
+    if (m.samples == 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "epoch %d trained on no images", epoch + 1);
+    if (!isfinite(m.sum_loss))
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "training diverged in epoch %d (loss is %g): lower lr or set clip_grad_norm",
+                          epoch + 1, m.sum_loss);
+    metrics->train_loss = m.sum_loss / (double)m.samples;
+    metrics->train_acc = m.sum_correct / (double)m.samples;
+    *images += m.samples;
+    *seconds += now_seconds() - p.started;
+    *wait_seconds += clgqa_loader_wait_seconds(t->train_loader) - p.wait_at_start;
+    return CLGQA_OK;
+}
+
+static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
+    const clgqa_config *cfg = &t->cfg;
+    char path[1200];
+    long images = 0;
+    double seconds = 0, wait_seconds = 0;
+    int epochs_this_call = 0;
+    memset(result, 0, sizeof *result);
+    for (int epoch = (int)t->state.epochs_done; epoch < cfg->epochs; epoch++) {
+        clgqa_epoch_metrics metrics;
+        CLGQA_TRY(train_epoch(t, epoch, &metrics, &images, &seconds, &wait_seconds));
+        clgqa_eval_result eval;
+        CLGQA_TRY(evaluate_with(t->model, t->test_loader, &t->upload, cfg->max_eval_batches, NULL,
+                                &eval));
+        metrics.test_loss = eval.loss;
+        metrics.test_acc = eval.accuracy;
+        CLGQA_TRY(log_groups(t->groups_csv, t->model, t->group_counts, epoch, -1));
+        fprintf(t->run_csv, "%d,%.6f,%.6f,%.6f,%.6f\n", epoch + 1, metrics.train_loss,
+                metrics.train_acc, metrics.test_loss, metrics.test_acc);
+        if (fflush(t->run_csv) != 0)
+            return clgqa_fail(CLGQA_ERR_IO, "cannot write run.csv: %s", strerror(errno));
+        if (!t->options->quiet)
+            fprintf(t->log, "epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% (%ld images)\n",
+                    epoch + 1, cfg->epochs, metrics.train_loss, 100.0 * metrics.train_acc,
+                    metrics.test_loss, 100.0 * metrics.test_acc, eval.samples);
+        t->state.epochs_done = epoch + 1;
+        join_path(path, sizeof path, cfg->out_dir, "last.safetensors");
+        CLGQA_TRY(clgqa_checkpoint_save_training(t->model, cfg, &t->state, path));
+        result->last = metrics;
+        epochs_this_call++;
+        if (t->options->stop_after_epochs > 0 && epochs_this_call >= t->options->stop_after_epochs)
+            break;
+    }
+    if (epochs_this_call == 0) { /* resumed a finished run: report its test figures */
+        clgqa_eval_result eval;
+        CLGQA_TRY(evaluate_with(t->model, t->test_loader, &t->upload, cfg->max_eval_batches, NULL,
+                                &eval));
+        result->last.test_loss = eval.loss;
+        result->last.test_acc = eval.accuracy;
+    }
+    if (t->state.epochs_done == cfg->epochs && cfg->save_model) {
+        join_path(path, sizeof path, cfg->out_dir, "model.safetensors");
+        CLGQA_TRY(clgqa_checkpoint_save_model(t->model, cfg, path));
+    }
+    result->epochs_done = (int)t->state.epochs_done;
+    result->global_step = t->state.global_step;
+    result->images_per_second = seconds > 0 ? (double)images / seconds : 0;
+    result->data_wait_share = seconds > 0 ? wait_seconds / seconds : 0;
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_train(clgqa_runtime *rt, const clgqa_config *cfg,
+                         const clgqa_train_options *options, clgqa_train_result *result) {
+    static const clgqa_train_options no_options;
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.rt = rt;
+    t.cfg = *cfg;
+    t.options = options ? options : &no_options;
+    t.log = t.options->log ? t.options->log : stderr;
+    clgqa_status status = trainer_open(&t);
+    if (status == CLGQA_OK)
+        status = trainer_run(&t, result);
+    trainer_free(&t);
+    return status;
+}

@@ -1,0 +1,55 @@
+/* Checkpoints in safetensors, under the reference PyTorch model's state_dict
+ * names and shapes (the tensor table of clgqa/model.h), so PyTorch loads them.
+ *
+ * A model checkpoint holds every parameter (F32), and for the DGQA schemes
+ * each layer's `blocks.{i}.attn.cache` (F32 [G]) and `blocks.{i}.attn.split`
+ * (I64 [G]), the reference's buffers. Its metadata names the model: img_size,
+ * patch_size, in_chans, embed_dim, depth, heads, kv_heads, num_classes,
+ * att_scheme, window_size (decimal strings; att_scheme by name).
+ *
+ * A training checkpoint adds the AdamW moments `optim.m.<name>` and
+ * `optim.v.<name>` of every parameter, the grouping state of every layer
+ * (also for KDGQA), and in its metadata the counters a resumed run needs:
+ * epochs_done, global_step and seed (every random stream is keyed by
+ * (seed, epoch, step), so they are the whole generator state).
+ *
+ * Files are written to "<path>.tmp" and renamed over <path>, so a crash
+ * never leaves a torn checkpoint. */
+#ifndef CLGQA_CHECKPOINT_H
+#define CLGQA_CHECKPOINT_H
+
+#include <stdio.h>
+
+#include "clgqa/config.h"
+#include "clgqa/model.h"
+
+typedef struct clgqa_train_state {
+    long epochs_done; /* epochs completed */
+    long global_step; /* optimizer steps completed (AdamW's step count) */
+} clgqa_train_state;
+
+clgqa_status clgqa_checkpoint_save_model(clgqa_model *model, const clgqa_config *cfg,
+                                         const char *path);
+clgqa_status clgqa_checkpoint_save_training(clgqa_model *model, const clgqa_config *cfg,
+                                            const clgqa_train_state *state, const char *path);
+
+/* Load a model checkpoint (clgqa's or the reference's state_dict) into
+ * model: every parameter must be present with the model's shape (errors
+ * name the tensor and both shapes); DGQA state is loaded when present. */
+clgqa_status clgqa_checkpoint_load_model(clgqa_model *model, const char *path);
+/* Load a training checkpoint: weights, moments, grouping state and the
+ * counters. Refuses a file without optimizer state or whose seed differs
+ * from `seed`. */
+clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path,
+                                            unsigned long long seed, clgqa_train_state *state);
+
+/* Start from pretrained weights (pretrained_ckpt): a clgqa checkpoint, the
+ * reference model's state_dict, or a timm ViT (fused attn.qkv). Converted as
+ * the semantics page's "Uptraining": q kept, k and v averaged over groups of
+ * H/G heads; the head keeps the model's fresh initialisation when the class
+ * count differs (said on `log`); any other shape mismatch is refused, naming
+ * the tensor and both shapes. F16/BF16 tensors are widened to float32. The
+ * DGQA state starts fresh (static split, zero cache). */
+clgqa_status clgqa_checkpoint_load_pretrained(clgqa_model *model, const char *path, FILE *log);
+
+#endif

@@ -1,0 +1,85 @@
+/* Training and evaluation driver: the epoch loop behind `clgqa train` and
+ * `clgqa eval`.
+ *
+ * One run, for epochs e = start .. cfg->epochs - 1:
+ *   - the loader serves epoch e in an order fixed by (seed, e);
+ *   - batch b of the epoch is DGQA's step counter (it restarts every epoch, as
+ *     in the reference); the global step g (optimizer steps since the start
+ *     of the run) drives the learning-rate schedule and keys every random
+ *     stream (PGQA noise, DGQA fix-up picks);
+ *   - after the epoch: evaluation on the test split, a row in run.csv, the
+ *     training checkpoint last.safetensors (weights, DGQA state, AdamW
+ *     moments, counters), written atomically.
+ * Every random choice depends only on (seed, epoch, step), so a run resumed
+ * from last.safetensors ends with the weights of an uninterrupted run.
+ *
+ * Files in cfg->out_dir: config.yaml, run.csv, groups.csv, last.safetensors
+ * and, at the end when cfg->save_model, model.safetensors. */
+#ifndef CLGQA_TRAIN_H
+#define CLGQA_TRAIN_H
+
+#include <stdio.h>
+
+#include "clgqa/config.h"
+#include "clgqa/dataset.h"
+#include "clgqa/model.h"
+#include "clgqa/runtime.h"
+
+/* The configuration of a run: defaults, then the YAML file at `path`, then
+ * each "key=value" of `sets` in order, then the cross-key checks. */
+clgqa_status clgqa_run_config(const char *path, const char *const *sets, int set_count,
+                              clgqa_config *cfg);
+
+/* Learning rate at global step `step` (0-based) of a run of `total_steps`:
+ *   constant: lr
+ *   cosine:   lr * (step + 1) / warmup_steps        while step < warmup_steps,
+ *             then lr * 0.5 * (1 + cos(pi * t)),   t = (step - warmup) / (total - warmup)
+ *             (t clamped to [0, 1]). */
+float clgqa_schedule_lr(const clgqa_config *cfg, long step, long total_steps);
+
+/* Steps per epoch for a training split of `batches` batches under
+ * cfg->max_steps_per_epoch. */
+long clgqa_steps_per_epoch(const clgqa_config *cfg, long batches);
+
+typedef struct clgqa_train_options {
+    const char *resume_dir;  /* continue the run saved in this folder (NULL: start fresh) */
+    int stop_after_epochs;   /* >0: return after this many epochs of this call (as an
+                                interrupted run would stop); 0: run to cfg->epochs */
+    int quiet;               /* 1: no progress output at all */
+    FILE *log;               /* progress and notices (NULL: stderr) */
+} clgqa_train_options;
+
+typedef struct clgqa_epoch_metrics {
+    double train_loss, train_acc; /* mean over the epoch's training batches */
+    double test_loss, test_acc;   /* over the evaluated test batches */
+} clgqa_epoch_metrics;
+
+typedef struct clgqa_train_result {
+    int epochs_done;             /* epochs completed by the run so far (all calls) */
+    long global_step;            /* optimizer steps completed */
+    clgqa_epoch_metrics last;    /* the last epoch of this call */
+    double images_per_second;    /* training throughput of this call */
+    double data_wait_share;      /* share of training time spent waiting for batches */
+} clgqa_train_result;
+
+/* Train the model described by cfg (finalized) on rt. Writes the files of
+ * out_dir. With options->resume_dir, weights, optimizer state and counters
+ * come from <resume_dir>/last.safetensors (its model shape must match cfg). */
+clgqa_status clgqa_train(clgqa_runtime *rt, const clgqa_config *cfg,
+                         const clgqa_train_options *options, clgqa_train_result *result);
+
+typedef struct clgqa_eval_result {
+    double loss, accuracy;
+    long samples;
+} clgqa_eval_result;
+
+/* Evaluate `model` (created on rt) on `ds` in batches of cfg->batch_size (at most
+ * max_batches batches, 0 = all). The model runs in evaluation mode (DGQA
+ * updates its cache on every pass, PGQA perturbs, as in the reference).
+ * `predictions`, when not NULL, receives CSV rows index,label,pred,logit_0,...
+ * (the header included). */
+clgqa_status clgqa_evaluate(clgqa_runtime *rt, clgqa_model *model, clgqa_dataset *ds,
+                            const clgqa_config *cfg, long max_batches, FILE *predictions,
+                            clgqa_eval_result *result);
+
+#endif

@@ -1,0 +1,639 @@
+/* Training driver: run files, checkpoints, resume, schedule, uptraining
+ * conversion and the CLI's refusals of bad input.
+ *
+ * Training runs use a tiny synthetic MNIST-style dataset (8x8 IDX files
+ * written into a temporary folder), a 2-layer 16-wide ViT and a few steps,
+ * so each run takes a fraction of a second after the kernels are built. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clgqa/checkpoint.h"
+#include "clgqa/config.h"
+#include "clgqa/model.h"
+#include "clgqa/safetensors.h"
+#include "clgqa/train.h"
+#include "support/test_util.h"
+
+#define IMG 8
+#define TRAIN_COUNT 80 /* 5 batches of 16 */
+#define TEST_COUNT 40
+
+static char data_dir[64];
+
+/* ---- fixtures ------------------------------------------------------------- */
+
+static void write_be32(FILE *f, uint32_t v) {
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    ck_assert_int_eq(fwrite(b, 1, 4, f), 4);
+}
+
+/* An IDX pair (images, labels) of `count` 8x8 images whose brightness
+ * follows the label, so the tiny model has something to learn. */
+static void write_idx_split(const char *prefix, int count, uint64_t stream) {
+    char path[256];
+    float *noise = malloc((size_t)count * IMG * IMG * sizeof(float));
+    ck_assert_ptr_nonnull(noise);
+    clgqa_host_uniform(noise, (size_t)count * IMG * IMG, 7, stream);
+    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", data_dir, prefix);
+    FILE *images = fopen(path, "wb");
+    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", data_dir, prefix);
+    FILE *labels = fopen(path, "wb");
+    ck_assert(images && labels);
+    write_be32(images, 0x00000803);
+    write_be32(images, (uint32_t)count);
+    write_be32(images, IMG);
+    write_be32(images, IMG);
+    write_be32(labels, 0x00000801);
+    write_be32(labels, (uint32_t)count);
+    for (int i = 0; i < count; i++) {
+        unsigned char label = (unsigned char)(i * 7 % 10);
+        fputc(label, labels);
+        for (int p = 0; p < IMG * IMG; p++)
+            fputc((int)(label * 20 + noise[(size_t)i * IMG * IMG + p] * 60), images);
+    }
+    ck_assert_int_eq(fclose(images), 0);
+    ck_assert_int_eq(fclose(labels), 0);
+    free(noise);
+}
+
+static void make_dataset(void) {
+    if (data_dir[0])
+        return;
+    snprintf(data_dir, sizeof data_dir, "/tmp/clgqa-test-train-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(data_dir));
+    write_idx_split("train", TRAIN_COUNT, 1);
+    write_idx_split("t10k", TEST_COUNT, 2);
+}
+
+static void remove_tree(const char *dir) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void set(clgqa_config *cfg, const char *key_value) {
+    TEST_OK(clgqa_config_set(cfg, key_value));
+}
+
+/* The tiny run: 2 epochs of 5 steps, cosine schedule with warmup, `scheme`,
+ * outputs under a fresh folder (returned in out_dir). */
+static void tiny_config(clgqa_config *cfg, const char *scheme, char *out_dir, size_t out_size) {
+    make_dataset();
+    clgqa_config_defaults(cfg);
+    char buf[1200];
+    set(cfg, "dataset=mnist");
+    snprintf(buf, sizeof buf, "data_dir=%s", data_dir);
+    set(cfg, buf);
+    snprintf(buf, sizeof buf, "att_scheme=%s", scheme);
+    set(cfg, buf);
+    set(cfg, "in_chans=1");
+    set(cfg, "size=c");
+    set(cfg, "embed_dim=16");
+    set(cfg, "num_layers=2");
+    set(cfg, "num_heads=4");
+    set(cfg, "num_kv_heads=2");
+    set(cfg, "window_size=2");
+    set(cfg, "img_size=8");
+    set(cfg, "patch_size=4");
+    set(cfg, "epochs=2");
+    set(cfg, "batch_size=16");
+    set(cfg, "lr=0.003");
+    set(cfg, "schedule=cosine");
+    set(cfg, "warmup_steps=3");
+    set(cfg, "seed=5");
+    snprintf(out_dir, out_size, "%s/run-XXXXXX", data_dir);
+    ck_assert_ptr_nonnull(mkdtemp(out_dir));
+    snprintf(buf, sizeof buf, "out_dir=%s", out_dir);
+    set(cfg, buf);
+    TEST_OK(clgqa_config_finalize(cfg));
+}
+
+static void train_quietly(const clgqa_config *cfg, const char *resume_dir, int stop_after,
+                          clgqa_train_result *result) {
+    clgqa_train_options options = {0};
+    options.resume_dir = resume_dir;
+    options.stop_after_epochs = stop_after;
+    options.quiet = 1;
+    TEST_OK(clgqa_train(test_runtime(), cfg, &options, result));
+}
+
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s: %s", path, strerror(errno));
+    char *text = calloc(1, 1 << 20);
+    ck_assert_ptr_nonnull(text);
+    size_t n = fread(text, 1, (1 << 20) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    return text;
+}
+
+/* ---- run files ----------------------------------------------------------- */
+
+START_TEST(run_writes_csv_logs_config_and_model) {
+    clgqa_config cfg;
+    char out_dir[256], path[512];
+    tiny_config(&cfg, "kdgqa", out_dir, sizeof out_dir);
+    clgqa_train_result result;
+    train_quietly(&cfg, NULL, 0, &result);
+    ck_assert_int_eq(result.epochs_done, 2);
+    ck_assert_int_eq(result.global_step, 2 * (TRAIN_COUNT / 16));
+
+    snprintf(path, sizeof path, "%s/run.csv", out_dir);
+    char *text = read_text(path);
+    char *line = strtok(text, "\n");
+    ck_assert_str_eq(line, "epoch,train_loss,train_acc,test_loss,test_acc");
+    for (int epoch = 1; epoch <= 2; epoch++) {
+        line = strtok(NULL, "\n");
+        ck_assert_msg(line != NULL, "run.csv lacks the row of epoch %d", epoch);
+        int e;
+        double v[4];
+        ck_assert_int_eq(sscanf(line, "%d,%lf,%lf,%lf,%lf", &e, &v[0], &v[1], &v[2], &v[3]), 5);
+        ck_assert_int_eq(e, epoch);
+        for (int i = 0; i < 4; i++)
+            ck_assert_msg(isfinite(v[i]) && v[i] >= 0, "run.csv row %d: %s", epoch, line);
+        ck_assert(v[1] <= 1.0 && v[3] <= 1.0); /* accuracies are fractions */
+    }
+    ck_assert_ptr_null(strtok(NULL, "\n"));
+    ck_assert(result.last.test_acc >= 0 && result.last.test_acc <= 1);
+    free(text);
+
+    /* groups.csv: the header, then rows whose counts sum to H = 4. */
+    snprintf(path, sizeof path, "%s/groups.csv", out_dir);
+    text = read_text(path);
+    line = strtok(text, "\n");
+    ck_assert_str_eq(line, "epoch,step,layer,counts");
+    int rows = 0, eval_rows = 0;
+    while ((line = strtok(NULL, "\n"))) {
+        int epoch, layer, a, b;
+        char step[16];
+        ck_assert_msg(sscanf(line, "%d,%15[^,],%d,%d %d", &epoch, step, &layer, &a, &b) == 5,
+                      "groups.csv row '%s'", line);
+        ck_assert_int_eq(a + b, 4);
+        ck_assert(layer >= 0 && layer < 2 && epoch >= 1 && epoch <= 2);
+        eval_rows += !strcmp(step, "eval");
+        rows++;
+    }
+    /* Step 0 of each epoch and each evaluation, for both layers. */
+    ck_assert_int_eq(eval_rows, 4);
+    ck_assert_int_eq(rows, 8);
+    free(text);
+
+    /* config.yaml loads back to the run's configuration. */
+    clgqa_config again;
+    clgqa_config_defaults(&again);
+    snprintf(path, sizeof path, "%s/config.yaml", out_dir);
+    TEST_OK(clgqa_config_load(&again, path));
+    TEST_OK(clgqa_config_finalize(&again));
+    ck_assert_int_eq(again.embed_dim, 16);
+    ck_assert_int_eq(again.att_scheme, CLGQA_KDGQA);
+    ck_assert_str_eq(again.data_dir, cfg.data_dir);
+
+    /* The model checkpoint carries the reference's metadata. */
+    clgqa_safetensors *file;
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    TEST_OK(clgqa_safetensors_open(path, &file));
+    ck_assert_str_eq(clgqa_safetensors_metadata(file, "att_scheme"), "kdgqa");
+    ck_assert_str_eq(clgqa_safetensors_metadata(file, "depth"), "2");
+    ck_assert_str_eq(clgqa_safetensors_metadata(file, "heads"), "4");
+    ck_assert_str_eq(clgqa_safetensors_metadata(file, "kv_heads"), "2");
+    ck_assert_str_eq(clgqa_safetensors_metadata(file, "num_classes"), "10");
+    ck_assert_str_eq(clgqa_safetensors_metadata(file, "img_size"), "8");
+    ck_assert_ptr_nonnull(clgqa_safetensors_find(file, "blocks.1.attn.k.weight"));
+    ck_assert_ptr_null(clgqa_safetensors_find(file, "optim.m.head.weight"));
+    clgqa_safetensors_close(file);
+    remove_tree(out_dir);
+}
+END_TEST
+
+/* ---- checkpoints ----------------------------------------------------------- */
+
+/* Fresh random inputs for a batch of the tiny model, on the device. */
+static cl_mem random_images(int batch) {
+    float *x = test_random_array((size_t)batch * IMG * IMG, -1.0f, 1.0f);
+    cl_mem mem = test_upload(x, (size_t)batch * IMG * IMG);
+    free(x);
+    return mem;
+}
+
+START_TEST(checkpoint_round_trip_gives_identical_logits) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg, other;
+    char out_dir[256], other_dir[256], path[512];
+    tiny_config(&cfg, "dgqa_diff", out_dir, sizeof out_dir);
+    tiny_config(&other, "dgqa_diff", other_dir, sizeof other_dir);
+    set(&other, "seed=99"); /* a different initialisation */
+    const int batch = 7;
+    clgqa_model *saved, *loaded;
+    TEST_OK(clgqa_model_create(rt, &cfg, batch, &saved));
+    TEST_OK(clgqa_model_create(rt, &other, batch, &loaded));
+    /* A non-trivial DGQA state that must travel with the weights. */
+    float cache[2] = {1.25f, 0.5f};
+    int32_t split[2] = {3, 1};
+    TEST_OK(clgqa_model_write_grouping(saved, 1, cache, split));
+
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    TEST_OK(clgqa_checkpoint_save_model(saved, &cfg, path));
+    TEST_OK(clgqa_checkpoint_load_model(loaded, path));
+
+    size_t n = clgqa_model_param_count(saved);
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    TEST_OK(clgqa_model_read_buffer(saved, CLGQA_PARAMS, a));
+    TEST_OK(clgqa_model_read_buffer(loaded, CLGQA_PARAMS, b));
+    ck_assert_msg(memcmp(a, b, n * sizeof(float)) == 0, "weights differ after the round trip");
+    float got_cache[2];
+    int32_t got_split[2];
+    TEST_OK(clgqa_model_read_grouping(loaded, 1, got_cache, got_split));
+    ck_assert(got_cache[0] == 1.25f && got_cache[1] == 0.5f);
+    ck_assert(got_split[0] == 3 && got_split[1] == 1);
+
+    cl_mem images = random_images(batch);
+    clgqa_view no_labels = {NULL, 0};
+    float logits_a[7 * 10], logits_b[7 * 10];
+    TEST_OK(clgqa_model_forward(saved, clgqa_view_at(images, 0), no_labels, batch, 0, 0, 0));
+    TEST_OK(clgqa_model_read_logits(saved, logits_a));
+    TEST_OK(clgqa_model_forward(loaded, clgqa_view_at(images, 0), no_labels, batch, 0, 0, 0));
+    TEST_OK(clgqa_model_read_logits(loaded, logits_b));
+    ck_assert_msg(memcmp(logits_a, logits_b, sizeof logits_a) == 0, "logits differ after loading");
+
+    clgqa_buffer_release(&images);
+    free(a);
+    free(b);
+    clgqa_model_destroy(saved);
+    clgqa_model_destroy(loaded);
+    remove_tree(out_dir);
+    remove_tree(other_dir);
+}
+END_TEST
+
+START_TEST(bad_checkpoints_are_refused_clearly) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg, wider;
+    char out_dir[256], wider_dir[256], path[512];
+    tiny_config(&cfg, "gqa", out_dir, sizeof out_dir);
+    tiny_config(&wider, "gqa", wider_dir, sizeof wider_dir);
+    set(&wider, "embed_dim=20");
+    TEST_OK(clgqa_config_finalize(&wider));
+    clgqa_model *model, *wide;
+    TEST_OK(clgqa_model_create(rt, &cfg, 4, &model));
+    TEST_OK(clgqa_model_create(rt, &wider, 4, &wide));
+
+    /* Missing file. */
+    snprintf(path, sizeof path, "%s/absent.safetensors", out_dir);
+    ck_assert_int_ne(clgqa_checkpoint_load_model(model, path), CLGQA_OK);
+    ck_assert_msg(strstr(clgqa_error_message(), "absent.safetensors"), "%s", clgqa_error_message());
+    /* Not a safetensors file. */
+    snprintf(path, sizeof path, "%s/garbage.safetensors", out_dir);
+    FILE *f = fopen(path, "wb");
+    fputs("this is not a checkpoint", f);
+    fclose(f);
+    ck_assert_int_ne(clgqa_checkpoint_load_model(model, path), CLGQA_OK);
+    /* Another model's shapes: the tensor and both shapes are named. */
+    snprintf(path, sizeof path, "%s/wide.safetensors", out_dir);
+    TEST_OK(clgqa_checkpoint_save_model(wide, &wider, path));
+    ck_assert_int_eq(clgqa_checkpoint_load_model(model, path), CLGQA_ERR_FORMAT);
+    const char *msg = clgqa_error_message();
+    ck_assert_msg(strstr(msg, "cls_token") && strstr(msg, "[1, 1, 20]") && strstr(msg, "[1, 1, 16]"),
+                  "%s", msg);
+    ck_assert_int_eq(clgqa_checkpoint_load_pretrained(model, path, NULL), CLGQA_ERR_FORMAT);
+    /* A model checkpoint cannot resume training. */
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    TEST_OK(clgqa_checkpoint_save_model(model, &cfg, path));
+    clgqa_train_state state;
+    ck_assert_int_ne(clgqa_checkpoint_load_training(model, path, cfg.seed, &state), CLGQA_OK);
+    ck_assert_msg(strstr(clgqa_error_message(), "optimizer"), "%s", clgqa_error_message());
+    clgqa_model_destroy(model);
+    clgqa_model_destroy(wide);
+    remove_tree(out_dir);
+    remove_tree(wider_dir);
+}
+END_TEST
+
+/* ---- resume ------------------------------------------------------------------ */
+
+static void assert_same_tensors(const char *path_a, const char *path_b) {
+    clgqa_safetensors *a, *b;
+    TEST_OK(clgqa_safetensors_open(path_a, &a));
+    TEST_OK(clgqa_safetensors_open(path_b, &b));
+    ck_assert_uint_eq(clgqa_safetensors_count(a), clgqa_safetensors_count(b));
+    for (size_t i = 0; i < clgqa_safetensors_count(a); i++) {
+        const clgqa_safetensor *ta = clgqa_safetensors_at(a, i);
+        const clgqa_safetensor *tb = clgqa_safetensors_find(b, ta->name);
+        ck_assert_msg(tb != NULL, "%s lacks %s", path_b, ta->name);
+        ck_assert_uint_eq(ta->nbytes, tb->nbytes);
+        ck_assert_msg(memcmp(ta->data, tb->data, ta->nbytes) == 0,
+                      "%s differs between the uninterrupted and the resumed run", ta->name);
+    }
+    clgqa_safetensors_close(a);
+    clgqa_safetensors_close(b);
+}
+
+/* Train 2 epochs straight, and 1 epoch + resume for 1: same bits. DGQA
+ * (state, windows, random fix-ups) and PGQA (noise per step) are the schemes
+ * with the most state to carry. */
+static void check_resume(const char *scheme) {
+    clgqa_config straight, split;
+    char straight_dir[256], split_dir[256], a[512], b[512];
+    tiny_config(&straight, scheme, straight_dir, sizeof straight_dir);
+    tiny_config(&split, scheme, split_dir, sizeof split_dir);
+    clgqa_train_result result;
+    train_quietly(&straight, NULL, 0, &result);
+    train_quietly(&split, NULL, 1, &result);
+    ck_assert_int_eq(result.epochs_done, 1);
+    snprintf(a, sizeof a, "%s/model.safetensors", split_dir);
+    ck_assert_msg(access(a, F_OK) != 0, "a stopped run wrote its final model");
+    train_quietly(&split, split_dir, 0, &result);
+    ck_assert_int_eq(result.epochs_done, 2);
+
+    snprintf(a, sizeof a, "%s/model.safetensors", straight_dir);
+    snprintf(b, sizeof b, "%s/model.safetensors", split_dir);
+    assert_same_tensors(a, b);
+    snprintf(a, sizeof a, "%s/last.safetensors", straight_dir);
+    snprintf(b, sizeof b, "%s/last.safetensors", split_dir);
+    assert_same_tensors(a, b);
+    /* The logs agree too (the resumed run keeps epoch 1's row). */
+    snprintf(a, sizeof a, "%s/run.csv", straight_dir);
+    snprintf(b, sizeof b, "%s/run.csv", split_dir);
+    char *text_a = read_text(a), *text_b = read_text(b);
+    ck_assert_str_eq(text_a, text_b);
+    free(text_a);
+    free(text_b);
+    remove_tree(straight_dir);
+    remove_tree(split_dir);
+}
+
+START_TEST(resume_matches_uninterrupted_run_dgqa) { check_resume("dgqa_diff"); }
+END_TEST
+
+START_TEST(resume_matches_uninterrupted_run_pgqa) { check_resume("pgqa"); }
+END_TEST
+
+START_TEST(resume_refuses_another_seed) {
+    clgqa_config cfg;
+    char out_dir[256];
+    tiny_config(&cfg, "gqa", out_dir, sizeof out_dir);
+    clgqa_train_result result;
+    train_quietly(&cfg, NULL, 1, &result);
+    set(&cfg, "seed=6");
+    clgqa_train_options options = {0};
+    options.resume_dir = out_dir;
+    options.quiet = 1;
+    ck_assert_int_eq(clgqa_train(test_runtime(), &cfg, &options, &result), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "seed"), "%s", clgqa_error_message());
+    remove_tree(out_dir);
+}
+END_TEST
+
+/* ---- schedule --------------------------------------------------------------- */
+
+START_TEST(schedule_follows_its_formula) {
+    clgqa_config cfg;
+    clgqa_config_defaults(&cfg);
+    cfg.lr = 0.002f;
+    cfg.schedule = CLGQA_SCHEDULE_CONSTANT;
+    cfg.warmup_steps = 10;
+    for (long step = 0; step < 200; step += 37)
+        ck_assert_float_eq(clgqa_schedule_lr(&cfg, step, 100), 0.002f);
+
+    cfg.schedule = CLGQA_SCHEDULE_COSINE;
+    const long total = 110, warmup = 10;
+    const long steps[] = {0, 4, 9, 10, 35, 60, 109};
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        long s = steps[i];
+        double want = s < warmup ? 0.002 * (double)(s + 1) / (double)warmup
+                                 : 0.002 * 0.5 * (1 + cos(M_PI * (double)(s - warmup) / (double)(total - warmup)));
+        /* float32 result of a double formula: 1e-6 relative */
+        float got = clgqa_schedule_lr(&cfg, s, total);
+        ck_assert_msg(fabs(got - want) <= 1e-6 * want, "step %ld: lr %.9g, want %.9g", s, got, want);
+    }
+    /* Values at landmarks: end of warmup = peak, halfway = half, never negative. */
+    ck_assert_float_eq_tol(clgqa_schedule_lr(&cfg, 9, total), 0.002f, 1e-9f);
+    ck_assert_float_eq_tol(clgqa_schedule_lr(&cfg, 60, total), 0.001f, 1e-8f);
+    ck_assert(clgqa_schedule_lr(&cfg, 500, total) >= 0.0f);
+    cfg.warmup_steps = 0;
+    ck_assert_float_eq_tol(clgqa_schedule_lr(&cfg, 0, 100), 0.002f, 1e-9f);
+
+    cfg.max_steps_per_epoch = 3;
+    ck_assert_int_eq(clgqa_steps_per_epoch(&cfg, 5), 3);
+    ck_assert_int_eq(clgqa_steps_per_epoch(&cfg, 2), 2);
+}
+END_TEST
+
+/* ---- uptraining ---------------------------------------------------------------- */
+
+#define TIMM_FIXTURE "tests/ref/fixtures/timm_vit.safetensors"
+#define TIMM_EXPECTED "tests/ref/fixtures/timm_uptrain_expected.safetensors"
+
+/* The fixture's model (tests/ref/make_timm_fixture.py): 9x9 RGB, patch 3,
+ * C 12, depth 2, H 6, G 3, 5 classes. */
+static void timm_config(clgqa_config *cfg, const char *scheme, int classes) {
+    clgqa_config_defaults(cfg);
+    char buf[64];
+    set(cfg, "dataset=cifar10");
+    set(cfg, "in_chans=3");
+    set(cfg, "size=c");
+    set(cfg, "img_size=9");
+    set(cfg, "patch_size=3");
+    set(cfg, "embed_dim=12");
+    set(cfg, "num_layers=2");
+    set(cfg, "num_heads=6");
+    set(cfg, "num_kv_heads=3");
+    snprintf(buf, sizeof buf, "num_classes=%d", classes);
+    set(cfg, buf);
+    snprintf(buf, sizeof buf, "att_scheme=%s", scheme);
+    set(cfg, buf);
+    TEST_OK(clgqa_config_finalize(cfg));
+}
+
+START_TEST(timm_checkpoint_converts_as_the_reference) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_safetensors *expected;
+    TEST_OK(clgqa_safetensors_open(TIMM_EXPECTED, &expected));
+    const clgqa_safetensor *input = clgqa_safetensors_find(expected, "input");
+    ck_assert_ptr_nonnull(input);
+    int batch = (int)input->shape[0];
+    float *x = malloc(input->numel * sizeof(float));
+    TEST_OK(clgqa_safetensors_read_f32(expected, "input", x, input->numel));
+    cl_mem images = test_upload(x, input->numel);
+
+    clgqa_config cfg;
+    timm_config(&cfg, "gqa", 5);
+    clgqa_model *model;
+    TEST_OK(clgqa_model_create(rt, &cfg, batch, &model));
+    TEST_OK(clgqa_checkpoint_load_pretrained(model, TIMM_FIXTURE, NULL));
+    /* q, k, v: the reference conversion; float32 averages of 2 heads
+     * against PyTorch's: 1e-6 relative. */
+    for (int layer = 0; layer < 2; layer++) {
+        for (const char *part = "qkv"; *part; part++) {
+            for (int w = 0; w < 2; w++) {
+                char name[64], ref_name[80];
+                snprintf(name, sizeof name, "blocks.%d.attn.%c.%s", layer, *part, w ? "bias" : "weight");
+                snprintf(ref_name, sizeof ref_name, "converted.%s", name);
+                const clgqa_tensor_info *t = clgqa_model_find_tensor(model, name);
+                ck_assert_ptr_nonnull(t);
+                float *got = malloc(t->numel * sizeof(float)), *want = malloc(t->numel * sizeof(float));
+                TEST_OK(clgqa_model_read_tensor(model, CLGQA_PARAMS, t, got));
+                TEST_OK(clgqa_safetensors_read_f32(expected, ref_name, want, t->numel));
+                test_assert_close_f(name, got, want, t->numel, 1e-6, 1e-7);
+                free(got);
+                free(want);
+            }
+        }
+    }
+    /* Logits of the converted model in evaluation mode against PyTorch's:
+     * whole model, 1e-4 relative (design brief). */
+    float logits[64], want[64];
+    const clgqa_safetensor *ref = clgqa_safetensors_find(expected, "expected.gqa.logits");
+    ck_assert_ptr_nonnull(ref);
+    ck_assert_uint_le(ref->numel, 64);
+    clgqa_view no_labels = {NULL, 0};
+    TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), no_labels, batch, 0, 0, 0));
+    TEST_OK(clgqa_model_read_logits(model, logits));
+    TEST_OK(clgqa_safetensors_read_f32(expected, "expected.gqa.logits", want, ref->numel));
+    test_assert_close_f("logits", logits, want, ref->numel, 1e-4, 1e-5);
+    clgqa_model_destroy(model);
+
+    /* Another class count: the head keeps its fresh initialisation (said),
+     * everything else converts. */
+    timm_config(&cfg, "kdgqa", 7);
+    clgqa_model *fresh, *uptrained;
+    TEST_OK(clgqa_model_create(rt, &cfg, batch, &fresh));
+    TEST_OK(clgqa_model_create(rt, &cfg, batch, &uptrained));
+    char *said = NULL;
+    size_t said_size = 0;
+    FILE *log = open_memstream(&said, &said_size);
+    TEST_OK(clgqa_checkpoint_load_pretrained(uptrained, TIMM_FIXTURE, log));
+    fclose(log);
+    ck_assert_msg(strstr(said, "re-initialised") && strstr(said, "5 classes"), "%s", said);
+    free(said);
+    const clgqa_tensor_info *head = clgqa_model_find_tensor(fresh, "head.weight");
+    const clgqa_tensor_info *norm = clgqa_model_find_tensor(fresh, "norm.weight");
+    float *h0 = malloc(head->numel * sizeof(float)), *h1 = malloc(head->numel * sizeof(float));
+    TEST_OK(clgqa_model_read_tensor(fresh, CLGQA_PARAMS, head, h0));
+    TEST_OK(clgqa_model_read_tensor(uptrained, CLGQA_PARAMS, head, h1));
+    ck_assert(memcmp(h0, h1, head->numel * sizeof(float)) == 0);
+    float n1[12], n_ref[12];
+    TEST_OK(clgqa_model_read_tensor(uptrained, CLGQA_PARAMS, norm, n1));
+    clgqa_safetensors *timm;
+    TEST_OK(clgqa_safetensors_open(TIMM_FIXTURE, &timm));
+    TEST_OK(clgqa_safetensors_read_f32(timm, "norm.weight", n_ref, 12));
+    ck_assert(memcmp(n1, n_ref, sizeof n1) == 0);
+    clgqa_safetensors_close(timm);
+    free(h0);
+    free(h1);
+    clgqa_model_destroy(fresh);
+    clgqa_model_destroy(uptrained);
+
+    /* Any other mismatch is refused, naming the tensor and both shapes. */
+    clgqa_config_defaults(&cfg);
+    timm_config(&cfg, "gqa", 5);
+    set(&cfg, "img_size=12");
+    TEST_OK(clgqa_config_finalize(&cfg));
+    TEST_OK(clgqa_model_create(rt, &cfg, 1, &model));
+    ck_assert_int_eq(clgqa_checkpoint_load_pretrained(model, TIMM_FIXTURE, NULL), CLGQA_ERR_FORMAT);
+    const char *msg = clgqa_error_message();
+    ck_assert_msg(strstr(msg, "pos_embed") && strstr(msg, "[1, 10, 12]") && strstr(msg, "[1, 17, 12]"),
+                  "%s", msg);
+    clgqa_model_destroy(model);
+    clgqa_buffer_release(&images);
+    free(x);
+    clgqa_safetensors_close(expected);
+}
+END_TEST
+
+/* ---- the CLI --------------------------------------------------------------------- */
+
+/* Runs build/clgqa (beside this test program) with `args` (shell words);
+ * returns the exit status and stderr. */
+static int run_cli(const char *args, char *err, size_t err_size) {
+    char exe[1024], cmd[4096], err_path[] = "/tmp/clgqa-test-cli-XXXXXX";
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert(n > 0);
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    int fd = mkstemp(err_path);
+    ck_assert(fd >= 0);
+    close(fd);
+    snprintf(cmd, sizeof cmd, "'%s/clgqa' %s >/dev/null 2>'%s'", exe, args, err_path);
+    int status = system(cmd);
+    FILE *f = fopen(err_path, "r");
+    size_t got = fread(err, 1, err_size - 1, f);
+    err[got] = '\0';
+    fclose(f);
+    unlink(err_path);
+    ck_assert(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* One line on stderr, naming `what`. */
+static void assert_one_clear_line(const char *err, const char *what) {
+    ck_assert_msg(strstr(err, what) != NULL, "stderr does not name '%s': %s", what, err);
+    const char *newline = strchr(err, '\n');
+    ck_assert_msg(newline && newline[1] == '\0', "not one line: %s", err);
+}
+
+START_TEST(cli_refuses_bad_input_clearly) {
+    char err[4096], args[2048], path[512];
+    make_dataset();
+    ck_assert_int_ne(run_cli("train /nonexistent/run.yaml", err, sizeof err), 0);
+    assert_one_clear_line(err, "/nonexistent/run.yaml");
+
+    snprintf(path, sizeof path, "%s/bad-key.yaml", data_dir);
+    FILE *f = fopen(path, "w");
+    fputs("dataset: mnist\nbogus_key: 3\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "train '%s'", path);
+    ck_assert_int_ne(run_cli(args, err, sizeof err), 0);
+    assert_one_clear_line(err, "bogus_key");
+
+    snprintf(args, sizeof args, "train '%s' --set nonsense=1", path);
+    ck_assert_int_ne(run_cli(args, err, sizeof err), 0);
+
+    snprintf(path, sizeof path, "%s/no-data.yaml", data_dir);
+    f = fopen(path, "w");
+    fprintf(f, "dataset: mnist\ndata_dir: %s/absent\nout_dir: %s/out\n", data_dir, data_dir);
+    fclose(f);
+    snprintf(args, sizeof args, "train '%s' --set epochs=1", path);
+    ck_assert_int_ne(run_cli(args, err, sizeof err), 0);
+    ck_assert_msg(strstr(err, "absent") != NULL, "stderr does not name the folder: %s", err);
+
+    snprintf(path, sizeof path, "%s/eval.yaml", data_dir);
+    f = fopen(path, "w");
+    fprintf(f, "dataset: mnist\ndata_dir: %s\nimg_size: 8\npatch_size: 4\nembed_dim: 16\n"
+               "num_layers: 1\nnum_heads: 4\nnum_kv_heads: 2\nbatch_size: 8\n", data_dir);
+    fclose(f);
+    snprintf(args, sizeof args, "eval '%s' --checkpoint '%s/no-such.safetensors'", path, data_dir);
+    ck_assert_int_ne(run_cli(args, err, sizeof err), 0);
+    assert_one_clear_line(err, "no-such.safetensors");
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("train");
+    TCase *tc = tcase_create("train");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, schedule_follows_its_formula);
+    tcase_add_test(tc, run_writes_csv_logs_config_and_model);
+    tcase_add_test(tc, checkpoint_round_trip_gives_identical_logits);
+    tcase_add_test(tc, bad_checkpoints_are_refused_clearly);
+    tcase_add_test(tc, resume_matches_uninterrupted_run_dgqa);
+    tcase_add_test(tc, resume_matches_uninterrupted_run_pgqa);
+    tcase_add_test(tc, resume_refuses_another_seed);
+    tcase_add_test(tc, timm_checkpoint_converts_as_the_reference);
+    tcase_add_test(tc, cli_refuses_bad_input_clearly);
+    suite_add_tcase(s, tc);
+    int status = test_run_suite(s);
+    if (data_dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
+        if (system(cmd) != 0)
+            status = 1;
+    }
+    return status;
+}
