@@ -441,7 +441,8 @@ static clgqa_status trainer_open(trainer *t) {
         break;
     case CLGQA_DGQA_DIFF:
     case CLGQA_DGQA_EMA:
-        t->groups_every = cfg->window_size > GROUPS_LOG_EVERY ? cfg->window_size : GROUPS_LOG_EVERY;
+        /* on window steps, where the split changes */
+        t->groups_every = (GROUPS_LOG_EVERY + cfg->window_size - 1) / cfg->window_size * cfg->window_size;
         break;
     default: /* static groups never move */
         t->groups_every = 0;
