@@ -425,6 +425,79 @@ START_TEST(schedule_follows_its_formula) {
 }
 END_TEST
 
+/* ---- PyTorch loads clgqa's checkpoints ------------------------------------------ */
+
+#define PYTHON "/usr/bin/python3"
+
+/* The trained tiny model of `scheme` saved by clgqa, its evaluation logits on
+ * fresh inputs (with fixed PGQA noise, written beside them), then
+ * tests/ref/check_checkpoint.py loads the checkpoint into the PyTorch
+ * reference and compares the logits (1e-4 relative, its default). */
+static void check_in_pytorch(const char *scheme) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg;
+    char out_dir[256], ckpt[512], input_path[512], cmd[1400];
+    tiny_config(&cfg, scheme, out_dir, sizeof out_dir);
+    clgqa_train_result result;
+    train_quietly(&cfg, NULL, 0, &result);
+    snprintf(ckpt, sizeof ckpt, "%s/model.safetensors", out_dir);
+
+    const int batch = 6;
+    clgqa_model *model;
+    TEST_OK(clgqa_model_create(rt, &cfg, batch, &model));
+    TEST_OK(clgqa_checkpoint_load_model(model, ckpt));
+    const clgqa_model_dims *d = clgqa_model_get_dims(model);
+    size_t noise_floats = (size_t)d->num_heads * d->tokens * d->head_dim;
+    float *noise = test_random_array(noise_floats * d->num_layers, 0.0f, 1.0f);
+    if (!strcmp(scheme, "pgqa"))
+        for (int layer = 0; layer < d->num_layers; layer++)
+            TEST_OK(clgqa_model_set_pgqa_noise(model, layer, noise + layer * noise_floats));
+    size_t image_floats = (size_t)batch * IMG * IMG;
+    float *x = test_random_array(image_floats, -1.0f, 1.0f);
+    cl_mem images = test_upload(x, image_floats);
+    clgqa_view no_labels = {NULL, 0};
+    float logits[6 * 10];
+    TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), no_labels, batch, 0, 0, 0));
+    TEST_OK(clgqa_model_read_logits(model, logits));
+
+    int64_t x_shape[4] = {batch, 1, IMG, IMG}, logit_shape[2] = {batch, 10};
+    int64_t noise_shape[2] = {d->num_heads, (int64_t)d->tokens * d->head_dim};
+    char noise_names[2][32];
+    clgqa_safetensor_out tensors[4] = {{"input", CLGQA_DTYPE_F32, 4, x_shape, x},
+                                       {"logits", CLGQA_DTYPE_F32, 2, logit_shape, logits}};
+    size_t count = 2;
+    for (int layer = 0; !strcmp(scheme, "pgqa") && layer < d->num_layers; layer++) {
+        snprintf(noise_names[layer], sizeof noise_names[layer], "pgqa_noise.%d", layer);
+        clgqa_safetensor_out t = {noise_names[layer], CLGQA_DTYPE_F32, 2, noise_shape,
+                                  noise + layer * noise_floats};
+        tensors[count++] = t;
+    }
+    snprintf(input_path, sizeof input_path, "%s/input.safetensors", out_dir);
+    TEST_OK(clgqa_safetensors_write(input_path, tensors, count, NULL, 0));
+    snprintf(cmd, sizeof cmd, PYTHON " tests/ref/check_checkpoint.py '%s' '%s' >&2", ckpt,
+             input_path);
+    int status = system(cmd);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the PyTorch reference disagrees with clgqa's %s checkpoint", scheme);
+    clgqa_buffer_release(&images);
+    free(x);
+    free(noise);
+    clgqa_model_destroy(model);
+    remove_tree(out_dir);
+}
+
+START_TEST(checkpoints_load_into_the_pytorch_reference) {
+    if (system(PYTHON " -c 'import torch' 2>/dev/null") != 0) {
+        fprintf(stderr, "checkpoints_load_into_the_pytorch_reference: skipped, " PYTHON
+                        " has no torch (Debian python3-torch)\n");
+        return;
+    }
+    check_in_pytorch("kdgqa");
+    check_in_pytorch("dgqa_ema");
+    check_in_pytorch("pgqa");
+}
+END_TEST
+
 /* ---- uptraining ---------------------------------------------------------------- */
 
 #define TIMM_FIXTURE "tests/ref/fixtures/timm_vit.safetensors"
@@ -625,6 +698,7 @@ int main(void) {
     tcase_add_test(tc, resume_matches_uninterrupted_run_dgqa);
     tcase_add_test(tc, resume_matches_uninterrupted_run_pgqa);
     tcase_add_test(tc, resume_refuses_another_seed);
+    tcase_add_test(tc, checkpoints_load_into_the_pytorch_reference);
     tcase_add_test(tc, timm_checkpoint_converts_as_the_reference);
     tcase_add_test(tc, cli_refuses_bad_input_clearly);
     suite_add_tcase(s, tc);
