@@ -23,8 +23,10 @@ static int is_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-void clgqa_dataset_root(const char *root, const char *marker, const char *archive_folder,
-                        char *out, size_t out_size) {
+/* root, or root/archive_folder when only the latter holds `marker` (the
+ * folder a published archive unpacks into). */
+static void dataset_root(const char *root, const char *marker, const char *archive_folder,
+                         char *out, size_t out_size) {
     char probe[4096];
     snprintf(out, out_size, "%s", root);
     snprintf(probe, sizeof probe, "%s/%s", root, marker);
@@ -112,11 +114,11 @@ static clgqa_status open_cifar(clgqa_dataset *ds, const char *root, int hundred)
     if (hundred) {
         files = ds->split == CLGQA_SPLIT_TRAIN ? train_files100 : test_files100;
         file_count = 1;
-        clgqa_dataset_root(root, files[0], "cifar-100-binary", dir, sizeof dir);
+        dataset_root(root, files[0], "cifar-100-binary", dir, sizeof dir);
     } else {
         files = ds->split == CLGQA_SPLIT_TRAIN ? train_files10 : test_files10;
         file_count = ds->split == CLGQA_SPLIT_TRAIN ? 5 : 1;
-        clgqa_dataset_root(root, files[0], "cifar-10-batches-bin", dir, sizeof dir);
+        dataset_root(root, files[0], "cifar-10-batches-bin", dir, sizeof dir);
     }
     /* CIFAR-100 records hold the coarse label (20 classes) then the fine one. */
     clgqa_cifar_format fmt = {1, 0, 10};
@@ -193,11 +195,11 @@ static clgqa_status open_by_name(clgqa_dataset *ds) {
     if (strcmp(name, "cifar100") == 0)
         return open_cifar(ds, dir, 1);
     if (strcmp(name, "tiny-imagenet-200") == 0) {
-        clgqa_dataset_root(dir, "wnids.txt", "tiny-imagenet-200", root, sizeof root);
+        dataset_root(dir, "wnids.txt", "tiny-imagenet-200", root, sizeof root);
         return clgqa_open_tiny_imagenet(ds, root);
     }
     if (strcmp(name, "food101") == 0) {
-        clgqa_dataset_root(dir, "meta", "food-101", root, sizeof root);
+        dataset_root(dir, "meta", "food-101", root, sizeof root);
         return clgqa_open_food101(ds, root);
     }
     if (strcmp(name, "cinic10") == 0 || strcmp(name, "imagefolder") == 0)

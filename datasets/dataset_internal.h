@@ -20,8 +20,6 @@ typedef struct clgqa_image {
 #define CLGQA_IMAGE_MAX_SIDE 16384
 #define CLGQA_IMAGE_MAX_PIXELS (64u << 20)
 
-clgqa_status clgqa_image_alloc(clgqa_image *img, int width, int height, int channels);
-void clgqa_image_free(clgqa_image *img);
 
 /* ---- fileio.c ---- */
 /* Whole file into a malloc'ed buffer; refuses files over max_bytes. */
@@ -62,6 +60,8 @@ clgqa_status clgqa_cifar_decode(const uint8_t *data, size_t count, const char *n
                                 int32_t *labels);
 
 /* ---- image.c: JPEG and PNG decode, channel conversion ---- */
+clgqa_status clgqa_image_alloc(clgqa_image *img, int width, int height, int channels);
+void clgqa_image_free(clgqa_image *img);
 /* Decodes a JPEG (gray, RGB, YCbCr, CMYK) or PNG from memory into gray or RGB.
  * For a JPEG at least twice min_side in both directions, libjpeg's DCT
  * scaling first shrinks it by 2, 4 or 8 while staying at least min_side (as
@@ -122,10 +122,5 @@ struct clgqa_dataset {
 clgqa_status clgqa_open_tiny_imagenet(clgqa_dataset *ds, const char *root);
 clgqa_status clgqa_open_food101(clgqa_dataset *ds, const char *root);
 clgqa_status clgqa_open_image_folder(clgqa_dataset *ds, const char *root);
-
-/* root, or root/archive_folder when only the latter holds `marker` (the
- * folder a published archive unpacks into). */
-void clgqa_dataset_root(const char *root, const char *marker, const char *archive_folder,
-                        char *out, size_t out_size);
 
 #endif

@@ -12,6 +12,22 @@
 
 #include "dataset_internal.h"
 
+clgqa_status clgqa_image_alloc(clgqa_image *img, int width, int height, int channels) {
+    img->pixels = malloc((size_t)width * (size_t)height * (size_t)channels);
+    if (!img->pixels)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate a %dx%dx%d image", width,
+                          height, channels);
+    img->width = width;
+    img->height = height;
+    img->channels = channels;
+    return CLGQA_OK;
+}
+
+void clgqa_image_free(clgqa_image *img) {
+    free(img->pixels);
+    img->pixels = NULL;
+}
+
 static clgqa_status check_dimensions(const char *name, unsigned long width, unsigned long height) {
     if (width == 0 || height == 0 || width > CLGQA_IMAGE_MAX_SIDE ||
         height > CLGQA_IMAGE_MAX_SIDE || width * height > CLGQA_IMAGE_MAX_PIXELS)
