@@ -163,11 +163,14 @@ clgqa_status clgqa_sgemm(clgqa_runtime *rt, int trans_a, int trans_b, size_t m, 
     if (k == 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_sgemm: k must be positive");
     CLGQA_TRY(clgqa_gemm_apply_tuning(rt));
+    /* CLBlast may enqueue several kernels (pad, transpose, product): a
+     * profiling span covers them all. */
+    clgqa_profile_span_begin(rt);
     CLBlastStatusCode status = CLBlastSgemm(
         CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
         trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.mem, a.offset, lda,
-        b.mem, b.offset, ldb, beta, c.mem, c.offset, ldc, &rt->queue,
-        clgqa_profile_slot(rt, "gemm", 2.0 * (double)m * (double)n * (double)k));
+        b.mem, b.offset, ldb, beta, c.mem, c.offset, ldc, &rt->queue, NULL);
+    clgqa_profile_span_end(rt, "gemm", 2.0 * (double)m * (double)n * (double)k);
     return check_clblast(status, "CLBlastSgemm", m, n, k);
 }
 
@@ -181,12 +184,13 @@ clgqa_status clgqa_sgemm_strided_batched(clgqa_runtime *rt, int trans_a, int tra
     if (k == 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_sgemm_strided_batched: k must be positive");
     CLGQA_TRY(clgqa_gemm_apply_tuning(rt));
+    clgqa_profile_span_begin(rt);
     CLBlastStatusCode status = CLBlastSgemmStridedBatched(
         CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
         trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.mem, a.offset, lda,
         stride_a, b.mem, b.offset, ldb, stride_b, beta, c.mem, c.offset, ldc, stride_c, batch,
-        &rt->queue,
-        clgqa_profile_slot(rt, "gemm", 2.0 * (double)m * (double)n * (double)k * (double)batch));
+        &rt->queue, NULL);
+    clgqa_profile_span_end(rt, "gemm", 2.0 * (double)m * (double)n * (double)k * (double)batch);
     return check_clblast(status, "CLBlastSgemmStridedBatched", m, n, k);
 }
 

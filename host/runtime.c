@@ -574,13 +574,14 @@ clgqa_status clgqa_finish(clgqa_runtime *rt) {
 typedef struct profiled_event {
     const char *label; /* static strings: family names, "gemm", "transfer" */
     cl_event event;
+    cl_event span_start; /* a marker before a span (its end starts the span), or NULL */
     double flops;
 } profiled_event;
 
 struct clgqa_profiler {
     profiled_event *events;
     int count, capacity;
-    cl_event spare; /* slot handed out when the list cannot grow */
+    cl_event span_start; /* marker of an open span */
 };
 
 clgqa_status clgqa_profile_begin(clgqa_runtime *rt) {
@@ -604,8 +605,31 @@ cl_event *clgqa_profile_slot(clgqa_runtime *rt, const char *label, double flops)
         p->events = grown;
         p->capacity = capacity;
     }
-    p->events[p->count] = (profiled_event){label, NULL, flops};
+    p->events[p->count] = (profiled_event){label, NULL, NULL, flops};
     return &p->events[p->count++].event;
+}
+
+void clgqa_profile_span_begin(clgqa_runtime *rt) {
+    clgqa_profiler *p = rt->profiler;
+    if (p && !p->span_start &&
+        clEnqueueMarkerWithWaitList(rt->queue, 0, NULL, &p->span_start) != CL_SUCCESS)
+        p->span_start = NULL;
+}
+
+void clgqa_profile_span_end(clgqa_runtime *rt, const char *label, double flops) {
+    clgqa_profiler *p = rt->profiler;
+    if (!p || !p->span_start)
+        return;
+    cl_event start = p->span_start;
+    p->span_start = NULL;
+    cl_event *slot = clgqa_profile_slot(rt, label, flops);
+    if (!slot || clEnqueueMarkerWithWaitList(rt->queue, 0, NULL, slot) != CL_SUCCESS) {
+        if (slot)
+            *slot = NULL;
+        clReleaseEvent(start);
+        return;
+    }
+    p->events[p->count - 1].span_start = start;
 }
 
 clgqa_status clgqa_profile_end(clgqa_runtime *rt, clgqa_profile_total *totals, int max_totals,
@@ -617,13 +641,20 @@ clgqa_status clgqa_profile_end(clgqa_runtime *rt, clgqa_profile_total *totals, i
     rt->profiler = NULL;
     clgqa_status status = clgqa_finish(rt);
     for (int i = 0; i < p->count; i++) {
-        cl_event e = p->events[i].event;
-        if (!e)
+        cl_event e = p->events[i].event, span_start = p->events[i].span_start;
+        if (!e) {
+            if (span_start)
+                clReleaseEvent(span_start);
             continue;
+        }
+        /* A span runs from the end of its start marker to the end of its
+         * closing marker (in-order queue: everything between them). */
         cl_ulong start = 0, end = 0;
         if (status == CLGQA_OK &&
-            clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL) ==
-                CL_SUCCESS &&
+            clGetEventProfilingInfo(span_start ? span_start : e,
+                                    span_start ? CL_PROFILING_COMMAND_END
+                                               : CL_PROFILING_COMMAND_START,
+                                    sizeof start, &start, NULL) == CL_SUCCESS &&
             clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL) ==
                 CL_SUCCESS) {
             int t = 0;
@@ -641,7 +672,11 @@ clgqa_status clgqa_profile_end(clgqa_runtime *rt, clgqa_profile_total *totals, i
             }
         }
         clReleaseEvent(e);
+        if (span_start)
+            clReleaseEvent(span_start);
     }
+    if (p->span_start)
+        clReleaseEvent(p->span_start);
     free(p->events);
     free(p);
     return status;

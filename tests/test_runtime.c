@@ -179,6 +179,12 @@ START_TEST(profiler_sums_device_time_per_label) {
     TEST_OK(CLGQA_ARG(k, 0, mem));
     TEST_OK(clgqa_launch_1d(rt, k, 64, 0));
     TEST_OK(clgqa_launch_1d(rt, k, 64, 0));
+    /* A span (as around a CLBlast call): its launches count once, under its label. */
+    clgqa_profile_span_begin(rt);
+    cl_event inside;
+    ck_assert_int_eq(clEnqueueNDRangeKernel(rt->queue, k, 1, NULL, (size_t[]){64}, NULL, 0, NULL,
+                                            &inside), CL_SUCCESS);
+    clgqa_profile_span_end(rt, "span", 1000.0);
     clgqa_profile_total totals[8];
     int count;
     TEST_OK(clgqa_profile_end(rt, totals, 8, &count));
@@ -197,6 +203,22 @@ START_TEST(profiler_sums_device_time_per_label) {
     }
     ck_assert(found_kernel);
     ck_assert_int_eq(found_transfer, 1);
+    int found_span = 0;
+    for (int i = 0; i < count; i++)
+        if (!strcmp(totals[i].label, "span")) {
+            found_span = 1;
+            ck_assert_int_eq(totals[i].launches, 1);
+            ck_assert(totals[i].flops == 1000.0);
+            /* The span covers the kernel inside it. */
+            cl_ulong start, end;
+            clGetEventProfilingInfo(inside, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL);
+            clGetEventProfilingInfo(inside, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL);
+            ck_assert_msg(totals[i].milliseconds >= (double)(end - start) * 1e-6 * 0.999,
+                          "span %.4f ms < kernel %.4f ms", totals[i].milliseconds,
+                          (double)(end - start) * 1e-6);
+        }
+    ck_assert(found_span);
+    clReleaseEvent(inside);
     /* end without begin is an error, not a crash. */
     ck_assert_int_eq(clgqa_profile_end(rt, totals, 8, &count), CLGQA_ERR_INVALID_ARG);
     clReleaseMemObject(mem);

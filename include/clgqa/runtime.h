@@ -130,6 +130,10 @@ clgqa_status clgqa_profile_end(clgqa_runtime *rt, clgqa_profile_total *totals, i
 /* The event slot for the next command under `label`: NULL when not profiling.
  * `flops` is the arithmetic that command performs (0 when not counted). */
 cl_event *clgqa_profile_slot(clgqa_runtime *rt, const char *label, double flops);
+/* For a library call that enqueues several commands with one event or none
+ * (CLBlast): markers around it time everything between them. */
+void clgqa_profile_span_begin(clgqa_runtime *rt);
+void clgqa_profile_span_end(clgqa_runtime *rt, const char *label, double flops);
 
 /* Name of an OpenCL status ("CL_OUT_OF_RESOURCES"). */
 const char *clgqa_cl_status_name(cl_int status);
