@@ -63,7 +63,13 @@ static clgqa_status apply_tuning_json(clgqa_runtime *rt, const char *origin, con
                             origin);
         goto done;
     }
-    if (strcmp(device->valuestring, rt->device_name) || strcmp(precision->valuestring, "32"))
+    /* "clgqa_device_match" (our addition) widens the match from the tuned
+     * device's exact name to every device whose name contains it. */
+    const cJSON *match = cJSON_GetObjectItemCaseSensitive(root, "clgqa_device_match");
+    int same_device = cJSON_IsString(match) && match->valuestring[0]
+                          ? strstr(rt->device_name, match->valuestring) != NULL
+                          : !strcmp(device->valuestring, rt->device_name);
+    if (!same_device || strcmp(precision->valuestring, "32"))
         goto done; /* another device or precision */
 
     char names_text[1024];

@@ -210,6 +210,26 @@ START_TEST(tuning_files_are_applied_by_device_name) {
     clReleaseMemObject(dc);
     clgqa_runtime_destroy(rt);
 
+    /* clgqa_device_match widens the match to names containing it. */
+    char part[5] = {0};
+    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    memcpy(part, rt->device_name, 4);
+    char path[600];
+    snprintf(path, sizeof path, "%s/other.json", dir);
+    remove(path);
+    snprintf(path, sizeof path, "%s/mine.json", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "{\"precision\": \"32\", \"best_kernel\": \"XgemmDirect\", \"device\": \"another "
+            "name\", \"clgqa_device_match\": \"%s\", \"best_parameters\": \"KWID=2 MDIMAD=8 "
+            "MDIMCD=8 NDIMBD=8 NDIMCD=8 PADA=1 PADB=1 VWMD=1 VWND=1 WGD=16\"}",
+            part);
+    fclose(f);
+    TEST_OK(clgqa_gemm_apply_tuning(rt));
+    ck_assert_msg(strstr(rt->clblast_tuning, "mine.json"), "applied: '%s'", rt->clblast_tuning);
+    clgqa_runtime_destroy(rt);
+
     /* A malformed file is an error naming it. */
     write_tuning(dir, "mine.json", "x\" broken", "");
     TEST_OK(clgqa_runtime_create(NULL, &rt));

@@ -7,7 +7,8 @@
 /* Give CLBlast the tuned parameters for this device: the tuner results
  * shipped in tuning/ (embedded at build time) and the *.json files in
  * $CLGQA_TUNING_DIR (written by Debian's clblast_tuner_* programs), matched by
- * device name. Done once per runtime, by the first GEMM; records the tuned
+ * device name (or, when the file has "clgqa_device_match", by that substring
+ * of the name). Done once per runtime, by the first GEMM; records the tuned
  * kernels in rt->clblast_tuning. A malformed file is an error naming it. */
 clgqa_status clgqa_gemm_apply_tuning(clgqa_runtime *rt);
 
