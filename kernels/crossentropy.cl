@@ -66,13 +66,17 @@ __kernel void crossentropy_forward(__global float *losses, const uint losses_off
         }
     group_argmax(values, indices, &best, &best_index);
 
+    /* One exp per element: probs holds exp(x - max) until scaled. */
     float sum = 0.0f;
-    for (uint c = lid; c < classes; c += size)
-        sum += exp(x[c] - best);
+    for (uint c = lid; c < classes; c += size) {
+        const float e = exp(x[c] - best);
+        p[c] = e;
+        sum += e;
+    }
     sum = group_sum(values, sum);
     const float inv_sum = 1.0f / sum;
     for (uint c = lid; c < classes; c += size)
-        p[c] = exp(x[c] - best) * inv_sum;
+        p[c] *= inv_sum;
 
     if (lid == 0) {
         const int label = labels[labels_off + row];

@@ -24,27 +24,29 @@ __kernel void accumulate(__global float *dst, const uint dst_off, __global const
         dst[dst_off + i] += src[src_off + i];
 }
 
-/* x[r, c] += bias[c] over rows * cols elements. */
+/* x[r, c] += bias[c]; work-item (c, r), so no index division. */
 __kernel void bias_add(__global float *x, const uint x_off, __global const float *bias,
                        const uint bias_off, const uint rows, const uint cols) {
-    const uint i = get_global_id(0);
-    if (i < rows * cols)
-        x[x_off + i] += bias[bias_off + i % cols];
+    const uint c = get_global_id(0), r = get_global_id(1);
+    if (c < cols && r < rows)
+        x[x_off + r * cols + c] += bias[bias_off + c];
 }
 
 /* dbias[c] += sum_r dy[r, c]. A work-group of (columns x slices): work-item
- * (c, s) sums rows s, s + slices, ... of column c in order, then the slices
- * are combined by a fixed tree in local memory, so the result does not
- * depend on scheduling. get_local_size(1) is a power of two. */
+ * (c, s) sums the s-th contiguous block of rows of column c in order, then
+ * the slices are combined by a fixed tree in local memory, so the result
+ * does not depend on scheduling. get_local_size(1) is a power of two. */
 __kernel void bias_backward(__global float *dbias, const uint dbias_off,
                             __global const float *dy, const uint dy_off, const uint rows,
                             const uint cols, __local float *partial) {
     const uint c = get_global_id(0);
     const uint lc = get_local_id(0), s = get_local_id(1);
     const uint columns = get_local_size(0), slices = get_local_size(1);
+    const uint block = (rows + slices - 1) / slices;
+    const uint end = min(rows, (s + 1) * block);
     float sum = 0.0f;
     if (c < cols)
-        for (uint r = s; r < rows; r += slices)
+        for (uint r = s * block; r < end; r++)
             sum += dy[dy_off + r * cols + c];
     partial[s * columns + lc] = sum;
     barrier(CLK_LOCAL_MEM_FENCE);

@@ -86,7 +86,7 @@ __kernel void layernorm_backward_input(__global float *din, const uint din_off,
 
 /* dweight[c] += sum_r dout[r, c] * xhat[r, c]; dbias[c] += sum_r dout[r, c].
  * Work-group of (columns x slices) as elementwise.cl's bias_backward: each
- * work-item sums a fixed slice of rows, slices combine by a fixed tree. */
+ * work-item sums a fixed block of rows, the blocks combine by a fixed tree. */
 __kernel void layernorm_backward_params(__global float *dweight, const uint dweight_off,
                                         __global float *dbias, const uint dbias_off,
                                         __global const float *dout, const uint dout_off,
@@ -98,9 +98,11 @@ __kernel void layernorm_backward_params(__global float *dweight, const uint dwei
     const uint c = get_global_id(0);
     const uint lc = get_local_id(0), s = get_local_id(1);
     const uint columns = get_local_size(0), slices = get_local_size(1);
+    const uint block = (rows + slices - 1) / slices;
+    const uint end = min(rows, (s + 1) * block);
     float dw = 0.0f, db = 0.0f;
     if (c < cols)
-        for (uint r = s; r < rows; r += slices) {
+        for (uint r = s * block; r < end; r++) {
             const float dy = dout[dout_off + r * cols + c];
             const float xhat = (in[in_off + r * cols + c] - mean[mean_off + r]) * rstd[rstd_off + r];
             dw += dy * xhat;

@@ -32,8 +32,10 @@ float group_max(__local float *scratch, float value) {
     return result;
 }
 
-/* out = exp(in - max) / sum exp(in - max). out may alias in: each
- * work-item reads and writes only its own elements in the last pass. */
+/* out = exp(in - max) / sum exp(in - max), with one exp per element: the
+ * second pass stores exp(in - max) in out and the third scales it. out may
+ * alias in: after the first pass's barrier, each work-item reads and writes
+ * only its own elements. */
 __kernel void softmax_forward(__global float *out, const uint out_off, __global const float *in,
                               const uint in_off, const uint cols, __local float *scratch) {
     const uint row = get_group_id(0), lid = get_local_id(0), size = get_local_size(0);
@@ -46,12 +48,15 @@ __kernel void softmax_forward(__global float *out, const uint out_off, __global 
     row_max = group_max(scratch, row_max);
 
     float sum = 0.0f;
-    for (uint c = lid; c < cols; c += size)
-        sum += exp(x[c] - row_max);
+    for (uint c = lid; c < cols; c += size) {
+        const float e = exp(x[c] - row_max);
+        y[c] = e;
+        sum += e;
+    }
     const float inv_sum = 1.0f / group_sum(scratch, sum);
 
     for (uint c = lid; c < cols; c += size)
-        y[c] = exp(x[c] - row_max) * inv_sum;
+        y[c] *= inv_sum;
 }
 
 /* din += out * (dout - sum_c dout * out) */

@@ -182,6 +182,11 @@ START_TEST(bad_arguments_are_refused) {
     clgqa_view v = clgqa_view_at(mem, 0);
     ck_assert_int_eq(clgqa_crossentropy_forward(rt, v, v, v, v, v, 2, 0), CLGQA_ERR_INVALID_ARG);
     ck_assert_int_eq(clgqa_crossentropy_forward(rt, v, v, v, v, v, 3, 3), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_crossentropy_forward(rt, clgqa_view_at(mem, 6), clgqa_view_at(mem, 7),
+                                                clgqa_view_at(mem, 1), v, clgqa_view_at(mem, 5),
+                                                1, 4),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "overlap"), "%s", clgqa_error_message());
     ck_assert_int_eq(clgqa_crossentropy_backward(rt, v, v, v, 3, 3, 1.0f), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "clgqa_crossentropy_backward"), "%s",
                   clgqa_error_message());

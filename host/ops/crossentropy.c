@@ -21,6 +21,10 @@ clgqa_status clgqa_crossentropy_forward(clgqa_runtime *rt, clgqa_view losses, cl
     CLGQA_TRY(clgqa_check_view(op, "probs", probs, n, sizeof(float)));
     CLGQA_TRY(clgqa_check_view(op, "logits", logits, n, sizeof(float)));
     CLGQA_TRY(clgqa_check_view(op, "labels", labels, rows, sizeof(cl_int)));
+    /* The kernel reads the logits after writing probabilities. */
+    if (probs.mem == logits.mem && probs.offset < logits.offset + n &&
+        logits.offset < probs.offset + n)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: probs must not overlap logits", op);
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "crossentropy_forward", &k));
     size_t local = clgqa_row_group_size(rt, k, classes);

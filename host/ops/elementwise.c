@@ -104,7 +104,10 @@ clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, si
     CLGQA_TRY(clgqa_set_view_arg(k, 2, bias));
     CLGQA_TRY(clgqa_set_uint_arg(k, 4, rows));
     CLGQA_TRY(clgqa_set_uint_arg(k, 5, cols));
-    return clgqa_launch_1d(rt, k, n, elementwise_local(rt, k));
+    size_t local = elementwise_local(rt, k), columns = 1;
+    while (columns < cols && columns < local)
+        columns *= 2;
+    return clgqa_launch_2d(rt, k, cols, rows, columns, local / columns);
 }
 
 clgqa_status clgqa_bias_backward(clgqa_runtime *rt, clgqa_view dbias, clgqa_view dy, size_t rows,

@@ -57,7 +57,8 @@ clgqa_status clgqa_softmax_backward(clgqa_runtime *rt, clgqa_view din, clgqa_vie
 /* ---- crossentropy.cl ---- */
 /* From logits [rows, classes] and int labels [rows]: probs = softmax(logits),
  * losses[r] = -log probs[r, label], correct[r] = (argmax_c logits[r] == label)
- * as 1.0f/0.0f (first index wins ties). */
+ * as 1.0f/0.0f (first index wins ties); a label outside [0, classes) gives
+ * a NaN loss and correct 0. probs must not overlap logits. */
 clgqa_status clgqa_crossentropy_forward(clgqa_runtime *rt, clgqa_view losses, clgqa_view correct,
                                         clgqa_view probs, clgqa_view logits, clgqa_view labels,
                                         size_t rows, size_t classes);
