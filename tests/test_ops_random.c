@@ -46,15 +46,14 @@ START_TEST(uniform_equals_host_bit_for_bit) {
                 float *got = device_draw(0, n, seeds[k], streams[t], 0, 0);
                 float *want = op_floats(n);
                 clgqa_host_uniform(want, n, seeds[k], streams[t]);
-                for (size_t i = 0; i < n; i++) {
-                    ck_assert_msg(memcmp(&got[i], &want[i], sizeof(float)) == 0,
-                                  "uniform[%zu] (n %zu, seed %llx, stream %llx): device %.9g, "
-                                  "host %.9g",
-                                  i, n, (unsigned long long)seeds[k],
-                                  (unsigned long long)streams[t], (double)got[i],
-                                  (double)want[i]);
-                    ck_assert(got[i] >= 0.0f && got[i] < 1.0f);
-                }
+                for (size_t i = 0; i < n; i++)
+                    if (memcmp(&got[i], &want[i], sizeof(float)) != 0 ||
+                        !(got[i] >= 0.0f && got[i] < 1.0f))
+                        ck_abort_msg("uniform[%zu] (n %zu, seed %llx, stream %llx): device "
+                                     "%.9g, host %.9g",
+                                     i, n, (unsigned long long)seeds[k],
+                                     (unsigned long long)streams[t], (double)got[i],
+                                     (double)want[i]);
                 free(got);
                 free(want);
             }
