@@ -1,6 +1,6 @@
 /* Deterministic sum and sum of squares in two stages: `groups` work-groups
- * each reduce a fixed, interleaved share of the input to one partial sum,
- * then one work-group reduces the partial sums. Every step has a fixed order
+ * each reduce a fixed share of the input to one partial sum, then one
+ * work-group reduces the partial sums. Every step has a fixed order
  * (per-work-item loops, then a fixed tree in local memory), so the result
  * is the same on every run. */
 

@@ -202,6 +202,24 @@ static void check_shape(size_t rows, size_t cols, float eps) {
     op_assert_close_scaled("layernorm dbias", got_cols, dbias, db_scale, cols,
                            1e-5 + (rows + 1) * U);
 
+    /* Same inputs, same parameter-gradient bits: the row sums have a fixed
+     * order. */
+    float *first_dw = op_floats(cols), *first_db = op_floats(cols), *again = op_floats(cols);
+    op_download_padded("dweight", dw_mem, first_dw, cols);
+    op_download_padded("dbias", db_mem, first_db, cols);
+    op_write_padded(dw_mem, dweight0, cols);
+    op_write_padded(db_mem, dbias0, cols);
+    TEST_OK(clgqa_layernorm_backward(rt, op_view(din_mem), op_view(dw_mem), op_view(db_mem),
+                                     op_view(dout_mem), op_view(in_mem), op_view(mean_mem),
+                                     op_view(rstd_mem), op_view(w_mem), rows, cols));
+    op_download_padded("dweight again", dw_mem, again, cols);
+    ck_assert_msg(memcmp(again, first_dw, cols * sizeof *again) == 0,
+                  "layernorm dweight differs between two identical runs");
+    op_download_padded("dbias again", db_mem, again, cols);
+    ck_assert_msg(memcmp(again, first_db, cols * sizeof *again) == 0,
+                  "layernorm dbias differs between two identical runs");
+    free(first_dw), free(first_db), free(again);
+
     /* In place (out aliases in) gives the same output. */
     TEST_OK(clgqa_layernorm_forward(rt, op_view(in_mem), op_view(mean_mem), op_view(rstd_mem),
                                     op_view(in_mem), op_view(w_mem), op_view(b_mem), rows, cols,

@@ -12,7 +12,7 @@
 
 /* Fails unless `view` holds `count` elements of `elem_bytes` inside its
  * buffer and offset + count fits in a cl_uint. `op` and `name` label the
- * message ("clgqa_add: view 'b' ..."). */
+ * message ("clgqa_add: tensor 'b' ..."). */
 static inline clgqa_status clgqa_check_view(const char *op, const char *name, clgqa_view view,
                                             size_t count, size_t elem_bytes) {
     if (!view.mem)
