@@ -5,9 +5,11 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clgqa/pos_embed.h"
 #include "clgqa/safetensors.h"
 
 #define OPTIM_M_PREFIX "optim.m."
@@ -358,12 +360,46 @@ static char attn_projection(const char *name, const char **kind) {
     return p[0];
 }
 
+/* A pos_embed [1, 1 + n*n, C] of another patch grid (a 224 checkpoint for
+ * 32x32 images): the class token kept, the n x n grid resampled to the
+ * model's (timm's resample_abs_pos_embed). 0 when `st` is not such a tensor. */
+static int is_square_pos_embed(const clgqa_safetensor *st, const clgqa_model_dims *dims, int *grid) {
+    if (st->ndim != 3 || st->shape[0] != 1 || st->shape[2] != dims->embed_dim || st->shape[1] < 2)
+        return 0;
+    int64_t cells = st->shape[1] - 1, n = (int64_t)sqrt((double)cells);
+    while (n * n > cells)
+        n--;
+    while ((n + 1) * (n + 1) <= cells)
+        n++;
+    *grid = (int)n;
+    return n * n == cells;
+}
+
+static clgqa_status read_resampled_pos_embed(const clgqa_safetensors *file, const clgqa_safetensor *st,
+                                             const clgqa_model_dims *dims, int old_grid, int antialias,
+                                             float *dst, FILE *log) {
+    clgqa_status status = CLGQA_OK;
+    float *src = alloc_or_fail(st->numel * sizeof(float), "the checkpoint's pos_embed", &status);
+    if (status == CLGQA_OK)
+        status = clgqa_safetensors_read_f32(file, st->name, src, st->numel);
+    if (status == CLGQA_OK)
+        status = clgqa_pos_embed_resample(src, old_grid, dst, dims->grid, dims->embed_dim, 1, antialias);
+    if (status == CLGQA_OK && log)
+        fprintf(log, "%s: pos_embed resampled from %dx%d to %dx%d (bicubic%s)\n",
+                clgqa_safetensors_label(file), old_grid, old_grid, dims->grid, dims->grid,
+                antialias ? ", antialiased as timm" : ", not antialiased");
+    free(src);
+    return status;
+}
+
 /* Reads the model tensor `t` from `file`, converting: fused qkv (timm) split;
- * k and v with more heads than the model averaged over groups. Sets *skip
- * when the tensor is the classifier head and only its class count differs. */
+ * k and v with more heads than the model averaged over groups; pos_embed of
+ * another patch grid resampled. Sets *skip when the tensor is the classifier
+ * head and only its class count differs, or the file has no head. */
 static clgqa_status read_converted(clgqa_model *model, const clgqa_safetensors *file,
                                    const clgqa_tensor_info *t, float *dst, float **scratch,
-                                   size_t *scratch_floats, FILE *log, int *skip) {
+                                   size_t *scratch_floats, int pos_embed_antialias, FILE *log,
+                                   int *skip) {
     const clgqa_model_dims *dims = clgqa_model_get_dims(model);
     const char *label = clgqa_safetensors_label(file);
     int C = dims->embed_dim, d = dims->head_dim, G = dims->kv_heads;
@@ -392,12 +428,22 @@ static clgqa_status read_converted(clgqa_model *model, const clgqa_safetensors *
         }
         row_offset = (size_t)(proj == 'q' ? 0 : proj == 'k' ? 1 : 2) * C;
         source_rows = C;
+    } else if (!st && !strncmp(t->name, "head.", 5)) {
+        /* A checkpoint exported without its classifier (timm num_classes=0). */
+        *skip = 1;
+        if (!strcmp(t->name, "head.weight") && log)
+            fprintf(log, "%s has no head: head initialised fresh (%d classes)\n", label,
+                    dims->num_classes);
+        return CLGQA_OK;
     } else if (!st) {
         return clgqa_fail(CLGQA_ERR_FORMAT, "%s lacks tensor '%s'", label, t->name);
     } else {
         snprintf(source_name, sizeof source_name, "%s", t->name);
         if (same_shape(st, t))
             return clgqa_safetensors_read_f32(file, t->name, dst, t->numel);
+        int old_grid;
+        if (!strcmp(t->name, "pos_embed") && is_square_pos_embed(st, dims, &old_grid))
+            return read_resampled_pos_embed(file, st, dims, old_grid, pos_embed_antialias, dst, log);
         if (!strncmp(t->name, "head.", 5) && st->ndim == t->ndim &&
             (t->ndim == 1 || st->shape[1] == t->shape[1])) {
             *skip = 1;
@@ -441,12 +487,31 @@ static clgqa_status read_converted(clgqa_model *model, const clgqa_safetensors *
     return CLGQA_OK;
 }
 
-clgqa_status clgqa_checkpoint_load_pretrained(clgqa_model *model, const char *path, FILE *log) {
+/* A checkpoint with more blocks than the model is refused rather than
+ * silently truncated (the shapes of the blocks it shares would all match). */
+static clgqa_status check_depth(const clgqa_model *model, const clgqa_safetensors *file) {
+    int depth = clgqa_model_get_dims(model)->num_layers;
+    size_t count = clgqa_safetensors_count(file);
+    for (size_t i = 0; i < count; i++) {
+        const char *name = clgqa_safetensors_at(file, i)->name;
+        char *end;
+        if (strncmp(name, "blocks.", 7))
+            continue;
+        long block = strtol(name + 7, &end, 10);
+        if (end != name + 7 && *end == '.' && block >= depth)
+            return clgqa_fail(CLGQA_ERR_FORMAT, "%s: tensor '%s' is in block %ld, the model has %d "
+                              "blocks (num_layers)", clgqa_safetensors_label(file), name, block, depth);
+    }
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_checkpoint_load_pretrained(clgqa_model *model, const char *path,
+                                              int pos_embed_antialias, FILE *log) {
     clgqa_safetensors *file;
     CLGQA_TRY(clgqa_safetensors_open(path, &file));
-    clgqa_status status = CLGQA_OK;
+    clgqa_status status = check_depth(model, file);
     size_t floats = clgqa_model_param_count(model);
-    float *params = alloc_or_fail(floats * sizeof(float), "weights", &status);
+    float *params = status == CLGQA_OK ? alloc_or_fail(floats * sizeof(float), "weights", &status) : NULL;
     float *scratch = NULL;
     size_t scratch_floats = 0;
     /* Start from the model's own initialisation, which a re-initialised head keeps. */
@@ -456,8 +521,8 @@ clgqa_status clgqa_checkpoint_load_pretrained(clgqa_model *model, const char *pa
     for (int i = 0; i < count && status == CLGQA_OK; i++) {
         const clgqa_tensor_info *t = clgqa_model_tensor(model, i);
         int skip;
-        status = read_converted(model, file, t, params + t->offset, &scratch, &scratch_floats, log,
-                                &skip);
+        status = read_converted(model, file, t, params + t->offset, &scratch, &scratch_floats,
+                                pos_embed_antialias, log, &skip);
     }
     if (status == CLGQA_OK)
         status = clgqa_model_write_buffer(model, CLGQA_PARAMS, params);

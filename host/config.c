@@ -105,6 +105,7 @@ void clgqa_config_defaults(clgqa_config *cfg) {
     cfg->max_eval_batches = 0;
     cfg->shuffle = 1;
     snprintf(cfg->augment, sizeof cfg->augment, "none");
+    cfg->pos_embed_antialias = 1; /* what timm does loading a checkpoint at another size */
     cfg->save_model = 1;
     cfg->label_mode_coarse = 0;
     for (int c = 0; c < 3; c++) {
@@ -447,6 +448,7 @@ static const key keys[] = {
     BOOL_KEY(shuffle),
     CUSTOM_KEY(augment),
     STRING_KEY(pretrained_ckpt),
+    BOOL_KEY(pos_embed_antialias),
     BOOL_KEY(save_model),
     STRING_KEY(device),
     CUSTOM_KEY(label_mode),

@@ -430,7 +430,8 @@ static clgqa_status trainer_open(trainer *t) {
             fprintf(t->log, "resuming %s after epoch %ld (step %ld)\n", path,
                     t->state.epochs_done, t->state.global_step);
     } else if (cfg->pretrained_ckpt[0]) {
-        CLGQA_TRY(clgqa_checkpoint_load_pretrained(t->model, cfg->pretrained_ckpt, t->log));
+        CLGQA_TRY(clgqa_checkpoint_load_pretrained(t->model, cfg->pretrained_ckpt,
+                                                   cfg->pos_embed_antialias, t->log));
     }
 
     t->steps_per_epoch = clgqa_steps_per_epoch(cfg, (long)clgqa_loader_num_batches(t->train_loader));

@@ -88,6 +88,7 @@ START_TEST(defaults_are_the_demo) {
     ck_assert_str_eq(cfg.data_dir, ""); /* the reader's default folder */
     ck_assert_int_eq(cfg.num_kv_heads, 2);
     ck_assert_int_eq(cfg.pretrained, 0);
+    ck_assert_int_eq(cfg.pos_embed_antialias, 1); /* timm's resampling */
 }
 END_TEST
 
@@ -124,6 +125,7 @@ static const char *every_key =
     "shuffle: false\n"
     "augment: randaugment\n"
     "pretrained_ckpt: 'ckpt/vit s.safetensors'\n"
+    "pos_embed_antialias: false\n"
     "save_model: 0\n"
     "device: cpu\n"
     "label_mode: coarse\n"
@@ -165,6 +167,7 @@ static void check_every_key(const clgqa_config *cfg) {
     ck_assert_int_eq(cfg->shuffle, 0);
     ck_assert_str_eq(cfg->augment, "randaugment");
     ck_assert_str_eq(cfg->pretrained_ckpt, "ckpt/vit s.safetensors");
+    ck_assert_int_eq(cfg->pos_embed_antialias, 0);
     ck_assert_int_eq(cfg->save_model, 0);
     ck_assert_str_eq(cfg->device, "cpu");
     ck_assert_int_eq(cfg->label_mode_coarse, 1);
@@ -511,6 +514,7 @@ static void assert_same(const clgqa_config *a, const clgqa_config *b) {
     ck_assert_int_eq(a->shuffle, b->shuffle);
     ck_assert_str_eq(a->augment, b->augment);
     ck_assert_str_eq(a->pretrained_ckpt, b->pretrained_ckpt);
+    ck_assert_int_eq(a->pos_embed_antialias, b->pos_embed_antialias);
     ck_assert_int_eq(a->save_model, b->save_model);
     ck_assert_str_eq(a->device, b->device);
     ck_assert_int_eq(a->label_mode_coarse, b->label_mode_coarse);

@@ -301,7 +301,7 @@ START_TEST(bad_checkpoints_are_refused_clearly) {
     const char *msg = clgqa_error_message();
     ck_assert_msg(strstr(msg, "cls_token") && strstr(msg, "[1, 1, 20]") && strstr(msg, "[1, 1, 16]"),
                   "%s", msg);
-    ck_assert_int_eq(clgqa_checkpoint_load_pretrained(model, path, NULL), CLGQA_ERR_FORMAT);
+    ck_assert_int_eq(clgqa_checkpoint_load_pretrained(model, path, 1, NULL), CLGQA_ERR_FORMAT);
     /* A model checkpoint cannot resume training. */
     snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
     TEST_OK(clgqa_checkpoint_save_model(model, &cfg, path));
@@ -539,7 +539,7 @@ START_TEST(timm_checkpoint_converts_as_the_reference) {
     timm_config(&cfg, "gqa", 5);
     clgqa_model *model;
     TEST_OK(clgqa_model_create(rt, &cfg, batch, &model));
-    TEST_OK(clgqa_checkpoint_load_pretrained(model, TIMM_FIXTURE, NULL));
+    TEST_OK(clgqa_checkpoint_load_pretrained(model, TIMM_FIXTURE, 1, NULL));
     /* q, k, v: the reference conversion; float32 averages of 2 heads
      * against PyTorch's: 1e-6 relative. */
     for (int layer = 0; layer < 2; layer++) {
@@ -581,7 +581,7 @@ START_TEST(timm_checkpoint_converts_as_the_reference) {
     char *said = NULL;
     size_t said_size = 0;
     FILE *log = open_memstream(&said, &said_size);
-    TEST_OK(clgqa_checkpoint_load_pretrained(uptrained, TIMM_FIXTURE, log));
+    TEST_OK(clgqa_checkpoint_load_pretrained(uptrained, TIMM_FIXTURE, 1, log));
     fclose(log);
     ck_assert_msg(strstr(said, "re-initialised") && strstr(said, "5 classes"), "%s", said);
     free(said);
@@ -606,13 +606,13 @@ START_TEST(timm_checkpoint_converts_as_the_reference) {
     /* Any other mismatch is refused, naming the tensor and both shapes. */
     clgqa_config_defaults(&cfg);
     timm_config(&cfg, "gqa", 5);
-    set(&cfg, "img_size=12");
+    set(&cfg, "in_chans=1");
     TEST_OK(clgqa_config_finalize(&cfg));
     TEST_OK(clgqa_model_create(rt, &cfg, 1, &model));
-    ck_assert_int_eq(clgqa_checkpoint_load_pretrained(model, TIMM_FIXTURE, NULL), CLGQA_ERR_FORMAT);
+    ck_assert_int_eq(clgqa_checkpoint_load_pretrained(model, TIMM_FIXTURE, 1, NULL), CLGQA_ERR_FORMAT);
     const char *msg = clgqa_error_message();
-    ck_assert_msg(strstr(msg, "pos_embed") && strstr(msg, "[1, 10, 12]") && strstr(msg, "[1, 17, 12]"),
-                  "%s", msg);
+    ck_assert_msg(strstr(msg, "patch_embed.proj.weight") && strstr(msg, "[12, 3, 3, 3]") &&
+                  strstr(msg, "[12, 1, 3, 3]"), "%s", msg);
     clgqa_model_destroy(model);
     clgqa_buffer_release(&images);
     free(x);

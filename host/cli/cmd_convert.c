@@ -1,7 +1,8 @@
 /* clgqa convert CONFIG.yaml --in FILE --out FILE [--set key=value ...] [--device SPEC]
  * Converts a timm ViT, reference or clgqa checkpoint to the model of the
- * config (k/v heads averaged per group, head re-initialised when the class
- * count differs) and writes a clgqa model checkpoint. */
+ * config (k/v heads averaged per group, pos_embed resampled to the config's
+ * patch grid, head re-initialised when the class count differs) and writes a
+ * clgqa model checkpoint. */
 #include <stdio.h>
 #include <string.h>
 
@@ -26,7 +27,7 @@ static int convert(const clgqa_config *cfg, const char *device, const char *in, 
     int exit_status = 0;
     if (clgqa_runtime_create(device ? device : cfg->device, &rt) != CLGQA_OK ||
         clgqa_model_create(rt, cfg, 1, &model) != CLGQA_OK ||
-        clgqa_checkpoint_load_pretrained(model, in, stderr) != CLGQA_OK ||
+        clgqa_checkpoint_load_pretrained(model, in, cfg->pos_embed_antialias, stderr) != CLGQA_OK ||
         clgqa_checkpoint_save_model(model, cfg, out) != CLGQA_OK)
         exit_status = clgqa_cli_error(NULL);
     else

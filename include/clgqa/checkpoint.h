@@ -47,9 +47,14 @@ clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path
  * reference model's state_dict, or a timm ViT (fused attn.qkv). Converted as
  * the semantics page's "Uptraining": q kept, k and v averaged over groups of
  * H/G heads; the head keeps the model's fresh initialisation when the class
- * count differs (said on `log`); any other shape mismatch is refused, naming
- * the tensor and both shapes. F16/BF16 tensors are widened to float32. The
- * DGQA state starts fresh (static split, zero cache). */
-clgqa_status clgqa_checkpoint_load_pretrained(clgqa_model *model, const char *path, FILE *log);
+ * count differs or the file has no head (said on `log`); a pos_embed of
+ * another square patch grid is resampled to the model's, class token kept
+ * (clgqa/pos_embed.h; pos_embed_antialias as the config key, 1 = timm's
+ * default; said on `log`); a file with more blocks than the model, or any
+ * other shape mismatch, is refused, naming the tensor and both shapes.
+ * F16/BF16 tensors are widened to float32. The DGQA state starts fresh
+ * (static split, zero cache). */
+clgqa_status clgqa_checkpoint_load_pretrained(clgqa_model *model, const char *path,
+                                              int pos_embed_antialias, FILE *log);
 
 #endif

@@ -45,6 +45,9 @@ typedef struct clgqa_config {
     int shuffle;
     char augment[32];        /* none | flip | crop_flip | randaugment */
     char pretrained_ckpt[1024];
+    int pos_embed_antialias; /* resampling a checkpoint's pos_embed to another
+                                patch grid: 1 = timm's antialiased bicubic,
+                                0 = plain bicubic (see clgqa/pos_embed.h) */
     int save_model;
     char device[256];        /* clgqa_runtime_create spec; "" = default device */
     int label_mode_coarse;   /* cifar100: 1 = coarse labels */
