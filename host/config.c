@@ -91,14 +91,14 @@ void clgqa_config_defaults(clgqa_config *cfg) {
     cfg->img_size = 28;
     cfg->patch_size = 7;
     cfg->epochs = 3;
-    cfg->batch_size = 128;
-    cfg->lr = 1e-3f;
+    cfg->batch_size = 64;
+    cfg->lr = 2e-3f;
     cfg->weight_decay = 0.01f;
     cfg->beta1 = 0.9f;
     cfg->beta2 = 0.999f;
     cfg->eps = 1e-8f;
     cfg->schedule = CLGQA_SCHEDULE_COSINE;
-    cfg->warmup_steps = 100;
+    cfg->warmup_steps = 200;
     cfg->clip_grad_norm = 0.0f;
     cfg->seed = 42;
     cfg->max_steps_per_epoch = 0;

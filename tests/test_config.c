@@ -64,12 +64,12 @@ START_TEST(defaults_are_the_demo) {
     ck_assert_int_eq(cfg.num_layers, 4);
     ck_assert_int_eq(cfg.num_heads, 4);
     ck_assert_int_eq(cfg.num_kv_heads, 2);
-    ck_assert_float_eq(cfg.lr, 1e-3f);
+    ck_assert_float_eq(cfg.lr, 2e-3f);
     ck_assert_float_eq(cfg.weight_decay, 0.01f);
     ck_assert_float_eq(cfg.beta1, 0.9f);
     ck_assert_float_eq(cfg.beta2, 0.999f);
     ck_assert_float_eq(cfg.eps, 1e-8f);
-    ck_assert_int_eq(cfg.batch_size, 128);
+    ck_assert_int_eq(cfg.batch_size, 64);
     ck_assert_int_eq(cfg.epochs, 3);
     ck_assert_int_eq(cfg.schedule, CLGQA_SCHEDULE_COSINE);
     ck_assert_int_gt(cfg.warmup_steps, 0);
