@@ -8,13 +8,12 @@
  * att_scheme, window_size (decimal strings; att_scheme by name).
  *
  * A training checkpoint adds the AdamW moments `optim.m.<name>` and
- * `optim.v.<name>` of every parameter, the grouping state of every layer
- * (also for KDGQA), and in its metadata the counters a resumed run needs:
- * epochs_done, global_step and seed (every random stream is keyed by
- * (seed, epoch, step), so they are the whole generator state).
+ * `optim.v.<name>` of every parameter, and in its metadata the counters a
+ * resumed run needs: epochs_done, global_step and seed (every random stream
+ * is keyed by (seed, epoch, step), so they are the whole generator state).
  *
- * Files are written to "<path>.tmp" and renamed over <path>, so a crash
- * never leaves a torn checkpoint. */
+ * Files are written to a temporary file beside the target and renamed over
+ * it (clgqa_safetensors_write), so a crash never leaves a torn checkpoint. */
 #ifndef CLGQA_CHECKPOINT_H
 #define CLGQA_CHECKPOINT_H
 
