@@ -107,6 +107,7 @@ void clgqa_config_defaults(clgqa_config *cfg) {
     snprintf(cfg->augment, sizeof cfg->augment, "none");
     cfg->pos_embed_antialias = 1; /* what timm does loading a checkpoint at another size */
     cfg->save_model = 1;
+    cfg->skip_unreadable = 0;
     cfg->label_mode_coarse = 0;
     for (int c = 0; c < 3; c++) {
         cfg->norm_mean[c] = 0.5f;
@@ -450,6 +451,7 @@ static const key keys[] = {
     STRING_KEY(pretrained_ckpt),
     BOOL_KEY(pos_embed_antialias),
     BOOL_KEY(save_model),
+    BOOL_KEY(skip_unreadable),
     STRING_KEY(device),
     CUSTOM_KEY(label_mode),
     CUSTOM_KEY(norm_mean),

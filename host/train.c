@@ -408,8 +408,9 @@ static clgqa_status trainer_open(trainer *t) {
     clgqa_config *cfg = &t->cfg;
     const clgqa_train_options *opt = t->options;
     CLGQA_TRY(make_dirs(cfg->out_dir));
-    CLGQA_TRY(clgqa_dataset_open(cfg, CLGQA_SPLIT_TRAIN, 0, &t->train_set));
-    CLGQA_TRY(clgqa_dataset_open(cfg, CLGQA_SPLIT_TEST, 0, &t->test_set));
+    int flags = cfg->skip_unreadable ? CLGQA_DATASET_SKIP_UNREADABLE : 0;
+    CLGQA_TRY(clgqa_dataset_open(cfg, CLGQA_SPLIT_TRAIN, flags, &t->train_set));
+    CLGQA_TRY(clgqa_dataset_open(cfg, CLGQA_SPLIT_TEST, flags, &t->test_set));
     if (cfg->num_classes == 0)
         cfg->num_classes = clgqa_dataset_num_classes(t->train_set);
     CLGQA_TRY(clgqa_loader_create(t->train_set, cfg->batch_size, cfg->shuffle, 0, &t->train_loader));
@@ -555,6 +556,12 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
     result->global_step = t->state.global_step;
     result->images_per_second = seconds > 0 ? (double)images / seconds : 0;
     result->data_wait_share = seconds > 0 ? wait_seconds / seconds : 0;
+    size_t skipped_train = clgqa_dataset_skipped(t->train_set);
+    size_t skipped_test = clgqa_dataset_skipped(t->test_set);
+    result->skipped_images = skipped_train + skipped_test;
+    if (cfg->skip_unreadable)
+        fprintf(t->log, "skipped %zu unreadable images (%zu training, %zu test)\n",
+                result->skipped_images, skipped_train, skipped_test);
     return CLGQA_OK;
 }
 

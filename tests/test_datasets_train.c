@@ -96,6 +96,54 @@ START_TEST(trains_on_cinic10_and_image_folder) {
 }
 END_TEST
 
+START_TEST(unreadable_images_stop_the_run_or_are_skipped) {
+    char dir[4096], bad[8192];
+    snprintf(dir, sizeof dir, "%s/broken", root);
+    ck_assert_int_eq(gen_image_folder(dir, 2, 3, 1, 20, 0), 0);
+    /* Replace the first training image of the first class with junk. */
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "f=$(ls '%s'/train/*/* | head -n 1) && printf 'not a jpeg' > \"$f\" && echo \"$f\"",
+             dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(fgets(bad, sizeof bad, p));
+    pclose(p);
+    bad[strcspn(bad, "\n")] = 0;
+
+    clgqa_config cfg;
+    clgqa_config_defaults(&cfg);
+    char out_dir[4200];
+    snprintf(out_dir, sizeof out_dir, "%s/run-broken", root);
+    set(&cfg, "data_dir=%s", dir);
+    set(&cfg, "out_dir=%s", out_dir);
+    static const char *keys[] = {"dataset=imagefolder", "in_chans=3", "num_classes=0", "size=c",
+                                 "embed_dim=16", "num_layers=1", "num_heads=2", "num_kv_heads=1",
+                                 "att_scheme=gqa", "img_size=8", "patch_size=4", "epochs=1",
+                                 "batch_size=4", "save_model=0", "shuffle=0"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        TEST_OK(clgqa_config_set(&cfg, keys[i]));
+    TEST_OK(clgqa_config_finalize(&cfg));
+    clgqa_train_options options = {0};
+    options.quiet = 1;
+    clgqa_train_result result;
+    /* By default the run stops with the file named. */
+    ck_assert_int_ne(clgqa_train(test_runtime(), &cfg, &options, &result), CLGQA_OK);
+    ck_assert_msg(strstr(clgqa_error_message(), bad), "message does not name %s: %s", bad,
+                  clgqa_error_message());
+    /* With skip_unreadable the epoch completes without that image. */
+    TEST_OK(clgqa_config_set(&cfg, "skip_unreadable=true"));
+    char log_text[4096] = "";
+    FILE *log = fmemopen(log_text, sizeof log_text - 1, "w");
+    options.log = log;
+    TEST_OK(clgqa_train(test_runtime(), &cfg, &options, &result));
+    fclose(log);
+    ck_assert_int_eq(result.epochs_done, 1);
+    ck_assert_uint_eq(result.skipped_images, 1);
+    ck_assert_msg(strstr(log_text, "skipped 1 unreadable images (1 training, 0 test)"), "log: %s",
+                  log_text);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("datasets_train");
     TCase *tc = tcase_create("layouts");
@@ -105,6 +153,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, trains_on_cifar10_and_cifar100);
     tcase_add_test(tc, trains_on_tiny_imagenet_and_food101);
     tcase_add_test(tc, trains_on_cinic10_and_image_folder);
+    tcase_add_test(tc, unreadable_images_stop_the_run_or_are_skipped);
     suite_add_tcase(s, tc);
     return s;
 }

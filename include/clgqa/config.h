@@ -49,6 +49,7 @@ typedef struct clgqa_config {
                                 patch grid: 1 = timm's antialiased bicubic,
                                 0 = plain bicubic (see clgqa/pos_embed.h) */
     int save_model;
+    int skip_unreadable;     /* image datasets: leave undecodable images out (counted) */
     char device[256];        /* clgqa_runtime_create spec; "" = default device */
     int label_mode_coarse;   /* cifar100: 1 = coarse labels */
     float norm_mean[3], norm_std[3]; /* per channel; a single number fills all 3 */

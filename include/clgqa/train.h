@@ -60,6 +60,7 @@ typedef struct clgqa_train_result {
     clgqa_epoch_metrics last;    /* the last epoch of this call */
     double images_per_second;    /* training throughput of this call */
     double data_wait_share;      /* share of training time spent waiting for batches */
+    size_t skipped_images;       /* unreadable images left out (skip_unreadable), both splits */
 } clgqa_train_result;
 
 /* Train the model described by cfg (finalized) on rt. Writes the files of
