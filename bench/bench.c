@@ -328,8 +328,10 @@ int clgqa_cmd_bench(int argc, char **argv) {
             return clgqa_cli_error("--schemes");
         scheme_count++;
     }
+    /* The config reported: a grouped scheme's, so num_kv_heads shows G (MHSA's
+     * is H). Also validates the size flags before any device work. */
     clgqa_config cfg;
-    if (bench_config(&opt, schemes[0], &cfg))
+    if (bench_config(&opt, CLGQA_GQA, &cfg))
         return clgqa_cli_error("bench");
 
     clgqa_runtime *rt;

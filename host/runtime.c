@@ -682,12 +682,20 @@ clgqa_status clgqa_profile_end(clgqa_runtime *rt, clgqa_profile_total *totals, i
     return status;
 }
 
-/* Profiling label of a kernel: the family it was created from. */
+/* Profiling label of a kernel: the family it was created from, except that
+ * the PGQA and GELU kernels get their own labels (benchmarks report them
+ * apart from the rest of attention and elementwise). */
 static const char *kernel_label(clgqa_runtime *rt, cl_kernel kernel) {
     for (int i = 0; i < rt->program_count; i++)
         for (int k = 0; k < rt->programs[i].kernel_count; k++)
-            if (rt->programs[i].kernels[k] == kernel)
+            if (rt->programs[i].kernels[k] == kernel) {
+                const char *name = rt->programs[i].kernel_names[k];
+                if (!strncmp(name, "pgqa_", 5))
+                    return "pgqa";
+                if (!strncmp(name, "gelu_", 5))
+                    return "gelu";
                 return rt->programs[i].family;
+            }
     return "other";
 }
 
