@@ -4,7 +4,6 @@
  * patch grid, head re-initialised when the class count differs) and writes a
  * clgqa model checkpoint. */
 #include <stdio.h>
-#include <string.h>
 
 #include "clgqa/checkpoint.h"
 #include "clgqa/config.h"
@@ -12,14 +11,10 @@
 #include "clgqa/runtime.h"
 #include "clgqa/train.h"
 #include "commands.h"
+#include "config_args.h"
 
-#define MAX_SETS 64
-
-static int usage(void) {
-    fprintf(stderr, "usage: clgqa convert CONFIG.yaml --in FILE --out FILE [--set key=value ...] "
-                    "[--device SPEC]\n");
-    return 2;
-}
+static const char usage[] =
+    "clgqa convert CONFIG.yaml --in FILE --out FILE [--set key=value ...] [--device SPEC]";
 
 static int convert(const clgqa_config *cfg, const char *device, const char *in, const char *out) {
     clgqa_runtime *rt = NULL;
@@ -39,38 +34,16 @@ static int convert(const clgqa_config *cfg, const char *device, const char *in, 
 }
 
 int clgqa_cmd_convert(int argc, char **argv) {
-    const char *config_path = NULL, *device = NULL, *in = NULL, *out = NULL;
-    const char *sets[MAX_SETS];
-    int set_count = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        int has_value = i + 1 < argc;
-        if (!strcmp(arg, "--set") && has_value) {
-            if (set_count == MAX_SETS) {
-                fprintf(stderr, "clgqa convert: more than %d --set options\n", MAX_SETS);
-                return 2;
-            }
-            sets[set_count++] = argv[++i];
-        } else if (!strcmp(arg, "--device") && has_value) {
-            device = argv[++i];
-        } else if (!strcmp(arg, "--in") && has_value) {
-            in = argv[++i];
-        } else if (!strcmp(arg, "--out") && has_value) {
-            out = argv[++i];
-        } else if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
-            usage();
-            return 0;
-        } else if (arg[0] == '-' || config_path) {
-            fprintf(stderr, "clgqa convert: unexpected argument '%s'\n", arg);
-            return usage();
-        } else {
-            config_path = arg;
-        }
-    }
-    if (!config_path || !in || !out)
-        return usage();
+    const char *in = NULL, *out = NULL;
+    const cli_option flags[] = {{"--in", &in}, {"--out", &out}};
+    cli_config_args args;
+    int exit_status = clgqa_cli_parse_config_args(usage, argc, argv, flags, 2, &args);
+    if (exit_status >= 0)
+        return exit_status;
+    if (!in || !out)
+        return clgqa_cli_usage(usage);
     clgqa_config cfg;
-    if (clgqa_run_config(config_path, sets, set_count, &cfg) != CLGQA_OK)
+    if (clgqa_run_config(args.config_path, args.sets, args.set_count, &cfg) != CLGQA_OK)
         return clgqa_cli_error(NULL);
-    return convert(&cfg, device, in, out);
+    return convert(&cfg, args.device, in, out);
 }

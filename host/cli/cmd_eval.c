@@ -11,14 +11,10 @@
 #include "clgqa/runtime.h"
 #include "clgqa/train.h"
 #include "commands.h"
+#include "config_args.h"
 
-#define MAX_SETS 64
-
-static int usage(void) {
-    fprintf(stderr, "usage: clgqa eval CONFIG.yaml --checkpoint FILE [--predictions FILE.csv] "
-                    "[--set key=value ...] [--device SPEC]\n");
-    return 2;
-}
+static const char usage[] = "clgqa eval CONFIG.yaml --checkpoint FILE [--predictions FILE.csv] "
+                            "[--set key=value ...] [--device SPEC]";
 
 static int evaluate(const clgqa_config *cfg, const char *device, const char *checkpoint,
                     const char *predictions_path) {
@@ -29,7 +25,9 @@ static int evaluate(const clgqa_config *cfg, const char *device, const char *che
     clgqa_eval_result result;
     int exit_status = 1;
     if (clgqa_runtime_create(device ? device : cfg->device, &rt) != CLGQA_OK ||
-        clgqa_dataset_open(cfg, CLGQA_SPLIT_TEST, 0, &ds) != CLGQA_OK ||
+        clgqa_dataset_open(cfg, CLGQA_SPLIT_TEST,
+                           cfg->skip_unreadable ? CLGQA_DATASET_SKIP_UNREADABLE : 0,
+                           &ds) != CLGQA_OK ||
         clgqa_model_create(rt, cfg, cfg->batch_size, &model) != CLGQA_OK ||
         clgqa_checkpoint_load_model(model, checkpoint) != CLGQA_OK) {
         exit_status = clgqa_cli_error(NULL);
@@ -62,38 +60,16 @@ done:
 }
 
 int clgqa_cmd_eval(int argc, char **argv) {
-    const char *config_path = NULL, *device = NULL, *checkpoint = NULL, *predictions = NULL;
-    const char *sets[MAX_SETS];
-    int set_count = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        int has_value = i + 1 < argc;
-        if (!strcmp(arg, "--set") && has_value) {
-            if (set_count == MAX_SETS) {
-                fprintf(stderr, "clgqa eval: more than %d --set options\n", MAX_SETS);
-                return 2;
-            }
-            sets[set_count++] = argv[++i];
-        } else if (!strcmp(arg, "--device") && has_value) {
-            device = argv[++i];
-        } else if (!strcmp(arg, "--checkpoint") && has_value) {
-            checkpoint = argv[++i];
-        } else if (!strcmp(arg, "--predictions") && has_value) {
-            predictions = argv[++i];
-        } else if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
-            usage();
-            return 0;
-        } else if (arg[0] == '-' || config_path) {
-            fprintf(stderr, "clgqa eval: unexpected argument '%s'\n", arg);
-            return usage();
-        } else {
-            config_path = arg;
-        }
-    }
-    if (!config_path || !checkpoint)
-        return usage();
+    const char *checkpoint = NULL, *predictions = NULL;
+    const cli_option flags[] = {{"--checkpoint", &checkpoint}, {"--predictions", &predictions}};
+    cli_config_args args;
+    int exit_status = clgqa_cli_parse_config_args(usage, argc, argv, flags, 2, &args);
+    if (exit_status >= 0)
+        return exit_status;
+    if (!checkpoint)
+        return clgqa_cli_usage(usage);
     clgqa_config cfg;
-    if (clgqa_run_config(config_path, sets, set_count, &cfg) != CLGQA_OK)
+    if (clgqa_run_config(args.config_path, args.sets, args.set_count, &cfg) != CLGQA_OK)
         return clgqa_cli_error(NULL);
-    return evaluate(&cfg, device, checkpoint, predictions);
+    return evaluate(&cfg, args.device, checkpoint, predictions);
 }

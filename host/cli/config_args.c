@@ -1,0 +1,52 @@
+#include "config_args.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int clgqa_cli_usage(const char *usage) {
+    fprintf(stderr, "usage: %s\n", usage);
+    return 2;
+}
+
+int clgqa_cli_parse_config_args(const char *usage, int argc, char **argv,
+                                const cli_option *options, int option_count,
+                                cli_config_args *out) {
+    memset(out, 0, sizeof *out);
+    const char *command = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        int has_value = i + 1 < argc, matched = 0;
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+            printf("usage: %s\n", usage);
+            return 0;
+        }
+        if (!strcmp(arg, "--set") && has_value) {
+            if (out->set_count == CLGQA_CLI_MAX_SETS) {
+                fprintf(stderr, "clgqa %s: more than %d --set options\n", command,
+                        CLGQA_CLI_MAX_SETS);
+                return 2;
+            }
+            out->sets[out->set_count++] = argv[++i];
+            continue;
+        }
+        if (!strcmp(arg, "--device") && has_value) {
+            out->device = argv[++i];
+            continue;
+        }
+        for (int o = 0; o < option_count && !matched; o++)
+            if (!strcmp(arg, options[o].flag) && has_value) {
+                *options[o].value = argv[++i];
+                matched = 1;
+            }
+        if (matched)
+            continue;
+        if (arg[0] == '-' || out->config_path) {
+            fprintf(stderr, "clgqa %s: unexpected argument '%s'\n", command, arg);
+            return clgqa_cli_usage(usage);
+        }
+        out->config_path = arg;
+    }
+    if (!out->config_path)
+        return clgqa_cli_usage(usage);
+    return -1;
+}
