@@ -17,22 +17,6 @@
  * branch (PoCL crashed on one that did), hence the separate plain and PGQA
  * kernels. */
 
-/* Sum of one value per work-item, returned to every work-item. All
- * work-items of the group must call it. */
-static float group_sum(float x, __local float *scratch) {
-    const uint lid = get_local_id(0);
-    scratch[lid] = x;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = get_local_size(0) / 2; s > 0; s /= 2) {
-        if (lid < s)
-            scratch[lid] += scratch[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    float total = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE); /* scratch is reused by the next call */
-    return total;
-}
-
 /* q_heads = d^-0.5 q, k_heads / v_heads = k / v of the key/value head
  * kv_map[h], all [B, H, P, d]; q is [B*P, H*d], k and v [B*P, G*d]. */
 __kernel void gather_qkv(__global float *q_heads, const uint q_heads_off,
@@ -212,11 +196,11 @@ __kernel void pgqa_noise(__global float *noise_z, const uint noise_z_off,
         z[l] = u;
         sum += u;
     }
-    const float mean = group_sum(sum, scratch) / (float)row_length;
+    const float mean = group_sum(scratch, sum) / (float)row_length;
     float squares = 0.0f;
     for (uint l = lid; l < row_length; l += wg)
         squares += (z[l] - mean) * (z[l] - mean);
-    float std = sqrt(group_sum(squares, scratch) / (float)(row_length - 1));
+    float std = sqrt(group_sum(scratch, squares) / (float)(row_length - 1));
     if (std == 0.0f)
         std = 1.0f;
     for (uint l = lid; l < row_length; l += wg)
@@ -271,11 +255,11 @@ __kernel void pgqa_output(__global float *out, const uint out_off,
     float sum = 0.0f;
     for (uint l = lid; l < length; l += wg)
         sum += a[l];
-    const float mu = group_sum(sum, scratch) / (float)length;
+    const float mu = group_sum(scratch, sum) / (float)length;
     float squares = 0.0f;
     for (uint l = lid; l < length; l += wg)
         squares += (a[l] - mu) * (a[l] - mu);
-    const float sigma = sqrt(group_sum(squares, scratch) / (float)(length - 1));
+    const float sigma = sqrt(group_sum(scratch, squares) / (float)(length - 1));
     if (lid == 0) {
         row_stats[row_stats_off + 2 * bh] = mu;
         row_stats[row_stats_off + 2 * bh + 1] = sigma;
@@ -314,8 +298,8 @@ __kernel void pgqa_grad(__global float *d_heads, const uint d_heads_off,
         g_sum += gl;
         gz_sum += gl * z[l];
     }
-    g_sum = group_sum(g_sum, scratch);
-    gz_sum = group_sum(gz_sum, scratch);
+    g_sum = group_sum(scratch, g_sum);
+    gz_sum = group_sum(scratch, gz_sum);
     const float mu = row_stats[row_stats_off + 2 * bh];
     const float sigma = row_stats[row_stats_off + 2 * bh + 1];
     const float mean_grad = g_sum / (float)length;

@@ -5,20 +5,6 @@
  * fixed tree in local memory. A label outside [0, classes) gives a NaN loss
  * and correct = 0, so a bad label cannot pass unnoticed. */
 
-float group_sum(__local float *scratch, float value) {
-    const uint lid = get_local_id(0);
-    scratch[lid] = value;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint stride = get_local_size(0) / 2; stride > 0; stride /= 2) {
-        if (lid < stride)
-            scratch[lid] += scratch[lid + stride];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float total = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return total;
-}
-
 /* (value, index) of the row maximum over the work-group, the lowest index
  * winning ties (as torch.argmax); NaN values never win. */
 void group_argmax(__local float *values, __local uint *indices, float *value, uint *index) {

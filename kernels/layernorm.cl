@@ -4,22 +4,6 @@
  * each work-item strides over the row and partial results are combined by a
  * fixed tree in local memory, so results never depend on scheduling. */
 
-/* Sum of `value` over the work-group; every work-item gets the total.
- * `scratch` holds get_local_size(0) floats and is free again on return. */
-float group_sum(__local float *scratch, float value) {
-    const uint lid = get_local_id(0);
-    scratch[lid] = value;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint stride = get_local_size(0) / 2; stride > 0; stride /= 2) {
-        if (lid < stride)
-            scratch[lid] += scratch[lid + stride];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float total = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return total;
-}
-
 /* out = (in - mean) * rstd * weight + bias, with the variance from a second
  * pass over (in - mean)^2 (no cancellation as with E[x^2] - mean^2). */
 __kernel void layernorm_forward(__global float *out, const uint out_off, __global float *mean,

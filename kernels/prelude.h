@@ -1,4 +1,38 @@
 /* Prepended to every kernel program (flattened by the C preprocessor at build
- * time, see CMakeLists.txt): Random123's Philox4x32-10 for OpenCL C. */
+ * time, see CMakeLists.txt): Random123's Philox4x32-10 for OpenCL C, and the
+ * work-group reductions the row kernels share. */
 #define R123_USE_PHILOX_64BIT 0
 #include <Random123/philox.h>
+
+/* Work-group reductions shared by the row kernels (softmax, LayerNorm,
+ * cross-entropy, reductions, attention): every work-item of the group must
+ * call them, and every one gets the result. get_local_size(0) is a power of
+ * two; `scratch` holds that many floats and is free again on return. A fixed
+ * tree, so results never depend on scheduling. */
+float group_sum(__local float *scratch, float value) {
+    const uint lid = get_local_id(0);
+    scratch[lid] = value;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint stride = get_local_size(0) / 2; stride > 0; stride /= 2) {
+        if (lid < stride)
+            scratch[lid] += scratch[lid + stride];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float total = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE); /* scratch is reused by the next call */
+    return total;
+}
+
+float group_max(__local float *scratch, float value) {
+    const uint lid = get_local_id(0);
+    scratch[lid] = value;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint stride = get_local_size(0) / 2; stride > 0; stride /= 2) {
+        if (lid < stride)
+            scratch[lid] = fmax(scratch[lid], scratch[lid + stride]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float result = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return result;
+}

@@ -4,20 +4,6 @@
  * (per-work-item loops, then a fixed tree in local memory), so the result
  * is the same on every run. */
 
-float group_sum(__local float *scratch, float value) {
-    const uint lid = get_local_id(0);
-    scratch[lid] = value;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint stride = get_local_size(0) / 2; stride > 0; stride /= 2) {
-        if (lid < stride)
-            scratch[lid] += scratch[lid + stride];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float total = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return total;
-}
-
 /* out[group] = sum over this group's share of x (of x^2 when `square`).
  * Work-item k of all T sums elements k, k + T, k + 2T, ... (`contiguous` 0:
  * neighbouring work-items read neighbouring elements, as GPUs want) or the

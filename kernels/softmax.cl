@@ -2,36 +2,6 @@
  * (get_local_size(0) a power of two), each work-item striding over the row,
  * partial results combined by a fixed tree in local memory. */
 
-/* Sum / maximum of `value` over the work-group; every work-item gets the
- * result. `scratch` holds get_local_size(0) floats, free again on return. */
-float group_sum(__local float *scratch, float value) {
-    const uint lid = get_local_id(0);
-    scratch[lid] = value;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint stride = get_local_size(0) / 2; stride > 0; stride /= 2) {
-        if (lid < stride)
-            scratch[lid] += scratch[lid + stride];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float total = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return total;
-}
-
-float group_max(__local float *scratch, float value) {
-    const uint lid = get_local_id(0);
-    scratch[lid] = value;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint stride = get_local_size(0) / 2; stride > 0; stride /= 2) {
-        if (lid < stride)
-            scratch[lid] = fmax(scratch[lid], scratch[lid + stride]);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float result = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return result;
-}
-
 /* out = exp(in - max) / sum exp(in - max), with one exp per element: the
  * second pass stores exp(in - max) in out and the third scales it. out may
  * alias in: after the first pass's barrier, each work-item reads and writes
