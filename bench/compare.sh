@@ -8,7 +8,8 @@
 #                    [--device SPEC]          clgqa's OpenCL device
 #                    [--torch-device cpu|cuda] PyTorch's device (default cpu)
 #                    [--out DIR]              where the two JSON files go
-# Needs build/clgqa (scripts/setup) and /usr/bin/python3 with python3-torch.
+# Needs build/clgqa (scripts/setup) and /usr/bin/python3 with python3-torch
+# (apt-get install python3-torch libopenblas0-pthread).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 common=() clgqa_only=() torch_only=() out=bench/results
@@ -24,6 +25,14 @@ done
 [ -x build/clgqa ] || { echo "compare.sh: build/clgqa missing: run scripts/setup" >&2; exit 1; }
 /usr/bin/python3 -c 'import torch' 2>/dev/null ||
   { echo "compare.sh: /usr/bin/python3 lacks torch: apt-get install python3-torch" >&2; exit 1; }
+# Debian's python3-torch does its CPU matrix products through the system
+# libblas.so.3: the reference BLAS makes it several times slower than with
+# OpenBLAS, which would flatter clgqa.
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
+case "$blas" in
+  */blas/libblas.so.3) echo "compare.sh: warning: PyTorch uses the reference BLAS ($blas);" \
+    "apt-get install libopenblas0-pthread for a fair baseline" >&2 ;;
+esac
 mkdir -p "$out"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 clgqa_json="$out/clgqa-$stamp.json" torch_json="$out/pytorch-$stamp.json"
