@@ -81,11 +81,23 @@ static clgqa_status bench_config(const bench_options *opt, clgqa_scheme scheme, 
     return clgqa_config_finalize(cfg);
 }
 
-/* One training step: forward, backward, AdamW, waiting for the device. */
-static clgqa_status train_step(clgqa_runtime *rt, clgqa_model *model, clgqa_view images,
-                               clgqa_view labels, int batch, long step) {
+/* A batch on the host and its device copy. */
+typedef struct bench_batch {
+    const float *images_host;
+    const int32_t *labels_host;
+    size_t image_bytes, label_bytes;
+    cl_mem images, labels;
+} bench_batch;
+
+/* One training step as the trainer runs it: the batch's upload, forward,
+ * backward, AdamW, then waiting for the device. */
+static clgqa_status train_step(clgqa_runtime *rt, clgqa_model *model, const bench_batch *b,
+                               int batch, long step) {
     clgqa_adamw_hparams hp = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
-    CLGQA_TRY(clgqa_model_forward(model, images, labels, batch, 1, step, step));
+    CLGQA_TRY(clgqa_buffer_write(rt, b->images, 0, b->image_bytes, b->images_host));
+    CLGQA_TRY(clgqa_buffer_write(rt, b->labels, 0, b->label_bytes, b->labels_host));
+    CLGQA_TRY(clgqa_model_forward(model, clgqa_view_at(b->images, 0), clgqa_view_at(b->labels, 0),
+                                  batch, 1, step, step));
     CLGQA_TRY(clgqa_model_backward(model));
     CLGQA_TRY(clgqa_model_step(model, &hp, step + 1, 0.0f));
     return clgqa_finish(rt);
@@ -123,15 +135,17 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
         (status = clgqa_buffer_write(rt, labels, 0, (size_t)opt->batch * sizeof(int32_t),
                                      labels_host)))
         goto done;
-    clgqa_view iv = clgqa_view_at(images, 0), lv = clgqa_view_at(labels, 0);
+    clgqa_view iv = clgqa_view_at(images, 0);
+    const bench_batch b = {images_host, labels_host, pixels * sizeof(float),
+                           (size_t)opt->batch * sizeof(int32_t), images, labels};
 
     long step = 0;
     for (int i = 0; i < opt->warmup; i++)
-        if ((status = train_step(rt, model, iv, lv, opt->batch, step++)))
+        if ((status = train_step(rt, model, &b, opt->batch, step++)))
             goto done;
     for (int i = 0; i < opt->steps; i++) {
         double t0 = now_ms();
-        if ((status = train_step(rt, model, iv, lv, opt->batch, step++)))
+        if ((status = train_step(rt, model, &b, opt->batch, step++)))
             goto done;
         ms[i] = now_ms() - t0;
     }
@@ -141,7 +155,7 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
     if ((status = clgqa_profile_begin(rt)))
         goto done;
     double t0 = now_ms();
-    status = train_step(rt, model, iv, lv, opt->batch, step++);
+    status = train_step(rt, model, &b, opt->batch, step++);
     res->profiled_step_ms = now_ms() - t0;
     clgqa_status end_status = clgqa_profile_end(rt, res->totals, MAX_LABELS, &res->total_count);
     if (status || (status = end_status))

@@ -115,7 +115,8 @@ START_TEST(bench_reports_every_figure) {
     const char *keys[] = {"\"tool\"", "\"clgqa\"", "\"device\"", "\"driver\"", "\"clblast_version\"",
                           "\"gemm_peak_gflops\"", "\"train_step_ms\"", "\"median\"", "\"train_img_s\"",
                           "\"infer_img_s\"", "\"op_ms\"", "\"device_memory_bytes\"", "\"pgqa\"",
-                          "\"gelu\"", "\"layernorm\"", "\"attention\"", "\"adamw\"", "\"gemm\""};
+                          "\"gelu\"", "\"layernorm\"", "\"attention\"", "\"adamw\"", "\"gemm\"",
+                          "\"transfer\""};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         ck_assert_msg(strstr(text, keys[i]), "JSON lacks %s:\n%s", keys[i], text);
 }
