@@ -37,7 +37,8 @@ static double now_seconds(void) {
 clgqa_status clgqa_run_config(const char *path, const char *const *sets, int set_count,
                               clgqa_config *cfg) {
     clgqa_config_defaults(cfg);
-    CLGQA_TRY(clgqa_config_load(cfg, path));
+    if (path)
+        CLGQA_TRY(clgqa_config_load(cfg, path));
     for (int i = 0; i < set_count; i++)
         CLGQA_TRY(clgqa_config_set(cfg, sets[i]));
     return clgqa_config_finalize(cfg);

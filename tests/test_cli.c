@@ -93,6 +93,22 @@ START_TEST(bad_arguments_are_refused) {
 }
 END_TEST
 
+START_TEST(train_without_config_uses_the_embedded_default) {
+    /* The demo's model on Fashion-MNIST, cut to 2 steps and 1 test batch. */
+    char out[4096], err[16384], dir[] = "/tmp/clgqa-cli-train-XXXXXX", args[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(args, sizeof args,
+             "train --set epochs=1 --set max_steps_per_epoch=2 --set max_eval_batches=1 "
+             "--set save_model=false --set out_dir=%s", dir);
+    ck_assert_int_eq(run_clgqa("", args, out, sizeof out, err, sizeof err), 0);
+    ck_assert_msg(strstr(out, "test accuracy:"), "stdout: %s\nstderr: %s", out, err);
+    ck_assert_msg(strstr(err, "fashion-mnist, kdgqa"), "stderr: %s", err);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "test -s %s/run.csv && rm -rf %s", dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 START_TEST(bench_reports_every_figure) {
     /* A tiny run: the figures' presence and consistency, not their values. */
     char out[16384], err[8192], json[] = "/tmp/clgqa-bench-XXXXXX";
@@ -130,6 +146,7 @@ int main(void) {
     tcase_add_test(tc, no_platform_is_one_clear_line);
     tcase_add_test(tc, unknown_device_is_one_clear_line);
     tcase_add_test(tc, bad_arguments_are_refused);
+    tcase_add_test(tc, train_without_config_uses_the_embedded_default);
     tcase_add_test(tc, bench_reports_every_figure);
     suite_add_tcase(s, tc);
     return test_run_suite(s);

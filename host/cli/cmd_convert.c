@@ -37,7 +37,7 @@ int clgqa_cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
     const cli_option flags[] = {{"--in", &in}, {"--out", &out}};
     cli_config_args args;
-    int exit_status = clgqa_cli_parse_config_args(usage, argc, argv, flags, 2, &args);
+    int exit_status = clgqa_cli_parse_config_args(usage, argc, argv, flags, 2, 0, &args);
     if (exit_status >= 0)
         return exit_status;
     if (!in || !out)

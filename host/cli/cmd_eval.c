@@ -63,7 +63,7 @@ int clgqa_cmd_eval(int argc, char **argv) {
     const char *checkpoint = NULL, *predictions = NULL;
     const cli_option flags[] = {{"--checkpoint", &checkpoint}, {"--predictions", &predictions}};
     cli_config_args args;
-    int exit_status = clgqa_cli_parse_config_args(usage, argc, argv, flags, 2, &args);
+    int exit_status = clgqa_cli_parse_config_args(usage, argc, argv, flags, 2, 0, &args);
     if (exit_status >= 0)
         return exit_status;
     if (!checkpoint)

@@ -1,4 +1,5 @@
-/* clgqa train CONFIG.yaml [--set key=value ...] [--device SPEC] [--resume DIR] */
+/* clgqa train [CONFIG.yaml] [--set key=value ...] [--device SPEC] [--resume DIR]
+ * Without CONFIG.yaml the embedded defaults (the README demo) are trained. */
 #include <stdio.h>
 
 #include "clgqa/config.h"
@@ -8,13 +9,14 @@
 #include "config_args.h"
 
 static const char usage[] =
-    "clgqa train CONFIG.yaml [--set key=value ...] [--device SPEC] [--resume DIR]";
+    "clgqa train [CONFIG.yaml] [--set key=value ...] [--device SPEC] [--resume DIR]\n"
+    "       (without CONFIG.yaml: the embedded default, a small KDGQA ViT on Fashion-MNIST)";
 
 int clgqa_cmd_train(int argc, char **argv) {
     const char *resume = NULL;
     const cli_option flags[] = {{"--resume", &resume}};
     cli_config_args args;
-    int exit_status = clgqa_cli_parse_config_args(usage, argc, argv, flags, 1, &args);
+    int exit_status = clgqa_cli_parse_config_args(usage, argc, argv, flags, 1, 1, &args);
     if (exit_status >= 0)
         return exit_status;
 

@@ -10,7 +10,7 @@ int clgqa_cli_usage(const char *usage) {
 
 int clgqa_cli_parse_config_args(const char *usage, int argc, char **argv,
                                 const cli_option *options, int option_count,
-                                cli_config_args *out) {
+                                int config_optional, cli_config_args *out) {
     memset(out, 0, sizeof *out);
     const char *command = argv[0];
     for (int i = 1; i < argc; i++) {
@@ -46,7 +46,7 @@ int clgqa_cli_parse_config_args(const char *usage, int argc, char **argv,
         }
         out->config_path = arg;
     }
-    if (!out->config_path)
+    if (!out->config_path && !config_optional)
         return clgqa_cli_usage(usage);
     return -1;
 }

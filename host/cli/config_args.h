@@ -21,10 +21,11 @@ typedef struct cli_config_args {
 /* Parses argv[1..] (argv[0] is the command name). Returns -1 when the command
  * should go on, else the exit status to return: 0 after --help (usage on
  * stdout), 2 for a usage error (message and usage on stderr). `usage` is the
- * text after "usage: ". */
+ * text after "usage: ". Without config_optional a missing CONFIG.yaml is a
+ * usage error; with it, config_path stays NULL. */
 int clgqa_cli_parse_config_args(const char *usage, int argc, char **argv,
                                 const cli_option *options, int option_count,
-                                cli_config_args *out);
+                                int config_optional, cli_config_args *out);
 
 /* Print "usage: <usage>" on stderr; returns 2. */
 int clgqa_cli_usage(const char *usage);

@@ -14,7 +14,7 @@ typedef struct command {
 static const command commands[] = {
     {"devices", clgqa_cmd_devices, "list OpenCL devices"},
     {"bench", clgqa_cmd_bench, "train-step and inference speed per attention scheme"},
-    {"train", clgqa_cmd_train, "train a ViT from a YAML config"},
+    {"train", clgqa_cmd_train, "train a ViT (a YAML config, or the embedded default)"},
     {"eval", clgqa_cmd_eval, "evaluate a checkpoint on the test split"},
     {"convert", clgqa_cmd_convert, "convert a timm or reference checkpoint to a config"},
 };

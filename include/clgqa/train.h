@@ -25,8 +25,9 @@
 #include "clgqa/model.h"
 #include "clgqa/runtime.h"
 
-/* The configuration of a run: defaults, then the YAML file at `path`, then
- * each "key=value" of `sets` in order, then the cross-key checks. */
+/* The configuration of a run: defaults, then the YAML file at `path` (NULL:
+ * none, the embedded defaults stand), then each "key=value" of `sets` in
+ * order, then the cross-key checks. */
 clgqa_status clgqa_run_config(const char *path, const char *const *sets, int set_count,
                               clgqa_config *cfg);
 
