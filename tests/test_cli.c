@@ -5,49 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "support/test_util.h"
 
-/* Runs `env clgqa args`; returns the exit status, stdout and stderr. */
-static int run_clgqa(const char *env, const char *args, char *out, size_t out_size, char *err,
-                     size_t err_size) {
-    char exe[1024], cmd[4096];
-    char out_path[] = "/tmp/clgqa-cli-out-XXXXXX", err_path[] = "/tmp/clgqa-cli-err-XXXXXX";
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    ck_assert(n > 0);
-    exe[n] = '\0';
-    *strrchr(exe, '/') = '\0';
-    int out_fd = mkstemp(out_path), err_fd = mkstemp(err_path);
-    ck_assert(out_fd >= 0 && err_fd >= 0);
-    close(out_fd);
-    close(err_fd);
-    snprintf(cmd, sizeof cmd, "%s '%s/clgqa' %s >'%s' 2>'%s'", env, exe, args, out_path, err_path);
-    int status = system(cmd);
-    const char *paths[2] = {out_path, err_path};
-    char *bufs[2] = {out, err};
-    size_t sizes[2] = {out_size, err_size};
-    for (int i = 0; i < 2; i++) {
-        FILE *f = fopen(paths[i], "r");
-        size_t got = fread(bufs[i], 1, sizes[i] - 1, f);
-        bufs[i][got] = '\0';
-        fclose(f);
-        unlink(paths[i]);
-    }
-    ck_assert_msg(WIFEXITED(status), "clgqa %s did not exit normally", args);
-    return WEXITSTATUS(status);
-}
-
-static void assert_one_line_naming(const char *err, const char *what) {
-    ck_assert_msg(strstr(err, what) != NULL, "stderr does not name '%s': %s", what, err);
-    const char *newline = strchr(err, '\n');
-    ck_assert_msg(newline && newline[1] == '\0', "not one line: %s", err);
-}
-
 START_TEST(devices_lists_the_default_device) {
     char out[8192], err[4096];
-    ck_assert_int_eq(run_clgqa("", "devices", out, sizeof out, err, sizeof err), 0);
+    ck_assert_int_eq(test_run_clgqa("", "devices", out, sizeof out, err, sizeof err), 0);
     ck_assert_msg(strstr(out, "[0] ") && strstr(out, "platform:") && strstr(out, "driver:") &&
                       strstr(out, "compute units:") && strstr(out, "max work-group size:"),
                   "devices printed: %s", out);
@@ -60,36 +24,36 @@ START_TEST(no_platform_is_one_clear_line) {
     char out[4096], err[4096], empty[] = "/tmp/clgqa-no-icd-XXXXXX", env[128];
     ck_assert_ptr_nonnull(mkdtemp(empty));
     snprintf(env, sizeof env, "OCL_ICD_VENDORS=%s", empty);
-    ck_assert_int_eq(run_clgqa(env, "devices", out, sizeof out, err, sizeof err), 1);
-    assert_one_line_naming(err, "no OpenCL platform");
-    ck_assert_int_eq(run_clgqa(env, "bench --steps 1", out, sizeof out, err, sizeof err), 1);
-    assert_one_line_naming(err, "no OpenCL platform");
+    ck_assert_int_eq(test_run_clgqa(env, "devices", out, sizeof out, err, sizeof err), 1);
+    test_assert_one_line_naming(err, "no OpenCL platform");
+    ck_assert_int_eq(test_run_clgqa(env, "bench --steps 1", out, sizeof out, err, sizeof err), 1);
+    test_assert_one_line_naming(err, "no OpenCL platform");
     rmdir(empty);
 }
 END_TEST
 
 START_TEST(unknown_device_is_one_clear_line) {
     char out[4096], err[4096];
-    ck_assert_int_eq(run_clgqa("", "bench --device no-such-gpu-9 --steps 1", out, sizeof out, err,
+    ck_assert_int_eq(test_run_clgqa("", "bench --device no-such-gpu-9 --steps 1", out, sizeof out, err,
                                sizeof err), 1);
-    assert_one_line_naming(err, "no-such-gpu-9");
-    ck_assert_int_eq(run_clgqa("CLGQA_DEVICE=77", "bench --steps 1", out, sizeof out, err,
+    test_assert_one_line_naming(err, "no-such-gpu-9");
+    ck_assert_int_eq(test_run_clgqa("CLGQA_DEVICE=77", "bench --steps 1", out, sizeof out, err,
                                sizeof err), 1);
-    assert_one_line_naming(err, "'77'");
+    test_assert_one_line_naming(err, "'77'");
 }
 END_TEST
 
 START_TEST(bad_arguments_are_refused) {
     char out[4096], err[4096];
-    ck_assert_int_eq(run_clgqa("", "no-such-command", out, sizeof out, err, sizeof err), 2);
+    ck_assert_int_eq(test_run_clgqa("", "no-such-command", out, sizeof out, err, sizeof err), 2);
     ck_assert_msg(strstr(err, "unknown command 'no-such-command'"), "%s", err);
-    ck_assert_int_eq(run_clgqa("", "devices extra", out, sizeof out, err, sizeof err), 2);
-    ck_assert_int_eq(run_clgqa("", "bench --steps 0", out, sizeof out, err, sizeof err), 2);
-    assert_one_line_naming(err, "--steps");
-    ck_assert_int_eq(run_clgqa("", "bench --schemes mhsa,nope", out, sizeof out, err, sizeof err), 1);
-    assert_one_line_naming(err, "nope");
-    ck_assert_int_eq(run_clgqa("", "bench --size xl", out, sizeof out, err, sizeof err), 1);
-    assert_one_line_naming(err, "xl");
+    ck_assert_int_eq(test_run_clgqa("", "devices extra", out, sizeof out, err, sizeof err), 2);
+    ck_assert_int_eq(test_run_clgqa("", "bench --steps 0", out, sizeof out, err, sizeof err), 2);
+    test_assert_one_line_naming(err, "--steps");
+    ck_assert_int_eq(test_run_clgqa("", "bench --schemes mhsa,nope", out, sizeof out, err, sizeof err), 1);
+    test_assert_one_line_naming(err, "nope");
+    ck_assert_int_eq(test_run_clgqa("", "bench --size xl", out, sizeof out, err, sizeof err), 1);
+    test_assert_one_line_naming(err, "xl");
 }
 END_TEST
 
@@ -100,7 +64,7 @@ START_TEST(train_without_config_uses_the_embedded_default) {
     snprintf(args, sizeof args,
              "train --set epochs=1 --set max_steps_per_epoch=2 --set max_eval_batches=1 "
              "--set save_model=false --set out_dir=%s", dir);
-    ck_assert_int_eq(run_clgqa("", args, out, sizeof out, err, sizeof err), 0);
+    ck_assert_int_eq(test_run_clgqa("", args, out, sizeof out, err, sizeof err), 0);
     ck_assert_msg(strstr(out, "test accuracy:"), "stdout: %s\nstderr: %s", out, err);
     ck_assert_msg(strstr(err, "fashion-mnist, kdgqa"), "stderr: %s", err);
     char cmd[128];
@@ -118,7 +82,7 @@ START_TEST(bench_reports_every_figure) {
     char args[256];
     snprintf(args, sizeof args, "bench --batch 4 --steps 2 --warmup 1 --schemes gqa,pgqa --json %s",
              json);
-    ck_assert_int_eq(run_clgqa("", args, out, sizeof out, err, sizeof err), 0);
+    ck_assert_int_eq(test_run_clgqa("", args, out, sizeof out, err, sizeof err), 0);
     ck_assert_msg(strstr(out, "gqa") && strstr(out, "pgqa") && strstr(out, "gemm") &&
                       strstr(out, "GFLOP/s"), "bench printed: %s", out);
     FILE *f = fopen(json, "r");

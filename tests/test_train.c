@@ -622,58 +622,29 @@ END_TEST
 
 /* ---- the CLI --------------------------------------------------------------------- */
 
-/* Runs build/clgqa (beside this test program) with `args` (shell words);
- * returns the exit status and stderr. */
-static int run_cli(const char *args, char *err, size_t err_size) {
-    char exe[1024], cmd[4096], err_path[] = "/tmp/clgqa-test-cli-XXXXXX";
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    ck_assert(n > 0);
-    exe[n] = '\0';
-    *strrchr(exe, '/') = '\0';
-    int fd = mkstemp(err_path);
-    ck_assert(fd >= 0);
-    close(fd);
-    snprintf(cmd, sizeof cmd, "'%s/clgqa' %s >/dev/null 2>'%s'", exe, args, err_path);
-    int status = system(cmd);
-    FILE *f = fopen(err_path, "r");
-    size_t got = fread(err, 1, err_size - 1, f);
-    err[got] = '\0';
-    fclose(f);
-    unlink(err_path);
-    ck_assert(WIFEXITED(status));
-    return WEXITSTATUS(status);
-}
-
-/* One line on stderr, naming `what`. */
-static void assert_one_clear_line(const char *err, const char *what) {
-    ck_assert_msg(strstr(err, what) != NULL, "stderr does not name '%s': %s", what, err);
-    const char *newline = strchr(err, '\n');
-    ck_assert_msg(newline && newline[1] == '\0', "not one line: %s", err);
-}
-
 START_TEST(cli_refuses_bad_input_clearly) {
     char err[4096], args[2048], path[512];
     make_dataset();
-    ck_assert_int_ne(run_cli("train /nonexistent/run.yaml", err, sizeof err), 0);
-    assert_one_clear_line(err, "/nonexistent/run.yaml");
+    ck_assert_int_ne(test_run_clgqa("", "train /nonexistent/run.yaml", NULL, 0, err, sizeof err), 0);
+    test_assert_one_line_naming(err, "/nonexistent/run.yaml");
 
     snprintf(path, sizeof path, "%s/bad-key.yaml", data_dir);
     FILE *f = fopen(path, "w");
     fputs("dataset: mnist\nbogus_key: 3\n", f);
     fclose(f);
     snprintf(args, sizeof args, "train '%s'", path);
-    ck_assert_int_ne(run_cli(args, err, sizeof err), 0);
-    assert_one_clear_line(err, "bogus_key");
+    ck_assert_int_ne(test_run_clgqa("", args, NULL, 0, err, sizeof err), 0);
+    test_assert_one_line_naming(err, "bogus_key");
 
     snprintf(args, sizeof args, "train '%s' --set nonsense=1", path);
-    ck_assert_int_ne(run_cli(args, err, sizeof err), 0);
+    ck_assert_int_ne(test_run_clgqa("", args, NULL, 0, err, sizeof err), 0);
 
     snprintf(path, sizeof path, "%s/no-data.yaml", data_dir);
     f = fopen(path, "w");
     fprintf(f, "dataset: mnist\ndata_dir: %s/absent\nout_dir: %s/out\n", data_dir, data_dir);
     fclose(f);
     snprintf(args, sizeof args, "train '%s' --set epochs=1", path);
-    ck_assert_int_ne(run_cli(args, err, sizeof err), 0);
+    ck_assert_int_ne(test_run_clgqa("", args, NULL, 0, err, sizeof err), 0);
     ck_assert_msg(strstr(err, "absent") != NULL, "stderr does not name the folder: %s", err);
 
     snprintf(path, sizeof path, "%s/eval.yaml", data_dir);
@@ -682,8 +653,8 @@ START_TEST(cli_refuses_bad_input_clearly) {
                "num_layers: 1\nnum_heads: 4\nnum_kv_heads: 2\nbatch_size: 8\n", data_dir);
     fclose(f);
     snprintf(args, sizeof args, "eval '%s' --checkpoint '%s/no-such.safetensors'", path, data_dir);
-    ck_assert_int_ne(run_cli(args, err, sizeof err), 0);
-    assert_one_clear_line(err, "no-such.safetensors");
+    ck_assert_int_ne(test_run_clgqa("", args, NULL, 0, err, sizeof err), 0);
+    test_assert_one_line_naming(err, "no-such.safetensors");
 }
 END_TEST
 

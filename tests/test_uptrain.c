@@ -10,7 +10,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "clgqa/checkpoint.h"
@@ -750,28 +749,6 @@ END_TEST
 
 /* ---- the shipped uptraining config through the CLI -------------------------------------- */
 
-/* Runs build/clgqa (beside this test program) with `args`; returns the exit
- * status, stderr in `err`. */
-static int run_cli(const char *args, char *err, size_t err_size) {
-    char exe[1024], cmd[8192], err_path[] = "/tmp/clgqa-test-uptrain-err-XXXXXX";
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    ck_assert(n > 0);
-    exe[n] = '\0';
-    *strrchr(exe, '/') = '\0';
-    int fd = mkstemp(err_path);
-    ck_assert(fd >= 0);
-    close(fd);
-    snprintf(cmd, sizeof cmd, "'%s/clgqa' %s >/dev/null 2>'%s'", exe, args, err_path);
-    int status = system(cmd);
-    FILE *f = fopen(err_path, "r");
-    size_t got = fread(err, 1, err_size - 1, f);
-    err[got] = '\0';
-    fclose(f);
-    unlink(err_path);
-    ck_assert(WIFEXITED(status));
-    return WEXITSTATUS(status);
-}
-
 /* The README's recipe: a timm vit_small_patch16_224 state_dict (random
  * weights, ImageNet head) converted with configs/vit-s-cifar100-uptrain.yaml
  * (32x32 CIFAR-100: grid 2), then one training step from the result. */
@@ -797,7 +774,7 @@ START_TEST(uptrain_config_converts_and_trains) {
     set_write(s, timm_path, CLGQA_DTYPE_F32);
 
     snprintf(args, sizeof args, "convert %s --in '%s' --out '%s'", UPTRAIN_CONFIG, timm_path, out_path);
-    ck_assert_msg(run_cli(args, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(test_run_clgqa("", args, NULL, 0, err, sizeof err) == 0, "%s", err);
     ck_assert_msg(strstr(err, "pos_embed resampled from 14x14 to 2x2") &&
                   strstr(err, "head has 1000 classes, the config 100: head re-initialised"), "%s", err);
     clgqa_safetensors *out;
@@ -829,7 +806,7 @@ START_TEST(uptrain_config_converts_and_trains) {
              "train %s --set data_dir='%s' --set pretrained_ckpt='%s' --set out_dir='%s/run' "
              "--set epochs=1 --set max_steps_per_epoch=1 --set batch_size=2 --set max_eval_batches=1 "
              "--set save_model=false", UPTRAIN_CONFIG, data, out_path, dir);
-    ck_assert_msg(run_cli(args, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(test_run_clgqa("", args, NULL, 0, err, sizeof err) == 0, "%s", err);
     char run_csv[600];
     snprintf(run_csv, sizeof run_csv, "%s/run/run.csv", dir);
     FILE *f = fopen(run_csv, "r");

@@ -1,7 +1,11 @@
 #include "support/test_util.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "clgqa/ops.h"
 
@@ -82,4 +86,42 @@ int test_run_suite(Suite *suite) {
         shared_runtime = NULL;
     }
     return failed ? 1 : 0;
+}
+
+static void read_and_remove(const char *path, char *buf, size_t size) {
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t got = fread(buf, 1, size - 1, f);
+    buf[got] = '\0';
+    fclose(f);
+    unlink(path);
+}
+
+int test_run_clgqa(const char *env, const char *args, char *out, size_t out_size, char *err,
+                   size_t err_size) {
+    char exe[1024], cmd[8192];
+    char out_path[] = "/tmp/clgqa-cli-out-XXXXXX", err_path[] = "/tmp/clgqa-cli-err-XXXXXX";
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert(n > 0);
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    int out_fd = mkstemp(out_path), err_fd = mkstemp(err_path);
+    ck_assert(out_fd >= 0 && err_fd >= 0);
+    close(out_fd);
+    close(err_fd);
+    snprintf(cmd, sizeof cmd, "%s '%s/clgqa' %s >'%s' 2>'%s'", env, exe, args, out_path, err_path);
+    int status = system(cmd);
+    if (out)
+        read_and_remove(out_path, out, out_size);
+    else
+        unlink(out_path);
+    read_and_remove(err_path, err, err_size);
+    ck_assert_msg(WIFEXITED(status), "clgqa %s did not exit normally", args);
+    return WEXITSTATUS(status);
+}
+
+void test_assert_one_line_naming(const char *err, const char *what) {
+    ck_assert_msg(strstr(err, what) != NULL, "stderr does not name '%s': %s", what, err);
+    const char *newline = strchr(err, '\n');
+    ck_assert_msg(newline && newline[1] == '\0', "not one line: %s", err);
 }

@@ -39,6 +39,15 @@ void test_assert_close_f(const char *what, const float *got, const float *want, 
                       clgqa_status_name(test_status_), clgqa_error_message());            \
     } while (0)
 
+/* Runs the clgqa program built beside this test with `env` (shell
+ * assignments, may be "") and `args` (shell words). Returns its exit status;
+ * its stdout goes to `out` (NULL: discarded) and its stderr to `err`,
+ * NUL-terminated. */
+int test_run_clgqa(const char *env, const char *args, char *out, size_t out_size, char *err,
+                   size_t err_size);
+/* Assert `err` is exactly one line and names `what`. */
+void test_assert_one_line_naming(const char *err, const char *what);
+
 /* Run a suite (CK_NORMAL), print Check's summary line; returns the exit status. */
 int test_run_suite(Suite *suite);
 
