@@ -105,6 +105,8 @@ void clgqa_config_defaults(clgqa_config *cfg) {
     cfg->max_eval_batches = 0;
     cfg->shuffle = 1;
     snprintf(cfg->augment, sizeof cfg->augment, "none");
+    snprintf(cfg->device_class, sizeof cfg->device_class, "auto");
+    snprintf(cfg->attention_kernel, sizeof cfg->attention_kernel, "auto");
     cfg->pos_embed_antialias = 1; /* what timm does loading a checkpoint at another size */
     cfg->save_model = 1;
     cfg->skip_unreadable = 0;
@@ -334,6 +336,31 @@ static int show_augment(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
     return -1;
 }
 
+/* The code-path knobs; "auto" leaves the choice to the environment and the
+ * device (clgqa_runtime_choose_paths). */
+static clgqa_status set_device_class(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    static const char *const names[] = {"auto", "cpu", "gpu"};
+    size_t i = 0;
+    CLGQA_TRY(set_choice(names, 3, "auto, cpu or gpu", k, v, at, &i));
+    snprintf(cfg->device_class, sizeof cfg->device_class, "%s", names[i]);
+    return CLGQA_OK;
+}
+static int show_device_class(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    snprintf(items[0], 1024, "%s", cfg->device_class);
+    return -1;
+}
+static clgqa_status set_attention_kernel(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    static const char *const names[] = {"auto", "rows", "tiled"};
+    size_t i = 0;
+    CLGQA_TRY(set_choice(names, 3, "auto, rows or tiled", k, v, at, &i));
+    snprintf(cfg->attention_kernel, sizeof cfg->attention_kernel, "%s", names[i]);
+    return CLGQA_OK;
+}
+static int show_attention_kernel(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    snprintf(items[0], 1024, "%s", cfg->attention_kernel);
+    return -1;
+}
+
 static clgqa_status set_label_mode(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
     static const char *const names[] = {"fine", "coarse"};
     size_t i = 0;
@@ -453,6 +480,8 @@ static const key keys[] = {
     BOOL_KEY(save_model),
     BOOL_KEY(skip_unreadable),
     STRING_KEY(device),
+    CUSTOM_KEY(device_class),
+    CUSTOM_KEY(attention_kernel),
     CUSTOM_KEY(label_mode),
     CUSTOM_KEY(norm_mean),
     CUSTOM_KEY(norm_std),

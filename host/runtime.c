@@ -486,7 +486,63 @@ clgqa_status clgqa_runtime_create(const char *spec, clgqa_runtime **out) {
         return s;
     }
     init_cache_dir(rt);
+    clgqa_status s = clgqa_runtime_choose_paths(rt, NULL, NULL);
+    if (s != CLGQA_OK) {
+        clgqa_runtime_destroy(rt);
+        return s;
+    }
     *out = rt;
+    return CLGQA_OK;
+}
+
+/* ------------------------------------------------------------- code paths */
+
+static const char *const device_class_names[] = {"cpu", "gpu"};
+static const char *const attention_kernel_names[] = {"rows", "tiled"};
+
+const char *clgqa_device_class_name(clgqa_device_class c) { return device_class_names[c]; }
+const char *clgqa_attention_kernel_name(clgqa_attention_kernel k) {
+    return attention_kernel_names[k];
+}
+
+/* The index of `value` in names[0..n), n for "auto" (or nothing given, after
+ * the environment variable), -1 for anything else. */
+static int choose(const char *value, const char *variable, const char *const names[], int n) {
+    if (!value || !*value || !strcmp(value, "auto"))
+        value = getenv(variable);
+    if (!value || !*value || !strcmp(value, "auto"))
+        return n;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(value, names[i]))
+            return i;
+    return -1;
+}
+
+clgqa_status clgqa_runtime_choose_paths(clgqa_runtime *rt, const char *device_class,
+                                        const char *attention_kernel) {
+    int c = choose(device_class, "CLGQA_DEVICE_CLASS", device_class_names, 2);
+    if (c < 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "device class '%s' is not one of auto, cpu, gpu (CLGQA_DEVICE_CLASS or "
+                          "config key device_class)",
+                          device_class && *device_class && strcmp(device_class, "auto")
+                              ? device_class
+                              : getenv("CLGQA_DEVICE_CLASS"));
+    int a = choose(attention_kernel, "CLGQA_ATTENTION", attention_kernel_names, 2);
+    if (a < 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "attention kernel '%s' is not one of auto, rows, tiled (CLGQA_ATTENTION "
+                          "or config key attention_kernel)",
+                          attention_kernel && *attention_kernel && strcmp(attention_kernel, "auto")
+                              ? attention_kernel
+                              : getenv("CLGQA_ATTENTION"));
+    rt->device_class = c == 2 ? ((rt->device_type & CL_DEVICE_TYPE_CPU) ? CLGQA_CLASS_CPU
+                                                                         : CLGQA_CLASS_GPU)
+                              : (clgqa_device_class)c;
+    /* auto: the row kernels on CPU devices, tiles on GPUs. */
+    rt->attention_kernel = a == 2 ? (rt->device_class == CLGQA_CLASS_CPU ? CLGQA_ATTENTION_ROWS
+                                                                          : CLGQA_ATTENTION_TILED)
+                                  : (clgqa_attention_kernel)a;
     return CLGQA_OK;
 }
 

@@ -40,6 +40,47 @@ START_TEST(chooses_device_by_index_type_and_name) {
 }
 END_TEST
 
+/* The code-path knobs: auto follows the device type (class) and the class
+ * (attention); the environment forces either; config values beat the
+ * environment; bad values are refused by name and leave rt unchanged. */
+START_TEST(code_paths_follow_device_unless_forced) {
+    clgqa_runtime *rt;
+    unsetenv("CLGQA_DEVICE_CLASS");
+    unsetenv("CLGQA_ATTENTION");
+    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    clgqa_device_class natural =
+        (rt->device_type & CL_DEVICE_TYPE_CPU) ? CLGQA_CLASS_CPU : CLGQA_CLASS_GPU;
+    ck_assert_int_eq(rt->device_class, natural);
+    ck_assert_int_eq(rt->attention_kernel,
+                     natural == CLGQA_CLASS_CPU ? CLGQA_ATTENTION_ROWS : CLGQA_ATTENTION_TILED);
+    clgqa_runtime_destroy(rt);
+
+    setenv("CLGQA_DEVICE_CLASS", "gpu", 1);
+    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    ck_assert_int_eq(rt->device_class, CLGQA_CLASS_GPU);
+    ck_assert_int_eq(rt->attention_kernel, CLGQA_ATTENTION_TILED);
+    TEST_OK(clgqa_runtime_choose_paths(rt, "cpu", "tiled"));
+    ck_assert_int_eq(rt->device_class, CLGQA_CLASS_CPU);
+    ck_assert_int_eq(rt->attention_kernel, CLGQA_ATTENTION_TILED);
+    ck_assert_str_eq(clgqa_device_class_name(rt->device_class), "cpu");
+    ck_assert_str_eq(clgqa_attention_kernel_name(rt->attention_kernel), "tiled");
+
+    ck_assert_int_eq(clgqa_runtime_choose_paths(rt, "fast", NULL), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "'fast'") != NULL, "%s", clgqa_error_message());
+    ck_assert_int_eq(clgqa_runtime_choose_paths(rt, NULL, "flash"), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "'flash'") != NULL, "%s", clgqa_error_message());
+    ck_assert_int_eq(rt->device_class, CLGQA_CLASS_CPU);
+    ck_assert_int_eq(rt->attention_kernel, CLGQA_ATTENTION_TILED);
+    clgqa_runtime_destroy(rt);
+
+    setenv("CLGQA_ATTENTION", "sideways", 1);
+    ck_assert_int_eq(clgqa_runtime_create(NULL, &rt), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "'sideways'") != NULL, "%s", clgqa_error_message());
+    unsetenv("CLGQA_DEVICE_CLASS");
+    unsetenv("CLGQA_ATTENTION");
+}
+END_TEST
+
 START_TEST(unknown_device_spec_is_refused) {
     clgqa_runtime *rt = NULL;
     ck_assert_int_eq(clgqa_runtime_create("no-such-device-xyz", &rt), CLGQA_ERR_NO_DEVICE);
@@ -235,6 +276,7 @@ int main(int argc, char **argv) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, lists_devices);
     tcase_add_test(tc, chooses_device_by_index_type_and_name);
+    tcase_add_test(tc, code_paths_follow_device_unless_forced);
     tcase_add_test(tc, unknown_device_spec_is_refused);
     tcase_add_test(tc, no_platform_is_a_clear_error);
     tcase_add_test(tc, broken_kernel_reports_build_log);

@@ -20,7 +20,7 @@ static int convert(const clgqa_config *cfg, const char *device, const char *in, 
     clgqa_runtime *rt = NULL;
     clgqa_model *model = NULL;
     int exit_status = 0;
-    if (clgqa_runtime_create(device ? device : cfg->device, &rt) != CLGQA_OK ||
+    if (clgqa_cli_open_runtime(cfg, device, &rt) != 0 ||
         clgqa_model_create(rt, cfg, 1, &model) != CLGQA_OK ||
         clgqa_checkpoint_load_pretrained(model, in, cfg->pos_embed_antialias, stderr) != CLGQA_OK ||
         clgqa_checkpoint_save_model(model, cfg, out) != CLGQA_OK)

@@ -24,7 +24,7 @@ static int evaluate(const clgqa_config *cfg, const char *device, const char *che
     FILE *predictions = NULL;
     clgqa_eval_result result;
     int exit_status = 1;
-    if (clgqa_runtime_create(device ? device : cfg->device, &rt) != CLGQA_OK ||
+    if (clgqa_cli_open_runtime(cfg, device, &rt) != 0 ||
         clgqa_dataset_open(cfg, CLGQA_SPLIT_TEST,
                            cfg->skip_unreadable ? CLGQA_DATASET_SKIP_UNREADABLE : 0,
                            &ds) != CLGQA_OK ||

@@ -24,7 +24,7 @@ int clgqa_cmd_train(int argc, char **argv) {
     if (clgqa_run_config(args.config_path, args.sets, args.set_count, &cfg) != CLGQA_OK)
         return clgqa_cli_error(NULL);
     clgqa_runtime *rt;
-    if (clgqa_runtime_create(args.device ? args.device : cfg.device, &rt) != CLGQA_OK)
+    if (clgqa_cli_open_runtime(&cfg, args.device, &rt) != 0)
         return clgqa_cli_error(NULL);
     fprintf(stderr, "clgqa train: %s, %s on %s, device %s\n", cfg.dataset,
             clgqa_scheme_name(cfg.att_scheme), cfg.out_dir, rt->device_name);

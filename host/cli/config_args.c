@@ -1,5 +1,8 @@
 #include "config_args.h"
 
+#include "clgqa/config.h"
+#include "clgqa/runtime.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -49,4 +52,15 @@ int clgqa_cli_parse_config_args(const char *usage, int argc, char **argv,
     if (!out->config_path && !config_optional)
         return clgqa_cli_usage(usage);
     return -1;
+}
+
+int clgqa_cli_open_runtime(const clgqa_config *cfg, const char *device, clgqa_runtime **rt) {
+    if (clgqa_runtime_create(device ? device : cfg->device, rt) != CLGQA_OK)
+        return -1;
+    if (clgqa_runtime_choose_paths(*rt, cfg->device_class, cfg->attention_kernel) != CLGQA_OK) {
+        clgqa_runtime_destroy(*rt);
+        *rt = NULL;
+        return -1;
+    }
+    return 0;
 }

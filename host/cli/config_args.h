@@ -27,6 +27,12 @@ int clgqa_cli_parse_config_args(const char *usage, int argc, char **argv,
                                 const cli_option *options, int option_count,
                                 int config_optional, cli_config_args *out);
 
+/* The runtime a config asks for: the device (--device SPEC, else the config's
+ * device key) and the code paths (device_class, attention_kernel). */
+typedef struct clgqa_config clgqa_config;
+typedef struct clgqa_runtime clgqa_runtime;
+int clgqa_cli_open_runtime(const clgqa_config *cfg, const char *device, clgqa_runtime **rt);
+
 /* Print "usage: <usage>" on stderr; returns 2. */
 int clgqa_cli_usage(const char *usage);
 

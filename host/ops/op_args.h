@@ -60,7 +60,7 @@ static inline clgqa_status clgqa_set_uint_arg(cl_kernel kernel, cl_uint index, s
  * on this project's PoCL, LayerNorm over 8320 x 192 took 150 ms with 256
  * work-items per row and 3-5 ms with 16. */
 static inline size_t clgqa_row_group_size(clgqa_runtime *rt, cl_kernel kernel, size_t cols) {
-    size_t cap = (rt->device_type & CL_DEVICE_TYPE_CPU) ? 16 : 256;
+    size_t cap = rt->device_class == CLGQA_CLASS_CPU ? 16 : 256;
     size_t want = 1;
     while (want < cols && want < cap)
         want *= 2;

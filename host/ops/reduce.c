@@ -14,7 +14,7 @@ static clgqa_status launch_reduce(clgqa_runtime *rt, cl_kernel k, clgqa_view out
     /* CPU threads stream through contiguous blocks (on PoCL 8x faster than
      * interleaved reads, which jump a page per element); GPUs read
      * interleaved, coalesced. */
-    cl_uint contiguous = (rt->device_type & CL_DEVICE_TYPE_CPU) != 0;
+    cl_uint contiguous = rt->device_class == CLGQA_CLASS_CPU;
     CLGQA_TRY(CLGQA_ARG(k, 6, contiguous));
     CLGQA_TRY(clgqa_set_local_arg(k, 7, local * sizeof(float)));
     return clgqa_launch_1d(rt, k, groups * local, local);

@@ -51,6 +51,8 @@ typedef struct clgqa_config {
     int save_model;
     int skip_unreadable;     /* image datasets: leave undecodable images out (counted) */
     char device[256];        /* clgqa_runtime_create spec; "" = default device */
+    char device_class[8];     /* auto | cpu | gpu (clgqa_runtime_choose_paths) */
+    char attention_kernel[8]; /* auto | rows | tiled (likewise) */
     int label_mode_coarse;   /* cifar100: 1 = coarse labels */
     float norm_mean[3], norm_std[3]; /* per channel; a single number fills all 3 */
     /* Bookkeeping: one bit per key set by load or set (see clgqa_config_given). */

@@ -20,6 +20,20 @@
 typedef struct clgqa_program_entry clgqa_program_entry;
 typedef struct clgqa_profiler clgqa_profiler;
 
+/* Which code paths the kernels take. CPU devices (PoCL) run a work-group's
+ * work-items as a loop, so they want few work-items per group and
+ * contiguous blocks per thread; GPUs want wide, coalesced groups. The class
+ * follows the device type unless CLGQA_DEVICE_CLASS or the config key
+ * device_class forces it, which is how the GPU paths are tested on PoCL and
+ * Oclgrind. */
+typedef enum clgqa_device_class { CLGQA_CLASS_CPU = 0, CLGQA_CLASS_GPU } clgqa_device_class;
+/* The attention kernels: one work-item per row ("rows", the CPU's) or
+ * FlashAttention-2 style tiles in local memory ("tiled", the GPU's). */
+typedef enum clgqa_attention_kernel {
+    CLGQA_ATTENTION_ROWS = 0,
+    CLGQA_ATTENTION_TILED
+} clgqa_attention_kernel;
+
 typedef struct clgqa_runtime {
     cl_platform_id platform;
     cl_device_id device;
@@ -31,6 +45,8 @@ typedef struct clgqa_runtime {
     char device_version[128];
     char driver_version[128];
     cl_device_type device_type;
+    clgqa_device_class device_class;          /* see clgqa_runtime_choose_paths */
+    clgqa_attention_kernel attention_kernel; /* likewise */
     size_t max_work_group_size;
     cl_ulong max_alloc_bytes;
     cl_ulong global_mem_bytes;
@@ -70,6 +86,18 @@ clgqa_status clgqa_list_devices(FILE *out);
  * ("0"), "gpu", "cpu", or a case-insensitive substring of the device name. */
 clgqa_status clgqa_runtime_create(const char *spec, clgqa_runtime **out);
 void clgqa_runtime_destroy(clgqa_runtime *rt);
+
+/* Choose the device-dependent code paths. device_class is "auto", "cpu" or
+ * "gpu"; attention_kernel is "auto", "rows" or "tiled". NULL, "" or "auto"
+ * defers to $CLGQA_DEVICE_CLASS / $CLGQA_ATTENTION, and where those are unset
+ * or "auto", class follows the device type and attention follows the class.
+ * clgqa_runtime_create calls it with NULLs; the CLI calls it again with the
+ * config keys device_class and attention_kernel. A value outside those lists
+ * is refused with a message naming it; then rt is unchanged. */
+clgqa_status clgqa_runtime_choose_paths(clgqa_runtime *rt, const char *device_class,
+                                        const char *attention_kernel);
+const char *clgqa_device_class_name(clgqa_device_class c);
+const char *clgqa_attention_kernel_name(clgqa_attention_kernel k);
 
 /* The kernel `kernel_name` from the embedded program family `family`
  * (kernels/<family>.cl), building the program on first use. The runtime owns
