@@ -1,7 +1,7 @@
 /* The passes of the ViT (include/clgqa/model.h): forward with the per-scheme
  * grouping, backward through the whole model, the AdamW step. Everything is
  * enqueued on the runtime's in-order queue; nothing here waits for the
- * device or allocates. Semantics: ../shared/docs/attention-variants.md. */
+ * device or allocates. Semantics: docs/attention-variants.md. */
 #include "model_internal.h"
 
 #include "clgqa/gemm.h"

@@ -2,7 +2,7 @@
  * query-to-key-head grouping (static, KDGQA, DGQA diff/EMA), grouped
  * attention forward/backward and the PGQA perturbation.
  * kernels/attention.cl + kernels/grouping.cl <-> host/ops/attention.c +
- * host/ops/grouping.c. Semantics: ../shared/docs/attention-variants.md.
+ * host/ops/grouping.c. Semantics: docs/attention-variants.md.
  *
  * Layouts: q [B*P, H*d], k and v [B*P, G*d] as the projections write them.
  * kv_map [H] (int): the key/value head each query head reads (values in

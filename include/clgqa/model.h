@@ -3,7 +3,7 @@
  * moments in one flat device buffer each with a named tensor table; the
  * activation arena sized once at creation; forward, backward and the AdamW
  * step enqueue work without waiting. Semantics:
- * ../shared/docs/attention-variants.md.
+ * docs/attention-variants.md.
  *
  * Tensor names are those of the reference PyTorch model's state_dict:
  *   cls_token [1,1,C], pos_embed [1,P,C],

@@ -1,7 +1,7 @@
 """PyTorch reference ViT with the grouped-query attention family of arXiv:2408.08454.
 
 This is the independent side that clgqa's C/OpenCL code is checked against.
-It follows ../../shared/docs/attention-variants.md (the semantics page) to the
+It follows docs/attention-variants.md (the semantics page) to the
 letter, including the reference implementation's quirks and this project's
 "Here:" rules for the edge cases the reference leaves undefined. Plain torch
 only (no timm); module and parameter names reproduce timm's ViT state_dict
