@@ -103,6 +103,7 @@ void clgqa_config_defaults(clgqa_config *cfg) {
     cfg->seed = 42;
     cfg->max_steps_per_epoch = 0;
     cfg->max_eval_batches = 0;
+    cfg->log_steps = 50;
     cfg->shuffle = 1;
     snprintf(cfg->augment, sizeof cfg->augment, "none");
     snprintf(cfg->device_class, sizeof cfg->device_class, "auto");
@@ -473,6 +474,7 @@ static const key keys[] = {
     {.name = "seed", .kind = K_SEED},
     INT_KEY(max_steps_per_epoch, 0),
     INT_KEY(max_eval_batches, 0),
+    INT_KEY(log_steps, 1),
     BOOL_KEY(shuffle),
     CUSTOM_KEY(augment),
     STRING_KEY(pretrained_ckpt),

@@ -1,5 +1,6 @@
 /* The training and evaluation driver: epochs of (load batch -> forward ->
- * backward -> AdamW), evaluation after each epoch, run.csv / groups.csv,
+ * backward -> AdamW), evaluation after each epoch, run.csv / groups.csv /
+ * steps.csv,
  * progress on stderr, checkpoints. See clgqa/train.h. */
 #include "clgqa/train.h"
 
@@ -13,10 +14,8 @@
 #include <unistd.h>
 
 #include "clgqa/checkpoint.h"
+#include "step_log.h"
 
-/* groups.csv: a row per layer every GROUPS_LOG_EVERY training steps (every
- * window for DGQA) and after each evaluation, so a file stays small. */
-#define GROUPS_LOG_EVERY 50
 /* Progress: redraw at most 4 times a second on a terminal; otherwise a plain
  * line every PLAIN_LINE_EVERY steps. */
 #define PROGRESS_REFRESH_SECONDS 0.25
@@ -384,6 +383,7 @@ typedef struct trainer {
     batch_upload upload;
     int upload_ready;
     FILE *run_csv, *groups_csv;
+    clgqa_step_log steps; /* steps.csv */
     int32_t *group_counts; /* [num_layers * G] */
     clgqa_train_state state;
     long steps_per_epoch, total_steps;
@@ -395,6 +395,8 @@ static void trainer_free(trainer *t) {
         fclose(t->run_csv);
     if (t->groups_csv)
         fclose(t->groups_csv);
+    if (t->steps.csv)
+        fclose(t->steps.csv);
     free(t->group_counts);
     clgqa_loader_destroy(t->train_loader);
     clgqa_loader_destroy(t->test_loader);
@@ -438,14 +440,16 @@ static clgqa_status trainer_open(trainer *t) {
 
     t->steps_per_epoch = clgqa_steps_per_epoch(cfg, (long)clgqa_loader_num_batches(t->train_loader));
     t->total_steps = t->steps_per_epoch * cfg->epochs;
+    /* groups.csv: a row per layer every log_steps training steps (every
+     * window for DGQA) and after each evaluation, so a file stays small. */
     switch (cfg->att_scheme) {
     case CLGQA_KDGQA:
-        t->groups_every = GROUPS_LOG_EVERY;
+        t->groups_every = cfg->log_steps;
         break;
     case CLGQA_DGQA_DIFF:
     case CLGQA_DGQA_EMA:
         /* on window steps, where the split changes */
-        t->groups_every = (GROUPS_LOG_EVERY + cfg->window_size - 1) / cfg->window_size * cfg->window_size;
+        t->groups_every = (cfg->log_steps + cfg->window_size - 1) / cfg->window_size * cfg->window_size;
         break;
     default: /* static groups never move */
         t->groups_every = 0;
@@ -459,6 +463,9 @@ static clgqa_status trainer_open(trainer *t) {
     join_path(path, sizeof path, cfg->out_dir, "groups.csv");
     CLGQA_TRY(open_log(path, "epoch,step,layer,counts", t->state.epochs_done,
                        opt->resume_dir != NULL, &t->groups_csv));
+    join_path(path, sizeof path, cfg->out_dir, "steps.csv");
+    CLGQA_TRY(open_log(path, CLGQA_STEP_LOG_HEADER, t->state.epochs_done,
+                       opt->resume_dir != NULL, &t->steps.csv));
     return CLGQA_OK;
 }
 
@@ -472,6 +479,7 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
     clgqa_metrics m;
     CLGQA_TRY(clgqa_loader_start(t->train_loader, epoch));
     CLGQA_TRY(clgqa_model_reset_metrics(t->model));
+    clgqa_step_log_epoch_start(&t->steps, clgqa_loader_wait_seconds(t->train_loader));
     for (long step = 0; step < t->steps_per_epoch; step++) {
         clgqa_batch batch;
         CLGQA_TRY(clgqa_loader_next(t->train_loader, &batch));
@@ -488,6 +496,9 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
         t->state.global_step++;
         if (t->groups_every && step % t->groups_every == 0)
             CLGQA_TRY(log_groups(t->groups_csv, t->model, t->group_counts, epoch, step));
+        if ((step + 1) % cfg->log_steps == 0 || step + 1 == t->steps_per_epoch)
+            CLGQA_TRY(clgqa_step_log_row(&t->steps, t->model, epoch, t->state.global_step, hp.lr,
+                                         clgqa_loader_wait_seconds(t->train_loader)));
         if (progress_due(&p, step + 1)) {
             CLGQA_TRY(clgqa_model_read_metrics(t->model, &m));
             progress_show(&p, step + 1, &m, clgqa_loader_wait_seconds(t->train_loader));

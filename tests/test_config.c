@@ -122,6 +122,7 @@ static const char *every_key =
     "seed: 18446744073709551615\n"
     "max_steps_per_epoch: 5\n"
     "max_eval_batches: 2\n"
+    "log_steps: 7\n"
     "shuffle: false\n"
     "augment: randaugment\n"
     "pretrained_ckpt: 'ckpt/vit s.safetensors'\n"
@@ -164,6 +165,7 @@ static void check_every_key(const clgqa_config *cfg) {
     ck_assert(cfg->seed == 18446744073709551615ull);
     ck_assert_int_eq(cfg->max_steps_per_epoch, 5);
     ck_assert_int_eq(cfg->max_eval_batches, 2);
+    ck_assert_int_eq(cfg->log_steps, 7);
     ck_assert_int_eq(cfg->shuffle, 0);
     ck_assert_str_eq(cfg->augment, "randaugment");
     ck_assert_str_eq(cfg->pretrained_ckpt, "ckpt/vit s.safetensors");
@@ -511,6 +513,7 @@ static void assert_same(const clgqa_config *a, const clgqa_config *b) {
     ck_assert(a->seed == b->seed);
     ck_assert_int_eq(a->max_steps_per_epoch, b->max_steps_per_epoch);
     ck_assert_int_eq(a->max_eval_batches, b->max_eval_batches);
+    ck_assert_int_eq(a->log_steps, b->log_steps);
     ck_assert_int_eq(a->shuffle, b->shuffle);
     ck_assert_str_eq(a->augment, b->augment);
     ck_assert_str_eq(a->pretrained_ckpt, b->pretrained_ckpt);

@@ -42,6 +42,7 @@ typedef struct clgqa_config {
     unsigned long long seed;
     int max_steps_per_epoch; /* 0 = whole epoch */
     int max_eval_batches;    /* 0 = whole test split */
+    int log_steps;           /* training steps between steps.csv and groups.csv rows */
     int shuffle;
     char augment[32];        /* none | flip | crop_flip | randaugment */
     char pretrained_ckpt[1024];

@@ -13,8 +13,9 @@
  * Every random choice depends only on (seed, epoch, step), so a run resumed
  * from last.safetensors ends with the weights of an uninterrupted run.
  *
- * Files in cfg->out_dir: config.yaml, run.csv, groups.csv, last.safetensors
- * and, at the end when cfg->save_model, model.safetensors. */
+ * Files in cfg->out_dir: config.yaml, run.csv, groups.csv, steps.csv (a row
+ * every cfg->log_steps steps), last.safetensors and, at the end when
+ * cfg->save_model, model.safetensors. */
 #ifndef CLGQA_TRAIN_H
 #define CLGQA_TRAIN_H
 
