@@ -62,7 +62,7 @@ static void summarise(double *ms, int n, double *median, double *min, double *ma
 
 /* The model config of a benchmark size. */
 static clgqa_status bench_config(const bench_options *opt, clgqa_scheme scheme, clgqa_config *cfg) {
-    clgqa_config_defaults(cfg);
+    CLGQA_TRY(clgqa_config_demo(cfg));
     if (strcmp(opt->size, "demo") != 0) {
         if (strlen(opt->size) != 1 || !strchr("sbl", opt->size[0]))
             return clgqa_fail(CLGQA_ERR_INVALID_ARG, "--size must be demo, s, b or l, not '%s'",

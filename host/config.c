@@ -9,6 +9,7 @@
 #include "clgqa/config.h"
 
 #include "atomic_file.h"
+#include "embedded_files.h"
 
 #include <errno.h>
 #include <float.h>
@@ -73,39 +74,39 @@ static const char *const augment_names[] = {"none", "flip", "crop_flip", "randau
 
 void clgqa_config_defaults(clgqa_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
-    /* The README demo: a 4-layer, 64-wide kdgqa ViT on 28x28 Fashion-MNIST.
-     * Patch 7 gives 16 patches + class token = 17 tokens, which keeps three
-     * epochs within the 10-minute budget on two CPU cores. */
-    snprintf(cfg->dataset, sizeof cfg->dataset, "fashion-mnist");
-    cfg->in_chans = 1;
-    cfg->size = 'c';
-    cfg->att_scheme = CLGQA_KDGQA;
+    /* The reference's recipe (its training script and timm's ViT-S): a
+     * config written for the paper's code trains as it would there. */
+    snprintf(cfg->dataset, sizeof cfg->dataset, "cifar10");
+    cfg->in_chans = 3;
+    cfg->size = 's';
+    cfg->att_scheme = CLGQA_MHSA;
     cfg->num_classes = 0; /* from the dataset at finalize */
     cfg->pretrained = 0;
     cfg->window_size = 100;
     cfg->num_kv_heads = 2;
-    snprintf(cfg->out_dir, sizeof cfg->out_dir, "runs/demo");
-    cfg->embed_dim = 64;
-    cfg->num_layers = 4;
-    cfg->num_heads = 4;
-    cfg->img_size = 28;
-    cfg->patch_size = 7;
-    cfg->epochs = 3;
-    cfg->batch_size = 64;
-    cfg->lr = 2e-3f;
+    snprintf(cfg->out_dir, sizeof cfg->out_dir, "runs/train");
+    cfg->embed_dim = 384; /* size c without dimensions: ViT-S's */
+    cfg->num_layers = 12;
+    cfg->num_heads = 6;
+    cfg->img_size = 224; /* every size, custom too: the reference resizes to 224 */
+    cfg->patch_size = 16;
+    cfg->epochs = 5;
+    cfg->batch_size = 32;
+    cfg->lr = 1e-5f;
     cfg->weight_decay = 0.01f;
     cfg->beta1 = 0.9f;
     cfg->beta2 = 0.999f;
     cfg->eps = 1e-8f;
-    cfg->schedule = CLGQA_SCHEDULE_COSINE;
-    cfg->warmup_steps = 200;
+    cfg->schedule = CLGQA_SCHEDULE_CONSTANT;
+    cfg->warmup_steps = 0;
     cfg->clip_grad_norm = 0.0f;
     cfg->seed = 42;
     cfg->max_steps_per_epoch = 0;
     cfg->max_eval_batches = 0;
     cfg->log_steps = 50;
+    cfg->checkpoint_steps = 0;
     cfg->shuffle = 1;
-    snprintf(cfg->augment, sizeof cfg->augment, "none");
+    snprintf(cfg->augment, sizeof cfg->augment, "randaugment");
     snprintf(cfg->device_class, sizeof cfg->device_class, "auto");
     snprintf(cfg->attention_kernel, sizeof cfg->attention_kernel, "auto");
     cfg->pos_embed_antialias = 1; /* what timm does loading a checkpoint at another size */
@@ -475,6 +476,7 @@ static const key keys[] = {
     INT_KEY(max_steps_per_epoch, 0),
     INT_KEY(max_eval_batches, 0),
     INT_KEY(log_steps, 1),
+    INT_KEY(checkpoint_steps, 0),
     BOOL_KEY(shuffle),
     CUSTOM_KEY(augment),
     STRING_KEY(pretrained_ckpt),
@@ -669,6 +671,33 @@ static clgqa_status apply_document(clgqa_config *cfg, const char *path, yaml_doc
     return CLGQA_OK;
 }
 
+/* The one document `parser` reads, applied to a copy of cfg so that a
+ * failing file leaves cfg untouched; `label` names the file in messages. */
+static clgqa_status apply_yaml(clgqa_config *cfg, const char *label, yaml_parser_t *parser) {
+    clgqa_config next = *cfg;
+    clgqa_status status = CLGQA_OK;
+    yaml_document_t doc;
+    if (!yaml_parser_load(parser, &doc)) {
+        status = yaml_error(label, parser);
+    } else {
+        status = apply_document(&next, label, &doc);
+        yaml_document_delete(&doc);
+        /* A second document would be silently ignored otherwise. */
+        if (status == CLGQA_OK) {
+            if (!yaml_parser_load(parser, &doc)) {
+                status = yaml_error(label, parser);
+            } else {
+                if (yaml_document_get_root_node(&doc))
+                    status = clgqa_fail(CLGQA_ERR_FORMAT, "%s: more than one YAML document", label);
+                yaml_document_delete(&doc);
+            }
+        }
+    }
+    if (status == CLGQA_OK)
+        *cfg = next;
+    return status;
+}
+
 clgqa_status clgqa_config_load(clgqa_config *cfg, const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -679,33 +708,32 @@ clgqa_status clgqa_config_load(clgqa_config *cfg, const char *path) {
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "yaml_parser_initialize failed for '%s'", path);
     }
     yaml_parser_set_input_file(&parser, f);
-
-    /* Work on a copy so a failing file leaves cfg untouched. */
     clgqa_config next = *cfg;
-    clgqa_status status = CLGQA_OK;
-    yaml_document_t doc;
-    if (!yaml_parser_load(&parser, &doc)) {
-        status = yaml_error(path, &parser);
-    } else {
-        status = apply_document(&next, path, &doc);
-        yaml_document_delete(&doc);
-        /* A second document would be silently ignored otherwise. */
-        if (status == CLGQA_OK) {
-            if (!yaml_parser_load(&parser, &doc)) {
-                status = yaml_error(path, &parser);
-            } else {
-                if (yaml_document_get_root_node(&doc))
-                    status = clgqa_fail(CLGQA_ERR_FORMAT, "%s: more than one YAML document", path);
-                yaml_document_delete(&doc);
-            }
-        }
-    }
+    clgqa_status status = apply_yaml(&next, path, &parser);
     if (status == CLGQA_OK && ferror(f))
         status = clgqa_fail(CLGQA_ERR_IO, "cannot read config '%s'", path);
     yaml_parser_delete(&parser);
     fclose(f);
     if (status == CLGQA_OK)
         *cfg = next;
+    return status;
+}
+
+/* configs/demo.yaml, embedded at build time (cmake/embed_files.cmake). */
+clgqa_status clgqa_config_demo(clgqa_config *cfg) {
+    clgqa_config_defaults(cfg);
+    const char *text = NULL;
+    for (const clgqa_embedded_file *f = clgqa_config_files; f->name; f++)
+        if (!strcmp(f->name, "demo"))
+            text = f->text;
+    if (!text)
+        return clgqa_fail(CLGQA_ERR_UNSUPPORTED, "configs/demo.yaml was not embedded at build time");
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "yaml_parser_initialize failed");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
+    clgqa_status status = apply_yaml(cfg, "configs/demo.yaml (embedded)", &parser);
+    yaml_parser_delete(&parser);
     return status;
 }
 
@@ -757,7 +785,7 @@ clgqa_status clgqa_config_set(clgqa_config *cfg, const char *key_value) {
 
 clgqa_status clgqa_config_finalize(clgqa_config *cfg) {
     /* The reference's timm sizes; each replaces embed_dim, num_layers and
-     * num_heads, and gives patch 16 at 224 unless the config says otherwise. */
+     * num_heads (img_size and patch_size default to 224 and 16 for every size). */
     static const struct { char size; int embed_dim, num_layers, num_heads; } presets[] = {
         {'s', 384, 12, 6}, {'b', 768, 12, 12}, {'l', 1024, 24, 16}};
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
@@ -766,10 +794,6 @@ clgqa_status clgqa_config_finalize(clgqa_config *cfg) {
         cfg->embed_dim = presets[i].embed_dim;
         cfg->num_layers = presets[i].num_layers;
         cfg->num_heads = presets[i].num_heads;
-        if (!clgqa_config_given(cfg, "img_size"))
-            cfg->img_size = 224;
-        if (!clgqa_config_given(cfg, "patch_size"))
-            cfg->patch_size = 16;
     }
 
     const struct dataset_info *data = find_dataset(cfg->dataset);

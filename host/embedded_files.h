@@ -13,5 +13,7 @@ typedef struct clgqa_embedded_file {
 extern const clgqa_embedded_file clgqa_kernel_sources[];
 /* The JSON files of tuning/: CLBlast tuner results applied at start-up. */
 extern const clgqa_embedded_file clgqa_tuning_files[];
+/* configs/demo.yaml ("demo"): the configuration of `clgqa train` without a file. */
+extern const clgqa_embedded_file clgqa_config_files[];
 
 #endif

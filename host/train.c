@@ -35,9 +35,12 @@ static double now_seconds(void) {
 
 clgqa_status clgqa_run_config(const char *path, const char *const *sets, int set_count,
                               clgqa_config *cfg) {
-    clgqa_config_defaults(cfg);
-    if (path)
+    if (path) {
+        clgqa_config_defaults(cfg);
         CLGQA_TRY(clgqa_config_load(cfg, path));
+    } else {
+        CLGQA_TRY(clgqa_config_demo(cfg));
+    }
     for (int i = 0; i < set_count; i++)
         CLGQA_TRY(clgqa_config_set(cfg, sets[i]));
     return clgqa_config_finalize(cfg);

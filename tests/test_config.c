@@ -51,9 +51,64 @@ static const char *write_yaml(const char *name, const char *text) {
     ck_assert_msg(strstr(clgqa_error_message(), needle), "message '%s' lacks '%s'", clgqa_error_message(), \
                   needle)
 
-START_TEST(defaults_are_the_demo) {
+/* Keys left out take the reference's recipe (attention-variants.md,
+ * "Training recipe of the reference") and ViT-S with MHSA on CIFAR-10. */
+START_TEST(defaults_are_the_reference_recipe) {
     clgqa_config cfg;
     clgqa_config_defaults(&cfg);
+    ck_assert_str_eq(cfg.dataset, "cifar10");
+    ck_assert_int_eq(cfg.in_chans, 3);
+    ck_assert_int_eq(cfg.size, 's');
+    ck_assert_int_eq(cfg.att_scheme, CLGQA_MHSA);
+    ck_assert_float_eq(cfg.lr, 1e-5f);
+    ck_assert_int_eq(cfg.schedule, CLGQA_SCHEDULE_CONSTANT);
+    ck_assert_int_eq(cfg.warmup_steps, 0);
+    ck_assert_int_eq(cfg.batch_size, 32);
+    ck_assert_int_eq(cfg.epochs, 5);
+    ck_assert_str_eq(cfg.augment, "randaugment");
+    ck_assert_int_eq(cfg.img_size, 224);
+    ck_assert_int_eq(cfg.patch_size, 16);
+    ck_assert_float_eq(cfg.weight_decay, 0.01f);
+    ck_assert_float_eq(cfg.beta1, 0.9f);
+    ck_assert_float_eq(cfg.beta2, 0.999f);
+    ck_assert_float_eq(cfg.eps, 1e-8f);
+    ck_assert_uint_eq(cfg.seed, 42);
+    for (int c = 0; c < 3; c++) {
+        ck_assert_float_eq(cfg.norm_mean[c], 0.5f);
+        ck_assert_float_eq(cfg.norm_std[c], 0.5f);
+    }
+    ck_assert_float_eq(cfg.clip_grad_norm, 0.0f);
+    ck_assert_int_eq(cfg.checkpoint_steps, 0);
+    ck_assert_int_eq(cfg.shuffle, 1);
+    ck_assert_int_eq(cfg.save_model, 1);
+    ck_assert_uint_eq(cfg.keys_given, 0);
+
+    ck_assert_int_eq(clgqa_config_finalize(&cfg), CLGQA_OK);
+    ck_assert_int_eq(cfg.embed_dim, 384);
+    ck_assert_int_eq(cfg.num_layers, 12);
+    ck_assert_int_eq(cfg.num_heads, 6);
+    ck_assert_int_eq(cfg.num_kv_heads, 6); /* MHSA: G = H */
+    ck_assert_int_eq(cfg.num_classes, 10);
+    ck_assert_str_eq(cfg.data_dir, ""); /* the reader's default folder */
+    ck_assert_int_eq(cfg.pretrained, 0);
+    ck_assert_int_eq(cfg.pos_embed_antialias, 1); /* timm's resampling */
+
+    /* A custom size keeps 224 and patch 16 too, as in the reference. */
+    clgqa_config_defaults(&cfg);
+    ck_assert_int_eq(clgqa_config_set(&cfg, "size=c"), CLGQA_OK);
+    ck_assert_int_eq(clgqa_config_set(&cfg, "embed_dim=96"), CLGQA_OK);
+    ck_assert_int_eq(clgqa_config_finalize(&cfg), CLGQA_OK);
+    ck_assert_int_eq(cfg.img_size, 224);
+    ck_assert_int_eq(cfg.patch_size, 16);
+    ck_assert_int_eq(cfg.embed_dim, 96);
+}
+END_TEST
+
+/* The demo (`clgqa train` without a file) keeps its own complete values,
+ * which were the defaults before the reference's recipe. */
+START_TEST(demo_keeps_its_own_values) {
+    clgqa_config cfg;
+    ck_assert_int_eq(clgqa_config_demo(&cfg), CLGQA_OK);
     ck_assert_str_eq(cfg.dataset, "fashion-mnist");
     ck_assert_int_eq(cfg.in_chans, 1);
     ck_assert_int_eq(cfg.size, 'c');
@@ -72,7 +127,7 @@ START_TEST(defaults_are_the_demo) {
     ck_assert_int_eq(cfg.batch_size, 64);
     ck_assert_int_eq(cfg.epochs, 3);
     ck_assert_int_eq(cfg.schedule, CLGQA_SCHEDULE_COSINE);
-    ck_assert_int_gt(cfg.warmup_steps, 0);
+    ck_assert_int_eq(cfg.warmup_steps, 200);
     ck_assert_uint_eq(cfg.seed, 42);
     ck_assert_float_eq(cfg.norm_mean[2], 0.5f);
     ck_assert_float_eq(cfg.norm_std[0], 0.5f);
@@ -81,7 +136,6 @@ START_TEST(defaults_are_the_demo) {
     ck_assert_int_eq(cfg.save_model, 1);
     ck_assert_int_eq(cfg.window_size, 100);
     ck_assert_int_eq(cfg.shuffle, 1);
-    ck_assert_uint_eq(cfg.keys_given, 0);
 
     ck_assert_int_eq(clgqa_config_finalize(&cfg), CLGQA_OK);
     ck_assert_int_eq(cfg.num_classes, 10);
@@ -96,7 +150,7 @@ END_TEST
 static const char *every_key =
     "# all keys\n"
     "dataset: cifar100\n"
-    "in_chans: 3\n"
+    "in_chans: 1\n"
     "size: c\n"
     "att_scheme: dgqa_diff\n"
     "num_classes: 20\n"
@@ -116,15 +170,16 @@ static const char *every_key =
     "weight_decay: 0.05\n"
     "betas: [0.8, 0.95]\n"
     "eps: 1e-6\n"
-    "schedule: constant\n"
+    "schedule: cosine\n"
     "warmup_steps: 10\n"
     "clip_grad_norm: 1.5\n"
     "seed: 18446744073709551615\n"
     "max_steps_per_epoch: 5\n"
     "max_eval_batches: 2\n"
     "log_steps: 7\n"
+    "checkpoint_steps: 25\n"
     "shuffle: false\n"
-    "augment: randaugment\n"
+    "augment: crop_flip\n"
     "pretrained_ckpt: 'ckpt/vit s.safetensors'\n"
     "pos_embed_antialias: false\n"
     "save_model: 0\n"
@@ -138,7 +193,7 @@ static const char *every_key =
 
 static void check_every_key(const clgqa_config *cfg) {
     ck_assert_str_eq(cfg->dataset, "cifar100");
-    ck_assert_int_eq(cfg->in_chans, 3);
+    ck_assert_int_eq(cfg->in_chans, 1);
     ck_assert_int_eq(cfg->size, 'c');
     ck_assert_int_eq(cfg->att_scheme, CLGQA_DGQA_DIFF);
     ck_assert_int_eq(cfg->num_classes, 20);
@@ -159,15 +214,16 @@ static void check_every_key(const clgqa_config *cfg) {
     ck_assert_float_eq(cfg->beta1, 0.8f);
     ck_assert_float_eq(cfg->beta2, 0.95f);
     ck_assert_float_eq(cfg->eps, 1e-6f);
-    ck_assert_int_eq(cfg->schedule, CLGQA_SCHEDULE_CONSTANT);
+    ck_assert_int_eq(cfg->schedule, CLGQA_SCHEDULE_COSINE);
     ck_assert_int_eq(cfg->warmup_steps, 10);
     ck_assert_float_eq(cfg->clip_grad_norm, 1.5f);
     ck_assert(cfg->seed == 18446744073709551615ull);
     ck_assert_int_eq(cfg->max_steps_per_epoch, 5);
     ck_assert_int_eq(cfg->max_eval_batches, 2);
     ck_assert_int_eq(cfg->log_steps, 7);
+    ck_assert_int_eq(cfg->checkpoint_steps, 25);
     ck_assert_int_eq(cfg->shuffle, 0);
-    ck_assert_str_eq(cfg->augment, "randaugment");
+    ck_assert_str_eq(cfg->augment, "crop_flip");
     ck_assert_str_eq(cfg->pretrained_ckpt, "ckpt/vit s.safetensors");
     ck_assert_int_eq(cfg->pos_embed_antialias, 0);
     ck_assert_int_eq(cfg->save_model, 0);
@@ -234,7 +290,8 @@ START_TEST(size_presets) {
     clgqa_config cfg;
     clgqa_config_defaults(&cfg);
     ck_assert_int_eq(clgqa_config_load(&cfg, write_yaml("b.yaml", "size: b\nimg_size: 32\npatch_size: 4\n"
-                                                                  "num_kv_heads: 4\nembed_dim: 8\n")),
+                                                                  "att_scheme: gqa\nnum_kv_heads: 4\n"
+                                                                  "embed_dim: 8\n")),
                      CLGQA_OK);
     ck_assert_int_eq(clgqa_config_finalize(&cfg), CLGQA_OK);
     ck_assert_int_eq(cfg.embed_dim, 768);
@@ -274,7 +331,7 @@ START_TEST(heads_not_divisible_refused_for_every_scheme) {
 }
 END_TEST
 
-/* finalize refusals: --set lines applied to the defaults, then the message. */
+/* finalize refusals: --set lines applied to the demo config, then the message. */
 START_TEST(cross_key_refusals) {
     static const struct { const char *sets[3]; const char *message; } cases[] = {
         {{"embed_dim=66"}, "embed_dim 66 is not a multiple of num_heads 4"},
@@ -286,7 +343,7 @@ START_TEST(cross_key_refusals) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         clgqa_config cfg;
-        clgqa_config_defaults(&cfg);
+        ck_assert_int_eq(clgqa_config_demo(&cfg), CLGQA_OK);
         for (int j = 0; j < 3 && cases[i].sets[j]; j++)
             ck_assert_int_eq(clgqa_config_set(&cfg, cases[i].sets[j]), CLGQA_OK);
         ck_assert_int_eq(clgqa_config_finalize(&cfg), CLGQA_ERR_INVALID_ARG);
@@ -333,6 +390,7 @@ START_TEST(bad_values_refused) {
         {"batch_size: 99999999999", "batch_size", "'99999999999'"},
         {"epochs:", "epochs", "bad value"},
         {"warmup_steps: -1", "warmup_steps", "'-1'"},
+        {"checkpoint_steps: -5", "checkpoint_steps", "'-5'"},
         {"num_classes: -2", "num_classes", "'-2'"},
         {"lr: 0", "lr", "'0'"},
         {"lr: -1e-3", "lr", "'-1e-3'"},
@@ -409,7 +467,7 @@ START_TEST(unknown_and_duplicate_keys_refused) {
     snprintf(expect, sizeof expect, "%s:1: unknown key 'learning_rate'", path);
     ASSERT_MESSAGE_HAS(expect);
     ck_assert_ptr_null(strstr(clgqa_error_message(), "did you mean"));
-    ck_assert_int_eq(cfg.epochs, 3);
+    ck_assert_int_eq(cfg.epochs, 5); /* the default: failed loads change nothing */
 
     path = write_yaml("d.yaml", "epochs: 2\nlr: 0.1\nepochs: 4\n");
     ck_assert_int_eq(clgqa_config_load(&cfg, path), CLGQA_ERR_INVALID_ARG);
@@ -436,7 +494,7 @@ START_TEST(malformed_files_refused) {
 
     ck_assert_int_eq(clgqa_config_load(&cfg, "/nonexistent/clgqa.yaml"), CLGQA_ERR_IO);
     ASSERT_MESSAGE_HAS("/nonexistent/clgqa.yaml");
-    ck_assert_int_eq(cfg.epochs, 3);
+    ck_assert_int_eq(cfg.epochs, 5); /* the default: failed loads change nothing */
 }
 END_TEST
 
@@ -514,6 +572,7 @@ static void assert_same(const clgqa_config *a, const clgqa_config *b) {
     ck_assert_int_eq(a->max_steps_per_epoch, b->max_steps_per_epoch);
     ck_assert_int_eq(a->max_eval_batches, b->max_eval_batches);
     ck_assert_int_eq(a->log_steps, b->log_steps);
+    ck_assert_int_eq(a->checkpoint_steps, b->checkpoint_steps);
     ck_assert_int_eq(a->shuffle, b->shuffle);
     ck_assert_str_eq(a->augment, b->augment);
     ck_assert_str_eq(a->pretrained_ckpt, b->pretrained_ckpt);
@@ -569,15 +628,15 @@ START_TEST(write_load_round_trip) {
 }
 END_TEST
 
-/* configs/demo.yaml is the README demo: it must equal the defaults. */
-START_TEST(demo_config_is_the_defaults) {
-    clgqa_config demo, defaults;
-    clgqa_config_defaults(&demo);
-    clgqa_config_defaults(&defaults);
-    ck_assert_int_eq(clgqa_config_load(&demo, "configs/demo.yaml"), CLGQA_OK);
-    ck_assert_int_eq(clgqa_config_finalize(&demo), CLGQA_OK);
-    ck_assert_int_eq(clgqa_config_finalize(&defaults), CLGQA_OK);
-    assert_same(&demo, &defaults);
+/* configs/demo.yaml, read as a file, is what the build embedded. */
+START_TEST(demo_config_is_the_embedded_demo) {
+    clgqa_config file, embedded;
+    clgqa_config_defaults(&file);
+    ck_assert_int_eq(clgqa_config_load(&file, "configs/demo.yaml"), CLGQA_OK);
+    ck_assert_int_eq(clgqa_config_demo(&embedded), CLGQA_OK);
+    ck_assert_int_eq(clgqa_config_finalize(&file), CLGQA_OK);
+    ck_assert_int_eq(clgqa_config_finalize(&embedded), CLGQA_OK);
+    assert_same(&file, &embedded);
 }
 END_TEST
 
@@ -622,7 +681,8 @@ int main(void) {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, defaults_are_the_demo);
+    tcase_add_test(tc, defaults_are_the_reference_recipe);
+    tcase_add_test(tc, demo_keeps_its_own_values);
     tcase_add_test(tc, every_key_is_parsed);
     tcase_add_test(tc, empty_file_keeps_defaults);
     tcase_add_test(tc, scalar_norms_fill_every_channel);
@@ -637,7 +697,7 @@ int main(void) {
     tcase_add_test(tc, malformed_files_refused);
     tcase_add_test(tc, set_overrides);
     tcase_add_test(tc, write_load_round_trip);
-    tcase_add_test(tc, demo_config_is_the_defaults);
+    tcase_add_test(tc, demo_config_is_the_embedded_demo);
     tcase_add_test(tc, shipped_configs_load);
     tcase_add_test(tc, scheme_names);
     suite_add_tcase(s, tc);

@@ -1,5 +1,5 @@
 /* clgqa train [CONFIG.yaml] [--set key=value ...] [--device SPEC] [--resume DIR]
- * Without CONFIG.yaml the embedded defaults (the README demo) are trained. */
+ * Without CONFIG.yaml the embedded demo config (configs/demo.yaml) is trained. */
 #include <stdio.h>
 
 #include "clgqa/config.h"
@@ -10,7 +10,7 @@
 
 static const char usage[] =
     "clgqa train [CONFIG.yaml] [--set key=value ...] [--device SPEC] [--resume DIR]\n"
-    "       (without CONFIG.yaml: the embedded default, a small KDGQA ViT on Fashion-MNIST)";
+    "       (without CONFIG.yaml: the embedded demo, configs/demo.yaml: a small KDGQA ViT on Fashion-MNIST)";
 
 int clgqa_cmd_train(int argc, char **argv) {
     const char *resume = NULL;

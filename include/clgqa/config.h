@@ -43,6 +43,8 @@ typedef struct clgqa_config {
     int max_steps_per_epoch; /* 0 = whole epoch */
     int max_eval_batches;    /* 0 = whole test split */
     int log_steps;           /* training steps between steps.csv and groups.csv rows */
+    int checkpoint_steps;    /* >0: also write last.safetensors every this many
+                                optimizer steps; 0 = at epoch ends only */
     int shuffle;
     char augment[32];        /* none | flip | crop_flip | randaugment */
     char pretrained_ckpt[1024];
@@ -60,8 +62,15 @@ typedef struct clgqa_config {
     unsigned long long keys_given;
 } clgqa_config;
 
-/* Defaults: the README demo (small kdgqa ViT on Fashion-MNIST). */
+/* Defaults: the reference's training recipe (lr 1e-5, constant schedule, no
+ * warm-up, batch 32, 5 epochs, RandAugment, 224x224 with patch 16 for every
+ * size, normalisation 0.5/0.5, seed 42) and ViT-S with MHSA on CIFAR-10 for
+ * the model keys; configs/README.md lists every one. */
 void clgqa_config_defaults(clgqa_config *cfg);
+/* The README demo (a small kdgqa ViT on Fashion-MNIST): the defaults with
+ * configs/demo.yaml, embedded at build time, applied over them. This is what
+ * `clgqa train` trains without a config file. */
+clgqa_status clgqa_config_demo(clgqa_config *cfg);
 /* Apply a YAML file (a flat mapping) over cfg. On failure cfg is unchanged
  * and the message names the file:line, the key and the value. */
 clgqa_status clgqa_config_load(clgqa_config *cfg, const char *path);
@@ -69,14 +78,14 @@ clgqa_status clgqa_config_load(clgqa_config *cfg, const char *path);
  * starting with '[' is a list ("betas=[0.9,0.95]"); others are literal. */
 clgqa_status clgqa_config_set(clgqa_config *cfg, const char *key_value);
 /* Cross-key checks and size presets: s/b/l fill embed_dim, num_layers,
- * num_heads (and img_size 224, patch_size 16 unless given); mhsa sets
+ * num_heads; mhsa sets
  * num_kv_heads = num_heads; num_heads % num_kv_heads, embed_dim % num_heads
  * and img_size % patch_size must be 0; num_classes from the dataset when 0
  * (imagefolder stays 0: its reader counts the classes); pretrained is 1
  * exactly when pretrained_ckpt is set. */
 clgqa_status clgqa_config_finalize(clgqa_config *cfg);
 /* Whether `key` was set by clgqa_config_load or clgqa_config_set (not just
- * defaulted): the s/b/l presets keep an img_size or patch_size that was. */
+ * defaulted). */
 int clgqa_config_given(const clgqa_config *cfg, const char *key);
 /* Write cfg as YAML (saved beside checkpoints); loads back to the same cfg. */
 clgqa_status clgqa_config_write(const clgqa_config *cfg, const char *path);

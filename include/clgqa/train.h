@@ -26,9 +26,10 @@
 #include "clgqa/model.h"
 #include "clgqa/runtime.h"
 
-/* The configuration of a run: defaults, then the YAML file at `path` (NULL:
- * none, the embedded defaults stand), then each "key=value" of `sets` in
- * order, then the cross-key checks. */
+/* The configuration of a run: the defaults (the reference's recipe) and the
+ * YAML file at `path` over them, or without a file (NULL) the embedded demo
+ * (clgqa_config_demo); then each "key=value" of `sets` in order, then the
+ * cross-key checks. */
 clgqa_status clgqa_run_config(const char *path, const char *const *sets, int set_count,
                               clgqa_config *cfg);
 
