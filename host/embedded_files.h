@@ -15,5 +15,7 @@ extern const clgqa_embedded_file clgqa_kernel_sources[];
 extern const clgqa_embedded_file clgqa_tuning_files[];
 /* configs/demo.yaml ("demo"): the configuration of `clgqa train` without a file. */
 extern const clgqa_embedded_file clgqa_config_files[];
+/* The Python scripts of host/cli, in the clgqa program only: "plot" (clgqa plot). */
+extern const clgqa_embedded_file clgqa_cli_scripts[];
 
 #endif

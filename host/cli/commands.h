@@ -7,6 +7,7 @@ int clgqa_cmd_bench(int argc, char **argv); /* bench/bench.c */
 int clgqa_cmd_train(int argc, char **argv);
 int clgqa_cmd_eval(int argc, char **argv);
 int clgqa_cmd_convert(int argc, char **argv);
+int clgqa_cmd_plot(int argc, char **argv);
 
 /* Print "clgqa: <message>" for a failed status; returns 1 (exit status). */
 int clgqa_cli_error(const char *context);

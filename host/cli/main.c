@@ -17,6 +17,7 @@ static const command commands[] = {
     {"train", clgqa_cmd_train, "train a ViT (a YAML config, or the embedded default)"},
     {"eval", clgqa_cmd_eval, "evaluate a checkpoint on the test split"},
     {"convert", clgqa_cmd_convert, "convert a timm or reference checkpoint to a config"},
+    {"plot", clgqa_cmd_plot, "pictures of a run: training curves and group allocation (matplotlib)"},
 };
 
 static void usage(FILE *out) {
