@@ -40,7 +40,8 @@ static char *data_dir;
 static const char *const tiny_sets[] = {
     "dataset=mnist", "in_chans=1",  "size=c",        "embed_dim=16",   "num_layers=2",
     "num_heads=4",   "num_kv_heads=2", "window_size=2", "img_size=8",   "patch_size=4",
-    "epochs=2",      "batch_size=16", "lr=0.003",     "warmup_steps=3", "save_model=0",
+    "epochs=2",      "batch_size=16", "lr=0.003",     "schedule=cosine", "warmup_steps=3",
+    "augment=none",  "save_model=0",
 };
 #define TINY_SET_COUNT (sizeof tiny_sets / sizeof tiny_sets[0])
 
