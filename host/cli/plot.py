@@ -189,8 +189,7 @@ def plot_groups(run_dir, out_dir, cfg, bounds, export):
         for e in epochs:
             ax.axvline(e * steps_per_epoch, color="black", lw=0.8, ls="--")
     axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    bottom = axes[-1, 0]
-    bottom.set_xlabel("training step (dashed: end of each epoch)")
+    axes[-1, 0].set_xlabel("training step (dashed: end of each epoch)")
     top = axes[0, 0].secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch,
                                                        lambda e: e * steps_per_epoch))
     top.set_xlabel("epoch")
