@@ -39,13 +39,13 @@ static void build_tensor_table(clgqa_model *m) {
     add_tensor(m, "patch_embed.proj.bias", 1, C, 0, 0, 0);
     for (int l = 0; l < d->num_layers; l++) {
         static const char *suffix[MODEL_L_TENSORS] = {
-            "norm1.weight",    "norm1.bias",     "attn.q.weight",    "attn.q.bias",
-            "attn.k.weight",   "attn.k.bias",    "attn.v.weight",    "attn.v.bias",
+            "norm1.weight",    "norm1.bias",     "attn.q.weight",    "attn.k.weight",
+            "attn.v.weight",   "attn.q.bias",    "attn.k.bias",      "attn.v.bias",
             "attn.proj.weight", "attn.proj.bias", "norm2.weight",     "norm2.bias",
             "mlp.fc1.weight",  "mlp.fc1.bias",   "mlp.fc2.weight",   "mlp.fc2.bias"};
         /* [out, in] of each Linear, [C] of each LayerNorm vector */
-        const int rows[MODEL_L_TENSORS] = {C, C, C, C, kv, kv, kv, kv, C, C, C, C, F, F, C, C};
-        const int cols[MODEL_L_TENSORS] = {0, 0, C, 0, C, 0, C, 0, C, 0, 0, 0, C, 0, F, 0};
+        const int rows[MODEL_L_TENSORS] = {C, C, C, kv, kv, C, kv, kv, C, C, C, C, F, F, C, C};
+        const int cols[MODEL_L_TENSORS] = {0, 0, C, C, C, 0, 0, 0, C, 0, 0, 0, C, 0, F, 0};
         for (int i = 0; i < MODEL_L_TENSORS; i++) {
             char name[CLGQA_TENSOR_NAME_MAX];
             snprintf(name, sizeof name, "blocks.%d.%s", l, suffix[i]);
@@ -176,10 +176,13 @@ static size_t carve_layer(clgqa_model *m, int l, cl_mem mem) {
     a->ln1 = carve(&c, rows * C);
     a->ln1_mean = carve(&c, rows);
     a->ln1_rstd = carve(&c, rows);
-    a->q = carve(&c, rows * C);
-    a->k = carve(&c, rows * kv);
-    a->v = carve(&c, rows * kv);
-    a->attention_region = carve(&c, clgqa_attention_saved_floats(&ad, m->scheme == CLGQA_PGQA));
+    a->qkv = carve(&c, rows * (C + 2 * kv));
+    a->q = a->qkv;
+    a->k = clgqa_view_add(a->qkv, C);
+    a->v = clgqa_view_add(a->qkv, C + kv);
+    /* Sized for the attention variant chosen when the model is created. */
+    a->attention_region = carve(
+        &c, clgqa_attention_saved_floats(&ad, m->scheme == CLGQA_PGQA, m->rt->attention_kernel));
     a->heads_out = carve(&c, rows * C);
     a->x_mid = carve(&c, rows * C);
     a->ln2 = carve(&c, rows * C);
@@ -216,10 +219,12 @@ static size_t carve_shared(clgqa_model *m, cl_mem mem) {
     m->dgelu = carve(&c, rows * F);
     m->dfc1 = carve(&c, rows * F);
     m->dheads_out = carve(&c, rows * C);
-    m->dq = carve(&c, rows * C);
-    m->dk = carve(&c, rows * kv);
-    m->dv = carve(&c, rows * kv);
-    m->attention_scratch = carve(&c, clgqa_attention_scratch_floats(&ad));
+    m->dqkv = carve(&c, rows * (C + 2 * kv));
+    size_t attention_scratch =
+        clgqa_attention_scratch_floats(&ad, m->scheme == CLGQA_PGQA, m->rt->attention_kernel);
+    size_t key_norms_scratch = clgqa_key_norms_scratch_floats(&ad);
+    m->attention_scratch = carve(&c, attention_scratch > key_norms_scratch ? attention_scratch
+                                                                            : key_norms_scratch);
     m->dpatch_out = carve(&c, patch_rows * C);
     m->grad_sum_squares = carve(&c, 1);
     m->grad_scale = carve(&c, 1);

@@ -14,11 +14,11 @@ enum { MODEL_T_CLS, MODEL_T_POS, MODEL_T_PATCH_W, MODEL_T_PATCH_B, MODEL_T_BLOCK
 enum {
     MODEL_L_NORM1_W,
     MODEL_L_NORM1_B,
-    MODEL_L_Q_W,
-    MODEL_L_Q_B,
+    MODEL_L_Q_W, /* q, k, v weights contiguous: one [C + 2Gd, C] GEMM operand */
     MODEL_L_K_W,
-    MODEL_L_K_B,
     MODEL_L_V_W,
+    MODEL_L_Q_B, /* and their biases: one [C + 2Gd] bias */
+    MODEL_L_K_B,
     MODEL_L_V_B,
     MODEL_L_PROJ_W,
     MODEL_L_PROJ_B,
@@ -36,7 +36,8 @@ enum { MODEL_F_NORM_W, MODEL_F_NORM_B, MODEL_F_HEAD_W, MODEL_F_HEAD_B, MODEL_F_T
 typedef struct model_layer {
     clgqa_view x_in; /* residual stream in: the previous block's x_out, or the tokens */
     clgqa_view ln1, ln1_mean, ln1_rstd;
-    clgqa_view q, k, v;
+    clgqa_view qkv;              /* fused projection [B*P, C + 2Gd] */
+    clgqa_view q, k, v;          /* its column blocks, rows C + 2Gd apart */
     clgqa_view attention_region; /* carved by clgqa_attention_saved_layout per batch */
     clgqa_attention_saved saved; /* laid out for the last forward's batch */
     clgqa_view heads_out;        /* attention output, heads concatenated [B*P, C] */
@@ -76,8 +77,8 @@ struct clgqa_model {
     clgqa_view dlogits; /* [B, classes]; dres, dln, dlogits contiguous (one fill) */
     clgqa_view dgelu, dfc1;             /* [B*P, 4C] */
     clgqa_view dheads_out;              /* [B*P, C] */
-    clgqa_view dq, dk, dv;              /* contiguous (one fill) */
-    clgqa_view attention_scratch;
+    clgqa_view dqkv;                    /* [B*P, C + 2Gd], as qkv */
+    clgqa_view attention_scratch;       /* also the key norms' scratch */
     clgqa_view dpatch_out;              /* [B*n, C] */
     clgqa_view grad_sum_squares, grad_scale; /* clipping scalars */
 
@@ -116,9 +117,13 @@ static inline clgqa_view model_cache(const clgqa_model *m, int layer) {
 static inline clgqa_view model_key_norms(const clgqa_model *m, int layer) {
     return clgqa_view_at(m->group_floats, (size_t)(m->dims.num_layers + layer) * m->dims.kv_heads);
 }
+/* Columns of the fused q/k/v projection: C + 2Gd. */
+static inline int model_qkv_width(const clgqa_model *m) {
+    return m->dims.embed_dim + 2 * m->dims.kv_heads * m->dims.head_dim;
+}
 static inline clgqa_attention_dims model_attention_dims(const clgqa_model *m, int batch) {
     clgqa_attention_dims ad = {batch, m->dims.tokens, m->dims.num_heads, m->dims.kv_heads,
-                               m->dims.head_dim};
+                               m->dims.head_dim, model_qkv_width(m)};
     return ad;
 }
 

@@ -43,7 +43,7 @@ static clgqa_status update_grouping(clgqa_model *m, int l, const clgqa_attention
         return CLGQA_OK;
     switch (m->scheme) {
     case CLGQA_KDGQA: /* recomputed on every forward pass */
-        CLGQA_TRY(clgqa_key_norms(m->rt, ad, model_key_norms(m, l), k));
+        CLGQA_TRY(clgqa_key_norms(m->rt, ad, model_key_norms(m, l), k, m->attention_scratch));
         return clgqa_grouping_kdgqa(m->rt, ad, model_key_norms(m, l), model_kv_map(m, l),
                                     model_group_counts(m, l));
     case CLGQA_DGQA_DIFF:
@@ -52,7 +52,7 @@ static clgqa_status update_grouping(clgqa_model *m, int l, const clgqa_attention
          * steps keep the last split and cache). Evaluation: every pass. */
         if (training && step_in_epoch % m->window_size != 0)
             return CLGQA_OK;
-        CLGQA_TRY(clgqa_key_norms(m->rt, ad, model_key_norms(m, l), k));
+        CLGQA_TRY(clgqa_key_norms(m->rt, ad, model_key_norms(m, l), k, m->attention_scratch));
         return clgqa_grouping_dgqa(
             m->rt, ad, m->scheme == CLGQA_DGQA_EMA, !training, m->window_size,
             model_key_norms(m, l), model_cache(m, l), model_kv_map(m, l), model_group_counts(m, l),
@@ -76,13 +76,12 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, int training
 
     CLGQA_TRY(clgqa_layernorm_forward(rt, a->ln1, a->ln1_mean, a->ln1_rstd, a->x_in, P(NORM1_W),
                                       P(NORM1_B), rows, C, MODEL_LN_EPS));
-    CLGQA_TRY(clgqa_linear_forward(rt, a->q, a->ln1, P(Q_W), P(Q_B), rows, C, C));
-    CLGQA_TRY(clgqa_linear_forward(rt, a->k, a->ln1, P(K_W), P(K_B), rows, C, kv));
-    CLGQA_TRY(clgqa_linear_forward(rt, a->v, a->ln1, P(V_W), P(V_B), rows, C, kv));
+    /* q, k, v in one GEMM: their weights and biases are contiguous. */
+    CLGQA_TRY(clgqa_linear_forward(rt, a->qkv, a->ln1, P(Q_W), P(Q_B), rows, C, C + 2 * kv));
     CLGQA_TRY(update_grouping(m, l, &ad, a->k, training, step_in_epoch, global_step));
 
     int pgqa = m->scheme == CLGQA_PGQA;
-    clgqa_attention_saved_layout(&ad, pgqa, a->attention_region, &a->saved);
+    clgqa_attention_saved_layout(&ad, pgqa, rt->attention_kernel, a->attention_region, &a->saved);
     clgqa_pgqa noise = {m->seed, clgqa_stream_id(CLGQA_RNG_PGQA, (uint32_t)l, (uint64_t)global_step),
                         {NULL, 0}};
     if (pgqa && m->noise_fixed[l])
@@ -188,16 +187,14 @@ static clgqa_status block_backward(clgqa_model *m, int l) {
     /* Attention: x_mid = x_in + proj(attention(q, k, v of ln1(x_in))) */
     CLGQA_TRY(linear_backward(rt, m->dheads_out, 0.0f, G(PROJ_W), G(PROJ_B), m->dres,
                               a->heads_out, P(PROJ_W), rows, C, C));
-    /* dq, dk, dv are contiguous, each sized for max_batch */
-    CLGQA_TRY(clgqa_fill(rt, m->dq, (size_t)d->max_batch * d->tokens * (C + 2 * kv), 0.0f));
-    CLGQA_TRY(clgqa_attention_backward(rt, &ad, m->dq, m->dk, m->dv, m->dheads_out,
-                                       model_kv_map(m, l), m->scheme == CLGQA_PGQA, &a->saved,
-                                       m->attention_scratch));
-    CLGQA_TRY(linear_backward(rt, m->dln, 0.0f, G(Q_W), G(Q_B), m->dq, a->ln1, P(Q_W), rows, C, C));
-    CLGQA_TRY(linear_backward(rt, m->dln, 1.0f, G(K_W), G(K_B), m->dk, a->ln1, P(K_W), rows, C,
-                              kv));
-    CLGQA_TRY(linear_backward(rt, m->dln, 1.0f, G(V_W), G(V_B), m->dv, a->ln1, P(V_W), rows, C,
-                              kv));
+    /* The attention backward writes d(qkv) whole (no fill); one GEMM each
+     * for dx and dW and one bias backward over the fused projection. */
+    CLGQA_TRY(clgqa_attention_backward(rt, &ad, m->dqkv, clgqa_view_add(m->dqkv, C),
+                                       clgqa_view_add(m->dqkv, C + kv), m->dheads_out,
+                                       a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
+                                       m->scheme == CLGQA_PGQA, &a->saved, m->attention_scratch));
+    CLGQA_TRY(linear_backward(rt, m->dln, 0.0f, G(Q_W), G(Q_B), m->dqkv, a->ln1, P(Q_W), rows, C,
+                              C + 2 * kv));
     return clgqa_layernorm_backward(rt, m->dres, G(NORM1_W), G(NORM1_B), m->dln, a->x_in,
                                     a->ln1_mean, a->ln1_rstd, P(NORM1_W), rows, C);
 #undef P

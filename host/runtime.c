@@ -260,19 +260,19 @@ static uint64_t fnv1a(uint64_t hash, const char *text) {
     return (hash ^ 0xff) * 1099511628211ull; /* separator between fields */
 }
 
-static void cache_path(const clgqa_runtime *rt, const char *name, const char *source, char *path,
-                       size_t size) {
+static void cache_path(const clgqa_runtime *rt, const char *name, const char *source,
+                       const char *options, char *path, size_t size) {
     uint64_t key = 14695981039346656037ull;
     key = fnv1a(key, rt->platform_name);
     key = fnv1a(key, rt->device_name);
     key = fnv1a(key, rt->driver_version);
-    key = fnv1a(key, build_options);
+    key = fnv1a(key, options);
     key = fnv1a(key, kernel_prelude());
     key = fnv1a(key, source);
     snprintf(path, size, "%s/%s-%016llx.bin", rt->cache_dir, name, (unsigned long long)key);
 }
 
-static cl_program load_cached_binary(clgqa_runtime *rt, const char *path) {
+static cl_program load_cached_binary(clgqa_runtime *rt, const char *path, const char *options) {
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
@@ -287,7 +287,7 @@ static cl_program load_cached_binary(clgqa_runtime *rt, const char *path) {
         program = clCreateProgramWithBinary(rt->context, 1, &rt->device, &length, binaries,
                                             &binary_status, &err);
         if (err != CL_SUCCESS || binary_status != CL_SUCCESS ||
-            clBuildProgram(program, 1, &rt->device, build_options, NULL, NULL) != CL_SUCCESS) {
+            clBuildProgram(program, 1, &rt->device, options, NULL, NULL) != CL_SUCCESS) {
             if (program)
                 clReleaseProgram(program);
             program = NULL; /* stale or foreign binary: rebuild from source */
@@ -327,18 +327,22 @@ static void store_cached_binary(cl_program program, const char *path) {
 
 struct clgqa_program_entry {
     const char *family; /* also the profiling label of its kernels */
+    char defines[128];  /* the variant's -D options, "" for the plain family */
     cl_program program;
     int kernel_count;
     char **kernel_names;
     cl_kernel *kernels;
 };
 
-clgqa_status clgqa_build_program(clgqa_runtime *rt, const char *name, const char *source,
-                                 cl_program *out) {
+/* clgqa_build_program with `defines` appended to the build options. */
+static clgqa_status build_program(clgqa_runtime *rt, const char *name, const char *source,
+                                  const char *defines, cl_program *out) {
+    char options[sizeof build_options + 130];
+    snprintf(options, sizeof options, "%s %s", build_options, defines);
     char path[1200] = "";
     if (rt->cache_dir[0]) {
-        cache_path(rt, name, source, path, sizeof path);
-        cl_program cached = load_cached_binary(rt, path);
+        cache_path(rt, name, source, options, path, sizeof path);
+        cl_program cached = load_cached_binary(rt, path, options);
         if (cached) {
             *out = cached;
             return CLGQA_OK;
@@ -348,7 +352,7 @@ clgqa_status clgqa_build_program(clgqa_runtime *rt, const char *name, const char
     cl_int err;
     cl_program program = clCreateProgramWithSource(rt->context, 2, parts, NULL, &err);
     CLGQA_CL(err);
-    err = clBuildProgram(program, 1, &rt->device, build_options, NULL, NULL);
+    err = clBuildProgram(program, 1, &rt->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
         size_t log_size = 0;
         clGetProgramBuildInfo(program, rt->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_size);
@@ -370,10 +374,18 @@ clgqa_status clgqa_build_program(clgqa_runtime *rt, const char *name, const char
     return CLGQA_OK;
 }
 
-static clgqa_status find_program(clgqa_runtime *rt, const char *family,
+clgqa_status clgqa_build_program(clgqa_runtime *rt, const char *name, const char *source,
+                                 cl_program *out) {
+    return build_program(rt, name, source, "", out);
+}
+
+static clgqa_status find_program(clgqa_runtime *rt, const char *family, const char *defines,
                                  clgqa_program_entry **out) {
+    if (strlen(defines) >= sizeof rt->programs[0].defines)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "kernels/%s.cl: build options '%s' too long",
+                          family, defines);
     for (int i = 0; i < rt->program_count; i++)
-        if (!strcmp(rt->programs[i].family, family)) {
+        if (!strcmp(rt->programs[i].family, family) && !strcmp(rt->programs[i].defines, defines)) {
             *out = &rt->programs[i];
             return CLGQA_OK;
         }
@@ -383,7 +395,7 @@ static clgqa_status find_program(clgqa_runtime *rt, const char *family,
     if (!src->name)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "no embedded kernel family '%s'", family);
     cl_program program;
-    CLGQA_TRY(clgqa_build_program(rt, family, src->text, &program));
+    CLGQA_TRY(build_program(rt, family, src->text, defines, &program));
     clgqa_program_entry *grown =
         realloc(rt->programs, (size_t)(rt->program_count + 1) * sizeof *grown);
     if (!grown) {
@@ -392,15 +404,21 @@ static clgqa_status find_program(clgqa_runtime *rt, const char *family,
     }
     rt->programs = grown;
     clgqa_program_entry *entry = &rt->programs[rt->program_count++];
-    *entry = (clgqa_program_entry){src->name, program, 0, NULL, NULL};
+    *entry = (clgqa_program_entry){src->name, "", program, 0, NULL, NULL};
+    snprintf(entry->defines, sizeof entry->defines, "%s", defines);
     *out = entry;
     return CLGQA_OK;
 }
 
 clgqa_status clgqa_kernel(clgqa_runtime *rt, const char *family, const char *kernel_name,
                           cl_kernel *out) {
+    return clgqa_kernel_variant(rt, family, "", kernel_name, out);
+}
+
+clgqa_status clgqa_kernel_variant(clgqa_runtime *rt, const char *family, const char *defines,
+                                  const char *kernel_name, cl_kernel *out) {
     clgqa_program_entry *entry = NULL;
-    CLGQA_TRY(find_program(rt, family, &entry));
+    CLGQA_TRY(find_program(rt, family, defines, &entry));
     for (int i = 0; i < entry->kernel_count; i++)
         if (!strcmp(entry->kernel_names[i], kernel_name)) {
             *out = entry->kernels[i];

@@ -1,45 +1,58 @@
 /* Query-head grouping on the device (semantics: docs/attention-variants.md).
  *
- * key_norms reduces k [B*P, G*d] to one number per key/value head. The
+ * key_norm_partials + key_norms reduce k [B*P, G*d] (rows `row_stride`
+ * apart) to one number per key/value head. The
  * allocation kernels turn those numbers into group_counts [G] (query heads
  * per key/value head) and kv_map [H] (the key/value head each query head
  * reads; groups are contiguous in head order). G and H are a handful, so
  * the allocations run as one work-item: the fix-up loops are sequential by
  * definition. */
 
-/* One work-group per key head j; work-item lid takes samples lid, lid + wg,
- * ... and sums the square roots of their sums of squares over (P, d); one
- * local-memory reduction then adds the work-items' totals. A sample's sum
- * is serial, so there is a single barrier-bound reduction per head rather
- * than one per sample. */
+/* Key norms in two deterministic stages. key_norm_partials: one work-group
+ * per (sample b, key head j, slice s of `slices` token ranges) sums the
+ * squares of k over its tokens and d, into partials [B, G, slices]. The
+ * slices exist to give a GPU enough work-groups (host/ops/grouping.c).
+ * k rows are `row_stride` floats apart. */
+__kernel void key_norm_partials(__global float *partials, const uint partials_off,
+                                __global const float *k, const uint k_off, const uint tokens,
+                                const uint kv_heads, const uint head_dim, const uint row_stride,
+                                const uint slices, __local float *scratch) {
+    const uint group = get_group_id(0);
+    const uint bj = group / slices, s = group - bj * slices;
+    const uint b = bj / kv_heads, j = bj - b * kv_heads;
+    const uint chunk = (tokens + slices - 1) / slices;
+    const uint first = min(s * chunk, tokens), n = min(chunk, tokens - first);
+    __global const float *kb = k + k_off + ((size_t)b * tokens + first) * row_stride + j * head_dim;
+    float sum = 0.0f;
+    for (uint e = get_local_id(0); e < n * head_dim; e += get_local_size(0)) {
+        const uint p = e / head_dim, c = e - p * head_dim;
+        const float x = kb[(size_t)p * row_stride + c];
+        sum += x * x;
+    }
+    sum = group_sum(scratch, sum);
+    if (get_local_id(0) == 0)
+        partials[partials_off + group] = sum;
+}
+
+/* key_norms[j] = sum over b of sqrt(sum over s of partials[b, j, s]), one
+ * work-group per key head, work-item lid taking samples lid, lid + wg, ...;
+ * every sum runs in a fixed order. */
 __kernel void key_norms(__global float *key_norms, const uint key_norms_off,
-                        __global const float *k, const uint k_off, const uint batch,
-                        const uint tokens, const uint kv_heads, const uint head_dim,
-                        __local float *partial) {
+                        __global const float *partials, const uint partials_off,
+                        const uint batch, const uint kv_heads, const uint slices,
+                        __local float *scratch) {
     const uint j = get_group_id(0);
-    const uint lid = get_local_id(0);
-    const uint wg = get_local_size(0);
-    const uint row_stride = kv_heads * head_dim;
     float total = 0.0f;
-    for (uint b = lid; b < batch; b += wg) {
-        __global const float *kb = k + k_off + (size_t)b * tokens * row_stride + j * head_dim;
-        float sum = 0.0f;
-        for (uint p = 0; p < tokens; p++)
-            for (uint c = 0; c < head_dim; c++) {
-                const float x = kb[p * row_stride + c];
-                sum += x * x;
-            }
-        total += sqrt(sum);
+    for (uint b = get_local_id(0); b < batch; b += get_local_size(0)) {
+        __global const float *row = partials + partials_off + ((size_t)b * kv_heads + j) * slices;
+        float squares = 0.0f;
+        for (uint s = 0; s < slices; s++)
+            squares += row[s];
+        total += sqrt(squares);
     }
-    partial[lid] = total;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = wg / 2; s > 0; s /= 2) {
-        if (lid < s)
-            partial[lid] += partial[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (lid == 0)
-        key_norms[key_norms_off + j] = partial[0];
+    total = group_sum(scratch, total);
+    if (get_local_id(0) == 0)
+        key_norms[key_norms_off + j] = total;
 }
 
 /* kv_map from group_counts: group j serves the next n_j heads in order. */

@@ -1,7 +1,11 @@
-/* Grouped attention forward/backward and the PGQA perturbation against a
- * float64 CPU reference written here: outputs element by element, gradients
- * against central finite differences of that reference (loss = sum(out * w),
- * so dout = w). */
+/* Grouped attention forward/backward and the PGQA perturbation, both
+ * variants (rows and tiled, forced through rt->attention_kernel whatever
+ * the device or CLGQA_ATTENTION picks), against a float64 CPU reference
+ * written here: outputs element by element, gradients against an analytic
+ * float64 backward (loss = sum(out * w), so dout = w) that is itself
+ * checked against central finite differences of the reference forward.
+ * q, k, v are read packed or inside one padded fused [B*P, (H+2G)d + 3]
+ * buffer; every output region sits between guard values. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +19,15 @@ static int small_sizes(void) {
     return s && *s && strcmp(s, "0") != 0;
 }
 
+static const clgqa_attention_kernel variants[] = {CLGQA_ATTENTION_ROWS, CLGQA_ATTENTION_TILED};
+
 /* ---- float64 reference ---- */
 
 typedef struct attention_case {
-    clgqa_attention_dims dims;
+    clgqa_attention_dims dims; /* row_stride 0 here: host arrays are packed */
     int kv_map[16];
     int pgqa;
+    int fused; /* device q/k/v inside one padded buffer */
 } attention_case;
 
 static size_t q_count(const clgqa_attention_dims *d) {
@@ -33,64 +40,141 @@ static size_t noise_count(const clgqa_attention_dims *d) {
     return (size_t)d->heads * d->tokens * d->head_dim;
 }
 
-/* out [B*P, H*d]. With u ([H, P*d], the raw noise U) the PGQA perturbation
- * is applied: z = standardised U with U[i][i] = 0, A' = A - (z sigma + mu). */
+/* One (sample b, head h) of the reference: probs [P, P] and A [P, d]. */
+static void ref_head(const attention_case *tc, int b, int h, const double *q, const double *k,
+                     const double *v, double *probs, double *a) {
+    const clgqa_attention_dims *dm = &tc->dims;
+    const int P = dm->tokens, H = dm->heads, G = dm->kv_heads, d = dm->head_dim;
+    const int j = tc->kv_map[h];
+    const double scale = 1.0 / sqrt((double)d);
+    for (int p = 0; p < P; p++) {
+        double *row = probs + (size_t)p * P, top = -INFINITY, sum = 0.0;
+        for (int t = 0; t < P; t++) {
+            double s = 0.0;
+            for (int c = 0; c < d; c++)
+                s += scale * q[((size_t)b * P + p) * H * d + (size_t)h * d + c] *
+                     k[((size_t)b * P + t) * G * d + (size_t)j * d + c];
+            row[t] = s;
+            top = fmax(top, s);
+        }
+        for (int t = 0; t < P; t++) {
+            row[t] = exp(row[t] - top);
+            sum += row[t];
+        }
+        for (int t = 0; t < P; t++)
+            row[t] /= sum;
+        for (int c = 0; c < d; c++) {
+            double acc = 0.0;
+            for (int t = 0; t < P; t++)
+                acc += row[t] * v[((size_t)b * P + t) * G * d + (size_t)j * d + c];
+            a[p * d + c] = acc;
+        }
+    }
+}
+
+/* PGQA of one row A [L]: z = standardised U row with U[i][i] = 0, mu and
+ * sigma (Bessel) of A. */
+static void ref_pgqa_stats(const attention_case *tc, int h, const double *u, const double *a,
+                           double *z, double *mu, double *sigma) {
+    const clgqa_attention_dims *dm = &tc->dims;
+    const int L = dm->tokens * dm->head_dim, diagonal = h % (dm->heads / dm->kv_heads);
+    double m = 0.0, var = 0.0, u_mean = 0.0, u_var = 0.0;
+    for (int l = 0; l < L; l++) {
+        z[l] = l == diagonal ? 0.0 : u[(size_t)h * L + l];
+        u_mean += z[l] / L;
+        m += a[l] / L;
+    }
+    for (int l = 0; l < L; l++) {
+        u_var += (z[l] - u_mean) * (z[l] - u_mean) / (L - 1);
+        var += (a[l] - m) * (a[l] - m) / (L - 1);
+    }
+    double u_std = u_var > 0.0 ? sqrt(u_var) : 1.0;
+    for (int l = 0; l < L; l++)
+        z[l] = (z[l] - u_mean) / u_std;
+    *mu = m;
+    *sigma = sqrt(var);
+}
+
+/* out [B*P, H*d]; with u ([H, P*d], the raw noise U) PGQA's A - (z sigma + mu). */
 static void ref_forward(const attention_case *tc, const double *q, const double *k,
                         const double *v, const double *u, double *out) {
     const clgqa_attention_dims *dm = &tc->dims;
-    const int B = dm->batch, P = dm->tokens, H = dm->heads, G = dm->kv_heads, d = dm->head_dim;
-    const int L = P * d;
-    const double scale = 1.0 / sqrt((double)d);
-    double *a = malloc(sizeof(double) * (size_t)L);
-    double *z = malloc(sizeof(double) * (size_t)L);
-    double *scores = malloc(sizeof(double) * (size_t)P);
+    const int B = dm->batch, P = dm->tokens, H = dm->heads, d = dm->head_dim, L = P * d;
+    double *probs = malloc(sizeof(double) * (size_t)P * P), *a = malloc(sizeof(double) * L);
+    double *z = malloc(sizeof(double) * L);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            const int j = tc->kv_map[h];
-            for (int p = 0; p < P; p++) {
-                double top = -INFINITY, sum = 0.0;
-                for (int p2 = 0; p2 < P; p2++) {
-                    double s = 0.0;
-                    for (int c = 0; c < d; c++)
-                        s += scale * q[((size_t)b * P + p) * H * d + (size_t)h * d + c] *
-                             k[((size_t)b * P + p2) * G * d + (size_t)j * d + c];
-                    scores[p2] = s;
-                    top = fmax(top, s);
-                }
-                for (int p2 = 0; p2 < P; p2++) {
-                    scores[p2] = exp(scores[p2] - top);
-                    sum += scores[p2];
-                }
-                for (int c = 0; c < d; c++) {
-                    double acc = 0.0;
-                    for (int p2 = 0; p2 < P; p2++)
-                        acc += scores[p2] / sum * v[((size_t)b * P + p2) * G * d + (size_t)j * d + c];
-                    a[p * d + c] = acc;
-                }
-            }
+            ref_head(tc, b, h, q, k, v, probs, a);
             if (u) {
-                double mu = 0.0, var = 0.0, u_mean = 0.0, u_var = 0.0;
-                const int diagonal = h % (H / G);
-                for (int l = 0; l < L; l++) {
-                    z[l] = l == diagonal ? 0.0 : u[(size_t)h * L + l];
-                    u_mean += z[l] / L;
-                    mu += a[l] / L;
-                }
-                for (int l = 0; l < L; l++) {
-                    u_var += (z[l] - u_mean) * (z[l] - u_mean) / (L - 1);
-                    var += (a[l] - mu) * (a[l] - mu) / (L - 1);
-                }
-                double u_std = u_var > 0.0 ? sqrt(u_var) : 1.0, sigma = sqrt(var);
+                double mu, sigma;
+                ref_pgqa_stats(tc, h, u, a, z, &mu, &sigma);
                 for (int l = 0; l < L; l++)
-                    a[l] -= (z[l] - u_mean) / u_std * sigma + mu;
+                    a[l] -= z[l] * sigma + mu;
             }
             for (int p = 0; p < P; p++)
                 for (int c = 0; c < d; c++)
                     out[((size_t)b * P + p) * H * d + (size_t)h * d + c] = a[p * d + c];
         }
-    free(a);
-    free(z);
-    free(scores);
+    free(probs), free(a), free(z);
+}
+
+/* Analytic gradients of sum(out * w): PGQA's dA = g - mean(g) - sum(g z)
+ * (A - mu) / ((L - 1) sigma) (0 where sigma == 0), then dP = dA v^T,
+ * dS = P (dP - rowsum(P dP)), dq = d^-0.5 dS k, dk = d^-0.5 dS^T q and
+ * dv = P^T dA summed over the heads of each group. Overwrites gq, gk, gv. */
+static void ref_backward(const attention_case *tc, const double *q, const double *k,
+                         const double *v, const double *u, const double *w, double *gq,
+                         double *gk, double *gv) {
+    const clgqa_attention_dims *dm = &tc->dims;
+    const int B = dm->batch, P = dm->tokens, H = dm->heads, G = dm->kv_heads, d = dm->head_dim;
+    const int L = P * d;
+    const double scale = 1.0 / sqrt((double)d);
+    memset(gq, 0, sizeof(double) * q_count(dm));
+    memset(gk, 0, sizeof(double) * kv_count(dm));
+    memset(gv, 0, sizeof(double) * kv_count(dm));
+    double *probs = malloc(sizeof(double) * (size_t)P * P), *a = malloc(sizeof(double) * L);
+    double *z = malloc(sizeof(double) * L), *da = malloc(sizeof(double) * L);
+    double *ds = malloc(sizeof(double) * P);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const int j = tc->kv_map[h];
+            ref_head(tc, b, h, q, k, v, probs, a);
+            for (int p = 0; p < P; p++)
+                for (int c = 0; c < d; c++)
+                    da[p * d + c] = w[((size_t)b * P + p) * H * d + (size_t)h * d + c];
+            if (u) {
+                double mu, sigma, g_sum = 0.0, gz_sum = 0.0;
+                ref_pgqa_stats(tc, h, u, a, z, &mu, &sigma);
+                for (int l = 0; l < L; l++) {
+                    g_sum += da[l];
+                    gz_sum += da[l] * z[l];
+                }
+                for (int l = 0; l < L; l++)
+                    da[l] -= g_sum / L + (sigma > 0.0 ? gz_sum * (a[l] - mu) / ((L - 1) * sigma) : 0.0);
+            }
+            for (int p = 0; p < P; p++) {
+                const double *pr = probs + (size_t)p * P;
+                double weighted = 0.0;
+                for (int t = 0; t < P; t++) {
+                    double dp = 0.0;
+                    for (int c = 0; c < d; c++)
+                        dp += da[p * d + c] * v[((size_t)b * P + t) * G * d + (size_t)j * d + c];
+                    ds[t] = dp;
+                    weighted += pr[t] * dp;
+                }
+                const size_t qrow = ((size_t)b * P + p) * H * d + (size_t)h * d;
+                for (int t = 0; t < P; t++) {
+                    ds[t] = pr[t] * (ds[t] - weighted);
+                    const size_t krow = ((size_t)b * P + t) * G * d + (size_t)j * d;
+                    for (int c = 0; c < d; c++) {
+                        gq[qrow + c] += scale * ds[t] * k[krow + c];
+                        gk[krow + c] += scale * ds[t] * q[qrow + c];
+                        gv[krow + c] += pr[t] * da[p * d + c];
+                    }
+                }
+            }
+        }
+    free(probs), free(a), free(z), free(da), free(ds);
 }
 
 static double ref_loss(const attention_case *tc, const double *q, const double *k,
@@ -106,8 +190,8 @@ static double ref_loss(const attention_case *tc, const double *q, const double *
 }
 
 /* Central differences of the reference loss with respect to x[0..n). */
-static void ref_gradient(const attention_case *tc, double *q, double *k, double *v,
-                         const double *u, const double *w, double *x, size_t n, double *grad) {
+static void fd_gradient(const attention_case *tc, double *q, double *k, double *v,
+                        const double *u, const double *w, double *x, size_t n, double *grad) {
     const double eps = 1e-6;
     for (size_t i = 0; i < n; i++) {
         double keep = x[i];
@@ -134,7 +218,44 @@ static double max_abs(const double *x, size_t n) {
     return m;
 }
 
-/* ---- device runs ---- */
+/* ---- cases ---- */
+
+static attention_case make_case(int batch, int tokens, int heads, int kv_heads, int head_dim,
+                                const int *kv_map, int pgqa, int fused) {
+    attention_case tc = {{batch, tokens, heads, kv_heads, head_dim, 0}, {0}, pgqa, fused};
+    for (int h = 0; h < heads; h++)
+        tc.kv_map[h] = kv_map ? kv_map[h] : h / (heads / kv_heads);
+    return tc;
+}
+
+/* Random inputs of a case: q, k, v, w (= dout) and PGQA's U. */
+typedef struct case_inputs {
+    float *q, *k, *v, *w, *noise;
+} case_inputs;
+
+/* zero_v_group >= 0: v of that key head in sample 0 is zero, so its heads'
+ * outputs are constant rows and PGQA's sigma == 0 exactly. */
+static case_inputs make_inputs(const attention_case *tc, int zero_v_group) {
+    const clgqa_attention_dims *dm = &tc->dims;
+    case_inputs in;
+    in.q = test_random_array(q_count(dm), -1.5f, 1.5f);
+    in.k = test_random_array(kv_count(dm), -1.5f, 1.5f);
+    in.v = test_random_array(kv_count(dm), -1.0f, 1.0f);
+    in.w = test_random_array(q_count(dm), -1.0f, 1.0f);
+    in.noise = tc->pgqa ? test_random_array(noise_count(dm), 0.0f, 1.0f) : NULL;
+    if (zero_v_group >= 0)
+        for (int p = 0; p < dm->tokens; p++)
+            for (int c = 0; c < dm->head_dim; c++)
+                in.v[(size_t)p * dm->kv_heads * dm->head_dim + (size_t)zero_v_group * dm->head_dim +
+                     c] = 0.0f;
+    return in;
+}
+
+static void free_inputs(case_inputs *in) {
+    free(in->q), free(in->k), free(in->v), free(in->w), free(in->noise);
+}
+
+/* ---- device buffers ---- */
 
 /* Guard values around every region the ops write, to catch strays. */
 #define GUARD 5
@@ -163,351 +284,489 @@ static void assert_guards(const char *what, cl_mem mem, size_t n) {
     free(host);
 }
 
+/* q, k, v (or dq, dk, dv) on the device: three guarded packed buffers, or
+ * one guarded fused buffer of rows (H + 2G) d + 3 wide whose 3 padding
+ * columns hold `pad` (NaN in inputs: a read would poison the results;
+ * GUARD_VALUE in outputs: checked unchanged). */
+typedef struct qkv_device {
+    cl_mem mem[3]; /* fused: mem[0] only */
+    clgqa_view view[3];
+    size_t stride, floats; /* fused row stride and buffer floats (with guards) */
+} qkv_device;
+
+static size_t fused_stride(const clgqa_attention_dims *dm) {
+    return (size_t)(dm->heads + 2 * dm->kv_heads) * dm->head_dim + 3;
+}
+
+static qkv_device qkv_upload(const attention_case *tc, const float *const data[3], float pad) {
+    const clgqa_attention_dims *dm = &tc->dims;
+    size_t width[3] = {(size_t)dm->heads * dm->head_dim, (size_t)dm->kv_heads * dm->head_dim,
+                       (size_t)dm->kv_heads * dm->head_dim};
+    size_t rows = (size_t)dm->batch * dm->tokens;
+    qkv_device x = {{NULL, NULL, NULL}, {{NULL, 0}}, 0, 0};
+    if (!tc->fused) {
+        for (int i = 0; i < 3; i++) {
+            x.mem[i] = guarded_buffer(data[i], rows * width[i]);
+            x.view[i] = clgqa_view_at(x.mem[i], GUARD);
+        }
+        return x;
+    }
+    x.stride = fused_stride(dm);
+    x.floats = rows * x.stride + 2 * GUARD;
+    float *host = malloc(sizeof(float) * x.floats);
+    for (size_t i = 0; i < x.floats; i++)
+        host[i] = i < GUARD || i >= x.floats - GUARD ? GUARD_VALUE : pad;
+    for (size_t r = 0, col = 0; r < rows; r++, col = 0)
+        for (int i = 0; i < 3; col += width[i], i++)
+            for (size_t c = 0; c < width[i]; c++)
+                host[GUARD + r * x.stride + col + c] = data[i] ? data[i][r * width[i] + c] : pad;
+    x.mem[0] = test_upload(host, x.floats);
+    free(host);
+    for (int i = 0; i < 3; i++)
+        x.view[i] = clgqa_view_at(x.mem[0], GUARD + (i ? width[0] + (i - 1) * width[1] : 0));
+    return x;
+}
+
+/* Reads the three tensors back packed and checks guards and padding. */
+static void qkv_download(const attention_case *tc, const qkv_device *x, float *const out[3]) {
+    const clgqa_attention_dims *dm = &tc->dims;
+    size_t width[3] = {(size_t)dm->heads * dm->head_dim, (size_t)dm->kv_heads * dm->head_dim,
+                       (size_t)dm->kv_heads * dm->head_dim};
+    size_t rows = (size_t)dm->batch * dm->tokens;
+    static const char *names[3] = {"dq", "dk", "dv"};
+    if (!tc->fused) {
+        for (int i = 0; i < 3; i++) {
+            float *host = malloc(sizeof(float) * (rows * width[i] + 2 * GUARD));
+            test_download(x->mem[i], host, rows * width[i] + 2 * GUARD);
+            memcpy(out[i], host + GUARD, sizeof(float) * rows * width[i]);
+            free(host);
+            assert_guards(names[i], x->mem[i], rows * width[i]);
+        }
+        return;
+    }
+    float *host = malloc(sizeof(float) * x->floats);
+    test_download(x->mem[0], host, x->floats);
+    for (size_t i = 0; i < x->floats; i++) {
+        int inside = i >= GUARD && i < x->floats - GUARD &&
+                     (i - GUARD) % x->stride < width[0] + 2 * width[1];
+        if (!inside && host[i] != GUARD_VALUE)
+            ck_abort_msg("d(qkv): guard or padding at %zu overwritten", i);
+    }
+    for (size_t r = 0, col = 0; r < rows; r++, col = 0)
+        for (int i = 0; i < 3; col += width[i], i++)
+            memcpy(out[i] + r * width[i], host + GUARD + r * x->stride + col,
+                   sizeof(float) * width[i]);
+    free(host);
+}
+
+static void qkv_free(qkv_device *x) {
+    for (int i = 0; i < 3; i++)
+        if (x->mem[i])
+            clgqa_buffer_release(&x->mem[i]);
+}
+
+/* ---- device runs ---- */
+
 typedef struct device_run {
-    cl_mem q, k, v, out, kv_map, saved, scratch, noise;
+    attention_case tc; /* dims.row_stride set for the device layout */
+    qkv_device qkv;
+    cl_mem out, kv_map, saved, noise;
     clgqa_attention_saved layout;
-    size_t saved_floats, scratch_floats;
+    size_t saved_floats;
 } device_run;
 
-/* Uploads q, k, v (each at offset GUARD of its buffer) and the map, and runs
- * the forward pass; `noise` (may be NULL) is PGQA's fixed U. */
-static void device_forward(device_run *run, const attention_case *tc, const float *q,
-                           const float *k, const float *v, const float *noise, uint64_t seed,
+/* Runs the forward pass of `variant` on the inputs (PGQA's U from
+ * in->noise unless `drawn`, then Philox (seed, stream)) and reads out. */
+static void device_forward(device_run *run, const attention_case *tc, const case_inputs *in,
+                           clgqa_attention_kernel variant, int drawn, uint64_t seed,
                            uint64_t stream, float *out) {
     clgqa_runtime *rt = test_runtime();
-    const clgqa_attention_dims *dm = &tc->dims;
-    size_t nq = q_count(dm), nkv = kv_count(dm);
-    run->q = guarded_buffer(q, nq);
-    run->k = guarded_buffer(k, nkv);
-    run->v = guarded_buffer(v, nkv);
+    run->tc = *tc;
+    clgqa_attention_dims *dm = &run->tc.dims;
+    size_t nq = q_count(dm);
+    const float *data[3] = {in->q, in->k, in->v};
+    run->qkv = qkv_upload(tc, data, NAN);
+    dm->row_stride = (int)run->qkv.stride;
     run->out = guarded_buffer(NULL, nq);
     int32_t map[16];
     for (int h = 0; h < dm->heads; h++)
         map[h] = tc->kv_map[h];
     run->kv_map = test_upload_int(map, (size_t)dm->heads);
-    run->saved_floats = clgqa_attention_saved_floats(dm, tc->pgqa);
-    run->scratch_floats = clgqa_attention_scratch_floats(dm);
+    run->saved_floats = clgqa_attention_saved_floats(dm, tc->pgqa, variant);
     run->saved = guarded_buffer(NULL, run->saved_floats);
-    run->scratch = guarded_buffer(NULL, run->scratch_floats);
-    clgqa_attention_saved_layout(dm, tc->pgqa, clgqa_view_at(run->saved, GUARD), &run->layout);
-    run->noise = noise ? test_upload(noise, noise_count(dm)) : NULL;
+    clgqa_attention_saved_layout(dm, tc->pgqa, variant, clgqa_view_at(run->saved, GUARD),
+                                 &run->layout);
+    run->noise = tc->pgqa && !drawn ? test_upload(in->noise, noise_count(dm)) : NULL;
     clgqa_pgqa pgqa = {seed, stream, {run->noise, 0}};
-    TEST_OK(clgqa_attention_forward(rt, dm, clgqa_view_at(run->out, GUARD),
-                                    clgqa_view_at(run->q, GUARD), clgqa_view_at(run->k, GUARD),
-                                    clgqa_view_at(run->v, GUARD), clgqa_view_at(run->kv_map, 0),
-                                    tc->pgqa ? &pgqa : NULL, &run->layout));
+    clgqa_attention_kernel keep = rt->attention_kernel;
+    rt->attention_kernel = variant;
+    clgqa_status s = clgqa_attention_forward(rt, dm, clgqa_view_at(run->out, GUARD),
+                                             run->qkv.view[0], run->qkv.view[1], run->qkv.view[2],
+                                             clgqa_view_at(run->kv_map, 0),
+                                             tc->pgqa ? &pgqa : NULL, &run->layout);
+    rt->attention_kernel = keep;
+    TEST_OK(s);
     TEST_OK(clgqa_buffer_read(rt, run->out, GUARD * sizeof(float), nq * sizeof(float), out));
     assert_guards("out", run->out, nq);
     assert_guards("saved", run->saved, run->saved_floats);
 }
 
 static void device_free(device_run *run) {
-    clgqa_buffer_release(&run->q);
-    clgqa_buffer_release(&run->k);
-    clgqa_buffer_release(&run->v);
+    qkv_free(&run->qkv);
     clgqa_buffer_release(&run->out);
     clgqa_buffer_release(&run->kv_map);
     clgqa_buffer_release(&run->saved);
-    clgqa_buffer_release(&run->scratch);
     if (run->noise)
         clgqa_buffer_release(&run->noise);
 }
 
-/* ---- forward ---- */
-
-/* Forward of every element against the reference. fp32 GEMMs over P and d
- * terms and an fp32 softmax: ~1e-6 relative; 1e-5 relative plus 1e-6 of the
- * output scale absolute covers it (elements near 0 come from cancellation). */
-static void check_forward(const attention_case *tc) {
-    const clgqa_attention_dims *dm = &tc->dims;
-    size_t nq = q_count(dm), nkv = kv_count(dm);
-    float *q = test_random_array(nq, -1.5f, 1.5f);
-    float *k = test_random_array(nkv, -1.5f, 1.5f);
-    float *v = test_random_array(nkv, -1.0f, 1.0f);
-    float *noise = tc->pgqa ? test_random_array(noise_count(dm), 0.0f, 1.0f) : NULL;
-    float *out = malloc(sizeof(float) * nq);
-    device_run run;
-    device_forward(&run, tc, q, k, v, noise, 0, 0, out);
-    double *qd = to_double(q, nq), *kd = to_double(k, nkv), *vd = to_double(v, nkv);
-    double *ud = noise ? to_double(noise, noise_count(dm)) : NULL;
-    double *want = malloc(sizeof(double) * nq);
-    ref_forward(tc, qd, kd, vd, ud, want);
-    test_assert_close("attention out", out, want, nq, 1e-5, 1e-6 * max_abs(want, nq));
-    device_free(&run);
-    free(q), free(k), free(v), free(noise), free(out);
-    free(qd), free(kd), free(vd), free(ud), free(want);
-}
-
-static attention_case make_case(int batch, int tokens, int heads, int kv_heads, int head_dim,
-                                const int *kv_map, int pgqa) {
-    attention_case tc = {{batch, tokens, heads, kv_heads, head_dim}, {0}, pgqa};
-    for (int h = 0; h < heads; h++)
-        tc.kv_map[h] = kv_map ? kv_map[h] : h / (heads / kv_heads);
-    return tc;
-}
-
-START_TEST(forward_mhsa) {
-    attention_case tc = make_case(2, 5, 4, 4, 3, NULL, 0);
-    check_forward(&tc);
-    /* Rows of P*d = 740 > 256: the row kernels loop over their elements. */
-    tc = small_sizes() ? make_case(1, 20, 2, 2, 13, NULL, 0) : make_case(2, 37, 6, 6, 20, NULL, 0);
-    check_forward(&tc);
-}
-END_TEST
-
-START_TEST(forward_static_groups) {
-    attention_case tc = make_case(2, 5, 4, 2, 3, NULL, 0);
-    check_forward(&tc);
-    tc = small_sizes() ? make_case(1, 7, 3, 1, 4, NULL, 0) : make_case(3, 50, 6, 2, 16, NULL, 0);
-    check_forward(&tc);
-}
-END_TEST
-
-START_TEST(forward_uneven_map_with_empty_group) {
-    /* Key head 1 serves no query head; head 2 serves one. */
-    attention_case tc = make_case(2, 5, 4, 3, 3, (int[]){0, 0, 0, 2}, 0);
-    check_forward(&tc);
-    tc = make_case(2, 9, 6, 4, 5, (int[]){1, 1, 3, 3, 3, 3}, 0);
-    check_forward(&tc);
-}
-END_TEST
-
-/* ---- backward ---- */
-
-/* Runs forward and backward on device with dq/dk/dv pre-filled (backward
- * accumulates) and checks each against init + finite differences of the
- * reference. The device gradient passes through four fp32 GEMMs and fp32
- * row reductions: measured errors stay below 5e-7 of the largest |gradient|
- * (the finite-difference error is ~1e-9). We allow 1e-5 relative plus 3e-6
- * of the largest |gradient| absolute, since small entries come from
- * cancellation in sums over tokens and heads. */
-static void check_backward(const attention_case *tc, int zero_v_group) {
-    const clgqa_attention_dims *dm = &tc->dims;
+/* Backward after device_forward into dq, dk, dv (host, packed); the device
+ * outputs start as junk (the op writes, never accumulates). */
+static void device_backward(device_run *run, const case_inputs *in,
+                            clgqa_attention_kernel variant, float *const grads[3]) {
     clgqa_runtime *rt = test_runtime();
+    const clgqa_attention_dims *dm = &run->tc.dims;
     size_t nq = q_count(dm), nkv = kv_count(dm);
-    float *q = test_random_array(nq, -1.5f, 1.5f);
-    float *k = test_random_array(nkv, -1.5f, 1.5f);
-    float *v = test_random_array(nkv, -1.0f, 1.0f);
-    if (zero_v_group >= 0) {
-        /* v of this key head in sample 0 is zero: its heads' outputs are
-         * constant rows, sigma == 0 exactly. */
-        for (int p = 0; p < dm->tokens; p++)
-            for (int c = 0; c < dm->head_dim; c++)
-                v[(size_t)p * dm->kv_heads * dm->head_dim + (size_t)zero_v_group * dm->head_dim + c] =
-                    0.0f;
-    }
-    float *noise = tc->pgqa ? test_random_array(noise_count(dm), 0.0f, 1.0f) : NULL;
-    float *w = test_random_array(nq, -1.0f, 1.0f);
-    float *out = malloc(sizeof(float) * nq);
-    device_run run;
-    device_forward(&run, tc, q, k, v, noise, 0, 0, out);
+    float *junk[3] = {test_random_array(nq, -9.0f, 9.0f), test_random_array(nkv, -9.0f, 9.0f),
+                      test_random_array(nkv, -9.0f, 9.0f)};
+    qkv_device d = qkv_upload(&run->tc, (const float *const *)junk, GUARD_VALUE);
+    cl_mem dout = test_upload(in->w, nq);
+    size_t scratch_floats = clgqa_attention_scratch_floats(dm, run->tc.pgqa, variant);
+    cl_mem scratch = guarded_buffer(NULL, scratch_floats);
+    clgqa_attention_kernel keep = rt->attention_kernel;
+    rt->attention_kernel = variant;
+    clgqa_status s = clgqa_attention_backward(
+        rt, dm, d.view[0], d.view[1], d.view[2], clgqa_view_at(dout, 0),
+        clgqa_view_at(run->out, GUARD), run->qkv.view[0], run->qkv.view[1], run->qkv.view[2],
+        clgqa_view_at(run->kv_map, 0), run->tc.pgqa, &run->layout, clgqa_view_at(scratch, GUARD));
+    rt->attention_kernel = keep;
+    TEST_OK(s);
+    qkv_download(&run->tc, &d, grads);
+    assert_guards("scratch", scratch, scratch_floats);
+    assert_guards("saved (after backward)", run->saved, run->saved_floats);
+    qkv_free(&d);
+    clgqa_buffer_release(&dout);
+    clgqa_buffer_release(&scratch);
+    for (int i = 0; i < 3; i++)
+        free(junk[i]);
+}
 
-    float *dq0 = test_random_array(nq, -0.5f, 0.5f);
-    float *dk0 = test_random_array(nkv, -0.5f, 0.5f);
-    float *dv0 = test_random_array(nkv, -0.5f, 0.5f);
-    cl_mem dq = guarded_buffer(dq0, nq), dk = guarded_buffer(dk0, nkv);
-    cl_mem dv = guarded_buffer(dv0, nkv);
-    cl_mem dout = test_upload(w, nq);
-    TEST_OK(clgqa_attention_backward(rt, dm, clgqa_view_at(dq, GUARD), clgqa_view_at(dk, GUARD),
-                                     clgqa_view_at(dv, GUARD), clgqa_view_at(dout, 0),
-                                     clgqa_view_at(run.kv_map, 0), tc->pgqa, &run.layout,
-                                     clgqa_view_at(run.scratch, GUARD)));
-    float *got_q = malloc(sizeof(float) * nq), *got_k = malloc(sizeof(float) * nkv);
-    float *got_v = malloc(sizeof(float) * nkv);
-    TEST_OK(clgqa_buffer_read(rt, dq, GUARD * sizeof(float), nq * sizeof(float), got_q));
-    TEST_OK(clgqa_buffer_read(rt, dk, GUARD * sizeof(float), nkv * sizeof(float), got_k));
-    TEST_OK(clgqa_buffer_read(rt, dv, GUARD * sizeof(float), nkv * sizeof(float), got_v));
-    assert_guards("dq", dq, nq);
-    assert_guards("dk", dk, nkv);
-    assert_guards("dv", dv, nkv);
-    assert_guards("scratch", run.scratch, run.scratch_floats);
+/* ---- checks ---- */
 
-    double *qd = to_double(q, nq), *kd = to_double(k, nkv), *vd = to_double(v, nkv);
-    double *ud = noise ? to_double(noise, noise_count(dm)) : NULL;
-    double *wd = to_double(w, nq);
+/* Forward and backward of one case with both variants. Forward tolerance:
+ * fp32 dot products over d and softmax sums over P give ~1e-6 relative;
+ * 1e-5 relative plus 1e-6 of the output scale absolute covers it (elements
+ * near 0 come from cancellation). Gradients pass through fp32 sums over P
+ * tokens and the heads of a group (up to ~400 terms): measured errors stay
+ * under 1e-6 of the largest |gradient|; we allow 1e-5 relative plus 1e-5 of
+ * the largest |gradient| absolute (small entries are cancellations). */
+static void check_case(const attention_case *tc, int zero_v_group) {
+    const clgqa_attention_dims *dm = &tc->dims;
+    size_t nq = q_count(dm), nkv = kv_count(dm);
+    case_inputs in = make_inputs(tc, zero_v_group);
+    double *qd = to_double(in.q, nq), *kd = to_double(in.k, nkv), *vd = to_double(in.v, nkv);
+    double *ud = in.noise ? to_double(in.noise, noise_count(dm)) : NULL;
+    double *wd = to_double(in.w, nq);
+    double *want = malloc(sizeof(double) * nq);
     double *gq = malloc(sizeof(double) * nq), *gk = malloc(sizeof(double) * nkv);
     double *gv = malloc(sizeof(double) * nkv);
-    ref_gradient(tc, qd, kd, vd, ud, wd, qd, nq, gq);
-    ref_gradient(tc, qd, kd, vd, ud, wd, kd, nkv, gk);
-    ref_gradient(tc, qd, kd, vd, ud, wd, vd, nkv, gv);
-    double scale_q = max_abs(gq, nq), scale_k = max_abs(gk, nkv), scale_v = max_abs(gv, nkv);
-    for (size_t i = 0; i < nq; i++)
-        gq[i] += dq0[i];
-    for (size_t i = 0; i < nkv; i++) {
-        gk[i] += dk0[i];
-        gv[i] += dv0[i];
+    ref_forward(tc, qd, kd, vd, ud, want);
+    ref_backward(tc, qd, kd, vd, ud, wd, gq, gk, gv);
+    float *out = malloc(sizeof(float) * nq);
+    float *grads[3] = {malloc(sizeof(float) * nq), malloc(sizeof(float) * nkv),
+                       malloc(sizeof(float) * nkv)};
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        device_run run;
+        device_forward(&run, tc, &in, variants[i], 0, 0, 0, out);
+        test_assert_close(variants[i] == CLGQA_ATTENTION_TILED ? "tiled out" : "rows out", out,
+                          want, nq, 1e-5, 1e-6 * max_abs(want, nq));
+        device_backward(&run, &in, variants[i], grads);
+        const char *tiled = variants[i] == CLGQA_ATTENTION_TILED ? "tiled " : "rows ";
+        char name[3][16];
+        snprintf(name[0], sizeof name[0], "%sdq", tiled);
+        snprintf(name[1], sizeof name[1], "%sdk", tiled);
+        snprintf(name[2], sizeof name[2], "%sdv", tiled);
+        test_assert_close(name[0], grads[0], gq, nq, 1e-5, 1e-5 * max_abs(gq, nq));
+        test_assert_close(name[1], grads[1], gk, nkv, 1e-5, 1e-5 * max_abs(gk, nkv));
+        test_assert_close(name[2], grads[2], gv, nkv, 1e-5, 1e-5 * max_abs(gv, nkv));
+        /* A key/value head that serves no query head gets exactly zero. */
+        for (int j = 0; j < dm->kv_heads; j++) {
+            int served = 0;
+            for (int h = 0; h < dm->heads; h++)
+                served += tc->kv_map[h] == j;
+            for (size_t row = 0; !served && row < (size_t)dm->batch * dm->tokens; row++)
+                for (int c = 0; c < dm->head_dim; c++) {
+                    size_t at = row * dm->kv_heads * dm->head_dim + (size_t)j * dm->head_dim + c;
+                    ck_assert_msg(grads[1][at] == 0.0f && grads[2][at] == 0.0f,
+                                  "%sunused key head %d has a gradient at %zu", tiled, j, at);
+                }
+        }
+        device_free(&run);
     }
-    test_assert_close("dq", got_q, gq, nq, 1e-5, 3e-6 * scale_q);
-    test_assert_close("dk", got_k, gk, nkv, 1e-5, 3e-6 * scale_k);
-    test_assert_close("dv", got_v, gv, nkv, 1e-5, 3e-6 * scale_v);
-
-    /* A key/value head that serves no query head gets exactly nothing. */
-    for (int j = 0; j < dm->kv_heads; j++) {
-        int served = 0;
-        for (int h = 0; h < dm->heads; h++)
-            served += tc->kv_map[h] == j;
-        if (served)
-            continue;
-        for (size_t row = 0; row < (size_t)dm->batch * dm->tokens; row++)
-            for (int c = 0; c < dm->head_dim; c++) {
-                size_t at = row * dm->kv_heads * dm->head_dim + (size_t)j * dm->head_dim + c;
-                ck_assert_msg(got_k[at] == dk0[at] && got_v[at] == dv0[at],
-                              "unused key head %d received a gradient at %zu", j, at);
-            }
-    }
-
-    clgqa_buffer_release(&dq);
-    clgqa_buffer_release(&dk);
-    clgqa_buffer_release(&dv);
-    clgqa_buffer_release(&dout);
-    device_free(&run);
-    free(q), free(k), free(v), free(noise), free(w), free(out);
-    free(dq0), free(dk0), free(dv0), free(got_q), free(got_k), free(got_v);
-    free(qd), free(kd), free(vd), free(ud), free(wd), free(gq), free(gk), free(gv);
+    free_inputs(&in);
+    free(qd), free(kd), free(vd), free(ud), free(wd), free(want), free(gq), free(gk), free(gv);
+    free(out), free(grads[0]), free(grads[1]), free(grads[2]);
 }
 
-START_TEST(backward_mhsa) {
-    attention_case tc = make_case(2, 5, 4, 4, 3, NULL, 0);
-    check_backward(&tc, -1);
-    if (!small_sizes()) {
-        tc = make_case(2, 11, 3, 3, 7, NULL, 0);
-        check_backward(&tc, -1);
+static void check_cases(const attention_case *cases, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        check_case(&cases[i], -1);
+}
+
+#define COUNT(a) (sizeof(a) / sizeof(a)[0])
+
+/* The analytic reference gradients against finite differences of the
+ * reference forward (error ~1e-9 at eps 1e-6; 1e-6 of the scale allowed),
+ * on cases small enough for O(n) forward passes per gradient. */
+START_TEST(reference_gradients_match_finite_differences) {
+    const attention_case cases[] = {
+        make_case(2, 5, 4, 2, 3, NULL, 0, 0),
+        make_case(2, 4, 4, 3, 2, (int[]){0, 0, 0, 2}, 0, 0),
+        make_case(2, 5, 4, 2, 3, NULL, 1, 0),
+        make_case(1, 3, 2, 1, 2, NULL, 1, 0),
+    };
+    for (size_t i = 0; i < COUNT(cases) + 1; i++) {
+        /* The last pass repeats PGQA with a zero v group: sigma == 0. */
+        const attention_case *tc = &cases[i < COUNT(cases) ? i : 2];
+        const clgqa_attention_dims *dm = &tc->dims;
+        size_t nq = q_count(dm), nkv = kv_count(dm);
+        case_inputs in = make_inputs(tc, i < COUNT(cases) ? -1 : 1);
+        double *q = to_double(in.q, nq), *k = to_double(in.k, nkv), *v = to_double(in.v, nkv);
+        double *u = in.noise ? to_double(in.noise, noise_count(dm)) : NULL;
+        double *w = to_double(in.w, nq);
+        double *g[3] = {malloc(sizeof(double) * nq), malloc(sizeof(double) * nkv),
+                        malloc(sizeof(double) * nkv)};
+        double *fd = malloc(sizeof(double) * nq);
+        float *analytic = malloc(sizeof(float) * nq);
+        ref_backward(tc, q, k, v, u, w, g[0], g[1], g[2]);
+        double *x[3] = {q, k, v};
+        size_t n[3] = {nq, nkv, nkv};
+        for (int t = 0; t < 3; t++) {
+            fd_gradient(tc, q, k, v, u, w, x[t], n[t], fd);
+            for (size_t e = 0; e < n[t]; e++)
+                analytic[e] = (float)g[t][e];
+            /* float-rounded analytic values: 1e-7 relative of their own. */
+            test_assert_close("reference gradient", analytic, fd, n[t], 1e-6, 1e-6 * max_abs(fd, n[t]));
+        }
+        free_inputs(&in);
+        free(q), free(k), free(v), free(u), free(w), free(g[0]), free(g[1]), free(g[2]);
+        free(fd), free(analytic);
     }
 }
 END_TEST
 
-START_TEST(backward_static_groups) {
-    attention_case tc = make_case(2, 5, 4, 2, 3, NULL, 0);
-    check_backward(&tc, -1);
-    if (!small_sizes()) {
-        tc = make_case(3, 7, 6, 2, 5, NULL, 0);
-        check_backward(&tc, -1);
+/* Tokens 1, 17, 65, 197 and head_dim 16, 32, 64 (and 13), q/k/v packed and
+ * fused, G from 1 to H. Sizes are not multiples of any tile. */
+START_TEST(plain_attention_matches_reference) {
+    if (small_sizes()) {
+        const attention_case cases[] = {
+            make_case(1, 17, 2, 2, 16, NULL, 0, 1), /* MHSA */
+            make_case(2, 17, 3, 1, 32, NULL, 0, 0), /* G = 1 */
+            make_case(2, 1, 2, 2, 64, NULL, 0, 1),  /* one token */
+            make_case(1, 5, 2, 1, 13, NULL, 0, 1),
+        };
+        check_cases(cases, COUNT(cases));
+        return;
     }
+    const attention_case cases[] = {
+        make_case(2, 17, 4, 4, 16, NULL, 0, 1),  make_case(2, 65, 4, 2, 32, NULL, 0, 0),
+        make_case(1, 197, 2, 1, 64, NULL, 0, 1), make_case(2, 1, 3, 3, 16, NULL, 0, 1),
+        make_case(1, 65, 3, 1, 64, NULL, 0, 1),  make_case(3, 197, 2, 2, 16, NULL, 0, 0),
+        make_case(2, 20, 2, 2, 13, NULL, 0, 1),  make_case(1, 17, 6, 2, 32, NULL, 0, 1),
+    };
+    check_cases(cases, COUNT(cases));
 }
 END_TEST
 
-START_TEST(backward_uneven_map_with_empty_group) {
-    attention_case tc = make_case(2, 5, 4, 3, 3, (int[]){0, 0, 0, 2}, 0);
-    check_backward(&tc, -1);
-    if (!small_sizes()) {
-        tc = make_case(2, 9, 6, 4, 5, (int[]){1, 1, 3, 3, 3, 3}, 0);
-        check_backward(&tc, -1);
+START_TEST(uneven_maps_with_empty_groups) {
+    if (small_sizes()) {
+        /* Key head 1 serves no query head; head 2 serves one. */
+        const attention_case cases[] = {
+            make_case(1, 17, 4, 3, 16, (int[]){0, 0, 0, 2}, 0, 1),
+        };
+        check_cases(cases, COUNT(cases));
+        return;
     }
+    const attention_case cases[] = {
+        make_case(2, 17, 4, 3, 16, (int[]){0, 0, 0, 2}, 0, 1),
+        make_case(1, 65, 6, 4, 32, (int[]){1, 1, 3, 3, 3, 3}, 0, 1),
+        make_case(1, 197, 3, 3, 16, (int[]){2, 2, 2}, 0, 0),
+        make_case(2, 1, 4, 2, 64, (int[]){1, 1, 1, 1}, 0, 1),
+    };
+    check_cases(cases, COUNT(cases));
 }
 END_TEST
 
-/* ---- PGQA ---- */
-
-START_TEST(pgqa_forward_fixed_noise) {
-    attention_case tc = make_case(2, 5, 4, 2, 3, NULL, 1);
-    check_forward(&tc);
-    /* Rows of L = 2 shorter than the group of 4: U[i][i] exists for i < 2 only. */
-    tc = make_case(2, 1, 4, 1, 2, NULL, 1);
-    check_forward(&tc);
-    tc = small_sizes() ? make_case(1, 20, 2, 1, 13, NULL, 1) : make_case(2, 37, 6, 3, 20, NULL, 1);
-    check_forward(&tc);
+START_TEST(pgqa_matches_reference) {
+    if (small_sizes()) {
+        attention_case tc = make_case(1, 17, 2, 1, 16, NULL, 1, 1);
+        check_case(&tc, -1);
+        tc = make_case(2, 1, 4, 2, 16, NULL, 1, 0); /* one token: rows of L = d */
+        check_case(&tc, 1);                         /* and sigma == 0 in sample 0 */
+        return;
+    }
+    const attention_case cases[] = {
+        make_case(2, 17, 4, 2, 16, NULL, 1, 1),
+        make_case(1, 65, 4, 4, 32, NULL, 1, 0),
+        make_case(1, 197, 2, 1, 64, NULL, 1, 1),
+        /* Rows of L = 2 shorter than the group of 4: U[i][i] exists for i < 2 only. */
+        make_case(2, 1, 4, 1, 2, NULL, 1, 1),
+    };
+    check_cases(cases, COUNT(cases));
+    /* Key head 1 of sample 0 has v = 0: rows with sigma == 0 get finite
+     * gradients (sigma's derivative taken as 0). */
+    attention_case tc = make_case(2, 17, 4, 2, 32, NULL, 1, 1);
+    check_case(&tc, 1);
 }
 END_TEST
 
-START_TEST(pgqa_forward_drawn_noise) {
-    attention_case tc = small_sizes() ? make_case(2, 5, 4, 2, 3, NULL, 1)
-                                      : make_case(2, 29, 6, 2, 11, NULL, 1);
+START_TEST(pgqa_drawn_noise) {
+    attention_case tc = small_sizes() ? make_case(2, 5, 4, 2, 16, NULL, 1, 1)
+                                      : make_case(2, 29, 6, 2, 32, NULL, 1, 1);
     const clgqa_attention_dims *dm = &tc.dims;
     size_t nq = q_count(dm), nkv = kv_count(dm), nu = noise_count(dm);
-    float *q = test_random_array(nq, -1.5f, 1.5f);
-    float *k = test_random_array(nkv, -1.5f, 1.5f);
-    float *v = test_random_array(nkv, -1.0f, 1.0f);
+    case_inputs in = make_inputs(&tc, -1);
     float *out = malloc(sizeof(float) * nq), *again = malloc(sizeof(float) * nq);
     uint64_t seed = 42, stream = clgqa_stream_id(CLGQA_RNG_PGQA, 3, 17);
-    device_run run;
-    device_forward(&run, &tc, q, k, v, NULL, seed, stream, out);
-    device_free(&run);
-
-    /* Every (sample, head) row of the output has mean 0 (z has zero row
-     * mean); fp32 sums of L terms leave ~1e-7 of the row's scale. */
-    const int L = dm->tokens * dm->head_dim;
-    for (int b = 0; b < dm->batch; b++)
-        for (int h = 0; h < dm->heads; h++) {
-            double sum = 0.0, scale = 0.0;
-            for (int p = 0; p < dm->tokens; p++)
-                for (int c = 0; c < dm->head_dim; c++) {
-                    double x = out[((size_t)b * dm->tokens + p) * dm->heads * dm->head_dim +
-                                   (size_t)h * dm->head_dim + c];
-                    sum += x;
-                    scale = fmax(scale, fabs(x));
-                }
-            ck_assert_msg(scale > 0.0, "row (%d, %d) is all zero", b, h);
-            ck_assert_msg(fabs(sum / L) <= 1e-6 * scale, "row (%d, %d) has mean %g (scale %g)", b,
-                          h, sum / L, scale);
-        }
-
-    /* The draw is the host generator's: element h*L + l of (seed, stream). */
     float *u = malloc(sizeof(float) * nu);
     clgqa_host_uniform(u, nu, seed, stream);
-    double *qd = to_double(q, nq), *kd = to_double(k, nkv), *vd = to_double(v, nkv);
+    double *qd = to_double(in.q, nq), *kd = to_double(in.k, nkv), *vd = to_double(in.v, nkv);
     double *ud = to_double(u, nu), *want = malloc(sizeof(double) * nq);
     ref_forward(&tc, qd, kd, vd, ud, want);
-    test_assert_close("drawn-noise out", out, want, nq, 1e-5, 1e-6 * max_abs(want, nq));
-
-    /* Same seed and stream, same output; another stream, other noise. */
-    device_forward(&run, &tc, q, k, v, NULL, seed, stream, again);
-    device_free(&run);
-    test_assert_close_f("same stream", again, out, nq, 0.0, 0.0);
-    device_forward(&run, &tc, q, k, v, NULL, seed, stream + 1, again);
-    device_free(&run);
-    size_t differ = 0;
-    for (size_t i = 0; i < nq; i++)
-        differ += again[i] != out[i];
-    ck_assert_msg(differ > nq / 2, "only %zu of %zu outputs changed with the stream", differ, nq);
-
-    free(q), free(k), free(v), free(out), free(again), free(u);
-    free(qd), free(kd), free(vd), free(ud), free(want);
+    for (size_t i = 0; i < COUNT(variants); i++) {
+        device_run run;
+        device_forward(&run, &tc, &in, variants[i], 1, seed, stream, out);
+        device_free(&run);
+        /* Every (sample, head) row of the output has mean 0 (z has zero row
+         * mean); fp32 sums of L terms leave ~1e-7 of the row's scale. */
+        const int L = dm->tokens * dm->head_dim;
+        for (int b = 0; b < dm->batch; b++)
+            for (int h = 0; h < dm->heads; h++) {
+                double sum = 0.0, scale = 0.0;
+                for (int p = 0; p < dm->tokens; p++)
+                    for (int c = 0; c < dm->head_dim; c++) {
+                        double x = out[((size_t)b * dm->tokens + p) * dm->heads * dm->head_dim +
+                                       (size_t)h * dm->head_dim + c];
+                        sum += x;
+                        scale = fmax(scale, fabs(x));
+                    }
+                ck_assert_msg(scale > 0.0, "row (%d, %d) is all zero", b, h);
+                ck_assert_msg(fabs(sum / L) <= 1e-6 * scale, "row (%d, %d) has mean %g (scale %g)",
+                              b, h, sum / L, scale);
+            }
+        /* The draw is the host generator's: element h*L + l of (seed, stream). */
+        test_assert_close("drawn-noise out", out, want, nq, 1e-5, 1e-6 * max_abs(want, nq));
+        /* Same seed and stream, same output; another stream, other noise. */
+        device_forward(&run, &tc, &in, variants[i], 1, seed, stream, again);
+        device_free(&run);
+        test_assert_close_f("same stream", again, out, nq, 0.0, 0.0);
+        device_forward(&run, &tc, &in, variants[i], 1, seed, stream + 1, again);
+        device_free(&run);
+        size_t differ = 0;
+        for (size_t e = 0; e < nq; e++)
+            differ += again[e] != out[e];
+        ck_assert_msg(differ > nq / 2, "only %zu of %zu outputs changed with the stream", differ,
+                      nq);
+    }
+    free_inputs(&in);
+    free(out), free(again), free(u), free(qd), free(kd), free(vd), free(ud), free(want);
 }
 END_TEST
 
-START_TEST(pgqa_backward) {
-    attention_case tc = make_case(2, 5, 4, 2, 3, NULL, 1);
-    check_backward(&tc, -1);
-    /* Key head 1 of sample 0 has v = 0: rows with sigma == 0 get finite
-     * gradients (sigma's derivative taken as 0, as the central difference). */
-    check_backward(&tc, 1);
-    if (!small_sizes()) {
-        tc = make_case(2, 6, 6, 3, 4, NULL, 1);
-        check_backward(&tc, 0);
+/* The tiled backward sums each group in a fixed order: two runs agree bit
+ * for bit (several query heads per key head, several key tiles). */
+START_TEST(tiled_backward_is_deterministic) {
+    attention_case tc = make_case(1, small_sizes() ? 17 : 65, 4, 1, 16, NULL, 0, 1);
+    const clgqa_attention_dims *dm = &tc.dims;
+    size_t n[3] = {q_count(dm), kv_count(dm), kv_count(dm)};
+    case_inputs in = make_inputs(&tc, -1);
+    float *first[3], *second[3];
+    for (int i = 0; i < 3; i++) {
+        first[i] = malloc(sizeof(float) * n[i]);
+        second[i] = malloc(sizeof(float) * n[i]);
     }
+    float *out = malloc(sizeof(float) * n[0]);
+    device_run run;
+    device_forward(&run, &tc, &in, CLGQA_ATTENTION_TILED, 0, 0, 0, out);
+    device_backward(&run, &in, CLGQA_ATTENTION_TILED, first);
+    device_backward(&run, &in, CLGQA_ATTENTION_TILED, second);
+    device_free(&run);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(!memcmp(first[i], second[i], sizeof(float) * n[i]),
+                      "gradient %d differs between two runs", i);
+        free(first[i]), free(second[i]);
+    }
+    free_inputs(&in);
+    free(out);
+}
+END_TEST
+
+/* Saved activations: the tiled variant keeps one float per query row where
+ * the rows variant keeps P. */
+START_TEST(tiled_saves_no_score_matrix) {
+    clgqa_attention_dims vit_s = {64, 197, 6, 6, 64, 0};
+    ck_assert_uint_eq(clgqa_attention_saved_floats(&vit_s, 0, CLGQA_ATTENTION_TILED),
+                      (size_t)64 * 6 * 197);
+    ck_assert_uint_eq(clgqa_attention_saved_floats(&vit_s, 0, CLGQA_ATTENTION_ROWS),
+                      (size_t)64 * 6 * 197 * 197);
+    ck_assert_uint_eq(clgqa_attention_scratch_floats(&vit_s, 0, CLGQA_ATTENTION_TILED),
+                      (size_t)64 * 6 * 197);
 }
 END_TEST
 
 START_TEST(bad_input_is_refused) {
     clgqa_runtime *rt = test_runtime();
-    attention_case tc = make_case(1, 3, 4, 2, 2, NULL, 1);
+    attention_case tc = make_case(1, 3, 4, 2, 2, NULL, 1, 0);
     size_t n = 1000;
     float *junk = test_random_array(n, 0.0f, 1.0f);
     cl_mem buf = test_upload(junk, n);
     int32_t map[4] = {0, 0, 1, 1};
     cl_mem kv_map = test_upload_int(map, 4);
     clgqa_attention_saved saved;
-    clgqa_attention_saved_layout(&tc.dims, 1, clgqa_view_at(buf, 0), &saved);
+    clgqa_attention_saved_layout(&tc.dims, 1, rt->attention_kernel, clgqa_view_at(buf, 0), &saved);
     clgqa_view x = clgqa_view_at(buf, 0), m = clgqa_view_at(kv_map, 0);
     clgqa_pgqa pgqa = {1, 2, {NULL, 0}};
 
-    clgqa_attention_dims uneven = {1, 3, 4, 3, 2};
+    clgqa_attention_dims uneven = {1, 3, 4, 3, 2, 0};
     ck_assert_int_eq(clgqa_attention_forward(rt, &uneven, x, x, x, x, m, &pgqa, &saved),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "PGQA"), "%s", clgqa_error_message());
-    clgqa_attention_dims too_many_kv = {1, 3, 2, 4, 2};
+    clgqa_attention_dims too_many_kv = {1, 3, 2, 4, 2, 0};
     ck_assert_int_eq(clgqa_attention_forward(rt, &too_many_kv, x, x, x, x, m, NULL, &saved),
                      CLGQA_ERR_INVALID_ARG);
+    clgqa_attention_dims short_stride = {1, 3, 4, 2, 2, 7};
+    ck_assert_int_eq(clgqa_attention_forward(rt, &short_stride, x, x, x, x, m, NULL, &saved),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "row_stride"), "%s", clgqa_error_message());
     /* Outputs past the end of the buffer. */
     ck_assert_int_eq(clgqa_attention_forward(rt, &tc.dims, clgqa_view_at(buf, n - 5), x, x, x, m,
                                              &pgqa, &saved),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "'out'"), "%s", clgqa_error_message());
+    /* A strided k whose last row runs past the buffer. */
+    clgqa_attention_dims wide = {1, 3, 4, 2, 2, 400};
+    ck_assert_int_eq(clgqa_attention_forward(rt, &wide, x, x, clgqa_view_at(buf, 200), x, m, NULL,
+                                             &saved),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "'k'"), "%s", clgqa_error_message());
+    /* Saved views laid out for the other variant. */
+    clgqa_attention_kernel keep = rt->attention_kernel;
+    rt->attention_kernel = CLGQA_ATTENTION_TILED;
+    clgqa_attention_saved rows_layout;
+    clgqa_attention_saved_layout(&tc.dims, 0, CLGQA_ATTENTION_ROWS, x, &rows_layout);
+    clgqa_status s = clgqa_attention_forward(rt, &tc.dims, x, x, x, x, m, NULL, &rows_layout);
+    rt->attention_kernel = keep;
+    ck_assert_int_eq(s, CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "tiled"), "%s", clgqa_error_message());
     /* Scratch too small for the backward pass. */
-    ck_assert_int_eq(clgqa_attention_backward(rt, &tc.dims, x, x, x, x, m, 1, &saved,
+    ck_assert_int_eq(clgqa_attention_backward(rt, &tc.dims, x, x, x, x, x, x, x, x, m, 1, &saved,
                                               clgqa_view_at(buf, n - 10)),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "scratch"), "%s", clgqa_error_message());
+    clgqa_attention_dims huge_head = {1, 3, 1, 1, CLGQA_ATTENTION_MAX_HEAD_DIM + 1, 0};
+    ck_assert_int_eq(clgqa_attention_forward(rt, &huge_head, x, x, x, x, m, NULL, &saved),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "head_dim"), "%s", clgqa_error_message());
     clgqa_buffer_release(&buf);
     clgqa_buffer_release(&kv_map);
     free(junk);
@@ -523,18 +782,17 @@ static TCase *test_case(Suite *s, const char *name) {
 
 int main(void) {
     Suite *s = suite_create("attention");
-    TCase *forward = test_case(s, "forward");
-    tcase_add_test(forward, forward_mhsa);
-    tcase_add_test(forward, forward_static_groups);
-    tcase_add_test(forward, forward_uneven_map_with_empty_group);
-    TCase *backward = test_case(s, "backward");
-    tcase_add_test(backward, backward_mhsa);
-    tcase_add_test(backward, backward_static_groups);
-    tcase_add_test(backward, backward_uneven_map_with_empty_group);
+    TCase *reference = test_case(s, "reference");
+    tcase_add_test(reference, reference_gradients_match_finite_differences);
+    TCase *variants_case = test_case(s, "variants");
+    tcase_add_test(variants_case, plain_attention_matches_reference);
+    tcase_add_test(variants_case, uneven_maps_with_empty_groups);
     TCase *pgqa = test_case(s, "pgqa");
-    tcase_add_test(pgqa, pgqa_forward_fixed_noise);
-    tcase_add_test(pgqa, pgqa_forward_drawn_noise);
-    tcase_add_test(pgqa, pgqa_backward);
+    tcase_add_test(pgqa, pgqa_matches_reference);
+    tcase_add_test(pgqa, pgqa_drawn_noise);
+    TCase *tiled = test_case(s, "tiled");
+    tcase_add_test(tiled, tiled_backward_is_deterministic);
+    tcase_add_test(tiled, tiled_saves_no_score_matrix);
     TCase *errors = test_case(s, "errors");
     tcase_add_test(errors, bad_input_is_refused);
     return test_run_suite(s);

@@ -43,7 +43,7 @@ static void grouping_free(grouping_buffers *g) {
 }
 
 static clgqa_attention_dims dims_hg(int heads, int kv_heads) {
-    clgqa_attention_dims d = {1, 1, heads, kv_heads, 1};
+    clgqa_attention_dims d = {1, 1, heads, kv_heads, 1, 0};
     return d;
 }
 
@@ -77,47 +77,78 @@ static void assert_counts(const char *what, const int32_t *got, const int *want,
 
 /* ---- key norms ---- */
 
+/* k with rows dims->row_stride apart (0: packed); the columns between rows
+ * hold 1e3, which would swamp the norms if read. Checked on both device
+ * classes (their work-group sizes differ), twice each: bit-identical. */
 static void check_key_norms(const clgqa_attention_dims *dims) {
-    size_t n = (size_t)dims->batch * dims->tokens * dims->kv_heads * dims->head_dim;
+    clgqa_runtime *rt = test_runtime();
+    size_t width = (size_t)dims->kv_heads * dims->head_dim;
+    size_t stride = dims->row_stride ? (size_t)dims->row_stride : width;
+    size_t rows = (size_t)dims->batch * dims->tokens, n = rows * stride;
     float *k = test_random_array(n, -2.0f, 2.0f);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = width; c < stride; c++)
+            k[r * stride + c] = 1e3f;
     double want[16] = {0};
     for (int j = 0; j < dims->kv_heads; j++)
         for (int b = 0; b < dims->batch; b++) {
             double sum = 0.0;
             for (int p = 0; p < dims->tokens; p++)
                 for (int c = 0; c < dims->head_dim; c++) {
-                    double x = k[((size_t)b * dims->tokens + p) * dims->kv_heads * dims->head_dim +
+                    double x = k[((size_t)b * dims->tokens + p) * stride +
                                  (size_t)j * dims->head_dim + c];
                     sum += x * x;
                 }
             want[j] += sqrt(sum);
         }
     cl_mem k_mem = test_upload(k, n);
-    /* The norms land at an element offset inside a larger buffer. */
-    float out[20];
-    test_fill_uniform(out, 20, 5.0f, 6.0f);
-    cl_mem out_mem = test_upload(out, 20);
-    TEST_OK(clgqa_key_norms(test_runtime(), dims, clgqa_view_at(out_mem, 3),
-                            clgqa_view_at(k_mem, 0)));
-    float got[20];
-    test_download(out_mem, got, 20);
-    /* fp32 sums of up to ~2600 squares per sample and of up to 300 sample
-     * norms: relative error well under 1e-5. */
-    test_assert_close("key_norms", got + 3, want, (size_t)dims->kv_heads, 1e-5, 0.0);
-    ck_assert_float_eq(got[2], out[2]);
-    ck_assert_float_eq(got[3 + dims->kv_heads], out[3 + dims->kv_heads]);
+    size_t scratch_floats = clgqa_key_norms_scratch_floats(dims);
+    float *junk = test_random_array(scratch_floats, 0.0f, 1.0f);
+    cl_mem scratch = test_upload(junk, scratch_floats);
+    clgqa_device_class keep = rt->device_class;
+    float first[16];
+    for (int run = 0; run < 4; run++) {
+        rt->device_class = run < 2 ? CLGQA_CLASS_CPU : CLGQA_CLASS_GPU;
+        /* The norms land at an element offset inside a larger buffer. */
+        float out[20];
+        test_fill_uniform(out, 20, 5.0f, 6.0f);
+        cl_mem out_mem = test_upload(out, 20);
+        TEST_OK(clgqa_key_norms(rt, dims, clgqa_view_at(out_mem, 3), clgqa_view_at(k_mem, 0),
+                                clgqa_view_at(scratch, 0)));
+        float got[20];
+        test_download(out_mem, got, 20);
+        /* fp32 sums of up to ~2600 squares per sample and of up to 300
+         * sample norms: relative error well under 1e-5. */
+        test_assert_close("key_norms", got + 3, want, (size_t)dims->kv_heads, 1e-5, 0.0);
+        ck_assert_float_eq(got[2], out[2]);
+        ck_assert_float_eq(got[3 + dims->kv_heads], out[3 + dims->kv_heads]);
+        if (run % 2 == 0)
+            memcpy(first, got + 3, sizeof(float) * (size_t)dims->kv_heads);
+        else
+            ck_assert_msg(!memcmp(first, got + 3, sizeof(float) * (size_t)dims->kv_heads),
+                          "key norms differ between two identical runs");
+        clgqa_buffer_release(&out_mem);
+    }
+    rt->device_class = keep;
     clgqa_buffer_release(&k_mem);
-    clgqa_buffer_release(&out_mem);
+    clgqa_buffer_release(&scratch);
     free(k);
+    free(junk);
 }
 
 START_TEST(key_norms_match_float64) {
     /* B, P, G, d not multiples of any work-group size. */
-    clgqa_attention_dims dims = small_sizes() ? (clgqa_attention_dims){2, 5, 8, 3, 3}
-                                              : (clgqa_attention_dims){3, 197, 10, 5, 13};
+    clgqa_attention_dims dims = small_sizes() ? (clgqa_attention_dims){2, 5, 8, 3, 3, 0}
+                                              : (clgqa_attention_dims){3, 197, 10, 5, 13, 0};
     check_key_norms(&dims);
+    /* The fused q/k/v layout: k rows inside wider rows. */
+    dims.row_stride = dims.heads * dims.head_dim + 2 * dims.kv_heads * dims.head_dim;
+    check_key_norms(&dims);
+    /* One sample, one head: the token slices give the work-groups. */
+    clgqa_attention_dims one = {1, small_sizes() ? 17 : 197, 1, 1, 16, 0};
+    check_key_norms(&one);
     /* More samples than work-items (at most 256): each takes several. */
-    clgqa_attention_dims many = {300, 3, 4, 2, 2};
+    clgqa_attention_dims many = {300, 3, 4, 2, 2, 0};
     check_key_norms(&many);
 }
 END_TEST

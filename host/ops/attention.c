@@ -1,85 +1,100 @@
 /* Launchers for kernels/attention.cl: grouped attention forward and
- * backward with the PGQA perturbation. Keys and values are gathered per
- * query head through kv_map, each query row's scores, softmax and weighted
- * values are one work-item's job, and key/value gradients are summed back
- * per key/value head through the same map. (The products are P x d per
+ * backward, rows or tiled (rt->attention_kernel), with the PGQA
+ * perturbation. q, k and v are read in their projection layout with a row
+ * stride, so there are no gather/scatter copies. (The products are P x d per
  * (sample, head): too small for CLBlast's batched GEMM, which ran ~9x slower
- * on PoCL at the demo's shapes.) */
+ * than the row kernels on PoCL at the demo's shapes.) */
 #include <math.h>
+#include <stdio.h>
 
 #include "clgqa/attention.h"
 #include "ops/op_args.h"
 
 #define FAMILY "attention"
 
-/* Element counts of the per-head tensors. */
+/* Element counts and strides of the tensors. */
 typedef struct attention_sizes {
-    size_t heads_elems; /* B*H*P*d */
-    size_t probs_elems; /* B*H*P*P */
-    size_t q_elems;     /* B*P*H*d */
-    size_t kv_elems;    /* B*P*G*d */
-    size_t pairs;       /* B*H (sample, head) rows */
-    size_t row_length;  /* P*d, the PGQA row */
+    size_t row_scores; /* B*H*P: one per query row (lse, D) */
+    size_t probs;      /* B*H*P*P */
+    size_t out;        /* B*P*H*d, out, dout, A, dA */
+    size_t q_stride, kv_stride;
+    size_t q_extent, kv_extent; /* elements a strided q / k view spans */
+    size_t pairs;               /* B*H (sample, head) rows */
+    size_t row_length;          /* P*d, the PGQA row */
 } attention_sizes;
 
 static attention_sizes sizes_of(const clgqa_attention_dims *dims) {
     attention_sizes s;
     size_t b = (size_t)dims->batch, p = (size_t)dims->tokens, h = (size_t)dims->heads;
     size_t g = (size_t)dims->kv_heads, d = (size_t)dims->head_dim;
-    s.heads_elems = b * h * p * d;
-    s.probs_elems = b * h * p * p;
-    s.q_elems = b * p * h * d;
-    s.kv_elems = b * p * g * d;
+    s.row_scores = b * h * p;
+    s.probs = b * h * p * p;
+    s.out = b * p * h * d;
+    s.q_stride = dims->row_stride ? (size_t)dims->row_stride : h * d;
+    s.kv_stride = dims->row_stride ? (size_t)dims->row_stride : g * d;
+    s.q_extent = (b * p - 1) * s.q_stride + h * d;
+    s.kv_extent = (b * p - 1) * s.kv_stride + g * d;
     s.pairs = b * h;
     s.row_length = p * d;
     return s;
 }
 
-size_t clgqa_attention_saved_floats(const clgqa_attention_dims *dims, int pgqa) {
+/* ---- saved activations and scratch ---- */
+
+/* rows: probs; tiled: lse; PGQA adds heads_out, noise_z and row_stats. */
+size_t clgqa_attention_saved_floats(const clgqa_attention_dims *dims, int pgqa,
+                                    clgqa_attention_kernel kernel) {
     attention_sizes s = sizes_of(dims);
-    size_t floats = 4 * s.heads_elems + s.probs_elems;
+    size_t floats = kernel == CLGQA_ATTENTION_TILED ? s.row_scores : s.probs;
     if (pgqa)
-        floats += (size_t)dims->heads * s.row_length + 2 * s.pairs;
+        floats += s.out + (size_t)dims->heads * s.row_length + 2 * s.pairs;
     return floats;
 }
 
-void clgqa_attention_saved_layout(const clgqa_attention_dims *dims, int pgqa, clgqa_view base,
+void clgqa_attention_saved_layout(const clgqa_attention_dims *dims, int pgqa,
+                                  clgqa_attention_kernel kernel, clgqa_view base,
                                   clgqa_attention_saved *saved) {
     attention_sizes s = sizes_of(dims);
-    clgqa_view at = base;
-    saved->q_heads = at;
-    at = clgqa_view_add(at, s.heads_elems);
-    saved->k_heads = at;
-    at = clgqa_view_add(at, s.heads_elems);
-    saved->v_heads = at;
-    at = clgqa_view_add(at, s.heads_elems);
-    saved->probs = at;
-    at = clgqa_view_add(at, s.probs_elems);
-    saved->heads_out = at;
-    at = clgqa_view_add(at, s.heads_elems);
-    clgqa_view none = {NULL, 0};
+    clgqa_view none = {NULL, 0}, at = base;
+    int tiled = kernel == CLGQA_ATTENTION_TILED;
+    saved->probs = tiled ? none : at;
+    saved->lse = tiled ? at : none;
+    at = clgqa_view_add(at, tiled ? s.row_scores : s.probs);
+    saved->heads_out = pgqa ? at : none;
+    at = clgqa_view_add(at, s.out);
     saved->noise_z = pgqa ? at : none;
     at = clgqa_view_add(at, (size_t)dims->heads * s.row_length);
     saved->row_stats = pgqa ? at : none;
 }
 
-/* d_heads [B, H, P, d] (gradient of heads_out), then dscores [B, H, P, P]. */
-size_t clgqa_attention_scratch_floats(const clgqa_attention_dims *dims) {
+/* rows: dscores [B, H, P, P]; tiled: D [B, H, P]; PGQA: then dA [B*P, H*d]. */
+size_t clgqa_attention_scratch_floats(const clgqa_attention_dims *dims, int pgqa,
+                                      clgqa_attention_kernel kernel) {
     attention_sizes s = sizes_of(dims);
-    return s.heads_elems + s.probs_elems;
+    return (kernel == CLGQA_ATTENTION_TILED ? s.row_scores : s.probs) + (pgqa ? s.out : 0);
 }
+
+/* ---- checks ---- */
 
 static clgqa_status check_dims(const char *op, const clgqa_attention_dims *dims, int pgqa) {
     if (dims->batch <= 0 || dims->tokens <= 0 || dims->heads <= 0 || dims->kv_heads <= 0 ||
-        dims->head_dim <= 0)
+        dims->head_dim <= 0 || dims->row_stride < 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
                           "%s: batch %d, tokens %d, heads %d, kv_heads %d, head_dim %d must all "
-                          "be positive",
+                          "be positive (row_stride %d >= 0)",
                           op, dims->batch, dims->tokens, dims->heads, dims->kv_heads,
-                          dims->head_dim);
+                          dims->head_dim, dims->row_stride);
     if (dims->kv_heads > dims->heads)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: %d key/value heads exceed %d query heads", op,
                           dims->kv_heads, dims->heads);
+    if (dims->row_stride && dims->row_stride < dims->heads * dims->head_dim)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "%s: row_stride %d is shorter than a row of q (%d heads x %d)", op,
+                          dims->row_stride, dims->heads, dims->head_dim);
+    if (dims->head_dim > CLGQA_ATTENTION_MAX_HEAD_DIM)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "%s: head_dim %d exceeds %d (the kernels keep a row in registers)", op,
+                          dims->head_dim, CLGQA_ATTENTION_MAX_HEAD_DIM);
     if (pgqa && dims->heads % dims->kv_heads != 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
                           "%s: PGQA needs static groups, but %d heads are not a multiple of %d "
@@ -93,22 +108,81 @@ static clgqa_status check_dims(const char *op, const clgqa_attention_dims *dims,
     return CLGQA_OK;
 }
 
+static clgqa_status check_qkv(const char *op, const attention_sizes *s, const char *names[3],
+                              clgqa_view q, clgqa_view k, clgqa_view v) {
+    CLGQA_TRY(clgqa_check_view(op, names[0], q, s->q_extent, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, names[1], k, s->kv_extent, sizeof(float)));
+    return clgqa_check_view(op, names[2], v, s->kv_extent, sizeof(float));
+}
+
 static clgqa_status check_saved(const char *op, const clgqa_attention_dims *dims, int pgqa,
-                                const clgqa_attention_saved *saved) {
+                                int tiled, const clgqa_attention_saved *saved) {
     attention_sizes s = sizes_of(dims);
-    CLGQA_TRY(clgqa_check_view(op, "saved.q_heads", saved->q_heads, s.heads_elems, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "saved.k_heads", saved->k_heads, s.heads_elems, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "saved.v_heads", saved->v_heads, s.heads_elems, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "saved.probs", saved->probs, s.probs_elems, sizeof(float)));
-    CLGQA_TRY(
-        clgqa_check_view(op, "saved.heads_out", saved->heads_out, s.heads_elems, sizeof(float)));
+    if (tiled)
+        CLGQA_TRY(clgqa_check_view(op, "saved.lse (laid out for the tiled kernels)", saved->lse,
+                                   s.row_scores, sizeof(float)));
+    else
+        CLGQA_TRY(clgqa_check_view(op, "saved.probs (laid out for the rows kernels)", saved->probs,
+                                   s.probs, sizeof(float)));
     if (pgqa) {
+        CLGQA_TRY(clgqa_check_view(op, "saved.heads_out", saved->heads_out, s.out, sizeof(float)));
         CLGQA_TRY(clgqa_check_view(op, "saved.noise_z", saved->noise_z,
                                    (size_t)dims->heads * s.row_length, sizeof(float)));
         CLGQA_TRY(
             clgqa_check_view(op, "saved.row_stats", saved->row_stats, 2 * s.pairs, sizeof(float)));
     }
     return CLGQA_OK;
+}
+
+/* ---- programs and shapes ---- */
+
+/* Rows of the K/V (or Q) tiles the tiled kernels stream through local
+ * memory: 32, halved while the two tiles of the backward (plus its row
+ * statistics) would take more than half the device's local memory, so two
+ * work-groups fit on a compute unit. It is also the length of the private
+ * score array of the forward, which 32 keeps within registers on GPUs. */
+static int stream_tile_rows(const clgqa_runtime *rt, int head_dim) {
+    int rows = 32;
+    while (rows > 1 &&
+           (2 * (cl_ulong)rows * head_dim + 2 * (cl_ulong)rows) * sizeof(float) >
+               rt->local_mem_bytes / 2)
+        rows /= 2;
+    return rows;
+}
+
+/* The attention program for this head dimension (both variants and PGQA
+ * share it). */
+static clgqa_status attention_kernel(clgqa_runtime *rt, const clgqa_attention_dims *dims,
+                                     const char *name, cl_kernel *out) {
+    char defines[64];
+    snprintf(defines, sizeof defines, "-DHEAD_DIM=%d -DTILE=%d", dims->head_dim,
+             stream_tile_rows(rt, dims->head_dim));
+    return clgqa_kernel_variant(rt, FAMILY, defines, name, out);
+}
+
+/* Work-items (rows) per work-group of a tiled kernel, one per query or key
+ * row: among the powers of two from the device's preferred multiple (at
+ * least 8, at most 32) up to 64, within the kernel's limit, the one that
+ * pads P to the fewest rows, ties going to the larger tile (fewer passes
+ * over K/V). P = 197 gets 16 (208 rows, or 224 with 32-wide lanes), 65 gets
+ * 16 (80) or 32 (96), 17 gets 32. */
+static size_t tile_rows(clgqa_runtime *rt, cl_kernel kern, size_t tokens) {
+    size_t lane = 0;
+    clGetKernelWorkGroupInfo(kern, rt->device, CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE,
+                             sizeof lane, &lane, NULL);
+    size_t smallest = lane < 8 ? 8 : lane > 32 ? 32 : lane;
+    size_t limit = clgqa_work_group_size(rt, kern, 64);
+    if (smallest > limit)
+        return limit;
+    size_t best = smallest, best_rows = (tokens + smallest - 1) / smallest * smallest;
+    for (size_t r = smallest * 2; r <= limit; r *= 2) {
+        size_t padded = (tokens + r - 1) / r * r;
+        if (padded <= best_rows) {
+            best = r;
+            best_rows = padded;
+        }
+    }
+    return best;
 }
 
 /* Local size for a one-work-group-per-row (PGQA) kernel: a power of two
@@ -124,16 +198,13 @@ static float query_scale(const clgqa_attention_dims *dims) {
     return (float)pow((double)dims->head_dim, -0.5);
 }
 
-/* Local size of the one-work-item-per-row kernels. */
-static size_t rows_local_size(clgqa_runtime *rt, cl_kernel kern) {
-    return clgqa_work_group_size(rt, kern, 64);
-}
+/* ---- PGQA ---- */
 
 static clgqa_status launch_pgqa_noise(clgqa_runtime *rt, const clgqa_attention_dims *dims,
                                       const clgqa_pgqa *pgqa, clgqa_view noise_z) {
     const char *op = "clgqa_attention_forward";
     attention_sizes s = sizes_of(dims);
-    cl_int use_fixed = pgqa->fixed_noise.mem != NULL;
+    int use_fixed = pgqa->fixed_noise.mem != NULL;
     clgqa_view fixed = pgqa->fixed_noise;
     if (use_fixed)
         CLGQA_TRY(clgqa_check_view(op, "pgqa.fixed_noise", fixed,
@@ -141,7 +212,7 @@ static clgqa_status launch_pgqa_noise(clgqa_runtime *rt, const clgqa_attention_d
     else
         fixed = noise_z; /* unread placeholder: never a NULL buffer argument */
     cl_kernel kern;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "pgqa_noise", &kern));
+    CLGQA_TRY(attention_kernel(rt, dims, "pgqa_noise", &kern));
     size_t local = row_local_size(rt, kern, s.row_length);
     cl_uint group_size = (cl_uint)(dims->heads / dims->kv_heads);
     cl_uint seed_lo = (cl_uint)pgqa->seed, seed_hi = (cl_uint)(pgqa->seed >> 32);
@@ -159,35 +230,17 @@ static clgqa_status launch_pgqa_noise(clgqa_runtime *rt, const clgqa_attention_d
     return clgqa_launch_1d(rt, kern, (size_t)dims->heads * local, local);
 }
 
-/* scatter_heads / gather_heads: (dst, src, B, P, H, d) over B*P*H*d. */
-static clgqa_status launch_heads_layout(clgqa_runtime *rt, const char *name,
-                                        const clgqa_attention_dims *dims, clgqa_view dst,
-                                        clgqa_view src) {
-    cl_kernel kern;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, name, &kern));
-    cl_uint batch = (cl_uint)dims->batch, tokens = (cl_uint)dims->tokens;
-    cl_uint heads = (cl_uint)dims->heads, head_dim = (cl_uint)dims->head_dim;
-    CLGQA_TRY(clgqa_set_view_arg(kern, 0, dst));
-    CLGQA_TRY(clgqa_set_view_arg(kern, 2, src));
-    CLGQA_TRY(CLGQA_ARG(kern, 4, batch));
-    CLGQA_TRY(CLGQA_ARG(kern, 5, tokens));
-    CLGQA_TRY(CLGQA_ARG(kern, 6, heads));
-    CLGQA_TRY(CLGQA_ARG(kern, 7, head_dim));
-    return clgqa_launch_1d(rt, kern, sizes_of(dims).q_elems, clgqa_work_group_size(rt, kern, 256));
-}
-
-/* pgqa_output (dst = out) or pgqa_grad (dst = d_heads, with dout): (dst,
- * [dout,] heads_out, noise_z, row_stats, H, P, d, scratch), one work-group
- * per (sample, head) row. */
+/* pgqa_output (dst = out) or pgqa_grad (dst = dA, with dout): (dst,
+ * [dout,] heads_out, noise_z, row_stats, H, P, scratch), one work-group per
+ * (sample, head) row. */
 static clgqa_status launch_pgqa_rows(clgqa_runtime *rt, const char *name,
                                      const clgqa_attention_dims *dims, clgqa_view dst,
                                      clgqa_view dout, const clgqa_attention_saved *saved) {
     attention_sizes s = sizes_of(dims);
     cl_kernel kern;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, name, &kern));
+    CLGQA_TRY(attention_kernel(rt, dims, name, &kern));
     size_t local = row_local_size(rt, kern, s.row_length);
     cl_uint heads = (cl_uint)dims->heads, tokens = (cl_uint)dims->tokens;
-    cl_uint head_dim = (cl_uint)dims->head_dim;
     cl_uint arg = 0;
     CLGQA_TRY(clgqa_set_view_arg(kern, arg, dst));
     arg += 2;
@@ -200,9 +253,43 @@ static clgqa_status launch_pgqa_rows(clgqa_runtime *rt, const char *name,
     CLGQA_TRY(clgqa_set_view_arg(kern, arg + 4, saved->row_stats));
     CLGQA_TRY(CLGQA_ARG(kern, arg + 6, heads));
     CLGQA_TRY(CLGQA_ARG(kern, arg + 7, tokens));
-    CLGQA_TRY(CLGQA_ARG(kern, arg + 8, head_dim));
-    CLGQA_TRY(clgqa_set_local_arg(kern, arg + 9, local * sizeof(float)));
+    CLGQA_TRY(clgqa_set_local_arg(kern, arg + 8, local * sizeof(float)));
     return clgqa_launch_1d(rt, kern, s.pairs * local, local);
+}
+
+/* ---- forward ---- */
+
+/* Arguments q (+ stride), k, v (+ stride) and kv_map from `arg` on. */
+static clgqa_status set_qkv_args(cl_kernel kern, cl_uint arg, const attention_sizes *s,
+                                 clgqa_view q, clgqa_view k, clgqa_view v, clgqa_view kv_map) {
+    CLGQA_TRY(clgqa_set_view_arg(kern, arg, q));
+    CLGQA_TRY(clgqa_set_uint_arg(kern, arg + 2, s->q_stride));
+    CLGQA_TRY(clgqa_set_view_arg(kern, arg + 3, k));
+    CLGQA_TRY(clgqa_set_view_arg(kern, arg + 5, v));
+    CLGQA_TRY(clgqa_set_uint_arg(kern, arg + 7, s->kv_stride));
+    return clgqa_set_view_arg(kern, arg + 8, kv_map);
+}
+
+/* attention_tiled or attention_tiled_dq: their arguments after the first
+ * `arg` ones are the same (q, k, v, kv_map, P, H, query tiles, scale, two
+ * local tiles). */
+static clgqa_status launch_query_tiles(clgqa_runtime *rt, cl_kernel kern, cl_uint arg,
+                                       const clgqa_attention_dims *dims, clgqa_view q,
+                                       clgqa_view k, clgqa_view v, clgqa_view kv_map) {
+    attention_sizes s = sizes_of(dims);
+    size_t local = tile_rows(rt, kern, (size_t)dims->tokens);
+    cl_uint tokens = (cl_uint)dims->tokens, heads = (cl_uint)dims->heads;
+    cl_uint query_tiles = (cl_uint)(((size_t)dims->tokens + local - 1) / local);
+    float scale = query_scale(dims);
+    size_t tile_bytes = (size_t)stream_tile_rows(rt, dims->head_dim) * dims->head_dim * sizeof(float);
+    CLGQA_TRY(set_qkv_args(kern, arg, &s, q, k, v, kv_map));
+    CLGQA_TRY(CLGQA_ARG(kern, arg + 10, tokens));
+    CLGQA_TRY(CLGQA_ARG(kern, arg + 11, heads));
+    CLGQA_TRY(CLGQA_ARG(kern, arg + 12, query_tiles));
+    CLGQA_TRY(CLGQA_ARG(kern, arg + 13, scale));
+    CLGQA_TRY(clgqa_set_local_arg(kern, arg + 14, tile_bytes));
+    CLGQA_TRY(clgqa_set_local_arg(kern, arg + 15, tile_bytes));
+    return clgqa_launch_1d(rt, kern, s.pairs * query_tiles * local, local);
 }
 
 clgqa_status clgqa_attention_forward(clgqa_runtime *rt, const clgqa_attention_dims *dims,
@@ -210,113 +297,160 @@ clgqa_status clgqa_attention_forward(clgqa_runtime *rt, const clgqa_attention_di
                                      clgqa_view kv_map, const clgqa_pgqa *pgqa,
                                      const clgqa_attention_saved *saved) {
     const char *op = "clgqa_attention_forward";
+    int tiled = rt->attention_kernel == CLGQA_ATTENTION_TILED;
     CLGQA_TRY(check_dims(op, dims, pgqa != NULL));
     attention_sizes s = sizes_of(dims);
-    CLGQA_TRY(clgqa_check_view(op, "out", out, s.q_elems, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "q", q, s.q_elems, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "k", k, s.kv_elems, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "v", v, s.kv_elems, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "out", out, s.out, sizeof(float)));
+    CLGQA_TRY(check_qkv(op, &s, (const char *[]){"q", "k", "v"}, q, k, v));
     CLGQA_TRY(clgqa_check_view(op, "kv_map", kv_map, (size_t)dims->heads, sizeof(cl_int)));
-    CLGQA_TRY(check_saved(op, dims, pgqa != NULL, saved));
+    CLGQA_TRY(check_saved(op, dims, pgqa != NULL, tiled, saved));
+    /* PGQA's attention output A goes to saved->heads_out first. */
+    clgqa_view attended = pgqa ? saved->heads_out : out;
 
-    /* Per-head q (scaled), k and v. */
-    cl_kernel gather;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "gather_qkv", &gather));
-    cl_uint batch = (cl_uint)dims->batch, tokens = (cl_uint)dims->tokens;
-    cl_uint heads = (cl_uint)dims->heads, kv_heads = (cl_uint)dims->kv_heads;
-    cl_uint head_dim = (cl_uint)dims->head_dim;
-    float scale = query_scale(dims);
-    CLGQA_TRY(clgqa_set_view_arg(gather, 0, saved->q_heads));
-    CLGQA_TRY(clgqa_set_view_arg(gather, 2, saved->k_heads));
-    CLGQA_TRY(clgqa_set_view_arg(gather, 4, saved->v_heads));
-    CLGQA_TRY(clgqa_set_view_arg(gather, 6, q));
-    CLGQA_TRY(clgqa_set_view_arg(gather, 8, k));
-    CLGQA_TRY(clgqa_set_view_arg(gather, 10, v));
-    CLGQA_TRY(clgqa_set_view_arg(gather, 12, kv_map));
-    CLGQA_TRY(CLGQA_ARG(gather, 14, batch));
-    CLGQA_TRY(CLGQA_ARG(gather, 15, tokens));
-    CLGQA_TRY(CLGQA_ARG(gather, 16, heads));
-    CLGQA_TRY(CLGQA_ARG(gather, 17, kv_heads));
-    CLGQA_TRY(CLGQA_ARG(gather, 18, head_dim));
-    CLGQA_TRY(CLGQA_ARG(gather, 19, scale));
-    CLGQA_TRY(clgqa_launch_1d(rt, gather, s.heads_elems, clgqa_work_group_size(rt, gather, 256)));
-
-    /* probs = softmax(q_heads k_heads^T), heads_out = probs v_heads. */
-    cl_kernel rows;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "attention_rows", &rows));
-    size_t row_count = s.pairs * (size_t)dims->tokens;
-    CLGQA_TRY(clgqa_set_view_arg(rows, 0, saved->probs));
-    CLGQA_TRY(clgqa_set_view_arg(rows, 2, saved->heads_out));
-    CLGQA_TRY(clgqa_set_view_arg(rows, 4, saved->q_heads));
-    CLGQA_TRY(clgqa_set_view_arg(rows, 6, saved->k_heads));
-    CLGQA_TRY(clgqa_set_view_arg(rows, 8, saved->v_heads));
-    CLGQA_TRY(clgqa_set_uint_arg(rows, 10, row_count));
-    CLGQA_TRY(CLGQA_ARG(rows, 11, tokens));
-    CLGQA_TRY(CLGQA_ARG(rows, 12, head_dim));
-    CLGQA_TRY(clgqa_launch_1d(rt, rows, row_count, rows_local_size(rt, rows)));
-
+    cl_kernel kern;
+    if (tiled) {
+        CLGQA_TRY(attention_kernel(rt, dims, "attention_tiled", &kern));
+        CLGQA_TRY(clgqa_set_view_arg(kern, 0, attended));
+        CLGQA_TRY(clgqa_set_view_arg(kern, 2, saved->lse));
+        CLGQA_TRY(launch_query_tiles(rt, kern, 4, dims, q, k, v, kv_map));
+    } else {
+        CLGQA_TRY(attention_kernel(rt, dims, "attention_rows", &kern));
+        cl_uint heads = (cl_uint)dims->heads, tokens = (cl_uint)dims->tokens;
+        float scale = query_scale(dims);
+        CLGQA_TRY(clgqa_set_view_arg(kern, 0, saved->probs));
+        CLGQA_TRY(clgqa_set_view_arg(kern, 2, attended));
+        CLGQA_TRY(set_qkv_args(kern, 4, &s, q, k, v, kv_map));
+        CLGQA_TRY(clgqa_set_uint_arg(kern, 14, s.row_scores));
+        CLGQA_TRY(CLGQA_ARG(kern, 15, tokens));
+        CLGQA_TRY(CLGQA_ARG(kern, 16, heads));
+        CLGQA_TRY(CLGQA_ARG(kern, 17, scale));
+        CLGQA_TRY(clgqa_launch_1d(rt, kern, s.row_scores, clgqa_work_group_size(rt, kern, 64)));
+    }
     if (!pgqa)
-        return launch_heads_layout(rt, "scatter_heads", dims, out, saved->heads_out);
+        return CLGQA_OK;
     CLGQA_TRY(launch_pgqa_noise(rt, dims, pgqa, saved->noise_z));
     clgqa_view no_dout = {NULL, 0};
     return launch_pgqa_rows(rt, "pgqa_output", dims, out, no_dout, saved);
 }
 
-clgqa_status clgqa_attention_backward(clgqa_runtime *rt, const clgqa_attention_dims *dims,
-                                      clgqa_view dq, clgqa_view dk, clgqa_view dv,
-                                      clgqa_view dout, clgqa_view kv_map, int pgqa,
-                                      const clgqa_attention_saved *saved, clgqa_view scratch) {
-    const char *op = "clgqa_attention_backward";
-    CLGQA_TRY(check_dims(op, dims, pgqa));
-    attention_sizes s = sizes_of(dims);
-    CLGQA_TRY(clgqa_check_view(op, "dq", dq, s.q_elems, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "dk", dk, s.kv_elems, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "dv", dv, s.kv_elems, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "dout", dout, s.q_elems, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "kv_map", kv_map, (size_t)dims->heads, sizeof(cl_int)));
-    CLGQA_TRY(check_saved(op, dims, pgqa, saved));
-    CLGQA_TRY(clgqa_check_view(op, "scratch", scratch, clgqa_attention_scratch_floats(dims),
-                               sizeof(float)));
-    clgqa_view d_heads = scratch;
-    clgqa_view dscores = clgqa_view_add(d_heads, s.heads_elems);
-    if (pgqa)
-        CLGQA_TRY(launch_pgqa_rows(rt, "pgqa_grad", dims, d_heads, dout, saved));
-    else
-        CLGQA_TRY(launch_heads_layout(rt, "gather_heads", dims, d_heads, dout));
+/* ---- backward ---- */
 
+/* rows: attention_rows_backward (dS, dq), then kv_grads (dk, dv). */
+static clgqa_status rows_backward(clgqa_runtime *rt, const clgqa_attention_dims *dims,
+                                  clgqa_view dq, clgqa_view dk, clgqa_view dv, clgqa_view g,
+                                  clgqa_view q, clgqa_view k, clgqa_view v, clgqa_view kv_map,
+                                  const clgqa_attention_saved *saved, clgqa_view dscores) {
+    attention_sizes s = sizes_of(dims);
     cl_uint batch = (cl_uint)dims->batch, tokens = (cl_uint)dims->tokens;
     cl_uint heads = (cl_uint)dims->heads, kv_heads = (cl_uint)dims->kv_heads;
-    cl_uint head_dim = (cl_uint)dims->head_dim;
     float scale = query_scale(dims);
     cl_kernel rows;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "attention_rows_backward", &rows));
+    CLGQA_TRY(attention_kernel(rt, dims, "attention_rows_backward", &rows));
     CLGQA_TRY(clgqa_set_view_arg(rows, 0, dscores));
     CLGQA_TRY(clgqa_set_view_arg(rows, 2, dq));
-    CLGQA_TRY(clgqa_set_view_arg(rows, 4, d_heads));
+    CLGQA_TRY(clgqa_set_view_arg(rows, 4, g));
     CLGQA_TRY(clgqa_set_view_arg(rows, 6, saved->probs));
-    CLGQA_TRY(clgqa_set_view_arg(rows, 8, saved->k_heads));
-    CLGQA_TRY(clgqa_set_view_arg(rows, 10, saved->v_heads));
-    CLGQA_TRY(CLGQA_ARG(rows, 12, batch));
-    CLGQA_TRY(CLGQA_ARG(rows, 13, tokens));
-    CLGQA_TRY(CLGQA_ARG(rows, 14, heads));
-    CLGQA_TRY(CLGQA_ARG(rows, 15, head_dim));
-    CLGQA_TRY(CLGQA_ARG(rows, 16, scale));
-    CLGQA_TRY(clgqa_launch_1d(rt, rows, s.pairs * (size_t)dims->tokens, rows_local_size(rt, rows)));
+    CLGQA_TRY(clgqa_set_uint_arg(rows, 8, s.q_stride));
+    CLGQA_TRY(clgqa_set_view_arg(rows, 9, k));
+    CLGQA_TRY(clgqa_set_view_arg(rows, 11, v));
+    CLGQA_TRY(clgqa_set_uint_arg(rows, 13, s.kv_stride));
+    CLGQA_TRY(clgqa_set_view_arg(rows, 14, kv_map));
+    CLGQA_TRY(clgqa_set_uint_arg(rows, 16, s.row_scores));
+    CLGQA_TRY(CLGQA_ARG(rows, 17, tokens));
+    CLGQA_TRY(CLGQA_ARG(rows, 18, heads));
+    CLGQA_TRY(CLGQA_ARG(rows, 19, scale));
+    CLGQA_TRY(clgqa_launch_1d(rt, rows, s.row_scores, clgqa_work_group_size(rt, rows, 64)));
 
     cl_kernel kv;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "kv_grads", &kv));
+    CLGQA_TRY(attention_kernel(rt, dims, "kv_grads", &kv));
     CLGQA_TRY(clgqa_set_view_arg(kv, 0, dk));
     CLGQA_TRY(clgqa_set_view_arg(kv, 2, dv));
     CLGQA_TRY(clgqa_set_view_arg(kv, 4, dscores));
     CLGQA_TRY(clgqa_set_view_arg(kv, 6, saved->probs));
-    CLGQA_TRY(clgqa_set_view_arg(kv, 8, saved->q_heads));
-    CLGQA_TRY(clgqa_set_view_arg(kv, 10, d_heads));
-    CLGQA_TRY(clgqa_set_view_arg(kv, 12, kv_map));
-    CLGQA_TRY(CLGQA_ARG(kv, 14, batch));
-    CLGQA_TRY(CLGQA_ARG(kv, 15, tokens));
-    CLGQA_TRY(CLGQA_ARG(kv, 16, heads));
-    CLGQA_TRY(CLGQA_ARG(kv, 17, kv_heads));
-    CLGQA_TRY(CLGQA_ARG(kv, 18, head_dim));
+    CLGQA_TRY(clgqa_set_view_arg(kv, 8, q));
+    CLGQA_TRY(clgqa_set_uint_arg(kv, 10, s.q_stride));
+    CLGQA_TRY(clgqa_set_view_arg(kv, 11, g));
+    CLGQA_TRY(clgqa_set_uint_arg(kv, 13, s.kv_stride));
+    CLGQA_TRY(clgqa_set_view_arg(kv, 14, kv_map));
+    CLGQA_TRY(CLGQA_ARG(kv, 16, batch));
+    CLGQA_TRY(CLGQA_ARG(kv, 17, tokens));
+    CLGQA_TRY(CLGQA_ARG(kv, 18, heads));
+    CLGQA_TRY(CLGQA_ARG(kv, 19, kv_heads));
+    CLGQA_TRY(CLGQA_ARG(kv, 20, scale));
     return clgqa_launch_1d(rt, kv, (size_t)dims->batch * dims->kv_heads * dims->tokens,
-                           rows_local_size(rt, kv));
+                           clgqa_work_group_size(rt, kv, 64));
+}
+
+/* tiled: attention_tiled_dq (dq and D), then attention_tiled_dkv (dk, dv). */
+static clgqa_status tiled_backward(clgqa_runtime *rt, const clgqa_attention_dims *dims,
+                                   clgqa_view dq, clgqa_view dk, clgqa_view dv, clgqa_view g,
+                                   clgqa_view o, clgqa_view q, clgqa_view k, clgqa_view v,
+                                   clgqa_view kv_map, const clgqa_attention_saved *saved,
+                                   clgqa_view delta) {
+    attention_sizes s = sizes_of(dims);
+    cl_kernel dq_kern;
+    CLGQA_TRY(attention_kernel(rt, dims, "attention_tiled_dq", &dq_kern));
+    CLGQA_TRY(clgqa_set_view_arg(dq_kern, 0, dq));
+    CLGQA_TRY(clgqa_set_view_arg(dq_kern, 2, delta));
+    CLGQA_TRY(clgqa_set_view_arg(dq_kern, 4, g));
+    CLGQA_TRY(clgqa_set_view_arg(dq_kern, 6, o));
+    CLGQA_TRY(clgqa_set_view_arg(dq_kern, 8, saved->lse));
+    CLGQA_TRY(launch_query_tiles(rt, dq_kern, 10, dims, q, k, v, kv_map));
+
+    cl_kernel kv;
+    CLGQA_TRY(attention_kernel(rt, dims, "attention_tiled_dkv", &kv));
+    size_t local = tile_rows(rt, kv, (size_t)dims->tokens);
+    cl_uint tokens = (cl_uint)dims->tokens, heads = (cl_uint)dims->heads;
+    cl_uint kv_heads = (cl_uint)dims->kv_heads;
+    cl_uint key_tiles = (cl_uint)(((size_t)dims->tokens + local - 1) / local);
+    float scale = query_scale(dims);
+    size_t stream_rows = (size_t)stream_tile_rows(rt, dims->head_dim);
+    CLGQA_TRY(clgqa_set_view_arg(kv, 0, dk));
+    CLGQA_TRY(clgqa_set_view_arg(kv, 2, dv));
+    CLGQA_TRY(clgqa_set_view_arg(kv, 4, g));
+    CLGQA_TRY(clgqa_set_view_arg(kv, 6, saved->lse));
+    CLGQA_TRY(clgqa_set_view_arg(kv, 8, delta));
+    CLGQA_TRY(set_qkv_args(kv, 10, &s, q, k, v, kv_map));
+    CLGQA_TRY(CLGQA_ARG(kv, 20, tokens));
+    CLGQA_TRY(CLGQA_ARG(kv, 21, heads));
+    CLGQA_TRY(CLGQA_ARG(kv, 22, kv_heads));
+    CLGQA_TRY(CLGQA_ARG(kv, 23, key_tiles));
+    CLGQA_TRY(CLGQA_ARG(kv, 24, scale));
+    CLGQA_TRY(clgqa_set_local_arg(kv, 25, stream_rows * dims->head_dim * sizeof(float)));
+    CLGQA_TRY(clgqa_set_local_arg(kv, 26, stream_rows * dims->head_dim * sizeof(float)));
+    CLGQA_TRY(clgqa_set_local_arg(kv, 27, 2 * stream_rows * sizeof(float)));
+    return clgqa_launch_1d(rt, kv, (size_t)dims->batch * dims->kv_heads * key_tiles * local,
+                           local);
+}
+
+clgqa_status clgqa_attention_backward(clgqa_runtime *rt, const clgqa_attention_dims *dims,
+                                      clgqa_view dq, clgqa_view dk, clgqa_view dv,
+                                      clgqa_view dout, clgqa_view out, clgqa_view q, clgqa_view k,
+                                      clgqa_view v, clgqa_view kv_map, int pgqa,
+                                      const clgqa_attention_saved *saved, clgqa_view scratch) {
+    const char *op = "clgqa_attention_backward";
+    int tiled = rt->attention_kernel == CLGQA_ATTENTION_TILED;
+    CLGQA_TRY(check_dims(op, dims, pgqa));
+    attention_sizes s = sizes_of(dims);
+    CLGQA_TRY(check_qkv(op, &s, (const char *[]){"dq", "dk", "dv"}, dq, dk, dv));
+    CLGQA_TRY(check_qkv(op, &s, (const char *[]){"q", "k", "v"}, q, k, v));
+    CLGQA_TRY(clgqa_check_view(op, "dout", dout, s.out, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "out", out, s.out, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "kv_map", kv_map, (size_t)dims->heads, sizeof(cl_int)));
+    CLGQA_TRY(check_saved(op, dims, pgqa, tiled, saved));
+    CLGQA_TRY(clgqa_check_view(op, "scratch", scratch,
+                               clgqa_attention_scratch_floats(dims, pgqa, rt->attention_kernel),
+                               sizeof(float)));
+    /* Scratch: dscores (rows) or D (tiled), then dA (PGQA). The attention
+     * kernels see PGQA's dA and A where plain attention has dout and out. */
+    clgqa_view per_row = scratch;
+    clgqa_view g = dout, o = out;
+    if (pgqa) {
+        g = clgqa_view_add(scratch, tiled ? s.row_scores : s.probs);
+        o = saved->heads_out;
+        CLGQA_TRY(launch_pgqa_rows(rt, "pgqa_grad", dims, g, dout, saved));
+    }
+    if (tiled)
+        return tiled_backward(rt, dims, dq, dk, dv, g, o, q, k, v, kv_map, saved, per_row);
+    return rows_backward(rt, dims, dq, dk, dv, g, q, k, v, kv_map, saved, per_row);
 }

@@ -28,32 +28,70 @@ static clgqa_status check_map_views(const char *op, const clgqa_attention_dims *
                             sizeof(cl_int));
 }
 
+/* Token slices per (sample, key head) for key_norm_partials: enough for 4
+ * work-groups per compute unit (1 when B*G already gives that), never more
+ * than the tokens. */
+static size_t key_norm_slices(clgqa_runtime *rt, const clgqa_attention_dims *dims) {
+    cl_uint units = 1;
+    clGetDeviceInfo(rt->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL);
+    size_t pairs = (size_t)dims->batch * dims->kv_heads, want = 4 * (size_t)units;
+    size_t slices = (want + pairs - 1) / pairs;
+    return slices > (size_t)dims->tokens ? (size_t)dims->tokens : slices;
+}
+
+size_t clgqa_key_norms_scratch_floats(const clgqa_attention_dims *dims) {
+    return (size_t)dims->batch * dims->kv_heads * dims->tokens;
+}
+
 clgqa_status clgqa_key_norms(clgqa_runtime *rt, const clgqa_attention_dims *dims,
-                             clgqa_view key_norms, clgqa_view k) {
+                             clgqa_view key_norms, clgqa_view k, clgqa_view scratch) {
     const char *op = "clgqa_key_norms";
-    if (dims->batch <= 0 || dims->tokens <= 0 || dims->kv_heads <= 0 || dims->head_dim <= 0)
+    if (dims->batch <= 0 || dims->tokens <= 0 || dims->kv_heads <= 0 || dims->head_dim <= 0 ||
+        dims->row_stride < 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                          "%s: batch %d, tokens %d, kv_heads %d, head_dim %d must be positive", op,
-                          dims->batch, dims->tokens, dims->kv_heads, dims->head_dim);
-    size_t k_count = (size_t)dims->batch * dims->tokens * dims->kv_heads * dims->head_dim;
+                          "%s: batch %d, tokens %d, kv_heads %d, head_dim %d must be positive "
+                          "(row_stride %d >= 0)",
+                          op, dims->batch, dims->tokens, dims->kv_heads, dims->head_dim,
+                          dims->row_stride);
+    size_t width = (size_t)dims->kv_heads * dims->head_dim;
+    size_t stride = dims->row_stride ? (size_t)dims->row_stride : width;
+    if (stride < width)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: row_stride %zu is shorter than a row of k (%zu)",
+                          op, stride, width);
+    size_t rows = (size_t)dims->batch * dims->tokens;
     CLGQA_TRY(clgqa_check_view(op, "key_norms", key_norms, (size_t)dims->kv_heads, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "k", k, k_count, sizeof(float)));
-    cl_kernel kern;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "key_norms", &kern));
-    size_t want = 1; /* one work-item per sample, up to 256 */
-    while (want < (size_t)dims->batch && want < 256)
-        want *= 2;
-    size_t local = clgqa_work_group_size(rt, kern, want);
+    CLGQA_TRY(clgqa_check_view(op, "k", k, (rows - 1) * stride + width, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "scratch", scratch, clgqa_key_norms_scratch_floats(dims),
+                               sizeof(float)));
+    size_t slices = key_norm_slices(rt, dims);
+    size_t chunk = ((size_t)dims->tokens + slices - 1) / slices;
     cl_uint batch = (cl_uint)dims->batch, tokens = (cl_uint)dims->tokens;
     cl_uint kv_heads = (cl_uint)dims->kv_heads, head_dim = (cl_uint)dims->head_dim;
-    CLGQA_TRY(clgqa_set_view_arg(kern, 0, key_norms));
-    CLGQA_TRY(clgqa_set_view_arg(kern, 2, k));
-    CLGQA_TRY(CLGQA_ARG(kern, 4, batch));
-    CLGQA_TRY(CLGQA_ARG(kern, 5, tokens));
-    CLGQA_TRY(CLGQA_ARG(kern, 6, kv_heads));
-    CLGQA_TRY(CLGQA_ARG(kern, 7, head_dim));
-    CLGQA_TRY(clgqa_set_local_arg(kern, 8, local * sizeof(float)));
-    return clgqa_launch_1d(rt, kern, (size_t)dims->kv_heads * local, local);
+
+    cl_kernel partials;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "key_norm_partials", &partials));
+    size_t local = clgqa_row_group_size(rt, partials, chunk * dims->head_dim);
+    CLGQA_TRY(clgqa_set_view_arg(partials, 0, scratch));
+    CLGQA_TRY(clgqa_set_view_arg(partials, 2, k));
+    CLGQA_TRY(CLGQA_ARG(partials, 4, tokens));
+    CLGQA_TRY(CLGQA_ARG(partials, 5, kv_heads));
+    CLGQA_TRY(CLGQA_ARG(partials, 6, head_dim));
+    CLGQA_TRY(clgqa_set_uint_arg(partials, 7, stride));
+    CLGQA_TRY(clgqa_set_uint_arg(partials, 8, slices));
+    CLGQA_TRY(clgqa_set_local_arg(partials, 9, local * sizeof(float)));
+    CLGQA_TRY(clgqa_launch_1d(rt, partials, (size_t)dims->batch * dims->kv_heads * slices * local,
+                              local));
+
+    cl_kernel norms;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "key_norms", &norms));
+    local = clgqa_row_group_size(rt, norms, (size_t)dims->batch);
+    CLGQA_TRY(clgqa_set_view_arg(norms, 0, key_norms));
+    CLGQA_TRY(clgqa_set_view_arg(norms, 2, scratch));
+    CLGQA_TRY(CLGQA_ARG(norms, 4, batch));
+    CLGQA_TRY(CLGQA_ARG(norms, 5, kv_heads));
+    CLGQA_TRY(clgqa_set_uint_arg(norms, 6, slices));
+    CLGQA_TRY(clgqa_set_local_arg(norms, 7, local * sizeof(float)));
+    return clgqa_launch_1d(rt, norms, (size_t)dims->kv_heads * local, local);
 }
 
 clgqa_status clgqa_grouping_static(clgqa_runtime *rt, const clgqa_attention_dims *dims,

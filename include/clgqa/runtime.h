@@ -104,6 +104,11 @@ const char *clgqa_attention_kernel_name(clgqa_attention_kernel k);
  * the returned kernel; it is shared by all callers on this runtime. */
 clgqa_status clgqa_kernel(clgqa_runtime *rt, const char *family, const char *kernel_name,
                           cl_kernel *out);
+/* The same from the family built with extra build options `defines` (e.g.
+ * "-DHEAD_DIM=64"): one program per distinct option string, built on first
+ * use and cached like the plain family. */
+clgqa_status clgqa_kernel_variant(clgqa_runtime *rt, const char *family, const char *defines,
+                                  const char *kernel_name, cl_kernel *out);
 
 /* Build a program from `source` (with the same prelude and options as the
  * embedded families, through the binary cache). Used for the embedded
