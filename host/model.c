@@ -65,11 +65,24 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= k && !strcmp(s + n - k, suffix);
 }
 
-/* Each tensor draws from its own Philox stream (seed, INIT, tensor index), so
- * one tensor's values do not depend on the sizes of the others. */
+/* The Philox stream of each tensor: its index in the table as it was before
+ * q, k and v were made contiguous (q.weight, q.bias, k.weight, ... in a
+ * block), so a seed still gives the same initial weights. */
+static uint32_t init_stream_index(const clgqa_model *m, int index) {
+    static const int block_position[MODEL_L_TENSORS] = {0, 1, 2, 4, 6, 3, 5, 7,
+                                                        8, 9, 10, 11, 12, 13, 14, 15};
+    int block = (index - MODEL_T_BLOCKS) / MODEL_L_TENSORS;
+    int which = (index - MODEL_T_BLOCKS) - block * MODEL_L_TENSORS;
+    if (index < MODEL_T_BLOCKS || block >= m->dims.num_layers)
+        return (uint32_t)index;
+    return (uint32_t)(MODEL_T_BLOCKS + block * MODEL_L_TENSORS + block_position[which]);
+}
+
+/* Each tensor draws from its own Philox stream (seed, INIT, tensor), so one
+ * tensor's values do not depend on the sizes of the others. */
 static void init_tensor(const clgqa_model *m, int index, float *out) {
     const clgqa_tensor_info *t = &m->tensors[index];
-    uint64_t stream = clgqa_stream_id(CLGQA_RNG_INIT, (uint32_t)index, 0);
+    uint64_t stream = clgqa_stream_id(CLGQA_RNG_INIT, init_stream_index(m, index), 0);
     int is_norm = !strncmp(t->name, "norm.", 5) || strstr(t->name, ".norm1.") ||
                   strstr(t->name, ".norm2.");
     if (index == MODEL_T_PATCH_W || index == MODEL_T_PATCH_B) {
