@@ -232,8 +232,15 @@ static void make_order(clgqa_loader *ld) {
 }
 
 clgqa_status clgqa_loader_start(clgqa_loader *ld, long epoch) {
+    return clgqa_loader_start_at(ld, epoch, 0);
+}
+
+clgqa_status clgqa_loader_start_at(clgqa_loader *ld, long epoch, size_t first_batch) {
     if (epoch < 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "epoch must not be negative, not %ld", epoch);
+    if (first_batch > ld->num_batches)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "batch %zu is past the epoch's %zu batches",
+                          first_batch, ld->num_batches);
     pthread_mutex_lock(&ld->lock);
     atomic_fetch_add(&ld->generation, 1);
     while (ld->in_flight > 0) /* the order must not change under a worker */
@@ -243,7 +250,7 @@ clgqa_status clgqa_loader_start(clgqa_loader *ld, long epoch) {
     ld->held = NULL;
     ld->epoch = epoch;
     make_order(ld);
-    ld->next_claim = ld->next_consume = 0;
+    ld->next_claim = ld->next_consume = first_batch;
     ld->started = 1;
     pthread_cond_broadcast(&ld->work);
     pthread_mutex_unlock(&ld->lock);

@@ -38,8 +38,8 @@ typedef struct checkpoint_out {
     float *buffers[3]; /* params, adam m, adam v */
     float *cache;      /* [layers * G] */
     int64_t *split;    /* [layers * G] */
-    char meta_values[16][64];
-    clgqa_metadata_pair meta[16];
+    char meta_values[24][64];
+    clgqa_metadata_pair meta[24];
     size_t meta_count;
 } checkpoint_out;
 
@@ -67,6 +67,13 @@ static void out_add(checkpoint_out *out, const char *prefix, const char *name, c
 static void out_meta(checkpoint_out *out, const char *key, const char *fmt, long long value) {
     size_t i = out->meta_count++;
     snprintf(out->meta_values[i], sizeof out->meta_values[i], fmt, value);
+    out->meta[i].key = key;
+    out->meta[i].value = out->meta_values[i];
+}
+
+static void out_text(checkpoint_out *out, const char *key, double value) {
+    size_t i = out->meta_count++;
+    snprintf(out->meta_values[i], sizeof out->meta_values[i], "%a", value);
     out->meta[i].key = key;
     out->meta[i].value = out->meta_values[i];
 }
@@ -153,6 +160,14 @@ clgqa_status clgqa_checkpoint_save_training(clgqa_model *model, const clgqa_conf
         out_meta(&out, "epochs_done", "%lld", state->epochs_done);
         out_meta(&out, "global_step", "%lld", state->global_step);
         out_meta(&out, "seed", "%llu", (long long)cfg->seed);
+        out_meta(&out, "epoch_steps", "%lld", state->epoch_steps);
+        out_meta(&out, "next_batch", "%lld", state->next_batch);
+        out_meta(&out, "epoch_samples", "%lld", state->epoch_metrics.samples);
+        out_meta(&out, "best_epoch", "%lld", state->best_epoch);
+        /* Doubles in hex ("%a"), so they read back exactly. */
+        out_text(&out, "epoch_sum_loss", state->epoch_metrics.sum_loss);
+        out_text(&out, "epoch_sum_correct", state->epoch_metrics.sum_correct);
+        out_text(&out, "best_test_loss", state->best_test_loss);
         status = clgqa_safetensors_write(path, out.tensors, out.count, out.meta, out.meta_count);
     }
     out_free(&out);
@@ -273,6 +288,35 @@ static clgqa_status metadata_long(const clgqa_safetensors *file, const char *key
     return CLGQA_OK;
 }
 
+/* Where the epoch stood and the best epoch: absent from checkpoints written
+ * before they were saved, which are all at an epoch's end with no best. */
+static clgqa_status read_progress(const clgqa_safetensors *file, clgqa_train_state *state) {
+    static const char *const counts[] = {"epoch_steps", "next_batch", "epoch_samples", "best_epoch"};
+    long long values[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 4; i++)
+        if (clgqa_safetensors_metadata(file, counts[i]))
+            CLGQA_TRY(metadata_long(file, counts[i], &values[i]));
+    static const char *const sums[] = {"epoch_sum_loss", "epoch_sum_correct", "best_test_loss"};
+    double numbers[3] = {0, 0, INFINITY};
+    for (int i = 0; i < 3; i++) {
+        const char *text = clgqa_safetensors_metadata(file, sums[i]);
+        char *end = NULL;
+        if (text)
+            numbers[i] = strtod(text, &end);
+        if (text && (end == text || *end != '\0'))
+            return clgqa_fail(CLGQA_ERR_FORMAT, "%s: metadata '%s' is '%s', not a number",
+                              clgqa_safetensors_label(file), sums[i], text);
+    }
+    state->epoch_steps = (long)values[0];
+    state->next_batch = (long)values[1];
+    state->epoch_metrics.samples = (long)values[2];
+    state->best_epoch = (long)values[3];
+    state->epoch_metrics.sum_loss = numbers[0];
+    state->epoch_metrics.sum_correct = numbers[1];
+    state->best_test_loss = numbers[2];
+    return CLGQA_OK;
+}
+
 clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path,
                                             unsigned long long seed, clgqa_train_state *state) {
     clgqa_safetensors *file;
@@ -281,6 +325,8 @@ clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path
     const char *scheme = clgqa_safetensors_metadata(file, "att_scheme");
     const char *model_scheme = clgqa_scheme_name(clgqa_model_scheme(model));
     long long epochs_done = 0, global_step = 0;
+    clgqa_train_state progress;
+    memset(&progress, 0, sizeof progress);
     char first_m[NAME_BUF];
     snprintf(first_m, sizeof first_m, OPTIM_M_PREFIX "%s", clgqa_model_tensor(model, 0)->name);
     if (!clgqa_safetensors_find(file, first_m))
@@ -293,6 +339,8 @@ clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path
         status = metadata_long(file, "epochs_done", &epochs_done);
     if (status == CLGQA_OK)
         status = metadata_long(file, "global_step", &global_step);
+    if (status == CLGQA_OK)
+        status = read_progress(file, &progress);
     if (status == CLGQA_OK) {
         const char *text = clgqa_safetensors_metadata(file, "seed");
         char *end = NULL;
@@ -317,8 +365,9 @@ clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path
     if (status == CLGQA_OK)
         status = read_grouping(model, file);
     if (status == CLGQA_OK) {
-        state->epochs_done = (long)epochs_done;
-        state->global_step = (long)global_step;
+        progress.epochs_done = (long)epochs_done;
+        progress.global_step = (long)global_step;
+        *state = progress;
     }
     free(host);
     clgqa_safetensors_close(file);

@@ -495,6 +495,14 @@ clgqa_status clgqa_model_reset_metrics(clgqa_model *m) {
     return clgqa_fill(m->rt, m->metrics, 4, 0.0f);
 }
 
+clgqa_status clgqa_model_restore_metrics(clgqa_model *m, const clgqa_metrics *in) {
+    /* The device keeps float sums: the doubles read from them convert back exactly. */
+    float sums[4] = {0.0f, 0.0f, (float)in->sum_loss, (float)in->sum_correct};
+    m->samples = in->samples;
+    return clgqa_buffer_write(m->rt, m->metrics.mem, m->metrics.offset * sizeof(float),
+                              sizeof sums, sums);
+}
+
 clgqa_status clgqa_model_read_metrics(clgqa_model *m, clgqa_metrics *out) {
     float sums[4];
     CLGQA_TRY(clgqa_buffer_read(m->rt, m->metrics.mem, m->metrics.offset * sizeof(float),

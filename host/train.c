@@ -228,6 +228,8 @@ typedef struct progress {
     int quiet;
     int epoch, epochs;
     long steps;           /* in this epoch */
+    long first;           /* steps already done when this call began it (resumed) */
+    long samples_before;  /* the running metrics' samples at that point */
     double started;       /* epoch start (seconds) */
     double wait_at_start; /* loader wait seconds at the epoch start */
     double last_draw;
@@ -248,10 +250,12 @@ static void progress_show(progress *p, long done, const clgqa_metrics *m, double
     double elapsed = now - p->started;
     double loss = m->samples ? m->sum_loss / (double)m->samples : 0.0;
     double acc = m->samples ? m->sum_correct / (double)m->samples : 0.0;
-    double speed = elapsed > 0 ? (double)m->samples / elapsed : 0.0;
+    double speed = elapsed > 0 ? (double)(m->samples - p->samples_before) / elapsed : 0.0;
     double wait_share = elapsed > 0 ? (wait_seconds - p->wait_at_start) / elapsed : 0.0;
     char eta[32];
-    format_duration(eta, sizeof eta, done > 0 ? elapsed / (double)done * (double)(p->steps - done) : 0);
+    long done_here = done - p->first;
+    format_duration(eta, sizeof eta,
+                    done_here > 0 ? elapsed / (double)done_here * (double)(p->steps - done) : 0);
     if (p->tty) {
         enum { WIDTH = 24 };
         char bar[WIDTH + 1];
@@ -309,19 +313,55 @@ static void join_path(char *buf, size_t size, const char *dir, const char *name)
     snprintf(buf, size, "%s/%s", dir, name);
 }
 
-/* Start a CSV log: a fresh run writes the header; a resumed run keeps the
- * header and the rows of the epochs already done (epoch is the first
- * column, counted from 1), dropping rows a stopped run wrote after its last
- * checkpoint. Returns the file open for appending. */
-static clgqa_status open_log(const char *path, const char *header, long epochs_done, int resume,
-                             FILE **out) {
+/* Which rows of a log a resumed run keeps: those written before its
+ * checkpoint (`state`), so rows a stopped run wrote after it are dropped.
+ * Every log's first column is the epoch, counted from 1. */
+typedef int (*keep_row)(const char *row, const clgqa_train_state *state);
+
+/* The row's first two columns as numbers; 0 when they are not. */
+static int row_numbers(const char *row, long *first, long *second) {
+    char *end;
+    *first = strtol(row, &end, 10);
+    if (end == row || *end != ',')
+        return 0;
+    const char *next = end + 1;
+    *second = strtol(next, &end, 10);
+    return end != next && *end == ',';
+}
+
+/* run.csv: epoch,... */
+static int keep_epoch_row(const char *row, const clgqa_train_state *state) {
+    char *end;
+    long epoch = strtol(row, &end, 10);
+    return end != row && *end == ',' && epoch <= state->epochs_done;
+}
+
+/* groups.csv: epoch,step in the epoch (or "eval"),... */
+static int keep_groups_row(const char *row, const clgqa_train_state *state) {
+    long epoch, step;
+    return keep_epoch_row(row, state) ||
+           (row_numbers(row, &epoch, &step) && epoch == state->epochs_done + 1 &&
+            step < state->epoch_steps);
+}
+
+/* steps.csv: epoch,global step,... */
+static int keep_steps_row(const char *row, const clgqa_train_state *state) {
+    long epoch, step;
+    return row_numbers(row, &epoch, &step) && step <= state->global_step;
+}
+
+/* Start a CSV log: a fresh run (resumed NULL) writes the header; a resumed
+ * run keeps the header and the rows `keep` accepts. Returns the file open
+ * for appending. */
+static clgqa_status open_log(const char *path, const char *header, const clgqa_train_state *resumed,
+                             keep_row keep, FILE **out) {
     char *kept = NULL;
     size_t kept_size = 0;
     FILE *mem = open_memstream(&kept, &kept_size);
     if (!mem)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "open_memstream failed");
     fprintf(mem, "%s\n", header);
-    FILE *old = resume ? fopen(path, "r") : NULL;
+    FILE *old = resumed ? fopen(path, "r") : NULL;
     if (old) {
         char line[4096];
         int first = 1;
@@ -330,9 +370,7 @@ static clgqa_status open_log(const char *path, const char *header, long epochs_d
                 first = 0;
                 continue;
             }
-            char *end;
-            long epoch = strtol(line, &end, 10);
-            if (end != line && *end == ',' && epoch <= epochs_done)
+            if (keep(line, resumed))
                 fputs(line, mem);
         }
         fclose(old);
@@ -373,6 +411,51 @@ static clgqa_status log_groups(FILE *csv, clgqa_model *model, int32_t *counts, i
     return CLGQA_OK;
 }
 
+/* ---- divergence ------------------------------------------------------------ */
+
+/* Each step's per-sample losses are copied to the host without waiting and
+ * checked after the next step is queued, so the device never idles for the
+ * check; a run stops at the first non-finite loss, before any checkpoint
+ * could hold the weights that produced it. */
+typedef struct loss_watch {
+    float *losses; /* [max batch] */
+    cl_event read; /* the pending copy; NULL: none */
+    int count, epoch;
+    long step, steps_per_epoch; /* step in the epoch, from 0 */
+    float lr;
+} loss_watch;
+
+/* Queue the copy of the step's losses (after its kernels, in queue order). */
+static clgqa_status watch_step(loss_watch *w, clgqa_runtime *rt, clgqa_model *model, int count,
+                               int epoch, long step, float lr) {
+    clgqa_view losses = clgqa_model_losses(model);
+    CLGQA_CL(clEnqueueReadBuffer(rt->queue, losses.mem, CL_FALSE, losses.offset * sizeof(float),
+                                 (size_t)count * sizeof(float), w->losses, 0, NULL, &w->read));
+    w->count = count;
+    w->epoch = epoch;
+    w->step = step;
+    w->lr = lr;
+    return CLGQA_OK;
+}
+
+/* Wait for the pending copy and fail if a loss in it is not finite. */
+static clgqa_status watch_check(loss_watch *w, const char *out_dir) {
+    if (!w->read)
+        return CLGQA_OK;
+    cl_int err = clWaitForEvents(1, &w->read);
+    clReleaseEvent(w->read);
+    w->read = NULL;
+    CLGQA_CL(err);
+    for (int i = 0; i < w->count; i++)
+        if (!isfinite(w->losses[i]))
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                              "training diverged at epoch %d, step %ld/%ld (lr %g): the loss is %g; "
+                              "%s/last.safetensors keeps the last checkpoint before it. Lower lr "
+                              "or set clip_grad_norm", w->epoch + 1, w->step + 1, w->steps_per_epoch,
+                              (double)w->lr, (double)w->losses[i], out_dir);
+    return CLGQA_OK;
+}
+
 /* ---- the run ------------------------------------------------------------- */
 
 typedef struct trainer {
@@ -389,6 +472,8 @@ typedef struct trainer {
     clgqa_step_log steps; /* steps.csv */
     int32_t *group_counts; /* [num_layers * G] */
     clgqa_train_state state;
+    loss_watch watch;
+    long steps_this_call;
     long steps_per_epoch, total_steps;
     int groups_every; /* training steps between groups.csv rows, 0: only after evaluation */
 } trainer;
@@ -401,6 +486,11 @@ static void trainer_free(trainer *t) {
     if (t->steps.csv)
         fclose(t->steps.csv);
     free(t->group_counts);
+    if (t->watch.read) {
+        clWaitForEvents(1, &t->watch.read);
+        clReleaseEvent(t->watch.read);
+    }
+    free(t->watch.losses);
     clgqa_loader_destroy(t->train_loader);
     clgqa_loader_destroy(t->test_loader);
     if (t->upload_ready)
@@ -426,14 +516,18 @@ static clgqa_status trainer_open(trainer *t) {
     CLGQA_TRY(upload_init(&t->upload, t->rt, dims, cfg->batch_size));
     t->upload_ready = 1;
     t->group_counts = malloc((size_t)dims->num_layers * dims->kv_heads * sizeof(int32_t));
-    if (!t->group_counts)
-        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate group counts");
+    t->watch.losses = malloc((size_t)cfg->batch_size * sizeof(float));
+    if (!t->group_counts || !t->watch.losses)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate group counts and losses");
 
     char path[1200];
     if (opt->resume_dir) {
         join_path(path, sizeof path, opt->resume_dir, "last.safetensors");
         CLGQA_TRY(clgqa_checkpoint_load_training(t->model, path, cfg->seed, &t->state));
-        if (!opt->quiet)
+        if (!opt->quiet && t->state.epoch_steps > 0)
+            fprintf(t->log, "resuming %s in epoch %ld after step %ld (global step %ld)\n", path,
+                    t->state.epochs_done + 1, t->state.epoch_steps, t->state.global_step);
+        else if (!opt->quiet)
             fprintf(t->log, "resuming %s after epoch %ld (step %ld)\n", path,
                     t->state.epochs_done, t->state.global_step);
     } else if (cfg->pretrained_ckpt[0]) {
@@ -443,6 +537,11 @@ static clgqa_status trainer_open(trainer *t) {
 
     t->steps_per_epoch = clgqa_steps_per_epoch(cfg, (long)clgqa_loader_num_batches(t->train_loader));
     t->total_steps = t->steps_per_epoch * cfg->epochs;
+    t->watch.steps_per_epoch = t->steps_per_epoch;
+    if (t->state.epoch_steps > t->steps_per_epoch)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s/last.safetensors stopped after step %ld of an "
+                          "epoch, which now has %ld steps: resume with the config it was trained "
+                          "with", opt->resume_dir, t->state.epoch_steps, t->steps_per_epoch);
     /* groups.csv: a row per layer every log_steps training steps (every
      * window for DGQA) and after each evaluation, so a file stays small. */
     switch (cfg->att_scheme) {
@@ -461,34 +560,66 @@ static clgqa_status trainer_open(trainer *t) {
     join_path(path, sizeof path, cfg->out_dir, "config.yaml");
     CLGQA_TRY(clgqa_config_write(cfg, path));
     join_path(path, sizeof path, cfg->out_dir, "run.csv");
-    CLGQA_TRY(open_log(path, "epoch,train_loss,train_acc,test_loss,test_acc", t->state.epochs_done,
-                       opt->resume_dir != NULL, &t->run_csv));
+    const clgqa_train_state *resumed = opt->resume_dir ? &t->state : NULL;
+    CLGQA_TRY(open_log(path, "epoch,train_loss,train_acc,test_loss,test_acc", resumed,
+                       keep_epoch_row, &t->run_csv));
     join_path(path, sizeof path, cfg->out_dir, "groups.csv");
-    CLGQA_TRY(open_log(path, "epoch,step,layer,counts", t->state.epochs_done,
-                       opt->resume_dir != NULL, &t->groups_csv));
+    CLGQA_TRY(open_log(path, "epoch,step,layer,counts", resumed, keep_groups_row, &t->groups_csv));
     join_path(path, sizeof path, cfg->out_dir, "steps.csv");
-    CLGQA_TRY(open_log(path, CLGQA_STEP_LOG_HEADER, t->state.epochs_done,
-                       opt->resume_dir != NULL, &t->steps.csv));
+    CLGQA_TRY(open_log(path, CLGQA_STEP_LOG_HEADER, resumed, keep_steps_row, &t->steps.csv));
     return CLGQA_OK;
 }
 
-/* One training epoch; fills the training half of `metrics`. */
+/* Whether the run should stop after the step just done. */
+static int stop_requested(const trainer *t) {
+    const clgqa_train_options *opt = t->options;
+    return (opt->stop_signal && *opt->stop_signal) ||
+           (opt->stop_after_steps > 0 && t->steps_this_call >= opt->stop_after_steps);
+}
+
+static clgqa_status save_last(trainer *t) {
+    char path[1200];
+    join_path(path, sizeof path, t->cfg.out_dir, "last.safetensors");
+    return clgqa_checkpoint_save_training(t->model, &t->cfg, &t->state, path);
+}
+
+/* last.safetensors after `steps` steps of the current epoch, the loader at
+ * `next_batch`: what a resumed run needs to go on from the next step. */
+static clgqa_status save_mid_epoch(trainer *t, long steps, long next_batch) {
+    CLGQA_TRY(watch_check(&t->watch, t->cfg.out_dir));
+    t->state.epoch_steps = steps;
+    t->state.next_batch = next_batch;
+    CLGQA_TRY(clgqa_model_read_metrics(t->model, &t->state.epoch_metrics));
+    return save_last(t);
+}
+
+/* One training epoch, from the step a resumed run stopped after; fills the
+ * training half of `metrics`. Sets *stopped when a stop was requested (the
+ * epoch's state is then in last.safetensors). */
 static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metrics,
-                                long *images, double *seconds, double *wait_seconds) {
+                                long *images, double *seconds, double *wait_seconds, int *stopped) {
     const clgqa_config *cfg = &t->cfg;
+    long first = t->state.epoch_steps, next_batch = t->state.next_batch;
+    clgqa_metrics before = t->state.epoch_metrics;
     progress p = {t->log, isatty(fileno(t->log)), t->options->quiet, epoch, cfg->epochs,
-                  t->steps_per_epoch, now_seconds(), clgqa_loader_wait_seconds(t->train_loader), 0};
+                  t->steps_per_epoch, first, before.samples, now_seconds(),
+                  clgqa_loader_wait_seconds(t->train_loader), 0};
     clgqa_adamw_hparams hp = {cfg->lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay};
     clgqa_metrics m;
-    CLGQA_TRY(clgqa_loader_start(t->train_loader, epoch));
-    CLGQA_TRY(clgqa_model_reset_metrics(t->model));
+    CLGQA_TRY(clgqa_loader_start_at(t->train_loader, epoch, (size_t)next_batch));
+    if (first > 0)
+        CLGQA_TRY(clgqa_model_restore_metrics(t->model, &before));
+    else
+        CLGQA_TRY(clgqa_model_reset_metrics(t->model));
     clgqa_step_log_epoch_start(&t->steps, clgqa_loader_wait_seconds(t->train_loader));
-    for (long step = 0; step < t->steps_per_epoch; step++) {
+    t->steps.since = before;
+    for (long step = first; step < t->steps_per_epoch; step++) {
         clgqa_batch batch;
         CLGQA_TRY(clgqa_loader_next(t->train_loader, &batch));
         if (batch.count == 0)
             return clgqa_fail(CLGQA_ERR_INVALID_ARG, "the loader ended epoch %d after %ld of %ld batches",
                               epoch + 1, step, t->steps_per_epoch);
+        next_batch = batch.index + 1;
         CLGQA_TRY(upload_batch(&t->upload, &batch));
         CLGQA_TRY(clgqa_model_forward(t->model, clgqa_view_at(t->upload.images, 0),
                                       clgqa_view_at(t->upload.labels, 0), batch.count, 1, step,
@@ -497,6 +628,9 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
         hp.lr = clgqa_schedule_lr(cfg, t->state.global_step, t->total_steps);
         CLGQA_TRY(clgqa_model_step(t->model, &hp, t->state.global_step + 1, cfg->clip_grad_norm));
         t->state.global_step++;
+        t->steps_this_call++;
+        CLGQA_TRY(watch_check(&t->watch, cfg->out_dir)); /* the previous step's losses */
+        CLGQA_TRY(watch_step(&t->watch, t->rt, t->model, batch.count, epoch, step, hp.lr));
         if (t->groups_every && step % t->groups_every == 0)
             CLGQA_TRY(log_groups(t->groups_csv, t->model, t->group_counts, epoch, step));
         if ((step + 1) % cfg->log_steps == 0 || step + 1 == t->steps_per_epoch)
@@ -506,21 +640,28 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
             CLGQA_TRY(clgqa_model_read_metrics(t->model, &m));
             progress_show(&p, step + 1, &m, clgqa_loader_wait_seconds(t->train_loader));
         }
+        int stop = stop_requested(t);
+        if (stop || (cfg->checkpoint_steps > 0 && t->state.global_step % cfg->checkpoint_steps == 0 &&
+                     step + 1 < t->steps_per_epoch))
+            CLGQA_TRY(save_mid_epoch(t, step + 1, next_batch));
+        if (stop) {
+            *stopped = 1;
+            break;
+        }
     }
+    CLGQA_TRY(watch_check(&t->watch, cfg->out_dir));
     CLGQA_TRY(clgqa_model_read_metrics(t->model, &m));
     if (p.tty && !p.quiet)
         fputc('\n', t->log);
-    if (m.samples == 0)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "epoch %d trained on no images", epoch + 1);
-    if (!isfinite(m.sum_loss))
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                          "training diverged in epoch %d (loss is %g): lower lr or set clip_grad_norm",
-                          epoch + 1, m.sum_loss);
-    metrics->train_loss = m.sum_loss / (double)m.samples;
-    metrics->train_acc = m.sum_correct / (double)m.samples;
-    *images += m.samples;
+    *images += m.samples - before.samples;
     *seconds += now_seconds() - p.started;
     *wait_seconds += clgqa_loader_wait_seconds(t->train_loader) - p.wait_at_start;
+    if (*stopped)
+        return CLGQA_OK;
+    if (m.samples == 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "epoch %d trained on no images", epoch + 1);
+    metrics->train_loss = m.sum_loss / (double)m.samples;
+    metrics->train_acc = m.sum_correct / (double)m.samples;
     return CLGQA_OK;
 }
 
@@ -533,7 +674,10 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
     memset(result, 0, sizeof *result);
     for (int epoch = (int)t->state.epochs_done; epoch < cfg->epochs; epoch++) {
         clgqa_epoch_metrics metrics;
-        CLGQA_TRY(train_epoch(t, epoch, &metrics, &images, &seconds, &wait_seconds));
+        CLGQA_TRY(train_epoch(t, epoch, &metrics, &images, &seconds, &wait_seconds,
+                              &result->stopped));
+        if (result->stopped)
+            break;
         clgqa_eval_result eval;
         CLGQA_TRY(evaluate_with(t->model, t->test_loader, &t->upload, cfg->max_eval_batches, NULL,
                                 &eval));
@@ -548,15 +692,28 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
             fprintf(t->log, "epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% (%ld images)\n",
                     epoch + 1, cfg->epochs, metrics.train_loss, 100.0 * metrics.train_acc,
                     metrics.test_loss, 100.0 * metrics.test_acc, eval.samples);
+        if (eval.loss < t->state.best_test_loss) { /* best.pth of the reference */
+            t->state.best_epoch = epoch + 1;
+            t->state.best_test_loss = eval.loss;
+            if (cfg->save_model) {
+                join_path(path, sizeof path, cfg->out_dir, "best.safetensors");
+                CLGQA_TRY(clgqa_checkpoint_save_model(t->model, cfg, path));
+            }
+        }
         t->state.epochs_done = epoch + 1;
-        join_path(path, sizeof path, cfg->out_dir, "last.safetensors");
-        CLGQA_TRY(clgqa_checkpoint_save_training(t->model, cfg, &t->state, path));
+        t->state.epoch_steps = t->state.next_batch = 0; /* left by mid-epoch checkpoints */
+        memset(&t->state.epoch_metrics, 0, sizeof t->state.epoch_metrics);
+        CLGQA_TRY(save_last(t));
         result->last = metrics;
         epochs_this_call++;
         if (t->options->stop_after_epochs > 0 && epochs_this_call >= t->options->stop_after_epochs)
             break;
+        if (epoch + 1 < cfg->epochs && stop_requested(t)) { /* came during the evaluation */
+            result->stopped = 1;
+            break;
+        }
     }
-    if (epochs_this_call == 0) { /* resumed a finished run: report its test figures */
+    if (epochs_this_call == 0 && !result->stopped) { /* resumed a finished run: report its test figures */
         clgqa_eval_result eval;
         CLGQA_TRY(evaluate_with(t->model, t->test_loader, &t->upload, cfg->max_eval_batches, NULL,
                                 &eval));
@@ -569,6 +726,11 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
     }
     result->epochs_done = (int)t->state.epochs_done;
     result->global_step = t->state.global_step;
+    result->stop_signal = t->options->stop_signal ? (int)*t->options->stop_signal : 0;
+    result->epoch_steps = t->state.epoch_steps;
+    result->steps_per_epoch = t->steps_per_epoch;
+    result->best_epoch = (int)t->state.best_epoch;
+    result->best_test_loss = t->state.best_test_loss;
     result->images_per_second = seconds > 0 ? (double)images / seconds : 0;
     result->data_wait_share = seconds > 0 ? wait_seconds / seconds : 0;
     size_t skipped_train = clgqa_dataset_skipped(t->train_set);
@@ -589,6 +751,7 @@ clgqa_status clgqa_train(clgqa_runtime *rt, const clgqa_config *cfg,
     t.cfg = *cfg;
     t.options = options ? options : &no_options;
     t.log = t.options->log ? t.options->log : stderr;
+    t.state.best_test_loss = INFINITY; /* a resumed run reads its own */
     clgqa_status status = trainer_open(&t);
     if (status == CLGQA_OK)
         status = trainer_run(&t, result);

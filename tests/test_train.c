@@ -1,10 +1,14 @@
-/* Training driver: run files, checkpoints, resume, schedule, uptraining
+/* Training driver: run files, checkpoints, resume (at epoch ends and
+ * mid-epoch), best.safetensors, divergence, stopping the command by signals
+ * and kill -9, the reference's recipe as defaults, schedule, uptraining
  * conversion and the CLI's refusals of bad input.
  *
  * Training runs use a tiny synthetic MNIST-style dataset (8x8 IDX files
  * written into a temporary folder), a 2-layer 16-wide ViT and a few steps,
- * so each run takes a fraction of a second after the kernels are built. */
+ * so each run takes a fraction of a second after the kernels are built; the
+ * signal tests run the command for one epoch of 250 steps (about a second). */
 #include <errno.h>
+#include <signal.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,16 +37,16 @@ static void write_be32(FILE *f, uint32_t v) {
     ck_assert_int_eq(fwrite(b, 1, 4, f), 4);
 }
 
-/* An IDX pair (images, labels) of `count` 8x8 images whose brightness
- * follows the label, so the tiny model has something to learn. */
-static void write_idx_split(const char *prefix, int count, uint64_t stream) {
+/* An IDX pair (images, labels) of `count` 8x8 images in `dir` whose
+ * brightness follows the label, so the tiny model has something to learn. */
+static void write_idx_split(const char *dir, const char *prefix, int count, uint64_t stream) {
     char path[256];
     float *noise = malloc((size_t)count * IMG * IMG * sizeof(float));
     ck_assert_ptr_nonnull(noise);
     clgqa_host_uniform(noise, (size_t)count * IMG * IMG, 7, stream);
-    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", data_dir, prefix);
+    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, prefix);
     FILE *images = fopen(path, "wb");
-    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", data_dir, prefix);
+    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, prefix);
     FILE *labels = fopen(path, "wb");
     ck_assert(images && labels);
     write_be32(images, 0x00000803);
@@ -67,8 +71,8 @@ static void make_dataset(void) {
         return;
     snprintf(data_dir, sizeof data_dir, "/tmp/clgqa-test-train-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(data_dir));
-    write_idx_split("train", TRAIN_COUNT, 1);
-    write_idx_split("t10k", TEST_COUNT, 2);
+    write_idx_split(data_dir, "train", TRAIN_COUNT, 1);
+    write_idx_split(data_dir, "t10k", TEST_COUNT, 2);
 }
 
 static void remove_tree(const char *dir) {
@@ -114,13 +118,19 @@ static void tiny_config(clgqa_config *cfg, const char *scheme, char *out_dir, si
     TEST_OK(clgqa_config_finalize(cfg));
 }
 
-static void train_quietly(const clgqa_config *cfg, const char *resume_dir, int stop_after,
-                          clgqa_train_result *result) {
+static void train_steps(const clgqa_config *cfg, const char *resume_dir, int stop_after_epochs,
+                        long stop_after_steps, clgqa_train_result *result) {
     clgqa_train_options options = {0};
     options.resume_dir = resume_dir;
-    options.stop_after_epochs = stop_after;
+    options.stop_after_epochs = stop_after_epochs;
+    options.stop_after_steps = stop_after_steps;
     options.quiet = 1;
     TEST_OK(clgqa_train(test_runtime(), cfg, &options, result));
+}
+
+static void train_quietly(const clgqa_config *cfg, const char *resume_dir, int stop_after,
+                          clgqa_train_result *result) {
+    train_steps(cfg, resume_dir, stop_after, 0, result);
 }
 
 static char *read_text(const char *path) {
@@ -386,6 +396,405 @@ START_TEST(resume_refuses_another_seed) {
     options.quiet = 1;
     ck_assert_int_eq(clgqa_train(test_runtime(), &cfg, &options, &result), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "seed"), "%s", clgqa_error_message());
+    remove_tree(out_dir);
+}
+END_TEST
+
+/* Stopped after `stop_steps` steps (as a signal would stop it), then
+ * resumed mid-epoch: the weights, the checkpoint and the logs are those of
+ * the uninterrupted run. The stopped run also checkpoints every 2 steps,
+ * which must change nothing. */
+static void check_resume_mid_epoch(const char *scheme, long stop_steps) {
+    clgqa_config straight, split;
+    char straight_dir[256], split_dir[256], a[512], b[512];
+    tiny_config(&straight, scheme, straight_dir, sizeof straight_dir);
+    tiny_config(&split, scheme, split_dir, sizeof split_dir);
+    set(&split, "checkpoint_steps=2");
+    clgqa_train_result result;
+    train_quietly(&straight, NULL, 0, &result);
+    train_steps(&split, NULL, 0, stop_steps, &result);
+    const long per_epoch = TRAIN_COUNT / 16;
+    ck_assert_int_eq(result.stopped, 1);
+    ck_assert_int_eq(result.global_step, stop_steps);
+    ck_assert_int_eq(result.epochs_done, (stop_steps - 1) / per_epoch);
+    ck_assert_int_eq(result.epoch_steps, stop_steps - result.epochs_done * per_epoch);
+    train_quietly(&split, split_dir, 0, &result);
+    ck_assert_int_eq(result.stopped, 0);
+    ck_assert_int_eq(result.epochs_done, 2);
+    static const char *const files[] = {"model.safetensors", "last.safetensors", "best.safetensors"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(a, sizeof a, "%s/%s", straight_dir, files[i]);
+        snprintf(b, sizeof b, "%s/%s", split_dir, files[i]);
+        assert_same_tensors(a, b);
+    }
+    static const char *const logs[] = {"run.csv", "groups.csv"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(a, sizeof a, "%s/%s", straight_dir, logs[i]);
+        snprintf(b, sizeof b, "%s/%s", split_dir, logs[i]);
+        char *text_a = read_text(a), *text_b = read_text(b);
+        ck_assert_msg(!strcmp(text_a, text_b), "%s differs:\n%s\n----\n%s", logs[i], text_a, text_b);
+        free(text_a);
+        free(text_b);
+    }
+    remove_tree(straight_dir);
+    remove_tree(split_dir);
+}
+
+/* Mid-epoch 1, at the last step of epoch 1 (before its evaluation) and
+ * mid-epoch 2 (5 steps an epoch). */
+START_TEST(resume_mid_epoch_matches_uninterrupted_run) {
+    check_resume_mid_epoch("dgqa_diff", 3);
+    check_resume_mid_epoch("dgqa_diff", 5);
+    check_resume_mid_epoch("dgqa_ema", 7);
+    check_resume_mid_epoch("pgqa", 2);
+    check_resume_mid_epoch("kdgqa", 9);
+}
+END_TEST
+
+/* ---- best checkpoint and divergence ------------------------------------------- */
+
+/* The tensors of `best` are those of `last` (which also holds the optimizer
+ * state and may hold more). */
+static void assert_tensors_within(const char *best, const char *last) {
+    clgqa_safetensors *a, *b;
+    TEST_OK(clgqa_safetensors_open(best, &a));
+    TEST_OK(clgqa_safetensors_open(last, &b));
+    for (size_t i = 0; i < clgqa_safetensors_count(a); i++) {
+        const clgqa_safetensor *ta = clgqa_safetensors_at(a, i);
+        const clgqa_safetensor *tb = clgqa_safetensors_find(b, ta->name);
+        ck_assert_msg(tb != NULL, "%s lacks %s", last, ta->name);
+        ck_assert_uint_eq(ta->nbytes, tb->nbytes);
+        ck_assert_msg(memcmp(ta->data, tb->data, ta->nbytes) == 0, "%s differs", ta->name);
+    }
+    clgqa_safetensors_close(a);
+    clgqa_safetensors_close(b);
+}
+
+START_TEST(best_checkpoint_is_the_lowest_test_loss_epoch) {
+    clgqa_config cfg, again;
+    char out_dir[256], again_dir[256], path[512], other[512];
+    /* A high learning rate, so the test loss does not just fall every epoch. */
+    tiny_config(&cfg, "dgqa_diff", out_dir, sizeof out_dir);
+    set(&cfg, "epochs=4");
+    set(&cfg, "lr=0.02");
+    set(&cfg, "schedule=constant");
+    clgqa_train_result result;
+    train_quietly(&cfg, NULL, 0, &result);
+
+    /* The lowest test loss of run.csv (ties: the first, as only a lower loss replaces it). */
+    snprintf(path, sizeof path, "%s/run.csv", out_dir);
+    char *text = read_text(path);
+    int best = 0;
+    double best_loss = INFINITY;
+    char *line = strtok(text, "\n"); /* the header */
+    for (int epoch = 1; (line = strtok(NULL, "\n")); epoch++) {
+        int e;
+        double v[4];
+        ck_assert_int_eq(sscanf(line, "%d,%lf,%lf,%lf,%lf", &e, &v[0], &v[1], &v[2], &v[3]), 5);
+        if (v[2] < best_loss) {
+            best_loss = v[2];
+            best = e;
+        }
+    }
+    free(text);
+    fprintf(stderr, "best_checkpoint_is_the_lowest_test_loss_epoch: epoch %d of 4 (test loss %.6f)\n",
+            best, best_loss);
+    ck_assert_int_eq(result.best_epoch, best);
+    /* run.csv rounds to 6 decimals */
+    ck_assert_msg(fabs(result.best_test_loss - best_loss) <= 5e-7, "%.9f vs %.6f",
+                  result.best_test_loss, best_loss);
+
+    /* Its weights: those the same run had at the end of that epoch. */
+    tiny_config(&again, "dgqa_diff", again_dir, sizeof again_dir);
+    set(&again, "epochs=4");
+    set(&again, "lr=0.02");
+    set(&again, "schedule=constant");
+    train_quietly(&again, NULL, best, &result);
+    snprintf(path, sizeof path, "%s/best.safetensors", out_dir);
+    snprintf(other, sizeof other, "%s/last.safetensors", again_dir);
+    assert_tensors_within(path, other);
+    clgqa_safetensors *file;
+    TEST_OK(clgqa_safetensors_open(path, &file));
+    ck_assert_ptr_null(clgqa_safetensors_find(file, "optim.m.head.weight")); /* a model checkpoint */
+    clgqa_safetensors_close(file);
+    remove_tree(out_dir);
+    remove_tree(again_dir);
+}
+END_TEST
+
+static char *read_bytes(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    *size = (size_t)ftell(f);
+    rewind(f);
+    char *bytes = malloc(*size);
+    ck_assert_uint_eq(fread(bytes, 1, *size, f), *size);
+    fclose(f);
+    return bytes;
+}
+
+/* lr 1e30: the first step's update (Adam moves each weight by about lr)
+ * makes the second step's activations overflow, so its loss is not finite. */
+START_TEST(non_finite_loss_stops_at_its_step) {
+    clgqa_config cfg;
+    char out_dir[256], path[512];
+    tiny_config(&cfg, "gqa", out_dir, sizeof out_dir);
+    set(&cfg, "schedule=constant");
+    clgqa_train_result result;
+    train_quietly(&cfg, NULL, 1, &result);
+    snprintf(path, sizeof path, "%s/last.safetensors", out_dir);
+    size_t size_before, size_after;
+    char *before = read_bytes(path, &size_before);
+
+    set(&cfg, "lr=1e30");
+    clgqa_train_options options = {0};
+    options.resume_dir = out_dir;
+    options.quiet = 1;
+    ck_assert_int_eq(clgqa_train(test_runtime(), &cfg, &options, &result), CLGQA_ERR_INVALID_ARG);
+    const char *msg = clgqa_error_message();
+    ck_assert_msg(strstr(msg, "diverged at epoch 2, step 2/5 (lr 1e+30)"), "%s", msg);
+    ck_assert_msg(strstr(msg, "last.safetensors"), "%s", msg);
+    char *after = read_bytes(path, &size_after);
+    ck_assert_msg(size_before == size_after && !memcmp(before, after, size_after),
+                  "last.safetensors changed after the divergence");
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    ck_assert_msg(access(path, F_OK) != 0, "a diverged run wrote its final model");
+    free(before);
+    free(after);
+    remove_tree(out_dir);
+}
+END_TEST
+
+/* ---- stopping the command ------------------------------------------------------- */
+
+/* A longer run for signals: one epoch of 250 steps of 4 images, DGQA
+ * with RandAugment (the default), so that a signal sent at the first
+ * progress line (step 50) lands mid-epoch with room to spare. */
+#define LONG_TRAIN 1000
+static char long_yaml[256], reference_dir[256];
+
+static void make_long_run(void) {
+    if (reference_dir[0])
+        return;
+    make_dataset();
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/long", data_dir);
+    ck_assert_int_eq(mkdir(dir, 0777), 0);
+    write_idx_split(dir, "train", LONG_TRAIN, 3);
+    write_idx_split(dir, "t10k", TEST_COUNT, 4);
+    snprintf(long_yaml, sizeof long_yaml, "%s/long.yaml", data_dir);
+    FILE *f = fopen(long_yaml, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "dataset: mnist\ndata_dir: %s\nin_chans: 1\nsize: c\natt_scheme: dgqa_diff\n"
+               "window_size: 2\nembed_dim: 16\nnum_layers: 2\nnum_heads: 4\nnum_kv_heads: 2\n"
+               "img_size: 8\npatch_size: 4\nepochs: 1\nbatch_size: 4\nlr: 0.003\n"
+               "schedule: cosine\nwarmup_steps: 3\nseed: 5\n", dir);
+    ck_assert_int_eq(fclose(f), 0);
+    /* The uninterrupted run, once for every test below. */
+    snprintf(reference_dir, sizeof reference_dir, "%s/reference", data_dir);
+    char out[300];
+    snprintf(out, sizeof out, "out_dir=%s", reference_dir);
+    const char *sets[] = {out};
+    clgqa_config cfg;
+    TEST_OK(clgqa_run_config(long_yaml, sets, 1, &cfg));
+    clgqa_train_result result;
+    train_quietly(&cfg, NULL, 0, &result);
+    ck_assert_int_eq(result.global_step, LONG_TRAIN / 4);
+}
+
+/* Runs `clgqa train <long.yaml> --set out_dir=<out_dir> <extra>`; once a
+ * stderr line contains `trigger`, sends each signal of `signals` (ended by
+ * 0). Returns the wait status; `err` receives stderr. */
+static int train_and_signal(const char *out_dir, const char *extra, const char *trigger,
+                            const int *signals, char *err, size_t err_size) {
+    char exe[1024], cmd[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert(n > 0);
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    snprintf(cmd, sizeof cmd, "exec '%s/clgqa' train '%s' --set 'out_dir=%s' %s >/dev/null", exe,
+             long_yaml, out_dir, extra);
+    int pipe_fds[2];
+    ck_assert_int_eq(pipe(pipe_fds), 0);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(pipe_fds[1], STDERR_FILENO);
+        close(pipe_fds[0]);
+        close(pipe_fds[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(pipe_fds[1]);
+    FILE *from = fdopen(pipe_fds[0], "r");
+    ck_assert_ptr_nonnull(from);
+    size_t used = 0;
+    int signalled = 0;
+    char line[1024];
+    err[0] = '\0';
+    while (fgets(line, sizeof line, from)) {
+        used += (size_t)snprintf(err + used, used < err_size ? err_size - used : 0, "%s", line);
+        if (used >= err_size)
+            used = err_size - 1;
+        if (!signalled && strstr(line, trigger)) {
+            for (const int *sig = signals; *sig; sig++)
+                ck_assert_int_eq(kill(pid, *sig), 0);
+            signalled = 1;
+        }
+    }
+    fclose(from);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(signalled, "the run never printed '%s':\n%s", trigger, err);
+    return status;
+}
+
+/* Resumes the stopped run in out_dir as its message says, through the
+ * command, and compares the final weights with the uninterrupted run's. */
+static void resume_and_compare(const char *out_dir) {
+    char args[1200], err[16384], a[512], b[512];
+    snprintf(args, sizeof args, "train '%s/config.yaml' --resume '%s'", out_dir, out_dir);
+    int code = test_run_clgqa("", args, NULL, 0, err, sizeof err);
+    ck_assert_msg(code == 0, "resuming failed (%d): %s", code, err);
+    static const char *const files[] = {"model.safetensors", "last.safetensors", "best.safetensors"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(a, sizeof a, "%s/%s", reference_dir, files[i]);
+        snprintf(b, sizeof b, "%s/%s", out_dir, files[i]);
+        assert_same_tensors(a, b);
+    }
+    snprintf(a, sizeof a, "%s/run.csv", reference_dir);
+    snprintf(b, sizeof b, "%s/run.csv", out_dir);
+    char *text_a = read_text(a), *text_b = read_text(b);
+    ck_assert_str_eq(text_a, text_b);
+    free(text_a);
+    free(text_b);
+}
+
+static void check_stop_by(int sig, const char *name) {
+    make_long_run();
+    char out_dir[256], err[16384];
+    snprintf(out_dir, sizeof out_dir, "%s/stopped-%s", data_dir, name);
+    int signals[] = {sig, 0};
+    int status = train_and_signal(out_dir, "", "step 50/", signals, err, sizeof err);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 128 + sig,
+                  "%s: wait status %#x, stderr:\n%s", name, status, err);
+    /* Mid-epoch, and the message says how to resume. */
+    const char *stopped = strstr(err, "stopped by ");
+    ck_assert_msg(stopped && !strncmp(stopped + 11, name, strlen(name)), "%s", err);
+    long step, steps;
+    const char *at = strstr(err, "in epoch 1 after step ");
+    ck_assert_msg(at && sscanf(at, "in epoch 1 after step %ld/%ld", &step, &steps) == 2, "%s", err);
+    ck_assert_int_eq(steps, LONG_TRAIN / 4);
+    ck_assert_msg(step >= 50 && step < steps, "stopped after step %ld", step);
+    char resume_line[700];
+    snprintf(resume_line, sizeof resume_line, "clgqa train %s/config.yaml --resume %s\n", out_dir,
+             out_dir);
+    ck_assert_msg(strstr(err, resume_line), "no resume command in:\n%s", err);
+    resume_and_compare(out_dir);
+    remove_tree(out_dir);
+}
+
+START_TEST(sigterm_stops_mid_epoch_and_resumes_exactly) { check_stop_by(SIGTERM, "SIGTERM"); }
+END_TEST
+
+START_TEST(sigint_stops_mid_epoch_and_resumes_exactly) { check_stop_by(SIGINT, "SIGINT"); }
+END_TEST
+
+/* kill -9 cannot be caught: with checkpoint_steps 20, last.safetensors is at
+ * most 20 steps behind, and the run resumes from it exactly. */
+START_TEST(kill_9_loses_at_most_checkpoint_steps) {
+    make_long_run();
+    char out_dir[256], err[16384], path[512];
+    snprintf(out_dir, sizeof out_dir, "%s/killed", data_dir);
+    int signals[] = {SIGKILL, 0};
+    int status = train_and_signal(out_dir, "--set checkpoint_steps=20", "step 50/", signals, err,
+                                  sizeof err);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "wait status %#x", status);
+    snprintf(path, sizeof path, "%s/last.safetensors", out_dir);
+    clgqa_safetensors *file;
+    TEST_OK(clgqa_safetensors_open(path, &file));
+    long saved = strtol(clgqa_safetensors_metadata(file, "global_step"), NULL, 10);
+    clgqa_safetensors_close(file);
+    /* The run had done at least 50 steps when killed. */
+    ck_assert_msg(saved % 20 == 0 && saved >= 50 - 20, "last.safetensors at step %ld", saved);
+    resume_and_compare(out_dir);
+    remove_tree(out_dir);
+}
+END_TEST
+
+/* SIGTERM then SIGINT at once: the second stops the program without the
+ * orderly stop (it dies of the signal, with no resume message); the last
+ * whole checkpoint (checkpoint_steps 20) resumes exactly. */
+START_TEST(second_signal_stops_at_once) {
+    make_long_run();
+    char out_dir[256], err[16384];
+    snprintf(out_dir, sizeof out_dir, "%s/twice", data_dir);
+    int signals[] = {SIGTERM, SIGINT, 0};
+    int status = train_and_signal(out_dir, "--set checkpoint_steps=20", "step 50/", signals, err,
+                                  sizeof err);
+    /* Both pending at once, the lower-numbered SIGINT may be handled first. */
+    ck_assert_msg(WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM),
+                  "wait status %#x, stderr:\n%s", status, err);
+    ck_assert_msg(!strstr(err, "Resume with"), "%s", err);
+    resume_and_compare(out_dir);
+    remove_tree(out_dir);
+}
+END_TEST
+
+/* ---- the reference's recipe ----------------------------------------------------- */
+
+/* A config with only the reference repository's keys trains with the
+ * reference's recipe: config.yaml in out_dir says so. (Cut to one step and
+ * one test batch an epoch by --set, which leaves the recipe's keys alone.) */
+START_TEST(reference_keys_only_config_trains_with_the_reference_recipe) {
+    make_dataset();
+    char path[512], out_dir[256], args[1400], err[16384];
+    snprintf(out_dir, sizeof out_dir, "%s/reference-keys", data_dir);
+    snprintf(path, sizeof path, "%s/reference-keys.yaml", data_dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    /* The reference's keys; data_dir only because the data is not in ./mnist. */
+    fprintf(f, "dataset: mnist\ndata_dir: %s\nin_chans: 1\nsize: c\natt_scheme: gqa\nnum_classes: 10\n"
+               "pretrained: false\nwindow_size: 100\nnum_kv_heads: 2\nout_dir: %s\nembed_dim: 16\n"
+               "num_layers: 1\nnum_heads: 4\n", data_dir, out_dir);
+    ck_assert_int_eq(fclose(f), 0);
+    snprintf(args, sizeof args, "train '%s' --set max_steps_per_epoch=1 --set max_eval_batches=1",
+             path);
+    int code = test_run_clgqa("", args, NULL, 0, err, sizeof err);
+    ck_assert_msg(code == 0, "exit %d: %s", code, err);
+
+    /* Read over the demo's values, so every value checked comes from the file. */
+    clgqa_config cfg;
+    TEST_OK(clgqa_config_demo(&cfg));
+    snprintf(path, sizeof path, "%s/config.yaml", out_dir);
+    TEST_OK(clgqa_config_load(&cfg, path));
+    ck_assert_float_eq(cfg.lr, 1e-5f);
+    ck_assert_int_eq(cfg.schedule, CLGQA_SCHEDULE_CONSTANT);
+    ck_assert_int_eq(cfg.warmup_steps, 0);
+    ck_assert_int_eq(cfg.batch_size, 32);
+    ck_assert_int_eq(cfg.epochs, 5);
+    ck_assert_str_eq(cfg.augment, "randaugment");
+    ck_assert_int_eq(cfg.img_size, 224);
+    ck_assert_int_eq(cfg.patch_size, 16);
+    for (int c = 0; c < 3; c++) {
+        ck_assert_float_eq(cfg.norm_mean[c], 0.5f);
+        ck_assert_float_eq(cfg.norm_std[c], 0.5f);
+    }
+    ck_assert_uint_eq(cfg.seed, 42);
+    ck_assert_float_eq(cfg.weight_decay, 0.01f);
+    ck_assert_float_eq(cfg.beta1, 0.9f);
+    ck_assert_float_eq(cfg.beta2, 0.999f);
+    ck_assert_float_eq(cfg.eps, 1e-8f);
+    ck_assert_float_eq(cfg.clip_grad_norm, 0.0f);
+    ck_assert_int_eq(cfg.shuffle, 1);
+    /* and the file's own keys */
+    ck_assert_int_eq(cfg.att_scheme, CLGQA_GQA);
+    ck_assert_int_eq(cfg.embed_dim, 16);
+    snprintf(path, sizeof path, "%s/run.csv", out_dir);
+    char *text = read_text(path);
+    ck_assert_msg(strstr(text, "\n5,"), "run.csv lacks epoch 5:\n%s", text);
+    free(text);
     remove_tree(out_dir);
 }
 END_TEST
@@ -669,6 +1078,14 @@ int main(void) {
     tcase_add_test(tc, resume_matches_uninterrupted_run_dgqa);
     tcase_add_test(tc, resume_matches_uninterrupted_run_pgqa);
     tcase_add_test(tc, resume_refuses_another_seed);
+    tcase_add_test(tc, resume_mid_epoch_matches_uninterrupted_run);
+    tcase_add_test(tc, best_checkpoint_is_the_lowest_test_loss_epoch);
+    tcase_add_test(tc, non_finite_loss_stops_at_its_step);
+    tcase_add_test(tc, sigterm_stops_mid_epoch_and_resumes_exactly);
+    tcase_add_test(tc, sigint_stops_mid_epoch_and_resumes_exactly);
+    tcase_add_test(tc, kill_9_loses_at_most_checkpoint_steps);
+    tcase_add_test(tc, second_signal_stops_at_once);
+    tcase_add_test(tc, reference_keys_only_config_trains_with_the_reference_recipe);
     tcase_add_test(tc, checkpoints_load_into_the_pytorch_reference);
     tcase_add_test(tc, timm_checkpoint_converts_as_the_reference);
     tcase_add_test(tc, cli_refuses_bad_input_clearly);

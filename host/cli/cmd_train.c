@@ -1,6 +1,15 @@
 /* clgqa train [CONFIG.yaml] [--set key=value ...] [--device SPEC] [--resume DIR]
- * Without CONFIG.yaml the embedded demo config (configs/demo.yaml) is trained. */
+ * Without CONFIG.yaml the embedded demo config (configs/demo.yaml) is trained.
+ *
+ * SIGINT and SIGTERM stop the run after the step in progress, with
+ * last.safetensors holding it; the command then says how to resume and exits
+ * with 128 + the signal's number. A second signal stops at once (the
+ * checkpoints are written atomically, so the last whole one stays). */
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "clgqa/config.h"
 #include "clgqa/runtime.h"
@@ -11,6 +20,32 @@
 static const char usage[] =
     "clgqa train [CONFIG.yaml] [--set key=value ...] [--device SPEC] [--resume DIR]\n"
     "       (without CONFIG.yaml: the embedded demo, configs/demo.yaml: a small KDGQA ViT on Fashion-MNIST)";
+
+static volatile sig_atomic_t stop_signal;
+static atomic_int signals_seen; /* lock-free, so safe in a handler on any thread */
+
+static void on_stop_signal(int sig) {
+    if (atomic_fetch_add(&signals_seen, 1) > 0) { /* the second: stop now, as with no handler */
+        signal(sig, SIG_DFL);
+        raise(sig); /* delivered when this handler returns */
+        return;
+    }
+    stop_signal = sig;
+    static const char notice[] =
+        "\nclgqa train: stopping after this step (signal again to stop at once)\n";
+    ssize_t ignored = write(STDERR_FILENO, notice, sizeof notice - 1);
+    (void)ignored;
+}
+
+static void catch_stop_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART; /* file writes and waits go on after the handler */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 int clgqa_cmd_train(int argc, char **argv) {
     const char *resume = NULL;
@@ -31,11 +66,26 @@ int clgqa_cmd_train(int argc, char **argv) {
 
     clgqa_train_options options = {0};
     options.resume_dir = resume;
+    options.stop_signal = &stop_signal;
+    catch_stop_signals();
     clgqa_train_result result;
     clgqa_status status = clgqa_train(rt, &cfg, &options, &result);
     clgqa_runtime_destroy(rt);
     if (status != CLGQA_OK)
         return clgqa_cli_error(NULL);
+    if (result.stopped) {
+        const char *name = result.stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+        if (result.epoch_steps > 0)
+            fprintf(stderr, "clgqa train: stopped by %s in epoch %d after step %ld/%ld", name,
+                    result.epochs_done + 1, result.epoch_steps, result.steps_per_epoch);
+        else
+            fprintf(stderr, "clgqa train: stopped by %s after epoch %d", name, result.epochs_done);
+        /* config.yaml in out_dir is the whole resolved config. */
+        fprintf(stderr, "; %s/last.safetensors holds it. Resume with:\n"
+                "  clgqa train %s/config.yaml --resume %s%s%s\n", cfg.out_dir, cfg.out_dir,
+                cfg.out_dir, args.device ? " --device " : "", args.device ? args.device : "");
+        return 128 + result.stop_signal;
+    }
     printf("test accuracy: %.1f%% (test loss %.4f, train accuracy %.1f%%, epochs %d, %.0f img/s)\n",
            100.0 * result.last.test_acc, result.last.test_loss, 100.0 * result.last.train_acc,
            result.epochs_done, result.images_per_second);

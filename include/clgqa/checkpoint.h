@@ -10,7 +10,10 @@
  * A training checkpoint adds the AdamW moments `optim.m.<name>` and
  * `optim.v.<name>` of every parameter, and in its metadata the counters a
  * resumed run needs: epochs_done, global_step and seed (every random stream
- * is keyed by (seed, epoch, step), so they are the whole generator state).
+ * is keyed by (seed, epoch, step), so they are the whole generator state);
+ * written mid-epoch, also where the epoch stands (epoch_steps, next_batch)
+ * and its running loss sums (epoch_samples, epoch_sum_loss,
+ * epoch_sum_correct); and the best epoch so far (best_epoch, best_test_loss).
  *
  * Files are written to a temporary file beside the target and renamed over
  * it (clgqa_safetensors_write), so a crash never leaves a torn checkpoint. */
@@ -25,6 +28,13 @@
 typedef struct clgqa_train_state {
     long epochs_done; /* epochs completed */
     long global_step; /* optimizer steps completed (AdamW's step count) */
+    /* Within epoch epochs_done + 1, when the checkpoint was written mid-epoch
+     * (all 0 at an epoch's end): */
+    long epoch_steps;           /* optimizer steps done in it */
+    long next_batch;            /* the loader's next batch (past skipped ones) */
+    clgqa_metrics epoch_metrics; /* the model's running sums over those steps */
+    long best_epoch;            /* the epoch of lowest test loss, from 1; 0: none yet */
+    double best_test_loss;      /* its test loss */
 } clgqa_train_state;
 
 clgqa_status clgqa_checkpoint_save_model(clgqa_model *model, const clgqa_config *cfg,

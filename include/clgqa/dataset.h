@@ -84,6 +84,9 @@ clgqa_status clgqa_loader_create(clgqa_dataset *ds, int batch_size, int shuffle,
  * start preparing its first batches at once. Abandons the rest of the
  * previous epoch if it was not consumed. */
 clgqa_status clgqa_loader_start(clgqa_loader *ld, long epoch);
+/* Begins epoch `epoch` at batch `first_batch` (a run resumed mid-epoch):
+ * the batches from there are those clgqa_loader_start would serve. */
+clgqa_status clgqa_loader_start_at(clgqa_loader *ld, long epoch, size_t first_batch);
 /* Number of batches in an epoch: ceil(count / batch_size). */
 size_t clgqa_loader_num_batches(const clgqa_loader *ld);
 /* The next batch of the epoch, in order, waiting if it is not ready yet.

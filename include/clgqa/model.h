@@ -156,6 +156,9 @@ typedef struct clgqa_metrics {
 /* One small blocking read (waits for the queue). */
 clgqa_status clgqa_model_read_metrics(clgqa_model *model, clgqa_metrics *out);
 clgqa_status clgqa_model_reset_metrics(clgqa_model *model);
+/* Set the running sums (sum_loss, sum_correct, samples of `m`), as read by
+ * clgqa_model_read_metrics, so a run resumed mid-epoch goes on counting. */
+clgqa_status clgqa_model_restore_metrics(clgqa_model *model, const clgqa_metrics *m);
 /* Blocking read of the last forward's logits, [batch * classes]. */
 clgqa_status clgqa_model_read_logits(clgqa_model *model, float *host);
 

@@ -7,18 +7,27 @@
  *     in the reference); the global step g (optimizer steps since the start
  *     of the run) drives the learning-rate schedule and keys every random
  *     stream (PGQA noise, DGQA fix-up picks);
- *   - after the epoch: evaluation on the test split, a row in run.csv, the
+ *   - after the epoch: evaluation on the test split, a row in run.csv,
+ *     best.safetensors when its test loss is the lowest so far, and the
  *     training checkpoint last.safetensors (weights, DGQA state, AdamW
- *     moments, counters), written atomically.
+ *     moments, counters), written atomically; also every
+ *     cfg->checkpoint_steps steps, and when a stop is requested
+ *     (options->stop_signal), after the step in progress.
+ *   - every step's loss is checked (one step behind, so the host does not
+ *     wait for the device): a non-finite loss stops the run at that step with
+ *     an error naming epoch, step and learning rate, before any checkpoint
+ *     holds the diverged weights.
  * Every random choice depends only on (seed, epoch, step), so a run resumed
- * from last.safetensors ends with the weights of an uninterrupted run.
+ * from last.safetensors, at an epoch's end or mid-epoch, ends with the
+ * weights of an uninterrupted run.
  *
  * Files in cfg->out_dir: config.yaml, run.csv, groups.csv, steps.csv (a row
- * every cfg->log_steps steps), last.safetensors and, at the end when
- * cfg->save_model, model.safetensors. */
+ * every cfg->log_steps steps), last.safetensors and, when cfg->save_model,
+ * best.safetensors and at the end model.safetensors. */
 #ifndef CLGQA_TRAIN_H
 #define CLGQA_TRAIN_H
 
+#include <signal.h>
 #include <stdio.h>
 
 #include "clgqa/config.h"
@@ -48,6 +57,13 @@ typedef struct clgqa_train_options {
     const char *resume_dir;  /* continue the run saved in this folder (NULL: start fresh) */
     int stop_after_epochs;   /* >0: return after this many epochs of this call (as an
                                 interrupted run would stop); 0: run to cfg->epochs */
+    long stop_after_steps;   /* >0: stop as a signal would after this many steps of
+                                this call (tests); 0: no such stop */
+    /* When not NULL and it becomes non-zero (a signal handler stores the
+     * signal's number), the run stops after the step in progress (after the
+     * evaluation when one is running): last.safetensors then holds that step,
+     * and the result says where the run stood. */
+    volatile sig_atomic_t *stop_signal;
     int quiet;               /* 1: no progress output at all */
     FILE *log;               /* progress and notices (NULL: stderr) */
 } clgqa_train_options;
@@ -64,6 +80,12 @@ typedef struct clgqa_train_result {
     double images_per_second;    /* training throughput of this call */
     double data_wait_share;      /* share of training time spent waiting for batches */
     size_t skipped_images;       /* unreadable images left out (skip_unreadable), both splits */
+    int stopped;                 /* 1: stopped early by stop_signal or stop_after_steps */
+    int stop_signal;             /* the signal number read from stop_signal, 0 if none */
+    long epoch_steps;            /* when stopped mid-epoch: steps done in epoch epochs_done + 1 */
+    long steps_per_epoch;
+    int best_epoch;              /* the epoch of lowest test loss so far, from 1 (0: none) */
+    double best_test_loss;
 } clgqa_train_result;
 
 /* Train the model described by cfg (finalized) on rt. Writes the files of
