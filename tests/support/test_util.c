@@ -125,3 +125,25 @@ void test_assert_one_line_naming(const char *err, const char *what) {
     const char *newline = strchr(err, '\n');
     ck_assert_msg(newline && newline[1] == '\0', "not one line: %s", err);
 }
+
+void test_assert_reference_recipe(const clgqa_config *cfg) {
+    ck_assert_float_eq(cfg->lr, 1e-5f);
+    ck_assert_int_eq(cfg->schedule, CLGQA_SCHEDULE_CONSTANT);
+    ck_assert_int_eq(cfg->warmup_steps, 0);
+    ck_assert_int_eq(cfg->batch_size, 32);
+    ck_assert_int_eq(cfg->epochs, 5);
+    ck_assert_str_eq(cfg->augment, "randaugment");
+    ck_assert_int_eq(cfg->img_size, 224);
+    ck_assert_int_eq(cfg->patch_size, 16);
+    for (int c = 0; c < 3; c++) {
+        ck_assert_float_eq(cfg->norm_mean[c], 0.5f);
+        ck_assert_float_eq(cfg->norm_std[c], 0.5f);
+    }
+    ck_assert_uint_eq(cfg->seed, 42);
+    ck_assert_float_eq(cfg->weight_decay, 0.01f);
+    ck_assert_float_eq(cfg->beta1, 0.9f);
+    ck_assert_float_eq(cfg->beta2, 0.999f);
+    ck_assert_float_eq(cfg->eps, 1e-8f);
+    ck_assert_float_eq(cfg->clip_grad_norm, 0.0f);
+    ck_assert_int_eq(cfg->shuffle, 1);
+}

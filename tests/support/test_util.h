@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clgqa/config.h"
 #include "clgqa/runtime.h"
 
 /* The runtime shared by a suite's tests (created on first use from
@@ -30,6 +31,11 @@ void test_assert_close(const char *what, const float *got, const double *want, s
                        double rel_tol, double abs_tol);
 void test_assert_close_f(const char *what, const float *got, const float *want, size_t n,
                          double rel_tol, double abs_tol);
+
+/* Assert cfg holds the reference's training recipe (docs/attention-variants.md):
+ * lr, schedule, warm-up, batch, epochs, augmentation, 224 / patch 16,
+ * normalisation, seed, AdamW's constants, no clipping, shuffling. */
+void test_assert_reference_recipe(const clgqa_config *cfg);
 
 /* Assert a clgqa call succeeded, showing the error message if not. */
 #define TEST_OK(expr)                                                                    \
