@@ -89,8 +89,11 @@ typedef struct clgqa_train_result {
 } clgqa_train_result;
 
 /* Train the model described by cfg (finalized) on rt. Writes the files of
- * out_dir. With options->resume_dir, weights, optimizer state and counters
- * come from <resume_dir>/last.safetensors (its model shape must match cfg). */
+ * out_dir. With options->resume_dir, weights, optimizer state, counters and,
+ * for a checkpoint written mid-epoch, where the epoch stood come from
+ * <resume_dir>/last.safetensors (its model shape and seed must match cfg).
+ * A stop (stop_signal, stop_after_steps) returns CLGQA_OK with
+ * result->stopped set; a non-finite loss returns CLGQA_ERR_INVALID_ARG. */
 clgqa_status clgqa_train(clgqa_runtime *rt, const clgqa_config *cfg,
                          const clgqa_train_options *options, clgqa_train_result *result);
 
