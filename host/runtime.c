@@ -485,6 +485,8 @@ clgqa_status clgqa_runtime_create(const char *spec, clgqa_runtime **out) {
     clGetDeviceInfo(rt->device, CL_DEVICE_TYPE, sizeof rt->device_type, &rt->device_type, NULL);
     clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof rt->max_work_group_size,
                     &rt->max_work_group_size, NULL);
+    clGetDeviceInfo(rt->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof rt->compute_units,
+                    &rt->compute_units, NULL);
     clGetDeviceInfo(rt->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof rt->max_alloc_bytes,
                     &rt->max_alloc_bytes, NULL);
     clGetDeviceInfo(rt->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof rt->global_mem_bytes,
@@ -585,6 +587,7 @@ void clgqa_runtime_destroy(clgqa_runtime *rt) {
         clReleaseProgram(e->program);
     }
     free(rt->programs);
+    clgqa_buffer_release(&rt->scratch);
     if (rt->queue)
         clReleaseCommandQueue(rt->queue);
     if (rt->context)

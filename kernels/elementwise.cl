@@ -1,7 +1,8 @@
-/* Element-wise ops: scale, residual add, accumulate, bias add and its
- * gradient, exact GELU. Each tensor arrives as (buffer, element offset);
- * global sizes are rounded up, so every kernel guards its bounds. Fill and
- * copy need no kernel (clEnqueueFillBuffer / clEnqueueCopyBuffer). */
+/* Element-wise ops: scale, residual add, accumulate, bias add, exact GELU
+ * (the bias gradient is a column sum: reduce.cl). Each tensor arrives as
+ * (buffer, element offset); global sizes are rounded up, so every kernel
+ * guards its bounds. Fill and copy need no kernel (clEnqueueFillBuffer /
+ * clEnqueueCopyBuffer). */
 
 __kernel void scale(__global float *x, const uint x_off, const uint n, const float alpha) {
     const uint i = get_global_id(0);
@@ -30,33 +31,6 @@ __kernel void bias_add(__global float *x, const uint x_off, __global const float
     const uint c = get_global_id(0), r = get_global_id(1);
     if (c < cols && r < rows)
         x[x_off + r * cols + c] += bias[bias_off + c];
-}
-
-/* dbias[c] += sum_r dy[r, c]. A work-group of (columns x slices): work-item
- * (c, s) sums the s-th contiguous block of rows of column c in order, then
- * the slices are combined by a fixed tree in local memory, so the result
- * does not depend on scheduling. get_local_size(1) is a power of two. */
-__kernel void bias_backward(__global float *dbias, const uint dbias_off,
-                            __global const float *dy, const uint dy_off, const uint rows,
-                            const uint cols, __local float *partial) {
-    const uint c = get_global_id(0);
-    const uint lc = get_local_id(0), s = get_local_id(1);
-    const uint columns = get_local_size(0), slices = get_local_size(1);
-    const uint block = (rows + slices - 1) / slices;
-    const uint end = min(rows, (s + 1) * block);
-    float sum = 0.0f;
-    if (c < cols)
-        for (uint r = s * block; r < end; r++)
-            sum += dy[dy_off + r * cols + c];
-    partial[s * columns + lc] = sum;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint stride = slices / 2; stride > 0; stride /= 2) {
-        if (s < stride)
-            partial[s * columns + lc] += partial[(s + stride) * columns + lc];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (s == 0 && c < cols)
-        dbias[dbias_off + c] += partial[lc];
 }
 
 /* GELU, exact form x * Phi(x). 0.5 * erfc(-x / sqrt 2) equals

@@ -69,24 +69,29 @@ __kernel void layernorm_backward_input(__global float *din, const uint din_off,
 }
 
 /* dweight[c] += sum_r dout[r, c] * xhat[r, c]; dbias[c] += sum_r dout[r, c].
- * Work-group of (columns x slices) as elementwise.cl's bias_backward: each
- * work-item sums a fixed block of rows, the blocks combine by a fixed tree. */
+ * The column sums of reduce.cl's column_sums, two at once: group (tile,
+ * chunk) sums the rows of its chunk, each work-item a fixed block of rows,
+ * the blocks combined by a fixed tree. The sums go to dweight[chunk * stride
+ * + c] and dbias[chunk * stride + c], added when `accumulate` (one chunk),
+ * stored otherwise (partials for column_sums_finish). */
 __kernel void layernorm_backward_params(__global float *dweight, const uint dweight_off,
                                         __global float *dbias, const uint dbias_off,
+                                        const uint stride, const uint accumulate,
                                         __global const float *dout, const uint dout_off,
                                         __global const float *in, const uint in_off,
                                         __global const float *mean, const uint mean_off,
                                         __global const float *rstd, const uint rstd_off,
-                                        const uint rows, const uint cols,
+                                        const uint rows, const uint cols, const uint chunk_rows,
                                         __local float *dweight_part, __local float *dbias_part) {
-    const uint c = get_global_id(0);
+    const uint c = get_global_id(0), chunk = get_group_id(1);
     const uint lc = get_local_id(0), s = get_local_id(1);
     const uint columns = get_local_size(0), slices = get_local_size(1);
-    const uint block = (rows + slices - 1) / slices;
-    const uint end = min(rows, (s + 1) * block);
+    const uint first = min(rows, chunk * chunk_rows), last = min(rows, first + chunk_rows);
+    const uint block = (last - first + slices - 1) / slices;
+    const uint end = min(last, first + (s + 1) * block);
     float dw = 0.0f, db = 0.0f;
     if (c < cols)
-        for (uint r = s * block; r < end; r++) {
+        for (uint r = first + s * block; r < end; r++) {
             const float dy = dout[dout_off + r * cols + c];
             const float xhat = (in[in_off + r * cols + c] - mean[mean_off + r]) * rstd[rstd_off + r];
             dw += dy * xhat;
@@ -95,15 +100,17 @@ __kernel void layernorm_backward_params(__global float *dweight, const uint dwei
     dweight_part[s * columns + lc] = dw;
     dbias_part[s * columns + lc] = db;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint stride = slices / 2; stride > 0; stride /= 2) {
-        if (s < stride) {
-            dweight_part[s * columns + lc] += dweight_part[(s + stride) * columns + lc];
-            dbias_part[s * columns + lc] += dbias_part[(s + stride) * columns + lc];
+    for (uint step = slices / 2; step > 0; step /= 2) {
+        if (s < step) {
+            dweight_part[s * columns + lc] += dweight_part[(s + step) * columns + lc];
+            dbias_part[s * columns + lc] += dbias_part[(s + step) * columns + lc];
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (s == 0 && c < cols) {
-        dweight[dweight_off + c] += dweight_part[lc];
-        dbias[dbias_off + c] += dbias_part[lc];
+        __global float *w = dweight + dweight_off + chunk * stride + c;
+        __global float *b = dbias + dbias_off + chunk * stride + c;
+        *w = accumulate ? *w + dweight_part[lc] : dweight_part[lc];
+        *b = accumulate ? *b + dbias_part[lc] : dbias_part[lc];
     }
 }

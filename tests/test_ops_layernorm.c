@@ -136,9 +136,13 @@ START_TEST(reference_gradients_match_finite_differences) {
 END_TEST
 
 /* (rows, cols): odd sizes, the model's width, rows longer than a
- * work-group, 1-wide; fewer rows under CLGQA_TEST_SMALL (Oclgrind). */
-static const size_t shapes[][2] = {{37, 389}, {65, 192}, {3, 1000}, {1, 1}, {1029, 7}};
-static const size_t small_shapes[][2] = {{5, 389}, {2, 192}, {1, 300}, {1, 1}, {41, 7}};
+ * work-group, 1-wide, tall enough for several chunks of the parameter
+ * gradients' two-stage sums on the GPU path; fewer rows under
+ * CLGQA_TEST_SMALL (Oclgrind). */
+static const size_t shapes[][2] = {{37, 389}, {65, 192}, {3, 1000}, {1, 1}, {1029, 7},
+                                   {3001, 66}};
+static const size_t small_shapes[][2] = {{5, 389}, {2, 192}, {1, 300}, {1, 1}, {41, 7},
+                                         {600, 9}};
 #define SHAPE_COUNT (sizeof shapes / sizeof shapes[0])
 
 static void check_shape(size_t rows, size_t cols, float eps) {
@@ -237,6 +241,7 @@ static void check_shape(size_t rows, size_t cols, float eps) {
 }
 
 START_TEST(forward_and_backward_match_reference) {
+    op_test_class(_i);
     for (size_t s = 0; s < SHAPE_COUNT; s++) {
         const size_t *shape = op_test_small() ? small_shapes[s] : shapes[s];
         check_shape(shape[0], shape[1], 1e-6f);
@@ -245,6 +250,7 @@ START_TEST(forward_and_backward_match_reference) {
 END_TEST
 
 START_TEST(eps_is_honoured) {
+    op_test_class(_i);
     /* A large eps changes rstd visibly: the kernel must use the given one. */
     check_shape(op_test_size(37, 3), 389, 0.5f);
 }
@@ -270,8 +276,8 @@ int main(void) {
     TCase *tc = tcase_create("layernorm");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, reference_gradients_match_finite_differences);
-    tcase_add_test(tc, forward_and_backward_match_reference);
-    tcase_add_test(tc, eps_is_honoured);
+    tcase_add_loop_test(tc, forward_and_backward_match_reference, 0, OP_TEST_CLASSES);
+    tcase_add_loop_test(tc, eps_is_honoured, 0, OP_TEST_CLASSES);
     tcase_add_test(tc, bad_arguments_are_refused);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);

@@ -1,15 +1,21 @@
-/* Deterministic sum and sum of squares against float64 references.
+/* Deterministic sum, sum of squares and column sums (bias gradients)
+ * against float64 references, on both device classes' code paths.
  *
  * Small integers make every partial sum exact in float (|sum| < 2^24), so
  * those cases must match exactly: a dropped, repeated or misplaced element
  * changes the result. Random floats are checked against the bound for the
  * kernel's summation (each work-item's chain plus two trees of at most 256,
- * all well under 150 terms deep for these sizes): 1e-5 x sum |terms|. */
+ * all well under 150 terms deep for these sizes): 1e-5 x sum |terms|.
+ * Column sums use the classic bound for any summation order,
+ * |error| <= (terms) * 2^-24 * sum |terms|. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "clgqa/ops.h"
+#include "ops/op_args.h"
 #include "support/op_tests.h"
+
+#define U 5.9604644775390625e-08 /* 2^-24, float unit roundoff */
 
 /* 1, one work-group and a bit, several groups, many groups (odd). */
 static size_t sizes(size_t i) {
@@ -34,6 +40,7 @@ static float device_reduce(const float *x, size_t n, int square) {
 }
 
 START_TEST(integer_sums_are_exact) {
+    op_test_class(_i);
     for (size_t s = 0; s < SIZE_COUNT; s++) {
         size_t n = sizes(s);
         float *x = test_random_array(n, -8, 9);
@@ -57,6 +64,7 @@ START_TEST(integer_sums_are_exact) {
 END_TEST
 
 START_TEST(float_sums_match_reference_and_are_deterministic) {
+    op_test_class(_i);
     for (size_t s = 0; s < SIZE_COUNT; s++) {
         size_t n = sizes(s);
         float *x = test_random_array(n, -1, 1);
@@ -80,6 +88,7 @@ START_TEST(float_sums_match_reference_and_are_deterministic) {
 END_TEST
 
 START_TEST(empty_input_sums_to_zero) {
+    op_test_class(_i);
     clgqa_runtime *rt = test_runtime();
     float one = 3.5f;
     cl_mem out_mem = op_upload_padded(&one, 1);
@@ -87,6 +96,113 @@ START_TEST(empty_input_sums_to_zero) {
     op_download_padded("empty sum", out_mem, &one, 1);
     ck_assert_msg(one == 0.0f, "empty sum = %g", (double)one);
     clgqa_buffer_release(&out_mem);
+}
+END_TEST
+
+/* (rows, cols) with neither a multiple of a work-group size; the tall ones
+ * take several chunks (two stages) on the GPU path even on a 1- or 2-core
+ * device. */
+static const size_t shapes[][2] = {{37, 389}, {1, 1}, {1, 700}, {1029, 3}, {5, 33}, {3001, 70}};
+#define SHAPE_COUNT (sizeof shapes / sizeof shapes[0])
+
+START_TEST(bias_backward_matches_reference_and_is_deterministic) {
+    op_test_class(_i);
+    clgqa_runtime *rt = test_runtime();
+    for (size_t s = 0; s < SHAPE_COUNT; s++) {
+        size_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
+        float *dy = test_random_array(n, -1, 1), *dbias = test_random_array(cols, -1, 1);
+        float *got = op_floats(cols), *again = op_floats(cols);
+        cl_mem dy_mem = op_upload_padded(dy, n), dbias_mem = op_upload_padded(dbias, cols);
+        TEST_OK(clgqa_bias_backward(rt, op_view(dbias_mem), op_view(dy_mem), rows, cols));
+        op_download_padded("bias_backward", dbias_mem, got, cols);
+        for (size_t c = 0; c < cols; c++) {
+            double want = dbias[c], magnitude = fabs(dbias[c]);
+            for (size_t r = 0; r < rows; r++) {
+                want += dy[r * cols + c];
+                magnitude += fabs(dy[r * cols + c]);
+            }
+            double tol = (double)(rows + 1) * U * magnitude;
+            ck_assert_msg(fabs(got[c] - want) <= tol,
+                          "bias_backward %zux%zu [%zu]: got %.9g want %.9g (tolerance %.3g)",
+                          rows, cols, c, (double)got[c], want, tol);
+        }
+        /* Same inputs, same bits: the reduction order is fixed. */
+        op_write_padded(dbias_mem, dbias, cols);
+        TEST_OK(clgqa_bias_backward(rt, op_view(dbias_mem), op_view(dy_mem), rows, cols));
+        op_download_padded("bias_backward again", dbias_mem, again, cols);
+        ck_assert_msg(memcmp(got, again, cols * sizeof *got) == 0,
+                      "bias_backward %zux%zu differs between two identical runs", rows, cols);
+        clgqa_buffer_release(&dy_mem);
+        clgqa_buffer_release(&dbias_mem);
+        free(dy);
+        free(dbias);
+        free(got);
+        free(again);
+    }
+}
+END_TEST
+
+/* The column-sum plan covers every row exactly once, with no empty chunk,
+ * within the work-group size; on GPUs it gives at least 4 work-groups per
+ * compute unit (as rows allow) and at most CLGQA_COLUMN_ROWS_PER_ITEM rows
+ * per work-item; on CPUs one chunk. */
+START_TEST(column_sum_plan_fills_gpus) {
+    const size_t units[] = {1, 2, 28, 132}, locals[] = {1, 8, 64, 256};
+    const size_t row_counts[] = {1, 2, 7, 64, 197, 1000, 12608, 50432};
+    const size_t col_counts[] = {1, 3, 33, 384, 1536};
+    for (size_t u = 0; u < 4; u++)
+        for (size_t l = 0; l < 4; l++)
+            for (size_t r = 0; r < 8; r++)
+                for (size_t c = 0; c < 5; c++) {
+                    size_t rows = row_counts[r], cols = col_counts[c];
+                    for (int gpu = 0; gpu < 2; gpu++) {
+                        clgqa_column_plan p = clgqa_column_sum_plan(
+                            gpu ? CLGQA_CLASS_GPU : CLGQA_CLASS_CPU, units[u], locals[l], rows,
+                            cols);
+                        size_t tiles = (cols + p.columns - 1) / p.columns;
+                        ck_assert_msg(p.columns * p.slices <= locals[l] && p.slices >= 1,
+                                      "plan %zux%zu exceeds the work-group", rows, cols);
+                        ck_assert_msg(p.chunks * p.chunk_rows >= rows &&
+                                          (p.chunks - 1) * p.chunk_rows < rows,
+                                      "plan %zux%zu: %zu chunks of %zu rows", rows, cols,
+                                      p.chunks, p.chunk_rows);
+                        if (!gpu) {
+                            ck_assert_uint_eq(p.chunks, 1);
+                            continue;
+                        }
+                        ck_assert_msg(tiles * p.chunks >= 4 * units[u] || p.chunk_rows == 1,
+                                      "%zux%zu on %zu units: %zu groups", rows, cols, units[u],
+                                      tiles * p.chunks);
+                        ck_assert_msg((p.chunk_rows + p.slices - 1) / p.slices <=
+                                          CLGQA_COLUMN_ROWS_PER_ITEM,
+                                      "%zux%zu: %zu rows per work-item", rows, cols,
+                                      (p.chunk_rows + p.slices - 1) / p.slices);
+                    }
+                }
+}
+END_TEST
+
+/* The partial sums live in the runtime's scratch: once it has grown for a
+ * size, the same calls allocate nothing (no buffer created inside a step). */
+START_TEST(reductions_allocate_nothing_after_the_first_call) {
+    op_test_class(_i);
+    clgqa_runtime *rt = test_runtime();
+    size_t rows = 3001, cols = 70, n = rows * cols;
+    float *x = test_random_array(n, -1, 1);
+    cl_mem x_mem = op_upload_padded(x, n), out_mem = op_upload_padded(x, cols);
+    for (int pass = 0; pass < 2; pass++) {
+        size_t before = rt->allocated_bytes;
+        TEST_OK(clgqa_sum(rt, op_view(out_mem), op_view(x_mem), n));
+        TEST_OK(clgqa_sum_squares(rt, op_view(out_mem), op_view(x_mem), n));
+        TEST_OK(clgqa_bias_backward(rt, op_view(out_mem), op_view(x_mem), rows, cols));
+        TEST_OK(clgqa_finish(rt));
+        if (pass == 1)
+            ck_assert_msg(rt->allocated_bytes == before, "%zu bytes allocated by a repeat",
+                          rt->allocated_bytes - before);
+    }
+    clgqa_buffer_release(&x_mem);
+    clgqa_buffer_release(&out_mem);
+    free(x);
 }
 END_TEST
 
@@ -107,9 +223,13 @@ int main(void) {
     Suite *suite = suite_create("ops_reduce");
     TCase *tc = tcase_create("reduce");
     tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, integer_sums_are_exact);
-    tcase_add_test(tc, float_sums_match_reference_and_are_deterministic);
-    tcase_add_test(tc, empty_input_sums_to_zero);
+    tcase_add_loop_test(tc, integer_sums_are_exact, 0, OP_TEST_CLASSES);
+    tcase_add_loop_test(tc, float_sums_match_reference_and_are_deterministic, 0, OP_TEST_CLASSES);
+    tcase_add_loop_test(tc, empty_input_sums_to_zero, 0, OP_TEST_CLASSES);
+    tcase_add_loop_test(tc, bias_backward_matches_reference_and_is_deterministic, 0,
+                        OP_TEST_CLASSES);
+    tcase_add_test(tc, column_sum_plan_fills_gpus);
+    tcase_add_loop_test(tc, reductions_allocate_nothing_after_the_first_call, 0, OP_TEST_CLASSES);
     tcase_add_test(tc, bad_arguments_are_refused);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);

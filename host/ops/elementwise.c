@@ -88,7 +88,7 @@ clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src,
     return clgqa_launch_1d(rt, k, n, elementwise_local(rt, k));
 }
 
-/* ---- bias add and its gradient ---- */
+/* ---- bias add (its gradient, a column sum, is in reduce.c) ---- */
 
 clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
                             size_t cols) {
@@ -108,26 +108,6 @@ clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, si
     while (columns < cols && columns < local)
         columns *= 2;
     return clgqa_launch_2d(rt, k, cols, rows, columns, local / columns);
-}
-
-clgqa_status clgqa_bias_backward(clgqa_runtime *rt, clgqa_view dbias, clgqa_view dy, size_t rows,
-                                 size_t cols) {
-    size_t n;
-    CLGQA_TRY(clgqa_matrix_elements("clgqa_bias_backward", rows, cols, &n));
-    if (n == 0)
-        return CLGQA_OK;
-    CLGQA_TRY(clgqa_check_view("clgqa_bias_backward", "dbias", dbias, cols, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view("clgqa_bias_backward", "dy", dy, n, sizeof(float)));
-    cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "bias_backward", &k));
-    size_t columns, slices;
-    clgqa_column_sum_shape(rt, k, rows, &columns, &slices);
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, dbias));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, dy));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 4, rows));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 5, cols));
-    CLGQA_TRY(clgqa_set_local_arg(k, 6, columns * slices * sizeof(float)));
-    return clgqa_launch_2d(rt, k, cols, slices, columns, slices);
 }
 
 /* ---- GELU ---- */

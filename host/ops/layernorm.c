@@ -69,18 +69,33 @@ clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
     CLGQA_TRY(clgqa_set_local_arg(k, 13, local * sizeof(float)));
     CLGQA_TRY(clgqa_launch_1d(rt, k, rows * local, local));
 
+    /* Parameter gradients: column sums over the rows (ops/op_args.h). With
+     * several chunks, the partials sit in the scratch as [chunks, 2 cols]:
+     * dweight's columns, then dbias's. */
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "layernorm_backward_params", &k));
-    size_t columns, slices;
-    clgqa_column_sum_shape(rt, k, rows, &columns, &slices);
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, dweight));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, dbias));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, dout));
-    CLGQA_TRY(clgqa_set_view_arg(k, 6, in));
-    CLGQA_TRY(clgqa_set_view_arg(k, 8, mean));
-    CLGQA_TRY(clgqa_set_view_arg(k, 10, rstd));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 12, rows));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 13, cols));
-    CLGQA_TRY(clgqa_set_local_arg(k, 14, columns * slices * sizeof(float)));
-    CLGQA_TRY(clgqa_set_local_arg(k, 15, columns * slices * sizeof(float)));
-    return clgqa_launch_2d(rt, k, cols, slices, columns, slices);
+    clgqa_column_plan p = clgqa_column_sum_plan_for(rt, k, rows, cols);
+    cl_uint accumulate = p.chunks == 1;
+    clgqa_view w_sums = dweight, b_sums = dbias;
+    size_t stride = 2 * cols;
+    if (!accumulate) {
+        CLGQA_TRY(clgqa_scratch(rt, p.chunks * stride, &w_sums));
+        b_sums = clgqa_view_add(w_sums, cols);
+    }
+    CLGQA_TRY(clgqa_set_view_arg(k, 0, w_sums));
+    CLGQA_TRY(clgqa_set_view_arg(k, 2, b_sums));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 4, stride));
+    CLGQA_TRY(CLGQA_ARG(k, 5, accumulate));
+    CLGQA_TRY(clgqa_set_view_arg(k, 6, dout));
+    CLGQA_TRY(clgqa_set_view_arg(k, 8, in));
+    CLGQA_TRY(clgqa_set_view_arg(k, 10, mean));
+    CLGQA_TRY(clgqa_set_view_arg(k, 12, rstd));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 14, rows));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 15, cols));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 16, p.chunk_rows));
+    CLGQA_TRY(clgqa_set_local_arg(k, 17, p.columns * p.slices * sizeof(float)));
+    CLGQA_TRY(clgqa_set_local_arg(k, 18, p.columns * p.slices * sizeof(float)));
+    CLGQA_TRY(clgqa_launch_2d(rt, k, cols, p.chunks * p.slices, p.columns, p.slices));
+    if (accumulate)
+        return CLGQA_OK;
+    return clgqa_column_sums_finish(rt, dweight, dbias, w_sums, p.chunks, stride, cols);
 }

@@ -67,18 +67,36 @@ static inline size_t clgqa_row_group_size(clgqa_runtime *rt, cl_kernel kernel, s
     return clgqa_work_group_size(rt, kernel, want);
 }
 
-/* Work-group shape for column sums over rows (parameter gradients such as
- * dbias): up to 32 adjacent columns per group, so loads are contiguous on
- * GPUs, and the rest of the group splitting the rows into `slices` blocks
- * (a power of two, no more than the rows need). */
-static inline void clgqa_column_sum_shape(clgqa_runtime *rt, cl_kernel kernel, size_t rows,
-                                          size_t *columns, size_t *slices) {
-    size_t local = clgqa_work_group_size(rt, kernel, 256);
-    *columns = local < 32 ? local : 32;
-    *slices = local / *columns;
-    while (*slices > 1 && *slices / 2 >= rows)
-        *slices /= 2;
-}
+/* How a column sum over `rows` (a bias or LayerNorm parameter gradient)
+ * is split (host/ops/reduce.c). Work-groups are `columns` adjacent columns
+ * (contiguous loads on GPUs) by `slices` row blocks; `chunks` groups of
+ * `chunk_rows` rows each cover every column tile. One chunk: the groups add
+ * their sums to the result. Several: they store partial sums in the
+ * runtime's scratch, [chunks, width] for `width` summed columns, and
+ * clgqa_column_sums_finish adds them up in chunk order. CPU devices take
+ * one chunk (their few threads are busy with the column tiles); GPUs take
+ * enough chunks for at least 4 work-groups per compute unit and at most
+ * CLGQA_COLUMN_ROWS_PER_ITEM rows per work-item. */
+typedef struct clgqa_column_plan {
+    size_t columns, slices, chunks, chunk_rows;
+} clgqa_column_plan;
+#define CLGQA_COLUMN_ROWS_PER_ITEM 32
+clgqa_column_plan clgqa_column_sum_plan(clgqa_device_class device_class, size_t compute_units,
+                                        size_t local, size_t rows, size_t cols);
+/* The plan for `kernel` on this runtime's device. */
+clgqa_column_plan clgqa_column_sum_plan_for(clgqa_runtime *rt, cl_kernel kernel, size_t rows,
+                                            size_t cols);
+/* Stage 2 of a plan with several chunks: a[c] += sum_k partials[k, c] for
+ * c < split, b[c - split] += ... for split <= c < width (b unused when
+ * split == width). */
+clgqa_status clgqa_column_sums_finish(clgqa_runtime *rt, clgqa_view a, clgqa_view b,
+                                      clgqa_view partials, size_t chunks, size_t width,
+                                      size_t split);
+/* A view of the runtime's scratch buffer holding at least `floats`: created
+ * on first use and grown when a call needs more, then kept, so steps after
+ * the first allocate nothing. Ops use it between two of their own launches
+ * only (the queue is in order). */
+clgqa_status clgqa_scratch(clgqa_runtime *rt, size_t floats, clgqa_view *out);
 
 /* rows * cols, failing when it overflows the kernels' 32-bit indices. */
 static inline clgqa_status clgqa_matrix_elements(const char *op, size_t rows, size_t cols,

@@ -1,9 +1,33 @@
-/* Launchers for kernels/reduce.cl. */
+/* Launchers for kernels/reduce.cl: sums of vectors and column sums (bias
+ * gradients), and the column-sum plan and scratch the LayerNorm parameter
+ * gradients share (ops/op_args.h). */
 #include "clgqa/ops.h"
 #include "ops/op_args.h"
 
 #define FAMILY "reduce"
-#define MAX_LOCAL 256 /* work-group size cap, hence also the most partial sums */
+#define MAX_LOCAL 256 /* work-group size cap */
+
+/* ---- scratch ---- */
+
+clgqa_status clgqa_scratch(clgqa_runtime *rt, size_t floats, clgqa_view *out) {
+    size_t bytes = (floats ? floats : 1) * sizeof(float);
+    if (bytes > rt->scratch_bytes) {
+        /* Doubling: a few growths in the first step, then none. Commands
+         * still using the old buffer keep it alive until they finish. */
+        size_t grown = rt->scratch_bytes * 2 > bytes ? rt->scratch_bytes * 2 : bytes;
+        clgqa_buffer_release(&rt->scratch);
+        rt->scratch_bytes = 0;
+        CLGQA_TRY(clgqa_buffer_create(rt, grown, &rt->scratch));
+        rt->scratch_bytes = grown;
+        /* Written once so that no kernel ever reads uninitialised memory
+         * (Oclgrind checks), even though every partial is stored first. */
+        CLGQA_TRY(clgqa_fill(rt, clgqa_view_at(rt->scratch, 0), grown / sizeof(float), 0.0f));
+    }
+    *out = clgqa_view_at(rt->scratch, 0);
+    return CLGQA_OK;
+}
+
+/* ---- sum and sum of squares ---- */
 
 static clgqa_status launch_reduce(clgqa_runtime *rt, cl_kernel k, clgqa_view out, clgqa_view x,
                                   size_t n, cl_uint square, size_t groups, size_t local) {
@@ -21,8 +45,8 @@ static clgqa_status launch_reduce(clgqa_runtime *rt, cl_kernel k, clgqa_view out
 }
 
 /* out[0] = sum of x (or of x^2). Inputs up to a few work-groups' worth take
- * one launch; longer ones get at most `local` partial sums in a temporary
- * buffer, released at once (OpenCL keeps it until the kernels finish). */
+ * one launch; longer ones store one partial sum per group in the scratch,
+ * which one more group adds up. */
 static clgqa_status reduce(clgqa_runtime *rt, const char *op, clgqa_view out, clgqa_view x,
                            size_t n, cl_uint square) {
     CLGQA_TRY(clgqa_check_view(op, "out", out, 1, sizeof(float)));
@@ -32,26 +56,20 @@ static clgqa_status reduce(clgqa_runtime *rt, const char *op, clgqa_view out, cl
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "reduce_sum", &k));
     size_t local = clgqa_work_group_size(rt, k, MAX_LOCAL);
-    /* Each work-item of the first stage sums at least 4 elements. */
+    /* Each work-item of the first stage sums at least 4 elements; GPUs get
+     * up to 4 groups per compute unit, CPUs `local` (plenty for few cores). */
     size_t groups = (n + 4 * local - 1) / (4 * local);
-    if (groups > local)
-        groups = local;
+    size_t most = local;
+    if (rt->device_class == CLGQA_CLASS_GPU && 4 * (size_t)rt->compute_units > most)
+        most = 4 * (size_t)rt->compute_units;
+    if (groups > most)
+        groups = most;
     if (groups == 1)
         return launch_reduce(rt, k, out, x, n, square, 1, local);
-    /* Created from host zeros rather than uninitialised: Oclgrind 21.10
-     * misreports kernel-written fresh buffers that reuse a freed buffer's
-     * address as uninitialised. */
-    float zeros[MAX_LOCAL] = {0};
-    cl_int err;
-    cl_mem partials = clCreateBuffer(rt->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
-                                     groups * sizeof(float), zeros, &err);
-    CLGQA_CL(err);
-    clgqa_view partial_view = clgqa_view_at(partials, 0);
-    clgqa_status status = launch_reduce(rt, k, partial_view, x, n, square, groups, local);
-    if (status == CLGQA_OK)
-        status = launch_reduce(rt, k, out, partial_view, groups, 0, 1, local);
-    clgqa_buffer_release(&partials);
-    return status;
+    clgqa_view partials;
+    CLGQA_TRY(clgqa_scratch(rt, groups, &partials));
+    CLGQA_TRY(launch_reduce(rt, k, partials, x, n, square, groups, local));
+    return launch_reduce(rt, k, out, partials, groups, 0, 1, local);
 }
 
 clgqa_status clgqa_sum(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n) {
@@ -60,4 +78,80 @@ clgqa_status clgqa_sum(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n
 
 clgqa_status clgqa_sum_squares(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n) {
     return reduce(rt, "clgqa_sum_squares", out, x, n, 1);
+}
+
+/* ---- column sums ---- */
+
+clgqa_column_plan clgqa_column_sum_plan(clgqa_device_class device_class, size_t compute_units,
+                                        size_t local, size_t rows, size_t cols) {
+    clgqa_column_plan p;
+    p.columns = local < 32 ? local : 32;
+    p.slices = local / p.columns;
+    p.chunks = 1;
+    if (device_class == CLGQA_CLASS_GPU && rows > 0) {
+        size_t tiles = (cols + p.columns - 1) / p.columns;
+        size_t for_groups = (4 * compute_units + tiles - 1) / tiles;
+        size_t for_items = (rows + p.slices * CLGQA_COLUMN_ROWS_PER_ITEM - 1) /
+                           (p.slices * CLGQA_COLUMN_ROWS_PER_ITEM);
+        p.chunks = for_groups > for_items ? for_groups : for_items;
+        if (p.chunks > rows)
+            p.chunks = rows;
+    }
+    /* Rounded down, so there are at least as many chunks as wanted, and
+     * none empty. */
+    p.chunk_rows = rows / p.chunks > 1 ? rows / p.chunks : 1;
+    p.chunks = rows ? (rows + p.chunk_rows - 1) / p.chunk_rows : 1;
+    while (p.slices > 1 && p.slices / 2 >= p.chunk_rows)
+        p.slices /= 2;
+    return p;
+}
+
+clgqa_column_plan clgqa_column_sum_plan_for(clgqa_runtime *rt, cl_kernel kernel, size_t rows,
+                                            size_t cols) {
+    return clgqa_column_sum_plan(rt->device_class, rt->compute_units,
+                                 clgqa_work_group_size(rt, kernel, MAX_LOCAL), rows, cols);
+}
+
+clgqa_status clgqa_column_sums_finish(clgqa_runtime *rt, clgqa_view a, clgqa_view b,
+                                      clgqa_view partials, size_t chunks, size_t width,
+                                      size_t split) {
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "column_sums_finish", &k));
+    CLGQA_TRY(clgqa_set_view_arg(k, 0, a));
+    CLGQA_TRY(clgqa_set_view_arg(k, 2, b));
+    CLGQA_TRY(clgqa_set_view_arg(k, 4, partials));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 6, chunks));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 7, width));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 8, split));
+    return clgqa_launch_1d(rt, k, width, clgqa_work_group_size(rt, k, MAX_LOCAL));
+}
+
+clgqa_status clgqa_bias_backward(clgqa_runtime *rt, clgqa_view dbias, clgqa_view dy, size_t rows,
+                                 size_t cols) {
+    static const char op[] = "clgqa_bias_backward";
+    size_t n;
+    CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, &n));
+    if (n == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view(op, "dbias", dbias, cols, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "dy", dy, n, sizeof(float)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "column_sums", &k));
+    clgqa_column_plan p = clgqa_column_sum_plan_for(rt, k, rows, cols);
+    cl_uint accumulate = p.chunks == 1;
+    clgqa_view sums = dbias;
+    if (!accumulate)
+        CLGQA_TRY(clgqa_scratch(rt, p.chunks * cols, &sums));
+    CLGQA_TRY(clgqa_set_view_arg(k, 0, sums));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 2, cols));
+    CLGQA_TRY(CLGQA_ARG(k, 3, accumulate));
+    CLGQA_TRY(clgqa_set_view_arg(k, 4, dy));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 6, rows));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 7, cols));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 8, p.chunk_rows));
+    CLGQA_TRY(clgqa_set_local_arg(k, 9, p.columns * p.slices * sizeof(float)));
+    CLGQA_TRY(clgqa_launch_2d(rt, k, cols, p.chunks * p.slices, p.columns, p.slices));
+    if (accumulate)
+        return CLGQA_OK;
+    return clgqa_column_sums_finish(rt, dbias, dbias, sums, p.chunks, cols, cols);
 }

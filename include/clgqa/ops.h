@@ -25,9 +25,6 @@ clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src,
 /* x[r, c] += bias[c] */
 clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
                             size_t cols);
-/* dbias[c] += sum_r dy[r, c] */
-clgqa_status clgqa_bias_backward(clgqa_runtime *rt, clgqa_view dbias, clgqa_view dy, size_t rows,
-                                 size_t cols);
 /* Exact GELU: out = x * 0.5 * (1 + erf(x / sqrt(2))) */
 clgqa_status clgqa_gelu_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in, size_t n);
 /* din += dout * gelu'(in) */
@@ -71,6 +68,9 @@ clgqa_status clgqa_crossentropy_backward(clgqa_runtime *rt, clgqa_view dlogits, 
 /* out[0] = sum x / sum x^2, deterministic (fixed reduction order). */
 clgqa_status clgqa_sum(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n);
 clgqa_status clgqa_sum_squares(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n);
+/* dbias[c] += sum_r dy[r, c] (the gradient of clgqa_bias_add), deterministic. */
+clgqa_status clgqa_bias_backward(clgqa_runtime *rt, clgqa_view dbias, clgqa_view dy, size_t rows,
+                                 size_t cols);
 
 /* ---- adamw.cl ---- */
 typedef struct clgqa_adamw_hparams {

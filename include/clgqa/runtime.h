@@ -48,6 +48,7 @@ typedef struct clgqa_runtime {
     clgqa_device_class device_class;          /* see clgqa_runtime_choose_paths */
     clgqa_attention_kernel attention_kernel; /* likewise */
     size_t max_work_group_size;
+    cl_uint compute_units;
     cl_ulong max_alloc_bytes;
     cl_ulong global_mem_bytes;
     cl_ulong local_mem_bytes;
@@ -56,6 +57,8 @@ typedef struct clgqa_runtime {
     int program_count;
     clgqa_profiler *profiler; /* non-NULL while clgqa_profile_begin is active */
     size_t allocated_bytes;   /* device bytes allocated through clgqa_buffer_create */
+    cl_mem scratch;           /* the ops' partial sums (host/ops/reduce.c), grown, kept */
+    size_t scratch_bytes;
     int clblast_tuning_done;  /* tuning files looked at (first GEMM) */
     char clblast_tuning[256]; /* CLBlast kernels given tuned parameters, "" if none */
 } clgqa_runtime;

@@ -29,6 +29,17 @@ static inline size_t op_test_size(size_t full, size_t small) {
     return op_test_small() ? small : full;
 }
 
+/* The device classes whose code paths the op suites run, whatever the
+ * device: loop tests (tcase_add_loop_test(tc, test, 0, OP_TEST_CLASSES))
+ * start with op_test_class(_i), so the GPU paths run on PoCL and Oclgrind
+ * as well as the CPU ones. */
+#define OP_TEST_CLASSES 2
+static inline const char *op_test_class(int i) {
+    static const char *const names[OP_TEST_CLASSES] = {"cpu", "gpu"};
+    TEST_OK(clgqa_runtime_choose_paths(test_runtime(), names[i], NULL));
+    return names[i];
+}
+
 /* A buffer [guard x PAD | host[0..n) | guard x PAD]; the tensor's view is
  * clgqa_view_at(mem, OP_TEST_PAD). host NULL leaves the tensor all guard. */
 static inline cl_mem op_upload_padded(const float *host, size_t n) {
