@@ -43,7 +43,7 @@ typedef struct model_layer {
     clgqa_view heads_out;        /* attention output, heads concatenated [B*P, C] */
     clgqa_view x_mid;            /* x_in + proj(heads_out) */
     clgqa_view ln2, ln2_mean, ln2_rstd;
-    clgqa_view fc1, gelu;
+    clgqa_view fc1, gelu; /* fc1: ln2 W1^T before its bias; gelu(fc1 + b1) */
     clgqa_view x_out; /* x_mid + fc2(gelu) */
 } model_layer;
 

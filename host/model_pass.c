@@ -8,16 +8,15 @@
 #include "clgqa/ops.h"
 #include "clgqa/patch_embed.h"
 
-/* out[rows, n_out] = residual + x[rows, n_in] W^T + bias: the residual is
- * copied in and the GEMM accumulates onto it (beta 1). */
+/* out[rows, n_out] = residual + (x[rows, n_in] W^T + bias): the GEMM, then
+ * one pass adds the bias and the residual. */
 static clgqa_status residual_linear_forward(clgqa_runtime *rt, clgqa_view out,
                                             clgqa_view residual, clgqa_view x, clgqa_view weight,
                                             clgqa_view bias, size_t rows, size_t n_in,
                                             size_t n_out) {
-    CLGQA_TRY(clgqa_copy(rt, out, residual, rows * n_out));
-    CLGQA_TRY(clgqa_sgemm(rt, 0, 1, rows, n_out, n_in, 1.0f, x, n_in, weight, n_in, 1.0f, out,
+    CLGQA_TRY(clgqa_sgemm(rt, 0, 1, rows, n_out, n_in, 1.0f, x, n_in, weight, n_in, 0.0f, out,
                           n_out));
-    return clgqa_bias_add(rt, out, bias, rows, n_out);
+    return clgqa_bias_residual_add(rt, out, residual, bias, rows, n_out);
 }
 
 /* Linear backward with dx = dx_beta * dx + dy W (dx_beta 0 overwrites, so the
@@ -94,8 +93,10 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, int training
 
     CLGQA_TRY(clgqa_layernorm_forward(rt, a->ln2, a->ln2_mean, a->ln2_rstd, a->x_mid, P(NORM2_W),
                                       P(NORM2_B), rows, C, MODEL_LN_EPS));
-    CLGQA_TRY(clgqa_linear_forward(rt, a->fc1, a->ln2, P(FC1_W), P(FC1_B), rows, C, F));
-    CLGQA_TRY(clgqa_gelu_forward(rt, a->gelu, a->fc1, rows * F));
+    /* fc1 holds ln2 W1^T without the bias, which the GELU pass adds. */
+    clgqa_view bias_in_gelu = {NULL, 0};
+    CLGQA_TRY(clgqa_linear_forward(rt, a->fc1, a->ln2, P(FC1_W), bias_in_gelu, rows, C, F));
+    CLGQA_TRY(clgqa_gelu_bias_forward(rt, a->gelu, a->fc1, P(FC1_B), rows, F));
     return residual_linear_forward(rt, a->x_out, a->x_mid, a->gelu, P(FC2_W), P(FC2_B), rows, F,
                                    C);
 #undef P
@@ -177,8 +178,7 @@ static clgqa_status block_backward(clgqa_model *m, int l) {
     /* MLP: x_out = x_mid + fc2(gelu(fc1(ln2(x_mid)))) */
     CLGQA_TRY(linear_backward(rt, m->dgelu, 0.0f, G(FC2_W), G(FC2_B), m->dres, a->gelu, P(FC2_W),
                               rows, F, C));
-    CLGQA_TRY(clgqa_fill(rt, m->dfc1, rows * F, 0.0f));
-    CLGQA_TRY(clgqa_gelu_backward(rt, m->dfc1, m->dgelu, a->fc1, rows * F));
+    CLGQA_TRY(clgqa_gelu_bias_backward(rt, m->dfc1, m->dgelu, a->fc1, P(FC1_B), rows, F));
     CLGQA_TRY(linear_backward(rt, m->dln, 0.0f, G(FC1_W), G(FC1_B), m->dfc1, a->ln2, P(FC1_W),
                               rows, C, F));
     CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, G(NORM2_W), G(NORM2_B), m->dln, a->x_mid,

@@ -1,5 +1,5 @@
-/* Element-wise ops: scale, residual add, accumulate, bias add, exact GELU
- * (the bias gradient is a column sum: reduce.cl). Each tensor arrives as
+/* Element-wise ops: scale, add, accumulate, bias add, bias + residual add,
+ * bias + exact GELU (the bias gradient is a column sum: reduce.cl). Each tensor arrives as
  * (buffer, element offset); global sizes are rounded up, so every kernel
  * guards its bounds. Fill and copy need no kernel (clEnqueueFillBuffer /
  * clEnqueueCopyBuffer). */
@@ -33,6 +33,20 @@ __kernel void bias_add(__global float *x, const uint x_off, __global const float
         x[x_off + r * cols + c] += bias[bias_off + c];
 }
 
+/* out[r, c] = residual[r, c] + (out[r, c] + bias[c]): a Linear's bias and
+ * the residual add after its GEMM, in PyTorch's order (x + (x W^T + b)).
+ * Work-item (c, r). */
+__kernel void bias_residual_add(__global float *out, const uint out_off,
+                                __global const float *residual, const uint residual_off,
+                                __global const float *bias, const uint bias_off, const uint rows,
+                                const uint cols) {
+    const uint c = get_global_id(0), r = get_global_id(1);
+    if (c < cols && r < rows) {
+        const uint i = r * cols + c;
+        out[out_off + i] = residual[residual_off + i] + (out[out_off + i] + bias[bias_off + c]);
+    }
+}
+
 /* GELU, exact form x * Phi(x). 0.5 * erfc(-x / sqrt 2) equals
  * 0.5 * (1 + erf(x / sqrt 2)) but keeps full relative precision for
  * negative x, where 1 + erf cancels. */
@@ -59,24 +73,32 @@ static float gelu_erfc(const float x) {
     return x >= 0.0f ? r : 2.0f - r;
 }
 
-__kernel void gelu_forward(__global float *out, const uint out_off, __global const float *in,
-                           const uint in_off, const uint n) {
-    const uint i = get_global_id(0);
-    if (i < n) {
-        const float x = in[in_off + i];
-        out[out_off + i] = x * 0.5f * gelu_erfc(-x * GELU_SQRT1_2);
+/* out[r, c] = gelu(in[r, c] + bias[c]): fc1's bias and the activation in
+ * one pass. Work-item (c, r), as bias_add. out may alias in. */
+__kernel void gelu_bias_forward(__global float *out, const uint out_off, __global const float *in,
+                                const uint in_off, __global const float *bias,
+                                const uint bias_off, const uint rows, const uint cols) {
+    const uint c = get_global_id(0), r = get_global_id(1);
+    if (c < cols && r < rows) {
+        const float x = in[in_off + r * cols + c] + bias[bias_off + c];
+        out[out_off + r * cols + c] = x * 0.5f * gelu_erfc(-x * GELU_SQRT1_2);
     }
 }
 
-/* gelu'(x) = Phi(x) + x * phi(x) */
-__kernel void gelu_backward(__global float *din, const uint din_off, __global const float *dout,
-                            const uint dout_off, __global const float *in, const uint in_off,
-                            const uint n) {
-    const uint i = get_global_id(0);
-    if (i < n) {
-        const float x = in[in_off + i];
+/* din[r, c] = dout[r, c] * gelu'(x), x = in[r, c] + bias[c], with
+ * gelu'(x) = Phi(x) + x * phi(x). Stores (the one gradient of fc1's output,
+ * so nothing needs zeroing first); din may alias dout. */
+__kernel void gelu_bias_backward(__global float *din, const uint din_off,
+                                 __global const float *dout, const uint dout_off,
+                                 __global const float *in, const uint in_off,
+                                 __global const float *bias, const uint bias_off, const uint rows,
+                                 const uint cols) {
+    const uint c = get_global_id(0), r = get_global_id(1);
+    if (c < cols && r < rows) {
+        const uint i = r * cols + c;
+        const float x = in[in_off + i] + bias[bias_off + c];
         const float cdf = 0.5f * gelu_erfc(-x * GELU_SQRT1_2);
         const float pdf = GELU_INV_SQRT_2PI * exp(-0.5f * x * x);
-        din[din_off + i] += dout[dout_off + i] * (cdf + x * pdf);
+        din[din_off + i] = dout[dout_off + i] * (cdf + x * pdf);
     }
 }

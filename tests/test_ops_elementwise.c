@@ -1,6 +1,7 @@
-/* Element-wise ops against a float64 CPU reference: fill, copy, scale, add,
- * accumulate, bias add, exact GELU forward and backward (the bias gradient
- * is tested with the other reductions in test_ops_reduce.c).
+/* Element-wise ops against a float64 CPU reference, on both device classes'
+ * code paths: fill, copy, scale, add, accumulate, bias add, bias + residual
+ * add, bias + exact GELU forward and backward (the bias gradient is tested
+ * with the other reductions in test_ops_reduce.c).
  *
  * Tolerances: scale/add/accumulate/bias_add are one IEEE float operation per
  * element, correctly rounded: relative error <= 2^-24, checked at 2.5e-7.
@@ -118,6 +119,7 @@ static const size_t shapes[][2] = {{37, 389}, {1, 1}, {1, 700}, {1029, 3}, {5, 3
 #define SHAPE_COUNT (sizeof shapes / sizeof shapes[0])
 
 START_TEST(bias_add_matches_reference) {
+    op_test_class(_i);
     clgqa_runtime *rt = test_runtime();
     for (size_t s = 0; s < SHAPE_COUNT; s++) {
         size_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
@@ -160,51 +162,102 @@ START_TEST(gelu_reference_gradient_matches_finite_differences) {
 }
 END_TEST
 
-START_TEST(gelu_forward_and_backward_match_reference) {
+/* GELU shapes (rows, cols): odd widths, and a million elements, which
+ * shrinks under CLGQA_TEST_SMALL (Oclgrind). */
+static size_t gelu_shape(size_t i, size_t *cols) {
+    static const size_t shape[][2] = {{1, 1}, {3, 257}, {1303, 767}};
+    *cols = shape[i][1];
+    return i < 2 ? shape[i][0] : op_test_size(shape[i][0], 5);
+}
+
+START_TEST(gelu_bias_forward_and_backward_match_reference) {
+    op_test_class(_i);
     clgqa_runtime *rt = test_runtime();
-    for (size_t s = 0; s < SIZE_COUNT; s++) {
-        size_t n = sizes(s);
+    for (size_t s = 0; s < 3; s++) {
+        size_t cols, rows = gelu_shape(s, &cols), n = rows * cols;
         /* Out to |x| = 9, where Phi(-9) ~ 1e-19 tests the tail's relative
          * precision. */
-        float *in = test_random_array(n, -9, 9), *dout = test_random_array(n, -1, 1);
-        float *din = test_random_array(n, -1, 1), *got = op_floats(n);
+        float *in = test_random_array(n, -8, 8), *bias = test_random_array(cols, -1, 1);
+        float *dout = test_random_array(n, -1, 1), *din = test_random_array(n, -1, 1);
+        float *got = op_floats(n);
         double *want = op_doubles(n);
         cl_mem in_mem = op_upload_padded(in, n), out_mem = op_upload_padded(NULL, n);
+        cl_mem bias_mem = op_upload_padded(bias, cols);
         cl_mem dout_mem = op_upload_padded(dout, n), din_mem = op_upload_padded(din, n);
+        /* x = in + bias is one float addition, rounded as the device rounds
+         * it; GELU of that x is what is checked. */
+        double *x = op_doubles(n);
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < cols; c++)
+                x[r * cols + c] = (float)((double)in[r * cols + c] + bias[c]);
 
-        TEST_OK(clgqa_gelu_forward(rt, op_view(out_mem), op_view(in_mem), n));
-        op_download_padded("gelu_forward", out_mem, got, n);
+        TEST_OK(clgqa_gelu_bias_forward(rt, op_view(out_mem), op_view(in_mem), op_view(bias_mem),
+                                        rows, cols));
+        op_download_padded("gelu_bias_forward", out_mem, got, n);
         for (size_t i = 0; i < n; i++)
-            want[i] = gelu_ref(in[i]);
+            want[i] = gelu_ref(x[i]);
         /* Relative 1e-5: the erfc fit is good to 1.2e-7, exp to 3 ulp, and
          * z^2 rounds with relative 2^-24, i.e. 2.4e-6 at |x| = 9; the
          * absolute part only covers gelu(x) underflowing to 0. */
-        test_assert_close("gelu_forward", got, want, n, 1e-5, 1e-30);
+        test_assert_close("gelu_bias_forward", got, want, n, 1e-5, 1e-30);
 
-        TEST_OK(clgqa_gelu_backward(rt, op_view(din_mem), op_view(dout_mem), op_view(in_mem), n));
-        op_download_padded("gelu_backward", din_mem, got, n);
+        /* din starts non-zero: the backward stores, it does not add. */
+        TEST_OK(clgqa_gelu_bias_backward(rt, op_view(din_mem), op_view(dout_mem),
+                                         op_view(in_mem), op_view(bias_mem), rows, cols));
+        op_download_padded("gelu_bias_backward", din_mem, got, n);
         for (size_t i = 0; i < n; i++)
-            want[i] = din[i] + dout[i] * gelu_grad_ref(in[i]);
+            want[i] = dout[i] * gelu_grad_ref(x[i]);
         /* Phi + x phi cancels near its zero (x ~ -0.75), so the absolute
-         * error there is that of Phi (~1e-7); |din| <= 1 adds 6e-8. */
-        test_assert_close("gelu_backward", got, want, n, 1e-5, 1e-6);
+         * error there is that of Phi (~1e-7). */
+        test_assert_close("gelu_bias_backward", got, want, n, 1e-5, 1e-6);
 
-        /* In place forward (out aliases in). */
-        TEST_OK(clgqa_gelu_forward(rt, op_view(in_mem), op_view(in_mem), n));
-        op_download_padded("gelu in place", in_mem, got, n);
+        /* In place (din aliases dout, out aliases in). */
+        TEST_OK(clgqa_gelu_bias_backward(rt, op_view(dout_mem), op_view(dout_mem),
+                                         op_view(in_mem), op_view(bias_mem), rows, cols));
+        op_download_padded("gelu_bias_backward in place", dout_mem, got, n);
+        test_assert_close("gelu_bias_backward in place", got, want, n, 1e-5, 1e-6);
+        TEST_OK(clgqa_gelu_bias_forward(rt, op_view(in_mem), op_view(in_mem), op_view(bias_mem),
+                                        rows, cols));
+        op_download_padded("gelu_bias_forward in place", in_mem, got, n);
         for (size_t i = 0; i < n; i++)
-            want[i] = gelu_ref(in[i]);
-        test_assert_close("gelu in place", got, want, n, 1e-5, 1e-30);
+            want[i] = gelu_ref(x[i]);
+        test_assert_close("gelu_bias_forward in place", got, want, n, 1e-5, 1e-30);
 
-        clgqa_buffer_release(&in_mem);
+        cl_mem mems[] = {in_mem, out_mem, bias_mem, dout_mem, din_mem};
+        for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+            clgqa_buffer_release(&mems[i]);
+        free(in), free(bias), free(dout), free(din), free(got), free(want), free(x);
+    }
+}
+END_TEST
+
+/* out = residual + (out + bias): two roundings, each at most 2^-24 of the
+ * magnitudes involved, so the error is checked against 2.5e-7 x
+ * (|residual| + |out| + |bias|). */
+START_TEST(bias_residual_add_matches_reference) {
+    op_test_class(_i);
+    clgqa_runtime *rt = test_runtime();
+    for (size_t s = 0; s < SHAPE_COUNT; s++) {
+        size_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
+        float *out = test_random_array(n, -2, 2), *residual = test_random_array(n, -2, 2);
+        float *bias = test_random_array(cols, -1, 1), *got = op_floats(n);
+        double *want = op_doubles(n), *scale = op_doubles(n);
+        cl_mem out_mem = op_upload_padded(out, n), residual_mem = op_upload_padded(residual, n);
+        cl_mem bias_mem = op_upload_padded(bias, cols);
+        TEST_OK(clgqa_bias_residual_add(rt, op_view(out_mem), op_view(residual_mem),
+                                        op_view(bias_mem), rows, cols));
+        op_download_padded("bias_residual_add", out_mem, got, n);
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < cols; c++) {
+                size_t i = r * cols + c;
+                want[i] = (double)residual[i] + out[i] + bias[c];
+                scale[i] = fabs(residual[i]) + fabs(out[i]) + fabs(bias[c]);
+            }
+        op_assert_close_scaled("bias_residual_add", got, want, scale, n, ONE_ROUNDING);
         clgqa_buffer_release(&out_mem);
-        clgqa_buffer_release(&dout_mem);
-        clgqa_buffer_release(&din_mem);
-        free(in);
-        free(dout);
-        free(din);
-        free(got);
-        free(want);
+        clgqa_buffer_release(&residual_mem);
+        clgqa_buffer_release(&bias_mem);
+        free(out), free(residual), free(bias), free(got), free(want), free(scale);
     }
 }
 END_TEST
@@ -240,9 +293,10 @@ int main(void) {
     tcase_add_test(tc, fill_sets_every_element);
     tcase_add_test(tc, copy_moves_every_element);
     tcase_add_test(tc, scale_add_accumulate_match_reference);
-    tcase_add_test(tc, bias_add_matches_reference);
+    tcase_add_loop_test(tc, bias_add_matches_reference, 0, OP_TEST_CLASSES);
     tcase_add_test(tc, gelu_reference_gradient_matches_finite_differences);
-    tcase_add_test(tc, gelu_forward_and_backward_match_reference);
+    tcase_add_loop_test(tc, gelu_bias_forward_and_backward_match_reference, 0, OP_TEST_CLASSES);
+    tcase_add_loop_test(tc, bias_residual_add_matches_reference, 0, OP_TEST_CLASSES);
     tcase_add_test(tc, bad_views_are_refused);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);

@@ -11,6 +11,15 @@ static size_t elementwise_local(clgqa_runtime *rt, cl_kernel k) {
     return clgqa_work_group_size(rt, k, 256);
 }
 
+/* Launch a (c, r) kernel over rows x cols: a group spans the columns (up to
+ * its size, a power of two covering cols) and as many rows as fit. */
+static clgqa_status launch_columns_rows(clgqa_runtime *rt, cl_kernel k, size_t rows, size_t cols) {
+    size_t local = elementwise_local(rt, k), columns = 1;
+    while (columns < cols && columns < local)
+        columns *= 2;
+    return clgqa_launch_2d(rt, k, cols, rows, columns, local / columns);
+}
+
 /* ---- fill and copy ---- */
 
 clgqa_status clgqa_fill(clgqa_runtime *rt, clgqa_view x, size_t n, float value) {
@@ -90,53 +99,89 @@ clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src,
 
 /* ---- bias add (its gradient, a column sum, is in reduce.c) ---- */
 
+/* rows x cols elements of each of the `count` matrix operands, and the bias
+ * of cols; *n = rows * cols (0: nothing to do). */
+static clgqa_status check_bias_op(const char *op, size_t rows, size_t cols, size_t *n,
+                                  const char *const names[], const clgqa_view views[],
+                                  int count, clgqa_view bias) {
+    CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, n));
+    if (*n == 0)
+        return CLGQA_OK;
+    for (int i = 0; i < count; i++)
+        CLGQA_TRY(clgqa_check_view(op, names[i], views[i], *n, sizeof(float)));
+    return clgqa_check_view(op, "bias", bias, cols, sizeof(float));
+}
+
+
 clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
                             size_t cols) {
     size_t n;
-    CLGQA_TRY(clgqa_matrix_elements("clgqa_bias_add", rows, cols, &n));
+    CLGQA_TRY(check_bias_op("clgqa_bias_add", rows, cols, &n, (const char *const[]){"x"},
+                            (const clgqa_view[]){x}, 1, bias));
     if (n == 0)
         return CLGQA_OK;
-    CLGQA_TRY(clgqa_check_view("clgqa_bias_add", "x", x, n, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view("clgqa_bias_add", "bias", bias, cols, sizeof(float)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "bias_add", &k));
     CLGQA_TRY(clgqa_set_view_arg(k, 0, x));
     CLGQA_TRY(clgqa_set_view_arg(k, 2, bias));
     CLGQA_TRY(clgqa_set_uint_arg(k, 4, rows));
     CLGQA_TRY(clgqa_set_uint_arg(k, 5, cols));
-    size_t local = elementwise_local(rt, k), columns = 1;
-    while (columns < cols && columns < local)
-        columns *= 2;
-    return clgqa_launch_2d(rt, k, cols, rows, columns, local / columns);
+    return launch_columns_rows(rt, k, rows, cols);
 }
 
-/* ---- GELU ---- */
-
-clgqa_status clgqa_gelu_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in, size_t n) {
+clgqa_status clgqa_bias_residual_add(clgqa_runtime *rt, clgqa_view out, clgqa_view residual,
+                                     clgqa_view bias, size_t rows, size_t cols) {
+    size_t n;
+    CLGQA_TRY(check_bias_op("clgqa_bias_residual_add", rows, cols, &n,
+                            (const char *const[]){"out", "residual"},
+                            (const clgqa_view[]){out, residual}, 2, bias));
     if (n == 0)
         return CLGQA_OK;
-    CLGQA_TRY(clgqa_check_view("clgqa_gelu_forward", "out", out, n, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view("clgqa_gelu_forward", "in", in, n, sizeof(float)));
     cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "gelu_forward", &k));
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "bias_residual_add", &k));
+    CLGQA_TRY(clgqa_set_view_arg(k, 0, out));
+    CLGQA_TRY(clgqa_set_view_arg(k, 2, residual));
+    CLGQA_TRY(clgqa_set_view_arg(k, 4, bias));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 6, rows));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 7, cols));
+    return launch_columns_rows(rt, k, rows, cols);
+}
+
+/* ---- bias + GELU ---- */
+
+clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
+                                     clgqa_view bias, size_t rows, size_t cols) {
+    size_t n;
+    CLGQA_TRY(check_bias_op("clgqa_gelu_bias_forward", rows, cols, &n,
+                            (const char *const[]){"out", "in"}, (const clgqa_view[]){out, in}, 2,
+                            bias));
+    if (n == 0)
+        return CLGQA_OK;
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "gelu_bias_forward", &k));
     CLGQA_TRY(clgqa_set_view_arg(k, 0, out));
     CLGQA_TRY(clgqa_set_view_arg(k, 2, in));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 4, n));
-    return clgqa_launch_1d(rt, k, n, elementwise_local(rt, k));
+    CLGQA_TRY(clgqa_set_view_arg(k, 4, bias));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 6, rows));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 7, cols));
+    return launch_columns_rows(rt, k, rows, cols);
 }
 
-clgqa_status clgqa_gelu_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view dout,
-                                 clgqa_view in, size_t n) {
+clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view dout,
+                                      clgqa_view in, clgqa_view bias, size_t rows, size_t cols) {
+    size_t n;
+    CLGQA_TRY(check_bias_op("clgqa_gelu_bias_backward", rows, cols, &n,
+                            (const char *const[]){"din", "dout", "in"},
+                            (const clgqa_view[]){din, dout, in}, 3, bias));
     if (n == 0)
         return CLGQA_OK;
-    CLGQA_TRY(clgqa_check_view("clgqa_gelu_backward", "din", din, n, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view("clgqa_gelu_backward", "dout", dout, n, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view("clgqa_gelu_backward", "in", in, n, sizeof(float)));
     cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "gelu_backward", &k));
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "gelu_bias_backward", &k));
     CLGQA_TRY(clgqa_set_view_arg(k, 0, din));
     CLGQA_TRY(clgqa_set_view_arg(k, 2, dout));
     CLGQA_TRY(clgqa_set_view_arg(k, 4, in));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 6, n));
-    return clgqa_launch_1d(rt, k, n, elementwise_local(rt, k));
+    CLGQA_TRY(clgqa_set_view_arg(k, 6, bias));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 8, rows));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 9, cols));
+    return launch_columns_rows(rt, k, rows, cols);
 }

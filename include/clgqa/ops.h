@@ -4,8 +4,8 @@
  *
  * Conventions: float32, row-major; sizes in elements; views carry element
  * offsets. Backward ops ACCUMULATE (+=) into every gradient they produce
- * (input and parameter gradients alike); the trainer zeroes gradients at the
- * start of a step. Out-of-place forward ops may alias out and in unless
+ * (input and parameter gradients alike; clgqa_gelu_bias_backward excepted);
+ * the trainer zeroes gradients at the start of a step. Out-of-place forward ops may alias out and in unless
  * noted. All launches are asynchronous on rt->queue. */
 #ifndef CLGQA_OPS_H
 #define CLGQA_OPS_H
@@ -18,18 +18,26 @@ clgqa_status clgqa_fill_int(clgqa_runtime *rt, clgqa_view x, size_t n, int value
 clgqa_status clgqa_copy(clgqa_runtime *rt, clgqa_view dst, clgqa_view src, size_t n);
 /* x *= alpha */
 clgqa_status clgqa_scale(clgqa_runtime *rt, clgqa_view x, size_t n, float alpha);
-/* out = a + b (residual add; out may alias a or b) */
+/* out = a + b (out may alias a or b) */
 clgqa_status clgqa_add(clgqa_runtime *rt, clgqa_view out, clgqa_view a, clgqa_view b, size_t n);
 /* dst += src */
 clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src, size_t n);
 /* x[r, c] += bias[c] */
 clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
                             size_t cols);
-/* Exact GELU: out = x * 0.5 * (1 + erf(x / sqrt(2))) */
-clgqa_status clgqa_gelu_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in, size_t n);
-/* din += dout * gelu'(in) */
-clgqa_status clgqa_gelu_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view dout,
-                                 clgqa_view in, size_t n);
+/* out[r, c] = residual[r, c] + (out[r, c] + bias[c]): a Linear's bias and
+ * the residual add after its GEMM (out holds x W^T). */
+clgqa_status clgqa_bias_residual_add(clgqa_runtime *rt, clgqa_view out, clgqa_view residual,
+                                     clgqa_view bias, size_t rows, size_t cols);
+/* Exact GELU of a Linear's output and bias: out[r, c] = gelu(in[r, c] +
+ * bias[c]), gelu(x) = x * 0.5 * (1 + erf(x / sqrt(2))); out may alias in. */
+clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
+                                     clgqa_view bias, size_t rows, size_t cols);
+/* din[r, c] = dout[r, c] * gelu'(in[r, c] + bias[c]). Unlike the other
+ * backward ops it STORES din (it is the only gradient of that tensor), so
+ * din needs no zero fill; din may alias dout. */
+clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view dout,
+                                      clgqa_view in, clgqa_view bias, size_t rows, size_t cols);
 
 /* ---- layernorm.cl ---- */
 /* Per row of `cols`: out = (in - mean) * rstd * weight + bias; saves mean and
