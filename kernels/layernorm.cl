@@ -4,6 +4,12 @@
  * each work-item strides over the row and partial results are combined by a
  * fixed tree in local memory, so results never depend on scheduling. */
 
+/* Rows are read as float4 where every row starts 16-byte aligned (the
+ * launcher passes quads = cols / 4 then, 0 otherwise): work-item k takes
+ * quads k, k + size, ... and then the scalar elements from 4 * quads on.
+ * Each quad's lanes add in a fixed order, so sums stay deterministic. */
+static float quad_sum(const float4 v) { return (v.x + v.y) + (v.z + v.w); }
+
 /* out = (in - mean) * rstd * weight + bias, with the variance from a second
  * pass over (in - mean)^2 (no cancellation as with E[x^2] - mean^2). */
 __kernel void layernorm_forward(__global float *out, const uint out_off, __global float *mean,
@@ -11,27 +17,39 @@ __kernel void layernorm_forward(__global float *out, const uint out_off, __globa
                                 __global const float *in, const uint in_off,
                                 __global const float *weight, const uint weight_off,
                                 __global const float *bias, const uint bias_off, const uint cols,
-                                const float eps, __local float *scratch) {
+                                const uint quads, const float eps, __local float *scratch) {
     const uint row = get_group_id(0), lid = get_local_id(0), size = get_local_size(0);
     __global const float *x = in + in_off + row * cols;
+    __global const float *w = weight + weight_off, *b = bias + bias_off;
     __global float *y = out + out_off + row * cols;
+    __global const float4 *x4 = (__global const float4 *)x, *w4 = (__global const float4 *)w,
+                          *b4 = (__global const float4 *)b;
+    __global float4 *y4 = (__global float4 *)y;
 
     float sum = 0.0f;
-    for (uint c = lid; c < cols; c += size)
+    for (uint q = lid; q < quads; q += size)
+        sum += quad_sum(x4[q]);
+    for (uint c = 4 * quads + lid; c < cols; c += size)
         sum += x[c];
     const float row_mean = group_sum(scratch, sum) / cols;
 
     float squares = 0.0f;
-    for (uint c = lid; c < cols; c += size) {
+    for (uint q = lid; q < quads; q += size) {
+        const float4 d = x4[q] - row_mean;
+        squares += quad_sum(d * d);
+    }
+    for (uint c = 4 * quads + lid; c < cols; c += size) {
         const float d = x[c] - row_mean;
         squares += d * d;
     }
     const float row_rstd = rsqrt(group_sum(scratch, squares) / cols + eps);
 
     /* `out` may alias `in`: every read of the row happened before the
-     * barriers in group_sum. */
-    for (uint c = lid; c < cols; c += size)
-        y[c] = (x[c] - row_mean) * row_rstd * weight[weight_off + c] + bias[bias_off + c];
+     * barriers in group_sum, except this pass's own element. */
+    for (uint q = lid; q < quads; q += size)
+        y4[q] = (x4[q] - row_mean) * row_rstd * w4[q] + b4[q];
+    for (uint c = 4 * quads + lid; c < cols; c += size)
+        y[c] = (x[c] - row_mean) * row_rstd * w[c] + b[c];
     if (lid == 0) {
         mean[mean_off + row] = row_mean;
         rstd[rstd_off + row] = row_rstd;
@@ -39,32 +57,49 @@ __kernel void layernorm_forward(__global float *out, const uint out_off, __globa
 }
 
 /* din += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight,
- * xhat = (in - mean) * rstd. One work-group per row. */
+ * xhat = (in - mean) * rstd. One work-group per row, float4 as above. */
 __kernel void layernorm_backward_input(__global float *din, const uint din_off,
                                        __global const float *dout, const uint dout_off,
                                        __global const float *in, const uint in_off,
                                        __global const float *mean, const uint mean_off,
                                        __global const float *rstd, const uint rstd_off,
                                        __global const float *weight, const uint weight_off,
-                                       const uint cols, __local float *scratch) {
+                                       const uint cols, const uint quads,
+                                       __local float *scratch) {
     const uint row = get_group_id(0), lid = get_local_id(0), size = get_local_size(0);
-    const uint base = row * cols;
+    __global const float *dy = dout + dout_off + row * cols, *x = in + in_off + row * cols;
+    __global const float *w = weight + weight_off;
+    __global float *dx = din + din_off + row * cols;
+    __global const float4 *dy4 = (__global const float4 *)dy, *x4 = (__global const float4 *)x,
+                          *w4 = (__global const float4 *)w;
+    __global float4 *dx4 = (__global float4 *)dx;
     const float row_mean = mean[mean_off + row], row_rstd = rstd[rstd_off + row];
 
     float g_sum = 0.0f, g_xhat_sum = 0.0f;
-    for (uint c = lid; c < cols; c += size) {
-        const float g = dout[dout_off + base + c] * weight[weight_off + c];
-        const float xhat = (in[in_off + base + c] - row_mean) * row_rstd;
+    for (uint q = lid; q < quads; q += size) {
+        const float4 g = dy4[q] * w4[q];
+        const float4 xhat = (x4[q] - row_mean) * row_rstd;
+        g_sum += quad_sum(g);
+        g_xhat_sum += quad_sum(g * xhat);
+    }
+    for (uint c = 4 * quads + lid; c < cols; c += size) {
+        const float g = dy[c] * w[c];
+        const float xhat = (x[c] - row_mean) * row_rstd;
         g_sum += g;
         g_xhat_sum += g * xhat;
     }
     const float g_mean = group_sum(scratch, g_sum) / cols;
     const float g_xhat_mean = group_sum(scratch, g_xhat_sum) / cols;
 
-    for (uint c = lid; c < cols; c += size) {
-        const float g = dout[dout_off + base + c] * weight[weight_off + c];
-        const float xhat = (in[in_off + base + c] - row_mean) * row_rstd;
-        din[din_off + base + c] += row_rstd * (g - g_mean - xhat * g_xhat_mean);
+    for (uint q = lid; q < quads; q += size) {
+        const float4 g = dy4[q] * w4[q];
+        const float4 xhat = (x4[q] - row_mean) * row_rstd;
+        dx4[q] += row_rstd * (g - g_mean - xhat * g_xhat_mean);
+    }
+    for (uint c = 4 * quads + lid; c < cols; c += size) {
+        const float g = dy[c] * w[c];
+        const float xhat = (x[c] - row_mean) * row_rstd;
+        dx[c] += row_rstd * (g - g_mean - xhat * g_xhat_mean);
     }
 }
 

@@ -4,6 +4,18 @@
 
 #define FAMILY "layernorm"
 
+/* The float4 count per row when every row of every operand starts 16-byte
+ * aligned (cols and all offsets multiples of 4; buffers themselves are
+ * aligned), else 0: the kernels then read scalars only. */
+static size_t quads_per_row(size_t cols, const clgqa_view *views, int count) {
+    if (cols % 4)
+        return 0;
+    for (int i = 0; i < count; i++)
+        if (views[i].offset % 4)
+            return 0;
+    return cols / 4;
+}
+
 clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view mean,
                                      clgqa_view rstd, clgqa_view in, clgqa_view weight,
                                      clgqa_view bias, size_t rows, size_t cols, float eps) {
@@ -25,7 +37,7 @@ clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_view out, clgqa_vi
     CLGQA_TRY(clgqa_check_view(op, "bias", bias, cols, sizeof(float)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "layernorm_forward", &k));
-    size_t local = clgqa_row_group_size(rt, k, cols);
+    size_t local = clgqa_row_group_size(rt, k, (cols + 3) / 4); /* a float4 each */
     CLGQA_TRY(clgqa_set_view_arg(k, 0, out));
     CLGQA_TRY(clgqa_set_view_arg(k, 2, mean));
     CLGQA_TRY(clgqa_set_view_arg(k, 4, rstd));
@@ -33,8 +45,10 @@ clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_view out, clgqa_vi
     CLGQA_TRY(clgqa_set_view_arg(k, 8, weight));
     CLGQA_TRY(clgqa_set_view_arg(k, 10, bias));
     CLGQA_TRY(clgqa_set_uint_arg(k, 12, cols));
-    CLGQA_TRY(CLGQA_ARG(k, 13, eps));
-    CLGQA_TRY(clgqa_set_local_arg(k, 14, local * sizeof(float)));
+    const clgqa_view rows_read[] = {out, in, weight, bias};
+    CLGQA_TRY(clgqa_set_uint_arg(k, 13, quads_per_row(cols, rows_read, 4)));
+    CLGQA_TRY(CLGQA_ARG(k, 14, eps));
+    CLGQA_TRY(clgqa_set_local_arg(k, 15, local * sizeof(float)));
     return clgqa_launch_1d(rt, k, rows * local, local);
 }
 
@@ -58,7 +72,7 @@ clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
 
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "layernorm_backward_input", &k));
-    size_t local = clgqa_row_group_size(rt, k, cols);
+    size_t local = clgqa_row_group_size(rt, k, (cols + 3) / 4); /* a float4 each */
     CLGQA_TRY(clgqa_set_view_arg(k, 0, din));
     CLGQA_TRY(clgqa_set_view_arg(k, 2, dout));
     CLGQA_TRY(clgqa_set_view_arg(k, 4, in));
@@ -66,7 +80,9 @@ clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
     CLGQA_TRY(clgqa_set_view_arg(k, 8, rstd));
     CLGQA_TRY(clgqa_set_view_arg(k, 10, weight));
     CLGQA_TRY(clgqa_set_uint_arg(k, 12, cols));
-    CLGQA_TRY(clgqa_set_local_arg(k, 13, local * sizeof(float)));
+    const clgqa_view rows_read[] = {din, dout, in, weight};
+    CLGQA_TRY(clgqa_set_uint_arg(k, 13, quads_per_row(cols, rows_read, 4)));
+    CLGQA_TRY(clgqa_set_local_arg(k, 14, local * sizeof(float)));
     CLGQA_TRY(clgqa_launch_1d(rt, k, rows * local, local));
 
     /* Parameter gradients: column sums over the rows (ops/op_args.h). With

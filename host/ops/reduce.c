@@ -1,6 +1,8 @@
 /* Launchers for kernels/reduce.cl: sums of vectors and column sums (bias
  * gradients), and the column-sum plan and scratch the LayerNorm parameter
  * gradients share (ops/op_args.h). */
+#include <stdlib.h>
+
 #include "clgqa/ops.h"
 #include "ops/op_args.h"
 
@@ -19,9 +21,15 @@ clgqa_status clgqa_scratch(clgqa_runtime *rt, size_t floats, clgqa_view *out) {
         rt->scratch_bytes = 0;
         CLGQA_TRY(clgqa_buffer_create(rt, grown, &rt->scratch));
         rt->scratch_bytes = grown;
-        /* Written once so that no kernel ever reads uninitialised memory
-         * (Oclgrind checks), even though every partial is stored first. */
-        CLGQA_TRY(clgqa_fill(rt, clgqa_view_at(rt->scratch, 0), grown / sizeof(float), 0.0f));
+        /* Written whole from the host once: Oclgrind 21.10 misreports
+         * kernel-written fresh buffers that reuse a freed buffer's address
+         * as uninitialised, and a fill does not prevent it. */
+        float *zeros = calloc(grown, 1);
+        if (!zeros)
+            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
+        clgqa_status status = clgqa_buffer_write(rt, rt->scratch, 0, grown, zeros);
+        free(zeros);
+        CLGQA_TRY(status);
     }
     *out = clgqa_view_at(rt->scratch, 0);
     return CLGQA_OK;

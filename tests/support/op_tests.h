@@ -12,8 +12,11 @@
 
 #include "support/test_util.h"
 
-/* Elements of guard band on each side of a padded tensor (odd on purpose). */
+/* Elements of guard band on each side of a padded tensor: odd on purpose,
+ * so tensors sit at unaligned offsets; a suite sets op_test_pad to 4 to run
+ * the float4 paths that aligned tensors take. */
 #define OP_TEST_PAD 3
+static size_t op_test_pad = OP_TEST_PAD;
 /* Guard values: no op in these suites produces them from their inputs. */
 #define OP_TEST_GUARD (-7777.25f)
 #define OP_TEST_GUARD_INT (-77777)
@@ -41,15 +44,15 @@ static inline const char *op_test_class(int i) {
 }
 
 /* A buffer [guard x PAD | host[0..n) | guard x PAD]; the tensor's view is
- * clgqa_view_at(mem, OP_TEST_PAD). host NULL leaves the tensor all guard. */
+ * clgqa_view_at(mem, op_test_pad). host NULL leaves the tensor all guard. */
 static inline cl_mem op_upload_padded(const float *host, size_t n) {
-    size_t total = n + 2 * OP_TEST_PAD;
+    size_t total = n + 2 * op_test_pad;
     float *buf = malloc(total * sizeof *buf);
     ck_assert_ptr_nonnull(buf);
     for (size_t i = 0; i < total; i++)
         buf[i] = OP_TEST_GUARD;
     if (host)
-        memcpy(buf + OP_TEST_PAD, host, n * sizeof *buf);
+        memcpy(buf + op_test_pad, host, n * sizeof *buf);
     cl_mem mem = test_upload(buf, total);
     free(buf);
     return mem;
@@ -59,56 +62,56 @@ static inline cl_mem op_upload_padded(const float *host, size_t n) {
  * buffer is written: Oclgrind 21.10 mis-tracks which bytes a write at an
  * offset initialises. */
 static inline void op_write_padded(cl_mem mem, const float *host, size_t n) {
-    size_t total = n + 2 * OP_TEST_PAD;
+    size_t total = n + 2 * op_test_pad;
     float *buf = malloc(total * sizeof *buf);
     ck_assert_ptr_nonnull(buf);
     for (size_t i = 0; i < total; i++)
         buf[i] = OP_TEST_GUARD;
-    memcpy(buf + OP_TEST_PAD, host, n * sizeof *buf);
+    memcpy(buf + op_test_pad, host, n * sizeof *buf);
     TEST_OK(clgqa_buffer_write(test_runtime(), mem, 0, total * sizeof *buf, buf));
     free(buf);
 }
 
 static inline cl_mem op_upload_padded_int(const int32_t *host, size_t n) {
-    size_t total = n + 2 * OP_TEST_PAD;
+    size_t total = n + 2 * op_test_pad;
     int32_t *buf = malloc(total * sizeof *buf);
     ck_assert_ptr_nonnull(buf);
     for (size_t i = 0; i < total; i++)
         buf[i] = OP_TEST_GUARD_INT;
     if (host)
-        memcpy(buf + OP_TEST_PAD, host, n * sizeof *buf);
+        memcpy(buf + op_test_pad, host, n * sizeof *buf);
     cl_mem mem = test_upload_int(buf, total);
     free(buf);
     return mem;
 }
 
-static inline clgqa_view op_view(cl_mem mem) { return clgqa_view_at(mem, OP_TEST_PAD); }
+static inline clgqa_view op_view(cl_mem mem) { return clgqa_view_at(mem, op_test_pad); }
 
 /* Read the tensor back into host[0..n), asserting the guard bands are intact. */
 static inline void op_download_padded(const char *what, cl_mem mem, float *host, size_t n) {
-    size_t total = n + 2 * OP_TEST_PAD;
+    size_t total = n + 2 * op_test_pad;
     float *buf = malloc(total * sizeof *buf);
     ck_assert_ptr_nonnull(buf);
     test_download(mem, buf, total);
-    for (size_t i = 0; i < OP_TEST_PAD; i++) {
+    for (size_t i = 0; i < op_test_pad; i++) {
         ck_assert_msg(buf[i] == OP_TEST_GUARD, "%s: guard before the tensor overwritten", what);
         ck_assert_msg(buf[total - 1 - i] == OP_TEST_GUARD, "%s: guard after the tensor overwritten",
                       what);
     }
-    memcpy(host, buf + OP_TEST_PAD, n * sizeof *buf);
+    memcpy(host, buf + op_test_pad, n * sizeof *buf);
     free(buf);
 }
 
 static inline void op_download_padded_int(const char *what, cl_mem mem, int32_t *host, size_t n) {
-    size_t total = n + 2 * OP_TEST_PAD;
+    size_t total = n + 2 * op_test_pad;
     int32_t *buf = malloc(total * sizeof *buf);
     ck_assert_ptr_nonnull(buf);
     test_download_int(mem, buf, total);
-    for (size_t i = 0; i < OP_TEST_PAD; i++) {
+    for (size_t i = 0; i < op_test_pad; i++) {
         ck_assert_msg(buf[i] == OP_TEST_GUARD_INT && buf[total - 1 - i] == OP_TEST_GUARD_INT,
                       "%s: guard band overwritten", what);
     }
-    memcpy(host, buf + OP_TEST_PAD, n * sizeof *buf);
+    memcpy(host, buf + op_test_pad, n * sizeof *buf);
     free(buf);
 }
 
