@@ -7,8 +7,14 @@
 /* Rows are read as float4 where every row starts 16-byte aligned (the
  * launcher passes quads = cols / 4 then, 0 otherwise): work-item k takes
  * quads k, k + size, ... and then the scalar elements from 4 * quads on.
- * Each quad's lanes add in a fixed order, so sums stay deterministic. */
+ * Sums add a quad's lanes one by one in a fixed order, so they stay
+ * deterministic; they use scalar arithmetic on the loaded lanes because
+ * Oclgrind 21.10 crashes on reductions of vector arithmetic. */
 static float quad_sum(const float4 v) { return (v.x + v.y) + (v.z + v.w); }
+static float squared_deviation(const float x, const float mean) {
+    const float d = x - mean;
+    return d * d;
+}
 
 /* out = (in - mean) * rstd * weight + bias, with the variance from a second
  * pass over (in - mean)^2 (no cancellation as with E[x^2] - mean^2). */
@@ -35,13 +41,12 @@ __kernel void layernorm_forward(__global float *out, const uint out_off, __globa
 
     float squares = 0.0f;
     for (uint q = lid; q < quads; q += size) {
-        const float4 d = x4[q] - row_mean;
-        squares += quad_sum(d * d);
+        const float4 v = x4[q];
+        squares += (squared_deviation(v.x, row_mean) + squared_deviation(v.y, row_mean)) +
+                   (squared_deviation(v.z, row_mean) + squared_deviation(v.w, row_mean));
     }
-    for (uint c = 4 * quads + lid; c < cols; c += size) {
-        const float d = x[c] - row_mean;
-        squares += d * d;
-    }
+    for (uint c = 4 * quads + lid; c < cols; c += size)
+        squares += squared_deviation(x[c], row_mean);
     const float row_rstd = rsqrt(group_sum(scratch, squares) / cols + eps);
 
     /* `out` may alias `in`: every read of the row happened before the
@@ -54,6 +59,15 @@ __kernel void layernorm_forward(__global float *out, const uint out_off, __globa
         mean[mean_off + row] = row_mean;
         rstd[rstd_off + row] = row_rstd;
     }
+}
+
+/* g = dout * weight and g * xhat, xhat = (in - mean) * rstd, of one element,
+ * added to the row's two sums. */
+static void add_g_terms(const float dy, const float w, const float x, const float mean,
+                        const float rstd, float *g_sum, float *g_xhat_sum) {
+    const float g = dy * w;
+    *g_sum += g;
+    *g_xhat_sum += g * ((x - mean) * rstd);
 }
 
 /* din += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight,
@@ -77,17 +91,14 @@ __kernel void layernorm_backward_input(__global float *din, const uint din_off,
 
     float g_sum = 0.0f, g_xhat_sum = 0.0f;
     for (uint q = lid; q < quads; q += size) {
-        const float4 g = dy4[q] * w4[q];
-        const float4 xhat = (x4[q] - row_mean) * row_rstd;
-        g_sum += quad_sum(g);
-        g_xhat_sum += quad_sum(g * xhat);
+        const float4 dyq = dy4[q], wq = w4[q], xq = x4[q];
+        add_g_terms(dyq.x, wq.x, xq.x, row_mean, row_rstd, &g_sum, &g_xhat_sum);
+        add_g_terms(dyq.y, wq.y, xq.y, row_mean, row_rstd, &g_sum, &g_xhat_sum);
+        add_g_terms(dyq.z, wq.z, xq.z, row_mean, row_rstd, &g_sum, &g_xhat_sum);
+        add_g_terms(dyq.w, wq.w, xq.w, row_mean, row_rstd, &g_sum, &g_xhat_sum);
     }
-    for (uint c = 4 * quads + lid; c < cols; c += size) {
-        const float g = dy[c] * w[c];
-        const float xhat = (x[c] - row_mean) * row_rstd;
-        g_sum += g;
-        g_xhat_sum += g * xhat;
-    }
+    for (uint c = 4 * quads + lid; c < cols; c += size)
+        add_g_terms(dy[c], w[c], x[c], row_mean, row_rstd, &g_sum, &g_xhat_sum);
     const float g_mean = group_sum(scratch, g_sum) / cols;
     const float g_xhat_mean = group_sum(scratch, g_xhat_sum) / cols;
 
