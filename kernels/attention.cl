@@ -184,13 +184,41 @@ __kernel void kv_grads(__global float *dk, const uint dk_off, __global float *dv
 
 /* Copies rows first .. first + n - 1 of a strided tensor (HEAD_DIM columns
  * from `base`, `stride` apart, times `scale`) into a [TILE, HEAD_DIM] local
- * tile, the work-group's items taking consecutive elements. */
+ * tile and zeros its rows n .. TILE - 1, the work-group's items taking
+ * consecutive elements. The loops over a tile then run TILE times (a
+ * constant, so the compiler can unroll them and keep the scores in
+ * registers) and mask the rows past n. */
 static void load_tile(__local float *tile, __global const float *base, const uint stride,
                       const uint first, const uint n, const float scale) {
-    for (uint e = get_local_id(0); e < n * HEAD_DIM; e += get_local_size(0)) {
+    for (uint e = get_local_id(0); e < TILE * HEAD_DIM; e += get_local_size(0)) {
         const uint t = e / HEAD_DIM, c = e - t * HEAD_DIM;
-        tile[e] = scale * base[(size_t)(first + t) * stride + c];
+        tile[e] = t < n ? scale * base[(size_t)(first + t) * stride + c] : 0.0f;
     }
+}
+
+/* Where a work-item of a query-tile work-group stands: group (b*H + h) *
+ * query_tiles + tile, query row p = tile * local size + local id; rows past
+ * P (valid 0) read row P - 1 so that they can join the loads and barriers;
+ * j = kv_map[h] is the key/value head. */
+typedef struct query_row {
+    uint bh, b, h, j, p;
+    int valid;
+    size_t row; /* token row b*P + p of q, out, dout */
+} query_row;
+
+static query_row query_tile_row(__global const int *kv_map, const uint tokens, const uint heads,
+                                const uint query_tiles) {
+    query_row r;
+    const uint group = get_group_id(0);
+    r.bh = group / query_tiles;
+    const uint tile = group - r.bh * query_tiles;
+    r.b = r.bh / heads;
+    r.h = r.bh - r.b * heads;
+    r.j = (uint)kv_map[r.h];
+    r.p = tile * get_local_size(0) + get_local_id(0);
+    r.valid = r.p < tokens;
+    r.row = (size_t)r.b * tokens + (r.valid ? r.p : tokens - 1);
+    return r;
 }
 
 /* Forward, one work-group per (sample b, query head h, query tile), one
@@ -205,13 +233,10 @@ __kernel void attention_tiled(__global float *out, const uint out_off,
                               __global const int *kv_map, const uint kv_map_off,
                               const uint tokens, const uint heads, const uint query_tiles,
                               const float scale, __local float *k_tile, __local float *v_tile) {
-    const uint group = get_group_id(0);
-    const uint bh = group / query_tiles, tile = group - bh * query_tiles;
-    const uint b = bh / heads, h = bh - b * heads;
-    const uint j = (uint)kv_map[kv_map_off + h];
-    const uint p = tile * get_local_size(0) + get_local_id(0);
-    const int valid = p < tokens;
-    const size_t row = (size_t)b * tokens + (valid ? p : tokens - 1);
+    const query_row at = query_tile_row(kv_map + kv_map_off, tokens, heads, query_tiles);
+    const uint bh = at.bh, b = at.b, h = at.h, j = at.j, p = at.p;
+    const int valid = at.valid;
+    const size_t row = at.row;
     __global const float *qr = q + q_off + row * q_stride + h * HEAD_DIM;
     __global const float *kb = k + k_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
     __global const float *vb = v + v_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
@@ -228,19 +253,19 @@ __kernel void attention_tiled(__global float *out, const uint out_off,
         load_tile(v_tile, vb, kv_stride, t0, n, 1.0f);
         barrier(CLK_LOCAL_MEM_FENCE);
         float tile_top = top;
-        for (uint t = 0; t < n; t++) {
+        for (uint t = 0; t < TILE; t++) {
             float dot = 0.0f;
             for (uint c = 0; c < HEAD_DIM; c++)
                 dot += qs[c] * k_tile[t * HEAD_DIM + c];
-            s[t] = dot;
-            tile_top = fmax(tile_top, dot);
+            s[t] = t < n ? dot : -INFINITY;
+            tile_top = fmax(tile_top, s[t]);
         }
         const float rescale = exp(top - tile_top); /* 0 on the first tile */
         sum *= rescale;
         for (uint c = 0; c < HEAD_DIM; c++)
             acc[c] *= rescale;
-        for (uint t = 0; t < n; t++) {
-            const float e = exp(s[t] - tile_top);
+        for (uint t = 0; t < TILE; t++) {
+            const float e = exp(s[t] - tile_top); /* 0 past n */
             sum += e;
             for (uint c = 0; c < HEAD_DIM; c++)
                 acc[c] += e * v_tile[t * HEAD_DIM + c];
@@ -272,13 +297,10 @@ __kernel void attention_tiled_dq(__global float *dq, const uint dq_off,
                                  const uint tokens, const uint heads, const uint query_tiles,
                                  const float scale, __local float *k_tile,
                                  __local float *v_tile) {
-    const uint group = get_group_id(0);
-    const uint bh = group / query_tiles, tile = group - bh * query_tiles;
-    const uint b = bh / heads, h = bh - b * heads;
-    const uint j = (uint)kv_map[kv_map_off + h];
-    const uint p = tile * get_local_size(0) + get_local_id(0);
-    const int valid = p < tokens;
-    const size_t row = (size_t)b * tokens + (valid ? p : tokens - 1);
+    const query_row at = query_tile_row(kv_map + kv_map_off, tokens, heads, query_tiles);
+    const uint bh = at.bh, b = at.b, h = at.h, j = at.j, p = at.p;
+    const int valid = at.valid;
+    const size_t row = at.row;
     __global const float *qr = q + q_off + row * q_stride + h * HEAD_DIM;
     __global const float *gr = dout + dout_off + row * heads * HEAD_DIM + h * HEAD_DIM;
     __global const float *orow = out + out_off + row * heads * HEAD_DIM + h * HEAD_DIM;
@@ -299,13 +321,13 @@ __kernel void attention_tiled_dq(__global float *dq, const uint dq_off,
         load_tile(k_tile, kb, kv_stride, t0, n, 1.0f);
         load_tile(v_tile, vb, kv_stride, t0, n, 1.0f);
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint t = 0; t < n; t++) {
+        for (uint t = 0; t < TILE; t++) {
             float s = 0.0f, dp = 0.0f;
             for (uint c = 0; c < HEAD_DIM; c++) {
                 s += qs[c] * k_tile[t * HEAD_DIM + c];
                 dp += g[c] * v_tile[t * HEAD_DIM + c];
             }
-            const float ds = exp(s - row_lse) * (dp - d_row);
+            const float ds = t < n ? exp(s - row_lse) * (dp - d_row) : 0.0f;
             for (uint c = 0; c < HEAD_DIM; c++)
                 acc[c] += ds * k_tile[t * HEAD_DIM + c];
         }
@@ -367,18 +389,18 @@ __kernel void attention_tiled_dkv(__global float *dk, const uint dk_off,
             barrier(CLK_LOCAL_MEM_FENCE);
             load_tile(q_tile, qb, q_stride, p0, n, scale);
             load_tile(g_tile, gb, heads * HEAD_DIM, p0, n, 1.0f);
-            for (uint i = lid; i < n; i += wg) {
-                stats_tile[i] = lse[lse_off + stats_at + p0 + i];
-                stats_tile[TILE + i] = delta[delta_off + stats_at + p0 + i];
+            for (uint i = lid; i < TILE; i += wg) {
+                stats_tile[i] = i < n ? lse[lse_off + stats_at + p0 + i] : 0.0f;
+                stats_tile[TILE + i] = i < n ? delta[delta_off + stats_at + p0 + i] : 0.0f;
             }
             barrier(CLK_LOCAL_MEM_FENCE);
-            for (uint i = 0; i < n; i++) {
+            for (uint i = 0; i < TILE; i++) {
                 float s = 0.0f, dp = 0.0f;
                 for (uint c = 0; c < HEAD_DIM; c++) {
                     s += q_tile[i * HEAD_DIM + c] * kk[c];
                     dp += g_tile[i * HEAD_DIM + c] * vv[c];
                 }
-                const float pr = exp(s - stats_tile[i]);
+                const float pr = i < n ? exp(s - stats_tile[i]) : 0.0f;
                 const float ds = pr * (dp - stats_tile[TILE + i]);
                 for (uint c = 0; c < HEAD_DIM; c++) {
                     dv_acc[c] += pr * g_tile[i * HEAD_DIM + c];
