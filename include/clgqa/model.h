@@ -9,14 +9,16 @@
  *   cls_token [1,1,C], pos_embed [1,P,C],
  *   patch_embed.proj.weight [C,in_chans,p,p], patch_embed.proj.bias [C],
  *   blocks.{i}.norm1.weight/bias [C],
- *   blocks.{i}.attn.q.weight [C,C] / .bias [C],
- *   blocks.{i}.attn.k.weight [G*d,C] / .bias [G*d], blocks.{i}.attn.v.* alike,
+ *   blocks.{i}.attn.q.weight [C,C], attn.k.weight [G*d,C], attn.v.weight [G*d,C],
+ *   blocks.{i}.attn.q.bias [C], attn.k.bias [G*d], attn.v.bias [G*d],
  *   blocks.{i}.attn.proj.weight [C,C] / .bias [C],
  *   blocks.{i}.norm2.weight/bias [C],
  *   blocks.{i}.mlp.fc1.weight [4C,C] / .bias [4C],
  *   blocks.{i}.mlp.fc2.weight [C,4C] / .bias [C],
  *   norm.weight/bias [C], head.weight [classes,C] / head.bias [classes].
- * The table lists them in that order (the order of the flat buffer). The
+ * The table lists them in that order (the order of the flat buffer: the
+ * state_dict's, except that q, k, v weights and then their biases are
+ * adjacent, so the three projections are one GEMM). The
  * per-layer grouping state (DGQA `cache` and the split) is not a parameter:
  * see clgqa_model_read_grouping. */
 #ifndef CLGQA_MODEL_H
