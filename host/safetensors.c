@@ -3,6 +3,8 @@
 #include "clgqa/safetensors.h"
 
 #include "atomic_file.h"
+#include "clgqa/pth.h"
+#include "safetensors_internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -81,6 +83,8 @@ struct clgqa_safetensors {
     size_t count;
     char **meta_keys, **meta_values; /* sorted by key */
     size_t meta_count;
+    void **owned; /* blocks the tensors point into (.pth: inflated entries) */
+    size_t owned_count;
 };
 
 void clgqa_safetensors_close(clgqa_safetensors *file) {
@@ -95,6 +99,9 @@ void clgqa_safetensors_close(clgqa_safetensors *file) {
     free(file->tensors);
     free(file->meta_keys);
     free(file->meta_values);
+    for (size_t i = 0; i < file->owned_count; i++)
+        free(file->owned[i]);
+    free(file->owned);
     if (file->mapping)
         munmap(file->mapping, file->mapping_size);
     free(file->label);
@@ -346,6 +353,45 @@ clgqa_status clgqa_safetensors_parse(const void *bytes, size_t size, const char 
     return CLGQA_OK;
 }
 
+clgqa_status clgqa_safetensors_adopt(const char *label, const clgqa_safetensor *tensors, size_t count,
+                                     void **owned, size_t owned_count, clgqa_safetensors **out) {
+    *out = NULL;
+    clgqa_safetensors *file = NULL;
+    clgqa_status status = new_file(label, &file);
+    if (status == CLGQA_OK) {
+        file->tensors = calloc(count ? count : 1, sizeof *file->tensors);
+        file->owned = owned;
+        file->owned_count = owned_count;
+        if (!file->tensors)
+            status = clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "%s: no memory for %zu tensors", label, count);
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (status == CLGQA_OK)
+            file->tensors[file->count++].t = tensors[i];
+        else
+            free((char *)tensors[i].name);
+    }
+    if (!file) {
+        for (size_t i = 0; i < owned_count; i++)
+            free(owned[i]);
+        free(owned);
+        return status;
+    }
+    if (status == CLGQA_OK) {
+        qsort(file->tensors, file->count, sizeof *file->tensors, by_name);
+        for (size_t i = 1; i < file->count && status == CLGQA_OK; i++)
+            if (strcmp(file->tensors[i - 1].t.name, file->tensors[i].t.name) == 0)
+                status = clgqa_fail(CLGQA_ERR_FORMAT, "%s: tensor '%s' appears twice", label,
+                                    file->tensors[i].t.name);
+    }
+    if (status != CLGQA_OK) {
+        clgqa_safetensors_close(file);
+        return status;
+    }
+    *out = file;
+    return CLGQA_OK;
+}
+
 clgqa_status clgqa_safetensors_open(const char *path, clgqa_safetensors **out) {
     *out = NULL;
     int fd = open(path, O_RDONLY);
@@ -377,9 +423,26 @@ clgqa_status clgqa_safetensors_open(const char *path, clgqa_safetensors **out) {
         munmap(mapping, size);
         return status;
     }
+    if (clgqa_pth_is_zip(mapping, size)) {
+        clgqa_safetensors_close(file);
+        status = clgqa_pth_parse(mapping, size, path, &file);
+        if (status != CLGQA_OK) {
+            munmap(mapping, size);
+            return status;
+        }
+        file->mapping = mapping;
+        file->mapping_size = size;
+        *out = file;
+        return CLGQA_OK;
+    }
     file->mapping = mapping;
     file->mapping_size = size;
-    status = parse_header(file, mapping, size);
+    if (clgqa_pth_is_legacy(mapping, size))
+        status = clgqa_fail(CLGQA_ERR_FORMAT, "%s is a PyTorch file in the legacy format (torch < 1.6, or "
+                            "_use_new_zipfile_serialization=False), which clgqa does not read: re-save it "
+                            "with torch >= 1.6: torch.save(torch.load(path), 'new.pth')", path);
+    else
+        status = parse_header(file, mapping, size);
     if (status != CLGQA_OK) {
         clgqa_safetensors_close(file);
         return status;

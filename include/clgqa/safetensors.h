@@ -59,7 +59,9 @@ typedef struct clgqa_safetensor {
 
 typedef struct clgqa_safetensors clgqa_safetensors;
 
-/* Open and validate a file (memory-mapped, read-only). */
+/* Open and validate a file (memory-mapped, read-only): safetensors, or a
+ * PyTorch zip checkpoint (.pth/.pt, recognised by its bytes; clgqa/pth.h),
+ * whose tensors then read the same way. */
 clgqa_status clgqa_safetensors_open(const char *path, clgqa_safetensors **out);
 /* Validate `size` bytes at `bytes` as a safetensors file; `label` names it in
  * messages. The bytes are not copied: keep them alive and unchanged until
