@@ -197,26 +197,123 @@ static clgqa_status shape_mismatch(const clgqa_safetensors *file, const clgqa_sa
                       clgqa_safetensors_label(file), t->name, got_text, want_text);
 }
 
-/* Every tensor of `prefix` + the model's names from `file` into `host` (a
- * flat buffer), shapes checked exactly. */
-static clgqa_status read_flat(clgqa_model *model, const clgqa_safetensors *file,
-                              const char *prefix, float *host) {
-    int count = clgqa_model_tensor_count(model);
-    for (int i = 0; i < count; i++) {
-        const clgqa_tensor_info *t = clgqa_model_tensor(model, i);
-        char name[NAME_BUF];
-        snprintf(name, sizeof name, "%s%s", prefix, t->name);
-        const clgqa_safetensor *st;
-        CLGQA_TRY(clgqa_safetensors_get(file, name, &st));
-        if (!same_shape(st, t))
-            return shape_mismatch(file, st, t);
-        CLGQA_TRY(clgqa_safetensors_read_f32(file, name, host + t->offset, t->numel));
+/* Parses "blocks.<i>.attn.<q|k|v>.<weight|bias>": the projection letter and
+ * the kind, or 0. */
+static char attn_projection(const char *name, const char **kind) {
+    const char *p = strstr(name, ".attn.");
+    if (strncmp(name, "blocks.", 7) || !p)
+        return 0;
+    p += 6;
+    if ((p[0] != 'q' && p[0] != 'k' && p[0] != 'v') || p[1] != '.')
+        return 0;
+    if (strcmp(p + 2, "weight") && strcmp(p + 2, "bias"))
+        return 0;
+    *kind = p + 2;
+    return p[0];
+}
+
+/* Where the model's q, k or v tensor `t` lies in a fused
+ * `blocks.{i}.attn.qkv.{weight|bias}`: q (C rows), then the file's G' key
+ * heads, then its G' value heads ([C + 2*G'*d, C]; timm's MHSA has G' = H,
+ * the reference's grouped models their own G). part->st is NULL when the
+ * file has no such tensor. */
+typedef struct fused_part {
+    const clgqa_safetensor *st;
+    char name[NAME_BUF];
+    size_t row_offset; /* rows before the part */
+    int rows;          /* rows of the part */
+} fused_part;
+
+static clgqa_status find_fused_qkv(const clgqa_safetensors *file, const clgqa_model_dims *dims,
+                                   const clgqa_tensor_info *t, fused_part *part) {
+    const char *kind = NULL;
+    char proj = attn_projection(t->name, &kind);
+    part->st = NULL;
+    if (!proj)
+        return CLGQA_OK;
+    snprintf(part->name, sizeof part->name, "%.*sqkv.%s", (int)(strstr(t->name, ".attn.") + 6 - t->name),
+             t->name, kind);
+    const clgqa_safetensor *st = clgqa_safetensors_find(file, part->name);
+    if (!st)
+        return CLGQA_OK;
+    int is_weight = !strcmp(kind, "weight");
+    int64_t C = dims->embed_dim, d = dims->head_dim, rows = st->ndim ? st->shape[0] : 0;
+    if (st->ndim != (is_weight ? 2 : 1) || (is_weight && st->shape[1] != C) || rows <= C ||
+        (rows - C) % (2 * d) != 0) {
+        char text[96];
+        clgqa_safetensors_shape_text(st->shape, st->ndim, text, sizeof text);
+        return clgqa_fail(CLGQA_ERR_FORMAT, "%s: tensor '%s' has shape %s; a fused qkv needs [C + 2*G*d%s] "
+                          "with C %d, d %d", clgqa_safetensors_label(file), part->name, text,
+                          is_weight ? ", C" : "", dims->embed_dim, dims->head_dim);
     }
+    int64_t kv_rows = (rows - C) / 2;
+    part->st = st;
+    part->row_offset = (size_t)(proj == 'q' ? 0 : proj == 'k' ? C : C + kv_rows);
+    part->rows = (int)(proj == 'q' ? C : kv_rows);
     return CLGQA_OK;
 }
 
-/* DGQA state of every layer, when the file has it and the model uses it. */
-static clgqa_status read_grouping(clgqa_model *model, const clgqa_safetensors *file) {
+/* All of `st` as floats in *scratch, grown as needed. */
+static clgqa_status read_scratch(const clgqa_safetensors *file, const clgqa_safetensor *st, float **scratch,
+                                 size_t *scratch_floats) {
+    if (*scratch_floats < st->numel) {
+        float *grown = realloc(*scratch, st->numel * sizeof(float));
+        if (!grown)
+            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate %zu floats for '%s'", st->numel,
+                              st->name);
+        *scratch = grown;
+        *scratch_floats = st->numel;
+    }
+    return clgqa_safetensors_read_f32(file, st->name, *scratch, st->numel);
+}
+
+/* Every tensor of `prefix` + the model's names from `file` into `host` (a
+ * flat buffer), shapes checked exactly; the model's q, k, v may come from a
+ * fused qkv with the model's key/value heads. */
+static clgqa_status read_flat(clgqa_model *model, const clgqa_safetensors *file,
+                              const char *prefix, float *host) {
+    const clgqa_model_dims *dims = clgqa_model_get_dims(model);
+    int count = clgqa_model_tensor_count(model);
+    float *scratch = NULL;
+    size_t scratch_floats = 0;
+    clgqa_status status = CLGQA_OK;
+    for (int i = 0; i < count && status == CLGQA_OK; i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(model, i);
+        char name[NAME_BUF];
+        snprintf(name, sizeof name, "%s%s", prefix, t->name);
+        const clgqa_safetensor *st = clgqa_safetensors_find(file, name);
+        fused_part part = {0};
+        if (!st && !*prefix && (status = find_fused_qkv(file, dims, t, &part)) == CLGQA_OK && part.st) {
+            if (part.rows != t->shape[0])
+                status = clgqa_fail(CLGQA_ERR_FORMAT, "%s: tensor '%s' holds %d key/value heads, the model has "
+                                    "%d (clgqa convert averages them into the model's)",
+                                    clgqa_safetensors_label(file), part.name, part.rows / dims->head_dim,
+                                    dims->kv_heads);
+            if (status == CLGQA_OK)
+                status = read_scratch(file, part.st, &scratch, &scratch_floats);
+            if (status == CLGQA_OK)
+                memcpy(host + t->offset, scratch + part.row_offset * (t->ndim == 2 ? t->shape[1] : 1),
+                       t->numel * sizeof(float));
+            continue;
+        }
+        if (status == CLGQA_OK)
+            status = clgqa_safetensors_get(file, name, &st);
+        if (status == CLGQA_OK && !same_shape(st, t))
+            status = shape_mismatch(file, st, t);
+        if (status == CLGQA_OK)
+            status = clgqa_safetensors_read_f32(file, name, host + t->offset, t->numel);
+    }
+    free(scratch);
+    return status;
+}
+
+/* DGQA state of every layer, when the file has it and the model uses it. The
+ * reference's state_dict keeps only `cache` (its split is not a buffer and
+ * starts static when a model is built): such a file starts from the static
+ * split, said on `log`, except for resuming (`need_split`), which must
+ * continue the exact split. */
+static clgqa_status read_grouping(clgqa_model *model, const clgqa_safetensors *file, int need_split,
+                                  FILE *log) {
     const clgqa_model_dims *dims = clgqa_model_get_dims(model);
     if (!is_dgqa(clgqa_model_scheme(model)) || !clgqa_safetensors_find(file, "blocks.0.attn.cache"))
         return CLGQA_OK;
@@ -224,16 +321,27 @@ static clgqa_status read_grouping(clgqa_model *model, const clgqa_safetensors *f
     float cache[64];
     if (dims->kv_heads > 64)
         return clgqa_fail(CLGQA_ERR_UNSUPPORTED, "more than 64 key/value heads");
+    int static_layers = 0;
     for (int layer = 0; layer < dims->num_layers; layer++) {
         char cache_name[NAME_BUF], split_name[NAME_BUF];
         snprintf(cache_name, sizeof cache_name, "blocks.%d.attn.cache", layer);
         snprintf(split_name, sizeof split_name, "blocks.%d.attn.split", layer);
         CLGQA_TRY(clgqa_safetensors_read_f32(file, cache_name, cache, (size_t)dims->kv_heads));
-        CLGQA_TRY(clgqa_safetensors_read_i32(file, split_name, split, (size_t)dims->kv_heads));
+        if (clgqa_safetensors_find(file, split_name) || need_split) {
+            CLGQA_TRY(clgqa_safetensors_read_i32(file, split_name, split, (size_t)dims->kv_heads));
+        } else {
+            for (int g = 0; g < dims->kv_heads; g++)
+                split[g] = dims->num_heads / dims->kv_heads;
+            static_layers++;
+        }
         clgqa_status status = clgqa_model_write_grouping(model, layer, cache, split);
         if (status != CLGQA_OK)
             return clgqa_fail_context(status, "%s: %s", clgqa_safetensors_label(file), split_name);
     }
+    if (static_layers && log)
+        fprintf(log, "%s has the DGQA cache but no split (as the reference saves it): %d of %d layers start "
+                "from the static split, %d query heads per key/value head\n", clgqa_safetensors_label(file),
+                static_layers, dims->num_layers, dims->num_heads / dims->kv_heads);
     return CLGQA_OK;
 }
 
@@ -250,6 +358,14 @@ static clgqa_status check_no_strangers(clgqa_model *model, const clgqa_safetenso
         if ((len > 6 && !strcmp(name + len - 6, ".cache")) ||
             (len > 6 && !strcmp(name + len - 6, ".split")))
             continue;
+        /* A fused qkv stands for the model's q, k and v (read_flat). */
+        const char *fused = strstr(name, ".attn.qkv.");
+        if (fused && !strncmp(name, "blocks.", 7)) {
+            char q_name[NAME_BUF];
+            snprintf(q_name, sizeof q_name, "%.*s.attn.q.%s", (int)(fused - name), name, fused + 10);
+            if (clgqa_model_find_tensor(model, q_name) && !clgqa_safetensors_find(file, q_name))
+                continue;
+        }
         if (!clgqa_model_find_tensor(model, name))
             return clgqa_fail(CLGQA_ERR_FORMAT, "%s: tensor '%s' does not belong to this model",
                               clgqa_safetensors_label(file), name);
@@ -257,7 +373,7 @@ static clgqa_status check_no_strangers(clgqa_model *model, const clgqa_safetenso
     return CLGQA_OK;
 }
 
-clgqa_status clgqa_checkpoint_load_model(clgqa_model *model, const char *path) {
+clgqa_status clgqa_checkpoint_load_model(clgqa_model *model, const char *path, FILE *log) {
     clgqa_safetensors *file;
     CLGQA_TRY(clgqa_safetensors_open(path, &file));
     clgqa_status status = CLGQA_OK;
@@ -269,7 +385,7 @@ clgqa_status clgqa_checkpoint_load_model(clgqa_model *model, const char *path) {
     if (status == CLGQA_OK)
         status = clgqa_model_write_buffer(model, CLGQA_PARAMS, params);
     if (status == CLGQA_OK)
-        status = read_grouping(model, file);
+        status = read_grouping(model, file, 0, log);
     free(params);
     clgqa_safetensors_close(file);
     return status;
@@ -363,7 +479,7 @@ clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path
             status = clgqa_model_write_buffer(model, which[b], host);
     }
     if (status == CLGQA_OK)
-        status = read_grouping(model, file);
+        status = read_grouping(model, file, 1, NULL);
     if (status == CLGQA_OK) {
         progress.epochs_done = (long)epochs_done;
         progress.global_step = (long)global_step;
@@ -392,21 +508,6 @@ static void average_heads(float *dst, const float *src, int heads_in, int kv_hea
             out[i] = (float)(sum / per_group);
         }
     }
-}
-
-/* Parses "blocks.<i>.attn.<q|k|v>.<weight|bias>": the projection letter and
- * the kind, or 0. */
-static char attn_projection(const char *name, const char **kind) {
-    const char *p = strstr(name, ".attn.");
-    if (strncmp(name, "blocks.", 7) || !p)
-        return 0;
-    p += 6;
-    if ((p[0] != 'q' && p[0] != 'k' && p[0] != 'v') || p[1] != '.')
-        return 0;
-    if (strcmp(p + 2, "weight") && strcmp(p + 2, "bias"))
-        return 0;
-    *kind = p + 2;
-    return p[0];
 }
 
 /* A pos_embed [1, 1 + n*n, C] of another patch grid (a 224 checkpoint for
@@ -451,32 +552,24 @@ static clgqa_status read_converted(clgqa_model *model, const clgqa_safetensors *
                                    int *skip) {
     const clgqa_model_dims *dims = clgqa_model_get_dims(model);
     const char *label = clgqa_safetensors_label(file);
-    int C = dims->embed_dim, d = dims->head_dim, G = dims->kv_heads;
+    int d = dims->head_dim, G = dims->kv_heads;
     *skip = 0;
     const char *kind = NULL;
     char proj = attn_projection(t->name, &kind);
     const clgqa_safetensor *st = clgqa_safetensors_find(file, t->name);
-    char source_name[NAME_BUF];
+    const char *source_name = t->name;
     size_t row_offset = 0; /* rows of the source tensor before ours (fused qkv) */
     int source_rows;
     if (!st && proj) {
-        /* timm: blocks.{i}.attn.qkv.{kind} holds q, k, v stacked by rows. */
-        snprintf(source_name, sizeof source_name, "%.*sqkv.%s",
-                 (int)(strstr(t->name, ".attn.") + 6 - t->name), t->name, kind);
-        st = clgqa_safetensors_find(file, source_name);
-        if (!st)
+        fused_part part;
+        CLGQA_TRY(find_fused_qkv(file, dims, t, &part));
+        if (!part.st)
             return clgqa_fail(CLGQA_ERR_FORMAT, "%s lacks tensor '%s' (and a fused '%s')", label,
-                              t->name, source_name);
-        int is_weight = !strcmp(kind, "weight");
-        if (st->ndim != (is_weight ? 2 : 1) || st->shape[0] != 3 * (int64_t)C ||
-            (is_weight && st->shape[1] != C)) {
-            char text[96];
-            clgqa_safetensors_shape_text(st->shape, st->ndim, text, sizeof text);
-            return clgqa_fail(CLGQA_ERR_FORMAT, "%s: tensor '%s' has shape %s, the model needs [%d%s]",
-                              label, source_name, text, 3 * C, is_weight ? ", C" : "");
-        }
-        row_offset = (size_t)(proj == 'q' ? 0 : proj == 'k' ? 1 : 2) * C;
-        source_rows = C;
+                              t->name, part.name);
+        st = part.st;
+        source_name = st->name;
+        row_offset = part.row_offset;
+        source_rows = part.rows;
     } else if (!st && !strncmp(t->name, "head.", 5)) {
         /* A checkpoint exported without its classifier (timm num_classes=0). */
         *skip = 1;
@@ -487,7 +580,6 @@ static clgqa_status read_converted(clgqa_model *model, const clgqa_safetensors *
     } else if (!st) {
         return clgqa_fail(CLGQA_ERR_FORMAT, "%s lacks tensor '%s'", label, t->name);
     } else {
-        snprintf(source_name, sizeof source_name, "%s", t->name);
         if (same_shape(st, t))
             return clgqa_safetensors_read_f32(file, t->name, dst, t->numel);
         int old_grid;
@@ -509,16 +601,7 @@ static clgqa_status read_converted(clgqa_model *model, const clgqa_safetensors *
         source_rows = (int)st->shape[0];
     }
     int cols = t->ndim == 2 ? t->shape[1] : 1;
-    size_t source_floats = st->numel;
-    if (*scratch_floats < source_floats) {
-        float *grown = realloc(*scratch, source_floats * sizeof(float));
-        if (!grown)
-            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate %zu floats for '%s'",
-                              source_floats, source_name);
-        *scratch = grown;
-        *scratch_floats = source_floats;
-    }
-    CLGQA_TRY(clgqa_safetensors_read_f32(file, source_name, *scratch, source_floats));
+    CLGQA_TRY(read_scratch(file, st, scratch, scratch_floats));
     const float *rows = *scratch + row_offset * cols;
     if (proj == 'q') {
         memcpy(dst, rows, t->numel * sizeof(float));
@@ -575,6 +658,11 @@ clgqa_status clgqa_checkpoint_load_pretrained(clgqa_model *model, const char *pa
     }
     if (status == CLGQA_OK)
         status = clgqa_model_write_buffer(model, CLGQA_PARAMS, params);
+    /* A DGQA checkpoint with the model's key/value heads brings its cache
+     * (and split, when saved), as the reference's load_state_dict does. */
+    const clgqa_safetensor *cache = clgqa_safetensors_find(file, "blocks.0.attn.cache");
+    if (status == CLGQA_OK && cache && cache->numel == (size_t)clgqa_model_get_dims(model)->kv_heads)
+        status = read_grouping(model, file, 0, log);
     if (status == CLGQA_OK && log)
         fprintf(log, "loaded pretrained weights from %s\n", path);
     free(params);

@@ -392,6 +392,11 @@ clgqa_status clgqa_safetensors_adopt(const char *label, const clgqa_safetensor *
     return CLGQA_OK;
 }
 
+static int has_torch_suffix(const char *path) {
+    size_t len = strlen(path);
+    return (len > 4 && !strcmp(path + len - 4, ".pth")) || (len > 3 && !strcmp(path + len - 3, ".pt"));
+}
+
 clgqa_status clgqa_safetensors_open(const char *path, clgqa_safetensors **out) {
     *out = NULL;
     int fd = open(path, O_RDONLY);
@@ -441,8 +446,9 @@ clgqa_status clgqa_safetensors_open(const char *path, clgqa_safetensors **out) {
         status = clgqa_fail(CLGQA_ERR_FORMAT, "%s is a PyTorch file in the legacy format (torch < 1.6, or "
                             "_use_new_zipfile_serialization=False), which clgqa does not read: re-save it "
                             "with torch >= 1.6: torch.save(torch.load(path), 'new.pth')", path);
-    else
-        status = parse_header(file, mapping, size);
+    else if ((status = parse_header(file, mapping, size)) == CLGQA_ERR_FORMAT && has_torch_suffix(path))
+        status = clgqa_fail(CLGQA_ERR_FORMAT, "%s is neither a PyTorch zip checkpoint nor safetensors (corrupt, "
+                            "or not a checkpoint): save the weights with torch.save(model.state_dict(), path)", path);
     if (status != CLGQA_OK) {
         clgqa_safetensors_close(file);
         return status;

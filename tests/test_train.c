@@ -250,7 +250,7 @@ START_TEST(checkpoint_round_trip_gives_identical_logits) {
 
     snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
     TEST_OK(clgqa_checkpoint_save_model(saved, &cfg, path));
-    TEST_OK(clgqa_checkpoint_load_model(loaded, path));
+    TEST_OK(clgqa_checkpoint_load_model(loaded, path, NULL));
 
     size_t n = clgqa_model_param_count(saved);
     float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
@@ -296,18 +296,18 @@ START_TEST(bad_checkpoints_are_refused_clearly) {
 
     /* Missing file. */
     snprintf(path, sizeof path, "%s/absent.safetensors", out_dir);
-    ck_assert_int_ne(clgqa_checkpoint_load_model(model, path), CLGQA_OK);
+    ck_assert_int_ne(clgqa_checkpoint_load_model(model, path, NULL), CLGQA_OK);
     ck_assert_msg(strstr(clgqa_error_message(), "absent.safetensors"), "%s", clgqa_error_message());
     /* Not a safetensors file. */
     snprintf(path, sizeof path, "%s/garbage.safetensors", out_dir);
     FILE *f = fopen(path, "wb");
     fputs("this is not a checkpoint", f);
     fclose(f);
-    ck_assert_int_ne(clgqa_checkpoint_load_model(model, path), CLGQA_OK);
+    ck_assert_int_ne(clgqa_checkpoint_load_model(model, path, NULL), CLGQA_OK);
     /* Another model's shapes: the tensor and both shapes are named. */
     snprintf(path, sizeof path, "%s/wide.safetensors", out_dir);
     TEST_OK(clgqa_checkpoint_save_model(wide, &wider, path));
-    ck_assert_int_eq(clgqa_checkpoint_load_model(model, path), CLGQA_ERR_FORMAT);
+    ck_assert_int_eq(clgqa_checkpoint_load_model(model, path, NULL), CLGQA_ERR_FORMAT);
     const char *msg = clgqa_error_message();
     ck_assert_msg(strstr(msg, "cls_token") && strstr(msg, "[1, 1, 20]") && strstr(msg, "[1, 1, 16]"),
                   "%s", msg);
@@ -836,7 +836,7 @@ static void check_in_pytorch(const char *scheme) {
     const int batch = 6;
     clgqa_model *model;
     TEST_OK(clgqa_model_create(rt, &cfg, batch, &model));
-    TEST_OK(clgqa_checkpoint_load_model(model, ckpt));
+    TEST_OK(clgqa_checkpoint_load_model(model, ckpt, NULL));
     const clgqa_model_dims *d = clgqa_model_get_dims(model);
     size_t noise_floats = (size_t)d->num_heads * d->tokens * d->head_dim;
     float *noise = test_random_array(noise_floats * d->num_layers, 0.0f, 1.0f);

@@ -574,14 +574,14 @@ START_TEST(other_mismatches_are_refused_by_name) {
     fixture_config(&cfg, "gqa", 5, 9);
     ck_assert_int_eq(load_refused(&cfg, path), CLGQA_ERR_FORMAT);
     assert_message_names("pos_embed", "[1, 12, 12]", "[1, 10, 12]");
-    /* A fused qkv of the wrong width. */
+    /* A fused qkv whose width is no C + 2*G*d. */
     set_load(s, TIMM_FIXTURE);
     set_remove(s, "blocks.0.attn.qkv.bias");
     int64_t short_bias[1] = {30};
     test_fill_uniform(set_add(s, "blocks.0.attn.qkv.bias", 1, short_bias), 30, -0.1f, 0.1f);
     set_write(s, path, CLGQA_DTYPE_F32);
     ck_assert_int_eq(load_refused(&cfg, path), CLGQA_ERR_FORMAT);
-    assert_message_names("blocks.0.attn.qkv.bias", "[30]", "[36]");
+    assert_message_names("blocks.0.attn.qkv.bias", "[30]", "[C + 2*G*d] with C 12, d 2");
     set_free(s);
     free(s);
     gen_remove_tree(dir);
@@ -646,6 +646,124 @@ START_TEST(reference_and_clgqa_checkpoints_load) {
                 free(src);
             }
     clgqa_model_destroy(model);
+}
+END_TEST
+
+/* ---- PyTorch .pth files of the reference model ---------------------------------------- */
+
+#define PTH_EXPECTED "tests/ref/fixtures/pth_expected.safetensors"
+
+/* The fixtures' model as a YAML config for the command. */
+static void write_fixture_config(const char *path, const char *scheme) {
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "dataset: cifar10\nin_chans: 3\nsize: c\nimg_size: 9\npatch_size: 3\nembed_dim: 12\n"
+               "num_layers: 2\nnum_heads: 6\nnum_kv_heads: 3\nnum_classes: 5\natt_scheme: %s\n", scheme);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* The DGQA state right after loading the reference's dgqa .pth: its cache,
+ * and the static split its state_dict does not carry. */
+static void check_static_split_and_cache(clgqa_model *model, const char *pth) {
+    for (int layer = 0; layer < 2; layer++) {
+        float cache[3], want[3];
+        int32_t split[3];
+        char name[64];
+        snprintf(name, sizeof name, "blocks.%d.attn.cache", layer);
+        clgqa_safetensors *file;
+        TEST_OK(clgqa_safetensors_open(pth, &file));
+        TEST_OK(clgqa_safetensors_read_f32(file, name, want, 3));
+        clgqa_safetensors_close(file);
+        TEST_OK(clgqa_model_read_grouping(model, layer, cache, split));
+        for (int g = 0; g < 3; g++) {
+            ck_assert_msg(split[g] == 2, "layer %d split[%d] = %d, want the static 2", layer, g, (int)split[g]);
+            ck_assert_msg(cache[g] == want[g], "layer %d cache[%d] = %g, want %g", layer, g, cache[g], want[g]);
+            ck_assert(want[g] != 0.0f);
+        }
+    }
+}
+
+/* torch.save(model.state_dict()) of the reference model for gqa (also with
+ * a fused qkv [C + 2*G*d, C]) and for dgqa_diff without the split gives the
+ * reference's evaluation logits to 1e-4 (LOGITS_REL) through every way in:
+ * `clgqa convert` then the converted file (eval --checkpoint), the .pth
+ * itself as eval --checkpoint, and as pretrained_ckpt. */
+START_TEST(reference_pth_files_give_the_reference_logits) {
+    static const struct {
+        const char *pth, *scheme;
+    } cases[] = {
+        {"tests/ref/fixtures/reference_gqa.pth", "gqa"},
+        {"tests/ref/fixtures/reference_gqa_qkv.pth", "gqa"},
+        {"tests/ref/fixtures/reference_dgqa_diff.pth", "dgqa_diff"},
+    };
+    clgqa_safetensors *expected;
+    TEST_OK(clgqa_safetensors_open(PTH_EXPECTED, &expected));
+    char *dir = gen_temp_dir();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const char *scheme = cases[c].scheme, *pth = cases[c].pth;
+        int dgqa = !strcmp(scheme, "dgqa_diff");
+        char config[600], converted[600], args[2048], err[4096], input[64], want[64];
+        snprintf(config, sizeof config, "%s/%s.yaml", dir, scheme);
+        snprintf(converted, sizeof converted, "%s/converted.safetensors", dir);
+        snprintf(input, sizeof input, "%s.input", scheme);
+        snprintf(want, sizeof want, "%s.eval_logits", scheme);
+        write_fixture_config(config, scheme);
+        clgqa_config cfg;
+        fixture_config(&cfg, scheme, 5, 9);
+
+        snprintf(args, sizeof args, "convert '%s' --in '%s' --out '%s'", config, pth, converted);
+        ck_assert_msg(test_run_clgqa("", args, NULL, 0, err, sizeof err) == 0, "%s: %s", pth, err);
+        ck_assert_msg(!dgqa == !strstr(err, "no split"), "%s: %s", pth, err);
+        clgqa_model *model;
+        TEST_OK(clgqa_model_create(test_runtime(), &cfg, 3, &model));
+        TEST_OK(clgqa_checkpoint_load_model(model, converted, NULL));
+        if (dgqa)
+            check_static_split_and_cache(model, pth);
+        check_logits(model, expected, input, want, LOGITS_REL);
+        clgqa_model_destroy(model);
+
+        char *said = NULL;
+        size_t said_size = 0;
+        FILE *log = open_memstream(&said, &said_size);
+        TEST_OK(clgqa_model_create(test_runtime(), &cfg, 3, &model));
+        TEST_OK(clgqa_checkpoint_load_model(model, pth, log));
+        fclose(log);
+        if (dgqa) {
+            ck_assert_msg(strstr(said, "no split") && strstr(said, "static split") &&
+                          strchr(said, '\n') == said + strlen(said) - 1, "said (one line): %s", said);
+            check_static_split_and_cache(model, pth);
+        } else {
+            ck_assert_msg(!*said, "said: %s", said);
+        }
+        free(said);
+        check_logits(model, expected, input, want, LOGITS_REL);
+        clgqa_model_destroy(model);
+
+        model = load_pretrained(&cfg, 3, pth, &said);
+        ck_assert_msg(!dgqa == !strstr(said, "no split"), "said: %s", said);
+        free(said);
+        if (dgqa)
+            check_static_split_and_cache(model, pth);
+        check_logits(model, expected, input, want, LOGITS_REL);
+        clgqa_model_destroy(model);
+    }
+    /* The fused qkv of a grouped model holds G = 3 key heads: a model with
+     * G = 1 takes it through conversion (averaged), not as a checkpoint. */
+    clgqa_config one;
+    fixture_config(&one, "gqa", 5, 9);
+    set(&one, "num_kv_heads=1");
+    TEST_OK(clgqa_config_finalize(&one));
+    clgqa_model *model;
+    TEST_OK(clgqa_model_create(test_runtime(), &one, 1, &model));
+    ck_assert_int_eq(clgqa_checkpoint_load_model(model, "tests/ref/fixtures/reference_gqa_qkv.pth", NULL),
+                     CLGQA_ERR_FORMAT);
+    ck_assert_msg(strstr(clgqa_error_message(), "holds 3 key/value heads, the model has 1"), "%s",
+                  clgqa_error_message());
+    TEST_OK(clgqa_checkpoint_load_pretrained(model, "tests/ref/fixtures/reference_gqa_qkv.pth", 1, NULL));
+    clgqa_model_destroy(model);
+    clgqa_safetensors_close(expected);
+    gen_remove_tree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -831,6 +949,7 @@ int main(void) {
     tcase_add_test(tc, head_is_reinitialised_when_classes_differ);
     tcase_add_test(tc, other_mismatches_are_refused_by_name);
     tcase_add_test(tc, reference_and_clgqa_checkpoints_load);
+    tcase_add_test(tc, reference_pth_files_give_the_reference_logits);
     tcase_add_test(tc, f16_and_bf16_checkpoints_load);
     tcase_add_test(tc, vit_s_at_224_trains_a_step);
     tcase_add_test(tc, uptrain_config_converts_and_trains);

@@ -1,5 +1,6 @@
 /* clgqa convert CONFIG.yaml --in FILE --out FILE [--set key=value ...] [--device SPEC]
- * Converts a timm ViT, reference or clgqa checkpoint to the model of the
+ * Converts a timm ViT, reference or clgqa checkpoint (safetensors, or a
+ * PyTorch .pth/.pt state_dict) to the model of the
  * config (k/v heads averaged per group, pos_embed resampled to the config's
  * patch grid, head re-initialised when the class count differs) and writes a
  * clgqa model checkpoint. */

@@ -29,7 +29,7 @@ static int evaluate(const clgqa_config *cfg, const char *device, const char *che
                            cfg->skip_unreadable ? CLGQA_DATASET_SKIP_UNREADABLE : 0,
                            &ds) != CLGQA_OK ||
         clgqa_model_create(rt, cfg, cfg->batch_size, &model) != CLGQA_OK ||
-        clgqa_checkpoint_load_model(model, checkpoint) != CLGQA_OK) {
+        clgqa_checkpoint_load_model(model, checkpoint, stderr) != CLGQA_OK) {
         exit_status = clgqa_cli_error(NULL);
         goto done;
     }

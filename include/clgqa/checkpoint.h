@@ -42,10 +42,14 @@ clgqa_status clgqa_checkpoint_save_model(clgqa_model *model, const clgqa_config 
 clgqa_status clgqa_checkpoint_save_training(clgqa_model *model, const clgqa_config *cfg,
                                             const clgqa_train_state *state, const char *path);
 
-/* Load a model checkpoint (clgqa's or the reference's state_dict) into
- * model: every parameter must be present with the model's shape (errors
- * name the tensor and both shapes); DGQA state is loaded when present. */
-clgqa_status clgqa_checkpoint_load_model(clgqa_model *model, const char *path);
+/* Load a model checkpoint (clgqa's, or the reference's state_dict as
+ * safetensors or a PyTorch .pth, clgqa/pth.h) into model: every parameter
+ * must be present with the model's shape (errors name the tensor and both
+ * shapes); q, k and v may come fused as `attn.qkv` ([C + 2*G*d, C], the
+ * reference's grouped models). DGQA state is loaded when present; a file with
+ * the `cache` but no `split` (the reference saves only the cache) starts from
+ * the static split, said in one line on `log` (may be NULL). */
+clgqa_status clgqa_checkpoint_load_model(clgqa_model *model, const char *path, FILE *log);
 /* Load a training checkpoint: weights, moments, grouping state and the
  * counters. Refuses a file without optimizer state or whose seed differs
  * from `seed`. */
@@ -53,16 +57,19 @@ clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path
                                             unsigned long long seed, clgqa_train_state *state);
 
 /* Start from pretrained weights (pretrained_ckpt): a clgqa checkpoint, the
- * reference model's state_dict, or a timm ViT (fused attn.qkv). Converted as
- * the semantics page's "Uptraining": q kept, k and v averaged over groups of
- * H/G heads; the head keeps the model's fresh initialisation when the class
+ * reference model's state_dict (safetensors or .pth), or a timm ViT (fused
+ * attn.qkv [3C, C]; the reference's grouped models fuse [C + 2*G*d, C]).
+ * Converted as docs/attention-variants.md's "Uptraining": q kept, k and v
+ * averaged over groups of heads; the head keeps the model's fresh initialisation when the class
  * count differs or the file has no head (said on `log`); a pos_embed of
  * another square patch grid is resampled to the model's, class token kept
  * (clgqa/pos_embed.h; pos_embed_antialias as the config key, 1 = timm's
  * default; said on `log`); a file with more blocks than the model, or any
  * other shape mismatch, is refused, naming the tensor and both shapes.
- * F16/BF16 tensors are widened to float32. The DGQA state starts fresh
- * (static split, zero cache). */
+ * F16/BF16 tensors are widened to float32. A DGQA file with the model's
+ * number of key/value heads brings its cache and split (the static split when
+ * it has only the cache, said on `log`); otherwise the DGQA state starts
+ * fresh (static split, zero cache). */
 clgqa_status clgqa_checkpoint_load_pretrained(clgqa_model *model, const char *path,
                                               int pos_embed_antialias, FILE *log);
 
