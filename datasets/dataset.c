@@ -39,6 +39,19 @@ static void dataset_root(const char *root, const char *marker, const char *archi
 
 /* ---- MNIST / Fashion-MNIST ---- */
 
+/* dir, or dir/<torchvision_folder>/raw where torchvision's MNIST and
+ * FashionMNIST keep the IDX files, whichever holds the training images. */
+static void mnist_root(const char *dir, const char *torchvision_folder, char *out, size_t out_size) {
+    char probe[4096];
+    snprintf(out, out_size, "%s", dir);
+    snprintf(probe, sizeof probe, "%s/train-images-idx3-ubyte", dir);
+    if (is_file(probe) || (strcat(probe, ".gz"), is_file(probe)))
+        return;
+    snprintf(probe, sizeof probe, "%s/%s/raw/train-images-idx3-ubyte", dir, torchvision_folder);
+    if (is_file(probe) || (strcat(probe, ".gz"), is_file(probe)))
+        snprintf(out, out_size, "%s/%s/raw", dir, torchvision_folder);
+}
+
 /* Reads `dir/base` or, failing that, `dir/base.gz`, inflated. */
 static clgqa_status read_idx_file(const char *dir, const char *base, char *path, size_t path_size,
                                   uint8_t **data, size_t *size) {
@@ -53,7 +66,9 @@ static clgqa_status read_idx_file(const char *dir, const char *base, char *path,
     return clgqa_gunzip_in_place(path, MAX_DATA_FILE_BYTES, data, size);
 }
 
-static clgqa_status open_mnist(clgqa_dataset *ds, const char *dir) {
+static clgqa_status open_mnist(clgqa_dataset *ds, const char *root, const char *torchvision_folder) {
+    char dir[4096];
+    mnist_root(root, torchvision_folder, dir, sizeof dir);
     const char *prefix = ds->split == CLGQA_SPLIT_TRAIN ? "train" : "t10k";
     char image_base[64], label_base[64], image_path[4096], label_path[4096];
     snprintf(image_base, sizeof image_base, "%s-images-idx3-ubyte", prefix);
@@ -102,6 +117,30 @@ static clgqa_status open_mnist(clgqa_dataset *ds, const char *dir) {
 
 /* ---- CIFAR-10 / CIFAR-100 ---- */
 
+/* torchvision downloads CIFAR's python version (pickled numpy arrays in
+ * cifar-10-batches-py/, cifar-100-python/); clgqa reads the binary version.
+ * When only the former is there, say so and where to get the latter. */
+static clgqa_status refuse_cifar_python(const char *root, const char *dir, const char *binary_file,
+                                        int hundred) {
+    char probe[4096];
+    snprintf(probe, sizeof probe, "%s/%s", dir, binary_file);
+    if (is_file(probe))
+        return CLGQA_OK;
+    const char *folder = hundred ? "cifar-100-python" : "cifar-10-batches-py";
+    const char *marker = hundred ? "train" : "data_batch_1";
+    snprintf(probe, sizeof probe, "%s/%s/%s", root, folder, marker);
+    if (!is_file(probe)) {
+        snprintf(probe, sizeof probe, "%s/%s", root, marker);
+        if (!is_file(probe))
+            return CLGQA_OK; /* neither: the missing binary file is the error */
+    }
+    return clgqa_fail(CLGQA_ERR_IO, "%s is torchvision's python (pickled) %s, which clgqa does not read: "
+                      "get the binary version with datasets/fetch.sh %s %s (or %s from "
+                      "https://www.cs.toronto.edu/~kriz/cifar.html)", probe, hundred ? "CIFAR-100" : "CIFAR-10",
+                      hundred ? "cifar100" : "cifar10", root,
+                      hundred ? "cifar-100-binary.tar.gz" : "cifar-10-binary.tar.gz");
+}
+
 static clgqa_status open_cifar(clgqa_dataset *ds, const char *root, int hundred) {
     char dir[4096];
     const char *train_files10[] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
@@ -120,6 +159,7 @@ static clgqa_status open_cifar(clgqa_dataset *ds, const char *root, int hundred)
         file_count = ds->split == CLGQA_SPLIT_TRAIN ? 5 : 1;
         dataset_root(root, files[0], "cifar-10-batches-bin", dir, sizeof dir);
     }
+    CLGQA_TRY(refuse_cifar_python(root, dir, files[0], hundred));
     /* CIFAR-100 records hold the coarse label (20 classes) then the fine one. */
     clgqa_cifar_format fmt = {1, 0, 10};
     if (hundred && ds->cfg.label_mode_coarse)
@@ -178,18 +218,37 @@ static clgqa_status check_config(const clgqa_config *cfg) {
     return CLGQA_OK;
 }
 
+/* Without data_dir, a dataset is looked for where the reference's
+ * torchvision code downloads it, ./<dataset> (torchvision's own folders
+ * inside are found by each reader), then where clgqa knows it is. */
+static clgqa_status find_data_dir(const char *name, char *dir, size_t size) {
+    snprintf(dir, size, "./%s", name);
+    if (is_directory(dir))
+        return CLGQA_OK;
+    if (strcmp(name, "fashion-mnist") == 0 && is_directory(DEFAULT_FASHION_MNIST_DIR)) {
+        snprintf(dir, size, "%s", DEFAULT_FASHION_MNIST_DIR);
+        return CLGQA_OK;
+    }
+    return clgqa_fail(CLGQA_ERR_INVALID_ARG, "dataset %s: no data_dir, and no folder ./%s%s: set data_dir "
+                      "(datasets/fetch.sh %s DIR downloads it)", name, name,
+                      strcmp(name, "fashion-mnist") == 0 ? " or " DEFAULT_FASHION_MNIST_DIR
+                                                        " (Debian package dataset-fashion-mnist)" : "",
+                      name);
+}
+
 static clgqa_status open_by_name(clgqa_dataset *ds) {
     const char *name = ds->cfg.dataset;
-    const char *dir = ds->cfg.data_dir;
-    char root[4096];
-    if (strcmp(name, "fashion-mnist") == 0 && dir[0] == '\0')
-        dir = DEFAULT_FASHION_MNIST_DIR;
-    if (dir[0] == '\0')
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "dataset %s needs data_dir", name);
+    char dir[4096], root[4096];
+    if (ds->cfg.data_dir[0] == '\0')
+        CLGQA_TRY(find_data_dir(name, dir, sizeof dir));
+    else
+        snprintf(dir, sizeof dir, "%s", ds->cfg.data_dir);
     if (!is_directory(dir))
         return clgqa_fail(CLGQA_ERR_IO, "%s: data_dir %s is not a folder", name, dir);
-    if (strcmp(name, "mnist") == 0 || strcmp(name, "fashion-mnist") == 0)
-        return open_mnist(ds, dir);
+    if (strcmp(name, "mnist") == 0)
+        return open_mnist(ds, dir, "MNIST");
+    if (strcmp(name, "fashion-mnist") == 0)
+        return open_mnist(ds, dir, "FashionMNIST");
     if (strcmp(name, "cifar10") == 0)
         return open_cifar(ds, dir, 0);
     if (strcmp(name, "cifar100") == 0)
@@ -202,11 +261,15 @@ static clgqa_status open_by_name(clgqa_dataset *ds) {
         dataset_root(dir, "meta", "food-101", root, sizeof root);
         return clgqa_open_food101(ds, root);
     }
+    if (strcmp(name, "oxfordiiitpet") == 0) {
+        dataset_root(dir, "annotations", "oxford-iiit-pet", root, sizeof root);
+        return clgqa_open_oxford_pet(ds, root);
+    }
     if (strcmp(name, "cinic10") == 0 || strcmp(name, "imagefolder") == 0)
         return clgqa_open_image_folder(ds, dir);
     return clgqa_fail(CLGQA_ERR_INVALID_ARG,
                       "unknown dataset '%s' (mnist, fashion-mnist, cifar10, cifar100, "
-                      "tiny-imagenet-200, food101, cinic10, imagefolder)",
+                      "tiny-imagenet-200, food101, oxfordiiitpet, cinic10, imagefolder)",
                       name);
 }
 

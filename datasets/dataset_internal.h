@@ -121,6 +121,7 @@ struct clgqa_dataset {
  * of ds from the dataset root. */
 clgqa_status clgqa_open_tiny_imagenet(clgqa_dataset *ds, const char *root);
 clgqa_status clgqa_open_food101(clgqa_dataset *ds, const char *root);
+clgqa_status clgqa_open_oxford_pet(clgqa_dataset *ds, const char *root);
 clgqa_status clgqa_open_image_folder(clgqa_dataset *ds, const char *root);
 
 #endif

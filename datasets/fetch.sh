@@ -6,14 +6,14 @@
 #   datasets/fetch.sh NAME DIR
 #
 # NAME: mnist, fashion-mnist, cifar10, cifar100, tiny-imagenet-200, food101,
-# cinic10. Needs curl (or wget), md5sum, tar, and unzip for Tiny ImageNet.
+# oxfordiiitpet, cinic10. Needs curl (or wget), md5sum, tar, and unzip for Tiny ImageNet.
 # Archives are deleted once unpacked; a failed checksum stops with an error
 # and leaves the download in DIR for inspection.
 set -eu
 
 usage() {
     echo "usage: $0 NAME DIR" >&2
-    echo "NAME: mnist fashion-mnist cifar10 cifar100 tiny-imagenet-200 food101 cinic10" >&2
+    echo "NAME: mnist fashion-mnist cifar10 cifar100 tiny-imagenet-200 food101 oxfordiiitpet cinic10" >&2
     exit 2
 }
 [ $# -eq 2 ] || usage
@@ -50,9 +50,10 @@ fetch() { # URL MD5: download into DIR (unless already verified) and check
     fi
 }
 
-untar() { # URL MD5
+untar() { # URL MD5 [FOLDER]: unpack into DIR, or into DIR/FOLDER
     fetch "$1" "$2"
-    tar -xzf "$file" -C "$dir"
+    mkdir -p "$dir/${3:-.}"
+    tar -xzf "$file" -C "$dir/${3:-.}"
     rm -f "$file"
 }
 
@@ -84,6 +85,11 @@ tiny-imagenet-200) # unpacks to DIR/tiny-imagenet-200
     ;;
 food101) # 5 GB; unpacks to DIR/food-101
     untar http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz 85eeb15f3717b99a5da872d97d918f87
+    ;;
+oxfordiiitpet) # 800 MB; unpacks to DIR/oxford-iiit-pet/{images,annotations}, as torchvision
+    base=https://www.robots.ox.ac.uk/~vgg/data/pets/data
+    untar $base/images.tar.gz 5c4f3ee8e5d25df40f4fd59a7f44e54c oxford-iiit-pet
+    untar $base/annotations.tar.gz 95a8c909bbe2e81eed6a22bccdf3f68f oxford-iiit-pet
     ;;
 cinic10) # unpacks to DIR/train, DIR/valid, DIR/test
     untar https://datashare.ed.ac.uk/bitstream/handle/10283/3192/CINIC-10.tar.gz \

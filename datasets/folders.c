@@ -1,4 +1,4 @@
-/* Image-file layouts: Tiny ImageNet, Food-101, and class-per-folder trees
+/* Image-file layouts: Tiny ImageNet, Food-101, Oxford-IIIT Pet, and class-per-folder trees
  * (CINIC-10, imagefolder). Opening only lists files and labels; the loader
  * decodes each image when its batch is built, so even Food-101's 101,000
  * JPEGs cost memory for their paths only. Folder listings are sorted by name
@@ -293,6 +293,41 @@ clgqa_status clgqa_open_food101(clgqa_dataset *ds, const char *root) {
     status = samples_finish(&samples, ds, (int)names.count, status);
     free(classes);
     name_list_free(&names);
+    name_list_free(&lines);
+    return status;
+}
+
+/* ---- Oxford-IIIT Pet (torchvision's folder oxford-iiit-pet) ----
+ * root/annotations/trainval.txt and test.txt: "<image> <class id> <species>
+ * <breed id>" per line, class ids 1..37; the image is images/<image>.jpg.
+ * Labels are class id - 1, as torchvision's OxfordIIITPet. */
+#define PET_CLASSES 37
+
+clgqa_status clgqa_open_oxford_pet(clgqa_dataset *ds, const char *root) {
+    char list_path[4096], path[4096];
+    name_list lines = {0};
+    sample_list samples = {0};
+    clgqa_status status = clgqa_path_format(list_path, sizeof list_path, "%s/annotations/%s.txt", root,
+                                            ds->split == CLGQA_SPLIT_TRAIN ? "trainval" : "test");
+    if (status == CLGQA_OK)
+        status = read_lines(list_path, &lines);
+    for (size_t i = 0; status == CLGQA_OK && i < lines.count; i++) {
+        const char *entry = lines.names[i];
+        if (entry[0] == '#')
+            continue;
+        char image[256];
+        int class_id, species, breed, used = 0;
+        if (sscanf(entry, "%255s %d %d %d%n", image, &class_id, &species, &breed, &used) != 4 ||
+            entry[used] != '\0' || class_id < 1 || class_id > PET_CLASSES) {
+            status = clgqa_fail(CLGQA_ERR_FORMAT, "%s: line %zu '%s' is not '<image> <class id 1..%d> "
+                                "<species> <breed id>'", list_path, i + 1, entry, PET_CLASSES);
+            break;
+        }
+        status = clgqa_path_format(path, sizeof path, "%s/images/%s.jpg", root, image);
+        if (status == CLGQA_OK)
+            status = sample_add(&samples, path, class_id - 1);
+    }
+    status = samples_finish(&samples, ds, PET_CLASSES, status);
     name_list_free(&lines);
     return status;
 }

@@ -56,10 +56,11 @@ static const struct dataset_info {
 } datasets[] = {
     {"fashion-mnist", 10, 0}, {"mnist", 10, 0},   {"cifar10", 10, 0},
     {"cifar100", 100, 20},    {"tiny-imagenet-200", 200, 0}, {"food101", 101, 0},
-    {"cinic10", 10, 0},       {"imagefolder", 0, 0},
+    {"oxfordiiitpet", 37, 0}, {"cinic10", 10, 0},       {"imagefolder", 0, 0},
 };
 #define DATASET_COUNT (sizeof datasets / sizeof datasets[0])
-#define DATASET_LIST "fashion-mnist, mnist, cifar10, cifar100, tiny-imagenet-200, food101, cinic10, imagefolder"
+#define DATASET_LIST "fashion-mnist, mnist, cifar10, cifar100, tiny-imagenet-200, food101, oxfordiiitpet, " \
+                     "cinic10, imagefolder"
 
 static const struct dataset_info *find_dataset(const char *name) {
     for (size_t i = 0; i < DATASET_COUNT; i++)

@@ -159,6 +159,22 @@ static clgqa_status inflate_entry(zip_archive *zip, const char *name, const unsi
     return CLGQA_OK;
 }
 
+/* libFuzzer builds skip the check: mutations could never satisfy it. */
+static int crc_matches(const unsigned char *data, uint64_t size, uint32_t crc) {
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    (void)data, (void)size, (void)crc;
+    return 1;
+#else
+    uLong sum = crc32(0L, Z_NULL, 0);
+    for (uint64_t done = 0; done < size;) {
+        uInt chunk = size - done > (1u << 30) ? (1u << 30) : (uInt)(size - done);
+        sum = crc32(sum, data + done, chunk);
+        done += chunk;
+    }
+    return (uint32_t)sum == crc;
+#endif
+}
+
 static clgqa_status zip_open(zip_archive *zip, const unsigned char *b, size_t size) {
     uint64_t cd_offset = 0, cd_size = 0, entries = 0;
     CLGQA_TRY(zip_directory(zip->label, b, size, &cd_offset, &cd_size, &entries));
@@ -213,13 +229,7 @@ static clgqa_status zip_open(zip_archive *zip, const unsigned char *b, size_t si
             return ZIP_FAIL("%s: zip entry '%s' uses compression method %u; clgqa reads stored and deflated "
                             "entries (re-save with torch.save)", zip->label, entry->name, method);
         }
-        uLong sum = crc32(0L, Z_NULL, 0);
-        for (uint64_t done = 0; done < uncompressed;) {
-            uInt chunk = uncompressed - done > (1u << 30) ? (1u << 30) : (uInt)(uncompressed - done);
-            sum = crc32(sum, data + done, chunk);
-            done += chunk;
-        }
-        if ((uint32_t)sum != crc)
+        if (!crc_matches(data, uncompressed, crc))
             return ZIP_FAIL("%s: zip entry '%s' fails its CRC check (corrupt file)", zip->label, entry->name);
         entry->data = data;
         entry->size = (size_t)uncompressed;

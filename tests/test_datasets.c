@@ -269,6 +269,113 @@ START_TEST(food101_layout) {
 }
 END_TEST
 
+/* Labels from the class id column (id - 1), whichever of the folder or its
+ * parent data_dir names; trainval is the train split. */
+START_TEST(oxford_pet_layout) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/oxford-iiit-pet", root);
+    ck_assert_int_eq(gen_oxford_pet(dir, 8, 5, 32), 0);
+    for (int parent = 0; parent < 2; parent++) {
+        clgqa_config cfg = config("oxfordiiitpet", parent ? root : dir, 32, 3);
+        clgqa_dataset *train = open_ok(&cfg, CLGQA_SPLIT_TRAIN);
+        clgqa_dataset *test = open_ok(&cfg, CLGQA_SPLIT_TEST);
+        ck_assert_uint_eq(clgqa_dataset_count(train), 8);
+        ck_assert_uint_eq(clgqa_dataset_count(test), 5);
+        ck_assert_int_eq(clgqa_dataset_num_classes(train), 37);
+        for (int i = 0; i < 13; i++) {
+            int sample = i < 8 ? i : 1000 + i - 8, label;
+            double err = jpeg_sample_error(i < 8 ? train : test, &cfg, (size_t)(i < 8 ? i : i - 8), sample, 32,
+                                           &label);
+            ck_assert_int_eq(label, gen_pet_label(sample));
+            ck_assert_msg(err < 4.0, "sample %d: mean error %.2f levels", sample, err);
+        }
+        clgqa_dataset_close(train);
+        clgqa_dataset_close(test);
+    }
+    /* A line without the class id column, and a class id outside 1..37. */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/annotations/test.txt", dir);
+    ck_assert_int_eq(gen_write_text(path, "Breed_1_1000 38 2 26\n"), 0);
+    clgqa_config cfg = config("oxfordiiitpet", root, 32, 3);
+    assert_open_fails(&cfg, CLGQA_SPLIT_TEST, CLGQA_ERR_FORMAT, "test.txt: line 1 'Breed_1_1000 38 2 26'");
+    ck_assert_int_eq(gen_write_text(path, "Breed_1_1000\n"), 0);
+    assert_open_fails(&cfg, CLGQA_SPLIT_TEST, CLGQA_ERR_FORMAT, "is not '<image> <class id 1..37>");
+}
+END_TEST
+
+/* Without data_dir, ./<dataset> in torchvision's folders, as the reference
+ * code downloads them: ./mnist/MNIST/raw (gzipped), ./fashion-mnist/FashionMNIST/raw
+ * (before Debian's folder), ./cifar10/cifar-10-batches-bin,
+ * ./oxfordiiitpet/oxford-iiit-pet. A data_dir naming torchvision's root
+ * finds the same folders. */
+START_TEST(torchvision_folders_found_without_data_dir) {
+    char cwd[4096], dir[4096];
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    ck_assert_int_eq(chdir(root), 0);
+    ck_assert_int_eq(gen_mkdirs("mnist/MNIST/raw") | gen_mnist("mnist/MNIST/raw", 6, 3, 28, 1), 0);
+    ck_assert_int_eq(gen_mkdirs("fashion-mnist/FashionMNIST/raw") |
+                     gen_mnist("fashion-mnist/FashionMNIST/raw", 5, 2, 28, 0), 0);
+    ck_assert_int_eq(gen_mkdirs("cifar10/cifar-10-batches-bin") | gen_cifar("cifar10/cifar-10-batches-bin", 0, 2, 3),
+                     0);
+    ck_assert_int_eq(gen_oxford_pet("oxfordiiitpet/oxford-iiit-pet", 3, 2, 16), 0);
+    static const struct {
+        const char *dataset;
+        int channels, side;
+        size_t train, test;
+    } cases[] = {{"mnist", 1, 28, 6, 3}, {"fashion-mnist", 1, 28, 5, 2}, {"cifar10", 3, 32, 10, 3},
+                 {"oxfordiiitpet", 3, 16, 3, 2}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        clgqa_config cfg = config(cases[c].dataset, "", cases[c].side, cases[c].channels);
+        clgqa_dataset *train = open_ok(&cfg, CLGQA_SPLIT_TRAIN);
+        clgqa_dataset *test = open_ok(&cfg, CLGQA_SPLIT_TEST);
+        ck_assert_uint_eq(clgqa_dataset_count(train), cases[c].train);
+        ck_assert_uint_eq(clgqa_dataset_count(test), cases[c].test);
+        if (cases[c].channels == 1) {
+            uint8_t *want = gen_image(1000 + 1, 28, 28, 1);
+            assert_sample_exact(test, &cfg, 1, want, gen_label(1000 + 1, 10));
+            free(want);
+        }
+        clgqa_dataset_close(train);
+        clgqa_dataset_close(test);
+    }
+    snprintf(dir, sizeof dir, "%s/mnist", root);
+    clgqa_config cfg = config("mnist", dir, 28, 1);
+    clgqa_dataset *ds = open_ok(&cfg, CLGQA_SPLIT_TRAIN);
+    ck_assert_uint_eq(clgqa_dataset_count(ds), 6);
+    clgqa_dataset_close(ds);
+    ck_assert_int_eq(chdir(cwd), 0);
+}
+END_TEST
+
+/* torchvision's CIFAR download is the python (pickled) version: refused
+ * with the way to the binary one. */
+START_TEST(cifar_python_version_points_to_the_binary_one) {
+    char dir[4096], path[4096];
+    snprintf(dir, sizeof dir, "%s/cifar10/cifar-10-batches-py", root);
+    snprintf(path, sizeof path, "%s/data_batch_1", dir);
+    ck_assert_int_eq(gen_mkdirs(dir) | gen_write_text(path, "pickle"), 0);
+    snprintf(dir, sizeof dir, "%s/cifar10", root);
+    clgqa_config cfg = config("cifar10", dir, 32, 3);
+    assert_open_fails(&cfg, CLGQA_SPLIT_TRAIN, CLGQA_ERR_IO, "cifar-10-batches-py/data_batch_1 is torchvision's "
+                      "python (pickled) CIFAR-10, which clgqa does not read: get the binary version with "
+                      "datasets/fetch.sh cifar10");
+    snprintf(dir, sizeof dir, "%s/cifar100/cifar-100-python", root);
+    snprintf(path, sizeof path, "%s/train", dir);
+    ck_assert_int_eq(gen_mkdirs(dir) | gen_write_text(path, "pickle"), 0);
+    snprintf(dir, sizeof dir, "%s/cifar100", root);
+    cfg = config("cifar100", dir, 32, 3);
+    assert_open_fails(&cfg, CLGQA_SPLIT_TRAIN, CLGQA_ERR_IO, "datasets/fetch.sh cifar100");
+    /* Both versions there: the binary one is read. */
+    snprintf(dir, sizeof dir, "%s/cifar10/cifar-10-batches-bin", root);
+    ck_assert_int_eq(gen_mkdirs(dir) | gen_cifar(dir, 0, 2, 3), 0);
+    snprintf(dir, sizeof dir, "%s/cifar10", root);
+    cfg = config("cifar10", dir, 32, 3);
+    clgqa_dataset *ds = open_ok(&cfg, CLGQA_SPLIT_TEST);
+    ck_assert_uint_eq(clgqa_dataset_count(ds), 3);
+    clgqa_dataset_close(ds);
+}
+END_TEST
+
 START_TEST(cinic10_png_folders_exact) {
     ck_assert_int_eq(gen_image_folder(root, 3, 4, 2, 16, 1), 0);
     /* A stray non-image file and a hidden folder are not samples. */
@@ -349,8 +456,8 @@ START_TEST(missing_folder_and_files) {
     assert_open_fails(&cfg, CLGQA_SPLIT_TRAIN, CLGQA_ERR_IO, "meta/classes.txt");
     cfg = config("imagefolder", root, 32, 3);
     assert_open_fails(&cfg, CLGQA_SPLIT_TRAIN, CLGQA_ERR_IO, "/train");
-    cfg = config("cifar10", "", 32, 3);
-    assert_open_fails(&cfg, CLGQA_SPLIT_TRAIN, CLGQA_ERR_INVALID_ARG, "needs data_dir");
+    cfg = config("cifar10", "", 32, 3); /* and no ./cifar10 in the working folder */
+    assert_open_fails(&cfg, CLGQA_SPLIT_TRAIN, CLGQA_ERR_INVALID_ARG, "no data_dir, and no folder ./cifar10");
     cfg = config("svhn", root, 32, 3);
     assert_open_fails(&cfg, CLGQA_SPLIT_TRAIN, CLGQA_ERR_INVALID_ARG, "svhn");
 }
@@ -534,6 +641,9 @@ static Suite *suite(void) {
     tcase_add_test(tc, cifar100_fine_and_coarse);
     tcase_add_test(tc, tiny_imagenet_layout);
     tcase_add_test(tc, food101_layout);
+    tcase_add_test(tc, oxford_pet_layout);
+    tcase_add_test(tc, torchvision_folders_found_without_data_dir);
+    tcase_add_test(tc, cifar_python_version_points_to_the_binary_one);
     tcase_add_test(tc, cinic10_png_folders_exact);
     tcase_add_test(tc, imagefolder_jpeg_with_gray_and_cmyk_files);
     suite_add_tcase(s, tc);

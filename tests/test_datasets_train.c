@@ -1,7 +1,7 @@
 /* `clgqa train` (the library's clgqa_train) on every dataset layout, with
  * generated data: a tiny ViT takes two steps of one epoch and is evaluated
  * on one test batch, reading MNIST (gzip), CIFAR-10, CIFAR-100, Tiny
- * ImageNet, Food-101, CINIC-10 (PNG) and a JPEG image folder. The readers'
+ * ImageNet, Food-101, Oxford-IIIT Pet, CINIC-10 (PNG) and a JPEG image folder. The readers'
  * values are checked in test_datasets; this shows each layout feeding the
  * trainer end to end. */
 #include <stdio.h>
@@ -85,6 +85,14 @@ START_TEST(trains_on_tiny_imagenet_and_food101) {
 }
 END_TEST
 
+START_TEST(trains_on_oxford_pet) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/oxford-iiit-pet", root);
+    ck_assert_int_eq(gen_oxford_pet(dir, 8, 4, 40), 0);
+    train_on("oxfordiiitpet", root, "3", "37", "randaugment");
+}
+END_TEST
+
 START_TEST(trains_on_cinic10_and_image_folder) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/cinic", root);
@@ -152,6 +160,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, trains_on_mnist_gzip);
     tcase_add_test(tc, trains_on_cifar10_and_cifar100);
     tcase_add_test(tc, trains_on_tiny_imagenet_and_food101);
+    tcase_add_test(tc, trains_on_oxford_pet);
     tcase_add_test(tc, trains_on_cinic10_and_image_folder);
     tcase_add_test(tc, unreadable_images_stop_the_run_or_are_skipped);
     suite_add_tcase(s, tc);

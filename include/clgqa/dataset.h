@@ -1,5 +1,6 @@
 /* Datasets: readers for the published layouts of MNIST, Fashion-MNIST,
- * CIFAR-10/100, Tiny ImageNet, Food-101, CINIC-10 and plain image folders,
+ * CIFAR-10/100, Tiny ImageNet, Food-101, Oxford-IIIT Pet, CINIC-10 and plain
+ * image folders,
  * and a background loader that turns them into normalised float batches.
  *
  * Every sample goes through the same pipeline, in 8-bit pixels until the end:
@@ -36,9 +37,10 @@ enum {
 
 typedef struct clgqa_dataset clgqa_dataset;
 
-/* Opens one split of cfg->dataset under cfg->data_dir (empty data_dir means
- * /usr/share/datasets/fashion-mnist for fashion-mnist; every other dataset
- * needs it). Reads the fixed-size datasets into memory and lists the files of
+/* Opens one split of cfg->dataset under cfg->data_dir. An empty data_dir
+ * looks in ./<dataset> (where the reference's torchvision code downloads it;
+ * torchvision's folders inside, such as MNIST/raw, are found), then, for
+ * fashion-mnist, in /usr/share/datasets/fashion-mnist. Reads the fixed-size datasets into memory and lists the files of
  * the image datasets. Uses cfg->dataset, data_dir, img_size, in_chans,
  * num_classes (0 takes the dataset's; otherwise it must equal the dataset's,
  * see clgqa_dataset_num_classes), augment (train split only),

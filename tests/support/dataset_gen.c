@@ -301,6 +301,27 @@ int gen_food101(const char *root, int classes, int per_class, int test_per_class
     return rc;
 }
 
+int gen_oxford_pet(const char *root, int train, int test, int side) {
+    char path[4096], line[256];
+    int rc = 0;
+    snprintf(path, sizeof path, "%s/images", root);
+    rc |= gen_mkdirs(path);
+    snprintf(path, sizeof path, "%s/annotations", root);
+    rc |= gen_mkdirs(path);
+    for (int i = 0; i < train + test; i++) {
+        int sample = i < train ? i : 1000 + i - train, class_id = gen_pet_label(sample) + 1;
+        snprintf(line, sizeof line, "Breed_%d_%d %d %d %d", class_id, sample, class_id, class_id <= 12 ? 1 : 2,
+                 class_id <= 12 ? class_id : class_id - 12);
+        snprintf(path, sizeof path, "%s/annotations/%s.txt", root, i < train ? "trainval" : "test");
+        rc |= append_line(path, line);
+        snprintf(path, sizeof path, "%s/images/Breed_%d_%d.jpg", root, class_id, sample);
+        rc |= gen_write_jpeg(path, sample, side, side, 3, 95);
+    }
+    return rc;
+}
+
+int gen_pet_label(int sample) { return (sample * 7 + 3) % 37; }
+
 int gen_image_folder(const char *root, int classes, int per_class, int test_per_class, int side,
                      int png) {
     char path[4096];

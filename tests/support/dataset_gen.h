@@ -51,6 +51,12 @@ int gen_cifar(const char *dir, int hundred, int per_batch, int test);
 void gen_wnid(int k, char out[16]);
 int gen_tiny_imagenet(const char *root, int classes, int per_class, int test_per_class, int side);
 int gen_food101(const char *root, int classes, int per_class, int test_per_class, int side);
+/* Oxford-IIIT Pet as torchvision unpacks it into oxford-iiit-pet/:
+ * root/images/<name>.jpg and root/annotations/{trainval,test}.txt lines
+ * "<name> <class id> <species> <breed id>"; `train` samples numbered from 0,
+ * `test` from 1000, class id gen_pet_label(sample) + 1 (of 37). */
+int gen_oxford_pet(const char *root, int train, int test, int side);
+int gen_pet_label(int sample);
 /* root/{train,test}/<class>/..., PNG when png, else JPEG */
 int gen_image_folder(const char *root, int classes, int per_class, int test_per_class, int side,
                      int png);
