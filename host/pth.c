@@ -264,7 +264,6 @@ typedef struct pvalue {
     struct pvalue *next_alloc;
     int64_t integer; /* P_BOOL, P_INT; P_GLOBAL: the pglobal; P_TENSOR: storage offset */
     char *text;      /* P_STRING (NUL-terminated), P_GLOBAL "module.name" */
-    size_t length;
     struct pvalue **items; /* P_TUPLE, P_LIST; P_DICT: key, value, key, value... */
     size_t count, capacity;
     clgqa_dtype dtype;            /* P_GLOBAL storage type, P_STORAGE, P_TENSOR */
@@ -404,7 +403,6 @@ static clgqa_status push_string(unpickler *u, size_t length) {
         return no_memory(u);
     memcpy(v->text, u->p, length);
     v->text[length] = 0;
-    v->length = length;
     u->p += length;
     return push(u, v);
 }
