@@ -39,17 +39,21 @@ static void dataset_root(const char *root, const char *marker, const char *archi
 
 /* ---- MNIST / Fashion-MNIST ---- */
 
+static int has_mnist_train_images(const char *dir) {
+    char plain[4096], gzipped[4096];
+    snprintf(plain, sizeof plain, "%s/train-images-idx3-ubyte", dir);
+    snprintf(gzipped, sizeof gzipped, "%s/train-images-idx3-ubyte.gz", dir);
+    return is_file(plain) || is_file(gzipped);
+}
+
 /* dir, or dir/<torchvision_folder>/raw where torchvision's MNIST and
  * FashionMNIST keep the IDX files, whichever holds the training images. */
 static void mnist_root(const char *dir, const char *torchvision_folder, char *out, size_t out_size) {
-    char probe[4096];
+    char raw[4096];
     snprintf(out, out_size, "%s", dir);
-    snprintf(probe, sizeof probe, "%s/train-images-idx3-ubyte", dir);
-    if (is_file(probe) || (strcat(probe, ".gz"), is_file(probe)))
-        return;
-    snprintf(probe, sizeof probe, "%s/%s/raw/train-images-idx3-ubyte", dir, torchvision_folder);
-    if (is_file(probe) || (strcat(probe, ".gz"), is_file(probe)))
-        snprintf(out, out_size, "%s/%s/raw", dir, torchvision_folder);
+    snprintf(raw, sizeof raw, "%s/%s/raw", dir, torchvision_folder);
+    if (!has_mnist_train_images(dir) && has_mnist_train_images(raw))
+        snprintf(out, out_size, "%s", raw);
 }
 
 /* Reads `dir/base` or, failing that, `dir/base.gz`, inflated. */

@@ -747,6 +747,19 @@ START_TEST(reference_pth_files_give_the_reference_logits) {
         check_logits(model, expected, input, want, LOGITS_REL);
         clgqa_model_destroy(model);
     }
+    /* `clgqa eval --checkpoint` takes the .pth itself, saying in one line
+     * that the DGQA split starts static (on 5 generated 9x9 images, one per
+     * class: the command runs end to end; the logits are checked above). */
+    char data[600], config[600], args[2048], out[4096], err[4096];
+    snprintf(data, sizeof data, "%s/images", dir);
+    ck_assert_int_eq(gen_image_folder(data, 5, 1, 1, 9, 1), 0);
+    snprintf(config, sizeof config, "%s/dgqa_diff.yaml", dir);
+    snprintf(args, sizeof args, "eval '%s' --checkpoint tests/ref/fixtures/reference_dgqa_diff.pth --set "
+             "dataset=imagefolder --set data_dir='%s' --set batch_size=5", config, data);
+    ck_assert_msg(test_run_clgqa("", args, out, sizeof out, err, sizeof err) == 0, "%s", err);
+    test_assert_one_line_naming(err, "no split");
+    ck_assert_msg(strstr(out, "(5 images)"), "%s", out);
+
     /* The fused qkv of a grouped model holds G = 3 key heads: a model with
      * G = 1 takes it through conversion (averaged), not as a checkpoint. */
     clgqa_config one;
