@@ -29,7 +29,9 @@ typedef struct slot {
     size_t batch; /* batch number in the epoch */
     long epoch;
     unsigned long generation; /* the loader's generation when the batch began */
-    int size;                 /* samples in the batch */
+    int first;                /* the shard's first position in the whole batch */
+    int size;                 /* samples in the batch (the shard) */
+    int replicated;           /* the whole batch, which is smaller than the parts */
     int claimed, finished;    /* samples handed to workers, samples done */
     float *images;            /* [batch_size][sample_floats], by position */
     int32_t *labels;
@@ -42,6 +44,7 @@ typedef struct slot {
 struct clgqa_loader {
     clgqa_dataset *ds;
     int batch_size, shuffle;
+    int part, parts; /* clgqa_loader_shard; 0 of 1 by default */
     size_t sample_floats, num_batches;
     size_t *order; /* this epoch's sample order */
     long epoch;
@@ -83,11 +86,14 @@ static slot *claimable_slot(clgqa_loader *ld) {
     if (s->state != SLOT_FREE)
         return NULL;
     size_t left = ld->ds->count - ld->next_claim * (size_t)ld->batch_size;
+    int whole = left < (size_t)ld->batch_size ? (int)left : ld->batch_size;
     s->state = SLOT_FILLING;
     s->batch = ld->next_claim;
     s->epoch = ld->epoch;
     s->generation = atomic_load(&ld->generation);
-    s->size = left < (size_t)ld->batch_size ? (int)left : ld->batch_size;
+    s->replicated = ld->parts > 1 && whole < ld->parts;
+    s->first = s->replicated ? 0 : (int)((long)whole * ld->part / ld->parts);
+    s->size = s->replicated ? whole : (int)((long)whole * (ld->part + 1) / ld->parts) - s->first;
     s->claimed = s->finished = 0;
     s->status = CLGQA_OK;
     s->error_at = s->size;
@@ -103,7 +109,7 @@ static int load_chunk(clgqa_loader *ld, slot *s, int first, int n, clgqa_status 
     for (int i = first; i < first + n; i++) {
         if (atomic_load(&ld->generation) != s->generation)
             return first + n; /* abandoned: the result will be dropped */
-        size_t sample = ld->order[s->batch * (size_t)ld->batch_size + (size_t)i];
+        size_t sample = ld->order[s->batch * (size_t)ld->batch_size + (size_t)(s->first + i)];
         s->kept[i] = 0;
         if (skip && atomic_load(&ds->unreadable[sample]))
             continue;
@@ -180,6 +186,7 @@ clgqa_status clgqa_loader_create(clgqa_dataset *ds, int batch_size, int shuffle,
     ld->ds = ds;
     ld->batch_size = batch_size;
     ld->shuffle = shuffle;
+    ld->parts = 1;
     ld->sample_floats = (size_t)ds->cfg.in_chans * (size_t)ds->cfg.img_size *
                         (size_t)ds->cfg.img_size;
     ld->num_batches = (ds->count + (size_t)batch_size - 1) / (size_t)batch_size;
@@ -229,6 +236,17 @@ static void make_order(clgqa_loader *ld) {
         ld->order[i] = ld->order[j];
         ld->order[j] = t;
     }
+}
+
+clgqa_status clgqa_loader_shard(clgqa_loader *ld, int part, int parts) {
+    if (parts < 1 || part < 0 || part >= parts)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "loader shard %d of %d is out of range", part,
+                          parts);
+    if (ld->started)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_loader_shard after clgqa_loader_start");
+    ld->part = part;
+    ld->parts = parts;
+    return CLGQA_OK;
 }
 
 clgqa_status clgqa_loader_start(clgqa_loader *ld, long epoch) {
@@ -316,6 +334,7 @@ clgqa_status clgqa_loader_next(clgqa_loader *ld, clgqa_batch *batch) {
         batch->labels = s->labels;
         batch->count = count;
         batch->index = (long)s->batch;
+        batch->replicated = s->replicated;
         break;
     }
     pthread_mutex_unlock(&ld->lock);

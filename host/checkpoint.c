@@ -168,6 +168,7 @@ clgqa_status clgqa_checkpoint_save_training(clgqa_model *model, const clgqa_conf
         out_text(&out, "epoch_sum_loss", state->epoch_metrics.sum_loss);
         out_text(&out, "epoch_sum_correct", state->epoch_metrics.sum_correct);
         out_text(&out, "best_test_loss", state->best_test_loss);
+        out_meta(&out, "ranks", "%d", state->ranks > 0 ? state->ranks : 1);
         status = clgqa_safetensors_write(path, out.tensors, out.count, out.meta, out.meta_count);
     }
     out_free(&out);
@@ -440,7 +441,7 @@ clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path
     clgqa_status status = CLGQA_OK;
     const char *scheme = clgqa_safetensors_metadata(file, "att_scheme");
     const char *model_scheme = clgqa_scheme_name(clgqa_model_scheme(model));
-    long long epochs_done = 0, global_step = 0;
+    long long epochs_done = 0, global_step = 0, ranks = 1;
     clgqa_train_state progress;
     memset(&progress, 0, sizeof progress);
     char first_m[NAME_BUF];
@@ -457,6 +458,8 @@ clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path
         status = metadata_long(file, "global_step", &global_step);
     if (status == CLGQA_OK)
         status = read_progress(file, &progress);
+    if (status == CLGQA_OK && clgqa_safetensors_metadata(file, "ranks")) /* older files: 1 */
+        status = metadata_long(file, "ranks", &ranks);
     if (status == CLGQA_OK) {
         const char *text = clgqa_safetensors_metadata(file, "seed");
         char *end = NULL;
@@ -483,6 +486,7 @@ clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path
     if (status == CLGQA_OK) {
         progress.epochs_done = (long)epochs_done;
         progress.global_step = (long)global_step;
+        progress.ranks = (int)ranks;
         *state = progress;
     }
     free(host);

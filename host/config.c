@@ -122,7 +122,7 @@ void clgqa_config_defaults(clgqa_config *cfg) {
 
 /* ---- values and their origin ------------------------------------------ */
 
-#define MAX_ITEMS 3
+#define MAX_ITEMS 16 /* the longest list: a device per rank of a node */
 
 typedef struct value {
     const char *items[MAX_ITEMS];
@@ -364,6 +364,45 @@ static int show_attention_kernel(const clgqa_config *cfg, char items[MAX_ITEMS][
     return -1;
 }
 
+/* device: one spec, or a list of specs, one per rank of a node (stored
+ * joined by commas, see clgqa_mpi_device_spec). */
+static clgqa_status set_device(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    static const char expected[] = "a device (index, gpu, cpu or part of a name) or a list of them";
+    char joined[sizeof cfg->device];
+    size_t used = 0;
+    if (v->is_null) {
+        cfg->device[0] = '\0';
+        return CLGQA_OK;
+    }
+    for (int i = 0; i < v->count; i++) {
+        if (!v->items[i][0] || strchr(v->items[i], ','))
+            return bad_value(at, k->name, v, expected);
+        used += (size_t)snprintf(joined + used, sizeof joined - used, "%s%s", i ? "," : "",
+                                 v->items[i]);
+        if (used >= sizeof joined)
+            return bad_value(at, k->name, v, expected);
+    }
+    snprintf(cfg->device, sizeof cfg->device, "%s", v->count ? joined : "");
+    return CLGQA_OK;
+}
+static int show_device(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    if (!strchr(cfg->device, ',')) {
+        snprintf(items[0], 1024, "%s", cfg->device);
+        return -1;
+    }
+    int count = 0;
+    for (const char *p = cfg->device; count < MAX_ITEMS; count++) {
+        size_t n = strcspn(p, ",");
+        snprintf(items[count], 1024, "%.*s", (int)n, p);
+        if (!p[n]) {
+            count++;
+            break;
+        }
+        p += n + 1;
+    }
+    return count;
+}
+
 static clgqa_status set_label_mode(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
     static const char *const names[] = {"fine", "coarse"};
     size_t i = 0;
@@ -484,7 +523,8 @@ static const key keys[] = {
     BOOL_KEY(pos_embed_antialias),
     BOOL_KEY(save_model),
     BOOL_KEY(skip_unreadable),
-    STRING_KEY(device),
+    CUSTOM_KEY(device),
+    BOOL_KEY(allow_shared_device),
     CUSTOM_KEY(device_class),
     CUSTOM_KEY(attention_kernel),
     CUSTOM_KEY(label_mode),

@@ -466,6 +466,11 @@ clgqa_status clgqa_model_read_all_group_counts(clgqa_model *m, int32_t *group_co
 
 void clgqa_model_freeze_grouping(clgqa_model *m, int frozen) { m->grouping_frozen = frozen; }
 
+void clgqa_model_set_hooks(clgqa_model *m, const clgqa_model_hooks *hooks) {
+    static const clgqa_model_hooks none;
+    m->hooks = hooks ? *hooks : none;
+}
+
 clgqa_status clgqa_model_set_pgqa_noise(clgqa_model *m, int layer, const float *noise) {
     const char *op = "clgqa_model_set_pgqa_noise";
     CLGQA_TRY(check_layer(m, op, layer));

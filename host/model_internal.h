@@ -88,6 +88,7 @@ struct clgqa_model {
     cl_mem pgqa_noise; /* [L][H][P*d], created when a test fixes the noise */
     int *noise_fixed;  /* per layer */
     int grouping_frozen;
+    clgqa_model_hooks hooks; /* zeroed: none */
 
     /* last forward */
     int batch;

@@ -35,6 +35,16 @@ static clgqa_status linear_backward(clgqa_runtime *rt, clgqa_view dx, float dx_b
 
 /* ---- grouping per scheme ---- */
 
+/* The batch's key norms of layer l, summed over every process when a
+ * data-parallel hook is set (the reference sums over the whole batch). */
+static clgqa_status key_norms(clgqa_model *m, int l, const clgqa_attention_dims *ad,
+                              clgqa_view k) {
+    CLGQA_TRY(clgqa_key_norms(m->rt, ad, model_key_norms(m, l), k, m->attention_scratch));
+    if (!m->hooks.key_norms)
+        return CLGQA_OK;
+    return m->hooks.key_norms(m->hooks.ctx, l, model_key_norms(m, l), m->dims.kv_heads);
+}
+
 static clgqa_status update_grouping(clgqa_model *m, int l, const clgqa_attention_dims *ad,
                                     clgqa_view k, int training, long step_in_epoch,
                                     long global_step) {
@@ -42,7 +52,7 @@ static clgqa_status update_grouping(clgqa_model *m, int l, const clgqa_attention
         return CLGQA_OK;
     switch (m->scheme) {
     case CLGQA_KDGQA: /* recomputed on every forward pass */
-        CLGQA_TRY(clgqa_key_norms(m->rt, ad, model_key_norms(m, l), k, m->attention_scratch));
+        CLGQA_TRY(key_norms(m, l, ad, k));
         return clgqa_grouping_kdgqa(m->rt, ad, model_key_norms(m, l), model_kv_map(m, l),
                                     model_group_counts(m, l));
     case CLGQA_DGQA_DIFF:
@@ -51,7 +61,7 @@ static clgqa_status update_grouping(clgqa_model *m, int l, const clgqa_attention
          * steps keep the last split and cache). Evaluation: every pass. */
         if (training && step_in_epoch % m->window_size != 0)
             return CLGQA_OK;
-        CLGQA_TRY(clgqa_key_norms(m->rt, ad, model_key_norms(m, l), k, m->attention_scratch));
+        CLGQA_TRY(key_norms(m, l, ad, k));
         return clgqa_grouping_dgqa(
             m->rt, ad, m->scheme == CLGQA_DGQA_EMA, !training, m->window_size,
             model_key_norms(m, l), model_cache(m, l), model_kv_map(m, l), model_group_counts(m, l),
@@ -162,6 +172,16 @@ clgqa_status clgqa_model_forward(clgqa_model *m, clgqa_view images, clgqa_view l
 
 /* ---- backward ---- */
 
+/* Tells the gradients_ready hook that the gradients of tensors
+ * [first_tensor, end_tensor) are final. */
+static clgqa_status gradients_ready(clgqa_model *m, int first_tensor, int end_tensor) {
+    if (!m->hooks.gradients_ready)
+        return CLGQA_OK;
+    size_t first = m->tensors[first_tensor].offset;
+    size_t end = end_tensor < m->tensor_count ? m->tensors[end_tensor].offset : m->param_count;
+    return m->hooks.gradients_ready(m->hooks.ctx, first, end - first);
+}
+
 /* On entry m->dres holds the gradient of the block's x_out; on return, of its
  * x_in. LayerNorm backward accumulates its input gradient straight into
  * dres, which is also the residual path's gradient. */
@@ -231,9 +251,12 @@ clgqa_status clgqa_model_backward(clgqa_model *m) {
                                        model_param(m, CLGQA_GRADS, norm_b), m->dln,
                                        m->layers[d->num_layers - 1].x_out, m->lnf_mean,
                                        m->lnf_rstd, model_param(m, CLGQA_PARAMS, norm_w), rows, C));
+    CLGQA_TRY(gradients_ready(m, norm_w, m->tensor_count));
 
-    for (int l = d->num_layers - 1; l >= 0; l--)
+    for (int l = d->num_layers - 1; l >= 0; l--) {
         CLGQA_TRY(block_backward(m, l));
+        CLGQA_TRY(gradients_ready(m, model_layer_tensor(l, 0), model_layer_tensor(l + 1, 0)));
+    }
 
     /* Tokens -> class token, positions, patch embedding (no image gradient). */
     CLGQA_TRY(clgqa_fill(rt, m->dpatch_out, patch_rows * C, 0.0f));
@@ -241,11 +264,12 @@ clgqa_status clgqa_model_backward(clgqa_model *m) {
                                     model_param(m, CLGQA_GRADS, MODEL_T_POS), m->dres, B, d->tokens,
                                     C));
     clgqa_view no_input_gradient = {NULL, 0};
-    return clgqa_linear_backward(rt, no_input_gradient,
-                                 model_param(m, CLGQA_GRADS, MODEL_T_PATCH_W),
-                                 model_param(m, CLGQA_GRADS, MODEL_T_PATCH_B), m->dpatch_out,
-                                 m->patches, model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_W),
-                                 patch_rows, patch_len, C);
+    CLGQA_TRY(clgqa_linear_backward(rt, no_input_gradient,
+                                    model_param(m, CLGQA_GRADS, MODEL_T_PATCH_W),
+                                    model_param(m, CLGQA_GRADS, MODEL_T_PATCH_B), m->dpatch_out,
+                                    m->patches, model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_W),
+                                    patch_rows, patch_len, C));
+    return gradients_ready(m, 0, MODEL_T_BLOCKS);
 }
 
 /* ---- AdamW ---- */

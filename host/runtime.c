@@ -184,38 +184,35 @@ static int contains_ignore_case(const char *haystack, const char *needle) {
     return 0;
 }
 
-/* Index into slots for `spec` (see runtime.h), or -1. */
-static int choose_device(const device_slot *slots, int count, const char *spec) {
-    cl_device_type want = 0;
-    if (!spec || !*spec) {
-        for (int i = 0; i < count; i++) {
-            cl_device_type type = 0;
-            clGetDeviceInfo(slots[i].device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
-            if (type & CL_DEVICE_TYPE_GPU)
-                return i;
-        }
-        return 0;
-    }
+/* Whether device i of slots matches a non-empty `spec` (see runtime.h). */
+static int device_matches(const device_slot *slots, int count, int i, const char *spec) {
     char *end;
     long index = strtol(spec, &end, 10);
     if (*end == 0 && end != spec)
-        return index >= 0 && index < count ? (int)index : -1;
-    if (!strcmp(spec, "gpu")) want = CL_DEVICE_TYPE_GPU;
-    if (!strcmp(spec, "cpu")) want = CL_DEVICE_TYPE_CPU;
-    for (int i = 0; i < count; i++) {
-        if (want) {
-            cl_device_type type = 0;
-            clGetDeviceInfo(slots[i].device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
-            if (type & want)
-                return i;
-        } else {
-            char name[256];
-            device_string(slots[i].device, CL_DEVICE_NAME, name, sizeof name);
-            if (contains_ignore_case(name, spec))
-                return i;
-        }
-    }
-    return -1;
+        return index == i;
+    cl_device_type type = 0;
+    clGetDeviceInfo(slots[i].device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    if (!strcmp(spec, "gpu"))
+        return (type & CL_DEVICE_TYPE_GPU) != 0;
+    if (!strcmp(spec, "cpu"))
+        return (type & CL_DEVICE_TYPE_CPU) != 0;
+    char name[256];
+    device_string(slots[i].device, CL_DEVICE_NAME, name, sizeof name);
+    return contains_ignore_case(name, spec);
+}
+
+/* Indices into slots of the devices `spec` matches, in order (see
+ * clgqa_runtime_match_devices); returns how many, at most max. */
+static int match_devices(const device_slot *slots, int count, const char *spec, int *indices,
+                         int max) {
+    int found = 0;
+    int any_gpu = !spec || !*spec;
+    for (int i = 0; i < count && found < max; i++)
+        if (any_gpu ? device_matches(slots, count, i, "gpu") : device_matches(slots, count, i, spec))
+            indices[found++] = i;
+    if (any_gpu && found == 0 && max > 0)
+        indices[found++] = 0;
+    return found;
 }
 
 /* ----------------------------------------------------------- binary cache */
@@ -451,6 +448,17 @@ clgqa_status clgqa_kernel_variant(clgqa_runtime *rt, const char *family, const c
 
 /* ------------------------------------------------------------- runtime */
 
+clgqa_status clgqa_runtime_match_devices(const char *spec, int *indices, int max, int *count) {
+    if (!spec || !*spec)
+        spec = getenv("CLGQA_DEVICE");
+    device_slot *slots;
+    int slot_count;
+    CLGQA_TRY(enumerate_devices(&slots, &slot_count));
+    *count = match_devices(slots, slot_count, spec, indices, max);
+    free(slots);
+    return CLGQA_OK;
+}
+
 clgqa_status clgqa_runtime_create(const char *spec, clgqa_runtime **out) {
     *out = NULL;
     if (!spec || !*spec)
@@ -458,8 +466,8 @@ clgqa_status clgqa_runtime_create(const char *spec, clgqa_runtime **out) {
     device_slot *slots;
     int count;
     CLGQA_TRY(enumerate_devices(&slots, &count));
-    int chosen = choose_device(slots, count, spec);
-    if (chosen < 0) {
+    int chosen;
+    if (match_devices(slots, count, spec, &chosen, 1) == 0) {
         free(slots);
         return clgqa_fail(CLGQA_ERR_NO_DEVICE,
                           "no OpenCL device matches '%s' (give an index, 'gpu', 'cpu' or part "

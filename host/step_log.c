@@ -17,10 +17,9 @@ void clgqa_step_log_epoch_start(clgqa_step_log *log, double wait_seconds) {
     log->wait_since = wait_seconds;
 }
 
-clgqa_status clgqa_step_log_row(clgqa_step_log *log, clgqa_model *model, int epoch,
+clgqa_status clgqa_step_log_row(clgqa_step_log *log, const clgqa_metrics *running, int epoch,
                                 long global_step, float lr, double wait_seconds) {
-    clgqa_metrics m;
-    CLGQA_TRY(clgqa_model_read_metrics(model, &m));
+    clgqa_metrics m = *running;
     double now = now_seconds();
     long samples = m.samples - log->since.samples;
     double seconds = now - log->time_since;

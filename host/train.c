@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "clgqa/checkpoint.h"
+#include "mpi_ranks.h"
 #include "step_log.h"
 
 /* Progress: redraw at most 4 times a second on a terminal; otherwise a plain
@@ -158,8 +159,10 @@ static clgqa_status write_predictions(FILE *out, clgqa_model *model, const clgqa
     return CLGQA_OK;
 }
 
+/* With mpi, each rank evaluates its shard of every batch and the metrics are
+ * summed over the ranks. */
 static clgqa_status evaluate_with(clgqa_model *model, clgqa_loader *loader, batch_upload *up,
-                                  long max_batches, FILE *predictions,
+                                  long max_batches, FILE *predictions, clgqa_mpi *mpi,
                                   clgqa_eval_result *result) {
     const clgqa_model_dims *dims = clgqa_model_get_dims(model);
     float *logits = NULL;
@@ -176,12 +179,22 @@ static clgqa_status evaluate_with(clgqa_model *model, clgqa_loader *loader, batc
     if (status == CLGQA_OK)
         status = clgqa_model_reset_metrics(model);
     long first_index = 0;
+    clgqa_metrics metrics, before_replicated = {0};
+    int replicated = 0;
     for (long b = 0; status == CLGQA_OK && (max_batches <= 0 || b < max_batches); b++) {
         clgqa_batch batch;
         status = clgqa_loader_next(loader, &batch);
         if (status != CLGQA_OK || batch.count == 0)
             break;
-        status = upload_batch(up, &batch);
+        /* A batch smaller than the ranks (the last) is whole on every rank:
+         * only rank 0's metrics count it. */
+        if (batch.replicated && !replicated && clgqa_mpi_rank(mpi) != 0)
+            status = clgqa_model_read_metrics(model, &before_replicated);
+        replicated |= batch.replicated;
+        if (status == CLGQA_OK)
+            status = clgqa_mpi_begin_pass(mpi, &batch, 0);
+        if (status == CLGQA_OK)
+            status = upload_batch(up, &batch);
         if (status == CLGQA_OK)
             status = clgqa_model_forward(model, clgqa_view_at(up->images, 0),
                                          clgqa_view_at(up->labels, 0), batch.count, 0, b,
@@ -193,8 +206,11 @@ static clgqa_status evaluate_with(clgqa_model *model, clgqa_loader *loader, batc
     }
     free(logits);
     CLGQA_TRY(status);
-    clgqa_metrics metrics;
-    CLGQA_TRY(clgqa_model_read_metrics(model, &metrics));
+    if (replicated && clgqa_mpi_rank(mpi) != 0)
+        metrics = before_replicated;
+    else
+        CLGQA_TRY(clgqa_model_read_metrics(model, &metrics));
+    CLGQA_TRY(clgqa_mpi_sum_metrics(mpi, &metrics));
     if (metrics.samples == 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "evaluation saw no test images");
     result->samples = metrics.samples;
@@ -214,7 +230,7 @@ clgqa_status clgqa_evaluate(clgqa_runtime *rt, clgqa_model *model, clgqa_dataset
     if (status == CLGQA_OK)
         status = clgqa_loader_create(ds, batch_size, 0, 0, &loader);
     if (status == CLGQA_OK)
-        status = evaluate_with(model, loader, &up, max_batches, predictions, result);
+        status = evaluate_with(model, loader, &up, max_batches, predictions, NULL, result);
     clgqa_loader_destroy(loader);
     upload_free(&up);
     return status;
@@ -233,6 +249,8 @@ typedef struct progress {
     double started;       /* epoch start (seconds) */
     double wait_at_start; /* loader wait seconds at the epoch start */
     double last_draw;
+    const clgqa_mpi *mpi; /* several ranks: the line shows the all-reduce wait */
+    double allreduce_at_start;
 } progress;
 
 static void format_duration(char *buf, size_t size, double seconds) {
@@ -244,7 +262,8 @@ static void format_duration(char *buf, size_t size, double seconds) {
 }
 
 /* One progress report after `done` steps: running loss and accuracy of the
- * epoch, throughput, the share of time spent waiting for data, and the ETA. */
+ * epoch, throughput, the share of time spent waiting for data (and, with
+ * several ranks, on the all-reduce), and the ETA. */
 static void progress_show(progress *p, long done, const clgqa_metrics *m, double wait_seconds) {
     double now = now_seconds();
     double elapsed = now - p->started;
@@ -252,7 +271,11 @@ static void progress_show(progress *p, long done, const clgqa_metrics *m, double
     double acc = m->samples ? m->sum_correct / (double)m->samples : 0.0;
     double speed = elapsed > 0 ? (double)(m->samples - p->samples_before) / elapsed : 0.0;
     double wait_share = elapsed > 0 ? (wait_seconds - p->wait_at_start) / elapsed : 0.0;
-    char eta[32];
+    char eta[32], allreduce[32] = "";
+    if (p->mpi)
+        snprintf(allreduce, sizeof allreduce, " allreduce %.0f%%",
+                 elapsed > 0 ? 100.0 * (clgqa_mpi_wait_seconds(p->mpi) - p->allreduce_at_start) / elapsed
+                             : 0.0);
     long done_here = done - p->first;
     format_duration(eta, sizeof eta,
                     done_here > 0 ? elapsed / (double)done_here * (double)(p->steps - done) : 0);
@@ -263,13 +286,13 @@ static void progress_show(progress *p, long done, const clgqa_metrics *m, double
         for (int i = 0; i < WIDTH; i++)
             bar[i] = i < filled ? '#' : '.';
         bar[WIDTH] = '\0';
-        fprintf(p->out, "\repoch %d/%d [%s] %ld/%ld loss %.4f acc %5.1f%% %6.0f img/s data %2.0f%% ETA %s\x1b[K",
+        fprintf(p->out, "\repoch %d/%d [%s] %ld/%ld loss %.4f acc %5.1f%% %6.0f img/s data %2.0f%%%s ETA %s\x1b[K",
                 p->epoch + 1, p->epochs, bar, done, p->steps, loss, 100.0 * acc, speed,
-                100.0 * wait_share, eta);
+                100.0 * wait_share, allreduce, eta);
     } else {
-        fprintf(p->out, "epoch %d/%d step %ld/%ld loss %.4f acc %.1f%% %.0f img/s data %.0f%% ETA %s\n",
+        fprintf(p->out, "epoch %d/%d step %ld/%ld loss %.4f acc %.1f%% %.0f img/s data %.0f%%%s ETA %s\n",
                 p->epoch + 1, p->epochs, done, p->steps, loss, 100.0 * acc, speed,
-                100.0 * wait_share, eta);
+                100.0 * wait_share, allreduce, eta);
     }
     fflush(p->out);
     p->last_draw = now;
@@ -462,7 +485,11 @@ typedef struct trainer {
     clgqa_runtime *rt;
     clgqa_config cfg; /* finalized; num_classes filled from the dataset if 0 */
     const clgqa_train_options *options;
-    FILE *log;
+    FILE *log;      /* rank 0's progress and notices; /dev/null on the other ranks */
+    FILE *rank_log; /* every rank's own lines */
+    clgqa_mpi *mpi; /* NULL: one process */
+    long rank_images; /* training images this rank processed in this call */
+    int stop_signal;  /* the signal that stopped the run (agreed by the ranks) */
     clgqa_dataset *train_set, *test_set;
     clgqa_loader *train_loader, *test_loader;
     clgqa_model *model;
@@ -479,6 +506,8 @@ typedef struct trainer {
 } trainer;
 
 static void trainer_free(trainer *t) {
+    if (t->log != t->rank_log)
+        fclose(t->log);
     if (t->run_csv)
         fclose(t->run_csv);
     if (t->groups_csv)
@@ -503,7 +532,12 @@ static void trainer_free(trainer *t) {
 static clgqa_status trainer_open(trainer *t) {
     clgqa_config *cfg = &t->cfg;
     const clgqa_train_options *opt = t->options;
-    CLGQA_TRY(make_dirs(cfg->out_dir));
+    int rank = clgqa_mpi_rank(t->mpi), ranks = clgqa_mpi_ranks(t->mpi);
+    if (cfg->batch_size % ranks != 0)
+        return clgqa_mpi_refuse(t->mpi, "batch_size %d is the global batch: it must divide by the %d ranks",
+                                cfg->batch_size, ranks);
+    if (rank == 0) /* only rank 0 writes files */
+        CLGQA_TRY(make_dirs(cfg->out_dir));
     int flags = cfg->skip_unreadable ? CLGQA_DATASET_SKIP_UNREADABLE : 0;
     CLGQA_TRY(clgqa_dataset_open(cfg, CLGQA_SPLIT_TRAIN, flags, &t->train_set));
     CLGQA_TRY(clgqa_dataset_open(cfg, CLGQA_SPLIT_TEST, flags, &t->test_set));
@@ -511,9 +545,14 @@ static clgqa_status trainer_open(trainer *t) {
         cfg->num_classes = clgqa_dataset_num_classes(t->train_set);
     CLGQA_TRY(clgqa_loader_create(t->train_set, cfg->batch_size, cfg->shuffle, 0, &t->train_loader));
     CLGQA_TRY(clgqa_loader_create(t->test_set, cfg->batch_size, 0, 0, &t->test_loader));
-    CLGQA_TRY(clgqa_model_create(t->rt, cfg, cfg->batch_size, &t->model));
+    CLGQA_TRY(clgqa_loader_shard(t->train_loader, rank, ranks));
+    CLGQA_TRY(clgqa_loader_shard(t->test_loader, rank, ranks));
+    /* A rank's shard, or a whole batch smaller than the ranks (replicated). */
+    int max_batch = cfg->batch_size / ranks > ranks - 1 ? cfg->batch_size / ranks : ranks - 1;
+    CLGQA_TRY(clgqa_model_create(t->rt, cfg, max_batch, &t->model));
+    CLGQA_TRY(clgqa_mpi_attach(t->mpi, t->rt, t->model));
     const clgqa_model_dims *dims = clgqa_model_get_dims(t->model);
-    CLGQA_TRY(upload_init(&t->upload, t->rt, dims, cfg->batch_size));
+    CLGQA_TRY(upload_init(&t->upload, t->rt, dims, max_batch));
     t->upload_ready = 1;
     t->group_counts = malloc((size_t)dims->num_layers * dims->kv_heads * sizeof(int32_t));
     t->watch.losses = malloc((size_t)cfg->batch_size * sizeof(float));
@@ -524,6 +563,11 @@ static clgqa_status trainer_open(trainer *t) {
     if (opt->resume_dir) {
         join_path(path, sizeof path, opt->resume_dir, "last.safetensors");
         CLGQA_TRY(clgqa_checkpoint_load_training(t->model, path, cfg->seed, &t->state));
+        int trained_on = t->state.ranks > 0 ? t->state.ranks : 1;
+        if (trained_on != ranks)
+            return clgqa_mpi_refuse(t->mpi, "%s was trained on %d rank%s, this run has %d: resume "
+                                    "with mpirun -np %d", path, trained_on, trained_on > 1 ? "s" : "",
+                                    ranks, trained_on);
         if (!opt->quiet && t->state.epoch_steps > 0)
             fprintf(t->log, "resuming %s in epoch %ld after step %ld (global step %ld)\n", path,
                     t->state.epochs_done + 1, t->state.epoch_steps, t->state.global_step);
@@ -557,6 +601,11 @@ static clgqa_status trainer_open(trainer *t) {
         t->groups_every = 0;
     }
 
+    t->state.ranks = ranks;
+    if (!opt->quiet)
+        clgqa_mpi_describe(t->mpi, t->rt, cfg->batch_size, t->rank_log);
+    if (rank != 0)
+        return CLGQA_OK;
     join_path(path, sizeof path, cfg->out_dir, "config.yaml");
     CLGQA_TRY(clgqa_config_write(cfg, path));
     join_path(path, sizeof path, cfg->out_dir, "run.csv");
@@ -570,14 +619,32 @@ static clgqa_status trainer_open(trainer *t) {
     return CLGQA_OK;
 }
 
-/* Whether the run should stop after the step just done. */
-static int stop_requested(const trainer *t) {
+/* Whether the run should stop after the step just done. Several ranks stop
+ * together, after the first step any of them was signalled in. */
+static clgqa_status stop_requested(trainer *t, int *stop) {
     const clgqa_train_options *opt = t->options;
-    return (opt->stop_signal && *opt->stop_signal) ||
-           (opt->stop_after_steps > 0 && t->steps_this_call >= opt->stop_after_steps);
+    long signal = opt->stop_signal ? (long)*opt->stop_signal : 0;
+    CLGQA_TRY(clgqa_mpi_max_long(t->mpi, &signal));
+    if (signal)
+        t->stop_signal = (int)signal;
+    *stop = signal || (opt->stop_after_steps > 0 && t->steps_this_call >= opt->stop_after_steps);
+    return CLGQA_OK;
 }
 
+/* The epoch's running metrics over every rank; `held` (when not NULL) is
+ * what this rank had before a replicated batch. */
+static clgqa_status epoch_metrics(trainer *t, const clgqa_metrics *held, clgqa_metrics *m) {
+    if (held && clgqa_mpi_rank(t->mpi) != 0)
+        *m = *held;
+    else
+        CLGQA_TRY(clgqa_model_read_metrics(t->model, m));
+    return clgqa_mpi_sum_metrics(t->mpi, m);
+}
+
+/* Rank 0's file. */
 static clgqa_status save_last(trainer *t) {
+    if (clgqa_mpi_rank(t->mpi) != 0)
+        return CLGQA_OK;
     char path[1200];
     join_path(path, sizeof path, t->cfg.out_dir, "last.safetensors");
     return clgqa_checkpoint_save_training(t->model, &t->cfg, &t->state, path);
@@ -585,11 +652,15 @@ static clgqa_status save_last(trainer *t) {
 
 /* last.safetensors after `steps` steps of the current epoch, the loader at
  * `next_batch`: what a resumed run needs to go on from the next step. */
-static clgqa_status save_mid_epoch(trainer *t, long steps, long next_batch) {
+static clgqa_status save_mid_epoch(trainer *t, long steps, long next_batch,
+                                   const clgqa_metrics *held) {
     CLGQA_TRY(watch_check(&t->watch, t->cfg.out_dir));
     t->state.epoch_steps = steps;
     t->state.next_batch = next_batch;
-    CLGQA_TRY(clgqa_model_read_metrics(t->model, &t->state.epoch_metrics));
+    /* Several ranks: the sums over all of them (a resumed rank 0 starts from
+     * them, the others from 0). Summing also waits for every rank's loss
+     * check of this step, so rank 0 never saves weights one found diverged. */
+    CLGQA_TRY(epoch_metrics(t, held, &t->state.epoch_metrics));
     return save_last(t);
 }
 
@@ -601,14 +672,18 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
     const clgqa_config *cfg = &t->cfg;
     long first = t->state.epoch_steps, next_batch = t->state.next_batch;
     clgqa_metrics before = t->state.epoch_metrics;
-    progress p = {t->log, isatty(fileno(t->log)), t->options->quiet, epoch, cfg->epochs,
+    /* Several ranks: every rank takes part in each report's metric sums, so
+     * reports come on step counts (plain lines), never on a clock. */
+    progress p = {t->log, isatty(fileno(t->log)) && !t->mpi, t->options->quiet, epoch, cfg->epochs,
                   t->steps_per_epoch, first, before.samples, now_seconds(),
-                  clgqa_loader_wait_seconds(t->train_loader), 0};
+                  clgqa_loader_wait_seconds(t->train_loader), 0, t->mpi,
+                  clgqa_mpi_wait_seconds(t->mpi)};
     clgqa_adamw_hparams hp = {cfg->lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay};
-    clgqa_metrics m;
+    clgqa_metrics m, before_replicated, none = {0};
+    int replicated = 0;
     CLGQA_TRY(clgqa_loader_start_at(t->train_loader, epoch, (size_t)next_batch));
-    if (first > 0)
-        CLGQA_TRY(clgqa_model_restore_metrics(t->model, &before));
+    if (first > 0) /* the sums over every rank: rank 0 holds them */
+        CLGQA_TRY(clgqa_model_restore_metrics(t->model, clgqa_mpi_rank(t->mpi) == 0 ? &before : &none));
     else
         CLGQA_TRY(clgqa_model_reset_metrics(t->model));
     clgqa_step_log_epoch_start(&t->steps, clgqa_loader_wait_seconds(t->train_loader));
@@ -620,37 +695,50 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
             return clgqa_fail(CLGQA_ERR_INVALID_ARG, "the loader ended epoch %d after %ld of %ld batches",
                               epoch + 1, step, t->steps_per_epoch);
         next_batch = batch.index + 1;
+        /* A batch smaller than the ranks (the epoch's last) is whole on
+         * every rank: only rank 0's metrics count it. */
+        if (batch.replicated && !replicated && clgqa_mpi_rank(t->mpi) != 0)
+            CLGQA_TRY(clgqa_model_read_metrics(t->model, &before_replicated));
+        replicated |= batch.replicated;
+        CLGQA_TRY(clgqa_mpi_begin_pass(t->mpi, &batch, 1));
         CLGQA_TRY(upload_batch(&t->upload, &batch));
         CLGQA_TRY(clgqa_model_forward(t->model, clgqa_view_at(t->upload.images, 0),
                                       clgqa_view_at(t->upload.labels, 0), batch.count, 1, step,
                                       t->state.global_step));
         CLGQA_TRY(clgqa_model_backward(t->model));
+        CLGQA_TRY(clgqa_mpi_reduce_gradients(t->mpi));
+        t->rank_images += batch.count;
         hp.lr = clgqa_schedule_lr(cfg, t->state.global_step, t->total_steps);
         CLGQA_TRY(clgqa_model_step(t->model, &hp, t->state.global_step + 1, cfg->clip_grad_norm));
         t->state.global_step++;
         t->steps_this_call++;
         CLGQA_TRY(watch_check(&t->watch, cfg->out_dir)); /* the previous step's losses */
         CLGQA_TRY(watch_step(&t->watch, t->rt, t->model, batch.count, epoch, step, hp.lr));
-        if (t->groups_every && step % t->groups_every == 0)
+        const clgqa_metrics *held = replicated ? &before_replicated : NULL;
+        if (t->groups_csv && t->groups_every && step % t->groups_every == 0)
             CLGQA_TRY(log_groups(t->groups_csv, t->model, t->group_counts, epoch, step));
-        if ((step + 1) % cfg->log_steps == 0 || step + 1 == t->steps_per_epoch)
-            CLGQA_TRY(clgqa_step_log_row(&t->steps, t->model, epoch, t->state.global_step, hp.lr,
-                                         clgqa_loader_wait_seconds(t->train_loader)));
+        if ((step + 1) % cfg->log_steps == 0 || step + 1 == t->steps_per_epoch) {
+            CLGQA_TRY(epoch_metrics(t, held, &m));
+            if (t->steps.csv) /* rank 0's file */
+                CLGQA_TRY(clgqa_step_log_row(&t->steps, &m, epoch, t->state.global_step, hp.lr,
+                                             clgqa_loader_wait_seconds(t->train_loader)));
+        }
         if (progress_due(&p, step + 1)) {
-            CLGQA_TRY(clgqa_model_read_metrics(t->model, &m));
+            CLGQA_TRY(epoch_metrics(t, held, &m));
             progress_show(&p, step + 1, &m, clgqa_loader_wait_seconds(t->train_loader));
         }
-        int stop = stop_requested(t);
+        int stop;
+        CLGQA_TRY(stop_requested(t, &stop));
         if (stop || (cfg->checkpoint_steps > 0 && t->state.global_step % cfg->checkpoint_steps == 0 &&
                      step + 1 < t->steps_per_epoch))
-            CLGQA_TRY(save_mid_epoch(t, step + 1, next_batch));
+            CLGQA_TRY(save_mid_epoch(t, step + 1, next_batch, held));
         if (stop) {
             *stopped = 1;
             break;
         }
     }
     CLGQA_TRY(watch_check(&t->watch, cfg->out_dir));
-    CLGQA_TRY(clgqa_model_read_metrics(t->model, &m));
+    CLGQA_TRY(epoch_metrics(t, replicated ? &before_replicated : NULL, &m));
     if (p.tty && !p.quiet)
         fputc('\n', t->log);
     *images += m.samples - before.samples;
@@ -680,14 +768,22 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
             break;
         clgqa_eval_result eval;
         CLGQA_TRY(evaluate_with(t->model, t->test_loader, &t->upload, cfg->max_eval_batches, NULL,
-                                &eval));
+                                t->mpi, &eval));
         metrics.test_loss = eval.loss;
         metrics.test_acc = eval.accuracy;
-        CLGQA_TRY(log_groups(t->groups_csv, t->model, t->group_counts, epoch, -1));
-        fprintf(t->run_csv, "%d,%.6f,%.6f,%.6f,%.6f\n", epoch + 1, metrics.train_loss,
-                metrics.train_acc, metrics.test_loss, metrics.test_acc);
-        if (fflush(t->run_csv) != 0)
-            return clgqa_fail(CLGQA_ERR_IO, "cannot write run.csv: %s", strerror(errno));
+        uint64_t weights_hash;
+        CLGQA_TRY(clgqa_mpi_check_weights(t->mpi, t->model, &weights_hash));
+        if (t->mpi && !t->options->quiet)
+            fprintf(t->log, "epoch %d/%d: the %d ranks agree on the weights (hash %016llx)\n",
+                    epoch + 1, cfg->epochs, clgqa_mpi_ranks(t->mpi), (unsigned long long)weights_hash);
+        int files = clgqa_mpi_rank(t->mpi) == 0; /* the files are rank 0's */
+        if (files) {
+            CLGQA_TRY(log_groups(t->groups_csv, t->model, t->group_counts, epoch, -1));
+            fprintf(t->run_csv, "%d,%.6f,%.6f,%.6f,%.6f\n", epoch + 1, metrics.train_loss,
+                    metrics.train_acc, metrics.test_loss, metrics.test_acc);
+            if (fflush(t->run_csv) != 0)
+                return clgqa_fail(CLGQA_ERR_IO, "cannot write run.csv: %s", strerror(errno));
+        }
         if (!t->options->quiet)
             fprintf(t->log, "epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% (%ld images)\n",
                     epoch + 1, cfg->epochs, metrics.train_loss, 100.0 * metrics.train_acc,
@@ -695,7 +791,7 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
         if (eval.loss < t->state.best_test_loss) { /* best.pth of the reference */
             t->state.best_epoch = epoch + 1;
             t->state.best_test_loss = eval.loss;
-            if (cfg->save_model) {
+            if (cfg->save_model && files) {
                 join_path(path, sizeof path, cfg->out_dir, "best.safetensors");
                 CLGQA_TRY(clgqa_checkpoint_save_model(t->model, cfg, path));
             }
@@ -708,7 +804,9 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
         epochs_this_call++;
         if (t->options->stop_after_epochs > 0 && epochs_this_call >= t->options->stop_after_epochs)
             break;
-        if (epoch + 1 < cfg->epochs && stop_requested(t)) { /* came during the evaluation */
+        int stop;
+        CLGQA_TRY(stop_requested(t, &stop));
+        if (epoch + 1 < cfg->epochs && stop) { /* came during the evaluation */
             result->stopped = 1;
             break;
         }
@@ -716,29 +814,34 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
     if (epochs_this_call == 0 && !result->stopped) { /* resumed a finished run: report its test figures */
         clgqa_eval_result eval;
         CLGQA_TRY(evaluate_with(t->model, t->test_loader, &t->upload, cfg->max_eval_batches, NULL,
-                                &eval));
+                                t->mpi, &eval));
         result->last.test_loss = eval.loss;
         result->last.test_acc = eval.accuracy;
     }
-    if (t->state.epochs_done == cfg->epochs && cfg->save_model) {
+    if (t->state.epochs_done == cfg->epochs && cfg->save_model && clgqa_mpi_rank(t->mpi) == 0) {
         join_path(path, sizeof path, cfg->out_dir, "model.safetensors");
         CLGQA_TRY(clgqa_checkpoint_save_model(t->model, cfg, path));
     }
     result->epochs_done = (int)t->state.epochs_done;
     result->global_step = t->state.global_step;
-    result->stop_signal = t->options->stop_signal ? (int)*t->options->stop_signal : 0;
+    result->stop_signal = t->stop_signal;
     result->epoch_steps = t->state.epoch_steps;
     result->steps_per_epoch = t->steps_per_epoch;
     result->best_epoch = (int)t->state.best_epoch;
     result->best_test_loss = t->state.best_test_loss;
     result->images_per_second = seconds > 0 ? (double)images / seconds : 0;
     result->data_wait_share = seconds > 0 ? wait_seconds / seconds : 0;
-    size_t skipped_train = clgqa_dataset_skipped(t->train_set);
-    size_t skipped_test = clgqa_dataset_skipped(t->test_set);
-    result->skipped_images = skipped_train + skipped_test;
+    /* The ranks' shards are disjoint: their counts add up. */
+    long skipped[2] = {(long)clgqa_dataset_skipped(t->train_set),
+                       (long)clgqa_dataset_skipped(t->test_set)};
+    CLGQA_TRY(clgqa_mpi_sum_longs(t->mpi, skipped, 2));
+    result->skipped_images = (size_t)(skipped[0] + skipped[1]);
     if (cfg->skip_unreadable)
-        fprintf(t->log, "skipped %zu unreadable images (%zu training, %zu test)\n",
-                result->skipped_images, skipped_train, skipped_test);
+        fprintf(t->log, "skipped %zu unreadable images (%ld training, %ld test)\n",
+                result->skipped_images, skipped[0], skipped[1]);
+    if (t->mpi && !t->options->quiet)
+        fprintf(t->rank_log, "rank %d of %d: trained on %ld images in %d epochs\n",
+                clgqa_mpi_rank(t->mpi), clgqa_mpi_ranks(t->mpi), t->rank_images, epochs_this_call);
     return CLGQA_OK;
 }
 
@@ -750,7 +853,11 @@ clgqa_status clgqa_train(clgqa_runtime *rt, const clgqa_config *cfg,
     t.rt = rt;
     t.cfg = *cfg;
     t.options = options ? options : &no_options;
-    t.log = t.options->log ? t.options->log : stderr;
+    t.rank_log = t.options->log ? t.options->log : stderr;
+    t.log = t.rank_log;
+    t.mpi = t.options->mpi;
+    if (clgqa_mpi_rank(t.mpi) != 0 && !(t.log = fopen("/dev/null", "w")))
+        return clgqa_fail(CLGQA_ERR_IO, "cannot open /dev/null: %s", strerror(errno));
     t.state.best_test_loss = INFINITY; /* a resumed run reads its own */
     clgqa_status status = trainer_open(&t);
     if (status == CLGQA_OK)

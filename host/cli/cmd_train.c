@@ -16,6 +16,7 @@
 #include "clgqa/train.h"
 #include "commands.h"
 #include "config_args.h"
+#include "mpi_ranks.h"
 
 static const char usage[] =
     "clgqa train [CONFIG.yaml] [--set key=value ...] [--device SPEC] [--resume DIR]\n"
@@ -55,24 +56,44 @@ int clgqa_cmd_train(int argc, char **argv) {
     if (exit_status >= 0)
         return exit_status;
 
+    /* Under mpirun: this process is one rank of a data-parallel job. */
+    clgqa_mpi *mpi;
+    if (clgqa_mpi_init(&mpi) != CLGQA_OK)
+        return clgqa_cli_error(NULL);
     clgqa_config cfg;
     if (clgqa_run_config(args.config_path, args.sets, args.set_count, &cfg) != CLGQA_OK)
-        return clgqa_cli_error(NULL);
+        return clgqa_mpi_fail(mpi, 1);
+    char device[sizeof cfg.device];
     clgqa_runtime *rt;
-    if (clgqa_cli_open_runtime(&cfg, args.device, &rt) != 0)
-        return clgqa_cli_error(NULL);
-    fprintf(stderr, "clgqa train: %s, %s on %s, device %s\n", cfg.dataset,
-            clgqa_scheme_name(cfg.att_scheme), cfg.out_dir, rt->device_name);
+    if (clgqa_mpi_device_spec(mpi, args.device ? args.device : cfg.device, device,
+                              sizeof device) != CLGQA_OK ||
+        clgqa_cli_open_runtime(&cfg, device, &rt) != 0)
+        return clgqa_mpi_fail(mpi, 0);
+    if (clgqa_mpi_check_devices(mpi, rt, cfg.allow_shared_device) != CLGQA_OK) {
+        clgqa_runtime_destroy(rt);
+        return clgqa_mpi_fail(mpi, 0);
+    }
+    int rank = clgqa_mpi_rank(mpi), ranks = clgqa_mpi_ranks(mpi);
+    if (rank == 0 && ranks > 1)
+        fprintf(stderr, "clgqa train: %s, %s on %s, %d ranks, global batch %d\n", cfg.dataset,
+                clgqa_scheme_name(cfg.att_scheme), cfg.out_dir, ranks, cfg.batch_size);
+    else if (rank == 0)
+        fprintf(stderr, "clgqa train: %s, %s on %s, device %s\n", cfg.dataset,
+                clgqa_scheme_name(cfg.att_scheme), cfg.out_dir, rt->device_name);
 
     clgqa_train_options options = {0};
     options.resume_dir = resume;
     options.stop_signal = &stop_signal;
+    options.mpi = mpi;
     catch_stop_signals();
     clgqa_train_result result;
     clgqa_status status = clgqa_train(rt, &cfg, &options, &result);
     clgqa_runtime_destroy(rt);
     if (status != CLGQA_OK)
-        return clgqa_cli_error(NULL);
+        return clgqa_mpi_fail(mpi, 0);
+    clgqa_mpi_finalize(mpi);
+    if (rank != 0) /* rank 0 speaks for the job */
+        return result.stopped ? 128 + result.stop_signal : 0;
     if (result.stopped) {
         const char *name = result.stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
         if (result.epoch_steps > 0)
@@ -81,9 +102,13 @@ int clgqa_cmd_train(int argc, char **argv) {
         else
             fprintf(stderr, "clgqa train: stopped by %s after epoch %d", name, result.epochs_done);
         /* config.yaml in out_dir is the whole resolved config. */
+        char launcher[32] = "";
+        if (ranks > 1)
+            snprintf(launcher, sizeof launcher, "mpirun -np %d ", ranks);
         fprintf(stderr, "; %s/last.safetensors holds it. Resume with:\n"
-                "  clgqa train %s/config.yaml --resume %s%s%s\n", cfg.out_dir, cfg.out_dir,
-                cfg.out_dir, args.device ? " --device " : "", args.device ? args.device : "");
+                "  %sclgqa train %s/config.yaml --resume %s%s%s\n", cfg.out_dir, launcher,
+                cfg.out_dir, cfg.out_dir, args.device ? " --device " : "",
+                args.device ? args.device : "");
         return 128 + result.stop_signal;
     }
     printf("test accuracy: %.1f%% (test loss %.4f, train accuracy %.1f%%, epochs %d, %.0f img/s)\n",

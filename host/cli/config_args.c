@@ -2,6 +2,7 @@
 
 #include "clgqa/config.h"
 #include "clgqa/runtime.h"
+#include "mpi_ranks.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -55,7 +56,9 @@ int clgqa_cli_parse_config_args(const char *usage, int argc, char **argv,
 }
 
 int clgqa_cli_open_runtime(const clgqa_config *cfg, const char *device, clgqa_runtime **rt) {
-    if (clgqa_runtime_create(device ? device : cfg->device, rt) != CLGQA_OK)
+    char spec[sizeof cfg->device]; /* one process takes a device list's first */
+    if (clgqa_mpi_device_spec(NULL, device ? device : cfg->device, spec, sizeof spec) != CLGQA_OK ||
+        clgqa_runtime_create(spec, rt) != CLGQA_OK)
         return -1;
     if (clgqa_runtime_choose_paths(*rt, cfg->device_class, cfg->attention_kernel) != CLGQA_OK) {
         clgqa_runtime_destroy(*rt);

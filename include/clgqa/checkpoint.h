@@ -13,7 +13,8 @@
  * is keyed by (seed, epoch, step), so they are the whole generator state);
  * written mid-epoch, also where the epoch stands (epoch_steps, next_batch)
  * and its running loss sums (epoch_samples, epoch_sum_loss,
- * epoch_sum_correct); and the best epoch so far (best_epoch, best_test_loss).
+ * epoch_sum_correct); the best epoch so far (best_epoch, best_test_loss);
+ * and ranks, the MPI processes that trained it (a resume keeps the count).
  *
  * Files are written to a temporary file beside the target and renamed over
  * it (clgqa_safetensors_write), so a crash never leaves a torn checkpoint. */
@@ -35,6 +36,7 @@ typedef struct clgqa_train_state {
     clgqa_metrics epoch_metrics; /* the model's running sums over those steps */
     long best_epoch;            /* the epoch of lowest test loss, from 1; 0: none yet */
     double best_test_loss;      /* its test loss */
+    int ranks;                  /* MPI processes that trained it (0 is taken as 1) */
 } clgqa_train_state;
 
 clgqa_status clgqa_checkpoint_save_model(clgqa_model *model, const clgqa_config *cfg,

@@ -53,7 +53,10 @@ typedef struct clgqa_config {
                                 0 = plain bicubic (see clgqa/pos_embed.h) */
     int save_model;
     int skip_unreadable;     /* image datasets: leave undecodable images out (counted) */
-    char device[256];        /* clgqa_runtime_create spec; "" = default device */
+    char device[256];        /* clgqa_runtime_create spec, "" = default device; a
+                                list (one spec per rank of a node) is kept joined
+                                by commas: see clgqa_mpi_device_spec */
+    int allow_shared_device; /* MPI: let ranks of a node share one device */
     char device_class[8];     /* auto | cpu | gpu (clgqa_runtime_choose_paths) */
     char attention_kernel[8]; /* auto | rows | tiled (likewise) */
     int label_mode_coarse;   /* cifar100: 1 = coarse labels */

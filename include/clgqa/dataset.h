@@ -75,6 +75,8 @@ typedef struct clgqa_batch {
     int count;       /* batch_size, fewer for the epoch's last batch (or when
                         images were skipped); 0 when the epoch is over */
     long index;      /* position of this batch in the epoch, from 0 */
+    int replicated;  /* sharded loader: the batch had fewer samples than parts,
+                        so every part has all of it (clgqa_loader_shard) */
 } clgqa_batch;
 
 /* A loader over ds (which must outlive it). shuffle: a new order per epoch
@@ -82,6 +84,13 @@ typedef struct clgqa_batch {
  * per online CPU (at most 8). Nothing is decoded until clgqa_loader_start. */
 clgqa_status clgqa_loader_create(clgqa_dataset *ds, int batch_size, int shuffle, int threads,
                                  clgqa_loader **out);
+/* Data-parallel runs: the loader's batch_size is the global batch, split
+ * into `parts` contiguous shards, and the loader yields shard `part` only:
+ * positions [n*part/parts, n*(part+1)/parts) of a batch of n samples, with
+ * the order and augmentation draws of the whole batch. A batch of fewer than
+ * `parts` samples goes whole to every part (batch->replicated). Call before
+ * clgqa_loader_start. */
+clgqa_status clgqa_loader_shard(clgqa_loader *ld, int part, int parts);
 /* Begins epoch `epoch` (any epoch number, e.g. when resuming): the workers
  * start preparing its first batches at once. Abandons the rest of the
  * previous epoch if it was not consumed. */

@@ -144,6 +144,25 @@ clgqa_status clgqa_model_backward(clgqa_model *model);
 clgqa_status clgqa_model_step(clgqa_model *model, const clgqa_adamw_hparams *hp, long step,
                               float clip_grad_norm);
 
+/* ---- data-parallel hooks ----
+ * A data-parallel trainer (host/mpi.c) makes its processes agree through
+ * these callbacks; the model itself knows nothing of other processes. Either
+ * function may be NULL; a failure they return fails the pass. */
+typedef struct clgqa_model_hooks {
+    void *ctx;
+    /* The key norms of `layer` (count = G floats, summed over this process's
+     * batch) have been enqueued into `norms`; the grouping reads them next,
+     * so the hook may replace them by the sum over every process's batch. */
+    clgqa_status (*key_norms)(void *ctx, int layer, clgqa_view norms, int count);
+    /* The backward pass has enqueued the last write to floats
+     * [first, first + count) of the gradient buffer. One backward calls it
+     * for consecutive ranges from the end of the buffer to its start (the
+     * head and final norm, each block from the last, the embeddings). */
+    clgqa_status (*gradients_ready)(void *ctx, size_t first, size_t count);
+} clgqa_model_hooks;
+/* NULL removes the hooks. */
+void clgqa_model_set_hooks(clgqa_model *model, const clgqa_model_hooks *hooks);
+
 /* Device views of the last forward's outputs. */
 clgqa_view clgqa_model_logits(const clgqa_model *model); /* [batch, classes] */
 clgqa_view clgqa_model_losses(const clgqa_model *model); /* [batch] */

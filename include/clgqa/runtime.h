@@ -90,6 +90,13 @@ clgqa_status clgqa_list_devices(FILE *out);
 clgqa_status clgqa_runtime_create(const char *spec, clgqa_runtime **out);
 void clgqa_runtime_destroy(clgqa_runtime *rt);
 
+/* Every device `spec` would match, as `clgqa devices` numbers them, in
+ * order (clgqa_runtime_create opens the first): an index matches itself,
+ * "gpu" / "cpu" every device of that type, other text every device whose
+ * name contains it; NULL or "" ($CLGQA_DEVICE when set) every GPU, or device
+ * 0 when there is none. Fills at most `max` indices; *count 0: no match. */
+clgqa_status clgqa_runtime_match_devices(const char *spec, int *indices, int max, int *count);
+
 /* Choose the device-dependent code paths. device_class is "auto", "cpu" or
  * "gpu"; attention_kernel is "auto", "rows" or "tiled". NULL, "" or "auto"
  * defers to $CLGQA_DEVICE_CLASS / $CLGQA_ATTENTION, and where those are unset

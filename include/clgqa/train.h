@@ -66,6 +66,8 @@ typedef struct clgqa_train_options {
     volatile sig_atomic_t *stop_signal;
     int quiet;               /* 1: no progress output at all */
     FILE *log;               /* progress and notices (NULL: stderr) */
+    struct clgqa_mpi *mpi;   /* the data-parallel job this process is a rank of
+                                (host/mpi_ranks.h); NULL: one process */
 } clgqa_train_options;
 
 typedef struct clgqa_epoch_metrics {
