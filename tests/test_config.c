@@ -166,6 +166,7 @@ static const char *every_key =
     "pos_embed_antialias: false\n"
     "save_model: 0\n"
     "device: cpu\n"
+    "allow_shared_device: true\n"
     "label_mode: coarse\n"
     "norm_mean: [0.4914, 0.4822, 0.4465]\n"
     "norm_std:\n"
@@ -210,6 +211,7 @@ static void check_every_key(const clgqa_config *cfg) {
     ck_assert_int_eq(cfg->pos_embed_antialias, 0);
     ck_assert_int_eq(cfg->save_model, 0);
     ck_assert_str_eq(cfg->device, "cpu");
+    ck_assert_int_eq(cfg->allow_shared_device, 1);
     ck_assert_int_eq(cfg->label_mode_coarse, 1);
     ck_assert_float_eq(cfg->norm_mean[0], 0.4914f);
     ck_assert_float_eq(cfg->norm_mean[1], 0.4822f);
@@ -400,7 +402,9 @@ START_TEST(bad_values_refused) {
         {"seed: 4.2", "seed", "'4.2'"},
         {"norm_std: [0.5, 0, 0.5]", "norm_std", "'[0.5, 0, 0.5]'"},
         {"norm_mean: [0.5, 0.5]", "norm_mean", "'[0.5, 0.5]'"},
-        {"norm_mean: [1, 2, 3, 4]", "norm_mean", "more than 3"},
+        {"norm_mean: [1, 2, 3, 4]", "norm_mean", "a list of 1 or 3"},
+        {"norm_mean: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]", "norm_mean",
+         "more than 16"},
         {"out_dir: [a, b]", "out_dir", "'[a, b]'"},
         {"num_heads: {a: 1}", "num_heads", "mapping"},
         {"betas: [[0.9], 0.9]", "betas", "nested"},
@@ -587,6 +591,15 @@ START_TEST(write_load_round_trip) {
     ck_assert_int_eq(clgqa_config_finalize(&back), CLGQA_OK);
     assert_same(&cfg, &back);
     ck_assert_str_eq(back.data_dir, "- [x]: #y 'z\"");
+
+    /* A device list (one device per rank of a node) is kept joined by commas. */
+    ck_assert_int_eq(clgqa_config_set(&cfg, "device=[0, 2, gpu]"), CLGQA_OK);
+    ck_assert_str_eq(cfg.device, "0,2,gpu");
+    ck_assert_int_eq(clgqa_config_write(&cfg, path), CLGQA_OK);
+    clgqa_config_defaults(&back);
+    ck_assert_int_eq(clgqa_config_load(&back, path), CLGQA_OK);
+    ck_assert_int_eq(clgqa_config_finalize(&back), CLGQA_OK);
+    assert_same(&cfg, &back);
 
     /* The finalized defaults round-trip too (empty strings included). */
     clgqa_config_defaults(&cfg);
