@@ -303,7 +303,8 @@ static int usage(void) {
     fprintf(stderr,
             "usage: clgqa bench [--size demo|s|b|l] [--batch N] [--steps N] [--warmup N]\n"
             "                   [--schemes mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa] [--kv-heads G]\n"
-            "                   [--device SPEC] [--json FILE]\n");
+            "                   [--device SPEC] [--json FILE]\n"
+            "       mpirun -np N clgqa bench --allreduce [--help]   (the gradient all-reduce)\n");
     return 2;
 }
 
@@ -321,6 +322,9 @@ static int parse_positive(const char *flag, const char *value, int *out) {
 
 int clgqa_cmd_bench(int argc, char **argv) {
     bench_options opt = {"demo", 64, 5, 2, 0, "mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa", NULL, NULL};
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--allreduce")) /* under mpirun: the gradient sums */
+            return clgqa_bench_allreduce(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *flag = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(flag, "--size") && value) opt.size = argv[++i];

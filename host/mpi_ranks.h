@@ -95,6 +95,12 @@ clgqa_status clgqa_mpi_max_long(clgqa_mpi *mpi, long *value);
  * (FNV-1a of the parameter bytes; 0 for one process, which has nothing to
  * compare). */
 clgqa_status clgqa_mpi_check_weights(clgqa_mpi *mpi, clgqa_model *model, uint64_t *hash);
+/* Benchmark (clgqa bench --allreduce): the least time over `repeats`
+ * rounds (each round timed by its slowest rank) to sum, over every rank, a
+ * host float buffer in the given buckets, one MPI_Allreduce each, as
+ * training does. */
+clgqa_status clgqa_mpi_time_allreduce(clgqa_mpi *mpi, const size_t *bucket_floats, int buckets,
+                                      int repeats, double *seconds);
 /* Seconds this rank has spent waiting on sums over the ranks (the gradient
  * sums not hidden behind the backward pass, key norms, metrics). */
 double clgqa_mpi_wait_seconds(const clgqa_mpi *mpi);
