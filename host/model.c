@@ -193,9 +193,9 @@ static size_t carve_layer(clgqa_model *m, int l, cl_mem mem) {
     a->q = a->qkv;
     a->k = clgqa_view_add(a->qkv, C);
     a->v = clgqa_view_add(a->qkv, C + kv);
-    /* Sized for the attention variant chosen when the model is created. */
+    /* Sized for m->attention_kernel. */
     a->attention_region = carve(
-        &c, clgqa_attention_saved_floats(&ad, m->scheme == CLGQA_PGQA, m->rt->attention_kernel));
+        &c, clgqa_attention_saved_floats(&ad, m->scheme == CLGQA_PGQA, m->attention_kernel));
     a->heads_out = carve(&c, rows * C);
     a->x_mid = carve(&c, rows * C);
     a->ln2 = carve(&c, rows * C);
@@ -234,7 +234,7 @@ static size_t carve_shared(clgqa_model *m, cl_mem mem) {
     m->dheads_out = carve(&c, rows * C);
     m->dqkv = carve(&c, rows * (C + 2 * kv));
     size_t attention_scratch =
-        clgqa_attention_scratch_floats(&ad, m->scheme == CLGQA_PGQA, m->rt->attention_kernel);
+        clgqa_attention_scratch_floats(&ad, m->scheme == CLGQA_PGQA, m->attention_kernel);
     size_t key_norms_scratch = clgqa_key_norms_scratch_floats(&ad);
     m->attention_scratch = carve(&c, attention_scratch > key_norms_scratch ? attention_scratch
                                                                             : key_norms_scratch);
@@ -277,6 +277,7 @@ static clgqa_status create_model(clgqa_model *m, const clgqa_config *cfg, int ma
     m->scheme = cfg->att_scheme;
     m->window_size = cfg->window_size;
     m->seed = cfg->seed;
+    m->attention_kernel = m->rt->attention_kernel;
     m->tensors = calloc(MODEL_T_BLOCKS + (size_t)L * MODEL_L_TENSORS + MODEL_F_TENSORS,
                         sizeof *m->tensors);
     m->layers = calloc((size_t)L, sizeof *m->layers);

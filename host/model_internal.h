@@ -53,6 +53,9 @@ struct clgqa_model {
     int window_size;
     uint64_t seed;
     clgqa_model_dims dims;
+    /* The attention variant the arena was sized for (rt->attention_kernel at
+     * creation); a pass refuses to run with another. */
+    clgqa_attention_kernel attention_kernel;
 
     clgqa_tensor_info *tensors;
     int tensor_count;

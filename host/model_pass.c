@@ -124,6 +124,13 @@ clgqa_status clgqa_model_forward(clgqa_model *m, clgqa_view images, clgqa_view l
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
                           "clgqa_model_forward: negative step (step_in_epoch %ld, global_step %ld)",
                           step_in_epoch, global_step);
+    if (rt->attention_kernel != m->attention_kernel)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_forward: the model's activations are laid out for the %s "
+                          "attention kernels, but the runtime now selects %s (choose the kernels "
+                          "before creating the model)",
+                          clgqa_attention_kernel_name(m->attention_kernel),
+                          clgqa_attention_kernel_name(rt->attention_kernel));
     m->batch = 0; /* until the pass is fully enqueued */
     size_t B = batch, rows = B * d->tokens, C = d->embed_dim, classes = d->num_classes,
            patch_rows = B * d->grid * d->grid,

@@ -733,6 +733,15 @@ START_TEST(bad_calls_are_refused) {
     ck_assert_int_eq(all[2], 4);
     float noise[40] = {0};
     ck_assert_int_eq(clgqa_model_set_pgqa_noise(m, 0, noise), CLGQA_ERR_INVALID_ARG);
+    /* The arena holds the saved attention activations of the variant chosen
+     * at creation: a forward with the other one is refused, not run. */
+    clgqa_attention_kernel keep = rt->attention_kernel;
+    rt->attention_kernel = keep == CLGQA_ATTENTION_ROWS ? CLGQA_ATTENTION_TILED
+                                                        : CLGQA_ATTENTION_ROWS;
+    clgqa_status other = clgqa_model_forward(m, clgqa_view_at(data.images, 0), no_labels, 2, 0, 0, 0);
+    rt->attention_kernel = keep;
+    ck_assert_int_eq(other, CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "attention kernels"), "%s", clgqa_error_message());
     release_batch(&data);
     clgqa_model_destroy(m);
 }

@@ -164,8 +164,8 @@ static clgqa_status attention_kernel(clgqa_runtime *rt, const clgqa_attention_di
  * row: among the powers of two from the device's preferred multiple (at
  * least 8, at most 32) up to 64, within the kernel's limit, the one that
  * pads P to the fewest rows, ties going to the larger tile (fewer passes
- * over K/V). P = 197 gets 16 (208 rows, or 224 with 32-wide lanes), 65 gets
- * 16 (80) or 32 (96), 17 gets 32. */
+ * over K/V). With 32-wide lanes (NVIDIA) P = 197, 65 and 17 get 32 (224, 96
+ * and 32 rows); with 8 or less, 8 (200, 72 and 24 rows). */
 static size_t tile_rows(clgqa_runtime *rt, cl_kernel kern, size_t tokens) {
     size_t lane = 0;
     clGetKernelWorkGroupInfo(kern, rt->device, CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE,
