@@ -21,6 +21,7 @@ static const char *clblast_status_name(CLBlastStatusCode status) {
     case CLBlastInsufficientMemoryA: return "CLBlastInsufficientMemoryA";
     case CLBlastInsufficientMemoryB: return "CLBlastInsufficientMemoryB";
     case CLBlastInsufficientMemoryC: return "CLBlastInsufficientMemoryC";
+    case CLBlastInsufficientMemoryTemp: return "CLBlastInsufficientMemoryTemp";
     case CLBlastInvalidBatchCount: return "CLBlastInvalidBatchCount";
     case CLBlastInvalidLocalMemUsage: return "CLBlastInvalidLocalMemUsage";
     case CLBlastDatabaseError: return "CLBlastDatabaseError";
@@ -45,6 +46,36 @@ static clgqa_status check_clblast(CLBlastStatusCode status, const char *call, si
 
 #define MAX_TUNED_PARAMETERS 32
 
+/* Whether a tuner result is for this device. "clgqa_device_match" (our
+ * addition) widens the match from the tuned device's exact name to every
+ * device whose name contains that text, or one of a list of texts: a family
+ * of parts with one design (H100 SXM, PCIe and NVL, H200, GH200) shares a
+ * file. */
+static clgqa_status device_matches(const clgqa_runtime *rt, const char *origin, const cJSON *root,
+                                   const char *tuned_device, int *match) {
+    const cJSON *texts = cJSON_GetObjectItemCaseSensitive(root, "clgqa_device_match");
+    *match = 0;
+    if (!texts) {
+        *match = !strcmp(tuned_device, rt->device_name);
+        return CLGQA_OK;
+    }
+    if (cJSON_IsString(texts) && texts->valuestring[0]) {
+        *match = strstr(rt->device_name, texts->valuestring) != NULL;
+        return CLGQA_OK;
+    }
+    int count = cJSON_IsArray(texts) ? cJSON_GetArraySize(texts) : 0, valid = count > 0;
+    for (int i = 0; i < count && valid; i++) {
+        const cJSON *text = cJSON_GetArrayItem(texts, i);
+        valid = cJSON_IsString(text) && text->valuestring[0];
+        *match |= valid && strstr(rt->device_name, text->valuestring) != NULL;
+    }
+    if (!valid)
+        return clgqa_fail(CLGQA_ERR_FORMAT,
+                          "%s: clgqa_device_match must be a non-empty string or a list of them",
+                          origin);
+    return CLGQA_OK;
+}
+
 /* Apply one tuner result (the JSON a clblast_tuner_* program writes) if it is
  * for this device: "device", "precision", "best_kernel" and
  * "best_parameters" ("NAME=value ..."; PRECISION is implied). */
@@ -63,13 +94,9 @@ static clgqa_status apply_tuning_json(clgqa_runtime *rt, const char *origin, con
                             origin);
         goto done;
     }
-    /* "clgqa_device_match" (our addition) widens the match from the tuned
-     * device's exact name to every device whose name contains it. */
-    const cJSON *match = cJSON_GetObjectItemCaseSensitive(root, "clgqa_device_match");
-    int same_device = cJSON_IsString(match) && match->valuestring[0]
-                          ? strstr(rt->device_name, match->valuestring) != NULL
-                          : !strcmp(device->valuestring, rt->device_name);
-    if (!same_device || strcmp(precision->valuestring, "32"))
+    int same_device;
+    status = device_matches(rt, origin, root, device->valuestring, &same_device);
+    if (status != CLGQA_OK || !same_device || strcmp(precision->valuestring, "32"))
         goto done; /* another device or precision */
 
     char names_text[1024];
@@ -161,6 +188,31 @@ clgqa_status clgqa_gemm_apply_tuning(clgqa_runtime *rt) {
 
 /* --------------------------------------------------------------- products */
 
+/* CLBlast's indirect GEMM pads and transposes operands into a temporary
+ * buffer, and left to itself allocates one on every call. One buffer per
+ * runtime serves every call instead (the in-order queue runs the GEMMs one
+ * after another): it grows to the largest call seen, so after a model's
+ * first training step no GEMM allocates. Direct-kernel calls need none. */
+static clgqa_status gemm_temp_buffer(clgqa_runtime *rt, CLBlastTranspose ta, CLBlastTranspose tb,
+                                     size_t m, size_t n, size_t k, const clgqa_view *a,
+                                     size_t lda, const clgqa_view *b, size_t ldb,
+                                     const clgqa_view *c, size_t ldc) {
+    size_t bytes = 0;
+    CLGQA_TRY(check_clblast(CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, ta, tb, m, n, k,
+                                                       a->offset, lda, b->offset, ldb, c->offset,
+                                                       ldc, &rt->queue, &bytes),
+                            "CLBlastSGemmTempBufferSize", m, n, k));
+    if (bytes <= rt->gemm_temp_bytes)
+        return CLGQA_OK;
+    /* Commands already enqueued keep the old buffer alive until they finish. */
+    clgqa_buffer_release(&rt->gemm_temp);
+    rt->allocated_bytes -= rt->gemm_temp_bytes;
+    rt->gemm_temp_bytes = 0;
+    CLGQA_TRY(clgqa_buffer_create(rt, bytes, &rt->gemm_temp));
+    rt->gemm_temp_bytes = bytes;
+    return CLGQA_OK;
+}
+
 clgqa_status clgqa_sgemm(clgqa_runtime *rt, int trans_a, int trans_b, size_t m, size_t n,
                          size_t k, float alpha, clgqa_view a, size_t lda, clgqa_view b,
                          size_t ldb, float beta, clgqa_view c, size_t ldc) {
@@ -169,15 +221,19 @@ clgqa_status clgqa_sgemm(clgqa_runtime *rt, int trans_a, int trans_b, size_t m, 
     if (k == 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_sgemm: k must be positive");
     CLGQA_TRY(clgqa_gemm_apply_tuning(rt));
+    CLBlastTranspose ta = trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+                     tb = trans_b ? CLBlastTransposeYes : CLBlastTransposeNo;
+    CLGQA_TRY(gemm_temp_buffer(rt, ta, tb, m, n, k, &a, lda, &b, ldb, &c, ldc));
     /* CLBlast may enqueue several kernels (pad, transpose, product): a
-     * profiling span covers them all. */
+     * profiling span covers them all. Operands stay where they are: the
+     * direct kernel reads them at their offsets, the indirect one copies
+     * them into the temporary buffer only when it must pad or transpose. */
     clgqa_profile_span_begin(rt);
-    CLBlastStatusCode status = CLBlastSgemm(
-        CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
-        trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.mem, a.offset, lda,
-        b.mem, b.offset, ldb, beta, c.mem, c.offset, ldc, &rt->queue, NULL);
+    CLBlastStatusCode status = CLBlastSgemmWithTempBuffer(
+        CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha, a.mem, a.offset, lda, b.mem, b.offset, ldb,
+        beta, c.mem, c.offset, ldc, &rt->queue, NULL, rt->gemm_temp);
     clgqa_profile_span_end(rt, "gemm", 2.0 * (double)m * (double)n * (double)k);
-    return check_clblast(status, "CLBlastSgemm", m, n, k);
+    return check_clblast(status, "CLBlastSgemmWithTempBuffer", m, n, k);
 }
 
 clgqa_status clgqa_sgemm_strided_batched(clgqa_runtime *rt, int trans_a, int trans_b, size_t m,

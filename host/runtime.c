@@ -601,6 +601,7 @@ void clgqa_runtime_destroy(clgqa_runtime *rt) {
     }
     free(rt->programs);
     clgqa_buffer_release(&rt->scratch);
+    clgqa_buffer_release(&rt->gemm_temp);
     if (rt->queue)
         clReleaseCommandQueue(rt->queue);
     if (rt->context)

@@ -230,6 +230,58 @@ START_TEST(tuning_files_are_applied_by_device_name) {
     ck_assert_msg(strstr(rt->clblast_tuning, "mine.json"), "applied: '%s'", rt->clblast_tuning);
     clgqa_runtime_destroy(rt);
 
+    /* ... or one of a list of texts (a family of devices); a list holding
+     * anything but texts is an error naming the file. */
+    static const char *const lists[] = {"[\"no such device\", \"%s\"]", "[\"no such device\"]",
+                                        "[\"%s\", 3]", "[]"};
+    for (int i = 0; i < 4; i++) {
+        char list[64];
+        snprintf(list, sizeof list, lists[i], part);
+        f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f,
+                "{\"precision\": \"32\", \"best_kernel\": \"XgemmDirect\", \"device\": \"another "
+                "name\", \"clgqa_device_match\": %s, \"best_parameters\": \"KWID=2 MDIMAD=8 "
+                "MDIMCD=8 NDIMBD=8 NDIMCD=8 PADA=1 PADB=1 VWMD=1 VWND=1 WGD=16\"}",
+                list);
+        fclose(f);
+        TEST_OK(clgqa_runtime_create(NULL, &rt));
+        clgqa_status status = clgqa_gemm_apply_tuning(rt);
+        if (i < 2) {
+            TEST_OK(status);
+            ck_assert_msg(!strstr(rt->clblast_tuning, "mine.json") == (i == 1), "%s: applied '%s'",
+                          list, rt->clblast_tuning);
+        } else {
+            ck_assert_int_eq(status, CLGQA_ERR_FORMAT);
+            ck_assert_msg(strstr(clgqa_error_message(), "mine.json") &&
+                              strstr(clgqa_error_message(), "clgqa_device_match"),
+                          "%s", clgqa_error_message());
+        }
+        clgqa_runtime_destroy(rt);
+    }
+
+    /* The shipped H100 file serves the Hopper family by name. (Applying it
+     * overrides this device's Xgemm parameters for the process; the next
+     * runtime's tuning puts this device's own back.) */
+    unsetenv("CLGQA_TUNING_DIR");
+    static const struct {
+        const char *name;
+        int hopper;
+    } names[] = {{"NVIDIA H100 80GB HBM3", 1}, {"NVIDIA H100 PCIe", 1}, {"NVIDIA H100 NVL", 1},
+                 {"NVIDIA H200", 1},           {"NVIDIA GH200 480GB", 1}, {"NVIDIA A100-SXM4-80GB", 0}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        TEST_OK(clgqa_runtime_create(NULL, &rt));
+        snprintf(rt->device_name, sizeof rt->device_name, "%s", names[i].name);
+        TEST_OK(clgqa_gemm_apply_tuning(rt));
+        ck_assert_msg(!strstr(rt->clblast_tuning, "nvidia-h100-xgemm.json") == !names[i].hopper,
+                      "%s: applied '%s'", names[i].name, rt->clblast_tuning);
+        clgqa_runtime_destroy(rt);
+    }
+    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    TEST_OK(clgqa_gemm_apply_tuning(rt));
+    clgqa_runtime_destroy(rt);
+    setenv("CLGQA_TUNING_DIR", dir, 1);
+
     /* A malformed file is an error naming it. */
     write_tuning(dir, "mine.json", "x\" broken", "");
     TEST_OK(clgqa_runtime_create(NULL, &rt));

@@ -61,6 +61,8 @@ typedef struct clgqa_runtime {
     size_t scratch_bytes;
     int clblast_tuning_done;  /* tuning files looked at (first GEMM) */
     char clblast_tuning[256]; /* CLBlast kernels given tuned parameters, "" if none */
+    cl_mem gemm_temp;         /* CLBlast's temporary buffer, shared by every GEMM (gemm.c) */
+    size_t gemm_temp_bytes;
 } clgqa_runtime;
 
 /* A typed slice of a device buffer: `offset` counts elements (floats for
