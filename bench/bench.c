@@ -1,22 +1,30 @@
 /* clgqa bench: per attention scheme, train-step time and img/s (median of N
  * steps after warm-up, with min and max), inference img/s, the device time of
  * each op family in one profiled step (OpenCL events) as shares of the step,
- * achieved GEMM GFLOP/s against a CLBlast SGEMM peak measured in the same
- * run, and the device memory the model allocates. A table on stdout and,
- * with --json, every figure in a file (same schema as bench/torch_ref.py). */
+ * attention forward and backward milliseconds, achieved GEMM GFLOP/s against
+ * a CLBlast SGEMM peak measured in the same run, the device memory the model
+ * allocates, and what one training step asks of the OpenCL runtime: commands
+ * enqueued (CLBlast's included), buffers created and host waits, counted by
+ * libclgqa_counter.so (bench/counter), which the command preloads by running
+ * itself again. A table on stdout and, with --json, every figure in a file
+ * (same schema as bench/torch_ref.py). */
 #include <cjson/cJSON.h>
 #include <clblast_c.h>
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "clgqa/attention.h"
 #include "clgqa/config.h"
 #include "clgqa/gemm.h"
 #include "clgqa/model.h"
 #include "clgqa/ops.h"
 #include "clgqa/runtime.h"
 #include "commands.h"
+#include "counter/command_counter.h"
 
 #define MAX_SCHEMES 6
 #define MAX_LABELS 24
@@ -38,8 +46,14 @@ typedef struct scheme_result {
     double device_ms;        /* sum of its event times */
     clgqa_profile_total totals[MAX_LABELS];
     int total_count;
+    double attention_forward_ms, attention_backward_ms; /* in the profiled step */
     double gemm_gflops;
-    size_t model_bytes;
+    size_t model_bytes;          /* allocated by clgqa_model_create */
+    size_t attention_saved_bytes; /* what attention keeps for backward, all layers */
+    size_t gemm_temp_bytes;      /* CLBlast's temporary buffer after the steps */
+    int counted;                 /* the counts below were measured */
+    clgqa_command_counts step;   /* one training step after warm-up */
+    clgqa_command_counts first_step; /* the first step (buffers grow there) */
 } scheme_result;
 
 static double now_ms(void) {
@@ -89,18 +103,100 @@ typedef struct bench_batch {
     cl_mem images, labels;
 } bench_batch;
 
-/* One training step as the trainer runs it: the batch's upload, forward,
- * backward, AdamW, then waiting for the device. */
-static clgqa_status train_step(clgqa_runtime *rt, clgqa_model *model, const bench_batch *b,
-                               int batch, long step) {
+/* One training step as the trainer runs it, enqueued: the batch's upload,
+ * forward, backward, AdamW. */
+static clgqa_status enqueue_train_step(clgqa_runtime *rt, clgqa_model *model, const bench_batch *b,
+                                       int batch, long step) {
     clgqa_adamw_hparams hp = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
     CLGQA_TRY(clgqa_buffer_write(rt, b->images, 0, b->image_bytes, b->images_host));
     CLGQA_TRY(clgqa_buffer_write(rt, b->labels, 0, b->label_bytes, b->labels_host));
     CLGQA_TRY(clgqa_model_forward(model, clgqa_view_at(b->images, 0), clgqa_view_at(b->labels, 0),
                                   batch, 1, step, step));
     CLGQA_TRY(clgqa_model_backward(model));
-    CLGQA_TRY(clgqa_model_step(model, &hp, step + 1, 0.0f));
+    return clgqa_model_step(model, &hp, step + 1, 0.0f);
+}
+
+/* The counter library's read function when it is loaded, else NULL. */
+static clgqa_command_counts_fn *command_counter(void) {
+    clgqa_command_counts_fn *read;
+    *(void **)&read = dlsym(RTLD_DEFAULT, CLGQA_COMMAND_COUNTS_SYMBOL);
+    return read;
+}
+
+/* Enqueue one step, counting what it asks of OpenCL (when the counter is
+ * loaded), then wait for it (not counted: the harness's own wait). */
+static clgqa_status train_step(clgqa_runtime *rt, clgqa_model *model, const bench_batch *b,
+                               int batch, long step, clgqa_command_counts *counts) {
+    clgqa_command_counts_fn *read = counts ? command_counter() : NULL;
+    clgqa_command_counts before = {0}, after = {0};
+    if (read)
+        read(&before);
+    CLGQA_TRY(enqueue_train_step(rt, model, b, batch, step));
+    if (read) {
+        read(&after);
+        counts->kernels = after.kernels - before.kernels;
+        counts->transfers = after.transfers - before.transfers;
+        counts->other_commands = after.other_commands - before.other_commands;
+        counts->buffers_created = after.buffers_created - before.buffers_created;
+        counts->host_waits = after.host_waits - before.host_waits;
+    }
     return clgqa_finish(rt);
+}
+
+static long command_total(const clgqa_command_counts *c) {
+    return c->kernels + c->transfers + c->other_commands;
+}
+
+/* Adds a profile's attention time (the attention and PGQA labels) to *ms and
+ * its totals to the step's. */
+static void merge_profile(scheme_result *res, const clgqa_profile_total *totals, int count,
+                          double *attention_ms) {
+    for (int i = 0; i < count; i++) {
+        if (!strcmp(totals[i].label, "attention") || !strcmp(totals[i].label, "pgqa"))
+            *attention_ms += totals[i].milliseconds;
+        int t = 0;
+        while (t < res->total_count && strcmp(res->totals[t].label, totals[i].label))
+            t++;
+        if (t == res->total_count) {
+            if (t == MAX_LABELS)
+                continue;
+            res->totals[t] = totals[i];
+            res->total_count++;
+            continue;
+        }
+        res->totals[t].milliseconds += totals[i].milliseconds;
+        res->totals[t].launches += totals[i].launches;
+        res->totals[t].flops += totals[i].flops;
+    }
+}
+
+/* The profiled step: forward and backward profiled apart, so that
+ * attention's forward and backward times are told apart. */
+static clgqa_status profiled_step(clgqa_runtime *rt, clgqa_model *model, const bench_batch *b,
+                                  int batch, long step, scheme_result *res) {
+    clgqa_adamw_hparams hp = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
+    clgqa_profile_total totals[MAX_LABELS];
+    int count;
+    double t0 = now_ms();
+    CLGQA_TRY(clgqa_profile_begin(rt));
+    clgqa_status status = clgqa_buffer_write(rt, b->images, 0, b->image_bytes, b->images_host);
+    if (status == CLGQA_OK)
+        status = clgqa_buffer_write(rt, b->labels, 0, b->label_bytes, b->labels_host);
+    if (status == CLGQA_OK)
+        status = clgqa_model_forward(model, clgqa_view_at(b->images, 0),
+                                     clgqa_view_at(b->labels, 0), batch, 1, step, step);
+    clgqa_status end = clgqa_profile_end(rt, totals, MAX_LABELS, &count);
+    CLGQA_TRY(status ? status : end);
+    merge_profile(res, totals, count, &res->attention_forward_ms);
+    CLGQA_TRY(clgqa_profile_begin(rt));
+    status = clgqa_model_backward(model);
+    if (status == CLGQA_OK)
+        status = clgqa_model_step(model, &hp, step + 1, 0.0f);
+    end = clgqa_profile_end(rt, totals, MAX_LABELS, &count);
+    CLGQA_TRY(status ? status : end);
+    merge_profile(res, totals, count, &res->attention_backward_ms);
+    res->profiled_step_ms = now_ms() - t0;
+    return CLGQA_OK;
 }
 
 static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, clgqa_scheme scheme,
@@ -113,6 +209,11 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
     clgqa_model *model;
     CLGQA_TRY(clgqa_model_create(rt, &cfg, opt->batch, &model));
     res->model_bytes = rt->allocated_bytes - before;
+    const clgqa_model_dims *dims = clgqa_model_get_dims(model);
+    clgqa_attention_dims ad = {opt->batch, dims->tokens, dims->num_heads, dims->kv_heads,
+                               dims->head_dim};
+    res->attention_saved_bytes = (size_t)dims->num_layers * sizeof(float) *
+                                 clgqa_attention_saved_floats(&ad, scheme == CLGQA_PGQA);
 
     /* Synthetic batch: the benchmark measures compute, not data loading. */
     size_t pixels = (size_t)opt->batch * cfg.in_chans * cfg.img_size * cfg.img_size;
@@ -141,24 +242,22 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
 
     long step = 0;
     for (int i = 0; i < opt->warmup; i++)
-        if ((status = train_step(rt, model, &b, opt->batch, step++)))
+        if ((status = train_step(rt, model, &b, opt->batch, step++, i ? NULL : &res->first_step)))
             goto done;
     for (int i = 0; i < opt->steps; i++) {
         double t0 = now_ms();
-        if ((status = train_step(rt, model, &b, opt->batch, step++)))
+        if ((status = train_step(rt, model, &b, opt->batch, step++, NULL)))
             goto done;
         ms[i] = now_ms() - t0;
     }
     summarise(ms, opt->steps, &res->step_ms_median, &res->step_ms_min, &res->step_ms_max);
+    if ((status = train_step(rt, model, &b, opt->batch, step++, &res->step)))
+        goto done;
+    res->counted = command_counter() != NULL;
+    res->gemm_temp_bytes = rt->gemm_temp_bytes;
 
     /* One more step with every command's events recorded. */
-    if ((status = clgqa_profile_begin(rt)))
-        goto done;
-    double t0 = now_ms();
-    status = train_step(rt, model, &b, opt->batch, step++);
-    res->profiled_step_ms = now_ms() - t0;
-    clgqa_status end_status = clgqa_profile_end(rt, res->totals, MAX_LABELS, &res->total_count);
-    if (status || (status = end_status))
+    if ((status = profiled_step(rt, model, &b, opt->batch, step++, res)))
         goto done;
     for (int i = 0; i < res->total_count; i++) {
         res->device_ms += res->totals[i].milliseconds;
@@ -243,6 +342,34 @@ static void print_table(const clgqa_runtime *rt, const bench_options *opt,
         printf("  [%.1f / %.1f ms = %.0f%%]\n", r->device_ms, r->profiled_step_ms,
                100 * r->device_ms / r->profiled_step_ms);
     }
+    printf("\nattention (profiled step) and memory:\n");
+    printf("%-10s %12s %12s %16s %14s\n", "scheme", "forward ms", "backward ms",
+           "saved MiB", "GEMM temp MiB");
+    for (int i = 0; i < count; i++) {
+        const scheme_result *r = &results[i];
+        printf("%-10s %12.2f %12.2f %16.1f %14.1f\n", clgqa_scheme_name(r->scheme),
+               r->attention_forward_ms, r->attention_backward_ms,
+               r->attention_saved_bytes / 1048576.0, r->gemm_temp_bytes / 1048576.0);
+    }
+    if (!results[0].counted) {
+        printf("\nOpenCL calls per training step: not counted (%s)\n",
+               getenv("CLGQA_BENCH_NO_COUNTER") ? "CLGQA_BENCH_NO_COUNTER is set"
+                                                : "libclgqa_counter.so could not be preloaded");
+        return;
+    }
+    printf("\nOpenCL calls per training step after warm-up (CLBlast's included; "
+           "classes %s, attention %s):\n",
+           clgqa_device_class_name(rt->device_class),
+           clgqa_attention_kernel_name(rt->attention_kernel));
+    printf("%-10s %9s %9s %10s %7s %16s %11s\n", "scheme", "commands", "kernels", "transfers",
+           "other", "buffers created", "host waits");
+    for (int i = 0; i < count; i++) {
+        const scheme_result *r = &results[i];
+        printf("%-10s %9ld %9ld %10ld %7ld %7ld (first %ld) %11ld\n",
+               clgqa_scheme_name(r->scheme), command_total(&r->step), r->step.kernels,
+               r->step.transfers, r->step.other_commands, r->step.buffers_created,
+               r->first_step.buffers_created, r->step.host_waits);
+    }
 }
 
 static clgqa_status write_json(const char *path, const clgqa_runtime *rt, const bench_options *opt,
@@ -257,6 +384,10 @@ static clgqa_status write_json(const char *path, const clgqa_runtime *rt, const 
     snprintf(clblast, sizeof clblast, "%d.%d.%d", CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
              CLBLAST_VERSION_PATCH);
     cJSON_AddStringToObject(root, "clblast_version", clblast);
+    cJSON_AddStringToObject(root, "clblast_tuning", rt->clblast_tuning);
+    cJSON_AddStringToObject(root, "device_class", clgqa_device_class_name(rt->device_class));
+    cJSON_AddStringToObject(root, "attention_kernel",
+                            clgqa_attention_kernel_name(rt->attention_kernel));
     cJSON *config = cJSON_AddObjectToObject(root, "config");
     cJSON_AddStringToObject(config, "size", opt->size);
     cJSON_AddNumberToObject(config, "batch", opt->batch);
@@ -285,6 +416,21 @@ static clgqa_status write_json(const char *path, const clgqa_runtime *rt, const 
         cJSON_AddNumberToObject(s, "device_memory_bytes", (double)r->model_bytes);
         cJSON_AddNumberToObject(s, "profiled_step_ms", r->profiled_step_ms);
         cJSON_AddNumberToObject(s, "profiled_device_ms", r->device_ms);
+        cJSON_AddNumberToObject(s, "attention_forward_ms", r->attention_forward_ms);
+        cJSON_AddNumberToObject(s, "attention_backward_ms", r->attention_backward_ms);
+        cJSON_AddNumberToObject(s, "attention_saved_bytes", (double)r->attention_saved_bytes);
+        cJSON_AddNumberToObject(s, "gemm_temp_bytes", (double)r->gemm_temp_bytes);
+        if (r->counted) {
+            cJSON *calls = cJSON_AddObjectToObject(s, "step_opencl_calls");
+            cJSON_AddNumberToObject(calls, "commands", (double)command_total(&r->step));
+            cJSON_AddNumberToObject(calls, "kernels", (double)r->step.kernels);
+            cJSON_AddNumberToObject(calls, "transfers", (double)r->step.transfers);
+            cJSON_AddNumberToObject(calls, "other_commands", (double)r->step.other_commands);
+            cJSON_AddNumberToObject(calls, "buffers_created", (double)r->step.buffers_created);
+            cJSON_AddNumberToObject(calls, "host_waits", (double)r->step.host_waits);
+            cJSON_AddNumberToObject(calls, "first_step_buffers_created",
+                                    (double)r->first_step.buffers_created);
+        }
         cJSON *ops = cJSON_AddObjectToObject(s, "op_ms");
         for (int t = 0; t < r->total_count; t++)
             cJSON_AddNumberToObject(ops, r->totals[t].label, r->totals[t].milliseconds);
@@ -320,6 +466,48 @@ static int parse_positive(const char *flag, const char *value, int *out) {
     return 1;
 }
 
+/* Run this command again with libclgqa_counter.so (built beside the clgqa
+ * program) preloaded, so every OpenCL call of the process is counted.
+ * Returns only when that cannot be done; the bench then runs uncounted.
+ * Sanitizer builds skip it: their runtime must be the first library loaded. */
+static void preload_counter(void) {
+#if defined(__SANITIZE_ADDRESS__)
+    return;
+#else
+    if (command_counter() || getenv("CLGQA_BENCH_NO_COUNTER") || getenv("CLGQA_BENCH_COUNTING"))
+        return;
+    char exe[4096], library[4200], preload[8400];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0)
+        return;
+    exe[len] = 0;
+    char *slash = strrchr(exe, '/');
+    snprintf(library, sizeof library, "%.*s/libclgqa_counter.so", (int)(slash - exe), exe);
+    if (access(library, R_OK) != 0)
+        return;
+    /* The original command line, from /proc (argv here starts at "bench"). */
+    FILE *f = fopen("/proc/self/cmdline", "rb");
+    static char cmdline[65536];
+    size_t size = f ? fread(cmdline, 1, sizeof cmdline - 1, f) : 0;
+    if (f)
+        fclose(f);
+    if (size == 0 || size == sizeof cmdline - 1)
+        return;
+    char *args[1024];
+    int n = 0;
+    for (size_t at = 0; at < size && n < 1023; at += strlen(cmdline + at) + 1)
+        args[n++] = cmdline + at;
+    args[n] = NULL;
+    const char *old = getenv("LD_PRELOAD");
+    snprintf(preload, sizeof preload, "%s%s%s", library, old && *old ? ":" : "", old ? old : "");
+    setenv("LD_PRELOAD", preload, 1);
+    setenv("CLGQA_BENCH_COUNTING", "1", 1); /* no second re-execution if preloading fails */
+    fflush(NULL);
+    execv(exe, args);
+    unsetenv("CLGQA_BENCH_COUNTING"); /* exec failed: run uncounted */
+#endif
+}
+
 int clgqa_cmd_bench(int argc, char **argv) {
     bench_options opt = {"demo", 64, 5, 2, 0, "mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa", NULL, NULL};
     for (int i = 1; i < argc; i++)
@@ -352,6 +540,7 @@ int clgqa_cmd_bench(int argc, char **argv) {
     if (bench_config(&opt, CLGQA_GQA, &cfg))
         return clgqa_cli_error("bench");
 
+    preload_counter();
     clgqa_runtime *rt;
     if (clgqa_runtime_create(opt.device, &rt))
         return clgqa_cli_error(NULL);

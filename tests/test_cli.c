@@ -99,6 +99,30 @@ START_TEST(bench_reports_every_figure) {
                           "\"transfer\""};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         ck_assert_msg(strstr(text, keys[i]), "JSON lacks %s:\n%s", keys[i], text);
+    ck_assert_msg(strstr(text, "\"attention_forward_ms\"") &&
+                      strstr(text, "\"attention_backward_ms\"") &&
+                      strstr(text, "\"attention_saved_bytes\""),
+                  "JSON lacks the attention figures:\n%s", text);
+#if defined(__SANITIZE_ADDRESS__)
+    /* Sanitizer builds cannot preload the counter, and say so. */
+    ck_assert_msg(strstr(out, "not counted"), "bench printed: %s", out);
+#else
+    /* The counter sees the step's commands; a step after warm-up creates no
+     * buffer. */
+    const char *calls = strstr(text, "\"step_opencl_calls\"");
+    ck_assert_msg(calls, "JSON lacks the OpenCL call counts:\n%s", text);
+    long commands = -1, kernels = -1, buffers = -1;
+    const char *at;
+    if ((at = strstr(calls, "\"commands\":")))
+        commands = strtol(at + strlen("\"commands\":"), NULL, 10);
+    if ((at = strstr(calls, "\"kernels\":")))
+        kernels = strtol(at + strlen("\"kernels\":"), NULL, 10);
+    if ((at = strstr(calls, "\"buffers_created\":")))
+        buffers = strtol(at + strlen("\"buffers_created\":"), NULL, 10);
+    ck_assert_msg(kernels > 50 && commands >= kernels && buffers == 0,
+                  "commands %ld, kernels %ld, buffers created %ld:\n%s", commands, kernels,
+                  buffers, text);
+#endif
 }
 END_TEST
 
