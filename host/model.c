@@ -167,81 +167,105 @@ static clgqa_status derive_dims(const clgqa_config *cfg, int max_batch, clgqa_mo
 
 /* ---- activation arena ---- */
 
-/* Carves consecutive views from one buffer; with mem NULL it only counts. */
+/* Carves consecutive views from the arena's buffers, starting the next
+ * buffer when a view would cross `limit` floats (the device's largest
+ * allocation), so every view lies inside one buffer. A first pass with mems
+ * NULL only measures: it records each buffer's floats in sizes. */
 typedef struct carver {
-    cl_mem mem;
-    size_t used;
+    cl_mem *mems;   /* NULL while measuring */
+    size_t *sizes;  /* [MAX_ARENA_BUFFERS] floats per buffer (measuring) */
+    size_t limit;
+    int index;      /* the buffer being carved */
+    size_t used;    /* floats carved from it */
+    size_t too_big; /* a view larger than limit, 0 if none */
 } carver;
 
+#define MAX_ARENA_BUFFERS 256
+
+/* Start the next buffer unless `floats` more fit in this one (views that
+ * must be contiguous, e.g. what one fill clears, are kept together). */
+static void keep_together(carver *c, size_t floats) {
+    if (c->used > 0 && c->used + floats > c->limit && c->index + 1 < MAX_ARENA_BUFFERS) {
+        c->index++;
+        c->used = 0;
+    }
+}
+
 static clgqa_view carve(carver *c, size_t floats) {
-    clgqa_view v = clgqa_view_at(c->mem, c->used);
+    if (floats > c->limit && floats > c->too_big)
+        c->too_big = floats;
+    keep_together(c, floats);
+    clgqa_view v = clgqa_view_at(c->mems ? c->mems[c->index] : NULL, c->used);
     c->used += floats;
+    if (!c->mems)
+        c->sizes[c->index] = c->used;
     return v;
 }
 
-static size_t carve_layer(clgqa_model *m, int l, cl_mem mem) {
+static void carve_layer(clgqa_model *m, int l, carver *c) {
     const clgqa_model_dims *d = &m->dims;
     size_t rows = (size_t)d->max_batch * d->tokens, C = d->embed_dim,
            kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
     clgqa_attention_dims ad = model_attention_dims(m, d->max_batch);
+    /* Sized for m->attention_kernel. */
+    size_t saved =
+        clgqa_attention_saved_floats(&ad, m->scheme == CLGQA_PGQA, m->attention_kernel);
     model_layer *a = &m->layers[l];
-    carver c = {mem, 0};
-    a->ln1 = carve(&c, rows * C);
-    a->ln1_mean = carve(&c, rows);
-    a->ln1_rstd = carve(&c, rows);
-    a->qkv = carve(&c, rows * (C + 2 * kv));
+    /* A block's views in one buffer when they fit. */
+    keep_together(c, rows * (6 * C + 4 + 2 * F + 2 * kv) + saved);
+    a->ln1 = carve(c, rows * C);
+    a->ln1_mean = carve(c, rows);
+    a->ln1_rstd = carve(c, rows);
+    a->qkv = carve(c, rows * (C + 2 * kv));
     a->q = a->qkv;
     a->k = clgqa_view_add(a->qkv, C);
     a->v = clgqa_view_add(a->qkv, C + kv);
-    /* Sized for m->attention_kernel. */
-    a->attention_region = carve(
-        &c, clgqa_attention_saved_floats(&ad, m->scheme == CLGQA_PGQA, m->attention_kernel));
-    a->heads_out = carve(&c, rows * C);
-    a->x_mid = carve(&c, rows * C);
-    a->ln2 = carve(&c, rows * C);
-    a->ln2_mean = carve(&c, rows);
-    a->ln2_rstd = carve(&c, rows);
-    a->fc1 = carve(&c, rows * F);
-    a->gelu = carve(&c, rows * F);
-    a->x_out = carve(&c, rows * C);
-    return c.used;
+    a->attention_region = carve(c, saved);
+    a->heads_out = carve(c, rows * C);
+    a->x_mid = carve(c, rows * C);
+    a->ln2 = carve(c, rows * C);
+    a->ln2_mean = carve(c, rows);
+    a->ln2_rstd = carve(c, rows);
+    a->fc1 = carve(c, rows * F);
+    a->gelu = carve(c, rows * F);
+    a->x_out = carve(c, rows * C);
 }
 
-static size_t carve_shared(clgqa_model *m, cl_mem mem) {
+static void carve_shared(clgqa_model *m, carver *c) {
     const clgqa_model_dims *d = &m->dims;
     size_t B = d->max_batch, rows = B * d->tokens, C = d->embed_dim,
            kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim, classes = d->num_classes,
            patch_rows = B * d->grid * d->grid,
            patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
     clgqa_attention_dims ad = model_attention_dims(m, d->max_batch);
-    carver c = {mem, 0};
-    m->patches = carve(&c, patch_rows * patch_len);
-    m->patch_out = carve(&c, patch_rows * C);
-    m->tokens = carve(&c, rows * C);
-    m->lnf = carve(&c, rows * C);
-    m->lnf_mean = carve(&c, rows);
-    m->lnf_rstd = carve(&c, rows);
-    m->logits = carve(&c, B * classes);
-    m->probs = carve(&c, B * classes);
-    m->losses = carve(&c, B);
-    m->correct = carve(&c, B);
-    m->metrics = carve(&c, 4);
-    m->dres = carve(&c, rows * C);
-    m->dln = carve(&c, rows * C);
-    m->dlogits = carve(&c, B * classes);
-    m->dgelu = carve(&c, rows * F);
-    m->dfc1 = carve(&c, rows * F);
-    m->dheads_out = carve(&c, rows * C);
-    m->dqkv = carve(&c, rows * (C + 2 * kv));
+    m->patches = carve(c, patch_rows * patch_len);
+    m->patch_out = carve(c, patch_rows * C);
+    m->tokens = carve(c, rows * C);
+    m->lnf = carve(c, rows * C);
+    m->lnf_mean = carve(c, rows);
+    m->lnf_rstd = carve(c, rows);
+    m->logits = carve(c, B * classes);
+    m->probs = carve(c, B * classes);
+    m->losses = carve(c, B);
+    m->correct = carve(c, B);
+    m->metrics = carve(c, 4);
+    keep_together(c, 2 * rows * C + B * classes);
+    m->dres = carve(c, rows * C);
+    m->dln = carve(c, rows * C);
+    m->dlogits = carve(c, B * classes);
+    m->dgelu = carve(c, rows * F);
+    m->dfc1 = carve(c, rows * F);
+    m->dheads_out = carve(c, rows * C);
+    m->dqkv = carve(c, rows * (C + 2 * kv));
     size_t attention_scratch =
         clgqa_attention_scratch_floats(&ad, m->scheme == CLGQA_PGQA, m->attention_kernel);
     size_t key_norms_scratch = clgqa_key_norms_scratch_floats(&ad);
-    m->attention_scratch = carve(&c, attention_scratch > key_norms_scratch ? attention_scratch
-                                                                            : key_norms_scratch);
-    m->dpatch_out = carve(&c, patch_rows * C);
-    m->grad_sum_squares = carve(&c, 1);
-    m->grad_scale = carve(&c, 1);
-    return c.used;
+    m->attention_scratch = carve(c, attention_scratch > key_norms_scratch ? attention_scratch
+                                                                           : key_norms_scratch);
+    m->dpatch_out = carve(c, patch_rows * C);
+    m->grad_sum_squares = carve(c, 1);
+    m->grad_scale = carve(c, 1);
+    m->chunk_sum_squares = carve(c, (size_t)m->chunk_count);
 }
 
 /* A zero-filled device buffer of `floats` floats (zeroed once, so no kernel
@@ -251,20 +275,77 @@ static clgqa_status create_zeroed(clgqa_runtime *rt, size_t floats, cl_mem *out)
     return clgqa_fill(rt, clgqa_view_at(*out, 0), floats ? floats : 1, 0.0f);
 }
 
+static void carve_arena(clgqa_model *m, carver *c) {
+    for (int l = 0; l < m->dims.num_layers; l++)
+        carve_layer(m, l, c);
+    carve_shared(m, c);
+}
+
+/* The device's largest allocation in floats, a multiple of 64 (256 bytes,
+ * so every buffer start stays aligned for the kernels' vector loads). */
+static size_t allocation_limit_floats(const clgqa_runtime *rt) {
+    size_t floats = (size_t)(rt->max_alloc_bytes / sizeof(float));
+    return floats / 64 * 64;
+}
+
 static clgqa_status create_arena(clgqa_model *m) {
-    int L = m->dims.num_layers;
-    m->arena = calloc((size_t)L + 1, sizeof *m->arena);
+    size_t sizes[MAX_ARENA_BUFFERS] = {0};
+    carver measure = {NULL, sizes, allocation_limit_floats(m->rt), 0, 0, 0};
+    carve_arena(m, &measure);
+    if (measure.too_big || measure.index + 1 == MAX_ARENA_BUFFERS)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY,
+                          "clgqa_model_create: an activation of %.2f MiB exceeds the largest "
+                          "allocation %s allows (%.2f MiB), or needs over %d buffers: use a "
+                          "smaller batch",
+                          (double)measure.too_big * sizeof(float) / (1 << 20),
+                          m->rt->device_name, (double)m->rt->max_alloc_bytes / (1 << 20),
+                          MAX_ARENA_BUFFERS);
+    m->arena_count = measure.index + 1;
+    m->arena = calloc((size_t)m->arena_count, sizeof *m->arena);
     if (!m->arena)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: arena table");
-    m->arena_count = L + 1;
-    for (int l = 0; l < L; l++) {
-        CLGQA_TRY(create_zeroed(m->rt, carve_layer(m, l, NULL), &m->arena[l]));
-        carve_layer(m, l, m->arena[l]);
-    }
-    CLGQA_TRY(create_zeroed(m->rt, carve_shared(m, NULL), &m->arena[L]));
-    carve_shared(m, m->arena[L]);
-    for (int l = 0; l < L; l++)
+    for (int i = 0; i < m->arena_count; i++)
+        CLGQA_TRY(create_zeroed(m->rt, sizes[i], &m->arena[i]));
+    carver c = {m->arena, NULL, measure.limit, 0, 0, 0};
+    carve_arena(m, &c);
+    for (int l = 0; l < m->dims.num_layers; l++)
         m->layers[l].x_in = l == 0 ? m->tokens : m->layers[l - 1].x_out;
+    return CLGQA_OK;
+}
+
+/* ---- flat buffers in chunks ---- */
+
+/* Chunks of whole tensors in table order, each at most the device's largest
+ * allocation; then the four buffers' chunks, zero-filled. */
+static clgqa_status create_flat_buffers(clgqa_model *m) {
+    size_t limit = allocation_limit_floats(m->rt);
+    m->chunk_first = calloc((size_t)m->tensor_count + 1, sizeof *m->chunk_first);
+    m->tensor_chunk = calloc((size_t)m->tensor_count, sizeof *m->tensor_chunk);
+    if (!m->chunk_first || !m->tensor_chunk)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: chunk table");
+    int c = 0;
+    for (int i = 0; i < m->tensor_count; i++) {
+        const clgqa_tensor_info *t = &m->tensors[i];
+        if (t->numel > limit)
+            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY,
+                              "clgqa_model_create: tensor %s (%.2f MiB) exceeds the largest "
+                              "allocation %s allows (%.2f MiB)",
+                              t->name, (double)t->numel * sizeof(float) / (1 << 20),
+                              m->rt->device_name, (double)m->rt->max_alloc_bytes / (1 << 20));
+        if (t->offset + t->numel - m->chunk_first[c] > limit)
+            m->chunk_first[++c] = t->offset;
+        m->tensor_chunk[i] = c;
+    }
+    m->chunk_count = c + 1;
+    m->chunk_first[m->chunk_count] = m->param_count;
+    for (int b = 0; b < 4; b++) {
+        m->flat[b] = calloc((size_t)m->chunk_count, sizeof *m->flat[b]);
+        if (!m->flat[b])
+            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: chunk table");
+        for (int k = 0; k < m->chunk_count; k++)
+            CLGQA_TRY(create_zeroed(m->rt, m->chunk_first[k + 1] - m->chunk_first[k],
+                                    &m->flat[b][k]));
+    }
     return CLGQA_OK;
 }
 
@@ -278,6 +359,8 @@ static clgqa_status create_model(clgqa_model *m, const clgqa_config *cfg, int ma
     m->window_size = cfg->window_size;
     m->seed = cfg->seed;
     m->attention_kernel = m->rt->attention_kernel;
+    memcpy(m->norm_mean, cfg->norm_mean, sizeof m->norm_mean);
+    memcpy(m->norm_std, cfg->norm_std, sizeof m->norm_std);
     m->tensors = calloc(MODEL_T_BLOCKS + (size_t)L * MODEL_L_TENSORS + MODEL_F_TENSORS,
                         sizeof *m->tensors);
     m->layers = calloc((size_t)L, sizeof *m->layers);
@@ -285,8 +368,7 @@ static clgqa_status create_model(clgqa_model *m, const clgqa_config *cfg, int ma
     if (!m->tensors || !m->layers || !m->noise_fixed)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: host tables");
     build_tensor_table(m);
-    for (int i = 0; i < 4; i++)
-        CLGQA_TRY(create_zeroed(m->rt, m->param_count, &m->flat[i]));
+    CLGQA_TRY(create_flat_buffers(m));
     CLGQA_TRY(init_parameters(m));
     CLGQA_TRY(create_arena(m));
 
@@ -326,8 +408,13 @@ clgqa_status clgqa_model_create(clgqa_runtime *rt, const clgqa_config *cfg, int 
 void clgqa_model_destroy(clgqa_model *m) {
     if (!m)
         return;
-    for (int i = 0; i < 4; i++)
-        clgqa_buffer_release(&m->flat[i]);
+    for (int b = 0; b < 4; b++) {
+        for (int k = 0; m->flat[b] && k < m->chunk_count; k++)
+            clgqa_buffer_release(&m->flat[b][k]);
+        free(m->flat[b]);
+    }
+    free(m->chunk_first);
+    free(m->tensor_chunk);
     for (int i = 0; i < m->arena_count; i++)
         clgqa_buffer_release(&m->arena[i]);
     clgqa_buffer_release(&m->group_ints);
@@ -360,7 +447,18 @@ const clgqa_tensor_info *clgqa_model_find_tensor(const clgqa_model *m, const cha
 }
 
 clgqa_view clgqa_model_buffer_view(const clgqa_model *m, clgqa_model_buffer which) {
-    return clgqa_view_at(m->flat[which], 0);
+    return clgqa_view_at(m->flat[which][0], 0);
+}
+
+int clgqa_model_chunk_count(const clgqa_model *m) { return m->chunk_count; }
+
+clgqa_view clgqa_model_chunk(const clgqa_model *m, clgqa_model_buffer which, int chunk,
+                             size_t *first, size_t *floats) {
+    if (first)
+        *first = m->chunk_first[chunk];
+    if (floats)
+        *floats = m->chunk_first[chunk + 1] - m->chunk_first[chunk];
+    return clgqa_view_at(m->flat[which][chunk], 0);
 }
 
 static clgqa_status check_buffer(clgqa_model_buffer which) {
@@ -369,29 +467,53 @@ static clgqa_status check_buffer(clgqa_model_buffer which) {
     return CLGQA_OK;
 }
 
+/* The table index of t (a pointer into the table, or a copy of an entry). */
+static clgqa_status tensor_index(const clgqa_model *m, const clgqa_tensor_info *t, int *index) {
+    for (int i = 0; i < m->tensor_count; i++)
+        if (m->tensors[i].offset == t->offset && m->tensors[i].numel == t->numel) {
+            *index = i;
+            return CLGQA_OK;
+        }
+    return clgqa_fail(CLGQA_ERR_INVALID_ARG, "model: '%s' is not a tensor of this model", t->name);
+}
+
 clgqa_status clgqa_model_read_tensor(clgqa_model *m, clgqa_model_buffer which,
                                      const clgqa_tensor_info *t, float *host) {
+    int i = 0;
     CLGQA_TRY(check_buffer(which));
-    return clgqa_buffer_read(m->rt, m->flat[which], t->offset * sizeof(float),
-                             t->numel * sizeof(float), host);
+    CLGQA_TRY(tensor_index(m, t, &i));
+    clgqa_view v = model_param(m, which, i);
+    return clgqa_buffer_read(m->rt, v.mem, v.offset * sizeof(float), t->numel * sizeof(float),
+                             host);
 }
 
 clgqa_status clgqa_model_write_tensor(clgqa_model *m, clgqa_model_buffer which,
                                       const clgqa_tensor_info *t, const float *host) {
+    int i = 0;
     CLGQA_TRY(check_buffer(which));
-    return clgqa_buffer_write(m->rt, m->flat[which], t->offset * sizeof(float),
-                              t->numel * sizeof(float), host);
+    CLGQA_TRY(tensor_index(m, t, &i));
+    clgqa_view v = model_param(m, which, i);
+    return clgqa_buffer_write(m->rt, v.mem, v.offset * sizeof(float), t->numel * sizeof(float),
+                              host);
 }
 
 clgqa_status clgqa_model_read_buffer(clgqa_model *m, clgqa_model_buffer which, float *host) {
     CLGQA_TRY(check_buffer(which));
-    return clgqa_buffer_read(m->rt, m->flat[which], 0, m->param_count * sizeof(float), host);
+    for (int c = 0; c < m->chunk_count; c++)
+        CLGQA_TRY(clgqa_buffer_read(m->rt, m->flat[which][c], 0,
+                                    (m->chunk_first[c + 1] - m->chunk_first[c]) * sizeof(float),
+                                    host + m->chunk_first[c]));
+    return CLGQA_OK;
 }
 
 clgqa_status clgqa_model_write_buffer(clgqa_model *m, clgqa_model_buffer which,
                                       const float *host) {
     CLGQA_TRY(check_buffer(which));
-    return clgqa_buffer_write(m->rt, m->flat[which], 0, m->param_count * sizeof(float), host);
+    for (int c = 0; c < m->chunk_count; c++)
+        CLGQA_TRY(clgqa_buffer_write(m->rt, m->flat[which][c], 0,
+                                     (m->chunk_first[c + 1] - m->chunk_first[c]) * sizeof(float),
+                                     host + m->chunk_first[c]));
+    return CLGQA_OK;
 }
 
 /* ---- grouping state ---- */

@@ -56,15 +56,23 @@ struct clgqa_model {
     /* The attention variant the arena was sized for (rt->attention_kernel at
      * creation); a pass refuses to run with another. */
     clgqa_attention_kernel attention_kernel;
+    float norm_mean[3], norm_std[3]; /* the config's, for clgqa_model_forward_pixels */
 
     clgqa_tensor_info *tensors;
     int tensor_count;
     size_t param_count;
-    cl_mem flat[4]; /* indexed by clgqa_model_buffer */
+    /* The four flat buffers (indexed by clgqa_model_buffer), each split the
+     * same way into chunks of whole tensors, so that no allocation exceeds
+     * the device's largest: chunk c holds flat floats [chunk_first[c],
+     * chunk_first[c + 1]). One chunk unless the model is that large. */
+    cl_mem *flat[4];
+    int chunk_count;
+    size_t *chunk_first;  /* [chunk_count + 1] */
+    int *tensor_chunk;    /* [tensor_count] */
 
-    /* Activation arena: one buffer per block plus one shared buffer, all
-     * allocated at creation (a per-block buffer keeps each allocation under
-     * the device's maximum for large models). */
+    /* Activation arena, allocated at creation: views carved one after
+     * another from buffers of at most the device's largest allocation
+     * (usually one; a block's views stay in one buffer when they fit). */
     cl_mem *arena;
     int arena_count;
     model_layer *layers;
@@ -84,6 +92,7 @@ struct clgqa_model {
     clgqa_view attention_scratch;       /* also the key norms' scratch */
     clgqa_view dpatch_out;              /* [B*n, C] */
     clgqa_view grad_sum_squares, grad_scale; /* clipping scalars */
+    clgqa_view chunk_sum_squares;            /* [chunk_count], when split */
 
     /* Grouping state. group_ints: kv_map [L][H] then group_counts [L][G];
      * group_floats: DGQA cache [L][G] then key_norms [L][G]. */
@@ -100,7 +109,8 @@ struct clgqa_model {
 };
 
 static inline clgqa_view model_param(const clgqa_model *m, clgqa_model_buffer which, int tensor) {
-    return clgqa_view_at(m->flat[which], m->tensors[tensor].offset);
+    int c = m->tensor_chunk[tensor];
+    return clgqa_view_at(m->flat[which][c], m->tensors[tensor].offset - m->chunk_first[c]);
 }
 static inline int model_layer_tensor(int layer, int which) {
     return MODEL_T_BLOCKS + layer * MODEL_L_TENSORS + which;

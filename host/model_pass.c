@@ -112,8 +112,9 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, int training
 #undef P
 }
 
-clgqa_status clgqa_model_forward(clgqa_model *m, clgqa_view images, clgqa_view labels, int batch,
-                                 int training, long step_in_epoch, long global_step) {
+/* input: float images, or 8-bit pixels when `pixels` (normalised in im2col). */
+static clgqa_status forward(clgqa_model *m, clgqa_view input, int pixels, clgqa_view labels,
+                            int batch, int training, long step_in_epoch, long global_step) {
     clgqa_runtime *rt = m->rt;
     const clgqa_model_dims *d = &m->dims;
     if (batch < 1 || batch > d->max_batch)
@@ -137,8 +138,12 @@ clgqa_status clgqa_model_forward(clgqa_model *m, clgqa_view images, clgqa_view l
            patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
 
     /* Patch embedding (conv as im2col + GEMM), class token, positions. */
-    CLGQA_TRY(clgqa_patch_im2col(rt, m->patches, images, B, d->in_chans, d->img_size,
-                                 d->patch_size));
+    if (pixels)
+        CLGQA_TRY(clgqa_patch_im2col_pixels(rt, m->patches, input, B, d->in_chans, d->img_size,
+                                            d->patch_size, m->norm_mean, m->norm_std));
+    else
+        CLGQA_TRY(clgqa_patch_im2col(rt, m->patches, input, B, d->in_chans, d->img_size,
+                                     d->patch_size));
     CLGQA_TRY(clgqa_linear_forward(rt, m->patch_out, m->patches,
                                    model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_W),
                                    model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_B), patch_rows,
@@ -175,6 +180,17 @@ clgqa_status clgqa_model_forward(clgqa_model *m, clgqa_view images, clgqa_view l
     m->labels = labels;
     m->batch = batch;
     return CLGQA_OK;
+}
+
+clgqa_status clgqa_model_forward(clgqa_model *m, clgqa_view images, clgqa_view labels, int batch,
+                                 int training, long step_in_epoch, long global_step) {
+    return forward(m, images, 0, labels, batch, training, step_in_epoch, global_step);
+}
+
+clgqa_status clgqa_model_forward_pixels(clgqa_model *m, clgqa_view pixels, clgqa_view labels,
+                                        int batch, int training, long step_in_epoch,
+                                        long global_step) {
+    return forward(m, pixels, 1, labels, batch, training, step_in_epoch, global_step);
 }
 
 /* ---- backward ---- */
@@ -241,7 +257,11 @@ clgqa_status clgqa_model_backward(clgqa_model *m) {
     int norm_w = model_final_tensor(m, MODEL_F_NORM_W), norm_b = model_final_tensor(m, MODEL_F_NORM_B),
         head_w = model_final_tensor(m, MODEL_F_HEAD_W), head_b = model_final_tensor(m, MODEL_F_HEAD_B);
 
-    CLGQA_TRY(clgqa_fill(rt, clgqa_model_buffer_view(m, CLGQA_GRADS), m->param_count, 0.0f));
+    for (int c = 0; c < m->chunk_count; c++) {
+        size_t floats = 0;
+        clgqa_view grads = clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, &floats);
+        CLGQA_TRY(clgqa_fill(rt, grads, floats, 0.0f));
+    }
     /* dres, dln (only its class-token rows get written below) and dlogits. */
     CLGQA_TRY(clgqa_fill(rt, m->dres, 2 * max_rows * C + (size_t)d->max_batch * classes, 0.0f));
 
@@ -286,15 +306,30 @@ clgqa_status clgqa_model_step(clgqa_model *m, const clgqa_adamw_hparams *hp, lon
     if (step < 1)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_step: step counts from 1, got %ld",
                           step);
-    clgqa_view grads = clgqa_model_buffer_view(m, CLGQA_GRADS);
     clgqa_view grad_scale = {NULL, 0};
     if (clip_grad_norm > 0.0f) {
-        CLGQA_TRY(clgqa_sum_squares(m->rt, m->grad_sum_squares, grads, m->param_count));
+        /* The gradient's squared norm, summed over the chunks when split. */
+        for (int c = 0; c < m->chunk_count; c++) {
+            size_t floats = 0;
+            clgqa_view grads = clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, &floats);
+            CLGQA_TRY(clgqa_sum_squares(m->rt,
+                                        m->chunk_count == 1 ? m->grad_sum_squares
+                                                            : clgqa_view_add(m->chunk_sum_squares, c),
+                                        grads, floats));
+        }
+        if (m->chunk_count > 1)
+            CLGQA_TRY(clgqa_sum(m->rt, m->grad_sum_squares, m->chunk_sum_squares,
+                                (size_t)m->chunk_count));
         CLGQA_TRY(clgqa_clip_factor(m->rt, m->grad_scale, m->grad_sum_squares, clip_grad_norm));
         grad_scale = m->grad_scale;
     }
-    return clgqa_adamw_step(m->rt, clgqa_model_buffer_view(m, CLGQA_PARAMS), grads,
-                            clgqa_model_buffer_view(m, CLGQA_ADAM_M),
-                            clgqa_model_buffer_view(m, CLGQA_ADAM_V), m->param_count, hp, step,
-                            grad_scale);
+    for (int c = 0; c < m->chunk_count; c++) {
+        size_t floats = 0;
+        clgqa_view params = clgqa_model_chunk(m, CLGQA_PARAMS, c, NULL, &floats);
+        CLGQA_TRY(clgqa_adamw_step(m->rt, params, clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, NULL),
+                                   clgqa_model_chunk(m, CLGQA_ADAM_M, c, NULL, NULL),
+                                   clgqa_model_chunk(m, CLGQA_ADAM_V, c, NULL, NULL), floats, hp,
+                                   step, grad_scale));
+    }
+    return CLGQA_OK;
 }

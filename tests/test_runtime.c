@@ -184,7 +184,7 @@ END_TEST
 START_TEST(oversized_buffer_is_refused) {
     clgqa_runtime *rt = test_runtime();
     cl_mem mem = NULL;
-    clgqa_status s = clgqa_buffer_create(rt, (size_t)rt->max_alloc_bytes + 4096, &mem);
+    clgqa_status s = clgqa_buffer_create(rt, (size_t)rt->device_max_alloc_bytes + 4096, &mem);
     ck_assert_int_eq(s, CLGQA_ERR_OUT_OF_MEMORY);
     ck_assert_ptr_null(mem);
     ck_assert_msg(strstr(clgqa_error_message(), "exceeds"), "%s", clgqa_error_message());

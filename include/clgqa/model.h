@@ -87,7 +87,18 @@ int clgqa_model_tensor_count(const clgqa_model *model);
 const clgqa_tensor_info *clgqa_model_tensor(const clgqa_model *model, int index);
 /* NULL when no tensor has that name. */
 const clgqa_tensor_info *clgqa_model_find_tensor(const clgqa_model *model, const char *name);
-/* Device view of a flat buffer (offset 0); add a tensor's offset for its view. */
+/* The flat buffers are split into chunks of whole tensors (in table order)
+ * when param_count floats exceed the device's largest allocation
+ * (CL_DEVICE_MAX_MEM_ALLOC_SIZE, or $CLGQA_MAX_ALLOC_BYTES when smaller);
+ * chunk c of each of the four buffers holds the same tensors. Work over a
+ * whole buffer (zeroing, norms, optimiser, all-reduce) goes chunk by chunk. */
+int clgqa_model_chunk_count(const clgqa_model *model);
+/* Chunk `chunk` of buffer `which` (offset 0); *first: the flat offset of its
+ * first float, *floats: its length. Either pointer may be NULL. */
+clgqa_view clgqa_model_chunk(const clgqa_model *model, clgqa_model_buffer which, int chunk,
+                             size_t *first, size_t *floats);
+/* Device view of a flat buffer (offset 0), for a model in one chunk
+ * (otherwise chunk 0); add a tensor's offset for its view. */
 clgqa_view clgqa_model_buffer_view(const clgqa_model *model, clgqa_model_buffer which);
 
 /* Blocking transfers of one tensor (numel floats) of a flat buffer. */
@@ -133,6 +144,12 @@ clgqa_status clgqa_model_set_pgqa_noise(clgqa_model *model, int layer, const flo
  * stay unchanged until clgqa_model_backward has been enqueued. */
 clgqa_status clgqa_model_forward(clgqa_model *model, clgqa_view images, clgqa_view labels,
                                  int batch, int training, long step_in_epoch, long global_step);
+/* The same from 8-bit pixels [batch, in_chans, img_size, img_size] (uchar;
+ * pixels.offset in bytes), normalised on the device with the config's
+ * norm_mean and norm_std as the loader does on the host (in_chans <= 3). */
+clgqa_status clgqa_model_forward_pixels(clgqa_model *model, clgqa_view pixels, clgqa_view labels,
+                                        int batch, int training, long step_in_epoch,
+                                        long global_step);
 /* Gradients of the mean cross-entropy of the last forward (which must have
  * had labels): zeroes the gradient buffer, then backpropagates through the
  * whole model. */
