@@ -348,34 +348,59 @@ static clgqa_status load_image(const clgqa_dataset *ds, size_t index, clgqa_imag
     return status;
 }
 
-clgqa_status clgqa_dataset_get(clgqa_dataset *ds, size_t index, long epoch, float *image,
-                               int32_t *label) {
+/* Sample `index` through decode, channel conversion, resize and
+ * augmentation: img_size x img_size 8-bit pixels, HWC. */
+static clgqa_status load_processed(clgqa_dataset *ds, size_t index, long epoch, clgqa_image *img,
+                                   int32_t *label) {
     if (index >= ds->count)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "sample %zu of a %zu-sample dataset", index,
                           ds->count);
-    const int side = ds->cfg.img_size, channels = ds->cfg.in_chans;
-    clgqa_image img = {0};
-    clgqa_status status = load_image(ds, index, &img);
+    const int side = ds->cfg.img_size;
+    clgqa_status status = load_image(ds, index, img);
     if (status == CLGQA_OK)
-        status = clgqa_image_convert(&img, channels);
-    if (status == CLGQA_OK && (img.width != side || img.height != side)) {
+        status = clgqa_image_convert(img, ds->cfg.in_chans);
+    if (status == CLGQA_OK && (img->width != side || img->height != side)) {
         clgqa_image resized = {0};
-        status = clgqa_image_resize(&img, side, side, &resized);
-        clgqa_image_free(&img);
-        img = resized;
+        status = clgqa_image_resize(img, side, side, &resized);
+        clgqa_image_free(img);
+        *img = resized;
     }
     if (status == CLGQA_OK)
-        status = clgqa_augment_apply(&img, ds->augment, ds->cfg.seed, epoch, index);
+        status = clgqa_augment_apply(img, ds->augment, ds->cfg.seed, epoch, index);
+    if (status == CLGQA_OK)
+        *label = ds->labels[index];
+    return status;
+}
+
+clgqa_status clgqa_dataset_get(clgqa_dataset *ds, size_t index, long epoch, float *image,
+                               int32_t *label) {
+    const int channels = ds->cfg.in_chans;
+    clgqa_image img = {0};
+    clgqa_status status = load_processed(ds, index, epoch, &img, label);
     if (status == CLGQA_OK) {
         /* ToTensor (x / 255) then Normalize, into channel-major order. */
-        const size_t plane = (size_t)side * (size_t)side;
+        const size_t plane = (size_t)ds->cfg.img_size * (size_t)ds->cfg.img_size;
         for (int c = 0; c < channels; c++) {
             const float mean = ds->cfg.norm_mean[c], std = ds->cfg.norm_std[c];
             for (size_t p = 0; p < plane; p++)
                 image[(size_t)c * plane + p] =
                     ((float)img.pixels[p * (size_t)channels + (size_t)c] / 255.0f - mean) / std;
         }
-        *label = ds->labels[index];
+    }
+    clgqa_image_free(&img);
+    return status;
+}
+
+clgqa_status clgqa_dataset_get_pixels(clgqa_dataset *ds, size_t index, long epoch,
+                                      uint8_t *pixels, int32_t *label) {
+    const int channels = ds->cfg.in_chans;
+    clgqa_image img = {0};
+    clgqa_status status = load_processed(ds, index, epoch, &img, label);
+    if (status == CLGQA_OK) {
+        const size_t plane = (size_t)ds->cfg.img_size * (size_t)ds->cfg.img_size;
+        for (int c = 0; c < channels; c++)
+            for (size_t p = 0; p < plane; p++)
+                pixels[(size_t)c * plane + p] = img.pixels[p * (size_t)channels + (size_t)c];
     }
     clgqa_image_free(&img);
     return status;

@@ -34,6 +34,7 @@ typedef struct slot {
     int replicated;           /* the whole batch, which is smaller than the parts */
     int claimed, finished;    /* samples handed to workers, samples done */
     float *images;            /* [batch_size][sample_floats], by position */
+    uint8_t *pixels;          /* the same in pixel mode (images NULL) */
     int32_t *labels;
     uint8_t *kept; /* kept[i] = 0: sample i was skipped as unreadable */
     clgqa_status status;
@@ -45,6 +46,7 @@ struct clgqa_loader {
     clgqa_dataset *ds;
     int batch_size, shuffle;
     int part, parts; /* clgqa_loader_shard; 0 of 1 by default */
+    int pixel_mode; /* clgqa_loader_use_pixels */
     size_t sample_floats, num_batches;
     size_t *order; /* this epoch's sample order */
     long epoch;
@@ -113,8 +115,13 @@ static int load_chunk(clgqa_loader *ld, slot *s, int first, int n, clgqa_status 
         s->kept[i] = 0;
         if (skip && atomic_load(&ds->unreadable[sample]))
             continue;
-        float *image = s->images + (size_t)i * ld->sample_floats;
-        clgqa_status st = clgqa_dataset_get(ds, sample, s->epoch, image, s->labels + i);
+        clgqa_status st =
+            ld->pixel_mode
+                ? clgqa_dataset_get_pixels(ds, sample, s->epoch,
+                                           s->pixels + (size_t)i * ld->sample_floats,
+                                           s->labels + i)
+                : clgqa_dataset_get(ds, sample, s->epoch, s->images + (size_t)i * ld->sample_floats,
+                                    s->labels + i);
         if (st == CLGQA_OK) {
             s->kept[i] = 1;
         } else if (skip && (st == CLGQA_ERR_IO || st == CLGQA_ERR_FORMAT)) {
@@ -249,6 +256,22 @@ clgqa_status clgqa_loader_shard(clgqa_loader *ld, int part, int parts) {
     return CLGQA_OK;
 }
 
+clgqa_status clgqa_loader_use_pixels(clgqa_loader *ld) {
+    if (ld->started)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_loader_use_pixels after clgqa_loader_start");
+    for (int i = 0; i < ld->depth && !ld->pixel_mode; i++) {
+        uint8_t *pixels = malloc(ld->sample_floats * (size_t)ld->batch_size);
+        if (!pixels)
+            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate 4 batches of %d samples",
+                              ld->batch_size);
+        free(ld->slots[i].images);
+        ld->slots[i].images = NULL;
+        ld->slots[i].pixels = pixels;
+    }
+    ld->pixel_mode = 1;
+    return CLGQA_OK;
+}
+
 clgqa_status clgqa_loader_start(clgqa_loader *ld, long epoch) {
     return clgqa_loader_start_at(ld, epoch, 0);
 }
@@ -284,8 +307,13 @@ static int compact(const clgqa_loader *ld, slot *s) {
         if (!s->kept[i])
             continue;
         if (count != i) {
-            memmove(s->images + (size_t)count * ld->sample_floats,
-                    s->images + (size_t)i * ld->sample_floats, sizeof(float) * ld->sample_floats);
+            if (ld->pixel_mode)
+                memmove(s->pixels + (size_t)count * ld->sample_floats,
+                        s->pixels + (size_t)i * ld->sample_floats, ld->sample_floats);
+            else
+                memmove(s->images + (size_t)count * ld->sample_floats,
+                        s->images + (size_t)i * ld->sample_floats,
+                        sizeof(float) * ld->sample_floats);
             s->labels[count] = s->labels[i];
         }
         count++;
@@ -331,6 +359,7 @@ clgqa_status clgqa_loader_next(clgqa_loader *ld, clgqa_batch *batch) {
         }
         ld->held = s;
         batch->images = s->images;
+        batch->pixels = s->pixels;
         batch->labels = s->labels;
         batch->count = count;
         batch->index = (long)s->batch;
@@ -356,6 +385,7 @@ void clgqa_loader_destroy(clgqa_loader *ld) {
     if (ld->slots)
         for (int i = 0; i < ld->depth; i++) {
             free(ld->slots[i].images);
+            free(ld->slots[i].pixels);
             free(ld->slots[i].labels);
             free(ld->slots[i].kept);
         }

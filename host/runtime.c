@@ -495,8 +495,27 @@ clgqa_status clgqa_runtime_create(const char *spec, clgqa_runtime **out) {
                     &rt->max_work_group_size, NULL);
     clGetDeviceInfo(rt->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof rt->compute_units,
                     &rt->compute_units, NULL);
-    clGetDeviceInfo(rt->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof rt->max_alloc_bytes,
-                    &rt->max_alloc_bytes, NULL);
+    clGetDeviceInfo(rt->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof rt->device_max_alloc_bytes,
+                    &rt->device_max_alloc_bytes, NULL);
+    rt->max_alloc_bytes = rt->device_max_alloc_bytes;
+    /* CLGQA_MAX_ALLOC_BYTES lowers the limit the model splits its buffers
+     * by, as a driver that caps one allocation at a quarter of memory would
+     * (how the split is tested on devices with large limits). */
+    const char *cap = getenv("CLGQA_MAX_ALLOC_BYTES");
+    if (cap && *cap) {
+        char *end;
+        unsigned long long bytes = strtoull(cap, &end, 10);
+        if (*end || bytes < 4096) {
+            clgqa_status s = clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                                        "CLGQA_MAX_ALLOC_BYTES=%s is not a byte count of at least "
+                                        "4096",
+                                        cap);
+            clgqa_runtime_destroy(rt);
+            return s;
+        }
+        if (bytes < rt->max_alloc_bytes)
+            rt->max_alloc_bytes = bytes;
+    }
     clGetDeviceInfo(rt->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof rt->global_mem_bytes,
                     &rt->global_mem_bytes, NULL);
     clGetDeviceInfo(rt->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof rt->local_mem_bytes,
@@ -507,6 +526,8 @@ clgqa_status clgqa_runtime_create(const char *spec, clgqa_runtime **out) {
     rt->context = clCreateContext(props, 1, &rt->device, NULL, NULL, &err);
     if (err == CL_SUCCESS)
         rt->queue = clCreateCommandQueue(rt->context, rt->device, CL_QUEUE_PROFILING_ENABLE, &err);
+    if (err == CL_SUCCESS)
+        rt->transfer_queue = clCreateCommandQueue(rt->context, rt->device, 0, &err);
     if (err != CL_SUCCESS) {
         clgqa_status s = clgqa_fail(CLGQA_ERR_OPENCL, "creating a context and queue on %s failed: %s",
                                     rt->device_name, clgqa_cl_status_name(err));
@@ -589,6 +610,8 @@ void clgqa_runtime_destroy(clgqa_runtime *rt) {
     }
     if (rt->queue)
         clFinish(rt->queue);
+    if (rt->transfer_queue)
+        clFinish(rt->transfer_queue);
     for (int i = 0; i < rt->program_count; i++) {
         clgqa_program_entry *e = &rt->programs[i];
         for (int k = 0; k < e->kernel_count; k++) {
@@ -604,6 +627,8 @@ void clgqa_runtime_destroy(clgqa_runtime *rt) {
     clgqa_buffer_release(&rt->gemm_temp);
     if (rt->queue)
         clReleaseCommandQueue(rt->queue);
+    if (rt->transfer_queue)
+        clReleaseCommandQueue(rt->transfer_queue);
     if (rt->context)
         clReleaseContext(rt->context);
     free(rt);
@@ -615,12 +640,12 @@ clgqa_status clgqa_buffer_create(clgqa_runtime *rt, size_t bytes, cl_mem *out) {
     *out = NULL;
     if (bytes == 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "cannot allocate an empty device buffer");
-    if ((cl_ulong)bytes > rt->max_alloc_bytes)
+    if ((cl_ulong)bytes > rt->device_max_alloc_bytes)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY,
                           "device buffer of %.3f GiB exceeds the largest allocation %s allows "
                           "(%.3f GiB): use a smaller model or batch",
                           (double)bytes / (1 << 30), rt->device_name,
-                          (double)rt->max_alloc_bytes / (1 << 30));
+                          (double)rt->device_max_alloc_bytes / (1 << 30));
     cl_int err;
     cl_mem mem = clCreateBuffer(rt->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (err != CL_SUCCESS)

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clgqa/batch_upload.h"
 #include "clgqa/checkpoint.h"
 #include "mpi_ranks.h"
 #include "step_log.h"
@@ -65,79 +66,6 @@ long clgqa_steps_per_epoch(const clgqa_config *cfg, long batches) {
     return batches;
 }
 
-/* ---- batches onto the device -------------------------------------------- */
-
-/* Device copies of one batch. The writes are non-blocking from two host
- * staging slots, so the host prepares batch t+1 while the device runs t; a
- * slot is reused only once its previous write has finished. */
-typedef struct batch_upload {
-    clgqa_runtime *rt;
-    cl_mem images, labels;
-    size_t image_floats; /* per image */
-    int max_batch;
-    float *staged_images[2];
-    int32_t *staged_labels[2];
-    cl_event written[2];
-    int next_slot;
-} batch_upload;
-
-static clgqa_status upload_init(batch_upload *up, clgqa_runtime *rt, const clgqa_model_dims *dims,
-                                int max_batch) {
-    memset(up, 0, sizeof *up);
-    up->rt = rt;
-    up->max_batch = max_batch;
-    up->image_floats = (size_t)dims->in_chans * dims->img_size * dims->img_size;
-    size_t image_bytes = up->image_floats * (size_t)max_batch * sizeof(float);
-    CLGQA_TRY(clgqa_buffer_create(rt, image_bytes, &up->images));
-    CLGQA_TRY(clgqa_buffer_create(rt, (size_t)max_batch * sizeof(int32_t), &up->labels));
-    for (int s = 0; s < 2; s++) {
-        up->staged_images[s] = malloc(image_bytes);
-        up->staged_labels[s] = malloc((size_t)max_batch * sizeof(int32_t));
-        if (!up->staged_images[s] || !up->staged_labels[s])
-            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes of batch staging",
-                              image_bytes);
-    }
-    return CLGQA_OK;
-}
-
-static void upload_free(batch_upload *up) {
-    for (int s = 0; s < 2; s++) {
-        if (up->written[s]) {
-            clWaitForEvents(1, &up->written[s]);
-            clReleaseEvent(up->written[s]);
-        }
-        free(up->staged_images[s]);
-        free(up->staged_labels[s]);
-    }
-    clgqa_buffer_release(&up->images);
-    clgqa_buffer_release(&up->labels);
-}
-
-/* Enqueue the batch's images and labels into up->images / up->labels. The
- * in-order queue runs the write after the previous step's kernels, which
- * read those buffers. */
-static clgqa_status upload_batch(batch_upload *up, const clgqa_batch *batch) {
-    if (batch->count > up->max_batch)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "batch of %d images exceeds the model's %d",
-                          batch->count, up->max_batch);
-    int s = up->next_slot;
-    up->next_slot ^= 1;
-    if (up->written[s]) {
-        CLGQA_CL(clWaitForEvents(1, &up->written[s]));
-        clReleaseEvent(up->written[s]);
-        up->written[s] = NULL;
-    }
-    size_t image_bytes = up->image_floats * (size_t)batch->count * sizeof(float);
-    size_t label_bytes = (size_t)batch->count * sizeof(int32_t);
-    memcpy(up->staged_images[s], batch->images, image_bytes);
-    memcpy(up->staged_labels[s], batch->labels, label_bytes);
-    CLGQA_CL(clEnqueueWriteBuffer(up->rt->queue, up->images, CL_FALSE, 0, image_bytes,
-                                  up->staged_images[s], 0, NULL, NULL));
-    CLGQA_CL(clEnqueueWriteBuffer(up->rt->queue, up->labels, CL_FALSE, 0, label_bytes,
-                                  up->staged_labels[s], 0, NULL, &up->written[s]));
-    return CLGQA_OK;
-}
-
 /* ---- evaluation ---------------------------------------------------------- */
 
 static clgqa_status write_predictions(FILE *out, clgqa_model *model, const clgqa_batch *batch,
@@ -161,13 +89,14 @@ static clgqa_status write_predictions(FILE *out, clgqa_model *model, const clgqa
 
 /* With mpi, each rank evaluates its shard of every batch and the metrics are
  * summed over the ranks. */
-static clgqa_status evaluate_with(clgqa_model *model, clgqa_loader *loader, batch_upload *up,
-                                  long max_batches, FILE *predictions, clgqa_mpi *mpi,
+static clgqa_status evaluate_with(clgqa_model *model, clgqa_loader *loader,
+                                  clgqa_batch_upload *up, long max_batches, FILE *predictions,
+                                  clgqa_mpi *mpi,
                                   clgqa_eval_result *result) {
     const clgqa_model_dims *dims = clgqa_model_get_dims(model);
     float *logits = NULL;
     if (predictions) {
-        logits = malloc((size_t)up->max_batch * dims->num_classes * sizeof(float));
+        logits = malloc((size_t)dims->max_batch * dims->num_classes * sizeof(float));
         if (!logits)
             return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate the logits of a batch");
         fprintf(predictions, "index,label,pred");
@@ -193,12 +122,12 @@ static clgqa_status evaluate_with(clgqa_model *model, clgqa_loader *loader, batc
         replicated |= batch.replicated;
         if (status == CLGQA_OK)
             status = clgqa_mpi_begin_pass(mpi, &batch, 0);
+        clgqa_view pixels, labels;
         if (status == CLGQA_OK)
-            status = upload_batch(up, &batch);
+            status = clgqa_batch_upload_next(up, &batch, &pixels, &labels);
         if (status == CLGQA_OK)
-            status = clgqa_model_forward(model, clgqa_view_at(up->images, 0),
-                                         clgqa_view_at(up->labels, 0), batch.count, 0, b,
-                                         (long)(EVAL_STREAM_STEP + (uint64_t)b));
+            status = clgqa_model_forward_pixels(model, pixels, labels, batch.count, 0, b,
+                                                (long)(EVAL_STREAM_STEP + (uint64_t)b));
         if (status == CLGQA_OK && predictions)
             status = write_predictions(predictions, model, &batch, first_index, dims->num_classes,
                                        logits);
@@ -225,14 +154,16 @@ clgqa_status clgqa_evaluate(clgqa_runtime *rt, clgqa_model *model, clgqa_dataset
     const clgqa_model_dims *dims = clgqa_model_get_dims(model);
     int batch_size = cfg->batch_size < dims->max_batch ? cfg->batch_size : dims->max_batch;
     clgqa_loader *loader = NULL;
-    batch_upload up;
-    clgqa_status status = upload_init(&up, rt, dims, batch_size);
+    clgqa_batch_upload *up = NULL;
+    clgqa_status status = clgqa_batch_upload_create(rt, dims, batch_size, &up);
     if (status == CLGQA_OK)
         status = clgqa_loader_create(ds, batch_size, 0, 0, &loader);
     if (status == CLGQA_OK)
-        status = evaluate_with(model, loader, &up, max_batches, predictions, NULL, result);
+        status = clgqa_loader_use_pixels(loader);
+    if (status == CLGQA_OK)
+        status = evaluate_with(model, loader, up, max_batches, predictions, NULL, result);
     clgqa_loader_destroy(loader);
-    upload_free(&up);
+    clgqa_batch_upload_destroy(up);
     return status;
 }
 
@@ -493,8 +424,7 @@ typedef struct trainer {
     clgqa_dataset *train_set, *test_set;
     clgqa_loader *train_loader, *test_loader;
     clgqa_model *model;
-    batch_upload upload;
-    int upload_ready;
+    clgqa_batch_upload *upload;
     FILE *run_csv, *groups_csv;
     clgqa_step_log steps; /* steps.csv */
     int32_t *group_counts; /* [num_layers * G] */
@@ -522,8 +452,7 @@ static void trainer_free(trainer *t) {
     free(t->watch.losses);
     clgqa_loader_destroy(t->train_loader);
     clgqa_loader_destroy(t->test_loader);
-    if (t->upload_ready)
-        upload_free(&t->upload);
+    clgqa_batch_upload_destroy(t->upload);
     clgqa_model_destroy(t->model);
     clgqa_dataset_close(t->train_set);
     clgqa_dataset_close(t->test_set);
@@ -547,13 +476,14 @@ static clgqa_status trainer_open(trainer *t) {
     CLGQA_TRY(clgqa_loader_create(t->test_set, cfg->batch_size, 0, 0, &t->test_loader));
     CLGQA_TRY(clgqa_loader_shard(t->train_loader, rank, ranks));
     CLGQA_TRY(clgqa_loader_shard(t->test_loader, rank, ranks));
+    CLGQA_TRY(clgqa_loader_use_pixels(t->train_loader));
+    CLGQA_TRY(clgqa_loader_use_pixels(t->test_loader));
     /* A rank's shard, or a whole batch smaller than the ranks (replicated). */
     int max_batch = cfg->batch_size / ranks > ranks - 1 ? cfg->batch_size / ranks : ranks - 1;
     CLGQA_TRY(clgqa_model_create(t->rt, cfg, max_batch, &t->model));
     CLGQA_TRY(clgqa_mpi_attach(t->mpi, t->rt, t->model));
     const clgqa_model_dims *dims = clgqa_model_get_dims(t->model);
-    CLGQA_TRY(upload_init(&t->upload, t->rt, dims, max_batch));
-    t->upload_ready = 1;
+    CLGQA_TRY(clgqa_batch_upload_create(t->rt, dims, max_batch, &t->upload));
     t->group_counts = malloc((size_t)dims->num_layers * dims->kv_heads * sizeof(int32_t));
     t->watch.losses = malloc((size_t)cfg->batch_size * sizeof(float));
     if (!t->group_counts || !t->watch.losses)
@@ -701,10 +631,10 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
             CLGQA_TRY(clgqa_model_read_metrics(t->model, &before_replicated));
         replicated |= batch.replicated;
         CLGQA_TRY(clgqa_mpi_begin_pass(t->mpi, &batch, 1));
-        CLGQA_TRY(upload_batch(&t->upload, &batch));
-        CLGQA_TRY(clgqa_model_forward(t->model, clgqa_view_at(t->upload.images, 0),
-                                      clgqa_view_at(t->upload.labels, 0), batch.count, 1, step,
-                                      t->state.global_step));
+        clgqa_view pixels, labels;
+        CLGQA_TRY(clgqa_batch_upload_next(t->upload, &batch, &pixels, &labels));
+        CLGQA_TRY(clgqa_model_forward_pixels(t->model, pixels, labels, batch.count, 1, step,
+                                             t->state.global_step));
         CLGQA_TRY(clgqa_model_backward(t->model));
         CLGQA_TRY(clgqa_mpi_reduce_gradients(t->mpi));
         t->rank_images += batch.count;
@@ -767,7 +697,7 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
         if (result->stopped)
             break;
         clgqa_eval_result eval;
-        CLGQA_TRY(evaluate_with(t->model, t->test_loader, &t->upload, cfg->max_eval_batches, NULL,
+        CLGQA_TRY(evaluate_with(t->model, t->test_loader, t->upload, cfg->max_eval_batches, NULL,
                                 t->mpi, &eval));
         metrics.test_loss = eval.loss;
         metrics.test_acc = eval.accuracy;
@@ -813,7 +743,7 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
     }
     if (epochs_this_call == 0 && !result->stopped) { /* resumed a finished run: report its test figures */
         clgqa_eval_result eval;
-        CLGQA_TRY(evaluate_with(t->model, t->test_loader, &t->upload, cfg->max_eval_batches, NULL,
+        CLGQA_TRY(evaluate_with(t->model, t->test_loader, t->upload, cfg->max_eval_batches, NULL,
                                 t->mpi, &eval));
         result->last.test_loss = eval.loss;
         result->last.test_acc = eval.accuracy;

@@ -29,6 +29,32 @@ __kernel void patch_im2col(__global float *patches, const uint patches_off,
                px * patch + x];
 }
 
+/* patch_im2col from 8-bit pixels, normalised on the way as the loader
+ * would on the host: (x / 255 - mean[c]) / std[c] (ToTensor, Normalize;
+ * up to 3 channels, in mean.x/y/z and std.x/y/z). */
+__kernel void patch_im2col_pixels(__global float *patches, const uint patches_off,
+                                  __global const uchar *pixels, const uint pixels_off,
+                                  const uint batch, const uint in_chans, const uint img_size,
+                                  const uint patch, const float4 mean, const float4 std) {
+    const uint i = get_global_id(0);
+    const uint grid = img_size / patch;
+    const uint n = grid * grid;
+    const uint k_len = in_chans * patch * patch;
+    if (i >= batch * n * k_len)
+        return;
+    const uint row = i / k_len, k = i - row * k_len;
+    const uint b = row / n, p_index = row - b * n;
+    const uint py = p_index / grid, px = p_index - py * grid;
+    const uint c = k / (patch * patch), yx = k - c * patch * patch;
+    const uint y = yx / patch, x = yx - y * patch;
+    const float value =
+        (float)pixels[pixels_off + ((b * in_chans + c) * img_size + py * patch + y) * img_size +
+                      px * patch + x];
+    const float m = c == 0 ? mean.x : c == 1 ? mean.y : mean.z;
+    const float s = c == 0 ? std.x : c == 1 ? std.y : std.z;
+    patches[patches_off + i] = (value / 255.0f - m) / s;
+}
+
 /* tokens[b, 0, :] = cls + pos[0]; tokens[b, t, :] = patch_out[b * n + t - 1] + pos[t]. */
 __kernel void tokens_forward(__global float *tokens, const uint tokens_off,
                              __global const float *patch_out, const uint patch_out_off,

@@ -26,6 +26,38 @@ clgqa_status clgqa_patch_im2col(clgqa_runtime *rt, clgqa_view patches, clgqa_vie
     return clgqa_launch_1d(rt, k, n_images, clgqa_work_group_size(rt, k, 256));
 }
 
+clgqa_status clgqa_patch_im2col_pixels(clgqa_runtime *rt, clgqa_view patches, clgqa_view pixels,
+                                       size_t batch, size_t in_chans, size_t img_size,
+                                       size_t patch, const float *mean, const float *std) {
+    const char *op = "clgqa_patch_im2col_pixels";
+    if (patch == 0 || img_size % patch != 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: img_size %zu is not a multiple of patch %zu",
+                          op, img_size, patch);
+    if (in_chans > 3)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: at most 3 channels, not %zu", op, in_chans);
+    size_t n_pixels = batch * in_chans * img_size * img_size;
+    if (n_pixels == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view(op, "pixels", pixels, n_pixels, 1));
+    CLGQA_TRY(clgqa_check_view(op, "patches", patches, n_pixels, sizeof(float)));
+    cl_float4 m = {{0, 0, 0, 0}}, s = {{1, 1, 1, 1}};
+    for (size_t c = 0; c < in_chans; c++) {
+        m.s[c] = mean[c];
+        s.s[c] = std[c];
+    }
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "patch_im2col_pixels", &k));
+    CLGQA_TRY(clgqa_set_view_arg(k, 0, patches));
+    CLGQA_TRY(clgqa_set_view_arg(k, 2, pixels));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 4, batch));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 5, in_chans));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 6, img_size));
+    CLGQA_TRY(clgqa_set_uint_arg(k, 7, patch));
+    CLGQA_TRY(CLGQA_ARG(k, 8, m));
+    CLGQA_TRY(CLGQA_ARG(k, 9, s));
+    return clgqa_launch_1d(rt, k, n_pixels, clgqa_work_group_size(rt, k, 256));
+}
+
 static clgqa_status check_tokens(const char *op, size_t batch, size_t n_tokens, size_t dim) {
     if (n_tokens < 2)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,

@@ -64,13 +64,18 @@ size_t clgqa_dataset_skipped(const clgqa_dataset *ds);
  * CLGQA_DATASET_SKIP_UNREADABLE (the loader does the skipping). */
 clgqa_status clgqa_dataset_get(clgqa_dataset *ds, size_t index, long epoch, float *image,
                                int32_t *label);
+/* The same sample before normalisation: [channels, img_size, img_size]
+ * 8-bit pixels (what the device normalises, see clgqa_model_forward_pixels). */
+clgqa_status clgqa_dataset_get_pixels(clgqa_dataset *ds, size_t index, long epoch,
+                                      uint8_t *pixels, int32_t *label);
 
 /* ---- loader: batches prepared by background threads ---- */
 
 typedef struct clgqa_loader clgqa_loader;
 
 typedef struct clgqa_batch {
-    float *images;   /* [count, channels, img_size, img_size] */
+    float *images;   /* [count, channels, img_size, img_size]; NULL in pixel mode */
+    uint8_t *pixels; /* the same, 8-bit before normalisation, in pixel mode; else NULL */
     int32_t *labels; /* [count] */
     int count;       /* batch_size, fewer for the epoch's last batch (or when
                         images were skipped); 0 when the epoch is over */
@@ -91,6 +96,10 @@ clgqa_status clgqa_loader_create(clgqa_dataset *ds, int batch_size, int shuffle,
  * `parts` samples goes whole to every part (batch->replicated). Call before
  * clgqa_loader_start. */
 clgqa_status clgqa_loader_shard(clgqa_loader *ld, int part, int parts);
+/* Pixel mode, before the first clgqa_loader_start: batches carry 8-bit
+ * pixels (batch->pixels) instead of normalised floats, a quarter of the
+ * bytes to move, for normalising on the device. */
+clgqa_status clgqa_loader_use_pixels(clgqa_loader *ld);
 /* Begins epoch `epoch` (any epoch number, e.g. when resuming): the workers
  * start preparing its first batches at once. Abandons the rest of the
  * previous epoch if it was not consumed. */

@@ -14,6 +14,12 @@
 clgqa_status clgqa_patch_im2col(clgqa_runtime *rt, clgqa_view patches, clgqa_view images,
                                 size_t batch, size_t in_chans, size_t img_size, size_t patch);
 
+/* The same from 8-bit pixels (uchar, offset in bytes), normalised as the
+ * loader does on the host: (x / 255 - mean[c]) / std[c]; in_chans <= 3. */
+clgqa_status clgqa_patch_im2col_pixels(clgqa_runtime *rt, clgqa_view patches, clgqa_view pixels,
+                                       size_t batch, size_t in_chans, size_t img_size,
+                                       size_t patch, const float *mean, const float *std);
+
 /* tokens [batch, n_tokens, dim]: row 0 = cls [dim], row t = patch_out
  * [batch * (n_tokens-1), dim] row t-1 of the sample; plus pos [n_tokens, dim]. */
 clgqa_status clgqa_tokens_forward(clgqa_runtime *rt, clgqa_view tokens, clgqa_view patch_out,

@@ -39,6 +39,7 @@ typedef struct clgqa_runtime {
     cl_device_id device;
     cl_context context;
     cl_command_queue queue; /* in-order, profiling enabled */
+    cl_command_queue transfer_queue; /* in-order: batch uploads overlapping `queue` */
     int device_index;       /* position in `clgqa devices` */
     char platform_name[256];
     char device_name[256];
@@ -49,7 +50,9 @@ typedef struct clgqa_runtime {
     clgqa_attention_kernel attention_kernel; /* likewise */
     size_t max_work_group_size;
     cl_uint compute_units;
-    cl_ulong max_alloc_bytes;
+    cl_ulong max_alloc_bytes;        /* what the model splits its buffers by: the driver's
+                                        limit, or $CLGQA_MAX_ALLOC_BYTES when lower */
+    cl_ulong device_max_alloc_bytes; /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
     cl_ulong global_mem_bytes;
     cl_ulong local_mem_bytes;
     char cache_dir[1024]; /* "" when the binary cache is off or unwritable */

@@ -1,0 +1,250 @@
+/* The input path in 8 bits: the loader's pixel mode against its normalised
+ * floats, the device normalisation folded into im2col against the host's,
+ * and batches uploaded through pinned staging on the transfer queue against
+ * float batches written straight to the device, with the host enqueueing
+ * ahead of the device so that slot reuse depends on the events. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "clgqa/batch_upload.h"
+#include "clgqa/patch_embed.h"
+#include "support/dataset_gen.h"
+#include "support/test_util.h"
+
+#define SIDE 32
+#define BATCH 6 /* 20 training images: batches of 6, 6, 6, 2 */
+
+static char *root;
+
+/* The CIFAR-10 folder main writes: 20 training images, cropped and flipped at random
+ * (so the pixel path must see the same augmentation), a third of the stats
+ * per channel apart. */
+static clgqa_config cifar_config(void) {
+    clgqa_config cfg;
+    clgqa_config_defaults(&cfg);
+    TEST_OK(clgqa_config_set(&cfg, "dataset=cifar10"));
+    snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", root);
+    TEST_OK(clgqa_config_set(&cfg, "img_size=32"));
+    TEST_OK(clgqa_config_set(&cfg, "patch_size=8"));
+    TEST_OK(clgqa_config_set(&cfg, "in_chans=3"));
+    TEST_OK(clgqa_config_set(&cfg, "augment=crop_flip"));
+    TEST_OK(clgqa_config_set(&cfg, "embed_dim=32"));
+    TEST_OK(clgqa_config_set(&cfg, "num_layers=2"));
+    TEST_OK(clgqa_config_set(&cfg, "num_heads=4"));
+    TEST_OK(clgqa_config_set(&cfg, "num_kv_heads=2"));
+    TEST_OK(clgqa_config_set(&cfg, "norm_mean=[0.49, 0.48, 0.45]"));
+    TEST_OK(clgqa_config_set(&cfg, "norm_std=[0.25, 0.24, 0.26]"));
+    TEST_OK(clgqa_config_finalize(&cfg));
+    return cfg;
+}
+
+/* What the loader does on the host: ToTensor then Normalize. */
+static void normalise(const clgqa_config *cfg, const uint8_t *pixels, int count, float *out) {
+    size_t plane = (size_t)SIDE * SIDE;
+    for (int b = 0; b < count; b++)
+        for (int c = 0; c < 3; c++)
+            for (size_t p = 0; p < plane; p++) {
+                size_t i = ((size_t)b * 3 + (size_t)c) * plane + p;
+                out[i] = ((float)pixels[i] / 255.0f - cfg->norm_mean[c]) / cfg->norm_std[c];
+            }
+}
+
+START_TEST(pixel_batches_normalise_to_the_float_batches) {
+    clgqa_config cfg = cifar_config();
+    clgqa_dataset *ds;
+    TEST_OK(clgqa_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
+    clgqa_loader *floats, *pixels;
+    TEST_OK(clgqa_loader_create(ds, BATCH, 1, 2, &floats));
+    TEST_OK(clgqa_loader_create(ds, BATCH, 1, 2, &pixels));
+    TEST_OK(clgqa_loader_use_pixels(pixels));
+    size_t image = (size_t)3 * SIDE * SIDE;
+    float *want = malloc(BATCH * image * sizeof *want);
+    for (long epoch = 0; epoch < 2; epoch++) {
+        TEST_OK(clgqa_loader_start(floats, epoch));
+        TEST_OK(clgqa_loader_start(pixels, epoch));
+        int batches = 0;
+        for (;;) {
+            clgqa_batch f, p;
+            TEST_OK(clgqa_loader_next(floats, &f));
+            TEST_OK(clgqa_loader_next(pixels, &p));
+            ck_assert_int_eq(f.count, p.count);
+            if (f.count == 0)
+                break;
+            ck_assert_ptr_null(p.images);
+            ck_assert_ptr_null(f.pixels);
+            ck_assert_mem_eq(f.labels, p.labels, (size_t)f.count * sizeof *f.labels);
+            normalise(&cfg, p.pixels, p.count, want);
+            /* The same expression on the same bytes: bit for bit. */
+            ck_assert_mem_eq(f.images, want, (size_t)f.count * image * sizeof *want);
+            batches++;
+        }
+        ck_assert_int_eq(batches, 4);
+    }
+    /* Too late once started. */
+    ck_assert_int_eq(clgqa_loader_use_pixels(floats), CLGQA_ERR_INVALID_ARG);
+    free(want);
+    clgqa_loader_destroy(floats);
+    clgqa_loader_destroy(pixels);
+    clgqa_dataset_close(ds);
+}
+END_TEST
+
+START_TEST(device_normalisation_matches_the_host) {
+    clgqa_config cfg = cifar_config();
+    /* 3 images of random bytes, every value 0..255 present. */
+    const int batch = 3;
+    size_t n = (size_t)batch * 3 * SIDE * SIDE, guard = 64;
+    uint8_t *pixels = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        pixels[i] = (uint8_t)(i < 256 ? i : clgqa_host_random_bits(3, 4, i));
+    float *host = malloc(n * sizeof *host), *patches_host = malloc(n * sizeof *patches_host);
+    normalise(&cfg, pixels, batch, host);
+    clgqa_runtime *rt = test_runtime();
+    cl_mem dp, dimages, dpatches, dwant;
+    /* Pixels at an odd byte offset; patches with guard bands on both sides. */
+    TEST_OK(clgqa_buffer_create(rt, n + 3, &dp));
+    TEST_OK(clgqa_buffer_write(rt, dp, 3, n, pixels));
+    float *sentinel = malloc((n + 2 * guard) * sizeof *sentinel);
+    for (size_t i = 0; i < n + 2 * guard; i++)
+        sentinel[i] = -777.0f;
+    dpatches = test_upload(sentinel, n + 2 * guard);
+    dwant = test_upload(sentinel, n);
+    dimages = test_upload(host, n);
+    TEST_OK(clgqa_patch_im2col_pixels(rt, clgqa_view_at(dpatches, guard), clgqa_view_at(dp, 3),
+                                      (size_t)batch, 3, SIDE, 8, cfg.norm_mean, cfg.norm_std));
+    TEST_OK(clgqa_patch_im2col(rt, clgqa_view_at(dwant, 0), clgqa_view_at(dimages, 0),
+                               (size_t)batch, 3, SIDE, 8));
+    float *got = malloc((n + 2 * guard) * sizeof *got), *want = malloc(n * sizeof *want);
+    test_download(dpatches, got, n + 2 * guard);
+    test_download(dwant, want, n);
+    for (size_t i = 0; i < guard; i++)
+        ck_assert_msg(got[i] == -777.0f && got[guard + n + i] == -777.0f,
+                      "stray write at guard %zu", i);
+    /* OpenCL C allows 2.5 ulp for a float division: 1e-6 relative (values
+     * are at most ~4.1), plus 1e-7 absolute near 0. */
+    double *want_d = malloc(n * sizeof *want_d);
+    for (size_t i = 0; i < n; i++)
+        want_d[i] = want[i];
+    test_assert_close("patches", got + guard, want_d, n, 1e-6, 1e-7);
+    free(want_d);
+    free(pixels), free(host), free(patches_host), free(sentinel), free(got), free(want);
+    clgqa_buffer_release(&dp);
+    clgqa_buffer_release(&dimages);
+    clgqa_buffer_release(&dpatches);
+    clgqa_buffer_release(&dwant);
+}
+END_TEST
+
+START_TEST(uploaded_batches_give_the_float_batches_logits) {
+    clgqa_config cfg = cifar_config();
+    clgqa_runtime *rt = test_runtime();
+    clgqa_dataset *ds;
+    TEST_OK(clgqa_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
+    cfg.num_classes = clgqa_dataset_num_classes(ds);
+    clgqa_loader *loader;
+    TEST_OK(clgqa_loader_create(ds, BATCH, 1, 2, &loader));
+    TEST_OK(clgqa_loader_use_pixels(loader));
+    clgqa_model *model;
+    TEST_OK(clgqa_model_create(rt, &cfg, BATCH, &model));
+    clgqa_batch_upload *up;
+    TEST_OK(clgqa_batch_upload_create(rt, clgqa_model_get_dims(model), BATCH, &up));
+
+    /* Enqueue every batch's upload and forward before reading anything: the
+     * host runs ahead, the third and fourth uploads reuse the slots of the
+     * first two and must wait for their forwards (the logits of each go to
+     * their own place by a copy on the compute queue). */
+    enum { MAX_BATCHES = 4 };
+    size_t image = (size_t)3 * SIDE * SIDE, classes = (size_t)cfg.num_classes;
+    uint8_t *kept_pixels = malloc(MAX_BATCHES * BATCH * image);
+    int32_t kept_labels[MAX_BATCHES * BATCH];
+    int counts[MAX_BATCHES], batches = 0;
+    cl_mem all_logits;
+    TEST_OK(clgqa_buffer_create(rt, MAX_BATCHES * BATCH * classes * sizeof(float), &all_logits));
+    TEST_OK(clgqa_loader_start(loader, 0));
+    for (;; batches++) {
+        clgqa_batch b;
+        TEST_OK(clgqa_loader_next(loader, &b));
+        if (b.count == 0)
+            break;
+        ck_assert_int_lt(batches, MAX_BATCHES);
+        counts[batches] = b.count;
+        memcpy(kept_pixels + (size_t)batches * BATCH * image, b.pixels, (size_t)b.count * image);
+        memcpy(kept_labels + batches * BATCH, b.labels, (size_t)b.count * sizeof *b.labels);
+        clgqa_view pixels, labels;
+        TEST_OK(clgqa_batch_upload_next(up, &b, &pixels, &labels));
+        TEST_OK(clgqa_model_forward_pixels(model, pixels, labels, b.count, 0, batches, batches));
+        TEST_OK(clgqa_copy(rt, clgqa_view_at(all_logits, (size_t)batches * BATCH * classes),
+                           clgqa_model_logits(model), (size_t)b.count * classes));
+    }
+    ck_assert_int_eq(batches, 4);
+    float *got = malloc(MAX_BATCHES * BATCH * classes * sizeof *got);
+    test_download(all_logits, got, MAX_BATCHES * BATCH * classes);
+
+    /* The float path, one batch at a time, with the host's normalisation. */
+    float *images = malloc(BATCH * image * sizeof *images);
+    float *want = malloc(BATCH * classes * sizeof *want);
+    double *want_d = malloc(BATCH * classes * sizeof *want_d);
+    for (int k = 0; k < batches; k++) {
+        normalise(&cfg, kept_pixels + (size_t)k * BATCH * image, counts[k], images);
+        cl_mem di = test_upload(images, (size_t)counts[k] * image);
+        cl_mem dl = test_upload_int(kept_labels + k * BATCH, (size_t)counts[k]);
+        TEST_OK(clgqa_model_forward(model, clgqa_view_at(di, 0), clgqa_view_at(dl, 0), counts[k],
+                                    0, k, k));
+        TEST_OK(clgqa_model_read_logits(model, want));
+        for (size_t i = 0; i < (size_t)counts[k] * classes; i++)
+            want_d[i] = want[i];
+        /* Inputs equal to ~1 ulp (the device's division), logits of a
+         * 2-layer ViT of them: 1e-5 relative and absolute. */
+        test_assert_close("logits", got + (size_t)k * BATCH * classes, want_d,
+                          (size_t)counts[k] * classes, 1e-5, 1e-5);
+        clgqa_buffer_release(&di);
+        clgqa_buffer_release(&dl);
+    }
+    free(images), free(want), free(want_d), free(got), free(kept_pixels);
+    clgqa_buffer_release(&all_logits);
+    clgqa_batch_upload_destroy(up);
+    clgqa_model_destroy(model);
+    clgqa_loader_destroy(loader);
+    clgqa_dataset_close(ds);
+}
+END_TEST
+
+START_TEST(bad_batches_are_refused) {
+    clgqa_config cfg = cifar_config();
+    clgqa_runtime *rt = test_runtime();
+    clgqa_model *model;
+    TEST_OK(clgqa_model_create(rt, &cfg, 2, &model));
+    clgqa_batch_upload *up;
+    TEST_OK(clgqa_batch_upload_create(rt, clgqa_model_get_dims(model), 2, &up));
+    uint8_t pixels[3 * 3 * SIDE * SIDE] = {0};
+    float images[4] = {0};
+    int32_t labels[3] = {0, 1, 2};
+    clgqa_view p, l;
+    clgqa_batch too_many = {NULL, pixels, labels, 3, 0};
+    ck_assert_int_eq(clgqa_batch_upload_next(up, &too_many, &p, &l), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "3 images"), "%s", clgqa_error_message());
+    clgqa_batch floats_only = {images, NULL, labels, 1, 0};
+    ck_assert_int_eq(clgqa_batch_upload_next(up, &floats_only, &p, &l), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "clgqa_loader_use_pixels"), "%s",
+                  clgqa_error_message());
+    clgqa_batch_upload_destroy(up);
+    clgqa_model_destroy(model);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("batch_upload");
+    TCase *tc = tcase_create("batch_upload");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, pixel_batches_normalise_to_the_float_batches);
+    tcase_add_test(tc, device_normalisation_matches_the_host);
+    tcase_add_test(tc, uploaded_batches_give_the_float_batches_logits);
+    tcase_add_test(tc, bad_batches_are_refused);
+    suite_add_tcase(s, tc);
+    root = gen_temp_dir();
+    if (gen_cifar(root, 0, 4, 6) != 0)
+        return 1;
+    int failed = test_run_suite(s);
+    gen_remove_tree(root);
+    return failed;
+}
