@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "clgqa/attention.h"
+#include "clgqa/batch_upload.h"
 #include "clgqa/config.h"
 #include "clgqa/gemm.h"
 #include "clgqa/model.h"
@@ -95,23 +96,20 @@ static clgqa_status bench_config(const bench_options *opt, clgqa_scheme scheme, 
     return clgqa_config_finalize(cfg);
 }
 
-/* A batch on the host and its device copy. */
+/* A synthetic batch, uploaded as training does: 8-bit pixels through pinned
+ * staging on the transfer queue, normalised on the device. */
 typedef struct bench_batch {
-    const float *images_host;
-    const int32_t *labels_host;
-    size_t image_bytes, label_bytes;
-    cl_mem images, labels;
+    clgqa_batch host;
+    clgqa_batch_upload *upload;
 } bench_batch;
 
 /* One training step as the trainer runs it, enqueued: the batch's upload,
  * forward, backward, AdamW. */
-static clgqa_status enqueue_train_step(clgqa_runtime *rt, clgqa_model *model, const bench_batch *b,
-                                       int batch, long step) {
+static clgqa_status enqueue_train_step(clgqa_model *model, const bench_batch *b, long step) {
     clgqa_adamw_hparams hp = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
-    CLGQA_TRY(clgqa_buffer_write(rt, b->images, 0, b->image_bytes, b->images_host));
-    CLGQA_TRY(clgqa_buffer_write(rt, b->labels, 0, b->label_bytes, b->labels_host));
-    CLGQA_TRY(clgqa_model_forward(model, clgqa_view_at(b->images, 0), clgqa_view_at(b->labels, 0),
-                                  batch, 1, step, step));
+    clgqa_view pixels, labels;
+    CLGQA_TRY(clgqa_batch_upload_next(b->upload, &b->host, &pixels, &labels));
+    CLGQA_TRY(clgqa_model_forward_pixels(model, pixels, labels, b->host.count, 1, step, step));
     CLGQA_TRY(clgqa_model_backward(model));
     return clgqa_model_step(model, &hp, step + 1, 0.0f);
 }
@@ -126,12 +124,12 @@ static clgqa_command_counts_fn *command_counter(void) {
 /* Enqueue one step, counting what it asks of OpenCL (when the counter is
  * loaded), then wait for it (not counted: the harness's own wait). */
 static clgqa_status train_step(clgqa_runtime *rt, clgqa_model *model, const bench_batch *b,
-                               int batch, long step, clgqa_command_counts *counts) {
+                               long step, clgqa_command_counts *counts) {
     clgqa_command_counts_fn *read = counts ? command_counter() : NULL;
     clgqa_command_counts before = {0}, after = {0};
     if (read)
         read(&before);
-    CLGQA_TRY(enqueue_train_step(rt, model, b, batch, step));
+    CLGQA_TRY(enqueue_train_step(model, b, step));
     if (read) {
         read(&after);
         counts->kernels = after.kernels - before.kernels;
@@ -173,18 +171,16 @@ static void merge_profile(scheme_result *res, const clgqa_profile_total *totals,
 /* The profiled step: forward and backward profiled apart, so that
  * attention's forward and backward times are told apart. */
 static clgqa_status profiled_step(clgqa_runtime *rt, clgqa_model *model, const bench_batch *b,
-                                  int batch, long step, scheme_result *res) {
+                                  long step, scheme_result *res) {
     clgqa_adamw_hparams hp = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
     clgqa_profile_total totals[MAX_LABELS];
     int count;
     double t0 = now_ms();
+    clgqa_view pixels, labels;
     CLGQA_TRY(clgqa_profile_begin(rt));
-    clgqa_status status = clgqa_buffer_write(rt, b->images, 0, b->image_bytes, b->images_host);
+    clgqa_status status = clgqa_batch_upload_next(b->upload, &b->host, &pixels, &labels);
     if (status == CLGQA_OK)
-        status = clgqa_buffer_write(rt, b->labels, 0, b->label_bytes, b->labels_host);
-    if (status == CLGQA_OK)
-        status = clgqa_model_forward(model, clgqa_view_at(b->images, 0),
-                                     clgqa_view_at(b->labels, 0), batch, 1, step, step);
+        status = clgqa_model_forward_pixels(model, pixels, labels, b->host.count, 1, step, step);
     clgqa_status end = clgqa_profile_end(rt, totals, MAX_LABELS, &count);
     CLGQA_TRY(status ? status : end);
     merge_profile(res, totals, count, &res->attention_forward_ms);
@@ -217,47 +213,41 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
 
     /* Synthetic batch: the benchmark measures compute, not data loading. */
     size_t pixels = (size_t)opt->batch * cfg.in_chans * cfg.img_size * cfg.img_size;
-    float *images_host = malloc(pixels * sizeof *images_host);
-    int32_t *labels_host = malloc((size_t)opt->batch * sizeof *labels_host);
+    bench_batch b = {{NULL, malloc(pixels), malloc((size_t)opt->batch * sizeof(int32_t)),
+                      opt->batch, 0},
+                     NULL};
     double *ms = malloc((size_t)(opt->steps > 0 ? opt->steps : 1) * sizeof *ms);
-    cl_mem images = NULL, labels = NULL;
     clgqa_status status = CLGQA_OK;
-    if (!images_host || !labels_host || !ms) {
+    if (!b.host.pixels || !b.host.labels || !ms) {
         status = clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
         goto done;
     }
-    clgqa_host_normal(images_host, pixels, cfg.seed, clgqa_stream_id(CLGQA_RNG_TEST, 0, 1), 0, 1);
+    for (size_t i = 0; i < pixels; i++)
+        b.host.pixels[i] = (uint8_t)clgqa_host_random_bits(cfg.seed, 1, (uint64_t)i);
     for (int i = 0; i < opt->batch; i++)
-        labels_host[i] = (int32_t)(clgqa_host_random_bits(cfg.seed, 2, (uint64_t)i) %
-                                   (uint32_t)cfg.num_classes);
-    if ((status = clgqa_buffer_create(rt, pixels * sizeof(float), &images)) ||
-        (status = clgqa_buffer_create(rt, (size_t)opt->batch * sizeof(int32_t), &labels)) ||
-        (status = clgqa_buffer_write(rt, images, 0, pixels * sizeof(float), images_host)) ||
-        (status = clgqa_buffer_write(rt, labels, 0, (size_t)opt->batch * sizeof(int32_t),
-                                     labels_host)))
+        b.host.labels[i] = (int32_t)(clgqa_host_random_bits(cfg.seed, 2, (uint64_t)i) %
+                                     (uint32_t)cfg.num_classes);
+    if ((status = clgqa_batch_upload_create(rt, dims, opt->batch, &b.upload)))
         goto done;
-    clgqa_view iv = clgqa_view_at(images, 0);
-    const bench_batch b = {images_host, labels_host, pixels * sizeof(float),
-                           (size_t)opt->batch * sizeof(int32_t), images, labels};
 
     long step = 0;
     for (int i = 0; i < opt->warmup; i++)
-        if ((status = train_step(rt, model, &b, opt->batch, step++, i ? NULL : &res->first_step)))
+        if ((status = train_step(rt, model, &b, step++, i ? NULL : &res->first_step)))
             goto done;
     for (int i = 0; i < opt->steps; i++) {
         double t0 = now_ms();
-        if ((status = train_step(rt, model, &b, opt->batch, step++, NULL)))
+        if ((status = train_step(rt, model, &b, step++, NULL)))
             goto done;
         ms[i] = now_ms() - t0;
     }
     summarise(ms, opt->steps, &res->step_ms_median, &res->step_ms_min, &res->step_ms_max);
-    if ((status = train_step(rt, model, &b, opt->batch, step++, &res->step)))
+    if ((status = train_step(rt, model, &b, step++, &res->step)))
         goto done;
     res->counted = command_counter() != NULL;
     res->gemm_temp_bytes = rt->gemm_temp_bytes;
 
     /* One more step with every command's events recorded. */
-    if ((status = profiled_step(rt, model, &b, opt->batch, step++, res)))
+    if ((status = profiled_step(rt, model, &b, step++, res)))
         goto done;
     for (int i = 0; i < res->total_count; i++) {
         res->device_ms += res->totals[i].milliseconds;
@@ -267,8 +257,10 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
 
     for (int i = 0; i < opt->steps; i++) {
         double t1 = now_ms();
-        if ((status = clgqa_model_forward(model, iv, clgqa_view_at(NULL, 0), opt->batch, 0, 0,
-                                          step)) ||
+        clgqa_view pv, no_labels = {NULL, 0};
+        if ((status = clgqa_batch_upload_next(b.upload, &b.host, &pv, &no_labels)) ||
+            (status = clgqa_model_forward_pixels(model, pv, clgqa_view_at(NULL, 0), opt->batch, 0,
+                                                 0, step)) ||
             (status = clgqa_finish(rt)))
             goto done;
         ms[i] = now_ms() - t1;
@@ -276,10 +268,9 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
     double lo, hi;
     summarise(ms, opt->steps, &res->infer_ms_median, &lo, &hi);
 done:
-    clgqa_buffer_release(&images);
-    clgqa_buffer_release(&labels);
-    free(images_host);
-    free(labels_host);
+    clgqa_batch_upload_destroy(b.upload);
+    free(b.host.pixels);
+    free(b.host.labels);
     free(ms);
     clgqa_model_destroy(model);
     return status;

@@ -43,21 +43,4 @@ echo
 echo "== bench/torch_ref.py ${common[*]} ${torch_only[*]}"
 /usr/bin/python3 bench/torch_ref.py "${common[@]}" "${torch_only[@]}" --json "$torch_json"
 echo
-/usr/bin/python3 - "$clgqa_json" "$torch_json" <<'PY'
-import json, sys
-c, t = (json.load(open(p)) for p in sys.argv[1:3])
-print(f"clgqa:   {c['device']} (driver {c.get('driver', '?')}, CLBlast {c.get('clblast_version', '?')})")
-print(f"PyTorch: {t['device']} (torch {t.get('torch_version', t.get('torch', '?'))})")
-print(f"config:  {c['config']}\n")
-print(f"{'scheme':<10} {'clgqa train img/s':>18} {'torch train img/s':>18} {'ratio':>7}"
-      f" {'clgqa infer img/s':>18} {'torch infer img/s':>18} {'ratio':>7}")
-for name, cs in c["schemes"].items():
-    ts = t["schemes"].get(name)
-    if ts is None:
-        print(f"{name:<10} (not measured by PyTorch)")
-        continue
-    print(f"{name:<10} {cs['train_img_s']:>18.1f} {ts['train_img_s']:>18.1f}"
-          f" {cs['train_img_s'] / ts['train_img_s']:>7.2f}"
-          f" {cs['infer_img_s']:>18.1f} {ts['infer_img_s']:>18.1f}"
-          f" {cs['infer_img_s'] / ts['infer_img_s']:>7.2f}")
-PY
+/usr/bin/python3 bench/ratios.py "$clgqa_json" "$torch_json"
