@@ -207,9 +207,10 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
     res->model_bytes = rt->allocated_bytes - before;
     const clgqa_model_dims *dims = clgqa_model_get_dims(model);
     clgqa_attention_dims ad = {opt->batch, dims->tokens, dims->num_heads, dims->kv_heads,
-                               dims->head_dim};
-    res->attention_saved_bytes = (size_t)dims->num_layers * sizeof(float) *
-                                 clgqa_attention_saved_floats(&ad, scheme == CLGQA_PGQA);
+                               dims->head_dim, 0};
+    res->attention_saved_bytes =
+        (size_t)dims->num_layers * sizeof(float) *
+        clgqa_attention_saved_floats(&ad, scheme == CLGQA_PGQA, rt->attention_kernel);
 
     /* Synthetic batch: the benchmark measures compute, not data loading. */
     size_t pixels = (size_t)opt->batch * cfg.in_chans * cfg.img_size * cfg.img_size;

@@ -325,14 +325,23 @@ static clgqa_status create_flat_buffers(clgqa_model *m) {
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: chunk table");
     int c = 0;
     for (int i = 0; i < m->tensor_count; i++) {
+        /* A block's q, k, v weights are one GEMM operand, their biases one
+         * bias: each triple stays in one chunk (k and v never start one). */
+        int which = i < MODEL_T_BLOCKS ? -1 : (i - MODEL_T_BLOCKS) % MODEL_L_TENSORS;
+        int block = i >= MODEL_T_BLOCKS && i < model_final_tensor(m, 0);
+        int joined = block && (which == MODEL_L_K_W || which == MODEL_L_V_W ||
+                               which == MODEL_L_K_B || which == MODEL_L_V_B);
+        int group = block && (which == MODEL_L_Q_W || which == MODEL_L_Q_B) ? 3 : 1;
         const clgqa_tensor_info *t = &m->tensors[i];
-        if (t->numel > limit)
+        size_t end = m->tensors[i + group - 1].offset + m->tensors[i + group - 1].numel;
+        if (end - t->offset > limit)
             return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY,
-                              "clgqa_model_create: tensor %s (%.2f MiB) exceeds the largest "
+                              "clgqa_model_create: tensor %s%s (%.2f MiB) exceeds the largest "
                               "allocation %s allows (%.2f MiB)",
-                              t->name, (double)t->numel * sizeof(float) / (1 << 20),
+                              t->name, group > 1 ? " with k and v" : "",
+                              (double)(end - t->offset) * sizeof(float) / (1 << 20),
                               m->rt->device_name, (double)m->rt->max_alloc_bytes / (1 << 20));
-        if (t->offset + t->numel - m->chunk_first[c] > limit)
+        if (!joined && end - m->chunk_first[c] > limit)
             m->chunk_first[++c] = t->offset;
         m->tensor_chunk[i] = c;
     }

@@ -22,6 +22,7 @@ static char *root;
 static clgqa_config cifar_config(void) {
     clgqa_config cfg;
     clgqa_config_defaults(&cfg);
+    TEST_OK(clgqa_config_set(&cfg, "size=c"));
     TEST_OK(clgqa_config_set(&cfg, "dataset=cifar10"));
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", root);
     TEST_OK(clgqa_config_set(&cfg, "img_size=32"));

@@ -24,6 +24,7 @@
 static clgqa_config small_config(clgqa_scheme scheme) {
     clgqa_config cfg;
     clgqa_config_defaults(&cfg);
+    TEST_OK(clgqa_config_set(&cfg, "size=c"));
     cfg.img_size = 16;
     cfg.patch_size = 4;
     cfg.in_chans = 3;
@@ -104,12 +105,19 @@ static void split_matches_unsplit(clgqa_scheme scheme, const char *device_class)
     ck_assert_int_eq(clgqa_model_chunk_count(whole.model), 1);
     ck_assert_int_ge(clgqa_model_chunk_count(split.model), 3);
     ck_assert_int_ge(split.model->arena_count, 3);
-    /* Every chunk and arena buffer within the limit, tensors whole. */
+    /* Every chunk within the limit, tensors whole, each block's q, k, v
+     * weights (one GEMM operand) and biases in one chunk. */
     for (int c = 0; c < clgqa_model_chunk_count(split.model); c++) {
         size_t floats;
         clgqa_model_chunk(split.model, CLGQA_PARAMS, c, NULL, &floats);
         ck_assert_uint_le(floats * sizeof(float), (size_t)atoi(SMALL_LIMIT));
     }
+    for (int l = 0; l < cfg.num_layers; l++)
+        for (int q = MODEL_L_Q_W; q <= MODEL_L_Q_B; q += MODEL_L_Q_B - MODEL_L_Q_W) {
+            int first = model_layer_tensor(l, q);
+            ck_assert_int_eq(split.model->tensor_chunk[first], split.model->tensor_chunk[first + 1]);
+            ck_assert_int_eq(split.model->tensor_chunk[first], split.model->tensor_chunk[first + 2]);
+        }
     assert_same_buffer(&whole, &split, CLGQA_PARAMS, "initial params", 0);
 
     /* One step without clipping: bit for bit. */
@@ -137,7 +145,10 @@ static void split_matches_unsplit(clgqa_scheme scheme, const char *device_class)
     int fd = mkstemp(path);
     ck_assert_int_ge(fd, 0);
     close(fd);
-    clgqa_train_state state = {1, 2};
+    clgqa_train_state state;
+    memset(&state, 0, sizeof state);
+    state.epochs_done = 1;
+    state.global_step = 2;
     TEST_OK(clgqa_checkpoint_save_training(split.model, &cfg, &state, path));
     TEST_OK(clgqa_checkpoint_load_training(whole.model, path, cfg.seed, &state));
     unlink(path);
