@@ -191,7 +191,8 @@ static void keep_together(carver *c, size_t floats) {
     }
 }
 
-static clgqa_view carve(carver *c, size_t floats) {
+/* The next view, right after the previous one (views one fill clears). */
+static clgqa_view carve_joined(carver *c, size_t floats) {
     if (floats > c->limit && floats > c->too_big)
         c->too_big = floats;
     keep_together(c, floats);
@@ -200,6 +201,13 @@ static clgqa_view carve(carver *c, size_t floats) {
     if (!c->mems)
         c->sizes[c->index] = c->used;
     return v;
+}
+
+/* The next view, starting on a 64-byte boundary (rows stay aligned for the
+ * kernels' vector loads whatever the sizes before). */
+static clgqa_view carve(carver *c, size_t floats) {
+    c->used = (c->used + 15) / 16 * 16;
+    return carve_joined(c, floats);
 }
 
 static void carve_layer(clgqa_model *m, int l, carver *c) {
@@ -212,7 +220,7 @@ static void carve_layer(clgqa_model *m, int l, carver *c) {
         clgqa_attention_saved_floats(&ad, m->scheme == CLGQA_PGQA, m->attention_kernel);
     model_layer *a = &m->layers[l];
     /* A block's views in one buffer when they fit. */
-    keep_together(c, rows * (6 * C + 4 + 2 * F + 2 * kv) + saved);
+    keep_together(c, rows * (6 * C + 4 + 2 * F + 2 * kv) + saved + 16 * 15);
     a->ln1 = carve(c, rows * C);
     a->ln1_mean = carve(c, rows);
     a->ln1_rstd = carve(c, rows);
@@ -249,10 +257,10 @@ static void carve_shared(clgqa_model *m, carver *c) {
     m->losses = carve(c, B);
     m->correct = carve(c, B);
     m->metrics = carve(c, 4);
-    keep_together(c, 2 * rows * C + B * classes);
+    keep_together(c, 2 * rows * C + B * classes + 16);
     m->dres = carve(c, rows * C);
-    m->dln = carve(c, rows * C);
-    m->dlogits = carve(c, B * classes);
+    m->dln = carve_joined(c, rows * C);
+    m->dlogits = carve_joined(c, B * classes);
     m->dgelu = carve(c, rows * F);
     m->dfc1 = carve(c, rows * F);
     m->dheads_out = carve(c, rows * C);
