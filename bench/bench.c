@@ -215,7 +215,7 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
     /* Synthetic batch: the benchmark measures compute, not data loading. */
     size_t pixels = (size_t)opt->batch * cfg.in_chans * cfg.img_size * cfg.img_size;
     bench_batch b = {{NULL, malloc(pixels), malloc((size_t)opt->batch * sizeof(int32_t)),
-                      opt->batch, 0},
+                      opt->batch, 0, 0},
                      NULL};
     double *ms = malloc((size_t)(opt->steps > 0 ? opt->steps : 1) * sizeof *ms);
     clgqa_status status = CLGQA_OK;
