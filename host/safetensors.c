@@ -415,6 +415,9 @@ clgqa_status clgqa_safetensors_open(const char *path, clgqa_safetensors **out) {
     size_t size = (size_t)st.st_size;
     if (size < 8) { /* also keeps mmap away from empty files */
         close(fd);
+        if (has_torch_suffix(path))
+            return clgqa_fail(CLGQA_ERR_FORMAT, "%s: %zu bytes, not a PyTorch checkpoint (truncated?): save the "
+                              "weights with torch.save(model.state_dict(), path)", path, size);
         return clgqa_fail(CLGQA_ERR_FORMAT, "%s: %zu bytes, too short for the 8-byte header length", path, size);
     }
     void *mapping = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -119,6 +119,10 @@ START_TEST(damaged_and_foreign_files_are_refused_with_one_line) {
     spill(path, (const unsigned char *)"these are not weights, just text\n", 33);
     check_refused(path, "torch.save(model.state_dict(), path)");
 
+    snprintf(path, sizeof path, "%s/empty.pt", dir);
+    spill(path, good, 0);
+    check_refused(path, "0 bytes, not a PyTorch checkpoint");
+
     check_refused(FIXTURES "legacy.pt", "torch.save(torch.load(path), 'new.pth')");
     /* torch.save(module): the pickle names a class; nothing is run. */
     check_refused(FIXTURES "whole_module.pth", "torch.nn.modules.linear.Linear");
