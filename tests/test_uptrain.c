@@ -218,6 +218,8 @@ static void set_remove(tensor_set *s, const char *name) {
 static void set_load(tensor_set *s, const char *path) {
     clgqa_safetensors *file;
     TEST_OK(clgqa_safetensors_open(path, &file));
+    for (size_t i = 0; i < s->count; i++) /* replaces what the set held */
+        free(s->data[i]);
     s->count = 0;
     for (size_t i = 0; i < clgqa_safetensors_count(file); i++) {
         const clgqa_safetensor *st = clgqa_safetensors_at(file, i);
