@@ -348,6 +348,31 @@ static clgqa_status load_image(const clgqa_dataset *ds, size_t index, clgqa_imag
     return status;
 }
 
+/* The decoded image converted to cfg's channels and resized to its side. */
+static clgqa_status fit_image(const clgqa_config *cfg, clgqa_image *img) {
+    const int side = cfg->img_size;
+    CLGQA_TRY(clgqa_image_convert(img, cfg->in_chans));
+    if (img->width == side && img->height == side)
+        return CLGQA_OK;
+    clgqa_image resized = {0};
+    clgqa_status status = clgqa_image_resize(img, side, side, &resized);
+    clgqa_image_free(img);
+    *img = resized;
+    return status;
+}
+
+/* ToTensor (x / 255) then Normalize, into channel-major order. */
+static void normalise(const clgqa_config *cfg, const clgqa_image *img, float *image) {
+    const int channels = cfg->in_chans;
+    const size_t plane = (size_t)cfg->img_size * (size_t)cfg->img_size;
+    for (int c = 0; c < channels; c++) {
+        const float mean = cfg->norm_mean[c], std = cfg->norm_std[c];
+        for (size_t p = 0; p < plane; p++)
+            image[(size_t)c * plane + p] =
+                ((float)img->pixels[p * (size_t)channels + (size_t)c] / 255.0f - mean) / std;
+    }
+}
+
 /* Sample `index` through decode, channel conversion, resize and
  * augmentation: img_size x img_size 8-bit pixels, HWC. */
 static clgqa_status load_processed(clgqa_dataset *ds, size_t index, long epoch, clgqa_image *img,
@@ -355,16 +380,9 @@ static clgqa_status load_processed(clgqa_dataset *ds, size_t index, long epoch, 
     if (index >= ds->count)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "sample %zu of a %zu-sample dataset", index,
                           ds->count);
-    const int side = ds->cfg.img_size;
     clgqa_status status = load_image(ds, index, img);
     if (status == CLGQA_OK)
-        status = clgqa_image_convert(img, ds->cfg.in_chans);
-    if (status == CLGQA_OK && (img->width != side || img->height != side)) {
-        clgqa_image resized = {0};
-        status = clgqa_image_resize(img, side, side, &resized);
-        clgqa_image_free(img);
-        *img = resized;
-    }
+        status = fit_image(&ds->cfg, img);
     if (status == CLGQA_OK)
         status = clgqa_augment_apply(img, ds->augment, ds->cfg.seed, epoch, index);
     if (status == CLGQA_OK)
@@ -374,19 +392,10 @@ static clgqa_status load_processed(clgqa_dataset *ds, size_t index, long epoch, 
 
 clgqa_status clgqa_dataset_get(clgqa_dataset *ds, size_t index, long epoch, float *image,
                                int32_t *label) {
-    const int channels = ds->cfg.in_chans;
     clgqa_image img = {0};
     clgqa_status status = load_processed(ds, index, epoch, &img, label);
-    if (status == CLGQA_OK) {
-        /* ToTensor (x / 255) then Normalize, into channel-major order. */
-        const size_t plane = (size_t)ds->cfg.img_size * (size_t)ds->cfg.img_size;
-        for (int c = 0; c < channels; c++) {
-            const float mean = ds->cfg.norm_mean[c], std = ds->cfg.norm_std[c];
-            for (size_t p = 0; p < plane; p++)
-                image[(size_t)c * plane + p] =
-                    ((float)img.pixels[p * (size_t)channels + (size_t)c] / 255.0f - mean) / std;
-        }
-    }
+    if (status == CLGQA_OK)
+        normalise(&ds->cfg, &img, image);
     clgqa_image_free(&img);
     return status;
 }
@@ -402,6 +411,21 @@ clgqa_status clgqa_dataset_get_pixels(clgqa_dataset *ds, size_t index, long epoc
             for (size_t p = 0; p < plane; p++)
                 pixels[(size_t)c * plane + p] = img.pixels[p * (size_t)channels + (size_t)c];
     }
+    clgqa_image_free(&img);
+    return status;
+}
+
+clgqa_status clgqa_image_load(const clgqa_config *cfg, const char *path, float *image) {
+    uint8_t *data;
+    size_t size;
+    CLGQA_TRY(clgqa_read_file(path, MAX_IMAGE_FILE_BYTES, &data, &size));
+    clgqa_image img = {0};
+    clgqa_status status = clgqa_image_decode(data, size, path, cfg->img_size, &img);
+    free(data);
+    if (status == CLGQA_OK)
+        status = fit_image(cfg, &img);
+    if (status == CLGQA_OK)
+        normalise(cfg, &img, image);
     clgqa_image_free(&img);
     return status;
 }

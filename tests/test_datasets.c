@@ -630,6 +630,47 @@ START_TEST(undecodable_and_missing_images) {
 }
 END_TEST
 
+/* clgqa_image_load (one file outside a dataset): PNGs at the model's size
+ * exactly as generated, and resized / gray-converted JPEGs bit for bit as
+ * the test split serves the same file; a missing file is named. */
+START_TEST(image_load_is_the_test_split_pipeline) {
+    ck_assert_int_eq(gen_image_folder(root, 2, 1, 2, 16, 1), 0);
+    clgqa_config cfg = config("imagefolder", root, 16, 3);
+    float *got = malloc(sizeof(float) * 3 * 16 * 16);
+    char path[4096];
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/test/class_%02d/img_%03d.png", root, i / 2, i % 2);
+        TEST_OK(clgqa_image_load(&cfg, path, got));
+        uint8_t *want = gen_image(1000 + i, 16, 16, 3);
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < 16 * 16; p++) {
+                float expect = ((float)want[p * 3 + c] / 255.0f - cfg.norm_mean[c]) / cfg.norm_std[c];
+                ck_assert_msg(fabsf(got[c * 256 + p] - expect) <= 1e-6f, "%s channel %d pixel %d",
+                              path, c, p);
+            }
+        free(want);
+    }
+    gen_remove_tree(root);
+    ck_assert_int_eq(gen_image_folder(root, 2, 1, 2, 40, 0), 0);
+    cfg = config("imagefolder", root, 16, 1);
+    clgqa_dataset *test = open_ok(&cfg, CLGQA_SPLIT_TEST);
+    float *want = malloc(sizeof(float) * 16 * 16);
+    for (int i = 0; i < 4; i++) {
+        int32_t label;
+        TEST_OK(clgqa_dataset_get(test, (size_t)i, 0, want, &label));
+        snprintf(path, sizeof path, "%s/test/class_%02d/img_%03d.jpg", root, i / 2, i % 2);
+        TEST_OK(clgqa_image_load(&cfg, path, got));
+        ck_assert_msg(memcmp(got, want, sizeof(float) * 16 * 16) == 0, "%s differs", path);
+    }
+    clgqa_dataset_close(test);
+    snprintf(path, sizeof path, "%s/no-such.png", root);
+    ck_assert_int_eq(clgqa_image_load(&cfg, path, got), CLGQA_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(clgqa_error_message(), path));
+    free(want);
+    free(got);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("datasets");
     TCase *tc = tcase_create("readers");
@@ -646,6 +687,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, cifar_python_version_points_to_the_binary_one);
     tcase_add_test(tc, cinic10_png_folders_exact);
     tcase_add_test(tc, imagefolder_jpeg_with_gray_and_cmyk_files);
+    tcase_add_test(tc, image_load_is_the_test_split_pipeline);
     suite_add_tcase(s, tc);
     TCase *errors = tcase_create("errors");
     tcase_add_checked_fixture(errors, setup, teardown);

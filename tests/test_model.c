@@ -12,11 +12,6 @@
 #include "model_internal.h" /* white box: the PGQA zero-mean check reads the attention output */
 #include "support/test_util.h"
 
-static int small_mode(void) {
-    const char *small = getenv("CLGQA_TEST_SMALL");
-    return small && *small == '1';
-}
-
 /* A tiny model: 8x8 images in 4x4 patches (P = 5 tokens), C 8, 4 query heads
  * of dim 2, 2 key/value heads, 2 blocks, 3 classes. */
 static clgqa_config tiny_config(clgqa_scheme scheme) {
@@ -492,7 +487,7 @@ static void finite_differences(clgqa_scheme scheme) {
     float *grads = malloc(n * sizeof *grads);
     TEST_OK(clgqa_model_read_buffer(m, CLGQA_GRADS, grads));
 
-    int random_samples = small_mode() ? 0 : 2;
+    int random_samples = test_small() ? 0 : 2;
     int checked = 0;
     for (int i = 0; i < clgqa_model_tensor_count(m); i++) {
         const clgqa_tensor_info *t = clgqa_model_tensor(m, i);

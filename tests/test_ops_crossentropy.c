@@ -88,7 +88,7 @@ static const size_t small_shapes[][2] = {{5, 389}, {16, 10}, {3, 100}, {1, 300},
 START_TEST(forward_and_backward_match_reference) {
     clgqa_runtime *rt = test_runtime();
     for (size_t s = 0; s < SHAPE_COUNT; s++) {
-        const size_t *shape = op_test_small() ? small_shapes[s] : shapes[s];
+        const size_t *shape = test_small() ? small_shapes[s] : shapes[s];
         size_t rows = shape[0], classes = shape[1], n = rows * classes;
         float *logits = test_random_array(n, -8, 8), *dlogits0 = test_random_array(n, -1, 1);
         int32_t *labels = random_labels(rows, classes);

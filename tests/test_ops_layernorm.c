@@ -246,7 +246,7 @@ START_TEST(forward_and_backward_match_reference) {
     op_test_class(_i & 1);
     op_test_pad = _i & 2 ? 4 : OP_TEST_PAD;
     for (size_t s = 0; s < SHAPE_COUNT; s++) {
-        const size_t *shape = op_test_small() ? small_shapes[s] : shapes[s];
+        const size_t *shape = test_small() ? small_shapes[s] : shapes[s];
         check_shape(shape[0], shape[1], 1e-6f);
     }
 }

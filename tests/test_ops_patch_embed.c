@@ -14,11 +14,7 @@ typedef struct sizes {
 } sizes;
 
 static sizes test_sizes(void) {
-    const char *small = getenv("CLGQA_TEST_SMALL");
-    sizes s = {3, 3, 15, 5, 13};
-    if (small && *small == '1')
-        s = (sizes){2, 3, 6, 3, 5};
-    return s;
+    return test_small() ? (sizes){2, 3, 6, 3, 5} : (sizes){3, 3, 15, 5, 13};
 }
 
 START_TEST(im2col_matches_cpu) {

@@ -124,7 +124,7 @@ static void check_shape(size_t rows, size_t cols, float lo, float hi) {
 
 START_TEST(forward_and_backward_match_reference) {
     for (size_t s = 0; s < SHAPE_COUNT; s++) {
-        const size_t *shape = op_test_small() ? small_shapes[s] : shapes[s];
+        const size_t *shape = test_small() ? small_shapes[s] : shapes[s];
         check_shape(shape[0], shape[1], -6, 6);
     }
 }

@@ -69,6 +69,12 @@ clgqa_status clgqa_dataset_get(clgqa_dataset *ds, size_t index, long epoch, floa
 clgqa_status clgqa_dataset_get_pixels(clgqa_dataset *ds, size_t index, long epoch,
                                       uint8_t *pixels, int32_t *label);
 
+/* One JPEG or PNG file through the test split's pipeline (decode, channels,
+ * resize, normalise; no augmentation), for classifying images outside a
+ * dataset: image is [cfg->in_chans, cfg->img_size, cfg->img_size] floats.
+ * Errors name the file. */
+clgqa_status clgqa_image_load(const clgqa_config *cfg, const char *path, float *image);
+
 /* ---- loader: batches prepared by background threads ---- */
 
 typedef struct clgqa_loader clgqa_loader;

@@ -21,15 +21,9 @@ static size_t op_test_pad = OP_TEST_PAD;
 #define OP_TEST_GUARD (-7777.25f)
 #define OP_TEST_GUARD_INT (-77777)
 
-/* 1 when CLGQA_TEST_SMALL is set (and not "0"): shrink the sizes. */
-static inline int op_test_small(void) {
-    const char *s = getenv("CLGQA_TEST_SMALL");
-    return s && *s && strcmp(s, "0") != 0;
-}
-
 /* `full` normally, `small` under CLGQA_TEST_SMALL. */
 static inline size_t op_test_size(size_t full, size_t small) {
-    return op_test_small() ? small : full;
+    return test_small() ? small : full;
 }
 
 /* The device classes whose code paths the op suites run, whatever the

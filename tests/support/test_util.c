@@ -9,6 +9,11 @@
 
 #include "clgqa/ops.h"
 
+int test_small(void) {
+    const char *s = getenv("CLGQA_TEST_SMALL");
+    return s && *s && strcmp(s, "0") != 0;
+}
+
 static clgqa_runtime *shared_runtime;
 
 clgqa_runtime *test_runtime(void) {

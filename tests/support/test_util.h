@@ -10,6 +10,10 @@
 #include "clgqa/config.h"
 #include "clgqa/runtime.h"
 
+/* 1 when CLGQA_TEST_SMALL is set and not "0" (the Oclgrind runs): suites
+ * shrink their problem sizes. */
+int test_small(void);
+
 /* The runtime shared by a suite's tests (created on first use from
  * CLGQA_DEVICE or the default device; a failure fails the test). */
 clgqa_runtime *test_runtime(void);

@@ -1,0 +1,26 @@
+# cmake -DOUTPUT=clgqa.map -DHEADER_DIR=include/clgqa -P export_map.cmake
+# Writes the linker version script of libclgqa.so: every clgqa_* function
+# named with an opening parenthesis in the public headers (comments removed)
+# is global, the rest local. Names that are macros' or inline functions' are
+# harmless in the list (nothing of that name is defined).
+file(GLOB headers ${HEADER_DIR}/*.h)
+set(names "")
+foreach(header ${headers})
+  file(READ ${header} text)
+  string(REGEX REPLACE "/\\*([^*]|\\*+[^*/])*\\*+/" "" text "${text}")
+  string(REGEX MATCHALL "clgqa_[A-Za-z0-9_]+[ \t]*\\(" calls "${text}")
+  foreach(call ${calls})
+    string(REGEX REPLACE "[ \t]*\\($" "" name "${call}")
+    list(APPEND names ${name})
+  endforeach()
+endforeach()
+list(REMOVE_DUPLICATES names)
+list(SORT names)
+set(map "{\n  global:\n")
+foreach(name ${names})
+  string(APPEND map "    ${name};\n")
+endforeach()
+string(APPEND map "  local:\n    *;\n};\n")
+file(WRITE ${OUTPUT}.tmp "${map}")
+file(COPY_FILE ${OUTPUT}.tmp ${OUTPUT} ONLY_IF_DIFFERENT)
+file(REMOVE ${OUTPUT}.tmp)

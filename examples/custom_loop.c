@@ -1,0 +1,90 @@
+/* custom_loop: your own training loop over clgqa_model_forward / backward /
+ * step, on batches you make in memory. The model is the demo's (28x28 gray
+ * images, 10 classes); the data is synthetic: an image of class c is noise
+ * with a bright band at rows [c*28/10, (c+1)*28/10), which the model learns
+ * to find in a few hundred steps.
+ *
+ *   ./custom_loop [steps]      (default 300) */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "clgqa/model.h"
+#include "clgqa/train.h"
+
+enum { BATCH = 32 };
+
+static int fail(const char *what) {
+    fprintf(stderr, "custom_loop: %s: %s\n", what, clgqa_error_message());
+    return 1;
+}
+
+/* A batch of synthetic images [BATCH, 1, side, side], normalised to about
+ * [-1, 1] as the demo's datasets are, and their labels. */
+static void make_batch(int side, int classes, float *images, int32_t *labels) {
+    for (int b = 0; b < BATCH; b++) {
+        int label = rand() % classes;
+        labels[b] = label;
+        for (int y = 0; y < side; y++)
+            for (int x = 0; x < side; x++) {
+                int in_band = y * classes / side == label;
+                float noise = (float)rand() / (float)RAND_MAX;
+                images[((size_t)b * side + y) * side + x] = (in_band ? 0.6f : -0.6f) + 0.4f * noise;
+            }
+    }
+}
+
+int main(int argc, char **argv) {
+    long steps = argc > 1 ? atol(argv[1]) : 300;
+    /* The demo config gives the model's shape and the AdamW settings. */
+    clgqa_config cfg;
+    if (clgqa_run_config(NULL, NULL, 0, &cfg) != CLGQA_OK)
+        return fail("config");
+    clgqa_runtime *rt;
+    if (clgqa_runtime_create(NULL, &rt) != CLGQA_OK)
+        return fail("device");
+    clgqa_model *model;
+    if (clgqa_model_create(rt, &cfg, BATCH, &model) != CLGQA_OK)
+        return fail("model");
+
+    const int side = cfg.img_size, classes = cfg.num_classes;
+    const size_t image_floats = (size_t)BATCH * (size_t)side * (size_t)side;
+    float *images = malloc(image_floats * sizeof *images);
+    int32_t labels[BATCH];
+    cl_mem device_images = NULL, device_labels = NULL;
+    if (!images || clgqa_buffer_create(rt, image_floats * sizeof *images, &device_images) != CLGQA_OK ||
+        clgqa_buffer_create(rt, sizeof labels, &device_labels) != CLGQA_OK)
+        return fail("buffers");
+
+    const clgqa_adamw_hparams hp = {cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay};
+    srand(1);
+    for (long step = 1; step <= steps; step++) {
+        /* The buffer writes block, and the queue runs in order, so the next
+         * batch never overwrites one the device is still using. */
+        make_batch(side, classes, images, labels);
+        if (clgqa_buffer_write(rt, device_images, 0, image_floats * sizeof *images, images) ||
+            clgqa_buffer_write(rt, device_labels, 0, sizeof labels, labels))
+            return fail("upload");
+        /* training = 1; the step within the epoch and the global step drive
+         * DGQA's window and the random streams (this is one long epoch). */
+        if (clgqa_model_forward(model, clgqa_view_at(device_images, 0),
+                                clgqa_view_at(device_labels, 0), BATCH, 1, step - 1,
+                                step - 1) != CLGQA_OK ||
+            clgqa_model_backward(model) != CLGQA_OK ||
+            clgqa_model_step(model, &hp, step, cfg.clip_grad_norm) != CLGQA_OK)
+            return fail("training step");
+        if (step % 50 == 0 || step == steps) {
+            /* Reading the metrics waits for the device: do it now and then. */
+            clgqa_metrics m;
+            if (clgqa_model_read_metrics(model, &m) != CLGQA_OK)
+                return fail("metrics");
+            printf("step %ld: loss %.4f, accuracy %.2f\n", step, m.last_loss, m.last_accuracy);
+        }
+    }
+    clgqa_buffer_release(&device_images);
+    clgqa_buffer_release(&device_labels);
+    free(images);
+    clgqa_model_destroy(model);
+    clgqa_runtime_destroy(rt);
+    return 0;
+}

@@ -1,0 +1,109 @@
+/* infer: classify the images of a folder with a trained model. The model's
+ * shape comes from the configuration it was trained with (the embedded demo
+ * unless a YAML file is given), its weights from a checkpoint; each JPEG or
+ * PNG in the folder goes through the test split's preprocessing, and the
+ * program prints the most probable class and its probability.
+ *
+ *   ./infer CHECKPOINT FOLDER [CONFIG.yaml]
+ *   e.g. ./infer runs/train_minimal/model.safetensors my_images */
+#define _POSIX_C_SOURCE 200809L /* scandir */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clgqa/checkpoint.h"
+#include "clgqa/dataset.h"
+#include "clgqa/model.h"
+#include "clgqa/train.h"
+
+static int fail(const char *what) {
+    fprintf(stderr, "infer: %s: %s\n", what, clgqa_error_message());
+    return 1;
+}
+
+static int is_image(const char *name) {
+    const char *dot = strrchr(name, '.');
+    return dot && (!strcmp(dot, ".png") || !strcmp(dot, ".jpg") || !strcmp(dot, ".jpeg") ||
+                   !strcmp(dot, ".PNG") || !strcmp(dot, ".JPG") || !strcmp(dot, ".JPEG"));
+}
+
+/* Softmax of the image's logits: the most probable class and its probability. */
+static int best_class(const float *logits, int classes, double *probability) {
+    int best = 0;
+    for (int c = 1; c < classes; c++)
+        if (logits[c] > logits[best])
+            best = c;
+    double sum = 0.0;
+    for (int c = 0; c < classes; c++)
+        sum += exp((double)logits[c] - (double)logits[best]);
+    *probability = 1.0 / sum;
+    return best;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3 || argc > 4) {
+        fprintf(stderr, "usage: infer CHECKPOINT FOLDER [CONFIG.yaml]\n");
+        return 2;
+    }
+    const char *checkpoint = argv[1], *folder = argv[2];
+    clgqa_config cfg;
+    if (clgqa_run_config(argc == 4 ? argv[3] : NULL, NULL, 0, &cfg) != CLGQA_OK)
+        return fail("config");
+    if (cfg.num_classes == 0)
+        return fail("the config must give num_classes");
+
+    /* One image at a time: a model for batches of 1. */
+    clgqa_runtime *rt = NULL;
+    clgqa_model *model = NULL;
+    if (clgqa_runtime_create(NULL, &rt) != CLGQA_OK)
+        return fail("device");
+    if (clgqa_model_create(rt, &cfg, 1, &model) != CLGQA_OK ||
+        clgqa_checkpoint_load_model(model, checkpoint, stderr) != CLGQA_OK) {
+        clgqa_runtime_destroy(rt);
+        return fail(checkpoint);
+    }
+
+    const size_t pixels = (size_t)cfg.in_chans * (size_t)cfg.img_size * (size_t)cfg.img_size;
+    float *image = malloc(pixels * sizeof *image);
+    float *logits = malloc((size_t)cfg.num_classes * sizeof *logits);
+    cl_mem device_image = NULL;
+    struct dirent **entries = NULL;
+    int count = scandir(folder, &entries, NULL, alphasort); /* in name order */
+    int exit_status = 0;
+    if (count < 0 || !image || !logits ||
+        clgqa_buffer_create(rt, pixels * sizeof *image, &device_image) != CLGQA_OK) {
+        fprintf(stderr, "infer: cannot list %s or allocate its images\n", folder);
+        exit_status = 1;
+    }
+    for (int i = 0; exit_status == 0 && i < count; i++) {
+        const char *name = entries[i]->d_name;
+        if (!is_image(name))
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", folder, name);
+        /* Decode and normalise on the host, upload, and run the model in
+         * evaluation mode without labels (logits only). */
+        if (clgqa_image_load(&cfg, path, image) != CLGQA_OK ||
+            clgqa_buffer_write(rt, device_image, 0, pixels * sizeof *image, image) != CLGQA_OK ||
+            clgqa_model_forward(model, clgqa_view_at(device_image, 0), clgqa_view_at(NULL, 0), 1,
+                                0, 0, 0) != CLGQA_OK ||
+            clgqa_model_read_logits(model, logits) != CLGQA_OK) {
+            exit_status = fail(path);
+            break;
+        }
+        double probability;
+        int c = best_class(logits, cfg.num_classes, &probability);
+        printf("%s: class %d (p = %.3f)\n", name, c, probability);
+    }
+    for (int i = 0; i < count; i++)
+        free(entries[i]);
+    free(entries);
+    clgqa_buffer_release(&device_image);
+    free(image);
+    free(logits);
+    clgqa_model_destroy(model);
+    clgqa_runtime_destroy(rt);
+    return exit_status;
+}
