@@ -9,7 +9,8 @@
  *   - the refusals (batch not divisible, a shared device, a resume with
  *     another rank count) are one line;
  *   - a killed rank ends the job, non-zero, within 30 s, and leaves
- *     last.safetensors whole.
+ *     last.safetensors whole; a rank that fails (an unreadable image in
+ *     its shard) ends it with one line naming the rank and the file.
  *
  * The runs are tiny (a 2-layer 16-wide ViT on 8x8 images, 20 steps); the
  * whole suite takes 40-60 s on 2 cores, most of it in process and device
@@ -387,6 +388,31 @@ START_TEST(killed_rank_ends_the_job) {
 }
 END_TEST
 
+/* An unreadable image in rank 1's shard of the first batch: rank 1 fails,
+ * says so in one line naming itself and the file, and the job ends. */
+START_TEST(failing_rank_ends_the_job_with_one_line) {
+    char root[1024], out_dir[1024], config[1100], err[16384], path[1200], text[2048];
+    run_dir("images", root, sizeof root);
+    ck_assert_int_eq(gen_image_folder(root, 2, BATCH, 4, 8, 1), 0);
+    /* Unshuffled, batch 0 is class_00's 16 images; rank 1 has positions 8-15. */
+    snprintf(path, sizeof path, "%s/train/class_00/img_010.png", root);
+    ck_assert_int_eq(gen_write_text(path, "not a PNG"), 0);
+    run_dir("failing", out_dir, sizeof out_dir);
+    snprintf(text, sizeof text,
+             "dataset: imagefolder\ndata_dir: %s\nin_chans: 3\nsize: c\natt_scheme: gqa\n"
+             "embed_dim: 16\nnum_layers: 1\nnum_heads: 4\nnum_kv_heads: 2\nimg_size: 8\n"
+             "patch_size: 4\nepochs: 1\nbatch_size: %d\nshuffle: false\n"
+             "allow_shared_device: true\nout_dir: %s\n", root, BATCH, out_dir);
+    snprintf(config, sizeof config, "%s.yaml", out_dir);
+    ck_assert_int_eq(gen_write_text(config, text), 0);
+    double start = now_seconds();
+    ck_assert_int_ne(train(MPIRUN_2, config, "", err, sizeof err), 0);
+    ck_assert_msg(now_seconds() - start < 30, "the job took %.0f s", now_seconds() - start);
+    assert_one_clgqa_line(err, "rank 1 of 2");
+    assert_one_clgqa_line(err, "img_010.png");
+}
+END_TEST
+
 /* SIGTERM to both ranks (as mpirun forwards it): they agree on the step to
  * stop after, rank 0 saves it mid-epoch with the running sums of both, and
  * the resumed run ends with an uninterrupted run's files, bit for bit. */
@@ -445,6 +471,7 @@ int main(void) {
     tcase_add_test(tc, resumed_two_rank_run_equals_uninterrupted);
     tcase_add_test(tc, refusals_are_one_line);
     tcase_add_test(tc, killed_rank_ends_the_job);
+    tcase_add_test(tc, failing_rank_ends_the_job_with_one_line);
     tcase_add_test(tc, signalled_two_rank_run_resumes_to_the_same_bits);
     suite_add_tcase(suite, tc);
     int status = test_run_suite(suite);
