@@ -241,6 +241,37 @@ static clgqa_status sum_key_norms(void *ctx, int layer, clgqa_view norms, int co
     return clgqa_buffer_write(mpi->rt, norms.mem, offset, bytes, mpi->norms);
 }
 
+/* Enqueues copies between flat floats [first, first + count) of the
+ * gradient buffer and the same floats of the host staging, device to host
+ * (to_host) or back, chunk by chunk (a model too large for one allocation
+ * keeps its flat buffers in chunks, clgqa_model_chunk). *done (when not
+ * NULL) gets the last copy's event: the queue is in order. */
+static clgqa_status copy_gradients(clgqa_mpi *mpi, int to_host, size_t first, size_t count,
+                                   cl_event *done) {
+    size_t end = first + count;
+    for (int c = 0; c < clgqa_model_chunk_count(mpi->model); c++) {
+        size_t chunk_first, chunk_floats;
+        clgqa_view chunk = clgqa_model_chunk(mpi->model, CLGQA_GRADS, c, &chunk_first, &chunk_floats);
+        size_t lo = first > chunk_first ? first : chunk_first;
+        size_t hi = end < chunk_first + chunk_floats ? end : chunk_first + chunk_floats;
+        if (lo >= hi)
+            continue;
+        size_t offset = (chunk.offset + lo - chunk_first) * sizeof(float);
+        size_t bytes = (hi - lo) * sizeof(float);
+        if (done && *done) {
+            clReleaseEvent(*done);
+            *done = NULL;
+        }
+        if (to_host)
+            CLGQA_CL(clEnqueueReadBuffer(mpi->rt->queue, chunk.mem, CL_FALSE, offset, bytes,
+                                         mpi->staged + lo, 0, NULL, done));
+        else
+            CLGQA_CL(clEnqueueWriteBuffer(mpi->rt->queue, chunk.mem, CL_FALSE, offset, bytes,
+                                          mpi->staged + lo, 0, NULL, done));
+    }
+    return CLGQA_OK;
+}
+
 /* Starts reading a finished bucket to the host; the sum waits for
  * clgqa_mpi_reduce_gradients, while the device goes on with the backward. */
 static clgqa_status stage_bucket(void *ctx, size_t first, size_t count) {
@@ -248,9 +279,8 @@ static clgqa_status stage_bucket(void *ctx, size_t first, size_t count) {
     if (mpi->bucket_count == mpi->bucket_max)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "more than %d gradient buckets", mpi->bucket_max);
     bucket *b = &mpi->buckets[mpi->bucket_count];
-    cl_mem grads = clgqa_model_buffer_view(mpi->model, CLGQA_GRADS).mem;
-    CLGQA_CL(clEnqueueReadBuffer(mpi->rt->queue, grads, CL_FALSE, first * sizeof(float),
-                                 count * sizeof(float), mpi->staged + first, 0, NULL, &b->read));
+    b->read = NULL;
+    CLGQA_TRY(copy_gradients(mpi, 1, first, count, &b->read));
     CLGQA_CL(clFlush(mpi->rt->queue));
     b->first = first;
     b->count = count;
@@ -331,11 +361,7 @@ clgqa_status clgqa_mpi_reduce_gradients(clgqa_mpi *mpi) {
         clReleaseEvent(mpi->buckets[i].read);
     mpi->bucket_count = 0;
     CLGQA_TRY(status);
-    cl_mem grads = clgqa_model_buffer_view(mpi->model, CLGQA_GRADS).mem;
-    CLGQA_CL(clEnqueueWriteBuffer(mpi->rt->queue, grads, CL_FALSE, 0,
-                                  clgqa_model_param_count(mpi->model) * sizeof(float), mpi->staged,
-                                  0, NULL, NULL));
-    return CLGQA_OK;
+    return copy_gradients(mpi, 0, 0, clgqa_model_param_count(mpi->model), NULL);
 }
 
 clgqa_status clgqa_mpi_sum_metrics(clgqa_mpi *mpi, clgqa_metrics *metrics) {
