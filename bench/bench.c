@@ -201,16 +201,16 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
     CLGQA_TRY(bench_config(opt, scheme, &cfg));
     memset(res, 0, sizeof *res);
     res->scheme = scheme;
-    size_t before = rt->allocated_bytes;
+    size_t before = clgqa_runtime_allocated_bytes(rt);
     clgqa_model *model;
     CLGQA_TRY(clgqa_model_create(rt, &cfg, opt->batch, &model));
-    res->model_bytes = rt->allocated_bytes - before;
+    res->model_bytes = clgqa_runtime_allocated_bytes(rt) - before;
     const clgqa_model_dims *dims = clgqa_model_get_dims(model);
     clgqa_attention_dims ad = {opt->batch, dims->tokens, dims->num_heads, dims->kv_heads,
                                dims->head_dim, 0};
     res->attention_saved_bytes =
         (size_t)dims->num_layers * sizeof(float) *
-        clgqa_attention_saved_floats(&ad, scheme == CLGQA_PGQA, rt->attention_kernel);
+        clgqa_attention_saved_floats(&ad, scheme == CLGQA_PGQA, clgqa_runtime_attention_kernel(rt));
 
     /* Synthetic batch: the benchmark measures compute, not data loading. */
     size_t pixels = (size_t)opt->batch * cfg.in_chans * cfg.img_size * cfg.img_size;
@@ -245,7 +245,7 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
     if ((status = train_step(rt, model, &b, step++, &res->step)))
         goto done;
     res->counted = command_counter() != NULL;
-    res->gemm_temp_bytes = rt->gemm_temp_bytes;
+    res->gemm_temp_bytes = clgqa_gemm_temp_bytes(rt);
 
     /* One more step with every command's events recorded. */
     if ((status = profiled_step(rt, model, &b, step++, res)))
@@ -310,8 +310,8 @@ done:
 
 static void print_table(const clgqa_runtime *rt, const bench_options *opt,
                         const scheme_result *results, int count, double peak) {
-    printf("device: %s (%s, driver %s), CLBlast %d.%d.%d\n", rt->device_name, rt->platform_name,
-           rt->driver_version, CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
+    printf("device: %s (%s, driver %s), CLBlast %d.%d.%d\n", clgqa_runtime_device_name(rt), clgqa_runtime_platform_name(rt),
+           clgqa_runtime_driver_version(rt), CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
            CLBLAST_VERSION_PATCH);
     printf("model: %s, batch %d, %d steps after %d warm-up; CLBlast SGEMM peak %.1f GFLOP/s\n\n",
            opt->size, opt->batch, opt->steps, opt->warmup, peak);
@@ -351,8 +351,8 @@ static void print_table(const clgqa_runtime *rt, const bench_options *opt,
     }
     printf("\nOpenCL calls per training step after warm-up (CLBlast's included; "
            "classes %s, attention %s):\n",
-           clgqa_device_class_name(rt->device_class),
-           clgqa_attention_kernel_name(rt->attention_kernel));
+           clgqa_device_class_name(clgqa_runtime_device_class(rt)),
+           clgqa_attention_kernel_name(clgqa_runtime_attention_kernel(rt)));
     printf("%-10s %9s %9s %10s %7s %16s %11s\n", "scheme", "commands", "kernels", "transfers",
            "other", "buffers created", "host waits");
     for (int i = 0; i < count; i++) {
@@ -369,17 +369,17 @@ static clgqa_status write_json(const char *path, const clgqa_runtime *rt, const 
                                double peak) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "tool", "clgqa");
-    cJSON_AddStringToObject(root, "device", rt->device_name);
-    cJSON_AddStringToObject(root, "platform", rt->platform_name);
-    cJSON_AddStringToObject(root, "driver", rt->driver_version);
+    cJSON_AddStringToObject(root, "device", clgqa_runtime_device_name(rt));
+    cJSON_AddStringToObject(root, "platform", clgqa_runtime_platform_name(rt));
+    cJSON_AddStringToObject(root, "driver", clgqa_runtime_driver_version(rt));
     char clblast[32];
     snprintf(clblast, sizeof clblast, "%d.%d.%d", CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
              CLBLAST_VERSION_PATCH);
     cJSON_AddStringToObject(root, "clblast_version", clblast);
-    cJSON_AddStringToObject(root, "clblast_tuning", rt->clblast_tuning);
-    cJSON_AddStringToObject(root, "device_class", clgqa_device_class_name(rt->device_class));
+    cJSON_AddStringToObject(root, "clblast_tuning", clgqa_runtime_clblast_tuning(rt));
+    cJSON_AddStringToObject(root, "device_class", clgqa_device_class_name(clgqa_runtime_device_class(rt)));
     cJSON_AddStringToObject(root, "attention_kernel",
-                            clgqa_attention_kernel_name(rt->attention_kernel));
+                            clgqa_attention_kernel_name(clgqa_runtime_attention_kernel(rt)));
     cJSON *config = cJSON_AddObjectToObject(root, "config");
     cJSON_AddStringToObject(config, "size", opt->size);
     cJSON_AddNumberToObject(config, "batch", opt->batch);
@@ -539,7 +539,7 @@ int clgqa_cmd_bench(int argc, char **argv) {
     scheme_result *results = calloc(MAX_SCHEMES, sizeof *results);
     double peak = 0;
     int rc = 0;
-    fprintf(stderr, "measuring the CLBlast SGEMM peak on %s ...\n", rt->device_name);
+    fprintf(stderr, "measuring the CLBlast SGEMM peak on %s ...\n", clgqa_runtime_device_name(rt));
     if (!results || gemm_peak(rt, strcmp(opt.size, "demo") ? 2048 : 1024, &peak)) {
         rc = clgqa_cli_error("gemm peak");
         goto done;

@@ -3,6 +3,7 @@
  * and a device buffer, both laid out as [labels: max_batch int32, padded to
  * 256 bytes][pixels], so one write moves a batch. */
 #include "clgqa/batch_upload.h"
+#include "runtime_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

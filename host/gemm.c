@@ -11,6 +11,7 @@
 
 #include "clgqa/ops.h"
 #include "embedded_files.h"
+#include "runtime_internal.h"
 
 static const char *clblast_status_name(CLBlastStatusCode status) {
     switch (status) {
@@ -212,6 +213,8 @@ static clgqa_status gemm_temp_buffer(clgqa_runtime *rt, CLBlastTranspose ta, CLB
     rt->gemm_temp_bytes = bytes;
     return CLGQA_OK;
 }
+
+size_t clgqa_gemm_temp_bytes(const clgqa_runtime *rt) { return rt->gemm_temp_bytes; }
 
 clgqa_status clgqa_sgemm(clgqa_runtime *rt, int trans_a, int trans_b, size_t m, size_t n,
                          size_t k, float alpha, clgqa_view a, size_t lda, clgqa_view b,

@@ -5,6 +5,7 @@
 
 #include "clgqa/attention.h"
 #include "clgqa/model.h"
+#include "runtime_internal.h"
 
 #define MODEL_LN_EPS 1e-6f
 
@@ -140,5 +141,15 @@ static inline clgqa_attention_dims model_attention_dims(const clgqa_model *m, in
                                m->dims.head_dim, model_qkv_width(m)};
     return ad;
 }
+
+/* ---- test hooks (not installed) ---- */
+/* Tests: frozen = 1 keeps the current grouping state on every forward
+ * (no key-norm, KDGQA or DGQA update), so the loss is a smooth function of
+ * the parameters for finite differences. */
+void clgqa_model_freeze_grouping(clgqa_model *model, int frozen);
+/* Tests (PGQA parity): use noise [H, P*d] (raw uniforms U, before diagonal
+ * zeroing and standardisation) for `layer` instead of drawing; NULL goes back
+ * to drawing. Blocking. */
+clgqa_status clgqa_model_set_pgqa_noise(clgqa_model *model, int layer, const float *noise);
 
 #endif

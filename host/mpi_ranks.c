@@ -1,6 +1,7 @@
 /* Data-parallel training over MPI (mpi_ranks.h). The MPI calls are all in
  * this file; without CLGQA_HAVE_MPI only the one-process paths remain. */
 #include "mpi_ranks.h"
+#include "runtime_internal.h"
 
 #include <stdarg.h>
 #include <stdlib.h>

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "embedded_files.h"
+#include "runtime_internal.h"
 
 /* Options every program is built with: OpenCL C 1.2, no fast-math (the
  * results must match a float64 reference to ~1e-5). */
@@ -459,6 +460,64 @@ clgqa_status clgqa_runtime_match_devices(const char *spec, int *indices, int max
     return CLGQA_OK;
 }
 
+/* The device's names and limits into rt (rt->platform and rt->device set). */
+static clgqa_status query_device(clgqa_runtime *rt) {
+    clGetPlatformInfo(rt->platform, CL_PLATFORM_NAME, sizeof rt->platform_name,
+                      rt->platform_name, NULL);
+    rt->platform_name[sizeof rt->platform_name - 1] = 0;
+    device_string(rt->device, CL_DEVICE_NAME, rt->device_name, sizeof rt->device_name);
+    device_string(rt->device, CL_DEVICE_VERSION, rt->device_version, sizeof rt->device_version);
+    device_string(rt->device, CL_DRIVER_VERSION, rt->driver_version, sizeof rt->driver_version);
+    clGetDeviceInfo(rt->device, CL_DEVICE_TYPE, sizeof rt->device_type, &rt->device_type, NULL);
+    clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof rt->max_work_group_size,
+                    &rt->max_work_group_size, NULL);
+    clGetDeviceInfo(rt->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof rt->compute_units,
+                    &rt->compute_units, NULL);
+    clGetDeviceInfo(rt->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof rt->device_max_alloc_bytes,
+                    &rt->device_max_alloc_bytes, NULL);
+    rt->max_alloc_bytes = rt->device_max_alloc_bytes;
+    /* CLGQA_MAX_ALLOC_BYTES lowers the limit the model splits its buffers
+     * by, as a driver that caps one allocation at a quarter of memory would
+     * (how the split is tested on devices with large limits). */
+    const char *cap = getenv("CLGQA_MAX_ALLOC_BYTES");
+    if (cap && *cap) {
+        char *end;
+        unsigned long long bytes = strtoull(cap, &end, 10);
+        if (*end || bytes < 4096)
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                              "CLGQA_MAX_ALLOC_BYTES=%s is not a byte count of at least 4096", cap);
+        if (bytes < rt->max_alloc_bytes)
+            rt->max_alloc_bytes = bytes;
+    }
+    clGetDeviceInfo(rt->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof rt->global_mem_bytes,
+                    &rt->global_mem_bytes, NULL);
+    clGetDeviceInfo(rt->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof rt->local_mem_bytes,
+                    &rt->local_mem_bytes, NULL);
+    return CLGQA_OK;
+}
+
+/* What create and wrap share once the context and queue exist: the
+ * transfer queue, the binary cache and the code paths. Destroys rt on
+ * failure. */
+static clgqa_status finish_runtime(clgqa_runtime *rt, clgqa_runtime **out) {
+    cl_int err;
+    rt->transfer_queue = clCreateCommandQueue(rt->context, rt->device, 0, &err);
+    if (err != CL_SUCCESS) {
+        clgqa_status s = clgqa_fail(CLGQA_ERR_OPENCL, "creating a transfer queue on %s failed: %s",
+                                    rt->device_name, clgqa_cl_status_name(err));
+        clgqa_runtime_destroy(rt);
+        return s;
+    }
+    init_cache_dir(rt);
+    clgqa_status s = clgqa_runtime_choose_paths(rt, NULL, NULL);
+    if (s != CLGQA_OK) {
+        clgqa_runtime_destroy(rt);
+        return s;
+    }
+    *out = rt;
+    return CLGQA_OK;
+}
+
 clgqa_status clgqa_runtime_create(const char *spec, clgqa_runtime **out) {
     *out = NULL;
     if (!spec || !*spec)
@@ -484,65 +543,88 @@ clgqa_status clgqa_runtime_create(const char *spec, clgqa_runtime **out) {
     rt->device_index = chosen;
     free(slots);
 
-    clGetPlatformInfo(rt->platform, CL_PLATFORM_NAME, sizeof rt->platform_name,
-                      rt->platform_name, NULL);
-    rt->platform_name[sizeof rt->platform_name - 1] = 0;
-    device_string(rt->device, CL_DEVICE_NAME, rt->device_name, sizeof rt->device_name);
-    device_string(rt->device, CL_DEVICE_VERSION, rt->device_version, sizeof rt->device_version);
-    device_string(rt->device, CL_DRIVER_VERSION, rt->driver_version, sizeof rt->driver_version);
-    clGetDeviceInfo(rt->device, CL_DEVICE_TYPE, sizeof rt->device_type, &rt->device_type, NULL);
-    clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof rt->max_work_group_size,
-                    &rt->max_work_group_size, NULL);
-    clGetDeviceInfo(rt->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof rt->compute_units,
-                    &rt->compute_units, NULL);
-    clGetDeviceInfo(rt->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof rt->device_max_alloc_bytes,
-                    &rt->device_max_alloc_bytes, NULL);
-    rt->max_alloc_bytes = rt->device_max_alloc_bytes;
-    /* CLGQA_MAX_ALLOC_BYTES lowers the limit the model splits its buffers
-     * by, as a driver that caps one allocation at a quarter of memory would
-     * (how the split is tested on devices with large limits). */
-    const char *cap = getenv("CLGQA_MAX_ALLOC_BYTES");
-    if (cap && *cap) {
-        char *end;
-        unsigned long long bytes = strtoull(cap, &end, 10);
-        if (*end || bytes < 4096) {
-            clgqa_status s = clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                                        "CLGQA_MAX_ALLOC_BYTES=%s is not a byte count of at least "
-                                        "4096",
-                                        cap);
-            clgqa_runtime_destroy(rt);
-            return s;
-        }
-        if (bytes < rt->max_alloc_bytes)
-            rt->max_alloc_bytes = bytes;
+    clgqa_status s = query_device(rt);
+    if (s != CLGQA_OK) {
+        clgqa_runtime_destroy(rt);
+        return s;
     }
-    clGetDeviceInfo(rt->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof rt->global_mem_bytes,
-                    &rt->global_mem_bytes, NULL);
-    clGetDeviceInfo(rt->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof rt->local_mem_bytes,
-                    &rt->local_mem_bytes, NULL);
-
     cl_int err;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)rt->platform, 0};
     rt->context = clCreateContext(props, 1, &rt->device, NULL, NULL, &err);
     if (err == CL_SUCCESS)
         rt->queue = clCreateCommandQueue(rt->context, rt->device, CL_QUEUE_PROFILING_ENABLE, &err);
-    if (err == CL_SUCCESS)
-        rt->transfer_queue = clCreateCommandQueue(rt->context, rt->device, 0, &err);
     if (err != CL_SUCCESS) {
-        clgqa_status s = clgqa_fail(CLGQA_ERR_OPENCL, "creating a context and queue on %s failed: %s",
-                                    rt->device_name, clgqa_cl_status_name(err));
+        s = clgqa_fail(CLGQA_ERR_OPENCL, "creating a context and queue on %s failed: %s",
+                       rt->device_name, clgqa_cl_status_name(err));
         clgqa_runtime_destroy(rt);
         return s;
     }
-    init_cache_dir(rt);
-    clgqa_status s = clgqa_runtime_choose_paths(rt, NULL, NULL);
+    rt->queue_profiling = 1;
+    return finish_runtime(rt, out);
+}
+
+clgqa_status clgqa_runtime_wrap(cl_context context, cl_device_id device, cl_command_queue queue,
+                                clgqa_runtime **out) {
+    *out = NULL;
+    if (!context || !device || !queue)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_runtime_wrap needs a context, a device "
+                                                 "and a queue");
+    cl_context queue_context;
+    cl_device_id queue_device;
+    cl_command_queue_properties properties;
+    CLGQA_CL(clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof queue_context, &queue_context,
+                                   NULL));
+    CLGQA_CL(clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof queue_device, &queue_device,
+                                   NULL));
+    CLGQA_CL(clGetCommandQueueInfo(queue, CL_QUEUE_PROPERTIES, sizeof properties, &properties,
+                                   NULL));
+    if (queue_context != context || queue_device != device)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_runtime_wrap: the queue belongs to another context or device");
+    if (properties & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_runtime_wrap: the queue must be in-order "
+                                                 "(clgqa relies on the order of its commands)");
+    clgqa_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
+    rt->device = device;
+    rt->device_index = -1;
+    clGetDeviceInfo(device, CL_DEVICE_PLATFORM, sizeof rt->platform, &rt->platform, NULL);
+    /* Where `clgqa devices` lists this device, its index. */
+    device_slot *slots;
+    int count;
+    if (enumerate_devices(&slots, &count) == CLGQA_OK) {
+        for (int i = 0; i < count; i++)
+            if (slots[i].device == device)
+                rt->device_index = i;
+        free(slots);
+    }
+    clRetainContext(context);
+    rt->context = context;
+    clRetainCommandQueue(queue);
+    rt->queue = queue;
+    rt->queue_profiling = (properties & CL_QUEUE_PROFILING_ENABLE) != 0;
+    clgqa_status s = query_device(rt);
     if (s != CLGQA_OK) {
         clgqa_runtime_destroy(rt);
         return s;
     }
-    *out = rt;
-    return CLGQA_OK;
+    return finish_runtime(rt, out);
 }
+
+const char *clgqa_runtime_device_name(const clgqa_runtime *rt) { return rt->device_name; }
+const char *clgqa_runtime_platform_name(const clgqa_runtime *rt) { return rt->platform_name; }
+const char *clgqa_runtime_driver_version(const clgqa_runtime *rt) { return rt->driver_version; }
+size_t clgqa_runtime_allocated_bytes(const clgqa_runtime *rt) { return rt->allocated_bytes; }
+clgqa_device_class clgqa_runtime_device_class(const clgqa_runtime *rt) { return rt->device_class; }
+clgqa_attention_kernel clgqa_runtime_attention_kernel(const clgqa_runtime *rt) {
+    return rt->attention_kernel;
+}
+const char *clgqa_runtime_clblast_tuning(const clgqa_runtime *rt) { return rt->clblast_tuning; }
+cl_context clgqa_runtime_context(const clgqa_runtime *rt) { return rt->context; }
+cl_device_id clgqa_runtime_device(const clgqa_runtime *rt) { return rt->device; }
+cl_command_queue clgqa_runtime_queue(const clgqa_runtime *rt) { return rt->queue; }
+
 
 /* ------------------------------------------------------------- code paths */
 
@@ -701,6 +783,9 @@ struct clgqa_profiler {
 };
 
 clgqa_status clgqa_profile_begin(clgqa_runtime *rt) {
+    if (!rt->queue_profiling)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "profiling needs a queue created with "
+                                                 "CL_QUEUE_PROFILING_ENABLE (clgqa_runtime_wrap)");
     if (rt->profiler)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "profiling already active");
     rt->profiler = calloc(1, sizeof *rt->profiler);

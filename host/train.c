@@ -17,6 +17,7 @@
 #include "clgqa/checkpoint.h"
 #include "mpi_ranks.h"
 #include "step_log.h"
+#include "runtime_internal.h"
 
 /* Progress: redraw at most 4 times a second on a terminal; otherwise a plain
  * line every PLAIN_LINE_EVERY steps. */

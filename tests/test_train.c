@@ -21,6 +21,7 @@
 #include "clgqa/model.h"
 #include "clgqa/safetensors.h"
 #include "clgqa/train.h"
+#include "model_internal.h"
 #include "support/test_util.h"
 
 #define IMG 8

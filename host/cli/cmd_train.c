@@ -79,7 +79,7 @@ int clgqa_cmd_train(int argc, char **argv) {
                 clgqa_scheme_name(cfg.att_scheme), cfg.out_dir, ranks, cfg.batch_size);
     else if (rank == 0)
         fprintf(stderr, "clgqa train: %s, %s on %s, device %s\n", cfg.dataset,
-                clgqa_scheme_name(cfg.att_scheme), cfg.out_dir, rt->device_name);
+                clgqa_scheme_name(cfg.att_scheme), cfg.out_dir, clgqa_runtime_device_name(rt));
 
     clgqa_train_options options = {0};
     options.resume_dir = resume;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "clgqa/runtime.h"
+#include "runtime_internal.h"
 
 /* Fails unless `view` holds `count` elements of `elem_bytes` inside its
  * buffer and offset + count fits in a cl_uint. `op` and `name` label the

@@ -57,7 +57,7 @@ clgqa_status clgqa_grouping_dgqa(clgqa_runtime *rt, const clgqa_attention_dims *
                                  uint64_t seed, uint64_t stream);
 
 /* ---- attention.cl ----
- * Two variants, picked by rt->attention_kernel (clgqa_runtime_choose_paths):
+ * Two variants, picked by clgqa_runtime_attention_kernel (clgqa_runtime_choose_paths):
  * rows (one work-item per query row, saves the P x P probabilities) and
  * tiled (FlashAttention-2: K/V tiles in local memory, online softmax, saves
  * one log-sum-exp per query row; the backward recomputes the probabilities).

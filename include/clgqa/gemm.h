@@ -9,8 +9,12 @@
  * $CLGQA_TUNING_DIR (written by Debian's clblast_tuner_* programs), matched by
  * device name (or, when the file has "clgqa_device_match", by that substring
  * of the name). Done once per runtime, by the first GEMM; records the tuned
- * kernels in rt->clblast_tuning. A malformed file is an error naming it. */
+ * kernels (clgqa_runtime_clblast_tuning). A malformed file is an error naming it. */
 clgqa_status clgqa_gemm_apply_tuning(clgqa_runtime *rt);
+
+/* Bytes of CLBlast's temporary buffer, one per runtime shared by every GEMM
+ * (0 until a GEMM needs one); counted in clgqa_runtime_allocated_bytes. */
+size_t clgqa_gemm_temp_bytes(const clgqa_runtime *rt);
 
 /* C[M,N] = alpha * op(A) op(B) + beta * C, op(X) = X or X^T.
  * op(A) is M x K, op(B) is K x N; lda/ldb/ldc are row strides of the stored

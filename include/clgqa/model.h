@@ -124,15 +124,6 @@ clgqa_status clgqa_model_write_grouping(clgqa_model *model, int layer, const flo
 /* group_counts of every layer, [num_layers][G], in one read (groups.csv). */
 clgqa_status clgqa_model_read_all_group_counts(clgqa_model *model, int32_t *group_counts);
 
-/* Tests: frozen = 1 keeps the current grouping state on every forward
- * (no key-norm, KDGQA or DGQA update), so the loss is a smooth function of
- * the parameters for finite differences. */
-void clgqa_model_freeze_grouping(clgqa_model *model, int frozen);
-/* Tests (PGQA parity): use noise [H, P*d] (raw uniforms U, before diagonal
- * zeroing and standardisation) for `layer` instead of drawing; NULL goes back
- * to drawing. Blocking. */
-clgqa_status clgqa_model_set_pgqa_noise(clgqa_model *model, int layer, const float *noise);
-
 /* ---- training and evaluation ----
  * images: [batch, in_chans, img_size, img_size] floats on the device;
  * labels: [batch] int32 on the device, or labels.mem NULL for logits only.

@@ -9,6 +9,7 @@
 
 #include "clgqa/config.h"
 #include "clgqa/runtime.h"
+#include "runtime_internal.h"
 
 /* 1 when CLGQA_TEST_SMALL is set and not "0" (the Oclgrind runs): suites
  * shrink their problem sizes. */
