@@ -70,12 +70,12 @@ step devices 30 build/clgqa devices && cat "$out/devices.log" >> "$summary"
 # 1. parity suites: every op suite and the model's PyTorch fixtures, on the
 # first GPU (the runtime's default device).
 export CLGQA_DEVICE=${CLGQA_DEVICE:-gpu} CK_DEFAULT_TIMEOUT=120
-suites=$(cd build && ls test_ops_* test_attention test_grouping test_gemm 2>/dev/null | sort)
+suites=$(cd build && ls test_ops_* test_gemm 2>/dev/null | sort)
 for s in $suites; do
   step "$s" 60 "build/$s"
 done
 step test_model-parity 90 env CK_RUN_CASE=parity build/test_model
-step test_attention-rows 60 env CLGQA_ATTENTION=rows build/test_attention
+step test_ops_attention-rows 60 env CLGQA_ATTENTION=rows build/test_ops_attention
 step test_model-parity-rows 90 env CLGQA_ATTENTION=rows CK_RUN_CASE=parity build/test_model
 
 # 2-3. the benchmarks on the same GPU.

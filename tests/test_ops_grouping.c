@@ -10,11 +10,6 @@
 #include "clgqa/ops.h"
 #include "support/test_util.h"
 
-static int small_sizes(void) {
-    const char *s = getenv("CLGQA_TEST_SMALL");
-    return s && *s && strcmp(s, "0") != 0;
-}
-
 /* Device state of one grouping call: norms, cache, kv_map, group_counts. */
 typedef struct grouping_buffers {
     cl_mem norms, cache, kv_map, counts;
@@ -138,14 +133,14 @@ static void check_key_norms(const clgqa_attention_dims *dims) {
 
 START_TEST(key_norms_match_float64) {
     /* B, P, G, d not multiples of any work-group size. */
-    clgqa_attention_dims dims = small_sizes() ? (clgqa_attention_dims){2, 5, 8, 3, 3, 0}
+    clgqa_attention_dims dims = test_small() ? (clgqa_attention_dims){2, 5, 8, 3, 3, 0}
                                               : (clgqa_attention_dims){3, 197, 10, 5, 13, 0};
     check_key_norms(&dims);
     /* The fused q/k/v layout: k rows inside wider rows. */
     dims.row_stride = dims.heads * dims.head_dim + 2 * dims.kv_heads * dims.head_dim;
     check_key_norms(&dims);
     /* One sample, one head: the token slices give the work-groups. */
-    clgqa_attention_dims one = {1, small_sizes() ? 17 : 197, 1, 1, 16, 0};
+    clgqa_attention_dims one = {1, test_small() ? 17 : 197, 1, 1, 16, 0};
     check_key_norms(&one);
     /* More samples than work-items (at most 256): each takes several. */
     clgqa_attention_dims many = {300, 3, 4, 2, 2, 0};
@@ -514,7 +509,7 @@ START_TEST(dgqa_window_sequence_matches_reference) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("grouping");
+    Suite *s = suite_create("ops_grouping");
     TCase *tc = tcase_create("grouping");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, key_norms_match_float64);

@@ -14,11 +14,6 @@
 #include "clgqa/ops.h"
 #include "support/test_util.h"
 
-static int small_sizes(void) {
-    const char *s = getenv("CLGQA_TEST_SMALL");
-    return s && *s && strcmp(s, "0") != 0;
-}
-
 static const clgqa_attention_kernel variants[] = {CLGQA_ATTENTION_ROWS, CLGQA_ATTENTION_TILED};
 
 /* ---- float64 reference ---- */
@@ -558,7 +553,7 @@ END_TEST
 /* Tokens 1, 17, 65, 197 and head_dim 16, 32, 64 (and 13), q/k/v packed and
  * fused, G from 1 to H. Sizes are not multiples of any tile. */
 START_TEST(plain_attention_matches_reference) {
-    if (small_sizes()) {
+    if (test_small()) {
         const attention_case cases[] = {
             make_case(1, 17, 2, 2, 16, NULL, 0, 1), /* MHSA */
             make_case(2, 17, 3, 1, 32, NULL, 0, 0), /* G = 1 */
@@ -579,7 +574,7 @@ START_TEST(plain_attention_matches_reference) {
 END_TEST
 
 START_TEST(uneven_maps_with_empty_groups) {
-    if (small_sizes()) {
+    if (test_small()) {
         /* Key head 1 serves no query head; head 2 serves one. */
         const attention_case cases[] = {
             make_case(1, 17, 4, 3, 16, (int[]){0, 0, 0, 2}, 0, 1),
@@ -598,7 +593,7 @@ START_TEST(uneven_maps_with_empty_groups) {
 END_TEST
 
 START_TEST(pgqa_matches_reference) {
-    if (small_sizes()) {
+    if (test_small()) {
         attention_case tc = make_case(1, 17, 2, 1, 16, NULL, 1, 1);
         check_case(&tc, -1);
         tc = make_case(2, 1, 4, 2, 16, NULL, 1, 0); /* one token: rows of L = d */
@@ -621,7 +616,7 @@ START_TEST(pgqa_matches_reference) {
 END_TEST
 
 START_TEST(pgqa_drawn_noise) {
-    attention_case tc = small_sizes() ? make_case(2, 5, 4, 2, 16, NULL, 1, 1)
+    attention_case tc = test_small() ? make_case(2, 5, 4, 2, 16, NULL, 1, 1)
                                       : make_case(2, 29, 6, 2, 32, NULL, 1, 1);
     const clgqa_attention_dims *dm = &tc.dims;
     size_t nq = q_count(dm), nkv = kv_count(dm), nu = noise_count(dm);
@@ -676,7 +671,7 @@ END_TEST
 /* The tiled backward sums each group in a fixed order: two runs agree bit
  * for bit (several query heads per key head, several key tiles). */
 START_TEST(tiled_backward_is_deterministic) {
-    attention_case tc = make_case(1, small_sizes() ? 17 : 65, 4, 1, 16, NULL, 0, 1);
+    attention_case tc = make_case(1, test_small() ? 17 : 65, 4, 1, 16, NULL, 0, 1);
     const clgqa_attention_dims *dm = &tc.dims;
     size_t n[3] = {q_count(dm), kv_count(dm), kv_count(dm)};
     case_inputs in = make_inputs(&tc, -1);
@@ -781,7 +776,7 @@ static TCase *test_case(Suite *s, const char *name) {
 }
 
 int main(void) {
-    Suite *s = suite_create("attention");
+    Suite *s = suite_create("ops_attention");
     TCase *reference = test_case(s, "reference");
     tcase_add_test(reference, reference_gradients_match_finite_differences);
     TCase *variants_case = test_case(s, "variants");
