@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "clgqa/runtime.h"
+#include "ops/op_args.h"
 #include "support/test_util.h"
 
 START_TEST(lists_devices) {
@@ -268,6 +269,45 @@ START_TEST(profiler_sums_device_time_per_label) {
 }
 END_TEST
 
+/* The launchers' argument cursor: indices follow each other (a view takes
+ * two), and a launcher that sets fewer arguments than the kernel takes is
+ * refused by kernel_args_done, naming the kernel and both counts. */
+START_TEST(kernel_args_set_every_index_in_order) {
+    clgqa_runtime *rt = test_runtime();
+    cl_program program;
+    TEST_OK(clgqa_build_program(rt, "args",
+                                "__kernel void scaled(__global float *x, uint x_off, uint n, float s) {\n"
+                                "  uint i = get_global_id(0); if (i < n) x[x_off + i] *= s; }",
+                                &program));
+    cl_int err;
+    cl_kernel k = clCreateKernel(program, "scaled", &err);
+    ck_assert_int_eq(err, CL_SUCCESS);
+    float host[5] = {1, 2, 3, 4, 5}, got[5];
+    cl_mem mem;
+    TEST_OK(clgqa_buffer_create(rt, sizeof host, &mem));
+    TEST_OK(clgqa_buffer_write(rt, mem, 0, sizeof host, host));
+
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, clgqa_view_at(mem, 1));
+    kernel_arg_uint(&args, 3);
+    ck_assert_int_eq(kernel_args_done(&args), CLGQA_ERR_INVALID_ARG);
+    ck_assert_str_eq(clgqa_error_message(), "kernel scaled takes 4 arguments, its launcher set 3");
+
+    float scale = -2.0f;
+    KERNEL_ARG(&args, scale);
+    TEST_OK(kernel_args_done(&args));
+    TEST_OK(clgqa_launch_1d(rt, k, 3, 0));
+    TEST_OK(clgqa_buffer_read(rt, mem, 0, sizeof got, got));
+    const float want[5] = {1, -4, -6, -8, 5}; /* elements 1..3 of the view, scaled exactly */
+    for (int i = 0; i < 5; i++)
+        ck_assert_msg(got[i] == want[i], "element %d: %g, expected %g", i, (double)got[i],
+                      (double)want[i]);
+    clgqa_buffer_release(&mem);
+    clReleaseKernel(k);
+    clReleaseProgram(program);
+}
+END_TEST
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--probe-no-platform"))
         return probe_no_platform();
@@ -285,6 +325,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, oversized_buffer_is_refused);
     tcase_add_test(tc, unknown_kernel_family_and_name);
     tcase_add_test(tc, profiler_sums_device_time_per_label);
+    tcase_add_test(tc, kernel_args_set_every_index_in_order);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -58,20 +58,22 @@ clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view g
 
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "adamw_step", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, params));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, grads));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, m));
-    CLGQA_TRY(clgqa_set_view_arg(k, 6, v));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 8, n));
-    CLGQA_TRY(CLGQA_ARG(k, 9, decay));
-    CLGQA_TRY(CLGQA_ARG(k, 10, one_minus_beta1));
-    CLGQA_TRY(CLGQA_ARG(k, 11, hp->beta2));
-    CLGQA_TRY(CLGQA_ARG(k, 12, one_minus_beta2));
-    CLGQA_TRY(CLGQA_ARG(k, 13, hp->eps));
-    CLGQA_TRY(CLGQA_ARG(k, 14, step_size));
-    CLGQA_TRY(CLGQA_ARG(k, 15, bias_correction2_sqrt));
-    CLGQA_TRY(clgqa_set_view_arg(k, 16, grad_scale));
-    CLGQA_TRY(CLGQA_ARG(k, 18, use_scale));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, params);
+    kernel_arg_view(&args, grads);
+    kernel_arg_view(&args, m);
+    kernel_arg_view(&args, v);
+    kernel_arg_uint(&args, n);
+    KERNEL_ARG(&args, decay);
+    KERNEL_ARG(&args, one_minus_beta1);
+    KERNEL_ARG(&args, hp->beta2);
+    KERNEL_ARG(&args, one_minus_beta2);
+    KERNEL_ARG(&args, hp->eps);
+    KERNEL_ARG(&args, step_size);
+    KERNEL_ARG(&args, bias_correction2_sqrt);
+    kernel_arg_view(&args, grad_scale);
+    KERNEL_ARG(&args, use_scale);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, n, clgqa_work_group_size(rt, k, 256));
 }
 
@@ -85,8 +87,10 @@ clgqa_status clgqa_clip_factor(clgqa_runtime *rt, clgqa_view grad_scale, clgqa_v
     CLGQA_TRY(clgqa_check_view(op, "sum_squares", sum_squares, 1, sizeof(float)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "clip_factor", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, grad_scale));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, sum_squares));
-    CLGQA_TRY(CLGQA_ARG(k, 4, max_norm));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, grad_scale);
+    kernel_arg_view(&args, sum_squares);
+    KERNEL_ARG(&args, max_norm);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, 1, 1);
 }

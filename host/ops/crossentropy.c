@@ -28,14 +28,16 @@ clgqa_status clgqa_crossentropy_forward(clgqa_runtime *rt, clgqa_view losses, cl
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "crossentropy_forward", &k));
     size_t local = clgqa_row_group_size(rt, k, classes);
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, losses));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, correct));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, probs));
-    CLGQA_TRY(clgqa_set_view_arg(k, 6, logits));
-    CLGQA_TRY(clgqa_set_view_arg(k, 8, labels));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 10, classes));
-    CLGQA_TRY(clgqa_set_local_arg(k, 11, local * sizeof(cl_float)));
-    CLGQA_TRY(clgqa_set_local_arg(k, 12, local * sizeof(cl_uint)));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, losses);
+    kernel_arg_view(&args, correct);
+    kernel_arg_view(&args, probs);
+    kernel_arg_view(&args, logits);
+    kernel_arg_view(&args, labels);
+    kernel_arg_uint(&args, classes);
+    kernel_arg_local(&args, local * sizeof(cl_float));
+    kernel_arg_local(&args, local * sizeof(cl_uint));
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, rows * local, local);
 }
 
@@ -54,11 +56,13 @@ clgqa_status clgqa_crossentropy_backward(clgqa_runtime *rt, clgqa_view dlogits, 
     CLGQA_TRY(clgqa_check_view(op, "labels", labels, rows, sizeof(cl_int)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "crossentropy_backward", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, dlogits));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, probs));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, labels));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 6, rows));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 7, classes));
-    CLGQA_TRY(CLGQA_ARG(k, 8, dloss));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, dlogits);
+    kernel_arg_view(&args, probs);
+    kernel_arg_view(&args, labels);
+    kernel_arg_uint(&args, rows);
+    kernel_arg_uint(&args, classes);
+    KERNEL_ARG(&args, dloss);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, n, clgqa_work_group_size(rt, k, 256));
 }

@@ -53,6 +53,59 @@ static inline clgqa_status clgqa_set_uint_arg(cl_kernel kernel, cl_uint index, s
     return CLGQA_ARG(kernel, index, v);
 }
 
+/* A kernel's arguments set in order: each call takes the next index, so a
+ * launcher cannot skip or repeat one, and kernel_args_done checks that
+ * every argument of the kernel was set. The first failure is kept and
+ * returned by kernel_args_done:
+ *     kernel_args args = kernel_args_start(k);
+ *     kernel_arg_view(&args, out);      (buffer, then uint element offset)
+ *     kernel_arg_uint(&args, cols);
+ *     KERNEL_ARG(&args, eps);           (any lvalue of the kernel's type)
+ *     kernel_arg_local(&args, local * sizeof(float));
+ *     CLGQA_TRY(kernel_args_done(&args)); */
+typedef struct kernel_args {
+    cl_kernel kernel;
+    cl_uint next;
+    clgqa_status status;
+} kernel_args;
+
+static inline kernel_args kernel_args_start(cl_kernel kernel) {
+    kernel_args a = {kernel, 0, CLGQA_OK};
+    return a;
+}
+static inline void kernel_arg_bytes(kernel_args *a, size_t size, const void *value) {
+    if (a->status == CLGQA_OK)
+        a->status = clgqa_set_arg(a->kernel, a->next, size, value, "kernel_args");
+    a->next++;
+}
+#define KERNEL_ARG(args, value) kernel_arg_bytes((args), sizeof(value), &(value))
+static inline void kernel_arg_view(kernel_args *a, clgqa_view view) {
+    cl_uint offset = (cl_uint)view.offset;
+    KERNEL_ARG(a, view.mem);
+    KERNEL_ARG(a, offset);
+}
+/* A size as cl_uint (checked by clgqa_check_size or clgqa_matrix_elements). */
+static inline void kernel_arg_uint(kernel_args *a, size_t value) {
+    cl_uint v = (cl_uint)value;
+    KERNEL_ARG(a, v);
+}
+static inline void kernel_arg_local(kernel_args *a, size_t bytes) {
+    kernel_arg_bytes(a, bytes, NULL);
+}
+static inline clgqa_status kernel_args_done(kernel_args *a) {
+    CLGQA_TRY(a->status);
+    cl_uint count = 0;
+    CLGQA_CL(clGetKernelInfo(a->kernel, CL_KERNEL_NUM_ARGS, sizeof count, &count, NULL));
+    if (count != a->next) {
+        char name[128] = "?";
+        clGetKernelInfo(a->kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+        name[sizeof name - 1] = 0;
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "kernel %s takes %u arguments, its launcher set %u",
+                          name, count, a->next);
+    }
+    return CLGQA_OK;
+}
+
 /* Work-group size for kernels that give one group to each row of `cols`
  * elements and reduce it in local memory: the power of two covering the row,
  * within the kernel's and device's limits, at most 256 on GPUs and 16 on CPU

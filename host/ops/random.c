@@ -44,25 +44,27 @@ void clgqa_host_normal(float *out, size_t n, uint64_t seed, uint64_t stream, flo
 /* ---- device launchers (kernels/random.cl) ---- */
 
 /* Arguments shared by both kernels: out, n, seed and stream halves. */
-static clgqa_status set_random_args(cl_kernel k, const char *op, clgqa_view out, size_t n,
-                                    uint64_t seed, uint64_t stream) {
-    CLGQA_TRY(clgqa_check_view(op, "out", out, n, sizeof(float)));
+static kernel_args random_args(cl_kernel k, clgqa_view out, size_t n, uint64_t seed,
+                               uint64_t stream) {
     cl_uint words[4] = {(cl_uint)seed, (cl_uint)(seed >> 32), (cl_uint)stream,
                         (cl_uint)(stream >> 32)};
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, out));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 2, n));
-    for (cl_uint i = 0; i < 4; i++)
-        CLGQA_TRY(CLGQA_ARG(k, 3 + i, words[i]));
-    return CLGQA_OK;
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, out);
+    kernel_arg_uint(&args, n);
+    for (int i = 0; i < 4; i++)
+        KERNEL_ARG(&args, words[i]);
+    return args;
 }
 
 clgqa_status clgqa_random_uniform(clgqa_runtime *rt, clgqa_view out, size_t n, uint64_t seed,
                                   uint64_t stream) {
     if (n == 0)
         return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view("clgqa_random_uniform", "out", out, n, sizeof(float)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, "random", "random_uniform", &k));
-    CLGQA_TRY(set_random_args(k, "clgqa_random_uniform", out, n, seed, stream));
+    kernel_args args = random_args(k, out, n, seed, stream);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, (n + 3) / 4, clgqa_work_group_size(rt, k, 256));
 }
 
@@ -70,10 +72,12 @@ clgqa_status clgqa_random_normal(clgqa_runtime *rt, clgqa_view out, size_t n, ui
                                  uint64_t stream, float mean, float std) {
     if (n == 0)
         return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view("clgqa_random_normal", "out", out, n, sizeof(float)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, "random", "random_normal", &k));
-    CLGQA_TRY(set_random_args(k, "clgqa_random_normal", out, n, seed, stream));
-    CLGQA_TRY(CLGQA_ARG(k, 7, mean));
-    CLGQA_TRY(CLGQA_ARG(k, 8, std));
+    kernel_args args = random_args(k, out, n, seed, stream);
+    KERNEL_ARG(&args, mean);
+    KERNEL_ARG(&args, std);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, (n + 3) / 4, clgqa_work_group_size(rt, k, 256));
 }

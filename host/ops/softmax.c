@@ -16,10 +16,12 @@ clgqa_status clgqa_softmax_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "softmax_forward", &k));
     size_t local = clgqa_row_group_size(rt, k, cols);
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, out));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, in));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 4, cols));
-    CLGQA_TRY(clgqa_set_local_arg(k, 5, local * sizeof(float)));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, out);
+    kernel_arg_view(&args, in);
+    kernel_arg_uint(&args, cols);
+    kernel_arg_local(&args, local * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, rows * local, local);
 }
 
@@ -36,10 +38,12 @@ clgqa_status clgqa_softmax_backward(clgqa_runtime *rt, clgqa_view din, clgqa_vie
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "softmax_backward", &k));
     size_t local = clgqa_row_group_size(rt, k, cols);
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, din));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, dout));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, out));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 6, cols));
-    CLGQA_TRY(clgqa_set_local_arg(k, 7, local * sizeof(float)));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, din);
+    kernel_arg_view(&args, dout);
+    kernel_arg_view(&args, out);
+    kernel_arg_uint(&args, cols);
+    kernel_arg_local(&args, local * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, rows * local, local);
 }
