@@ -126,7 +126,12 @@ int clgqa_cmd_plot(int argc, char **argv) {
         fprintf(stderr, "clgqa plot: %s not found: apt-get install python3-matplotlib\n", python);
         return 1;
     }
+    const char *script = plot_script();
+    if (!script) {
+        fprintf(stderr, "clgqa plot: this clgqa was built without its plot script\n");
+        return 1;
+    }
     char *args[] = {(char *)python, "-", compare ? "compare" : "run", (char *)in_dir,
                     (char *)(out_dir ? out_dir : in_dir), export_csv ? "--csv" : NULL, NULL};
-    return run_python(python, plot_script(), args);
+    return run_python(python, script, args);
 }
