@@ -174,7 +174,8 @@ def plot_groups(run_dir, out_dir, cfg, bounds, export):
     fig, axes = plt.subplots(n, 1, figsize=(10, 1.9 * n + 1.4), dpi=DPI, sharex=True, squeeze=False)
     for ax, layer in zip(axes[:, 0], sorted(layers)):
         samples = sorted(layers[layer], key=lambda s: s[0])
-        # each sample holds from the previous one (the first from step 0)
+        # a split holds from the step it was read at until the next row (DGQA
+        # changes it on window steps only); the first row also stands for step 0
         xs = [0.0] + [x for x, _ in samples]
         kv = len(samples[0][1])
         stacks = []
@@ -182,7 +183,7 @@ def plot_groups(run_dir, out_dir, cfg, bounds, export):
             ys = [s[1][g] for s in samples]
             stacks.append([ys[0]] + ys)
             export.add("groups", f"layer {layer}", f"key/value head {g}", [x for x, _ in samples], ys)
-        ax.stackplot(xs, stacks, step="pre", labels=[f"key/value head {g}" for g in range(kv)], alpha=0.85)
+        ax.stackplot(xs, stacks, step="post", labels=[f"key/value head {g}" for g in range(kv)], alpha=0.85)
         heads = sum(samples[0][1])
         ax.set_ylim(0, heads)
         ax.set_ylabel(f"layer {layer}\nquery heads")
