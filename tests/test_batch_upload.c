@@ -242,10 +242,10 @@ int main(void) {
     tcase_add_test(tc, uploaded_batches_give_the_float_batches_logits);
     tcase_add_test(tc, bad_batches_are_refused);
     suite_add_tcase(s, tc);
-    root = gen_temp_dir();
+    root = test_temp_dir();
     if (gen_cifar(root, 0, 4, 6) != 0)
         return 1;
     int failed = test_run_suite(s);
-    gen_remove_tree(root);
+    test_remove_tree(root);
     return failed;
 }

@@ -21,20 +21,7 @@ static void setup(void) {
     ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
 }
 
-static void teardown(void) {
-    DIR *d = opendir(tmp_dir);
-    if (d) {
-        struct dirent *e;
-        char path[512];
-        while ((e = readdir(d)))
-            if (e->d_name[0] != '.') {
-                snprintf(path, sizeof path, "%s/%s", tmp_dir, e->d_name);
-                unlink(path);
-            }
-        closedir(d);
-    }
-    rmdir(tmp_dir);
-}
+static void teardown(void) { test_remove_tree(tmp_dir); }
 
 /* Write `text` to a file in the temp folder and return its path. */
 static const char *write_yaml(const char *name, const char *text) {

@@ -18,9 +18,9 @@
 
 static char *root; /* a fresh folder per test */
 
-static void setup(void) { root = gen_temp_dir(); }
+static void setup(void) { root = test_temp_dir(); }
 static void teardown(void) {
-    gen_remove_tree(root);
+    test_remove_tree(root);
     free(root);
 }
 
@@ -586,7 +586,7 @@ START_TEST(image_folder_splits_must_share_classes) {
     snprintf(path, sizeof path, "%s/test/class_01", root);
     ck_assert_int_eq(rename(moved, path), 0);
     snprintf(path, sizeof path, "%s/test/class_02", root);
-    gen_remove_tree(path);
+    test_remove_tree(path);
     assert_open_fails(&cfg, CLGQA_SPLIT_TEST, CLGQA_ERR_FORMAT, "test has 2 class folders but");
 }
 END_TEST
@@ -650,7 +650,7 @@ START_TEST(image_load_is_the_test_split_pipeline) {
             }
         free(want);
     }
-    gen_remove_tree(root);
+    test_remove_tree(root);
     ck_assert_int_eq(gen_image_folder(root, 2, 1, 2, 40, 0), 0);
     cfg = config("imagefolder", root, 16, 1);
     clgqa_dataset *test = open_ok(&cfg, CLGQA_SPLIT_TEST);

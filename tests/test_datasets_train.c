@@ -15,9 +15,9 @@
 
 static char *root;
 
-static void setup(void) { root = gen_temp_dir(); }
+static void setup(void) { root = test_temp_dir(); }
 static void teardown(void) {
-    gen_remove_tree(root);
+    test_remove_tree(root);
     free(root);
 }
 

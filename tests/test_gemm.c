@@ -289,9 +289,7 @@ START_TEST(tuning_files_are_applied_by_device_name) {
     ck_assert_msg(strstr(clgqa_error_message(), "mine.json"), "%s", clgqa_error_message());
     clgqa_runtime_destroy(rt);
     unsetenv("CLGQA_TUNING_DIR");
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_remove_tree(dir);
 }
 END_TEST
 

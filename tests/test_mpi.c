@@ -469,7 +469,7 @@ END_TEST
 
 int main(void) {
     /* The dataset, made before the tests fork, is removed at the end. */
-    data_dir = gen_temp_dir();
+    data_dir = test_temp_dir();
     if (gen_mnist(data_dir, TRAIN_IMAGES, TEST_IMAGES, 8, 0) != 0)
         return 1;
     Suite *suite = suite_create("mpi");
@@ -490,6 +490,6 @@ int main(void) {
     }
     suite_add_tcase(suite, tc);
     int status = test_run_suite(suite);
-    gen_remove_tree(data_dir);
+    test_remove_tree(data_dir);
     return status;
 }

@@ -275,7 +275,7 @@ START_TEST(steps_csv_windows_add_up_to_run_csv) {
     }
     csv_free(steps);
     csv_free(run);
-    gen_remove_tree(out_dir);
+    test_remove_tree(out_dir);
 }
 END_TEST
 
@@ -304,8 +304,8 @@ START_TEST(steps_csv_survives_resume) {
                           a->cell[r][c], b->cell[r][c]);
     csv_free(a);
     csv_free(b);
-    gen_remove_tree(whole_dir);
-    gen_remove_tree(parts_dir);
+    test_remove_tree(whole_dir);
+    test_remove_tree(parts_dir);
 }
 END_TEST
 
@@ -460,7 +460,7 @@ END_TEST
 
 START_TEST(plot_refuses_bad_input) {
     char out[4096], err[4096], args[8600], env[4400];
-    char *empty = gen_temp_dir();
+    char *empty = test_temp_dir();
     ck_assert_ptr_nonnull(empty);
     ck_assert_int_eq(test_run_clgqa("", "plot /no/such/run", out, sizeof out, err, sizeof err), 1);
     test_assert_one_line_naming(err, "/no/such/run");
@@ -497,7 +497,7 @@ START_TEST(plot_refuses_bad_input) {
     snprintf(env, sizeof env, "CLGQA_PYTHON='%s'", path);
     ck_assert_int_eq(test_run_clgqa(env, args, out, sizeof out, err, sizeof err), 1);
     test_assert_one_line_naming(err, "no matplotlib");
-    gen_remove_tree(empty);
+    test_remove_tree(empty);
     free(empty);
 }
 END_TEST
@@ -566,7 +566,7 @@ START_TEST(compare_prints_mean_and_std_over_seeds) {
 
     ck_assert_int_eq(run_logged("scripts/compare --seeds 0", log, sizeof log), 2);
     test_assert_one_line_naming(log, "--seeds");
-    gen_remove_tree(out_dir);
+    test_remove_tree(out_dir);
 }
 END_TEST
 
@@ -593,7 +593,7 @@ START_TEST(bench_report_merges_clgqa_and_pytorch_files) {
         return;
     /* Real files: clgqa bench and bench/torch_ref.py, both
      * --batch 8 --steps 2 --warmup 1, on this project's 2-core machine. */
-    char *out_dir = gen_temp_dir(), cmd[8192], log[8192];
+    char *out_dir = test_temp_dir(), cmd[8192], log[8192];
     ck_assert_ptr_nonnull(out_dir);
     snprintf(cmd, sizeof cmd, "bench/report %s/clgqa.json %s/pytorch.json --out '%s'",
              BENCH_FIXTURES, BENCH_FIXTURES, out_dir);
@@ -636,13 +636,13 @@ START_TEST(bench_report_merges_clgqa_and_pytorch_files) {
     cJSON_Delete(mine);
     cJSON_Delete(torch);
     free(md);
-    gen_remove_tree(out_dir);
+    test_remove_tree(out_dir);
     free(out_dir);
 }
 END_TEST
 
 START_TEST(bench_report_refuses_other_files) {
-    char *dir = gen_temp_dir(), cmd[8192], log[8192], path[4300];
+    char *dir = test_temp_dir(), cmd[8192], log[8192], path[4300];
     ck_assert_ptr_nonnull(dir);
     /* a JSON file of another schema (a CLBlast tuning file), by name */
     ck_assert_int_eq(run_logged("bench/report " BENCH_FIXTURES "/clgqa.json tuning/nvidia-h100-xgemm.json",
@@ -661,7 +661,7 @@ START_TEST(bench_report_refuses_other_files) {
     test_assert_one_line_naming(log, "no \"schemes\"");
     ck_assert_int_eq(run_logged("bench/report /no/such.json", log, sizeof log), 1);
     test_assert_one_line_naming(log, "/no/such.json");
-    gen_remove_tree(dir);
+    test_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -679,11 +679,11 @@ int main(void) {
     tcase_add_test(tc, bench_report_merges_clgqa_and_pytorch_files);
     tcase_add_test(tc, bench_report_refuses_other_files);
     suite_add_tcase(s, tc);
-    data_dir = gen_temp_dir();
+    data_dir = test_temp_dir();
     if (!data_dir || gen_mnist(data_dir, TRAIN_COUNT, TEST_COUNT, 8, 0) != 0)
         return 1;
     int status = test_run_suite(s);
-    gen_remove_tree(data_dir);
+    test_remove_tree(data_dir);
     free(data_dir);
     return status;
 }

@@ -97,7 +97,7 @@ static void check_refused(const char *path, const char *what) {
 }
 
 START_TEST(damaged_and_foreign_files_are_refused_with_one_line) {
-    char *dir = gen_temp_dir(), path[512];
+    char *dir = test_temp_dir(), path[512];
     size_t size;
     unsigned char *good = slurp(FIXTURES "reference_gqa.pth", &size);
 
@@ -142,7 +142,7 @@ START_TEST(damaged_and_foreign_files_are_refused_with_one_line) {
     ck_assert_int_ne(test_run_clgqa("", args, NULL, 0, err, sizeof err), 0);
     test_assert_one_line_naming(err, path);
     free(good);
-    gen_remove_tree(dir);
+    test_remove_tree(dir);
     free(dir);
 }
 END_TEST

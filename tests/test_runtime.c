@@ -163,8 +163,7 @@ START_TEST(binary_cache_is_written_and_reused) {
     clReleaseProgram(first);
     clReleaseProgram(second);
     clgqa_runtime_destroy(rt);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    test_remove_tree(dir);
     unsetenv("CLGQA_CACHE_DIR");
 }
 END_TEST

@@ -39,21 +39,7 @@ static size_t count_dir_entries(const char *dir) {
     return n;
 }
 
-static void teardown(void) {
-    DIR *d = opendir(tmp_dir);
-    if (d) {
-        struct dirent *e;
-        char path[512];
-        while ((e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(path, sizeof path, "%s/%s", tmp_dir, e->d_name);
-                if (rmdir(path) != 0)
-                    unlink(path);
-            }
-        closedir(d);
-    }
-    rmdir(tmp_dir);
-}
+static void teardown(void) { test_remove_tree(tmp_dir); }
 
 static const char *tmp_path(const char *name) {
     static char path[512];

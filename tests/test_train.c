@@ -76,12 +76,6 @@ static void make_dataset(void) {
     write_idx_split(data_dir, "t10k", TEST_COUNT, 2);
 }
 
-static void remove_tree(const char *dir) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
 static void set(clgqa_config *cfg, const char *key_value) {
     TEST_OK(clgqa_config_set(cfg, key_value));
 }
@@ -219,7 +213,7 @@ START_TEST(run_writes_csv_logs_config_and_model) {
     ck_assert_ptr_nonnull(clgqa_safetensors_find(file, "blocks.1.attn.k.weight"));
     ck_assert_ptr_null(clgqa_safetensors_find(file, "optim.m.head.weight"));
     clgqa_safetensors_close(file);
-    remove_tree(out_dir);
+    test_remove_tree(out_dir);
 }
 END_TEST
 
@@ -278,8 +272,8 @@ START_TEST(checkpoint_round_trip_gives_identical_logits) {
     free(b);
     clgqa_model_destroy(saved);
     clgqa_model_destroy(loaded);
-    remove_tree(out_dir);
-    remove_tree(other_dir);
+    test_remove_tree(out_dir);
+    test_remove_tree(other_dir);
 }
 END_TEST
 
@@ -321,8 +315,8 @@ START_TEST(bad_checkpoints_are_refused_clearly) {
     ck_assert_msg(strstr(clgqa_error_message(), "optimizer"), "%s", clgqa_error_message());
     clgqa_model_destroy(model);
     clgqa_model_destroy(wide);
-    remove_tree(out_dir);
-    remove_tree(wider_dir);
+    test_remove_tree(out_dir);
+    test_remove_tree(wider_dir);
 }
 END_TEST
 
@@ -375,8 +369,8 @@ static void check_resume(const char *scheme) {
     ck_assert_str_eq(text_a, text_b);
     free(text_a);
     free(text_b);
-    remove_tree(straight_dir);
-    remove_tree(split_dir);
+    test_remove_tree(straight_dir);
+    test_remove_tree(split_dir);
 }
 
 START_TEST(resume_matches_uninterrupted_run_dgqa) { check_resume("dgqa_diff"); }
@@ -397,7 +391,7 @@ START_TEST(resume_refuses_another_seed) {
     options.quiet = 1;
     ck_assert_int_eq(clgqa_train(test_runtime(), &cfg, &options, &result), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "seed"), "%s", clgqa_error_message());
-    remove_tree(out_dir);
+    test_remove_tree(out_dir);
 }
 END_TEST
 
@@ -437,8 +431,8 @@ static void check_resume_mid_epoch(const char *scheme, long stop_steps) {
         free(text_a);
         free(text_b);
     }
-    remove_tree(straight_dir);
-    remove_tree(split_dir);
+    test_remove_tree(straight_dir);
+    test_remove_tree(split_dir);
 }
 
 /* Mid-epoch 1, at the last step of epoch 1 (before its evaluation) and
@@ -518,8 +512,8 @@ START_TEST(best_checkpoint_is_the_lowest_test_loss_epoch) {
     TEST_OK(clgqa_safetensors_open(path, &file));
     ck_assert_ptr_null(clgqa_safetensors_find(file, "optim.m.head.weight")); /* a model checkpoint */
     clgqa_safetensors_close(file);
-    remove_tree(out_dir);
-    remove_tree(again_dir);
+    test_remove_tree(out_dir);
+    test_remove_tree(again_dir);
 }
 END_TEST
 
@@ -563,7 +557,7 @@ START_TEST(non_finite_loss_stops_at_its_step) {
     ck_assert_msg(access(path, F_OK) != 0, "a diverged run wrote its final model");
     free(before);
     free(after);
-    remove_tree(out_dir);
+    test_remove_tree(out_dir);
 }
 END_TEST
 
@@ -693,7 +687,7 @@ static void check_stop_by(int sig, const char *name) {
              out_dir);
     ck_assert_msg(strstr(err, resume_line), "no resume command in:\n%s", err);
     resume_and_compare(out_dir);
-    remove_tree(out_dir);
+    test_remove_tree(out_dir);
 }
 
 START_TEST(sigterm_stops_mid_epoch_and_resumes_exactly) { check_stop_by(SIGTERM, "SIGTERM"); }
@@ -720,7 +714,7 @@ START_TEST(kill_9_loses_at_most_checkpoint_steps) {
     /* The run had done at least 50 steps when killed. */
     ck_assert_msg(saved % 20 == 0 && saved >= 50 - 20, "last.safetensors at step %ld", saved);
     resume_and_compare(out_dir);
-    remove_tree(out_dir);
+    test_remove_tree(out_dir);
 }
 END_TEST
 
@@ -739,7 +733,7 @@ START_TEST(second_signal_stops_at_once) {
                   "wait status %#x, stderr:\n%s", status, err);
     ck_assert_msg(!strstr(err, "Resume with"), "%s", err);
     resume_and_compare(out_dir);
-    remove_tree(out_dir);
+    test_remove_tree(out_dir);
 }
 END_TEST
 
@@ -778,7 +772,7 @@ START_TEST(reference_keys_only_config_trains_with_the_reference_recipe) {
     char *text = read_text(path);
     ck_assert_msg(strstr(text, "\n5,"), "run.csv lacks epoch 5:\n%s", text);
     free(text);
-    remove_tree(out_dir);
+    test_remove_tree(out_dir);
 }
 END_TEST
 
@@ -875,7 +869,7 @@ static void check_in_pytorch(const char *scheme) {
     free(x);
     free(noise);
     clgqa_model_destroy(model);
-    remove_tree(out_dir);
+    test_remove_tree(out_dir);
 }
 
 START_TEST(checkpoints_load_into_the_pytorch_reference) {
@@ -1074,11 +1068,7 @@ int main(void) {
     tcase_add_test(tc, cli_refuses_bad_input_clearly);
     suite_add_tcase(s, tc);
     int status = test_run_suite(s);
-    if (data_dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-        if (system(cmd) != 0)
-            status = 1;
-    }
+    if (data_dir[0])
+        test_remove_tree(data_dir);
     return status;
 }

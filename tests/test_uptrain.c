@@ -527,7 +527,7 @@ START_TEST(head_is_reinitialised_when_classes_differ) {
     clgqa_model_destroy(fresh);
     set_free(s);
     free(s);
-    gen_remove_tree(dir);
+    test_remove_tree(dir);
 }
 END_TEST
 
@@ -586,7 +586,7 @@ START_TEST(other_mismatches_are_refused_by_name) {
     assert_message_names("blocks.0.attn.qkv.bias", "[30]", "[C + 2*G*d] with C 12, d 2");
     set_free(s);
     free(s);
-    gen_remove_tree(dir);
+    test_remove_tree(dir);
 }
 END_TEST
 
@@ -617,7 +617,7 @@ START_TEST(reference_and_clgqa_checkpoints_load) {
     free(b);
     clgqa_model_destroy(again);
     clgqa_model_destroy(model);
-    gen_remove_tree(dir);
+    test_remove_tree(dir);
 
     /* The reference's MHSA state_dict (separate q/k/v, 6 key heads) into
      * G = 3: q as is, k and v averaged over pairs of heads (d = 2). */
@@ -700,7 +700,7 @@ START_TEST(reference_pth_files_give_the_reference_logits) {
     };
     clgqa_safetensors *expected;
     TEST_OK(clgqa_safetensors_open(PTH_EXPECTED, &expected));
-    char *dir = gen_temp_dir();
+    char *dir = test_temp_dir();
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const char *scheme = cases[c].scheme, *pth = cases[c].pth;
         int dgqa = !strcmp(scheme, "dgqa_diff");
@@ -777,7 +777,7 @@ START_TEST(reference_pth_files_give_the_reference_logits) {
     TEST_OK(clgqa_checkpoint_load_pretrained(model, "tests/ref/fixtures/reference_gqa_qkv.pth", 1, NULL));
     clgqa_model_destroy(model);
     clgqa_safetensors_close(expected);
-    gen_remove_tree(dir);
+    test_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -824,7 +824,7 @@ START_TEST(f16_and_bf16_checkpoints_load) {
     }
     set_free(s);
     free(s);
-    gen_remove_tree(dir);
+    test_remove_tree(dir);
     clgqa_safetensors_close(expected);
 }
 END_TEST
@@ -899,7 +899,7 @@ START_TEST(uptrain_config_converts_and_trains) {
     ck_assert_int_eq(cfg.pretrained, 1);
     ck_assert_int_eq(cfg.num_heads % cfg.num_kv_heads, 0);
 
-    char *dir = gen_temp_dir(), timm_path[512], out_path[512], args[4096], err[8192];
+    char *dir = test_temp_dir(), timm_path[512], out_path[512], args[4096], err[8192];
     snprintf(timm_path, sizeof timm_path, "%s/vit_s16.safetensors", dir);
     snprintf(out_path, sizeof out_path, "%s/vit_s16_gqa.safetensors", dir);
     tensor_set *s = calloc(1, sizeof *s);
@@ -949,7 +949,7 @@ START_TEST(uptrain_config_converts_and_trains) {
     ck_assert_ptr_nonnull(fgets(row, sizeof row, f));
     fclose(f);
     ck_assert_msg(!strncmp(row, "1,", 2), "%s", row);
-    gen_remove_tree(dir);
+    test_remove_tree(dir);
     free(dir);
 }
 END_TEST

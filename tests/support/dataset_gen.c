@@ -1,9 +1,7 @@
 /* Dataset generator for the tests: see dataset_gen.h. */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include "support/dataset_gen.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,25 +30,6 @@ uint8_t *gen_image(int sample, int width, int height, int channels) {
                     gen_pixel(sample, x, y, c);
     return px;
 }
-
-char *gen_temp_dir(void) {
-    const char *base = getenv("TMPDIR");
-    char *path = malloc(4096);
-    snprintf(path, 4096, "%s/clgqa-data-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(path)) {
-        fprintf(stderr, "mkdtemp %s: %s\n", path, strerror(errno));
-        free(path);
-        return NULL;
-    }
-    return path;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-void gen_remove_tree(const char *path) { nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 int gen_mkdirs(const char *path) {
     char buf[4096];

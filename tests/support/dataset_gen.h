@@ -18,9 +18,6 @@ int gen_label(int sample, int classes);
 /* The generated image as interleaved pixels (malloc'ed). */
 uint8_t *gen_image(int sample, int width, int height, int channels);
 
-/* A fresh folder under $TMPDIR (or /tmp), and removing a whole tree. */
-char *gen_temp_dir(void); /* malloc'ed path */
-void gen_remove_tree(const char *path);
 int gen_mkdirs(const char *path); /* mkdir -p */
 int gen_write_bytes(const char *path, const void *data, size_t size);
 int gen_write_text(const char *path, const char *text); /* without the final NUL */

@@ -1,5 +1,8 @@
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "support/test_util.h"
 
+#include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +16,25 @@ int test_small(void) {
     const char *s = getenv("CLGQA_TEST_SMALL");
     return s && *s && strcmp(s, "0") != 0;
 }
+
+char *test_temp_dir(void) {
+    const char *base = getenv("TMPDIR");
+    char *path = malloc(4096);
+    snprintf(path, 4096, "%s/clgqa-test-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(path)) {
+        fprintf(stderr, "mkdtemp %s: %s\n", path, strerror(errno));
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+void test_remove_tree(const char *path) { nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 static clgqa_runtime *shared_runtime;
 

@@ -15,6 +15,12 @@
  * shrink their problem sizes. */
 int test_small(void);
 
+/* A fresh folder under $TMPDIR (or /tmp), malloc'ed path; NULL (and a
+ * message on stderr) if it cannot be made. test_remove_tree removes a
+ * folder and everything in it, without following links. */
+char *test_temp_dir(void);
+void test_remove_tree(const char *path);
+
 /* The runtime shared by a suite's tests (created on first use from
  * CLGQA_DEVICE or the default device; a failure fails the test). */
 clgqa_runtime *test_runtime(void);
