@@ -240,41 +240,81 @@ static clgqa_status find_data_dir(const char *name, char *dir, size_t size) {
                       name);
 }
 
+/* Each layout's opener takes the dataset's folder (data_dir, or what
+ * find_data_dir found) and finds the layout's own root inside it. */
+static clgqa_status open_mnist_dir(clgqa_dataset *ds, const char *dir) {
+    return open_mnist(ds, dir, "MNIST");
+}
+static clgqa_status open_fashion_mnist_dir(clgqa_dataset *ds, const char *dir) {
+    return open_mnist(ds, dir, "FashionMNIST");
+}
+static clgqa_status open_cifar10_dir(clgqa_dataset *ds, const char *dir) {
+    return open_cifar(ds, dir, 0);
+}
+static clgqa_status open_cifar100_dir(clgqa_dataset *ds, const char *dir) {
+    return open_cifar(ds, dir, 1);
+}
+static clgqa_status open_tiny_imagenet_dir(clgqa_dataset *ds, const char *dir) {
+    char root[4096];
+    dataset_root(dir, "wnids.txt", "tiny-imagenet-200", root, sizeof root);
+    return clgqa_open_tiny_imagenet(ds, root);
+}
+static clgqa_status open_food101_dir(clgqa_dataset *ds, const char *dir) {
+    char root[4096];
+    dataset_root(dir, "meta", "food-101", root, sizeof root);
+    return clgqa_open_food101(ds, root);
+}
+static clgqa_status open_oxford_pet_dir(clgqa_dataset *ds, const char *dir) {
+    char root[4096];
+    dataset_root(dir, "annotations", "oxford-iiit-pet", root, sizeof root);
+    return clgqa_open_oxford_pet(ds, root);
+}
+
+/* The datasets clgqa reads, one row each: config validation, the class
+ * counts, the opener and every message listing them read this table. */
+static const dataset_kind dataset_kinds[] = {
+    {"fashion-mnist", 10, 0, open_fashion_mnist_dir},
+    {"mnist", 10, 0, open_mnist_dir},
+    {"cifar10", 10, 0, open_cifar10_dir},
+    {"cifar100", 100, 20, open_cifar100_dir},
+    {"tiny-imagenet-200", 200, 0, open_tiny_imagenet_dir},
+    {"food101", 101, 0, open_food101_dir},
+    {"oxfordiiitpet", 37, 0, open_oxford_pet_dir},
+    {"cinic10", 10, 0, clgqa_open_image_folder},
+    {"imagefolder", 0, 0, clgqa_open_image_folder},
+};
+#define DATASET_KINDS (sizeof dataset_kinds / sizeof dataset_kinds[0])
+
+const dataset_kind *dataset_kind_find(const char *name) {
+    for (size_t i = 0; i < DATASET_KINDS; i++)
+        if (strcmp(dataset_kinds[i].name, name) == 0)
+            return &dataset_kinds[i];
+    return NULL;
+}
+
+const char *dataset_kind_list(char *out, size_t size) {
+    out[0] = '\0';
+    for (size_t i = 0; i < DATASET_KINDS; i++)
+        snprintf(out + strlen(out), size - strlen(out), "%s%s", i ? ", " : "",
+                 dataset_kinds[i].name);
+    return out;
+}
+
 static clgqa_status open_by_name(clgqa_dataset *ds) {
     const char *name = ds->cfg.dataset;
-    char dir[4096], root[4096];
+    const dataset_kind *kind = dataset_kind_find(name);
+    char list[DATASET_LIST_MAX];
+    if (!kind)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "unknown dataset '%s' (%s)", name,
+                          dataset_kind_list(list, sizeof list));
+    char dir[4096];
     if (ds->cfg.data_dir[0] == '\0')
         CLGQA_TRY(find_data_dir(name, dir, sizeof dir));
     else
         snprintf(dir, sizeof dir, "%s", ds->cfg.data_dir);
     if (!is_directory(dir))
         return clgqa_fail(CLGQA_ERR_IO, "%s: data_dir %s is not a folder", name, dir);
-    if (strcmp(name, "mnist") == 0)
-        return open_mnist(ds, dir, "MNIST");
-    if (strcmp(name, "fashion-mnist") == 0)
-        return open_mnist(ds, dir, "FashionMNIST");
-    if (strcmp(name, "cifar10") == 0)
-        return open_cifar(ds, dir, 0);
-    if (strcmp(name, "cifar100") == 0)
-        return open_cifar(ds, dir, 1);
-    if (strcmp(name, "tiny-imagenet-200") == 0) {
-        dataset_root(dir, "wnids.txt", "tiny-imagenet-200", root, sizeof root);
-        return clgqa_open_tiny_imagenet(ds, root);
-    }
-    if (strcmp(name, "food101") == 0) {
-        dataset_root(dir, "meta", "food-101", root, sizeof root);
-        return clgqa_open_food101(ds, root);
-    }
-    if (strcmp(name, "oxfordiiitpet") == 0) {
-        dataset_root(dir, "annotations", "oxford-iiit-pet", root, sizeof root);
-        return clgqa_open_oxford_pet(ds, root);
-    }
-    if (strcmp(name, "cinic10") == 0 || strcmp(name, "imagefolder") == 0)
-        return clgqa_open_image_folder(ds, dir);
-    return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                      "unknown dataset '%s' (mnist, fashion-mnist, cifar10, cifar100, "
-                      "tiny-imagenet-200, food101, oxfordiiitpet, cinic10, imagefolder)",
-                      name);
+    return kind->open(ds, dir);
 }
 
 clgqa_status clgqa_dataset_open(const clgqa_config *cfg, clgqa_split split, int flags,

@@ -117,6 +117,23 @@ struct clgqa_dataset {
     atomic_size_t skipped;
 };
 
+/* The datasets clgqa reads (dataset.c's table): config validation, the
+ * opener and the messages that list them all read it, so a new dataset is
+ * a row there and its reader. */
+typedef struct dataset_kind {
+    const char *name;   /* the config's `dataset` */
+    int classes;        /* 0: counted from the data (image folders) */
+    int coarse_classes; /* classes under label_mode coarse; 0: none */
+    /* Fills paths or pixels, labels, count and num_classes of ds from the
+     * dataset's folder. */
+    clgqa_status (*open)(clgqa_dataset *ds, const char *dir);
+} dataset_kind;
+/* NULL when no dataset has that name. */
+const dataset_kind *dataset_kind_find(const char *name);
+/* Every name, in table order, joined by ", " into out (for messages). */
+#define DATASET_LIST_MAX 256
+const char *dataset_kind_list(char *out, size_t size);
+
 /* Readers of the image-file layouts: fill paths, labels, count, num_classes
  * of ds from the dataset root. */
 clgqa_status clgqa_open_tiny_imagenet(clgqa_dataset *ds, const char *root);

@@ -9,6 +9,7 @@
 #include "clgqa/config.h"
 
 #include "atomic_file.h"
+#include "dataset_internal.h"
 #include "embedded_files.h"
 
 #include <errno.h>
@@ -45,28 +46,6 @@ clgqa_status clgqa_scheme_parse(const char *name, clgqa_scheme *out) {
                       "unknown attention scheme '%s' (expected mhsa, gqa, kdgqa, dgqa_diff, "
                       "dgqa_ema or pgqa)",
                       name);
-}
-
-/* Class counts of the datasets the readers know; 0 = taken from the data
- * (image folders), so the trainer fills it in after opening the dataset. */
-static const struct dataset_info {
-    const char *name;
-    int classes;
-    int coarse_classes; /* 0: the dataset has no coarse labels */
-} datasets[] = {
-    {"fashion-mnist", 10, 0}, {"mnist", 10, 0},   {"cifar10", 10, 0},
-    {"cifar100", 100, 20},    {"tiny-imagenet-200", 200, 0}, {"food101", 101, 0},
-    {"oxfordiiitpet", 37, 0}, {"cinic10", 10, 0},       {"imagefolder", 0, 0},
-};
-#define DATASET_COUNT (sizeof datasets / sizeof datasets[0])
-#define DATASET_LIST "fashion-mnist, mnist, cifar10, cifar100, tiny-imagenet-200, food101, oxfordiiitpet, " \
-                     "cinic10, imagefolder"
-
-static const struct dataset_info *find_dataset(const char *name) {
-    for (size_t i = 0; i < DATASET_COUNT; i++)
-        if (strcmp(datasets[i].name, name) == 0)
-            return &datasets[i];
-    return NULL;
 }
 
 static const char *const augment_names[] = {"none", "flip", "crop_flip", "randaugment"};
@@ -269,8 +248,11 @@ static clgqa_status set_choice(const char *const *names, size_t count, const cha
 }
 
 static clgqa_status set_dataset(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
-    if (!one_scalar(v) || !find_dataset(v->items[0]))
-        return bad_value(at, k->name, v, "one of " DATASET_LIST);
+    if (!one_scalar(v) || !dataset_kind_find(v->items[0])) {
+        char list[DATASET_LIST_MAX], expected[DATASET_LIST_MAX + 8];
+        snprintf(expected, sizeof expected, "one of %s", dataset_kind_list(list, sizeof list));
+        return bad_value(at, k->name, v, expected);
+    }
     snprintf(cfg->dataset, sizeof cfg->dataset, "%s", v->items[0]);
     return CLGQA_OK;
 }
@@ -837,9 +819,11 @@ clgqa_status clgqa_config_finalize(clgqa_config *cfg) {
         cfg->num_heads = presets[i].num_heads;
     }
 
-    const struct dataset_info *data = find_dataset(cfg->dataset);
+    const dataset_kind *data = dataset_kind_find(cfg->dataset);
+    char list[DATASET_LIST_MAX];
     if (!data)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "dataset '%s' is not one of " DATASET_LIST, cfg->dataset);
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "dataset '%s' is not one of %s", cfg->dataset,
+                          dataset_kind_list(list, sizeof list));
     if (cfg->label_mode_coarse && !data->coarse_classes)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "label_mode coarse: dataset '%s' has no coarse labels (only cifar100)",
                           cfg->dataset);
