@@ -132,12 +132,11 @@ __kernel void layernorm_backward_params(__global float *dweight, const uint dwei
     const uint c = get_global_id(0), chunk = get_group_id(1);
     const uint lc = get_local_id(0), s = get_local_id(1);
     const uint columns = get_local_size(0), slices = get_local_size(1);
-    const uint first = min(rows, chunk * chunk_rows), last = min(rows, first + chunk_rows);
-    const uint block = (last - first + slices - 1) / slices;
-    const uint end = min(last, first + (s + 1) * block);
+    uint begin, end;
+    column_sum_rows(rows, chunk_rows, &begin, &end);
     float dw = 0.0f, db = 0.0f;
     if (c < cols)
-        for (uint r = first + s * block; r < end; r++) {
+        for (uint r = begin; r < end; r++) {
             const float dy = dout[dout_off + r * cols + c];
             const float xhat = (in[in_off + r * cols + c] - mean[mean_off + r]) * rstd[rstd_off + r];
             dw += dy * xhat;

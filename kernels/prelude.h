@@ -1,6 +1,6 @@
 /* Prepended to every kernel program (flattened by the C preprocessor at build
  * time, see CMakeLists.txt): Random123's Philox4x32-10 for OpenCL C, and the
- * work-group reductions the row kernels share. */
+ * work-group reductions the row and column-sum kernels share. */
 #define R123_USE_PHILOX_64BIT 0
 #include <Random123/philox.h>
 
@@ -35,4 +35,17 @@ float group_max(__local float *scratch, float value) {
     const float result = scratch[0];
     barrier(CLK_LOCAL_MEM_FENCE);
     return result;
+}
+
+/* The rows [*begin, *end) work-item (c, s) of a column-sum group adds up
+ * (reduce.cl's column_sums, LayerNorm's parameter gradients): the s-th of
+ * get_local_size(1) contiguous blocks of chunk get_group_id(1), which holds
+ * rows [chunk * chunk_rows, (chunk + 1) * chunk_rows) of `rows`. */
+void column_sum_rows(const uint rows, const uint chunk_rows, uint *begin, uint *end) {
+    const uint slices = get_local_size(1), s = get_local_id(1);
+    const uint first = min(rows, (uint)get_group_id(1) * chunk_rows);
+    const uint last = min(rows, first + chunk_rows);
+    const uint block = (last - first + slices - 1) / slices;
+    *begin = min(last, first + s * block);
+    *end = min(last, first + (s + 1) * block);
 }

@@ -44,12 +44,11 @@ __kernel void column_sums(__global float *out, const uint out_off, const uint st
     const uint c = get_global_id(0), chunk = get_group_id(1);
     const uint lc = get_local_id(0), s = get_local_id(1);
     const uint columns = get_local_size(0), slices = get_local_size(1);
-    const uint first = min(rows, chunk * chunk_rows), last = min(rows, first + chunk_rows);
-    const uint block = (last - first + slices - 1) / slices;
-    const uint end = min(last, first + (s + 1) * block);
+    uint begin, end;
+    column_sum_rows(rows, chunk_rows, &begin, &end);
     float sum = 0.0f;
     if (c < cols)
-        for (uint r = first + s * block; r < end; r++)
+        for (uint r = begin; r < end; r++)
             sum += x[x_off + r * cols + c];
     partial[s * columns + lc] = sum;
     barrier(CLK_LOCAL_MEM_FENCE);
