@@ -105,7 +105,9 @@ END_TEST
 static const size_t shapes[][2] = {{37, 389}, {1, 1}, {1, 700}, {1029, 3}, {5, 33}, {3001, 70}};
 #define SHAPE_COUNT (sizeof shapes / sizeof shapes[0])
 /* Rows of shape s, fewer of the tallest under CLGQA_TEST_SMALL (Oclgrind). */
-static size_t shape_rows(size_t s) { return s == 5 ? op_test_size(shapes[5][0], 600) : shapes[s][0]; }
+static size_t shape_rows(size_t s) {
+    return s == 5 ? op_test_size(shapes[5][0], 600) : shapes[s][0];
+}
 
 START_TEST(bias_backward_matches_reference_and_is_deterministic) {
     op_test_class(_i);

@@ -112,7 +112,6 @@ static clgqa_status check_bias_op(const char *op, size_t rows, size_t cols, size
     return clgqa_check_view(op, "bias", bias, cols, sizeof(float));
 }
 
-
 clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
                             size_t cols) {
     size_t n;
