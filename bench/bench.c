@@ -210,7 +210,8 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
                                dims->head_dim, 0};
     res->attention_saved_bytes =
         (size_t)dims->num_layers * sizeof(float) *
-        clgqa_attention_saved_floats(&ad, scheme == CLGQA_PGQA, clgqa_runtime_attention_kernel(rt));
+        clgqa_attention_saved_floats(&ad, clgqa_scheme_traits_of(scheme)->perturbs,
+                                     clgqa_runtime_attention_kernel(rt));
 
     /* Synthetic batch: the benchmark measures compute, not data loading. */
     size_t pixels = (size_t)opt->batch * cfg.in_chans * cfg.img_size * cfg.img_size;

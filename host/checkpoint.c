@@ -16,9 +16,7 @@
 #define OPTIM_V_PREFIX "optim.v."
 #define NAME_BUF (CLGQA_TENSOR_NAME_MAX + 16)
 
-static int is_dgqa(clgqa_scheme scheme) {
-    return scheme == CLGQA_DGQA_DIFF || scheme == CLGQA_DGQA_EMA;
-}
+static int has_cache(clgqa_scheme scheme) { return clgqa_scheme_traits_of(scheme)->has_cache; }
 
 static void *alloc_or_fail(size_t bytes, const char *what, clgqa_status *status) {
     void *p = malloc(bytes ? bytes : 1);
@@ -106,7 +104,7 @@ static clgqa_status gather(clgqa_model *model, const clgqa_config *cfg, int trai
                     out->buffers[b] + t->offset);
         }
     }
-    if (is_dgqa(clgqa_model_scheme(model))) {
+    if (has_cache(clgqa_model_scheme(model))) {
         int32_t counts[64];
         int g_shape[1] = {dims->kv_heads};
         if (dims->kv_heads > 64)
@@ -316,7 +314,8 @@ static clgqa_status read_flat(clgqa_model *model, const clgqa_safetensors *file,
 static clgqa_status read_grouping(clgqa_model *model, const clgqa_safetensors *file, int need_split,
                                   FILE *log) {
     const clgqa_model_dims *dims = clgqa_model_get_dims(model);
-    if (!is_dgqa(clgqa_model_scheme(model)) || !clgqa_safetensors_find(file, "blocks.0.attn.cache"))
+    if (!has_cache(clgqa_model_scheme(model)) ||
+        !clgqa_safetensors_find(file, "blocks.0.attn.cache"))
         return CLGQA_OK;
     int32_t split[64];
     float cache[64];

@@ -26,26 +26,48 @@
 
 /* ---- names ------------------------------------------------------------ */
 
-static const char *const scheme_names[] = {"mhsa", "gqa", "kdgqa", "dgqa_diff", "dgqa_ema", "pgqa"};
-#define SCHEME_COUNT (sizeof scheme_names / sizeof scheme_names[0])
+/* In clgqa_scheme order. */
+static const clgqa_scheme_traits schemes[] = {
+    /* name         kv_per_head dynamic windowed has_cache perturbs */
+    {"mhsa", 1, 0, 0, 0, 0},
+    {"gqa", 0, 0, 0, 0, 0},
+    {"kdgqa", 0, 1, 0, 0, 0},
+    {"dgqa_diff", 0, 1, 1, 1, 0},
+    {"dgqa_ema", 0, 1, 1, 1, 0},
+    {"pgqa", 0, 0, 0, 0, 1},
+};
+#define SCHEME_COUNT (sizeof schemes / sizeof schemes[0])
+
+const clgqa_scheme_traits *clgqa_scheme_traits_of(clgqa_scheme scheme) {
+    static const clgqa_scheme_traits unknown = {"unknown", 0, 0, 0, 0, 0};
+    return (unsigned)scheme < SCHEME_COUNT ? &schemes[scheme] : &unknown;
+}
+
+/* "mhsa, gqa, ... or pgqa" for messages. */
+static const char *scheme_list(char *out, size_t size) {
+    out[0] = '\0';
+    for (size_t i = 0; i < SCHEME_COUNT; i++)
+        snprintf(out + strlen(out), size - strlen(out), "%s%s",
+                 i == 0 ? "" : i + 1 == SCHEME_COUNT ? " or " : ", ", schemes[i].name);
+    return out;
+}
 
 const char *clgqa_scheme_name(clgqa_scheme scheme) {
     if ((unsigned)scheme < SCHEME_COUNT)
-        return scheme_names[scheme];
+        return schemes[scheme].name;
     return "unknown";
 }
 
 clgqa_status clgqa_scheme_parse(const char *name, clgqa_scheme *out) {
     for (size_t i = 0; i < SCHEME_COUNT; i++) {
-        if (strcmp(name, scheme_names[i]) == 0) {
+        if (strcmp(name, schemes[i].name) == 0) {
             *out = (clgqa_scheme)i;
             return CLGQA_OK;
         }
     }
-    return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                      "unknown attention scheme '%s' (expected mhsa, gqa, kdgqa, dgqa_diff, "
-                      "dgqa_ema or pgqa)",
-                      name);
+    char list[128];
+    return clgqa_fail(CLGQA_ERR_INVALID_ARG, "unknown attention scheme '%s' (expected %s)", name,
+                      scheme_list(list, sizeof list));
 }
 
 static const char *const augment_names[] = {"none", "flip", "crop_flip", "randaugment"};
@@ -287,10 +309,11 @@ static int show_size(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
 }
 
 static clgqa_status set_att_scheme(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
-    size_t i = 0;
-    CLGQA_TRY(set_choice(scheme_names, SCHEME_COUNT, "mhsa, gqa, kdgqa, dgqa_diff, dgqa_ema or pgqa", k, v,
-                         at, &i));
-    cfg->att_scheme = (clgqa_scheme)i;
+    clgqa_scheme scheme;
+    char list[128];
+    if (!one_scalar(v) || clgqa_scheme_parse(v->items[0], &scheme) != CLGQA_OK)
+        return bad_value(at, k->name, v, scheme_list(list, sizeof list));
+    cfg->att_scheme = scheme;
     return CLGQA_OK;
 }
 static int show_att_scheme(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
@@ -839,7 +862,7 @@ clgqa_status clgqa_config_finalize(clgqa_config *cfg) {
                           cfg->patch_size, cfg->in_chans);
 
     /* MHSA is G = H whatever num_kv_heads says (the reference ignores it). */
-    if (cfg->att_scheme == CLGQA_MHSA)
+    if (clgqa_scheme_traits_of(cfg->att_scheme)->kv_per_head)
         cfg->num_kv_heads = cfg->num_heads;
     /* Static schemes need G | H; the dynamic ones fall back to the static
      * split H / G (all-equal norms), so they need it too. */

@@ -139,14 +139,14 @@ static clgqa_status derive_dims(const clgqa_config *cfg, int max_batch, clgqa_mo
                           "clgqa_model_create: embed_dim %d is not a multiple of num_heads %d",
                           cfg->embed_dim, cfg->num_heads);
     /* MHSA is G = H whatever num_kv_heads says (the reference ignores it). */
-    int kv_heads = cfg->att_scheme == CLGQA_MHSA ? cfg->num_heads : cfg->num_kv_heads;
+    const clgqa_scheme_traits *traits = clgqa_scheme_traits_of(cfg->att_scheme);
+    int kv_heads = traits->kv_per_head ? cfg->num_heads : cfg->num_kv_heads;
     if (kv_heads < 1 || cfg->num_heads % kv_heads)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
                           "clgqa_model_create: att_scheme %s: num_heads %d is not a multiple of "
                           "num_kv_heads %d",
                           clgqa_scheme_name(cfg->att_scheme), cfg->num_heads, kv_heads);
-    if ((cfg->att_scheme == CLGQA_DGQA_DIFF || cfg->att_scheme == CLGQA_DGQA_EMA) &&
-        cfg->window_size < 1)
+    if (traits->windowed && cfg->window_size < 1)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
                           "clgqa_model_create: window_size must be >= 1, got %d", cfg->window_size);
     d->img_size = cfg->img_size;
@@ -216,8 +216,8 @@ static void carve_layer(clgqa_model *m, int l, carver *c) {
            kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
     clgqa_attention_dims ad = model_attention_dims(m, d->max_batch);
     /* Sized for m->attention_kernel. */
-    size_t saved =
-        clgqa_attention_saved_floats(&ad, m->scheme == CLGQA_PGQA, m->attention_kernel);
+    const int pgqa = clgqa_scheme_traits_of(m->scheme)->perturbs;
+    size_t saved = clgqa_attention_saved_floats(&ad, pgqa, m->attention_kernel);
     model_layer *a = &m->layers[l];
     /* A block's views in one buffer when they fit. */
     keep_together(c, rows * (6 * C + 4 + 2 * F + 2 * kv) + saved + 16 * 15);
@@ -265,8 +265,8 @@ static void carve_shared(clgqa_model *m, carver *c) {
     m->dfc1 = carve(c, rows * F);
     m->dheads_out = carve(c, rows * C);
     m->dqkv = carve(c, rows * (C + 2 * kv));
-    size_t attention_scratch =
-        clgqa_attention_scratch_floats(&ad, m->scheme == CLGQA_PGQA, m->attention_kernel);
+    const int pgqa = clgqa_scheme_traits_of(m->scheme)->perturbs;
+    size_t attention_scratch = clgqa_attention_scratch_floats(&ad, pgqa, m->attention_kernel);
     size_t key_norms_scratch = clgqa_key_norms_scratch_floats(&ad);
     m->attention_scratch = carve(c, attention_scratch > key_norms_scratch ? attention_scratch
                                                                            : key_norms_scratch);
@@ -614,7 +614,7 @@ void clgqa_model_set_hooks(clgqa_model *m, const clgqa_model_hooks *hooks) {
 clgqa_status clgqa_model_set_pgqa_noise(clgqa_model *m, int layer, const float *noise) {
     const char *op = "clgqa_model_set_pgqa_noise";
     CLGQA_TRY(check_layer(m, op, layer));
-    if (m->scheme != CLGQA_PGQA)
+    if (!clgqa_scheme_traits_of(m->scheme)->perturbs)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: the model's scheme is %s, not pgqa", op,
                           clgqa_scheme_name(m->scheme));
     if (!noise) {

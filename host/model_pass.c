@@ -50,25 +50,23 @@ static clgqa_status update_grouping(clgqa_model *m, int l, const clgqa_attention
                                     long global_step) {
     if (m->grouping_frozen)
         return CLGQA_OK;
-    switch (m->scheme) {
-    case CLGQA_KDGQA: /* recomputed on every forward pass */
+    const clgqa_scheme_traits *traits = clgqa_scheme_traits_of(m->scheme);
+    if (!traits->dynamic) /* mhsa, gqa, pgqa: the static split set at creation */
+        return CLGQA_OK;
+    if (!traits->windowed) { /* kdgqa: recomputed on every forward pass */
         CLGQA_TRY(key_norms(m, l, ad, k));
         return clgqa_grouping_kdgqa(m->rt, ad, model_key_norms(m, l), model_kv_map(m, l),
                                     model_group_counts(m, l));
-    case CLGQA_DGQA_DIFF:
-    case CLGQA_DGQA_EMA:
-        /* Training: only on window steps of the per-epoch counter (other
-         * steps keep the last split and cache). Evaluation: every pass. */
-        if (training && step_in_epoch % m->window_size != 0)
-            return CLGQA_OK;
-        CLGQA_TRY(key_norms(m, l, ad, k));
-        return clgqa_grouping_dgqa(
-            m->rt, ad, m->scheme == CLGQA_DGQA_EMA, !training, m->window_size,
-            model_key_norms(m, l), model_cache(m, l), model_kv_map(m, l), model_group_counts(m, l),
-            m->seed, clgqa_stream_id(CLGQA_RNG_DGQA_FIXUP, (uint32_t)l, (uint64_t)global_step));
-    default: /* mhsa, gqa, pgqa: the static split set at creation */
-        return CLGQA_OK;
     }
+    /* dgqa: in training only on window steps of the per-epoch counter (other
+     * steps keep the last split and cache); in evaluation every pass. */
+    if (training && step_in_epoch % m->window_size != 0)
+        return CLGQA_OK;
+    CLGQA_TRY(key_norms(m, l, ad, k));
+    return clgqa_grouping_dgqa(
+        m->rt, ad, m->scheme == CLGQA_DGQA_EMA, !training, m->window_size, model_key_norms(m, l),
+        model_cache(m, l), model_kv_map(m, l), model_group_counts(m, l), m->seed,
+        clgqa_stream_id(CLGQA_RNG_DGQA_FIXUP, (uint32_t)l, (uint64_t)global_step));
 }
 
 /* ---- forward ---- */
@@ -89,7 +87,7 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, int training
     CLGQA_TRY(clgqa_linear_forward(rt, a->qkv, a->ln1, P(Q_W), P(Q_B), rows, C, C + 2 * kv));
     CLGQA_TRY(update_grouping(m, l, &ad, a->k, training, step_in_epoch, global_step));
 
-    int pgqa = m->scheme == CLGQA_PGQA;
+    int pgqa = clgqa_scheme_traits_of(m->scheme)->perturbs;
     clgqa_attention_saved_layout(&ad, pgqa, rt->attention_kernel, a->attention_region, &a->saved);
     clgqa_pgqa noise = {m->seed, clgqa_stream_id(CLGQA_RNG_PGQA, (uint32_t)l, (uint64_t)global_step),
                         {NULL, 0}};
@@ -235,7 +233,8 @@ static clgqa_status block_backward(clgqa_model *m, int l) {
     CLGQA_TRY(clgqa_attention_backward(rt, &ad, m->dqkv, clgqa_view_add(m->dqkv, C),
                                        clgqa_view_add(m->dqkv, C + kv), m->dheads_out,
                                        a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
-                                       m->scheme == CLGQA_PGQA, &a->saved, m->attention_scratch));
+                                       clgqa_scheme_traits_of(m->scheme)->perturbs, &a->saved,
+                                       m->attention_scratch));
     CLGQA_TRY(linear_backward(rt, m->dln, 0.0f, G(Q_W), G(Q_B), m->dqkv, a->ln1, P(Q_W), rows, C,
                               C + 2 * kv));
     return clgqa_layernorm_backward(rt, m->dres, G(NORM1_W), G(NORM1_B), m->dln, a->x_in,

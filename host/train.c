@@ -519,18 +519,13 @@ static clgqa_status trainer_open(trainer *t) {
                           "with", opt->resume_dir, t->state.epoch_steps, t->steps_per_epoch);
     /* groups.csv: a row per layer every log_steps training steps (every
      * window for DGQA) and after each evaluation, so a file stays small. */
-    switch (cfg->att_scheme) {
-    case CLGQA_KDGQA:
-        t->groups_every = cfg->log_steps;
-        break;
-    case CLGQA_DGQA_DIFF:
-    case CLGQA_DGQA_EMA:
-        /* on window steps, where the split changes */
-        t->groups_every = (cfg->log_steps + cfg->window_size - 1) / cfg->window_size * cfg->window_size;
-        break;
-    default: /* static groups never move */
+    const clgqa_scheme_traits *traits = clgqa_scheme_traits_of(cfg->att_scheme);
+    if (!traits->dynamic) /* static groups never move */
         t->groups_every = 0;
-    }
+    else if (traits->windowed) /* on window steps, where the split changes */
+        t->groups_every = (cfg->log_steps + cfg->window_size - 1) / cfg->window_size * cfg->window_size;
+    else
+        t->groups_every = cfg->log_steps;
 
     t->state.ranks = ranks;
     if (!opt->quiet)

@@ -93,6 +93,18 @@ int clgqa_config_given(const clgqa_config *cfg, const char *key);
 /* Write cfg as YAML (saved beside checkpoints); loads back to the same cfg. */
 clgqa_status clgqa_config_write(const clgqa_config *cfg, const char *path);
 
+/* What each scheme does, one row per scheme (host/config.c): the model,
+ * checkpoints and trainer ask these instead of naming schemes. */
+typedef struct clgqa_scheme_traits {
+    const char *name;     /* the config's att_scheme */
+    int kv_per_head;      /* G = H whatever num_kv_heads says (mhsa) */
+    int dynamic;          /* the grouping follows the key norms (kdgqa, dgqa_*) */
+    int windowed;         /* training regroups every window_size steps only (dgqa_*) */
+    int has_cache;        /* a DGQA cache and split per layer, in checkpoints (dgqa_*) */
+    int perturbs;         /* noise on the attention output (pgqa) */
+} clgqa_scheme_traits;
+/* The row of `scheme` (which must be a clgqa_scheme). */
+const clgqa_scheme_traits *clgqa_scheme_traits_of(clgqa_scheme scheme);
 const char *clgqa_scheme_name(clgqa_scheme scheme);
 clgqa_status clgqa_scheme_parse(const char *name, clgqa_scheme *out);
 
