@@ -8,25 +8,31 @@
 
 /* patches[b * n + patch, k] = images[b, c, py * p + y, px * p + x] with
  * k = (c * p + y) * p + x: channel-major inside the patch, as the conv weight
- * [C, in_chans, p, p] is laid out. n = grid^2 patches, row-major. */
-__kernel void patch_im2col(__global float *patches, const uint patches_off,
-                           __global const float *images, const uint images_off,
-                           const uint batch, const uint in_chans, const uint img_size,
-                           const uint patch) {
-    const uint i = get_global_id(0);
+ * [C, in_chans, p, p] is laid out. n = grid^2 patches, row-major. The image
+ * element that patches[i] takes, and its channel c. */
+uint im2col_source(const uint i, const uint in_chans, const uint img_size, const uint patch,
+                   uint *channel) {
     const uint grid = img_size / patch;
     const uint n = grid * grid;
     const uint k_len = in_chans * patch * patch;
-    if (i >= batch * n * k_len)
-        return;
     const uint row = i / k_len, k = i - row * k_len;
     const uint b = row / n, p_index = row - b * n;
     const uint py = p_index / grid, px = p_index - py * grid;
     const uint c = k / (patch * patch), yx = k - c * patch * patch;
     const uint y = yx / patch, x = yx - y * patch;
-    patches[patches_off + i] =
-        images[images_off + ((b * in_chans + c) * img_size + py * patch + y) * img_size +
-               px * patch + x];
+    *channel = c;
+    return ((b * in_chans + c) * img_size + py * patch + y) * img_size + px * patch + x;
+}
+
+__kernel void patch_im2col(__global float *patches, const uint patches_off,
+                           __global const float *images, const uint images_off,
+                           const uint batch, const uint in_chans, const uint img_size,
+                           const uint patch) {
+    const uint i = get_global_id(0);
+    if (i >= batch * in_chans * img_size * img_size)
+        return;
+    uint c;
+    patches[patches_off + i] = images[images_off + im2col_source(i, in_chans, img_size, patch, &c)];
 }
 
 /* patch_im2col from 8-bit pixels, normalised on the way as the loader
@@ -37,19 +43,11 @@ __kernel void patch_im2col_pixels(__global float *patches, const uint patches_of
                                   const uint batch, const uint in_chans, const uint img_size,
                                   const uint patch, const float4 mean, const float4 std) {
     const uint i = get_global_id(0);
-    const uint grid = img_size / patch;
-    const uint n = grid * grid;
-    const uint k_len = in_chans * patch * patch;
-    if (i >= batch * n * k_len)
+    if (i >= batch * in_chans * img_size * img_size)
         return;
-    const uint row = i / k_len, k = i - row * k_len;
-    const uint b = row / n, p_index = row - b * n;
-    const uint py = p_index / grid, px = p_index - py * grid;
-    const uint c = k / (patch * patch), yx = k - c * patch * patch;
-    const uint y = yx / patch, x = yx - y * patch;
+    uint c;
     const float value =
-        (float)pixels[pixels_off + ((b * in_chans + c) * img_size + py * patch + y) * img_size +
-                      px * patch + x];
+        (float)pixels[pixels_off + im2col_source(i, in_chans, img_size, patch, &c)];
     const float m = c == 0 ? mean.x : c == 1 ? mean.y : mean.z;
     const float s = c == 0 ? std.x : c == 1 ? std.y : std.z;
     patches[patches_off + i] = (value / 255.0f - m) / s;
