@@ -1,13 +1,12 @@
 /* The input path in 8 bits: the loader's pixel mode against its normalised
- * floats, the device normalisation folded into im2col against the host's,
- * and batches uploaded through pinned staging on the transfer queue against
- * float batches written straight to the device, with the host enqueueing
- * ahead of the device so that slot reuse depends on the events. */
+ * floats, and batches uploaded through pinned staging on the transfer queue
+ * (normalised in im2col: ops_patch_embed tests that kernel) against float
+ * batches written straight to the device, with the host enqueueing ahead of
+ * the device so that slot reuse depends on the events. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "clgqa/batch_upload.h"
-#include "clgqa/patch_embed.h"
 #include "support/dataset_gen.h"
 #include "support/test_util.h"
 
@@ -87,52 +86,6 @@ START_TEST(pixel_batches_normalise_to_the_float_batches) {
     clgqa_loader_destroy(floats);
     clgqa_loader_destroy(pixels);
     clgqa_dataset_close(ds);
-}
-END_TEST
-
-START_TEST(device_normalisation_matches_the_host) {
-    clgqa_config cfg = cifar_config();
-    /* 3 images of random bytes, every value 0..255 present. */
-    const int batch = 3;
-    size_t n = (size_t)batch * 3 * SIDE * SIDE, guard = 64;
-    uint8_t *pixels = malloc(n);
-    for (size_t i = 0; i < n; i++)
-        pixels[i] = (uint8_t)(i < 256 ? i : clgqa_host_random_bits(3, 4, i));
-    float *host = malloc(n * sizeof *host), *patches_host = malloc(n * sizeof *patches_host);
-    normalise(&cfg, pixels, batch, host);
-    clgqa_runtime *rt = test_runtime();
-    cl_mem dp, dimages, dpatches, dwant;
-    /* Pixels at an odd byte offset; patches with guard bands on both sides. */
-    TEST_OK(clgqa_buffer_create(rt, n + 3, &dp));
-    TEST_OK(clgqa_buffer_write(rt, dp, 3, n, pixels));
-    float *sentinel = malloc((n + 2 * guard) * sizeof *sentinel);
-    for (size_t i = 0; i < n + 2 * guard; i++)
-        sentinel[i] = -777.0f;
-    dpatches = test_upload(sentinel, n + 2 * guard);
-    dwant = test_upload(sentinel, n);
-    dimages = test_upload(host, n);
-    TEST_OK(clgqa_patch_im2col_pixels(rt, clgqa_view_at(dpatches, guard), clgqa_view_at(dp, 3),
-                                      (size_t)batch, 3, SIDE, 8, cfg.norm_mean, cfg.norm_std));
-    TEST_OK(clgqa_patch_im2col(rt, clgqa_view_at(dwant, 0), clgqa_view_at(dimages, 0),
-                               (size_t)batch, 3, SIDE, 8));
-    float *got = malloc((n + 2 * guard) * sizeof *got), *want = malloc(n * sizeof *want);
-    test_download(dpatches, got, n + 2 * guard);
-    test_download(dwant, want, n);
-    for (size_t i = 0; i < guard; i++)
-        ck_assert_msg(got[i] == -777.0f && got[guard + n + i] == -777.0f,
-                      "stray write at guard %zu", i);
-    /* OpenCL C allows 2.5 ulp for a float division: 1e-6 relative (values
-     * are at most ~4.1), plus 1e-7 absolute near 0. */
-    double *want_d = malloc(n * sizeof *want_d);
-    for (size_t i = 0; i < n; i++)
-        want_d[i] = want[i];
-    test_assert_close("patches", got + guard, want_d, n, 1e-6, 1e-7);
-    free(want_d);
-    free(pixels), free(host), free(patches_host), free(sentinel), free(got), free(want);
-    clgqa_buffer_release(&dp);
-    clgqa_buffer_release(&dimages);
-    clgqa_buffer_release(&dpatches);
-    clgqa_buffer_release(&dwant);
 }
 END_TEST
 
@@ -238,7 +191,6 @@ int main(void) {
     TCase *tc = tcase_create("batch_upload");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, pixel_batches_normalise_to_the_float_batches);
-    tcase_add_test(tc, device_normalisation_matches_the_host);
     tcase_add_test(tc, uploaded_batches_give_the_float_batches_logits);
     tcase_add_test(tc, bad_batches_are_refused);
     suite_add_tcase(s, tc);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "clgqa/error.h"
+#include "clgqa/ops.h"
 #include "clgqa/patch_embed.h"
 #include "support/test_util.h"
 
@@ -49,6 +50,53 @@ START_TEST(im2col_matches_cpu) {
     free(images);
     free(got);
     free(want);
+    free(out);
+}
+END_TEST
+
+/* From 8-bit pixels, normalised on the way as the loader does on the host:
+ * (x / 255 - mean[c]) / std[c], at an odd byte offset, with a guard band. */
+START_TEST(im2col_pixels_normalises_like_the_host) {
+    sizes s = test_sizes();
+    size_t grid = s.img_size / s.patch, n = grid * grid, k_len = s.in_chans * s.patch * s.patch;
+    size_t total = s.batch * s.in_chans * s.img_size * s.img_size;
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    uint8_t *pixels = malloc(total + 3);
+    for (size_t i = 0; i < total + 3; i++) /* 0 and 255 included */
+        pixels[i] = (uint8_t)(i % 3 ? clgqa_host_random_bits(9, 1, i) : i % 2 ? 255 : 0);
+    double *want = malloc(total * sizeof *want);
+    for (size_t b = 0; b < s.batch; b++)
+        for (size_t py = 0; py < grid; py++)
+            for (size_t px = 0; px < grid; px++)
+                for (size_t c = 0; c < s.in_chans; c++)
+                    for (size_t y = 0; y < s.patch; y++)
+                        for (size_t x = 0; x < s.patch; x++) {
+                            uint8_t v = pixels[3 + ((b * s.in_chans + c) * s.img_size +
+                                                    py * s.patch + y) * s.img_size +
+                                               px * s.patch + x];
+                            want[(b * n + py * grid + px) * k_len + (c * s.patch + y) * s.patch +
+                                 x] = ((float)v / 255.0f - mean[c]) / std[c];
+                        }
+    cl_mem d_pixels;
+    TEST_OK(clgqa_buffer_create(test_runtime(), total + 3, &d_pixels));
+    TEST_OK(clgqa_buffer_write(test_runtime(), d_pixels, 0, total + 3, pixels));
+    float *before = test_random_array(total + 14, 5.0f, 6.0f);
+    cl_mem d_patches = test_upload(before, total + 14);
+    TEST_OK(clgqa_patch_im2col_pixels(test_runtime(), clgqa_view_at(d_patches, 7),
+                                      clgqa_view_at(d_pixels, 3), s.batch, s.in_chans,
+                                      s.img_size, s.patch, mean, std));
+    float *out = malloc((total + 14) * sizeof *out);
+    test_download(d_patches, out, total + 14);
+    /* OpenCL C allows 2.5 ulp for a float division: 1e-6 relative (values
+     * are at most ~2.7) plus 1e-7 absolute near 0. */
+    test_assert_close("patches", out + 7, want, total, 1e-6, 1e-7);
+    test_assert_close_f("before the view", out, before, 7, 0.0, 0.0);
+    test_assert_close_f("after the view", out + 7 + total, before + 7 + total, 7, 0.0, 0.0);
+    clgqa_buffer_release(&d_pixels);
+    clgqa_buffer_release(&d_patches);
+    free(pixels);
+    free(want);
+    free(before);
     free(out);
 }
 END_TEST
@@ -153,6 +201,7 @@ int main(void) {
     TCase *tc = tcase_create("patch_embed");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, im2col_matches_cpu);
+    tcase_add_test(tc, im2col_pixels_normalises_like_the_host);
     tcase_add_test(tc, tokens_forward_and_backward_match_cpu);
     tcase_add_test(tc, bad_shapes_are_refused);
     suite_add_tcase(s, tc);
