@@ -71,12 +71,22 @@ step devices 30 build/clgqa devices && cat "$out/devices.log" >> "$summary"
 # first GPU (the runtime's default device).
 export CLGQA_DEVICE=${CLGQA_DEVICE:-gpu} CK_DEFAULT_TIMEOUT=120
 suites=$(cd build && ls test_ops_* test_gemm 2>/dev/null | sort)
+# suite NAME SECONDS [VAR=value...] BINARY: a step that must also run checks
+# (a case name that matches nothing runs none and would pass).
+suite() {
+  local name=$1
+  step "$@" || return 1
+  if ! grep -q 'Checks: [1-9]' "$out/$name.log"; then
+    say "$(printf '%-28s %-30s' "$name" "FAILED (no checks ran)")"
+    failed=$((failed + 1))
+  fi
+}
 for s in $suites; do
-  step "$s" 60 "build/$s"
+  suite "$s" 60 "build/$s"
 done
-step test_model-parity 90 env CK_RUN_CASE=parity build/test_model
-step test_ops_attention-rows 60 env CLGQA_ATTENTION=rows build/test_ops_attention
-step test_model-parity-rows 90 env CLGQA_ATTENTION=rows CK_RUN_CASE=parity build/test_model
+suite test_model-parity 90 env CK_RUN_CASE=pytorch_parity build/test_model
+suite test_ops_attention-rows 60 env CLGQA_ATTENTION=rows build/test_ops_attention
+suite test_model-parity-rows 90 env CLGQA_ATTENTION=rows CK_RUN_CASE=pytorch_parity build/test_model
 
 # 2-3. the benchmarks on the same GPU.
 clgqa_json="$out/clgqa-$size-b$batch.json" torch_json="$out/pytorch-$size-b$batch.json"
