@@ -30,7 +30,7 @@ done
 # OpenBLAS, which would flatter clgqa.
 blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
 case "$blas" in
-  */blas/libblas.so.3) echo "compare.sh: warning: PyTorch uses the reference BLAS ($blas);" \
+  */blas/libblas.so.3*) echo "compare.sh: warning: PyTorch uses the reference BLAS ($blas);" \
     "apt-get install libopenblas0-pthread for a fair baseline" >&2 ;;
 esac
 mkdir -p "$out"
