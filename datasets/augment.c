@@ -29,17 +29,6 @@ static uint32_t draw_below(draws *d, uint32_t n) {
     return (uint32_t)(((uint64_t)bits * n) >> 32);
 }
 
-clgqa_status clgqa_augment_parse(const char *name, clgqa_augment *out) {
-    static const char *names[] = {"none", "flip", "crop_flip", "randaugment"};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(name, names[i]) == 0) {
-            *out = (clgqa_augment)i;
-            return CLGQA_OK;
-        }
-    return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                      "augment: unknown value '%s' (none, flip, crop_flip, randaugment)", name);
-}
-
 static uint8_t to_u8(float v) { return (uint8_t)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v); }
 
 static size_t pixel_count(const clgqa_image *img) {

@@ -321,15 +321,13 @@ clgqa_status clgqa_dataset_open(const clgqa_config *cfg, clgqa_split split, int 
                                 clgqa_dataset **out) {
     *out = NULL;
     CLGQA_TRY(check_config(cfg));
-    clgqa_augment augment;
-    CLGQA_TRY(clgqa_augment_parse(cfg->augment, &augment));
     clgqa_dataset *ds = calloc(1, sizeof *ds);
     if (!ds)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate a dataset");
     ds->cfg = *cfg;
     ds->split = split;
     ds->flags = flags;
-    ds->augment = split == CLGQA_SPLIT_TRAIN ? augment : CLGQA_AUGMENT_NONE;
+    ds->augment = split == CLGQA_SPLIT_TRAIN ? cfg->augment : CLGQA_AUGMENT_NONE;
     atomic_init(&ds->skipped, 0);
     clgqa_status status = open_by_name(ds);
     if (status == CLGQA_OK && ds->count == 0)

@@ -79,13 +79,6 @@ clgqa_status clgqa_image_convert(clgqa_image *img, int channels);
 clgqa_status clgqa_image_resize(const clgqa_image *in, int width, int height, clgqa_image *out);
 
 /* ---- augment.c ---- */
-typedef enum clgqa_augment {
-    CLGQA_AUGMENT_NONE = 0,
-    CLGQA_AUGMENT_FLIP,        /* horizontal flip with p = 0.5 */
-    CLGQA_AUGMENT_CROP_FLIP,   /* zero-pad by side/8, random crop, then flip */
-    CLGQA_AUGMENT_RANDAUGMENT  /* torchvision RandAugment(num_ops=2, magnitude=9) */
-} clgqa_augment;
-clgqa_status clgqa_augment_parse(const char *name, clgqa_augment *out);
 /* Augments a square image in place. Draws come from the generator's
  * CLGQA_RNG_AUGMENT stream of `epoch`, elements sample * 16 onwards. */
 clgqa_status clgqa_augment_apply(clgqa_image *img, clgqa_augment mode, uint64_t seed, long epoch,

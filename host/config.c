@@ -70,7 +70,23 @@ clgqa_status clgqa_scheme_parse(const char *name, clgqa_scheme *out) {
                       scheme_list(list, sizeof list));
 }
 
+/* In clgqa_augment order. */
 static const char *const augment_names[] = {"none", "flip", "crop_flip", "randaugment"};
+#define AUGMENT_COUNT (sizeof augment_names / sizeof augment_names[0])
+
+const char *clgqa_augment_name(clgqa_augment augment) {
+    return (unsigned)augment < AUGMENT_COUNT ? augment_names[augment] : "unknown";
+}
+
+clgqa_status clgqa_augment_parse(const char *name, clgqa_augment *out) {
+    for (size_t i = 0; i < AUGMENT_COUNT; i++)
+        if (strcmp(name, augment_names[i]) == 0) {
+            *out = (clgqa_augment)i;
+            return CLGQA_OK;
+        }
+    return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                      "augment: unknown value '%s' (none, flip, crop_flip, randaugment)", name);
+}
 
 /* ---- defaults --------------------------------------------------------- */
 
@@ -108,7 +124,7 @@ void clgqa_config_defaults(clgqa_config *cfg) {
     cfg->log_steps = 50;
     cfg->checkpoint_steps = 0;
     cfg->shuffle = 1;
-    snprintf(cfg->augment, sizeof cfg->augment, "randaugment");
+    cfg->augment = CLGQA_AUGMENT_RANDAUGMENT;
     snprintf(cfg->device_class, sizeof cfg->device_class, "auto");
     snprintf(cfg->attention_kernel, sizeof cfg->attention_kernel, "auto");
     cfg->pos_embed_antialias = 1; /* what timm does loading a checkpoint at another size */
@@ -335,12 +351,13 @@ static int show_schedule(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
 
 static clgqa_status set_augment(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
     size_t i = 0;
-    CLGQA_TRY(set_choice(augment_names, 4, "none, flip, crop_flip or randaugment", k, v, at, &i));
-    snprintf(cfg->augment, sizeof cfg->augment, "%s", augment_names[i]);
+    CLGQA_TRY(set_choice(augment_names, AUGMENT_COUNT, "none, flip, crop_flip or randaugment", k,
+                         v, at, &i));
+    cfg->augment = (clgqa_augment)i;
     return CLGQA_OK;
 }
 static int show_augment(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
-    snprintf(items[0], 1024, "%s", cfg->augment);
+    snprintf(items[0], 1024, "%s", clgqa_augment_name(cfg->augment));
     return -1;
 }
 

@@ -100,7 +100,7 @@ START_TEST(demo_keeps_its_own_values) {
     ck_assert_uint_eq(cfg.seed, 42);
     ck_assert_float_eq(cfg.norm_mean[2], 0.5f);
     ck_assert_float_eq(cfg.norm_std[0], 0.5f);
-    ck_assert_str_eq(cfg.augment, "none");
+    ck_assert_int_eq(cfg.augment, CLGQA_AUGMENT_NONE);
     ck_assert_str_eq(cfg.out_dir, "runs/demo");
     ck_assert_int_eq(cfg.save_model, 1);
     ck_assert_int_eq(cfg.window_size, 100);
@@ -193,7 +193,7 @@ static void check_every_key(const clgqa_config *cfg) {
     ck_assert_int_eq(cfg->log_steps, 7);
     ck_assert_int_eq(cfg->checkpoint_steps, 25);
     ck_assert_int_eq(cfg->shuffle, 0);
-    ck_assert_str_eq(cfg->augment, "crop_flip");
+    ck_assert_int_eq(cfg->augment, CLGQA_AUGMENT_CROP_FLIP);
     ck_assert_str_eq(cfg->pretrained_ckpt, "ckpt/vit s.safetensors");
     ck_assert_int_eq(cfg->pos_embed_antialias, 0);
     ck_assert_int_eq(cfg->save_model, 0);
@@ -547,7 +547,7 @@ static void assert_same(const clgqa_config *a, const clgqa_config *b) {
     ck_assert_int_eq(a->log_steps, b->log_steps);
     ck_assert_int_eq(a->checkpoint_steps, b->checkpoint_steps);
     ck_assert_int_eq(a->shuffle, b->shuffle);
-    ck_assert_str_eq(a->augment, b->augment);
+    ck_assert_int_eq(a->augment, b->augment);
     ck_assert_str_eq(a->pretrained_ckpt, b->pretrained_ckpt);
     ck_assert_int_eq(a->pos_embed_antialias, b->pos_embed_antialias);
     ck_assert_int_eq(a->save_model, b->save_model);

@@ -32,7 +32,7 @@ static clgqa_config config(const char *dataset, const char *dir, int img_size, i
     cfg.img_size = img_size;
     cfg.in_chans = in_chans;
     cfg.num_classes = 0;
-    snprintf(cfg.augment, sizeof cfg.augment, "none"); /* the samples as stored */
+    cfg.augment = CLGQA_AUGMENT_NONE; /* the samples as stored */
     cfg.norm_mean[0] = 0.5f, cfg.norm_mean[1] = 0.4f, cfg.norm_mean[2] = 0.3f;
     cfg.norm_std[0] = 0.5f, cfg.norm_std[1] = 0.25f, cfg.norm_std[2] = 0.2f;
     return cfg;

@@ -26,7 +26,7 @@ static clgqa_config config(const char *dataset, int img_size, int in_chans, cons
     clgqa_config_defaults(&cfg);
     snprintf(cfg.dataset, sizeof cfg.dataset, "%s", dataset);
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", root);
-    snprintf(cfg.augment, sizeof cfg.augment, "%s", augment);
+    TEST_OK(clgqa_augment_parse(augment, &cfg.augment));
     cfg.img_size = img_size;
     cfg.in_chans = in_chans;
     cfg.num_classes = 0;
@@ -165,7 +165,7 @@ START_TEST(augmentation_repeats_and_test_split_is_plain) {
      * sample (RandAugment draws Identity twice with p = 1/196). */
     epoch_data plain = run_epoch(train, 30, 0, 1, 2);
     clgqa_config none = cfg;
-    snprintf(none.augment, sizeof none.augment, "none");
+    none.augment = CLGQA_AUGMENT_NONE;
     clgqa_dataset *raw;
     TEST_OK(clgqa_dataset_open(&none, CLGQA_SPLIT_TRAIN, 0, &raw));
     float *img = malloc(sizeof(float) * floats);

@@ -14,6 +14,14 @@ typedef enum clgqa_scheme {
     CLGQA_PGQA
 } clgqa_scheme;
 
+/* Training augmentation (train split only; datasets/augment.c). */
+typedef enum clgqa_augment {
+    CLGQA_AUGMENT_NONE = 0,
+    CLGQA_AUGMENT_FLIP,        /* horizontal flip with p = 0.5 */
+    CLGQA_AUGMENT_CROP_FLIP,   /* zero-pad by side/8, random crop, then flip */
+    CLGQA_AUGMENT_RANDAUGMENT  /* torchvision RandAugment(num_ops=2, magnitude=9) */
+} clgqa_augment;
+
 typedef enum clgqa_schedule { CLGQA_SCHEDULE_CONSTANT = 0, CLGQA_SCHEDULE_COSINE } clgqa_schedule;
 
 typedef struct clgqa_config {
@@ -46,7 +54,7 @@ typedef struct clgqa_config {
     int checkpoint_steps;    /* >0: also write last.safetensors every this many
                                 optimizer steps; 0 = at epoch ends only */
     int shuffle;
-    char augment[32];        /* none | flip | crop_flip | randaugment */
+    clgqa_augment augment;   /* none | flip | crop_flip | randaugment */
     char pretrained_ckpt[1024];
     int pos_embed_antialias; /* resampling a checkpoint's pos_embed to another
                                 patch grid: 1 = timm's antialiased bicubic,
@@ -105,6 +113,8 @@ typedef struct clgqa_scheme_traits {
 } clgqa_scheme_traits;
 /* The row of `scheme` (which must be a clgqa_scheme). */
 const clgqa_scheme_traits *clgqa_scheme_traits_of(clgqa_scheme scheme);
+const char *clgqa_augment_name(clgqa_augment augment);
+clgqa_status clgqa_augment_parse(const char *name, clgqa_augment *out);
 const char *clgqa_scheme_name(clgqa_scheme scheme);
 clgqa_status clgqa_scheme_parse(const char *name, clgqa_scheme *out);
 

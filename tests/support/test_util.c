@@ -159,7 +159,7 @@ void test_assert_reference_recipe(const clgqa_config *cfg) {
     ck_assert_int_eq(cfg->warmup_steps, 0);
     ck_assert_int_eq(cfg->batch_size, 32);
     ck_assert_int_eq(cfg->epochs, 5);
-    ck_assert_str_eq(cfg->augment, "randaugment");
+    ck_assert_int_eq(cfg->augment, CLGQA_AUGMENT_RANDAUGMENT);
     ck_assert_int_eq(cfg->img_size, 224);
     ck_assert_int_eq(cfg->patch_size, 16);
     for (int c = 0; c < 3; c++) {
