@@ -870,30 +870,10 @@ clgqa_status clgqa_config_finalize(clgqa_config *cfg) {
     if (cfg->num_classes == 0)
         cfg->num_classes = cfg->label_mode_coarse ? data->coarse_classes : data->classes;
 
-    if (cfg->embed_dim < 1 || cfg->num_layers < 1 || cfg->num_heads < 1 || cfg->num_kv_heads < 1 ||
-        cfg->img_size < 1 || cfg->patch_size < 1 || cfg->in_chans < 1)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                          "sizes must be positive: embed_dim %d, num_layers %d, num_heads %d, num_kv_heads %d, "
-                          "img_size %d, patch_size %d, in_chans %d",
-                          cfg->embed_dim, cfg->num_layers, cfg->num_heads, cfg->num_kv_heads, cfg->img_size,
-                          cfg->patch_size, cfg->in_chans);
-
+    CLGQA_TRY(clgqa_config_check_shape(cfg));
     /* MHSA is G = H whatever num_kv_heads says (the reference ignores it). */
     if (clgqa_scheme_traits_of(cfg->att_scheme)->kv_per_head)
         cfg->num_kv_heads = cfg->num_heads;
-    /* Static schemes need G | H; the dynamic ones fall back to the static
-     * split H / G (all-equal norms), so they need it too. */
-    if (cfg->num_heads % cfg->num_kv_heads != 0)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                          "att_scheme %s: num_heads %d is not a multiple of num_kv_heads %d (query heads are "
-                          "split into num_kv_heads equal groups)",
-                          clgqa_scheme_name(cfg->att_scheme), cfg->num_heads, cfg->num_kv_heads);
-    if (cfg->embed_dim % cfg->num_heads != 0)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "embed_dim %d is not a multiple of num_heads %d", cfg->embed_dim,
-                          cfg->num_heads);
-    if (cfg->img_size % cfg->patch_size != 0)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "img_size %d is not a multiple of patch_size %d", cfg->img_size,
-                          cfg->patch_size);
 
     if (cfg->pretrained && !cfg->pretrained_ckpt[0])
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
@@ -904,6 +884,35 @@ clgqa_status clgqa_config_finalize(clgqa_config *cfg) {
                               cfg->pretrained_ckpt);
         cfg->pretrained = 1;
     }
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_config_check_shape(const clgqa_config *cfg) {
+    const clgqa_scheme_traits *traits = clgqa_scheme_traits_of(cfg->att_scheme);
+    const int kv_heads = traits->kv_per_head ? cfg->num_heads : cfg->num_kv_heads;
+    if (cfg->embed_dim < 1 || cfg->num_layers < 1 || cfg->num_heads < 1 || kv_heads < 1 ||
+        cfg->img_size < 1 || cfg->patch_size < 1 || cfg->in_chans < 1)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "sizes must be positive: embed_dim %d, num_layers %d, num_heads %d, num_kv_heads %d, "
+                          "img_size %d, patch_size %d, in_chans %d",
+                          cfg->embed_dim, cfg->num_layers, cfg->num_heads, kv_heads, cfg->img_size,
+                          cfg->patch_size, cfg->in_chans);
+    /* Static schemes need G | H; the dynamic ones fall back to the static
+     * split H / G (all-equal norms), so they need it too. */
+    if (cfg->num_heads % kv_heads != 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "att_scheme %s: num_heads %d is not a multiple of num_kv_heads %d (query heads are "
+                          "split into num_kv_heads equal groups)",
+                          clgqa_scheme_name(cfg->att_scheme), cfg->num_heads, kv_heads);
+    if (cfg->embed_dim % cfg->num_heads != 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "embed_dim %d is not a multiple of num_heads %d", cfg->embed_dim,
+                          cfg->num_heads);
+    if (cfg->img_size % cfg->patch_size != 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "img_size %d is not a multiple of patch_size %d", cfg->img_size,
+                          cfg->patch_size);
+    if (traits->windowed && cfg->window_size < 1)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "att_scheme %s: window_size must be >= 1, got %d",
+                          traits->name, cfg->window_size);
     return CLGQA_OK;
 }
 

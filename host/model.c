@@ -123,32 +123,15 @@ static clgqa_status derive_dims(const clgqa_config *cfg, int max_batch, clgqa_mo
     if (max_batch < 1)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_create: max_batch must be >= 1, got %d",
                           max_batch);
-    if (cfg->img_size < 1 || cfg->patch_size < 1 || cfg->in_chans < 1 || cfg->embed_dim < 1 ||
-        cfg->num_layers < 1 || cfg->num_heads < 1 || cfg->num_classes < 1)
+    if (cfg->num_classes < 1)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                          "clgqa_model_create: sizes must be positive: img_size %d, patch_size %d, "
-                          "in_chans %d, embed_dim %d, num_layers %d, num_heads %d, num_classes %d",
-                          cfg->img_size, cfg->patch_size, cfg->in_chans, cfg->embed_dim,
-                          cfg->num_layers, cfg->num_heads, cfg->num_classes);
-    if (cfg->img_size % cfg->patch_size)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                          "clgqa_model_create: img_size %d is not a multiple of patch_size %d",
-                          cfg->img_size, cfg->patch_size);
-    if (cfg->embed_dim % cfg->num_heads)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                          "clgqa_model_create: embed_dim %d is not a multiple of num_heads %d",
-                          cfg->embed_dim, cfg->num_heads);
+                          "clgqa_model_create: num_classes must be >= 1, got %d", cfg->num_classes);
+    clgqa_status shape = clgqa_config_check_shape(cfg);
+    if (shape != CLGQA_OK)
+        return clgqa_fail_context(shape, "clgqa_model_create");
     /* MHSA is G = H whatever num_kv_heads says (the reference ignores it). */
-    const clgqa_scheme_traits *traits = clgqa_scheme_traits_of(cfg->att_scheme);
-    int kv_heads = traits->kv_per_head ? cfg->num_heads : cfg->num_kv_heads;
-    if (kv_heads < 1 || cfg->num_heads % kv_heads)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                          "clgqa_model_create: att_scheme %s: num_heads %d is not a multiple of "
-                          "num_kv_heads %d",
-                          clgqa_scheme_name(cfg->att_scheme), cfg->num_heads, kv_heads);
-    if (traits->windowed && cfg->window_size < 1)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                          "clgqa_model_create: window_size must be >= 1, got %d", cfg->window_size);
+    int kv_heads = clgqa_scheme_traits_of(cfg->att_scheme)->kv_per_head ? cfg->num_heads
+                                                                         : cfg->num_kv_heads;
     d->img_size = cfg->img_size;
     d->patch_size = cfg->patch_size;
     d->in_chans = cfg->in_chans;

@@ -95,6 +95,13 @@ clgqa_status clgqa_config_set(clgqa_config *cfg, const char *key_value);
  * (imagefolder stays 0: its reader counts the classes); pretrained is 1
  * exactly when pretrained_ckpt is set. */
 clgqa_status clgqa_config_finalize(clgqa_config *cfg);
+/* Whether cfg describes a model clgqa can build (finalize and
+ * clgqa_model_create both ask): embed_dim, num_layers, num_heads, G,
+ * img_size, patch_size, in_chans positive (G = num_heads for mhsa, else
+ * num_kv_heads); num_heads % G, embed_dim % num_heads and img_size %
+ * patch_size zero; window_size >= 1 for the DGQA schemes. The message
+ * names the keys. */
+clgqa_status clgqa_config_check_shape(const clgqa_config *cfg);
 /* Whether `key` was set by clgqa_config_load or clgqa_config_set (not just
  * defaulted). */
 int clgqa_config_given(const clgqa_config *cfg, const char *key);
