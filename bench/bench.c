@@ -109,7 +109,8 @@ static clgqa_status enqueue_train_step(clgqa_model *model, const bench_batch *b,
     clgqa_adamw_hparams hp = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f};
     clgqa_view pixels, labels;
     CLGQA_TRY(clgqa_batch_upload_next(b->upload, &b->host, &pixels, &labels));
-    CLGQA_TRY(clgqa_model_forward_pixels(model, pixels, labels, b->host.count, 1, step, step));
+    CLGQA_TRY(clgqa_model_forward_pixels(model, pixels, labels, b->host.count,
+                                         &(clgqa_pass){1, step, step}));
     CLGQA_TRY(clgqa_model_backward(model));
     return clgqa_model_step(model, &hp, step + 1, 0.0f);
 }
@@ -180,7 +181,8 @@ static clgqa_status profiled_step(clgqa_runtime *rt, clgqa_model *model, const b
     CLGQA_TRY(clgqa_profile_begin(rt));
     clgqa_status status = clgqa_batch_upload_next(b->upload, &b->host, &pixels, &labels);
     if (status == CLGQA_OK)
-        status = clgqa_model_forward_pixels(model, pixels, labels, b->host.count, 1, step, step);
+        status = clgqa_model_forward_pixels(model, pixels, labels, b->host.count,
+                                            &(clgqa_pass){1, step, step});
     clgqa_status end = clgqa_profile_end(rt, totals, MAX_LABELS, &count);
     CLGQA_TRY(status ? status : end);
     merge_profile(res, totals, count, &res->attention_forward_ms);
@@ -261,8 +263,8 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
         double t1 = now_ms();
         clgqa_view pv, no_labels = {NULL, 0};
         if ((status = clgqa_batch_upload_next(b.upload, &b.host, &pv, &no_labels)) ||
-            (status = clgqa_model_forward_pixels(model, pv, clgqa_view_at(NULL, 0), opt->batch, 0,
-                                                 0, step)) ||
+            (status = clgqa_model_forward_pixels(model, pv, clgqa_view_at(NULL, 0), opt->batch,
+                                                 &(clgqa_pass){0, 0, step})) ||
             (status = clgqa_finish(rt)))
             goto done;
         ms[i] = now_ms() - t1;

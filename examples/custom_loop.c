@@ -65,11 +65,12 @@ int main(int argc, char **argv) {
         if (clgqa_buffer_write(rt, device_images, 0, image_floats * sizeof *images, images) ||
             clgqa_buffer_write(rt, device_labels, 0, sizeof labels, labels))
             return fail("upload");
-        /* training = 1; the step within the epoch and the global step drive
-         * DGQA's window and the random streams (this is one long epoch). */
+        /* Where the run stands: the step within the epoch and the global
+         * step drive DGQA's window and the random streams (this is one long
+         * epoch). */
+        const clgqa_pass pass = {.training = 1, .step_in_epoch = step - 1, .global_step = step - 1};
         if (clgqa_model_forward(model, clgqa_view_at(device_images, 0),
-                                clgqa_view_at(device_labels, 0), BATCH, 1, step - 1,
-                                step - 1) != CLGQA_OK ||
+                                clgqa_view_at(device_labels, 0), BATCH, &pass) != CLGQA_OK ||
             clgqa_model_backward(model) != CLGQA_OK ||
             clgqa_model_step(model, &hp, step, cfg.clip_grad_norm) != CLGQA_OK)
             return fail("training step");

@@ -88,7 +88,7 @@ int main(int argc, char **argv) {
         if (clgqa_image_load(&cfg, path, image) != CLGQA_OK ||
             clgqa_buffer_write(rt, device_image, 0, pixels * sizeof *image, image) != CLGQA_OK ||
             clgqa_model_forward(model, clgqa_view_at(device_image, 0), clgqa_view_at(NULL, 0), 1,
-                                0, 0, 0) != CLGQA_OK ||
+                                &(clgqa_pass){0}) != CLGQA_OK ||
             clgqa_model_read_logits(model, logits) != CLGQA_OK) {
             exit_status = fail(path);
             break;

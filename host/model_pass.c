@@ -181,14 +181,15 @@ static clgqa_status forward(clgqa_model *m, clgqa_view input, int pixels, clgqa_
 }
 
 clgqa_status clgqa_model_forward(clgqa_model *m, clgqa_view images, clgqa_view labels, int batch,
-                                 int training, long step_in_epoch, long global_step) {
-    return forward(m, images, 0, labels, batch, training, step_in_epoch, global_step);
+                                 const clgqa_pass *pass) {
+    return forward(m, images, 0, labels, batch, pass->training, pass->step_in_epoch,
+                   pass->global_step);
 }
 
 clgqa_status clgqa_model_forward_pixels(clgqa_model *m, clgqa_view pixels, clgqa_view labels,
-                                        int batch, int training, long step_in_epoch,
-                                        long global_step) {
-    return forward(m, pixels, 1, labels, batch, training, step_in_epoch, global_step);
+                                        int batch, const clgqa_pass *pass) {
+    return forward(m, pixels, 1, labels, batch, pass->training, pass->step_in_epoch,
+                   pass->global_step);
 }
 
 /* ---- backward ---- */

@@ -126,9 +126,10 @@ static clgqa_status evaluate_with(clgqa_model *model, clgqa_loader *loader,
         clgqa_view pixels, labels;
         if (status == CLGQA_OK)
             status = clgqa_batch_upload_next(up, &batch, &pixels, &labels);
+        const clgqa_pass pass = {.training = 0, .step_in_epoch = b,
+                                 .global_step = (long)(EVAL_STREAM_STEP + (uint64_t)b)};
         if (status == CLGQA_OK)
-            status = clgqa_model_forward_pixels(model, pixels, labels, batch.count, 0, b,
-                                                (long)(EVAL_STREAM_STEP + (uint64_t)b));
+            status = clgqa_model_forward_pixels(model, pixels, labels, batch.count, &pass);
         if (status == CLGQA_OK && predictions)
             status = write_predictions(predictions, model, &batch, first_index, dims->num_classes,
                                        logits);
@@ -629,8 +630,9 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
         CLGQA_TRY(clgqa_mpi_begin_pass(t->mpi, &batch, 1));
         clgqa_view pixels, labels;
         CLGQA_TRY(clgqa_batch_upload_next(t->upload, &batch, &pixels, &labels));
-        CLGQA_TRY(clgqa_model_forward_pixels(t->model, pixels, labels, batch.count, 1, step,
-                                             t->state.global_step));
+        const clgqa_pass pass = {.training = 1, .step_in_epoch = step,
+                                 .global_step = t->state.global_step};
+        CLGQA_TRY(clgqa_model_forward_pixels(t->model, pixels, labels, batch.count, &pass));
         CLGQA_TRY(clgqa_model_backward(t->model));
         CLGQA_TRY(clgqa_mpi_reduce_gradients(t->mpi));
         t->rank_images += batch.count;

@@ -126,7 +126,8 @@ START_TEST(uploaded_batches_give_the_float_batches_logits) {
         memcpy(kept_labels + batches * BATCH, b.labels, (size_t)b.count * sizeof *b.labels);
         clgqa_view pixels, labels;
         TEST_OK(clgqa_batch_upload_next(up, &b, &pixels, &labels));
-        TEST_OK(clgqa_model_forward_pixels(model, pixels, labels, b.count, 0, batches, batches));
+        TEST_OK(clgqa_model_forward_pixels(model, pixels, labels, b.count,
+                                           &(clgqa_pass){0, batches, batches}));
         TEST_OK(clgqa_copy(rt, clgqa_view_at(all_logits, (size_t)batches * BATCH * classes),
                            clgqa_model_logits(model), (size_t)b.count * classes));
     }
@@ -143,7 +144,7 @@ START_TEST(uploaded_batches_give_the_float_batches_logits) {
         cl_mem di = test_upload(images, (size_t)counts[k] * image);
         cl_mem dl = test_upload_int(kept_labels + k * BATCH, (size_t)counts[k]);
         TEST_OK(clgqa_model_forward(model, clgqa_view_at(di, 0), clgqa_view_at(dl, 0), counts[k],
-                                    0, k, k));
+                                    &(clgqa_pass){0, k, k}));
         TEST_OK(clgqa_model_read_logits(model, want));
         for (size_t i = 0; i < (size_t)counts[k] * classes; i++)
             want_d[i] = want[i];

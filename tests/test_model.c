@@ -109,7 +109,7 @@ static void release_batch(batch_data *b) {
 static float forward_loss(clgqa_model *m, const batch_data *b, int training, long step_in_epoch,
                           long global_step) {
     TEST_OK(clgqa_model_forward(m, clgqa_view_at(b->images, 0), clgqa_view_at(b->labels, 0),
-                                b->batch, training, step_in_epoch, global_step));
+                                b->batch, &(clgqa_pass){training, step_in_epoch, global_step}));
     clgqa_metrics metrics;
     TEST_OK(clgqa_model_read_metrics(m, &metrics));
     return metrics.last_loss;
@@ -706,10 +706,11 @@ START_TEST(bad_calls_are_refused) {
     batch_data data = random_batch(m, 2);
     clgqa_view no_labels = {NULL, 0};
     ck_assert_int_eq(clgqa_model_backward(m), CLGQA_ERR_INVALID_ARG);
-    ck_assert_int_eq(clgqa_model_forward(m, clgqa_view_at(data.images, 0), no_labels, 3, 1, 0, 0),
+    ck_assert_int_eq(clgqa_model_forward(m, clgqa_view_at(data.images, 0), no_labels, 3,
+                                         &(clgqa_pass){1, 0, 0}),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "max_batch"), "%s", clgqa_error_message());
-    TEST_OK(clgqa_model_forward(m, clgqa_view_at(data.images, 0), no_labels, 2, 0, 0, 0));
+    TEST_OK(clgqa_model_forward(m, clgqa_view_at(data.images, 0), no_labels, 2, &(clgqa_pass){0}));
     ck_assert_int_eq(clgqa_model_backward(m), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "labels"), "%s", clgqa_error_message());
     clgqa_adamw_hparams hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f};
@@ -733,7 +734,8 @@ START_TEST(bad_calls_are_refused) {
     clgqa_attention_kernel keep = rt->attention_kernel;
     rt->attention_kernel = keep == CLGQA_ATTENTION_ROWS ? CLGQA_ATTENTION_TILED
                                                         : CLGQA_ATTENTION_ROWS;
-    clgqa_status other = clgqa_model_forward(m, clgqa_view_at(data.images, 0), no_labels, 2, 0, 0, 0);
+    clgqa_status other = clgqa_model_forward(m, clgqa_view_at(data.images, 0), no_labels, 2,
+                                             &(clgqa_pass){0});
     rt->attention_kernel = keep;
     ck_assert_int_eq(other, CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "attention kernels"), "%s", clgqa_error_message());

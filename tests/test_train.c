@@ -261,9 +261,11 @@ START_TEST(checkpoint_round_trip_gives_identical_logits) {
     cl_mem images = random_images(batch);
     clgqa_view no_labels = {NULL, 0};
     float logits_a[7 * 10], logits_b[7 * 10];
-    TEST_OK(clgqa_model_forward(saved, clgqa_view_at(images, 0), no_labels, batch, 0, 0, 0));
+    TEST_OK(clgqa_model_forward(saved, clgqa_view_at(images, 0), no_labels, batch,
+                                &(clgqa_pass){0}));
     TEST_OK(clgqa_model_read_logits(saved, logits_a));
-    TEST_OK(clgqa_model_forward(loaded, clgqa_view_at(images, 0), no_labels, batch, 0, 0, 0));
+    TEST_OK(clgqa_model_forward(loaded, clgqa_view_at(images, 0), no_labels, batch,
+                                &(clgqa_pass){0}));
     TEST_OK(clgqa_model_read_logits(loaded, logits_b));
     ck_assert_msg(memcmp(logits_a, logits_b, sizeof logits_a) == 0, "logits differ after loading");
 
@@ -843,7 +845,8 @@ static void check_in_pytorch(const char *scheme) {
     cl_mem images = test_upload(x, image_floats);
     clgqa_view no_labels = {NULL, 0};
     float logits[6 * 10];
-    TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), no_labels, batch, 0, 0, 0));
+    TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), no_labels, batch,
+                                &(clgqa_pass){0}));
     TEST_OK(clgqa_model_read_logits(model, logits));
 
     int64_t x_shape[4] = {batch, 1, IMG, IMG}, logit_shape[2] = {batch, 10};
@@ -952,7 +955,8 @@ START_TEST(timm_checkpoint_converts_as_the_reference) {
     ck_assert_ptr_nonnull(ref);
     ck_assert_uint_le(ref->numel, 64);
     clgqa_view no_labels = {NULL, 0};
-    TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), no_labels, batch, 0, 0, 0));
+    TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), no_labels, batch,
+                                &(clgqa_pass){0}));
     TEST_OK(clgqa_model_read_logits(model, logits));
     TEST_OK(clgqa_safetensors_read_f32(expected, "expected.gqa.logits", want, ref->numel));
     test_assert_close_f("logits", logits, want, ref->numel, 1e-4, 1e-5);

@@ -147,7 +147,8 @@ static float *eval_logits(clgqa_model *model, const clgqa_safetensors *file, con
     int batch = (int)st->shape[0];
     cl_mem images = test_upload(x, n);
     clgqa_view no_labels = {NULL, 0};
-    TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), no_labels, batch, 0, 0, 0));
+    TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), no_labels, batch,
+                                &(clgqa_pass){0}));
     float *logits = malloc((size_t)batch * clgqa_model_get_dims(model)->num_classes * sizeof(float));
     TEST_OK(clgqa_model_read_logits(model, logits));
     clgqa_buffer_release(&images);
@@ -863,11 +864,13 @@ START_TEST(vit_s_at_224_trains_a_step) {
     cl_mem images = test_upload(x, pixels), labels = test_upload_int(&label, 1);
     clgqa_adamw_hparams hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f};
     clgqa_metrics before, after;
-    TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), clgqa_view_at(labels, 0), 1, 1, 0, 0));
+    TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), clgqa_view_at(labels, 0), 1,
+                                &(clgqa_pass){1, 0, 0}));
     TEST_OK(clgqa_model_backward(model));
     TEST_OK(clgqa_model_step(model, &hp, 1, 1.0f));
     TEST_OK(clgqa_model_read_metrics(model, &before));
-    TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), clgqa_view_at(labels, 0), 1, 0, 1, 1));
+    TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), clgqa_view_at(labels, 0), 1,
+                                &(clgqa_pass){0, 1, 1}));
     TEST_OK(clgqa_model_read_metrics(model, &after));
     /* Initial logits are O(0.1) (std-0.02 head on a LayerNormed token). */
     ck_assert_msg(fabs(before.last_loss - log(100.0)) < 0.5, "initial loss %g", before.last_loss);

@@ -126,21 +126,24 @@ clgqa_status clgqa_model_read_all_group_counts(clgqa_model *model, int32_t *grou
 
 /* ---- training and evaluation ----
  * images: [batch, in_chans, img_size, img_size] floats on the device;
- * labels: [batch] int32 on the device, or labels.mem NULL for logits only.
- * training selects DGQA's training rule (window steps); step_in_epoch is the
- * batch index within the current epoch (DGQA window), global_step keys the
- * PGQA noise and DGQA fix-up streams. Produces logits [batch, classes] and,
+ * labels: [batch] int32 on the device, or labels.mem NULL for logits only;
+ * `pass` says where the run stands (clgqa_pass). Produces logits [batch, classes] and,
  * with labels, per-sample losses and correct flags and the batch's loss and
  * correct sums (added to the running metrics). The images and labels must
  * stay unchanged until clgqa_model_backward has been enqueued. */
+typedef struct clgqa_pass {
+    int training;       /* 1: DGQA's training rule (regroup on window steps only) */
+    long step_in_epoch; /* the batch's index within its epoch (DGQA's window counter) */
+    long global_step;   /* optimizer steps since the run began: keys the PGQA noise
+                           and DGQA fix-up streams */
+} clgqa_pass;
 clgqa_status clgqa_model_forward(clgqa_model *model, clgqa_view images, clgqa_view labels,
-                                 int batch, int training, long step_in_epoch, long global_step);
+                                 int batch, const clgqa_pass *pass);
 /* The same from 8-bit pixels [batch, in_chans, img_size, img_size] (uchar;
  * pixels.offset in bytes), normalised on the device with the config's
  * norm_mean and norm_std as the loader does on the host (in_chans <= 3). */
 clgqa_status clgqa_model_forward_pixels(clgqa_model *model, clgqa_view pixels, clgqa_view labels,
-                                        int batch, int training, long step_in_epoch,
-                                        long global_step);
+                                        int batch, const clgqa_pass *pass);
 /* Gradients of the mean cross-entropy of the last forward (which must have
  * had labels): zeroes the gradient buffer, then backpropagates through the
  * whole model. */
