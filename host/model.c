@@ -32,25 +32,19 @@ static void add_tensor(clgqa_model *m, const char *name, int ndim, int s0, int s
  * model_internal.h. */
 static void build_tensor_table(clgqa_model *m) {
     const clgqa_model_dims *d = &m->dims;
-    int C = d->embed_dim, kv = d->kv_heads * d->head_dim, F = d->mlp_dim, p = d->patch_size;
+    const int C = d->embed_dim, KV = d->kv_heads * d->head_dim, F = d->mlp_dim,
+              p = d->patch_size;
     add_tensor(m, "cls_token", 3, 1, 1, C, 0);
     add_tensor(m, "pos_embed", 3, 1, d->tokens, C, 0);
     add_tensor(m, "patch_embed.proj.weight", 4, C, d->in_chans, p, p);
     add_tensor(m, "patch_embed.proj.bias", 1, C, 0, 0, 0);
     for (int l = 0; l < d->num_layers; l++) {
-        static const char *suffix[MODEL_L_TENSORS] = {
-            "norm1.weight",    "norm1.bias",     "attn.q.weight",    "attn.k.weight",
-            "attn.v.weight",   "attn.q.bias",    "attn.k.bias",      "attn.v.bias",
-            "attn.proj.weight", "attn.proj.bias", "norm2.weight",     "norm2.bias",
-            "mlp.fc1.weight",  "mlp.fc1.bias",   "mlp.fc2.weight",   "mlp.fc2.bias"};
-        /* [out, in] of each Linear, [C] of each LayerNorm vector */
-        const int rows[MODEL_L_TENSORS] = {C, C, C, kv, kv, C, kv, kv, C, C, C, C, F, F, C, C};
-        const int cols[MODEL_L_TENSORS] = {0, 0, C, C, C, 0, 0, 0, C, 0, 0, 0, C, 0, F, 0};
-        for (int i = 0; i < MODEL_L_TENSORS; i++) {
-            char name[CLGQA_TENSOR_NAME_MAX];
-            snprintf(name, sizeof name, "blocks.%d.%s", l, suffix[i]);
-            add_tensor(m, name, cols[i] ? 2 : 1, rows[i], cols[i], 0, 0);
-        }
+        char name[CLGQA_TENSOR_NAME_MAX];
+#define ADD_BLOCK_TENSOR(id, suffix, rows, cols, init)               \
+    snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);          \
+    add_tensor(m, name, (cols) ? 2 : 1, rows, cols, 0, 0);
+        MODEL_BLOCK_TENSORS(ADD_BLOCK_TENSOR)
+#undef ADD_BLOCK_TENSOR
     }
     add_tensor(m, "norm.weight", 1, C, 0, 0, 0);
     add_tensor(m, "norm.bias", 1, C, 0, 0, 0);
@@ -69,8 +63,9 @@ static int ends_with(const char *s, const char *suffix) {
  * q, k and v were made contiguous (q.weight, q.bias, k.weight, ... in a
  * block), so a seed still gives the same initial weights. */
 static uint32_t init_stream_index(const clgqa_model *m, int index) {
-    static const int block_position[MODEL_L_TENSORS] = {0, 1, 2, 4, 6, 3, 5, 7,
-                                                        8, 9, 10, 11, 12, 13, 14, 15};
+#define INIT_POSITION(id, suffix, rows, cols, init) init,
+    static const int block_position[MODEL_L_TENSORS] = {MODEL_BLOCK_TENSORS(INIT_POSITION)};
+#undef INIT_POSITION
     int block = (index - MODEL_T_BLOCKS) / MODEL_L_TENSORS;
     int which = (index - MODEL_T_BLOCKS) - block * MODEL_L_TENSORS;
     if (index < MODEL_T_BLOCKS || block >= m->dims.num_layers)

@@ -12,23 +12,35 @@
 /* Tensor indices in the table: four before the blocks, MODEL_L_TENSORS per
  * block, four after. */
 enum { MODEL_T_CLS, MODEL_T_POS, MODEL_T_PATCH_W, MODEL_T_PATCH_B, MODEL_T_BLOCKS };
+
+/* A block's tensors, in table order, written once: X(id, state_dict suffix,
+ * rows, cols, init) gives MODEL_L_<id>, the name blocks.{i}.<suffix>, the
+ * shape ([rows, cols] of a Linear weight, [rows] when cols is 0; C =
+ * embed_dim, KV = G * head_dim, F = mlp_dim) and the tensor's position in
+ * the block before q, k, v were made contiguous (its Philox init stream, so
+ * a seed keeps its initial weights). The q, k, v weights are contiguous (one
+ * [C + 2 KV, C] GEMM operand), then their biases (one [C + 2 KV] bias). */
+#define MODEL_BLOCK_TENSORS(X)                \
+    X(NORM1_W, "norm1.weight", C, 0, 0)      \
+    X(NORM1_B, "norm1.bias", C, 0, 1)        \
+    X(Q_W, "attn.q.weight", C, C, 2)         \
+    X(K_W, "attn.k.weight", KV, C, 4)        \
+    X(V_W, "attn.v.weight", KV, C, 6)        \
+    X(Q_B, "attn.q.bias", C, 0, 3)           \
+    X(K_B, "attn.k.bias", KV, 0, 5)          \
+    X(V_B, "attn.v.bias", KV, 0, 7)          \
+    X(PROJ_W, "attn.proj.weight", C, C, 8)   \
+    X(PROJ_B, "attn.proj.bias", C, 0, 9)     \
+    X(NORM2_W, "norm2.weight", C, 0, 10)     \
+    X(NORM2_B, "norm2.bias", C, 0, 11)       \
+    X(FC1_W, "mlp.fc1.weight", F, C, 12)     \
+    X(FC1_B, "mlp.fc1.bias", F, 0, 13)       \
+    X(FC2_W, "mlp.fc2.weight", C, F, 14)     \
+    X(FC2_B, "mlp.fc2.bias", C, 0, 15)
 enum {
-    MODEL_L_NORM1_W,
-    MODEL_L_NORM1_B,
-    MODEL_L_Q_W, /* q, k, v weights contiguous: one [C + 2Gd, C] GEMM operand */
-    MODEL_L_K_W,
-    MODEL_L_V_W,
-    MODEL_L_Q_B, /* and their biases: one [C + 2Gd] bias */
-    MODEL_L_K_B,
-    MODEL_L_V_B,
-    MODEL_L_PROJ_W,
-    MODEL_L_PROJ_B,
-    MODEL_L_NORM2_W,
-    MODEL_L_NORM2_B,
-    MODEL_L_FC1_W,
-    MODEL_L_FC1_B,
-    MODEL_L_FC2_W,
-    MODEL_L_FC2_B,
+#define MODEL_L_INDEX(id, suffix, rows, cols, init) MODEL_L_##id,
+    MODEL_BLOCK_TENSORS(MODEL_L_INDEX)
+#undef MODEL_L_INDEX
     MODEL_L_TENSORS
 };
 enum { MODEL_F_NORM_W, MODEL_F_NORM_B, MODEL_F_HEAD_W, MODEL_F_HEAD_B, MODEL_F_TENSORS };
