@@ -63,9 +63,11 @@ clgqa_status clgqa_scale(clgqa_runtime *rt, clgqa_view x, size_t n, float alpha)
     CLGQA_TRY(clgqa_check_view("clgqa_scale", "x", x, n, sizeof(float)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "scale", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, x));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 2, n));
-    CLGQA_TRY(CLGQA_ARG(k, 3, alpha));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, x);
+    kernel_arg_uint(&args, n);
+    KERNEL_ARG(&args, alpha);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, n, elementwise_local(rt, k));
 }
 
@@ -77,10 +79,12 @@ clgqa_status clgqa_add(clgqa_runtime *rt, clgqa_view out, clgqa_view a, clgqa_vi
     CLGQA_TRY(clgqa_check_view("clgqa_add", "b", b, n, sizeof(float)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "add", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, out));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, a));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, b));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 6, n));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, out);
+    kernel_arg_view(&args, a);
+    kernel_arg_view(&args, b);
+    kernel_arg_uint(&args, n);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, n, elementwise_local(rt, k));
 }
 
@@ -91,9 +95,11 @@ clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src,
     CLGQA_TRY(clgqa_check_view("clgqa_accumulate", "src", src, n, sizeof(float)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "accumulate", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, dst));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, src));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 4, n));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, dst);
+    kernel_arg_view(&args, src);
+    kernel_arg_uint(&args, n);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, n, elementwise_local(rt, k));
 }
 
@@ -121,10 +127,12 @@ clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, si
         return CLGQA_OK;
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "bias_add", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, x));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, bias));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 4, rows));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 5, cols));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, x);
+    kernel_arg_view(&args, bias);
+    kernel_arg_uint(&args, rows);
+    kernel_arg_uint(&args, cols);
+    CLGQA_TRY(kernel_args_done(&args));
     return launch_columns_rows(rt, k, rows, cols);
 }
 
@@ -138,11 +146,13 @@ clgqa_status clgqa_bias_residual_add(clgqa_runtime *rt, clgqa_view out, clgqa_vi
         return CLGQA_OK;
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "bias_residual_add", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, out));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, residual));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, bias));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 6, rows));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 7, cols));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, out);
+    kernel_arg_view(&args, residual);
+    kernel_arg_view(&args, bias);
+    kernel_arg_uint(&args, rows);
+    kernel_arg_uint(&args, cols);
+    CLGQA_TRY(kernel_args_done(&args));
     return launch_columns_rows(rt, k, rows, cols);
 }
 
@@ -158,11 +168,13 @@ clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_view out, clgqa_vi
         return CLGQA_OK;
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "gelu_bias_forward", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, out));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, in));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, bias));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 6, rows));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 7, cols));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, out);
+    kernel_arg_view(&args, in);
+    kernel_arg_view(&args, bias);
+    kernel_arg_uint(&args, rows);
+    kernel_arg_uint(&args, cols);
+    CLGQA_TRY(kernel_args_done(&args));
     return launch_columns_rows(rt, k, rows, cols);
 }
 
@@ -176,11 +188,13 @@ clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
         return CLGQA_OK;
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "gelu_bias_backward", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, din));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, dout));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, in));
-    CLGQA_TRY(clgqa_set_view_arg(k, 6, bias));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 8, rows));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 9, cols));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, din);
+    kernel_arg_view(&args, dout);
+    kernel_arg_view(&args, in);
+    kernel_arg_view(&args, bias);
+    kernel_arg_uint(&args, rows);
+    kernel_arg_uint(&args, cols);
+    CLGQA_TRY(kernel_args_done(&args));
     return launch_columns_rows(rt, k, rows, cols);
 }

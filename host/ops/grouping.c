@@ -71,26 +71,30 @@ clgqa_status clgqa_key_norms(clgqa_runtime *rt, const clgqa_attention_dims *dims
     cl_kernel partials;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "key_norm_partials", &partials));
     size_t local = clgqa_row_group_size(rt, partials, chunk * dims->head_dim);
-    CLGQA_TRY(clgqa_set_view_arg(partials, 0, scratch));
-    CLGQA_TRY(clgqa_set_view_arg(partials, 2, k));
-    CLGQA_TRY(CLGQA_ARG(partials, 4, tokens));
-    CLGQA_TRY(CLGQA_ARG(partials, 5, kv_heads));
-    CLGQA_TRY(CLGQA_ARG(partials, 6, head_dim));
-    CLGQA_TRY(clgqa_set_uint_arg(partials, 7, stride));
-    CLGQA_TRY(clgqa_set_uint_arg(partials, 8, slices));
-    CLGQA_TRY(clgqa_set_local_arg(partials, 9, local * sizeof(float)));
+    kernel_args args = kernel_args_start(partials);
+    kernel_arg_view(&args, scratch);
+    kernel_arg_view(&args, k);
+    KERNEL_ARG(&args, tokens);
+    KERNEL_ARG(&args, kv_heads);
+    KERNEL_ARG(&args, head_dim);
+    kernel_arg_uint(&args, stride);
+    kernel_arg_uint(&args, slices);
+    kernel_arg_local(&args, local * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&args));
     CLGQA_TRY(clgqa_launch_1d(rt, partials, (size_t)dims->batch * dims->kv_heads * slices * local,
                               local));
 
     cl_kernel norms;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "key_norms", &norms));
     local = clgqa_row_group_size(rt, norms, (size_t)dims->batch);
-    CLGQA_TRY(clgqa_set_view_arg(norms, 0, key_norms));
-    CLGQA_TRY(clgqa_set_view_arg(norms, 2, scratch));
-    CLGQA_TRY(CLGQA_ARG(norms, 4, batch));
-    CLGQA_TRY(CLGQA_ARG(norms, 5, kv_heads));
-    CLGQA_TRY(clgqa_set_uint_arg(norms, 6, slices));
-    CLGQA_TRY(clgqa_set_local_arg(norms, 7, local * sizeof(float)));
+    args = kernel_args_start(norms);
+    kernel_arg_view(&args, key_norms);
+    kernel_arg_view(&args, scratch);
+    KERNEL_ARG(&args, batch);
+    KERNEL_ARG(&args, kv_heads);
+    kernel_arg_uint(&args, slices);
+    kernel_arg_local(&args, local * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, norms, (size_t)dims->kv_heads * local, local);
 }
 
@@ -102,10 +106,12 @@ clgqa_status clgqa_grouping_static(clgqa_runtime *rt, const clgqa_attention_dims
     cl_kernel kern;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "grouping_static", &kern));
     cl_uint heads = (cl_uint)dims->heads, kv_heads = (cl_uint)dims->kv_heads;
-    CLGQA_TRY(clgqa_set_view_arg(kern, 0, kv_map));
-    CLGQA_TRY(clgqa_set_view_arg(kern, 2, group_counts));
-    CLGQA_TRY(CLGQA_ARG(kern, 4, heads));
-    CLGQA_TRY(CLGQA_ARG(kern, 5, kv_heads));
+    kernel_args args = kernel_args_start(kern);
+    kernel_arg_view(&args, kv_map);
+    kernel_arg_view(&args, group_counts);
+    KERNEL_ARG(&args, heads);
+    KERNEL_ARG(&args, kv_heads);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, kern, 1, 1);
 }
 
@@ -119,11 +125,13 @@ clgqa_status clgqa_grouping_kdgqa(clgqa_runtime *rt, const clgqa_attention_dims 
     cl_kernel kern;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "grouping_kdgqa", &kern));
     cl_uint heads = (cl_uint)dims->heads, kv_heads = (cl_uint)dims->kv_heads;
-    CLGQA_TRY(clgqa_set_view_arg(kern, 0, key_norms));
-    CLGQA_TRY(clgqa_set_view_arg(kern, 2, kv_map));
-    CLGQA_TRY(clgqa_set_view_arg(kern, 4, group_counts));
-    CLGQA_TRY(CLGQA_ARG(kern, 6, heads));
-    CLGQA_TRY(CLGQA_ARG(kern, 7, kv_heads));
+    kernel_args args = kernel_args_start(kern);
+    kernel_arg_view(&args, key_norms);
+    kernel_arg_view(&args, kv_map);
+    kernel_arg_view(&args, group_counts);
+    KERNEL_ARG(&args, heads);
+    KERNEL_ARG(&args, kv_heads);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, kern, 1, 1);
 }
 
@@ -146,18 +154,20 @@ clgqa_status clgqa_grouping_dgqa(clgqa_runtime *rt, const clgqa_attention_dims *
     cl_uint window = (cl_uint)window_size;
     cl_uint seed_lo = (cl_uint)seed, seed_hi = (cl_uint)(seed >> 32);
     cl_uint stream_lo = (cl_uint)stream, stream_hi = (cl_uint)(stream >> 32);
-    CLGQA_TRY(clgqa_set_view_arg(kern, 0, key_norms));
-    CLGQA_TRY(clgqa_set_view_arg(kern, 2, cache));
-    CLGQA_TRY(clgqa_set_view_arg(kern, 4, kv_map));
-    CLGQA_TRY(clgqa_set_view_arg(kern, 6, group_counts));
-    CLGQA_TRY(CLGQA_ARG(kern, 8, heads));
-    CLGQA_TRY(CLGQA_ARG(kern, 9, kv_heads));
-    CLGQA_TRY(CLGQA_ARG(kern, 10, ema_flag));
-    CLGQA_TRY(CLGQA_ARG(kern, 11, evaluation_flag));
-    CLGQA_TRY(CLGQA_ARG(kern, 12, window));
-    CLGQA_TRY(CLGQA_ARG(kern, 13, seed_lo));
-    CLGQA_TRY(CLGQA_ARG(kern, 14, seed_hi));
-    CLGQA_TRY(CLGQA_ARG(kern, 15, stream_lo));
-    CLGQA_TRY(CLGQA_ARG(kern, 16, stream_hi));
+    kernel_args args = kernel_args_start(kern);
+    kernel_arg_view(&args, key_norms);
+    kernel_arg_view(&args, cache);
+    kernel_arg_view(&args, kv_map);
+    kernel_arg_view(&args, group_counts);
+    KERNEL_ARG(&args, heads);
+    KERNEL_ARG(&args, kv_heads);
+    KERNEL_ARG(&args, ema_flag);
+    KERNEL_ARG(&args, evaluation_flag);
+    KERNEL_ARG(&args, window);
+    KERNEL_ARG(&args, seed_lo);
+    KERNEL_ARG(&args, seed_hi);
+    KERNEL_ARG(&args, stream_lo);
+    KERNEL_ARG(&args, stream_hi);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, kern, 1, 1);
 }

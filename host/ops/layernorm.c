@@ -38,17 +38,19 @@ clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_view out, clgqa_vi
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "layernorm_forward", &k));
     size_t local = clgqa_row_group_size(rt, k, (cols + 3) / 4); /* a float4 each */
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, out));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, mean));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, rstd));
-    CLGQA_TRY(clgqa_set_view_arg(k, 6, in));
-    CLGQA_TRY(clgqa_set_view_arg(k, 8, weight));
-    CLGQA_TRY(clgqa_set_view_arg(k, 10, bias));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 12, cols));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, out);
+    kernel_arg_view(&args, mean);
+    kernel_arg_view(&args, rstd);
+    kernel_arg_view(&args, in);
+    kernel_arg_view(&args, weight);
+    kernel_arg_view(&args, bias);
+    kernel_arg_uint(&args, cols);
     const clgqa_view rows_read[] = {out, in, weight, bias};
-    CLGQA_TRY(clgqa_set_uint_arg(k, 13, quads_per_row(cols, rows_read, 4)));
-    CLGQA_TRY(CLGQA_ARG(k, 14, eps));
-    CLGQA_TRY(clgqa_set_local_arg(k, 15, local * sizeof(float)));
+    kernel_arg_uint(&args, quads_per_row(cols, rows_read, 4));
+    KERNEL_ARG(&args, eps);
+    kernel_arg_local(&args, local * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, rows * local, local);
 }
 
@@ -73,16 +75,18 @@ clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "layernorm_backward_input", &k));
     size_t local = clgqa_row_group_size(rt, k, (cols + 3) / 4); /* a float4 each */
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, din));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, dout));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, in));
-    CLGQA_TRY(clgqa_set_view_arg(k, 6, mean));
-    CLGQA_TRY(clgqa_set_view_arg(k, 8, rstd));
-    CLGQA_TRY(clgqa_set_view_arg(k, 10, weight));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 12, cols));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, din);
+    kernel_arg_view(&args, dout);
+    kernel_arg_view(&args, in);
+    kernel_arg_view(&args, mean);
+    kernel_arg_view(&args, rstd);
+    kernel_arg_view(&args, weight);
+    kernel_arg_uint(&args, cols);
     const clgqa_view rows_read[] = {din, dout, in, weight};
-    CLGQA_TRY(clgqa_set_uint_arg(k, 13, quads_per_row(cols, rows_read, 4)));
-    CLGQA_TRY(clgqa_set_local_arg(k, 14, local * sizeof(float)));
+    kernel_arg_uint(&args, quads_per_row(cols, rows_read, 4));
+    kernel_arg_local(&args, local * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&args));
     CLGQA_TRY(clgqa_launch_1d(rt, k, rows * local, local));
 
     /* Parameter gradients: column sums over the rows (ops/op_args.h). With
@@ -97,19 +101,21 @@ clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
         CLGQA_TRY(clgqa_scratch(rt, p.chunks * stride, &w_sums));
         b_sums = clgqa_view_add(w_sums, cols);
     }
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, w_sums));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, b_sums));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 4, stride));
-    CLGQA_TRY(CLGQA_ARG(k, 5, accumulate));
-    CLGQA_TRY(clgqa_set_view_arg(k, 6, dout));
-    CLGQA_TRY(clgqa_set_view_arg(k, 8, in));
-    CLGQA_TRY(clgqa_set_view_arg(k, 10, mean));
-    CLGQA_TRY(clgqa_set_view_arg(k, 12, rstd));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 14, rows));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 15, cols));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 16, p.chunk_rows));
-    CLGQA_TRY(clgqa_set_local_arg(k, 17, p.columns * p.slices * sizeof(float)));
-    CLGQA_TRY(clgqa_set_local_arg(k, 18, p.columns * p.slices * sizeof(float)));
+    args = kernel_args_start(k);
+    kernel_arg_view(&args, w_sums);
+    kernel_arg_view(&args, b_sums);
+    kernel_arg_uint(&args, stride);
+    KERNEL_ARG(&args, accumulate);
+    kernel_arg_view(&args, dout);
+    kernel_arg_view(&args, in);
+    kernel_arg_view(&args, mean);
+    kernel_arg_view(&args, rstd);
+    kernel_arg_uint(&args, rows);
+    kernel_arg_uint(&args, cols);
+    kernel_arg_uint(&args, p.chunk_rows);
+    kernel_arg_local(&args, p.columns * p.slices * sizeof(float));
+    kernel_arg_local(&args, p.columns * p.slices * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&args));
     CLGQA_TRY(clgqa_launch_2d(rt, k, cols, p.chunks * p.slices, p.columns, p.slices));
     if (accumulate)
         return CLGQA_OK;

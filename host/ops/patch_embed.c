@@ -17,12 +17,14 @@ clgqa_status clgqa_patch_im2col(clgqa_runtime *rt, clgqa_view patches, clgqa_vie
     CLGQA_TRY(clgqa_check_view("clgqa_patch_im2col", "patches", patches, n_images, sizeof(float)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "patch_im2col", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, patches));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, images));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 4, batch));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 5, in_chans));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 6, img_size));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 7, patch));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, patches);
+    kernel_arg_view(&args, images);
+    kernel_arg_uint(&args, batch);
+    kernel_arg_uint(&args, in_chans);
+    kernel_arg_uint(&args, img_size);
+    kernel_arg_uint(&args, patch);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, n_images, clgqa_work_group_size(rt, k, 256));
 }
 
@@ -47,14 +49,16 @@ clgqa_status clgqa_patch_im2col_pixels(clgqa_runtime *rt, clgqa_view patches, cl
     }
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "patch_im2col_pixels", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, patches));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, pixels));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 4, batch));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 5, in_chans));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 6, img_size));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 7, patch));
-    CLGQA_TRY(CLGQA_ARG(k, 8, m));
-    CLGQA_TRY(CLGQA_ARG(k, 9, s));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, patches);
+    kernel_arg_view(&args, pixels);
+    kernel_arg_uint(&args, batch);
+    kernel_arg_uint(&args, in_chans);
+    kernel_arg_uint(&args, img_size);
+    kernel_arg_uint(&args, patch);
+    KERNEL_ARG(&args, m);
+    KERNEL_ARG(&args, s);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, n_pixels, clgqa_work_group_size(rt, k, 256));
 }
 
@@ -81,13 +85,15 @@ clgqa_status clgqa_tokens_forward(clgqa_runtime *rt, clgqa_view tokens, clgqa_vi
     CLGQA_TRY(clgqa_check_view(op, "pos", pos, n_tokens * dim, sizeof(float)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "tokens_forward", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, tokens));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, patch_out));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, cls));
-    CLGQA_TRY(clgqa_set_view_arg(k, 6, pos));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 8, batch));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 9, n_tokens));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 10, dim));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, tokens);
+    kernel_arg_view(&args, patch_out);
+    kernel_arg_view(&args, cls);
+    kernel_arg_view(&args, pos);
+    kernel_arg_uint(&args, batch);
+    kernel_arg_uint(&args, n_tokens);
+    kernel_arg_uint(&args, dim);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, total, clgqa_work_group_size(rt, k, 256));
 }
 
@@ -105,12 +111,14 @@ clgqa_status clgqa_tokens_backward(clgqa_runtime *rt, clgqa_view dpatch_out, clg
     CLGQA_TRY(clgqa_check_view(op, "dpos", dpos, n_tokens * dim, sizeof(float)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "tokens_backward", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, dpatch_out));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, dcls));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, dpos));
-    CLGQA_TRY(clgqa_set_view_arg(k, 6, dtokens));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 8, batch));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 9, n_tokens));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 10, dim));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, dpatch_out);
+    kernel_arg_view(&args, dcls);
+    kernel_arg_view(&args, dpos);
+    kernel_arg_view(&args, dtokens);
+    kernel_arg_uint(&args, batch);
+    kernel_arg_uint(&args, n_tokens);
+    kernel_arg_uint(&args, dim);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, n_tokens * dim, clgqa_work_group_size(rt, k, 256));
 }

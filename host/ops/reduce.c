@@ -39,16 +39,18 @@ clgqa_status clgqa_scratch(clgqa_runtime *rt, size_t floats, clgqa_view *out) {
 
 static clgqa_status launch_reduce(clgqa_runtime *rt, cl_kernel k, clgqa_view out, clgqa_view x,
                                   size_t n, cl_uint square, size_t groups, size_t local) {
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, out));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, x));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 4, n));
-    CLGQA_TRY(CLGQA_ARG(k, 5, square));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, out);
+    kernel_arg_view(&args, x);
+    kernel_arg_uint(&args, n);
+    KERNEL_ARG(&args, square);
     /* CPU threads stream through contiguous blocks (on PoCL 8x faster than
      * interleaved reads, which jump a page per element); GPUs read
      * interleaved, coalesced. */
     cl_uint contiguous = rt->device_class == CLGQA_CLASS_CPU;
-    CLGQA_TRY(CLGQA_ARG(k, 6, contiguous));
-    CLGQA_TRY(clgqa_set_local_arg(k, 7, local * sizeof(float)));
+    KERNEL_ARG(&args, contiguous);
+    kernel_arg_local(&args, local * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, groups * local, local);
 }
 
@@ -125,12 +127,14 @@ clgqa_status clgqa_column_sums_finish(clgqa_runtime *rt, clgqa_view a, clgqa_vie
                                       size_t split) {
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "column_sums_finish", &k));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, a));
-    CLGQA_TRY(clgqa_set_view_arg(k, 2, b));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, partials));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 6, chunks));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 7, width));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 8, split));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, a);
+    kernel_arg_view(&args, b);
+    kernel_arg_view(&args, partials);
+    kernel_arg_uint(&args, chunks);
+    kernel_arg_uint(&args, width);
+    kernel_arg_uint(&args, split);
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, width, clgqa_work_group_size(rt, k, MAX_LOCAL));
 }
 
@@ -150,14 +154,16 @@ clgqa_status clgqa_bias_backward(clgqa_runtime *rt, clgqa_view dbias, clgqa_view
     clgqa_view sums = dbias;
     if (!accumulate)
         CLGQA_TRY(clgqa_scratch(rt, p.chunks * cols, &sums));
-    CLGQA_TRY(clgqa_set_view_arg(k, 0, sums));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 2, cols));
-    CLGQA_TRY(CLGQA_ARG(k, 3, accumulate));
-    CLGQA_TRY(clgqa_set_view_arg(k, 4, dy));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 6, rows));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 7, cols));
-    CLGQA_TRY(clgqa_set_uint_arg(k, 8, p.chunk_rows));
-    CLGQA_TRY(clgqa_set_local_arg(k, 9, p.columns * p.slices * sizeof(float)));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, sums);
+    kernel_arg_uint(&args, cols);
+    KERNEL_ARG(&args, accumulate);
+    kernel_arg_view(&args, dy);
+    kernel_arg_uint(&args, rows);
+    kernel_arg_uint(&args, cols);
+    kernel_arg_uint(&args, p.chunk_rows);
+    kernel_arg_local(&args, p.columns * p.slices * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&args));
     CLGQA_TRY(clgqa_launch_2d(rt, k, cols, p.chunks * p.slices, p.columns, p.slices));
     if (accumulate)
         return CLGQA_OK;
