@@ -1,7 +1,7 @@
 /* The training and evaluation driver: epochs of (load batch -> forward ->
  * backward -> AdamW), evaluation after each epoch, run.csv / groups.csv /
- * steps.csv,
- * progress on stderr, checkpoints. See clgqa/train.h. */
+ * steps.csv, progress on stderr (host/run_files.c, host/step_log.c),
+ * checkpoints. See clgqa/train.h. */
 #include "clgqa/train.h"
 
 #include <errno.h>
@@ -9,30 +9,19 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "clgqa/batch_upload.h"
 #include "clgqa/checkpoint.h"
 #include "mpi_ranks.h"
+#include "run_files.h"
 #include "step_log.h"
 #include "runtime_internal.h"
 
-/* Progress: redraw at most 4 times a second on a terminal; otherwise a plain
- * line every PLAIN_LINE_EVERY steps. */
-#define PROGRESS_REFRESH_SECONDS 0.25
-#define PLAIN_LINE_EVERY 50
 /* Evaluation passes key their random streams (PGQA noise, DGQA fix-up) from
  * this step on, apart from every training step, so that evaluating the same
  * weights twice gives the same numbers. */
 #define EVAL_STREAM_STEP (1ull << 39)
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- configuration and schedule ---------------------------------------- */
 
@@ -169,204 +158,6 @@ clgqa_status clgqa_evaluate(clgqa_runtime *rt, clgqa_model *model, clgqa_dataset
     return status;
 }
 
-/* ---- progress on stderr -------------------------------------------------- */
-
-typedef struct progress {
-    FILE *out;
-    int tty;
-    int quiet;
-    int epoch, epochs;
-    long steps;           /* in this epoch */
-    long first;           /* steps already done when this call began it (resumed) */
-    long samples_before;  /* the running metrics' samples at that point */
-    double started;       /* epoch start (seconds) */
-    double wait_at_start; /* loader wait seconds at the epoch start */
-    double last_draw;
-    const clgqa_mpi *mpi; /* several ranks: the line shows the all-reduce wait */
-    double allreduce_at_start;
-} progress;
-
-static void format_duration(char *buf, size_t size, double seconds) {
-    long s = seconds > 0 ? (long)(seconds + 0.5) : 0;
-    if (s >= 3600)
-        snprintf(buf, size, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-    else
-        snprintf(buf, size, "%ld:%02ld", s / 60, s % 60);
-}
-
-/* One progress report after `done` steps: running loss and accuracy of the
- * epoch, throughput, the share of time spent waiting for data (and, with
- * several ranks, on the all-reduce), and the ETA. */
-static void progress_show(progress *p, long done, const clgqa_metrics *m, double wait_seconds) {
-    double now = now_seconds();
-    double elapsed = now - p->started;
-    double loss = m->samples ? m->sum_loss / (double)m->samples : 0.0;
-    double acc = m->samples ? m->sum_correct / (double)m->samples : 0.0;
-    double speed = elapsed > 0 ? (double)(m->samples - p->samples_before) / elapsed : 0.0;
-    double wait_share = elapsed > 0 ? (wait_seconds - p->wait_at_start) / elapsed : 0.0;
-    char eta[32], allreduce[32] = "";
-    if (p->mpi)
-        snprintf(allreduce, sizeof allreduce, " allreduce %.0f%%",
-                 elapsed > 0 ? 100.0 * (clgqa_mpi_wait_seconds(p->mpi) - p->allreduce_at_start) / elapsed
-                             : 0.0);
-    long done_here = done - p->first;
-    format_duration(eta, sizeof eta,
-                    done_here > 0 ? elapsed / (double)done_here * (double)(p->steps - done) : 0);
-    if (p->tty) {
-        enum { WIDTH = 24 };
-        char bar[WIDTH + 1];
-        int filled = (int)(WIDTH * done / (p->steps > 0 ? p->steps : 1));
-        for (int i = 0; i < WIDTH; i++)
-            bar[i] = i < filled ? '#' : '.';
-        bar[WIDTH] = '\0';
-        fprintf(p->out, "\repoch %d/%d [%s] %ld/%ld loss %.4f acc %5.1f%% %6.0f img/s data %2.0f%%%s ETA %s\x1b[K",
-                p->epoch + 1, p->epochs, bar, done, p->steps, loss, 100.0 * acc, speed,
-                100.0 * wait_share, allreduce, eta);
-    } else {
-        fprintf(p->out, "epoch %d/%d step %ld/%ld loss %.4f acc %.1f%% %.0f img/s data %.0f%%%s ETA %s\n",
-                p->epoch + 1, p->epochs, done, p->steps, loss, 100.0 * acc, speed,
-                100.0 * wait_share, allreduce, eta);
-    }
-    fflush(p->out);
-    p->last_draw = now;
-}
-
-/* Whether step `done` (of p->steps) is due for a report. */
-static int progress_due(const progress *p, long done) {
-    if (p->quiet)
-        return 0;
-    if (done == p->steps)
-        return 1;
-    if (p->tty)
-        return now_seconds() - p->last_draw >= PROGRESS_REFRESH_SECONDS;
-    return done % PLAIN_LINE_EVERY == 0;
-}
-
-/* ---- run files ------------------------------------------------------------- */
-
-static clgqa_status make_dirs(const char *path) {
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "out_dir is too long: '%s'", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char saved = *p;
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return clgqa_fail(CLGQA_ERR_IO, "cannot create folder '%s': %s", buf, strerror(errno));
-            *p = saved;
-            if (saved == '\0')
-                break;
-        }
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return clgqa_fail(CLGQA_ERR_IO, "out_dir '%s' is not a folder", path);
-    return CLGQA_OK;
-}
-
-static void join_path(char *buf, size_t size, const char *dir, const char *name) {
-    snprintf(buf, size, "%s/%s", dir, name);
-}
-
-/* Which rows of a log a resumed run keeps: those written before its
- * checkpoint (`state`), so rows a stopped run wrote after it are dropped.
- * Every log's first column is the epoch, counted from 1. */
-typedef int (*keep_row)(const char *row, const clgqa_train_state *state);
-
-/* The row's first two columns as numbers; 0 when they are not. */
-static int row_numbers(const char *row, long *first, long *second) {
-    char *end;
-    *first = strtol(row, &end, 10);
-    if (end == row || *end != ',')
-        return 0;
-    const char *next = end + 1;
-    *second = strtol(next, &end, 10);
-    return end != next && *end == ',';
-}
-
-/* run.csv: epoch,... */
-static int keep_epoch_row(const char *row, const clgqa_train_state *state) {
-    char *end;
-    long epoch = strtol(row, &end, 10);
-    return end != row && *end == ',' && epoch <= state->epochs_done;
-}
-
-/* groups.csv: epoch,step in the epoch (or "eval"),... */
-static int keep_groups_row(const char *row, const clgqa_train_state *state) {
-    long epoch, step;
-    return keep_epoch_row(row, state) ||
-           (row_numbers(row, &epoch, &step) && epoch == state->epochs_done + 1 &&
-            step < state->epoch_steps);
-}
-
-/* steps.csv: epoch,global step,... */
-static int keep_steps_row(const char *row, const clgqa_train_state *state) {
-    long epoch, step;
-    return row_numbers(row, &epoch, &step) && step <= state->global_step;
-}
-
-/* Start a CSV log: a fresh run (resumed NULL) writes the header; a resumed
- * run keeps the header and the rows `keep` accepts. Returns the file open
- * for appending. */
-static clgqa_status open_log(const char *path, const char *header, const clgqa_train_state *resumed,
-                             keep_row keep, FILE **out) {
-    char *kept = NULL;
-    size_t kept_size = 0;
-    FILE *mem = open_memstream(&kept, &kept_size);
-    if (!mem)
-        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "open_memstream failed");
-    fprintf(mem, "%s\n", header);
-    FILE *old = resumed ? fopen(path, "r") : NULL;
-    if (old) {
-        char line[4096];
-        int first = 1;
-        while (fgets(line, sizeof line, old)) {
-            if (first) { /* the header, written again above */
-                first = 0;
-                continue;
-            }
-            if (keep(line, resumed))
-                fputs(line, mem);
-        }
-        fclose(old);
-    }
-    fclose(mem);
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        free(kept);
-        return clgqa_fail(CLGQA_ERR_IO, "cannot create '%s': %s", path, strerror(errno));
-    }
-    fwrite(kept, 1, kept_size, f);
-    free(kept);
-    if (fflush(f) != 0) {
-        fclose(f);
-        return clgqa_fail(CLGQA_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-    }
-    *out = f;
-    return CLGQA_OK;
-}
-
-/* groups.csv rows: epoch, step (batch index in the epoch, or "eval" after
- * the evaluation), layer, the query heads of each key/value head ("2 1 1"). */
-static clgqa_status log_groups(FILE *csv, clgqa_model *model, int32_t *counts, int epoch,
-                               long step) {
-    const clgqa_model_dims *dims = clgqa_model_get_dims(model);
-    CLGQA_TRY(clgqa_model_read_all_group_counts(model, counts));
-    for (int layer = 0; layer < dims->num_layers; layer++) {
-        if (step >= 0)
-            fprintf(csv, "%d,%ld,%d,", epoch + 1, step, layer);
-        else
-            fprintf(csv, "%d,eval,%d,", epoch + 1, layer);
-        for (int g = 0; g < dims->kv_heads; g++)
-            fprintf(csv, g ? " %d" : "%d", counts[(size_t)layer * dims->kv_heads + g]);
-        fputc('\n', csv);
-    }
-    if (fflush(csv) != 0)
-        return clgqa_fail(CLGQA_ERR_IO, "cannot write groups.csv: %s", strerror(errno));
-    return CLGQA_OK;
-}
-
 /* ---- divergence ------------------------------------------------------------ */
 
 /* Each step's per-sample losses are copied to the host without waiting and
@@ -468,7 +259,7 @@ static clgqa_status trainer_open(trainer *t) {
         return clgqa_mpi_refuse(t->mpi, "batch_size %d is the global batch: it must divide by the %d ranks",
                                 cfg->batch_size, ranks);
     if (rank == 0) /* only rank 0 writes files */
-        CLGQA_TRY(make_dirs(cfg->out_dir));
+        CLGQA_TRY(run_make_dirs(cfg->out_dir));
     int flags = cfg->skip_unreadable ? CLGQA_DATASET_SKIP_UNREADABLE : 0;
     CLGQA_TRY(clgqa_dataset_open(cfg, CLGQA_SPLIT_TRAIN, flags, &t->train_set));
     CLGQA_TRY(clgqa_dataset_open(cfg, CLGQA_SPLIT_TEST, flags, &t->test_set));
@@ -493,7 +284,7 @@ static clgqa_status trainer_open(trainer *t) {
 
     char path[1200];
     if (opt->resume_dir) {
-        join_path(path, sizeof path, opt->resume_dir, "last.safetensors");
+        run_join_path(path, sizeof path, opt->resume_dir, "last.safetensors");
         CLGQA_TRY(clgqa_checkpoint_load_training(t->model, path, cfg->seed, &t->state));
         int trained_on = t->state.ranks > 0 ? t->state.ranks : 1;
         if (trained_on != ranks)
@@ -533,16 +324,16 @@ static clgqa_status trainer_open(trainer *t) {
         clgqa_mpi_describe(t->mpi, t->rt, cfg->batch_size, t->rank_log);
     if (rank != 0)
         return CLGQA_OK;
-    join_path(path, sizeof path, cfg->out_dir, "config.yaml");
+    run_join_path(path, sizeof path, cfg->out_dir, "config.yaml");
     CLGQA_TRY(clgqa_config_write(cfg, path));
-    join_path(path, sizeof path, cfg->out_dir, "run.csv");
+    run_join_path(path, sizeof path, cfg->out_dir, "run.csv");
     const clgqa_train_state *resumed = opt->resume_dir ? &t->state : NULL;
-    CLGQA_TRY(open_log(path, "epoch,train_loss,train_acc,test_loss,test_acc", resumed,
-                       keep_epoch_row, &t->run_csv));
-    join_path(path, sizeof path, cfg->out_dir, "groups.csv");
-    CLGQA_TRY(open_log(path, "epoch,step,layer,counts", resumed, keep_groups_row, &t->groups_csv));
-    join_path(path, sizeof path, cfg->out_dir, "steps.csv");
-    CLGQA_TRY(open_log(path, CLGQA_STEP_LOG_HEADER, resumed, keep_steps_row, &t->steps.csv));
+    CLGQA_TRY(run_open_log(path, "epoch,train_loss,train_acc,test_loss,test_acc", resumed,
+                       run_keep_epoch_row, &t->run_csv));
+    run_join_path(path, sizeof path, cfg->out_dir, "groups.csv");
+    CLGQA_TRY(run_open_log(path, "epoch,step,layer,counts", resumed, run_keep_groups_row, &t->groups_csv));
+    run_join_path(path, sizeof path, cfg->out_dir, "steps.csv");
+    CLGQA_TRY(run_open_log(path, CLGQA_STEP_LOG_HEADER, resumed, run_keep_steps_row, &t->steps.csv));
     return CLGQA_OK;
 }
 
@@ -573,7 +364,7 @@ static clgqa_status save_last(trainer *t) {
     if (clgqa_mpi_rank(t->mpi) != 0)
         return CLGQA_OK;
     char path[1200];
-    join_path(path, sizeof path, t->cfg.out_dir, "last.safetensors");
+    run_join_path(path, sizeof path, t->cfg.out_dir, "last.safetensors");
     return clgqa_checkpoint_save_training(t->model, &t->cfg, &t->state, path);
 }
 
@@ -601,8 +392,8 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
     clgqa_metrics before = t->state.epoch_metrics;
     /* Several ranks: every rank takes part in each report's metric sums, so
      * reports come on step counts (plain lines), never on a clock. */
-    progress p = {t->log, isatty(fileno(t->log)) && !t->mpi, t->options->quiet, epoch, cfg->epochs,
-                  t->steps_per_epoch, first, before.samples, now_seconds(),
+    run_progress p = {t->log, isatty(fileno(t->log)) && !t->mpi, t->options->quiet, epoch, cfg->epochs,
+                  t->steps_per_epoch, first, before.samples, run_clock_seconds(),
                   clgqa_loader_wait_seconds(t->train_loader), 0, t->mpi,
                   clgqa_mpi_wait_seconds(t->mpi)};
     clgqa_adamw_hparams hp = {cfg->lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay};
@@ -644,16 +435,16 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
         CLGQA_TRY(watch_step(&t->watch, t->rt, t->model, batch.count, epoch, step, hp.lr));
         const clgqa_metrics *held = replicated ? &before_replicated : NULL;
         if (t->groups_csv && t->groups_every && step % t->groups_every == 0)
-            CLGQA_TRY(log_groups(t->groups_csv, t->model, t->group_counts, epoch, step));
+            CLGQA_TRY(run_log_groups(t->groups_csv, t->model, t->group_counts, epoch, step));
         if ((step + 1) % cfg->log_steps == 0 || step + 1 == t->steps_per_epoch) {
             CLGQA_TRY(epoch_metrics(t, held, &m));
             if (t->steps.csv) /* rank 0's file */
                 CLGQA_TRY(clgqa_step_log_row(&t->steps, &m, epoch, t->state.global_step, hp.lr,
                                              clgqa_loader_wait_seconds(t->train_loader)));
         }
-        if (progress_due(&p, step + 1)) {
+        if (run_progress_due(&p, step + 1)) {
             CLGQA_TRY(epoch_metrics(t, held, &m));
-            progress_show(&p, step + 1, &m, clgqa_loader_wait_seconds(t->train_loader));
+            run_progress_show(&p, step + 1, &m, clgqa_loader_wait_seconds(t->train_loader));
         }
         int stop;
         CLGQA_TRY(stop_requested(t, &stop));
@@ -670,7 +461,7 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
     if (p.tty && !p.quiet)
         fputc('\n', t->log);
     *images += m.samples - before.samples;
-    *seconds += now_seconds() - p.started;
+    *seconds += run_clock_seconds() - p.started;
     *wait_seconds += clgqa_loader_wait_seconds(t->train_loader) - p.wait_at_start;
     if (*stopped)
         return CLGQA_OK;
@@ -706,7 +497,7 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
                     epoch + 1, cfg->epochs, clgqa_mpi_ranks(t->mpi), (unsigned long long)weights_hash);
         int files = clgqa_mpi_rank(t->mpi) == 0; /* the files are rank 0's */
         if (files) {
-            CLGQA_TRY(log_groups(t->groups_csv, t->model, t->group_counts, epoch, -1));
+            CLGQA_TRY(run_log_groups(t->groups_csv, t->model, t->group_counts, epoch, -1));
             fprintf(t->run_csv, "%d,%.6f,%.6f,%.6f,%.6f\n", epoch + 1, metrics.train_loss,
                     metrics.train_acc, metrics.test_loss, metrics.test_acc);
             if (fflush(t->run_csv) != 0)
@@ -720,7 +511,7 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
             t->state.best_epoch = epoch + 1;
             t->state.best_test_loss = eval.loss;
             if (cfg->save_model && files) {
-                join_path(path, sizeof path, cfg->out_dir, "best.safetensors");
+                run_join_path(path, sizeof path, cfg->out_dir, "best.safetensors");
                 CLGQA_TRY(clgqa_checkpoint_save_model(t->model, cfg, path));
             }
         }
@@ -747,7 +538,7 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
         result->last.test_acc = eval.accuracy;
     }
     if (t->state.epochs_done == cfg->epochs && cfg->save_model && clgqa_mpi_rank(t->mpi) == 0) {
-        join_path(path, sizeof path, cfg->out_dir, "model.safetensors");
+        run_join_path(path, sizeof path, cfg->out_dir, "model.safetensors");
         CLGQA_TRY(clgqa_checkpoint_save_model(t->model, cfg, path));
     }
     result->epochs_done = (int)t->state.epochs_done;
