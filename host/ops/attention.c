@@ -217,16 +217,18 @@ static clgqa_status launch_pgqa_noise(clgqa_runtime *rt, const clgqa_attention_d
     cl_uint group_size = (cl_uint)(dims->heads / dims->kv_heads);
     cl_uint seed_lo = (cl_uint)pgqa->seed, seed_hi = (cl_uint)(pgqa->seed >> 32);
     cl_uint stream_lo = (cl_uint)pgqa->stream, stream_hi = (cl_uint)(pgqa->stream >> 32);
-    CLGQA_TRY(clgqa_set_view_arg(kern, 0, noise_z));
-    CLGQA_TRY(clgqa_set_view_arg(kern, 2, fixed));
-    CLGQA_TRY(CLGQA_ARG(kern, 4, use_fixed));
-    CLGQA_TRY(clgqa_set_uint_arg(kern, 5, s.row_length));
-    CLGQA_TRY(CLGQA_ARG(kern, 6, group_size));
-    CLGQA_TRY(CLGQA_ARG(kern, 7, seed_lo));
-    CLGQA_TRY(CLGQA_ARG(kern, 8, seed_hi));
-    CLGQA_TRY(CLGQA_ARG(kern, 9, stream_lo));
-    CLGQA_TRY(CLGQA_ARG(kern, 10, stream_hi));
-    CLGQA_TRY(clgqa_set_local_arg(kern, 11, local * sizeof(float)));
+    kernel_args args = kernel_args_start(kern);
+    kernel_arg_view(&args, noise_z);
+    kernel_arg_view(&args, fixed);
+    KERNEL_ARG(&args, use_fixed);
+    kernel_arg_uint(&args, s.row_length);
+    KERNEL_ARG(&args, group_size);
+    KERNEL_ARG(&args, seed_lo);
+    KERNEL_ARG(&args, seed_hi);
+    KERNEL_ARG(&args, stream_lo);
+    KERNEL_ARG(&args, stream_hi);
+    kernel_arg_local(&args, local * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, kern, (size_t)dims->heads * local, local);
 }
 
@@ -241,54 +243,54 @@ static clgqa_status launch_pgqa_rows(clgqa_runtime *rt, const char *name,
     CLGQA_TRY(attention_kernel(rt, dims, name, &kern));
     size_t local = row_local_size(rt, kern, s.row_length);
     cl_uint heads = (cl_uint)dims->heads, tokens = (cl_uint)dims->tokens;
-    cl_uint arg = 0;
-    CLGQA_TRY(clgqa_set_view_arg(kern, arg, dst));
-    arg += 2;
-    if (dout.mem) {
-        CLGQA_TRY(clgqa_set_view_arg(kern, arg, dout));
-        arg += 2;
-    }
-    CLGQA_TRY(clgqa_set_view_arg(kern, arg, saved->heads_out));
-    CLGQA_TRY(clgqa_set_view_arg(kern, arg + 2, saved->noise_z));
-    CLGQA_TRY(clgqa_set_view_arg(kern, arg + 4, saved->row_stats));
-    CLGQA_TRY(CLGQA_ARG(kern, arg + 6, heads));
-    CLGQA_TRY(CLGQA_ARG(kern, arg + 7, tokens));
-    CLGQA_TRY(clgqa_set_local_arg(kern, arg + 8, local * sizeof(float)));
+    kernel_args args = kernel_args_start(kern);
+    kernel_arg_view(&args, dst);
+    if (dout.mem)
+        kernel_arg_view(&args, dout);
+    kernel_arg_view(&args, saved->heads_out);
+    kernel_arg_view(&args, saved->noise_z);
+    kernel_arg_view(&args, saved->row_stats);
+    KERNEL_ARG(&args, heads);
+    KERNEL_ARG(&args, tokens);
+    kernel_arg_local(&args, local * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, kern, s.pairs * local, local);
 }
 
 /* ---- forward ---- */
 
-/* Arguments q (+ stride), k, v (+ stride) and kv_map from `arg` on. */
-static clgqa_status set_qkv_args(cl_kernel kern, cl_uint arg, const attention_sizes *s,
-                                 clgqa_view q, clgqa_view k, clgqa_view v, clgqa_view kv_map) {
-    CLGQA_TRY(clgqa_set_view_arg(kern, arg, q));
-    CLGQA_TRY(clgqa_set_uint_arg(kern, arg + 2, s->q_stride));
-    CLGQA_TRY(clgqa_set_view_arg(kern, arg + 3, k));
-    CLGQA_TRY(clgqa_set_view_arg(kern, arg + 5, v));
-    CLGQA_TRY(clgqa_set_uint_arg(kern, arg + 7, s->kv_stride));
-    return clgqa_set_view_arg(kern, arg + 8, kv_map);
+/* The next arguments: q (+ stride), k, v (+ stride) and kv_map. */
+static void qkv_args(kernel_args *args, const attention_sizes *s, clgqa_view q, clgqa_view k,
+                     clgqa_view v, clgqa_view kv_map) {
+    kernel_arg_view(args, q);
+    kernel_arg_uint(args, s->q_stride);
+    kernel_arg_view(args, k);
+    kernel_arg_view(args, v);
+    kernel_arg_uint(args, s->kv_stride);
+    kernel_arg_view(args, kv_map);
 }
 
-/* attention_tiled or attention_tiled_dq: their arguments after the first
- * `arg` ones are the same (q, k, v, kv_map, P, H, query tiles, scale, two
- * local tiles). */
-static clgqa_status launch_query_tiles(clgqa_runtime *rt, cl_kernel kern, cl_uint arg,
+/* attention_tiled or attention_tiled_dq: their arguments after the ones
+ * already in `args` are the same (q, k, v, kv_map, P, H, query tiles, scale,
+ * two local tiles). */
+static clgqa_status launch_query_tiles(clgqa_runtime *rt, kernel_args *args,
                                        const clgqa_attention_dims *dims, clgqa_view q,
                                        clgqa_view k, clgqa_view v, clgqa_view kv_map) {
+    cl_kernel kern = args->kernel;
     attention_sizes s = sizes_of(dims);
     size_t local = tile_rows(rt, kern, (size_t)dims->tokens);
     cl_uint tokens = (cl_uint)dims->tokens, heads = (cl_uint)dims->heads;
     cl_uint query_tiles = (cl_uint)(((size_t)dims->tokens + local - 1) / local);
     float scale = query_scale(dims);
     size_t tile_bytes = (size_t)stream_tile_rows(rt, dims->head_dim) * dims->head_dim * sizeof(float);
-    CLGQA_TRY(set_qkv_args(kern, arg, &s, q, k, v, kv_map));
-    CLGQA_TRY(CLGQA_ARG(kern, arg + 10, tokens));
-    CLGQA_TRY(CLGQA_ARG(kern, arg + 11, heads));
-    CLGQA_TRY(CLGQA_ARG(kern, arg + 12, query_tiles));
-    CLGQA_TRY(CLGQA_ARG(kern, arg + 13, scale));
-    CLGQA_TRY(clgqa_set_local_arg(kern, arg + 14, tile_bytes));
-    CLGQA_TRY(clgqa_set_local_arg(kern, arg + 15, tile_bytes));
+    qkv_args(args, &s, q, k, v, kv_map);
+    KERNEL_ARG(args, tokens);
+    KERNEL_ARG(args, heads);
+    KERNEL_ARG(args, query_tiles);
+    KERNEL_ARG(args, scale);
+    kernel_arg_local(args, tile_bytes);
+    kernel_arg_local(args, tile_bytes);
+    CLGQA_TRY(kernel_args_done(args));
     return clgqa_launch_1d(rt, kern, s.pairs * query_tiles * local, local);
 }
 
@@ -310,20 +312,23 @@ clgqa_status clgqa_attention_forward(clgqa_runtime *rt, const clgqa_attention_di
     cl_kernel kern;
     if (tiled) {
         CLGQA_TRY(attention_kernel(rt, dims, "attention_tiled", &kern));
-        CLGQA_TRY(clgqa_set_view_arg(kern, 0, attended));
-        CLGQA_TRY(clgqa_set_view_arg(kern, 2, saved->lse));
-        CLGQA_TRY(launch_query_tiles(rt, kern, 4, dims, q, k, v, kv_map));
+        kernel_args args = kernel_args_start(kern);
+        kernel_arg_view(&args, attended);
+        kernel_arg_view(&args, saved->lse);
+        CLGQA_TRY(launch_query_tiles(rt, &args, dims, q, k, v, kv_map));
     } else {
         CLGQA_TRY(attention_kernel(rt, dims, "attention_rows", &kern));
         cl_uint heads = (cl_uint)dims->heads, tokens = (cl_uint)dims->tokens;
         float scale = query_scale(dims);
-        CLGQA_TRY(clgqa_set_view_arg(kern, 0, saved->probs));
-        CLGQA_TRY(clgqa_set_view_arg(kern, 2, attended));
-        CLGQA_TRY(set_qkv_args(kern, 4, &s, q, k, v, kv_map));
-        CLGQA_TRY(clgqa_set_uint_arg(kern, 14, s.row_scores));
-        CLGQA_TRY(CLGQA_ARG(kern, 15, tokens));
-        CLGQA_TRY(CLGQA_ARG(kern, 16, heads));
-        CLGQA_TRY(CLGQA_ARG(kern, 17, scale));
+        kernel_args args = kernel_args_start(kern);
+        kernel_arg_view(&args, saved->probs);
+        kernel_arg_view(&args, attended);
+        qkv_args(&args, &s, q, k, v, kv_map);
+        kernel_arg_uint(&args, s.row_scores);
+        KERNEL_ARG(&args, tokens);
+        KERNEL_ARG(&args, heads);
+        KERNEL_ARG(&args, scale);
+        CLGQA_TRY(kernel_args_done(&args));
         CLGQA_TRY(clgqa_launch_1d(rt, kern, s.row_scores, clgqa_work_group_size(rt, kern, 64)));
     }
     if (!pgqa)
@@ -346,37 +351,41 @@ static clgqa_status rows_backward(clgqa_runtime *rt, const clgqa_attention_dims 
     float scale = query_scale(dims);
     cl_kernel rows;
     CLGQA_TRY(attention_kernel(rt, dims, "attention_rows_backward", &rows));
-    CLGQA_TRY(clgqa_set_view_arg(rows, 0, dscores));
-    CLGQA_TRY(clgqa_set_view_arg(rows, 2, dq));
-    CLGQA_TRY(clgqa_set_view_arg(rows, 4, g));
-    CLGQA_TRY(clgqa_set_view_arg(rows, 6, saved->probs));
-    CLGQA_TRY(clgqa_set_uint_arg(rows, 8, s.q_stride));
-    CLGQA_TRY(clgqa_set_view_arg(rows, 9, k));
-    CLGQA_TRY(clgqa_set_view_arg(rows, 11, v));
-    CLGQA_TRY(clgqa_set_uint_arg(rows, 13, s.kv_stride));
-    CLGQA_TRY(clgqa_set_view_arg(rows, 14, kv_map));
-    CLGQA_TRY(clgqa_set_uint_arg(rows, 16, s.row_scores));
-    CLGQA_TRY(CLGQA_ARG(rows, 17, tokens));
-    CLGQA_TRY(CLGQA_ARG(rows, 18, heads));
-    CLGQA_TRY(CLGQA_ARG(rows, 19, scale));
+    kernel_args args = kernel_args_start(rows);
+    kernel_arg_view(&args, dscores);
+    kernel_arg_view(&args, dq);
+    kernel_arg_view(&args, g);
+    kernel_arg_view(&args, saved->probs);
+    kernel_arg_uint(&args, s.q_stride);
+    kernel_arg_view(&args, k);
+    kernel_arg_view(&args, v);
+    kernel_arg_uint(&args, s.kv_stride);
+    kernel_arg_view(&args, kv_map);
+    kernel_arg_uint(&args, s.row_scores);
+    KERNEL_ARG(&args, tokens);
+    KERNEL_ARG(&args, heads);
+    KERNEL_ARG(&args, scale);
+    CLGQA_TRY(kernel_args_done(&args));
     CLGQA_TRY(clgqa_launch_1d(rt, rows, s.row_scores, clgqa_work_group_size(rt, rows, 64)));
 
     cl_kernel kv;
     CLGQA_TRY(attention_kernel(rt, dims, "kv_grads", &kv));
-    CLGQA_TRY(clgqa_set_view_arg(kv, 0, dk));
-    CLGQA_TRY(clgqa_set_view_arg(kv, 2, dv));
-    CLGQA_TRY(clgqa_set_view_arg(kv, 4, dscores));
-    CLGQA_TRY(clgqa_set_view_arg(kv, 6, saved->probs));
-    CLGQA_TRY(clgqa_set_view_arg(kv, 8, q));
-    CLGQA_TRY(clgqa_set_uint_arg(kv, 10, s.q_stride));
-    CLGQA_TRY(clgqa_set_view_arg(kv, 11, g));
-    CLGQA_TRY(clgqa_set_uint_arg(kv, 13, s.kv_stride));
-    CLGQA_TRY(clgqa_set_view_arg(kv, 14, kv_map));
-    CLGQA_TRY(CLGQA_ARG(kv, 16, batch));
-    CLGQA_TRY(CLGQA_ARG(kv, 17, tokens));
-    CLGQA_TRY(CLGQA_ARG(kv, 18, heads));
-    CLGQA_TRY(CLGQA_ARG(kv, 19, kv_heads));
-    CLGQA_TRY(CLGQA_ARG(kv, 20, scale));
+    kernel_args kv_args = kernel_args_start(kv);
+    kernel_arg_view(&kv_args, dk);
+    kernel_arg_view(&kv_args, dv);
+    kernel_arg_view(&kv_args, dscores);
+    kernel_arg_view(&kv_args, saved->probs);
+    kernel_arg_view(&kv_args, q);
+    kernel_arg_uint(&kv_args, s.q_stride);
+    kernel_arg_view(&kv_args, g);
+    kernel_arg_uint(&kv_args, s.kv_stride);
+    kernel_arg_view(&kv_args, kv_map);
+    KERNEL_ARG(&kv_args, batch);
+    KERNEL_ARG(&kv_args, tokens);
+    KERNEL_ARG(&kv_args, heads);
+    KERNEL_ARG(&kv_args, kv_heads);
+    KERNEL_ARG(&kv_args, scale);
+    CLGQA_TRY(kernel_args_done(&kv_args));
     return clgqa_launch_1d(rt, kv, (size_t)dims->batch * dims->kv_heads * dims->tokens,
                            clgqa_work_group_size(rt, kv, 64));
 }
@@ -390,12 +399,13 @@ static clgqa_status tiled_backward(clgqa_runtime *rt, const clgqa_attention_dims
     attention_sizes s = sizes_of(dims);
     cl_kernel dq_kern;
     CLGQA_TRY(attention_kernel(rt, dims, "attention_tiled_dq", &dq_kern));
-    CLGQA_TRY(clgqa_set_view_arg(dq_kern, 0, dq));
-    CLGQA_TRY(clgqa_set_view_arg(dq_kern, 2, delta));
-    CLGQA_TRY(clgqa_set_view_arg(dq_kern, 4, g));
-    CLGQA_TRY(clgqa_set_view_arg(dq_kern, 6, o));
-    CLGQA_TRY(clgqa_set_view_arg(dq_kern, 8, saved->lse));
-    CLGQA_TRY(launch_query_tiles(rt, dq_kern, 10, dims, q, k, v, kv_map));
+    kernel_args dq_args = kernel_args_start(dq_kern);
+    kernel_arg_view(&dq_args, dq);
+    kernel_arg_view(&dq_args, delta);
+    kernel_arg_view(&dq_args, g);
+    kernel_arg_view(&dq_args, o);
+    kernel_arg_view(&dq_args, saved->lse);
+    CLGQA_TRY(launch_query_tiles(rt, &dq_args, dims, q, k, v, kv_map));
 
     cl_kernel kv;
     CLGQA_TRY(attention_kernel(rt, dims, "attention_tiled_dkv", &kv));
@@ -405,20 +415,22 @@ static clgqa_status tiled_backward(clgqa_runtime *rt, const clgqa_attention_dims
     cl_uint key_tiles = (cl_uint)(((size_t)dims->tokens + local - 1) / local);
     float scale = query_scale(dims);
     size_t stream_rows = (size_t)stream_tile_rows(rt, dims->head_dim);
-    CLGQA_TRY(clgqa_set_view_arg(kv, 0, dk));
-    CLGQA_TRY(clgqa_set_view_arg(kv, 2, dv));
-    CLGQA_TRY(clgqa_set_view_arg(kv, 4, g));
-    CLGQA_TRY(clgqa_set_view_arg(kv, 6, saved->lse));
-    CLGQA_TRY(clgqa_set_view_arg(kv, 8, delta));
-    CLGQA_TRY(set_qkv_args(kv, 10, &s, q, k, v, kv_map));
-    CLGQA_TRY(CLGQA_ARG(kv, 20, tokens));
-    CLGQA_TRY(CLGQA_ARG(kv, 21, heads));
-    CLGQA_TRY(CLGQA_ARG(kv, 22, kv_heads));
-    CLGQA_TRY(CLGQA_ARG(kv, 23, key_tiles));
-    CLGQA_TRY(CLGQA_ARG(kv, 24, scale));
-    CLGQA_TRY(clgqa_set_local_arg(kv, 25, stream_rows * dims->head_dim * sizeof(float)));
-    CLGQA_TRY(clgqa_set_local_arg(kv, 26, stream_rows * dims->head_dim * sizeof(float)));
-    CLGQA_TRY(clgqa_set_local_arg(kv, 27, 2 * stream_rows * sizeof(float)));
+    kernel_args kv_args = kernel_args_start(kv);
+    kernel_arg_view(&kv_args, dk);
+    kernel_arg_view(&kv_args, dv);
+    kernel_arg_view(&kv_args, g);
+    kernel_arg_view(&kv_args, saved->lse);
+    kernel_arg_view(&kv_args, delta);
+    qkv_args(&kv_args, &s, q, k, v, kv_map);
+    KERNEL_ARG(&kv_args, tokens);
+    KERNEL_ARG(&kv_args, heads);
+    KERNEL_ARG(&kv_args, kv_heads);
+    KERNEL_ARG(&kv_args, key_tiles);
+    KERNEL_ARG(&kv_args, scale);
+    kernel_arg_local(&kv_args, stream_rows * dims->head_dim * sizeof(float));
+    kernel_arg_local(&kv_args, stream_rows * dims->head_dim * sizeof(float));
+    kernel_arg_local(&kv_args, 2 * stream_rows * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&kv_args));
     return clgqa_launch_1d(rt, kv, (size_t)dims->batch * dims->kv_heads * key_tiles * local,
                            local);
 }

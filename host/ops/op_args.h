@@ -40,19 +40,6 @@ static inline clgqa_status clgqa_check_size(const char *op, const char *name, si
     return CLGQA_OK;
 }
 
-/* Set arguments `index` (buffer) and `index + 1` (uint element offset). */
-static inline clgqa_status clgqa_set_view_arg(cl_kernel kernel, cl_uint index, clgqa_view view) {
-    cl_uint offset = (cl_uint)view.offset;
-    CLGQA_TRY(CLGQA_ARG(kernel, index, view.mem));
-    return CLGQA_ARG(kernel, index + 1, offset);
-}
-
-/* Set argument `index` to a size as cl_uint (checked by clgqa_check_size). */
-static inline clgqa_status clgqa_set_uint_arg(cl_kernel kernel, cl_uint index, size_t value) {
-    cl_uint v = (cl_uint)value;
-    return CLGQA_ARG(kernel, index, v);
-}
-
 /* A kernel's arguments set in order: each call takes the next index, so a
  * launcher cannot skip or repeat one, and kernel_args_done checks that
  * every argument of the kernel was set. The first failure is kept and
