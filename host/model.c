@@ -28,16 +28,14 @@ static void add_tensor(clgqa_model *m, const char *name, int ndim, int s0, int s
     m->param_count += t->numel;
 }
 
-/* The order fixes the MODEL_T_* / MODEL_L_* / MODEL_F_* indices of
- * model_internal.h. */
+/* From the lists of model_internal.h, whose order fixes the MODEL_T_* /
+ * MODEL_L_* / MODEL_F_* indices. */
 static void build_tensor_table(clgqa_model *m) {
     const clgqa_model_dims *d = &m->dims;
     const int C = d->embed_dim, KV = d->kv_heads * d->head_dim, F = d->mlp_dim,
-              p = d->patch_size;
-    add_tensor(m, "cls_token", 3, 1, 1, C, 0);
-    add_tensor(m, "pos_embed", 3, 1, d->tokens, C, 0);
-    add_tensor(m, "patch_embed.proj.weight", 4, C, d->in_chans, p, p);
-    add_tensor(m, "patch_embed.proj.bias", 1, C, 0, 0, 0);
+              p = d->patch_size, P = d->tokens, in = d->in_chans, K = d->num_classes;
+#define ADD_TENSOR(id, name, ndim, s0, s1, s2, s3) add_tensor(m, name, ndim, s0, s1, s2, s3);
+    MODEL_EMBED_TENSORS(ADD_TENSOR)
     for (int l = 0; l < d->num_layers; l++) {
         char name[CLGQA_TENSOR_NAME_MAX];
 #define ADD_BLOCK_TENSOR(id, suffix, rows, cols, init)               \
@@ -46,10 +44,8 @@ static void build_tensor_table(clgqa_model *m) {
         MODEL_BLOCK_TENSORS(ADD_BLOCK_TENSOR)
 #undef ADD_BLOCK_TENSOR
     }
-    add_tensor(m, "norm.weight", 1, C, 0, 0, 0);
-    add_tensor(m, "norm.bias", 1, C, 0, 0, 0);
-    add_tensor(m, "head.weight", 2, d->num_classes, C, 0, 0);
-    add_tensor(m, "head.bias", 1, d->num_classes, 0, 0, 0);
+    MODEL_FINAL_TENSORS(ADD_TENSOR)
+#undef ADD_TENSOR
 }
 
 /* ---- initialisation (the reference's) ---- */

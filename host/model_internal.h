@@ -9,11 +9,29 @@
 
 #define MODEL_LN_EPS 1e-6f
 
-/* Tensor indices in the table: four before the blocks, MODEL_L_TENSORS per
- * block, four after. */
-enum { MODEL_T_CLS, MODEL_T_POS, MODEL_T_PATCH_W, MODEL_T_PATCH_B, MODEL_T_BLOCKS };
+/* The tensor table: the embedding tensors, MODEL_L_TENSORS per block, then
+ * the final ones. Each list is written once as X(id, state_dict name, ndim,
+ * shape...) (C = embed_dim, P = tokens, p = patch_size, in = in_chans,
+ * K = num_classes), which gives its indices and build_tensor_table's
+ * entries. */
+#define MODEL_EMBED_TENSORS(X)                              \
+    X(CLS, "cls_token", 3, 1, 1, C, 0)                      \
+    X(POS, "pos_embed", 3, 1, P, C, 0)                      \
+    X(PATCH_W, "patch_embed.proj.weight", 4, C, in, p, p)   \
+    X(PATCH_B, "patch_embed.proj.bias", 1, C, 0, 0, 0)
+#define MODEL_FINAL_TENSORS(X)                   \
+    X(NORM_W, "norm.weight", 1, C, 0, 0, 0)      \
+    X(NORM_B, "norm.bias", 1, C, 0, 0, 0)        \
+    X(HEAD_W, "head.weight", 2, K, C, 0, 0)      \
+    X(HEAD_B, "head.bias", 1, K, 0, 0, 0)
+enum {
+#define MODEL_T_INDEX(id, name, ndim, s0, s1, s2, s3) MODEL_T_##id,
+    MODEL_EMBED_TENSORS(MODEL_T_INDEX)
+#undef MODEL_T_INDEX
+    MODEL_T_BLOCKS
+};
 
-/* A block's tensors, in table order, written once: X(id, state_dict suffix,
+/* A block's tensors, in table order: X(id, state_dict suffix,
  * rows, cols, init) gives MODEL_L_<id>, the name blocks.{i}.<suffix>, the
  * shape ([rows, cols] of a Linear weight, [rows] when cols is 0; C =
  * embed_dim, KV = G * head_dim, F = mlp_dim) and the tensor's position in
@@ -43,7 +61,12 @@ enum {
 #undef MODEL_L_INDEX
     MODEL_L_TENSORS
 };
-enum { MODEL_F_NORM_W, MODEL_F_NORM_B, MODEL_F_HEAD_W, MODEL_F_HEAD_B, MODEL_F_TENSORS };
+enum {
+#define MODEL_F_INDEX(id, name, ndim, s0, s1, s2, s3) MODEL_F_##id,
+    MODEL_FINAL_TENSORS(MODEL_F_INDEX)
+#undef MODEL_F_INDEX
+    MODEL_F_TENSORS
+};
 
 /* Activations one block saves for backward (views into its arena buffer). */
 typedef struct model_layer {
