@@ -105,96 +105,55 @@ clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src,
 
 /* ---- bias add (its gradient, a column sum, is in reduce.c) ---- */
 
-/* rows x cols elements of each of the `count` matrix operands, and the bias
- * of cols; *n = rows * cols (0: nothing to do). */
-static clgqa_status check_bias_op(const char *op, size_t rows, size_t cols, size_t *n,
-                                  const char *const names[], const clgqa_view views[],
-                                  int count, clgqa_view bias) {
-    CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, n));
-    if (*n == 0)
+/* The ops over [rows, cols] tensors plus a [cols] bias: checks every
+ * tensor, then runs `kernel` with the arguments (tensors in order, bias,
+ * rows, cols), one work-item per element. */
+static clgqa_status bias_op(clgqa_runtime *rt, const char *op, const char *kernel, size_t rows,
+                            size_t cols, const char *const names[], const clgqa_view views[],
+                            int count, clgqa_view bias) {
+    size_t n;
+    CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, &n));
+    if (n == 0)
         return CLGQA_OK;
     for (int i = 0; i < count; i++)
-        CLGQA_TRY(clgqa_check_view(op, names[i], views[i], *n, sizeof(float)));
-    return clgqa_check_view(op, "bias", bias, cols, sizeof(float));
+        CLGQA_TRY(clgqa_check_view(op, names[i], views[i], n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "bias", bias, cols, sizeof(float)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, kernel, &k));
+    kernel_args args = kernel_args_start(k);
+    for (int i = 0; i < count; i++)
+        kernel_arg_view(&args, views[i]);
+    kernel_arg_view(&args, bias);
+    kernel_arg_uint(&args, rows);
+    kernel_arg_uint(&args, cols);
+    CLGQA_TRY(kernel_args_done(&args));
+    return launch_columns_rows(rt, k, rows, cols);
 }
 
 clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
                             size_t cols) {
-    size_t n;
-    CLGQA_TRY(check_bias_op("clgqa_bias_add", rows, cols, &n, (const char *const[]){"x"},
-                            (const clgqa_view[]){x}, 1, bias));
-    if (n == 0)
-        return CLGQA_OK;
-    cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "bias_add", &k));
-    kernel_args args = kernel_args_start(k);
-    kernel_arg_view(&args, x);
-    kernel_arg_view(&args, bias);
-    kernel_arg_uint(&args, rows);
-    kernel_arg_uint(&args, cols);
-    CLGQA_TRY(kernel_args_done(&args));
-    return launch_columns_rows(rt, k, rows, cols);
+    return bias_op(rt, "clgqa_bias_add", "bias_add", rows, cols, (const char *const[]){"x"},
+                   (const clgqa_view[]){x}, 1, bias);
 }
 
 clgqa_status clgqa_bias_residual_add(clgqa_runtime *rt, clgqa_view out, clgqa_view residual,
                                      clgqa_view bias, size_t rows, size_t cols) {
-    size_t n;
-    CLGQA_TRY(check_bias_op("clgqa_bias_residual_add", rows, cols, &n,
-                            (const char *const[]){"out", "residual"},
-                            (const clgqa_view[]){out, residual}, 2, bias));
-    if (n == 0)
-        return CLGQA_OK;
-    cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "bias_residual_add", &k));
-    kernel_args args = kernel_args_start(k);
-    kernel_arg_view(&args, out);
-    kernel_arg_view(&args, residual);
-    kernel_arg_view(&args, bias);
-    kernel_arg_uint(&args, rows);
-    kernel_arg_uint(&args, cols);
-    CLGQA_TRY(kernel_args_done(&args));
-    return launch_columns_rows(rt, k, rows, cols);
+    return bias_op(rt, "clgqa_bias_residual_add", "bias_residual_add", rows, cols,
+                   (const char *const[]){"out", "residual"}, (const clgqa_view[]){out, residual},
+                   2, bias);
 }
 
 /* ---- bias + GELU ---- */
 
 clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
                                      clgqa_view bias, size_t rows, size_t cols) {
-    size_t n;
-    CLGQA_TRY(check_bias_op("clgqa_gelu_bias_forward", rows, cols, &n,
-                            (const char *const[]){"out", "in"}, (const clgqa_view[]){out, in}, 2,
-                            bias));
-    if (n == 0)
-        return CLGQA_OK;
-    cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "gelu_bias_forward", &k));
-    kernel_args args = kernel_args_start(k);
-    kernel_arg_view(&args, out);
-    kernel_arg_view(&args, in);
-    kernel_arg_view(&args, bias);
-    kernel_arg_uint(&args, rows);
-    kernel_arg_uint(&args, cols);
-    CLGQA_TRY(kernel_args_done(&args));
-    return launch_columns_rows(rt, k, rows, cols);
+    return bias_op(rt, "clgqa_gelu_bias_forward", "gelu_bias_forward", rows, cols,
+                   (const char *const[]){"out", "in"}, (const clgqa_view[]){out, in}, 2, bias);
 }
 
 clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view dout,
                                       clgqa_view in, clgqa_view bias, size_t rows, size_t cols) {
-    size_t n;
-    CLGQA_TRY(check_bias_op("clgqa_gelu_bias_backward", rows, cols, &n,
-                            (const char *const[]){"din", "dout", "in"},
-                            (const clgqa_view[]){din, dout, in}, 3, bias));
-    if (n == 0)
-        return CLGQA_OK;
-    cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "gelu_bias_backward", &k));
-    kernel_args args = kernel_args_start(k);
-    kernel_arg_view(&args, din);
-    kernel_arg_view(&args, dout);
-    kernel_arg_view(&args, in);
-    kernel_arg_view(&args, bias);
-    kernel_arg_uint(&args, rows);
-    kernel_arg_uint(&args, cols);
-    CLGQA_TRY(kernel_args_done(&args));
-    return launch_columns_rows(rt, k, rows, cols);
+    return bias_op(rt, "clgqa_gelu_bias_backward", "gelu_bias_backward", rows, cols,
+                   (const char *const[]){"din", "dout", "in"},
+                   (const clgqa_view[]){din, dout, in}, 3, bias);
 }
