@@ -361,14 +361,19 @@ static int show_augment(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
     return -1;
 }
 
-/* The code-path knobs; "auto" leaves the choice to the environment and the
- * device (clgqa_runtime_choose_paths). */
+/* The code-path knobs, kept as their names; "auto" leaves the choice to the
+ * environment and the device (clgqa_runtime_choose_paths). */
+static clgqa_status set_knob(char *field, size_t size, const char *const names[3],
+                             const char *expected, const struct key *k, const value *v,
+                             const origin *at) {
+    size_t i = 0;
+    CLGQA_TRY(set_choice(names, 3, expected, k, v, at, &i));
+    snprintf(field, size, "%s", names[i]);
+    return CLGQA_OK;
+}
 static clgqa_status set_device_class(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
     static const char *const names[] = {"auto", "cpu", "gpu"};
-    size_t i = 0;
-    CLGQA_TRY(set_choice(names, 3, "auto, cpu or gpu", k, v, at, &i));
-    snprintf(cfg->device_class, sizeof cfg->device_class, "%s", names[i]);
-    return CLGQA_OK;
+    return set_knob(cfg->device_class, sizeof cfg->device_class, names, "auto, cpu or gpu", k, v, at);
 }
 static int show_device_class(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
     snprintf(items[0], 1024, "%s", cfg->device_class);
@@ -376,10 +381,8 @@ static int show_device_class(const clgqa_config *cfg, char items[MAX_ITEMS][1024
 }
 static clgqa_status set_attention_kernel(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
     static const char *const names[] = {"auto", "rows", "tiled"};
-    size_t i = 0;
-    CLGQA_TRY(set_choice(names, 3, "auto, rows or tiled", k, v, at, &i));
-    snprintf(cfg->attention_kernel, sizeof cfg->attention_kernel, "%s", names[i]);
-    return CLGQA_OK;
+    return set_knob(cfg->attention_kernel, sizeof cfg->attention_kernel, names, "auto, rows or tiled",
+                    k, v, at);
 }
 static int show_attention_kernel(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
     snprintf(items[0], 1024, "%s", cfg->attention_kernel);

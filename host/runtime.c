@@ -636,37 +636,31 @@ const char *clgqa_attention_kernel_name(clgqa_attention_kernel k) {
     return attention_kernel_names[k];
 }
 
-/* The index of `value` in names[0..n), n for "auto" (or nothing given, after
- * the environment variable), -1 for anything else. */
-static int choose(const char *value, const char *variable, const char *const names[], int n) {
+/* The choice a knob gives: `value`, else $`variable`; *index is its position
+ * in names[0..2), or 2 for "auto" and for nothing given. Anything else is
+ * refused with a message naming the value, the variable and the config key. */
+static clgqa_status choose(const char *value, const char *variable, const char *what,
+                           const char *key, const char *const names[2], int *index) {
     if (!value || !*value || !strcmp(value, "auto"))
         value = getenv(variable);
+    *index = 2;
     if (!value || !*value || !strcmp(value, "auto"))
-        return n;
-    for (int i = 0; i < n; i++)
-        if (!strcmp(value, names[i]))
-            return i;
-    return -1;
+        return CLGQA_OK;
+    for (*index = 0; *index < 2; ++*index)
+        if (!strcmp(value, names[*index]))
+            return CLGQA_OK;
+    return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                      "%s '%s' is not one of auto, %s, %s (%s or config key %s)", what, value,
+                      names[0], names[1], variable, key);
 }
 
 clgqa_status clgqa_runtime_choose_paths(clgqa_runtime *rt, const char *device_class,
                                         const char *attention_kernel) {
-    int c = choose(device_class, "CLGQA_DEVICE_CLASS", device_class_names, 2);
-    if (c < 0)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                          "device class '%s' is not one of auto, cpu, gpu (CLGQA_DEVICE_CLASS or "
-                          "config key device_class)",
-                          device_class && *device_class && strcmp(device_class, "auto")
-                              ? device_class
-                              : getenv("CLGQA_DEVICE_CLASS"));
-    int a = choose(attention_kernel, "CLGQA_ATTENTION", attention_kernel_names, 2);
-    if (a < 0)
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                          "attention kernel '%s' is not one of auto, rows, tiled (CLGQA_ATTENTION "
-                          "or config key attention_kernel)",
-                          attention_kernel && *attention_kernel && strcmp(attention_kernel, "auto")
-                              ? attention_kernel
-                              : getenv("CLGQA_ATTENTION"));
+    int c, a;
+    CLGQA_TRY(choose(device_class, "CLGQA_DEVICE_CLASS", "device class", "device_class",
+                     device_class_names, &c));
+    CLGQA_TRY(choose(attention_kernel, "CLGQA_ATTENTION", "attention kernel", "attention_kernel",
+                     attention_kernel_names, &a));
     rt->device_class = c == 2 ? ((rt->device_type & CL_DEVICE_TYPE_CPU) ? CLGQA_CLASS_CPU
                                                                          : CLGQA_CLASS_GPU)
                               : (clgqa_device_class)c;
