@@ -21,6 +21,13 @@ typedef struct clgqa_image {
 #define CLGQA_IMAGE_MAX_PIXELS (64u << 20)
 
 
+/* ---- loader.c: its ring, for the tests ---- */
+/* Slots in the loader's ring: the batch the consumer holds plus those the
+ * workers may prepare ahead of it. */
+int clgqa_loader_depth(const clgqa_loader *ld);
+/* Batches decoded and waiting for clgqa_loader_next (not the one held). */
+int clgqa_loader_batches_ready(clgqa_loader *ld);
+
 /* ---- fileio.c ---- */
 /* Whole file into a malloc'ed buffer; refuses files over max_bytes. */
 clgqa_status clgqa_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *size);

@@ -372,6 +372,19 @@ clgqa_status clgqa_loader_next(clgqa_loader *ld, clgqa_batch *batch) {
 
 double clgqa_loader_wait_seconds(const clgqa_loader *ld) { return ld->wait_seconds; }
 
+int clgqa_loader_depth(const clgqa_loader *ld) { return ld->depth; }
+
+int clgqa_loader_batches_ready(clgqa_loader *ld) {
+    pthread_mutex_lock(&ld->lock);
+    int ready = 0;
+    for (int i = 0; i < ld->depth; i++) {
+        const slot *s = &ld->slots[i];
+        ready += s != ld->held && s->state == SLOT_READY && s->batch >= ld->next_consume;
+    }
+    pthread_mutex_unlock(&ld->lock);
+    return ready;
+}
+
 void clgqa_loader_destroy(clgqa_loader *ld) {
     if (!ld)
         return;
