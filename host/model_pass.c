@@ -54,6 +54,9 @@ static clgqa_status update_grouping(clgqa_model *m, int l, const clgqa_attention
     if (!traits->dynamic) /* mhsa, gqa, pgqa: the static split set at creation */
         return CLGQA_OK;
     if (!traits->windowed) { /* kdgqa: recomputed on every forward pass */
+        if (!m->hooks.key_norms)
+            return clgqa_key_norms_kdgqa(m->rt, ad, model_key_norms(m, l), model_kv_map(m, l),
+                                         model_group_counts(m, l), k, m->attention_scratch);
         CLGQA_TRY(key_norms(m, l, ad, k));
         return clgqa_grouping_kdgqa(m->rt, ad, model_key_norms(m, l), model_kv_map(m, l),
                                     model_group_counts(m, l));

@@ -34,14 +34,11 @@ __kernel void key_norm_partials(__global float *partials, const uint partials_of
         partials[partials_off + group] = sum;
 }
 
-/* key_norms[j] = sum over b of sqrt(sum over s of partials[b, j, s]), one
- * work-group per key head, work-item lid taking samples lid, lid + wg, ...;
- * every sum runs in a fixed order. */
-__kernel void key_norms(__global float *key_norms, const uint key_norms_off,
-                        __global const float *partials, const uint partials_off,
-                        const uint batch, const uint kv_heads, const uint slices,
-                        __local float *scratch) {
-    const uint j = get_group_id(0);
+/* This work-item's part of key_norms[j] = sum over b of sqrt(sum over s of
+ * partials[b, j, s]): samples lid, lid + wg, ..., each in a fixed order. */
+static float sample_norms(__global const float *partials, const uint partials_off,
+                          const uint batch, const uint kv_heads, const uint slices,
+                          const uint j) {
     float total = 0.0f;
     for (uint b = get_local_id(0); b < batch; b += get_local_size(0)) {
         __global const float *row = partials + partials_off + ((size_t)b * kv_heads + j) * slices;
@@ -50,7 +47,17 @@ __kernel void key_norms(__global float *key_norms, const uint key_norms_off,
             squares += row[s];
         total += sqrt(squares);
     }
-    total = group_sum(scratch, total);
+    return total;
+}
+
+/* The second stage: one work-group per key head. */
+__kernel void key_norms(__global float *key_norms, const uint key_norms_off,
+                        __global const float *partials, const uint partials_off,
+                        const uint batch, const uint kv_heads, const uint slices,
+                        __local float *scratch) {
+    const uint j = get_group_id(0);
+    const float total =
+        group_sum(scratch, sample_norms(partials, partials_off, batch, kv_heads, slices, j));
     if (get_local_id(0) == 0)
         key_norms[key_norms_off + j] = total;
 }
@@ -93,12 +100,10 @@ static int round_shares(__global int *group_counts, const uint group_counts_off,
 /* KDGQA: min-max normalised norms, rounded shares, then the deterministic
  * fix-up (decrement the first largest count, increment the first smallest).
  * max == min (or non-finite norms) falls back to the static split. */
-__kernel void grouping_kdgqa(__global const float *key_norms, const uint key_norms_off,
-                             __global int *kv_map, const uint kv_map_off,
-                             __global int *group_counts, const uint group_counts_off,
-                             const uint heads, const uint kv_heads) {
-    if (get_global_id(0) != 0)
-        return;
+static void kdgqa_split(__global const float *key_norms, const uint key_norms_off,
+                        __global int *kv_map, const uint kv_map_off,
+                        __global int *group_counts, const uint group_counts_off,
+                        const uint heads, const uint kv_heads) {
     __global const float *norms = key_norms + key_norms_off;
     __global int *counts = group_counts + group_counts_off;
     float lo = norms[0], hi = norms[0];
@@ -135,6 +140,36 @@ __kernel void grouping_kdgqa(__global const float *key_norms, const uint key_nor
         }
     }
     write_kv_map(kv_map, kv_map_off, group_counts, group_counts_off, heads, kv_heads);
+}
+
+__kernel void grouping_kdgqa(__global const float *key_norms, const uint key_norms_off,
+                             __global int *kv_map, const uint kv_map_off,
+                             __global int *group_counts, const uint group_counts_off,
+                             const uint heads, const uint kv_heads) {
+    if (get_global_id(0) == 0)
+        kdgqa_split(key_norms, key_norms_off, kv_map, kv_map_off, group_counts,
+                    group_counts_off, heads, kv_heads);
+}
+
+/* KDGQA's key norms and allocation in one launch, for when nothing needs the
+ * norms in between (no data-parallel all-reduce): one work-group takes the
+ * second stage of every key head, then work-item 0, which wrote the norms,
+ * allocates from them. The sums run in key_norms' order. */
+__kernel void key_norms_kdgqa(__global float *key_norms, const uint key_norms_off,
+                              __global const float *partials, const uint partials_off,
+                              __global int *kv_map, const uint kv_map_off,
+                              __global int *group_counts, const uint group_counts_off,
+                              const uint batch, const uint heads, const uint kv_heads,
+                              const uint slices, __local float *scratch) {
+    for (uint j = 0; j < kv_heads; j++) {
+        const float total =
+            group_sum(scratch, sample_norms(partials, partials_off, batch, kv_heads, slices, j));
+        if (get_local_id(0) == 0)
+            key_norms[key_norms_off + j] = total;
+    }
+    if (get_local_id(0) == 0)
+        kdgqa_split(key_norms, key_norms_off, kv_map, kv_map_off, group_counts,
+                    group_counts_off, heads, kv_heads);
 }
 
 /* Uniform pick in [0, kv_heads) from draw `index` of the Philox stream

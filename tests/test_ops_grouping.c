@@ -322,6 +322,79 @@ START_TEST(kdgqa_random_norms_match_reference) {
 }
 END_TEST
 
+/* The fused launch (key_norms_kdgqa) against the two-launch path on random
+ * keys, on both device classes: the same norms bit for bit (one summation
+ * order), the same split, and that split is the float64 rule's. */
+static void check_key_norms_kdgqa(const clgqa_attention_dims *dims) {
+    clgqa_runtime *rt = test_runtime();
+    size_t width = (size_t)dims->kv_heads * dims->head_dim;
+    size_t stride = dims->row_stride ? (size_t)dims->row_stride : width;
+    size_t n = (size_t)dims->batch * dims->tokens * stride;
+    float *k = test_random_array(n, -2.0f, 2.0f);
+    cl_mem k_mem = test_upload(k, n);
+    size_t scratch_floats = clgqa_key_norms_scratch_floats(dims);
+    float *junk = test_random_array(scratch_floats, 0.0f, 1.0f);
+    cl_mem scratch = test_upload(junk, scratch_floats);
+    clgqa_device_class keep = rt->device_class;
+    for (int run = 0; run < 2; run++) {
+        rt->device_class = run == 0 ? CLGQA_CLASS_CPU : CLGQA_CLASS_GPU;
+        float none[16] = {0};
+        grouping_buffers two = grouping_alloc(none, NULL, dims->heads, dims->kv_heads),
+                         one = grouping_alloc(none, NULL, dims->heads, dims->kv_heads);
+        TEST_OK(clgqa_key_norms(rt, dims, clgqa_view_at(two.norms, 0), clgqa_view_at(k_mem, 0),
+                                clgqa_view_at(scratch, 0)));
+        TEST_OK(clgqa_grouping_kdgqa(rt, dims, clgqa_view_at(two.norms, 0),
+                                     clgqa_view_at(two.kv_map, 0), clgqa_view_at(two.counts, 0)));
+        TEST_OK(clgqa_key_norms_kdgqa(rt, dims, clgqa_view_at(one.norms, 0),
+                                      clgqa_view_at(one.kv_map, 0), clgqa_view_at(one.counts, 0),
+                                      clgqa_view_at(k_mem, 0), clgqa_view_at(scratch, 0)));
+        float norms_two[16], norms_one[16];
+        test_download(two.norms, norms_two, (size_t)dims->kv_heads);
+        test_download(one.norms, norms_one, (size_t)dims->kv_heads);
+        ck_assert_msg(!memcmp(norms_two, norms_one, sizeof(float) * (size_t)dims->kv_heads),
+                      "the fused key norms differ from clgqa_key_norms");
+        int32_t counts_two[16], map_two[64], counts_one[16], map_one[64];
+        read_split(&two, dims->heads, dims->kv_heads, counts_two, map_two);
+        read_split(&one, dims->heads, dims->kv_heads, counts_one, map_one);
+        int want[16];
+        kdgqa_reference(norms_one, dims->heads, dims->kv_heads, want);
+        assert_counts("fused kdgqa", counts_one, want, dims->kv_heads);
+        assert_counts("two-launch kdgqa", counts_two, want, dims->kv_heads);
+        ck_assert(!memcmp(map_two, map_one, sizeof(int32_t) * (size_t)dims->heads));
+        grouping_free(&two);
+        grouping_free(&one);
+    }
+    rt->device_class = keep;
+    clgqa_buffer_release(&k_mem);
+    clgqa_buffer_release(&scratch);
+    free(k);
+    free(junk);
+}
+
+START_TEST(key_norms_kdgqa_matches_two_launches) {
+    /* ViT-S-like (6 heads over 3 groups) in the fused q/k/v layout, a packed
+     * odd shape, and more samples than the work-group's items. */
+    clgqa_attention_dims vit = {test_small() ? 2 : 8, test_small() ? 17 : 197, 6, 3, 16, 0};
+    vit.row_stride = vit.heads * vit.head_dim + 2 * vit.kv_heads * vit.head_dim;
+    check_key_norms_kdgqa(&vit);
+    clgqa_attention_dims odd = {3, 5, 12, 4, 13, 0};
+    check_key_norms_kdgqa(&odd);
+    clgqa_attention_dims many = {300, 3, 16, 8, 2, 0};
+    check_key_norms_kdgqa(&many);
+    /* Refused like the two-launch ops: H not a multiple of G. */
+    clgqa_attention_dims bad = {2, 5, 6, 4, 8, 0};
+    float none[16] = {0};
+    grouping_buffers g = grouping_alloc(none, NULL, 6, 4);
+    cl_mem k_mem = test_upload(none, 16);
+    ck_assert_int_ne(clgqa_key_norms_kdgqa(test_runtime(), &bad, clgqa_view_at(g.norms, 0),
+                                           clgqa_view_at(g.kv_map, 0), clgqa_view_at(g.counts, 0),
+                                           clgqa_view_at(k_mem, 0), clgqa_view_at(k_mem, 0)),
+                     CLGQA_OK);
+    clgqa_buffer_release(&k_mem);
+    grouping_free(&g);
+}
+END_TEST
+
 /* ---- DGQA ---- */
 
 /* The DGQA rule in float32 as specified, with the fix-up picks drawn from
@@ -521,6 +594,7 @@ int main(void) {
     tcase_add_test(tc, kdgqa_equal_norms_use_static_split);
     tcase_add_test(tc, kdgqa_zero_query_head);
     tcase_add_test(tc, kdgqa_random_norms_match_reference);
+    tcase_add_test(tc, key_norms_kdgqa_matches_two_launches);
     tcase_add_test(tc, dgqa_diff_hand_case_and_cache_update);
     tcase_add_test(tc, dgqa_ema_hand_case);
     tcase_add_test(tc, dgqa_zero_shares_use_static_split);

@@ -43,9 +43,10 @@ size_t clgqa_key_norms_scratch_floats(const clgqa_attention_dims *dims) {
     return (size_t)dims->batch * dims->kv_heads * dims->tokens;
 }
 
-clgqa_status clgqa_key_norms(clgqa_runtime *rt, const clgqa_attention_dims *dims,
-                             clgqa_view key_norms, clgqa_view k, clgqa_view scratch) {
-    const char *op = "clgqa_key_norms";
+/* key_norm_partials into scratch; returns the slices per (sample, key head). */
+static clgqa_status key_norm_partials(clgqa_runtime *rt, const char *op,
+                                      const clgqa_attention_dims *dims, clgqa_view key_norms,
+                                      clgqa_view k, clgqa_view scratch, cl_uint *slices_out) {
     if (dims->batch <= 0 || dims->tokens <= 0 || dims->kv_heads <= 0 || dims->head_dim <= 0 ||
         dims->row_stride < 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
@@ -65,7 +66,7 @@ clgqa_status clgqa_key_norms(clgqa_runtime *rt, const clgqa_attention_dims *dims
                                sizeof(float)));
     size_t slices = key_norm_slices(rt, dims);
     size_t chunk = ((size_t)dims->tokens + slices - 1) / slices;
-    cl_uint batch = (cl_uint)dims->batch, tokens = (cl_uint)dims->tokens;
+    cl_uint tokens = (cl_uint)dims->tokens;
     cl_uint kv_heads = (cl_uint)dims->kv_heads, head_dim = (cl_uint)dims->head_dim;
 
     cl_kernel partials;
@@ -81,21 +82,70 @@ clgqa_status clgqa_key_norms(clgqa_runtime *rt, const clgqa_attention_dims *dims
     kernel_arg_uint(&args, slices);
     kernel_arg_local(&args, local * sizeof(float));
     CLGQA_TRY(kernel_args_done(&args));
-    CLGQA_TRY(clgqa_launch_1d(rt, partials, (size_t)dims->batch * dims->kv_heads * slices * local,
-                              local));
+    *slices_out = (cl_uint)slices;
+    return clgqa_launch_1d(rt, partials, (size_t)dims->batch * dims->kv_heads * slices * local,
+                           local);
+}
 
+/* The work-group size of the second stage, the same for key_norms and
+ * key_norms_kdgqa so that both sum in one order. */
+static clgqa_status second_stage_group_size(clgqa_runtime *rt, const clgqa_attention_dims *dims,
+                                            size_t *local) {
+    cl_kernel norms, fused;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "key_norms", &norms));
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "key_norms_kdgqa", &fused));
+    size_t a = clgqa_row_group_size(rt, norms, (size_t)dims->batch),
+           b = clgqa_row_group_size(rt, fused, (size_t)dims->batch);
+    *local = a < b ? a : b;
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_key_norms(clgqa_runtime *rt, const clgqa_attention_dims *dims,
+                             clgqa_view key_norms, clgqa_view k, clgqa_view scratch) {
+    cl_uint slices;
+    CLGQA_TRY(key_norm_partials(rt, "clgqa_key_norms", dims, key_norms, k, scratch, &slices));
+    cl_uint batch = (cl_uint)dims->batch, kv_heads = (cl_uint)dims->kv_heads;
+    size_t local;
+    CLGQA_TRY(second_stage_group_size(rt, dims, &local));
     cl_kernel norms;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "key_norms", &norms));
-    local = clgqa_row_group_size(rt, norms, (size_t)dims->batch);
-    args = kernel_args_start(norms);
+    kernel_args args = kernel_args_start(norms);
     kernel_arg_view(&args, key_norms);
     kernel_arg_view(&args, scratch);
     KERNEL_ARG(&args, batch);
     KERNEL_ARG(&args, kv_heads);
-    kernel_arg_uint(&args, slices);
+    KERNEL_ARG(&args, slices);
     kernel_arg_local(&args, local * sizeof(float));
     CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, norms, (size_t)dims->kv_heads * local, local);
+}
+
+clgqa_status clgqa_key_norms_kdgqa(clgqa_runtime *rt, const clgqa_attention_dims *dims,
+                                   clgqa_view key_norms, clgqa_view kv_map,
+                                   clgqa_view group_counts, clgqa_view k, clgqa_view scratch) {
+    const char *op = "clgqa_key_norms_kdgqa";
+    CLGQA_TRY(check_grouping_dims(op, dims));
+    CLGQA_TRY(check_map_views(op, dims, kv_map, group_counts));
+    cl_uint slices;
+    CLGQA_TRY(key_norm_partials(rt, op, dims, key_norms, k, scratch, &slices));
+    cl_uint batch = (cl_uint)dims->batch, heads = (cl_uint)dims->heads,
+            kv_heads = (cl_uint)dims->kv_heads;
+    size_t local;
+    CLGQA_TRY(second_stage_group_size(rt, dims, &local));
+    cl_kernel fused;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "key_norms_kdgqa", &fused));
+    kernel_args args = kernel_args_start(fused);
+    kernel_arg_view(&args, key_norms);
+    kernel_arg_view(&args, scratch);
+    kernel_arg_view(&args, kv_map);
+    kernel_arg_view(&args, group_counts);
+    KERNEL_ARG(&args, batch);
+    KERNEL_ARG(&args, heads);
+    KERNEL_ARG(&args, kv_heads);
+    KERNEL_ARG(&args, slices);
+    kernel_arg_local(&args, local * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&args));
+    return clgqa_launch_1d(rt, fused, local, local);
 }
 
 clgqa_status clgqa_grouping_static(clgqa_runtime *rt, const clgqa_attention_dims *dims,

@@ -45,6 +45,12 @@ clgqa_status clgqa_grouping_static(clgqa_runtime *rt, const clgqa_attention_dims
 clgqa_status clgqa_grouping_kdgqa(clgqa_runtime *rt, const clgqa_attention_dims *dims,
                                   clgqa_view key_norms, clgqa_view kv_map,
                                   clgqa_view group_counts);
+/* clgqa_key_norms then clgqa_grouping_kdgqa in two launches instead of
+ * three, with the same results, for when nothing has to see the norms in
+ * between (a data-parallel run all-reduces them first). */
+clgqa_status clgqa_key_norms_kdgqa(clgqa_runtime *rt, const clgqa_attention_dims *dims,
+                                   clgqa_view key_norms, clgqa_view kv_map,
+                                   clgqa_view group_counts, clgqa_view k, clgqa_view scratch);
 /* DGQA: computes the split from key_norms and cache, then updates cache
  * (training: cache = (cache + m) / window; evaluation: cache = m). The caller
  * launches it on window steps only during training and keeps kv_map and
