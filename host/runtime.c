@@ -332,11 +332,38 @@ struct clgqa_program_entry {
     cl_kernel *kernels;
 };
 
+/* For looking at the compiler's work on a new device: CLGQA_BUILD_OPTIONS
+ * is appended to every program's build options (e.g. -cl-nv-verbose for
+ * NVIDIA's register and spill counts; it is part of the binary cache's key)
+ * and CLGQA_BUILD_LOG=FILE collects the log of every build from source. */
+static void append_build_log(const clgqa_runtime *rt, cl_program program, const char *name,
+                             const char *options) {
+    const char *path = getenv("CLGQA_BUILD_LOG");
+    FILE *f = path && *path ? fopen(path, "a") : NULL;
+    if (!f)
+        return;
+    size_t log_size = 0;
+    clGetProgramBuildInfo(program, rt->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_size);
+    char *log = malloc(log_size + 1);
+    if (log && clGetProgramBuildInfo(program, rt->device, CL_PROGRAM_BUILD_LOG, log_size, log,
+                                     NULL) == CL_SUCCESS) {
+        log[log_size] = 0;
+        fprintf(f, "== kernels/%s.cl on %s, options: %s\n%s\n", name, rt->device_name, options,
+                log);
+    }
+    free(log);
+    fclose(f);
+}
+
 /* clgqa_build_program with `defines` appended to the build options. */
 static clgqa_status build_program(clgqa_runtime *rt, const char *name, const char *source,
                                   const char *defines, cl_program *out) {
-    char options[sizeof build_options + 130];
-    snprintf(options, sizeof options, "%s %s", build_options, defines);
+    const char *extra = getenv("CLGQA_BUILD_OPTIONS");
+    char options[sizeof build_options + 130 + 256];
+    if ((size_t)snprintf(options, sizeof options, "%s %s %s", build_options, defines,
+                         extra ? extra : "") >= sizeof options)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "CLGQA_BUILD_OPTIONS is too long (at most 256 "
+                                                 "characters): %s", extra);
     char path[1200] = "";
     if (rt->cache_dir[0]) {
         cache_path(rt, name, source, options, path, sizeof path);
@@ -366,6 +393,7 @@ static clgqa_status build_program(clgqa_runtime *rt, const char *name, const cha
         clReleaseProgram(program);
         return CLGQA_ERR_BUILD;
     }
+    append_build_log(rt, program, name, options);
     if (path[0])
         store_cached_binary(program, path);
     *out = program;
