@@ -181,6 +181,67 @@ START_TEST(unwritable_cache_still_builds) {
 }
 END_TEST
 
+/* CLGQA_BUILD_OPTIONS reaches the compiler (the kernel below only builds
+ * and stores 7.5 with the define it adds), CLGQA_BUILD_LOG collects the
+ * build, and a bad or overlong option is an error, not a silent default. */
+START_TEST(build_options_and_log_from_the_environment) {
+    char log_path[] = "/tmp/clgqa-build-log-XXXXXX";
+    int fd = mkstemp(log_path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    setenv("CLGQA_CACHE_DIR", "off", 1);
+    setenv("CLGQA_BUILD_OPTIONS", "-DPROBE_VALUE=7.5f", 1);
+    setenv("CLGQA_BUILD_LOG", log_path, 1);
+    clgqa_runtime *rt;
+    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    cl_program program;
+    TEST_OK(clgqa_build_program(rt, "probe", "__kernel void k(__global float *x) { x[0] = PROBE_VALUE; }",
+                                &program));
+    cl_int err;
+    cl_kernel k = clCreateKernel(program, "k", &err);
+    ck_assert_int_eq(err, CL_SUCCESS);
+    float value = -1.0f;
+    cl_mem mem;
+    TEST_OK(clgqa_buffer_create(rt, sizeof value, &mem));
+    TEST_OK(CLGQA_ARG(k, 0, mem));
+    TEST_OK(clgqa_launch_1d(rt, k, 1, 0));
+    TEST_OK(clgqa_buffer_read(rt, mem, 0, sizeof value, &value));
+    ck_assert_float_eq(value, 7.5f);
+    char log[4096] = "";
+    FILE *f = fopen(log_path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t got = fread(log, 1, sizeof log - 1, f);
+    log[got] = 0;
+    fclose(f);
+    ck_assert_msg(strstr(log, "== kernels/probe.cl") && strstr(log, "-DPROBE_VALUE=7.5f"),
+                  "build log: %s", log);
+    clReleaseMemObject(mem);
+    clReleaseKernel(k);
+    clReleaseProgram(program);
+
+    setenv("CLGQA_BUILD_OPTIONS", "-no-such-option-anywhere", 1);
+    program = NULL;
+    ck_assert_int_eq(clgqa_build_program(rt, "probe", "__kernel void k(__global float *x) { }",
+                                         &program),
+                     CLGQA_ERR_BUILD);
+    ck_assert_ptr_null(program);
+    char overlong[400];
+    memset(overlong, 'x', sizeof overlong - 1);
+    overlong[sizeof overlong - 1] = 0;
+    setenv("CLGQA_BUILD_OPTIONS", overlong, 1);
+    ck_assert_int_eq(clgqa_build_program(rt, "probe", "__kernel void k(__global float *x) { }",
+                                         &program),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "CLGQA_BUILD_OPTIONS is too long"), "%s",
+                  clgqa_error_message());
+    clgqa_runtime_destroy(rt);
+    unsetenv("CLGQA_BUILD_OPTIONS");
+    unsetenv("CLGQA_BUILD_LOG");
+    unsetenv("CLGQA_CACHE_DIR");
+    remove(log_path);
+}
+END_TEST
+
 START_TEST(oversized_buffer_is_refused) {
     clgqa_runtime *rt = test_runtime();
     cl_mem mem = NULL;
@@ -321,6 +382,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, broken_kernel_reports_build_log);
     tcase_add_test(tc, binary_cache_is_written_and_reused);
     tcase_add_test(tc, unwritable_cache_still_builds);
+    tcase_add_test(tc, build_options_and_log_from_the_environment);
     tcase_add_test(tc, oversized_buffer_is_refused);
     tcase_add_test(tc, unknown_kernel_family_and_name);
     tcase_add_test(tc, profiler_sums_device_time_per_label);
