@@ -138,6 +138,7 @@ static clgqa_status train_step(clgqa_runtime *rt, clgqa_model *model, const benc
         counts->other_commands = after.other_commands - before.other_commands;
         counts->buffers_created = after.buffers_created - before.buffers_created;
         counts->host_waits = after.host_waits - before.host_waits;
+        counts->queued_waits = after.queued_waits - before.queued_waits;
     }
     return clgqa_finish(rt);
 }
