@@ -507,6 +507,14 @@ clgqa_status clgqa_model_write_buffer(clgqa_model *m, clgqa_model_buffer which,
     return CLGQA_OK;
 }
 
+/* A non-blocking read on the compute queue, after what is queued. */
+static clgqa_status copy_without_waiting(clgqa_model *m, cl_mem mem, size_t offset_bytes,
+                                         size_t bytes, void *host, cl_event *copied) {
+    CLGQA_CL(clEnqueueReadBuffer(m->rt->queue, mem, CL_FALSE, offset_bytes, bytes, host, 0, NULL,
+                                 copied));
+    return CLGQA_OK;
+}
+
 /* ---- grouping state ---- */
 
 static clgqa_status check_layer(const clgqa_model *m, const char *op, int layer) {
@@ -571,11 +579,19 @@ clgqa_status clgqa_model_write_grouping(clgqa_model *m, int layer, const float *
                               (size_t)G * sizeof(cl_int), group_counts);
 }
 
+static size_t all_group_counts_bytes(const clgqa_model *m) {
+    return (size_t)m->dims.num_layers * m->dims.kv_heads * sizeof(cl_int);
+}
+
 clgqa_status clgqa_model_read_all_group_counts(clgqa_model *m, int32_t *group_counts) {
-    return clgqa_buffer_read(m->rt, m->group_ints,
-                             model_group_counts(m, 0).offset * sizeof(cl_int),
-                             (size_t)m->dims.num_layers * m->dims.kv_heads * sizeof(cl_int),
-                             group_counts);
+    return clgqa_buffer_read(m->rt, m->group_ints, model_group_counts(m, 0).offset * sizeof(cl_int),
+                             all_group_counts_bytes(m), group_counts);
+}
+
+clgqa_status clgqa_model_copy_all_group_counts(clgqa_model *m, int32_t *group_counts,
+                                               cl_event *copied) {
+    return copy_without_waiting(m, m->group_ints, model_group_counts(m, 0).offset * sizeof(cl_int),
+                                all_group_counts_bytes(m), group_counts, copied);
 }
 
 void clgqa_model_freeze_grouping(clgqa_model *m, int frozen) { m->grouping_frozen = frozen; }
@@ -622,17 +638,45 @@ clgqa_status clgqa_model_restore_metrics(clgqa_model *m, const clgqa_metrics *in
                               sizeof sums, sums);
 }
 
-clgqa_status clgqa_model_read_metrics(clgqa_model *m, clgqa_metrics *out) {
-    float sums[4];
-    CLGQA_TRY(clgqa_buffer_read(m->rt, m->metrics.mem, m->metrics.offset * sizeof(float),
-                                sizeof sums, sums));
-    int batch = m->labels.mem ? m->batch : 0;
+/* The device keeps [last loss sum, last correct sum, running loss sum,
+ * running correct sum]; the host counts the samples. */
+clgqa_status clgqa_model_copy_metrics(clgqa_model *m, float *sums, clgqa_metrics_copy *copy,
+                                      cl_event *copied) {
+    copy->sums = sums;
+    copy->batch = m->labels.mem ? m->batch : 0;
+    copy->samples = m->samples;
+    return copy_without_waiting(m, m->metrics.mem, m->metrics.offset * sizeof(float),
+                                4 * sizeof(float), sums, copied);
+}
+
+void clgqa_metrics_of_copy(const clgqa_metrics_copy *copy, clgqa_metrics *out) {
+    const float *sums = copy->sums;
+    int batch = copy->batch;
     out->last_loss = batch ? sums[0] / (float)batch : 0.0f;
     out->last_accuracy = batch ? sums[1] / (float)batch : 0.0f;
     out->sum_loss = sums[2];
     out->sum_correct = sums[3];
-    out->samples = m->samples;
+    out->samples = copy->samples;
+}
+
+clgqa_status clgqa_model_read_metrics(clgqa_model *m, clgqa_metrics *out) {
+    float sums[4];
+    clgqa_metrics_copy copy;
+    cl_event copied;
+    CLGQA_TRY(clgqa_model_copy_metrics(m, sums, &copy, &copied));
+    cl_int err = clWaitForEvents(1, &copied);
+    clReleaseEvent(copied);
+    CLGQA_CL(err);
+    clgqa_metrics_of_copy(&copy, out);
     return CLGQA_OK;
+}
+
+clgqa_status clgqa_model_copy_losses(clgqa_model *m, int count, float *losses, cl_event *copied) {
+    if (count < 0 || count > m->batch)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "copying %d losses of a batch of %d", count,
+                          m->batch);
+    return copy_without_waiting(m, m->losses.mem, m->losses.offset * sizeof(float),
+                                (size_t)count * sizeof(float), losses, copied);
 }
 
 clgqa_status clgqa_model_read_logits(clgqa_model *m, float *host) {

@@ -180,10 +180,8 @@ clgqa_status run_open_log(const char *path, const char *header, const clgqa_trai
 
 /* groups.csv rows: epoch, step (batch index in the epoch, or "eval" after
  * the evaluation), layer, the query heads of each key/value head ("2 1 1"). */
-clgqa_status run_log_groups(FILE *csv, clgqa_model *model, int32_t *counts, int epoch,
-                               long step) {
-    const clgqa_model_dims *dims = clgqa_model_get_dims(model);
-    CLGQA_TRY(clgqa_model_read_all_group_counts(model, counts));
+clgqa_status run_write_groups(FILE *csv, const clgqa_model_dims *dims, const int32_t *counts,
+                              int epoch, long step) {
     for (int layer = 0; layer < dims->num_layers; layer++) {
         if (step >= 0)
             fprintf(csv, "%d,%ld,%d,", epoch + 1, step, layer);
@@ -196,4 +194,10 @@ clgqa_status run_log_groups(FILE *csv, clgqa_model *model, int32_t *counts, int 
     if (fflush(csv) != 0)
         return clgqa_fail(CLGQA_ERR_IO, "cannot write groups.csv: %s", strerror(errno));
     return CLGQA_OK;
+}
+
+clgqa_status run_log_groups(FILE *csv, clgqa_model *model, int32_t *counts, int epoch,
+                               long step) {
+    CLGQA_TRY(clgqa_model_read_all_group_counts(model, counts));
+    return run_write_groups(csv, clgqa_model_get_dims(model), counts, epoch, step);
 }

@@ -54,7 +54,11 @@ int run_keep_steps_row(const char *row, const clgqa_train_state *state);
 clgqa_status run_open_log(const char *path, const char *header, const clgqa_train_state *resumed,
                              run_keep_row keep, FILE **out);
 /* groups.csv rows: epoch, step (batch index in the epoch, or "eval" after
- * the evaluation), layer, the query heads of each key/value head ("2 1 1"). */
+ * the evaluation), layer, the query heads of each key/value head ("2 1 1"),
+ * from `counts` ([num_layers][G], clgqa_model_copy_all_group_counts). */
+clgqa_status run_write_groups(FILE *csv, const clgqa_model_dims *dims, const int32_t *counts,
+                              int epoch, long step);
+/* The same, reading the counts into `counts` first (waits for the queue). */
 clgqa_status run_log_groups(FILE *csv, clgqa_model *model, int32_t *counts, int epoch,
                                long step);
 

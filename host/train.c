@@ -158,52 +158,46 @@ clgqa_status clgqa_evaluate(clgqa_runtime *rt, clgqa_model *model, clgqa_dataset
     return status;
 }
 
-/* ---- divergence ------------------------------------------------------------ */
-
-/* Each step's per-sample losses are copied to the host without waiting and
- * checked after the next step is queued, so the device never idles for the
- * check; a run stops at the first non-finite loss, before any checkpoint
- * could hold the weights that produced it. */
-typedef struct loss_watch {
-    float *losses; /* [max batch] */
-    cl_event read; /* the pending copy; NULL: none */
-    int count, epoch;
-    long step, steps_per_epoch; /* step in the epoch, from 0 */
-    float lr;
-} loss_watch;
-
-/* Queue the copy of the step's losses (after its kernels, in queue order). */
-static clgqa_status watch_step(loss_watch *w, clgqa_runtime *rt, clgqa_model *model, int count,
-                               int epoch, long step, float lr) {
-    clgqa_view losses = clgqa_model_losses(model);
-    CLGQA_CL(clEnqueueReadBuffer(rt->queue, losses.mem, CL_FALSE, losses.offset * sizeof(float),
-                                 (size_t)count * sizeof(float), w->losses, 0, NULL, &w->read));
-    w->count = count;
-    w->epoch = epoch;
-    w->step = step;
-    w->lr = lr;
-    return CLGQA_OK;
-}
-
-/* Wait for the pending copy and fail if a loss in it is not finite. */
-static clgqa_status watch_check(loss_watch *w, const char *out_dir) {
-    if (!w->read)
-        return CLGQA_OK;
-    cl_int err = clWaitForEvents(1, &w->read);
-    clReleaseEvent(w->read);
-    w->read = NULL;
-    CLGQA_CL(err);
-    for (int i = 0; i < w->count; i++)
-        if (!isfinite(w->losses[i]))
-            return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                              "training diverged at epoch %d, step %ld/%ld (lr %g): the loss is %g; "
-                              "%s/last.safetensors keeps the last checkpoint before it. Lower lr "
-                              "or set clip_grad_norm", w->epoch + 1, w->step + 1, w->steps_per_epoch,
-                              (double)w->lr, (double)w->losses[i], out_dir);
-    return CLGQA_OK;
-}
-
 /* ---- the run ------------------------------------------------------------- */
+
+/* What the host learns of a training step: its per-sample losses (the
+ * divergence check), the running metrics (steps.csv, the progress line) and,
+ * on groups.csv steps, every layer's group counts. They are copied without
+ * waiting, right after the step's kernels, into pinned host memory, and
+ * consumed once the next step is queued, so the device never idles for
+ * them; a checkpoint and the epoch's end consume them at once. */
+typedef struct step_readback {
+    cl_mem pinned;         /* CL_MEM_ALLOC_HOST_PTR, mapped while the run lasts */
+    void *mapped;          /* losses [max batch], sums [4], group counts [layers * G] */
+    float *losses, *sums;
+    int32_t *group_counts;
+    cl_event copied;       /* the step's last copy (the queue is in order); NULL: none pending */
+    clgqa_metrics_copy metrics;
+    int count, epoch;
+    long step;             /* in the epoch, from 0 */
+    long global_step;      /* optimizer steps done */
+    float lr;
+    int groups;            /* the group counts were copied (a groups.csv step) */
+    int replicated;        /* the epoch had a replicated batch by this step */
+} step_readback;
+
+static clgqa_status readback_open(step_readback *r, clgqa_runtime *rt, const clgqa_model_dims *dims) {
+    size_t group_ints = (size_t)dims->num_layers * dims->kv_heads;
+    size_t bytes = ((size_t)dims->max_batch + 4 + group_ints) * sizeof(float);
+    cl_int err;
+    r->pinned = clCreateBuffer(rt->context, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL,
+                               &err);
+    if (err == CL_SUCCESS)
+        r->mapped = clEnqueueMapBuffer(rt->queue, r->pinned, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0,
+                                       bytes, 0, NULL, NULL, &err);
+    if (err != CL_SUCCESS)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "pinned staging of %zu bytes for the step's "
+                          "metrics failed: %s", bytes, clgqa_cl_status_name(err));
+    r->losses = r->mapped;
+    r->sums = r->losses + dims->max_batch;
+    r->group_counts = (int32_t *)(r->sums + 4);
+    return CLGQA_OK;
+}
 
 typedef struct trainer {
     clgqa_runtime *rt;
@@ -220,9 +214,8 @@ typedef struct trainer {
     clgqa_batch_upload *upload;
     FILE *run_csv, *groups_csv;
     clgqa_step_log steps; /* steps.csv */
-    int32_t *group_counts; /* [num_layers * G] */
     clgqa_train_state state;
-    loss_watch watch;
+    step_readback readback;
     long steps_this_call;
     long steps_per_epoch, total_steps;
     int groups_every; /* training steps between groups.csv rows, 0: only after evaluation */
@@ -237,12 +230,16 @@ static void trainer_free(trainer *t) {
         fclose(t->groups_csv);
     if (t->steps.csv)
         fclose(t->steps.csv);
-    free(t->group_counts);
-    if (t->watch.read) {
-        clWaitForEvents(1, &t->watch.read);
-        clReleaseEvent(t->watch.read);
+    step_readback *r = &t->readback;
+    if (r->copied) {
+        clWaitForEvents(1, &r->copied);
+        clReleaseEvent(r->copied);
     }
-    free(t->watch.losses);
+    if (r->mapped) {
+        clEnqueueUnmapMemObject(t->rt->queue, r->pinned, r->mapped, 0, NULL, NULL);
+        clFinish(t->rt->queue);
+    }
+    clgqa_buffer_release(&r->pinned);
     clgqa_loader_destroy(t->train_loader);
     clgqa_loader_destroy(t->test_loader);
     clgqa_batch_upload_destroy(t->upload);
@@ -277,10 +274,7 @@ static clgqa_status trainer_open(trainer *t) {
     CLGQA_TRY(clgqa_mpi_attach(t->mpi, t->rt, t->model));
     const clgqa_model_dims *dims = clgqa_model_get_dims(t->model);
     CLGQA_TRY(clgqa_batch_upload_create(t->rt, dims, max_batch, &t->upload));
-    t->group_counts = malloc((size_t)dims->num_layers * dims->kv_heads * sizeof(int32_t));
-    t->watch.losses = malloc((size_t)cfg->batch_size * sizeof(float));
-    if (!t->group_counts || !t->watch.losses)
-        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate group counts and losses");
+    CLGQA_TRY(readback_open(&t->readback, t->rt, dims));
 
     char path[1200];
     if (opt->resume_dir) {
@@ -304,7 +298,6 @@ static clgqa_status trainer_open(trainer *t) {
 
     t->steps_per_epoch = clgqa_steps_per_epoch(cfg, (long)clgqa_loader_num_batches(t->train_loader));
     t->total_steps = t->steps_per_epoch * cfg->epochs;
-    t->watch.steps_per_epoch = t->steps_per_epoch;
     if (t->state.epoch_steps > t->steps_per_epoch)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s/last.safetensors stopped after step %ld of an "
                           "epoch, which now has %ld steps: resume with the config it was trained "
@@ -349,11 +342,15 @@ static clgqa_status stop_requested(trainer *t, int *stop) {
     return CLGQA_OK;
 }
 
-/* The epoch's running metrics over every rank; `held` (when not NULL) is
+/* The epoch's running metrics over every rank, from this rank's `local`
+ * (NULL: read them now, waiting for the queue); `held` (when not NULL) is
  * what this rank had before a replicated batch. */
-static clgqa_status epoch_metrics(trainer *t, const clgqa_metrics *held, clgqa_metrics *m) {
+static clgqa_status epoch_metrics(trainer *t, const clgqa_metrics *held, const clgqa_metrics *local,
+                                  clgqa_metrics *m) {
     if (held && clgqa_mpi_rank(t->mpi) != 0)
         *m = *held;
+    else if (local)
+        *m = *local;
     else
         CLGQA_TRY(clgqa_model_read_metrics(t->model, m));
     return clgqa_mpi_sum_metrics(t->mpi, m);
@@ -372,14 +369,71 @@ static clgqa_status save_last(trainer *t) {
  * `next_batch`: what a resumed run needs to go on from the next step. */
 static clgqa_status save_mid_epoch(trainer *t, long steps, long next_batch,
                                    const clgqa_metrics *held) {
-    CLGQA_TRY(watch_check(&t->watch, t->cfg.out_dir));
     t->state.epoch_steps = steps;
     t->state.next_batch = next_batch;
     /* Several ranks: the sums over all of them (a resumed rank 0 starts from
      * them, the others from 0). Summing also waits for every rank's loss
      * check of this step, so rank 0 never saves weights one found diverged. */
-    CLGQA_TRY(epoch_metrics(t, held, &t->state.epoch_metrics));
+    CLGQA_TRY(epoch_metrics(t, held, NULL, &t->state.epoch_metrics));
     return save_last(t);
+}
+
+/* Queue the copies of the step just queued (after its kernels). */
+static clgqa_status readback_queue(trainer *t, int count, int epoch, long step, float lr,
+                                   int replicated) {
+    step_readback *r = &t->readback;
+    r->groups = t->groups_csv && t->groups_every && step % t->groups_every == 0;
+    if (r->groups)
+        CLGQA_TRY(clgqa_model_copy_all_group_counts(t->model, r->group_counts, NULL));
+    CLGQA_TRY(clgqa_model_copy_losses(t->model, count, r->losses, NULL));
+    CLGQA_TRY(clgqa_model_copy_metrics(t->model, r->sums, &r->metrics, &r->copied));
+    r->count = count;
+    r->epoch = epoch;
+    r->step = step;
+    r->global_step = t->state.global_step;
+    r->lr = lr;
+    r->replicated = replicated;
+    return CLGQA_OK;
+}
+
+/* Consume the pending copies, if any: wait for them, write the step's
+ * groups.csv and steps.csv rows and its progress report when due, then stop
+ * the run if a loss is not finite (before any checkpoint could hold the
+ * weights that produced it). */
+static clgqa_status readback_take(trainer *t, run_progress *p, const clgqa_metrics *before_replicated) {
+    step_readback *r = &t->readback;
+    if (!r->copied)
+        return CLGQA_OK;
+    cl_int err = clWaitForEvents(1, &r->copied);
+    clReleaseEvent(r->copied);
+    r->copied = NULL;
+    CLGQA_CL(err);
+    const clgqa_config *cfg = &t->cfg;
+    long done = r->step + 1;
+    if (r->groups)
+        CLGQA_TRY(run_write_groups(t->groups_csv, clgqa_model_get_dims(t->model), r->group_counts,
+                                   r->epoch, r->step));
+    int row = done % cfg->log_steps == 0 || done == t->steps_per_epoch;
+    int report = run_progress_due(p, done);
+    if (row || report) {
+        clgqa_metrics local, m;
+        clgqa_metrics_of_copy(&r->metrics, &local);
+        CLGQA_TRY(epoch_metrics(t, r->replicated ? before_replicated : NULL, &local, &m));
+        double wait_seconds = clgqa_loader_wait_seconds(t->train_loader);
+        if (row && t->steps.csv) /* rank 0's file */
+            CLGQA_TRY(clgqa_step_log_row(&t->steps, &m, r->epoch, r->global_step, r->lr,
+                                         wait_seconds));
+        if (report)
+            run_progress_show(p, done, &m, wait_seconds);
+    }
+    for (int i = 0; i < r->count; i++)
+        if (!isfinite(r->losses[i]))
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                              "training diverged at epoch %d, step %ld/%ld (lr %g): the loss is %g; "
+                              "%s/last.safetensors keeps the last checkpoint before it. Lower lr "
+                              "or set clip_grad_norm", r->epoch + 1, done, t->steps_per_epoch,
+                              (double)r->lr, (double)r->losses[i], cfg->out_dir);
+    return CLGQA_OK;
 }
 
 /* One training epoch, from the step a resumed run stopped after; fills the
@@ -431,33 +485,23 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
         CLGQA_TRY(clgqa_model_step(t->model, &hp, t->state.global_step + 1, cfg->clip_grad_norm));
         t->state.global_step++;
         t->steps_this_call++;
-        CLGQA_TRY(watch_check(&t->watch, cfg->out_dir)); /* the previous step's losses */
-        CLGQA_TRY(watch_step(&t->watch, t->rt, t->model, batch.count, epoch, step, hp.lr));
-        const clgqa_metrics *held = replicated ? &before_replicated : NULL;
-        if (t->groups_csv && t->groups_every && step % t->groups_every == 0)
-            CLGQA_TRY(run_log_groups(t->groups_csv, t->model, t->group_counts, epoch, step));
-        if ((step + 1) % cfg->log_steps == 0 || step + 1 == t->steps_per_epoch) {
-            CLGQA_TRY(epoch_metrics(t, held, &m));
-            if (t->steps.csv) /* rank 0's file */
-                CLGQA_TRY(clgqa_step_log_row(&t->steps, &m, epoch, t->state.global_step, hp.lr,
-                                             clgqa_loader_wait_seconds(t->train_loader)));
-        }
-        if (run_progress_due(&p, step + 1)) {
-            CLGQA_TRY(epoch_metrics(t, held, &m));
-            run_progress_show(&p, step + 1, &m, clgqa_loader_wait_seconds(t->train_loader));
-        }
+        /* The previous step's losses and metrics, now that this step is queued. */
+        CLGQA_TRY(readback_take(t, &p, &before_replicated));
+        CLGQA_TRY(readback_queue(t, batch.count, epoch, step, hp.lr, replicated));
         int stop;
         CLGQA_TRY(stop_requested(t, &stop));
         if (stop || (cfg->checkpoint_steps > 0 && t->state.global_step % cfg->checkpoint_steps == 0 &&
-                     step + 1 < t->steps_per_epoch))
-            CLGQA_TRY(save_mid_epoch(t, step + 1, next_batch, held));
+                     step + 1 < t->steps_per_epoch)) {
+            CLGQA_TRY(readback_take(t, &p, &before_replicated));
+            CLGQA_TRY(save_mid_epoch(t, step + 1, next_batch, replicated ? &before_replicated : NULL));
+        }
         if (stop) {
             *stopped = 1;
             break;
         }
     }
-    CLGQA_TRY(watch_check(&t->watch, cfg->out_dir));
-    CLGQA_TRY(epoch_metrics(t, replicated ? &before_replicated : NULL, &m));
+    CLGQA_TRY(readback_take(t, &p, &before_replicated));
+    CLGQA_TRY(epoch_metrics(t, replicated ? &before_replicated : NULL, NULL, &m));
     if (p.tty && !p.quiet)
         fputc('\n', t->log);
     *images += m.samples - before.samples;
@@ -497,7 +541,7 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
                     epoch + 1, cfg->epochs, clgqa_mpi_ranks(t->mpi), (unsigned long long)weights_hash);
         int files = clgqa_mpi_rank(t->mpi) == 0; /* the files are rank 0's */
         if (files) {
-            CLGQA_TRY(run_log_groups(t->groups_csv, t->model, t->group_counts, epoch, -1));
+            CLGQA_TRY(run_log_groups(t->groups_csv, t->model, t->readback.group_counts, epoch, -1));
             fprintf(t->run_csv, "%d,%.6f,%.6f,%.6f,%.6f\n", epoch + 1, metrics.train_loss,
                     metrics.train_acc, metrics.test_loss, metrics.test_acc);
             if (fflush(t->run_csv) != 0)

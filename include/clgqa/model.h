@@ -123,6 +123,9 @@ clgqa_status clgqa_model_write_grouping(clgqa_model *model, int layer, const flo
                                         const int32_t *group_counts);
 /* group_counts of every layer, [num_layers][G], in one read (groups.csv). */
 clgqa_status clgqa_model_read_all_group_counts(clgqa_model *model, int32_t *group_counts);
+/* The same without waiting: see "Copies without waiting" below. */
+clgqa_status clgqa_model_copy_all_group_counts(clgqa_model *model, int32_t *group_counts,
+                                               cl_event *copied);
 
 /* ---- training and evaluation ----
  * images: [batch, in_chans, img_size, img_size] floats on the device;
@@ -187,6 +190,27 @@ typedef struct clgqa_metrics {
 } clgqa_metrics;
 /* One small blocking read (waits for the queue). */
 clgqa_status clgqa_model_read_metrics(clgqa_model *model, clgqa_metrics *out);
+
+/* Copies without waiting. The _copy_ calls queue a non-blocking copy, after
+ * every command queued so far, into host memory the caller keeps valid until
+ * the copy is done (pinned staging, CL_MEM_ALLOC_HOST_PTR, is best: some
+ * drivers copy into pageable memory synchronously). `copied` (may be NULL)
+ * receives the copy's event, which the caller waits for and releases; the
+ * queue is in order, so the event of the last copy covers the earlier ones. */
+typedef struct clgqa_metrics_copy {
+    const float *sums; /* [4]: the device's sums, once copied */
+    int batch;         /* the host's counts when the copy was queued */
+    long samples;
+} clgqa_metrics_copy;
+/* The running metrics: `sums` ([4] floats) receives the device's part,
+ * `copy` the rest; clgqa_metrics_of_copy then gives what
+ * clgqa_model_read_metrics would have returned at this call. */
+clgqa_status clgqa_model_copy_metrics(clgqa_model *model, float *sums, clgqa_metrics_copy *copy,
+                                      cl_event *copied);
+void clgqa_metrics_of_copy(const clgqa_metrics_copy *copy, clgqa_metrics *out);
+/* The last forward's per-sample losses, [count]. */
+clgqa_status clgqa_model_copy_losses(clgqa_model *model, int count, float *losses,
+                                     cl_event *copied);
 clgqa_status clgqa_model_reset_metrics(clgqa_model *model);
 /* Set the running sums (sum_loss, sum_correct, samples of `m`), as read by
  * clgqa_model_read_metrics, so a run resumed mid-epoch goes on counting. */
