@@ -112,6 +112,30 @@ static int ends_with(const char *s, const char *tail) {
     return n >= m && strcmp(s + n - m, tail) == 0;
 }
 
+/* steps.csv of two runs: the same rows, epoch,step,loss,accuracy,lr equal
+ * to the last digit (img_per_s and data_wait are timings). The configs log
+ * every step, so a row never spans a stop. */
+static void assert_same_step_rows(const char *dir_a, const char *dir_b) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/steps.csv", dir_a);
+    char *a = read_file(path);
+    snprintf(path, sizeof path, "%s/steps.csv", dir_b);
+    char *b = read_file(path);
+    int rows = 0;
+    for (char *pa = a, *pb = b; *pa || *pb; rows++) {
+        size_t na = strcspn(pa, "\n"), nb = strcspn(pb, "\n"), cut = 0;
+        for (int commas = 0; cut < na && (pa[cut] != ',' || ++commas < 5); cut++)
+            ;
+        ck_assert_msg(na > 0 && nb > 0 && cut < na && strncmp(pa, pb, cut + 1) == 0,
+                      "steps.csv row %d differs:\n%.*s\nvs\n%.*s", rows, (int)na, pa, (int)nb, pb);
+        pa += na + (pa[na] != '\0');
+        pb += nb + (pb[nb] != '\0');
+    }
+    ck_assert_msg(rows > 1, "steps.csv has no rows");
+    free(a);
+    free(b);
+}
+
 static difference checkpoint_difference(const char *dir_a, const char *dir_b, int exact) {
     char path_a[1024], path_b[1024];
     snprintf(path_a, sizeof path_a, "%s/last.safetensors", dir_a);
@@ -269,6 +293,7 @@ START_TEST(resumed_two_rank_run_equals_uninterrupted) {
     ck_assert_msg(train(MPIRUN_2, config, more, err, sizeof err) == 0, "%s", err);
     ck_assert_msg(strstr(err, "resuming"), "%s", err);
     checkpoint_difference(whole, parts, 1); /* asserts every byte */
+    assert_same_step_rows(whole, parts);
 
     /* The same checkpoint with another rank count is refused. */
     ck_assert_int_ne(train("", config, more, err, sizeof err), 0);
@@ -464,6 +489,7 @@ START_TEST(signalled_two_rank_run_resumes_to_the_same_bits) {
         free(a);
         free(b);
     }
+    assert_same_step_rows(whole, parts);
 }
 END_TEST
 

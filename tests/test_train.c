@@ -16,8 +16,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clgqa/batch_upload.h"
 #include "clgqa/checkpoint.h"
 #include "clgqa/config.h"
+#include "clgqa/dataset.h"
 #include "clgqa/model.h"
 #include "clgqa/safetensors.h"
 #include "clgqa/train.h"
@@ -445,6 +447,274 @@ START_TEST(resume_mid_epoch_matches_uninterrupted_run) {
     check_resume_mid_epoch("dgqa_ema", 7);
     check_resume_mid_epoch("pgqa", 2);
     check_resume_mid_epoch("kdgqa", 9);
+}
+END_TEST
+
+/* ---- the logs against blocking reads ------------------------------------------ */
+
+#define EPOCHS 2
+#define STEPS_PER_EPOCH (TRAIN_COUNT / 16)
+#define TOTAL_STEPS (EPOCHS * STEPS_PER_EPOCH)
+
+/* What the trainer's non-blocking readback replaced: the running metrics
+ * and the group counts read blocking after every step, by a training loop
+ * of the test's own with the trainer's batches, passes and learning rates.
+ * KDGQA keeps no state from one batch to the next, so the evaluations a run
+ * makes between epochs change nothing here. */
+typedef struct blocking_reads {
+    clgqa_metrics after[TOTAL_STEPS];  /* after global step s + 1 */
+    int32_t groups[TOTAL_STEPS][2 * 2]; /* [layer][G] */
+} blocking_reads;
+
+static void train_reading_blocking(const clgqa_config *cfg, blocking_reads *out) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_dataset *ds;
+    clgqa_loader *loader;
+    clgqa_model *model;
+    clgqa_batch_upload *up;
+    TEST_OK(clgqa_dataset_open(cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
+    TEST_OK(clgqa_loader_create(ds, cfg->batch_size, cfg->shuffle, 0, &loader));
+    TEST_OK(clgqa_loader_use_pixels(loader));
+    TEST_OK(clgqa_model_create(rt, cfg, cfg->batch_size, &model));
+    TEST_OK(clgqa_batch_upload_create(rt, clgqa_model_get_dims(model), cfg->batch_size, &up));
+    clgqa_adamw_hparams hp = {cfg->lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay};
+    for (long epoch = 0, global = 0; epoch < EPOCHS; epoch++) {
+        TEST_OK(clgqa_loader_start(loader, epoch));
+        TEST_OK(clgqa_model_reset_metrics(model));
+        for (long step = 0; step < STEPS_PER_EPOCH; step++, global++) {
+            clgqa_batch batch;
+            clgqa_view pixels, labels;
+            TEST_OK(clgqa_loader_next(loader, &batch));
+            ck_assert_int_eq(batch.count, 16);
+            TEST_OK(clgqa_batch_upload_next(up, &batch, &pixels, &labels));
+            const clgqa_pass pass = {.training = 1, .step_in_epoch = step, .global_step = global};
+            TEST_OK(clgqa_model_forward_pixels(model, pixels, labels, batch.count, &pass));
+            TEST_OK(clgqa_model_backward(model));
+            hp.lr = clgqa_schedule_lr(cfg, global, TOTAL_STEPS);
+            TEST_OK(clgqa_model_step(model, &hp, global + 1, cfg->clip_grad_norm));
+            TEST_OK(clgqa_model_read_metrics(model, &out->after[global]));
+            TEST_OK(clgqa_model_read_all_group_counts(model, out->groups[global]));
+        }
+    }
+    clgqa_batch_upload_destroy(up);
+    clgqa_model_destroy(model);
+    clgqa_loader_destroy(loader);
+    clgqa_dataset_close(ds);
+}
+
+/* steps.csv's first five columns (epoch,step,loss,accuracy,lr; the rest are
+ * timings), one row a line, as the blocking reads give them: rows every
+ * log_steps steps and at each epoch end, each over the steps since the
+ * previous row of its epoch, or since `resumed_after` (the global step a
+ * resumed run went on from; 0: none). */
+static void expected_step_rows(const clgqa_config *cfg, const blocking_reads *ref,
+                               long resumed_after, char *out, size_t size) {
+    size_t used = 0;
+    for (long global = 1; global <= TOTAL_STEPS; global++) {
+        long done = (global - 1) % STEPS_PER_EPOCH + 1; /* in the epoch */
+        if (done % cfg->log_steps != 0 && done != STEPS_PER_EPOCH)
+            continue;
+        long since = global - done; /* the epoch's start */
+        for (long s = global - 1; s > global - done; s--)
+            if (s == resumed_after || s % STEPS_PER_EPOCH % cfg->log_steps == 0) {
+                since = s;
+                break;
+            }
+        const clgqa_metrics *now = &ref->after[global - 1];
+        clgqa_metrics zero = {0};
+        const clgqa_metrics *then = since > global - done ? &ref->after[since - 1] : &zero;
+        long samples = now->samples - then->samples;
+        used += (size_t)snprintf(out + used, size - used, "%ld,%ld,%.6f,%.6f,%.6g\n",
+                                 (global - 1) / STEPS_PER_EPOCH + 1, global,
+                                 (now->sum_loss - then->sum_loss) / (double)samples,
+                                 (now->sum_correct - then->sum_correct) / (double)samples,
+                                 (double)clgqa_schedule_lr(cfg, global - 1, TOTAL_STEPS));
+        ck_assert_uint_lt(used, size);
+    }
+}
+
+/* A file's rows, past its header, cut to their first `fields` fields. */
+static void first_fields(const char *path, int fields, char *out, size_t size) {
+    char *text = read_text(path), *line = strchr(text, '\n');
+    size_t used = 0;
+    ck_assert_ptr_nonnull(line);
+    for (line++; *line; line = strchr(line, '\n') + 1) {
+        size_t n = 0;
+        for (int f = 0; line[n] != '\n' && (line[n] != ',' || ++f < fields); n++)
+            ;
+        ck_assert_uint_lt(used + n + 1, size);
+        memcpy(out + used, line, n);
+        used += n;
+        out[used++] = '\n';
+    }
+    out[used] = '\0';
+    free(text);
+}
+
+/* The progress lines and epoch summaries a run printed (`log`): their
+ * loss and accuracy are those of the blocking reads. */
+static void assert_progress_matches(const char *log, const blocking_reads *ref) {
+    for (int e = 0; e < EPOCHS; e++) {
+        const clgqa_metrics *m = &ref->after[(e + 1) * STEPS_PER_EPOCH - 1];
+        double loss = m->sum_loss / (double)m->samples, acc = m->sum_correct / (double)m->samples;
+        char want[256];
+        snprintf(want, sizeof want, "epoch %d/%d step %d/%d loss %.4f acc %.1f%% ", e + 1, EPOCHS,
+                 STEPS_PER_EPOCH, STEPS_PER_EPOCH, loss, 100.0 * acc);
+        ck_assert_msg(strstr(log, want), "the progress lacks '%s':\n%s", want, log);
+        snprintf(want, sizeof want, "epoch %d/%d: train loss %.4f acc %.2f%% | ", e + 1, EPOCHS,
+                 loss, 100.0 * acc);
+        ck_assert_msg(strstr(log, want), "the progress lacks '%s':\n%s", want, log);
+    }
+}
+
+/* clgqa_train with its progress in `log` (a string the caller frees). */
+static void train_logged(const clgqa_config *cfg, const char *resume_dir, long stop_after_steps,
+                         char **log) {
+    size_t size;
+    FILE *f = open_memstream(log, &size);
+    ck_assert_ptr_nonnull(f);
+    clgqa_train_options options = {0};
+    options.resume_dir = resume_dir;
+    options.stop_after_steps = stop_after_steps;
+    options.log = f;
+    clgqa_train_result result;
+    TEST_OK(clgqa_train(test_runtime(), cfg, &options, &result));
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* steps.csv, groups.csv, the progress lines and run.csv's training columns
+ * of a run, and of a run stopped after step 3 and resumed, are what the
+ * blocking reads after every step give, to the last printed digit. */
+START_TEST(logs_equal_the_rows_of_blocking_reads) {
+    clgqa_config straight, split;
+    char straight_dir[256], split_dir[256], path[512];
+    tiny_config(&straight, "kdgqa", straight_dir, sizeof straight_dir);
+    tiny_config(&split, "kdgqa", split_dir, sizeof split_dir);
+    set(&straight, "log_steps=2");
+    set(&split, "log_steps=2");
+    blocking_reads *ref = calloc(1, sizeof *ref);
+    ck_assert_ptr_nonnull(ref);
+    train_reading_blocking(&straight, ref);
+
+    char *log, *log_stopped, *log_resumed;
+    train_logged(&straight, NULL, 0, &log);
+    train_logged(&split, NULL, 3, &log_stopped);
+    train_logged(&split, split_dir, 0, &log_resumed);
+    enum { SIZE = 8192 };
+    char *want = malloc(SIZE), *got = malloc(SIZE);
+    ck_assert(want && got);
+    const char *dirs[] = {straight_dir, split_dir};
+    for (int run = 0; run < 2; run++) {
+        expected_step_rows(&straight, ref, run ? 3 : 0, want, SIZE);
+        snprintf(path, sizeof path, "%s/steps.csv", dirs[run]);
+        first_fields(path, 5, got, SIZE);
+        ck_assert_msg(!strcmp(want, got), "%s: steps.csv\n%s\nthe blocking reads give\n%s",
+                      dirs[run], got, want);
+    }
+    assert_progress_matches(log, ref);
+    size_t both = strlen(log_stopped) + strlen(log_resumed) + 1;
+    char *split_log = malloc(both);
+    ck_assert_ptr_nonnull(split_log);
+    snprintf(split_log, both, "%s%s", log_stopped, log_resumed);
+    assert_progress_matches(split_log, ref);
+
+    /* groups.csv: every layer's counts after steps 0, 2 and 4 of each epoch
+     * (every log_steps), then after the evaluation (not checked here). */
+    size_t used = 0;
+    for (long global = 0; global < TOTAL_STEPS; global++)
+        if (global % STEPS_PER_EPOCH % 2 == 0)
+            for (int layer = 0; layer < 2; layer++)
+                used += (size_t)snprintf(want + used, SIZE - used, "%ld,%ld,%d,%d %d\n",
+                                         global / STEPS_PER_EPOCH + 1, global % STEPS_PER_EPOCH,
+                                         layer, ref->groups[global][2 * layer],
+                                         ref->groups[global][2 * layer + 1]);
+    for (int run = 0; run < 2; run++) {
+        snprintf(path, sizeof path, "%s/groups.csv", dirs[run]);
+        char *text = read_text(path), *kept = got;
+        for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+            if (strcmp(line, "epoch,step,layer,counts") && !strstr(line, ",eval,"))
+                kept += sprintf(kept, "%s\n", line);
+        ck_assert_msg(!strcmp(want, got), "%s: groups.csv\n%s\nthe blocking reads give\n%s",
+                      dirs[run], got, want);
+        free(text);
+    }
+
+    /* run.csv's train_loss and train_acc. */
+    used = 0;
+    for (int e = 0; e < EPOCHS; e++) {
+        const clgqa_metrics *m = &ref->after[(e + 1) * STEPS_PER_EPOCH - 1];
+        used += (size_t)snprintf(want + used, SIZE - used, "%d,%.6f,%.6f\n", e + 1,
+                                 m->sum_loss / (double)m->samples,
+                                 m->sum_correct / (double)m->samples);
+    }
+    for (int run = 0; run < 2; run++) {
+        snprintf(path, sizeof path, "%s/run.csv", dirs[run]);
+        first_fields(path, 3, got, SIZE);
+        ck_assert_msg(!strcmp(want, got), "%s: run.csv\n%s\nthe blocking reads give\n%s",
+                      dirs[run], got, want);
+    }
+    free(want);
+    free(got);
+    free(split_log);
+    free(log);
+    free(log_stopped);
+    free(log_resumed);
+    free(ref);
+    test_remove_tree(straight_dir);
+    test_remove_tree(split_dir);
+}
+END_TEST
+
+/* `clgqa train CONFIG` for `steps` steps under libclgqa_counter.so (built
+ * beside this test), which prints its totals at exit: the host waits that
+ * let a queue run dry and the waits with later work queued behind them. */
+static void counted_train(const char *config, int steps, long *host_waits, long *queued_waits) {
+    char env[1200], args[1200], err[16384];
+    ssize_t n = readlink("/proc/self/exe", env, sizeof env - 1);
+    ck_assert(n > 0);
+    env[n] = '\0';
+    char *slash = strrchr(env, '/');
+    ck_assert_ptr_nonnull(slash);
+    *slash = '\0';
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", env);
+    snprintf(env, sizeof env, "CLGQA_COUNTER_REPORT=1 LD_PRELOAD='%s/libclgqa_counter.so'", dir);
+    snprintf(args, sizeof args, "train '%s' --set max_steps_per_epoch=%d", config, steps);
+    ck_assert_msg(test_run_clgqa(env, args, NULL, 0, err, sizeof err) == 0, "%s", err);
+    const char *line = strstr(err, "clgqa_counter:");
+    ck_assert_msg(line, "the counter printed nothing: %s", err);
+    const char *waits = strstr(line, "host_waits ");
+    ck_assert_msg(waits && sscanf(waits, "host_waits %ld queued_waits %ld", host_waits,
+                                  queued_waits) == 2, "%s", line);
+}
+
+/* A training step costs no wait that lets the device run dry, even with a
+ * steps.csv row, a groups.csv row and the divergence check at every step:
+ * 3 more steps add no host wait, and one wait each on the step before
+ * (the readback, with this step queued behind it; the batch upload may add
+ * one when the host is two batches ahead). */
+START_TEST(training_steps_never_let_the_queue_run_dry) {
+#ifdef __SANITIZE_ADDRESS__
+    /* AddressSanitizer's runtime must come first: nothing can be preloaded. */
+    return;
+#endif
+    char path[512];
+    make_dataset();
+    snprintf(path, sizeof path, "%s/counted.yaml", data_dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "dataset: mnist\ndata_dir: %s\nin_chans: 1\nsize: c\natt_scheme: kdgqa\n"
+               "embed_dim: 16\nnum_layers: 2\nnum_heads: 4\nnum_kv_heads: 2\nimg_size: 8\n"
+               "patch_size: 4\nepochs: 1\nbatch_size: 16\nlog_steps: 1\nmax_eval_batches: 1\n"
+               "save_model: false\nout_dir: %s/counted\n", data_dir, data_dir);
+    ck_assert_int_eq(fclose(f), 0);
+    long host[2], queued[2];
+    counted_train(path, 2, &host[0], &queued[0]);
+    counted_train(path, 5, &host[1], &queued[1]);
+    ck_assert_msg(host[1] == host[0], "3 more training steps added %ld host waits (%ld -> %ld)",
+                  host[1] - host[0], host[0], host[1]);
+    ck_assert_msg(queued[1] - queued[0] >= 3 && queued[1] - queued[0] <= 6,
+                  "3 more training steps added %ld waits behind queued work", queued[1] - queued[0]);
 }
 END_TEST
 
@@ -1060,6 +1330,8 @@ int main(void) {
     tcase_add_test(tc, resume_matches_uninterrupted_run_pgqa);
     tcase_add_test(tc, resume_refuses_another_seed);
     tcase_add_test(tc, resume_mid_epoch_matches_uninterrupted_run);
+    tcase_add_test(tc, logs_equal_the_rows_of_blocking_reads);
+    tcase_add_test(tc, training_steps_never_let_the_queue_run_dry);
     tcase_add_test(tc, best_checkpoint_is_the_lowest_test_loss_epoch);
     tcase_add_test(tc, non_finite_loss_stops_at_its_step);
     tcase_add_test(tc, sigterm_stops_mid_epoch_and_resumes_exactly);
