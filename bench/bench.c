@@ -424,6 +424,7 @@ static clgqa_status write_json(const char *path, const clgqa_runtime *rt, const 
             cJSON_AddNumberToObject(calls, "other_commands", (double)r->step.other_commands);
             cJSON_AddNumberToObject(calls, "buffers_created", (double)r->step.buffers_created);
             cJSON_AddNumberToObject(calls, "host_waits", (double)r->step.host_waits);
+            cJSON_AddNumberToObject(calls, "queued_waits", (double)r->step.queued_waits);
             cJSON_AddNumberToObject(calls, "first_step_buffers_created",
                                     (double)r->first_step.buffers_created);
         }

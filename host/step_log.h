@@ -22,9 +22,10 @@ typedef struct clgqa_step_log {
 /* At an epoch start, after clgqa_model_reset_metrics: the window starts here. */
 void clgqa_step_log_epoch_start(clgqa_step_log *log, double wait_seconds);
 /* Write the row for the window ending now from the epoch's running metrics
- * (clgqa_model_read_metrics, which waits for the queue, so the window's time
- * covers its steps' device work; with several ranks, summed over them).
- * wait_seconds: the loader's total wait so far. */
+ * as copied after the window's last step (the trainer writes it once that
+ * copy is done, so the window's time covers its steps' device work; with
+ * several ranks, summed over them). wait_seconds: the loader's total wait
+ * so far. */
 clgqa_status clgqa_step_log_row(clgqa_step_log *log, const clgqa_metrics *running, int epoch,
                                 long global_step, float lr, double wait_seconds);
 
