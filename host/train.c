@@ -179,6 +179,9 @@ typedef struct step_readback {
     float lr;
     int groups;            /* the group counts were copied (a groups.csv step) */
     int replicated;        /* the epoch had a replicated batch by this step */
+    clgqa_metrics taken;   /* this rank's metrics at the last step taken (or the epoch's start) */
+    clgqa_metrics held;    /* this rank's metrics before the epoch's replicated batch */
+    int hold;              /* the pending step is the one before that batch: keep its metrics */
 } step_readback;
 
 static clgqa_status readback_open(step_readback *r, clgqa_runtime *rt, const clgqa_model_dims *dims) {
@@ -400,7 +403,7 @@ static clgqa_status readback_queue(trainer *t, int count, int epoch, long step, 
  * groups.csv and steps.csv rows and its progress report when due, then stop
  * the run if a loss is not finite (before any checkpoint could hold the
  * weights that produced it). */
-static clgqa_status readback_take(trainer *t, run_progress *p, const clgqa_metrics *before_replicated) {
+static clgqa_status readback_take(trainer *t, run_progress *p) {
     step_readback *r = &t->readback;
     if (!r->copied)
         return CLGQA_OK;
@@ -410,15 +413,18 @@ static clgqa_status readback_take(trainer *t, run_progress *p, const clgqa_metri
     CLGQA_CL(err);
     const clgqa_config *cfg = &t->cfg;
     long done = r->step + 1;
+    clgqa_metrics_of_copy(&r->metrics, &r->taken);
+    if (r->hold)
+        r->held = r->taken;
+    r->hold = 0;
     if (r->groups)
         CLGQA_TRY(run_write_groups(t->groups_csv, clgqa_model_get_dims(t->model), r->group_counts,
                                    r->epoch, r->step));
     int row = done % cfg->log_steps == 0 || done == t->steps_per_epoch;
     int report = run_progress_due(p, done);
     if (row || report) {
-        clgqa_metrics local, m;
-        clgqa_metrics_of_copy(&r->metrics, &local);
-        CLGQA_TRY(epoch_metrics(t, r->replicated ? before_replicated : NULL, &local, &m));
+        clgqa_metrics m;
+        CLGQA_TRY(epoch_metrics(t, r->replicated ? &r->held : NULL, &r->taken, &m));
         double wait_seconds = clgqa_loader_wait_seconds(t->train_loader);
         if (row && t->steps.csv) /* rank 0's file */
             CLGQA_TRY(clgqa_step_log_row(&t->steps, &m, r->epoch, r->global_step, r->lr,
@@ -451,13 +457,14 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
                   clgqa_loader_wait_seconds(t->train_loader), 0, t->mpi,
                   clgqa_mpi_wait_seconds(t->mpi)};
     clgqa_adamw_hparams hp = {cfg->lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay};
-    clgqa_metrics m, before_replicated, none = {0};
+    clgqa_metrics m, none = {0};
     int replicated = 0;
     CLGQA_TRY(clgqa_loader_start_at(t->train_loader, epoch, (size_t)next_batch));
     if (first > 0) /* the sums over every rank: rank 0 holds them */
         CLGQA_TRY(clgqa_model_restore_metrics(t->model, clgqa_mpi_rank(t->mpi) == 0 ? &before : &none));
     else
         CLGQA_TRY(clgqa_model_reset_metrics(t->model));
+    t->readback.taken = first > 0 && clgqa_mpi_rank(t->mpi) == 0 ? before : none;
     clgqa_step_log_epoch_start(&t->steps, clgqa_loader_wait_seconds(t->train_loader));
     t->steps.since = before;
     for (long step = first; step < t->steps_per_epoch; step++) {
@@ -468,9 +475,15 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
                               epoch + 1, step, t->steps_per_epoch);
         next_batch = batch.index + 1;
         /* A batch smaller than the ranks (the epoch's last) is whole on
-         * every rank: only rank 0's metrics count it. */
-        if (batch.replicated && !replicated && clgqa_mpi_rank(t->mpi) != 0)
-            CLGQA_TRY(clgqa_model_read_metrics(t->model, &before_replicated));
+         * every rank: only rank 0's metrics count it, the others keep
+         * theirs from the step before (pending: taken once this step is
+         * queued). */
+        if (batch.replicated && !replicated) {
+            if (t->readback.copied)
+                t->readback.hold = 1;
+            else
+                t->readback.held = t->readback.taken;
+        }
         replicated |= batch.replicated;
         CLGQA_TRY(clgqa_mpi_begin_pass(t->mpi, &batch, 1));
         clgqa_view pixels, labels;
@@ -486,22 +499,22 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
         t->state.global_step++;
         t->steps_this_call++;
         /* The previous step's losses and metrics, now that this step is queued. */
-        CLGQA_TRY(readback_take(t, &p, &before_replicated));
+        CLGQA_TRY(readback_take(t, &p));
         CLGQA_TRY(readback_queue(t, batch.count, epoch, step, hp.lr, replicated));
         int stop;
         CLGQA_TRY(stop_requested(t, &stop));
         if (stop || (cfg->checkpoint_steps > 0 && t->state.global_step % cfg->checkpoint_steps == 0 &&
                      step + 1 < t->steps_per_epoch)) {
-            CLGQA_TRY(readback_take(t, &p, &before_replicated));
-            CLGQA_TRY(save_mid_epoch(t, step + 1, next_batch, replicated ? &before_replicated : NULL));
+            CLGQA_TRY(readback_take(t, &p));
+            CLGQA_TRY(save_mid_epoch(t, step + 1, next_batch, replicated ? &t->readback.held : NULL));
         }
         if (stop) {
             *stopped = 1;
             break;
         }
     }
-    CLGQA_TRY(readback_take(t, &p, &before_replicated));
-    CLGQA_TRY(epoch_metrics(t, replicated ? &before_replicated : NULL, NULL, &m));
+    CLGQA_TRY(readback_take(t, &p));
+    CLGQA_TRY(epoch_metrics(t, replicated ? &t->readback.held : NULL, NULL, &m));
     if (p.tty && !p.quiet)
         fputc('\n', t->log);
     *images += m.samples - before.samples;
