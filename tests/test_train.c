@@ -669,15 +669,11 @@ END_TEST
  * beside this test), which prints its totals at exit: the host waits that
  * let a queue run dry and the waits with later work queued behind them. */
 static void counted_train(const char *config, int steps, long *host_waits, long *queued_waits) {
-    char env[1200], args[1200], err[16384];
-    ssize_t n = readlink("/proc/self/exe", env, sizeof env - 1);
+    char dir[1024], env[1200], args[1200], err[16384];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
     ck_assert(n > 0);
-    env[n] = '\0';
-    char *slash = strrchr(env, '/');
-    ck_assert_ptr_nonnull(slash);
-    *slash = '\0';
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s", env);
+    dir[n] = '\0';
+    *strrchr(dir, '/') = '\0';
     snprintf(env, sizeof env, "CLGQA_COUNTER_REPORT=1 LD_PRELOAD='%s/libclgqa_counter.so'", dir);
     snprintf(args, sizeof args, "train '%s' --set max_steps_per_epoch=%d", config, steps);
     ck_assert_msg(test_run_clgqa(env, args, NULL, 0, err, sizeof err) == 0, "%s", err);
