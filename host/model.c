@@ -679,6 +679,12 @@ clgqa_status clgqa_model_copy_losses(clgqa_model *m, int count, float *losses, c
                                 (size_t)count * sizeof(float), losses, copied);
 }
 
+clgqa_status clgqa_model_copy_logits(clgqa_model *m, float *logits, cl_event *copied) {
+    return copy_without_waiting(m, m->logits.mem, m->logits.offset * sizeof(float),
+                                (size_t)m->batch * m->dims.num_classes * sizeof(float), logits,
+                                copied);
+}
+
 clgqa_status clgqa_model_read_logits(clgqa_model *m, float *host) {
     return clgqa_buffer_read(m->rt, m->logits.mem, m->logits.offset * sizeof(float),
                              (size_t)m->batch * m->dims.num_classes * sizeof(float), host);

@@ -56,23 +56,108 @@ long clgqa_steps_per_epoch(const clgqa_config *cfg, long batches) {
     return batches;
 }
 
+/* ---- host memory for copies without waiting ------------------------------- */
+
+/* Pinned host memory (CL_MEM_ALLOC_HOST_PTR, mapped once) that the device
+ * copies into without waiting: some drivers copy into pageable memory
+ * synchronously. `what` names it in the error. */
+static clgqa_status pinned_open(clgqa_runtime *rt, size_t bytes, const char *what, cl_mem *buffer,
+                                void **mapped) {
+    cl_int err;
+    *buffer = clCreateBuffer(rt->context, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL,
+                             &err);
+    if (err == CL_SUCCESS)
+        *mapped = clEnqueueMapBuffer(rt->queue, *buffer, CL_TRUE, CL_MAP_READ, 0, bytes, 0, NULL,
+                                     NULL, &err);
+    if (err != CL_SUCCESS)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "pinned staging of %zu bytes for %s failed: %s",
+                          bytes, what, clgqa_cl_status_name(err));
+    return CLGQA_OK;
+}
+
+/* Waits for `pending` (if any), then unmaps and releases. */
+static void pinned_close(clgqa_runtime *rt, cl_event *pending, cl_mem *buffer, void **mapped) {
+    if (*pending) {
+        clWaitForEvents(1, pending);
+        clReleaseEvent(*pending);
+        *pending = NULL;
+    }
+    if (*mapped) {
+        clEnqueueUnmapMemObject(rt->queue, *buffer, *mapped, 0, NULL, NULL);
+        clFinish(rt->queue);
+        *mapped = NULL;
+    }
+    clgqa_buffer_release(buffer);
+}
+
 /* ---- evaluation ---------------------------------------------------------- */
 
-static clgqa_status write_predictions(FILE *out, clgqa_model *model, const clgqa_batch *batch,
-                                      long first_index, int classes, float *logits) {
-    CLGQA_TRY(clgqa_model_read_logits(model, logits));
-    for (int i = 0; i < batch->count; i++) {
-        const float *row = logits + (size_t)i * classes;
+/* The predictions file (clgqa eval --predictions): each batch's logits are
+ * copied without waiting and written once the next batch is queued. */
+typedef struct predictions_out {
+    FILE *csv;
+    clgqa_runtime *rt;
+    cl_mem pinned;
+    void *mapped;     /* the logits, [max batch, classes] */
+    int32_t *labels;  /* [max batch]: the batch's (the loader's go with the next batch) */
+    cl_event copied;  /* NULL: nothing pending */
+    int count, classes;
+    long first_index;
+} predictions_out;
+
+static clgqa_status predictions_open(predictions_out *p, clgqa_runtime *rt,
+                                     const clgqa_model_dims *dims, FILE *csv) {
+    memset(p, 0, sizeof *p);
+    p->csv = csv;
+    p->rt = rt;
+    p->classes = dims->num_classes;
+    p->labels = malloc((size_t)dims->max_batch * sizeof(int32_t));
+    if (!p->labels)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate the labels of a batch");
+    CLGQA_TRY(pinned_open(rt, (size_t)dims->max_batch * dims->num_classes * sizeof(float),
+                          "the logits of a batch", &p->pinned, &p->mapped));
+    fprintf(csv, "index,label,pred");
+    for (int c = 0; c < dims->num_classes; c++)
+        fprintf(csv, ",logit_%d", c);
+    fputc('\n', csv);
+    return CLGQA_OK;
+}
+
+static void predictions_close(predictions_out *p) {
+    pinned_close(p->rt, &p->copied, &p->pinned, &p->mapped);
+    free(p->labels);
+}
+
+/* Queue the copy of the batch just forwarded. */
+static clgqa_status predictions_queue(predictions_out *p, clgqa_model *model,
+                                      const clgqa_batch *batch, long first_index) {
+    CLGQA_TRY(clgqa_model_copy_logits(model, p->mapped, &p->copied));
+    memcpy(p->labels, batch->labels, (size_t)batch->count * sizeof(int32_t));
+    p->count = batch->count;
+    p->first_index = first_index;
+    return CLGQA_OK;
+}
+
+/* Wait for the pending copy, if any, and write its rows. */
+static clgqa_status predictions_write(predictions_out *p) {
+    if (!p->copied)
+        return CLGQA_OK;
+    cl_int err = clWaitForEvents(1, &p->copied);
+    clReleaseEvent(p->copied);
+    p->copied = NULL;
+    CLGQA_CL(err);
+    for (int i = 0; i < p->count; i++) {
+        const float *row = (const float *)p->mapped + (size_t)i * p->classes;
         int pred = 0;
-        for (int c = 1; c < classes; c++)
+        for (int c = 1; c < p->classes; c++)
             if (row[c] > row[pred])
                 pred = c;
-        fprintf(out, "%ld,%d,%d", first_index + i, batch->labels[i], pred);
-        for (int c = 0; c < classes; c++)
-            fprintf(out, ",%.9g", row[c]);
-        fputc('\n', out);
+        fprintf(p->csv, "%ld,%d,%d", p->first_index + i, p->labels[i], pred);
+        for (int c = 0; c < p->classes; c++)
+            fprintf(p->csv, ",%.9g", row[c]);
+        fputc('\n', p->csv);
     }
-    if (ferror(out))
+    if (ferror(p->csv))
         return clgqa_fail(CLGQA_ERR_IO, "writing predictions failed: %s", strerror(errno));
     return CLGQA_OK;
 }
@@ -80,20 +165,9 @@ static clgqa_status write_predictions(FILE *out, clgqa_model *model, const clgqa
 /* With mpi, each rank evaluates its shard of every batch and the metrics are
  * summed over the ranks. */
 static clgqa_status evaluate_with(clgqa_model *model, clgqa_loader *loader,
-                                  clgqa_batch_upload *up, long max_batches, FILE *predictions,
-                                  clgqa_mpi *mpi,
+                                  clgqa_batch_upload *up, long max_batches,
+                                  predictions_out *predictions, clgqa_mpi *mpi,
                                   clgqa_eval_result *result) {
-    const clgqa_model_dims *dims = clgqa_model_get_dims(model);
-    float *logits = NULL;
-    if (predictions) {
-        logits = malloc((size_t)dims->max_batch * dims->num_classes * sizeof(float));
-        if (!logits)
-            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate the logits of a batch");
-        fprintf(predictions, "index,label,pred");
-        for (int c = 0; c < dims->num_classes; c++)
-            fprintf(predictions, ",logit_%d", c);
-        fputc('\n', predictions);
-    }
     clgqa_status status = clgqa_loader_start(loader, 0);
     if (status == CLGQA_OK)
         status = clgqa_model_reset_metrics(model);
@@ -119,12 +193,14 @@ static clgqa_status evaluate_with(clgqa_model *model, clgqa_loader *loader,
                                  .global_step = (long)(EVAL_STREAM_STEP + (uint64_t)b)};
         if (status == CLGQA_OK)
             status = clgqa_model_forward_pixels(model, pixels, labels, batch.count, &pass);
+        if (status == CLGQA_OK && predictions) /* the previous batch's, now that this one is queued */
+            status = predictions_write(predictions);
         if (status == CLGQA_OK && predictions)
-            status = write_predictions(predictions, model, &batch, first_index, dims->num_classes,
-                                       logits);
+            status = predictions_queue(predictions, model, &batch, first_index);
         first_index += batch.count;
     }
-    free(logits);
+    if (status == CLGQA_OK && predictions)
+        status = predictions_write(predictions);
     CLGQA_TRY(status);
     if (replicated && clgqa_mpi_rank(mpi) != 0)
         metrics = before_replicated;
@@ -146,13 +222,19 @@ clgqa_status clgqa_evaluate(clgqa_runtime *rt, clgqa_model *model, clgqa_dataset
     int batch_size = cfg->batch_size < dims->max_batch ? cfg->batch_size : dims->max_batch;
     clgqa_loader *loader = NULL;
     clgqa_batch_upload *up = NULL;
+    predictions_out out = {0};
     clgqa_status status = clgqa_batch_upload_create(rt, dims, batch_size, &up);
     if (status == CLGQA_OK)
         status = clgqa_loader_create(ds, batch_size, 0, 0, &loader);
     if (status == CLGQA_OK)
         status = clgqa_loader_use_pixels(loader);
+    if (status == CLGQA_OK && predictions)
+        status = predictions_open(&out, rt, dims, predictions);
     if (status == CLGQA_OK)
-        status = evaluate_with(model, loader, up, max_batches, predictions, NULL, result);
+        status = evaluate_with(model, loader, up, max_batches, predictions ? &out : NULL, NULL,
+                               result);
+    if (out.rt)
+        predictions_close(&out);
     clgqa_loader_destroy(loader);
     clgqa_batch_upload_destroy(up);
     return status;
@@ -187,15 +269,7 @@ typedef struct step_readback {
 static clgqa_status readback_open(step_readback *r, clgqa_runtime *rt, const clgqa_model_dims *dims) {
     size_t group_ints = (size_t)dims->num_layers * dims->kv_heads;
     size_t bytes = ((size_t)dims->max_batch + 4 + group_ints) * sizeof(float);
-    cl_int err;
-    r->pinned = clCreateBuffer(rt->context, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL,
-                               &err);
-    if (err == CL_SUCCESS)
-        r->mapped = clEnqueueMapBuffer(rt->queue, r->pinned, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0,
-                                       bytes, 0, NULL, NULL, &err);
-    if (err != CL_SUCCESS)
-        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "pinned staging of %zu bytes for the step's "
-                          "metrics failed: %s", bytes, clgqa_cl_status_name(err));
+    CLGQA_TRY(pinned_open(rt, bytes, "the step's metrics", &r->pinned, &r->mapped));
     r->losses = r->mapped;
     r->sums = r->losses + dims->max_batch;
     r->group_counts = (int32_t *)(r->sums + 4);
@@ -233,16 +307,7 @@ static void trainer_free(trainer *t) {
         fclose(t->groups_csv);
     if (t->steps.csv)
         fclose(t->steps.csv);
-    step_readback *r = &t->readback;
-    if (r->copied) {
-        clWaitForEvents(1, &r->copied);
-        clReleaseEvent(r->copied);
-    }
-    if (r->mapped) {
-        clEnqueueUnmapMemObject(t->rt->queue, r->pinned, r->mapped, 0, NULL, NULL);
-        clFinish(t->rt->queue);
-    }
-    clgqa_buffer_release(&r->pinned);
+    pinned_close(t->rt, &t->readback.copied, &t->readback.pinned, &t->readback.mapped);
     clgqa_loader_destroy(t->train_loader);
     clgqa_loader_destroy(t->test_loader);
     clgqa_batch_upload_destroy(t->upload);

@@ -714,6 +714,92 @@ START_TEST(training_steps_never_let_the_queue_run_dry) {
 }
 END_TEST
 
+/* clgqa_evaluate's predictions file (each batch's logits copied without
+ * waiting, written after the next batch is queued) holds, row for row and
+ * digit for digit, what a forward and a blocking read of the logits after
+ * every batch give; its loss and accuracy are those of the running metrics
+ * after the last batch. 40 test images in batches of 16: 16, 16 and 8. */
+START_TEST(predictions_equal_blocking_reads_of_the_logits) {
+    clgqa_config cfg;
+    char out_dir[256];
+    tiny_config(&cfg, "kdgqa", out_dir, sizeof out_dir);
+    clgqa_runtime *rt = test_runtime();
+    clgqa_model *model;
+    clgqa_dataset *ds;
+    TEST_OK(clgqa_model_create(rt, &cfg, 16, &model));
+    TEST_OK(clgqa_dataset_open(&cfg, CLGQA_SPLIT_TEST, 0, &ds));
+    char *got;
+    size_t got_size;
+    FILE *f = open_memstream(&got, &got_size);
+    ck_assert_ptr_nonnull(f);
+    clgqa_eval_result result;
+    TEST_OK(clgqa_evaluate(rt, model, ds, &cfg, 0, f, &result));
+    ck_assert_int_eq(fclose(f), 0);
+
+    char *want;
+    size_t want_size;
+    f = open_memstream(&want, &want_size);
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "index,label,pred");
+    for (int c = 0; c < 10; c++)
+        fprintf(f, ",logit_%d", c);
+    fputc('\n', f);
+    clgqa_loader *loader;
+    clgqa_batch_upload *up;
+    TEST_OK(clgqa_loader_create(ds, 16, 0, 0, &loader));
+    TEST_OK(clgqa_loader_use_pixels(loader));
+    TEST_OK(clgqa_batch_upload_create(rt, clgqa_model_get_dims(model), 16, &up));
+    TEST_OK(clgqa_loader_start(loader, 0));
+    TEST_OK(clgqa_model_reset_metrics(model));
+    float logits[16 * 10];
+    long index = 0;
+    for (long b = 0;; b++) {
+        clgqa_batch batch;
+        clgqa_view pixels, labels;
+        TEST_OK(clgqa_loader_next(loader, &batch));
+        if (batch.count == 0)
+            break;
+        TEST_OK(clgqa_batch_upload_next(up, &batch, &pixels, &labels));
+        /* The evaluation's random streams (host/train.c), unused by KDGQA. */
+        const clgqa_pass pass = {.training = 0, .step_in_epoch = b,
+                                 .global_step = (long)((1ull << 39) + (uint64_t)b)};
+        TEST_OK(clgqa_model_forward_pixels(model, pixels, labels, batch.count, &pass));
+        TEST_OK(clgqa_model_read_logits(model, logits));
+        for (int i = 0; i < batch.count; i++, index++) {
+            const float *row = logits + i * 10;
+            int pred = 0;
+            for (int c = 1; c < 10; c++)
+                if (row[c] > row[pred])
+                    pred = c;
+            fprintf(f, "%ld,%d,%d", index, batch.labels[i], pred);
+            for (int c = 0; c < 10; c++)
+                fprintf(f, ",%.9g", row[c]);
+            fputc('\n', f);
+        }
+    }
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(index, TEST_COUNT);
+    size_t same = 0, line = 0;
+    for (; got[same] && got[same] == want[same]; same++)
+        if (got[same] == '\n')
+            line = same + 1;
+    ck_assert_msg(!got[same] && !want[same], "the predictions file says\n%.300s\nthe blocking reads "
+                  "give\n%.300s", got + line, want + line);
+    clgqa_metrics m;
+    TEST_OK(clgqa_model_read_metrics(model, &m));
+    ck_assert_int_eq(result.samples, TEST_COUNT);
+    ck_assert_int_eq(m.samples, TEST_COUNT);
+    ck_assert(result.loss == m.sum_loss / TEST_COUNT && result.accuracy == m.sum_correct / TEST_COUNT);
+    free(got);
+    free(want);
+    clgqa_batch_upload_destroy(up);
+    clgqa_loader_destroy(loader);
+    clgqa_dataset_close(ds);
+    clgqa_model_destroy(model);
+    test_remove_tree(out_dir);
+}
+END_TEST
+
 /* ---- best checkpoint and divergence ------------------------------------------- */
 
 /* The tensors of `best` are those of `last` (which also holds the optimizer
@@ -1328,6 +1414,7 @@ int main(void) {
     tcase_add_test(tc, resume_mid_epoch_matches_uninterrupted_run);
     tcase_add_test(tc, logs_equal_the_rows_of_blocking_reads);
     tcase_add_test(tc, training_steps_never_let_the_queue_run_dry);
+    tcase_add_test(tc, predictions_equal_blocking_reads_of_the_logits);
     tcase_add_test(tc, best_checkpoint_is_the_lowest_test_loss_epoch);
     tcase_add_test(tc, non_finite_loss_stops_at_its_step);
     tcase_add_test(tc, sigterm_stops_mid_epoch_and_resumes_exactly);

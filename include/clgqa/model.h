@@ -211,6 +211,8 @@ void clgqa_metrics_of_copy(const clgqa_metrics_copy *copy, clgqa_metrics *out);
 /* The last forward's per-sample losses, [count]. */
 clgqa_status clgqa_model_copy_losses(clgqa_model *model, int count, float *losses,
                                      cl_event *copied);
+/* The last forward's logits, [batch * classes]. */
+clgqa_status clgqa_model_copy_logits(clgqa_model *model, float *logits, cl_event *copied);
 clgqa_status clgqa_model_reset_metrics(clgqa_model *model);
 /* Set the running sums (sum_loss, sum_correct, samples of `m`), as read by
  * clgqa_model_read_metrics, so a run resumed mid-epoch goes on counting. */
