@@ -127,6 +127,7 @@ void clgqa_config_defaults(clgqa_config *cfg) {
     cfg->augment = CLGQA_AUGMENT_RANDAUGMENT;
     snprintf(cfg->device_class, sizeof cfg->device_class, "auto");
     snprintf(cfg->attention_kernel, sizeof cfg->attention_kernel, "auto");
+    snprintf(cfg->gemm_kernel, sizeof cfg->gemm_kernel, "auto");
     cfg->pos_embed_antialias = 1; /* what timm does loading a checkpoint at another size */
     cfg->save_model = 1;
     cfg->skip_unreadable = 0;
@@ -388,6 +389,15 @@ static int show_attention_kernel(const clgqa_config *cfg, char items[MAX_ITEMS][
     snprintf(items[0], 1024, "%s", cfg->attention_kernel);
     return -1;
 }
+static clgqa_status set_gemm_kernel(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    static const char *const names[] = {"auto", "direct", "indirect"};
+    return set_knob(cfg->gemm_kernel, sizeof cfg->gemm_kernel, names, "auto, direct or indirect", k,
+                    v, at);
+}
+static int show_gemm_kernel(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    snprintf(items[0], 1024, "%s", cfg->gemm_kernel);
+    return -1;
+}
 
 /* device: one spec, or a list of specs, one per rank of a node (stored
  * joined by commas, see clgqa_mpi_device_spec). */
@@ -552,6 +562,7 @@ static const key keys[] = {
     BOOL_KEY(allow_shared_device),
     CUSTOM_KEY(device_class),
     CUSTOM_KEY(attention_kernel),
+    CUSTOM_KEY(gemm_kernel),
     CUSTOM_KEY(label_mode),
     CUSTOM_KEY(norm_mean),
     CUSTOM_KEY(norm_std),

@@ -130,6 +130,9 @@ static clgqa_status apply_tuning_json(clgqa_runtime *rt, const char *origin, con
                             origin, target, (int)code);
         goto done;
     }
+    for (size_t i = 0; i < count && !strcmp(target, "GemmRoutine"); i++)
+        if (!strcmp(names[i], "XGEMM_MIN_INDIRECT_SIZE"))
+            rt->gemm_tuned_min_indirect = values[i]; /* what auto keeps (gemm_path) */
     size_t used = strlen(rt->clblast_tuning);
     snprintf(rt->clblast_tuning + used, sizeof rt->clblast_tuning - used, "%s%s (%s)",
              used ? ", " : "", target, origin);
@@ -155,10 +158,7 @@ static char *read_text_file(const char *path) {
     return text;
 }
 
-clgqa_status clgqa_gemm_apply_tuning(clgqa_runtime *rt) {
-    if (rt->clblast_tuning_done)
-        return CLGQA_OK;
-    rt->clblast_tuning_done = 1;
+static clgqa_status apply_tuning_files(clgqa_runtime *rt) {
     for (const clgqa_embedded_file *f = clgqa_tuning_files; f->name; f++) {
         char origin[128];
         snprintf(origin, sizeof origin, "tuning/%s.json", f->name);
@@ -185,6 +185,122 @@ clgqa_status clgqa_gemm_apply_tuning(clgqa_runtime *rt) {
     }
     closedir(dir);
     return status;
+}
+
+/* ------------------------------------------------------------- GEMM path */
+
+/* CLBlast runs a product through its direct kernel while m*n*k <
+ * XGEMM_MIN_INDIRECT_SIZE^3 (the parameter of its "GemmRoutine", per
+ * device), else through the indirect one. rt->gemm_kernel forces either by
+ * overriding that parameter: 2^21, whose cube 2^63 no product reaches, for
+ * direct; 0 for indirect. auto keeps CLBlast's choice: the tuning files'
+ * value, else its database's. */
+#define MIN_INDIRECT_ALWAYS_DIRECT ((size_t)1 << 21)
+#define MAX_GEMM_DEVICES 16
+
+/* CLBlast keeps its parameters per process and device, shared by every
+ * runtime on that device; so does this table (the library is single-
+ * threaded): the database's choice, read before clgqa overrides it, and the
+ * value in force (SIZE_MAX: unknown), set again by a runtime that wants
+ * another before its product. */
+static struct gemm_device {
+    cl_device_id device;
+    size_t database_min_indirect, min_indirect;
+} gemm_devices[MAX_GEMM_DEVICES];
+static int gemm_device_count;
+
+static int runs_direct(size_t m, size_t n, size_t k, size_t min_indirect) {
+    /* CLBlast's own test (Xgemm::UseDirectKernel), in its arithmetic. */
+    unsigned long long s = min_indirect;
+    return (unsigned long long)m * n * k < s * s * s;
+}
+
+/* XGEMM_MIN_INDIRECT_SIZE as CLBlast has it, read from what it tells:
+ * CLBlastSGemmTempBufferSize is 0 for an s^3 product the direct kernel runs
+ * and positive for an indirect one whose A sits at an offset (the indirect
+ * kernel must copy it). The smallest s that runs indirect is the value. */
+static clgqa_status clblast_min_indirect(clgqa_runtime *rt, size_t *out) {
+    size_t lo = 1, hi = MIN_INDIRECT_ALWAYS_DIRECT; /* the answer is in [lo, hi] */
+    while (lo < hi) {
+        size_t s = lo + (hi - lo) / 2, bytes = 0;
+        CLGQA_TRY(check_clblast(CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor,
+                                                           CLBlastTransposeNo, CLBlastTransposeNo,
+                                                           s, s, s, 1, s, 0, s, 0, s, &rt->queue,
+                                                           &bytes),
+                                "CLBlastSGemmTempBufferSize", s, s, s));
+        if (bytes)
+            hi = s;
+        else
+            lo = s + 1;
+    }
+    *out = lo;
+    return CLGQA_OK;
+}
+
+static clgqa_status gemm_device_of(clgqa_runtime *rt, struct gemm_device **out) {
+    for (int i = 0; i < gemm_device_count; i++)
+        if (gemm_devices[i].device == rt->device) {
+            *out = &gemm_devices[i];
+            return CLGQA_OK;
+        }
+    if (gemm_device_count == MAX_GEMM_DEVICES)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "GEMMs on more than %d devices in one process",
+                          MAX_GEMM_DEVICES);
+    struct gemm_device *d = &gemm_devices[gemm_device_count];
+    CLGQA_TRY(clblast_min_indirect(rt, &d->database_min_indirect));
+    d->device = rt->device;
+    d->min_indirect = d->database_min_indirect;
+    gemm_device_count++;
+    *out = d;
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_gemm_apply_tuning(clgqa_runtime *rt) {
+    if (rt->clblast_tuning_done)
+        return CLGQA_OK;
+    rt->clblast_tuning_done = 1;
+    rt->gemm_tuned_min_indirect = SIZE_MAX;
+    /* CLBlast's own GEMM path choice is read before any file overrides it. */
+    struct gemm_device *d;
+    CLGQA_TRY(gemm_device_of(rt, &d));
+    clgqa_status status = apply_tuning_files(rt);
+    d->min_indirect = SIZE_MAX; /* a file may have set it: gemm_path sets it again */
+    return status;
+}
+
+/* Puts this runtime's choice in force for its next product. */
+static clgqa_status gemm_path(clgqa_runtime *rt) {
+    CLGQA_TRY(clgqa_gemm_apply_tuning(rt));
+    struct gemm_device *d;
+    CLGQA_TRY(gemm_device_of(rt, &d));
+    size_t want = rt->gemm_kernel == CLGQA_GEMM_DIRECT     ? MIN_INDIRECT_ALWAYS_DIRECT
+                  : rt->gemm_kernel == CLGQA_GEMM_INDIRECT ? 0
+                  : rt->gemm_tuned_min_indirect != SIZE_MAX ? rt->gemm_tuned_min_indirect
+                                                            : d->database_min_indirect;
+    if (want != d->min_indirect) {
+        const char *name = "XGEMM_MIN_INDIRECT_SIZE";
+        CLBlastStatusCode code = CLBlastOverrideParameters(rt->device, "GemmRoutine",
+                                                           CLBlastPrecisionSingle, 1, &name, &want);
+        if (code != CLBlastSuccess)
+            return clgqa_fail(CLGQA_ERR_CLBLAST,
+                              "CLBlastOverrideParameters(GemmRoutine, %s=%zu) failed: %d", name,
+                              want, (int)code);
+        d->min_indirect = want;
+    }
+    rt->gemm_min_indirect = want;
+    return CLGQA_OK;
+}
+
+static void count_path(clgqa_runtime *rt, size_t m, size_t n, size_t k) {
+    if (runs_direct(m, n, k, rt->gemm_min_indirect))
+        rt->gemm_direct_calls++;
+    else
+        rt->gemm_indirect_calls++;
+}
+
+clgqa_gemm_paths clgqa_gemm_paths_taken(const clgqa_runtime *rt) {
+    clgqa_gemm_paths p = {rt->gemm_direct_calls, rt->gemm_indirect_calls, rt->gemm_min_indirect};
+    return p;
 }
 
 /* --------------------------------------------------------------- products */
@@ -223,7 +339,7 @@ clgqa_status clgqa_sgemm(clgqa_runtime *rt, int trans_a, int trans_b, size_t m, 
         return CLGQA_OK;
     if (k == 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_sgemm: k must be positive");
-    CLGQA_TRY(clgqa_gemm_apply_tuning(rt));
+    CLGQA_TRY(gemm_path(rt));
     CLBlastTranspose ta = trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
                      tb = trans_b ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLGQA_TRY(gemm_temp_buffer(rt, ta, tb, m, n, k, &a, lda, &b, ldb, &c, ldc));
@@ -236,6 +352,7 @@ clgqa_status clgqa_sgemm(clgqa_runtime *rt, int trans_a, int trans_b, size_t m, 
         CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha, a.mem, a.offset, lda, b.mem, b.offset, ldb,
         beta, c.mem, c.offset, ldc, &rt->queue, NULL, rt->gemm_temp);
     clgqa_profile_span_end(rt, "gemm", 2.0 * (double)m * (double)n * (double)k);
+    count_path(rt, m, n, k);
     return check_clblast(status, "CLBlastSgemmWithTempBuffer", m, n, k);
 }
 
@@ -248,7 +365,7 @@ clgqa_status clgqa_sgemm_strided_batched(clgqa_runtime *rt, int trans_a, int tra
         return CLGQA_OK;
     if (k == 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_sgemm_strided_batched: k must be positive");
-    CLGQA_TRY(clgqa_gemm_apply_tuning(rt));
+    CLGQA_TRY(gemm_path(rt));
     clgqa_profile_span_begin(rt);
     CLBlastStatusCode status = CLBlastSgemmStridedBatched(
         CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
@@ -256,6 +373,7 @@ clgqa_status clgqa_sgemm_strided_batched(clgqa_runtime *rt, int trans_a, int tra
         stride_a, b.mem, b.offset, ldb, stride_b, beta, c.mem, c.offset, ldc, stride_c, batch,
         &rt->queue, NULL);
     clgqa_profile_span_end(rt, "gemm", 2.0 * (double)m * (double)n * (double)k * (double)batch);
+    count_path(rt, m, n, k);
     return check_clblast(status, "CLBlastSgemmStridedBatched", m, n, k);
 }
 

@@ -537,7 +537,7 @@ static clgqa_status finish_runtime(clgqa_runtime *rt, clgqa_runtime **out) {
         return s;
     }
     init_cache_dir(rt);
-    clgqa_status s = clgqa_runtime_choose_paths(rt, NULL, NULL);
+    clgqa_status s = clgqa_runtime_choose_paths(rt, NULL, NULL, NULL);
     if (s != CLGQA_OK) {
         clgqa_runtime_destroy(rt);
         return s;
@@ -648,6 +648,7 @@ clgqa_device_class clgqa_runtime_device_class(const clgqa_runtime *rt) { return 
 clgqa_attention_kernel clgqa_runtime_attention_kernel(const clgqa_runtime *rt) {
     return rt->attention_kernel;
 }
+clgqa_gemm_kernel clgqa_runtime_gemm_kernel(const clgqa_runtime *rt) { return rt->gemm_kernel; }
 const char *clgqa_runtime_clblast_tuning(const clgqa_runtime *rt) { return rt->clblast_tuning; }
 cl_context clgqa_runtime_context(const clgqa_runtime *rt) { return rt->context; }
 cl_device_id clgqa_runtime_device(const clgqa_runtime *rt) { return rt->device; }
@@ -658,11 +659,13 @@ cl_command_queue clgqa_runtime_queue(const clgqa_runtime *rt) { return rt->queue
 
 static const char *const device_class_names[] = {"cpu", "gpu"};
 static const char *const attention_kernel_names[] = {"rows", "tiled"};
+static const char *const gemm_kernel_names[] = {"direct", "indirect", "auto"};
 
 const char *clgqa_device_class_name(clgqa_device_class c) { return device_class_names[c]; }
 const char *clgqa_attention_kernel_name(clgqa_attention_kernel k) {
     return attention_kernel_names[k];
 }
+const char *clgqa_gemm_kernel_name(clgqa_gemm_kernel k) { return gemm_kernel_names[k]; }
 
 /* The choice a knob gives: `value`, else $`variable`; *index is its position
  * in names[0..2), or 2 for "auto" and for nothing given. Anything else is
@@ -683,12 +686,14 @@ static clgqa_status choose(const char *value, const char *variable, const char *
 }
 
 clgqa_status clgqa_runtime_choose_paths(clgqa_runtime *rt, const char *device_class,
-                                        const char *attention_kernel) {
-    int c, a;
+                                        const char *attention_kernel, const char *gemm_kernel) {
+    int c, a, g;
     CLGQA_TRY(choose(device_class, "CLGQA_DEVICE_CLASS", "device class", "device_class",
                      device_class_names, &c));
     CLGQA_TRY(choose(attention_kernel, "CLGQA_ATTENTION", "attention kernel", "attention_kernel",
                      attention_kernel_names, &a));
+    CLGQA_TRY(choose(gemm_kernel, "CLGQA_GEMM", "GEMM kernel", "gemm_kernel", gemm_kernel_names,
+                     &g));
     rt->device_class = c == 2 ? ((rt->device_type & CL_DEVICE_TYPE_CPU) ? CLGQA_CLASS_CPU
                                                                          : CLGQA_CLASS_GPU)
                               : (clgqa_device_class)c;
@@ -702,6 +707,9 @@ clgqa_status clgqa_runtime_choose_paths(clgqa_runtime *rt, const char *device_cl
     rt->attention_kernel = a == 2 ? (rt->device_class == CLGQA_CLASS_CPU ? CLGQA_ATTENTION_ROWS
                                                                           : CLGQA_ATTENTION_TILED)
                                   : (clgqa_attention_kernel)a;
+    /* auto stays auto: CLBlast picks per product by size (host/gemm.c
+     * applies the choice before the next GEMM). */
+    rt->gemm_kernel = (clgqa_gemm_kernel)g;
     return CLGQA_OK;
 }
 

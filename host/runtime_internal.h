@@ -24,6 +24,7 @@ struct clgqa_runtime {
     cl_device_type device_type;
     clgqa_device_class device_class;          /* see clgqa_runtime_choose_paths */
     clgqa_attention_kernel attention_kernel; /* likewise */
+    clgqa_gemm_kernel gemm_kernel;            /* likewise; host/gemm.c applies it */
     size_t max_work_group_size;
     cl_uint compute_units;
     cl_ulong max_alloc_bytes;        /* what the model splits its buffers by: the driver's
@@ -42,6 +43,10 @@ struct clgqa_runtime {
     char clblast_tuning[256]; /* CLBlast kernels given tuned parameters, "" if none */
     cl_mem gemm_temp;         /* CLBlast's temporary buffer, shared by every GEMM (gemm.c) */
     size_t gemm_temp_bytes;
+    size_t gemm_tuned_min_indirect; /* XGEMM_MIN_INDIRECT_SIZE from the tuning files,
+                                       SIZE_MAX if none set it (gemm.c) */
+    size_t gemm_min_indirect;       /* the value this runtime's last product ran with */
+    long gemm_direct_calls, gemm_indirect_calls; /* products run by each kernel so far */
 };
 
 

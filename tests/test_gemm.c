@@ -1,6 +1,8 @@
 /* CLBlast GEMM wrappers against a float64 CPU reference, on awkward shapes:
  * sizes that are not multiples of CLBlast's tiles, 1-wide matrices, both
- * transposes, offsets and padded leading dimensions. */
+ * transposes, offsets and padded leading dimensions; each through CLBlast's
+ * own choice of kernel and through each kernel forced (CLGQA_GEMM). */
+#include <clblast_c.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,42 @@ static void reference_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t 
 #define GEMM_REL 1e-5
 #define GEMM_ABS 1e-5
 
+/* The GEMM paths every product test runs: loop index _i picks path
+ * _i % GEMM_PATHS. */
+#define GEMM_PATHS 3
+static const char *const gemm_paths[GEMM_PATHS] = {"auto", "direct", "indirect"};
+
+/* Whether CLBlast, as its parameters stand now, runs an s^3 product through
+ * the indirect kernel: only that one needs a temporary buffer for an A at an
+ * offset. */
+static int clblast_runs_indirect(size_t s) {
+    size_t bytes = 0;
+    ck_assert_int_eq(CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                                                CLBlastTransposeNo, s, s, s, 1, s, 0, s, 0, s,
+                                                &test_runtime()->queue, &bytes),
+                     CLBlastSuccess);
+    return bytes > 0;
+}
+
+static clgqa_gemm_paths use_gemm_path(int path) {
+    TEST_OK(clgqa_runtime_choose_paths(test_runtime(), NULL, NULL, gemm_paths[path]));
+    return clgqa_gemm_paths_taken(test_runtime());
+}
+
+/* After one product of m x n x k (and nothing else since `before`): a forced
+ * kernel is the one counted, and the one CLBlast's parameters now pick. */
+static void assert_path_taken(int path, clgqa_gemm_paths before) {
+    clgqa_gemm_paths after = clgqa_gemm_paths_taken(test_runtime());
+    long direct = after.direct_calls - before.direct_calls,
+         indirect = after.indirect_calls - before.indirect_calls;
+    ck_assert_int_eq(direct + indirect, 1);
+    if (!strcmp(gemm_paths[path], "direct"))
+        ck_assert_msg(direct == 1 && !clblast_runs_indirect(4096), "forced direct ran indirect");
+    if (!strcmp(gemm_paths[path], "indirect"))
+        ck_assert_msg(indirect == 1 && clblast_runs_indirect(1), "forced indirect ran direct");
+    TEST_OK(clgqa_runtime_choose_paths(test_runtime(), NULL, NULL, "auto"));
+}
+
 typedef struct shape {
     size_t m, n, k;
     int trans_a, trans_b;
@@ -41,7 +79,8 @@ static const shape shapes[] = {
 };
 
 START_TEST(sgemm_matches_reference) {
-    const shape *s = &shapes[_i];
+    const shape *s = &shapes[_i / GEMM_PATHS];
+    clgqa_gemm_paths before = use_gemm_path(_i % GEMM_PATHS);
     /* Padded leading dimensions and non-zero offsets exercise the strides. */
     size_t a_rows = s->trans_a ? s->k : s->m, a_cols = s->trans_a ? s->m : s->k;
     size_t b_rows = s->trans_b ? s->n : s->k, b_cols = s->trans_b ? s->k : s->n;
@@ -60,6 +99,7 @@ START_TEST(sgemm_matches_reference) {
     TEST_OK(clgqa_sgemm(test_runtime(), s->trans_a, s->trans_b, s->m, s->n, s->k, alpha,
                         clgqa_view_at(da, a_off), lda, clgqa_view_at(db, b_off), ldb, beta,
                         clgqa_view_at(dc, c_off), ldc));
+    assert_path_taken(_i % GEMM_PATHS, before);
     test_download(dc, got, c_len);
     /* Every element, including the padding, which must stay untouched. */
     test_assert_close("C", got, want, c_len, GEMM_REL, GEMM_ABS);
@@ -86,9 +126,11 @@ START_TEST(strided_batched_matches_reference) {
                        want + t * stride_c, n);
     cl_mem da = test_upload(a, batch * stride_a), db = test_upload(b, batch * stride_b);
     cl_mem dc = test_upload(c, batch * stride_c);
+    clgqa_gemm_paths before = use_gemm_path(_i);
     TEST_OK(clgqa_sgemm_strided_batched(test_runtime(), 0, 1, m, n, k, 0.5f, clgqa_view_at(da, 0), k,
                                         stride_a, clgqa_view_at(db, 0), k, stride_b, 1.0f,
                                         clgqa_view_at(dc, 0), n, stride_c, batch));
+    assert_path_taken(_i, before);
     test_download(dc, got, batch * stride_c);
     test_assert_close("C", got, want, batch * stride_c, GEMM_REL, GEMM_ABS);
     clReleaseMemObject(da);
@@ -126,11 +168,18 @@ START_TEST(linear_forward_and_backward) {
     cl_mem y_mem;
     TEST_OK(clgqa_buffer_create(test_runtime(), rows * out * sizeof(float), &y_mem));
     clgqa_runtime *rt = test_runtime();
+    use_gemm_path(_i);
     TEST_OK(clgqa_linear_forward(rt, clgqa_view_at(y_mem, 0), clgqa_view_at(dx_mem, 0),
                                  clgqa_view_at(w_mem, 0), clgqa_view_at(b_mem, 0), rows, in, out));
     TEST_OK(clgqa_linear_backward(rt, clgqa_view_at(gx, 0), clgqa_view_at(gw, 0), clgqa_view_at(gb, 0),
                                   clgqa_view_at(dy_mem, 0), clgqa_view_at(dx_mem, 0),
                                   clgqa_view_at(w_mem, 0), rows, in, out));
+    clgqa_gemm_paths taken = clgqa_gemm_paths_taken(rt);
+    if (strcmp(gemm_paths[_i], "auto"))
+        ck_assert_msg(strcmp(gemm_paths[_i], "direct") ? taken.min_indirect_size == 0
+                                                       : taken.min_indirect_size >= 1u << 21,
+                      "%s: XGEMM_MIN_INDIRECT_SIZE %zu", gemm_paths[_i], taken.min_indirect_size);
+    TEST_OK(clgqa_runtime_choose_paths(rt, NULL, NULL, "auto"));
     float *got = malloc(rows * in * sizeof *got + out * in * sizeof *got);
     test_download(y_mem, got, rows * out);
     test_assert_close("y", got, y_ref, rows * out, GEMM_REL, GEMM_ABS);
@@ -145,6 +194,34 @@ START_TEST(linear_forward_and_backward) {
         clReleaseMemObject(all[i]);
     free(x), free(w), free(bias), free(dy), free(dx0), free(dw0), free(db0), free(got);
     free(y_ref), free(dx_ref), free(dw_ref), free(db_ref);
+}
+END_TEST
+
+/* auto is CLBlast's own choice, put back after a forced one: the same
+ * XGEMM_MIN_INDIRECT_SIZE, and CLBlast's parameters pick by it again. */
+START_TEST(auto_gemm_path_is_restored) {
+    float host[4] = {0.5f, -1, 2, 0.25f};
+    cl_mem mem = test_upload(host, 4);
+    clgqa_view v = clgqa_view_at(mem, 0);
+    size_t sizes[GEMM_PATHS];
+    for (int round = 0; round < 2; round++)
+        for (int path = 0; path < GEMM_PATHS; path++) {
+            use_gemm_path(path);
+            TEST_OK(clgqa_sgemm(test_runtime(), 0, 0, 1, 1, 1, 1, v, 1, v, 1, 0, v, 1));
+            size_t s = clgqa_gemm_paths_taken(test_runtime()).min_indirect_size;
+            if (round == 0)
+                sizes[path] = s;
+            ck_assert_uint_eq(s, sizes[path]);
+            /* Below s^3 CLBlast runs direct, from s^3 up indirect (s is
+             * capped at 2^21, whose cube no product reaches). */
+            if (s > 1)
+                ck_assert_msg(!clblast_runs_indirect(s - 1), "%s: %zu", gemm_paths[path], s);
+            if (s > 0 && s < 1u << 21)
+                ck_assert_msg(clblast_runs_indirect(s), "%s: %zu", gemm_paths[path], s);
+        }
+    ck_assert_uint_eq(sizes[2], 0);
+    TEST_OK(clgqa_runtime_choose_paths(test_runtime(), NULL, NULL, "auto"));
+    clReleaseMemObject(mem);
 }
 END_TEST
 
@@ -297,9 +374,11 @@ int main(void) {
     Suite *s = suite_create("gemm");
     TCase *tc = tcase_create("gemm");
     tcase_set_timeout(tc, 600);
-    tcase_add_loop_test(tc, sgemm_matches_reference, 0, (int)(sizeof shapes / sizeof shapes[0]));
-    tcase_add_test(tc, strided_batched_matches_reference);
-    tcase_add_test(tc, linear_forward_and_backward);
+    tcase_add_loop_test(tc, sgemm_matches_reference, 0,
+                        (int)(sizeof shapes / sizeof shapes[0]) * GEMM_PATHS);
+    tcase_add_loop_test(tc, strided_batched_matches_reference, 0, GEMM_PATHS);
+    tcase_add_loop_test(tc, linear_forward_and_backward, 0, GEMM_PATHS);
+    tcase_add_test(tc, auto_gemm_path_is_restored);
     tcase_add_test(tc, bad_leading_dimension_is_a_clear_error);
     tcase_add_test(tc, tuning_files_are_applied_by_device_name);
     suite_add_tcase(s, tc);

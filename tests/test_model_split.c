@@ -53,7 +53,7 @@ static run open_run(int split, const clgqa_config *cfg, const char *device_class
         setenv("CLGQA_MAX_ALLOC_BYTES", SMALL_LIMIT, 1);
     TEST_OK(clgqa_runtime_create(NULL, &r.rt));
     unsetenv("CLGQA_MAX_ALLOC_BYTES");
-    TEST_OK(clgqa_runtime_choose_paths(r.rt, device_class, NULL));
+    TEST_OK(clgqa_runtime_choose_paths(r.rt, device_class, NULL, NULL));
     TEST_OK(clgqa_model_create(r.rt, cfg, BATCH, &r.model));
     TEST_OK(clgqa_buffer_create(r.rt, pixels * sizeof(float), &r.images));
     TEST_OK(clgqa_buffer_create(r.rt, BATCH * sizeof(int32_t), &r.labels));

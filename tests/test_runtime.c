@@ -41,38 +41,61 @@ START_TEST(chooses_device_by_index_type_and_name) {
 }
 END_TEST
 
-/* The code-path knobs: auto follows the device type (class) and the class
- * (attention); the environment forces either; config values beat the
- * environment; bad values are refused by name and leave rt unchanged. */
+/* The code-path knobs: auto follows the device type (class), the class
+ * (attention) and CLBlast (GEMM); the environment forces any; config values
+ * beat the environment; bad values are refused by name, on one line, and
+ * leave rt unchanged. */
 START_TEST(code_paths_follow_device_unless_forced) {
     clgqa_runtime *rt;
     unsetenv("CLGQA_DEVICE_CLASS");
     unsetenv("CLGQA_ATTENTION");
+    unsetenv("CLGQA_GEMM");
     TEST_OK(clgqa_runtime_create(NULL, &rt));
     clgqa_device_class natural =
         (rt->device_type & CL_DEVICE_TYPE_CPU) ? CLGQA_CLASS_CPU : CLGQA_CLASS_GPU;
     ck_assert_int_eq(rt->device_class, natural);
     ck_assert_int_eq(rt->attention_kernel,
                      natural == CLGQA_CLASS_CPU ? CLGQA_ATTENTION_ROWS : CLGQA_ATTENTION_TILED);
+    ck_assert_int_eq(rt->gemm_kernel, CLGQA_GEMM_AUTO);
+    ck_assert_str_eq(clgqa_gemm_kernel_name(rt->gemm_kernel), "auto");
     clgqa_runtime_destroy(rt);
 
     setenv("CLGQA_DEVICE_CLASS", "gpu", 1);
     TEST_OK(clgqa_runtime_create(NULL, &rt));
     ck_assert_int_eq(rt->device_class, CLGQA_CLASS_GPU);
     ck_assert_int_eq(rt->attention_kernel, CLGQA_ATTENTION_TILED);
-    TEST_OK(clgqa_runtime_choose_paths(rt, "cpu", "tiled"));
+    TEST_OK(clgqa_runtime_choose_paths(rt, "cpu", "tiled", "direct"));
     ck_assert_int_eq(rt->device_class, CLGQA_CLASS_CPU);
     ck_assert_int_eq(rt->attention_kernel, CLGQA_ATTENTION_TILED);
+    ck_assert_int_eq(rt->gemm_kernel, CLGQA_GEMM_DIRECT);
     ck_assert_str_eq(clgqa_device_class_name(rt->device_class), "cpu");
     ck_assert_str_eq(clgqa_attention_kernel_name(rt->attention_kernel), "tiled");
+    ck_assert_str_eq(clgqa_gemm_kernel_name(rt->gemm_kernel), "direct");
 
-    ck_assert_int_eq(clgqa_runtime_choose_paths(rt, "fast", NULL), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_runtime_choose_paths(rt, "fast", NULL, NULL), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "'fast'") != NULL, "%s", clgqa_error_message());
-    ck_assert_int_eq(clgqa_runtime_choose_paths(rt, NULL, "flash"), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_runtime_choose_paths(rt, NULL, "flash", NULL), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "'flash'") != NULL, "%s", clgqa_error_message());
+    ck_assert_int_eq(clgqa_runtime_choose_paths(rt, NULL, NULL, "fastest"), CLGQA_ERR_INVALID_ARG);
+    const char *message = clgqa_error_message();
+    ck_assert_msg(strstr(message, "'fastest'") && strstr(message, "CLGQA_GEMM") &&
+                      strstr(message, "gemm_kernel") && !strchr(message, '\n'),
+                  "%s", message);
     ck_assert_int_eq(rt->device_class, CLGQA_CLASS_CPU);
     ck_assert_int_eq(rt->attention_kernel, CLGQA_ATTENTION_TILED);
+    ck_assert_int_eq(rt->gemm_kernel, CLGQA_GEMM_DIRECT);
     clgqa_runtime_destroy(rt);
+
+    setenv("CLGQA_GEMM", "indirect", 1);
+    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    ck_assert_int_eq(rt->gemm_kernel, CLGQA_GEMM_INDIRECT);
+    TEST_OK(clgqa_runtime_choose_paths(rt, NULL, NULL, "direct"));
+    ck_assert_int_eq(rt->gemm_kernel, CLGQA_GEMM_DIRECT);
+    clgqa_runtime_destroy(rt);
+    setenv("CLGQA_GEMM", "sideways", 1);
+    ck_assert_int_eq(clgqa_runtime_create(NULL, &rt), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "'sideways'") != NULL, "%s", clgqa_error_message());
+    unsetenv("CLGQA_GEMM");
 
     setenv("CLGQA_ATTENTION", "sideways", 1);
     ck_assert_int_eq(clgqa_runtime_create(NULL, &rt), CLGQA_ERR_INVALID_ARG);

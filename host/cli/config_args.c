@@ -60,7 +60,8 @@ int clgqa_cli_open_runtime(const clgqa_config *cfg, const char *device, clgqa_ru
     if (clgqa_mpi_device_spec(NULL, device ? device : cfg->device, spec, sizeof spec) != CLGQA_OK ||
         clgqa_runtime_create(spec, rt) != CLGQA_OK)
         return -1;
-    if (clgqa_runtime_choose_paths(*rt, cfg->device_class, cfg->attention_kernel) != CLGQA_OK) {
+    if (clgqa_runtime_choose_paths(*rt, cfg->device_class, cfg->attention_kernel,
+                                   cfg->gemm_kernel) != CLGQA_OK) {
         clgqa_runtime_destroy(*rt);
         *rt = NULL;
         return -1;

@@ -67,6 +67,7 @@ typedef struct clgqa_config {
     int allow_shared_device; /* MPI: let ranks of a node share one device */
     char device_class[8];     /* auto | cpu | gpu (clgqa_runtime_choose_paths) */
     char attention_kernel[8]; /* auto | rows | tiled (likewise) */
+    char gemm_kernel[9];      /* auto | direct | indirect (likewise) */
     int label_mode_coarse;   /* cifar100: 1 = coarse labels */
     float norm_mean[3], norm_std[3]; /* per channel; a single number fills all 3 */
     /* Bookkeeping: one bit per key set by load or set (see clgqa_config_given). */

@@ -9,8 +9,20 @@
  * $CLGQA_TUNING_DIR (written by Debian's clblast_tuner_* programs), matched by
  * device name (or, when the file has "clgqa_device_match", by that substring
  * of the name). Done once per runtime, by the first GEMM; records the tuned
- * kernels (clgqa_runtime_clblast_tuning). A malformed file is an error naming it. */
+ * kernels (clgqa_runtime_clblast_tuning). A malformed file is an error naming it.
+ * Every GEMM then runs with the runtime's GEMM path (clgqa_runtime_gemm_kernel)
+ * put in force. */
 clgqa_status clgqa_gemm_apply_tuning(clgqa_runtime *rt);
+
+/* Which CLBlast kernel ran this runtime's products so far: calls through the
+ * direct and the indirect kernel (a strided batch counts once), and the
+ * XGEMM_MIN_INDIRECT_SIZE of the last (direct while m*n*k is below its
+ * cube: 2^21 when forced direct, 0 when forced indirect; 0 before any). */
+typedef struct clgqa_gemm_paths {
+    long direct_calls, indirect_calls;
+    size_t min_indirect_size;
+} clgqa_gemm_paths;
+clgqa_gemm_paths clgqa_gemm_paths_taken(const clgqa_runtime *rt);
 
 /* Bytes of CLBlast's temporary buffer, one per runtime shared by every GEMM
  * (0 until a GEMM needs one); counted in clgqa_runtime_allocated_bytes. */

@@ -30,6 +30,17 @@ typedef enum clgqa_attention_kernel {
     CLGQA_ATTENTION_ROWS = 0,
     CLGQA_ATTENTION_TILED
 } clgqa_attention_kernel;
+/* CLBlast's two GEMM kernels: the direct one (XgemmDirect: one command per
+ * product, operands read in place) or the indirect one (Xgemm, after
+ * commands that pad and transpose operands into a temporary buffer: faster
+ * per product on large ones, more commands). CLBlast picks by size (auto:
+ * direct while m*n*k < XGEMM_MIN_INDIRECT_SIZE^3, a per-device tuning
+ * parameter); CLGQA_GEMM or the config key gemm_kernel forces one. */
+typedef enum clgqa_gemm_kernel {
+    CLGQA_GEMM_DIRECT = 0,
+    CLGQA_GEMM_INDIRECT,
+    CLGQA_GEMM_AUTO
+} clgqa_gemm_kernel;
 
 /* An OpenCL device with its context and queues, and the kernel programs
  * built on it (opaque: the accessors below say what it holds). */
@@ -82,6 +93,7 @@ const char *clgqa_runtime_driver_version(const clgqa_runtime *rt);
 size_t clgqa_runtime_allocated_bytes(const clgqa_runtime *rt);
 clgqa_device_class clgqa_runtime_device_class(const clgqa_runtime *rt);
 clgqa_attention_kernel clgqa_runtime_attention_kernel(const clgqa_runtime *rt);
+clgqa_gemm_kernel clgqa_runtime_gemm_kernel(const clgqa_runtime *rt);
 /* The CLBlast kernels given tuned parameters (the tuning/ files) after the first
  * GEMM, "" if none. */
 const char *clgqa_runtime_clblast_tuning(const clgqa_runtime *rt);
@@ -100,16 +112,20 @@ cl_command_queue clgqa_runtime_queue(const clgqa_runtime *rt);
 clgqa_status clgqa_runtime_match_devices(const char *spec, int *indices, int max, int *count);
 
 /* Choose the device-dependent code paths. device_class is "auto", "cpu" or
- * "gpu"; attention_kernel is "auto", "rows" or "tiled". NULL, "" or "auto"
- * defers to $CLGQA_DEVICE_CLASS / $CLGQA_ATTENTION, and where those are unset
- * or "auto", class follows the device type and attention follows the class.
+ * "gpu"; attention_kernel is "auto", "rows" or "tiled"; gemm_kernel is
+ * "auto", "direct" or "indirect". NULL, "" or "auto" defers to
+ * $CLGQA_DEVICE_CLASS / $CLGQA_ATTENTION / $CLGQA_GEMM, and where those are
+ * unset or "auto", class follows the device type, attention follows the
+ * class and the GEMMs follow CLBlast (its database or the tuning/ files).
  * clgqa_runtime_create calls it with NULLs; the CLI calls it again with the
- * config keys device_class and attention_kernel. A value outside those lists
- * is refused with a message naming it; then rt is unchanged. */
+ * config keys device_class, attention_kernel and gemm_kernel. A value
+ * outside those lists is refused with a message naming it; then rt is
+ * unchanged. */
 clgqa_status clgqa_runtime_choose_paths(clgqa_runtime *rt, const char *device_class,
-                                        const char *attention_kernel);
+                                        const char *attention_kernel, const char *gemm_kernel);
 const char *clgqa_device_class_name(clgqa_device_class c);
 const char *clgqa_attention_kernel_name(clgqa_attention_kernel k);
+const char *clgqa_gemm_kernel_name(clgqa_gemm_kernel k);
 
 /* Buffers. Allocation fails cleanly (CLGQA_ERR_OUT_OF_MEMORY, with sizes)
  * when `bytes` exceeds the device's maximum allocation. Reads and writes are
