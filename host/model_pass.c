@@ -21,14 +21,15 @@ static clgqa_status residual_linear_forward(clgqa_runtime *rt, clgqa_view out,
 
 /* Linear backward with dx = dx_beta * dx + dy W (dx_beta 0 overwrites, so the
  * activation gradient needs no zero fill; 1 sums several Linears' inputs),
- * dW += dy^T x, dbias += sum_rows dy. */
+ * dW = dy^T x (a weight's only gradient in the step: beta 0 spares CLBlast's
+ * indirect kernel a copy of dW in), dbias += sum_rows dy. */
 static clgqa_status linear_backward(clgqa_runtime *rt, clgqa_view dx, float dx_beta,
                                     clgqa_view dweight, clgqa_view dbias, clgqa_view dy,
                                     clgqa_view x, clgqa_view weight, size_t rows, size_t n_in,
                                     size_t n_out) {
     CLGQA_TRY(clgqa_sgemm(rt, 0, 0, rows, n_in, n_out, 1.0f, dy, n_out, weight, n_in, dx_beta, dx,
                           n_in));
-    CLGQA_TRY(clgqa_sgemm(rt, 1, 0, n_out, n_in, rows, 1.0f, dy, n_out, x, n_in, 1.0f, dweight,
+    CLGQA_TRY(clgqa_sgemm(rt, 1, 0, n_out, n_in, rows, 1.0f, dy, n_out, x, n_in, 0.0f, dweight,
                           n_in));
     return clgqa_bias_backward(rt, dbias, dy, rows, n_out);
 }
@@ -272,7 +273,7 @@ clgqa_status clgqa_model_backward(clgqa_model *m) {
     CLGQA_TRY(clgqa_crossentropy_backward(rt, m->dlogits, m->probs, m->labels, B, classes,
                                           1.0f / (float)B));
     CLGQA_TRY(clgqa_sgemm(rt, 1, 0, classes, C, B, 1.0f, m->dlogits, classes, m->lnf,
-                          (size_t)d->tokens * C, 1.0f, model_param(m, CLGQA_GRADS, head_w), C));
+                          (size_t)d->tokens * C, 0.0f, model_param(m, CLGQA_GRADS, head_w), C));
     CLGQA_TRY(clgqa_bias_backward(rt, model_param(m, CLGQA_GRADS, head_b), m->dlogits, B, classes));
     CLGQA_TRY(clgqa_sgemm(rt, 0, 0, B, C, classes, 1.0f, m->dlogits, classes,
                           model_param(m, CLGQA_PARAMS, head_w), C, 0.0f, m->dln,
