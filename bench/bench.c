@@ -3,7 +3,8 @@
  * each op family in one profiled step (OpenCL events) as shares of the step,
  * attention forward and backward milliseconds, achieved GEMM GFLOP/s against
  * a CLBlast SGEMM peak measured in the same run, the device memory the model
- * allocates, and what one training step asks of the OpenCL runtime: commands
+ * allocates, which CLBlast GEMM kernel (direct or indirect) ran each of a
+ * step's products, and what one training step asks of the OpenCL runtime: commands
  * enqueued (CLBlast's included), buffers created and host waits, counted by
  * libclgqa_counter.so (bench/counter), which the command preloads by running
  * itself again. A table on stdout and, with --json, every figure in a file
@@ -52,6 +53,7 @@ typedef struct scheme_result {
     size_t model_bytes;          /* allocated by clgqa_model_create */
     size_t attention_saved_bytes; /* what attention keeps for backward, all layers */
     size_t gemm_temp_bytes;      /* CLBlast's temporary buffer after the steps */
+    long gemm_direct, gemm_indirect; /* products of one training step, per kernel */
     int counted;                 /* the counts below were measured */
     clgqa_command_counts step;   /* one training step after warm-up */
     clgqa_command_counts first_step; /* the first step (buffers grow there) */
@@ -246,8 +248,11 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
         ms[i] = now_ms() - t0;
     }
     summarise(ms, opt->steps, &res->step_ms_median, &res->step_ms_min, &res->step_ms_max);
+    clgqa_gemm_paths gemms = clgqa_gemm_paths_taken(rt);
     if ((status = train_step(rt, model, &b, step++, &res->step)))
         goto done;
+    res->gemm_direct = clgqa_gemm_paths_taken(rt).direct_calls - gemms.direct_calls;
+    res->gemm_indirect = clgqa_gemm_paths_taken(rt).indirect_calls - gemms.indirect_calls;
     res->counted = command_counter() != NULL;
     res->gemm_temp_bytes = clgqa_gemm_temp_bytes(rt);
 
@@ -312,21 +317,34 @@ done:
     return status;
 }
 
+/* The GEMM path in words: CLBlast's choice, or the kernel forced. */
+static void describe_gemm_path(const clgqa_runtime *rt, char *text, size_t size) {
+    clgqa_gemm_kernel kernel = clgqa_runtime_gemm_kernel(rt);
+    if (kernel == CLGQA_GEMM_AUTO)
+        snprintf(text, size, "auto (CLBlast's choice: direct while m*n*k < %zu^3, else indirect)",
+                 clgqa_gemm_paths_taken(rt).min_indirect_size);
+    else
+        snprintf(text, size, "%s (forced by CLGQA_GEMM)", clgqa_gemm_kernel_name(kernel));
+}
+
 static void print_table(const clgqa_runtime *rt, const bench_options *opt,
                         const scheme_result *results, int count, double peak) {
+    char gemm_path[128];
+    describe_gemm_path(rt, gemm_path, sizeof gemm_path);
     printf("device: %s (%s, driver %s), CLBlast %d.%d.%d\n", clgqa_runtime_device_name(rt), clgqa_runtime_platform_name(rt),
            clgqa_runtime_driver_version(rt), CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
            CLBLAST_VERSION_PATCH);
-    printf("model: %s, batch %d, %d steps after %d warm-up; CLBlast SGEMM peak %.1f GFLOP/s\n\n",
+    printf("model: %s, batch %d, %d steps after %d warm-up; CLBlast SGEMM peak %.1f GFLOP/s\n",
            opt->size, opt->batch, opt->steps, opt->warmup, peak);
-    printf("%-10s %12s %12s %12s %10s %10s %10s %9s\n", "scheme", "step ms", "min", "max",
-           "train img/s", "infer img/s", "GEMM GF/s", "memory MiB");
+    printf("GEMM kernel: %s\n\n", gemm_path);
+    printf("%-10s %12s %12s %12s %10s %10s %10s %9s %14s\n", "scheme", "step ms", "min", "max",
+           "train img/s", "infer img/s", "GEMM GF/s", "memory MiB", "GEMMs dir/ind");
     for (int i = 0; i < count; i++) {
         const scheme_result *r = &results[i];
-        printf("%-10s %12.2f %12.2f %12.2f %10.1f %10.1f %10.1f %9.1f\n",
+        printf("%-10s %12.2f %12.2f %12.2f %10.1f %10.1f %10.1f %9.1f %8ld/%-5ld\n",
                clgqa_scheme_name(r->scheme), r->step_ms_median, r->step_ms_min, r->step_ms_max,
                opt->batch * 1e3 / r->step_ms_median, opt->batch * 1e3 / r->infer_ms_median,
-               r->gemm_gflops, r->model_bytes / 1048576.0);
+               r->gemm_gflops, r->model_bytes / 1048576.0, r->gemm_direct, r->gemm_indirect);
     }
     printf("\nshare of the profiled step's device time per op family "
            "(device time / wall time of that step):\n");
@@ -354,9 +372,10 @@ static void print_table(const clgqa_runtime *rt, const bench_options *opt,
         return;
     }
     printf("\nOpenCL calls per training step after warm-up (CLBlast's included; "
-           "classes %s, attention %s):\n",
+           "classes %s, attention %s, GEMM %s):\n",
            clgqa_device_class_name(clgqa_runtime_device_class(rt)),
-           clgqa_attention_kernel_name(clgqa_runtime_attention_kernel(rt)));
+           clgqa_attention_kernel_name(clgqa_runtime_attention_kernel(rt)),
+           clgqa_gemm_kernel_name(clgqa_runtime_gemm_kernel(rt)));
     printf("%-10s %9s %9s %10s %7s %16s %11s\n", "scheme", "commands", "kernels", "transfers",
            "other", "buffers created", "host waits");
     for (int i = 0; i < count; i++) {
@@ -384,6 +403,9 @@ static clgqa_status write_json(const char *path, const clgqa_runtime *rt, const 
     cJSON_AddStringToObject(root, "device_class", clgqa_device_class_name(clgqa_runtime_device_class(rt)));
     cJSON_AddStringToObject(root, "attention_kernel",
                             clgqa_attention_kernel_name(clgqa_runtime_attention_kernel(rt)));
+    cJSON_AddStringToObject(root, "gemm_kernel", clgqa_gemm_kernel_name(clgqa_runtime_gemm_kernel(rt)));
+    cJSON_AddNumberToObject(root, "gemm_min_indirect_size",
+                            (double)clgqa_gemm_paths_taken(rt).min_indirect_size);
     cJSON *config = cJSON_AddObjectToObject(root, "config");
     cJSON_AddStringToObject(config, "size", opt->size);
     cJSON_AddNumberToObject(config, "batch", opt->batch);
@@ -416,6 +438,9 @@ static clgqa_status write_json(const char *path, const clgqa_runtime *rt, const 
         cJSON_AddNumberToObject(s, "attention_backward_ms", r->attention_backward_ms);
         cJSON_AddNumberToObject(s, "attention_saved_bytes", (double)r->attention_saved_bytes);
         cJSON_AddNumberToObject(s, "gemm_temp_bytes", (double)r->gemm_temp_bytes);
+        cJSON *gemms = cJSON_AddObjectToObject(s, "step_gemm_calls");
+        cJSON_AddNumberToObject(gemms, "direct", (double)r->gemm_direct);
+        cJSON_AddNumberToObject(gemms, "indirect", (double)r->gemm_indirect);
         if (r->counted) {
             cJSON *calls = cJSON_AddObjectToObject(s, "step_opencl_calls");
             cJSON_AddNumberToObject(calls, "commands", (double)command_total(&r->step));

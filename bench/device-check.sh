@@ -8,14 +8,19 @@
 #   bash bench/device-check.sh [OUT_DIR]      (default $OUT, else bench/results/gpu)
 #
 # 1. the op and model parity suites on the GPU, with the default paths (on a
-#    GPU: device class gpu, tiled attention) and with CLGQA_ATTENTION=rows;
-# 2. clgqa bench --size s --batch 64 for all six schemes;
+#    GPU: device class gpu, tiled attention), with CLGQA_ATTENTION=rows and
+#    (the model) with CLGQA_GEMM=direct;
+# 2. clgqa bench --size s --batch 64 for all six schemes, then gqa and kdgqa
+#    again with CLGQA_GEMM=direct: CLBlast's direct kernel on every product
+#    (fewest commands) against its own choice by size (auto), which decides
+#    the GEMM default for this GPU;
 # 3. bench/torch_ref.py --size s --batch 64 --device cuda on the same GPU;
-# 4. both JSON files and the ratio table (bench/ratios.py).
+# 4. the JSON files and the ratio table (bench/ratios.py), both GEMM paths.
 # Everything goes to OUT_DIR: summary.txt (what passed, the table), one log per
 # step. Each step has its own time limit inside a budget per phase (suites
-# until 3.5 minutes, clgqa's bench until 6, PyTorch's until 7.7), so one hang
-# cannot eat the rest; a failed step is reported and the others still run.
+# until 3.3 minutes, clgqa's bench until 5.3, its direct-GEMM run until 6.5,
+# PyTorch's until 7.75), so one hang cannot eat the rest; a failed step is
+# reported and the others still run.
 # Exit status: the number of failed steps.
 # A dry run elsewhere (e.g. PoCL): CHECK_SIZE=demo CHECK_BATCH=8
 # CHECK_TORCH_DEVICE=cpu CLGQA_DEVICE=cpu bash bench/device-check.sh /tmp/dry
@@ -64,7 +69,7 @@ if [ ! -x build/clgqa ] || [ -n "$missing" ]; then
   say "(add the packages to .gpu/ and build on the build machine; see README \"On a GPU\")"
   exit 100
 fi
-deadline=$((started + 210))
+deadline=$((started + 200))
 step devices 30 build/clgqa devices && cat "$out/devices.log" >> "$summary"
 
 # 1. parity suites: every op suite and the model's PyTorch fixtures, on the
@@ -87,11 +92,16 @@ done
 suite test_model-parity 90 env CK_RUN_CASE=pytorch_parity build/test_model
 suite test_ops_attention-rows 60 env CLGQA_ATTENTION=rows build/test_ops_attention
 suite test_model-parity-rows 90 env CLGQA_ATTENTION=rows CK_RUN_CASE=pytorch_parity build/test_model
+suite test_model-parity-direct 60 env CLGQA_GEMM=direct CK_RUN_CASE=pytorch_parity build/test_model
 
 # 2-3. the benchmarks on the same GPU.
 clgqa_json="$out/clgqa-$size-b$batch.json" torch_json="$out/pytorch-$size-b$batch.json"
-deadline=$((started + 360))
-step bench-clgqa 150 build/clgqa bench --size "$size" --batch "$batch" --json "$clgqa_json"
+direct_json="$out/clgqa-$size-b$batch-gemm-direct.json"
+deadline=$((started + 320))
+step bench-clgqa 130 build/clgqa bench --size "$size" --batch "$batch" --json "$clgqa_json"
+deadline=$((started + 390))
+step bench-clgqa-gemm-direct 70 env CLGQA_GEMM=direct build/clgqa bench --size "$size" \
+  --batch "$batch" --schemes gqa,kdgqa --json "$direct_json"
 python=""
 want_cuda="import torch; assert '$torch_device' == 'cpu' or torch.cuda.is_available()"
 for p in python3 /usr/bin/python3; do
@@ -100,7 +110,7 @@ for p in python3 /usr/bin/python3; do
     break
   fi
 done
-deadline=$((started + 460))
+deadline=$((started + 465))
 if [ -n "$python" ]; then
   step bench-torch 100 "$python" bench/torch_ref.py --size "$size" --batch "$batch" \
     --device "$torch_device" --json "$torch_json"
@@ -112,9 +122,13 @@ fi
 # 4. the table.
 say ""
 if [ -s "$clgqa_json" ] && [ -s "$torch_json" ]; then
-  "${python:-python3}" bench/ratios.py "$clgqa_json" "$torch_json" 2>&1 | tee "$out/ratios.txt" >> "$summary"
-elif [ -s "$out/bench-clgqa.log" ]; then
-  tail -n 40 "$out/bench-clgqa.log" >> "$summary"
+  [ -s "$direct_json" ] || direct_json=""
+  "${python:-python3}" bench/ratios.py "$clgqa_json" "$torch_json" $direct_json 2>&1 |
+    tee "$out/ratios.txt" >> "$summary"
+else
+  for log in "$out/bench-clgqa.log" "$out/bench-clgqa-gemm-direct.log"; do
+    [ -s "$log" ] && tail -n 40 "$log" >> "$summary"
+  done
 fi
 say ""
 say "$failed failed step(s), $(( $(date +%s) - started ))s in all"
