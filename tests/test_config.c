@@ -154,6 +154,7 @@ static const char *every_key =
     "save_model: 0\n"
     "device: cpu\n"
     "allow_shared_device: true\n"
+    "gemm_kernel: direct\n"
     "label_mode: coarse\n"
     "norm_mean: [0.4914, 0.4822, 0.4465]\n"
     "norm_std:\n"
@@ -199,6 +200,7 @@ static void check_every_key(const clgqa_config *cfg) {
     ck_assert_int_eq(cfg->save_model, 0);
     ck_assert_str_eq(cfg->device, "cpu");
     ck_assert_int_eq(cfg->allow_shared_device, 1);
+    ck_assert_str_eq(cfg->gemm_kernel, "direct");
     ck_assert_int_eq(cfg->label_mode_coarse, 1);
     ck_assert_float_eq(cfg->norm_mean[0], 0.4914f);
     ck_assert_float_eq(cfg->norm_mean[1], 0.4822f);
@@ -381,6 +383,7 @@ START_TEST(bad_values_refused) {
         {"schedule: linear", "schedule", "'linear'"},
         {"augment: cutmix", "augment", "'cutmix'"},
         {"label_mode: medium", "label_mode", "'medium'"},
+        {"gemm_kernel: fastest", "gemm_kernel", "'fastest'"},
         {"shuffle: maybe", "shuffle", "'maybe'"},
         {"pretrained: yes", "pretrained", "'yes'"},
         {"save_model: 2", "save_model", "'2'"},
@@ -552,6 +555,7 @@ static void assert_same(const clgqa_config *a, const clgqa_config *b) {
     ck_assert_int_eq(a->pos_embed_antialias, b->pos_embed_antialias);
     ck_assert_int_eq(a->save_model, b->save_model);
     ck_assert_str_eq(a->device, b->device);
+    ck_assert_str_eq(a->gemm_kernel, b->gemm_kernel);
     ck_assert_int_eq(a->label_mode_coarse, b->label_mode_coarse);
     for (int c = 0; c < 3; c++) {
         ck_assert(a->norm_mean[c] == b->norm_mean[c]);
