@@ -75,13 +75,19 @@ static clgqa_status pinned_open(clgqa_runtime *rt, size_t bytes, const char *wha
     return CLGQA_OK;
 }
 
+/* Wait for a copy queued into it and release the copy's event. */
+static clgqa_status pinned_wait(cl_event *copied) {
+    cl_int err = clWaitForEvents(1, copied);
+    clReleaseEvent(*copied);
+    *copied = NULL;
+    CLGQA_CL(err);
+    return CLGQA_OK;
+}
+
 /* Waits for `pending` (if any), then unmaps and releases. */
 static void pinned_close(clgqa_runtime *rt, cl_event *pending, cl_mem *buffer, void **mapped) {
-    if (*pending) {
-        clWaitForEvents(1, pending);
-        clReleaseEvent(*pending);
-        *pending = NULL;
-    }
+    if (*pending)
+        pinned_wait(pending);
     if (*mapped) {
         clEnqueueUnmapMemObject(rt->queue, *buffer, *mapped, 0, NULL, NULL);
         clFinish(rt->queue);
@@ -142,10 +148,7 @@ static clgqa_status predictions_queue(predictions_out *p, clgqa_model *model,
 static clgqa_status predictions_write(predictions_out *p) {
     if (!p->copied)
         return CLGQA_OK;
-    cl_int err = clWaitForEvents(1, &p->copied);
-    clReleaseEvent(p->copied);
-    p->copied = NULL;
-    CLGQA_CL(err);
+    CLGQA_TRY(pinned_wait(&p->copied));
     for (int i = 0; i < p->count; i++) {
         const float *row = (const float *)p->mapped + (size_t)i * p->classes;
         int pred = 0;
@@ -472,10 +475,7 @@ static clgqa_status readback_take(trainer *t, run_progress *p) {
     step_readback *r = &t->readback;
     if (!r->copied)
         return CLGQA_OK;
-    cl_int err = clWaitForEvents(1, &r->copied);
-    clReleaseEvent(r->copied);
-    r->copied = NULL;
-    CLGQA_CL(err);
+    CLGQA_TRY(pinned_wait(&r->copied));
     const clgqa_config *cfg = &t->cfg;
     long done = r->step + 1;
     clgqa_metrics_of_copy(&r->metrics, &r->taken);
