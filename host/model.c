@@ -245,6 +245,8 @@ static void carve_shared(clgqa_model *m, carver *c) {
     m->attention_scratch = carve(c, attention_scratch > key_norms_scratch ? attention_scratch
                                                                            : key_norms_scratch);
     m->dpatch_out = carve(c, patch_rows * C);
+    m->column_partials =
+        carve(c, 2 * m->partials.slot + m->partials.norm + 2 * m->partials.ln_chunks * C);
     m->grad_sum_squares = carve(c, 1);
     m->grad_scale = carve(c, 1);
     m->chunk_sum_squares = carve(c, (size_t)m->chunk_count);
@@ -293,6 +295,98 @@ static clgqa_status create_arena(clgqa_model *m) {
     for (int l = 0; l < m->dims.num_layers; l++)
         m->layers[l].x_in = l == 0 ? m->tokens : m->layers[l - 1].x_out;
     return CLGQA_OK;
+}
+
+/* ---- the backward's column sums ---- */
+
+/* The chunks of every partial column sum at the largest batch, and where
+ * they sit (model_partials). */
+static void plan_partials(clgqa_model *m) {
+    const clgqa_model_dims *d = &m->dims;
+    size_t rows = (size_t)d->max_batch * d->tokens, C = d->embed_dim, F = d->mlp_dim,
+           qkv = (size_t)model_qkv_width(m);
+    model_partials *p = &m->partials;
+    p->ln_chunks = clgqa_layernorm_backward_chunks(m->rt);
+    p->fc1_chunks = clgqa_column_sum_chunks(m->rt, rows, F);
+    p->qkv_chunks = clgqa_column_sum_chunks(m->rt, rows, qkv);
+    p->head_chunks = clgqa_column_sum_chunks(m->rt, d->max_batch, d->num_classes);
+    size_t ln = p->ln_chunks * C; /* one LayerNorm sum's partials */
+    p->fc2_b = 0;
+    p->norm2 = p->fc2_b + ln;
+    p->proj_b = p->norm2 + 2 * ln;
+    p->fc1_b = p->proj_b + ln;
+    p->qkv_b = p->fc1_b + p->fc1_chunks * F;
+    p->norm1 = p->qkv_b + p->qkv_chunks * qkv;
+    p->slot = p->norm1 + 2 * ln;
+    p->head_b = 0;
+    p->norm = p->head_b + p->head_chunks * d->num_classes;
+}
+
+/* Adds the sum of tensor t's gradient from partials at `partials` (floats
+ * into column_partials) to finish f, in a new launch when its gradients sit
+ * in another buffer than the last sum's. */
+static void add_finish_sum(clgqa_model *m, model_finish *f, int t, size_t partials,
+                           size_t chunks, size_t width) {
+    clgqa_view grads = model_param(m, CLGQA_GRADS, t);
+    model_finish_launch *last = f->launches ? &f->launch[f->launches - 1] : NULL;
+    if (!last || last->grads.mem != grads.mem) {
+        last = &f->launch[f->launches++];
+        last->grads = clgqa_view_at(grads.mem, 0);
+        last->count = 0;
+    }
+    clgqa_column_sum sum = {m->column_partials.offset + partials, chunks, width, grads.offset};
+    last->sums[last->count++] = sum;
+}
+
+/* Every block's finish and the final tensors', with their device tables
+ * written once. */
+static clgqa_status build_finishes(clgqa_model *m) {
+    const clgqa_model_dims *d = &m->dims;
+    const model_partials *p = &m->partials;
+    size_t C = d->embed_dim, F = d->mlp_dim, qkv = (size_t)model_qkv_width(m), R = p->ln_chunks;
+    int L = d->num_layers;
+    m->finishes = calloc((size_t)L + 1, sizeof *m->finishes);
+    if (!m->finishes)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: finish tables");
+    for (int l = 0; l < L; l++) {
+        model_finish *f = &m->finishes[l];
+        size_t slot = (size_t)(l % 2) * p->slot;
+#define T(which) model_layer_tensor(l, MODEL_L_##which)
+        add_finish_sum(m, f, T(NORM1_W), slot + p->norm1, R, C);
+        add_finish_sum(m, f, T(NORM1_B), slot + p->norm1 + R * C, R, C);
+        add_finish_sum(m, f, T(Q_B), slot + p->qkv_b, p->qkv_chunks, qkv); /* q, k, v biases */
+        add_finish_sum(m, f, T(PROJ_B), slot + p->proj_b, R, C);
+        add_finish_sum(m, f, T(NORM2_W), slot + p->norm2, R, C);
+        add_finish_sum(m, f, T(NORM2_B), slot + p->norm2 + R * C, R, C);
+        add_finish_sum(m, f, T(FC1_B), slot + p->fc1_b, p->fc1_chunks, F);
+        add_finish_sum(m, f, T(FC2_B), slot + p->fc2_b, R, C);
+#undef T
+    }
+    model_finish *f = &m->finishes[L];
+    size_t final = 2 * p->slot;
+    add_finish_sum(m, f, model_final_tensor(m, MODEL_F_NORM_W), final + p->norm, R, C);
+    add_finish_sum(m, f, model_final_tensor(m, MODEL_F_NORM_B), final + p->norm + R * C, R, C);
+    add_finish_sum(m, f, model_final_tensor(m, MODEL_F_HEAD_B), final + p->head_b,
+                   p->head_chunks, d->num_classes);
+
+    size_t uints = (size_t)(L + 1) * MODEL_FINISH_SUMS * CLGQA_COLUMN_SUM_UINTS, used = 0;
+    cl_uint *table = calloc(uints, sizeof *table);
+    if (!table)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: finish tables");
+    clgqa_status s = CLGQA_OK;
+    for (int g = 0; g <= L && s == CLGQA_OK; g++)
+        for (int i = 0; i < m->finishes[g].launches && s == CLGQA_OK; i++) {
+            model_finish_launch *launch = &m->finishes[g].launch[i];
+            launch->table = used;
+            s = clgqa_column_sum_encode(launch->sums, launch->count, table + used);
+            used += launch->count * CLGQA_COLUMN_SUM_UINTS;
+        }
+    if (s == CLGQA_OK)
+        s = clgqa_buffer_create(m->rt, uints * sizeof *table, &m->finish_tables);
+    if (s == CLGQA_OK)
+        s = clgqa_buffer_write(m->rt, m->finish_tables, 0, uints * sizeof *table, table);
+    free(table);
+    return s;
 }
 
 /* ---- flat buffers in chunks ---- */
@@ -361,7 +455,9 @@ static clgqa_status create_model(clgqa_model *m, const clgqa_config *cfg, int ma
     build_tensor_table(m);
     CLGQA_TRY(create_flat_buffers(m));
     CLGQA_TRY(init_parameters(m));
+    plan_partials(m);
     CLGQA_TRY(create_arena(m));
+    CLGQA_TRY(build_finishes(m));
 
     size_t grouping_ints = (size_t)L * (d->num_heads + d->kv_heads);
     CLGQA_TRY(clgqa_buffer_create(m->rt, grouping_ints * sizeof(cl_int), &m->group_ints));
@@ -411,6 +507,8 @@ void clgqa_model_destroy(clgqa_model *m) {
     clgqa_buffer_release(&m->group_ints);
     clgqa_buffer_release(&m->group_floats);
     clgqa_buffer_release(&m->pgqa_noise);
+    clgqa_buffer_release(&m->finish_tables);
+    free(m->finishes);
     free(m->arena);
     free(m->layers);
     free(m->noise_fixed);

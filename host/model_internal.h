@@ -5,6 +5,7 @@
 
 #include "clgqa/attention.h"
 #include "clgqa/model.h"
+#include "clgqa/ops.h"
 #include "runtime_internal.h"
 
 #define MODEL_LN_EPS 1e-6f
@@ -83,6 +84,33 @@ typedef struct model_layer {
     clgqa_view x_out; /* x_mid + fc2(gelu) */
 } model_layer;
 
+/* The backward's column sums (bias and LayerNorm parameter gradients) in
+ * two stages (clgqa/ops.h): the ops store partial sums in column_partials,
+ * and one finish per block (and one for the final tensors) adds them up just
+ * before the gradients_ready hook. A block's partials sit in slot l % 2:
+ * LayerNorm 1 of block l also stores those of block l - 1's fc2 bias (its
+ * input gradient's column sums), in the other slot, whose block is not
+ * finished yet. Offsets are floats into a slot (into the final region). */
+typedef struct model_partials {
+    size_t ln_chunks, fc1_chunks, qkv_chunks, head_chunks;
+    size_t slot;                                      /* floats per block slot */
+    size_t fc2_b, norm2, proj_b, fc1_b, qkv_b, norm1; /* in a slot */
+    size_t head_b, norm;                              /* in the final region */
+} model_partials;
+#define MODEL_FINISH_SUMS 8 /* column sums per block: 2 LayerNorms x 2, 4 biases */
+/* One finish launch: sums whose gradients share a buffer (a block's
+ * gradients all do unless the model is split over several). */
+typedef struct model_finish_launch {
+    clgqa_view grads; /* the gradients' buffer, at offset 0 */
+    size_t table;     /* the launch's first uint in finish_tables */
+    size_t count;
+    clgqa_column_sum sums[MODEL_FINISH_SUMS];
+} model_finish_launch;
+typedef struct model_finish {
+    int launches;
+    model_finish_launch launch[MODEL_FINISH_SUMS];
+} model_finish;
+
 struct clgqa_model {
     clgqa_runtime *rt;
     clgqa_scheme scheme;
@@ -127,6 +155,10 @@ struct clgqa_model {
     clgqa_view dqkv;                    /* [B*P, C + 2Gd], as qkv */
     clgqa_view attention_scratch;       /* also the key norms' scratch */
     clgqa_view dpatch_out;              /* [B*n, C] */
+    clgqa_view column_partials; /* two block slots, then the final region */
+    model_partials partials;
+    model_finish *finishes; /* [L + 1]: the blocks', then the final tensors' */
+    cl_mem finish_tables;   /* their device tables (clgqa_column_sum_encode) */
     clgqa_view grad_sum_squares, grad_scale; /* clipping scalars */
     clgqa_view chunk_sum_squares;            /* [chunk_count], when split */
 

@@ -8,30 +8,38 @@
 #include "clgqa/ops.h"
 #include "clgqa/patch_embed.h"
 
-/* out[rows, n_out] = residual + (x[rows, n_in] W^T + bias): the GEMM, then
- * one pass adds the bias and the residual. */
-static clgqa_status residual_linear_forward(clgqa_runtime *rt, clgqa_view out,
-                                            clgqa_view residual, clgqa_view x, clgqa_view weight,
-                                            clgqa_view bias, size_t rows, size_t n_in,
-                                            size_t n_out) {
+/* A LayerNorm's output and saved statistics, and its parameters. */
+typedef struct model_norm {
+    clgqa_view out, mean, rstd, weight, bias;
+} model_norm;
+
+/* out[rows, n_out] = residual + (x[rows, n_in] W^T + bias), then the
+ * LayerNorm that reads it: the GEMM, then one pass for the bias, the
+ * residual and the norm. */
+static clgqa_status residual_linear_norm_forward(clgqa_runtime *rt, clgqa_view out,
+                                                 clgqa_view residual, clgqa_view x,
+                                                 clgqa_view weight, clgqa_view bias,
+                                                 const model_norm *norm, size_t rows, size_t n_in,
+                                                 size_t n_out) {
     CLGQA_TRY(clgqa_sgemm(rt, 0, 1, rows, n_out, n_in, 1.0f, x, n_in, weight, n_in, 0.0f, out,
                           n_out));
-    return clgqa_bias_residual_add(rt, out, residual, bias, rows, n_out);
+    return clgqa_residual_layernorm_forward(rt, out, residual, out, bias, norm->out, norm->mean,
+                                            norm->rstd, norm->weight, norm->bias, rows, n_out,
+                                            MODEL_LN_EPS);
 }
 
 /* Linear backward with dx = dx_beta * dx + dy W (dx_beta 0 overwrites, so the
  * activation gradient needs no zero fill; 1 sums several Linears' inputs),
  * dW = dy^T x (a weight's only gradient in the step: beta 0 spares CLBlast's
- * indirect kernel a copy of dW in), dbias += sum_rows dy. */
+ * indirect kernel a copy of dW in). The bias gradient, a column sum of dy,
+ * comes from whichever op produced dy (block_backward). */
 static clgqa_status linear_backward(clgqa_runtime *rt, clgqa_view dx, float dx_beta,
-                                    clgqa_view dweight, clgqa_view dbias, clgqa_view dy,
-                                    clgqa_view x, clgqa_view weight, size_t rows, size_t n_in,
-                                    size_t n_out) {
+                                    clgqa_view dweight, clgqa_view dy, clgqa_view x,
+                                    clgqa_view weight, size_t rows, size_t n_in, size_t n_out) {
     CLGQA_TRY(clgqa_sgemm(rt, 0, 0, rows, n_in, n_out, 1.0f, dy, n_out, weight, n_in, dx_beta, dx,
                           n_in));
-    CLGQA_TRY(clgqa_sgemm(rt, 1, 0, n_out, n_in, rows, 1.0f, dy, n_out, x, n_in, 0.0f, dweight,
-                          n_in));
-    return clgqa_bias_backward(rt, dbias, dy, rows, n_out);
+    return clgqa_sgemm(rt, 1, 0, n_out, n_in, rows, 1.0f, dy, n_out, x, n_in, 0.0f, dweight,
+                       n_in);
 }
 
 /* ---- grouping per scheme ---- */
@@ -75,6 +83,29 @@ static clgqa_status update_grouping(clgqa_model *m, int l, const clgqa_attention
 
 /* ---- forward ---- */
 
+/* Block l's LayerNorm 1 (which = 0) or 2; the final one for l = num_layers. */
+static model_norm block_norm(clgqa_model *m, int l, int which) {
+    model_norm n;
+    if (l == m->dims.num_layers) {
+        n.out = m->lnf, n.mean = m->lnf_mean, n.rstd = m->lnf_rstd;
+        n.weight = model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_NORM_W));
+        n.bias = model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_NORM_B));
+        return n;
+    }
+    model_layer *a = &m->layers[l];
+    n.out = which ? a->ln2 : a->ln1;
+    n.mean = which ? a->ln2_mean : a->ln1_mean;
+    n.rstd = which ? a->ln2_rstd : a->ln1_rstd;
+    n.weight = model_param(m, CLGQA_PARAMS, model_layer_tensor(l, which ? MODEL_L_NORM2_W
+                                                                         : MODEL_L_NORM1_W));
+    n.bias = model_param(m, CLGQA_PARAMS, model_layer_tensor(l, which ? MODEL_L_NORM2_B
+                                                                       : MODEL_L_NORM1_B));
+    return n;
+}
+
+/* Block l from its LayerNorm 1's output (written by the block before, or
+ * by forward for block 0) to x_out and the LayerNorm that reads x_out: the
+ * next block's LayerNorm 1, or the final one. */
 static clgqa_status block_forward(clgqa_model *m, int l, int batch, int training,
                                   long step_in_epoch, long global_step) {
     clgqa_runtime *rt = m->rt;
@@ -85,8 +116,6 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, int training
     clgqa_attention_dims ad = model_attention_dims(m, batch);
 #define P(which) model_param(m, CLGQA_PARAMS, model_layer_tensor(l, MODEL_L_##which))
 
-    CLGQA_TRY(clgqa_layernorm_forward(rt, a->ln1, a->ln1_mean, a->ln1_rstd, a->x_in, P(NORM1_W),
-                                      P(NORM1_B), rows, C, MODEL_LN_EPS));
     /* q, k, v in one GEMM: their weights and biases are contiguous. */
     CLGQA_TRY(clgqa_linear_forward(rt, a->qkv, a->ln1, P(Q_W), P(Q_B), rows, C, C + 2 * kv));
     CLGQA_TRY(update_grouping(m, l, &ad, a->k, training, step_in_epoch, global_step));
@@ -100,17 +129,17 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, int training
                                                              d->head_dim);
     CLGQA_TRY(clgqa_attention_forward(rt, &ad, a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
                                       pgqa ? &noise : NULL, &a->saved));
-    CLGQA_TRY(residual_linear_forward(rt, a->x_mid, a->x_in, a->heads_out, P(PROJ_W), P(PROJ_B),
-                                      rows, C, C));
+    model_norm norm2 = block_norm(m, l, 1);
+    CLGQA_TRY(residual_linear_norm_forward(rt, a->x_mid, a->x_in, a->heads_out, P(PROJ_W),
+                                           P(PROJ_B), &norm2, rows, C, C));
 
-    CLGQA_TRY(clgqa_layernorm_forward(rt, a->ln2, a->ln2_mean, a->ln2_rstd, a->x_mid, P(NORM2_W),
-                                      P(NORM2_B), rows, C, MODEL_LN_EPS));
     /* fc1 holds ln2 W1^T without the bias, which the GELU pass adds. */
     clgqa_view bias_in_gelu = {NULL, 0};
     CLGQA_TRY(clgqa_linear_forward(rt, a->fc1, a->ln2, P(FC1_W), bias_in_gelu, rows, C, F));
     CLGQA_TRY(clgqa_gelu_bias_forward(rt, a->gelu, a->fc1, P(FC1_B), rows, F));
-    return residual_linear_forward(rt, a->x_out, a->x_mid, a->gelu, P(FC2_W), P(FC2_B), rows, F,
-                                   C);
+    model_norm next = block_norm(m, l + 1, 0);
+    return residual_linear_norm_forward(rt, a->x_out, a->x_mid, a->gelu, P(FC2_W), P(FC2_B),
+                                        &next, rows, F, C);
 #undef P
 }
 
@@ -154,16 +183,17 @@ static clgqa_status forward(clgqa_model *m, clgqa_view input, int pixels, clgqa_
                                    model_param(m, CLGQA_PARAMS, MODEL_T_CLS),
                                    model_param(m, CLGQA_PARAMS, MODEL_T_POS), B, d->tokens, C));
 
+    /* Block 0's LayerNorm 1; every other LayerNorm runs in the pass that
+     * adds the residual before it. */
+    model_norm norm1 = block_norm(m, 0, 0);
+    CLGQA_TRY(clgqa_layernorm_forward(rt, norm1.out, norm1.mean, norm1.rstd, m->layers[0].x_in,
+                                      norm1.weight, norm1.bias, rows, C, MODEL_LN_EPS));
     for (int l = 0; l < d->num_layers; l++)
         CLGQA_TRY(block_forward(m, l, batch, training, step_in_epoch, global_step));
 
-    /* Final LayerNorm (on every token: the op is row-wise, only token 0 is
-     * used), head on the class token: rows of lnf with stride P*C. */
-    CLGQA_TRY(clgqa_layernorm_forward(
-        rt, m->lnf, m->lnf_mean, m->lnf_rstd, m->layers[d->num_layers - 1].x_out,
-        model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_NORM_W)),
-        model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_NORM_B)), rows, C,
-        MODEL_LN_EPS));
+    /* The final LayerNorm ran on every token (the op is row-wise, only
+     * token 0 is used); head on the class token: rows of lnf with stride
+     * P*C. */
     CLGQA_TRY(clgqa_sgemm(rt, 0, 1, B, classes, C, 1.0f, m->lnf, (size_t)d->tokens * C,
                           model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_HEAD_W)), C,
                           0.0f, m->logits, classes));
@@ -208,12 +238,33 @@ static clgqa_status gradients_ready(clgqa_model *m, int first_tensor, int end_te
     return m->hooks.gradients_ready(m->hooks.ctx, first, end - first);
 }
 
+/* Stage 2 of the column sums of block `group` (num_layers: the final
+ * tensors'), whose partials are all stored by now. */
+static clgqa_status finish_column_sums(clgqa_model *m, int group) {
+    const model_finish *f = &m->finishes[group];
+    for (int i = 0; i < f->launches; i++) {
+        const model_finish_launch *launch = &f->launch[i];
+        CLGQA_TRY(clgqa_column_sums_finish(
+            m->rt, launch->grads, clgqa_view_at(m->column_partials.mem, 0),
+            clgqa_view_at(m->finish_tables, launch->table), launch->sums, launch->count));
+    }
+    return CLGQA_OK;
+}
+
+/* Partials at `offset` in block l's slot (model_partials). */
+static clgqa_view block_partials(const clgqa_model *m, int l, size_t offset) {
+    return clgqa_view_add(m->column_partials, (size_t)(l % 2) * m->partials.slot + offset);
+}
+
 /* On entry m->dres holds the gradient of the block's x_out; on return, of its
  * x_in. LayerNorm backward accumulates its input gradient straight into
- * dres, which is also the residual path's gradient. */
+ * dres, which is also the residual path's gradient; its column sums are the
+ * bias gradients of proj (after LayerNorm 2) and of the previous block's fc2
+ * (after LayerNorm 1), which that LayerNorm's pass stores as partials too. */
 static clgqa_status block_backward(clgqa_model *m, int l) {
     clgqa_runtime *rt = m->rt;
     const clgqa_model_dims *d = &m->dims;
+    const model_partials *pp = &m->partials;
     model_layer *a = &m->layers[l];
     size_t rows = (size_t)m->batch * d->tokens, C = d->embed_dim,
            kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
@@ -221,29 +272,38 @@ static clgqa_status block_backward(clgqa_model *m, int l) {
 #define P(which) model_param(m, CLGQA_PARAMS, model_layer_tensor(l, MODEL_L_##which))
 #define G(which) model_param(m, CLGQA_GRADS, model_layer_tensor(l, MODEL_L_##which))
 
-    /* MLP: x_out = x_mid + fc2(gelu(fc1(ln2(x_mid)))) */
-    CLGQA_TRY(linear_backward(rt, m->dgelu, 0.0f, G(FC2_W), G(FC2_B), m->dres, a->gelu, P(FC2_W),
-                              rows, F, C));
-    CLGQA_TRY(clgqa_gelu_bias_backward(rt, m->dfc1, m->dgelu, a->fc1, P(FC1_B), rows, F));
-    CLGQA_TRY(linear_backward(rt, m->dln, 0.0f, G(FC1_W), G(FC1_B), m->dfc1, a->ln2, P(FC1_W),
-                              rows, C, F));
-    CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, G(NORM2_W), G(NORM2_B), m->dln, a->x_mid,
-                                       a->ln2_mean, a->ln2_rstd, P(NORM2_W), rows, C));
+    /* MLP: x_out = x_mid + fc2(gelu(fc1(ln2(x_mid)))); fc2's bias partials
+     * were stored with dres (by the next block's LayerNorm 1 or the final
+     * LayerNorm). */
+    CLGQA_TRY(linear_backward(rt, m->dgelu, 0.0f, G(FC2_W), m->dres, a->gelu, P(FC2_W), rows, F,
+                              C));
+    CLGQA_TRY(clgqa_gelu_bias_backward(rt, m->dfc1, block_partials(m, l, pp->fc1_b),
+                                       pp->fc1_chunks, m->dgelu, a->fc1, P(FC1_B), rows, F));
+    CLGQA_TRY(linear_backward(rt, m->dln, 0.0f, G(FC1_W), m->dfc1, a->ln2, P(FC1_W), rows, C, F));
+    CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, block_partials(m, l, pp->norm2),
+                                       block_partials(m, l, pp->proj_b), pp->ln_chunks, m->dln,
+                                       a->x_mid, a->ln2_mean, a->ln2_rstd, P(NORM2_W), rows, C));
 
     /* Attention: x_mid = x_in + proj(attention(q, k, v of ln1(x_in))) */
-    CLGQA_TRY(linear_backward(rt, m->dheads_out, 0.0f, G(PROJ_W), G(PROJ_B), m->dres,
-                              a->heads_out, P(PROJ_W), rows, C, C));
+    CLGQA_TRY(linear_backward(rt, m->dheads_out, 0.0f, G(PROJ_W), m->dres, a->heads_out,
+                              P(PROJ_W), rows, C, C));
     /* The attention backward writes d(qkv) whole (no fill); one GEMM each
-     * for dx and dW and one bias backward over the fused projection. */
+     * for dx and dW and one bias sum over the fused projection. */
     CLGQA_TRY(clgqa_attention_backward(rt, &ad, m->dqkv, clgqa_view_add(m->dqkv, C),
                                        clgqa_view_add(m->dqkv, C + kv), m->dheads_out,
                                        a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
                                        clgqa_scheme_traits_of(m->scheme)->perturbs, &a->saved,
                                        m->attention_scratch));
-    CLGQA_TRY(linear_backward(rt, m->dln, 0.0f, G(Q_W), G(Q_B), m->dqkv, a->ln1, P(Q_W), rows, C,
+    CLGQA_TRY(linear_backward(rt, m->dln, 0.0f, G(Q_W), m->dqkv, a->ln1, P(Q_W), rows, C,
                               C + 2 * kv));
-    return clgqa_layernorm_backward(rt, m->dres, G(NORM1_W), G(NORM1_B), m->dln, a->x_in,
-                                    a->ln1_mean, a->ln1_rstd, P(NORM1_W), rows, C);
+    CLGQA_TRY(clgqa_column_partials(rt, block_partials(m, l, pp->qkv_b), pp->qkv_chunks, m->dqkv,
+                                    rows, C + 2 * kv));
+    /* Block 0's input gradient feeds the tokens, not a Linear's bias. */
+    clgqa_view fc2_below = l > 0 ? block_partials(m, l - 1, pp->fc2_b) : clgqa_view_at(NULL, 0);
+    CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, block_partials(m, l, pp->norm1), fc2_below,
+                                       pp->ln_chunks, m->dln, a->x_in, a->ln1_mean, a->ln1_rstd,
+                                       P(NORM1_W), rows, C));
+    return finish_column_sums(m, l);
 #undef P
 #undef G
 }
@@ -258,8 +318,10 @@ clgqa_status clgqa_model_backward(clgqa_model *m) {
            patch_rows = B * d->grid * d->grid,
            patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
     size_t max_rows = (size_t)d->max_batch * d->tokens;
-    int norm_w = model_final_tensor(m, MODEL_F_NORM_W), norm_b = model_final_tensor(m, MODEL_F_NORM_B),
-        head_w = model_final_tensor(m, MODEL_F_HEAD_W), head_b = model_final_tensor(m, MODEL_F_HEAD_B);
+    int L = d->num_layers;
+    int norm_w = model_final_tensor(m, MODEL_F_NORM_W), head_w = model_final_tensor(m, MODEL_F_HEAD_W);
+    const model_partials *pp = &m->partials;
+    clgqa_view final_partials = clgqa_view_add(m->column_partials, 2 * pp->slot);
 
     for (int c = 0; c < m->chunk_count; c++) {
         size_t floats = 0;
@@ -269,22 +331,25 @@ clgqa_status clgqa_model_backward(clgqa_model *m) {
     /* dres, dln (only its class-token rows get written below) and dlogits. */
     CLGQA_TRY(clgqa_fill(rt, m->dres, 2 * max_rows * C + (size_t)d->max_batch * classes, 0.0f));
 
-    /* Mean cross-entropy -> head -> final LayerNorm. */
+    /* Mean cross-entropy -> head -> final LayerNorm, whose input gradient's
+     * column sums are the last block's fc2 bias gradient. */
     CLGQA_TRY(clgqa_crossentropy_backward(rt, m->dlogits, m->probs, m->labels, B, classes,
                                           1.0f / (float)B));
     CLGQA_TRY(clgqa_sgemm(rt, 1, 0, classes, C, B, 1.0f, m->dlogits, classes, m->lnf,
                           (size_t)d->tokens * C, 0.0f, model_param(m, CLGQA_GRADS, head_w), C));
-    CLGQA_TRY(clgqa_bias_backward(rt, model_param(m, CLGQA_GRADS, head_b), m->dlogits, B, classes));
+    CLGQA_TRY(clgqa_column_partials(rt, clgqa_view_add(final_partials, pp->head_b),
+                                    pp->head_chunks, m->dlogits, B, classes));
     CLGQA_TRY(clgqa_sgemm(rt, 0, 0, B, C, classes, 1.0f, m->dlogits, classes,
                           model_param(m, CLGQA_PARAMS, head_w), C, 0.0f, m->dln,
                           (size_t)d->tokens * C));
-    CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, model_param(m, CLGQA_GRADS, norm_w),
-                                       model_param(m, CLGQA_GRADS, norm_b), m->dln,
-                                       m->layers[d->num_layers - 1].x_out, m->lnf_mean,
-                                       m->lnf_rstd, model_param(m, CLGQA_PARAMS, norm_w), rows, C));
+    CLGQA_TRY(clgqa_layernorm_backward(
+        rt, m->dres, clgqa_view_add(final_partials, pp->norm), block_partials(m, L - 1, pp->fc2_b),
+        pp->ln_chunks, m->dln, m->layers[L - 1].x_out, m->lnf_mean, m->lnf_rstd,
+        model_param(m, CLGQA_PARAMS, norm_w), rows, C));
+    CLGQA_TRY(finish_column_sums(m, L));
     CLGQA_TRY(gradients_ready(m, norm_w, m->tensor_count));
 
-    for (int l = d->num_layers - 1; l >= 0; l--) {
+    for (int l = L - 1; l >= 0; l--) {
         CLGQA_TRY(block_backward(m, l));
         CLGQA_TRY(gradients_ready(m, model_layer_tensor(l, 0), model_layer_tensor(l + 1, 0)));
     }

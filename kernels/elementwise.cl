@@ -1,5 +1,5 @@
-/* Element-wise ops: scale, add, accumulate, bias add, bias + residual add,
- * bias + exact GELU (the bias gradient is a column sum: reduce.cl). Each
+/* Element-wise ops: scale, add, accumulate, bias add, bias + exact GELU (the bias gradient is a column sum: reduce.cl; GELU's
+ * backward computes its partial sums in the same pass). Each
  * tensor arrives as (buffer, element offset); global sizes are rounded up,
  * so every kernel guards its bounds. Fill and copy need no kernel
  * (clEnqueueFillBuffer / clEnqueueCopyBuffer). */
@@ -31,20 +31,6 @@ __kernel void bias_add(__global float *x, const uint x_off, __global const float
     const uint c = get_global_id(0), r = get_global_id(1);
     if (c < cols && r < rows)
         x[x_off + r * cols + c] += bias[bias_off + c];
-}
-
-/* out[r, c] = residual[r, c] + (out[r, c] + bias[c]): a Linear's bias and
- * the residual add after its GEMM, in PyTorch's order (x + (x W^T + b)).
- * Work-item (c, r). */
-__kernel void bias_residual_add(__global float *out, const uint out_off,
-                                __global const float *residual, const uint residual_off,
-                                __global const float *bias, const uint bias_off, const uint rows,
-                                const uint cols) {
-    const uint c = get_global_id(0), r = get_global_id(1);
-    if (c < cols && r < rows) {
-        const uint i = r * cols + c;
-        out[out_off + i] = residual[residual_off + i] + (out[out_off + i] + bias[bias_off + c]);
-    }
 }
 
 /* GELU, exact form x * Phi(x). 0.5 * erfc(-x / sqrt 2) equals
@@ -85,8 +71,18 @@ __kernel void gelu_bias_forward(__global float *out, const uint out_off, __globa
     }
 }
 
-/* din[r, c] = dout[r, c] * gelu'(x), x = in[r, c] + bias[c], with
- * gelu'(x) = Phi(x) + x * phi(x). Stores (the one gradient of fc1's output,
+/* gelu'(x) = Phi(x) + x * phi(x). */
+static float gelu_grad(const float x) {
+    const float cdf = 0.5f * gelu_erfc(-x * GELU_SQRT1_2);
+    const float pdf = GELU_INV_SQRT_2PI * exp(-0.5f * x * x);
+    return cdf + x * pdf;
+}
+
+/* din[r, c] = dout[r, c] * gelu'(in[r, c] + bias[c]), work-item (c, r) as
+ * bias_add: CPU devices, where PoCL vectorises the math across neighbouring
+ * work-items (in the kernel below each work-item loops over rows, which
+ * made GELU's backward several times slower on PoCL); the bias gradient
+ * is a column sum after it. Stores din (the one gradient of fc1's output,
  * so nothing needs zeroing first); din may alias dout. */
 __kernel void gelu_bias_backward(__global float *din, const uint din_off,
                                  __global const float *dout, const uint dout_off,
@@ -96,9 +92,36 @@ __kernel void gelu_bias_backward(__global float *din, const uint din_off,
     const uint c = get_global_id(0), r = get_global_id(1);
     if (c < cols && r < rows) {
         const uint i = r * cols + c;
-        const float x = in[in_off + i] + bias[bias_off + c];
-        const float cdf = 0.5f * gelu_erfc(-x * GELU_SQRT1_2);
-        const float pdf = GELU_INV_SQRT_2PI * exp(-0.5f * x * x);
-        din[din_off + i] = dout[dout_off + i] * (cdf + x * pdf);
+        din[din_off + i] = dout[dout_off + i] * gelu_grad(in[in_off + i] + bias[bias_off + c]);
     }
+}
+
+/* The same with the column sums of din (fc1's bias gradient) in the same
+ * pass, for GPUs, shaped as reduce.cl's column_sums: group
+ * (tile, chunk) of (columns x slices) work-items, work-item (c, s) walks
+ * its block of the chunk's rows, the slices combine by a fixed tree, and
+ * the chunk's sum is stored to partials[chunk * cols + c]. */
+__kernel void gelu_bias_backward_sums(__global float *din, const uint din_off,
+                                      __global float *partials, const uint partials_off,
+                                      __global const float *dout, const uint dout_off,
+                                      __global const float *in, const uint in_off,
+                                      __global const float *bias, const uint bias_off,
+                                      const uint rows, const uint cols, const uint chunk_rows,
+                                      __local float *partial) {
+    const uint c = get_global_id(0), chunk = get_group_id(1);
+    uint begin, end;
+    column_sum_rows(rows, chunk_rows, &begin, &end);
+    float sum = 0.0f;
+    if (c < cols) {
+        const float b = bias[bias_off + c];
+        for (uint r = begin; r < end; r++) {
+            const uint i = r * cols + c;
+            const float d = dout[dout_off + i] * gelu_grad(in[in_off + i] + b);
+            din[din_off + i] = d;
+            sum += d;
+        }
+    }
+    sum = column_slices_sum(partial, sum);
+    if (get_local_id(1) == 0 && c < cols)
+        partials[partials_off + chunk * cols + c] = sum;
 }

@@ -1,8 +1,9 @@
 /* LayerNorm over the last dimension, forward and backward.
  *
- * Row kernels run one work-group per row (get_local_size(0) a power of two);
- * each work-item strides over the row and partial results are combined by a
- * fixed tree in local memory, so results never depend on scheduling. */
+ * The forwards run one work-group per row, the backward one per chunk of
+ * rows (get_local_size(0) a power of two); each work-item strides over a
+ * row and partial results are combined by a fixed tree in local memory, so
+ * results never depend on scheduling. */
 
 /* Rows are read as float4 where every row starts 16-byte aligned (the
  * launcher passes quads = cols / 4 then, 0 otherwise): work-item k takes
@@ -16,27 +17,20 @@ static float squared_deviation(const float x, const float mean) {
     return d * d;
 }
 
-/* out = (in - mean) * rstd * weight + bias, with the variance from a second
- * pass over (in - mean)^2 (no cancellation as with E[x^2] - mean^2). */
-__kernel void layernorm_forward(__global float *out, const uint out_off, __global float *mean,
-                                const uint mean_off, __global float *rstd, const uint rstd_off,
-                                __global const float *in, const uint in_off,
-                                __global const float *weight, const uint weight_off,
-                                __global const float *bias, const uint bias_off, const uint cols,
-                                const uint quads, const float eps, __local float *scratch) {
-    const uint row = get_group_id(0), lid = get_local_id(0), size = get_local_size(0);
-    __global const float *x = in + in_off + row * cols;
-    __global const float *w = weight + weight_off, *b = bias + bias_off;
-    __global float *y = out + out_off + row * cols;
+/* A row's LayerNorm once the sum of its elements is known: out = (in -
+ * mean) * rstd * weight + bias, with the variance from a second pass over
+ * (in - mean)^2 (no cancellation as with E[x^2] - mean^2); work-item lid
+ * reads the elements it read for the sum. `y` may alias `x`: every read of
+ * the row happens before the barriers in group_sum, except the last pass's
+ * own element. */
+static void layernorm_row(__global const float *x, __global float *y, __global const float *w,
+                          __global const float *b, const uint cols, const uint quads,
+                          const float eps, const float sum, __local float *scratch,
+                          __global float *mean, __global float *rstd) {
+    const uint lid = get_local_id(0), size = get_local_size(0);
     __global const float4 *x4 = (__global const float4 *)x, *w4 = (__global const float4 *)w,
                           *b4 = (__global const float4 *)b;
     __global float4 *y4 = (__global float4 *)y;
-
-    float sum = 0.0f;
-    for (uint q = lid; q < quads; q += size)
-        sum += quad_sum(x4[q]);
-    for (uint c = 4 * quads + lid; c < cols; c += size)
-        sum += x[c];
     const float row_mean = group_sum(scratch, sum) / cols;
 
     float squares = 0.0f;
@@ -49,113 +43,214 @@ __kernel void layernorm_forward(__global float *out, const uint out_off, __globa
         squares += squared_deviation(x[c], row_mean);
     const float row_rstd = rsqrt(group_sum(scratch, squares) / cols + eps);
 
-    /* `out` may alias `in`: every read of the row happened before the
-     * barriers in group_sum, except this pass's own element. */
     for (uint q = lid; q < quads; q += size)
         y4[q] = (x4[q] - row_mean) * row_rstd * w4[q] + b4[q];
     for (uint c = 4 * quads + lid; c < cols; c += size)
         y[c] = (x[c] - row_mean) * row_rstd * w[c] + b[c];
     if (lid == 0) {
-        mean[mean_off + row] = row_mean;
-        rstd[rstd_off + row] = row_rstd;
+        *mean = row_mean;
+        *rstd = row_rstd;
     }
 }
 
-/* g = dout * weight and g * xhat, xhat = (in - mean) * rstd, of one element,
- * added to the row's two sums. */
-static void add_g_terms(const float dy, const float w, const float x, const float mean,
-                        const float rstd, float *g_sum, float *g_xhat_sum) {
-    const float g = dy * w;
-    *g_sum += g;
-    *g_xhat_sum += g * ((x - mean) * rstd);
-}
-
-/* din += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight,
- * xhat = (in - mean) * rstd. One work-group per row, float4 as above. */
-__kernel void layernorm_backward_input(__global float *din, const uint din_off,
-                                       __global const float *dout, const uint dout_off,
-                                       __global const float *in, const uint in_off,
-                                       __global const float *mean, const uint mean_off,
-                                       __global const float *rstd, const uint rstd_off,
-                                       __global const float *weight, const uint weight_off,
-                                       const uint cols, const uint quads,
-                                       __local float *scratch) {
+__kernel void layernorm_forward(__global const float *in, const uint in_off, __global float *out,
+                                const uint out_off, __global float *mean, const uint mean_off,
+                                __global float *rstd, const uint rstd_off,
+                                __global const float *weight, const uint weight_off,
+                                __global const float *bias, const uint bias_off, const uint cols,
+                                const uint quads, const float eps, __local float *scratch) {
     const uint row = get_group_id(0), lid = get_local_id(0), size = get_local_size(0);
-    __global const float *dy = dout + dout_off + row * cols, *x = in + in_off + row * cols;
-    __global const float *w = weight + weight_off;
-    __global float *dx = din + din_off + row * cols;
-    __global const float4 *dy4 = (__global const float4 *)dy, *x4 = (__global const float4 *)x,
-                          *w4 = (__global const float4 *)w;
-    __global float4 *dx4 = (__global float4 *)dx;
-    const float row_mean = mean[mean_off + row], row_rstd = rstd[rstd_off + row];
-
-    float g_sum = 0.0f, g_xhat_sum = 0.0f;
-    for (uint q = lid; q < quads; q += size) {
-        const float4 dyq = dy4[q], wq = w4[q], xq = x4[q];
-        add_g_terms(dyq.x, wq.x, xq.x, row_mean, row_rstd, &g_sum, &g_xhat_sum);
-        add_g_terms(dyq.y, wq.y, xq.y, row_mean, row_rstd, &g_sum, &g_xhat_sum);
-        add_g_terms(dyq.z, wq.z, xq.z, row_mean, row_rstd, &g_sum, &g_xhat_sum);
-        add_g_terms(dyq.w, wq.w, xq.w, row_mean, row_rstd, &g_sum, &g_xhat_sum);
-    }
+    __global const float *x = in + in_off + row * cols;
+    __global const float4 *x4 = (__global const float4 *)x;
+    float sum = 0.0f;
+    for (uint q = lid; q < quads; q += size)
+        sum += quad_sum(x4[q]);
     for (uint c = 4 * quads + lid; c < cols; c += size)
-        add_g_terms(dy[c], w[c], x[c], row_mean, row_rstd, &g_sum, &g_xhat_sum);
-    const float g_mean = group_sum(scratch, g_sum) / cols;
-    const float g_xhat_mean = group_sum(scratch, g_xhat_sum) / cols;
+        sum += x[c];
+    layernorm_row(x, out + out_off + row * cols, weight + weight_off, bias + bias_off, cols, quads,
+                  eps, sum, scratch, mean + mean_off + row, rstd + rstd_off + row);
+}
 
+/* A Linear's bias and the residual add after its GEMM, in PyTorch's order
+ * (x = residual + (linear + linear_bias)), stored to x, then the LayerNorm
+ * that reads x (out, mean, rstd as layernorm_forward), in one pass over the
+ * row: the sum for the mean is taken as x is written, and work-item lid
+ * reads back only what it wrote. x may alias linear; out aliases neither. */
+__kernel void residual_layernorm_forward(__global float *x, const uint x_off,
+                                         __global const float *residual, const uint residual_off,
+                                         __global const float *linear, const uint linear_off,
+                                         __global const float *linear_bias,
+                                         const uint linear_bias_off, __global float *out,
+                                         const uint out_off, __global float *mean,
+                                         const uint mean_off, __global float *rstd,
+                                         const uint rstd_off, __global const float *weight,
+                                         const uint weight_off, __global const float *bias,
+                                         const uint bias_off, const uint cols, const uint quads,
+                                         const float eps, __local float *scratch) {
+    const uint row = get_group_id(0), lid = get_local_id(0), size = get_local_size(0);
+    __global float *xr = x + x_off + row * cols;
+    __global const float *r = residual + residual_off + row * cols;
+    __global const float *l = linear + linear_off + row * cols, *lb = linear_bias + linear_bias_off;
+    __global const float4 *r4 = (__global const float4 *)r, *l4 = (__global const float4 *)l,
+                          *lb4 = (__global const float4 *)lb;
+    float sum = 0.0f;
     for (uint q = lid; q < quads; q += size) {
-        const float4 g = dy4[q] * w4[q];
-        const float4 xhat = (x4[q] - row_mean) * row_rstd;
-        dx4[q] += row_rstd * (g - g_mean - xhat * g_xhat_mean);
+        /* Lane by lane, in scalar arithmetic (see the top of the file). */
+        const float4 rq = r4[q], lq = l4[q], lbq = lb4[q];
+        const float v0 = rq.x + (lq.x + lbq.x), v1 = rq.y + (lq.y + lbq.y);
+        const float v2 = rq.z + (lq.z + lbq.z), v3 = rq.w + (lq.w + lbq.w);
+        xr[4 * q] = v0;
+        xr[4 * q + 1] = v1;
+        xr[4 * q + 2] = v2;
+        xr[4 * q + 3] = v3;
+        sum += (v0 + v1) + (v2 + v3);
     }
     for (uint c = 4 * quads + lid; c < cols; c += size) {
-        const float g = dy[c] * w[c];
-        const float xhat = (x[c] - row_mean) * row_rstd;
-        dx[c] += row_rstd * (g - g_mean - xhat * g_xhat_mean);
+        const float v = r[c] + (l[c] + lb[c]);
+        xr[c] = v;
+        sum += v;
     }
+    layernorm_row(xr, out + out_off + row * cols, weight + weight_off, bias + bias_off, cols,
+                  quads, eps, sum, scratch, mean + mean_off + row, rstd + rstd_off + row);
 }
 
-/* dweight[c] += sum_r dout[r, c] * xhat[r, c]; dbias[c] += sum_r dout[r, c].
- * The column sums of reduce.cl's column_sums, two at once: group (tile,
- * chunk) sums the rows of its chunk, each work-item a fixed block of rows,
- * the blocks combined by a fixed tree. The sums go to dweight[chunk * stride
- * + c] and dbias[chunk * stride + c], added when `accumulate` (one chunk),
- * stored otherwise (partials for column_sums_finish). */
-__kernel void layernorm_backward_params(__global float *dweight, const uint dweight_off,
-                                        __global float *dbias, const uint dbias_off,
-                                        const uint stride, const uint accumulate,
-                                        __global const float *dout, const uint dout_off,
-                                        __global const float *in, const uint in_off,
-                                        __global const float *mean, const uint mean_off,
-                                        __global const float *rstd, const uint rstd_off,
-                                        const uint rows, const uint cols, const uint chunk_rows,
-                                        __local float *dweight_part, __local float *dbias_part) {
-    const uint c = get_global_id(0), chunk = get_group_id(1);
-    const uint lc = get_local_id(0), s = get_local_id(1);
-    const uint columns = get_local_size(0), slices = get_local_size(1);
-    uint begin, end;
-    column_sum_rows(rows, chunk_rows, &begin, &end);
-    float dw = 0.0f, db = 0.0f;
-    if (c < cols)
-        for (uint r = begin; r < end; r++) {
-            const float dy = dout[dout_off + r * cols + c];
-            const float xhat = (in[in_off + r * cols + c] - mean[mean_off + r]) * rstd[rstd_off + r];
-            dw += dy * xhat;
-            db += dy;
-        }
-    dweight_part[s * columns + lc] = dw;
-    dbias_part[s * columns + lc] = db;
+/* Two sums over the group at once (one tree, half the barriers of two
+ * group_sum calls); `scratch` holds 2 * get_local_size(0) floats. */
+static void group_sum2(__local float *scratch, float *a, float *b) {
+    const uint lid = get_local_id(0), size = get_local_size(0);
+    scratch[lid] = *a;
+    scratch[size + lid] = *b;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint step = slices / 2; step > 0; step /= 2) {
-        if (s < step) {
-            dweight_part[s * columns + lc] += dweight_part[(s + step) * columns + lc];
-            dbias_part[s * columns + lc] += dbias_part[(s + step) * columns + lc];
+    for (uint stride = size / 2; stride > 0; stride /= 2) {
+        if (lid < stride) {
+            scratch[lid] += scratch[lid + stride];
+            scratch[size + lid] += scratch[size + lid + stride];
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (s == 0 && c < cols) {
-        __global float *w = dweight + dweight_off + chunk * stride + c;
-        __global float *b = dbias + dbias_off + chunk * stride + c;
-        *w = accumulate ? *w + dweight_part[lc] : dweight_part[lc];
-        *b = accumulate ? *b + dbias_part[lc] : dbias_part[lc];
+    *a = scratch[0];
+    *b = scratch[size];
+    barrier(CLK_LOCAL_MEM_FENCE); /* scratch is reused by the next row */
+}
+
+/* Pass 1 of one element: g = dout * weight and g * xhat, xhat = (in -
+ * mean) * rstd, added to the row's two sums; dout * xhat and dout to
+ * column c's parameter gradients. */
+static void backward_terms(const float dy, const float w, const float x, const float mean,
+                           const float rstd, float *g_sum, float *g_xhat_sum,
+                           __local float *sums, const uint cols, const uint c) {
+    const float xhat = (x - mean) * rstd, g = dy * w;
+    *g_sum += g;
+    *g_xhat_sum += g * xhat;
+    sums[c] += dy * xhat;
+    sums[cols + c] += dy;
+}
+
+/* Pass 2 of one element: din + rstd * (g - mean(g) - xhat * mean(g xhat)),
+ * added to the column's residual sum. */
+static float backward_din(const float din, const float dy, const float w, const float x,
+                          const float mean, const float rstd, const float g_mean,
+                          const float g_xhat_mean, __local float *sums, const uint cols,
+                          const uint c) {
+    const float xhat = (x - mean) * rstd;
+    const float updated = din + rstd * (dy * w - g_mean - xhat * g_xhat_mean);
+    sums[2 * cols + c] += updated;
+    return updated;
+}
+
+/* LayerNorm backward, one pass per row chunk: work-group k owns the rows
+ * [k * chunk_rows, (k + 1) * chunk_rows) and every column. For each row
+ *     din += rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dout * weight,
+ * with the row's two means from group_sum2, float4 as the forward. The
+ * chunk's column sums of dout * xhat (dweight), dout (dbias) and, when
+ * `residual_sums`, of the updated din are stored as partials [chunks, cols]:
+ * dweight's at params, dbias's at params + chunks * cols, din's at
+ * residual. din is the gradient of the residual stream, so its column sums
+ * are the bias gradient of the Linear whose output was added into it. The
+ * chunk's sums sit in local memory as `sums` [3, cols] (dweight, dbias,
+ * din); each column belongs to one work-item for the whole chunk, so no
+ * barrier guards them. */
+__kernel void layernorm_backward(__global float *din, const uint din_off,
+                                 __global float *params, const uint params_off,
+                                 __global float *residual, const uint residual_off,
+                                 const uint residual_sums, __global const float *dout,
+                                 const uint dout_off, __global const float *in, const uint in_off,
+                                 __global const float *mean, const uint mean_off,
+                                 __global const float *rstd, const uint rstd_off,
+                                 __global const float *weight, const uint weight_off,
+                                 const uint rows, const uint cols, const uint quads,
+                                 const uint chunk_rows, __local float *scratch,
+                                 __local float *sums) {
+    const uint chunk = get_group_id(0), chunks = get_num_groups(0);
+    const uint lid = get_local_id(0), size = get_local_size(0);
+    __global const float *w = weight + weight_off;
+    __global const float4 *w4 = (__global const float4 *)w;
+    /* Work-item lid owns the columns of quads lid, lid + size, ... and the
+     * scalar columns 4 * quads + lid, ... (the row loops' split). */
+    for (uint q = lid; q < quads; q += size)
+        for (uint c = 4 * q; c < 4 * q + 4; c++)
+            sums[c] = sums[cols + c] = sums[2 * cols + c] = 0.0f;
+    for (uint c = 4 * quads + lid; c < cols; c += size)
+        sums[c] = sums[cols + c] = sums[2 * cols + c] = 0.0f;
+
+    const uint first = min(rows, chunk * chunk_rows), last = min(rows, first + chunk_rows);
+    for (uint row = first; row < last; row++) {
+        __global const float *dy = dout + dout_off + row * cols, *x = in + in_off + row * cols;
+        __global float *dx = din + din_off + row * cols;
+        __global const float4 *dy4 = (__global const float4 *)dy, *x4 = (__global const float4 *)x;
+        __global const float4 *dx4 = (__global const float4 *)dx;
+        const float row_mean = mean[mean_off + row], row_rstd = rstd[rstd_off + row];
+
+        float g_sum = 0.0f, g_xhat_sum = 0.0f;
+        for (uint q = lid; q < quads; q += size) {
+            const float4 dyq = dy4[q], wq = w4[q], xq = x4[q];
+            backward_terms(dyq.x, wq.x, xq.x, row_mean, row_rstd, &g_sum, &g_xhat_sum, sums, cols,
+                           4 * q);
+            backward_terms(dyq.y, wq.y, xq.y, row_mean, row_rstd, &g_sum, &g_xhat_sum, sums, cols,
+                           4 * q + 1);
+            backward_terms(dyq.z, wq.z, xq.z, row_mean, row_rstd, &g_sum, &g_xhat_sum, sums, cols,
+                           4 * q + 2);
+            backward_terms(dyq.w, wq.w, xq.w, row_mean, row_rstd, &g_sum, &g_xhat_sum, sums, cols,
+                           4 * q + 3);
+        }
+        for (uint c = 4 * quads + lid; c < cols; c += size)
+            backward_terms(dy[c], w[c], x[c], row_mean, row_rstd, &g_sum, &g_xhat_sum, sums, cols,
+                           c);
+        group_sum2(scratch, &g_sum, &g_xhat_sum);
+        const float g_mean = g_sum / cols, g_xhat_mean = g_xhat_sum / cols;
+
+        for (uint q = lid; q < quads; q += size) {
+            /* Stored lane by lane: Oclgrind 21.10 reports a float4 built
+             * from these lanes as uninitialised. */
+            const float4 dyq = dy4[q], wq = w4[q], xq = x4[q], dxq = dx4[q];
+            dx[4 * q] = backward_din(dxq.x, dyq.x, wq.x, xq.x, row_mean, row_rstd, g_mean,
+                                     g_xhat_mean, sums, cols, 4 * q);
+            dx[4 * q + 1] = backward_din(dxq.y, dyq.y, wq.y, xq.y, row_mean, row_rstd, g_mean,
+                                         g_xhat_mean, sums, cols, 4 * q + 1);
+            dx[4 * q + 2] = backward_din(dxq.z, dyq.z, wq.z, xq.z, row_mean, row_rstd, g_mean,
+                                         g_xhat_mean, sums, cols, 4 * q + 2);
+            dx[4 * q + 3] = backward_din(dxq.w, dyq.w, wq.w, xq.w, row_mean, row_rstd, g_mean,
+                                         g_xhat_mean, sums, cols, 4 * q + 3);
+        }
+        for (uint c = 4 * quads + lid; c < cols; c += size)
+            dx[c] = backward_din(dx[c], dy[c], w[c], x[c], row_mean, row_rstd, g_mean, g_xhat_mean,
+                                 sums, cols, c);
+    }
+
+    __global float *dweight = params + params_off + chunk * cols;
+    __global float *dbias = params + params_off + (chunks + chunk) * cols;
+    __global float *dres = residual + residual_off + chunk * cols;
+    for (uint q = lid; q < quads; q += size)
+        for (uint c = 4 * q; c < 4 * q + 4; c++) {
+            dweight[c] = sums[c];
+            dbias[c] = sums[cols + c];
+            if (residual_sums)
+                dres[c] = sums[2 * cols + c];
+        }
+    for (uint c = 4 * quads + lid; c < cols; c += size) {
+        dweight[c] = sums[c];
+        dbias[c] = sums[cols + c];
+        if (residual_sums)
+            dres[c] = sums[2 * cols + c];
     }
 }

@@ -38,7 +38,7 @@ float group_max(__local float *scratch, float value) {
 }
 
 /* The rows [*begin, *end) work-item (c, s) of a column-sum group adds up
- * (reduce.cl's column_sums, LayerNorm's parameter gradients): the s-th of
+ * (reduce.cl's column_sums, GELU's backward): the s-th of
  * get_local_size(1) contiguous blocks of chunk get_group_id(1), which holds
  * rows [chunk * chunk_rows, (chunk + 1) * chunk_rows) of `rows`. */
 void column_sum_rows(const uint rows, const uint chunk_rows, uint *begin, uint *end) {
@@ -48,4 +48,20 @@ void column_sum_rows(const uint rows, const uint chunk_rows, uint *begin, uint *
     const uint block = (last - first + slices - 1) / slices;
     *begin = min(last, first + s * block);
     *end = min(last, first + (s + 1) * block);
+}
+
+/* The sum over the slices s of a column-sum group of each work-item's
+ * `value` for its column, by a fixed tree in `partial` (columns x slices
+ * floats; get_local_size(1) a power of two): every work-item gets its
+ * column's sum. Called once per kernel (no barrier after the last read). */
+float column_slices_sum(__local float *partial, const float value) {
+    const uint lc = get_local_id(0), s = get_local_id(1), columns = get_local_size(0);
+    partial[s * columns + lc] = value;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint step = get_local_size(1) / 2; step > 0; step /= 2) {
+        if (s < step)
+            partial[s * columns + lc] += partial[(s + step) * columns + lc];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    return partial[lc];
 }

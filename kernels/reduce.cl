@@ -34,50 +34,62 @@ __kernel void reduce_sum(__global float *out, const uint out_off, __global const
  * (columns x slices) and group (tile, chunk) covers `columns` adjacent
  * columns, so loads are contiguous. Work-item (c, s) sums the s-th
  * contiguous block of the chunk's rows in order, then the slices combine by
- * a fixed tree (get_local_size(1) is a power of two). The sum goes to
- * out[chunk * stride + c]: added when `accumulate` (one chunk: the result
- * itself), stored otherwise (a partial sum for column_sums_finish). */
-__kernel void column_sums(__global float *out, const uint out_off, const uint stride,
-                          const uint accumulate, __global const float *x, const uint x_off,
-                          const uint rows, const uint cols, const uint chunk_rows,
-                          __local float *partial) {
+ * a fixed tree. The sum goes to out[chunk * cols + c]: added when
+ * `accumulate` (one chunk: the result itself), stored otherwise (a partial
+ * sum for a finish kernel below). */
+__kernel void column_sums(__global float *out, const uint out_off, const uint accumulate,
+                          __global const float *x, const uint x_off, const uint rows,
+                          const uint cols, const uint chunk_rows, __local float *partial) {
     const uint c = get_global_id(0), chunk = get_group_id(1);
-    const uint lc = get_local_id(0), s = get_local_id(1);
-    const uint columns = get_local_size(0), slices = get_local_size(1);
     uint begin, end;
     column_sum_rows(rows, chunk_rows, &begin, &end);
     float sum = 0.0f;
     if (c < cols)
         for (uint r = begin; r < end; r++)
             sum += x[x_off + r * cols + c];
-    partial[s * columns + lc] = sum;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint step = slices / 2; step > 0; step /= 2) {
-        if (s < step)
-            partial[s * columns + lc] += partial[(s + step) * columns + lc];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (s == 0 && c < cols) {
-        __global float *o = out + out_off + chunk * stride + c;
-        *o = accumulate ? *o + partial[lc] : partial[lc];
+    sum = column_slices_sum(partial, sum);
+    if (get_local_id(1) == 0 && c < cols) {
+        __global float *o = out + out_off + chunk * cols + c;
+        *o = accumulate ? *o + sum : sum;
     }
 }
 
-/* Column sums, stage 2: the partial sums partials[k, c] (k < chunks, rows of
- * `width`) in chunk order, added to a[c] for c < split and to b[c - split]
- * for the rest (LayerNorm's dweight and dbias in one launch). */
-__kernel void column_sums_finish(__global float *a, const uint a_off, __global float *b,
-                                 const uint b_off, __global const float *partials,
-                                 const uint partials_off, const uint chunks, const uint width,
-                                 const uint split) {
-    const uint c = get_global_id(0);
-    if (c >= width)
-        return;
+/* Column c of partial sums [chunks, width], in chunk order. */
+static float chunk_sum(__global const float *partials, const uint chunks, const uint width,
+                       const uint c) {
     float sum = 0.0f;
     for (uint k = 0; k < chunks; k++)
-        sum += partials[partials_off + k * width + c];
-    if (c < split)
-        a[a_off + c] += sum;
-    else
-        b[b_off + c - split] += sum;
+        sum += partials[k * width + c];
+    return sum;
+}
+
+/* Column sums, stage 2 of one sum: out[c] += the partials' column c. */
+__kernel void column_sums_finish(__global float *out, const uint out_off,
+                                 __global const float *partials, const uint partials_off,
+                                 const uint chunks, const uint width) {
+    const uint c = get_global_id(0);
+    if (c < width)
+        out[out_off + c] += chunk_sum(partials + partials_off, chunks, width, c);
+}
+
+/* Column sums, stage 2 of a table of sums (a model block's bias and
+ * LayerNorm parameter gradients, from several kernels, in one launch).
+ * Entry e is 4 uints (partials offset, chunks, width, out offset); the
+ * entries' columns are laid end to end over the work-items, and work-item i
+ * adds column c of its entry's partials [chunks, width] to out[c]. */
+__kernel void column_sums_finish_table(__global float *out, const uint out_off,
+                                       __global const float *partials, const uint partials_off,
+                                       __global const uint *table, const uint table_off,
+                                       const uint entries) {
+    uint c = get_global_id(0);
+    for (uint e = 0; e < entries; e++) {
+        __global const uint *entry = table + table_off + 4 * e;
+        const uint width = entry[2];
+        if (c < width) {
+            out[out_off + entry[3] + c] +=
+                chunk_sum(partials + partials_off + entry[0], entry[1], width, c);
+            return;
+        }
+        c -= width;
+    }
 }

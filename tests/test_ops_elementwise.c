@@ -1,7 +1,9 @@
 /* Element-wise ops against a float64 CPU reference, on both device classes'
- * code paths: fill, copy, scale, add, accumulate, bias add, bias + residual
- * add, bias + exact GELU forward and backward (the bias gradient is tested
- * with the other reductions in test_ops_reduce.c).
+ * code paths: fill, copy, scale, add, accumulate, bias add, bias + exact
+ * GELU forward and backward with the bias gradient it sums (bias add's
+ * gradient is tested with the other reductions in test_ops_reduce.c; bias
+ * + residual add with the LayerNorm it is fused with, in
+ * test_ops_layernorm.c).
  *
  * Tolerances: scale/add/accumulate/bias_add are one IEEE float operation per
  * element, correctly rounded: relative error <= 2^-24, checked at 2.5e-7.
@@ -201,21 +203,70 @@ START_TEST(gelu_bias_forward_and_backward_match_reference) {
          * absolute part only covers gelu(x) underflowing to 0. */
         test_assert_close("gelu_bias_forward", got, want, n, 1e-5, 1e-30);
 
-        /* din starts non-zero: the backward stores, it does not add. */
-        TEST_OK(clgqa_gelu_bias_backward(rt, op_view(din_mem), op_view(dout_mem),
-                                         op_view(in_mem), op_view(bias_mem), rows, cols));
-        op_download_padded("gelu_bias_backward", din_mem, got, n);
-        for (size_t i = 0; i < n; i++)
-            want[i] = dout[i] * gelu_grad_ref(x[i]);
-        /* Phi + x phi cancels near its zero (x ~ -0.75), so the absolute
-         * error there is that of Phi (~1e-7). */
-        test_assert_close("gelu_bias_backward", got, want, n, 1e-5, 1e-6);
+        /* din starts non-zero: the backward stores, it does not add. The
+         * bias gradient's partials come in this device's chunks, in one, and
+         * in more chunks than rows (empty ones sum to 0); each set adds to
+         * a non-zero dbias. */
+        for (size_t h = 0; h < n; h++)
+            want[h] = dout[h] * gelu_grad_ref(x[h]);
+        float *dbias0 = test_random_array(cols, -1, 1), *dbias = op_floats(cols);
+        float *first = op_floats(cols);
+        double *want_dbias = op_doubles(cols), *dbias_scale = op_doubles(cols);
+        for (size_t c = 0; c < cols; c++) {
+            want_dbias[c] = dbias0[c];
+            dbias_scale[c] = fabs(dbias0[c]);
+            for (size_t r = 0; r < rows; r++) {
+                want_dbias[c] += want[r * cols + c];
+                dbias_scale[c] += fabs(want[r * cols + c]);
+            }
+        }
+        const size_t chunk_counts[] = {clgqa_column_sum_chunks(rt, rows, cols), 1, rows + 2};
+        for (size_t k = 0; k < 3; k++) {
+            size_t chunks = chunk_counts[k];
+            cl_mem partials_mem = op_upload_padded(NULL, chunks * cols);
+            cl_mem dbias_mem = op_upload_padded(dbias0, cols);
+            for (int run = 0; run < 2; run++) {
+                op_write_padded(din_mem, din, n);
+                op_write_padded(dbias_mem, dbias0, cols);
+                TEST_OK(clgqa_gelu_bias_backward(rt, op_view(din_mem), op_view(partials_mem),
+                                                 chunks, op_view(dout_mem), op_view(in_mem),
+                                                 op_view(bias_mem), rows, cols));
+                clgqa_column_sum sum = {0, chunks, cols, 0};
+                op_column_sums_finish(op_view(dbias_mem), op_view(partials_mem), &sum, 1);
+                op_download_padded("gelu_bias_backward", din_mem, got, n);
+                /* Phi + x phi cancels near its zero (x ~ -0.75), so the
+                 * absolute error there is that of Phi (~1e-7). */
+                test_assert_close("gelu_bias_backward", got, want, n, 1e-5, 1e-6);
+                /* The bias gradient sums rows of din, each within the bound
+                 * above: 1e-5 of the terms' magnitude plus 1e-6 a row, and
+                 * (rows + 1) 2^-24 of it for the float summation. */
+                op_download_padded("gelu dbias", dbias_mem, dbias, cols);
+                for (size_t c = 0; c < cols; c++) {
+                    double tol = (1e-5 + (rows + 1) * 5.9604644775390625e-08) * dbias_scale[c] +
+                                 1e-6 * rows;
+                    ck_assert_msg(fabs(dbias[c] - want_dbias[c]) <= tol,
+                                  "gelu dbias %zux%zu in %zu chunks [%zu]: got %.9g want %.9g", rows,
+                                  cols, chunks, c, (double)dbias[c], want_dbias[c]);
+                }
+                if (run == 0)
+                    memcpy(first, dbias, cols * sizeof *first);
+                else /* the same bits again: the sums have a fixed order */
+                    ck_assert_msg(memcmp(first, dbias, cols * sizeof *first) == 0,
+                                  "gelu dbias %zux%zu differs between two runs", rows, cols);
+            }
+            clgqa_buffer_release(&partials_mem);
+            clgqa_buffer_release(&dbias_mem);
+        }
 
         /* In place (din aliases dout, out aliases in). */
-        TEST_OK(clgqa_gelu_bias_backward(rt, op_view(dout_mem), op_view(dout_mem),
-                                         op_view(in_mem), op_view(bias_mem), rows, cols));
+        cl_mem partials_mem = op_upload_padded(NULL, cols);
+        TEST_OK(clgqa_gelu_bias_backward(rt, op_view(dout_mem), op_view(partials_mem), 1,
+                                         op_view(dout_mem), op_view(in_mem), op_view(bias_mem),
+                                         rows, cols));
         op_download_padded("gelu_bias_backward in place", dout_mem, got, n);
         test_assert_close("gelu_bias_backward in place", got, want, n, 1e-5, 1e-6);
+        clgqa_buffer_release(&partials_mem);
+        free(dbias0), free(dbias), free(first), free(want_dbias), free(dbias_scale);
         TEST_OK(clgqa_gelu_bias_forward(rt, op_view(in_mem), op_view(in_mem), op_view(bias_mem),
                                         rows, cols));
         op_download_padded("gelu_bias_forward in place", in_mem, got, n);
@@ -227,37 +278,6 @@ START_TEST(gelu_bias_forward_and_backward_match_reference) {
         for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
             clgqa_buffer_release(&mems[i]);
         free(in), free(bias), free(dout), free(din), free(got), free(want), free(x);
-    }
-}
-END_TEST
-
-/* out = residual + (out + bias): two roundings, each at most 2^-24 of the
- * magnitudes involved, so the error is checked against 2.5e-7 x
- * (|residual| + |out| + |bias|). */
-START_TEST(bias_residual_add_matches_reference) {
-    op_test_class(_i);
-    clgqa_runtime *rt = test_runtime();
-    for (size_t s = 0; s < SHAPE_COUNT; s++) {
-        size_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
-        float *out = test_random_array(n, -2, 2), *residual = test_random_array(n, -2, 2);
-        float *bias = test_random_array(cols, -1, 1), *got = op_floats(n);
-        double *want = op_doubles(n), *scale = op_doubles(n);
-        cl_mem out_mem = op_upload_padded(out, n), residual_mem = op_upload_padded(residual, n);
-        cl_mem bias_mem = op_upload_padded(bias, cols);
-        TEST_OK(clgqa_bias_residual_add(rt, op_view(out_mem), op_view(residual_mem),
-                                        op_view(bias_mem), rows, cols));
-        op_download_padded("bias_residual_add", out_mem, got, n);
-        for (size_t r = 0; r < rows; r++)
-            for (size_t c = 0; c < cols; c++) {
-                size_t i = r * cols + c;
-                want[i] = (double)residual[i] + out[i] + bias[c];
-                scale[i] = fabs(residual[i]) + fabs(out[i]) + fabs(bias[c]);
-            }
-        op_assert_close_scaled("bias_residual_add", got, want, scale, n, ONE_ROUNDING);
-        clgqa_buffer_release(&out_mem);
-        clgqa_buffer_release(&residual_mem);
-        clgqa_buffer_release(&bias_mem);
-        free(out), free(residual), free(bias), free(got), free(want), free(scale);
     }
 }
 END_TEST
@@ -275,6 +295,11 @@ START_TEST(bad_views_are_refused) {
     ck_assert_int_eq(clgqa_add(rt, clgqa_view_at(mem, 0), clgqa_view_at(NULL, 0),
                                clgqa_view_at(mem, 0), 5),
                      CLGQA_ERR_INVALID_ARG);
+    /* GELU's backward with no chunks, or partials shorter than its chunks. */
+    clgqa_view v = clgqa_view_at(mem, 0);
+    ck_assert_int_eq(clgqa_gelu_bias_backward(rt, v, v, 0, v, v, v, 2, 2), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_gelu_bias_backward(rt, v, v, 6, v, v, v, 2, 2), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "'partials'"), "%s", clgqa_error_message());
     /* Overlapping copy. */
     ck_assert_int_eq(clgqa_copy(rt, clgqa_view_at(mem, 2), clgqa_view_at(mem, 0), 5),
                      CLGQA_ERR_INVALID_ARG);
@@ -296,7 +321,6 @@ int main(void) {
     tcase_add_loop_test(tc, bias_add_matches_reference, 0, OP_TEST_CLASSES);
     tcase_add_test(tc, gelu_reference_gradient_matches_finite_differences);
     tcase_add_loop_test(tc, gelu_bias_forward_and_backward_match_reference, 0, OP_TEST_CLASSES);
-    tcase_add_loop_test(tc, bias_residual_add_matches_reference, 0, OP_TEST_CLASSES);
     tcase_add_test(tc, bad_views_are_refused);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);

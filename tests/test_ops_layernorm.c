@@ -1,6 +1,8 @@
-/* LayerNorm forward (with saved mean and rstd) and backward against a
- * float64 CPU reference, whose gradients are first checked by central
- * differences.
+/* LayerNorm forward (with saved mean and rstd), its fusion with the bias
+ * and residual add before it, and backward (the input gradient, and the
+ * partial column sums of the parameter gradients and of the updated input
+ * gradient, finished as the model does) against a float64 CPU reference,
+ * whose gradients are first checked by central differences.
  *
  * Tolerances: the device works in float32 with tree sums over a row, so the
  * forward is checked to 1e-5 relative (plus 1e-5 absolute for outputs near
@@ -151,8 +153,7 @@ static void check_shape(size_t rows, size_t cols, float eps) {
     float *in = test_random_array(n, -2, 2), *weight = test_random_array(cols, 0.5f, 1.5f);
     float *bias = test_random_array(cols, -1, 1), *dout = test_random_array(n, -1, 1);
     /* Accumulation targets start non-zero: backward must add, not assign. */
-    float *din0 = test_random_array(n, -1, 1), *dweight0 = test_random_array(cols, -1, 1);
-    float *dbias0 = test_random_array(cols, -1, 1);
+    float *din0 = test_random_array(n, -1, 1), *sums0 = test_random_array(3 * cols, -1, 1);
     for (size_t r = 0; r < rows; r++) /* row means away from 0, as activations have */
         for (size_t c = 0; c < cols; c++)
             in[r * cols + c] += (float)r / rows * 3.0f - 1.0f;
@@ -161,14 +162,10 @@ static void check_shape(size_t rows, size_t cols, float eps) {
     cl_mem b_mem = op_upload_padded(bias, cols), out_mem = op_upload_padded(NULL, n);
     cl_mem mean_mem = op_upload_padded(NULL, rows), rstd_mem = op_upload_padded(NULL, rows);
     cl_mem dout_mem = op_upload_padded(dout, n), din_mem = op_upload_padded(din0, n);
-    cl_mem dw_mem = op_upload_padded(dweight0, cols), db_mem = op_upload_padded(dbias0, cols);
 
     TEST_OK(clgqa_layernorm_forward(rt, op_view(out_mem), op_view(mean_mem), op_view(rstd_mem),
                                     op_view(in_mem), op_view(w_mem), op_view(b_mem), rows, cols,
                                     eps));
-    TEST_OK(clgqa_layernorm_backward(rt, op_view(din_mem), op_view(dw_mem), op_view(db_mem),
-                                     op_view(dout_mem), op_view(in_mem), op_view(mean_mem),
-                                     op_view(rstd_mem), op_view(w_mem), rows, cols));
 
     double *d_in = to_doubles(in, n), *d_w = to_doubles(weight, cols), *d_b = to_doubles(bias, cols);
     double *d_dout = to_doubles(dout, n);
@@ -182,47 +179,80 @@ static void check_shape(size_t rows, size_t cols, float eps) {
     op_download_padded("rstd", rstd_mem, got_rows, rows);
     test_assert_close("layernorm rstd", got_rows, want_rstd, rows, 1e-5, 0);
 
-    double *din = op_doubles(n), *dweight = op_doubles(cols), *dbias = op_doubles(cols);
-    double *din_scale = op_doubles(n), *dw_scale = op_doubles(cols), *db_scale = op_doubles(cols);
-    layernorm_backward_ref(d_dout, d_in, d_w, rows, cols, eps, din, dweight, dbias, din_scale,
-                           dw_scale, db_scale);
+    /* The parameter gradients and the updated din's column sums (the bias
+     * gradient of the Linear added into the residual stream in the model)
+     * side by side in one buffer: [dweight | dbias | din sums]. */
+    double *din = op_doubles(n), *din_scale = op_doubles(n);
+    double *sums = op_doubles(3 * cols), *sums_scale = op_doubles(3 * cols);
+    layernorm_backward_ref(d_dout, d_in, d_w, rows, cols, eps, din, sums, sums + cols, din_scale,
+                           sums_scale, sums_scale + cols);
     for (size_t i = 0; i < n; i++) {
         din[i] += din0[i];
         din_scale[i] += fabs(din0[i]);
     }
-    for (size_t c = 0; c < cols; c++) {
-        dweight[c] += dweight0[c];
-        dbias[c] += dbias0[c];
-        dw_scale[c] += fabs(dweight0[c]);
-        db_scale[c] += fabs(dbias0[c]);
+    for (size_t c = 0; c < cols; c++)
+        for (size_t r = 0; r < rows; r++) {
+            sums[2 * cols + c] += din[r * cols + c];
+            sums_scale[2 * cols + c] += din_scale[r * cols + c];
+        }
+    for (size_t c = 0; c < 3 * cols; c++) {
+        sums[c] += sums0[c];
+        sums_scale[c] += fabs(sums0[c]);
     }
-    op_download_padded("din", din_mem, got, n);
-    op_assert_close_scaled("layernorm din", got, din, din_scale, n, 1e-5);
-    float *got_cols = op_floats(cols);
-    op_download_padded("dweight", dw_mem, got_cols, cols);
-    op_assert_close_scaled("layernorm dweight", got_cols, dweight, dw_scale, cols,
-                           1e-5 + (rows + 1) * U);
-    op_download_padded("dbias", db_mem, got_cols, cols);
-    op_assert_close_scaled("layernorm dbias", got_cols, dbias, db_scale, cols,
-                           1e-5 + (rows + 1) * U);
 
-    /* Same inputs, same parameter-gradient bits: the row sums have a fixed
-     * order. */
-    float *first_dw = op_floats(cols), *first_db = op_floats(cols), *again = op_floats(cols);
-    op_download_padded("dweight", dw_mem, first_dw, cols);
-    op_download_padded("dbias", db_mem, first_db, cols);
-    op_write_padded(dw_mem, dweight0, cols);
-    op_write_padded(db_mem, dbias0, cols);
-    TEST_OK(clgqa_layernorm_backward(rt, op_view(din_mem), op_view(dw_mem), op_view(db_mem),
-                                     op_view(dout_mem), op_view(in_mem), op_view(mean_mem),
-                                     op_view(rstd_mem), op_view(w_mem), rows, cols));
-    op_download_padded("dweight again", dw_mem, again, cols);
-    ck_assert_msg(memcmp(again, first_dw, cols * sizeof *again) == 0,
-                  "layernorm dweight differs between two identical runs");
-    op_download_padded("dbias again", db_mem, again, cols);
-    ck_assert_msg(memcmp(again, first_db, cols * sizeof *again) == 0,
-                  "layernorm dbias differs between two identical runs");
-    free(first_dw), free(first_db), free(again);
+    /* This device's chunks, one, and more than rows (empty ones sum to 0,
+     * and this one leaves the din sums out). */
+    const size_t chunk_counts[] = {clgqa_layernorm_backward_chunks(rt), 1, rows + 3};
+    float *got_sums = op_floats(3 * cols), *first_sums = op_floats(3 * cols);
+    float *first_din = op_floats(n);
+    for (size_t k = 0; k < 3; k++) {
+        size_t chunks = chunk_counts[k];
+        int residual = k < 2;
+        /* Partials [dweight's | dbias's | din's], each [chunks, cols]. */
+        cl_mem partials_mem = op_upload_padded(NULL, 3 * chunks * cols);
+        cl_mem sums_mem = op_upload_padded(sums0, 3 * cols);
+        clgqa_column_sum finish[3] = {{0, chunks, cols, 0},
+                                      {chunks * cols, chunks, cols, cols},
+                                      {2 * chunks * cols, chunks, cols, 2 * cols}};
+        for (int run = 0; run < 2; run++) {
+            op_write_padded(din_mem, din0, n);
+            op_write_padded(sums_mem, sums0, 3 * cols);
+            clgqa_view residual_view =
+                residual ? clgqa_view_add(op_view(partials_mem), 2 * chunks * cols)
+                         : clgqa_view_at(NULL, 0);
+            TEST_OK(clgqa_layernorm_backward(rt, op_view(din_mem), op_view(partials_mem),
+                                             residual_view, chunks, op_view(dout_mem),
+                                             op_view(in_mem), op_view(mean_mem), op_view(rstd_mem),
+                                             op_view(w_mem), rows, cols));
+            op_column_sums_finish(op_view(sums_mem), op_view(partials_mem), finish, residual ? 3 : 2);
+            op_download_padded("din", din_mem, got, n);
+            op_assert_close_scaled("layernorm din", got, din, din_scale, n, 1e-5);
+            op_download_padded("sums", sums_mem, got_sums, 3 * cols);
+            op_assert_close_scaled("layernorm dweight", got_sums, sums, sums_scale, cols,
+                                   1e-5 + (rows + 1) * U);
+            op_assert_close_scaled("layernorm dbias", got_sums + cols, sums + cols,
+                                   sums_scale + cols, cols, 1e-5 + (rows + 1) * U);
+            if (residual) /* each din element within 1e-5 of its scale, then summed */
+                op_assert_close_scaled("layernorm din sums", got_sums + 2 * cols, sums + 2 * cols,
+                                       sums_scale + 2 * cols, cols, 1e-5 + (rows + 1) * U);
+            else
+                ck_assert_msg(memcmp(got_sums + 2 * cols, sums0 + 2 * cols, cols * sizeof *got) == 0,
+                              "layernorm: din sums written though not asked for");
+            /* Same inputs, same bits: the row sums have a fixed order. */
+            if (run == 0) {
+                memcpy(first_sums, got_sums, 3 * cols * sizeof *got);
+                memcpy(first_din, got, n * sizeof *got);
+            } else {
+                ck_assert_msg(memcmp(first_sums, got_sums, 3 * cols * sizeof *got) == 0,
+                              "layernorm parameter gradients differ between two identical runs");
+                ck_assert_msg(memcmp(first_din, got, n * sizeof *got) == 0,
+                              "layernorm din differs between two identical runs");
+            }
+        }
+        clgqa_buffer_release(&partials_mem);
+        clgqa_buffer_release(&sums_mem);
+    }
+    free(got_sums), free(first_sums), free(first_din);
 
     /* In place (out aliases in) gives the same output. */
     TEST_OK(clgqa_layernorm_forward(rt, op_view(in_mem), op_view(mean_mem), op_view(rstd_mem),
@@ -231,13 +261,12 @@ static void check_shape(size_t rows, size_t cols, float eps) {
     op_download_padded("in place", in_mem, got, n);
     test_assert_close("layernorm in place", got, want, n, 1e-5, 1e-5);
 
-    cl_mem mems[] = {in_mem, w_mem, b_mem, out_mem, mean_mem, rstd_mem, dout_mem, din_mem, dw_mem, db_mem};
+    cl_mem mems[] = {in_mem, w_mem, b_mem, out_mem, mean_mem, rstd_mem, dout_mem, din_mem};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         clgqa_buffer_release(&mems[i]);
-    free(in), free(weight), free(bias), free(dout), free(din0), free(dweight0), free(dbias0);
+    free(in), free(weight), free(bias), free(dout), free(din0), free(sums0);
     free(d_in), free(d_w), free(d_b), free(d_dout), free(want), free(want_mean), free(want_rstd);
-    free(got), free(got_rows), free(got_cols), free(din), free(dweight), free(dbias);
-    free(din_scale), free(dw_scale), free(db_scale);
+    free(got), free(got_rows), free(din), free(din_scale), free(sums), free(sums_scale);
 }
 
 /* _i: the device class (bit 0) and the tensors' offset (bit 1: 16-byte
@@ -248,6 +277,69 @@ START_TEST(forward_and_backward_match_reference) {
     for (size_t s = 0; s < SHAPE_COUNT; s++) {
         const size_t *shape = test_small() ? small_shapes[s] : shapes[s];
         check_shape(shape[0], shape[1], 1e-6f);
+    }
+}
+END_TEST
+
+/* The bias + residual add fused with the LayerNorm after it: x = residual
+ * + (linear + bias) is two float additions, each within 2^-24 of the
+ * magnitudes involved (checked at 2.5e-7 of |residual| + |linear| +
+ * |bias|); the LayerNorm is checked as the plain forward's, on x as the
+ * host computes it in float (the same two roundings). x written over
+ * linear (as the model does, the GEMM's output) and apart from it. */
+static void check_residual_forward(size_t rows, size_t cols, float eps) {
+    clgqa_runtime *rt = test_runtime();
+    size_t n = rows * cols;
+    float *residual = test_random_array(n, -2, 2), *linear = test_random_array(n, -2, 2);
+    float *linear_bias = test_random_array(cols, -1, 1), *weight = test_random_array(cols, 0.5f, 1.5f);
+    float *bias = test_random_array(cols, -1, 1), *got = op_floats(n), *got_rows = op_floats(rows);
+    double *want_x = op_doubles(n), *x_scale = op_doubles(n), *x = op_doubles(n);
+    double *want = op_doubles(n), *want_mean = op_doubles(rows), *want_rstd = op_doubles(rows);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) {
+            size_t i = r * cols + c;
+            residual[i] += (float)r / rows * 3.0f - 1.0f; /* row means away from 0 */
+            want_x[i] = (double)residual[i] + linear[i] + linear_bias[c];
+            x_scale[i] = fabs(residual[i]) + fabs(linear[i]) + fabs(linear_bias[c]);
+            x[i] = residual[i] + (linear[i] + linear_bias[c]);
+        }
+    double *d_w = to_doubles(weight, cols), *d_b = to_doubles(bias, cols);
+    layernorm_ref(x, d_w, d_b, rows, cols, eps, want, want_mean, want_rstd);
+    cl_mem residual_mem = op_upload_padded(residual, n), linear_mem = op_upload_padded(linear, n);
+    cl_mem lb_mem = op_upload_padded(linear_bias, cols), w_mem = op_upload_padded(weight, cols);
+    cl_mem b_mem = op_upload_padded(bias, cols), x_mem = op_upload_padded(NULL, n);
+    cl_mem out_mem = op_upload_padded(NULL, n), mean_mem = op_upload_padded(NULL, rows);
+    cl_mem rstd_mem = op_upload_padded(NULL, rows);
+    for (int in_place = 0; in_place < 2; in_place++) {
+        cl_mem target = in_place ? linear_mem : x_mem;
+        TEST_OK(clgqa_residual_layernorm_forward(
+            rt, op_view(target), op_view(residual_mem), op_view(linear_mem), op_view(lb_mem),
+            op_view(out_mem), op_view(mean_mem), op_view(rstd_mem), op_view(w_mem), op_view(b_mem),
+            rows, cols, eps));
+        op_download_padded("residual x", target, got, n);
+        op_assert_close_scaled("residual x", got, want_x, x_scale, n, 2.5e-7);
+        op_download_padded("residual layernorm out", out_mem, got, n);
+        test_assert_close("residual layernorm out", got, want, n, 1e-5, 1e-5);
+        op_download_padded("residual layernorm mean", mean_mem, got_rows, rows);
+        test_assert_close("residual layernorm mean", got_rows, want_mean, rows, 1e-5, 1e-6);
+        op_download_padded("residual layernorm rstd", rstd_mem, got_rows, rows);
+        test_assert_close("residual layernorm rstd", got_rows, want_rstd, rows, 1e-5, 0);
+    }
+    cl_mem mems[] = {residual_mem, linear_mem, lb_mem, w_mem, b_mem, x_mem, out_mem, mean_mem, rstd_mem};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        clgqa_buffer_release(&mems[i]);
+    free(residual), free(linear), free(linear_bias), free(weight), free(bias), free(got);
+    free(got_rows), free(want_x), free(x_scale), free(x), free(want), free(want_mean);
+    free(want_rstd), free(d_w), free(d_b);
+}
+
+/* _i as forward_and_backward_match_reference. */
+START_TEST(residual_forward_matches_reference) {
+    op_test_class(_i & 1);
+    op_test_pad = _i & 2 ? 4 : OP_TEST_PAD;
+    for (size_t s = 0; s < SHAPE_COUNT; s++) {
+        const size_t *shape = test_small() ? small_shapes[s] : shapes[s];
+        check_residual_forward(shape[0], shape[1], 1e-6f);
     }
 }
 END_TEST
@@ -271,6 +363,19 @@ START_TEST(bad_arguments_are_refused) {
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "clgqa_layernorm_forward"), "%s",
                   clgqa_error_message());
+    /* A residual shorter than x; no chunks; partials too short for the
+     * chunks asked for. */
+    ck_assert_int_eq(clgqa_residual_layernorm_forward(rt, v, clgqa_view_at(mem, 1), v, v, v, v, v,
+                                                      v, v, 2, 4, 1e-6f),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "'residual'"), "%s", clgqa_error_message());
+    clgqa_view none = clgqa_view_at(NULL, 0);
+    ck_assert_int_eq(clgqa_layernorm_backward(rt, v, v, none, 0, v, v, v, v, v, 2, 4),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "chunk"), "%s", clgqa_error_message());
+    ck_assert_int_eq(clgqa_layernorm_backward(rt, v, v, none, 2, v, v, v, v, v, 2, 4),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "'params'"), "%s", clgqa_error_message());
     clgqa_buffer_release(&mem);
 }
 END_TEST
@@ -281,6 +386,7 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, reference_gradients_match_finite_differences);
     tcase_add_loop_test(tc, forward_and_backward_match_reference, 0, 2 * OP_TEST_CLASSES);
+    tcase_add_loop_test(tc, residual_forward_matches_reference, 0, 2 * OP_TEST_CLASSES);
     tcase_add_loop_test(tc, eps_is_honoured, 0, OP_TEST_CLASSES);
     tcase_add_test(tc, bad_arguments_are_refused);
     suite_add_tcase(suite, tc);

@@ -146,6 +146,77 @@ START_TEST(bias_backward_matches_reference_and_is_deterministic) {
 }
 END_TEST
 
+/* Stage 1 alone into partials kept by the caller, then one finish launch
+ * for several sums at once (as the model finishes a block): three column
+ * sums in this device's chunks, in one, and in more chunks than rows,
+ * their partials side by side in one buffer and their results in another,
+ * with gaps between them that must keep their values. */
+START_TEST(column_partials_and_a_finish_table_match_reference) {
+    op_test_class(_i);
+    clgqa_runtime *rt = test_runtime();
+    const size_t shape[3][2] = {{37, 389}, {shape_rows(5), 70}, {5, 33}};
+    const size_t gap = 3;
+    clgqa_column_sum sums[3];
+    size_t partial_floats = 0, out_floats = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t rows = shape[i][0], cols = shape[i][1];
+        size_t chunks = i == 0 ? clgqa_column_sum_chunks(rt, rows, cols) : i == 1 ? 1 : rows + 2;
+        clgqa_column_sum sum = {partial_floats, chunks, cols, out_floats + gap};
+        sums[i] = sum;
+        partial_floats += chunks * cols;
+        out_floats += gap + cols;
+    }
+    float *out0 = test_random_array(out_floats, -1, 1), *got = op_floats(out_floats);
+    float *first = op_floats(out_floats);
+    float *x[3];
+    cl_mem x_mem[3];
+    for (int i = 0; i < 3; i++) {
+        x[i] = test_random_array(shape[i][0] * shape[i][1], -1, 1);
+        x_mem[i] = op_upload_padded(x[i], shape[i][0] * shape[i][1]);
+    }
+    cl_mem partials_mem = op_upload_padded(NULL, partial_floats);
+    cl_mem out_mem = op_upload_padded(out0, out_floats);
+    for (int run = 0; run < 2; run++) {
+        op_write_padded(out_mem, out0, out_floats);
+        for (int i = 0; i < 3; i++)
+            TEST_OK(clgqa_column_partials(rt, clgqa_view_add(op_view(partials_mem), sums[i].partials),
+                                          sums[i].chunks, op_view(x_mem[i]), shape[i][0],
+                                          shape[i][1]));
+        op_column_sums_finish(op_view(out_mem), op_view(partials_mem), sums, 3);
+        op_download_padded("finish table", out_mem, got, out_floats);
+        for (int i = 0; i < 3; i++) {
+            size_t rows = shape[i][0], cols = shape[i][1];
+            for (size_t g = 0; g < gap; g++)
+                ck_assert_msg(got[sums[i].out - gap + g] == out0[sums[i].out - gap + g],
+                              "finish table: the gap before sum %d was written", i);
+            for (size_t c = 0; c < cols; c++) {
+                double want = out0[sums[i].out + c], magnitude = fabs(want);
+                for (size_t r = 0; r < rows; r++) {
+                    want += x[i][r * cols + c];
+                    magnitude += fabs(x[i][r * cols + c]);
+                }
+                double tol = (double)(rows + 1) * U * magnitude;
+                ck_assert_msg(fabs(got[sums[i].out + c] - want) <= tol,
+                              "sum %d (%zux%zu in %zu chunks) [%zu]: got %.9g want %.9g", i, rows,
+                              cols, sums[i].chunks, c, (double)got[sums[i].out + c], want);
+            }
+        }
+        if (run == 0)
+            memcpy(first, got, out_floats * sizeof *got);
+        else
+            ck_assert_msg(memcmp(first, got, out_floats * sizeof *got) == 0,
+                          "the finish table's sums differ between two identical runs");
+    }
+    for (int i = 0; i < 3; i++) {
+        clgqa_buffer_release(&x_mem[i]);
+        free(x[i]);
+    }
+    clgqa_buffer_release(&partials_mem);
+    clgqa_buffer_release(&out_mem);
+    free(out0), free(got), free(first);
+}
+END_TEST
+
 /* The column-sum plan covers every row exactly once, with no empty chunk,
  * within the work-group size; on GPUs it gives at least 4 work-groups per
  * compute unit (as rows allow) and at most CLGQA_COLUMN_ROWS_PER_ITEM rows
@@ -219,6 +290,20 @@ START_TEST(bad_arguments_are_refused) {
     ck_assert_int_eq(clgqa_sum_squares(rt, clgqa_view_at(mem, 8), clgqa_view_at(mem, 0), 8),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "clgqa_sum_squares"), "%s", clgqa_error_message());
+    /* No chunks; a finish whose sum reaches past its output, or past the
+     * partials; a table field beyond 32 bits. */
+    clgqa_view v = clgqa_view_at(mem, 0);
+    ck_assert_int_eq(clgqa_column_partials(rt, v, 0, v, 2, 4), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "chunk"), "%s", clgqa_error_message());
+    clgqa_column_sum past_out = {0, 1, 4, 5}, past_partials = {0, 3, 4, 0};
+    ck_assert_int_eq(clgqa_column_sums_finish(rt, v, v, v, &past_out, 1), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "'out'"), "%s", clgqa_error_message());
+    ck_assert_int_eq(clgqa_column_sums_finish(rt, v, v, v, &past_partials, 1),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "'partials'"), "%s", clgqa_error_message());
+    clgqa_column_sum huge = {(size_t)1 << 33, 1, 4, 0};
+    cl_uint table[CLGQA_COLUMN_SUM_UINTS];
+    ck_assert_int_eq(clgqa_column_sum_encode(&huge, 1, table), CLGQA_ERR_INVALID_ARG);
     clgqa_buffer_release(&mem);
 }
 END_TEST
@@ -231,6 +316,8 @@ int main(void) {
     tcase_add_loop_test(tc, float_sums_match_reference_and_are_deterministic, 0, OP_TEST_CLASSES);
     tcase_add_loop_test(tc, empty_input_sums_to_zero, 0, OP_TEST_CLASSES);
     tcase_add_loop_test(tc, bias_backward_matches_reference_and_is_deterministic, 0,
+                        OP_TEST_CLASSES);
+    tcase_add_loop_test(tc, column_partials_and_a_finish_table_match_reference, 0,
                         OP_TEST_CLASSES);
     tcase_add_test(tc, column_sum_plan_fills_gpus);
     tcase_add_loop_test(tc, reductions_allocate_nothing_after_the_first_call, 0, OP_TEST_CLASSES);

@@ -136,13 +136,6 @@ clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, si
                    (const clgqa_view[]){x}, 1, bias);
 }
 
-clgqa_status clgqa_bias_residual_add(clgqa_runtime *rt, clgqa_view out, clgqa_view residual,
-                                     clgqa_view bias, size_t rows, size_t cols) {
-    return bias_op(rt, "clgqa_bias_residual_add", "bias_residual_add", rows, cols,
-                   (const char *const[]){"out", "residual"}, (const clgqa_view[]){out, residual},
-                   2, bias);
-}
-
 /* ---- bias + GELU ---- */
 
 clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
@@ -151,9 +144,42 @@ clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_view out, clgqa_vi
                    (const char *const[]){"out", "in"}, (const clgqa_view[]){out, in}, 2, bias);
 }
 
-clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view dout,
-                                      clgqa_view in, clgqa_view bias, size_t rows, size_t cols) {
-    return bias_op(rt, "clgqa_gelu_bias_backward", "gelu_bias_backward", rows, cols,
-                   (const char *const[]){"din", "dout", "in"},
-                   (const clgqa_view[]){din, dout, in}, 3, bias);
+clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view partials,
+                                      size_t chunks, clgqa_view dout, clgqa_view in,
+                                      clgqa_view bias, size_t rows, size_t cols) {
+    static const char op[] = "clgqa_gelu_bias_backward";
+    size_t n;
+    CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, &n));
+    CLGQA_TRY(clgqa_check_chunks(op, chunks, cols));
+    if (cols == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view(op, "partials", partials, chunks * cols, sizeof(float)));
+    if (rows == 0) /* no rows: every partial sum is 0 */
+        return clgqa_fill(rt, partials, chunks * cols, 0.0f);
+    const char *const names[] = {"din", "dout", "in"};
+    const clgqa_view views[] = {din, dout, in};
+    for (int i = 0; i < 3; i++)
+        CLGQA_TRY(clgqa_check_view(op, names[i], views[i], n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "bias", bias, cols, sizeof(float)));
+    cl_kernel k;
+    if (rt->device_class == CLGQA_CLASS_CPU) {
+        /* Two passes, each vectorised across work-items by PoCL (kernels/
+         * elementwise.cl): din, then its column sums. */
+        CLGQA_TRY(bias_op(rt, op, "gelu_bias_backward", rows, cols, names, views, 3, bias));
+        return clgqa_column_partials(rt, partials, chunks, din, rows, cols);
+    }
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "gelu_bias_backward_sums", &k));
+    clgqa_column_plan p = clgqa_column_sum_plan_for(rt, k, rows, chunks);
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, din);
+    kernel_arg_view(&args, partials);
+    kernel_arg_view(&args, dout);
+    kernel_arg_view(&args, in);
+    kernel_arg_view(&args, bias);
+    kernel_arg_uint(&args, rows);
+    kernel_arg_uint(&args, cols);
+    kernel_arg_uint(&args, p.chunk_rows);
+    kernel_arg_local(&args, p.columns * p.slices * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&args));
+    return clgqa_launch_2d(rt, k, cols, chunks * p.slices, p.columns, p.slices);
 }

@@ -108,31 +108,30 @@ static inline size_t clgqa_row_group_size(clgqa_runtime *rt, cl_kernel kernel, s
     return clgqa_work_group_size(rt, kernel, want);
 }
 
-/* How a column sum over `rows` (a bias or LayerNorm parameter gradient)
- * is split (host/ops/reduce.c). Work-groups are `columns` adjacent columns
- * (contiguous loads on GPUs) by `slices` row blocks; `chunks` groups of
- * `chunk_rows` rows each cover every column tile. One chunk: the groups add
- * their sums to the result. Several: they store partial sums in the
- * runtime's scratch, [chunks, width] for `width` summed columns, and
- * clgqa_column_sums_finish adds them up in chunk order. CPU devices take
- * one chunk (their few threads are busy with the column tiles); GPUs take
- * enough chunks for at least 4 work-groups per compute unit and at most
- * CLGQA_COLUMN_ROWS_PER_ITEM rows per work-item. */
+/* How a column sum over `rows` (a bias gradient) is split (host/ops/
+ * reduce.c). Work-groups are `columns` adjacent columns (contiguous loads
+ * on GPUs) by `slices` row blocks; `chunks` groups of `chunk_rows` rows
+ * each cover every column tile. One chunk: the groups may add their sums to
+ * the result. Several: they store partial sums [chunks, cols], which a
+ * finish kernel adds up in chunk order. CPU devices take one chunk (their
+ * few threads are busy with the column tiles); GPUs take enough chunks for
+ * at least 4 work-groups per compute unit and at most
+ * CLGQA_COLUMN_ROWS_PER_ITEM rows per work-item (clgqa_column_sum_chunks
+ * in clgqa/ops.h). */
 typedef struct clgqa_column_plan {
     size_t columns, slices, chunks, chunk_rows;
 } clgqa_column_plan;
 #define CLGQA_COLUMN_ROWS_PER_ITEM 32
 clgqa_column_plan clgqa_column_sum_plan(clgqa_device_class device_class, size_t compute_units,
                                         size_t local, size_t rows, size_t cols);
-/* The plan for `kernel` on this runtime's device. */
+/* The work-group shape for `kernel` on this runtime's device, over `rows`
+ * split into `chunks` blocks of ceil(rows / chunks) (the trailing ones may
+ * be empty, and sum to 0). */
 clgqa_column_plan clgqa_column_sum_plan_for(clgqa_runtime *rt, cl_kernel kernel, size_t rows,
-                                            size_t cols);
-/* Stage 2 of a plan with several chunks: a[c] += sum_k partials[k, c] for
- * c < split, b[c - split] += ... for split <= c < width (b unused when
- * split == width). */
-clgqa_status clgqa_column_sums_finish(clgqa_runtime *rt, clgqa_view a, clgqa_view b,
-                                      clgqa_view partials, size_t chunks, size_t width,
-                                      size_t split);
+                                            size_t chunks);
+/* Fails unless chunks > 0 and chunks * cols partial sums fit the kernels'
+ * 32-bit indices. */
+clgqa_status clgqa_check_chunks(const char *op, size_t chunks, size_t cols);
 /* A view of the runtime's scratch buffer holding at least `floats`: created
  * on first use and grown when a call needs more, then kept, so steps after
  * the first allocate nothing. Ops use it between two of their own launches

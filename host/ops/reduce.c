@@ -1,6 +1,7 @@
 /* Launchers for kernels/reduce.cl: sums of vectors and column sums (bias
- * gradients), and the column-sum plan and scratch the LayerNorm parameter
- * gradients share (ops/op_args.h). */
+ * gradients, and the finish of the partial sums other ops store), the
+ * column-sum plan GELU's backward shares, and the ops' scratch
+ * (ops/op_args.h). */
 #include <stdlib.h>
 
 #include "clgqa/ops.h"
@@ -92,11 +93,18 @@ clgqa_status clgqa_sum_squares(clgqa_runtime *rt, clgqa_view out, clgqa_view x, 
 
 /* ---- column sums ---- */
 
-clgqa_column_plan clgqa_column_sum_plan(clgqa_device_class device_class, size_t compute_units,
-                                        size_t local, size_t rows, size_t cols) {
+/* A column-sum work-group of `local` work-items: 32 adjacent columns (or
+ * fewer) by row slices. */
+static clgqa_column_plan column_group(size_t local) {
     clgqa_column_plan p;
     p.columns = local < 32 ? local : 32;
     p.slices = local / p.columns;
+    return p;
+}
+
+clgqa_column_plan clgqa_column_sum_plan(clgqa_device_class device_class, size_t compute_units,
+                                        size_t local, size_t rows, size_t cols) {
+    clgqa_column_plan p = column_group(local);
     p.chunks = 1;
     if (device_class == CLGQA_CLASS_GPU && rows > 0) {
         size_t tiles = (cols + p.columns - 1) / p.columns;
@@ -117,25 +125,62 @@ clgqa_column_plan clgqa_column_sum_plan(clgqa_device_class device_class, size_t 
 }
 
 clgqa_column_plan clgqa_column_sum_plan_for(clgqa_runtime *rt, cl_kernel kernel, size_t rows,
-                                            size_t cols) {
-    return clgqa_column_sum_plan(rt->device_class, rt->compute_units,
-                                 clgqa_work_group_size(rt, kernel, MAX_LOCAL), rows, cols);
+                                            size_t chunks) {
+    clgqa_column_plan p = column_group(clgqa_work_group_size(rt, kernel, MAX_LOCAL));
+    p.chunks = chunks;
+    p.chunk_rows = (rows + chunks - 1) / chunks;
+    while (p.slices > 1 && p.slices / 2 >= p.chunk_rows)
+        p.slices /= 2;
+    return p;
 }
 
-clgqa_status clgqa_column_sums_finish(clgqa_runtime *rt, clgqa_view a, clgqa_view b,
-                                      clgqa_view partials, size_t chunks, size_t width,
-                                      size_t split) {
-    cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "column_sums_finish", &k));
+size_t clgqa_column_sum_chunks(clgqa_runtime *rt, size_t rows, size_t cols) {
+    size_t local = rt->max_work_group_size < MAX_LOCAL ? rt->max_work_group_size : MAX_LOCAL;
+    return clgqa_column_sum_plan(rt->device_class, rt->compute_units, local, rows, cols).chunks;
+}
+
+clgqa_status clgqa_check_chunks(const char *op, size_t chunks, size_t cols) {
+    if (chunks == 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: partial sums need at least one chunk", op);
+    size_t n;
+    return clgqa_matrix_elements(op, chunks, cols, &n);
+}
+
+/* Stage 1 over `plan` (clgqa_column_sum_plan_for): column sums of x [rows,
+ * cols] per chunk, stored as [chunks, cols] at out, or added to out [cols]
+ * when `accumulate` (one chunk). */
+static clgqa_status launch_column_sums(clgqa_runtime *rt, cl_kernel k, clgqa_view out,
+                                       cl_uint accumulate, clgqa_view x, size_t rows,
+                                       size_t cols, clgqa_column_plan p) {
     kernel_args args = kernel_args_start(k);
-    kernel_arg_view(&args, a);
-    kernel_arg_view(&args, b);
-    kernel_arg_view(&args, partials);
-    kernel_arg_uint(&args, chunks);
-    kernel_arg_uint(&args, width);
-    kernel_arg_uint(&args, split);
+    kernel_arg_view(&args, out);
+    KERNEL_ARG(&args, accumulate);
+    kernel_arg_view(&args, x);
+    kernel_arg_uint(&args, rows);
+    kernel_arg_uint(&args, cols);
+    kernel_arg_uint(&args, p.chunk_rows);
+    kernel_arg_local(&args, p.columns * p.slices * sizeof(float));
     CLGQA_TRY(kernel_args_done(&args));
-    return clgqa_launch_1d(rt, k, width, clgqa_work_group_size(rt, k, MAX_LOCAL));
+    return clgqa_launch_2d(rt, k, cols, p.chunks * p.slices, p.columns, p.slices);
+}
+
+clgqa_status clgqa_column_partials(clgqa_runtime *rt, clgqa_view partials, size_t chunks,
+                                   clgqa_view dy, size_t rows, size_t cols) {
+    static const char op[] = "clgqa_column_partials";
+    size_t n;
+    CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, &n));
+    CLGQA_TRY(clgqa_check_chunks(op, chunks, cols));
+    if (cols == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view(op, "partials", partials, chunks * cols, sizeof(float)));
+    if (n)
+        CLGQA_TRY(clgqa_check_view(op, "dy", dy, n, sizeof(float)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "column_sums", &k));
+    if (rows == 0) /* no rows: every partial sum is 0 */
+        return clgqa_fill(rt, partials, chunks * cols, 0.0f);
+    return launch_column_sums(rt, k, partials, 0, dy, rows, cols,
+                              clgqa_column_sum_plan_for(rt, k, rows, chunks));
 }
 
 clgqa_status clgqa_bias_backward(clgqa_runtime *rt, clgqa_view dbias, clgqa_view dy, size_t rows,
@@ -149,23 +194,63 @@ clgqa_status clgqa_bias_backward(clgqa_runtime *rt, clgqa_view dbias, clgqa_view
     CLGQA_TRY(clgqa_check_view(op, "dy", dy, n, sizeof(float)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "column_sums", &k));
-    clgqa_column_plan p = clgqa_column_sum_plan_for(rt, k, rows, cols);
-    cl_uint accumulate = p.chunks == 1;
-    clgqa_view sums = dbias;
-    if (!accumulate)
-        CLGQA_TRY(clgqa_scratch(rt, p.chunks * cols, &sums));
+    clgqa_column_plan p = clgqa_column_sum_plan_for(rt, k, rows,
+                                                    clgqa_column_sum_chunks(rt, rows, cols));
+    if (p.chunks == 1)
+        return launch_column_sums(rt, k, dbias, 1, dy, rows, cols, p);
+    clgqa_view sums;
+    CLGQA_TRY(clgqa_scratch(rt, p.chunks * cols, &sums));
+    CLGQA_TRY(launch_column_sums(rt, k, sums, 0, dy, rows, cols, p));
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "column_sums_finish", &k));
     kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, dbias);
     kernel_arg_view(&args, sums);
+    kernel_arg_uint(&args, p.chunks);
     kernel_arg_uint(&args, cols);
-    KERNEL_ARG(&args, accumulate);
-    kernel_arg_view(&args, dy);
-    kernel_arg_uint(&args, rows);
-    kernel_arg_uint(&args, cols);
-    kernel_arg_uint(&args, p.chunk_rows);
-    kernel_arg_local(&args, p.columns * p.slices * sizeof(float));
     CLGQA_TRY(kernel_args_done(&args));
-    CLGQA_TRY(clgqa_launch_2d(rt, k, cols, p.chunks * p.slices, p.columns, p.slices));
-    if (accumulate)
+    return clgqa_launch_1d(rt, k, cols, clgqa_work_group_size(rt, k, MAX_LOCAL));
+}
+
+/* ---- the finish of a table of column sums ---- */
+
+clgqa_status clgqa_column_sum_encode(const clgqa_column_sum *sums, size_t count, cl_uint *table) {
+    for (size_t i = 0; i < count; i++) {
+        const size_t fields[CLGQA_COLUMN_SUM_UINTS] = {sums[i].partials, sums[i].chunks,
+                                                       sums[i].width, sums[i].out};
+        for (int f = 0; f < CLGQA_COLUMN_SUM_UINTS; f++) {
+            CLGQA_TRY(clgqa_check_size("clgqa_column_sum_encode", "a table field", fields[f]));
+            table[i * CLGQA_COLUMN_SUM_UINTS + f] = (cl_uint)fields[f];
+        }
+    }
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_column_sums_finish(clgqa_runtime *rt, clgqa_view out, clgqa_view partials,
+                                      clgqa_view table, const clgqa_column_sum *sums,
+                                      size_t count) {
+    static const char op[] = "clgqa_column_sums_finish";
+    size_t columns = 0;
+    for (size_t i = 0; i < count; i++) {
+        const clgqa_column_sum *s = &sums[i];
+        CLGQA_TRY(clgqa_check_chunks(op, s->chunks, s->width));
+        CLGQA_TRY(clgqa_check_view(op, "out", clgqa_view_add(out, s->out), s->width,
+                                   sizeof(float)));
+        CLGQA_TRY(clgqa_check_view(op, "partials", clgqa_view_add(partials, s->partials),
+                                   s->chunks * s->width, sizeof(float)));
+        columns += s->width;
+    }
+    CLGQA_TRY(clgqa_check_size(op, "the columns of all sums", columns));
+    if (columns == 0)
         return CLGQA_OK;
-    return clgqa_column_sums_finish(rt, dbias, dbias, sums, p.chunks, cols, cols);
+    CLGQA_TRY(clgqa_check_view(op, "table", table, count * CLGQA_COLUMN_SUM_UINTS,
+                               sizeof(cl_uint)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "column_sums_finish_table", &k));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, out);
+    kernel_arg_view(&args, partials);
+    kernel_arg_view(&args, table);
+    kernel_arg_uint(&args, count);
+    CLGQA_TRY(kernel_args_done(&args));
+    return clgqa_launch_1d(rt, k, columns, clgqa_work_group_size(rt, k, MAX_LOCAL));
 }

@@ -7,7 +7,15 @@
  * (input and parameter gradients alike; clgqa_gelu_bias_backward excepted);
  * the trainer zeroes gradients at the start of a step. Out-of-place forward
  * ops may alias out and in unless noted. All launches are asynchronous on
- * rt->queue. */
+ * rt->queue.
+ *
+ * Column sums over rows (bias and LayerNorm parameter gradients) run in two
+ * deterministic stages: the op that produces a gradient also stores partial
+ * sums [chunks, width] in a buffer the caller keeps (`chunks` from
+ * clgqa_column_sum_chunks or clgqa_layernorm_backward_chunks, so the
+ * partials fill a GPU), and clgqa_column_sums_finish adds any number of
+ * such sums to their gradients in one launch: the model's backward finishes
+ * a whole block at once (host/model_pass.c). */
 #ifndef CLGQA_OPS_H
 #define CLGQA_OPS_H
 
@@ -26,19 +34,18 @@ clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src,
 /* x[r, c] += bias[c] */
 clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
                             size_t cols);
-/* out[r, c] = residual[r, c] + (out[r, c] + bias[c]): a Linear's bias and
- * the residual add after its GEMM (out holds x W^T). */
-clgqa_status clgqa_bias_residual_add(clgqa_runtime *rt, clgqa_view out, clgqa_view residual,
-                                     clgqa_view bias, size_t rows, size_t cols);
 /* Exact GELU of a Linear's output and bias: out[r, c] = gelu(in[r, c] +
  * bias[c]), gelu(x) = x * 0.5 * (1 + erf(x / sqrt(2))); out may alias in. */
 clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
                                      clgqa_view bias, size_t rows, size_t cols);
-/* din[r, c] = dout[r, c] * gelu'(in[r, c] + bias[c]). Unlike the other
- * backward ops it STORES din (it is the only gradient of that tensor), so
- * din needs no zero fill; din may alias dout. */
-clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view dout,
-                                      clgqa_view in, clgqa_view bias, size_t rows, size_t cols);
+/* din[r, c] = dout[r, c] * gelu'(in[r, c] + bias[c]), and in the same pass
+ * the bias gradient's partial sums: partials[k, c] = sum of din[r, c] over
+ * the k-th of `chunks` row blocks (clgqa_column_sum_chunks). Unlike the
+ * other backward ops it STORES din (it is the only gradient of that
+ * tensor), so din needs no zero fill; din may alias dout. */
+clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view partials,
+                                      size_t chunks, clgqa_view dout, clgqa_view in,
+                                      clgqa_view bias, size_t rows, size_t cols);
 
 /* ---- layernorm.cl ---- */
 /* Per row of `cols`: out = (in - mean) * rstd * weight + bias; saves mean and
@@ -46,11 +53,29 @@ clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
 clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view mean,
                                      clgqa_view rstd, clgqa_view in, clgqa_view weight,
                                      clgqa_view bias, size_t rows, size_t cols, float eps);
-/* din += ..., dweight += ..., dbias += ... */
-clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view dweight,
-                                      clgqa_view dbias, clgqa_view dout, clgqa_view in,
-                                      clgqa_view mean, clgqa_view rstd, clgqa_view weight,
-                                      size_t rows, size_t cols);
+/* A Linear's bias and the residual add after its GEMM, then the LayerNorm
+ * that follows, in one pass: x = residual + (linear + linear_bias) (x may
+ * alias linear: the GEMM's output), then out, mean, rstd of x as
+ * clgqa_layernorm_forward (out must not overlap x, residual or linear). */
+clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_view x,
+                                              clgqa_view residual, clgqa_view linear,
+                                              clgqa_view linear_bias, clgqa_view out,
+                                              clgqa_view mean, clgqa_view rstd, clgqa_view weight,
+                                              clgqa_view bias, size_t rows, size_t cols,
+                                              float eps);
+/* The row chunks of clgqa_layernorm_backward on this device: 4 work-groups
+ * per compute unit. */
+size_t clgqa_layernorm_backward_chunks(clgqa_runtime *rt);
+/* din += the input gradient, one pass per chunk of rows, which also stores
+ * partial column sums [chunks, cols]: dweight's (sum of dout * xhat) at
+ * params, dbias's (sum of dout) at params + chunks * cols and, when
+ * residual.mem is set, those of the updated din at residual. din is the
+ * residual stream's gradient in the model, and its column sums are the
+ * bias gradient of the Linear added into that stream. */
+clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view params,
+                                      clgqa_view residual, size_t chunks, clgqa_view dout,
+                                      clgqa_view in, clgqa_view mean, clgqa_view rstd,
+                                      clgqa_view weight, size_t rows, size_t cols);
 
 /* ---- softmax.cl ---- */
 /* Row-wise softmax (max-subtracted). */
@@ -77,9 +102,34 @@ clgqa_status clgqa_crossentropy_backward(clgqa_runtime *rt, clgqa_view dlogits, 
 /* out[0] = sum x / sum x^2, deterministic (fixed reduction order). */
 clgqa_status clgqa_sum(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n);
 clgqa_status clgqa_sum_squares(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n);
-/* dbias[c] += sum_r dy[r, c] (the gradient of clgqa_bias_add), deterministic. */
+/* dbias[c] += sum_r dy[r, c] (the gradient of clgqa_bias_add), deterministic,
+ * both stages. */
 clgqa_status clgqa_bias_backward(clgqa_runtime *rt, clgqa_view dbias, clgqa_view dy, size_t rows,
                                  size_t cols);
+/* The chunks of a column sum over up to `rows` rows of `cols` columns on
+ * this device: 1 on CPU devices; on GPUs enough for 4 work-groups per
+ * compute unit and at most 32 rows per work-item. */
+size_t clgqa_column_sum_chunks(clgqa_runtime *rt, size_t rows, size_t cols);
+/* Stage 1 alone: partials[k, c] = sum of dy[r, c] over the k-th of `chunks`
+ * blocks of ceil(rows / chunks) rows. */
+clgqa_status clgqa_column_partials(clgqa_runtime *rt, clgqa_view partials, size_t chunks,
+                                   clgqa_view dy, size_t rows, size_t cols);
+/* One sum of a finish table: out[c] += sum over k < chunks of
+ * partials[k * width + c], for c < width (offsets into the views given to
+ * clgqa_column_sums_finish). */
+typedef struct clgqa_column_sum {
+    size_t partials, chunks, width, out;
+} clgqa_column_sum;
+#define CLGQA_COLUMN_SUM_UINTS 4 /* per sum in the device table */
+/* The device table of `count` sums (CLGQA_COLUMN_SUM_UINTS each), for the
+ * caller to upload once; fails on a field beyond 32 bits. */
+clgqa_status clgqa_column_sum_encode(const clgqa_column_sum *sums, size_t count, cl_uint *table);
+/* Stage 2 of every sum in `sums` in one launch, in chunk order. `table` is
+ * the device copy of clgqa_column_sum_encode(sums); the host copy is checked
+ * against the views' buffers. */
+clgqa_status clgqa_column_sums_finish(clgqa_runtime *rt, clgqa_view out, clgqa_view partials,
+                                      clgqa_view table, const clgqa_column_sum *sums,
+                                      size_t count);
 
 /* ---- adamw.cl ---- */
 typedef struct clgqa_adamw_hparams {

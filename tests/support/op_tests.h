@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clgqa/ops.h"
 #include "support/test_util.h"
 
 /* Elements of guard band on each side of a padded tensor: odd on purpose,
@@ -121,6 +122,21 @@ static inline void op_assert_close_scaled(const char *what, const float *got, co
             ck_abort_msg("%s[%zu]: got %.9g, want %.9g (error %.3g, tolerance %.3g = %.3g x %.3g)",
                          what, i, (double)got[i], want[i], err, tol * scale[i], tol, scale[i]);
     }
+}
+
+/* Stage 2 of column sums whose partials an op stored (clgqa_column_sums_finish),
+ * with the table uploaded between guard bands for the one call. */
+static inline void op_column_sums_finish(clgqa_view out, clgqa_view partials,
+                                         const clgqa_column_sum *sums, size_t count) {
+    size_t uints = count * CLGQA_COLUMN_SUM_UINTS;
+    cl_uint *table = calloc(uints ? uints : 1, sizeof *table);
+    ck_assert_ptr_nonnull(table);
+    TEST_OK(clgqa_column_sum_encode(sums, count, table));
+    cl_mem table_mem = op_upload_padded_int((const int32_t *)table, uints);
+    TEST_OK(clgqa_column_sums_finish(test_runtime(), out, partials, op_view(table_mem), sums,
+                                     count));
+    clgqa_buffer_release(&table_mem);
+    free(table);
 }
 
 /* malloc'ed doubles, asserted non-NULL. */
