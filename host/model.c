@@ -245,8 +245,7 @@ static void carve_shared(clgqa_model *m, carver *c) {
     m->attention_scratch = carve(c, attention_scratch > key_norms_scratch ? attention_scratch
                                                                            : key_norms_scratch);
     m->dpatch_out = carve(c, patch_rows * C);
-    m->column_partials =
-        carve(c, 2 * m->partials.slot + m->partials.norm + 2 * m->partials.ln_chunks * C);
+    m->column_partials = carve(c, 2 * m->partials.slot + m->partials.final);
     m->grad_sum_squares = carve(c, 1);
     m->grad_scale = carve(c, 1);
     m->chunk_sum_squares = carve(c, (size_t)m->chunk_count);
@@ -320,6 +319,7 @@ static void plan_partials(clgqa_model *m) {
     p->slot = p->norm1 + 2 * ln;
     p->head_b = 0;
     p->norm = p->head_b + p->head_chunks * d->num_classes;
+    p->final = p->norm + 2 * ln;
 }
 
 /* Adds the sum of tensor t's gradient from partials at `partials` (floats

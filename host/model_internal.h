@@ -95,7 +95,7 @@ typedef struct model_partials {
     size_t ln_chunks, fc1_chunks, qkv_chunks, head_chunks;
     size_t slot;                                      /* floats per block slot */
     size_t fc2_b, norm2, proj_b, fc1_b, qkv_b, norm1; /* in a slot */
-    size_t head_b, norm;                              /* in the final region */
+    size_t head_b, norm, final; /* in the final region; its floats */
 } model_partials;
 #define MODEL_FINISH_SUMS 8 /* column sums per block: 2 LayerNorms x 2, 4 biases */
 /* One finish launch: sums whose gradients share a buffer (a block's

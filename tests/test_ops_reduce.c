@@ -96,6 +96,15 @@ START_TEST(empty_input_sums_to_zero) {
     op_download_padded("empty sum", out_mem, &one, 1);
     ck_assert_msg(one == 0.0f, "empty sum = %g", (double)one);
     clgqa_buffer_release(&out_mem);
+    /* Column sums over no rows: every partial sum is 0. */
+    float *partials = test_random_array(3 * 5, -1, 1);
+    cl_mem partials_mem = op_upload_padded(partials, 3 * 5);
+    TEST_OK(clgqa_column_partials(rt, op_view(partials_mem), 3, op_view(partials_mem), 0, 5));
+    op_download_padded("empty column partials", partials_mem, partials, 3 * 5);
+    for (int i = 0; i < 3 * 5; i++)
+        ck_assert_msg(partials[i] == 0.0f, "partial %d of no rows = %g", i, (double)partials[i]);
+    clgqa_buffer_release(&partials_mem);
+    free(partials);
 }
 END_TEST
 

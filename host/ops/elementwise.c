@@ -149,13 +149,10 @@ clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
                                       clgqa_view bias, size_t rows, size_t cols) {
     static const char op[] = "clgqa_gelu_bias_backward";
     size_t n;
-    CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, &n));
-    CLGQA_TRY(clgqa_check_chunks(op, chunks, cols));
-    if (cols == 0)
+    int done;
+    CLGQA_TRY(clgqa_begin_partials(rt, op, partials, chunks, rows, cols, &n, &done));
+    if (done)
         return CLGQA_OK;
-    CLGQA_TRY(clgqa_check_view(op, "partials", partials, chunks * cols, sizeof(float)));
-    if (rows == 0) /* no rows: every partial sum is 0 */
-        return clgqa_fill(rt, partials, chunks * cols, 0.0f);
     const char *const names[] = {"din", "dout", "in"};
     const clgqa_view views[] = {din, dout, in};
     for (int i = 0; i < 3; i++)

@@ -132,6 +132,12 @@ clgqa_column_plan clgqa_column_sum_plan_for(clgqa_runtime *rt, cl_kernel kernel,
 /* Fails unless chunks > 0 and chunks * cols partial sums fit the kernels'
  * 32-bit indices. */
 clgqa_status clgqa_check_chunks(const char *op, size_t chunks, size_t cols);
+/* The start of an op over [rows, cols] that stores partial column sums
+ * [chunks, cols]: checks the sizes, the chunks and `partials`; sets *n to
+ * rows * cols, and *done when nothing is left to launch (no columns; no
+ * rows, where the partials are set to 0 here). */
+clgqa_status clgqa_begin_partials(clgqa_runtime *rt, const char *op, clgqa_view partials,
+                                  size_t chunks, size_t rows, size_t cols, size_t *n, int *done);
 /* A view of the runtime's scratch buffer holding at least `floats`: created
  * on first use and grown when a call needs more, then kept, so steps after
  * the first allocate nothing. Ops use it between two of their own launches

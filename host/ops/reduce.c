@@ -164,21 +164,28 @@ static clgqa_status launch_column_sums(clgqa_runtime *rt, cl_kernel k, clgqa_vie
     return clgqa_launch_2d(rt, k, cols, p.chunks * p.slices, p.columns, p.slices);
 }
 
+clgqa_status clgqa_begin_partials(clgqa_runtime *rt, const char *op, clgqa_view partials,
+                                  size_t chunks, size_t rows, size_t cols, size_t *n, int *done) {
+    CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, n));
+    CLGQA_TRY(clgqa_check_chunks(op, chunks, cols));
+    *done = rows == 0 || cols == 0;
+    if (cols == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view(op, "partials", partials, chunks * cols, sizeof(float)));
+    return rows == 0 ? clgqa_fill(rt, partials, chunks * cols, 0.0f) : CLGQA_OK;
+}
+
 clgqa_status clgqa_column_partials(clgqa_runtime *rt, clgqa_view partials, size_t chunks,
                                    clgqa_view dy, size_t rows, size_t cols) {
     static const char op[] = "clgqa_column_partials";
     size_t n;
-    CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, &n));
-    CLGQA_TRY(clgqa_check_chunks(op, chunks, cols));
-    if (cols == 0)
+    int done;
+    CLGQA_TRY(clgqa_begin_partials(rt, op, partials, chunks, rows, cols, &n, &done));
+    if (done)
         return CLGQA_OK;
-    CLGQA_TRY(clgqa_check_view(op, "partials", partials, chunks * cols, sizeof(float)));
-    if (n)
-        CLGQA_TRY(clgqa_check_view(op, "dy", dy, n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "dy", dy, n, sizeof(float)));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "column_sums", &k));
-    if (rows == 0) /* no rows: every partial sum is 0 */
-        return clgqa_fill(rt, partials, chunks * cols, 0.0f);
     return launch_column_sums(rt, k, partials, 0, dy, rows, cols,
                               clgqa_column_sum_plan_for(rt, k, rows, chunks));
 }
