@@ -225,7 +225,7 @@ START_TEST(gelu_bias_forward_and_backward_match_reference) {
             size_t chunks = chunk_counts[k];
             cl_mem partials_mem = op_upload_padded(NULL, chunks * cols);
             cl_mem dbias_mem = op_upload_padded(dbias0, cols);
-            for (int run = 0; run < 2; run++) {
+            for (int run = 0; run < (k == 0 ? 2 : 1); run++) { /* this device's chunks twice: same bits */
                 op_write_padded(din_mem, din, n);
                 op_write_padded(dbias_mem, dbias0, cols);
                 TEST_OK(clgqa_gelu_bias_backward(rt, op_view(din_mem), op_view(partials_mem),
