@@ -319,7 +319,8 @@ clgqa_status clgqa_model_backward(clgqa_model *m) {
            patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
     size_t max_rows = (size_t)d->max_batch * d->tokens;
     int L = d->num_layers;
-    int norm_w = model_final_tensor(m, MODEL_F_NORM_W), head_w = model_final_tensor(m, MODEL_F_HEAD_W);
+    int norm_w = model_final_tensor(m, MODEL_F_NORM_W);
+    int head_w = model_final_tensor(m, MODEL_F_HEAD_W);
     const model_partials *pp = &m->partials;
     clgqa_view final_partials = clgqa_view_add(m->column_partials, 2 * pp->slot);
 

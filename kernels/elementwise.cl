@@ -1,8 +1,9 @@
-/* Element-wise ops: scale, add, accumulate, bias add, bias + exact GELU (the bias gradient is a column sum: reduce.cl; GELU's
- * backward computes its partial sums in the same pass). Each
- * tensor arrives as (buffer, element offset); global sizes are rounded up,
- * so every kernel guards its bounds. Fill and copy need no kernel
- * (clEnqueueFillBuffer / clEnqueueCopyBuffer). */
+/* Element-wise ops: scale, add, accumulate, bias add, bias + exact GELU
+ * (the bias gradient is a column sum: reduce.cl; GELU's backward on GPUs
+ * computes its partial sums in the same pass). Each tensor arrives as
+ * (buffer, element offset); global sizes are rounded up, so every kernel
+ * guards its bounds. Fill and copy need no kernel (clEnqueueFillBuffer /
+ * clEnqueueCopyBuffer). */
 
 __kernel void scale(__global float *x, const uint x_off, const uint n, const float alpha) {
     const uint i = get_global_id(0);

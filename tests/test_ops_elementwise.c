@@ -225,7 +225,8 @@ START_TEST(gelu_bias_forward_and_backward_match_reference) {
             size_t chunks = chunk_counts[k];
             cl_mem partials_mem = op_upload_padded(NULL, chunks * cols);
             cl_mem dbias_mem = op_upload_padded(dbias0, cols);
-            for (int run = 0; run < (k == 0 ? 2 : 1); run++) { /* this device's chunks twice: same bits */
+            /* This device's chunks run twice: the same bits. */
+            for (int run = 0; run < (k == 0 ? 2 : 1); run++) {
                 op_write_padded(din_mem, din, n);
                 op_write_padded(dbias_mem, dbias0, cols);
                 TEST_OK(clgqa_gelu_bias_backward(rt, op_view(din_mem), op_view(partials_mem),

@@ -214,7 +214,8 @@ static void check_shape(size_t rows, size_t cols, float eps) {
         clgqa_column_sum finish[3] = {{0, chunks, cols, 0},
                                       {chunks * cols, chunks, cols, cols},
                                       {2 * chunks * cols, chunks, cols, 2 * cols}};
-        for (int run = 0; run < (k == 0 ? 2 : 1); run++) { /* this device's chunks twice: same bits */
+        /* This device's chunks run twice: the same bits. */
+        for (int run = 0; run < (k == 0 ? 2 : 1); run++) {
             op_write_padded(din_mem, din0, n);
             op_write_padded(sums_mem, sums0, 3 * cols);
             clgqa_view residual_view =
