@@ -4,8 +4,9 @@
  *
  * Conventions: float32, row-major; sizes in elements; views carry element
  * offsets. Backward ops ACCUMULATE (+=) into every gradient they produce
- * (input and parameter gradients alike; clgqa_gelu_bias_backward excepted);
- * the trainer zeroes gradients at the start of a step. Out-of-place forward
+ * (input and parameter gradients alike; clgqa_gelu_bias_backward's din and
+ * the partial sums below are stored); the trainer zeroes gradients at the
+ * start of a step. Out-of-place forward
  * ops may alias out and in unless noted. All launches are asynchronous on
  * rt->queue.
  *
