@@ -291,7 +291,11 @@ static clgqa_status gemm_path(clgqa_runtime *rt) {
     return CLGQA_OK;
 }
 
-static void count_path(clgqa_runtime *rt, size_t m, size_t n, size_t k) {
+/* Counts a product CLBlast has enqueued (status success). */
+static void count_path(clgqa_runtime *rt, CLBlastStatusCode status, size_t m, size_t n,
+                       size_t k) {
+    if (status != CLBlastSuccess)
+        return;
     if (runs_direct(m, n, k, rt->gemm_min_indirect))
         rt->gemm_direct_calls++;
     else
@@ -352,7 +356,7 @@ clgqa_status clgqa_sgemm(clgqa_runtime *rt, int trans_a, int trans_b, size_t m, 
         CLBlastLayoutRowMajor, ta, tb, m, n, k, alpha, a.mem, a.offset, lda, b.mem, b.offset, ldb,
         beta, c.mem, c.offset, ldc, &rt->queue, NULL, rt->gemm_temp);
     clgqa_profile_span_end(rt, "gemm", 2.0 * (double)m * (double)n * (double)k);
-    count_path(rt, m, n, k);
+    count_path(rt, status, m, n, k);
     return check_clblast(status, "CLBlastSgemmWithTempBuffer", m, n, k);
 }
 
@@ -373,7 +377,7 @@ clgqa_status clgqa_sgemm_strided_batched(clgqa_runtime *rt, int trans_a, int tra
         stride_a, b.mem, b.offset, ldb, stride_b, beta, c.mem, c.offset, ldc, stride_c, batch,
         &rt->queue, NULL);
     clgqa_profile_span_end(rt, "gemm", 2.0 * (double)m * (double)n * (double)k * (double)batch);
-    count_path(rt, m, n, k);
+    count_path(rt, status, m, n, k);
     return check_clblast(status, "CLBlastSgemmStridedBatched", m, n, k);
 }
 
