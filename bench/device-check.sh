@@ -15,7 +15,8 @@
 #    (fewest commands) against its own choice by size (auto), which decides
 #    the GEMM default for this GPU;
 # 3. bench/torch_ref.py --size s --batch 64 --device cuda on the same GPU;
-# 4. the JSON files and the ratio table (bench/ratios.py), both GEMM paths.
+# 4. the JSON files and the ratio table (bench/ratios.py), both GEMM paths;
+#    on NVIDIA also each kernel's registers and spills (kernel-builds.txt).
 # Everything goes to OUT_DIR: summary.txt (what passed, the table), one log per
 # step. Each step has its own time limit inside a budget per phase (suites
 # until 3.3 minutes, clgqa's bench until 5.3, its direct-GEMM run until 6.5,
@@ -97,8 +98,24 @@ suite test_model-parity-direct 60 env CLGQA_GEMM=direct CK_RUN_CASE=pytorch_pari
 # 2-3. the benchmarks on the same GPU.
 clgqa_json="$out/clgqa-$size-b$batch.json" torch_json="$out/pytorch-$size-b$batch.json"
 direct_json="$out/clgqa-$size-b$batch-gemm-direct.json"
+# On NVIDIA the bench's kernels are built afresh with -cl-nv-verbose, so that
+# kernel-builds.txt holds the compiler's register and spill counts of each
+# (the build happens before the timed steps).
+build_log=()
+if grep -qi nvidia "$out/devices.log" 2> /dev/null; then
+  build_log=(CLGQA_CACHE_DIR=off CLGQA_BUILD_OPTIONS=-cl-nv-verbose
+             CLGQA_BUILD_LOG="$out/kernel-builds.txt")
+fi
 deadline=$((started + 320))
-step bench-clgqa 130 build/clgqa bench --size "$size" --batch "$batch" --json "$clgqa_json"
+step bench-clgqa 130 env "${build_log[@]}" build/clgqa bench --size "$size" --batch "$batch" \
+  --json "$clgqa_json"
+if [ -s "$out/kernel-builds.txt" ]; then
+  say "registers per work-item (ptxas), kernel by kernel:"
+  awk "/entry function/ { match(\$0, /'[^']*'/); name = substr(\$0, RSTART + 1, RLENGTH - 2); spill = \"\" }
+       /spill stores/ { spill = \$0; sub(/^ */, \"\", spill) }
+       /Used [0-9]+ registers/ { sub(/.*Used/, \"Used\"); printf \"  %-28s %s; %s\\n\", name, \$0, spill }" \
+    "$out/kernel-builds.txt" | sort -u | tee -a "$summary" > /dev/null
+fi
 deadline=$((started + 390))
 step bench-clgqa-gemm-direct 70 env CLGQA_GEMM=direct build/clgqa bench --size "$size" \
   --batch "$batch" --schemes gqa,kdgqa --json "$direct_json"
