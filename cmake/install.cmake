@@ -20,7 +20,7 @@ if(CLGQA_SHARED)
     COMMENT "Listing the functions of the public headers (libclgqa.so exports)" VERBATIM)
   add_custom_target(clgqa_export_map DEPENDS ${CLGQA_EXPORT_MAP})
 
-  add_library(clgqa_shared SHARED $<TARGET_OBJECTS:clgqa_objects>)
+  add_library(clgqa_shared SHARED ${CLGQA_OBJECTS})
   add_dependencies(clgqa_shared clgqa_export_map)
   set_target_properties(clgqa_shared PROPERTIES OUTPUT_NAME clgqa EXPORT_NAME clgqa
     VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}

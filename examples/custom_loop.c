@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "clgqa/config.h"
 #include "clgqa/model.h"
-#include "clgqa/train.h"
 
 enum { BATCH = 32 };
 
@@ -36,18 +36,25 @@ static void make_batch(int side, int classes, float *images, int32_t *labels) {
 
 int main(int argc, char **argv) {
     long steps = argc > 1 ? atol(argv[1]) : 300;
-    /* The demo config gives the model's shape and the AdamW settings. */
-    clgqa_config cfg;
-    if (clgqa_run_config(NULL, NULL, 0, &cfg) != CLGQA_OK)
+    /* The demo config gives the model's shape and its learning rate. */
+    clgqa_config *cfg;
+    if (clgqa_config_create(NULL, NULL, 0, &cfg) != CLGQA_OK)
         return fail("config");
+    clgqa_model_desc desc;
+    clgqa_config_model_desc(cfg, &desc);
+    char lr[32];
+    if (clgqa_config_get(cfg, "lr", lr, sizeof lr) != CLGQA_OK)
+        return fail("config");
+    clgqa_config_destroy(cfg);
+    /* Every runtime option left zero: the first GPU, else the first device. */
     clgqa_runtime *rt;
     if (clgqa_runtime_create(NULL, &rt) != CLGQA_OK)
         return fail("device");
     clgqa_model *model;
-    if (clgqa_model_create(rt, &cfg, BATCH, &model) != CLGQA_OK)
+    if (clgqa_model_create(rt, &desc, BATCH, &model) != CLGQA_OK)
         return fail("model");
 
-    const int side = cfg.img_size, classes = cfg.num_classes;
+    const int side = desc.img_size, classes = desc.num_classes;
     const size_t image_floats = (size_t)BATCH * (size_t)side * (size_t)side;
     float *images = malloc(image_floats * sizeof *images);
     int32_t labels[BATCH];
@@ -56,7 +63,9 @@ int main(int argc, char **argv) {
         clgqa_buffer_create(rt, sizeof labels, &device_labels) != CLGQA_OK)
         return fail("buffers");
 
-    const clgqa_adamw_hparams hp = {cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay};
+    /* AdamW: the config's learning rate, torch's betas and eps, a little
+     * weight decay, no gradient clipping. */
+    const clgqa_adamw adamw = {strtof(lr, NULL), 0.9f, 0.999f, 1e-8f, 0.01f, 0.0f};
     srand(1);
     for (long step = 1; step <= steps; step++) {
         /* The buffer writes block, and the queue runs in order, so the next
@@ -68,11 +77,12 @@ int main(int argc, char **argv) {
         /* Where the run stands: the step within the epoch and the global
          * step drive DGQA's window and the random streams (this is one long
          * epoch). */
-        const clgqa_pass pass = {.training = 1, .step_in_epoch = step - 1, .global_step = step - 1};
+        const clgqa_pass pass = {CLGQA_PASS_TRAIN, .step_in_epoch = step - 1,
+                                 .global_step = step - 1};
         if (clgqa_model_forward(model, clgqa_view_at(device_images, 0),
                                 clgqa_view_at(device_labels, 0), BATCH, &pass) != CLGQA_OK ||
             clgqa_model_backward(model) != CLGQA_OK ||
-            clgqa_model_step(model, &hp, step, cfg.clip_grad_norm) != CLGQA_OK)
+            clgqa_model_step(model, &adamw, step) != CLGQA_OK)
             return fail("training step");
         if (step % 50 == 0 || step == steps) {
             /* Reading the metrics waits for the device: do it now and then. */

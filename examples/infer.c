@@ -14,9 +14,7 @@
 #include <string.h>
 
 #include "clgqa/checkpoint.h"
-#include "clgqa/dataset.h"
-#include "clgqa/model.h"
-#include "clgqa/train.h"
+#include "clgqa/config.h"
 
 static int fail(const char *what) {
     fprintf(stderr, "infer: %s: %s\n", what, clgqa_error_message());
@@ -48,26 +46,35 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *checkpoint = argv[1], *folder = argv[2];
-    clgqa_config cfg;
-    if (clgqa_run_config(argc == 4 ? argv[3] : NULL, NULL, 0, &cfg) != CLGQA_OK)
+    /* The model and the preprocessing the configuration describes. */
+    clgqa_config *cfg;
+    if (clgqa_config_create(argc == 4 ? argv[3] : NULL, NULL, 0, &cfg) != CLGQA_OK)
         return fail("config");
-    if (cfg.num_classes == 0)
+    clgqa_model_desc desc;
+    clgqa_dataset_options preprocessing;
+    clgqa_config_model_desc(cfg, &desc);
+    clgqa_config_dataset_options(cfg, &preprocessing);
+    if (desc.num_classes == 0)
         return fail("the config must give num_classes");
 
-    /* One image at a time: a model for batches of 1. */
+    /* One image at a time: a model for batches of 1, on the device
+     * $CLGQA_DEVICE names (NULL: the first GPU, else the first device). */
+    clgqa_runtime_options runtime_options = {0};
+    runtime_options.device = getenv("CLGQA_DEVICE");
+    runtime_options.cache_dir = getenv("CLGQA_CACHE_DIR");
     clgqa_runtime *rt = NULL;
     clgqa_model *model = NULL;
-    if (clgqa_runtime_create(NULL, &rt) != CLGQA_OK)
+    if (clgqa_runtime_create(&runtime_options, &rt) != CLGQA_OK)
         return fail("device");
-    if (clgqa_model_create(rt, &cfg, 1, &model) != CLGQA_OK ||
+    if (clgqa_model_create(rt, &desc, 1, &model) != CLGQA_OK ||
         clgqa_checkpoint_load_model(model, checkpoint, stderr) != CLGQA_OK) {
         clgqa_runtime_destroy(rt);
         return fail(checkpoint);
     }
 
-    const size_t pixels = (size_t)cfg.in_chans * (size_t)cfg.img_size * (size_t)cfg.img_size;
+    const size_t pixels = (size_t)desc.in_chans * (size_t)desc.img_size * (size_t)desc.img_size;
     float *image = malloc(pixels * sizeof *image);
-    float *logits = malloc((size_t)cfg.num_classes * sizeof *logits);
+    float *logits = malloc((size_t)desc.num_classes * sizeof *logits);
     cl_mem device_image = NULL;
     struct dirent **entries = NULL;
     int count = scandir(folder, &entries, NULL, alphasort); /* in name order */
@@ -85,16 +92,16 @@ int main(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/%s", folder, name);
         /* Decode and normalise on the host, upload, and run the model in
          * evaluation mode without labels (logits only). */
-        if (clgqa_image_load(&cfg, path, image) != CLGQA_OK ||
+        if (clgqa_image_load(&preprocessing, path, image) != CLGQA_OK ||
             clgqa_buffer_write(rt, device_image, 0, pixels * sizeof *image, image) != CLGQA_OK ||
             clgqa_model_forward(model, clgqa_view_at(device_image, 0), clgqa_view_at(NULL, 0), 1,
-                                &(clgqa_pass){0}) != CLGQA_OK ||
+                                &(clgqa_pass){CLGQA_PASS_EVAL, 0, 0}) != CLGQA_OK ||
             clgqa_model_read_logits(model, logits) != CLGQA_OK) {
             exit_status = fail(path);
             break;
         }
         double probability;
-        int c = best_class(logits, cfg.num_classes, &probability);
+        int c = best_class(logits, desc.num_classes, &probability);
         printf("%s: class %d (p = %.3f)\n", name, c, probability);
     }
     for (int i = 0; i < count; i++)
@@ -105,5 +112,6 @@ int main(int argc, char **argv) {
     free(logits);
     clgqa_model_destroy(model);
     clgqa_runtime_destroy(rt);
+    clgqa_config_destroy(cfg);
     return exit_status;
 }

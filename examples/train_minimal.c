@@ -5,26 +5,34 @@
  *
  *   ./train_minimal [key=value ...]     e.g. max_steps_per_epoch=20 */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "clgqa/train.h"
 
 int main(int argc, char **argv) {
     /* The demo config, two epochs and our own folder, then the command
-     * line's overrides; clgqa_run_config validates every key. */
+     * line's overrides; clgqa_config_create validates every key. */
     const char *sets[64] = {"epochs=2", "out_dir=runs/train_minimal"};
     int set_count = 2;
     for (int i = 1; i < argc && set_count < 64; i++)
         sets[set_count++] = argv[i];
-    clgqa_config cfg;
-    if (clgqa_run_config(NULL, sets, set_count, &cfg) != CLGQA_OK) {
+    clgqa_config *cfg;
+    if (clgqa_config_create(NULL, sets, set_count, &cfg) != CLGQA_OK) {
         fprintf(stderr, "train_minimal: %s\n", clgqa_error_message());
         return 1;
     }
 
-    /* NULL: $CLGQA_DEVICE, else the first GPU, else the first device. */
+    /* The library reads no environment: this program lets clgqa's own
+     * variables pick the device and the compiled-kernel cache. Unset, the
+     * device is the first GPU, else the first device, and nothing is
+     * cached. */
+    clgqa_runtime_options runtime_options = {0};
+    runtime_options.device = getenv("CLGQA_DEVICE");
+    runtime_options.cache_dir = getenv("CLGQA_CACHE_DIR");
     clgqa_runtime *rt;
-    if (clgqa_runtime_create(NULL, &rt) != CLGQA_OK) {
+    if (clgqa_runtime_create(&runtime_options, &rt) != CLGQA_OK) {
         fprintf(stderr, "train_minimal: %s\n", clgqa_error_message());
+        clgqa_config_destroy(cfg);
         return 1;
     }
 
@@ -32,12 +40,13 @@ int main(int argc, char **argv) {
      * checkpoints. Options left zero: start fresh, progress on stderr. */
     clgqa_train_options options = {0};
     clgqa_train_result result;
-    clgqa_status status = clgqa_train(rt, &cfg, &options, &result);
+    clgqa_status status = clgqa_train(rt, cfg, &options, &result);
     if (status == CLGQA_OK)
         printf("test accuracy after %d epochs: %.2f%%\n", result.epochs_done,
                100.0 * result.last.test_acc);
     else
         fprintf(stderr, "train_minimal: %s\n", clgqa_error_message());
     clgqa_runtime_destroy(rt);
+    clgqa_config_destroy(cfg);
     return status == CLGQA_OK ? 0 : 1;
 }

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clgqa/batch_upload.h"
+#include "batch_upload.h"
 #include "support/dataset_gen.h"
 #include "support/test_util.h"
 
@@ -52,7 +52,7 @@ static void normalise(const clgqa_config *cfg, const uint8_t *pixels, int count,
 START_TEST(pixel_batches_normalise_to_the_float_batches) {
     clgqa_config cfg = cifar_config();
     clgqa_dataset *ds;
-    TEST_OK(clgqa_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
+    TEST_OK(test_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
     clgqa_loader *floats, *pixels;
     TEST_OK(clgqa_loader_create(ds, BATCH, 1, 2, &floats));
     TEST_OK(clgqa_loader_create(ds, BATCH, 1, 2, &pixels));
@@ -93,13 +93,13 @@ START_TEST(uploaded_batches_give_the_float_batches_logits) {
     clgqa_config cfg = cifar_config();
     clgqa_runtime *rt = test_runtime();
     clgqa_dataset *ds;
-    TEST_OK(clgqa_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
+    TEST_OK(test_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
     cfg.num_classes = clgqa_dataset_num_classes(ds);
     clgqa_loader *loader;
     TEST_OK(clgqa_loader_create(ds, BATCH, 1, 2, &loader));
     TEST_OK(clgqa_loader_use_pixels(loader));
     clgqa_model *model;
-    TEST_OK(clgqa_model_create(rt, &cfg, BATCH, &model));
+    TEST_OK(test_model_create(rt, &cfg, BATCH, &model));
     clgqa_batch_upload *up;
     TEST_OK(clgqa_batch_upload_create(rt, clgqa_model_get_dims(model), BATCH, &up));
 
@@ -126,9 +126,10 @@ START_TEST(uploaded_batches_give_the_float_batches_logits) {
         memcpy(kept_labels + batches * BATCH, b.labels, (size_t)b.count * sizeof *b.labels);
         clgqa_view pixels, labels;
         TEST_OK(clgqa_batch_upload_next(up, &b, &pixels, &labels));
-        TEST_OK(clgqa_model_forward_pixels(model, pixels, labels, b.count,
-                                           &(clgqa_pass){0, batches, batches}));
-        TEST_OK(clgqa_copy(rt, clgqa_view_at(all_logits, (size_t)batches * BATCH * classes),
+        TEST_OK(clgqa_model_forward_pixels(model, pixels, labels, b.count, cfg.norm_mean,
+                                           cfg.norm_std,
+                                           &(clgqa_pass){CLGQA_PASS_EVAL, batches, batches}));
+        TEST_OK(clgqa_buffer_copy(rt, clgqa_view_at(all_logits, (size_t)batches * BATCH * classes),
                            clgqa_model_logits(model), (size_t)b.count * classes));
     }
     ck_assert_int_eq(batches, 4);
@@ -168,7 +169,7 @@ START_TEST(bad_batches_are_refused) {
     clgqa_config cfg = cifar_config();
     clgqa_runtime *rt = test_runtime();
     clgqa_model *model;
-    TEST_OK(clgqa_model_create(rt, &cfg, 2, &model));
+    TEST_OK(test_model_create(rt, &cfg, 2, &model));
     clgqa_batch_upload *up;
     TEST_OK(clgqa_batch_upload_create(rt, clgqa_model_get_dims(model), 2, &up));
     uint8_t pixels[3 * 3 * SIDE * SIDE] = {0};

@@ -1,6 +1,6 @@
 /* Config: defaults, every key, presets, cross-key checks, refusals with
  * messages naming key/value/line, --set, and write -> load round trips. */
-#include "clgqa/config.h"
+#include "config_internal.h"
 
 #include <check.h>
 #include <dirent.h>

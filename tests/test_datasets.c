@@ -40,7 +40,7 @@ static clgqa_config config(const char *dataset, const char *dir, int img_size, i
 
 static clgqa_dataset *open_ok(const clgqa_config *cfg, clgqa_split split) {
     clgqa_dataset *ds = NULL;
-    TEST_OK(clgqa_dataset_open(cfg, split, 0, &ds));
+    TEST_OK(test_dataset_open(cfg, split, 0, &ds));
     return ds;
 }
 
@@ -48,7 +48,7 @@ static clgqa_dataset *open_ok(const clgqa_config *cfg, clgqa_split split) {
 static void assert_open_fails(const clgqa_config *cfg, clgqa_split split, clgqa_status status,
                               const char *needle) {
     clgqa_dataset *ds = NULL;
-    clgqa_status got = clgqa_dataset_open(cfg, split, 0, &ds);
+    clgqa_status got = test_dataset_open(cfg, split, 0, &ds);
     ck_assert_msg(got == status, "expected %s, got %s: %s", clgqa_status_name(status),
                   clgqa_status_name(got), clgqa_error_message());
     ck_assert_ptr_null(ds);
@@ -358,13 +358,13 @@ START_TEST(cifar_python_version_points_to_the_binary_one) {
     clgqa_config cfg = config("cifar10", dir, 32, 3);
     assert_open_fails(&cfg, CLGQA_SPLIT_TRAIN, CLGQA_ERR_IO, "cifar-10-batches-py/data_batch_1 is torchvision's "
                       "python (pickled) CIFAR-10, which clgqa does not read: get the binary version with "
-                      "datasets/fetch.sh cifar10");
+                      "scripts/fetch-datasets cifar10");
     snprintf(dir, sizeof dir, "%s/cifar100/cifar-100-python", root);
     snprintf(path, sizeof path, "%s/train", dir);
     ck_assert_int_eq(gen_mkdirs(dir) | gen_write_text(path, "pickle"), 0);
     snprintf(dir, sizeof dir, "%s/cifar100", root);
     cfg = config("cifar100", dir, 32, 3);
-    assert_open_fails(&cfg, CLGQA_SPLIT_TRAIN, CLGQA_ERR_IO, "datasets/fetch.sh cifar100");
+    assert_open_fails(&cfg, CLGQA_SPLIT_TRAIN, CLGQA_ERR_IO, "scripts/fetch-datasets cifar100");
     /* Both versions there: the binary one is read. */
     snprintf(dir, sizeof dir, "%s/cifar10/cifar-10-batches-bin", root);
     ck_assert_int_eq(gen_mkdirs(dir) | gen_cifar(dir, 0, 2, 3), 0);
@@ -636,11 +636,12 @@ END_TEST
 START_TEST(image_load_is_the_test_split_pipeline) {
     ck_assert_int_eq(gen_image_folder(root, 2, 1, 2, 16, 1), 0);
     clgqa_config cfg = config("imagefolder", root, 16, 3);
+    clgqa_dataset_options image_options = test_dataset_options(&cfg);
     float *got = malloc(sizeof(float) * 3 * 16 * 16);
     char path[4096];
     for (int i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/test/class_%02d/img_%03d.png", root, i / 2, i % 2);
-        TEST_OK(clgqa_image_load(&cfg, path, got));
+        TEST_OK(clgqa_image_load(&image_options, path, got));
         uint8_t *want = gen_image(1000 + i, 16, 16, 3);
         for (int c = 0; c < 3; c++)
             for (int p = 0; p < 16 * 16; p++) {
@@ -653,18 +654,19 @@ START_TEST(image_load_is_the_test_split_pipeline) {
     test_remove_tree(root);
     ck_assert_int_eq(gen_image_folder(root, 2, 1, 2, 40, 0), 0);
     cfg = config("imagefolder", root, 16, 1);
+    image_options = test_dataset_options(&cfg);
     clgqa_dataset *test = open_ok(&cfg, CLGQA_SPLIT_TEST);
     float *want = malloc(sizeof(float) * 16 * 16);
     for (int i = 0; i < 4; i++) {
         int32_t label;
         TEST_OK(clgqa_dataset_get(test, (size_t)i, 0, want, &label));
         snprintf(path, sizeof path, "%s/test/class_%02d/img_%03d.jpg", root, i / 2, i % 2);
-        TEST_OK(clgqa_image_load(&cfg, path, got));
+        TEST_OK(clgqa_image_load(&image_options, path, got));
         ck_assert_msg(memcmp(got, want, sizeof(float) * 16 * 16) == 0, "%s differs", path);
     }
     clgqa_dataset_close(test);
     snprintf(path, sizeof path, "%s/no-such.png", root);
-    ck_assert_int_eq(clgqa_image_load(&cfg, path, got), CLGQA_ERR_IO);
+    ck_assert_int_eq(clgqa_image_load(&image_options, path, got), CLGQA_ERR_IO);
     ck_assert_ptr_nonnull(strstr(clgqa_error_message(), path));
     free(want);
     free(got);

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "clgqa/dataset.h"
+#include "clock.h"
 #include "dataset_internal.h"
 #include "support/dataset_gen.h"
 #include "support/test_util.h"
@@ -95,7 +96,7 @@ START_TEST(batches_in_order_with_partial_last) {
     ck_assert_int_eq(gen_mnist(root, 23, 4, 28, 0), 0);
     clgqa_config cfg = config("mnist", 28, 1, "none");
     clgqa_dataset *ds;
-    TEST_OK(clgqa_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
+    TEST_OK(test_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
     clgqa_loader *ld;
     TEST_OK(clgqa_loader_create(ds, 5, 0, 2, &ld));
     ck_assert_uint_eq(clgqa_loader_num_batches(ld), 5);
@@ -125,7 +126,7 @@ START_TEST(shuffle_repeats_per_epoch_whatever_the_threads) {
     ck_assert_int_eq(gen_mnist(root, 40, 4, 28, 0), 0);
     clgqa_config cfg = config("mnist", 28, 1, "none");
     clgqa_dataset *ds;
-    TEST_OK(clgqa_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
+    TEST_OK(test_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
     epoch_data a = run_epoch(ds, 8, 1, 1, 3), b = run_epoch(ds, 8, 1, 4, 3);
     epoch_data c = run_epoch(ds, 8, 1, 2, 4);
     ck_assert_uint_eq(a.samples, 40);
@@ -156,8 +157,8 @@ START_TEST(augmentation_repeats_and_test_split_is_plain) {
     ck_assert_int_eq(gen_cifar(root, 0, 6, 6), 0);
     clgqa_config cfg = config("cifar10", 32, 3, "randaugment");
     clgqa_dataset *train, *test;
-    TEST_OK(clgqa_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &train));
-    TEST_OK(clgqa_dataset_open(&cfg, CLGQA_SPLIT_TEST, 0, &test));
+    TEST_OK(test_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &train));
+    TEST_OK(test_dataset_open(&cfg, CLGQA_SPLIT_TEST, 0, &test));
     const size_t floats = 3 * 32 * 32;
     epoch_data a = run_epoch(train, 7, 1, 1, 2), b = run_epoch(train, 7, 1, 3, 2);
     ck_assert_uint_eq(a.samples, 30);
@@ -168,7 +169,7 @@ START_TEST(augmentation_repeats_and_test_split_is_plain) {
     clgqa_config none = cfg;
     none.augment = CLGQA_AUGMENT_NONE;
     clgqa_dataset *raw;
-    TEST_OK(clgqa_dataset_open(&none, CLGQA_SPLIT_TRAIN, 0, &raw));
+    TEST_OK(test_dataset_open(&none, CLGQA_SPLIT_TRAIN, 0, &raw));
     float *img = malloc(sizeof(float) * floats);
     int32_t label;
     int augmented = 0;
@@ -180,7 +181,7 @@ START_TEST(augmentation_repeats_and_test_split_is_plain) {
     /* The test split is never augmented. */
     epoch_data t = run_epoch(test, 4, 0, 2, 2);
     clgqa_dataset *plain_test;
-    TEST_OK(clgqa_dataset_open(&none, CLGQA_SPLIT_TEST, 0, &plain_test));
+    TEST_OK(test_dataset_open(&none, CLGQA_SPLIT_TEST, 0, &plain_test));
     for (size_t i = 0; i < 6; i++) {
         TEST_OK(clgqa_dataset_get(plain_test, i, 0, img, &label));
         ck_assert_int_eq(memcmp(t.images + i * floats, img, sizeof(float) * floats), 0);
@@ -198,7 +199,7 @@ START_TEST(restart_mid_epoch_matches_fresh_start) {
     ck_assert_int_eq(gen_cifar(root, 0, 5, 2), 0);
     clgqa_config cfg = config("cifar10", 32, 3, "crop_flip");
     clgqa_dataset *ds;
-    TEST_OK(clgqa_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
+    TEST_OK(test_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
     const size_t floats = 3 * 32 * 32;
     epoch_data fresh = run_epoch(ds, 4, 1, 2, 1);
     clgqa_loader *ld;
@@ -235,7 +236,7 @@ START_TEST(worker_failure_reaches_the_consumer) {
     ck_assert_int_eq(gen_write_text(bad, "\x89PNG\r\n\x1a\n garbage"), 0);
     clgqa_config cfg = config("imagefolder", 16, 3, "none");
     clgqa_dataset *ds;
-    TEST_OK(clgqa_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
+    TEST_OK(test_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
     clgqa_loader *ld;
     TEST_OK(clgqa_loader_create(ds, 4, 0, 3, &ld));
     TEST_OK(clgqa_loader_start(ld, 0));
@@ -260,7 +261,7 @@ START_TEST(unreadable_images_skipped_and_counted) {
     ck_assert_int_eq(gen_write_text(path, "\xff\xd8\xff"), 0);
     clgqa_config cfg = config("imagefolder", 16, 3, "flip");
     clgqa_dataset *ds;
-    TEST_OK(clgqa_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, CLGQA_DATASET_SKIP_UNREADABLE, &ds));
+    TEST_OK(test_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, CLGQA_DATASET_SKIP_UNREADABLE, &ds));
     for (long epoch = 0; epoch < 2; epoch++) {
         epoch_data e = run_epoch(ds, 3, 1, 2, epoch);
         ck_assert_uint_eq(e.samples, 8);
@@ -276,12 +277,6 @@ START_TEST(unreadable_images_skipped_and_counted) {
 }
 END_TEST
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* The workers decode ahead of the consumer: while it holds a batch, the
  * other slots of the ring fill with the next batches, and taking those then
  * costs no wait at all (the loader adds to its wait time only when a batch
@@ -290,9 +285,9 @@ static double now(void) {
  * against a hang. Tiny-ImageNet-shaped JPEGs (64x64, shrunk to 32), batch 128
  * as in the demo. */
 static int wait_until_ready(clgqa_loader *ld, int want) {
-    double deadline = now() + 120.0;
+    double deadline = clgqa_clock_seconds() + 120.0;
     while (clgqa_loader_batches_ready(ld) < want) {
-        if (now() > deadline)
+        if (clgqa_clock_seconds() > deadline)
             return 0;
         struct timespec pause = {0, 5 * 1000 * 1000};
         nanosleep(&pause, NULL);
@@ -307,7 +302,7 @@ START_TEST(workers_decode_ahead_of_the_consumer) {
     clgqa_config cfg = config("tiny-imagenet-200", 32, 3, "crop_flip");
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", dir);
     clgqa_dataset *ds;
-    TEST_OK(clgqa_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
+    TEST_OK(test_dataset_open(&cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
     clgqa_loader *ld;
     TEST_OK(clgqa_loader_create(ds, 128, 2, 0, &ld));
     int ahead = clgqa_loader_depth(ld) - 1; /* every slot but the one held */

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clgqa/config.h"
-#include "clgqa/train.h"
+#include "config_internal.h"
+#include "train_internal.h"
 #include "support/dataset_gen.h"
 #include "support/test_util.h"
 
@@ -48,7 +48,7 @@ static void train_on(const char *dataset, const char *dir, const char *in_chans,
         TEST_OK(clgqa_config_set(&cfg, tiny[i]));
     TEST_OK(clgqa_config_finalize(&cfg));
     clgqa_train_options options = {0};
-    options.quiet = 1;
+    options.flags = CLGQA_TRAIN_QUIET;
     clgqa_train_result result;
     TEST_OK(clgqa_train(test_runtime(), &cfg, &options, &result));
     ck_assert_int_eq(result.epochs_done, 1);
@@ -132,7 +132,7 @@ START_TEST(unreadable_images_stop_the_run_or_are_skipped) {
         TEST_OK(clgqa_config_set(&cfg, keys[i]));
     TEST_OK(clgqa_config_finalize(&cfg));
     clgqa_train_options options = {0};
-    options.quiet = 1;
+    options.flags = CLGQA_TRAIN_QUIET;
     clgqa_train_result result;
     /* By default the run stops with the file named. */
     ck_assert_int_ne(clgqa_train(test_runtime(), &cfg, &options, &result), CLGQA_OK);

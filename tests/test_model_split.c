@@ -51,10 +51,10 @@ static run open_run(int split, const clgqa_config *cfg, const char *device_class
     run r;
     if (split)
         setenv("CLGQA_MAX_ALLOC_BYTES", SMALL_LIMIT, 1);
-    TEST_OK(clgqa_runtime_create(NULL, &r.rt));
+    TEST_OK(test_runtime_create(&r.rt));
     unsetenv("CLGQA_MAX_ALLOC_BYTES");
-    TEST_OK(clgqa_runtime_choose_paths(r.rt, device_class, NULL, NULL));
-    TEST_OK(clgqa_model_create(r.rt, cfg, BATCH, &r.model));
+    TEST_OK(test_choose_paths(r.rt, device_class, NULL, NULL));
+    TEST_OK(test_model_create(r.rt, cfg, BATCH, &r.model));
     TEST_OK(clgqa_buffer_create(r.rt, pixels * sizeof(float), &r.images));
     TEST_OK(clgqa_buffer_create(r.rt, BATCH * sizeof(int32_t), &r.labels));
     TEST_OK(clgqa_buffer_write(r.rt, r.images, 0, pixels * sizeof(float), images));
@@ -70,11 +70,11 @@ static void close_run(run *r) {
 }
 
 static void train_step(run *r, long step, float clip) {
-    clgqa_adamw_hparams hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f};
+    clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f, clip};
     TEST_OK(clgqa_model_forward(r->model, clgqa_view_at(r->images, 0),
                                 clgqa_view_at(r->labels, 0), BATCH, &(clgqa_pass){1, step, step}));
     TEST_OK(clgqa_model_backward(r->model));
-    TEST_OK(clgqa_model_step(r->model, &hp, step + 1, clip));
+    TEST_OK(clgqa_model_step(r->model, &hp, step + 1));
 }
 
 /* Buffer `which` of both models, bit for bit (tolerance 0), or within
@@ -149,8 +149,8 @@ static void split_matches_unsplit(clgqa_scheme scheme, const char *device_class)
     memset(&state, 0, sizeof state);
     state.epochs_done = 1;
     state.global_step = 2;
-    TEST_OK(clgqa_checkpoint_save_training(split.model, &cfg, &state, path));
-    TEST_OK(clgqa_checkpoint_load_training(whole.model, path, cfg.seed, &state));
+    TEST_OK(clgqa_checkpoint_save_training(split.model, &state, path));
+    TEST_OK(clgqa_checkpoint_load_training(whole.model, path, &state));
     unlink(path);
     ck_assert_int_eq(state.global_step, 2);
     assert_same_buffer(&whole, &split, CLGQA_PARAMS, "loaded params", 0);
@@ -173,20 +173,20 @@ START_TEST(limits_below_a_tensor_or_malformed_are_refused) {
     clgqa_model *m;
     /* 8 KiB: fc1's 16 KiB weight cannot fit. */
     setenv("CLGQA_MAX_ALLOC_BYTES", "8192", 1);
-    TEST_OK(clgqa_runtime_create(NULL, &rt));
-    ck_assert_int_eq(clgqa_model_create(rt, &cfg, BATCH, &m), CLGQA_ERR_OUT_OF_MEMORY);
+    TEST_OK(test_runtime_create(&rt));
+    ck_assert_int_eq(test_model_create(rt, &cfg, BATCH, &m), CLGQA_ERR_OUT_OF_MEMORY);
     ck_assert_msg(strstr(clgqa_error_message(), "mlp.fc1.weight") &&
                       strstr(clgqa_error_message(), "largest allocation"),
                   "%s", clgqa_error_message());
     clgqa_runtime_destroy(rt);
     /* Parameters fit, a batch of 64's fc1 activation (544 KiB) does not. */
     setenv("CLGQA_MAX_ALLOC_BYTES", SMALL_LIMIT, 1);
-    TEST_OK(clgqa_runtime_create(NULL, &rt));
-    ck_assert_int_eq(clgqa_model_create(rt, &cfg, 64, &m), CLGQA_ERR_OUT_OF_MEMORY);
+    TEST_OK(test_runtime_create(&rt));
+    ck_assert_int_eq(test_model_create(rt, &cfg, 64, &m), CLGQA_ERR_OUT_OF_MEMORY);
     ck_assert_msg(strstr(clgqa_error_message(), "activation"), "%s", clgqa_error_message());
     clgqa_runtime_destroy(rt);
     setenv("CLGQA_MAX_ALLOC_BYTES", "12kb", 1);
-    ck_assert_int_eq(clgqa_runtime_create(NULL, &rt), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(test_runtime_create(&rt), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "CLGQA_MAX_ALLOC_BYTES=12kb"), "%s",
                   clgqa_error_message());
     unsetenv("CLGQA_MAX_ALLOC_BYTES");

@@ -15,7 +15,7 @@
  * The runs are tiny (a 2-layer 16-wide ViT on 8x8 images, 20 steps); the
  * whole suite takes 40-60 s on 2 cores, most of it in process and device
  * start-up; under AddressSanitizer it runs the 3 cases that reach every
- * path of host/mpi_ranks.c. */
+ * path of mpi_ranks.c. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -27,7 +27,8 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "clgqa/safetensors.h"
+#include "safetensors.h"
+#include "clock.h"
 #include "support/dataset_gen.h"
 #include "support/test_util.h"
 
@@ -147,14 +148,14 @@ static difference checkpoint_difference(const char *dir_a, const char *dir_b, in
     char path_a[1024], path_b[1024];
     snprintf(path_a, sizeof path_a, "%s/last.safetensors", dir_a);
     snprintf(path_b, sizeof path_b, "%s/last.safetensors", dir_b);
-    clgqa_safetensors *a, *b;
-    TEST_OK(clgqa_safetensors_open(path_a, &a));
-    TEST_OK(clgqa_safetensors_open(path_b, &b));
-    ck_assert_uint_eq(clgqa_safetensors_count(a), clgqa_safetensors_count(b));
+    clgqa_tensor_set *a, *b;
+    TEST_OK(clgqa_tensor_file_open(path_a, &a));
+    TEST_OK(clgqa_tensor_file_open(path_b, &b));
+    ck_assert_uint_eq(clgqa_tensor_set_count(a), clgqa_tensor_set_count(b));
     difference diff = {0, 0, 0, ""};
-    for (size_t i = 0; i < clgqa_safetensors_count(a); i++) {
-        const clgqa_safetensor *ta = clgqa_safetensors_at(a, i);
-        const clgqa_safetensor *tb = clgqa_safetensors_find(b, ta->name);
+    for (size_t i = 0; i < clgqa_tensor_set_count(a); i++) {
+        const clgqa_tensor *ta = clgqa_tensor_set_at(a, i);
+        const clgqa_tensor *tb = clgqa_tensor_set_find(b, ta->name);
         ck_assert_msg(tb && tb->nbytes == ta->nbytes, "%s differs in shape", ta->name);
         if (exact || ta->dtype != CLGQA_DTYPE_F32) {
             ck_assert_msg(memcmp(ta->data, tb->data, ta->nbytes) == 0, "%s differs", ta->name);
@@ -182,8 +183,8 @@ static difference checkpoint_difference(const char *dir_a, const char *dir_b, in
                 diff.weights_but_key_bias = fmax(diff.weights_but_key_bias, d);
         }
     }
-    clgqa_safetensors_close(a);
-    clgqa_safetensors_close(b);
+    clgqa_tensor_set_close(a);
+    clgqa_tensor_set_close(b);
     return diff;
 }
 
@@ -324,12 +325,6 @@ END_TEST
 
 /* ---- a killed rank ------------------------------------------------------- */
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* The pid of the clgqa process that is rank `rank` and names `needle` on its
  * command line, or 0. */
 static pid_t find_rank(int rank, const char *needle) {
@@ -383,8 +378,8 @@ static pid_t start_job(const char *out_dir, const char *config, const char *more
         _exit(127);
     }
     snprintf(checkpoint, sizeof checkpoint, "%s/last.safetensors", out_dir);
-    double start = now_seconds();
-    while (access(checkpoint, F_OK) != 0 && now_seconds() - start < 120)
+    double start = clgqa_clock_seconds();
+    while (access(checkpoint, F_OK) != 0 && clgqa_clock_seconds() - start < 120)
         usleep(20000);
     ck_assert_msg(access(checkpoint, F_OK) == 0, "no checkpoint after 120 s");
     return job;
@@ -395,8 +390,8 @@ static pid_t start_job(const char *out_dir, const char *config, const char *more
 static int wait_job(pid_t job, double seconds) {
     int status = 0;
     pid_t done = 0;
-    double start = now_seconds();
-    while ((done = waitpid(job, &status, WNOHANG)) == 0 && now_seconds() - start < seconds)
+    double start = clgqa_clock_seconds();
+    while ((done = waitpid(job, &status, WNOHANG)) == 0 && clgqa_clock_seconds() - start < seconds)
         usleep(20000);
     if (done == 0) {
         kill(job, SIGKILL);
@@ -414,9 +409,9 @@ START_TEST(killed_rank_ends_the_job) {
     pid_t victim = find_rank(1, out_dir);
     ck_assert_msg(victim > 0, "rank 1 not found");
     ck_assert_int_eq(kill(victim, SIGKILL), 0); /* mid-epoch, most likely */
-    double killed = now_seconds();
+    double killed = clgqa_clock_seconds();
     int status = wait_job(job, 30);
-    printf("killed rank: the job ended %.1f s after the kill\n", now_seconds() - killed);
+    printf("killed rank: the job ended %.1f s after the kill\n", clgqa_clock_seconds() - killed);
     ck_assert_msg(!(WIFEXITED(status) && WEXITSTATUS(status) == 0), "the job exited 0");
     snprintf(path, sizeof path, "%s.log", out_dir);
     char *log = read_file(path);
@@ -424,10 +419,10 @@ START_TEST(killed_rank_ends_the_job) {
                   log);
     free(log);
     snprintf(path, sizeof path, "%s/last.safetensors", out_dir);
-    clgqa_safetensors *file;
-    TEST_OK(clgqa_safetensors_open(path, &file));
-    ck_assert_ptr_nonnull(clgqa_safetensors_metadata(file, "epochs_done"));
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(path, &file));
+    ck_assert_ptr_nonnull(clgqa_tensor_set_metadata(file, "epochs_done"));
+    clgqa_tensor_set_close(file);
 }
 END_TEST
 
@@ -448,9 +443,9 @@ START_TEST(failing_rank_ends_the_job_with_one_line) {
              "allow_shared_device: true\nout_dir: %s\n", root, BATCH, out_dir);
     snprintf(config, sizeof config, "%s.yaml", out_dir);
     ck_assert_int_eq(gen_write_text(config, text), 0);
-    double start = now_seconds();
+    double start = clgqa_clock_seconds();
     ck_assert_int_ne(train(MPIRUN_2, config, "", err, sizeof err), 0);
-    ck_assert_msg(now_seconds() - start < 30, "the job took %.0f s", now_seconds() - start);
+    ck_assert_msg(clgqa_clock_seconds() - start < 30, "the job took %.0f s", clgqa_clock_seconds() - start);
     assert_one_clgqa_line(err, "rank 1 of 2");
     assert_one_clgqa_line(err, "img_010.png");
 }
@@ -514,7 +509,7 @@ int main(void) {
     Suite *suite = suite_create("mpi");
     TCase *tc = tcase_create("two ranks");
     tcase_set_timeout(tc, 300);
-    /* These reach every path of host/mpi_ranks.c: gradient buckets across
+    /* These reach every path of mpi_ranks.c: gradient buckets across
      * chunks, key-norm sums, refusals, a mid-epoch stop and resume. */
     tcase_add_test(tc, two_ranks_match_one_kdgqa);
     tcase_add_test(tc, refusals_are_one_line);

@@ -10,7 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "clgqa/ops.h"
+#include "ops.h"
 #include "support/op_tests.h"
 
 #define STEPS 6

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clgqa/attention.h"
-#include "clgqa/ops.h"
+#include "attention.h"
+#include "ops.h"
 #include "support/test_util.h"
 
 static const clgqa_attention_kernel variants[] = {CLGQA_ATTENTION_ROWS, CLGQA_ATTENTION_TILED};

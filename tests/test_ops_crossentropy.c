@@ -9,7 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "clgqa/ops.h"
+#include "ops.h"
 #include "support/op_tests.h"
 
 /* float64 reference: probabilities, per-row losses, argmax (first wins). */

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clgqa/attention.h"
-#include "clgqa/ops.h"
+#include "attention.h"
+#include "ops.h"
 #include "support/test_util.h"
 
 /* Device state of one grouping call: norms, cache, kv_map, group_counts. */

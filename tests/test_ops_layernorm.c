@@ -13,7 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "clgqa/ops.h"
+#include "ops.h"
 #include "support/op_tests.h"
 
 #define U 5.9604644775390625e-08 /* 2^-24 */

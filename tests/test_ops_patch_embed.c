@@ -1,11 +1,11 @@
-/* Patch embedding ops (kernels/patch_embed.cl): im2col and the token assembly
+/* Patch embedding ops (patch_embed.cl): im2col and the token assembly
  * forward/backward against CPU references. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "clgqa/error.h"
-#include "clgqa/ops.h"
-#include "clgqa/patch_embed.h"
+#include "ops.h"
+#include "patch_embed.h"
 #include "support/test_util.h"
 
 /* Sizes chosen so no count is a multiple of a work-group size; smaller under

@@ -9,7 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "clgqa/ops.h"
+#include "ops.h"
 #include "support/op_tests.h"
 
 /* Seeds and streams with all 64 bits in play. */

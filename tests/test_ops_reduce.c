@@ -11,8 +11,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "clgqa/ops.h"
-#include "ops/op_args.h"
+#include "ops.h"
+#include "op_args.h"
 #include "support/op_tests.h"
 
 #define U 5.9604644775390625e-08 /* 2^-24, float unit roundoff */

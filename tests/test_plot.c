@@ -17,8 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "clgqa/config.h"
-#include "clgqa/train.h"
+#include "config_internal.h"
+#include "train_internal.h"
 #include "support/dataset_gen.h"
 #include "support/test_util.h"
 
@@ -69,10 +69,11 @@ static void tiny_config(clgqa_config *cfg, const char *scheme, int log_steps, ch
 static void train_quietly(const clgqa_config *cfg, const char *resume_dir, int stop_after) {
     clgqa_train_options options = {0};
     options.resume_dir = resume_dir;
-    options.stop_after_epochs = stop_after;
-    options.quiet = 1;
+    options.flags = CLGQA_TRAIN_QUIET;
+    clgqa_train_extras extras = {0};
+    extras.stop_after_epochs = stop_after;
     clgqa_train_result result;
-    TEST_OK(clgqa_train(test_runtime(), cfg, &options, &result));
+    TEST_OK(clgqa_train_with(test_runtime(), cfg, &options, &extras, &result));
 }
 
 static char *read_text(const char *path) {

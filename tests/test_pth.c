@@ -1,4 +1,4 @@
-/* The PyTorch .pth reader (host/pth.c) on files torch.save wrote
+/* The PyTorch .pth reader (pth.c) on files torch.save wrote
  * (tests/ref/make_pth_fixture.py): every dtype, a 0-d tensor, a view at a
  * storage offset, a training script's checkpoint dict, deflated entries,
  * zip64 records; and
@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clgqa/pth.h"
-#include "clgqa/safetensors.h"
+#include "pth.h"
+#include "safetensors.h"
 #include "support/dataset_gen.h"
 #include "support/test_util.h"
 
@@ -50,13 +50,13 @@ static void check_dtypes_file(const char *path) {
         {"scalar", CLGQA_DTYPE_F32, 0, {0}}, {"view", CLGQA_DTYPE_F32, 1, {3}},
         {"base", CLGQA_DTYPE_F32, 1, {10}},
     };
-    clgqa_safetensors *file, *expected;
-    TEST_OK(clgqa_safetensors_open(path, &file));
-    TEST_OK(clgqa_safetensors_open(EXPECTED, &expected));
+    clgqa_tensor_set *file, *expected;
+    TEST_OK(clgqa_tensor_file_open(path, &file));
+    TEST_OK(clgqa_tensor_file_open(EXPECTED, &expected));
     /* model_state_dict only: the epoch, the optimizer and the float beside it are not tensors of the set. */
-    ck_assert_uint_eq(clgqa_safetensors_count(file), sizeof want / sizeof want[0]);
+    ck_assert_uint_eq(clgqa_tensor_set_count(file), sizeof want / sizeof want[0]);
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        const clgqa_safetensor *t = clgqa_safetensors_find(file, want[i].name);
+        const clgqa_tensor *t = clgqa_tensor_set_find(file, want[i].name);
         ck_assert_msg(t != NULL, "%s lacks %s", path, want[i].name);
         ck_assert_msg(t->dtype == want[i].dtype, "%s: dtype %s", want[i].name, clgqa_dtype_name(t->dtype));
         ck_assert_int_eq(t->ndim, want[i].ndim);
@@ -64,17 +64,17 @@ static void check_dtypes_file(const char *path) {
             ck_assert_int_eq(t->shape[d], want[i].shape[d]);
         char name[64];
         snprintf(name, sizeof name, "dtypes.%s", want[i].name);
-        const clgqa_safetensor *e = clgqa_safetensors_find(expected, name);
+        const clgqa_tensor *e = clgqa_tensor_set_find(expected, name);
         ck_assert_ptr_nonnull(e);
         ck_assert_uint_eq(t->numel, e->numel);
         float got[16], ref[16];
-        TEST_OK(clgqa_safetensors_read_f32(file, want[i].name, got, t->numel));
-        TEST_OK(clgqa_safetensors_read_f32(expected, name, ref, e->numel));
+        TEST_OK(clgqa_tensor_set_read_f32(file, want[i].name, got, t->numel));
+        TEST_OK(clgqa_tensor_set_read_f32(expected, name, ref, e->numel));
         ck_assert_msg(memcmp(got, ref, t->numel * sizeof(float)) == 0, "%s: %s differs from torch", path,
                       want[i].name);
     }
-    clgqa_safetensors_close(expected);
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set_close(expected);
+    clgqa_tensor_set_close(file);
 }
 
 START_TEST(pth_tensors_read_as_torch_saved_them) {
@@ -87,8 +87,8 @@ END_TEST
 /* The message of opening `path`, which must fail with CLGQA_ERR_FORMAT and
  * contain `what`. */
 static void check_refused(const char *path, const char *what) {
-    clgqa_safetensors *file = NULL;
-    clgqa_status status = clgqa_safetensors_open(path, &file);
+    clgqa_tensor_set *file = NULL;
+    clgqa_status status = clgqa_tensor_file_open(path, &file);
     ck_assert_msg(status == CLGQA_ERR_FORMAT, "%s: %s (%s)", path, clgqa_status_name(status),
                   status ? clgqa_error_message() : "opened");
     const char *message = clgqa_error_message();
@@ -129,7 +129,7 @@ START_TEST(damaged_and_foreign_files_are_refused_with_one_line) {
 
     /* Every prefix of a valid file is refused cleanly (no crash, one line). */
     for (size_t cut = 0; cut < size; cut += size / 97 + 1) {
-        clgqa_safetensors *file = NULL;
+        clgqa_tensor_set *file = NULL;
         ck_assert_int_ne(clgqa_pth_parse(good, cut, "cut", &file), CLGQA_OK);
         ck_assert_ptr_null(file);
         ck_assert(!strchr(clgqa_error_message(), '\n'));

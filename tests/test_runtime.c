@@ -2,12 +2,14 @@
  * buffers, and the clear failures of bad input. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "clgqa/runtime.h"
-#include "ops/op_args.h"
+#include "environment.h"
+#include "op_args.h"
 #include "support/test_util.h"
 
 START_TEST(lists_devices) {
@@ -22,18 +24,46 @@ START_TEST(lists_devices) {
 }
 END_TEST
 
+/* A runtime on the device `spec` names, with the options' other fields zero. */
+static clgqa_status open_device(const char *spec, clgqa_runtime **out) {
+    clgqa_runtime_options options = {0};
+    options.device = spec;
+    return clgqa_runtime_create(&options, out);
+}
+
+/* The index of the device the suite runs on, as a device spec. */
+static const char *this_device(void) {
+    static char spec[16];
+    snprintf(spec, sizeof spec, "%d", test_runtime()->device_index);
+    return spec;
+}
+
+/* Whether `name` contains `part`, ignoring case. */
+static int contains_ignoring_case(const char *name, const char *part) {
+    for (; *name; name++)
+        if (!strncasecmp(name, part, strlen(part)))
+            return 1;
+    return 0;
+}
+
 START_TEST(chooses_device_by_index_type_and_name) {
     clgqa_runtime *rt = test_runtime();
     clgqa_runtime *by_index, *by_name, *by_type;
-    TEST_OK(clgqa_runtime_create("0", &by_index));
+    char index[16];
+    snprintf(index, sizeof index, "%d", rt->device_index);
+    TEST_OK(open_device(index, &by_index));
     ck_assert_str_eq(by_index->device_name, rt->device_name);
-    /* A substring of the name, in another case. */
+    ck_assert_int_eq(by_index->device_index, rt->device_index);
+    /* A substring of the name, in another case: the first device whose name
+     * holds it (another platform may list one of the same name first). */
     char part[8] = {0};
     for (int i = 0; i < 4 && rt->device_name[i]; i++)
         part[i] = (char)(rt->device_name[i] ^ 0x20 * (rt->device_name[i] >= 'a' && rt->device_name[i] <= 'z'));
-    TEST_OK(clgqa_runtime_create(part, &by_name));
-    ck_assert_int_eq(by_name->device_index, by_index->device_index);
-    TEST_OK(clgqa_runtime_create((rt->device_type & CL_DEVICE_TYPE_GPU) ? "gpu" : "cpu", &by_type));
+    TEST_OK(open_device(part, &by_name));
+    ck_assert_msg(contains_ignoring_case(by_name->device_name, part), "%s does not hold %s",
+                  by_name->device_name, part);
+    ck_assert_int_le(by_name->device_index, rt->device_index);
+    TEST_OK(open_device((rt->device_type & CL_DEVICE_TYPE_GPU) ? "gpu" : "cpu", &by_type));
     ck_assert(by_type->device_type & rt->device_type);
     clgqa_runtime_destroy(by_index);
     clgqa_runtime_destroy(by_name);
@@ -41,16 +71,15 @@ START_TEST(chooses_device_by_index_type_and_name) {
 }
 END_TEST
 
-/* The code-path knobs: auto follows the device type (class), the class
- * (attention) and CLBlast (GEMM); the environment forces any; config values
- * beat the environment; bad values are refused by name, on one line, and
- * leave rt unchanged. */
+/* The code paths a runtime takes from its options: auto follows the
+ * device type (class), the class (attention) and CLBlast (GEMM); any can
+ * be forced, and chosen again later; a value outside the enums is refused
+ * and leaves rt unchanged. */
 START_TEST(code_paths_follow_device_unless_forced) {
     clgqa_runtime *rt;
-    unsetenv("CLGQA_DEVICE_CLASS");
-    unsetenv("CLGQA_ATTENTION");
-    unsetenv("CLGQA_GEMM");
-    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    clgqa_runtime_options options = {0};
+    options.device = this_device();
+    TEST_OK(clgqa_runtime_create(&options, &rt));
     clgqa_device_class natural =
         (rt->device_type & CL_DEVICE_TYPE_CPU) ? CLGQA_CLASS_CPU : CLGQA_CLASS_GPU;
     ck_assert_int_eq(rt->device_class, natural);
@@ -60,57 +89,111 @@ START_TEST(code_paths_follow_device_unless_forced) {
     ck_assert_str_eq(clgqa_gemm_kernel_name(rt->gemm_kernel), "auto");
     clgqa_runtime_destroy(rt);
 
-    setenv("CLGQA_DEVICE_CLASS", "gpu", 1);
-    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    options.device_class = CLGQA_CLASS_GPU;
+    options.gemm_kernel = CLGQA_GEMM_INDIRECT;
+    TEST_OK(clgqa_runtime_create(&options, &rt));
     ck_assert_int_eq(rt->device_class, CLGQA_CLASS_GPU);
     ck_assert_int_eq(rt->attention_kernel, CLGQA_ATTENTION_TILED);
-    TEST_OK(clgqa_runtime_choose_paths(rt, "cpu", "tiled", "direct"));
+    ck_assert_int_eq(rt->gemm_kernel, CLGQA_GEMM_INDIRECT);
+    TEST_OK(clgqa_runtime_choose_paths(rt, CLGQA_CLASS_CPU, CLGQA_ATTENTION_TILED,
+                                       CLGQA_GEMM_DIRECT));
     ck_assert_int_eq(rt->device_class, CLGQA_CLASS_CPU);
     ck_assert_int_eq(rt->attention_kernel, CLGQA_ATTENTION_TILED);
     ck_assert_int_eq(rt->gemm_kernel, CLGQA_GEMM_DIRECT);
     ck_assert_str_eq(clgqa_device_class_name(rt->device_class), "cpu");
     ck_assert_str_eq(clgqa_attention_kernel_name(rt->attention_kernel), "tiled");
     ck_assert_str_eq(clgqa_gemm_kernel_name(rt->gemm_kernel), "direct");
-
-    ck_assert_int_eq(clgqa_runtime_choose_paths(rt, "fast", NULL, NULL), CLGQA_ERR_INVALID_ARG);
-    ck_assert_msg(strstr(clgqa_error_message(), "'fast'") != NULL, "%s", clgqa_error_message());
-    ck_assert_int_eq(clgqa_runtime_choose_paths(rt, NULL, "flash", NULL), CLGQA_ERR_INVALID_ARG);
-    ck_assert_msg(strstr(clgqa_error_message(), "'flash'") != NULL, "%s", clgqa_error_message());
-    ck_assert_int_eq(clgqa_runtime_choose_paths(rt, NULL, NULL, "fastest"), CLGQA_ERR_INVALID_ARG);
-    const char *message = clgqa_error_message();
-    ck_assert_msg(strstr(message, "'fastest'") && strstr(message, "CLGQA_GEMM") &&
-                      strstr(message, "gemm_kernel") && !strchr(message, '\n'),
-                  "%s", message);
+    ck_assert_int_eq(clgqa_runtime_choose_paths(rt, (clgqa_device_class)7, CLGQA_ATTENTION_AUTO,
+                                                CLGQA_GEMM_AUTO),
+                     CLGQA_ERR_INVALID_ARG);
     ck_assert_int_eq(rt->device_class, CLGQA_CLASS_CPU);
     ck_assert_int_eq(rt->attention_kernel, CLGQA_ATTENTION_TILED);
     ck_assert_int_eq(rt->gemm_kernel, CLGQA_GEMM_DIRECT);
     clgqa_runtime_destroy(rt);
 
-    setenv("CLGQA_GEMM", "indirect", 1);
-    TEST_OK(clgqa_runtime_create(NULL, &rt));
-    ck_assert_int_eq(rt->gemm_kernel, CLGQA_GEMM_INDIRECT);
-    TEST_OK(clgqa_runtime_choose_paths(rt, NULL, NULL, "direct"));
-    ck_assert_int_eq(rt->gemm_kernel, CLGQA_GEMM_DIRECT);
-    clgqa_runtime_destroy(rt);
-    setenv("CLGQA_GEMM", "sideways", 1);
-    ck_assert_int_eq(clgqa_runtime_create(NULL, &rt), CLGQA_ERR_INVALID_ARG);
-    ck_assert_msg(strstr(clgqa_error_message(), "'sideways'") != NULL, "%s", clgqa_error_message());
-    unsetenv("CLGQA_GEMM");
+    /* Names: the parsers take the config keys' values and refuse others. */
+    clgqa_gemm_kernel g;
+    TEST_OK(clgqa_gemm_kernel_parse("indirect", &g));
+    ck_assert_int_eq(g, CLGQA_GEMM_INDIRECT);
+    ck_assert_int_eq(clgqa_gemm_kernel_parse("fastest", &g), CLGQA_ERR_INVALID_ARG);
+    ck_assert_str_eq(clgqa_error_message(),
+                     "GEMM kernel 'fastest' is not one of auto, direct, indirect");
+}
+END_TEST
 
-    setenv("CLGQA_ATTENTION", "sideways", 1);
-    ck_assert_int_eq(clgqa_runtime_create(NULL, &rt), CLGQA_ERR_INVALID_ARG);
-    ck_assert_msg(strstr(clgqa_error_message(), "'sideways'") != NULL, "%s", clgqa_error_message());
-    unsetenv("CLGQA_DEVICE_CLASS");
-    unsetenv("CLGQA_ATTENTION");
+/* What `clgqa` and the tests read from the environment (src/cli/
+ * environment.c): each variable fills its option, a config key that is not
+ * "auto" beats the variable, and a bad value is refused on one line naming
+ * the variable or the key. */
+START_TEST(environment_fills_the_runtime_options) {
+    cli_environment env;
+    setenv("CLGQA_DEVICE", "gpu", 1);
+    setenv("CLGQA_DEVICE_CLASS", "gpu", 1);
+    setenv("CLGQA_ATTENTION", "rows", 1);
+    setenv("CLGQA_GEMM", "indirect", 1);
+    setenv("CLGQA_CACHE_DIR", "/tmp/some-cache", 1);
+    setenv("CLGQA_BUILD_OPTIONS", "-DX=1", 1);
+    setenv("CLGQA_BUILD_LOG", "/tmp/build.log", 1);
+    setenv("CLGQA_TUNING_DIR", "/tmp/tuning", 1);
+    setenv("CLGQA_MAX_ALLOC_BYTES", "65536", 1);
+    TEST_OK(cli_read_environment(&env));
+    ck_assert_str_eq(env.options.device, "gpu");
+    ck_assert_int_eq(env.options.device_class, CLGQA_CLASS_GPU);
+    ck_assert_int_eq(env.options.attention_kernel, CLGQA_ATTENTION_ROWS);
+    ck_assert_int_eq(env.options.gemm_kernel, CLGQA_GEMM_INDIRECT);
+    ck_assert_str_eq(env.options.cache_dir, "/tmp/some-cache");
+    ck_assert_str_eq(env.options.build_options, "-DX=1");
+    ck_assert_str_eq(env.options.build_log, "/tmp/build.log");
+    ck_assert_str_eq(env.options.tuning_dir, "/tmp/tuning");
+    ck_assert_uint_eq(env.options.max_alloc_bytes, 65536);
+    /* Config keys: "auto" keeps the environment's choice, others win. */
+    TEST_OK(cli_choose_paths(&env.options, "auto", "tiled", "direct"));
+    ck_assert_int_eq(env.options.device_class, CLGQA_CLASS_GPU);
+    ck_assert_int_eq(env.options.attention_kernel, CLGQA_ATTENTION_TILED);
+    ck_assert_int_eq(env.options.gemm_kernel, CLGQA_GEMM_DIRECT);
+    ck_assert_int_eq(cli_choose_paths(&env.options, "fast", "auto", "auto"),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "config key device_class") &&
+                      strstr(clgqa_error_message(), "'fast'") &&
+                      !strchr(clgqa_error_message(), '\n'),
+                  "%s", clgqa_error_message());
+
+    /* The cache: off, or $XDG_CACHE_HOME/clgqa when unset. */
+    setenv("CLGQA_CACHE_DIR", "off", 1);
+    TEST_OK(cli_read_environment(&env));
+    ck_assert_ptr_null(env.options.cache_dir);
+    unsetenv("CLGQA_CACHE_DIR");
+    setenv("XDG_CACHE_HOME", "/tmp/xdg", 1);
+    TEST_OK(cli_read_environment(&env));
+    ck_assert_str_eq(env.options.cache_dir, "/tmp/xdg/clgqa");
+    unsetenv("XDG_CACHE_HOME");
+
+    static const char *const bad[][2] = {{"CLGQA_GEMM", "sideways"},
+                                         {"CLGQA_ATTENTION", "sideways"},
+                                         {"CLGQA_DEVICE_CLASS", "tpu"},
+                                         {"CLGQA_MAX_ALLOC_BYTES", "12k"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv(bad[i][0], bad[i][1], 1);
+        ck_assert_int_eq(cli_read_environment(&env), CLGQA_ERR_INVALID_ARG);
+        ck_assert_msg(strstr(clgqa_error_message(), bad[i][0]) &&
+                          strstr(clgqa_error_message(), bad[i][1]),
+                      "%s", clgqa_error_message());
+        unsetenv(bad[i][0]);
+    }
+    static const char *const all[] = {"CLGQA_DEVICE", "CLGQA_DEVICE_CLASS", "CLGQA_ATTENTION",
+                                      "CLGQA_GEMM", "CLGQA_BUILD_OPTIONS", "CLGQA_BUILD_LOG",
+                                      "CLGQA_TUNING_DIR", "CLGQA_MAX_ALLOC_BYTES"};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        unsetenv(all[i]);
 }
 END_TEST
 
 START_TEST(unknown_device_spec_is_refused) {
     clgqa_runtime *rt = NULL;
-    ck_assert_int_eq(clgqa_runtime_create("no-such-device-xyz", &rt), CLGQA_ERR_NO_DEVICE);
+    ck_assert_int_eq(open_device("no-such-device-xyz", &rt), CLGQA_ERR_NO_DEVICE);
     ck_assert_ptr_null(rt);
     ck_assert_msg(strstr(clgqa_error_message(), "no-such-device-xyz"), "%s", clgqa_error_message());
-    ck_assert_int_eq(clgqa_runtime_create("99", &rt), CLGQA_ERR_NO_DEVICE);
+    ck_assert_int_eq(open_device("99", &rt), CLGQA_ERR_NO_DEVICE);
 }
 END_TEST
 
@@ -156,9 +239,11 @@ END_TEST
 START_TEST(binary_cache_is_written_and_reused) {
     char dir[] = "/tmp/clgqa-cache-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    setenv("CLGQA_CACHE_DIR", dir, 1);
+    clgqa_runtime_options options = {0};
+    options.device = this_device();
+    options.cache_dir = dir;
     clgqa_runtime *rt;
-    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    TEST_OK(clgqa_runtime_create(&options, &rt));
     ck_assert_str_eq(rt->cache_dir, dir);
     const char *src = "__kernel void twice(__global float *x) { x[get_global_id(0)] *= 2.0f; }";
     cl_program first, second;
@@ -175,7 +260,7 @@ START_TEST(binary_cache_is_written_and_reused) {
     cl_mem mem;
     TEST_OK(clgqa_buffer_create(rt, sizeof host, &mem));
     TEST_OK(clgqa_buffer_write(rt, mem, 0, sizeof host, host));
-    TEST_OK(CLGQA_ARG(k, 0, mem));
+    TEST_OK(clgqa_set_arg(k, 0, sizeof mem, &mem, "x"));
     TEST_OK(clgqa_launch_1d(rt, k, 3, 0));
     TEST_OK(clgqa_buffer_read(rt, mem, 0, sizeof host, host));
     ck_assert_float_eq(host[0], 3.0f);
@@ -187,36 +272,37 @@ START_TEST(binary_cache_is_written_and_reused) {
     clReleaseProgram(second);
     clgqa_runtime_destroy(rt);
     test_remove_tree(dir);
-    unsetenv("CLGQA_CACHE_DIR");
 }
 END_TEST
 
 START_TEST(unwritable_cache_still_builds) {
-    setenv("CLGQA_CACHE_DIR", "/proc/clgqa-cannot-exist", 1);
+    clgqa_runtime_options options = {0};
+    options.device = this_device();
+    options.cache_dir = "/proc/clgqa-cannot-exist";
     clgqa_runtime *rt;
-    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    TEST_OK(clgqa_runtime_create(&options, &rt));
     ck_assert_str_eq(rt->cache_dir, "");
     cl_program p;
     TEST_OK(clgqa_build_program(rt, "ok", "__kernel void k(__global float *x) { x[0] = 1.0f; }", &p));
     clReleaseProgram(p);
     clgqa_runtime_destroy(rt);
-    unsetenv("CLGQA_CACHE_DIR");
 }
 END_TEST
 
-/* CLGQA_BUILD_OPTIONS reaches the compiler (the kernel below only builds
- * and stores 7.5 with the define it adds), CLGQA_BUILD_LOG collects the
- * build, and a bad or overlong option is an error, not a silent default. */
-START_TEST(build_options_and_log_from_the_environment) {
+/* The build options reach the compiler (the kernel below only builds and
+ * stores 7.5 with the define they add), the build log collects the build,
+ * and a bad or overlong option is an error, not a silent default. */
+START_TEST(build_options_and_log) {
     char log_path[] = "/tmp/clgqa-build-log-XXXXXX";
     int fd = mkstemp(log_path);
     ck_assert_int_ge(fd, 0);
     close(fd);
-    setenv("CLGQA_CACHE_DIR", "off", 1);
-    setenv("CLGQA_BUILD_OPTIONS", "-DPROBE_VALUE=7.5f", 1);
-    setenv("CLGQA_BUILD_LOG", log_path, 1);
+    clgqa_runtime_options options = {0};
+    options.device = this_device();
+    options.build_options = "-DPROBE_VALUE=7.5f";
+    options.build_log = log_path;
     clgqa_runtime *rt;
-    TEST_OK(clgqa_runtime_create(NULL, &rt));
+    TEST_OK(clgqa_runtime_create(&options, &rt));
     cl_program program;
     TEST_OK(clgqa_build_program(rt, "probe", "__kernel void k(__global float *x) { x[0] = PROBE_VALUE; }",
                                 &program));
@@ -226,7 +312,7 @@ START_TEST(build_options_and_log_from_the_environment) {
     float value = -1.0f;
     cl_mem mem;
     TEST_OK(clgqa_buffer_create(rt, sizeof value, &mem));
-    TEST_OK(CLGQA_ARG(k, 0, mem));
+    TEST_OK(clgqa_set_arg(k, 0, sizeof mem, &mem, "x"));
     TEST_OK(clgqa_launch_1d(rt, k, 1, 0));
     TEST_OK(clgqa_buffer_read(rt, mem, 0, sizeof value, &value));
     ck_assert_float_eq(value, 7.5f);
@@ -236,31 +322,31 @@ START_TEST(build_options_and_log_from_the_environment) {
     size_t got = fread(log, 1, sizeof log - 1, f);
     log[got] = 0;
     fclose(f);
-    ck_assert_msg(strstr(log, "== kernels/probe.cl") && strstr(log, "-DPROBE_VALUE=7.5f"),
+    ck_assert_msg(strstr(log, "== probe.cl") && strstr(log, "-DPROBE_VALUE=7.5f"),
                   "build log: %s", log);
     clReleaseMemObject(mem);
     clReleaseKernel(k);
     clReleaseProgram(program);
 
-    setenv("CLGQA_BUILD_OPTIONS", "-no-such-option-anywhere", 1);
+    clgqa_runtime_destroy(rt);
+
+    options.build_options = "-no-such-option-anywhere";
+    TEST_OK(clgqa_runtime_create(&options, &rt));
     program = NULL;
     ck_assert_int_eq(clgqa_build_program(rt, "probe", "__kernel void k(__global float *x) { }",
                                          &program),
                      CLGQA_ERR_BUILD);
     ck_assert_ptr_null(program);
+    clgqa_runtime_destroy(rt);
     char overlong[400];
     memset(overlong, 'x', sizeof overlong - 1);
     overlong[sizeof overlong - 1] = 0;
-    setenv("CLGQA_BUILD_OPTIONS", overlong, 1);
-    ck_assert_int_eq(clgqa_build_program(rt, "probe", "__kernel void k(__global float *x) { }",
-                                         &program),
-                     CLGQA_ERR_INVALID_ARG);
-    ck_assert_msg(strstr(clgqa_error_message(), "CLGQA_BUILD_OPTIONS is too long"), "%s",
+    options.build_options = overlong;
+    rt = NULL;
+    ck_assert_int_eq(clgqa_runtime_create(&options, &rt), CLGQA_ERR_INVALID_ARG);
+    ck_assert_ptr_null(rt);
+    ck_assert_msg(strstr(clgqa_error_message(), "build_options is too long"), "%s",
                   clgqa_error_message());
-    clgqa_runtime_destroy(rt);
-    unsetenv("CLGQA_BUILD_OPTIONS");
-    unsetenv("CLGQA_BUILD_LOG");
-    unsetenv("CLGQA_CACHE_DIR");
     remove(log_path);
 }
 END_TEST
@@ -301,7 +387,7 @@ START_TEST(profiler_sums_device_time_per_label) {
     TEST_OK(clgqa_buffer_create(rt, sizeof host, &mem));
     TEST_OK(clgqa_profile_begin(rt));
     TEST_OK(clgqa_buffer_write(rt, mem, 0, sizeof host, host));
-    TEST_OK(CLGQA_ARG(k, 0, mem));
+    TEST_OK(clgqa_set_arg(k, 0, sizeof mem, &mem, "x"));
     TEST_OK(clgqa_launch_1d(rt, k, 64, 0));
     TEST_OK(clgqa_launch_1d(rt, k, 64, 0));
     /* A span (as around a CLBlast call): its launches count once, under its label. */
@@ -400,12 +486,13 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, lists_devices);
     tcase_add_test(tc, chooses_device_by_index_type_and_name);
     tcase_add_test(tc, code_paths_follow_device_unless_forced);
+    tcase_add_test(tc, environment_fills_the_runtime_options);
     tcase_add_test(tc, unknown_device_spec_is_refused);
     tcase_add_test(tc, no_platform_is_a_clear_error);
     tcase_add_test(tc, broken_kernel_reports_build_log);
     tcase_add_test(tc, binary_cache_is_written_and_reused);
     tcase_add_test(tc, unwritable_cache_still_builds);
-    tcase_add_test(tc, build_options_and_log_from_the_environment);
+    tcase_add_test(tc, build_options_and_log);
     tcase_add_test(tc, oversized_buffer_is_refused);
     tcase_add_test(tc, unknown_kernel_family_and_name);
     tcase_add_test(tc, profiler_sums_device_time_per_label);

@@ -2,7 +2,7 @@
  * and rewritten byte for byte; F16/BF16 decoding checked exhaustively;
  * write/read round trips of every dtype; every corruption class refused
  * with a message naming the problem; atomic writes. */
-#include "clgqa/safetensors.h"
+#include "safetensors.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -68,18 +68,18 @@ static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
 /* ---- a file from Python's safetensors ------------------------------------ */
 
 START_TEST(python_file_values) {
-    clgqa_safetensors *file;
-    TEST_OK(clgqa_safetensors_open(FIXTURE, &file));
-    ck_assert_uint_eq(clgqa_safetensors_count(file), 12);
-    ck_assert_str_eq(clgqa_safetensors_metadata(file, "format"), "pt");
-    ck_assert_ptr_null(clgqa_safetensors_metadata(file, "missing"));
-    ck_assert_str_eq(clgqa_safetensors_label(file), FIXTURE);
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(FIXTURE, &file));
+    ck_assert_uint_eq(clgqa_tensor_set_count(file), 12);
+    ck_assert_str_eq(clgqa_tensor_set_metadata(file, "format"), "pt");
+    ck_assert_ptr_null(clgqa_tensor_set_metadata(file, "missing"));
+    ck_assert_str_eq(clgqa_tensor_set_label(file), FIXTURE);
     /* Enumeration is in name order. */
-    ck_assert_str_eq(clgqa_safetensors_at(file, 0)->name, "bf16");
-    ck_assert_str_eq(clgqa_safetensors_at(file, 11)->name, "step");
-    ck_assert_ptr_null(clgqa_safetensors_at(file, 12));
+    ck_assert_str_eq(clgqa_tensor_set_at(file, 0)->name, "bf16");
+    ck_assert_str_eq(clgqa_tensor_set_at(file, 11)->name, "step");
+    ck_assert_ptr_null(clgqa_tensor_set_at(file, 12));
 
-    const clgqa_safetensor *t = clgqa_safetensors_find(file, "blocks.0.attn.q.weight");
+    const clgqa_tensor *t = clgqa_tensor_set_find(file, "blocks.0.attn.q.weight");
     ck_assert_ptr_nonnull(t);
     ck_assert_int_eq(t->dtype, CLGQA_DTYPE_F32);
     ck_assert_int_eq(t->ndim, 2);
@@ -88,11 +88,11 @@ START_TEST(python_file_values) {
     ck_assert_uint_eq(t->numel, 24);
     ck_assert_uint_eq(t->nbytes, 96);
     float w[24];
-    TEST_OK(clgqa_safetensors_read_f32(file, "blocks.0.attn.q.weight", w, 24));
+    TEST_OK(clgqa_tensor_set_read_f32(file, "blocks.0.attn.q.weight", w, 24));
     for (int i = 0; i < 24; i++)
         ck_assert_float_eq(w[i], (float)i / 8.0f - 1.0f);
     float b[4];
-    TEST_OK(clgqa_safetensors_read_f32(file, "blocks.0.attn.q.bias", b, 4));
+    TEST_OK(clgqa_tensor_set_read_f32(file, "blocks.0.attn.q.bias", b, 4));
     ck_assert(same_bits(b[1], -0.2f) && same_bits(b[3], 1e-30f));
 
     /* F16, BF16 and F64 decode exactly as torch's .float() does. */
@@ -101,16 +101,16 @@ START_TEST(python_file_values) {
         char as_f32[32];
         snprintf(as_f32, sizeof as_f32, "%s.as_f32", low[k]);
         float got[12], want[12];
-        size_t n = clgqa_safetensors_find(file, low[k])->numel;
-        TEST_OK(clgqa_safetensors_read_f32(file, low[k], got, n));
-        TEST_OK(clgqa_safetensors_read_f32(file, as_f32, want, n));
+        size_t n = clgqa_tensor_set_find(file, low[k])->numel;
+        TEST_OK(clgqa_tensor_set_read_f32(file, low[k], got, n));
+        TEST_OK(clgqa_tensor_set_read_f32(file, as_f32, want, n));
         for (size_t i = 0; i < n; i++)
             ck_assert_msg(same_bits(got[i], want[i]), "%s[%zu]: %a, torch %a", low[k], i, got[i], want[i]);
     }
     /* ... and those are the values the script wrote. */
     float f16[12], bf16[12];
-    TEST_OK(clgqa_safetensors_read_f32(file, "f16", f16, 12));
-    TEST_OK(clgqa_safetensors_read_f32(file, "bf16", bf16, 12));
+    TEST_OK(clgqa_tensor_set_read_f32(file, "f16", f16, 12));
+    TEST_OK(clgqa_tensor_set_read_f32(file, "bf16", bf16, 12));
     ck_assert(signbit(f16[1]) && f16[1] == 0.0f);
     ck_assert_float_eq(f16[3], -2.5f);
     ck_assert_float_eq(f16[5], 65504.0f);
@@ -122,54 +122,54 @@ START_TEST(python_file_values) {
     ck_assert_float_eq(bf16[9], -7.0f);
 
     int64_t split[3];
-    TEST_OK(clgqa_safetensors_read_i64(file, "blocks.0.attn.split", split, 3));
+    TEST_OK(clgqa_tensor_set_read_i64(file, "blocks.0.attn.split", split, 3));
     ck_assert(split[0] == 3 && split[1] == 0 && split[2] == 1);
     int32_t split32[3];
-    TEST_OK(clgqa_safetensors_read_i32(file, "blocks.0.attn.split", split32, 3));
+    TEST_OK(clgqa_tensor_set_read_i32(file, "blocks.0.attn.split", split32, 3));
     ck_assert(split32[0] == 3 && split32[1] == 0 && split32[2] == 1);
     float splitf[3];
-    TEST_OK(clgqa_safetensors_read_f32(file, "blocks.0.attn.split", splitf, 3));
+    TEST_OK(clgqa_tensor_set_read_f32(file, "blocks.0.attn.split", splitf, 3));
     ck_assert(splitf[0] == 3.0f && splitf[2] == 1.0f);
 
-    t = clgqa_safetensors_find(file, "step");
+    t = clgqa_tensor_set_find(file, "step");
     ck_assert_int_eq(t->ndim, 0);
     ck_assert_uint_eq(t->numel, 1);
     int64_t step;
-    TEST_OK(clgqa_safetensors_read_i64(file, "step", &step, 1));
+    TEST_OK(clgqa_tensor_set_read_i64(file, "step", &step, 1));
     ck_assert(step == 123456789012ll);
     int32_t step32;
-    ck_assert_int_eq(clgqa_safetensors_read_i32(file, "step", &step32, 1), CLGQA_ERR_FORMAT);
+    ck_assert_int_eq(clgqa_tensor_set_read_i32(file, "step", &step32, 1), CLGQA_ERR_FORMAT);
     ASSERT_MESSAGE_HAS("tensor 'step': element 0 does not fit int32");
 
     int32_t i32[4];
-    TEST_OK(clgqa_safetensors_read_i32(file, "i32", i32, 4));
+    TEST_OK(clgqa_tensor_set_read_i32(file, "i32", i32, 4));
     ck_assert(i32[0] == INT32_MIN && i32[1] == INT32_MAX && i32[2] == 0 && i32[3] == -1);
 
-    t = clgqa_safetensors_find(file, "empty");
+    t = clgqa_tensor_set_find(file, "empty");
     ck_assert_uint_eq(t->numel, 0);
     ck_assert_int_eq(t->shape[0], 0);
     ck_assert_int_eq(t->shape[1], 5);
-    TEST_OK(clgqa_safetensors_read_f32(file, "empty", NULL, 0));
-    ck_assert_int_eq(clgqa_safetensors_read_i64(file, "empty", NULL, 0), CLGQA_ERR_INVALID_ARG);
+    TEST_OK(clgqa_tensor_set_read_f32(file, "empty", NULL, 0));
+    ck_assert_int_eq(clgqa_tensor_set_read_i64(file, "empty", NULL, 0), CLGQA_ERR_INVALID_ARG);
     ASSERT_MESSAGE_HAS("tensor 'empty' is F32, not an integer tensor");
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set_close(file);
 }
 END_TEST
 
 /* clgqa's writer, given the tensors of the Python file, writes the same bytes. */
 START_TEST(writer_matches_python_bytes) {
-    clgqa_safetensors *file;
-    TEST_OK(clgqa_safetensors_open(FIXTURE, &file));
-    size_t n = clgqa_safetensors_count(file);
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(FIXTURE, &file));
+    size_t n = clgqa_tensor_set_count(file);
     clgqa_safetensor_out out[16];
     for (size_t i = 0; i < n; i++) {
-        const clgqa_safetensor *t = clgqa_safetensors_at(file, i);
+        const clgqa_tensor *t = clgqa_tensor_set_at(file, i);
         out[i] = (clgqa_safetensor_out){t->name, t->dtype, t->ndim, t->shape, t->data};
     }
     clgqa_metadata_pair meta = {"format", "pt"};
     const char *path = tmp_path("rewritten.safetensors");
     TEST_OK(clgqa_safetensors_write(path, out, n, &meta, 1));
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set_close(file);
 
     size_t want_size, got_size;
     unsigned char *want = read_whole(FIXTURE, &want_size), *got = read_whole(path, &got_size);
@@ -209,22 +209,22 @@ START_TEST(half_and_bfloat16_exhaustive) {
     clgqa_safetensor_out out[2] = {{"h", CLGQA_DTYPE_F16, 1, shape, bits}, {"b", CLGQA_DTYPE_BF16, 1, shape, bits}};
     const char *path = tmp_path("halves.safetensors");
     TEST_OK(clgqa_safetensors_write(path, out, 2, NULL, 0));
-    clgqa_safetensors *file;
-    TEST_OK(clgqa_safetensors_open(path, &file));
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(path, &file));
 
-    TEST_OK(clgqa_safetensors_read_f32(file, "h", got, 65536));
+    TEST_OK(clgqa_tensor_set_read_f32(file, "h", got, 65536));
     for (uint32_t i = 0; i < 65536; i++) {
         float want = half_value((uint16_t)i);
         ck_assert_msg(isnan(want) ? isnan(got[i]) : same_bits(got[i], want), "F16 0x%04x: got %a want %a", i,
                       (double)got[i], (double)want);
     }
-    TEST_OK(clgqa_safetensors_read_f32(file, "b", got, 65536));
+    TEST_OK(clgqa_tensor_set_read_f32(file, "b", got, 65536));
     for (uint32_t i = 0; i < 65536; i++) {
         float want = bf16_value((uint16_t)i);
         ck_assert_msg(isnan(want) ? isnan(got[i]) : same_bits(got[i], want), "BF16 0x%04x: got %a want %a", i,
                       (double)got[i], (double)want);
     }
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set_close(file);
 }
 END_TEST
 
@@ -243,16 +243,16 @@ START_TEST(half_and_bfloat16_known_values) {
     clgqa_safetensor_out out[2] = {{"h", CLGQA_DTYPE_F16, 1, shape, bits}, {"b", CLGQA_DTYPE_BF16, 1, shape, bits}};
     const char *path = tmp_path("known.safetensors");
     TEST_OK(clgqa_safetensors_write(path, out, 2, NULL, 0));
-    clgqa_safetensors *file;
-    TEST_OK(clgqa_safetensors_open(path, &file));
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(path, &file));
     float h[8], b[8];
-    TEST_OK(clgqa_safetensors_read_f32(file, "h", h, 8));
-    TEST_OK(clgqa_safetensors_read_f32(file, "b", b, 8));
+    TEST_OK(clgqa_tensor_set_read_f32(file, "h", h, 8));
+    TEST_OK(clgqa_tensor_set_read_f32(file, "b", b, 8));
     for (int i = 0; i < 8; i++) {
         ck_assert_msg(same_bits(h[i], cases[i].f16), "F16 0x%04x: %a", cases[i].bits, (double)h[i]);
         ck_assert_msg(same_bits(b[i], cases[i].bf16), "BF16 0x%04x: %a", cases[i].bits, (double)b[i]);
     }
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set_close(file);
 }
 END_TEST
 
@@ -320,18 +320,18 @@ START_TEST(round_trip_every_dtype) {
     const char *path = tmp_path("all.safetensors");
     TEST_OK(clgqa_safetensors_write(path, out, TYPES, meta, 2));
 
-    clgqa_safetensors *file;
-    TEST_OK(clgqa_safetensors_open(path, &file));
-    ck_assert_uint_eq(clgqa_safetensors_count(file), TYPES);
-    ck_assert_str_eq(clgqa_safetensors_metadata(file, "config"), "att_scheme: kdgqa\n\"quoted\"");
-    ck_assert_uint_eq(clgqa_safetensors_metadata_count(file), 2);
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(path, &file));
+    ck_assert_uint_eq(clgqa_tensor_set_count(file), TYPES);
+    ck_assert_str_eq(clgqa_tensor_set_metadata(file, "config"), "att_scheme: kdgqa\n\"quoted\"");
+    ck_assert_uint_eq(clgqa_tensor_set_metadata_count(file), 2);
     const char *key, *value;
-    clgqa_safetensors_metadata_at(file, 1, &key, &value);
+    clgqa_tensor_set_metadata_at(file, 1, &key, &value);
     ck_assert_str_eq(key, "step");
     ck_assert_str_eq(value, "7");
 
     for (int k = 0; k < TYPES; k++) {
-        const clgqa_safetensor *t = clgqa_safetensors_find(file, names[k]);
+        const clgqa_tensor *t = clgqa_tensor_set_find(file, names[k]);
         ck_assert_ptr_nonnull(t);
         size_t size = clgqa_dtype_size(all[k]);
         ck_assert_int_eq(t->dtype, all[k]);
@@ -343,7 +343,7 @@ START_TEST(round_trip_every_dtype) {
 
         float f[N];
         int64_t i64[N];
-        clgqa_status status = clgqa_safetensors_read_f32(file, names[k], f, N);
+        clgqa_status status = clgqa_tensor_set_read_f32(file, names[k], f, N);
         switch (all[k]) {
         case CLGQA_DTYPE_F8_E5M2:
         case CLGQA_DTYPE_F8_E4M3:
@@ -375,7 +375,7 @@ START_TEST(round_trip_every_dtype) {
         case CLGQA_DTYPE_I64:
         case CLGQA_DTYPE_U64:
             TEST_OK(status);
-            TEST_OK(clgqa_safetensors_read_i64(file, names[k], i64, N));
+            TEST_OK(clgqa_tensor_set_read_i64(file, names[k], i64, N));
             for (size_t i = 0; i < N; i++) {
                 int64_t x;
                 memcpy(&x, data[k] + 8 * i, 8);
@@ -385,7 +385,7 @@ START_TEST(round_trip_every_dtype) {
             break;
         default: /* the integer types up to 32 bits, and BOOL */
             TEST_OK(status);
-            TEST_OK(clgqa_safetensors_read_i64(file, names[k], i64, N));
+            TEST_OK(clgqa_tensor_set_read_i64(file, names[k], i64, N));
             for (size_t i = 0; i < N; i++) {
                 double x = integer_value(all[k], data[k], i);
                 ck_assert(i64[i] == (int64_t)x);
@@ -393,30 +393,30 @@ START_TEST(round_trip_every_dtype) {
             }
         }
         if (all[k] == CLGQA_DTYPE_F32 || all[k] == CLGQA_DTYPE_F16) {
-            ck_assert_int_eq(clgqa_safetensors_read_i64(file, names[k], i64, N), CLGQA_ERR_INVALID_ARG);
+            ck_assert_int_eq(clgqa_tensor_set_read_i64(file, names[k], i64, N), CLGQA_ERR_INVALID_ARG);
             ASSERT_MESSAGE_HAS("not an integer tensor");
         }
     }
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set_close(file);
 }
 END_TEST
 
 START_TEST(lookup_errors) {
-    clgqa_safetensors *file;
-    TEST_OK(clgqa_safetensors_open(FIXTURE, &file));
-    const clgqa_safetensor *t;
-    ck_assert_ptr_null(clgqa_safetensors_find(file, "head.weight"));
-    ck_assert_int_eq(clgqa_safetensors_get(file, "head.weight", &t), CLGQA_ERR_FORMAT);
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(FIXTURE, &file));
+    const clgqa_tensor *t;
+    ck_assert_ptr_null(clgqa_tensor_set_find(file, "head.weight"));
+    ck_assert_int_eq(clgqa_tensor_set_get(file, "head.weight", &t), CLGQA_ERR_FORMAT);
     ASSERT_MESSAGE_HAS(FIXTURE ": no tensor 'head.weight'");
     float x[25];
-    ck_assert_int_eq(clgqa_safetensors_read_f32(file, "blocks.0.attn.q.weight", x, 25), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_tensor_set_read_f32(file, "blocks.0.attn.q.weight", x, 25), CLGQA_ERR_INVALID_ARG);
     ASSERT_MESSAGE_HAS("'blocks.0.attn.q.weight' has 24 elements (shape [4, 6]), caller expected 25");
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set_close(file);
 
-    ck_assert_int_eq(clgqa_safetensors_open("/nonexistent/x.safetensors", &file), CLGQA_ERR_IO);
+    ck_assert_int_eq(clgqa_tensor_file_open("/nonexistent/x.safetensors", &file), CLGQA_ERR_IO);
     ASSERT_MESSAGE_HAS("/nonexistent/x.safetensors");
     ck_assert_ptr_null(file);
-    ck_assert_int_eq(clgqa_safetensors_open("/tmp", &file), CLGQA_ERR_IO);
+    ck_assert_int_eq(clgqa_tensor_file_open("/tmp", &file), CLGQA_ERR_IO);
     ASSERT_MESSAGE_HAS("not a regular file");
 
     /* A U64 beyond int64 is refused, not wrapped. */
@@ -425,16 +425,16 @@ START_TEST(lookup_errors) {
     clgqa_safetensor_out out = {"big", CLGQA_DTYPE_U64, 1, two, big};
     const char *path = tmp_path("u64.safetensors");
     TEST_OK(clgqa_safetensors_write(path, &out, 1, NULL, 0));
-    TEST_OK(clgqa_safetensors_open(path, &file));
-    ck_assert_int_eq(clgqa_safetensors_read_i64(file, "big", got, 2), CLGQA_ERR_FORMAT);
+    TEST_OK(clgqa_tensor_file_open(path, &file));
+    ck_assert_int_eq(clgqa_tensor_set_read_i64(file, "big", got, 2), CLGQA_ERR_FORMAT);
     ASSERT_MESSAGE_HAS("tensor 'big': element 1 does not fit int64");
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set_close(file);
 
     char text[64];
     int64_t shape[4] = {768, 3, 16, 16};
-    clgqa_safetensors_shape_text(shape, 4, text, sizeof text);
+    clgqa_tensor_set_shape_text(shape, 4, text, sizeof text);
     ck_assert_str_eq(text, "[768, 3, 16, 16]");
-    clgqa_safetensors_shape_text(shape, 0, text, sizeof text);
+    clgqa_tensor_set_shape_text(shape, 0, text, sizeof text);
     ck_assert_str_eq(text, "[]");
 }
 END_TEST
@@ -500,7 +500,7 @@ START_TEST(corrupt_files_refused) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t size;
         unsigned char *bytes = make_file(cases[i].json, cases[i].data_size, &size);
-        clgqa_safetensors *file = (clgqa_safetensors *)1;
+        clgqa_tensor_set *file = (clgqa_tensor_set *)1;
         ck_assert_msg(clgqa_safetensors_parse(bytes, size, "bad.safetensors", &file) == CLGQA_ERR_FORMAT,
                       "case %zu accepted: %s", i, cases[i].json);
         ck_assert_ptr_null(file);
@@ -517,8 +517,8 @@ START_TEST(bad_header_length_refused) {
     FILE *f = fopen(path, "wb");
     fwrite("\x10\0\0", 1, 3, f);
     fclose(f);
-    clgqa_safetensors *file;
-    ck_assert_int_eq(clgqa_safetensors_open(path, &file), CLGQA_ERR_FORMAT);
+    clgqa_tensor_set *file;
+    ck_assert_int_eq(clgqa_tensor_file_open(path, &file), CLGQA_ERR_FORMAT);
     ASSERT_MESSAGE_HAS("short.safetensors: 3 bytes, too short for the 8-byte header length");
 
     size_t size;
@@ -529,7 +529,7 @@ START_TEST(bad_header_length_refused) {
     f = fopen(path, "wb");
     fwrite(bytes, 1, size, f);
     fclose(f);
-    ck_assert_int_eq(clgqa_safetensors_open(path, &file), CLGQA_ERR_FORMAT);
+    ck_assert_int_eq(clgqa_tensor_file_open(path, &file), CLGQA_ERR_FORMAT);
     ASSERT_MESSAGE_HAS("long.safetensors: header length 4096 runs past the end of the file (16 bytes)");
     uint64_t huge = UINT64_MAX;
     memcpy(bytes, &huge, 8);
@@ -544,12 +544,12 @@ START_TEST(every_truncation_refused) {
     size_t size;
     unsigned char *bytes = read_whole(FIXTURE, &size);
     for (size_t cut = 0; cut < size; cut++) {
-        clgqa_safetensors *file;
+        clgqa_tensor_set *file;
         ck_assert_int_eq(clgqa_safetensors_parse(bytes, cut, "cut", &file), CLGQA_ERR_FORMAT);
     }
-    clgqa_safetensors *file;
+    clgqa_tensor_set *file;
     TEST_OK(clgqa_safetensors_parse(bytes, size, "whole", &file));
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set_close(file);
     free(bytes);
 }
 END_TEST
@@ -572,13 +572,13 @@ START_TEST(atomic_write) {
     a[0] = 42;
     TEST_OK(clgqa_safetensors_write(path, out, 1, NULL, 0));
     ck_assert_uint_eq(count_dir_entries(tmp_dir), 1);
-    clgqa_safetensors *file;
-    TEST_OK(clgqa_safetensors_open(path, &file));
-    ck_assert_uint_eq(clgqa_safetensors_count(file), 1);
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(path, &file));
+    ck_assert_uint_eq(clgqa_tensor_set_count(file), 1);
     float back[6];
-    TEST_OK(clgqa_safetensors_read_f32(file, "a", back, 6));
+    TEST_OK(clgqa_tensor_set_read_f32(file, "a", back, 6));
     ck_assert_float_eq(back[0], 42.0f);
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set_close(file);
 
     /* A rename that fails (the target is a non-empty folder) leaves neither
      * a temporary nor a change. */
@@ -631,11 +631,11 @@ START_TEST(empty_file_round_trip) {
     ck_assert_uint_eq(size, 16);
     ck_assert_int_eq(memcmp(bytes, "\x08\0\0\0\0\0\0\0{}      ", 16), 0);
     free(bytes);
-    clgqa_safetensors *file;
-    TEST_OK(clgqa_safetensors_open(path, &file));
-    ck_assert_uint_eq(clgqa_safetensors_count(file), 0);
-    ck_assert_uint_eq(clgqa_safetensors_metadata_count(file), 0);
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(path, &file));
+    ck_assert_uint_eq(clgqa_tensor_set_count(file), 0);
+    ck_assert_uint_eq(clgqa_tensor_set_metadata_count(file), 0);
+    clgqa_tensor_set_close(file);
 }
 END_TEST
 

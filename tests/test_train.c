@@ -16,13 +16,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "clgqa/batch_upload.h"
+#include "batch_upload.h"
 #include "clgqa/checkpoint.h"
-#include "clgqa/config.h"
+#include "config_internal.h"
 #include "clgqa/dataset.h"
 #include "clgqa/model.h"
-#include "clgqa/safetensors.h"
-#include "clgqa/train.h"
+#include "safetensors.h"
+#include "train_internal.h"
 #include "model_internal.h"
 #include "support/test_util.h"
 
@@ -119,10 +119,11 @@ static void train_steps(const clgqa_config *cfg, const char *resume_dir, int sto
                         long stop_after_steps, clgqa_train_result *result) {
     clgqa_train_options options = {0};
     options.resume_dir = resume_dir;
-    options.stop_after_epochs = stop_after_epochs;
-    options.stop_after_steps = stop_after_steps;
-    options.quiet = 1;
-    TEST_OK(clgqa_train(test_runtime(), cfg, &options, result));
+    clgqa_train_extras extras = {0};
+    extras.stop_after_epochs = stop_after_epochs;
+    extras.stop_after_steps = stop_after_steps;
+    options.flags = CLGQA_TRAIN_QUIET;
+    TEST_OK(clgqa_train_with(test_runtime(), cfg, &options, &extras, result));
 }
 
 static void train_quietly(const clgqa_config *cfg, const char *resume_dir, int stop_after,
@@ -203,18 +204,18 @@ START_TEST(run_writes_csv_logs_config_and_model) {
     ck_assert_str_eq(again.data_dir, cfg.data_dir);
 
     /* The model checkpoint carries the reference's metadata. */
-    clgqa_safetensors *file;
+    clgqa_tensor_set *file;
     snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
-    TEST_OK(clgqa_safetensors_open(path, &file));
-    ck_assert_str_eq(clgqa_safetensors_metadata(file, "att_scheme"), "kdgqa");
-    ck_assert_str_eq(clgqa_safetensors_metadata(file, "depth"), "2");
-    ck_assert_str_eq(clgqa_safetensors_metadata(file, "heads"), "4");
-    ck_assert_str_eq(clgqa_safetensors_metadata(file, "kv_heads"), "2");
-    ck_assert_str_eq(clgqa_safetensors_metadata(file, "num_classes"), "10");
-    ck_assert_str_eq(clgqa_safetensors_metadata(file, "img_size"), "8");
-    ck_assert_ptr_nonnull(clgqa_safetensors_find(file, "blocks.1.attn.k.weight"));
-    ck_assert_ptr_null(clgqa_safetensors_find(file, "optim.m.head.weight"));
-    clgqa_safetensors_close(file);
+    TEST_OK(clgqa_tensor_file_open(path, &file));
+    ck_assert_str_eq(clgqa_tensor_set_metadata(file, "att_scheme"), "kdgqa");
+    ck_assert_str_eq(clgqa_tensor_set_metadata(file, "depth"), "2");
+    ck_assert_str_eq(clgqa_tensor_set_metadata(file, "heads"), "4");
+    ck_assert_str_eq(clgqa_tensor_set_metadata(file, "kv_heads"), "2");
+    ck_assert_str_eq(clgqa_tensor_set_metadata(file, "num_classes"), "10");
+    ck_assert_str_eq(clgqa_tensor_set_metadata(file, "img_size"), "8");
+    ck_assert_ptr_nonnull(clgqa_tensor_set_find(file, "blocks.1.attn.k.weight"));
+    ck_assert_ptr_null(clgqa_tensor_set_find(file, "optim.m.head.weight"));
+    clgqa_tensor_set_close(file);
     test_remove_tree(out_dir);
 }
 END_TEST
@@ -238,15 +239,15 @@ START_TEST(checkpoint_round_trip_gives_identical_logits) {
     set(&other, "seed=99"); /* a different initialisation */
     const int batch = 7;
     clgqa_model *saved, *loaded;
-    TEST_OK(clgqa_model_create(rt, &cfg, batch, &saved));
-    TEST_OK(clgqa_model_create(rt, &other, batch, &loaded));
+    TEST_OK(test_model_create(rt, &cfg, batch, &saved));
+    TEST_OK(test_model_create(rt, &other, batch, &loaded));
     /* A non-trivial DGQA state that must travel with the weights. */
     float cache[2] = {1.25f, 0.5f};
     int32_t split[2] = {3, 1};
     TEST_OK(clgqa_model_write_grouping(saved, 1, cache, split));
 
     snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
-    TEST_OK(clgqa_checkpoint_save_model(saved, &cfg, path));
+    TEST_OK(clgqa_checkpoint_save_model(saved, path));
     TEST_OK(clgqa_checkpoint_load_model(loaded, path, NULL));
 
     size_t n = clgqa_model_param_count(saved);
@@ -290,8 +291,8 @@ START_TEST(bad_checkpoints_are_refused_clearly) {
     set(&wider, "embed_dim=20");
     TEST_OK(clgqa_config_finalize(&wider));
     clgqa_model *model, *wide;
-    TEST_OK(clgqa_model_create(rt, &cfg, 4, &model));
-    TEST_OK(clgqa_model_create(rt, &wider, 4, &wide));
+    TEST_OK(test_model_create(rt, &cfg, 4, &model));
+    TEST_OK(test_model_create(rt, &wider, 4, &wide));
 
     /* Missing file. */
     snprintf(path, sizeof path, "%s/absent.safetensors", out_dir);
@@ -305,17 +306,17 @@ START_TEST(bad_checkpoints_are_refused_clearly) {
     ck_assert_int_ne(clgqa_checkpoint_load_model(model, path, NULL), CLGQA_OK);
     /* Another model's shapes: the tensor and both shapes are named. */
     snprintf(path, sizeof path, "%s/wide.safetensors", out_dir);
-    TEST_OK(clgqa_checkpoint_save_model(wide, &wider, path));
+    TEST_OK(clgqa_checkpoint_save_model(wide, path));
     ck_assert_int_eq(clgqa_checkpoint_load_model(model, path, NULL), CLGQA_ERR_FORMAT);
     const char *msg = clgqa_error_message();
     ck_assert_msg(strstr(msg, "cls_token") && strstr(msg, "[1, 1, 20]") && strstr(msg, "[1, 1, 16]"),
                   "%s", msg);
-    ck_assert_int_eq(clgqa_checkpoint_load_pretrained(model, path, 1, NULL), CLGQA_ERR_FORMAT);
+    ck_assert_int_eq(clgqa_checkpoint_load_pretrained(model, path, CLGQA_RESAMPLE_ANTIALIAS, NULL), CLGQA_ERR_FORMAT);
     /* A model checkpoint cannot resume training. */
     snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
-    TEST_OK(clgqa_checkpoint_save_model(model, &cfg, path));
+    TEST_OK(clgqa_checkpoint_save_model(model, path));
     clgqa_train_state state;
-    ck_assert_int_ne(clgqa_checkpoint_load_training(model, path, cfg.seed, &state), CLGQA_OK);
+    ck_assert_int_ne(clgqa_checkpoint_load_training(model, path, &state), CLGQA_OK);
     ck_assert_msg(strstr(clgqa_error_message(), "optimizer"), "%s", clgqa_error_message());
     clgqa_model_destroy(model);
     clgqa_model_destroy(wide);
@@ -327,20 +328,20 @@ END_TEST
 /* ---- resume ------------------------------------------------------------------ */
 
 static void assert_same_tensors(const char *path_a, const char *path_b) {
-    clgqa_safetensors *a, *b;
-    TEST_OK(clgqa_safetensors_open(path_a, &a));
-    TEST_OK(clgqa_safetensors_open(path_b, &b));
-    ck_assert_uint_eq(clgqa_safetensors_count(a), clgqa_safetensors_count(b));
-    for (size_t i = 0; i < clgqa_safetensors_count(a); i++) {
-        const clgqa_safetensor *ta = clgqa_safetensors_at(a, i);
-        const clgqa_safetensor *tb = clgqa_safetensors_find(b, ta->name);
+    clgqa_tensor_set *a, *b;
+    TEST_OK(clgqa_tensor_file_open(path_a, &a));
+    TEST_OK(clgqa_tensor_file_open(path_b, &b));
+    ck_assert_uint_eq(clgqa_tensor_set_count(a), clgqa_tensor_set_count(b));
+    for (size_t i = 0; i < clgqa_tensor_set_count(a); i++) {
+        const clgqa_tensor *ta = clgqa_tensor_set_at(a, i);
+        const clgqa_tensor *tb = clgqa_tensor_set_find(b, ta->name);
         ck_assert_msg(tb != NULL, "%s lacks %s", path_b, ta->name);
         ck_assert_uint_eq(ta->nbytes, tb->nbytes);
         ck_assert_msg(memcmp(ta->data, tb->data, ta->nbytes) == 0,
                       "%s differs between the uninterrupted and the resumed run", ta->name);
     }
-    clgqa_safetensors_close(a);
-    clgqa_safetensors_close(b);
+    clgqa_tensor_set_close(a);
+    clgqa_tensor_set_close(b);
 }
 
 /* Train 2 epochs straight, and 1 epoch + resume for 1: same bits. DGQA
@@ -392,7 +393,7 @@ START_TEST(resume_refuses_another_seed) {
     set(&cfg, "seed=6");
     clgqa_train_options options = {0};
     options.resume_dir = out_dir;
-    options.quiet = 1;
+    options.flags = CLGQA_TRAIN_QUIET;
     ck_assert_int_eq(clgqa_train(test_runtime(), &cfg, &options, &result), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "seed"), "%s", clgqa_error_message());
     test_remove_tree(out_dir);
@@ -472,12 +473,13 @@ static void train_reading_blocking(const clgqa_config *cfg, blocking_reads *out)
     clgqa_loader *loader;
     clgqa_model *model;
     clgqa_batch_upload *up;
-    TEST_OK(clgqa_dataset_open(cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
+    TEST_OK(test_dataset_open(cfg, CLGQA_SPLIT_TRAIN, 0, &ds));
     TEST_OK(clgqa_loader_create(ds, cfg->batch_size, cfg->shuffle, 0, &loader));
     TEST_OK(clgqa_loader_use_pixels(loader));
-    TEST_OK(clgqa_model_create(rt, cfg, cfg->batch_size, &model));
+    TEST_OK(test_model_create(rt, cfg, cfg->batch_size, &model));
     TEST_OK(clgqa_batch_upload_create(rt, clgqa_model_get_dims(model), cfg->batch_size, &up));
-    clgqa_adamw_hparams hp = {cfg->lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay};
+    clgqa_adamw hp = {cfg->lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay,
+                      cfg->clip_grad_norm};
     for (long epoch = 0, global = 0; epoch < EPOCHS; epoch++) {
         TEST_OK(clgqa_loader_start(loader, epoch));
         TEST_OK(clgqa_model_reset_metrics(model));
@@ -487,11 +489,13 @@ static void train_reading_blocking(const clgqa_config *cfg, blocking_reads *out)
             TEST_OK(clgqa_loader_next(loader, &batch));
             ck_assert_int_eq(batch.count, 16);
             TEST_OK(clgqa_batch_upload_next(up, &batch, &pixels, &labels));
-            const clgqa_pass pass = {.training = 1, .step_in_epoch = step, .global_step = global};
-            TEST_OK(clgqa_model_forward_pixels(model, pixels, labels, batch.count, &pass));
+            const clgqa_pass pass = {.mode = CLGQA_PASS_TRAIN, .step_in_epoch = step,
+                                     .global_step = global};
+            TEST_OK(clgqa_model_forward_pixels(model, pixels, labels, batch.count, cfg->norm_mean,
+                                               cfg->norm_std, &pass));
             TEST_OK(clgqa_model_backward(model));
             hp.lr = clgqa_schedule_lr(cfg, global, TOTAL_STEPS);
-            TEST_OK(clgqa_model_step(model, &hp, global + 1, cfg->clip_grad_norm));
+            TEST_OK(clgqa_model_step(model, &hp, global + 1));
             TEST_OK(clgqa_model_read_metrics(model, &out->after[global]));
             TEST_OK(clgqa_model_read_all_group_counts(model, out->groups[global]));
         }
@@ -575,10 +579,11 @@ static void train_logged(const clgqa_config *cfg, const char *resume_dir, long s
     ck_assert_ptr_nonnull(f);
     clgqa_train_options options = {0};
     options.resume_dir = resume_dir;
-    options.stop_after_steps = stop_after_steps;
     options.log = f;
+    clgqa_train_extras extras = {0};
+    extras.stop_after_steps = stop_after_steps;
     clgqa_train_result result;
-    TEST_OK(clgqa_train(test_runtime(), cfg, &options, &result));
+    TEST_OK(clgqa_train_with(test_runtime(), cfg, &options, &extras, &result));
     ck_assert_int_eq(fclose(f), 0);
 }
 
@@ -726,8 +731,8 @@ START_TEST(predictions_equal_blocking_reads_of_the_logits) {
     clgqa_runtime *rt = test_runtime();
     clgqa_model *model;
     clgqa_dataset *ds;
-    TEST_OK(clgqa_model_create(rt, &cfg, 16, &model));
-    TEST_OK(clgqa_dataset_open(&cfg, CLGQA_SPLIT_TEST, 0, &ds));
+    TEST_OK(test_model_create(rt, &cfg, 16, &model));
+    TEST_OK(test_dataset_open(&cfg, CLGQA_SPLIT_TEST, 0, &ds));
     char *got;
     size_t got_size;
     FILE *f = open_memstream(&got, &got_size);
@@ -760,10 +765,11 @@ START_TEST(predictions_equal_blocking_reads_of_the_logits) {
         if (batch.count == 0)
             break;
         TEST_OK(clgqa_batch_upload_next(up, &batch, &pixels, &labels));
-        /* The evaluation's random streams (host/train.c), unused by KDGQA. */
-        const clgqa_pass pass = {.training = 0, .step_in_epoch = b,
+        /* The evaluation's random streams (train.c), unused by KDGQA. */
+        const clgqa_pass pass = {.mode = CLGQA_PASS_EVAL, .step_in_epoch = b,
                                  .global_step = (long)((1ull << 39) + (uint64_t)b)};
-        TEST_OK(clgqa_model_forward_pixels(model, pixels, labels, batch.count, &pass));
+        TEST_OK(clgqa_model_forward_pixels(model, pixels, labels, batch.count, cfg.norm_mean,
+                                               cfg.norm_std, &pass));
         TEST_OK(clgqa_model_read_logits(model, logits));
         for (int i = 0; i < batch.count; i++, index++) {
             const float *row = logits + i * 10;
@@ -805,18 +811,18 @@ END_TEST
 /* The tensors of `best` are those of `last` (which also holds the optimizer
  * state and may hold more). */
 static void assert_tensors_within(const char *best, const char *last) {
-    clgqa_safetensors *a, *b;
-    TEST_OK(clgqa_safetensors_open(best, &a));
-    TEST_OK(clgqa_safetensors_open(last, &b));
-    for (size_t i = 0; i < clgqa_safetensors_count(a); i++) {
-        const clgqa_safetensor *ta = clgqa_safetensors_at(a, i);
-        const clgqa_safetensor *tb = clgqa_safetensors_find(b, ta->name);
+    clgqa_tensor_set *a, *b;
+    TEST_OK(clgqa_tensor_file_open(best, &a));
+    TEST_OK(clgqa_tensor_file_open(last, &b));
+    for (size_t i = 0; i < clgqa_tensor_set_count(a); i++) {
+        const clgqa_tensor *ta = clgqa_tensor_set_at(a, i);
+        const clgqa_tensor *tb = clgqa_tensor_set_find(b, ta->name);
         ck_assert_msg(tb != NULL, "%s lacks %s", last, ta->name);
         ck_assert_uint_eq(ta->nbytes, tb->nbytes);
         ck_assert_msg(memcmp(ta->data, tb->data, ta->nbytes) == 0, "%s differs", ta->name);
     }
-    clgqa_safetensors_close(a);
-    clgqa_safetensors_close(b);
+    clgqa_tensor_set_close(a);
+    clgqa_tensor_set_close(b);
 }
 
 START_TEST(best_checkpoint_is_the_lowest_test_loss_epoch) {
@@ -862,10 +868,10 @@ START_TEST(best_checkpoint_is_the_lowest_test_loss_epoch) {
     snprintf(path, sizeof path, "%s/best.safetensors", out_dir);
     snprintf(other, sizeof other, "%s/last.safetensors", again_dir);
     assert_tensors_within(path, other);
-    clgqa_safetensors *file;
-    TEST_OK(clgqa_safetensors_open(path, &file));
-    ck_assert_ptr_null(clgqa_safetensors_find(file, "optim.m.head.weight")); /* a model checkpoint */
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(path, &file));
+    ck_assert_ptr_null(clgqa_tensor_set_find(file, "optim.m.head.weight")); /* a model checkpoint */
+    clgqa_tensor_set_close(file);
     test_remove_tree(out_dir);
     test_remove_tree(again_dir);
 }
@@ -899,8 +905,8 @@ START_TEST(non_finite_loss_stops_at_its_step) {
     set(&cfg, "lr=1e30");
     clgqa_train_options options = {0};
     options.resume_dir = out_dir;
-    options.quiet = 1;
-    ck_assert_int_eq(clgqa_train(test_runtime(), &cfg, &options, &result), CLGQA_ERR_INVALID_ARG);
+    options.flags = CLGQA_TRAIN_QUIET;
+    ck_assert_int_eq(clgqa_train(test_runtime(), &cfg, &options, &result), CLGQA_ERR_DIVERGED);
     const char *msg = clgqa_error_message();
     ck_assert_msg(strstr(msg, "diverged at epoch 2, step 2/5 (lr 1e+30)"), "%s", msg);
     ck_assert_msg(strstr(msg, "last.safetensors"), "%s", msg);
@@ -1061,10 +1067,10 @@ START_TEST(kill_9_loses_at_most_checkpoint_steps) {
                                   sizeof err);
     ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "wait status %#x", status);
     snprintf(path, sizeof path, "%s/last.safetensors", out_dir);
-    clgqa_safetensors *file;
-    TEST_OK(clgqa_safetensors_open(path, &file));
-    long saved = strtol(clgqa_safetensors_metadata(file, "global_step"), NULL, 10);
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(path, &file));
+    long saved = strtol(clgqa_tensor_set_metadata(file, "global_step"), NULL, 10);
+    clgqa_tensor_set_close(file);
     /* The run had done at least 50 steps when killed. */
     ck_assert_msg(saved % 20 == 0 && saved >= 50 - 20, "last.safetensors at step %ld", saved);
     resume_and_compare(out_dir);
@@ -1184,7 +1190,7 @@ static void check_in_pytorch(const char *scheme) {
 
     const int batch = 6;
     clgqa_model *model;
-    TEST_OK(clgqa_model_create(rt, &cfg, batch, &model));
+    TEST_OK(test_model_create(rt, &cfg, batch, &model));
     TEST_OK(clgqa_checkpoint_load_model(model, ckpt, NULL));
     const clgqa_model_dims *d = clgqa_model_get_dims(model);
     size_t noise_floats = (size_t)d->num_heads * d->tokens * d->head_dim;
@@ -1267,20 +1273,20 @@ static void timm_config(clgqa_config *cfg, const char *scheme, int classes) {
 
 START_TEST(timm_checkpoint_converts_as_the_reference) {
     clgqa_runtime *rt = test_runtime();
-    clgqa_safetensors *expected;
-    TEST_OK(clgqa_safetensors_open(TIMM_EXPECTED, &expected));
-    const clgqa_safetensor *input = clgqa_safetensors_find(expected, "input");
+    clgqa_tensor_set *expected;
+    TEST_OK(clgqa_tensor_file_open(TIMM_EXPECTED, &expected));
+    const clgqa_tensor *input = clgqa_tensor_set_find(expected, "input");
     ck_assert_ptr_nonnull(input);
     int batch = (int)input->shape[0];
     float *x = malloc(input->numel * sizeof(float));
-    TEST_OK(clgqa_safetensors_read_f32(expected, "input", x, input->numel));
+    TEST_OK(clgqa_tensor_set_read_f32(expected, "input", x, input->numel));
     cl_mem images = test_upload(x, input->numel);
 
     clgqa_config cfg;
     timm_config(&cfg, "gqa", 5);
     clgqa_model *model;
-    TEST_OK(clgqa_model_create(rt, &cfg, batch, &model));
-    TEST_OK(clgqa_checkpoint_load_pretrained(model, TIMM_FIXTURE, 1, NULL));
+    TEST_OK(test_model_create(rt, &cfg, batch, &model));
+    TEST_OK(clgqa_checkpoint_load_pretrained(model, TIMM_FIXTURE, CLGQA_RESAMPLE_ANTIALIAS, NULL));
     /* q, k, v: the reference conversion; float32 averages of 2 heads
      * against PyTorch's: 1e-6 relative. */
     for (int layer = 0; layer < 2; layer++) {
@@ -1293,7 +1299,7 @@ START_TEST(timm_checkpoint_converts_as_the_reference) {
                 ck_assert_ptr_nonnull(t);
                 float *got = malloc(t->numel * sizeof(float)), *want = malloc(t->numel * sizeof(float));
                 TEST_OK(clgqa_model_read_tensor(model, CLGQA_PARAMS, t, got));
-                TEST_OK(clgqa_safetensors_read_f32(expected, ref_name, want, t->numel));
+                TEST_OK(clgqa_tensor_set_read_f32(expected, ref_name, want, t->numel));
                 test_assert_close_f(name, got, want, t->numel, 1e-6, 1e-7);
                 free(got);
                 free(want);
@@ -1303,14 +1309,14 @@ START_TEST(timm_checkpoint_converts_as_the_reference) {
     /* Logits of the converted model in evaluation mode against PyTorch's:
      * whole model, 1e-4 relative (design brief). */
     float logits[64], want[64];
-    const clgqa_safetensor *ref = clgqa_safetensors_find(expected, "expected.gqa.logits");
+    const clgqa_tensor *ref = clgqa_tensor_set_find(expected, "expected.gqa.logits");
     ck_assert_ptr_nonnull(ref);
     ck_assert_uint_le(ref->numel, 64);
     clgqa_view no_labels = {NULL, 0};
     TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), no_labels, batch,
                                 &(clgqa_pass){0}));
     TEST_OK(clgqa_model_read_logits(model, logits));
-    TEST_OK(clgqa_safetensors_read_f32(expected, "expected.gqa.logits", want, ref->numel));
+    TEST_OK(clgqa_tensor_set_read_f32(expected, "expected.gqa.logits", want, ref->numel));
     test_assert_close_f("logits", logits, want, ref->numel, 1e-4, 1e-5);
     clgqa_model_destroy(model);
 
@@ -1318,12 +1324,12 @@ START_TEST(timm_checkpoint_converts_as_the_reference) {
      * everything else converts. */
     timm_config(&cfg, "kdgqa", 7);
     clgqa_model *fresh, *uptrained;
-    TEST_OK(clgqa_model_create(rt, &cfg, batch, &fresh));
-    TEST_OK(clgqa_model_create(rt, &cfg, batch, &uptrained));
+    TEST_OK(test_model_create(rt, &cfg, batch, &fresh));
+    TEST_OK(test_model_create(rt, &cfg, batch, &uptrained));
     char *said = NULL;
     size_t said_size = 0;
     FILE *log = open_memstream(&said, &said_size);
-    TEST_OK(clgqa_checkpoint_load_pretrained(uptrained, TIMM_FIXTURE, 1, log));
+    TEST_OK(clgqa_checkpoint_load_pretrained(uptrained, TIMM_FIXTURE, CLGQA_RESAMPLE_ANTIALIAS, log));
     fclose(log);
     ck_assert_msg(strstr(said, "re-initialised") && strstr(said, "5 classes"), "%s", said);
     free(said);
@@ -1335,11 +1341,11 @@ START_TEST(timm_checkpoint_converts_as_the_reference) {
     ck_assert(memcmp(h0, h1, head->numel * sizeof(float)) == 0);
     float n1[12], n_ref[12];
     TEST_OK(clgqa_model_read_tensor(uptrained, CLGQA_PARAMS, norm, n1));
-    clgqa_safetensors *timm;
-    TEST_OK(clgqa_safetensors_open(TIMM_FIXTURE, &timm));
-    TEST_OK(clgqa_safetensors_read_f32(timm, "norm.weight", n_ref, 12));
+    clgqa_tensor_set *timm;
+    TEST_OK(clgqa_tensor_file_open(TIMM_FIXTURE, &timm));
+    TEST_OK(clgqa_tensor_set_read_f32(timm, "norm.weight", n_ref, 12));
     ck_assert(memcmp(n1, n_ref, sizeof n1) == 0);
-    clgqa_safetensors_close(timm);
+    clgqa_tensor_set_close(timm);
     free(h0);
     free(h1);
     clgqa_model_destroy(fresh);
@@ -1350,15 +1356,15 @@ START_TEST(timm_checkpoint_converts_as_the_reference) {
     timm_config(&cfg, "gqa", 5);
     set(&cfg, "in_chans=1");
     TEST_OK(clgqa_config_finalize(&cfg));
-    TEST_OK(clgqa_model_create(rt, &cfg, 1, &model));
-    ck_assert_int_eq(clgqa_checkpoint_load_pretrained(model, TIMM_FIXTURE, 1, NULL), CLGQA_ERR_FORMAT);
+    TEST_OK(test_model_create(rt, &cfg, 1, &model));
+    ck_assert_int_eq(clgqa_checkpoint_load_pretrained(model, TIMM_FIXTURE, CLGQA_RESAMPLE_ANTIALIAS, NULL), CLGQA_ERR_FORMAT);
     const char *msg = clgqa_error_message();
     ck_assert_msg(strstr(msg, "patch_embed.proj.weight") && strstr(msg, "[12, 3, 3, 3]") &&
                   strstr(msg, "[12, 1, 3, 3]"), "%s", msg);
     clgqa_model_destroy(model);
     clgqa_buffer_release(&images);
     free(x);
-    clgqa_safetensors_close(expected);
+    clgqa_tensor_set_close(expected);
 }
 END_TEST
 

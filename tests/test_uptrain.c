@@ -13,11 +13,11 @@
 #include <unistd.h>
 
 #include "clgqa/checkpoint.h"
-#include "clgqa/config.h"
+#include "config_internal.h"
 #include "clgqa/model.h"
-#include "clgqa/ops.h"
-#include "clgqa/pos_embed.h"
-#include "clgqa/safetensors.h"
+#include "ops.h"
+#include "pos_embed.h"
+#include "safetensors.h"
 #include "support/dataset_gen.h"
 #include "support/test_util.h"
 
@@ -77,22 +77,22 @@ static void check_scaled(const char *what, const float *got, const float *want, 
 }
 
 /* Tensor `name` of an open file as floats (malloc'ed); *numel set. */
-static float *file_floats(const clgqa_safetensors *file, const char *name, size_t *numel) {
-    const clgqa_safetensor *st = clgqa_safetensors_find(file, name);
-    ck_assert_msg(st != NULL, "%s lacks %s", clgqa_safetensors_label(file), name);
+static float *file_floats(const clgqa_tensor_set *file, const char *name, size_t *numel) {
+    const clgqa_tensor *st = clgqa_tensor_set_find(file, name);
+    ck_assert_msg(st != NULL, "%s lacks %s", clgqa_tensor_set_label(file), name);
     float *x = malloc(st->numel * sizeof(float));
     ck_assert_ptr_nonnull(x);
-    TEST_OK(clgqa_safetensors_read_f32(file, name, x, st->numel));
+    TEST_OK(clgqa_tensor_set_read_f32(file, name, x, st->numel));
     if (numel)
         *numel = st->numel;
     return x;
 }
 
 static float *path_floats(const char *path, const char *name, size_t *numel) {
-    clgqa_safetensors *file;
-    TEST_OK(clgqa_safetensors_open(path, &file));
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(path, &file));
     float *x = file_floats(file, name, numel);
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set_close(file);
     return x;
 }
 
@@ -115,12 +115,14 @@ static size_t model_numel(clgqa_model *model, const char *name) {
 static clgqa_model *load_pretrained(const clgqa_config *cfg, int max_batch, const char *path,
                                     char **said) {
     clgqa_model *model;
-    TEST_OK(clgqa_model_create(test_runtime(), cfg, max_batch, &model));
+    TEST_OK(test_model_create(test_runtime(), cfg, max_batch, &model));
     char *text = NULL;
     size_t size = 0;
     FILE *log = open_memstream(&text, &size);
     ck_assert_ptr_nonnull(log);
-    clgqa_status status = clgqa_checkpoint_load_pretrained(model, path, cfg->pos_embed_antialias, log);
+    clgqa_status status = clgqa_checkpoint_load_pretrained(
+        model, path, cfg->pos_embed_antialias ? CLGQA_RESAMPLE_ANTIALIAS : CLGQA_RESAMPLE_BICUBIC,
+        log);
     fclose(log);
     ck_assert_msg(status == CLGQA_OK, "loading %s: %s (said: %s)", path, clgqa_error_message(), text);
     if (said)
@@ -133,17 +135,17 @@ static clgqa_model *load_pretrained(const clgqa_config *cfg, int max_batch, cons
 /* The status and message of loading `path` into a model of `cfg`. */
 static clgqa_status load_refused(const clgqa_config *cfg, const char *path) {
     clgqa_model *model;
-    TEST_OK(clgqa_model_create(test_runtime(), cfg, 1, &model));
-    clgqa_status status = clgqa_checkpoint_load_pretrained(model, path, 1, NULL);
+    TEST_OK(test_model_create(test_runtime(), cfg, 1, &model));
+    clgqa_status status = clgqa_checkpoint_load_pretrained(model, path, CLGQA_RESAMPLE_ANTIALIAS, NULL);
     clgqa_model_destroy(model);
     return status;
 }
 
 /* Eval-mode logits of `model` on tensor `input` of `file` (malloc'ed). */
-static float *eval_logits(clgqa_model *model, const clgqa_safetensors *file, const char *input) {
+static float *eval_logits(clgqa_model *model, const clgqa_tensor_set *file, const char *input) {
     size_t n;
     float *x = file_floats(file, input, &n);
-    const clgqa_safetensor *st = clgqa_safetensors_find(file, input);
+    const clgqa_tensor *st = clgqa_tensor_set_find(file, input);
     int batch = (int)st->shape[0];
     cl_mem images = test_upload(x, n);
     clgqa_view no_labels = {NULL, 0};
@@ -156,7 +158,7 @@ static float *eval_logits(clgqa_model *model, const clgqa_safetensors *file, con
     return logits;
 }
 
-static void check_logits(clgqa_model *model, const clgqa_safetensors *expected, const char *input,
+static void check_logits(clgqa_model *model, const clgqa_tensor_set *expected, const char *input,
                          const char *want_name, double rel) {
     size_t n;
     float *want = file_floats(expected, want_name, &n);
@@ -217,17 +219,17 @@ static void set_remove(tensor_set *s, const char *name) {
 
 /* Every tensor of a file, as float32. */
 static void set_load(tensor_set *s, const char *path) {
-    clgqa_safetensors *file;
-    TEST_OK(clgqa_safetensors_open(path, &file));
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(path, &file));
     for (size_t i = 0; i < s->count; i++) /* replaces what the set held */
         free(s->data[i]);
     s->count = 0;
-    for (size_t i = 0; i < clgqa_safetensors_count(file); i++) {
-        const clgqa_safetensor *st = clgqa_safetensors_at(file, i);
+    for (size_t i = 0; i < clgqa_tensor_set_count(file); i++) {
+        const clgqa_tensor *st = clgqa_tensor_set_at(file, i);
         float *x = set_add(s, st->name, st->ndim, st->shape);
-        TEST_OK(clgqa_safetensors_read_f32(file, st->name, x, st->numel));
+        TEST_OK(clgqa_tensor_set_read_f32(file, st->name, x, st->numel));
     }
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set_close(file);
 }
 
 static void set_free(tensor_set *s) {
@@ -334,8 +336,8 @@ static void timm_vit(tensor_set *s, int patch, int grid, int C, int depth, int c
 /* ---- position embeddings --------------------------------------------------------- */
 
 START_TEST(pos_embed_resampling_matches_torch) {
-    clgqa_safetensors *expected;
-    TEST_OK(clgqa_safetensors_open(TIMM_EXPECTED, &expected));
+    clgqa_tensor_set *expected;
+    TEST_OK(clgqa_tensor_file_open(TIMM_EXPECTED, &expected));
     static const struct {
         const char *stem;
         int old_grid, new_grid;
@@ -359,7 +361,7 @@ START_TEST(pos_embed_resampling_matches_torch) {
         }
         free(in);
     }
-    clgqa_safetensors_close(expected);
+    clgqa_tensor_set_close(expected);
 
     /* The same grid is the identity for both kernels (their weights are
      * exactly 1 and 0 there). */
@@ -390,8 +392,8 @@ END_TEST
 /* ---- timm checkpoints ---------------------------------------------------------------- */
 
 START_TEST(timm_converts_as_the_reference_for_gqa_and_kdgqa) {
-    clgqa_safetensors *expected;
-    TEST_OK(clgqa_safetensors_open(TIMM_EXPECTED, &expected));
+    clgqa_tensor_set *expected;
+    TEST_OK(clgqa_tensor_file_open(TIMM_EXPECTED, &expected));
     for (int s = 0; s < 2; s++) {
         const char *scheme = s ? "kdgqa" : "gqa";
         clgqa_config cfg;
@@ -431,7 +433,7 @@ START_TEST(timm_converts_as_the_reference_for_gqa_and_kdgqa) {
                 int32_t got[3], want[3];
                 char name[64];
                 snprintf(name, sizeof name, "expected.kdgqa.split.%d", layer);
-                TEST_OK(clgqa_safetensors_read_i32(expected, name, want, 3));
+                TEST_OK(clgqa_tensor_set_read_i32(expected, name, want, 3));
                 TEST_OK(clgqa_model_read_grouping(model, layer, NULL, got));
                 for (int g = 0; g < 3; g++)
                     ck_assert_msg(got[g] == want[g], "layer %d split[%d] = %d, want %d", layer, g,
@@ -441,14 +443,14 @@ START_TEST(timm_converts_as_the_reference_for_gqa_and_kdgqa) {
             }
         clgqa_model_destroy(model);
     }
-    clgqa_safetensors_close(expected);
+    clgqa_tensor_set_close(expected);
 }
 END_TEST
 
 /* img_size 15 from the 9-px checkpoint: grid 3 -> 5. */
 START_TEST(timm_at_another_grid_resamples_pos_embed) {
-    clgqa_safetensors *expected;
-    TEST_OK(clgqa_safetensors_open(TIMM_EXPECTED, &expected));
+    clgqa_tensor_set *expected;
+    TEST_OK(clgqa_tensor_file_open(TIMM_EXPECTED, &expected));
     clgqa_config cfg;
     fixture_config(&cfg, "gqa", 5, 15);
     /* The fixture's expectation is plain bicubic (F.interpolate's default). */
@@ -480,7 +482,7 @@ START_TEST(timm_at_another_grid_resamples_pos_embed) {
     free(got);
     free(want);
     clgqa_model_destroy(model);
-    clgqa_safetensors_close(expected);
+    clgqa_tensor_set_close(expected);
 }
 END_TEST
 
@@ -488,7 +490,7 @@ START_TEST(head_is_reinitialised_when_classes_differ) {
     clgqa_config cfg;
     fixture_config(&cfg, "kdgqa", 7, 9);
     clgqa_model *fresh;
-    TEST_OK(clgqa_model_create(test_runtime(), &cfg, 1, &fresh));
+    TEST_OK(test_model_create(test_runtime(), &cfg, 1, &fresh));
     char *said;
     clgqa_model *model = load_pretrained(&cfg, 1, TIMM_FIXTURE, &said);
     ck_assert_msg(strstr(said, "head has 5 classes, the config 7: head re-initialised"), "%s", said);
@@ -598,16 +600,16 @@ START_TEST(reference_and_clgqa_checkpoints_load) {
     fixture_config(&cfg, "gqa", 5, 9);
     /* The reference's gqa state_dict: as is, same eval logits. */
     clgqa_model *model = load_pretrained(&cfg, 3, REF_GQA, NULL);
-    clgqa_safetensors *ref;
-    TEST_OK(clgqa_safetensors_open(REF_GQA, &ref));
+    clgqa_tensor_set *ref;
+    TEST_OK(clgqa_tensor_file_open(REF_GQA, &ref));
     check_logits(model, ref, "input", "expected.eval_logits", LOGITS_REL);
-    clgqa_safetensors_close(ref);
+    clgqa_tensor_set_close(ref);
 
     /* clgqa's own checkpoint of that model loads back bit for bit. */
     char dir[] = "/tmp/clgqa-test-uptrain-XXXXXX", path[128];
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/clgqa.safetensors", dir);
-    TEST_OK(clgqa_checkpoint_save_model(model, &cfg, path));
+    TEST_OK(clgqa_checkpoint_save_model(model, path));
     clgqa_model *again = load_pretrained(&cfg, 3, path, NULL);
     size_t floats = clgqa_model_param_count(model);
     float *a = malloc(floats * sizeof(float)), *b = malloc(floats * sizeof(float));
@@ -673,10 +675,10 @@ static void check_static_split_and_cache(clgqa_model *model, const char *pth) {
         int32_t split[3];
         char name[64];
         snprintf(name, sizeof name, "blocks.%d.attn.cache", layer);
-        clgqa_safetensors *file;
-        TEST_OK(clgqa_safetensors_open(pth, &file));
-        TEST_OK(clgqa_safetensors_read_f32(file, name, want, 3));
-        clgqa_safetensors_close(file);
+        clgqa_tensor_set *file;
+        TEST_OK(clgqa_tensor_file_open(pth, &file));
+        TEST_OK(clgqa_tensor_set_read_f32(file, name, want, 3));
+        clgqa_tensor_set_close(file);
         TEST_OK(clgqa_model_read_grouping(model, layer, cache, split));
         for (int g = 0; g < 3; g++) {
             ck_assert_msg(split[g] == 2, "layer %d split[%d] = %d, want the static 2", layer, g, (int)split[g]);
@@ -699,8 +701,8 @@ START_TEST(reference_pth_files_give_the_reference_logits) {
         {"tests/ref/fixtures/reference_gqa_qkv.pth", "gqa"},
         {"tests/ref/fixtures/reference_dgqa_diff.pth", "dgqa_diff"},
     };
-    clgqa_safetensors *expected;
-    TEST_OK(clgqa_safetensors_open(PTH_EXPECTED, &expected));
+    clgqa_tensor_set *expected;
+    TEST_OK(clgqa_tensor_file_open(PTH_EXPECTED, &expected));
     char *dir = test_temp_dir();
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const char *scheme = cases[c].scheme, *pth = cases[c].pth;
@@ -718,7 +720,7 @@ START_TEST(reference_pth_files_give_the_reference_logits) {
         ck_assert_msg(test_run_clgqa("", args, NULL, 0, err, sizeof err) == 0, "%s: %s", pth, err);
         ck_assert_msg(!dgqa == !strstr(err, "no split"), "%s: %s", pth, err);
         clgqa_model *model;
-        TEST_OK(clgqa_model_create(test_runtime(), &cfg, 3, &model));
+        TEST_OK(test_model_create(test_runtime(), &cfg, 3, &model));
         TEST_OK(clgqa_checkpoint_load_model(model, converted, NULL));
         if (dgqa)
             check_static_split_and_cache(model, pth);
@@ -728,7 +730,7 @@ START_TEST(reference_pth_files_give_the_reference_logits) {
         char *said = NULL;
         size_t said_size = 0;
         FILE *log = open_memstream(&said, &said_size);
-        TEST_OK(clgqa_model_create(test_runtime(), &cfg, 3, &model));
+        TEST_OK(test_model_create(test_runtime(), &cfg, 3, &model));
         TEST_OK(clgqa_checkpoint_load_model(model, pth, log));
         fclose(log);
         if (dgqa) {
@@ -770,14 +772,14 @@ START_TEST(reference_pth_files_give_the_reference_logits) {
     set(&one, "num_kv_heads=1");
     TEST_OK(clgqa_config_finalize(&one));
     clgqa_model *model;
-    TEST_OK(clgqa_model_create(test_runtime(), &one, 1, &model));
+    TEST_OK(test_model_create(test_runtime(), &one, 1, &model));
     ck_assert_int_eq(clgqa_checkpoint_load_model(model, "tests/ref/fixtures/reference_gqa_qkv.pth", NULL),
                      CLGQA_ERR_FORMAT);
     ck_assert_msg(strstr(clgqa_error_message(), "holds 3 key/value heads, the model has 1"), "%s",
                   clgqa_error_message());
     TEST_OK(clgqa_checkpoint_load_pretrained(model, "tests/ref/fixtures/reference_gqa_qkv.pth", 1, NULL));
     clgqa_model_destroy(model);
-    clgqa_safetensors_close(expected);
+    clgqa_tensor_set_close(expected);
     test_remove_tree(dir);
     free(dir);
 }
@@ -796,8 +798,8 @@ START_TEST(f16_and_bf16_checkpoints_load) {
         clgqa_dtype dtype;
         double weight_rel, logits_rel;
     } cases[] = {{CLGQA_DTYPE_F16, 0x1p-11, 2e-3}, {CLGQA_DTYPE_BF16, 0x1p-8, 1.5e-2}};
-    clgqa_safetensors *expected;
-    TEST_OK(clgqa_safetensors_open(TIMM_EXPECTED, &expected));
+    clgqa_tensor_set *expected;
+    TEST_OK(clgqa_tensor_file_open(TIMM_EXPECTED, &expected));
     char dir[] = "/tmp/clgqa-test-uptrain-XXXXXX", path[128];
     ck_assert_ptr_nonnull(mkdtemp(dir));
     tensor_set *s = calloc(1, sizeof *s);
@@ -807,10 +809,10 @@ START_TEST(f16_and_bf16_checkpoints_load) {
     for (int c = 0; c < 2; c++) {
         snprintf(path, sizeof path, "%s/%s.safetensors", dir, clgqa_dtype_name(cases[c].dtype));
         set_write(s, path, cases[c].dtype);
-        clgqa_safetensors *file;
-        TEST_OK(clgqa_safetensors_open(path, &file));
-        ck_assert_int_eq(clgqa_safetensors_find(file, "pos_embed")->dtype, cases[c].dtype);
-        clgqa_safetensors_close(file);
+        clgqa_tensor_set *file;
+        TEST_OK(clgqa_tensor_file_open(path, &file));
+        ck_assert_int_eq(clgqa_tensor_set_find(file, "pos_embed")->dtype, cases[c].dtype);
+        clgqa_tensor_set_close(file);
         clgqa_model *model = load_pretrained(&cfg, 4, path, NULL);
         static const char *const copied[] = {"pos_embed", "patch_embed.proj.weight",
                                              "blocks.0.mlp.fc1.weight", "head.weight"};
@@ -826,7 +828,7 @@ START_TEST(f16_and_bf16_checkpoints_load) {
     set_free(s);
     free(s);
     test_remove_tree(dir);
-    clgqa_safetensors_close(expected);
+    clgqa_tensor_set_close(expected);
 }
 END_TEST
 
@@ -845,7 +847,7 @@ START_TEST(vit_s_at_224_trains_a_step) {
     set(&cfg, "num_kv_heads=3");
     TEST_OK(clgqa_config_finalize(&cfg));
     clgqa_model *model;
-    TEST_OK(clgqa_model_create(test_runtime(), &cfg, 1, &model));
+    TEST_OK(test_model_create(test_runtime(), &cfg, 1, &model));
     const clgqa_model_dims *dims = clgqa_model_get_dims(model);
     ck_assert_int_eq(dims->img_size, 224);
     ck_assert_int_eq(dims->patch_size, 16);
@@ -862,12 +864,12 @@ START_TEST(vit_s_at_224_trains_a_step) {
     float *x = test_random_array(pixels, -1.0f, 1.0f);
     int32_t label = 42;
     cl_mem images = test_upload(x, pixels), labels = test_upload_int(&label, 1);
-    clgqa_adamw_hparams hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f};
+    clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f};
     clgqa_metrics before, after;
     TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), clgqa_view_at(labels, 0), 1,
                                 &(clgqa_pass){1, 0, 0}));
     TEST_OK(clgqa_model_backward(model));
-    TEST_OK(clgqa_model_step(model, &hp, 1, 1.0f));
+    TEST_OK(clgqa_model_step(model, &hp, 1));
     TEST_OK(clgqa_model_read_metrics(model, &before));
     TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), clgqa_view_at(labels, 0), 1,
                                 &(clgqa_pass){0, 1, 1}));
@@ -913,8 +915,8 @@ START_TEST(uptrain_config_converts_and_trains) {
     ck_assert_msg(test_run_clgqa("", args, NULL, 0, err, sizeof err) == 0, "%s", err);
     ck_assert_msg(strstr(err, "pos_embed resampled from 14x14 to 2x2") &&
                   strstr(err, "head has 1000 classes, the config 100: head re-initialised"), "%s", err);
-    clgqa_safetensors *out;
-    TEST_OK(clgqa_safetensors_open(out_path, &out));
+    clgqa_tensor_set *out;
+    TEST_OK(clgqa_tensor_file_open(out_path, &out));
     float *pos = file_floats(out, "pos_embed", NULL), want_pos[5 * 384];
     TEST_OK(clgqa_pos_embed_resample(set_find(s, "pos_embed"), 14, want_pos, 2, 384, 1, 1));
     ck_assert(memcmp(pos, want_pos, sizeof want_pos) == 0);
@@ -929,7 +931,7 @@ START_TEST(uptrain_config_converts_and_trains) {
         }
     free(pos);
     free(v);
-    clgqa_safetensors_close(out);
+    clgqa_tensor_set_close(out);
     set_free(s);
     free(s);
 

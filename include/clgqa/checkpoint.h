@@ -23,7 +23,6 @@
 
 #include <stdio.h>
 
-#include "clgqa/config.h"
 #include "clgqa/model.h"
 
 typedef struct clgqa_train_state {
@@ -39,13 +38,14 @@ typedef struct clgqa_train_state {
     int ranks;                  /* MPI processes that trained it (0 is taken as 1) */
 } clgqa_train_state;
 
-clgqa_status clgqa_checkpoint_save_model(clgqa_model *model, const clgqa_config *cfg,
-                                         const char *path);
-clgqa_status clgqa_checkpoint_save_training(clgqa_model *model, const clgqa_config *cfg,
-                                            const clgqa_train_state *state, const char *path);
+/* The model's weights (and DGQA state), its description in the metadata. */
+clgqa_status clgqa_checkpoint_save_model(clgqa_model *model, const char *path);
+/* The same plus the AdamW moments and `state`: what a resumed run needs. */
+clgqa_status clgqa_checkpoint_save_training(clgqa_model *model, const clgqa_train_state *state,
+                                            const char *path);
 
 /* Load a model checkpoint (clgqa's, or the reference's state_dict as
- * safetensors or a PyTorch .pth, clgqa/pth.h) into model: every parameter
+ * safetensors or a PyTorch .pth in torch's zip format) into model: every parameter
  * must be present with the model's shape (errors name the tensor and both
  * shapes); q, k and v may come fused as `attn.qkv` ([C + 2*G*d, C], the
  * reference's grouped models). DGQA state is loaded when present; a file with
@@ -54,9 +54,17 @@ clgqa_status clgqa_checkpoint_save_training(clgqa_model *model, const clgqa_conf
 clgqa_status clgqa_checkpoint_load_model(clgqa_model *model, const char *path, FILE *log);
 /* Load a training checkpoint: weights, moments, grouping state and the
  * counters. Refuses a file without optimizer state or whose seed differs
- * from `seed`. */
+ * from the model's. */
 clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path,
-                                            unsigned long long seed, clgqa_train_state *state);
+                                            clgqa_train_state *state);
+
+/* How a pos_embed of another patch grid is resampled: timm's antialiased
+ * bicubic (its default when it loads a checkpoint at another size), or
+ * plain bicubic (torch interpolate's default). */
+typedef enum clgqa_resample {
+    CLGQA_RESAMPLE_ANTIALIAS = 0,
+    CLGQA_RESAMPLE_BICUBIC
+} clgqa_resample;
 
 /* Start from pretrained weights (pretrained_ckpt): a clgqa checkpoint, the
  * reference model's state_dict (safetensors or .pth), or a timm ViT (fused
@@ -65,14 +73,14 @@ clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path
  * averaged over groups of heads; the head keeps the model's fresh initialisation when the class
  * count differs or the file has no head (said on `log`); a pos_embed of
  * another square patch grid is resampled to the model's, class token kept
- * (clgqa/pos_embed.h; pos_embed_antialias as the config key, 1 = timm's
- * default; said on `log`); a file with more blocks than the model, or any
+ * (`resample`; the config key pos_embed_antialias; said on `log`); a file
+ * with more blocks than the model, or any
  * other shape mismatch, is refused, naming the tensor and both shapes.
  * F16/BF16 tensors are widened to float32. A DGQA file with the model's
  * number of key/value heads brings its cache and split (the static split when
  * it has only the cache, said on `log`); otherwise the DGQA state starts
  * fresh (static split, zero cache). */
 clgqa_status clgqa_checkpoint_load_pretrained(clgqa_model *model, const char *path,
-                                              int pos_embed_antialias, FILE *log);
+                                              clgqa_resample resample, FILE *log);
 
 #endif

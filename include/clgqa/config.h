@@ -1,129 +1,45 @@
-/* Run configuration: YAML with the reference repo's keys plus clgqa's own.
- * Every key is validated; unknown keys are refused by name. */
+/* The configuration of a run: YAML with the reference repo's keys plus
+ * clgqa's own (configs/README.md lists every one). Every key is validated;
+ * unknown keys are refused by name, with the nearest key suggested.
+ *
+ * A configuration is opaque: create it from a file and overrides, read any
+ * key back as text, write it as YAML, and take from it the model's
+ * description and the dataset's options. */
 #ifndef CLGQA_CONFIG_H
 #define CLGQA_CONFIG_H
 
+#include <stddef.h>
+
+#include "clgqa/dataset.h"
 #include "clgqa/error.h"
+#include "clgqa/model.h"
 
-typedef enum clgqa_scheme {
-    CLGQA_MHSA = 0,
-    CLGQA_GQA,
-    CLGQA_KDGQA,
-    CLGQA_DGQA_DIFF,
-    CLGQA_DGQA_EMA,
-    CLGQA_PGQA
-} clgqa_scheme;
+typedef struct clgqa_config clgqa_config;
 
-/* Training augmentation (train split only; datasets/augment.c). */
-typedef enum clgqa_augment {
-    CLGQA_AUGMENT_NONE = 0,
-    CLGQA_AUGMENT_FLIP,        /* horizontal flip with p = 0.5 */
-    CLGQA_AUGMENT_CROP_FLIP,   /* zero-pad by side/8, random crop, then flip */
-    CLGQA_AUGMENT_RANDAUGMENT  /* torchvision RandAugment(num_ops=2, magnitude=9) */
-} clgqa_augment;
+/* The defaults (the reference's recipe), the YAML file at `path` over them
+ * (NULL: the embedded demo of the README instead, a small kdgqa ViT on
+ * Fashion-MNIST), then each "key=value" of `sets` in order ("betas=[0.9,
+ * 0.95]" for a list), then the cross-key checks and presets. Errors name the
+ * file:line or --set, the key and the value. */
+clgqa_status clgqa_config_create(const char *path, const char *const *sets, int set_count,
+                                 clgqa_config **out);
+void clgqa_config_destroy(clgqa_config *cfg);
 
-typedef enum clgqa_schedule { CLGQA_SCHEDULE_CONSTANT = 0, CLGQA_SCHEDULE_COSINE } clgqa_schedule;
-
-typedef struct clgqa_config {
-    /* reference keys */
-    char dataset[64];     /* fashion-mnist, mnist, cifar10, cifar100, tiny-imagenet-200,
-                             food101, cinic10, imagefolder */
-    int in_chans;         /* 1 or 3 (gray or RGB; the readers convert) */
-    char size;            /* 's', 'b', 'l' or 'c' (custom) */
-    clgqa_scheme att_scheme;
-    int num_classes;      /* 0 = from the dataset (finalize fills it in, except for
-                             imagefolder, whose reader counts the classes) */
-    int pretrained;       /* reference flag: start from pretrained_ckpt */
-    int window_size;      /* DGQA window W */
-    int num_kv_heads;     /* G */
-    char out_dir[1024];
-    int embed_dim, num_layers, num_heads; /* size c; filled in for s/b/l */
-    /* clgqa keys */
-    char data_dir[1024];  /* the dataset's folder; "" = the reader's default
-                             (see clgqa_dataset_open) */
-    int img_size, patch_size;
-    int epochs, batch_size;
-    float lr, weight_decay, beta1, beta2, eps;
-    clgqa_schedule schedule;
-    int warmup_steps;
-    float clip_grad_norm; /* 0 = off */
-    unsigned long long seed;
-    int max_steps_per_epoch; /* 0 = whole epoch */
-    int max_eval_batches;    /* 0 = whole test split */
-    int log_steps;           /* training steps between steps.csv and groups.csv rows */
-    int checkpoint_steps;    /* >0: also write last.safetensors every this many
-                                optimizer steps; 0 = at epoch ends only */
-    int shuffle;
-    clgqa_augment augment;   /* none | flip | crop_flip | randaugment */
-    char pretrained_ckpt[1024];
-    int pos_embed_antialias; /* resampling a checkpoint's pos_embed to another
-                                patch grid: 1 = timm's antialiased bicubic,
-                                0 = plain bicubic (see clgqa/pos_embed.h) */
-    int save_model;
-    int skip_unreadable;     /* image datasets: leave undecodable images out (counted) */
-    char device[256];        /* clgqa_runtime_create spec, "" = default device; a
-                                list (one spec per rank of a node) is kept joined
-                                by commas: see clgqa_mpi_device_spec */
-    int allow_shared_device; /* MPI: let ranks of a node share one device */
-    char device_class[8];     /* auto | cpu | gpu (clgqa_runtime_choose_paths) */
-    char attention_kernel[8]; /* auto | rows | tiled (likewise) */
-    char gemm_kernel[9];      /* auto | direct | indirect (likewise) */
-    int label_mode_coarse;   /* cifar100: 1 = coarse labels */
-    float norm_mean[3], norm_std[3]; /* per channel; a single number fills all 3 */
-    /* Bookkeeping: one bit per key set by load or set (see clgqa_config_given). */
-    unsigned long long keys_given;
-} clgqa_config;
-
-/* Defaults: the reference's training recipe (lr 1e-5, constant schedule, no
- * warm-up, batch 32, 5 epochs, RandAugment, 224x224 with patch 16 for every
- * size, normalisation 0.5/0.5, seed 42) and ViT-S with MHSA on CIFAR-10 for
- * the model keys; configs/README.md lists every one. */
-void clgqa_config_defaults(clgqa_config *cfg);
-/* The README demo (a small kdgqa ViT on Fashion-MNIST): the defaults with
- * configs/demo.yaml, embedded at build time, applied over them. This is what
- * `clgqa train` trains without a config file. */
-clgqa_status clgqa_config_demo(clgqa_config *cfg);
-/* Apply a YAML file (a flat mapping) over cfg. On failure cfg is unchanged
- * and the message names the file:line, the key and the value. */
-clgqa_status clgqa_config_load(clgqa_config *cfg, const char *path);
-/* Apply one "key=value" override (--set), validated as in a file. A value
- * starting with '[' is a list ("betas=[0.9,0.95]"); others are literal. */
-clgqa_status clgqa_config_set(clgqa_config *cfg, const char *key_value);
-/* Cross-key checks and size presets: s/b/l fill embed_dim, num_layers,
- * num_heads; mhsa sets
- * num_kv_heads = num_heads; num_heads % num_kv_heads, embed_dim % num_heads
- * and img_size % patch_size must be 0; num_classes from the dataset when 0
- * (imagefolder stays 0: its reader counts the classes); pretrained is 1
- * exactly when pretrained_ckpt is set. */
-clgqa_status clgqa_config_finalize(clgqa_config *cfg);
-/* Whether cfg describes a model clgqa can build (finalize and
- * clgqa_model_create both ask): embed_dim, num_layers, num_heads, G,
- * img_size, patch_size, in_chans positive (G = num_heads for mhsa, else
- * num_kv_heads); num_heads % G, embed_dim % num_heads and img_size %
- * patch_size zero; window_size >= 1 for the DGQA schemes. The message
- * names the keys. */
-clgqa_status clgqa_config_check_shape(const clgqa_config *cfg);
-/* Whether `key` was set by clgqa_config_load or clgqa_config_set (not just
- * defaulted). */
-int clgqa_config_given(const clgqa_config *cfg, const char *key);
-/* Write cfg as YAML (saved beside checkpoints); loads back to the same cfg. */
+/* The value of `key` as text, as config.yaml writes it ("0.0001", "kdgqa",
+ * "[0.9, 0.999]"); CLGQA_ERR_INVALID_ARG for an unknown key, and when the
+ * text does not fit in `size` bytes. */
+clgqa_status clgqa_config_get(const clgqa_config *cfg, const char *key, char *value, size_t size);
+/* Write cfg as YAML (saved beside checkpoints, atomically); loads back to
+ * the same configuration. */
 clgqa_status clgqa_config_write(const clgqa_config *cfg, const char *path);
 
-/* What each scheme does, one row per scheme (host/config.c): the model,
- * checkpoints and trainer ask these instead of naming schemes. */
-typedef struct clgqa_scheme_traits {
-    const char *name;     /* the config's att_scheme */
-    int kv_per_head;      /* G = H whatever num_kv_heads says (mhsa) */
-    int dynamic;          /* the grouping follows the key norms (kdgqa, dgqa_*) */
-    int windowed;         /* training regroups every window_size steps only (dgqa_*) */
-    int has_cache;        /* a DGQA cache and split per layer, in checkpoints (dgqa_*) */
-    int perturbs;         /* noise on the attention output (pgqa) */
-} clgqa_scheme_traits;
-/* The row of `scheme` (which must be a clgqa_scheme). */
-const clgqa_scheme_traits *clgqa_scheme_traits_of(clgqa_scheme scheme);
-const char *clgqa_augment_name(clgqa_augment augment);
-clgqa_status clgqa_augment_parse(const char *name, clgqa_augment *out);
-const char *clgqa_scheme_name(clgqa_scheme scheme);
-clgqa_status clgqa_scheme_parse(const char *name, clgqa_scheme *out);
+/* The model the configuration describes (att_scheme, img_size, patch_size,
+ * in_chans, embed_dim, num_layers, num_heads, num_kv_heads, num_classes,
+ * window_size, seed). */
+void clgqa_config_model_desc(const clgqa_config *cfg, clgqa_model_desc *out);
+/* The dataset the configuration names, and how its samples are prepared
+ * (dataset, data_dir, img_size, in_chans, num_classes, augment, norm_mean,
+ * norm_std, seed, skip_unreadable, label_mode). The strings point into cfg. */
+void clgqa_config_dataset_options(const clgqa_config *cfg, clgqa_dataset_options *out);
 
 #endif

@@ -26,9 +26,38 @@
 
 #include <stdint.h>
 
-#include "clgqa/config.h"
-#include "clgqa/ops.h"
 #include "clgqa/runtime.h"
+
+/* The attention schemes of arXiv:2408.08454 (docs/attention-variants.md). */
+typedef enum clgqa_scheme {
+    CLGQA_MHSA = 0,
+    CLGQA_GQA,
+    CLGQA_KDGQA,
+    CLGQA_DGQA_DIFF,
+    CLGQA_DGQA_EMA,
+    CLGQA_PGQA
+} clgqa_scheme;
+/* "mhsa", "gqa", "kdgqa", "dgqa_diff", "dgqa_ema", "pgqa" ("unknown" outside). */
+const char *clgqa_scheme_name(clgqa_scheme scheme);
+/* The scheme of that name; the message lists the names. */
+clgqa_status clgqa_scheme_parse(const char *name, clgqa_scheme *out);
+
+/* What a model is: everything that fixes its shapes, its initial weights
+ * and its grouping rule (the config keys of the same names give it, see
+ * clgqa_config_model_desc). */
+typedef struct clgqa_model_desc {
+    clgqa_scheme scheme;
+    int img_size, patch_size, in_chans;
+    int embed_dim, num_layers, num_heads;
+    int num_kv_heads;   /* G; ignored for mhsa (G = num_heads) */
+    int num_classes;
+    int window_size;    /* DGQA's regrouping window W (dgqa_* only) */
+    uint64_t seed;      /* the initial weights' Philox streams, PGQA noise, DGQA fix-ups */
+} clgqa_model_desc;
+/* Whether desc describes a model clgqa can build: sizes positive,
+ * num_heads % G, embed_dim % num_heads and img_size % patch_size zero,
+ * window_size >= 1 for the DGQA schemes. The message names the keys. */
+clgqa_status clgqa_model_desc_check(const clgqa_model_desc *desc);
 
 #define CLGQA_TENSOR_NAME_MAX 64
 #define CLGQA_TENSOR_MAX_DIMS 4
@@ -64,9 +93,7 @@ typedef enum clgqa_model_buffer {
 
 typedef struct clgqa_model clgqa_model;
 
-/* Build the model for cfg (img_size, patch_size, in_chans, embed_dim,
- * num_layers, num_heads, num_kv_heads, num_classes, att_scheme, window_size,
- * seed; cfg must be finalized) and batches of up to max_batch images.
+/* Build the model `desc` describes, for batches of up to max_batch images.
  * Weights are initialised as the reference does (Linear weights and
  * pos_embed normal std 0.02 truncated at +-2, Linear biases and cls_token 0,
  * LayerNorm 1/0, the patch conv's weight and bias PyTorch's default uniform
@@ -74,12 +101,13 @@ typedef struct clgqa_model clgqa_model;
  * index); AdamW moments are 0; the grouping state is the static split with a
  * zero DGQA cache. Refuses shapes the semantics page refuses (H % G != 0,
  * img_size % patch_size != 0, ...). */
-clgqa_status clgqa_model_create(clgqa_runtime *rt, const clgqa_config *cfg, int max_batch,
+clgqa_status clgqa_model_create(clgqa_runtime *rt, const clgqa_model_desc *desc, int max_batch,
                                 clgqa_model **out);
 void clgqa_model_destroy(clgqa_model *model);
 
 const clgqa_model_dims *clgqa_model_get_dims(const clgqa_model *model);
-clgqa_scheme clgqa_model_scheme(const clgqa_model *model);
+/* The description it was created from (num_kv_heads = G, also for mhsa). */
+const clgqa_model_desc *clgqa_model_get_desc(const clgqa_model *model);
 
 /* ---- named tensor table ---- */
 size_t clgqa_model_param_count(const clgqa_model *model); /* floats in each flat buffer */
@@ -134,8 +162,11 @@ clgqa_status clgqa_model_copy_all_group_counts(clgqa_model *model, int32_t *grou
  * with labels, per-sample losses and correct flags and the batch's loss and
  * correct sums (added to the running metrics). The images and labels must
  * stay unchanged until clgqa_model_backward has been enqueued. */
+/* Which rule the grouping follows: training regroups DGQA on window steps
+ * only; evaluation regroups on every pass (as the reference's eval mode). */
+typedef enum clgqa_pass_mode { CLGQA_PASS_EVAL = 0, CLGQA_PASS_TRAIN } clgqa_pass_mode;
 typedef struct clgqa_pass {
-    int training;       /* 1: DGQA's training rule (regroup on window steps only) */
+    clgqa_pass_mode mode;
     long step_in_epoch; /* the batch's index within its epoch (DGQA's window counter) */
     long global_step;   /* optimizer steps since the run began: keys the PGQA noise
                            and DGQA fix-up streams */
@@ -143,23 +174,28 @@ typedef struct clgqa_pass {
 clgqa_status clgqa_model_forward(clgqa_model *model, clgqa_view images, clgqa_view labels,
                                  int batch, const clgqa_pass *pass);
 /* The same from 8-bit pixels [batch, in_chans, img_size, img_size] (uchar;
- * pixels.offset in bytes), normalised on the device with the config's
- * norm_mean and norm_std as the loader does on the host (in_chans <= 3). */
+ * pixels.offset in bytes), normalised on the device as the loader does on
+ * the host: (x / 255 - mean[c]) / std[c], in_chans <= 3 values each. */
 clgqa_status clgqa_model_forward_pixels(clgqa_model *model, clgqa_view pixels, clgqa_view labels,
-                                        int batch, const clgqa_pass *pass);
+                                        int batch, const float *mean, const float *std,
+                                        const clgqa_pass *pass);
 /* Gradients of the mean cross-entropy of the last forward (which must have
  * had labels): zeroes the gradient buffer, then backpropagates through the
  * whole model. */
 clgqa_status clgqa_model_backward(clgqa_model *model);
-/* One AdamW step over the flat buffer (hp->lr is the learning rate of this
- * step; step counts from 1). clip_grad_norm > 0 first scales the gradient so
- * its global L2 norm is at most clip_grad_norm (torch's clip_grad_norm_),
- * without a host read. */
-clgqa_status clgqa_model_step(clgqa_model *model, const clgqa_adamw_hparams *hp, long step,
-                              float clip_grad_norm);
+/* torch.optim.AdamW's settings for one step (lr: this step's learning
+ * rate), and clip_grad_norm_'s max_norm (0: no clipping). */
+typedef struct clgqa_adamw {
+    float lr, beta1, beta2, eps, weight_decay;
+    float clip_grad_norm;
+} clgqa_adamw;
+/* One AdamW step over the flat buffer (step counts from 1). With
+ * clip_grad_norm > 0 the gradient is first scaled so its global L2 norm is
+ * at most clip_grad_norm (torch's clip_grad_norm_), without a host read. */
+clgqa_status clgqa_model_step(clgqa_model *model, const clgqa_adamw *adamw, long step);
 
 /* ---- data-parallel hooks ----
- * A data-parallel trainer (host/mpi.c) makes its processes agree through
+ * A data-parallel trainer (src/train/mpi_ranks.c) makes its processes agree through
  * these callbacks; the model itself knows nothing of other processes. Either
  * function may be NULL; a failure they return fails the pass. */
 typedef struct clgqa_model_hooks {

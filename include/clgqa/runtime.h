@@ -19,28 +19,71 @@
 
 /* Which code paths the kernels take. CPU devices (PoCL) run a work-group's
  * work-items as a loop, so they want few work-items per group and
- * contiguous blocks per thread; GPUs want wide, coalesced groups. The class
- * follows the device type unless CLGQA_DEVICE_CLASS or the config key
- * device_class forces it, which is how the GPU paths are tested on PoCL and
- * Oclgrind. */
-typedef enum clgqa_device_class { CLGQA_CLASS_CPU = 0, CLGQA_CLASS_GPU } clgqa_device_class;
+ * contiguous blocks per thread; GPUs want wide, coalesced groups. AUTO
+ * follows the device type; forcing GPU is how the GPU paths are tested on
+ * PoCL and Oclgrind. */
+typedef enum clgqa_device_class {
+    CLGQA_CLASS_AUTO = 0,
+    CLGQA_CLASS_CPU,
+    CLGQA_CLASS_GPU
+} clgqa_device_class;
 /* The attention kernels: one work-item per row ("rows", the CPU's) or
- * FlashAttention-2 style tiles in local memory ("tiled", the GPU's). */
+ * FlashAttention-2 style tiles in local memory ("tiled", the GPU's); AUTO
+ * follows the device class. */
 typedef enum clgqa_attention_kernel {
-    CLGQA_ATTENTION_ROWS = 0,
+    CLGQA_ATTENTION_AUTO = 0,
+    CLGQA_ATTENTION_ROWS,
     CLGQA_ATTENTION_TILED
 } clgqa_attention_kernel;
 /* CLBlast's two GEMM kernels: the direct one (XgemmDirect: one command per
  * product, operands read in place) or the indirect one (Xgemm, after
  * commands that pad and transpose operands into a temporary buffer: faster
- * per product on large ones, more commands). CLBlast picks by size (auto:
- * direct while m*n*k < XGEMM_MIN_INDIRECT_SIZE^3, a per-device tuning
- * parameter); CLGQA_GEMM or the config key gemm_kernel forces one. */
+ * per product on large ones, more commands). AUTO keeps CLBlast's choice by
+ * size (direct while m*n*k < XGEMM_MIN_INDIRECT_SIZE^3, a per-device tuning
+ * parameter). */
 typedef enum clgqa_gemm_kernel {
-    CLGQA_GEMM_DIRECT = 0,
-    CLGQA_GEMM_INDIRECT,
-    CLGQA_GEMM_AUTO
+    CLGQA_GEMM_AUTO = 0,
+    CLGQA_GEMM_DIRECT,
+    CLGQA_GEMM_INDIRECT
 } clgqa_gemm_kernel;
+
+/* "auto", "cpu", "gpu" / "auto", "rows", "tiled" / "auto", "direct",
+ * "indirect": the names the config keys device_class, attention_kernel and
+ * gemm_kernel take. The parsers refuse any other name, listing these. */
+const char *clgqa_device_class_name(clgqa_device_class c);
+const char *clgqa_attention_kernel_name(clgqa_attention_kernel k);
+const char *clgqa_gemm_kernel_name(clgqa_gemm_kernel k);
+clgqa_status clgqa_device_class_parse(const char *name, clgqa_device_class *out);
+clgqa_status clgqa_attention_kernel_parse(const char *name, clgqa_attention_kernel *out);
+clgqa_status clgqa_gemm_kernel_parse(const char *name, clgqa_gemm_kernel *out);
+
+/* How to open a device. A zeroed struct (or NULL) is the default: the first
+ * GPU (else the first device), code paths by the device type, no disk
+ * cache. The library reads no environment variable: `clgqa` fills this from
+ * CLGQA_DEVICE, CLGQA_DEVICE_CLASS, ... (README, "Environment"). */
+typedef struct clgqa_runtime_options {
+    /* An index ("0", as `clgqa devices` numbers them), "gpu", "cpu", or a
+     * case-insensitive substring of the device name; NULL or "": default. */
+    const char *device;
+    clgqa_device_class device_class;
+    clgqa_attention_kernel attention_kernel;
+    clgqa_gemm_kernel gemm_kernel;
+    /* A folder for compiled kernel programs, keyed by platform, device,
+     * driver, build options and source (created when missing; one that
+     * cannot be written only turns the cache off). NULL or "": no cache. */
+    const char *cache_dir;
+    /* Appended to every program's build options (e.g. -cl-nv-verbose;
+     * part of the cache key). At most 256 characters. */
+    const char *build_options;
+    /* A file that collects the build log of every program built from
+     * source (appended to). */
+    const char *build_log;
+    /* A folder of CLBlast tuner results (*.json) used beside tuning/'s. */
+    const char *tuning_dir;
+    /* The largest buffer the model allocates, when lower than the device's
+     * (the model then splits its buffers; tests use it); 0: the device's. */
+    size_t max_alloc_bytes;
+} clgqa_runtime_options;
 
 /* An OpenCL device with its context and queues, and the kernel programs
  * built on it (opaque: the accessors below say what it holds). */
@@ -67,19 +110,18 @@ static inline clgqa_view clgqa_view_add(clgqa_view v, size_t offset) {
  * units, memory, max work-group size) to `out`. */
 clgqa_status clgqa_list_devices(FILE *out);
 
-/* Open the device chosen by `spec`: NULL or "" uses $CLGQA_DEVICE, and when
- * that is unset the first GPU, else the first device. A spec is an index
- * ("0"), "gpu", "cpu", or a case-insensitive substring of the device name. */
-clgqa_status clgqa_runtime_create(const char *spec, clgqa_runtime **out);
+/* Open the device `options` ask for (NULL: the defaults), with its own
+ * context and in-order queue. */
+clgqa_status clgqa_runtime_create(const clgqa_runtime_options *options, clgqa_runtime **out);
 /* A runtime on an application's own OpenCL objects: clgqa enqueues its work
  * on `queue` (which must be in-order, on `device` in `context`) and creates
- * its transfer queue and buffers in `context`. clgqa retains the three
- * objects and releases its references in clgqa_runtime_destroy; the
- * application keeps its own references and releases them itself, after
- * clgqa_runtime_destroy or before, as it likes. clgqa_profile_begin needs a
- * queue created with CL_QUEUE_PROFILING_ENABLE. */
+ * its transfer queue and buffers in `context`; options->device is ignored.
+ * clgqa retains the three objects and releases its references in
+ * clgqa_runtime_destroy; the application keeps its own references and
+ * releases them itself, after clgqa_runtime_destroy or before, as it likes.
+ * clgqa_profile_begin needs a queue created with CL_QUEUE_PROFILING_ENABLE. */
 clgqa_status clgqa_runtime_wrap(cl_context context, cl_device_id device, cl_command_queue queue,
-                                clgqa_runtime **out);
+                                const clgqa_runtime_options *options, clgqa_runtime **out);
 /* Waits for the queues, releases everything the runtime created or retained. */
 void clgqa_runtime_destroy(clgqa_runtime *rt);
 
@@ -107,25 +149,17 @@ cl_command_queue clgqa_runtime_queue(const clgqa_runtime *rt);
 /* Every device `spec` would match, as `clgqa devices` numbers them, in
  * order (clgqa_runtime_create opens the first): an index matches itself,
  * "gpu" / "cpu" every device of that type, other text every device whose
- * name contains it; NULL or "" ($CLGQA_DEVICE when set) every GPU, or device
- * 0 when there is none. Fills at most `max` indices; *count 0: no match. */
+ * name contains it; NULL or "" every GPU, or device 0 when there is none.
+ * Fills at most `max` indices; *count 0: no match. */
 clgqa_status clgqa_runtime_match_devices(const char *spec, int *indices, int max, int *count);
 
-/* Choose the device-dependent code paths. device_class is "auto", "cpu" or
- * "gpu"; attention_kernel is "auto", "rows" or "tiled"; gemm_kernel is
- * "auto", "direct" or "indirect". NULL, "" or "auto" defers to
- * $CLGQA_DEVICE_CLASS / $CLGQA_ATTENTION / $CLGQA_GEMM, and where those are
- * unset or "auto", class follows the device type, attention follows the
- * class and the GEMMs follow CLBlast (its database or the tuning/ files).
- * clgqa_runtime_create calls it with NULLs; the CLI calls it again with the
- * config keys device_class, attention_kernel and gemm_kernel. A value
- * outside those lists is refused with a message naming it; then rt is
- * unchanged. */
-clgqa_status clgqa_runtime_choose_paths(clgqa_runtime *rt, const char *device_class,
-                                        const char *attention_kernel, const char *gemm_kernel);
-const char *clgqa_device_class_name(clgqa_device_class c);
-const char *clgqa_attention_kernel_name(clgqa_attention_kernel k);
-const char *clgqa_gemm_kernel_name(clgqa_gemm_kernel k);
+/* Choose the device-dependent code paths again (clgqa_runtime_create chose
+ * them from its options). AUTO resolves as in clgqa_runtime_options. A model
+ * must be created after the choice of attention kernel, which lays out its
+ * activations. */
+clgqa_status clgqa_runtime_choose_paths(clgqa_runtime *rt, clgqa_device_class device_class,
+                                        clgqa_attention_kernel attention_kernel,
+                                        clgqa_gemm_kernel gemm_kernel);
 
 /* Buffers. Allocation fails cleanly (CLGQA_ERR_OUT_OF_MEMORY, with sizes)
  * when `bytes` exceeds the device's maximum allocation. Reads and writes are
@@ -136,6 +170,12 @@ clgqa_status clgqa_buffer_write(clgqa_runtime *rt, cl_mem mem, size_t offset_byt
                                 size_t bytes, const void *src);
 clgqa_status clgqa_buffer_read(clgqa_runtime *rt, cl_mem mem, size_t offset_bytes,
                                size_t bytes, void *dst);
+/* Enqueued, not waited for; n and the views' offsets count floats. Fill
+ * sets n floats to value; copy moves n floats between views that must not
+ * overlap. */
+clgqa_status clgqa_buffer_fill(clgqa_runtime *rt, clgqa_view x, size_t n, float value);
+clgqa_status clgqa_buffer_copy(clgqa_runtime *rt, clgqa_view dst, clgqa_view src, size_t n);
+/* Waits until everything enqueued so far is done. */
 clgqa_status clgqa_finish(clgqa_runtime *rt);
 
 /* Profiling (benchmarks): between begin and end, every kernel launch, GEMM

@@ -35,39 +35,20 @@
 #include "clgqa/model.h"
 #include "clgqa/runtime.h"
 
-/* The configuration of a run: the defaults (the reference's recipe) and the
- * YAML file at `path` over them, or without a file (NULL) the embedded demo
- * (clgqa_config_demo); then each "key=value" of `sets` in order, then the
- * cross-key checks. */
-clgqa_status clgqa_run_config(const char *path, const char *const *sets, int set_count,
-                              clgqa_config *cfg);
-
-/* Learning rate at global step `step` (0-based) of a run of `total_steps`:
- *   constant: lr
- *   cosine:   lr * (step + 1) / warmup_steps        while step < warmup_steps,
- *             then lr * 0.5 * (1 + cos(pi * t)),   t = (step - warmup) / (total - warmup)
- *             (t clamped to [0, 1]). */
-float clgqa_schedule_lr(const clgqa_config *cfg, long step, long total_steps);
-
-/* Steps per epoch for a training split of `batches` batches under
- * cfg->max_steps_per_epoch. */
-long clgqa_steps_per_epoch(const clgqa_config *cfg, long batches);
+/* Flags of clgqa_train_options. */
+enum {
+    CLGQA_TRAIN_QUIET = 1 /* no progress output at all */
+};
 
 typedef struct clgqa_train_options {
     const char *resume_dir;  /* continue the run saved in this folder (NULL: start fresh) */
-    int stop_after_epochs;   /* >0: return after this many epochs of this call (as an
-                                interrupted run would stop); 0: run to cfg->epochs */
-    long stop_after_steps;   /* >0: stop as a signal would after this many steps of
-                                this call (tests); 0: no such stop */
     /* When not NULL and it becomes non-zero (a signal handler stores the
      * signal's number), the run stops after the step in progress (after the
      * evaluation when one is running): last.safetensors then holds that step,
      * and the result says where the run stood. */
     volatile sig_atomic_t *stop_signal;
-    int quiet;               /* 1: no progress output at all */
+    int flags;               /* CLGQA_TRAIN_* */
     FILE *log;               /* progress and notices (NULL: stderr) */
-    struct clgqa_mpi *mpi;   /* the data-parallel job this process is a rank of
-                                (host/mpi_ranks.h); NULL: one process */
 } clgqa_train_options;
 
 typedef struct clgqa_epoch_metrics {
@@ -82,7 +63,7 @@ typedef struct clgqa_train_result {
     double images_per_second;    /* training throughput of this call */
     double data_wait_share;      /* share of training time spent waiting for batches */
     size_t skipped_images;       /* unreadable images left out (skip_unreadable), both splits */
-    int stopped;                 /* 1: stopped early by stop_signal or stop_after_steps */
+    int stopped;                 /* 1: stopped early by stop_signal */
     int stop_signal;             /* the signal number read from stop_signal, 0 if none */
     long epoch_steps;            /* when stopped mid-epoch: steps done in epoch epochs_done + 1 */
     long steps_per_epoch;
@@ -94,8 +75,8 @@ typedef struct clgqa_train_result {
  * out_dir. With options->resume_dir, weights, optimizer state, counters and,
  * for a checkpoint written mid-epoch, where the epoch stood come from
  * <resume_dir>/last.safetensors (its model shape and seed must match cfg).
- * A stop (stop_signal, stop_after_steps) returns CLGQA_OK with
- * result->stopped set; a non-finite loss returns CLGQA_ERR_INVALID_ARG. */
+ * A stop (stop_signal) returns CLGQA_OK with result->stopped set; a
+ * non-finite loss returns CLGQA_ERR_DIVERGED. */
 clgqa_status clgqa_train(clgqa_runtime *rt, const clgqa_config *cfg,
                          const clgqa_train_options *options, clgqa_train_result *result);
 

@@ -4,13 +4,13 @@
  * entry would trip ASan. */
 #include <stdint.h>
 
-#include "clgqa/pth.h"
+#include "pth.h"
 #include "tensor_file_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    clgqa_safetensors *file;
+    clgqa_tensor_set *file;
     if (clgqa_pth_parse(data, size, "fuzz", &file) != CLGQA_OK)
         return 0;
     check_tensor_file(file);

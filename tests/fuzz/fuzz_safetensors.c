@@ -2,13 +2,13 @@
  * accepted file is used through every accessor (tensor_file_check.h). */
 #include <stdint.h>
 
-#include "clgqa/safetensors.h"
+#include "safetensors.h"
 #include "tensor_file_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    clgqa_safetensors *file;
+    clgqa_tensor_set *file;
     if (clgqa_safetensors_parse(data, size, "fuzz", &file) != CLGQA_OK)
         return 0;
     check_tensor_file(file);

@@ -1,4 +1,4 @@
-/* For the fuzz targets of parsers that yield a clgqa_safetensors (the
+/* For the fuzz targets of parsers that yield a clgqa_tensor_set (the
  * safetensors and .pth readers): whatever parses must also be safe to use,
  * so every tensor is read back through every accessor and every metadata
  * entry looked up (views outside the file would trip ASan), then the file
@@ -9,12 +9,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "clgqa/safetensors.h"
+#include "safetensors.h"
 
-static void check_tensor_file(clgqa_safetensors *file) {
-    for (size_t i = 0; i < clgqa_safetensors_count(file); i++) {
-        const clgqa_safetensor *t = clgqa_safetensors_at(file, i);
-        if (clgqa_safetensors_find(file, t->name) != t)
+static void check_tensor_file(clgqa_tensor_set *file) {
+    for (size_t i = 0; i < clgqa_tensor_set_count(file); i++) {
+        const clgqa_tensor *t = clgqa_tensor_set_at(file, i);
+        if (clgqa_tensor_set_find(file, t->name) != t)
             abort(); /* lookup must agree with enumeration */
         /* Bounded so a huge declared (but validated) shape stays cheap. */
         if (t->numel > (1u << 20))
@@ -23,21 +23,21 @@ static void check_tensor_file(clgqa_safetensors *file) {
         int64_t *i64 = malloc(t->numel * sizeof *i64 + 1);
         int32_t *i32 = malloc(t->numel * sizeof *i32 + 1);
         if (f && i64 && i32) {
-            clgqa_safetensors_read_f32(file, t->name, f, t->numel);
-            clgqa_safetensors_read_i64(file, t->name, i64, t->numel);
-            clgqa_safetensors_read_i32(file, t->name, i32, t->numel);
+            clgqa_tensor_set_read_f32(file, t->name, f, t->numel);
+            clgqa_tensor_set_read_i64(file, t->name, i64, t->numel);
+            clgqa_tensor_set_read_i32(file, t->name, i32, t->numel);
         }
         free(f);
         free(i64);
         free(i32);
     }
-    for (size_t i = 0; i < clgqa_safetensors_metadata_count(file); i++) {
+    for (size_t i = 0; i < clgqa_tensor_set_metadata_count(file); i++) {
         const char *key, *value;
-        clgqa_safetensors_metadata_at(file, i, &key, &value);
-        if (clgqa_safetensors_metadata(file, key) != value)
+        clgqa_tensor_set_metadata_at(file, i, &key, &value);
+        if (clgqa_tensor_set_metadata(file, key) != value)
             abort();
     }
-    clgqa_safetensors_close(file);
+    clgqa_tensor_set_close(file);
 }
 
 #endif

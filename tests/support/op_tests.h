@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clgqa/ops.h"
+#include "ops.h"
 #include "support/test_util.h"
 
 /* Elements of guard band on each side of a padded tensor: odd on purpose,
@@ -34,7 +34,7 @@ static inline size_t op_test_size(size_t full, size_t small) {
 #define OP_TEST_CLASSES 2
 static inline const char *op_test_class(int i) {
     static const char *const names[OP_TEST_CLASSES] = {"cpu", "gpu"};
-    TEST_OK(clgqa_runtime_choose_paths(test_runtime(), names[i], NULL, NULL));
+    TEST_OK(test_choose_paths(test_runtime(), names[i], NULL, NULL));
     return names[i];
 }
 

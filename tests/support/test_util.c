@@ -10,7 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "clgqa/ops.h"
+#include "ops.h"
+#include "environment.h"
 
 int test_small(void) {
     const char *s = getenv("CLGQA_TEST_SMALL");
@@ -40,7 +41,10 @@ static clgqa_runtime *shared_runtime;
 
 clgqa_runtime *test_runtime(void) {
     if (!shared_runtime) {
-        clgqa_status s = clgqa_runtime_create(NULL, &shared_runtime);
+        cli_environment env;
+        clgqa_status s = cli_read_environment(&env);
+        ck_assert_msg(s == CLGQA_OK, "%s", clgqa_error_message());
+        s = clgqa_runtime_create(&env.options, &shared_runtime);
         ck_assert_msg(s == CLGQA_OK, "no OpenCL runtime: %s", clgqa_error_message());
     }
     return shared_runtime;
@@ -173,4 +177,42 @@ void test_assert_reference_recipe(const clgqa_config *cfg) {
     ck_assert_float_eq(cfg->eps, 1e-8f);
     ck_assert_float_eq(cfg->clip_grad_norm, 0.0f);
     ck_assert_int_eq(cfg->shuffle, 1);
+}
+
+clgqa_status test_choose_paths(clgqa_runtime *rt, const char *device_class,
+                               const char *attention_kernel, const char *gemm_kernel) {
+    cli_environment env;
+    CLGQA_TRY(cli_read_environment(&env));
+    CLGQA_TRY(cli_choose_paths(&env.options, device_class ? device_class : "auto",
+                               attention_kernel ? attention_kernel : "auto",
+                               gemm_kernel ? gemm_kernel : "auto"));
+    return clgqa_runtime_choose_paths(rt, env.options.device_class, env.options.attention_kernel,
+                                      env.options.gemm_kernel);
+}
+
+clgqa_status test_model_create(clgqa_runtime *rt, const clgqa_config *cfg, int max_batch,
+                               clgqa_model **out) {
+    clgqa_model_desc desc;
+    clgqa_config_model_desc(cfg, &desc);
+    return clgqa_model_create(rt, &desc, max_batch, out);
+}
+
+clgqa_dataset_options test_dataset_options(const clgqa_config *cfg) {
+    clgqa_dataset_options options;
+    clgqa_config_dataset_options(cfg, &options);
+    return options;
+}
+
+clgqa_status test_dataset_open(const clgqa_config *cfg, clgqa_split split, int flags,
+                               clgqa_dataset **out) {
+    clgqa_dataset_options options = test_dataset_options(cfg);
+    options.flags |= flags;
+    return clgqa_dataset_open(&options, split, out);
+}
+
+clgqa_status test_runtime_create(clgqa_runtime **out) {
+    cli_environment env;
+    *out = NULL;
+    CLGQA_TRY(cli_read_environment(&env));
+    return clgqa_runtime_create(&env.options, out);
 }

@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "clgqa/config.h"
 #include "clgqa/runtime.h"
+#include "config_internal.h"
 #include "runtime_internal.h"
 
 /* 1 when CLGQA_TEST_SMALL is set and not "0" (the Oclgrind runs): suites
@@ -24,6 +24,22 @@ void test_remove_tree(const char *path);
 /* The runtime shared by a suite's tests (created on first use from
  * CLGQA_DEVICE or the default device; a failure fails the test). */
 clgqa_runtime *test_runtime(void);
+/* A runtime of the test's own, from the environment as test_runtime's. */
+clgqa_status test_runtime_create(clgqa_runtime **out);
+
+/* The runtime's code paths by name as the config keys give them (NULL or
+ * "auto": the environment's choice, CLGQA_DEVICE_CLASS, CLGQA_ATTENTION,
+ * CLGQA_GEMM, as `clgqa` makes it). */
+clgqa_status test_choose_paths(clgqa_runtime *rt, const char *device_class,
+                               const char *attention_kernel, const char *gemm_kernel);
+
+/* The model and the dataset split a config describes. */
+clgqa_status test_model_create(clgqa_runtime *rt, const clgqa_config *cfg, int max_batch,
+                               clgqa_model **out);
+clgqa_dataset_options test_dataset_options(const clgqa_config *cfg);
+/* `flags` are added to the config's (CLGQA_DATASET_SKIP_UNREADABLE). */
+clgqa_status test_dataset_open(const clgqa_config *cfg, clgqa_split split, int flags,
+                               clgqa_dataset **out);
 
 /* Fresh pseudo-random floats in [lo, hi) from a fixed test seed and a
  * per-call stream, so every tensor in a test differs. */

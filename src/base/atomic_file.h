@@ -1,0 +1,27 @@
+/* Files that appear whole or not at all: the bytes go to a temporary file
+ * beside the target, which is flushed to disk and renamed over it, so a
+ * crash leaves either the old file or the new one, never a torn mix.
+ * Used for checkpoints (safetensors) and saved configs. */
+#ifndef CLGQA_ATOMIC_FILE_H
+#define CLGQA_ATOMIC_FILE_H
+
+#include <stdio.h>
+
+#include "clgqa/error.h"
+#include "fail.h"
+
+typedef struct clgqa_atomic_file {
+    FILE *f; /* write the content here */
+    char *tmp_path;
+    const char *path; /* the target; must outlive the atomic file */
+} clgqa_atomic_file;
+
+/* Create the temporary file for `path` (CLGQA_ERR_IO naming the target). */
+clgqa_status clgqa_atomic_begin(const char *path, clgqa_atomic_file *af);
+/* Flush, fsync, close and rename over the target. On failure the temporary
+ * is removed and the target is untouched. Either way af is finished. */
+clgqa_status clgqa_atomic_commit(clgqa_atomic_file *af);
+/* Give up: close and remove the temporary. */
+void clgqa_atomic_abort(clgqa_atomic_file *af);
+
+#endif

@@ -1,0 +1,597 @@
+/* clgqa bench: per attention scheme, train-step time and img/s (median of N
+ * steps after warm-up, with min and max), inference img/s, the device time of
+ * each op family in one profiled step (OpenCL events) as shares of the step,
+ * attention forward and backward milliseconds, achieved GEMM GFLOP/s against
+ * a CLBlast SGEMM peak measured in the same run, the device memory the model
+ * allocates, which CLBlast GEMM kernel (direct or indirect) ran each of a
+ * step's products, and what one training step asks of the OpenCL runtime: commands
+ * enqueued (CLBlast's included), buffers created and host waits, counted by
+ * libclgqa_counter.so (bench/counter), which the command preloads by running
+ * itself again. A table on stdout and, with --json, every figure in a file
+ * (same schema as bench/torch_ref.py). */
+#include <cjson/cJSON.h>
+#include <clblast_c.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "attention.h"
+#include "batch_upload.h"
+#include "clock.h"
+#include "commands.h"
+#include "config_internal.h"
+#include "counter/command_counter.h"
+#include "environment.h"
+#include "gemm.h"
+#include "ops.h"
+#include "scheme.h"
+
+#define MAX_SCHEMES 6
+#define MAX_LABELS 24
+
+typedef struct bench_options {
+    const char *size; /* "demo" (the README demo's ViT) or s, b, l (patch 16 at 224) */
+    int batch, steps, warmup;
+    int kv_heads;     /* 0: the preset's */
+    const char *schemes;
+    const char *device;
+    const char *json_path;
+} bench_options;
+
+typedef struct scheme_result {
+    clgqa_scheme scheme;
+    double step_ms_median, step_ms_min, step_ms_max;
+    double infer_ms_median;
+    double profiled_step_ms; /* wall time of the profiled step */
+    double device_ms;        /* sum of its event times */
+    clgqa_profile_total totals[MAX_LABELS];
+    int total_count;
+    double attention_forward_ms, attention_backward_ms; /* in the profiled step */
+    double gemm_gflops;
+    size_t model_bytes;          /* allocated by clgqa_model_create */
+    size_t attention_saved_bytes; /* what attention keeps for backward, all layers */
+    size_t gemm_temp_bytes;      /* CLBlast's temporary buffer after the steps */
+    long gemm_direct, gemm_indirect; /* products of one training step, per kernel */
+    int counted;                 /* the counts below were measured */
+    clgqa_command_counts step;   /* one training step after warm-up */
+    clgqa_command_counts first_step; /* the first step (buffers grow there) */
+} scheme_result;
+
+static double now_ms(void) { return 1e3 * clgqa_clock_seconds(); }
+
+static int compare_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void summarise(double *ms, int n, double *median, double *min, double *max) {
+    qsort(ms, (size_t)n, sizeof *ms, compare_double);
+    *median = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+    *min = ms[0];
+    *max = ms[n - 1];
+}
+
+/* The model config of a benchmark size. */
+static clgqa_status bench_config(const bench_options *opt, clgqa_scheme scheme, clgqa_config *cfg) {
+    CLGQA_TRY(clgqa_config_demo(cfg));
+    if (strcmp(opt->size, "demo") != 0) {
+        if (strlen(opt->size) != 1 || !strchr("sbl", opt->size[0]))
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG, "--size must be demo, s, b or l, not '%s'",
+                              opt->size);
+        cfg->size = opt->size[0];
+        cfg->img_size = 224;
+        cfg->patch_size = 16;
+        cfg->in_chans = 3;
+        cfg->num_classes = 1000;
+        cfg->num_kv_heads = opt->size[0] == 's' ? 3 : opt->size[0] == 'b' ? 6 : 8;
+    }
+    if (opt->kv_heads > 0)
+        cfg->num_kv_heads = opt->kv_heads;
+    cfg->att_scheme = scheme;
+    cfg->batch_size = opt->batch;
+    return clgqa_config_finalize(cfg);
+}
+
+/* A synthetic batch, uploaded as training does: 8-bit pixels through pinned
+ * staging on the transfer queue, normalised on the device. */
+typedef struct bench_batch {
+    clgqa_batch host;
+    clgqa_batch_upload *upload;
+} bench_batch;
+
+/* One training step as the trainer runs it, enqueued: the batch's upload,
+ * forward, backward, AdamW. */
+static const clgqa_adamw bench_adamw = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.0f};
+static const float bench_mean[3] = {0.5f, 0.5f, 0.5f}, bench_std[3] = {0.5f, 0.5f, 0.5f};
+
+static clgqa_status enqueue_train_step(clgqa_model *model, const bench_batch *b, long step) {
+    clgqa_view pixels, labels;
+    CLGQA_TRY(clgqa_batch_upload_next(b->upload, &b->host, &pixels, &labels));
+    CLGQA_TRY(clgqa_model_forward_pixels(model, pixels, labels, b->host.count, bench_mean,
+                                         bench_std, &(clgqa_pass){CLGQA_PASS_TRAIN, step, step}));
+    CLGQA_TRY(clgqa_model_backward(model));
+    return clgqa_model_step(model, &bench_adamw, step + 1);
+}
+
+/* The counter library's read function when it is loaded, else NULL. */
+static clgqa_command_counts_fn *command_counter(void) {
+    clgqa_command_counts_fn *read;
+    *(void **)&read = dlsym(RTLD_DEFAULT, CLGQA_COMMAND_COUNTS_SYMBOL);
+    return read;
+}
+
+/* Enqueue one step, counting what it asks of OpenCL (when the counter is
+ * loaded), then wait for it (not counted: the harness's own wait). */
+static clgqa_status train_step(clgqa_runtime *rt, clgqa_model *model, const bench_batch *b,
+                               long step, clgqa_command_counts *counts) {
+    clgqa_command_counts_fn *read = counts ? command_counter() : NULL;
+    clgqa_command_counts before = {0}, after = {0};
+    if (read)
+        read(&before);
+    CLGQA_TRY(enqueue_train_step(model, b, step));
+    if (read) {
+        read(&after);
+        counts->kernels = after.kernels - before.kernels;
+        counts->transfers = after.transfers - before.transfers;
+        counts->other_commands = after.other_commands - before.other_commands;
+        counts->buffers_created = after.buffers_created - before.buffers_created;
+        counts->host_waits = after.host_waits - before.host_waits;
+        counts->queued_waits = after.queued_waits - before.queued_waits;
+    }
+    return clgqa_finish(rt);
+}
+
+static long command_total(const clgqa_command_counts *c) {
+    return c->kernels + c->transfers + c->other_commands;
+}
+
+/* Adds a profile's attention time (the attention and PGQA labels) to *ms and
+ * its totals to the step's. */
+static void merge_profile(scheme_result *res, const clgqa_profile_total *totals, int count,
+                          double *attention_ms) {
+    for (int i = 0; i < count; i++) {
+        if (!strcmp(totals[i].label, "attention") || !strcmp(totals[i].label, "pgqa"))
+            *attention_ms += totals[i].milliseconds;
+        int t = 0;
+        while (t < res->total_count && strcmp(res->totals[t].label, totals[i].label))
+            t++;
+        if (t == res->total_count) {
+            if (t == MAX_LABELS)
+                continue;
+            res->totals[t] = totals[i];
+            res->total_count++;
+            continue;
+        }
+        res->totals[t].milliseconds += totals[i].milliseconds;
+        res->totals[t].launches += totals[i].launches;
+        res->totals[t].flops += totals[i].flops;
+    }
+}
+
+/* The profiled step: forward and backward profiled apart, so that
+ * attention's forward and backward times are told apart. */
+static clgqa_status profiled_step(clgqa_runtime *rt, clgqa_model *model, const bench_batch *b,
+                                  long step, scheme_result *res) {
+    clgqa_profile_total totals[MAX_LABELS];
+    int count;
+    double t0 = now_ms();
+    clgqa_view pixels, labels;
+    CLGQA_TRY(clgqa_profile_begin(rt));
+    clgqa_status status = clgqa_batch_upload_next(b->upload, &b->host, &pixels, &labels);
+    if (status == CLGQA_OK)
+        status = clgqa_model_forward_pixels(model, pixels, labels, b->host.count, bench_mean,
+                                            bench_std, &(clgqa_pass){CLGQA_PASS_TRAIN, step, step});
+    clgqa_status end = clgqa_profile_end(rt, totals, MAX_LABELS, &count);
+    CLGQA_TRY(status ? status : end);
+    merge_profile(res, totals, count, &res->attention_forward_ms);
+    CLGQA_TRY(clgqa_profile_begin(rt));
+    status = clgqa_model_backward(model);
+    if (status == CLGQA_OK)
+        status = clgqa_model_step(model, &bench_adamw, step + 1);
+    end = clgqa_profile_end(rt, totals, MAX_LABELS, &count);
+    CLGQA_TRY(status ? status : end);
+    merge_profile(res, totals, count, &res->attention_backward_ms);
+    res->profiled_step_ms = now_ms() - t0;
+    return CLGQA_OK;
+}
+
+static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, clgqa_scheme scheme,
+                                 scheme_result *res) {
+    clgqa_config cfg;
+    CLGQA_TRY(bench_config(opt, scheme, &cfg));
+    memset(res, 0, sizeof *res);
+    res->scheme = scheme;
+    size_t before = clgqa_runtime_allocated_bytes(rt);
+    clgqa_model *model;
+    clgqa_model_desc desc;
+    clgqa_config_model_desc(&cfg, &desc);
+    CLGQA_TRY(clgqa_model_create(rt, &desc, opt->batch, &model));
+    res->model_bytes = clgqa_runtime_allocated_bytes(rt) - before;
+    const clgqa_model_dims *dims = clgqa_model_get_dims(model);
+    clgqa_attention_dims ad = {opt->batch, dims->tokens, dims->num_heads, dims->kv_heads,
+                               dims->head_dim, 0};
+    res->attention_saved_bytes =
+        (size_t)dims->num_layers * sizeof(float) *
+        clgqa_attention_saved_floats(&ad, clgqa_scheme_traits_of(scheme)->perturbs,
+                                     clgqa_runtime_attention_kernel(rt));
+
+    /* Synthetic batch: the benchmark measures compute, not data loading. */
+    size_t pixels = (size_t)opt->batch * cfg.in_chans * cfg.img_size * cfg.img_size;
+    bench_batch b = {{NULL, malloc(pixels), malloc((size_t)opt->batch * sizeof(int32_t)),
+                      opt->batch, 0, 0},
+                     NULL};
+    double *ms = malloc((size_t)(opt->steps > 0 ? opt->steps : 1) * sizeof *ms);
+    clgqa_status status = CLGQA_OK;
+    if (!b.host.pixels || !b.host.labels || !ms) {
+        status = clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
+        goto done;
+    }
+    for (size_t i = 0; i < pixels; i++)
+        b.host.pixels[i] = (uint8_t)clgqa_host_random_bits(cfg.seed, 1, (uint64_t)i);
+    for (int i = 0; i < opt->batch; i++)
+        b.host.labels[i] = (int32_t)(clgqa_host_random_bits(cfg.seed, 2, (uint64_t)i) %
+                                     (uint32_t)cfg.num_classes);
+    if ((status = clgqa_batch_upload_create(rt, dims, opt->batch, &b.upload)))
+        goto done;
+
+    long step = 0;
+    for (int i = 0; i < opt->warmup; i++)
+        if ((status = train_step(rt, model, &b, step++, i ? NULL : &res->first_step)))
+            goto done;
+    for (int i = 0; i < opt->steps; i++) {
+        double t0 = now_ms();
+        if ((status = train_step(rt, model, &b, step++, NULL)))
+            goto done;
+        ms[i] = now_ms() - t0;
+    }
+    summarise(ms, opt->steps, &res->step_ms_median, &res->step_ms_min, &res->step_ms_max);
+    clgqa_gemm_paths gemms = clgqa_gemm_paths_taken(rt);
+    if ((status = train_step(rt, model, &b, step++, &res->step)))
+        goto done;
+    res->gemm_direct = clgqa_gemm_paths_taken(rt).direct_calls - gemms.direct_calls;
+    res->gemm_indirect = clgqa_gemm_paths_taken(rt).indirect_calls - gemms.indirect_calls;
+    res->counted = command_counter() != NULL;
+    res->gemm_temp_bytes = clgqa_gemm_temp_bytes(rt);
+
+    /* One more step with every command's events recorded. */
+    if ((status = profiled_step(rt, model, &b, step++, res)))
+        goto done;
+    for (int i = 0; i < res->total_count; i++) {
+        res->device_ms += res->totals[i].milliseconds;
+        if (!strcmp(res->totals[i].label, "gemm") && res->totals[i].milliseconds > 0)
+            res->gemm_gflops = res->totals[i].flops / (res->totals[i].milliseconds * 1e6);
+    }
+
+    for (int i = 0; i < opt->steps; i++) {
+        double t1 = now_ms();
+        clgqa_view pv, no_labels = {NULL, 0};
+        if ((status = clgqa_batch_upload_next(b.upload, &b.host, &pv, &no_labels)) ||
+            (status = clgqa_model_forward_pixels(model, pv, clgqa_view_at(NULL, 0), opt->batch,
+                                                 bench_mean, bench_std,
+                                                 &(clgqa_pass){CLGQA_PASS_EVAL, 0, step})) ||
+            (status = clgqa_finish(rt)))
+            goto done;
+        ms[i] = now_ms() - t1;
+    }
+    double lo, hi;
+    summarise(ms, opt->steps, &res->infer_ms_median, &lo, &hi);
+done:
+    clgqa_batch_upload_destroy(b.upload);
+    free(b.host.pixels);
+    free(b.host.labels);
+    free(ms);
+    clgqa_model_destroy(model);
+    return status;
+}
+
+/* CLBlast SGEMM throughput on an n^3 product (best of a few after a warm-up). */
+static clgqa_status gemm_peak(clgqa_runtime *rt, size_t n, double *gflops) {
+    cl_mem a = NULL, b = NULL, c = NULL;
+    clgqa_status status;
+    if ((status = clgqa_buffer_create(rt, n * n * sizeof(float), &a)) ||
+        (status = clgqa_buffer_create(rt, n * n * sizeof(float), &b)) ||
+        (status = clgqa_buffer_create(rt, n * n * sizeof(float), &c)) ||
+        (status = clgqa_random_uniform(rt, clgqa_view_at(a, 0), n * n, 1, 1)) ||
+        (status = clgqa_random_uniform(rt, clgqa_view_at(b, 0), n * n, 1, 2)))
+        goto done;
+    double best = 1e30;
+    for (int rep = 0; rep < 4; rep++) {
+        if ((status = clgqa_finish(rt)))
+            goto done;
+        double t0 = now_ms();
+        if ((status = clgqa_sgemm(rt, 0, 0, n, n, n, 1.0f, clgqa_view_at(a, 0), n,
+                                  clgqa_view_at(b, 0), n, 0.0f, clgqa_view_at(c, 0), n)) ||
+            (status = clgqa_finish(rt)))
+            goto done;
+        double ms = now_ms() - t0;
+        if (rep > 0 && ms < best) /* rep 0 compiles CLBlast's kernels */
+            best = ms;
+    }
+    *gflops = 2.0 * (double)n * n * n / (best * 1e6);
+done:
+    clgqa_buffer_release(&a);
+    clgqa_buffer_release(&b);
+    clgqa_buffer_release(&c);
+    return status;
+}
+
+/* The GEMM path in words: CLBlast's choice, or the kernel forced. */
+static void describe_gemm_path(const clgqa_runtime *rt, char *text, size_t size) {
+    clgqa_gemm_kernel kernel = clgqa_runtime_gemm_kernel(rt);
+    if (kernel == CLGQA_GEMM_AUTO)
+        snprintf(text, size, "auto (CLBlast's choice: direct while m*n*k < %zu^3, else indirect)",
+                 clgqa_gemm_paths_taken(rt).min_indirect_size);
+    else
+        snprintf(text, size, "%s (forced by CLGQA_GEMM)", clgqa_gemm_kernel_name(kernel));
+}
+
+static void print_table(const clgqa_runtime *rt, const bench_options *opt,
+                        const scheme_result *results, int count, double peak) {
+    char gemm_path[128];
+    describe_gemm_path(rt, gemm_path, sizeof gemm_path);
+    printf("device: %s (%s, driver %s), CLBlast %d.%d.%d\n", clgqa_runtime_device_name(rt), clgqa_runtime_platform_name(rt),
+           clgqa_runtime_driver_version(rt), CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
+           CLBLAST_VERSION_PATCH);
+    printf("model: %s, batch %d, %d steps after %d warm-up; CLBlast SGEMM peak %.1f GFLOP/s\n",
+           opt->size, opt->batch, opt->steps, opt->warmup, peak);
+    printf("GEMM kernel: %s\n\n", gemm_path);
+    printf("%-10s %12s %12s %12s %10s %10s %10s %9s %14s\n", "scheme", "step ms", "min", "max",
+           "train img/s", "infer img/s", "GEMM GF/s", "memory MiB", "GEMMs dir/ind");
+    for (int i = 0; i < count; i++) {
+        const scheme_result *r = &results[i];
+        printf("%-10s %12.2f %12.2f %12.2f %10.1f %10.1f %10.1f %9.1f %8ld/%-5ld\n",
+               clgqa_scheme_name(r->scheme), r->step_ms_median, r->step_ms_min, r->step_ms_max,
+               opt->batch * 1e3 / r->step_ms_median, opt->batch * 1e3 / r->infer_ms_median,
+               r->gemm_gflops, r->model_bytes / 1048576.0, r->gemm_direct, r->gemm_indirect);
+    }
+    printf("\nshare of the profiled step's device time per op family "
+           "(device time / wall time of that step):\n");
+    for (int i = 0; i < count; i++) {
+        const scheme_result *r = &results[i];
+        printf("%-10s", clgqa_scheme_name(r->scheme));
+        for (int t = 0; t < r->total_count; t++)
+            printf(" %s %.1f%%", r->totals[t].label, 100 * r->totals[t].milliseconds / r->device_ms);
+        printf("  [%.1f / %.1f ms = %.0f%%]\n", r->device_ms, r->profiled_step_ms,
+               100 * r->device_ms / r->profiled_step_ms);
+    }
+    printf("\nattention (profiled step) and memory:\n");
+    printf("%-10s %12s %12s %16s %14s\n", "scheme", "forward ms", "backward ms",
+           "saved MiB", "GEMM temp MiB");
+    for (int i = 0; i < count; i++) {
+        const scheme_result *r = &results[i];
+        printf("%-10s %12.2f %12.2f %16.1f %14.1f\n", clgqa_scheme_name(r->scheme),
+               r->attention_forward_ms, r->attention_backward_ms,
+               r->attention_saved_bytes / 1048576.0, r->gemm_temp_bytes / 1048576.0);
+    }
+    if (!results[0].counted) {
+        printf("\nOpenCL calls per training step: not counted (%s)\n",
+               getenv("CLGQA_BENCH_NO_COUNTER") ? "CLGQA_BENCH_NO_COUNTER is set"
+                                                : "libclgqa_counter.so could not be preloaded");
+        return;
+    }
+    printf("\nOpenCL calls per training step after warm-up (CLBlast's included; "
+           "classes %s, attention %s, GEMM %s):\n",
+           clgqa_device_class_name(clgqa_runtime_device_class(rt)),
+           clgqa_attention_kernel_name(clgqa_runtime_attention_kernel(rt)),
+           clgqa_gemm_kernel_name(clgqa_runtime_gemm_kernel(rt)));
+    printf("%-10s %9s %9s %10s %7s %16s %11s\n", "scheme", "commands", "kernels", "transfers",
+           "other", "buffers created", "host waits");
+    for (int i = 0; i < count; i++) {
+        const scheme_result *r = &results[i];
+        printf("%-10s %9ld %9ld %10ld %7ld %7ld (first %ld) %11ld\n",
+               clgqa_scheme_name(r->scheme), command_total(&r->step), r->step.kernels,
+               r->step.transfers, r->step.other_commands, r->step.buffers_created,
+               r->first_step.buffers_created, r->step.host_waits);
+    }
+}
+
+static clgqa_status write_json(const char *path, const clgqa_runtime *rt, const bench_options *opt,
+                               const clgqa_config *cfg, const scheme_result *results, int count,
+                               double peak) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "tool", "clgqa");
+    cJSON_AddStringToObject(root, "device", clgqa_runtime_device_name(rt));
+    cJSON_AddStringToObject(root, "platform", clgqa_runtime_platform_name(rt));
+    cJSON_AddStringToObject(root, "driver", clgqa_runtime_driver_version(rt));
+    char clblast[32];
+    snprintf(clblast, sizeof clblast, "%d.%d.%d", CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
+             CLBLAST_VERSION_PATCH);
+    cJSON_AddStringToObject(root, "clblast_version", clblast);
+    cJSON_AddStringToObject(root, "clblast_tuning", clgqa_runtime_clblast_tuning(rt));
+    cJSON_AddStringToObject(root, "device_class", clgqa_device_class_name(clgqa_runtime_device_class(rt)));
+    cJSON_AddStringToObject(root, "attention_kernel",
+                            clgqa_attention_kernel_name(clgqa_runtime_attention_kernel(rt)));
+    cJSON_AddStringToObject(root, "gemm_kernel", clgqa_gemm_kernel_name(clgqa_runtime_gemm_kernel(rt)));
+    cJSON_AddNumberToObject(root, "gemm_min_indirect_size",
+                            (double)clgqa_gemm_paths_taken(rt).min_indirect_size);
+    cJSON *config = cJSON_AddObjectToObject(root, "config");
+    cJSON_AddStringToObject(config, "size", opt->size);
+    cJSON_AddNumberToObject(config, "batch", opt->batch);
+    cJSON_AddNumberToObject(config, "steps", opt->steps);
+    cJSON_AddNumberToObject(config, "warmup", opt->warmup);
+    cJSON_AddNumberToObject(config, "img_size", cfg->img_size);
+    cJSON_AddNumberToObject(config, "patch_size", cfg->patch_size);
+    cJSON_AddNumberToObject(config, "in_chans", cfg->in_chans);
+    cJSON_AddNumberToObject(config, "embed_dim", cfg->embed_dim);
+    cJSON_AddNumberToObject(config, "depth", cfg->num_layers);
+    cJSON_AddNumberToObject(config, "num_heads", cfg->num_heads);
+    cJSON_AddNumberToObject(config, "num_kv_heads", cfg->num_kv_heads);
+    cJSON_AddNumberToObject(config, "num_classes", cfg->num_classes);
+    cJSON_AddNumberToObject(root, "gemm_peak_gflops", peak);
+    cJSON *schemes = cJSON_AddObjectToObject(root, "schemes");
+    for (int i = 0; i < count; i++) {
+        const scheme_result *r = &results[i];
+        cJSON *s = cJSON_AddObjectToObject(schemes, clgqa_scheme_name(r->scheme));
+        cJSON *step = cJSON_AddObjectToObject(s, "train_step_ms");
+        cJSON_AddNumberToObject(step, "median", r->step_ms_median);
+        cJSON_AddNumberToObject(step, "min", r->step_ms_min);
+        cJSON_AddNumberToObject(step, "max", r->step_ms_max);
+        cJSON_AddNumberToObject(s, "train_img_s", opt->batch * 1e3 / r->step_ms_median);
+        cJSON_AddNumberToObject(s, "infer_img_s", opt->batch * 1e3 / r->infer_ms_median);
+        cJSON_AddNumberToObject(s, "gemm_gflops", r->gemm_gflops);
+        cJSON_AddNumberToObject(s, "device_memory_bytes", (double)r->model_bytes);
+        cJSON_AddNumberToObject(s, "profiled_step_ms", r->profiled_step_ms);
+        cJSON_AddNumberToObject(s, "profiled_device_ms", r->device_ms);
+        cJSON_AddNumberToObject(s, "attention_forward_ms", r->attention_forward_ms);
+        cJSON_AddNumberToObject(s, "attention_backward_ms", r->attention_backward_ms);
+        cJSON_AddNumberToObject(s, "attention_saved_bytes", (double)r->attention_saved_bytes);
+        cJSON_AddNumberToObject(s, "gemm_temp_bytes", (double)r->gemm_temp_bytes);
+        cJSON *gemms = cJSON_AddObjectToObject(s, "step_gemm_calls");
+        cJSON_AddNumberToObject(gemms, "direct", (double)r->gemm_direct);
+        cJSON_AddNumberToObject(gemms, "indirect", (double)r->gemm_indirect);
+        if (r->counted) {
+            cJSON *calls = cJSON_AddObjectToObject(s, "step_opencl_calls");
+            cJSON_AddNumberToObject(calls, "commands", (double)command_total(&r->step));
+            cJSON_AddNumberToObject(calls, "kernels", (double)r->step.kernels);
+            cJSON_AddNumberToObject(calls, "transfers", (double)r->step.transfers);
+            cJSON_AddNumberToObject(calls, "other_commands", (double)r->step.other_commands);
+            cJSON_AddNumberToObject(calls, "buffers_created", (double)r->step.buffers_created);
+            cJSON_AddNumberToObject(calls, "host_waits", (double)r->step.host_waits);
+            cJSON_AddNumberToObject(calls, "queued_waits", (double)r->step.queued_waits);
+            cJSON_AddNumberToObject(calls, "first_step_buffers_created",
+                                    (double)r->first_step.buffers_created);
+        }
+        cJSON *ops = cJSON_AddObjectToObject(s, "op_ms");
+        for (int t = 0; t < r->total_count; t++)
+            cJSON_AddNumberToObject(ops, r->totals[t].label, r->totals[t].milliseconds);
+    }
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    FILE *f = text ? fopen(path, "w") : NULL;
+    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    if (f)
+        ok = (fclose(f) == 0) && ok;
+    free(text);
+    return ok ? CLGQA_OK : clgqa_fail(CLGQA_ERR_IO, "cannot write %s", path);
+}
+
+static int usage(void) {
+    fprintf(stderr,
+            "usage: clgqa bench [--size demo|s|b|l] [--batch N] [--steps N] [--warmup N]\n"
+            "                   [--schemes mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa] [--kv-heads G]\n"
+            "                   [--device SPEC] [--json FILE]\n"
+            "       mpirun -np N clgqa bench --allreduce [--help]   (the gradient all-reduce)\n");
+    return 2;
+}
+
+static int parse_positive(const char *flag, const char *value, int *out) {
+    char *end;
+    long v = value ? strtol(value, &end, 10) : 0;
+    if (!value || *end || v <= 0 || v > 1000000) {
+        fprintf(stderr, "clgqa bench: %s needs a positive integer, not '%s'\n", flag,
+                value ? value : "");
+        return 0;
+    }
+    *out = (int)v;
+    return 1;
+}
+
+/* Run this command again with libclgqa_counter.so (built beside the clgqa
+ * program) preloaded, so every OpenCL call of the process is counted.
+ * Returns only when that cannot be done; the bench then runs uncounted.
+ * Sanitizer builds skip it: their runtime must be the first library loaded. */
+static void preload_counter(void) {
+#if defined(__SANITIZE_ADDRESS__)
+    return;
+#else
+    if (command_counter() || getenv("CLGQA_BENCH_NO_COUNTER") || getenv("CLGQA_BENCH_COUNTING"))
+        return;
+    char exe[4096], library[4200], preload[8400];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0)
+        return;
+    exe[len] = 0;
+    char *slash = strrchr(exe, '/');
+    snprintf(library, sizeof library, "%.*s/libclgqa_counter.so", (int)(slash - exe), exe);
+    if (access(library, R_OK) != 0)
+        return;
+    /* The original command line, from /proc (argv here starts at "bench"). */
+    FILE *f = fopen("/proc/self/cmdline", "rb");
+    static char cmdline[65536];
+    size_t size = f ? fread(cmdline, 1, sizeof cmdline - 1, f) : 0;
+    if (f)
+        fclose(f);
+    if (size == 0 || size == sizeof cmdline - 1)
+        return;
+    char *args[1024];
+    int n = 0;
+    for (size_t at = 0; at < size && n < 1023; at += strlen(cmdline + at) + 1)
+        args[n++] = cmdline + at;
+    args[n] = NULL;
+    const char *old = getenv("LD_PRELOAD");
+    snprintf(preload, sizeof preload, "%s%s%s", library, old && *old ? ":" : "", old ? old : "");
+    setenv("LD_PRELOAD", preload, 1);
+    setenv("CLGQA_BENCH_COUNTING", "1", 1); /* no second re-execution if preloading fails */
+    fflush(NULL);
+    execv(exe, args);
+    unsetenv("CLGQA_BENCH_COUNTING"); /* exec failed: run uncounted */
+#endif
+}
+
+int clgqa_cmd_bench(int argc, char **argv) {
+    bench_options opt = {"demo", 64, 5, 2, 0, "mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa", NULL, NULL};
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--allreduce")) /* under mpirun: the gradient sums */
+            return clgqa_bench_allreduce(argc, argv);
+    for (int i = 1; i < argc; i++) {
+        const char *flag = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(flag, "--size") && value) opt.size = argv[++i];
+        else if (!strcmp(flag, "--schemes") && value) opt.schemes = argv[++i];
+        else if (!strcmp(flag, "--device") && value) opt.device = argv[++i];
+        else if (!strcmp(flag, "--json") && value) opt.json_path = argv[++i];
+        else if (!strcmp(flag, "--batch")) { if (!parse_positive(flag, value, &opt.batch)) return 2; i++; }
+        else if (!strcmp(flag, "--steps")) { if (!parse_positive(flag, value, &opt.steps)) return 2; i++; }
+        else if (!strcmp(flag, "--warmup")) { if (!parse_positive(flag, value, &opt.warmup)) return 2; i++; }
+        else if (!strcmp(flag, "--kv-heads")) { if (!parse_positive(flag, value, &opt.kv_heads)) return 2; i++; }
+        else return usage();
+    }
+    clgqa_scheme schemes[MAX_SCHEMES];
+    int scheme_count = 0;
+    char list[256];
+    snprintf(list, sizeof list, "%s", opt.schemes);
+    for (char *save, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+        if (scheme_count == MAX_SCHEMES || clgqa_scheme_parse(name, &schemes[scheme_count]))
+            return clgqa_cli_error("--schemes");
+        scheme_count++;
+    }
+    /* The config reported: a grouped scheme's, so num_kv_heads shows G (MHSA's
+     * is H). Also validates the size flags before any device work. */
+    clgqa_config cfg;
+    if (bench_config(&opt, CLGQA_GQA, &cfg))
+        return clgqa_cli_error("bench");
+
+    preload_counter();
+    clgqa_runtime *rt;
+    cli_environment env;
+    if (cli_read_environment(&env))
+        return clgqa_cli_error(NULL);
+    if (opt.device)
+        env.options.device = opt.device;
+    if (clgqa_runtime_create(&env.options, &rt))
+        return clgqa_cli_error(NULL);
+    scheme_result *results = calloc(MAX_SCHEMES, sizeof *results);
+    double peak = 0;
+    int rc = 0;
+    fprintf(stderr, "measuring the CLBlast SGEMM peak on %s ...\n", clgqa_runtime_device_name(rt));
+    if (!results || gemm_peak(rt, strcmp(opt.size, "demo") ? 2048 : 1024, &peak)) {
+        rc = clgqa_cli_error("gemm peak");
+        goto done;
+    }
+    for (int i = 0; i < scheme_count; i++) {
+        fprintf(stderr, "benchmarking %s ...\n", clgqa_scheme_name(schemes[i]));
+        if (bench_scheme(rt, &opt, schemes[i], &results[i])) {
+            rc = clgqa_cli_error(clgqa_scheme_name(schemes[i]));
+            goto done;
+        }
+    }
+    print_table(rt, &opt, results, scheme_count, peak);
+    if (opt.json_path && write_json(opt.json_path, rt, &opt, &cfg, results, scheme_count, peak))
+        rc = clgqa_cli_error(NULL);
+done:
+    free(results);
+    clgqa_runtime_destroy(rt);
+    return rc;
+}

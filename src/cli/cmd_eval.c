@@ -1,0 +1,73 @@
+/* clgqa eval CONFIG.yaml --checkpoint FILE [--predictions FILE.csv]
+ *            [--set key=value ...] [--device SPEC] */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "clgqa/checkpoint.h"
+#include "commands.h"
+#include "config_args.h"
+#include "train_internal.h"
+
+static const char usage[] = "clgqa eval CONFIG.yaml --checkpoint FILE [--predictions FILE.csv] "
+                            "[--set key=value ...] [--device SPEC]";
+
+static int evaluate(const clgqa_config *cfg, const char *device, const char *checkpoint,
+                    const char *predictions_path) {
+    clgqa_runtime *rt = NULL;
+    clgqa_dataset *ds = NULL;
+    clgqa_model *model = NULL;
+    FILE *predictions = NULL;
+    clgqa_eval_result result;
+    int exit_status = 1;
+    clgqa_dataset_options data;
+    clgqa_model_desc desc;
+    clgqa_config_dataset_options(cfg, &data);
+    clgqa_config_model_desc(cfg, &desc);
+    if (clgqa_cli_open_runtime(cfg, NULL, device, &rt) != 0 ||
+        clgqa_dataset_open(&data, CLGQA_SPLIT_TEST, &ds) != CLGQA_OK ||
+        clgqa_model_create(rt, &desc, cfg->batch_size, &model) != CLGQA_OK ||
+        clgqa_checkpoint_load_model(model, checkpoint, stderr) != CLGQA_OK) {
+        exit_status = clgqa_cli_error(NULL);
+        goto done;
+    }
+    if (predictions_path && !(predictions = fopen(predictions_path, "w"))) {
+        fprintf(stderr, "clgqa: cannot write %s: %s\n", predictions_path, strerror(errno));
+        goto done;
+    }
+    if (clgqa_evaluate(rt, model, ds, cfg, cfg->max_eval_batches, predictions, &result) != CLGQA_OK) {
+        exit_status = clgqa_cli_error(NULL);
+        goto done;
+    }
+    if (predictions && fclose(predictions) != 0) {
+        predictions = NULL;
+        fprintf(stderr, "clgqa: cannot write %s: %s\n", predictions_path, strerror(errno));
+        goto done;
+    }
+    predictions = NULL;
+    printf("test loss: %.4f\ntest accuracy: %.2f%% (%ld images)\n", result.loss,
+           100.0 * result.accuracy, result.samples);
+    exit_status = 0;
+done:
+    if (predictions)
+        fclose(predictions);
+    clgqa_model_destroy(model);
+    clgqa_dataset_close(ds);
+    clgqa_runtime_destroy(rt);
+    return exit_status;
+}
+
+int clgqa_cmd_eval(int argc, char **argv) {
+    const char *checkpoint = NULL, *predictions = NULL;
+    const cli_option flags[] = {{"--checkpoint", &checkpoint}, {"--predictions", &predictions}};
+    cli_config_args args;
+    int exit_status = clgqa_cli_parse_config_args(usage, argc, argv, flags, 2, 0, &args);
+    if (exit_status >= 0)
+        return exit_status;
+    if (!checkpoint)
+        return clgqa_cli_usage(usage);
+    clgqa_config cfg;
+    if (clgqa_run_config(args.config_path, args.sets, args.set_count, &cfg) != CLGQA_OK)
+        return clgqa_cli_error(NULL);
+    return evaluate(&cfg, args.device, checkpoint, predictions);
+}

@@ -1,0 +1,78 @@
+#include "config_args.h"
+
+#include "config_internal.h"
+#include "environment.h"
+#include "mpi_ranks.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int clgqa_cli_usage(const char *usage) {
+    fprintf(stderr, "usage: %s\n", usage);
+    return 2;
+}
+
+int clgqa_cli_parse_config_args(const char *usage, int argc, char **argv,
+                                const cli_option *options, int option_count,
+                                int config_optional, cli_config_args *out) {
+    memset(out, 0, sizeof *out);
+    const char *command = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        int has_value = i + 1 < argc, matched = 0;
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+            printf("usage: %s\n", usage);
+            return 0;
+        }
+        if (!strcmp(arg, "--set") && has_value) {
+            if (out->set_count == CLGQA_CLI_MAX_SETS) {
+                fprintf(stderr, "clgqa %s: more than %d --set options\n", command,
+                        CLGQA_CLI_MAX_SETS);
+                return 2;
+            }
+            out->sets[out->set_count++] = argv[++i];
+            continue;
+        }
+        if (!strcmp(arg, "--device") && has_value) {
+            out->device = argv[++i];
+            continue;
+        }
+        for (int o = 0; o < option_count && !matched; o++)
+            if (!strcmp(arg, options[o].flag) && has_value) {
+                *options[o].value = argv[++i];
+                matched = 1;
+            }
+        if (matched)
+            continue;
+        if (arg[0] == '-' || out->config_path) {
+            fprintf(stderr, "clgqa %s: unexpected argument '%s'\n", command, arg);
+            return clgqa_cli_usage(usage);
+        }
+        out->config_path = arg;
+    }
+    if (!out->config_path && !config_optional)
+        return clgqa_cli_usage(usage);
+    return -1;
+}
+
+int clgqa_cli_open_runtime(const clgqa_config *cfg, clgqa_mpi *mpi, const char *device,
+                           clgqa_runtime **rt) {
+    *rt = NULL;
+    /* The device: --device, else the config's, else $CLGQA_DEVICE (a rank
+     * takes its own from a list, or from the devices a spec matches); the
+     * code paths: the config's unless "auto", else the environment's. */
+    cli_environment env;
+    if (cli_read_environment(&env) != CLGQA_OK ||
+        cli_choose_paths(&env.options, cfg->device_class, cfg->attention_kernel,
+                         cfg->gemm_kernel) != CLGQA_OK)
+        return -1;
+    const char *wanted = device && *device        ? device
+                         : cfg->device[0]         ? cfg->device
+                         : env.options.device     ? env.options.device
+                                                  : "";
+    char spec[sizeof cfg->device];
+    if (clgqa_mpi_device_spec(mpi, wanted, spec, sizeof spec) != CLGQA_OK)
+        return -1;
+    env.options.device = spec;
+    return clgqa_runtime_create(&env.options, rt) == CLGQA_OK ? 0 : -1;
+}

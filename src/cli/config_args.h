@@ -1,0 +1,43 @@
+/* Command-line arguments of the config-driven commands (train, eval,
+ * convert): CONFIG.yaml, repeatable --set key=value, --device SPEC, and each
+ * command's own options that take a value. */
+#ifndef CLGQA_CLI_CONFIG_ARGS_H
+#define CLGQA_CLI_CONFIG_ARGS_H
+
+#define CLGQA_CLI_MAX_SETS 64
+
+typedef struct cli_option {
+    const char *flag;   /* "--resume" */
+    const char **value; /* receives the argument after it */
+} cli_option;
+
+typedef struct cli_config_args {
+    const char *config_path;
+    const char *device; /* NULL: the config's device */
+    const char *sets[CLGQA_CLI_MAX_SETS];
+    int set_count;
+} cli_config_args;
+
+/* Parses argv[1..] (argv[0] is the command name). Returns -1 when the command
+ * should go on, else the exit status to return: 0 after --help (usage on
+ * stdout), 2 for a usage error (message and usage on stderr). `usage` is the
+ * text after "usage: ". Without config_optional a missing CONFIG.yaml is a
+ * usage error; with it, config_path stays NULL. */
+int clgqa_cli_parse_config_args(const char *usage, int argc, char **argv,
+                                const cli_option *options, int option_count,
+                                int config_optional, cli_config_args *out);
+
+/* The runtime a config asks for: the device (--device SPEC, else the
+ * config's device key, else $CLGQA_DEVICE; under mpirun, this rank's) and
+ * the code paths (device_class, attention_kernel, gemm_kernel, else the
+ * environment's). Returns 0, or -1 with the message recorded. */
+typedef struct clgqa_config clgqa_config;
+typedef struct clgqa_runtime clgqa_runtime;
+typedef struct clgqa_mpi clgqa_mpi;
+int clgqa_cli_open_runtime(const clgqa_config *cfg, clgqa_mpi *mpi, const char *device,
+                           clgqa_runtime **rt);
+
+/* Print "usage: <usage>" on stderr; returns 2. */
+int clgqa_cli_usage(const char *usage);
+
+#endif

@@ -1,0 +1,786 @@
+/* The ViT of include/clgqa/model.h: construction, the named tensor table over
+ * the flat buffers, weight initialisation, transfers, the per-layer grouping
+ * state and the metrics. The passes (forward, backward, AdamW) are in
+ * model_pass.c. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_internal.h"
+
+#include "ops.h"
+
+/* ---- tensor table ---- */
+
+static void add_tensor(clgqa_model *m, const char *name, int ndim, int s0, int s1, int s2,
+                       int s3) {
+    clgqa_tensor_info *t = &m->tensors[m->tensor_count++];
+    int shape[CLGQA_TENSOR_MAX_DIMS] = {s0, s1, s2, s3};
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = ndim;
+    t->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        t->shape[i] = shape[i];
+        t->numel *= (size_t)shape[i];
+    }
+    t->offset = m->param_count;
+    m->param_count += t->numel;
+}
+
+/* From the lists of model_internal.h, whose order fixes the MODEL_T_* /
+ * MODEL_L_* / MODEL_F_* indices. */
+static void build_tensor_table(clgqa_model *m) {
+    const clgqa_model_dims *d = &m->dims;
+    const int C = d->embed_dim, KV = d->kv_heads * d->head_dim, F = d->mlp_dim,
+              p = d->patch_size, P = d->tokens, in = d->in_chans, K = d->num_classes;
+#define ADD_TENSOR(id, name, ndim, s0, s1, s2, s3) add_tensor(m, name, ndim, s0, s1, s2, s3);
+    MODEL_EMBED_TENSORS(ADD_TENSOR)
+    for (int l = 0; l < d->num_layers; l++) {
+        char name[CLGQA_TENSOR_NAME_MAX];
+#define ADD_BLOCK_TENSOR(id, suffix, rows, cols, init)               \
+    snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);          \
+    add_tensor(m, name, (cols) ? 2 : 1, rows, cols, 0, 0);
+        MODEL_BLOCK_TENSORS(ADD_BLOCK_TENSOR)
+#undef ADD_BLOCK_TENSOR
+    }
+    MODEL_FINAL_TENSORS(ADD_TENSOR)
+#undef ADD_TENSOR
+}
+
+/* ---- initialisation (the reference's) ---- */
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* The Philox stream of each tensor: its index in the table as it was before
+ * q, k and v were made contiguous (q.weight, q.bias, k.weight, ... in a
+ * block), so a seed still gives the same initial weights. */
+static uint32_t init_stream_index(const clgqa_model *m, int index) {
+#define INIT_POSITION(id, suffix, rows, cols, init) init,
+    static const int block_position[MODEL_L_TENSORS] = {MODEL_BLOCK_TENSORS(INIT_POSITION)};
+#undef INIT_POSITION
+    int block = (index - MODEL_T_BLOCKS) / MODEL_L_TENSORS;
+    int which = (index - MODEL_T_BLOCKS) - block * MODEL_L_TENSORS;
+    if (index < MODEL_T_BLOCKS || block >= m->dims.num_layers)
+        return (uint32_t)index;
+    return (uint32_t)(MODEL_T_BLOCKS + block * MODEL_L_TENSORS + block_position[which]);
+}
+
+/* Each tensor draws from its own Philox stream (seed, INIT, tensor), so one
+ * tensor's values do not depend on the sizes of the others. */
+static void init_tensor(const clgqa_model *m, int index, float *out) {
+    const clgqa_tensor_info *t = &m->tensors[index];
+    uint64_t stream = clgqa_stream_id(CLGQA_RNG_INIT, init_stream_index(m, index), 0);
+    int is_norm = !strncmp(t->name, "norm.", 5) || strstr(t->name, ".norm1.") ||
+                  strstr(t->name, ".norm2.");
+    if (index == MODEL_T_PATCH_W || index == MODEL_T_PATCH_B) {
+        /* PyTorch's Conv2d default: weight and bias uniform +-1/sqrt(fan_in). */
+        const clgqa_model_dims *d = &m->dims;
+        float bound = 1.0f / sqrtf((float)(d->in_chans * d->patch_size * d->patch_size));
+        clgqa_host_uniform(out, t->numel, m->desc.seed, stream);
+        for (size_t i = 0; i < t->numel; i++)
+            out[i] = (2.0f * out[i] - 1.0f) * bound;
+    } else if (is_norm) {
+        float value = ends_with(t->name, ".weight") ? 1.0f : 0.0f;
+        for (size_t i = 0; i < t->numel; i++)
+            out[i] = value;
+    } else if (index == MODEL_T_CLS || ends_with(t->name, ".bias")) {
+        memset(out, 0, t->numel * sizeof *out);
+    } else {
+        /* pos_embed and Linear weights: normal, std 0.02 (timm's trunc_normal_
+         * cuts at +-2, 100 standard deviations out: never reached). */
+        clgqa_host_normal(out, t->numel, m->desc.seed, stream, 0.0f, 0.02f);
+    }
+}
+
+static clgqa_status init_parameters(clgqa_model *m) {
+    float *host = malloc(m->param_count * sizeof *host);
+    if (!host)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: %zu parameters on the host",
+                          m->param_count);
+    for (int i = 0; i < m->tensor_count; i++)
+        init_tensor(m, i, host + m->tensors[i].offset);
+    clgqa_status s = clgqa_model_write_buffer(m, CLGQA_PARAMS, host);
+    free(host);
+    return s;
+}
+
+/* ---- configuration checks ---- */
+
+static clgqa_status derive_dims(const clgqa_model_desc *cfg, int max_batch, clgqa_model_dims *d) {
+    if (max_batch < 1)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_create: max_batch must be >= 1, got %d",
+                          max_batch);
+    if (cfg->num_classes < 1)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_create: num_classes must be >= 1, got %d", cfg->num_classes);
+    clgqa_status shape = clgqa_model_desc_check(cfg);
+    if (shape != CLGQA_OK)
+        return clgqa_fail_context(shape, "clgqa_model_create");
+    /* MHSA is G = H whatever num_kv_heads says (the reference ignores it). */
+    int kv_heads = clgqa_scheme_traits_of(cfg->scheme)->kv_per_head ? cfg->num_heads
+                                                                         : cfg->num_kv_heads;
+    d->img_size = cfg->img_size;
+    d->patch_size = cfg->patch_size;
+    d->in_chans = cfg->in_chans;
+    d->grid = cfg->img_size / cfg->patch_size;
+    d->tokens = d->grid * d->grid + 1;
+    d->embed_dim = cfg->embed_dim;
+    d->num_layers = cfg->num_layers;
+    d->num_heads = cfg->num_heads;
+    d->kv_heads = kv_heads;
+    d->head_dim = cfg->embed_dim / cfg->num_heads;
+    d->mlp_dim = 4 * cfg->embed_dim;
+    d->num_classes = cfg->num_classes;
+    d->max_batch = max_batch;
+    return CLGQA_OK;
+}
+
+/* ---- activation arena ---- */
+
+/* Carves consecutive views from the arena's buffers, starting the next
+ * buffer when a view would cross `limit` floats (the device's largest
+ * allocation), so every view lies inside one buffer. A first pass with mems
+ * NULL only measures: it records each buffer's floats in sizes. */
+typedef struct carver {
+    cl_mem *mems;   /* NULL while measuring */
+    size_t *sizes;  /* [MAX_ARENA_BUFFERS] floats per buffer (measuring) */
+    size_t limit;
+    int index;      /* the buffer being carved */
+    size_t used;    /* floats carved from it */
+    size_t too_big; /* a view larger than limit, 0 if none */
+} carver;
+
+#define MAX_ARENA_BUFFERS 256
+
+/* Start the next buffer unless `floats` more fit in this one (views that
+ * must be contiguous, e.g. what one fill clears, are kept together). */
+static void keep_together(carver *c, size_t floats) {
+    if (c->used > 0 && c->used + floats > c->limit && c->index + 1 < MAX_ARENA_BUFFERS) {
+        c->index++;
+        c->used = 0;
+    }
+}
+
+/* The next view, right after the previous one (views one fill clears). */
+static clgqa_view carve_joined(carver *c, size_t floats) {
+    if (floats > c->limit && floats > c->too_big)
+        c->too_big = floats;
+    keep_together(c, floats);
+    clgqa_view v = clgqa_view_at(c->mems ? c->mems[c->index] : NULL, c->used);
+    c->used += floats;
+    if (!c->mems)
+        c->sizes[c->index] = c->used;
+    return v;
+}
+
+/* The next view, starting on a 64-byte boundary (rows stay aligned for the
+ * kernels' vector loads whatever the sizes before). */
+static clgqa_view carve(carver *c, size_t floats) {
+    c->used = (c->used + 15) / 16 * 16;
+    return carve_joined(c, floats);
+}
+
+static void carve_layer(clgqa_model *m, int l, carver *c) {
+    const clgqa_model_dims *d = &m->dims;
+    size_t rows = (size_t)d->max_batch * d->tokens, C = d->embed_dim,
+           kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
+    clgqa_attention_dims ad = model_attention_dims(m, d->max_batch);
+    /* Sized for m->attention_kernel. */
+    const int pgqa = clgqa_scheme_traits_of(m->desc.scheme)->perturbs;
+    size_t saved = clgqa_attention_saved_floats(&ad, pgqa, m->attention_kernel);
+    model_layer *a = &m->layers[l];
+    /* A block's views in one buffer when they fit. */
+    keep_together(c, rows * (6 * C + 4 + 2 * F + 2 * kv) + saved + 16 * 15);
+    a->ln1 = carve(c, rows * C);
+    a->ln1_mean = carve(c, rows);
+    a->ln1_rstd = carve(c, rows);
+    a->qkv = carve(c, rows * (C + 2 * kv));
+    a->q = a->qkv;
+    a->k = clgqa_view_add(a->qkv, C);
+    a->v = clgqa_view_add(a->qkv, C + kv);
+    a->attention_region = carve(c, saved);
+    a->heads_out = carve(c, rows * C);
+    a->x_mid = carve(c, rows * C);
+    a->ln2 = carve(c, rows * C);
+    a->ln2_mean = carve(c, rows);
+    a->ln2_rstd = carve(c, rows);
+    a->fc1 = carve(c, rows * F);
+    a->gelu = carve(c, rows * F);
+    a->x_out = carve(c, rows * C);
+}
+
+static void carve_shared(clgqa_model *m, carver *c) {
+    const clgqa_model_dims *d = &m->dims;
+    size_t B = d->max_batch, rows = B * d->tokens, C = d->embed_dim,
+           kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim, classes = d->num_classes,
+           patch_rows = B * d->grid * d->grid,
+           patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
+    clgqa_attention_dims ad = model_attention_dims(m, d->max_batch);
+    m->patches = carve(c, patch_rows * patch_len);
+    m->patch_out = carve(c, patch_rows * C);
+    m->tokens = carve(c, rows * C);
+    m->lnf = carve(c, rows * C);
+    m->lnf_mean = carve(c, rows);
+    m->lnf_rstd = carve(c, rows);
+    m->logits = carve(c, B * classes);
+    m->probs = carve(c, B * classes);
+    m->losses = carve(c, B);
+    m->correct = carve(c, B);
+    m->metrics = carve(c, 4);
+    keep_together(c, 2 * rows * C + B * classes + 16);
+    m->dres = carve(c, rows * C);
+    m->dln = carve_joined(c, rows * C);
+    m->dlogits = carve_joined(c, B * classes);
+    m->dgelu = carve(c, rows * F);
+    m->dfc1 = carve(c, rows * F);
+    m->dheads_out = carve(c, rows * C);
+    m->dqkv = carve(c, rows * (C + 2 * kv));
+    const int pgqa = clgqa_scheme_traits_of(m->desc.scheme)->perturbs;
+    size_t attention_scratch = clgqa_attention_scratch_floats(&ad, pgqa, m->attention_kernel);
+    size_t key_norms_scratch = clgqa_key_norms_scratch_floats(&ad);
+    m->attention_scratch = carve(c, attention_scratch > key_norms_scratch ? attention_scratch
+                                                                           : key_norms_scratch);
+    m->dpatch_out = carve(c, patch_rows * C);
+    m->column_partials = carve(c, 2 * m->partials.slot + m->partials.final);
+    m->grad_sum_squares = carve(c, 1);
+    m->grad_scale = carve(c, 1);
+    m->chunk_sum_squares = carve(c, (size_t)m->chunk_count);
+}
+
+/* A zero-filled device buffer of `floats` floats (zeroed once, so no kernel
+ * ever reads uninitialised memory, e.g. a GEMM's C with beta 0). */
+static clgqa_status create_zeroed(clgqa_runtime *rt, size_t floats, cl_mem *out) {
+    CLGQA_TRY(clgqa_buffer_create(rt, (floats ? floats : 1) * sizeof(float), out));
+    return clgqa_buffer_fill(rt, clgqa_view_at(*out, 0), floats ? floats : 1, 0.0f);
+}
+
+static void carve_arena(clgqa_model *m, carver *c) {
+    for (int l = 0; l < m->dims.num_layers; l++)
+        carve_layer(m, l, c);
+    carve_shared(m, c);
+}
+
+/* The device's largest allocation in floats, a multiple of 64 (256 bytes,
+ * so every buffer start stays aligned for the kernels' vector loads). */
+static size_t allocation_limit_floats(const clgqa_runtime *rt) {
+    size_t floats = (size_t)(rt->max_alloc_bytes / sizeof(float));
+    return floats / 64 * 64;
+}
+
+static clgqa_status create_arena(clgqa_model *m) {
+    size_t sizes[MAX_ARENA_BUFFERS] = {0};
+    carver measure = {NULL, sizes, allocation_limit_floats(m->rt), 0, 0, 0};
+    carve_arena(m, &measure);
+    if (measure.too_big || measure.index + 1 == MAX_ARENA_BUFFERS)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY,
+                          "clgqa_model_create: an activation of %.2f MiB exceeds the largest "
+                          "allocation %s allows (%.2f MiB), or needs over %d buffers: use a "
+                          "smaller batch",
+                          (double)measure.too_big * sizeof(float) / (1 << 20),
+                          m->rt->device_name, (double)m->rt->max_alloc_bytes / (1 << 20),
+                          MAX_ARENA_BUFFERS);
+    m->arena_count = measure.index + 1;
+    m->arena = calloc((size_t)m->arena_count, sizeof *m->arena);
+    if (!m->arena)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: arena table");
+    for (int i = 0; i < m->arena_count; i++)
+        CLGQA_TRY(create_zeroed(m->rt, sizes[i], &m->arena[i]));
+    carver c = {m->arena, NULL, measure.limit, 0, 0, 0};
+    carve_arena(m, &c);
+    for (int l = 0; l < m->dims.num_layers; l++)
+        m->layers[l].x_in = l == 0 ? m->tokens : m->layers[l - 1].x_out;
+    return CLGQA_OK;
+}
+
+/* ---- the backward's column sums ---- */
+
+/* The chunks of every partial column sum at the largest batch, and where
+ * they sit (model_partials). */
+static void plan_partials(clgqa_model *m) {
+    const clgqa_model_dims *d = &m->dims;
+    size_t rows = (size_t)d->max_batch * d->tokens, C = d->embed_dim, F = d->mlp_dim,
+           qkv = (size_t)model_qkv_width(m);
+    model_partials *p = &m->partials;
+    p->ln_chunks = clgqa_layernorm_backward_chunks(m->rt);
+    p->fc1_chunks = clgqa_column_sum_chunks(m->rt, rows, F);
+    p->qkv_chunks = clgqa_column_sum_chunks(m->rt, rows, qkv);
+    p->head_chunks = clgqa_column_sum_chunks(m->rt, d->max_batch, d->num_classes);
+    size_t ln = p->ln_chunks * C; /* one LayerNorm sum's partials */
+    p->fc2_b = 0;
+    p->norm2 = p->fc2_b + ln;
+    p->proj_b = p->norm2 + 2 * ln;
+    p->fc1_b = p->proj_b + ln;
+    p->qkv_b = p->fc1_b + p->fc1_chunks * F;
+    p->norm1 = p->qkv_b + p->qkv_chunks * qkv;
+    p->slot = p->norm1 + 2 * ln;
+    p->head_b = 0;
+    p->norm = p->head_b + p->head_chunks * d->num_classes;
+    p->final = p->norm + 2 * ln;
+}
+
+/* Adds the sum of tensor t's gradient from partials at `partials` (floats
+ * into column_partials) to finish f, in a new launch when its gradients sit
+ * in another buffer than the last sum's. */
+static void add_finish_sum(clgqa_model *m, model_finish *f, int t, size_t partials,
+                           size_t chunks, size_t width) {
+    clgqa_view grads = model_param(m, CLGQA_GRADS, t);
+    model_finish_launch *last = f->launches ? &f->launch[f->launches - 1] : NULL;
+    if (!last || last->grads.mem != grads.mem) {
+        last = &f->launch[f->launches++];
+        last->grads = clgqa_view_at(grads.mem, 0);
+        last->count = 0;
+    }
+    clgqa_column_sum sum = {m->column_partials.offset + partials, chunks, width, grads.offset};
+    last->sums[last->count++] = sum;
+}
+
+/* Every block's finish and the final tensors', with their device tables
+ * written once. */
+static clgqa_status build_finishes(clgqa_model *m) {
+    const clgqa_model_dims *d = &m->dims;
+    const model_partials *p = &m->partials;
+    size_t C = d->embed_dim, F = d->mlp_dim, qkv = (size_t)model_qkv_width(m), R = p->ln_chunks;
+    int L = d->num_layers;
+    m->finishes = calloc((size_t)L + 1, sizeof *m->finishes);
+    if (!m->finishes)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: finish tables");
+    for (int l = 0; l < L; l++) {
+        model_finish *f = &m->finishes[l];
+        size_t slot = (size_t)(l % 2) * p->slot;
+#define T(which) model_layer_tensor(l, MODEL_L_##which)
+        add_finish_sum(m, f, T(NORM1_W), slot + p->norm1, R, C);
+        add_finish_sum(m, f, T(NORM1_B), slot + p->norm1 + R * C, R, C);
+        add_finish_sum(m, f, T(Q_B), slot + p->qkv_b, p->qkv_chunks, qkv); /* q, k, v biases */
+        add_finish_sum(m, f, T(PROJ_B), slot + p->proj_b, R, C);
+        add_finish_sum(m, f, T(NORM2_W), slot + p->norm2, R, C);
+        add_finish_sum(m, f, T(NORM2_B), slot + p->norm2 + R * C, R, C);
+        add_finish_sum(m, f, T(FC1_B), slot + p->fc1_b, p->fc1_chunks, F);
+        add_finish_sum(m, f, T(FC2_B), slot + p->fc2_b, R, C);
+#undef T
+    }
+    model_finish *f = &m->finishes[L];
+    size_t final = 2 * p->slot;
+    add_finish_sum(m, f, model_final_tensor(m, MODEL_F_NORM_W), final + p->norm, R, C);
+    add_finish_sum(m, f, model_final_tensor(m, MODEL_F_NORM_B), final + p->norm + R * C, R, C);
+    add_finish_sum(m, f, model_final_tensor(m, MODEL_F_HEAD_B), final + p->head_b,
+                   p->head_chunks, d->num_classes);
+
+    size_t uints = (size_t)(L + 1) * MODEL_FINISH_SUMS * CLGQA_COLUMN_SUM_UINTS, used = 0;
+    cl_uint *table = calloc(uints, sizeof *table);
+    if (!table)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: finish tables");
+    clgqa_status s = CLGQA_OK;
+    for (int g = 0; g <= L && s == CLGQA_OK; g++)
+        for (int i = 0; i < m->finishes[g].launches && s == CLGQA_OK; i++) {
+            model_finish_launch *launch = &m->finishes[g].launch[i];
+            launch->table = used;
+            s = clgqa_column_sum_encode(launch->sums, launch->count, table + used);
+            used += launch->count * CLGQA_COLUMN_SUM_UINTS;
+        }
+    if (s == CLGQA_OK)
+        s = clgqa_buffer_create(m->rt, uints * sizeof *table, &m->finish_tables);
+    if (s == CLGQA_OK)
+        s = clgqa_buffer_write(m->rt, m->finish_tables, 0, uints * sizeof *table, table);
+    free(table);
+    return s;
+}
+
+/* ---- flat buffers in chunks ---- */
+
+/* Chunks of whole tensors in table order, each at most the device's largest
+ * allocation; then the four buffers' chunks, zero-filled. */
+static clgqa_status create_flat_buffers(clgqa_model *m) {
+    size_t limit = allocation_limit_floats(m->rt);
+    m->chunk_first = calloc((size_t)m->tensor_count + 1, sizeof *m->chunk_first);
+    m->tensor_chunk = calloc((size_t)m->tensor_count, sizeof *m->tensor_chunk);
+    if (!m->chunk_first || !m->tensor_chunk)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: chunk table");
+    int c = 0;
+    for (int i = 0; i < m->tensor_count; i++) {
+        /* A block's q, k, v weights are one GEMM operand, their biases one
+         * bias: each triple stays in one chunk (k and v never start one). */
+        int which = i < MODEL_T_BLOCKS ? -1 : (i - MODEL_T_BLOCKS) % MODEL_L_TENSORS;
+        int block = i >= MODEL_T_BLOCKS && i < model_final_tensor(m, 0);
+        int joined = block && (which == MODEL_L_K_W || which == MODEL_L_V_W ||
+                               which == MODEL_L_K_B || which == MODEL_L_V_B);
+        int group = block && (which == MODEL_L_Q_W || which == MODEL_L_Q_B) ? 3 : 1;
+        const clgqa_tensor_info *t = &m->tensors[i];
+        size_t end = m->tensors[i + group - 1].offset + m->tensors[i + group - 1].numel;
+        if (end - t->offset > limit)
+            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY,
+                              "clgqa_model_create: tensor %s%s (%.2f MiB) exceeds the largest "
+                              "allocation %s allows (%.2f MiB)",
+                              t->name, group > 1 ? " with k and v" : "",
+                              (double)(end - t->offset) * sizeof(float) / (1 << 20),
+                              m->rt->device_name, (double)m->rt->max_alloc_bytes / (1 << 20));
+        if (!joined && end - m->chunk_first[c] > limit)
+            m->chunk_first[++c] = t->offset;
+        m->tensor_chunk[i] = c;
+    }
+    m->chunk_count = c + 1;
+    m->chunk_first[m->chunk_count] = m->param_count;
+    for (int b = 0; b < 4; b++) {
+        m->flat[b] = calloc((size_t)m->chunk_count, sizeof *m->flat[b]);
+        if (!m->flat[b])
+            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: chunk table");
+        for (int k = 0; k < m->chunk_count; k++)
+            CLGQA_TRY(create_zeroed(m->rt, m->chunk_first[k + 1] - m->chunk_first[k],
+                                    &m->flat[b][k]));
+    }
+    return CLGQA_OK;
+}
+
+/* ---- create / destroy ---- */
+
+static clgqa_status create_model(clgqa_model *m, const clgqa_model_desc *desc, int max_batch) {
+    CLGQA_TRY(derive_dims(desc, max_batch, &m->dims));
+    const clgqa_model_dims *d = &m->dims;
+    int L = d->num_layers;
+    m->desc = *desc;
+    m->desc.num_kv_heads = m->dims.kv_heads;
+    m->attention_kernel = m->rt->attention_kernel;
+    m->tensors = calloc(MODEL_T_BLOCKS + (size_t)L * MODEL_L_TENSORS + MODEL_F_TENSORS,
+                        sizeof *m->tensors);
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    m->noise_fixed = calloc((size_t)L, sizeof *m->noise_fixed);
+    if (!m->tensors || !m->layers || !m->noise_fixed)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: host tables");
+    build_tensor_table(m);
+    CLGQA_TRY(create_flat_buffers(m));
+    CLGQA_TRY(init_parameters(m));
+    plan_partials(m);
+    CLGQA_TRY(create_arena(m));
+    CLGQA_TRY(build_finishes(m));
+
+    size_t grouping_ints = (size_t)L * (d->num_heads + d->kv_heads);
+    CLGQA_TRY(clgqa_buffer_create(m->rt, grouping_ints * sizeof(cl_int), &m->group_ints));
+    CLGQA_TRY(create_zeroed(m->rt, (size_t)2 * L * d->kv_heads, &m->group_floats));
+    int32_t *split = malloc((size_t)d->kv_heads * sizeof *split);
+    if (!split)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: split");
+    for (int j = 0; j < d->kv_heads; j++)
+        split[j] = d->num_heads / d->kv_heads;
+    clgqa_status s = CLGQA_OK;
+    for (int l = 0; l < L && s == CLGQA_OK; l++)
+        s = clgqa_model_write_grouping(m, l, NULL, split);
+    free(split);
+    CLGQA_TRY(s);
+    CLGQA_TRY(clgqa_model_reset_metrics(m));
+    return clgqa_finish(m->rt);
+}
+
+clgqa_status clgqa_model_create(clgqa_runtime *rt, const clgqa_model_desc *desc, int max_batch,
+                                clgqa_model **out) {
+    *out = NULL;
+    clgqa_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: model");
+    m->rt = rt;
+    clgqa_status s = create_model(m, desc, max_batch);
+    if (s != CLGQA_OK) {
+        clgqa_model_destroy(m);
+        return s;
+    }
+    *out = m;
+    return CLGQA_OK;
+}
+
+void clgqa_model_destroy(clgqa_model *m) {
+    if (!m)
+        return;
+    for (int b = 0; b < 4; b++) {
+        for (int k = 0; m->flat[b] && k < m->chunk_count; k++)
+            clgqa_buffer_release(&m->flat[b][k]);
+        free(m->flat[b]);
+    }
+    free(m->chunk_first);
+    free(m->tensor_chunk);
+    for (int i = 0; i < m->arena_count; i++)
+        clgqa_buffer_release(&m->arena[i]);
+    clgqa_buffer_release(&m->group_ints);
+    clgqa_buffer_release(&m->group_floats);
+    clgqa_buffer_release(&m->pgqa_noise);
+    clgqa_buffer_release(&m->finish_tables);
+    free(m->finishes);
+    free(m->arena);
+    free(m->layers);
+    free(m->noise_fixed);
+    free(m->tensors);
+    free(m);
+}
+
+const clgqa_model_dims *clgqa_model_get_dims(const clgqa_model *m) { return &m->dims; }
+const clgqa_model_desc *clgqa_model_get_desc(const clgqa_model *m) { return &m->desc; }
+
+/* ---- tensor table and transfers ---- */
+
+size_t clgqa_model_param_count(const clgqa_model *m) { return m->param_count; }
+int clgqa_model_tensor_count(const clgqa_model *m) { return m->tensor_count; }
+
+const clgqa_tensor_info *clgqa_model_tensor(const clgqa_model *m, int index) {
+    return index >= 0 && index < m->tensor_count ? &m->tensors[index] : NULL;
+}
+
+const clgqa_tensor_info *clgqa_model_find_tensor(const clgqa_model *m, const char *name) {
+    for (int i = 0; i < m->tensor_count; i++)
+        if (!strcmp(m->tensors[i].name, name))
+            return &m->tensors[i];
+    return NULL;
+}
+
+clgqa_view clgqa_model_buffer_view(const clgqa_model *m, clgqa_model_buffer which) {
+    return clgqa_view_at(m->flat[which][0], 0);
+}
+
+int clgqa_model_chunk_count(const clgqa_model *m) { return m->chunk_count; }
+
+clgqa_view clgqa_model_chunk(const clgqa_model *m, clgqa_model_buffer which, int chunk,
+                             size_t *first, size_t *floats) {
+    if (first)
+        *first = m->chunk_first[chunk];
+    if (floats)
+        *floats = m->chunk_first[chunk + 1] - m->chunk_first[chunk];
+    return clgqa_view_at(m->flat[which][chunk], 0);
+}
+
+static clgqa_status check_buffer(clgqa_model_buffer which) {
+    if ((int)which < 0 || which > CLGQA_ADAM_V)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "model: no flat buffer %d", (int)which);
+    return CLGQA_OK;
+}
+
+/* The table index of t (a pointer into the table, or a copy of an entry). */
+static clgqa_status tensor_index(const clgqa_model *m, const clgqa_tensor_info *t, int *index) {
+    for (int i = 0; i < m->tensor_count; i++)
+        if (m->tensors[i].offset == t->offset && m->tensors[i].numel == t->numel) {
+            *index = i;
+            return CLGQA_OK;
+        }
+    return clgqa_fail(CLGQA_ERR_INVALID_ARG, "model: '%s' is not a tensor of this model", t->name);
+}
+
+clgqa_status clgqa_model_read_tensor(clgqa_model *m, clgqa_model_buffer which,
+                                     const clgqa_tensor_info *t, float *host) {
+    int i = 0;
+    CLGQA_TRY(check_buffer(which));
+    CLGQA_TRY(tensor_index(m, t, &i));
+    clgqa_view v = model_param(m, which, i);
+    return clgqa_buffer_read(m->rt, v.mem, v.offset * sizeof(float), t->numel * sizeof(float),
+                             host);
+}
+
+clgqa_status clgqa_model_write_tensor(clgqa_model *m, clgqa_model_buffer which,
+                                      const clgqa_tensor_info *t, const float *host) {
+    int i = 0;
+    CLGQA_TRY(check_buffer(which));
+    CLGQA_TRY(tensor_index(m, t, &i));
+    clgqa_view v = model_param(m, which, i);
+    return clgqa_buffer_write(m->rt, v.mem, v.offset * sizeof(float), t->numel * sizeof(float),
+                              host);
+}
+
+clgqa_status clgqa_model_read_buffer(clgqa_model *m, clgqa_model_buffer which, float *host) {
+    CLGQA_TRY(check_buffer(which));
+    for (int c = 0; c < m->chunk_count; c++)
+        CLGQA_TRY(clgqa_buffer_read(m->rt, m->flat[which][c], 0,
+                                    (m->chunk_first[c + 1] - m->chunk_first[c]) * sizeof(float),
+                                    host + m->chunk_first[c]));
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_model_write_buffer(clgqa_model *m, clgqa_model_buffer which,
+                                      const float *host) {
+    CLGQA_TRY(check_buffer(which));
+    for (int c = 0; c < m->chunk_count; c++)
+        CLGQA_TRY(clgqa_buffer_write(m->rt, m->flat[which][c], 0,
+                                     (m->chunk_first[c + 1] - m->chunk_first[c]) * sizeof(float),
+                                     host + m->chunk_first[c]));
+    return CLGQA_OK;
+}
+
+/* A non-blocking read on the compute queue, after what is queued. */
+static clgqa_status copy_without_waiting(clgqa_model *m, cl_mem mem, size_t offset_bytes,
+                                         size_t bytes, void *host, cl_event *copied) {
+    CLGQA_CL(clEnqueueReadBuffer(m->rt->queue, mem, CL_FALSE, offset_bytes, bytes, host, 0, NULL,
+                                 copied));
+    return CLGQA_OK;
+}
+
+/* ---- grouping state ---- */
+
+static clgqa_status check_layer(const clgqa_model *m, const char *op, int layer) {
+    if (layer < 0 || layer >= m->dims.num_layers)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: layer %d out of range [0, %d)", op, layer,
+                          m->dims.num_layers);
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_model_read_grouping(clgqa_model *m, int layer, float *cache,
+                                       int32_t *group_counts) {
+    CLGQA_TRY(check_layer(m, "clgqa_model_read_grouping", layer));
+    size_t G = m->dims.kv_heads;
+    if (cache)
+        CLGQA_TRY(clgqa_buffer_read(m->rt, m->group_floats,
+                                    model_cache(m, layer).offset * sizeof(float),
+                                    G * sizeof(float), cache));
+    if (group_counts)
+        CLGQA_TRY(clgqa_buffer_read(m->rt, m->group_ints,
+                                    model_group_counts(m, layer).offset * sizeof(cl_int),
+                                    G * sizeof(cl_int), group_counts));
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_model_write_grouping(clgqa_model *m, int layer, const float *cache,
+                                        const int32_t *group_counts) {
+    const char *op = "clgqa_model_write_grouping";
+    CLGQA_TRY(check_layer(m, op, layer));
+    int H = m->dims.num_heads, G = m->dims.kv_heads;
+    if (cache)
+        CLGQA_TRY(clgqa_buffer_write(m->rt, m->group_floats,
+                                     model_cache(m, layer).offset * sizeof(float),
+                                     (size_t)G * sizeof(float), cache));
+    if (!group_counts)
+        return CLGQA_OK;
+    int total = 0;
+    for (int j = 0; j < G; j++) {
+        if (group_counts[j] < 0 || group_counts[j] > H)
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                              "%s: layer %d: key/value head %d has %d query heads (must be 0..%d)",
+                              op, layer, j, (int)group_counts[j], H);
+        total += group_counts[j];
+    }
+    if (total != H)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "%s: layer %d: the split gives %d query heads, the model has %d", op,
+                          layer, total, H);
+    /* Groups are contiguous in head order. */
+    cl_int *kv_map = malloc((size_t)H * sizeof *kv_map);
+    if (!kv_map)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "%s: kv_map", op);
+    for (int j = 0, h = 0; j < G; j++)
+        for (int i = 0; i < group_counts[j]; i++)
+            kv_map[h++] = j;
+    clgqa_status s = clgqa_buffer_write(m->rt, m->group_ints,
+                                        model_kv_map(m, layer).offset * sizeof(cl_int),
+                                        (size_t)H * sizeof(cl_int), kv_map);
+    free(kv_map);
+    CLGQA_TRY(s);
+    return clgqa_buffer_write(m->rt, m->group_ints,
+                              model_group_counts(m, layer).offset * sizeof(cl_int),
+                              (size_t)G * sizeof(cl_int), group_counts);
+}
+
+static size_t all_group_counts_bytes(const clgqa_model *m) {
+    return (size_t)m->dims.num_layers * m->dims.kv_heads * sizeof(cl_int);
+}
+
+clgqa_status clgqa_model_read_all_group_counts(clgqa_model *m, int32_t *group_counts) {
+    return clgqa_buffer_read(m->rt, m->group_ints, model_group_counts(m, 0).offset * sizeof(cl_int),
+                             all_group_counts_bytes(m), group_counts);
+}
+
+clgqa_status clgqa_model_copy_all_group_counts(clgqa_model *m, int32_t *group_counts,
+                                               cl_event *copied) {
+    return copy_without_waiting(m, m->group_ints, model_group_counts(m, 0).offset * sizeof(cl_int),
+                                all_group_counts_bytes(m), group_counts, copied);
+}
+
+void clgqa_model_freeze_grouping(clgqa_model *m, int frozen) { m->grouping_frozen = frozen; }
+
+void clgqa_model_set_hooks(clgqa_model *m, const clgqa_model_hooks *hooks) {
+    static const clgqa_model_hooks none;
+    m->hooks = hooks ? *hooks : none;
+}
+
+clgqa_status clgqa_model_set_pgqa_noise(clgqa_model *m, int layer, const float *noise) {
+    const char *op = "clgqa_model_set_pgqa_noise";
+    CLGQA_TRY(check_layer(m, op, layer));
+    if (!clgqa_scheme_traits_of(m->desc.scheme)->perturbs)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: the model's scheme is %s, not pgqa", op,
+                          clgqa_scheme_name(m->desc.scheme));
+    if (!noise) {
+        m->noise_fixed[layer] = 0;
+        return CLGQA_OK;
+    }
+    size_t per_layer = (size_t)m->dims.num_heads * m->dims.tokens * m->dims.head_dim;
+    if (!m->pgqa_noise)
+        CLGQA_TRY(create_zeroed(m->rt, per_layer * m->dims.num_layers, &m->pgqa_noise));
+    CLGQA_TRY(clgqa_buffer_write(m->rt, m->pgqa_noise, layer * per_layer * sizeof(float),
+                                 per_layer * sizeof(float), noise));
+    m->noise_fixed[layer] = 1;
+    return CLGQA_OK;
+}
+
+/* ---- metrics and outputs ---- */
+
+clgqa_view clgqa_model_logits(const clgqa_model *m) { return m->logits; }
+clgqa_view clgqa_model_losses(const clgqa_model *m) { return m->losses; }
+
+clgqa_status clgqa_model_reset_metrics(clgqa_model *m) {
+    m->samples = 0;
+    return clgqa_buffer_fill(m->rt, m->metrics, 4, 0.0f);
+}
+
+clgqa_status clgqa_model_restore_metrics(clgqa_model *m, const clgqa_metrics *in) {
+    /* The device keeps float sums: the doubles read from them convert back exactly. */
+    float sums[4] = {0.0f, 0.0f, (float)in->sum_loss, (float)in->sum_correct};
+    m->samples = in->samples;
+    return clgqa_buffer_write(m->rt, m->metrics.mem, m->metrics.offset * sizeof(float),
+                              sizeof sums, sums);
+}
+
+/* The device keeps [last loss sum, last correct sum, running loss sum,
+ * running correct sum]; the host counts the samples. */
+clgqa_status clgqa_model_copy_metrics(clgqa_model *m, float *sums, clgqa_metrics_copy *copy,
+                                      cl_event *copied) {
+    copy->sums = sums;
+    copy->batch = m->labels.mem ? m->batch : 0;
+    copy->samples = m->samples;
+    return copy_without_waiting(m, m->metrics.mem, m->metrics.offset * sizeof(float),
+                                4 * sizeof(float), sums, copied);
+}
+
+void clgqa_metrics_of_copy(const clgqa_metrics_copy *copy, clgqa_metrics *out) {
+    const float *sums = copy->sums;
+    int batch = copy->batch;
+    out->last_loss = batch ? sums[0] / (float)batch : 0.0f;
+    out->last_accuracy = batch ? sums[1] / (float)batch : 0.0f;
+    out->sum_loss = sums[2];
+    out->sum_correct = sums[3];
+    out->samples = copy->samples;
+}
+
+clgqa_status clgqa_model_read_metrics(clgqa_model *m, clgqa_metrics *out) {
+    float sums[4];
+    clgqa_metrics_copy copy;
+    cl_event copied;
+    CLGQA_TRY(clgqa_model_copy_metrics(m, sums, &copy, &copied));
+    cl_int err = clWaitForEvents(1, &copied);
+    clReleaseEvent(copied);
+    CLGQA_CL(err);
+    clgqa_metrics_of_copy(&copy, out);
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_model_copy_losses(clgqa_model *m, int count, float *losses, cl_event *copied) {
+    if (count < 0 || count > m->batch)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "copying %d losses of a batch of %d", count,
+                          m->batch);
+    return copy_without_waiting(m, m->losses.mem, m->losses.offset * sizeof(float),
+                                (size_t)count * sizeof(float), losses, copied);
+}
+
+clgqa_status clgqa_model_copy_logits(clgqa_model *m, float *logits, cl_event *copied) {
+    return copy_without_waiting(m, m->logits.mem, m->logits.offset * sizeof(float),
+                                (size_t)m->batch * m->dims.num_classes * sizeof(float), logits,
+                                copied);
+}
+
+clgqa_status clgqa_model_read_logits(clgqa_model *m, float *host) {
+    return clgqa_buffer_read(m->rt, m->logits.mem, m->logits.offset * sizeof(float),
+                             (size_t)m->batch * m->dims.num_classes * sizeof(float), host);
+}

@@ -1,0 +1,446 @@
+/* The passes of the ViT (include/clgqa/model.h): forward with the per-scheme
+ * grouping, backward through the whole model, the AdamW step. Everything is
+ * enqueued on the runtime's in-order queue; nothing here waits for the
+ * device or allocates. Semantics: docs/attention-variants.md. */
+#include "model_internal.h"
+
+#include "gemm.h"
+#include "ops.h"
+#include "patch_embed.h"
+
+/* ---- Linear (PyTorch's nn.Linear: W is [n_out, n_in]) ---- */
+
+/* y[rows, n_out] = x[rows, n_in] W^T, plus bias when bias.mem is set (fc1
+ * leaves its bias to the GELU pass, proj and fc2 to the residual pass). */
+static clgqa_status linear_forward(clgqa_runtime *rt, clgqa_view y, clgqa_view x, clgqa_view weight,
+                                   clgqa_view bias, size_t rows, size_t n_in, size_t n_out) {
+    CLGQA_TRY(clgqa_sgemm(rt, 0, 1, rows, n_out, n_in, 1.0f, x, n_in, weight, n_in, 0.0f, y, n_out));
+    return bias.mem ? clgqa_bias_add(rt, y, bias, rows, n_out) : CLGQA_OK;
+}
+
+/* Linear backward. It WRITES, never adds: dx = dy W (skipped when dx.mem is
+ * NULL: the patch embedding's images need no gradient), so the activation
+ * gradient needs no zero fill; dW = dy^T x, the weight's only gradient in
+ * the step (beta 0 also spares CLBlast's indirect kernel a copy of dW in).
+ * The bias gradient, a column sum of dy, is not here: see bias_partials. */
+static clgqa_status linear_backward(clgqa_runtime *rt, clgqa_view dx, clgqa_view dweight,
+                                    clgqa_view dy, clgqa_view x, clgqa_view weight, size_t rows,
+                                    size_t n_in, size_t n_out) {
+    if (dx.mem)
+        CLGQA_TRY(clgqa_sgemm(rt, 0, 0, rows, n_in, n_out, 1.0f, dy, n_out, weight, n_in, 0.0f, dx,
+                              n_in));
+    return clgqa_sgemm(rt, 1, 0, n_out, n_in, rows, 1.0f, dy, n_out, x, n_in, 0.0f, dweight,
+                       n_in);
+}
+
+/* A LayerNorm's output and saved statistics, and its parameters. */
+typedef struct model_norm {
+    clgqa_view out, mean, rstd, weight, bias;
+} model_norm;
+
+/* out[rows, n_out] = residual + (x[rows, n_in] W^T + bias), then the
+ * LayerNorm that reads it: the GEMM, then one pass for the bias, the
+ * residual and the norm. */
+static clgqa_status residual_linear_norm_forward(clgqa_runtime *rt, clgqa_view out,
+                                                 clgqa_view residual, clgqa_view x,
+                                                 clgqa_view weight, clgqa_view bias,
+                                                 const model_norm *norm, size_t rows, size_t n_in,
+                                                 size_t n_out) {
+    CLGQA_TRY(clgqa_sgemm(rt, 0, 1, rows, n_out, n_in, 1.0f, x, n_in, weight, n_in, 0.0f, out,
+                          n_out));
+    return clgqa_residual_layernorm_forward(rt, out, residual, out, bias, norm->out, norm->mean,
+                                            norm->rstd, norm->weight, norm->bias, rows, n_out,
+                                            MODEL_LN_EPS);
+}
+
+/* ---- grouping per scheme ---- */
+
+/* The batch's key norms of layer l, summed over every process when a
+ * data-parallel hook is set (the reference sums over the whole batch). */
+static clgqa_status key_norms(clgqa_model *m, int l, const clgqa_attention_dims *ad,
+                              clgqa_view k) {
+    CLGQA_TRY(clgqa_key_norms(m->rt, ad, model_key_norms(m, l), k, m->attention_scratch));
+    if (!m->hooks.key_norms)
+        return CLGQA_OK;
+    return m->hooks.key_norms(m->hooks.ctx, l, model_key_norms(m, l), m->dims.kv_heads);
+}
+
+static clgqa_status update_grouping(clgqa_model *m, int l, const clgqa_attention_dims *ad,
+                                    clgqa_view k, const clgqa_pass *pass) {
+    if (m->grouping_frozen)
+        return CLGQA_OK;
+    const clgqa_scheme_traits *traits = clgqa_scheme_traits_of(m->desc.scheme);
+    if (!traits->dynamic) /* mhsa, gqa, pgqa: the static split set at creation */
+        return CLGQA_OK;
+    if (!traits->windowed) { /* kdgqa: recomputed on every forward pass */
+        if (!m->hooks.key_norms)
+            return clgqa_key_norms_kdgqa(m->rt, ad, model_key_norms(m, l), model_kv_map(m, l),
+                                         model_group_counts(m, l), k, m->attention_scratch);
+        CLGQA_TRY(key_norms(m, l, ad, k));
+        return clgqa_grouping_kdgqa(m->rt, ad, model_key_norms(m, l), model_kv_map(m, l),
+                                    model_group_counts(m, l));
+    }
+    /* dgqa: in training only on window steps of the per-epoch counter (other
+     * steps keep the last split and cache); in evaluation every pass. */
+    const int training = pass->mode == CLGQA_PASS_TRAIN;
+    if (training && pass->step_in_epoch % m->desc.window_size != 0)
+        return CLGQA_OK;
+    CLGQA_TRY(key_norms(m, l, ad, k));
+    return clgqa_grouping_dgqa(
+        m->rt, ad, m->desc.scheme == CLGQA_DGQA_EMA, !training, m->desc.window_size, model_key_norms(m, l),
+        model_cache(m, l), model_kv_map(m, l), model_group_counts(m, l), m->desc.seed,
+        clgqa_stream_id(CLGQA_RNG_DGQA_FIXUP, (uint32_t)l, (uint64_t)pass->global_step));
+}
+
+/* ---- forward ---- */
+
+/* Block l's LayerNorm 1 (which = 0) or 2; the final one for l = num_layers. */
+static model_norm block_norm(clgqa_model *m, int l, int which) {
+    model_norm n;
+    if (l == m->dims.num_layers) {
+        n.out = m->lnf, n.mean = m->lnf_mean, n.rstd = m->lnf_rstd;
+        n.weight = model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_NORM_W));
+        n.bias = model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_NORM_B));
+        return n;
+    }
+    model_layer *a = &m->layers[l];
+    n.out = which ? a->ln2 : a->ln1;
+    n.mean = which ? a->ln2_mean : a->ln1_mean;
+    n.rstd = which ? a->ln2_rstd : a->ln1_rstd;
+    n.weight = model_param(m, CLGQA_PARAMS, model_layer_tensor(l, which ? MODEL_L_NORM2_W
+                                                                         : MODEL_L_NORM1_W));
+    n.bias = model_param(m, CLGQA_PARAMS, model_layer_tensor(l, which ? MODEL_L_NORM2_B
+                                                                       : MODEL_L_NORM1_B));
+    return n;
+}
+
+/* Block l from its LayerNorm 1's output (written by the block before, or
+ * by forward for block 0) to x_out and the LayerNorm that reads x_out: the
+ * next block's LayerNorm 1, or the final one. */
+static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_pass *pass) {
+    clgqa_runtime *rt = m->rt;
+    const clgqa_model_dims *d = &m->dims;
+    model_layer *a = &m->layers[l];
+    size_t rows = (size_t)batch * d->tokens, C = d->embed_dim,
+           kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
+    clgqa_attention_dims ad = model_attention_dims(m, batch);
+#define P(which) model_param(m, CLGQA_PARAMS, model_layer_tensor(l, MODEL_L_##which))
+
+    /* q, k, v in one GEMM: their weights and biases are contiguous. */
+    CLGQA_TRY(linear_forward(rt, a->qkv, a->ln1, P(Q_W), P(Q_B), rows, C, C + 2 * kv));
+    CLGQA_TRY(update_grouping(m, l, &ad, a->k, pass));
+
+    int pgqa = clgqa_scheme_traits_of(m->desc.scheme)->perturbs;
+    clgqa_attention_saved_layout(&ad, pgqa, rt->attention_kernel, a->attention_region, &a->saved);
+    clgqa_pgqa noise = {m->desc.seed, clgqa_stream_id(CLGQA_RNG_PGQA, (uint32_t)l, (uint64_t)pass->global_step),
+                        {NULL, 0}};
+    if (pgqa && m->noise_fixed[l])
+        noise.fixed_noise = clgqa_view_at(m->pgqa_noise, (size_t)l * d->num_heads * d->tokens *
+                                                             d->head_dim);
+    CLGQA_TRY(clgqa_attention_forward(rt, &ad, a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
+                                      pgqa ? &noise : NULL, &a->saved));
+    model_norm norm2 = block_norm(m, l, 1);
+    CLGQA_TRY(residual_linear_norm_forward(rt, a->x_mid, a->x_in, a->heads_out, P(PROJ_W),
+                                           P(PROJ_B), &norm2, rows, C, C));
+
+    /* fc1 holds ln2 W1^T without the bias, which the GELU pass adds. */
+    clgqa_view bias_in_gelu = {NULL, 0};
+    CLGQA_TRY(linear_forward(rt, a->fc1, a->ln2, P(FC1_W), bias_in_gelu, rows, C, F));
+    CLGQA_TRY(clgqa_gelu_bias_forward(rt, a->gelu, a->fc1, P(FC1_B), rows, F));
+    model_norm next = block_norm(m, l + 1, 0);
+    return residual_linear_norm_forward(rt, a->x_out, a->x_mid, a->gelu, P(FC2_W), P(FC2_B),
+                                        &next, rows, F, C);
+#undef P
+}
+
+/* What a forward pass reads: float images, or 8-bit pixels with the
+ * normalisation im2col applies to them. */
+typedef struct model_input {
+    clgqa_view images;
+    const float *pixel_mean, *pixel_std; /* NULL: the images are floats */
+} model_input;
+
+static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view labels, int batch,
+                            const clgqa_pass *pass) {
+    clgqa_runtime *rt = m->rt;
+    const clgqa_model_dims *d = &m->dims;
+    if (batch < 1 || batch > d->max_batch)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_forward: batch %d out of range [1, %d] (max_batch)", batch,
+                          d->max_batch);
+    if (pass->step_in_epoch < 0 || pass->global_step < 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_forward: negative step (step_in_epoch %ld, global_step %ld)",
+                          pass->step_in_epoch, pass->global_step);
+    if (rt->attention_kernel != m->attention_kernel)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_forward: the model's activations are laid out for the %s "
+                          "attention kernels, but the runtime now selects %s (choose the kernels "
+                          "before creating the model)",
+                          clgqa_attention_kernel_name(m->attention_kernel),
+                          clgqa_attention_kernel_name(rt->attention_kernel));
+    m->batch = 0; /* until the pass is fully enqueued */
+    size_t B = batch, rows = B * d->tokens, C = d->embed_dim, classes = d->num_classes,
+           patch_rows = B * d->grid * d->grid,
+           patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
+
+    /* Patch embedding (conv as im2col + GEMM), class token, positions. */
+    if (input->pixel_mean)
+        CLGQA_TRY(clgqa_patch_im2col_pixels(rt, m->patches, input->images, B, d->in_chans,
+                                            d->img_size, d->patch_size, input->pixel_mean,
+                                            input->pixel_std));
+    else
+        CLGQA_TRY(clgqa_patch_im2col(rt, m->patches, input->images, B, d->in_chans, d->img_size,
+                                     d->patch_size));
+    CLGQA_TRY(linear_forward(rt, m->patch_out, m->patches,
+                                   model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_W),
+                                   model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_B), patch_rows,
+                                   patch_len, C));
+    CLGQA_TRY(clgqa_tokens_forward(rt, m->tokens, m->patch_out,
+                                   model_param(m, CLGQA_PARAMS, MODEL_T_CLS),
+                                   model_param(m, CLGQA_PARAMS, MODEL_T_POS), B, d->tokens, C));
+
+    /* Block 0's LayerNorm 1; every other LayerNorm runs in the pass that
+     * adds the residual before it. */
+    model_norm norm1 = block_norm(m, 0, 0);
+    CLGQA_TRY(clgqa_layernorm_forward(rt, norm1.out, norm1.mean, norm1.rstd, m->layers[0].x_in,
+                                      norm1.weight, norm1.bias, rows, C, MODEL_LN_EPS));
+    for (int l = 0; l < d->num_layers; l++)
+        CLGQA_TRY(block_forward(m, l, batch, pass));
+
+    /* The final LayerNorm ran on every token (the op is row-wise, only
+     * token 0 is used); head on the class token: rows of lnf with stride
+     * P*C. */
+    CLGQA_TRY(clgqa_sgemm(rt, 0, 1, B, classes, C, 1.0f, m->lnf, (size_t)d->tokens * C,
+                          model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_HEAD_W)), C,
+                          0.0f, m->logits, classes));
+    CLGQA_TRY(clgqa_bias_add(rt, m->logits,
+                             model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_HEAD_B)), B,
+                             classes));
+
+    if (labels.mem) {
+        CLGQA_TRY(clgqa_crossentropy_forward(rt, m->losses, m->correct, m->probs, m->logits,
+                                             labels, B, classes));
+        CLGQA_TRY(clgqa_sum(rt, m->metrics, m->losses, B));
+        CLGQA_TRY(clgqa_sum(rt, clgqa_view_add(m->metrics, 1), m->correct, B));
+        CLGQA_TRY(clgqa_accumulate(rt, clgqa_view_add(m->metrics, 2), m->metrics, 2));
+        m->samples += batch;
+    }
+    m->labels = labels;
+    m->batch = batch;
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_model_forward(clgqa_model *m, clgqa_view images, clgqa_view labels, int batch,
+                                 const clgqa_pass *pass) {
+    const model_input input = {images, NULL, NULL};
+    return forward(m, &input, labels, batch, pass);
+}
+
+clgqa_status clgqa_model_forward_pixels(clgqa_model *m, clgqa_view pixels, clgqa_view labels,
+                                        int batch, const float *mean, const float *std,
+                                        const clgqa_pass *pass) {
+    if (!mean || !std)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_forward_pixels: the normalisation's mean and std are NULL");
+    const model_input input = {pixels, mean, std};
+    return forward(m, &input, labels, batch, pass);
+}
+
+/* ---- backward ---- */
+
+/* Tells the gradients_ready hook that the gradients of tensors
+ * [first_tensor, end_tensor) are final. */
+static clgqa_status gradients_ready(clgqa_model *m, int first_tensor, int end_tensor) {
+    if (!m->hooks.gradients_ready)
+        return CLGQA_OK;
+    size_t first = m->tensors[first_tensor].offset;
+    size_t end = end_tensor < m->tensor_count ? m->tensors[end_tensor].offset : m->param_count;
+    return m->hooks.gradients_ready(m->hooks.ctx, first, end - first);
+}
+
+/* Stage 2 of the column sums of block `group` (num_layers: the final
+ * tensors'), whose partials are all stored by now. */
+static clgqa_status finish_column_sums(clgqa_model *m, int group) {
+    const model_finish *f = &m->finishes[group];
+    for (int i = 0; i < f->launches; i++) {
+        const model_finish_launch *launch = &f->launch[i];
+        CLGQA_TRY(clgqa_column_sums_finish(
+            m->rt, launch->grads, clgqa_view_at(m->column_partials.mem, 0),
+            clgqa_view_at(m->finish_tables, launch->table), launch->sums, launch->count));
+    }
+    return CLGQA_OK;
+}
+
+/* Partials at `offset` in block l's slot (model_partials). */
+static clgqa_view block_partials(const clgqa_model *m, int l, size_t offset) {
+    return clgqa_view_add(m->column_partials, (size_t)(l % 2) * m->partials.slot + offset);
+}
+
+/* ---- where each Linear's bias gradient comes from ----
+ * A bias gradient is the column sum of the Linear's dy over the B*P rows,
+ * in two stages (ops.h): partial sums stored in block l's slot, then the
+ * block's one finish (finish_column_sums). No extra pass reads dy for it:
+ * the op that writes dy stores the partials in the same pass.
+ *   qkv:  d(qkv) is written by the attention backward; one column-partials
+ *         pass follows it (block_backward).
+ *   proj: dy is the residual stream's gradient once LayerNorm 2's backward
+ *         has added into it; that pass stores its column sums.
+ *   fc1:  dy is written by the GELU backward, which stores them.
+ *   fc2:  dy is the residual stream's gradient at the block's output, final
+ *         once the LayerNorm above has added into it: the next block's
+ *         LayerNorm 1 or the final LayerNorm (clgqa_model_backward) stores
+ *         them, in block l's slot (the other slot from the next block's).
+ * The head's and the patch embedding's are summed where their dy is made
+ * (clgqa_model_backward). */
+typedef enum block_bias { BIAS_QKV, BIAS_PROJ, BIAS_FC1, BIAS_FC2 } block_bias;
+static clgqa_view bias_partials(const clgqa_model *m, int l, block_bias which) {
+    const model_partials *pp = &m->partials;
+    const size_t offsets[] = {pp->qkv_b, pp->proj_b, pp->fc1_b, pp->fc2_b};
+    return block_partials(m, l, offsets[which]);
+}
+
+/* On entry m->dres holds the gradient of the block's x_out; on return, of its
+ * x_in. LayerNorm backward accumulates its input gradient straight into
+ * dres, which is also the residual path's gradient. */
+static clgqa_status block_backward(clgqa_model *m, int l) {
+    clgqa_runtime *rt = m->rt;
+    const clgqa_model_dims *d = &m->dims;
+    const model_partials *pp = &m->partials;
+    model_layer *a = &m->layers[l];
+    size_t rows = (size_t)m->batch * d->tokens, C = d->embed_dim,
+           kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
+    clgqa_attention_dims ad = model_attention_dims(m, m->batch);
+#define P(which) model_param(m, CLGQA_PARAMS, model_layer_tensor(l, MODEL_L_##which))
+#define G(which) model_param(m, CLGQA_GRADS, model_layer_tensor(l, MODEL_L_##which))
+
+    /* MLP: x_out = x_mid + fc2(gelu(fc1(ln2(x_mid)))) */
+    CLGQA_TRY(linear_backward(rt, m->dgelu, G(FC2_W), m->dres, a->gelu, P(FC2_W), rows, F, C));
+    CLGQA_TRY(clgqa_gelu_bias_backward(rt, m->dfc1, bias_partials(m, l, BIAS_FC1), pp->fc1_chunks,
+                                       m->dgelu, a->fc1, P(FC1_B), rows, F));
+    CLGQA_TRY(linear_backward(rt, m->dln, G(FC1_W), m->dfc1, a->ln2, P(FC1_W), rows, C, F));
+    CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, block_partials(m, l, pp->norm2),
+                                       bias_partials(m, l, BIAS_PROJ), pp->ln_chunks, m->dln,
+                                       a->x_mid, a->ln2_mean, a->ln2_rstd, P(NORM2_W), rows, C));
+
+    /* Attention: x_mid = x_in + proj(attention(q, k, v of ln1(x_in))) */
+    CLGQA_TRY(linear_backward(rt, m->dheads_out, G(PROJ_W), m->dres, a->heads_out, P(PROJ_W), rows,
+                              C, C));
+    /* The attention backward writes d(qkv) whole (no fill); one GEMM each
+     * for dx and dW over the fused projection. */
+    CLGQA_TRY(clgqa_attention_backward(rt, &ad, m->dqkv, clgqa_view_add(m->dqkv, C),
+                                       clgqa_view_add(m->dqkv, C + kv), m->dheads_out,
+                                       a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
+                                       clgqa_scheme_traits_of(m->desc.scheme)->perturbs, &a->saved,
+                                       m->attention_scratch));
+    CLGQA_TRY(linear_backward(rt, m->dln, G(Q_W), m->dqkv, a->ln1, P(Q_W), rows, C, C + 2 * kv));
+    CLGQA_TRY(clgqa_column_partials(rt, bias_partials(m, l, BIAS_QKV), pp->qkv_chunks, m->dqkv,
+                                    rows, C + 2 * kv));
+    /* Block 0's input gradient feeds the tokens, not a Linear's bias. */
+    clgqa_view fc2_below = l > 0 ? bias_partials(m, l - 1, BIAS_FC2) : clgqa_view_at(NULL, 0);
+    CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, block_partials(m, l, pp->norm1), fc2_below,
+                                       pp->ln_chunks, m->dln, a->x_in, a->ln1_mean, a->ln1_rstd,
+                                       P(NORM1_W), rows, C));
+    return finish_column_sums(m, l);
+#undef P
+#undef G
+}
+
+clgqa_status clgqa_model_backward(clgqa_model *m) {
+    clgqa_runtime *rt = m->rt;
+    const clgqa_model_dims *d = &m->dims;
+    if (!m->batch || !m->labels.mem)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_backward: the last forward pass had no labels");
+    size_t B = m->batch, rows = B * d->tokens, C = d->embed_dim, classes = d->num_classes,
+           patch_rows = B * d->grid * d->grid,
+           patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
+    size_t max_rows = (size_t)d->max_batch * d->tokens;
+    int L = d->num_layers;
+    int norm_w = model_final_tensor(m, MODEL_F_NORM_W);
+    int head_w = model_final_tensor(m, MODEL_F_HEAD_W);
+    const model_partials *pp = &m->partials;
+    clgqa_view final_partials = clgqa_view_add(m->column_partials, 2 * pp->slot);
+
+    for (int c = 0; c < m->chunk_count; c++) {
+        size_t floats = 0;
+        clgqa_view grads = clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, &floats);
+        CLGQA_TRY(clgqa_buffer_fill(rt, grads, floats, 0.0f));
+    }
+    /* dres, dln (only its class-token rows get written below) and dlogits. */
+    CLGQA_TRY(clgqa_buffer_fill(rt, m->dres, 2 * max_rows * C + (size_t)d->max_batch * classes, 0.0f));
+
+    /* Mean cross-entropy -> head -> final LayerNorm, whose input gradient's
+     * column sums are the last block's fc2 bias gradient. */
+    CLGQA_TRY(clgqa_crossentropy_backward(rt, m->dlogits, m->probs, m->labels, B, classes,
+                                          1.0f / (float)B));
+    CLGQA_TRY(clgqa_sgemm(rt, 1, 0, classes, C, B, 1.0f, m->dlogits, classes, m->lnf,
+                          (size_t)d->tokens * C, 0.0f, model_param(m, CLGQA_GRADS, head_w), C));
+    CLGQA_TRY(clgqa_column_partials(rt, clgqa_view_add(final_partials, pp->head_b),
+                                    pp->head_chunks, m->dlogits, B, classes));
+    CLGQA_TRY(clgqa_sgemm(rt, 0, 0, B, C, classes, 1.0f, m->dlogits, classes,
+                          model_param(m, CLGQA_PARAMS, head_w), C, 0.0f, m->dln,
+                          (size_t)d->tokens * C));
+    CLGQA_TRY(clgqa_layernorm_backward(
+        rt, m->dres, clgqa_view_add(final_partials, pp->norm), bias_partials(m, L - 1, BIAS_FC2),
+        pp->ln_chunks, m->dln, m->layers[L - 1].x_out, m->lnf_mean, m->lnf_rstd,
+        model_param(m, CLGQA_PARAMS, norm_w), rows, C));
+    CLGQA_TRY(finish_column_sums(m, L));
+    CLGQA_TRY(gradients_ready(m, norm_w, m->tensor_count));
+
+    for (int l = L - 1; l >= 0; l--) {
+        CLGQA_TRY(block_backward(m, l));
+        CLGQA_TRY(gradients_ready(m, model_layer_tensor(l, 0), model_layer_tensor(l + 1, 0)));
+    }
+
+    /* Tokens -> class token, positions, patch embedding (no image gradient). */
+    CLGQA_TRY(clgqa_buffer_fill(rt, m->dpatch_out, patch_rows * C, 0.0f));
+    CLGQA_TRY(clgqa_tokens_backward(rt, m->dpatch_out, model_param(m, CLGQA_GRADS, MODEL_T_CLS),
+                                    model_param(m, CLGQA_GRADS, MODEL_T_POS), m->dres, B, d->tokens,
+                                    C));
+    clgqa_view no_input_gradient = {NULL, 0};
+    CLGQA_TRY(linear_backward(rt, no_input_gradient, model_param(m, CLGQA_GRADS, MODEL_T_PATCH_W),
+                              m->dpatch_out, m->patches,
+                              model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_W), patch_rows, patch_len,
+                              C));
+    CLGQA_TRY(clgqa_bias_backward(rt, model_param(m, CLGQA_GRADS, MODEL_T_PATCH_B), m->dpatch_out,
+                                  patch_rows, C));
+    return gradients_ready(m, 0, MODEL_T_BLOCKS);
+}
+
+/* ---- AdamW ---- */
+
+clgqa_status clgqa_model_step(clgqa_model *m, const clgqa_adamw *adamw, long step) {
+    if (step < 1)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_step: step counts from 1, got %ld",
+                          step);
+    const clgqa_adamw_hparams hp = {adamw->lr, adamw->beta1, adamw->beta2, adamw->eps,
+                                    adamw->weight_decay};
+    clgqa_view grad_scale = {NULL, 0};
+    if (adamw->clip_grad_norm > 0.0f) {
+        /* The gradient's squared norm, summed over the chunks when split. */
+        for (int c = 0; c < m->chunk_count; c++) {
+            size_t floats = 0;
+            clgqa_view grads = clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, &floats);
+            CLGQA_TRY(clgqa_sum_squares(m->rt,
+                                        m->chunk_count == 1 ? m->grad_sum_squares
+                                                            : clgqa_view_add(m->chunk_sum_squares, c),
+                                        grads, floats));
+        }
+        if (m->chunk_count > 1)
+            CLGQA_TRY(clgqa_sum(m->rt, m->grad_sum_squares, m->chunk_sum_squares,
+                                (size_t)m->chunk_count));
+        CLGQA_TRY(clgqa_clip_factor(m->rt, m->grad_scale, m->grad_sum_squares,
+                                    adamw->clip_grad_norm));
+        grad_scale = m->grad_scale;
+    }
+    for (int c = 0; c < m->chunk_count; c++) {
+        size_t floats = 0;
+        clgqa_view params = clgqa_model_chunk(m, CLGQA_PARAMS, c, NULL, &floats);
+        CLGQA_TRY(clgqa_adamw_step(m->rt, params, clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, NULL),
+                                   clgqa_model_chunk(m, CLGQA_ADAM_M, c, NULL, NULL),
+                                   clgqa_model_chunk(m, CLGQA_ADAM_V, c, NULL, NULL), floats, &hp,
+                                   step, grad_scale));
+    }
+    return CLGQA_OK;
+}

@@ -1,0 +1,129 @@
+/* Launchers for elementwise.cl. */
+#include "ops.h"
+#include "op_args.h"
+
+#define FAMILY "elementwise"
+
+/* Work-group size for simple 1-D kernels: large enough to amortise the
+ * per-group cost on CPU devices, within the kernel's and device's limits. */
+static size_t elementwise_local(clgqa_runtime *rt, cl_kernel k) {
+    return clgqa_work_group_size(rt, k, 256);
+}
+
+/* Launch a (c, r) kernel over rows x cols: a group spans the columns (up to
+ * its size, a power of two covering cols) and as many rows as fit. */
+static clgqa_status launch_columns_rows(clgqa_runtime *rt, cl_kernel k, size_t rows, size_t cols) {
+    size_t local = elementwise_local(rt, k), columns = 1;
+    while (columns < cols && columns < local)
+        columns *= 2;
+    return clgqa_launch_2d(rt, k, cols, rows, columns, local / columns);
+}
+
+/* ---- scale, accumulate ---- */
+
+clgqa_status clgqa_scale(clgqa_runtime *rt, clgqa_view x, size_t n, float alpha) {
+    if (n == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view("clgqa_scale", "x", x, n, sizeof(float)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "scale", &k));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, x);
+    kernel_arg_uint(&args, n);
+    KERNEL_ARG(&args, alpha);
+    CLGQA_TRY(kernel_args_done(&args));
+    return clgqa_launch_1d(rt, k, n, elementwise_local(rt, k));
+}
+
+clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src, size_t n) {
+    if (n == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view("clgqa_accumulate", "dst", dst, n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view("clgqa_accumulate", "src", src, n, sizeof(float)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "accumulate", &k));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, dst);
+    kernel_arg_view(&args, src);
+    kernel_arg_uint(&args, n);
+    CLGQA_TRY(kernel_args_done(&args));
+    return clgqa_launch_1d(rt, k, n, elementwise_local(rt, k));
+}
+
+/* ---- bias add (its gradient, a column sum, is in reduce.c) ---- */
+
+/* The ops over [rows, cols] tensors plus a [cols] bias: checks every
+ * tensor, then runs `kernel` with the arguments (tensors in order, bias,
+ * rows, cols), one work-item per element. */
+static clgqa_status bias_op(clgqa_runtime *rt, const char *op, const char *kernel, size_t rows,
+                            size_t cols, const char *const names[], const clgqa_view views[],
+                            int count, clgqa_view bias) {
+    size_t n;
+    CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, &n));
+    if (n == 0)
+        return CLGQA_OK;
+    for (int i = 0; i < count; i++)
+        CLGQA_TRY(clgqa_check_view(op, names[i], views[i], n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "bias", bias, cols, sizeof(float)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, kernel, &k));
+    kernel_args args = kernel_args_start(k);
+    for (int i = 0; i < count; i++)
+        kernel_arg_view(&args, views[i]);
+    kernel_arg_view(&args, bias);
+    kernel_arg_uint(&args, rows);
+    kernel_arg_uint(&args, cols);
+    CLGQA_TRY(kernel_args_done(&args));
+    return launch_columns_rows(rt, k, rows, cols);
+}
+
+clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
+                            size_t cols) {
+    return bias_op(rt, "clgqa_bias_add", "bias_add", rows, cols, (const char *const[]){"x"},
+                   (const clgqa_view[]){x}, 1, bias);
+}
+
+/* ---- bias + GELU ---- */
+
+clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
+                                     clgqa_view bias, size_t rows, size_t cols) {
+    return bias_op(rt, "clgqa_gelu_bias_forward", "gelu_bias_forward", rows, cols,
+                   (const char *const[]){"out", "in"}, (const clgqa_view[]){out, in}, 2, bias);
+}
+
+clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view partials,
+                                      size_t chunks, clgqa_view dout, clgqa_view in,
+                                      clgqa_view bias, size_t rows, size_t cols) {
+    static const char op[] = "clgqa_gelu_bias_backward";
+    size_t n;
+    int done;
+    CLGQA_TRY(clgqa_begin_partials(rt, op, partials, chunks, rows, cols, &n, &done));
+    if (done)
+        return CLGQA_OK;
+    const char *const names[] = {"din", "dout", "in"};
+    const clgqa_view views[] = {din, dout, in};
+    for (int i = 0; i < 3; i++)
+        CLGQA_TRY(clgqa_check_view(op, names[i], views[i], n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "bias", bias, cols, sizeof(float)));
+    cl_kernel k;
+    if (rt->device_class == CLGQA_CLASS_CPU) {
+        /* Two passes, each vectorised across work-items by PoCL
+         * (elementwise.cl): din, then its column sums. */
+        CLGQA_TRY(bias_op(rt, op, "gelu_bias_backward", rows, cols, names, views, 3, bias));
+        return clgqa_column_partials(rt, partials, chunks, din, rows, cols);
+    }
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "gelu_bias_backward_sums", &k));
+    clgqa_column_plan p = clgqa_column_sum_plan_for(rt, k, rows, chunks);
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, din);
+    kernel_arg_view(&args, partials);
+    kernel_arg_view(&args, dout);
+    kernel_arg_view(&args, in);
+    kernel_arg_view(&args, bias);
+    kernel_arg_uint(&args, rows);
+    kernel_arg_uint(&args, cols);
+    kernel_arg_uint(&args, p.chunk_rows);
+    kernel_arg_local(&args, p.columns * p.slices * sizeof(float));
+    CLGQA_TRY(kernel_args_done(&args));
+    return clgqa_launch_2d(rt, k, cols, chunks * p.slices, p.columns, p.slices);
+}

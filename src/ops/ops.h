@@ -1,0 +1,149 @@
+/* Element-wise, normalisation, loss, reduction, optimizer and random-number
+ * ops. Each family lives in src/ops/<family>.cl with its launcher in
+ * src/ops/<family>.c, forward and backward side by side.
+ *
+ * Conventions: float32, row-major; sizes in elements; views carry element
+ * offsets. Backward ops ACCUMULATE (+=) into every gradient they produce
+ * (input and parameter gradients alike; clgqa_gelu_bias_backward's din and
+ * the partial sums below are stored); the trainer zeroes gradients at the
+ * start of a step. Out-of-place forward
+ * ops may alias out and in unless noted. All launches are asynchronous on
+ * rt->queue.
+ *
+ * Column sums over rows (bias and LayerNorm parameter gradients) run in two
+ * deterministic stages: the op that produces a gradient also stores partial
+ * sums [chunks, width] in a buffer the caller keeps (`chunks` from
+ * clgqa_column_sum_chunks or clgqa_layernorm_backward_chunks, so the
+ * partials fill a GPU), and clgqa_column_sums_finish adds any number of
+ * such sums to their gradients in one launch: the model's backward finishes
+ * a whole block at once (model_pass.c). */
+#ifndef CLGQA_OPS_H
+#define CLGQA_OPS_H
+
+#include "clgqa/runtime.h"
+#include "philox.h"
+
+/* ---- elementwise.cl ---- */
+/* x *= alpha */
+clgqa_status clgqa_scale(clgqa_runtime *rt, clgqa_view x, size_t n, float alpha);
+/* dst += src */
+clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src, size_t n);
+/* x[r, c] += bias[c] */
+clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
+                            size_t cols);
+/* Exact GELU of a Linear's output and bias: out[r, c] = gelu(in[r, c] +
+ * bias[c]), gelu(x) = x * 0.5 * (1 + erf(x / sqrt(2))); out may alias in. */
+clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
+                                     clgqa_view bias, size_t rows, size_t cols);
+/* din[r, c] = dout[r, c] * gelu'(in[r, c] + bias[c]), and in the same pass
+ * the bias gradient's partial sums: partials[k, c] = sum of din[r, c] over
+ * the k-th of `chunks` row blocks (clgqa_column_sum_chunks). Unlike the
+ * other backward ops it STORES din (it is the only gradient of that
+ * tensor), so din needs no zero fill; din may alias dout. */
+clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view partials,
+                                      size_t chunks, clgqa_view dout, clgqa_view in,
+                                      clgqa_view bias, size_t rows, size_t cols);
+
+/* ---- layernorm.cl ---- */
+/* Per row of `cols`: out = (in - mean) * rstd * weight + bias; saves mean and
+ * rstd ([rows] each) for backward. */
+clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view mean,
+                                     clgqa_view rstd, clgqa_view in, clgqa_view weight,
+                                     clgqa_view bias, size_t rows, size_t cols, float eps);
+/* A Linear's bias and the residual add after its GEMM, then the LayerNorm
+ * that follows, in one pass: x = residual + (linear + linear_bias) (x may
+ * alias linear: the GEMM's output), then out, mean, rstd of x as
+ * clgqa_layernorm_forward (out must not overlap x, residual or linear). */
+clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_view x,
+                                              clgqa_view residual, clgqa_view linear,
+                                              clgqa_view linear_bias, clgqa_view out,
+                                              clgqa_view mean, clgqa_view rstd, clgqa_view weight,
+                                              clgqa_view bias, size_t rows, size_t cols,
+                                              float eps);
+/* The row chunks of clgqa_layernorm_backward on this device: 4 work-groups
+ * per compute unit. */
+size_t clgqa_layernorm_backward_chunks(clgqa_runtime *rt);
+/* din += the input gradient, one pass per chunk of rows, which also stores
+ * partial column sums [chunks, cols]: dweight's (sum of dout * xhat) at
+ * params, dbias's (sum of dout) at params + chunks * cols and, when
+ * residual.mem is set, those of the updated din at residual. din is the
+ * residual stream's gradient in the model, and its column sums are the
+ * bias gradient of the Linear added into that stream. */
+clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view params,
+                                      clgqa_view residual, size_t chunks, clgqa_view dout,
+                                      clgqa_view in, clgqa_view mean, clgqa_view rstd,
+                                      clgqa_view weight, size_t rows, size_t cols);
+
+/* ---- crossentropy.cl ---- */
+/* From logits [rows, classes] and int labels [rows]: probs = softmax(logits),
+ * losses[r] = -log probs[r, label], correct[r] = (argmax_c logits[r] == label)
+ * as 1.0f/0.0f (first index wins ties); a label outside [0, classes) gives
+ * a NaN loss and correct 0. probs must not overlap logits. */
+clgqa_status clgqa_crossentropy_forward(clgqa_runtime *rt, clgqa_view losses, clgqa_view correct,
+                                        clgqa_view probs, clgqa_view logits, clgqa_view labels,
+                                        size_t rows, size_t classes);
+/* dlogits += dloss * (probs - onehot(label)); dloss = 1/rows for the mean. */
+clgqa_status clgqa_crossentropy_backward(clgqa_runtime *rt, clgqa_view dlogits, clgqa_view probs,
+                                         clgqa_view labels, size_t rows, size_t classes,
+                                         float dloss);
+
+/* ---- reduce.cl ---- */
+/* out[0] = sum x / sum x^2, deterministic (fixed reduction order). */
+clgqa_status clgqa_sum(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n);
+clgqa_status clgqa_sum_squares(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n);
+/* dbias[c] += sum_r dy[r, c] (the gradient of clgqa_bias_add), deterministic,
+ * both stages. */
+clgqa_status clgqa_bias_backward(clgqa_runtime *rt, clgqa_view dbias, clgqa_view dy, size_t rows,
+                                 size_t cols);
+/* The chunks of a column sum over up to `rows` rows of `cols` columns on
+ * this device: 1 on CPU devices; on GPUs enough for 4 work-groups per
+ * compute unit and at most 32 rows per work-item. */
+size_t clgqa_column_sum_chunks(clgqa_runtime *rt, size_t rows, size_t cols);
+/* Stage 1 alone: partials[k, c] = sum of dy[r, c] over the k-th of `chunks`
+ * blocks of ceil(rows / chunks) rows. */
+clgqa_status clgqa_column_partials(clgqa_runtime *rt, clgqa_view partials, size_t chunks,
+                                   clgqa_view dy, size_t rows, size_t cols);
+/* One sum of a finish table: out[c] += sum over k < chunks of
+ * partials[k * width + c], for c < width (offsets into the views given to
+ * clgqa_column_sums_finish). */
+typedef struct clgqa_column_sum {
+    size_t partials, chunks, width, out;
+} clgqa_column_sum;
+#define CLGQA_COLUMN_SUM_UINTS 4 /* per sum in the device table */
+/* The device table of `count` sums (CLGQA_COLUMN_SUM_UINTS each), for the
+ * caller to upload once; fails on a field beyond 32 bits. */
+clgqa_status clgqa_column_sum_encode(const clgqa_column_sum *sums, size_t count, cl_uint *table);
+/* Stage 2 of every sum in `sums` in one launch, in chunk order. `table` is
+ * the device copy of clgqa_column_sum_encode(sums); the host copy is checked
+ * against the views' buffers. */
+clgqa_status clgqa_column_sums_finish(clgqa_runtime *rt, clgqa_view out, clgqa_view partials,
+                                      clgqa_view table, const clgqa_column_sum *sums,
+                                      size_t count);
+
+/* ---- adamw.cl ---- */
+typedef struct clgqa_adamw_hparams {
+    float lr, beta1, beta2, eps, weight_decay;
+} clgqa_adamw_hparams;
+/* One torch.optim.AdamW step over n parameters (decoupled decay
+ * p -= lr*wd*p, then Adam with bias correction; `step` counts from 1).
+ * grad_scale multiplies the gradient first (1.0 normally; the clip factor
+ * when clipping by global norm; it is a device scalar so clipping needs no
+ * host read: grad_scale.mem NULL means 1.0). */
+clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view grads,
+                              clgqa_view m, clgqa_view v, size_t n,
+                              const clgqa_adamw_hparams *hp, long step, clgqa_view grad_scale);
+/* grad_scale[0] = min(1, max_norm / (sqrt(sum_squares[0]) + 1e-6)) as torch's
+ * clip_grad_norm_. */
+clgqa_status clgqa_clip_factor(clgqa_runtime *rt, clgqa_view grad_scale, clgqa_view sum_squares,
+                               float max_norm);
+
+/* ---- random.cl ----
+ * The device side of the counter-based generator of philox.h: element i of
+ * stream `stream` under `seed`, the same numbers as the host's
+ * clgqa_host_uniform / clgqa_host_normal. */
+clgqa_status clgqa_random_uniform(clgqa_runtime *rt, clgqa_view out, size_t n, uint64_t seed,
+                                  uint64_t stream);
+clgqa_status clgqa_random_normal(clgqa_runtime *rt, clgqa_view out, size_t n, uint64_t seed,
+                                 uint64_t stream, float mean, float std);
+
+#endif

@@ -1,0 +1,757 @@
+/* The training and evaluation driver: epochs of (load batch -> forward ->
+ * backward -> AdamW), evaluation after each epoch, run.csv / groups.csv /
+ * steps.csv, progress on stderr (run_files.c, step_log.c),
+ * checkpoints. See clgqa/train.h. */
+#include "train_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "batch_upload.h"
+#include "clgqa/checkpoint.h"
+#include "mpi_ranks.h"
+#include "run_files.h"
+#include "runtime_internal.h"
+#include "scheme.h"
+#include "step_log.h"
+
+/* Evaluation passes key their random streams (PGQA noise, DGQA fix-up) from
+ * this step on, apart from every training step, so that evaluating the same
+ * weights twice gives the same numbers. */
+#define EVAL_STREAM_STEP (1ull << 39)
+
+/* ---- configuration and schedule ---------------------------------------- */
+
+float clgqa_schedule_lr(const clgqa_config *cfg, long step, long total_steps) {
+    if (cfg->schedule == CLGQA_SCHEDULE_CONSTANT)
+        return cfg->lr;
+    long warmup = cfg->warmup_steps > 0 ? cfg->warmup_steps : 0;
+    if (step < warmup)
+        return (float)((double)cfg->lr * (double)(step + 1) / (double)warmup);
+    double t = total_steps > warmup ? (double)(step - warmup) / (double)(total_steps - warmup) : 1.0;
+    if (t > 1.0)
+        t = 1.0;
+    return (float)((double)cfg->lr * 0.5 * (1.0 + cos(M_PI * t)));
+}
+
+long clgqa_steps_per_epoch(const clgqa_config *cfg, long batches) {
+    if (cfg->max_steps_per_epoch > 0 && cfg->max_steps_per_epoch < batches)
+        return cfg->max_steps_per_epoch;
+    return batches;
+}
+
+/* ---- host memory for copies without waiting ------------------------------- */
+
+/* Pinned host memory (CL_MEM_ALLOC_HOST_PTR, mapped once) that the device
+ * copies into without waiting: some drivers copy into pageable memory
+ * synchronously. `what` names it in the error. */
+static clgqa_status pinned_open(clgqa_runtime *rt, size_t bytes, const char *what, cl_mem *buffer,
+                                void **mapped) {
+    cl_int err;
+    *buffer = clCreateBuffer(rt->context, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL,
+                             &err);
+    if (err == CL_SUCCESS)
+        *mapped = clEnqueueMapBuffer(rt->queue, *buffer, CL_TRUE, CL_MAP_READ, 0, bytes, 0, NULL,
+                                     NULL, &err);
+    if (err != CL_SUCCESS)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "pinned staging of %zu bytes for %s failed: %s",
+                          bytes, what, clgqa_cl_status_name(err));
+    return CLGQA_OK;
+}
+
+/* Wait for a copy queued into it and release the copy's event. */
+static clgqa_status pinned_wait(cl_event *copied) {
+    cl_int err = clWaitForEvents(1, copied);
+    clReleaseEvent(*copied);
+    *copied = NULL;
+    CLGQA_CL(err);
+    return CLGQA_OK;
+}
+
+/* Waits for `pending` (if any), then unmaps and releases. */
+static void pinned_close(clgqa_runtime *rt, cl_event *pending, cl_mem *buffer, void **mapped) {
+    if (*pending)
+        pinned_wait(pending);
+    if (*mapped) {
+        clEnqueueUnmapMemObject(rt->queue, *buffer, *mapped, 0, NULL, NULL);
+        clFinish(rt->queue);
+        *mapped = NULL;
+    }
+    clgqa_buffer_release(buffer);
+}
+
+/* ---- evaluation ---------------------------------------------------------- */
+
+/* The predictions file (clgqa eval --predictions): each batch's logits are
+ * copied without waiting and written once the next batch is queued. */
+typedef struct predictions_out {
+    FILE *csv;
+    clgqa_runtime *rt;
+    cl_mem pinned;
+    void *mapped;     /* the logits, [max batch, classes] */
+    int32_t *labels;  /* [max batch]: the batch's (the loader's go with the next batch) */
+    cl_event copied;  /* NULL: nothing pending */
+    int count, classes;
+    long first_index;
+} predictions_out;
+
+static clgqa_status predictions_open(predictions_out *p, clgqa_runtime *rt,
+                                     const clgqa_model_dims *dims, FILE *csv) {
+    memset(p, 0, sizeof *p);
+    p->csv = csv;
+    p->rt = rt;
+    p->classes = dims->num_classes;
+    p->labels = malloc((size_t)dims->max_batch * sizeof(int32_t));
+    if (!p->labels)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate the labels of a batch");
+    CLGQA_TRY(pinned_open(rt, (size_t)dims->max_batch * dims->num_classes * sizeof(float),
+                          "the logits of a batch", &p->pinned, &p->mapped));
+    fprintf(csv, "index,label,pred");
+    for (int c = 0; c < dims->num_classes; c++)
+        fprintf(csv, ",logit_%d", c);
+    fputc('\n', csv);
+    return CLGQA_OK;
+}
+
+static void predictions_close(predictions_out *p) {
+    pinned_close(p->rt, &p->copied, &p->pinned, &p->mapped);
+    free(p->labels);
+}
+
+/* Queue the copy of the batch just forwarded. */
+static clgqa_status predictions_queue(predictions_out *p, clgqa_model *model,
+                                      const clgqa_batch *batch, long first_index) {
+    CLGQA_TRY(clgqa_model_copy_logits(model, p->mapped, &p->copied));
+    memcpy(p->labels, batch->labels, (size_t)batch->count * sizeof(int32_t));
+    p->count = batch->count;
+    p->first_index = first_index;
+    return CLGQA_OK;
+}
+
+/* Wait for the pending copy, if any, and write its rows. */
+static clgqa_status predictions_write(predictions_out *p) {
+    if (!p->copied)
+        return CLGQA_OK;
+    CLGQA_TRY(pinned_wait(&p->copied));
+    for (int i = 0; i < p->count; i++) {
+        const float *row = (const float *)p->mapped + (size_t)i * p->classes;
+        int pred = 0;
+        for (int c = 1; c < p->classes; c++)
+            if (row[c] > row[pred])
+                pred = c;
+        fprintf(p->csv, "%ld,%d,%d", p->first_index + i, p->labels[i], pred);
+        for (int c = 0; c < p->classes; c++)
+            fprintf(p->csv, ",%.9g", row[c]);
+        fputc('\n', p->csv);
+    }
+    if (ferror(p->csv))
+        return clgqa_fail(CLGQA_ERR_IO, "writing predictions failed: %s", strerror(errno));
+    return CLGQA_OK;
+}
+
+/* With mpi, each rank evaluates its shard of every batch and the metrics are
+ * summed over the ranks. */
+static clgqa_status evaluate_with(clgqa_model *model, const clgqa_config *cfg,
+                                  clgqa_loader *loader, clgqa_batch_upload *up, long max_batches,
+                                  predictions_out *predictions, clgqa_mpi *mpi,
+                                  clgqa_eval_result *result) {
+    clgqa_status status = clgqa_loader_start(loader, 0);
+    if (status == CLGQA_OK)
+        status = clgqa_model_reset_metrics(model);
+    long first_index = 0;
+    clgqa_metrics metrics, before_replicated = {0};
+    int replicated = 0;
+    for (long b = 0; status == CLGQA_OK && (max_batches <= 0 || b < max_batches); b++) {
+        clgqa_batch batch;
+        status = clgqa_loader_next(loader, &batch);
+        if (status != CLGQA_OK || batch.count == 0)
+            break;
+        /* A batch smaller than the ranks (the last) is whole on every rank:
+         * only rank 0's metrics count it. */
+        if (batch.replicated && !replicated && clgqa_mpi_rank(mpi) != 0)
+            status = clgqa_model_read_metrics(model, &before_replicated);
+        replicated |= batch.replicated;
+        if (status == CLGQA_OK)
+            status = clgqa_mpi_begin_pass(mpi, &batch, 0);
+        clgqa_view pixels, labels;
+        if (status == CLGQA_OK)
+            status = clgqa_batch_upload_next(up, &batch, &pixels, &labels);
+        const clgqa_pass pass = {.mode = CLGQA_PASS_EVAL, .step_in_epoch = b,
+                                 .global_step = (long)(EVAL_STREAM_STEP + (uint64_t)b)};
+        if (status == CLGQA_OK)
+            status = clgqa_model_forward_pixels(model, pixels, labels, batch.count, cfg->norm_mean,
+                                                cfg->norm_std, &pass);
+        if (status == CLGQA_OK && predictions) /* the previous batch's, now that this one is queued */
+            status = predictions_write(predictions);
+        if (status == CLGQA_OK && predictions)
+            status = predictions_queue(predictions, model, &batch, first_index);
+        first_index += batch.count;
+    }
+    if (status == CLGQA_OK && predictions)
+        status = predictions_write(predictions);
+    CLGQA_TRY(status);
+    if (replicated && clgqa_mpi_rank(mpi) != 0)
+        metrics = before_replicated;
+    else
+        CLGQA_TRY(clgqa_model_read_metrics(model, &metrics));
+    CLGQA_TRY(clgqa_mpi_sum_metrics(mpi, &metrics));
+    if (metrics.samples == 0)
+        return clgqa_fail(CLGQA_ERR_NO_DATA, "evaluation saw no test images");
+    result->samples = metrics.samples;
+    result->loss = metrics.sum_loss / (double)metrics.samples;
+    result->accuracy = metrics.sum_correct / (double)metrics.samples;
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_evaluate(clgqa_runtime *rt, clgqa_model *model, clgqa_dataset *ds,
+                            const clgqa_config *cfg, long max_batches, FILE *predictions,
+                            clgqa_eval_result *result) {
+    const clgqa_model_dims *dims = clgqa_model_get_dims(model);
+    int batch_size = cfg->batch_size < dims->max_batch ? cfg->batch_size : dims->max_batch;
+    clgqa_loader *loader = NULL;
+    clgqa_batch_upload *up = NULL;
+    predictions_out out = {0};
+    clgqa_status status = clgqa_batch_upload_create(rt, dims, batch_size, &up);
+    if (status == CLGQA_OK)
+        status = clgqa_loader_create(ds, batch_size, CLGQA_ORDER_DATASET, 0, &loader);
+    if (status == CLGQA_OK)
+        status = clgqa_loader_use_pixels(loader);
+    if (status == CLGQA_OK && predictions)
+        status = predictions_open(&out, rt, dims, predictions);
+    if (status == CLGQA_OK)
+        status = evaluate_with(model, cfg, loader, up, max_batches, predictions ? &out : NULL, NULL,
+                               result);
+    if (out.rt)
+        predictions_close(&out);
+    clgqa_loader_destroy(loader);
+    clgqa_batch_upload_destroy(up);
+    return status;
+}
+
+/* ---- the run ------------------------------------------------------------- */
+
+/* What the host learns of a training step: its per-sample losses (the
+ * divergence check), the running metrics (steps.csv, the progress line) and,
+ * on groups.csv steps, every layer's group counts. They are copied without
+ * waiting, right after the step's kernels, into pinned host memory, and
+ * consumed once the next step is queued, so the device never idles for
+ * them; a checkpoint and the epoch's end consume them at once. */
+typedef struct step_readback {
+    cl_mem pinned;         /* CL_MEM_ALLOC_HOST_PTR, mapped while the run lasts */
+    void *mapped;          /* losses [max batch], sums [4], group counts [layers * G] */
+    float *losses, *sums;
+    int32_t *group_counts;
+    cl_event copied;       /* the step's last copy (the queue is in order); NULL: none pending */
+    clgqa_metrics_copy metrics;
+    int count, epoch;
+    long step;             /* in the epoch, from 0 */
+    long global_step;      /* optimizer steps done */
+    float lr;
+    int groups;            /* the group counts were copied (a groups.csv step) */
+    int replicated;        /* the epoch had a replicated batch by this step */
+    clgqa_metrics taken;   /* this rank's metrics at the last step taken (or the epoch's start) */
+    clgqa_metrics held;    /* this rank's metrics before the epoch's replicated batch */
+    int hold;              /* the pending step is the one before that batch: keep its metrics */
+} step_readback;
+
+static clgqa_status readback_open(step_readback *r, clgqa_runtime *rt, const clgqa_model_dims *dims) {
+    size_t group_ints = (size_t)dims->num_layers * dims->kv_heads;
+    size_t bytes = ((size_t)dims->max_batch + 4 + group_ints) * sizeof(float);
+    CLGQA_TRY(pinned_open(rt, bytes, "the step's metrics", &r->pinned, &r->mapped));
+    r->losses = r->mapped;
+    r->sums = r->losses + dims->max_batch;
+    r->group_counts = (int32_t *)(r->sums + 4);
+    return CLGQA_OK;
+}
+
+typedef struct trainer {
+    clgqa_runtime *rt;
+    clgqa_config cfg; /* finalized; num_classes filled from the dataset if 0 */
+    const clgqa_train_options *options;
+    const clgqa_train_extras *extras;
+    int quiet;      /* CLGQA_TRAIN_QUIET */
+    FILE *log;      /* rank 0's progress and notices; /dev/null on the other ranks */
+    FILE *rank_log; /* every rank's own lines */
+    clgqa_mpi *mpi; /* NULL: one process */
+    long rank_images; /* training images this rank processed in this call */
+    int stop_signal;  /* the signal that stopped the run (agreed by the ranks) */
+    clgqa_dataset *train_set, *test_set;
+    clgqa_loader *train_loader, *test_loader;
+    clgqa_model *model;
+    clgqa_batch_upload *upload;
+    FILE *run_csv, *groups_csv;
+    clgqa_step_log steps; /* steps.csv */
+    clgqa_train_state state;
+    step_readback readback;
+    long steps_this_call;
+    long steps_per_epoch, total_steps;
+    int groups_every; /* training steps between groups.csv rows, 0: only after evaluation */
+} trainer;
+
+static void trainer_free(trainer *t) {
+    if (t->log != t->rank_log)
+        fclose(t->log);
+    if (t->run_csv)
+        fclose(t->run_csv);
+    if (t->groups_csv)
+        fclose(t->groups_csv);
+    if (t->steps.csv)
+        fclose(t->steps.csv);
+    pinned_close(t->rt, &t->readback.copied, &t->readback.pinned, &t->readback.mapped);
+    clgqa_loader_destroy(t->train_loader);
+    clgqa_loader_destroy(t->test_loader);
+    clgqa_batch_upload_destroy(t->upload);
+    clgqa_model_destroy(t->model);
+    clgqa_dataset_close(t->train_set);
+    clgqa_dataset_close(t->test_set);
+}
+
+static clgqa_status trainer_open(trainer *t) {
+    clgqa_config *cfg = &t->cfg;
+    const clgqa_train_options *opt = t->options;
+    int rank = clgqa_mpi_rank(t->mpi), ranks = clgqa_mpi_ranks(t->mpi);
+    if (cfg->batch_size % ranks != 0)
+        return clgqa_mpi_refuse(t->mpi, "batch_size %d is the global batch: it must divide by the %d ranks",
+                                cfg->batch_size, ranks);
+    if (rank == 0) /* only rank 0 writes files */
+        CLGQA_TRY(run_make_dirs(cfg->out_dir));
+    clgqa_dataset_options data;
+    clgqa_config_dataset_options(cfg, &data);
+    CLGQA_TRY(clgqa_dataset_open(&data, CLGQA_SPLIT_TRAIN, &t->train_set));
+    CLGQA_TRY(clgqa_dataset_open(&data, CLGQA_SPLIT_TEST, &t->test_set));
+    if (cfg->num_classes == 0)
+        cfg->num_classes = clgqa_dataset_num_classes(t->train_set);
+    CLGQA_TRY(clgqa_loader_create(t->train_set, cfg->batch_size,
+                                  cfg->shuffle ? CLGQA_ORDER_SHUFFLED : CLGQA_ORDER_DATASET, 0,
+                                  &t->train_loader));
+    CLGQA_TRY(clgqa_loader_create(t->test_set, cfg->batch_size, CLGQA_ORDER_DATASET, 0,
+                                  &t->test_loader));
+    CLGQA_TRY(clgqa_loader_shard(t->train_loader, rank, ranks));
+    CLGQA_TRY(clgqa_loader_shard(t->test_loader, rank, ranks));
+    CLGQA_TRY(clgqa_loader_use_pixels(t->train_loader));
+    CLGQA_TRY(clgqa_loader_use_pixels(t->test_loader));
+    /* A rank's shard, or a whole batch smaller than the ranks (replicated). */
+    int max_batch = cfg->batch_size / ranks > ranks - 1 ? cfg->batch_size / ranks : ranks - 1;
+    clgqa_model_desc desc;
+    clgqa_config_model_desc(cfg, &desc);
+    CLGQA_TRY(clgqa_model_create(t->rt, &desc, max_batch, &t->model));
+    CLGQA_TRY(clgqa_mpi_attach(t->mpi, t->rt, t->model));
+    const clgqa_model_dims *dims = clgqa_model_get_dims(t->model);
+    CLGQA_TRY(clgqa_batch_upload_create(t->rt, dims, max_batch, &t->upload));
+    CLGQA_TRY(readback_open(&t->readback, t->rt, dims));
+
+    char path[1200];
+    if (opt->resume_dir) {
+        run_join_path(path, sizeof path, opt->resume_dir, "last.safetensors");
+        CLGQA_TRY(clgqa_checkpoint_load_training(t->model, path, &t->state));
+        int trained_on = t->state.ranks > 0 ? t->state.ranks : 1;
+        if (trained_on != ranks)
+            return clgqa_mpi_refuse(t->mpi, "%s was trained on %d rank%s, this run has %d: resume "
+                                    "with mpirun -np %d", path, trained_on, trained_on > 1 ? "s" : "",
+                                    ranks, trained_on);
+        if (!t->quiet && t->state.epoch_steps > 0)
+            fprintf(t->log, "resuming %s in epoch %ld after step %ld (global step %ld)\n", path,
+                    t->state.epochs_done + 1, t->state.epoch_steps, t->state.global_step);
+        else if (!t->quiet)
+            fprintf(t->log, "resuming %s after epoch %ld (step %ld)\n", path,
+                    t->state.epochs_done, t->state.global_step);
+    } else if (cfg->pretrained_ckpt[0]) {
+        CLGQA_TRY(clgqa_checkpoint_load_pretrained(
+            t->model, cfg->pretrained_ckpt,
+            cfg->pos_embed_antialias ? CLGQA_RESAMPLE_ANTIALIAS : CLGQA_RESAMPLE_BICUBIC, t->log));
+    }
+
+    t->steps_per_epoch = clgqa_steps_per_epoch(cfg, (long)clgqa_loader_num_batches(t->train_loader));
+    t->total_steps = t->steps_per_epoch * cfg->epochs;
+    if (t->state.epoch_steps > t->steps_per_epoch)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s/last.safetensors stopped after step %ld of an "
+                          "epoch, which now has %ld steps: resume with the config it was trained "
+                          "with", opt->resume_dir, t->state.epoch_steps, t->steps_per_epoch);
+    /* groups.csv: a row per layer every log_steps training steps (every
+     * window for DGQA) and after each evaluation, so a file stays small. */
+    const clgqa_scheme_traits *traits = clgqa_scheme_traits_of(cfg->att_scheme);
+    if (!traits->dynamic) /* static groups never move */
+        t->groups_every = 0;
+    else if (traits->windowed) /* on window steps, where the split changes */
+        t->groups_every = (cfg->log_steps + cfg->window_size - 1) / cfg->window_size * cfg->window_size;
+    else
+        t->groups_every = cfg->log_steps;
+
+    t->state.ranks = ranks;
+    if (!t->quiet)
+        clgqa_mpi_describe(t->mpi, t->rt, cfg->batch_size, t->rank_log);
+    if (rank != 0)
+        return CLGQA_OK;
+    run_join_path(path, sizeof path, cfg->out_dir, "config.yaml");
+    CLGQA_TRY(clgqa_config_write(cfg, path));
+    run_join_path(path, sizeof path, cfg->out_dir, "run.csv");
+    const clgqa_train_state *resumed = opt->resume_dir ? &t->state : NULL;
+    CLGQA_TRY(run_open_log(path, "epoch,train_loss,train_acc,test_loss,test_acc", resumed,
+                       run_keep_epoch_row, &t->run_csv));
+    run_join_path(path, sizeof path, cfg->out_dir, "groups.csv");
+    CLGQA_TRY(run_open_log(path, "epoch,step,layer,counts", resumed, run_keep_groups_row, &t->groups_csv));
+    run_join_path(path, sizeof path, cfg->out_dir, "steps.csv");
+    CLGQA_TRY(run_open_log(path, CLGQA_STEP_LOG_HEADER, resumed, run_keep_steps_row, &t->steps.csv));
+    return CLGQA_OK;
+}
+
+/* Whether the run should stop after the step just done. Several ranks stop
+ * together, after the first step any of them was signalled in. */
+static clgqa_status stop_requested(trainer *t, int *stop) {
+    const clgqa_train_options *opt = t->options;
+    long signal = opt->stop_signal ? (long)*opt->stop_signal : 0;
+    CLGQA_TRY(clgqa_mpi_max_long(t->mpi, &signal));
+    if (signal)
+        t->stop_signal = (int)signal;
+    long stop_after = t->extras ? t->extras->stop_after_steps : 0;
+    *stop = signal || (stop_after > 0 && t->steps_this_call >= stop_after);
+    return CLGQA_OK;
+}
+
+/* The epoch's running metrics over every rank, from this rank's `local`
+ * (NULL: read them now, waiting for the queue); `held` (when not NULL) is
+ * what this rank had before a replicated batch. */
+static clgqa_status epoch_metrics(trainer *t, const clgqa_metrics *held, const clgqa_metrics *local,
+                                  clgqa_metrics *m) {
+    if (held && clgqa_mpi_rank(t->mpi) != 0)
+        *m = *held;
+    else if (local)
+        *m = *local;
+    else
+        CLGQA_TRY(clgqa_model_read_metrics(t->model, m));
+    return clgqa_mpi_sum_metrics(t->mpi, m);
+}
+
+/* Rank 0's file. */
+static clgqa_status save_last(trainer *t) {
+    if (clgqa_mpi_rank(t->mpi) != 0)
+        return CLGQA_OK;
+    char path[1200];
+    run_join_path(path, sizeof path, t->cfg.out_dir, "last.safetensors");
+    return clgqa_checkpoint_save_training(t->model, &t->state, path);
+}
+
+/* last.safetensors after `steps` steps of the current epoch, the loader at
+ * `next_batch`: what a resumed run needs to go on from the next step. */
+static clgqa_status save_mid_epoch(trainer *t, long steps, long next_batch,
+                                   const clgqa_metrics *held) {
+    t->state.epoch_steps = steps;
+    t->state.next_batch = next_batch;
+    /* Several ranks: the sums over all of them (a resumed rank 0 starts from
+     * them, the others from 0). Summing also waits for every rank's loss
+     * check of this step, so rank 0 never saves weights one found diverged. */
+    CLGQA_TRY(epoch_metrics(t, held, NULL, &t->state.epoch_metrics));
+    return save_last(t);
+}
+
+/* Queue the copies of the step just queued (after its kernels). */
+static clgqa_status readback_queue(trainer *t, int count, int epoch, long step, float lr,
+                                   int replicated) {
+    step_readback *r = &t->readback;
+    r->groups = t->groups_csv && t->groups_every && step % t->groups_every == 0;
+    if (r->groups)
+        CLGQA_TRY(clgqa_model_copy_all_group_counts(t->model, r->group_counts, NULL));
+    CLGQA_TRY(clgqa_model_copy_losses(t->model, count, r->losses, NULL));
+    CLGQA_TRY(clgqa_model_copy_metrics(t->model, r->sums, &r->metrics, &r->copied));
+    r->count = count;
+    r->epoch = epoch;
+    r->step = step;
+    r->global_step = t->state.global_step;
+    r->lr = lr;
+    r->replicated = replicated;
+    return CLGQA_OK;
+}
+
+/* Consume the pending copies, if any: wait for them, write the step's
+ * groups.csv and steps.csv rows and its progress report when due, then stop
+ * the run if a loss is not finite (before any checkpoint could hold the
+ * weights that produced it). */
+static clgqa_status readback_take(trainer *t, run_progress *p) {
+    step_readback *r = &t->readback;
+    if (!r->copied)
+        return CLGQA_OK;
+    CLGQA_TRY(pinned_wait(&r->copied));
+    const clgqa_config *cfg = &t->cfg;
+    long done = r->step + 1;
+    clgqa_metrics_of_copy(&r->metrics, &r->taken);
+    if (r->hold)
+        r->held = r->taken;
+    r->hold = 0;
+    if (r->groups)
+        CLGQA_TRY(run_write_groups(t->groups_csv, clgqa_model_get_dims(t->model), r->group_counts,
+                                   r->epoch, r->step));
+    int row = done % cfg->log_steps == 0 || done == t->steps_per_epoch;
+    int report = run_progress_due(p, done);
+    if (row || report) {
+        clgqa_metrics m;
+        CLGQA_TRY(epoch_metrics(t, r->replicated ? &r->held : NULL, &r->taken, &m));
+        double wait_seconds = clgqa_loader_wait_seconds(t->train_loader);
+        if (row && t->steps.csv) /* rank 0's file */
+            CLGQA_TRY(clgqa_step_log_row(&t->steps, &m, r->epoch, r->global_step, r->lr,
+                                         wait_seconds));
+        if (report)
+            run_progress_show(p, done, &m, wait_seconds);
+    }
+    for (int i = 0; i < r->count; i++)
+        if (!isfinite(r->losses[i]))
+            return clgqa_fail(CLGQA_ERR_DIVERGED,
+                              "training diverged at epoch %d, step %ld/%ld (lr %g): the loss is %g; "
+                              "%s/last.safetensors keeps the last checkpoint before it. Lower lr "
+                              "or set clip_grad_norm", r->epoch + 1, done, t->steps_per_epoch,
+                              (double)r->lr, (double)r->losses[i], cfg->out_dir);
+    return CLGQA_OK;
+}
+
+/* Where an epoch stands, for the functions of its step loop. */
+typedef struct epoch_run {
+    int epoch;
+    long next_batch;      /* the loader's next batch, for a mid-epoch checkpoint */
+    int replicated;       /* the epoch had a batch smaller than the ranks by now */
+    clgqa_metrics before; /* the running metrics when this call began the epoch */
+    run_progress progress;
+} epoch_run;
+
+/* The step's batch from the loader. With several ranks, a batch smaller
+ * than the ranks (the epoch's last) is whole on every rank: only rank 0's
+ * metrics count it, the others keep theirs from the step before (pending:
+ * taken once this step is queued). */
+static clgqa_status load_batch(trainer *t, epoch_run *e, long step, clgqa_batch *batch) {
+    CLGQA_TRY(clgqa_loader_next(t->train_loader, batch));
+    if (batch->count == 0)
+        return clgqa_fail(CLGQA_ERR_NO_DATA, "the loader ended epoch %d after %ld of %ld batches",
+                          e->epoch + 1, step, t->steps_per_epoch);
+    e->next_batch = batch->index + 1;
+    if (batch->replicated && !e->replicated) {
+        if (t->readback.copied)
+            t->readback.hold = 1;
+        else
+            t->readback.held = t->readback.taken;
+    }
+    e->replicated |= batch->replicated;
+    return clgqa_mpi_begin_pass(t->mpi, batch, 1);
+}
+
+/* The previous step's losses and metrics (its log rows, progress and
+ * divergence check), now that this step is queued; then this step's
+ * copies. */
+static clgqa_status log_step(trainer *t, epoch_run *e, long step, int count, float lr) {
+    CLGQA_TRY(readback_take(t, &e->progress));
+    return readback_queue(t, count, e->epoch, step, lr, e->replicated);
+}
+
+/* After step `step`: a mid-epoch checkpoint when one is due or a stop was
+ * requested (*stop set). */
+static clgqa_status checkpoint_or_stop(trainer *t, epoch_run *e, long step, int *stop) {
+    CLGQA_TRY(stop_requested(t, stop));
+    int due = t->cfg.checkpoint_steps > 0 && t->state.global_step % t->cfg.checkpoint_steps == 0 &&
+              step + 1 < t->steps_per_epoch;
+    if (!*stop && !due)
+        return CLGQA_OK;
+    CLGQA_TRY(readback_take(t, &e->progress));
+    return save_mid_epoch(t, step + 1, e->next_batch, e->replicated ? &t->readback.held : NULL);
+}
+
+/* The epoch's start: the loader at the resumed position, the running
+ * metrics (a resumed rank 0 holds the sums over every rank), the progress
+ * line and steps.csv's window. */
+static clgqa_status epoch_begin(trainer *t, epoch_run *e) {
+    const clgqa_metrics none = {0};
+    const long first = t->state.epoch_steps;
+    const int rank0 = clgqa_mpi_rank(t->mpi) == 0;
+    /* Several ranks: every rank takes part in each report's metric sums, so
+     * reports come on step counts (plain lines), never on a clock. */
+    run_progress p = {t->log, isatty(fileno(t->log)) && !t->mpi, t->quiet, e->epoch,
+                      t->cfg.epochs, t->steps_per_epoch, first, e->before.samples,
+                      clgqa_clock_seconds(), clgqa_loader_wait_seconds(t->train_loader), 0, t->mpi,
+                      clgqa_mpi_wait_seconds(t->mpi)};
+    e->progress = p;
+    CLGQA_TRY(clgqa_loader_start_at(t->train_loader, e->epoch, (size_t)e->next_batch));
+    if (first > 0)
+        CLGQA_TRY(clgqa_model_restore_metrics(t->model, rank0 ? &e->before : &none));
+    else
+        CLGQA_TRY(clgqa_model_reset_metrics(t->model));
+    t->readback.taken = first > 0 && rank0 ? e->before : none;
+    clgqa_step_log_epoch_start(&t->steps, clgqa_loader_wait_seconds(t->train_loader));
+    t->steps.since = e->before;
+    return CLGQA_OK;
+}
+
+/* The epoch's end (or its stop): the last step's readback, the epoch's
+ * training metrics over every rank, and this call's counts. */
+static clgqa_status epoch_end(trainer *t, epoch_run *e, clgqa_epoch_metrics *metrics,
+                              long *images, double *seconds, double *wait_seconds, int stopped) {
+    clgqa_metrics m;
+    CLGQA_TRY(readback_take(t, &e->progress));
+    CLGQA_TRY(epoch_metrics(t, e->replicated ? &t->readback.held : NULL, NULL, &m));
+    if (e->progress.tty && !e->progress.quiet)
+        fputc('\n', t->log);
+    *images += m.samples - e->before.samples;
+    *seconds += clgqa_clock_seconds() - e->progress.started;
+    *wait_seconds += clgqa_loader_wait_seconds(t->train_loader) - e->progress.wait_at_start;
+    if (stopped)
+        return CLGQA_OK;
+    if (m.samples == 0)
+        return clgqa_fail(CLGQA_ERR_NO_DATA, "epoch %d trained on no images", e->epoch + 1);
+    metrics->train_loss = m.sum_loss / (double)m.samples;
+    metrics->train_acc = m.sum_correct / (double)m.samples;
+    return CLGQA_OK;
+}
+
+/* One training epoch, from the step a resumed run stopped after; fills the
+ * training half of `metrics`. Sets *stopped when a stop was requested (the
+ * epoch's state is then in last.safetensors). */
+static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metrics,
+                                long *images, double *seconds, double *wait_seconds, int *stopped) {
+    const clgqa_config *cfg = &t->cfg;
+    epoch_run e = {.epoch = epoch, .next_batch = t->state.next_batch,
+                   .before = t->state.epoch_metrics};
+    CLGQA_TRY(epoch_begin(t, &e));
+    clgqa_adamw adamw = {cfg->lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay,
+                         cfg->clip_grad_norm};
+    for (long step = t->state.epoch_steps; step < t->steps_per_epoch; step++) {
+        clgqa_batch batch;
+        CLGQA_TRY(load_batch(t, &e, step, &batch));
+        clgqa_view pixels, labels;
+        CLGQA_TRY(clgqa_batch_upload_next(t->upload, &batch, &pixels, &labels));
+        const clgqa_pass pass = {CLGQA_PASS_TRAIN, step, t->state.global_step};
+        CLGQA_TRY(clgqa_model_forward_pixels(t->model, pixels, labels, batch.count, cfg->norm_mean,
+                                             cfg->norm_std, &pass));
+        CLGQA_TRY(clgqa_model_backward(t->model));
+        CLGQA_TRY(clgqa_mpi_reduce_gradients(t->mpi));
+        adamw.lr = clgqa_schedule_lr(cfg, t->state.global_step, t->total_steps);
+        CLGQA_TRY(clgqa_model_step(t->model, &adamw, ++t->state.global_step));
+        t->steps_this_call++;
+        t->rank_images += batch.count;
+        CLGQA_TRY(log_step(t, &e, step, batch.count, adamw.lr));
+        CLGQA_TRY(checkpoint_or_stop(t, &e, step, stopped));
+        if (*stopped)
+            break;
+    }
+    return epoch_end(t, &e, metrics, images, seconds, wait_seconds, *stopped);
+}
+
+static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
+    const clgqa_config *cfg = &t->cfg;
+    char path[1200];
+    long images = 0;
+    double seconds = 0, wait_seconds = 0;
+    int epochs_this_call = 0;
+    memset(result, 0, sizeof *result);
+    for (int epoch = (int)t->state.epochs_done; epoch < cfg->epochs; epoch++) {
+        clgqa_epoch_metrics metrics;
+        CLGQA_TRY(train_epoch(t, epoch, &metrics, &images, &seconds, &wait_seconds,
+                              &result->stopped));
+        if (result->stopped)
+            break;
+        clgqa_eval_result eval;
+        CLGQA_TRY(evaluate_with(t->model, cfg, t->test_loader, t->upload, cfg->max_eval_batches,
+                                NULL, t->mpi, &eval));
+        metrics.test_loss = eval.loss;
+        metrics.test_acc = eval.accuracy;
+        uint64_t weights_hash;
+        CLGQA_TRY(clgqa_mpi_check_weights(t->mpi, t->model, &weights_hash));
+        if (t->mpi && !t->quiet)
+            fprintf(t->log, "epoch %d/%d: the %d ranks agree on the weights (hash %016llx)\n",
+                    epoch + 1, cfg->epochs, clgqa_mpi_ranks(t->mpi), (unsigned long long)weights_hash);
+        int files = clgqa_mpi_rank(t->mpi) == 0; /* the files are rank 0's */
+        if (files) {
+            CLGQA_TRY(run_log_groups(t->groups_csv, t->model, t->readback.group_counts, epoch, -1));
+            fprintf(t->run_csv, "%d,%.6f,%.6f,%.6f,%.6f\n", epoch + 1, metrics.train_loss,
+                    metrics.train_acc, metrics.test_loss, metrics.test_acc);
+            if (fflush(t->run_csv) != 0)
+                return clgqa_fail(CLGQA_ERR_IO, "cannot write run.csv: %s", strerror(errno));
+        }
+        if (!t->quiet)
+            fprintf(t->log, "epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% (%ld images)\n",
+                    epoch + 1, cfg->epochs, metrics.train_loss, 100.0 * metrics.train_acc,
+                    metrics.test_loss, 100.0 * metrics.test_acc, eval.samples);
+        if (eval.loss < t->state.best_test_loss) { /* best.pth of the reference */
+            t->state.best_epoch = epoch + 1;
+            t->state.best_test_loss = eval.loss;
+            if (cfg->save_model && files) {
+                run_join_path(path, sizeof path, cfg->out_dir, "best.safetensors");
+                CLGQA_TRY(clgqa_checkpoint_save_model(t->model, path));
+            }
+        }
+        t->state.epochs_done = epoch + 1;
+        t->state.epoch_steps = t->state.next_batch = 0; /* left by mid-epoch checkpoints */
+        memset(&t->state.epoch_metrics, 0, sizeof t->state.epoch_metrics);
+        CLGQA_TRY(save_last(t));
+        result->last = metrics;
+        epochs_this_call++;
+        if (t->extras && t->extras->stop_after_epochs > 0 &&
+            epochs_this_call >= t->extras->stop_after_epochs)
+            break;
+        int stop;
+        CLGQA_TRY(stop_requested(t, &stop));
+        if (epoch + 1 < cfg->epochs && stop) { /* came during the evaluation */
+            result->stopped = 1;
+            break;
+        }
+    }
+    if (epochs_this_call == 0 && !result->stopped) { /* resumed a finished run: report its test figures */
+        clgqa_eval_result eval;
+        CLGQA_TRY(evaluate_with(t->model, cfg, t->test_loader, t->upload, cfg->max_eval_batches,
+                                NULL, t->mpi, &eval));
+        result->last.test_loss = eval.loss;
+        result->last.test_acc = eval.accuracy;
+    }
+    if (t->state.epochs_done == cfg->epochs && cfg->save_model && clgqa_mpi_rank(t->mpi) == 0) {
+        run_join_path(path, sizeof path, cfg->out_dir, "model.safetensors");
+        CLGQA_TRY(clgqa_checkpoint_save_model(t->model, path));
+    }
+    result->epochs_done = (int)t->state.epochs_done;
+    result->global_step = t->state.global_step;
+    result->stop_signal = t->stop_signal;
+    result->epoch_steps = t->state.epoch_steps;
+    result->steps_per_epoch = t->steps_per_epoch;
+    result->best_epoch = (int)t->state.best_epoch;
+    result->best_test_loss = t->state.best_test_loss;
+    result->images_per_second = seconds > 0 ? (double)images / seconds : 0;
+    result->data_wait_share = seconds > 0 ? wait_seconds / seconds : 0;
+    /* The ranks' shards are disjoint: their counts add up. */
+    long skipped[2] = {(long)clgqa_dataset_skipped(t->train_set),
+                       (long)clgqa_dataset_skipped(t->test_set)};
+    CLGQA_TRY(clgqa_mpi_sum_longs(t->mpi, skipped, 2));
+    result->skipped_images = (size_t)(skipped[0] + skipped[1]);
+    if (cfg->skip_unreadable)
+        fprintf(t->log, "skipped %zu unreadable images (%ld training, %ld test)\n",
+                result->skipped_images, skipped[0], skipped[1]);
+    if (t->mpi && !t->quiet)
+        fprintf(t->rank_log, "rank %d of %d: trained on %ld images in %d epochs\n",
+                clgqa_mpi_rank(t->mpi), clgqa_mpi_ranks(t->mpi), t->rank_images, epochs_this_call);
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_train_with(clgqa_runtime *rt, const clgqa_config *cfg,
+                              const clgqa_train_options *options, const clgqa_train_extras *extras,
+                              clgqa_train_result *result) {
+    static const clgqa_train_options no_options;
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.rt = rt;
+    t.cfg = *cfg;
+    t.options = options ? options : &no_options;
+    t.extras = extras;
+    t.quiet = (t.options->flags & CLGQA_TRAIN_QUIET) != 0;
+    t.rank_log = t.options->log ? t.options->log : stderr;
+    t.log = t.rank_log;
+    t.mpi = extras ? extras->mpi : NULL;
+    if (clgqa_mpi_rank(t.mpi) != 0 && !(t.log = fopen("/dev/null", "w")))
+        return clgqa_fail(CLGQA_ERR_IO, "cannot open /dev/null: %s", strerror(errno));
+    t.state.best_test_loss = INFINITY; /* a resumed run reads its own */
+    clgqa_status status = trainer_open(&t);
+    if (status == CLGQA_OK)
+        status = trainer_run(&t, result);
+    trainer_free(&t);
+    return status;
+}
+
+clgqa_status clgqa_train(clgqa_runtime *rt, const clgqa_config *cfg,
+                         const clgqa_train_options *options, clgqa_train_result *result) {
+    return clgqa_train_with(rt, cfg, options, NULL, result);
+}
