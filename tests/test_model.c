@@ -37,13 +37,6 @@ static const clgqa_scheme all_schemes[] = {CLGQA_MHSA,      CLGQA_GQA,      CLGQ
 
 static int is_dgqa(clgqa_scheme s) { return s == CLGQA_DGQA_DIFF || s == CLGQA_DGQA_EMA; }
 
-static double max_abs(const float *x, size_t n) {
-    double m = 0.0;
-    for (size_t i = 0; i < n; i++)
-        m = fmax(m, fabs((double)x[i]));
-    return m;
-}
-
 static float read_param(clgqa_model *m, size_t index) {
     float value;
     TEST_OK(clgqa_buffer_read(test_runtime(), clgqa_model_buffer_view(m, CLGQA_PARAMS).mem,
@@ -189,15 +182,6 @@ static void load_grouping(clgqa_model *m, const fixture *fx) {
     }
 }
 
-/* Element-wise: |got - want| <= rel * |want| + floor * max|want|. The floor
- * covers elements near zero by cancellation: float32 rounding in sums over a
- * tensor's typical magnitudes is a fraction of that scale, not of the
- * element. */
-static void check_scaled(const char *what, const float *got, const float *want, size_t n,
-                         double rel, double floor) {
-    test_assert_close_f(what, got, want, n, rel, floor * max_abs(want, n));
-}
-
 /* Tolerances against PyTorch. Both sides are float32 with different
  * summation orders and libm's; through two blocks forward and back the
  * difference stays ~1e-6 relative, so 1e-4 relative (with a 1e-5 floor of the
@@ -258,7 +242,7 @@ static void check_fixture(const char *stem) {
     forward_loss(m, &data, 0, 0, 0);
     TEST_OK(clgqa_model_read_logits(m, logits));
     float *want = fixture_floats(&fx, "expected.eval_logits", (size_t)B * classes);
-    check_scaled("eval logits", logits, want, (size_t)B * classes, PARITY_REL, PARITY_FLOOR);
+    test_assert_close_scaled("eval logits", logits, want, (size_t)B * classes, PARITY_REL, PARITY_FLOOR);
     free(want);
     if (is_dgqa(fx.cfg.att_scheme)) {
         /* evaluation: cache = m, the batch-summed key norms (equal to the
@@ -269,7 +253,7 @@ static void check_fixture(const char *stem) {
             snprintf(name, sizeof name, "expected.key_norms.%d", l);
             want = fixture_floats(&fx, name, (size_t)G);
             TEST_OK(clgqa_model_read_grouping(m, l, cache, NULL));
-            check_scaled("cache after evaluation", cache, want, (size_t)G, PARITY_REL, 0.0);
+            test_assert_close_scaled("cache after evaluation", cache, want, (size_t)G, PARITY_REL, 0.0);
             free(want);
         }
         load_grouping(m, &fx); /* back to the initial state for the training step */
@@ -279,10 +263,10 @@ static void check_fixture(const char *stem) {
     float loss = forward_loss(m, &data, 1, 0, 0);
     TEST_OK(clgqa_model_read_logits(m, logits));
     want = fixture_floats(&fx, "expected.logits", (size_t)B * classes);
-    check_scaled("logits", logits, want, (size_t)B * classes, PARITY_REL, PARITY_FLOOR);
+    test_assert_close_scaled("logits", logits, want, (size_t)B * classes, PARITY_REL, PARITY_FLOOR);
     free(want);
     want = fixture_floats(&fx, "expected.loss", 1);
-    check_scaled("loss", &loss, want, 1, PARITY_REL, 0.0);
+    test_assert_close_scaled("loss", &loss, want, 1, PARITY_REL, 0.0);
     free(want);
     if (fx.cfg.att_scheme == CLGQA_KDGQA || is_dgqa(fx.cfg.att_scheme))
         for (int l = 0; l < L; l++) {
@@ -298,7 +282,7 @@ static void check_fixture(const char *stem) {
             if (is_dgqa(fx.cfg.att_scheme)) {
                 snprintf(name, sizeof name, "expected.cache.%d", l);
                 want = fixture_floats(&fx, name, (size_t)G);
-                check_scaled("cache", cache, want, (size_t)G, PARITY_REL, 0.0);
+                test_assert_close_scaled("cache", cache, want, (size_t)G, PARITY_REL, 0.0);
                 free(want);
             }
         }
@@ -314,7 +298,7 @@ static void check_fixture(const char *stem) {
         if (is_key_bias(t->name))
             test_assert_close_f(name, grads + t->offset, want, t->numel, 0.0, K_BIAS_ABS);
         else
-            check_scaled(name, grads + t->offset, want, t->numel, PARITY_REL, PARITY_FLOOR);
+            test_assert_close_scaled(name, grads + t->offset, want, t->numel, PARITY_REL, PARITY_FLOOR);
         free(want);
     }
 
@@ -332,7 +316,7 @@ static void check_fixture(const char *stem) {
         snprintf(name, sizeof name, "grad.%s", t->name);
         float *want_grad = fixture_floats(&fx, name, t->numel);
         double grad_tol = is_key_bias(t->name) ? K_BIAS_ABS
-                                               : PARITY_FLOOR * max_abs(want_grad, t->numel);
+                                               : PARITY_FLOOR * test_max_abs(want_grad, t->numel);
         snprintf(name, sizeof name, "step1.%s", t->name);
         want = fixture_floats(&fx, name, t->numel);
         for (size_t k = 0; k < t->numel; k++) {
@@ -362,7 +346,7 @@ static void check_fixture(const char *stem) {
             TEST_OK(clgqa_model_read_grouping(m, l, cache, split));
             for (int j = 0; j < G; j++)
                 ck_assert_int_eq(split[j], want_split[j]);
-            check_scaled("cache off the window", cache, want, (size_t)G, PARITY_REL, 0.0);
+            test_assert_close_scaled("cache off the window", cache, want, (size_t)G, PARITY_REL, 0.0);
             free(want);
         }
     }
@@ -477,7 +461,7 @@ static void finite_differences(clgqa_scheme scheme) {
         const int32_t *split = uneven[scheme == CLGQA_KDGQA ? 0 : scheme == CLGQA_DGQA_DIFF ? 1 : 2];
         for (int l = 0; l < cfg.num_layers; l++)
             TEST_OK(clgqa_model_write_grouping(m, l, NULL, split));
-        clgqa_model_freeze_grouping(m, 1);
+        clgqa_model_freeze_grouping(m, MODEL_GROUPING_FROZEN);
     }
     batch_data data = random_batch(m, 2);
     /* PGQA draws its noise from the global step: fixed here, so every pass
@@ -627,7 +611,7 @@ START_TEST(initialisation_follows_the_reference) {
     for (int i = 0; i < clgqa_model_tensor_count(m); i++) {
         const clgqa_tensor_info *t = clgqa_model_tensor(m, i);
         const float *x = p + t->offset;
-        double sum = 0, sum2 = 0, largest = max_abs(x, t->numel);
+        double sum = 0, sum2 = 0, largest = test_max_abs(x, t->numel);
         for (size_t k = 0; k < t->numel; k++) {
             sum += x[k];
             sum2 += (double)x[k] * x[k];

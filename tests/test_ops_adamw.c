@@ -34,13 +34,6 @@ static void adamw_ref(reference_state *s, const float *grads, double scale, size
     }
 }
 
-static double *to_doubles(const float *x, size_t n) {
-    double *d = op_doubles(n);
-    for (size_t i = 0; i < n; i++)
-        d[i] = x[i];
-    return d;
-}
-
 /* Hyper-parameters as a config writes them: Python holds these decimals as
  * doubles; the device op gets them as floats. */
 typedef struct decimal_hparams {
@@ -61,7 +54,7 @@ static void run_steps(size_t n, const decimal_hparams *d, long first_step, int z
     if (zero_moments) /* a fresh optimizer: torch starts both moments at 0 */
         for (size_t i = 0; i < n; i++)
             m[i] = v[i] = 0;
-    reference_state ref = {to_doubles(p, n), to_doubles(m, n), to_doubles(v, n)};
+    reference_state ref = {test_to_doubles(p, n), test_to_doubles(m, n), test_to_doubles(v, n)};
     cl_mem p_mem = op_upload_padded(p, n), m_mem = op_upload_padded(m, n);
     cl_mem v_mem = op_upload_padded(v, n), g_mem = op_upload_padded(NULL, n);
     cl_mem norm_mem = op_upload_padded(NULL, 1), scale_mem = op_upload_padded(NULL, 1);

@@ -199,13 +199,6 @@ static void fd_gradient(const attention_case *tc, double *q, double *k, double *
     }
 }
 
-static double *to_double(const float *x, size_t n) {
-    double *y = malloc(sizeof(double) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++)
-        y[i] = x[i];
-    return y;
-}
-
 static double max_abs(const double *x, size_t n) {
     double m = 0.0;
     for (size_t i = 0; i < n; i++)
@@ -459,9 +452,9 @@ static void check_case(const attention_case *tc, int zero_v_group) {
     const clgqa_attention_dims *dm = &tc->dims;
     size_t nq = q_count(dm), nkv = kv_count(dm);
     case_inputs in = make_inputs(tc, zero_v_group);
-    double *qd = to_double(in.q, nq), *kd = to_double(in.k, nkv), *vd = to_double(in.v, nkv);
-    double *ud = in.noise ? to_double(in.noise, noise_count(dm)) : NULL;
-    double *wd = to_double(in.w, nq);
+    double *qd = test_to_doubles(in.q, nq), *kd = test_to_doubles(in.k, nkv), *vd = test_to_doubles(in.v, nkv);
+    double *ud = in.noise ? test_to_doubles(in.noise, noise_count(dm)) : NULL;
+    double *wd = test_to_doubles(in.w, nq);
     double *want = malloc(sizeof(double) * nq);
     double *gq = malloc(sizeof(double) * nq), *gk = malloc(sizeof(double) * nkv);
     double *gv = malloc(sizeof(double) * nkv);
@@ -526,9 +519,9 @@ START_TEST(reference_gradients_match_finite_differences) {
         const clgqa_attention_dims *dm = &tc->dims;
         size_t nq = q_count(dm), nkv = kv_count(dm);
         case_inputs in = make_inputs(tc, i < COUNT(cases) ? -1 : 1);
-        double *q = to_double(in.q, nq), *k = to_double(in.k, nkv), *v = to_double(in.v, nkv);
-        double *u = in.noise ? to_double(in.noise, noise_count(dm)) : NULL;
-        double *w = to_double(in.w, nq);
+        double *q = test_to_doubles(in.q, nq), *k = test_to_doubles(in.k, nkv), *v = test_to_doubles(in.v, nkv);
+        double *u = in.noise ? test_to_doubles(in.noise, noise_count(dm)) : NULL;
+        double *w = test_to_doubles(in.w, nq);
         double *g[3] = {malloc(sizeof(double) * nq), malloc(sizeof(double) * nkv),
                         malloc(sizeof(double) * nkv)};
         double *fd = malloc(sizeof(double) * nq);
@@ -625,8 +618,8 @@ START_TEST(pgqa_drawn_noise) {
     uint64_t seed = 42, stream = clgqa_stream_id(CLGQA_RNG_PGQA, 3, 17);
     float *u = malloc(sizeof(float) * nu);
     clgqa_host_uniform(u, nu, seed, stream);
-    double *qd = to_double(in.q, nq), *kd = to_double(in.k, nkv), *vd = to_double(in.v, nkv);
-    double *ud = to_double(u, nu), *want = malloc(sizeof(double) * nq);
+    double *qd = test_to_doubles(in.q, nq), *kd = test_to_doubles(in.k, nkv), *vd = test_to_doubles(in.v, nkv);
+    double *ud = test_to_doubles(u, nu), *want = malloc(sizeof(double) * nq);
     ref_forward(&tc, qd, kd, vd, ud, want);
     for (size_t i = 0; i < COUNT(variants); i++) {
         device_run run;

@@ -33,13 +33,6 @@ static void crossentropy_ref(const double *logits, const int32_t *labels, size_t
     }
 }
 
-static double *to_doubles(const float *x, size_t n) {
-    double *d = op_doubles(n);
-    for (size_t i = 0; i < n; i++)
-        d[i] = x[i];
-    return d;
-}
-
 static int32_t *random_labels(size_t rows, size_t classes) {
     float *u = test_random_array(rows, 0, 1);
     int32_t *labels = malloc(rows * sizeof *labels);
@@ -55,7 +48,7 @@ START_TEST(reference_gradient_matches_finite_differences) {
      * h = 1e-5: truncation ~1e-10, rounding ~1e-11; tolerance 1e-8. */
     const size_t rows = 4, classes = 13;
     float *f_logits = test_random_array(rows * classes, -4, 4);
-    double *logits = to_doubles(f_logits, rows * classes), *probs = op_doubles(rows * classes);
+    double *logits = test_to_doubles(f_logits, rows * classes), *probs = op_doubles(rows * classes);
     double *losses = op_doubles(rows);
     int32_t *labels = random_labels(rows, classes);
     crossentropy_ref(logits, labels, rows, classes, probs, losses, NULL);
@@ -107,7 +100,7 @@ START_TEST(forward_and_backward_match_reference) {
         TEST_OK(clgqa_crossentropy_backward(rt, op_view(dlogits_mem), op_view(probs_mem),
                                             op_view(labels_mem), rows, classes, dloss));
 
-        double *d_logits = to_doubles(logits, n), *probs = op_doubles(n), *losses = op_doubles(rows);
+        double *d_logits = test_to_doubles(logits, n), *probs = op_doubles(n), *losses = op_doubles(rows);
         size_t *argmax = malloc(rows * sizeof *argmax);
         crossentropy_ref(d_logits, labels, rows, classes, probs, losses, argmax);
         float *got = op_floats(n), *got_rows = op_floats(rows);

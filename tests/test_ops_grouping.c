@@ -148,37 +148,16 @@ START_TEST(key_norms_match_float64) {
 }
 END_TEST
 
-/* ---- static split ---- */
-
-START_TEST(static_split_is_contiguous) {
-    int cases[][2] = {{4, 2}, {6, 6}, {12, 4}, {8, 1}};
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        int heads = cases[c][0], kv_heads = cases[c][1];
-        clgqa_attention_dims dims = dims_hg(heads, kv_heads);
-        float norms[16] = {0};
-        grouping_buffers g = grouping_alloc(norms, NULL, heads, kv_heads);
-        TEST_OK(clgqa_grouping_static(test_runtime(), &dims, clgqa_view_at(g.kv_map, 0),
-                                      clgqa_view_at(g.counts, 0)));
-        int32_t counts[16], kv_map[16];
-        read_split(&g, heads, kv_heads, counts, kv_map);
-        for (int j = 0; j < kv_heads; j++)
-            ck_assert_int_eq(counts[j], heads / kv_heads);
-        grouping_free(&g);
-    }
-}
-END_TEST
-
 START_TEST(bad_shapes_are_refused) {
     clgqa_runtime *rt = test_runtime();
     float norms[4] = {1, 2, 3, 4};
     grouping_buffers g = grouping_alloc(norms, NULL, 6, 4);
     clgqa_attention_dims dims = dims_hg(6, 4);
     clgqa_view map = clgqa_view_at(g.kv_map, 0), counts = clgqa_view_at(g.counts, 0);
-    ck_assert_int_eq(clgqa_grouping_static(rt, &dims, map, counts), CLGQA_ERR_INVALID_ARG);
-    ck_assert_msg(strstr(clgqa_error_message(), "multiple of kv_heads"), "%s",
-                  clgqa_error_message());
     ck_assert_int_eq(clgqa_grouping_kdgqa(rt, &dims, clgqa_view_at(g.norms, 0), map, counts),
                      CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "multiple of kv_heads"), "%s",
+                  clgqa_error_message());
     ck_assert_int_eq(clgqa_grouping_dgqa(rt, &dims, 0, 0, 1, clgqa_view_at(g.norms, 0),
                                          clgqa_view_at(g.cache, 0), map, counts, 1, 2),
                      CLGQA_ERR_INVALID_ARG);
@@ -190,7 +169,8 @@ START_TEST(bad_shapes_are_refused) {
     ck_assert_msg(strstr(clgqa_error_message(), "window_size"), "%s", clgqa_error_message());
     /* kv_map too small for 8 heads (the buffer holds 6). */
     clgqa_attention_dims big = dims_hg(8, 4);
-    ck_assert_int_eq(clgqa_grouping_static(rt, &big, map, counts), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_grouping_kdgqa(rt, &big, clgqa_view_at(g.norms, 0), map, counts),
+                     CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "kv_map"), "%s", clgqa_error_message());
     grouping_free(&g);
 }
@@ -586,7 +566,6 @@ int main(void) {
     TCase *tc = tcase_create("grouping");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, key_norms_match_float64);
-    tcase_add_test(tc, static_split_is_contiguous);
     tcase_add_test(tc, bad_shapes_are_refused);
     tcase_add_test(tc, kdgqa_rounds_half_to_even);
     tcase_add_test(tc, kdgqa_fixup_decrements_first_argmax);

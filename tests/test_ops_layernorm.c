@@ -77,13 +77,6 @@ static void layernorm_backward_ref(const double *dout, const double *in, const d
     free(zero);
 }
 
-static double *to_doubles(const float *x, size_t n) {
-    double *d = op_doubles(n);
-    for (size_t i = 0; i < n; i++)
-        d[i] = x[i];
-    return d;
-}
-
 /* sum(out * dout): the scalar whose gradient the backward computes. */
 static double probe_loss(const double *in, const double *weight, const double *bias,
                          const double *dout, size_t rows, size_t cols, double eps) {
@@ -114,8 +107,8 @@ START_TEST(reference_gradients_match_finite_differences) {
     const double eps = 1e-6;
     float *f_in = test_random_array(rows * cols, -2, 2), *f_w = test_random_array(cols, 0.5f, 1.5f);
     float *f_b = test_random_array(cols, -1, 1), *f_dout = test_random_array(rows * cols, -1, 1);
-    double *in = to_doubles(f_in, rows * cols), *weight = to_doubles(f_w, cols);
-    double *bias = to_doubles(f_b, cols), *dout = to_doubles(f_dout, rows * cols);
+    double *in = test_to_doubles(f_in, rows * cols), *weight = test_to_doubles(f_w, cols);
+    double *bias = test_to_doubles(f_b, cols), *dout = test_to_doubles(f_dout, rows * cols);
     double *din = op_doubles(rows * cols), *dweight = op_doubles(cols), *dbias = op_doubles(cols);
     double *s1 = op_doubles(rows * cols), *s2 = op_doubles(cols), *s3 = op_doubles(cols);
     layernorm_backward_ref(dout, in, weight, rows, cols, eps, din, dweight, dbias, s1, s2, s3);
@@ -167,8 +160,8 @@ static void check_shape(size_t rows, size_t cols, float eps) {
                                     op_view(in_mem), op_view(w_mem), op_view(b_mem), rows, cols,
                                     eps));
 
-    double *d_in = to_doubles(in, n), *d_w = to_doubles(weight, cols), *d_b = to_doubles(bias, cols);
-    double *d_dout = to_doubles(dout, n);
+    double *d_in = test_to_doubles(in, n), *d_w = test_to_doubles(weight, cols), *d_b = test_to_doubles(bias, cols);
+    double *d_dout = test_to_doubles(dout, n);
     double *want = op_doubles(n), *want_mean = op_doubles(rows), *want_rstd = op_doubles(rows);
     float *got = op_floats(n), *got_rows = op_floats(rows);
     layernorm_ref(d_in, d_w, d_b, rows, cols, eps, want, want_mean, want_rstd);
@@ -304,7 +297,7 @@ static void check_residual_forward(size_t rows, size_t cols, float eps) {
             x_scale[i] = fabs(residual[i]) + fabs(linear[i]) + fabs(linear_bias[c]);
             x[i] = residual[i] + (linear[i] + linear_bias[c]);
         }
-    double *d_w = to_doubles(weight, cols), *d_b = to_doubles(bias, cols);
+    double *d_w = test_to_doubles(weight, cols), *d_b = test_to_doubles(bias, cols);
     layernorm_ref(x, d_w, d_b, rows, cols, eps, want, want_mean, want_rstd);
     cl_mem residual_mem = op_upload_padded(residual, n), linear_mem = op_upload_padded(linear, n);
     cl_mem lb_mem = op_upload_padded(linear_bias, cols), w_mem = op_upload_padded(weight, cols);

@@ -69,20 +69,23 @@ START_TEST(runs_on_the_applications_queue) {
     ck_assert_str_eq(clgqa_runtime_device_name(rt), clgqa_runtime_device_name(test_runtime()));
     ck_assert_int_eq(clgqa_runtime_device_class(rt), clgqa_runtime_device_class(test_runtime()));
 
-    /* x = fresh random values, scaled by 3 on the device; the application
-     * reads the result itself, through its own queue. */
+    /* x = fresh random values, doubled on the device (a copy added to it);
+     * the application reads the result itself, through its own queue. */
     enum { N = 1000 };
     float *x = test_random_array(N, -2.0f, 2.0f), got[N];
-    cl_mem mem = NULL;
+    cl_mem mem = NULL, copy = NULL;
     TEST_OK(clgqa_buffer_create(rt, sizeof(float) * N, &mem));
+    TEST_OK(clgqa_buffer_create(rt, sizeof(float) * N, &copy));
     TEST_OK(clgqa_buffer_write(rt, mem, 0, sizeof(float) * N, x));
-    TEST_OK(clgqa_scale(rt, clgqa_view_at(mem, 0), N, 3.0f));
+    TEST_OK(clgqa_buffer_copy(rt, clgqa_view_at(copy, 0), clgqa_view_at(mem, 0), N));
+    TEST_OK(clgqa_accumulate(rt, clgqa_view_at(mem, 0), clgqa_view_at(copy, 0), N));
     ck_assert_int_eq(clEnqueueReadBuffer(app.queue, mem, CL_TRUE, 0, sizeof got, got, 0, NULL, NULL),
                      CL_SUCCESS);
     for (int i = 0; i < N; i++)
-        ck_assert_msg(got[i] == 3.0f * x[i], "element %d: %g, expected %g", i, (double)got[i],
-                      3.0 * (double)x[i]); /* one rounding of an exact product: equal */
+        ck_assert_msg(got[i] == 2.0f * x[i], "element %d: %g, expected %g", i, (double)got[i],
+                      2.0 * (double)x[i]); /* x + x is exact */
     clgqa_buffer_release(&mem);
+    clgqa_buffer_release(&copy);
 
     /* This queue has no profiling: refused with the reason. */
     ck_assert_int_eq(clgqa_profile_begin(rt), CLGQA_ERR_INVALID_ARG);
@@ -102,12 +105,13 @@ START_TEST(profiles_on_a_profiling_queue) {
     app_objects app = app_create(CL_QUEUE_PROFILING_ENABLE);
     clgqa_runtime *rt = NULL;
     TEST_OK(clgqa_runtime_wrap(app.context, app.device, app.queue, NULL, &rt));
-    cl_mem mem = NULL;
+    cl_mem mem = NULL, other = NULL;
     TEST_OK(clgqa_buffer_create(rt, sizeof(float) * 64, &mem));
+    TEST_OK(clgqa_buffer_create(rt, sizeof(float) * 64, &other));
     float host[64] = {0};
     TEST_OK(clgqa_profile_begin(rt));
     TEST_OK(clgqa_buffer_write(rt, mem, 0, sizeof host, host));
-    TEST_OK(clgqa_scale(rt, clgqa_view_at(mem, 0), 64, 1.5f));
+    TEST_OK(clgqa_accumulate(rt, clgqa_view_at(other, 0), clgqa_view_at(mem, 0), 64));
     clgqa_profile_total totals[8];
     int count = 0;
     TEST_OK(clgqa_profile_end(rt, totals, 8, &count));
@@ -120,6 +124,7 @@ START_TEST(profiles_on_a_profiling_queue) {
         ck_assert(totals[i].milliseconds >= 0.0);
     }
     clgqa_buffer_release(&mem);
+    clgqa_buffer_release(&other);
     clgqa_runtime_destroy(rt);
     app_release(&app);
 }

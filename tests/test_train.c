@@ -24,6 +24,7 @@
 #include "safetensors.h"
 #include "train_internal.h"
 #include "model_internal.h"
+#include "support/dataset_gen.h"
 #include "support/test_util.h"
 
 #define IMG 8
@@ -34,39 +35,23 @@ static char data_dir[64];
 
 /* ---- fixtures ------------------------------------------------------------- */
 
-static void write_be32(FILE *f, uint32_t v) {
-    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
-                          (unsigned char)(v >> 8), (unsigned char)v};
-    ck_assert_int_eq(fwrite(b, 1, 4, f), 4);
-}
-
 /* An IDX pair (images, labels) of `count` 8x8 images in `dir` whose
  * brightness follows the label, so the tiny model has something to learn. */
 static void write_idx_split(const char *dir, const char *prefix, int count, uint64_t stream) {
-    char path[256];
     float *noise = malloc((size_t)count * IMG * IMG * sizeof(float));
-    ck_assert_ptr_nonnull(noise);
+    uint8_t *pixels = malloc((size_t)count * IMG * IMG), *labels = malloc((size_t)count);
+    ck_assert(noise && pixels && labels);
     clgqa_host_uniform(noise, (size_t)count * IMG * IMG, 7, stream);
-    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, prefix);
-    FILE *images = fopen(path, "wb");
-    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, prefix);
-    FILE *labels = fopen(path, "wb");
-    ck_assert(images && labels);
-    write_be32(images, 0x00000803);
-    write_be32(images, (uint32_t)count);
-    write_be32(images, IMG);
-    write_be32(images, IMG);
-    write_be32(labels, 0x00000801);
-    write_be32(labels, (uint32_t)count);
     for (int i = 0; i < count; i++) {
-        unsigned char label = (unsigned char)(i * 7 % 10);
-        fputc(label, labels);
+        labels[i] = (uint8_t)(i * 7 % 10);
         for (int p = 0; p < IMG * IMG; p++)
-            fputc((int)(label * 20 + noise[(size_t)i * IMG * IMG + p] * 60), images);
+            pixels[(size_t)i * IMG * IMG + p] =
+                (uint8_t)(labels[i] * 20 + noise[(size_t)i * IMG * IMG + p] * 60);
     }
-    ck_assert_int_eq(fclose(images), 0);
-    ck_assert_int_eq(fclose(labels), 0);
+    ck_assert_int_eq(gen_write_idx(dir, prefix, count, IMG, pixels, labels, 0), 0);
     free(noise);
+    free(pixels);
+    free(labels);
 }
 
 static void make_dataset(void) {

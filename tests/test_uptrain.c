@@ -64,18 +64,6 @@ static void fixture_config(clgqa_config *cfg, const char *scheme, int classes, i
     TEST_OK(clgqa_config_finalize(cfg));
 }
 
-static double max_abs(const float *x, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++)
-        m = fmax(m, fabs(x[i]));
-    return m;
-}
-
-/* |got - want| <= rel * max|want| for every element. */
-static void check_scaled(const char *what, const float *got, const float *want, size_t n, double rel) {
-    test_assert_close_f(what, got, want, n, 0.0, rel * max_abs(want, n));
-}
-
 /* Tensor `name` of an open file as floats (malloc'ed); *numel set. */
 static float *file_floats(const clgqa_tensor_set *file, const char *name, size_t *numel) {
     const clgqa_tensor *st = clgqa_tensor_set_find(file, name);
@@ -163,7 +151,7 @@ static void check_logits(clgqa_model *model, const clgqa_tensor_set *expected, c
     size_t n;
     float *want = file_floats(expected, want_name, &n);
     float *got = eval_logits(model, expected, input);
-    check_scaled(want_name, got, want, n, rel);
+    test_assert_close_scaled(want_name, got, want, n, 0.0, rel);
     free(got);
     free(want);
 }

@@ -190,7 +190,7 @@ static void carve_layer(clgqa_model *m, int l, carver *c) {
            kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
     clgqa_attention_dims ad = model_attention_dims(m, d->max_batch);
     /* Sized for m->attention_kernel. */
-    const int pgqa = clgqa_scheme_traits_of(m->desc.scheme)->perturbs;
+    const int pgqa = m->traits.perturbs;
     size_t saved = clgqa_attention_saved_floats(&ad, pgqa, m->attention_kernel);
     model_layer *a = &m->layers[l];
     /* A block's views in one buffer when they fit. */
@@ -239,7 +239,7 @@ static void carve_shared(clgqa_model *m, carver *c) {
     m->dfc1 = carve(c, rows * F);
     m->dheads_out = carve(c, rows * C);
     m->dqkv = carve(c, rows * (C + 2 * kv));
-    const int pgqa = clgqa_scheme_traits_of(m->desc.scheme)->perturbs;
+    const int pgqa = m->traits.perturbs;
     size_t attention_scratch = clgqa_attention_scratch_floats(&ad, pgqa, m->attention_kernel);
     size_t key_norms_scratch = clgqa_key_norms_scratch_floats(&ad);
     m->attention_scratch = carve(c, attention_scratch > key_norms_scratch ? attention_scratch
@@ -442,12 +442,13 @@ static clgqa_status create_model(clgqa_model *m, const clgqa_model_desc *desc, i
     int L = d->num_layers;
     m->desc = *desc;
     m->desc.num_kv_heads = m->dims.kv_heads;
+    m->traits = *clgqa_scheme_traits_of(desc->scheme);
     m->attention_kernel = m->rt->attention_kernel;
     m->tensors = calloc(MODEL_T_BLOCKS + (size_t)L * MODEL_L_TENSORS + MODEL_F_TENSORS,
                         sizeof *m->tensors);
     m->layers = calloc((size_t)L, sizeof *m->layers);
-    m->noise_fixed = calloc((size_t)L, sizeof *m->noise_fixed);
-    if (!m->tensors || !m->layers || !m->noise_fixed)
+    m->pgqa_fixed = calloc((size_t)L, sizeof *m->pgqa_fixed);
+    if (!m->tensors || !m->layers || !m->pgqa_fixed)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: host tables");
     build_tensor_table(m);
     CLGQA_TRY(create_flat_buffers(m));
@@ -508,7 +509,7 @@ void clgqa_model_destroy(clgqa_model *m) {
     free(m->finishes);
     free(m->arena);
     free(m->layers);
-    free(m->noise_fixed);
+    free(m->pgqa_fixed);
     free(m->tensors);
     free(m);
 }
@@ -689,7 +690,11 @@ clgqa_status clgqa_model_copy_all_group_counts(clgqa_model *m, int32_t *group_co
                                 all_group_counts_bytes(m), group_counts, copied);
 }
 
-void clgqa_model_freeze_grouping(clgqa_model *m, int frozen) { m->grouping_frozen = frozen; }
+void clgqa_model_freeze_grouping(clgqa_model *m, model_grouping grouping) {
+    m->traits = *clgqa_scheme_traits_of(m->desc.scheme);
+    if (grouping == MODEL_GROUPING_FROZEN)
+        m->traits.dynamic = 0;
+}
 
 void clgqa_model_set_hooks(clgqa_model *m, const clgqa_model_hooks *hooks) {
     static const clgqa_model_hooks none;
@@ -699,11 +704,11 @@ void clgqa_model_set_hooks(clgqa_model *m, const clgqa_model_hooks *hooks) {
 clgqa_status clgqa_model_set_pgqa_noise(clgqa_model *m, int layer, const float *noise) {
     const char *op = "clgqa_model_set_pgqa_noise";
     CLGQA_TRY(check_layer(m, op, layer));
-    if (!clgqa_scheme_traits_of(m->desc.scheme)->perturbs)
+    if (!m->traits.perturbs)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: the model's scheme is %s, not pgqa", op,
                           clgqa_scheme_name(m->desc.scheme));
     if (!noise) {
-        m->noise_fixed[layer] = 0;
+        m->pgqa_fixed[layer] = clgqa_view_at(NULL, 0);
         return CLGQA_OK;
     }
     size_t per_layer = (size_t)m->dims.num_heads * m->dims.tokens * m->dims.head_dim;
@@ -711,7 +716,7 @@ clgqa_status clgqa_model_set_pgqa_noise(clgqa_model *m, int layer, const float *
         CLGQA_TRY(create_zeroed(m->rt, per_layer * m->dims.num_layers, &m->pgqa_noise));
     CLGQA_TRY(clgqa_buffer_write(m->rt, m->pgqa_noise, layer * per_layer * sizeof(float),
                                  per_layer * sizeof(float), noise));
-    m->noise_fixed[layer] = 1;
+    m->pgqa_fixed[layer] = clgqa_view_at(m->pgqa_noise, (size_t)layer * per_layer);
     return CLGQA_OK;
 }
 

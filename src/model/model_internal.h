@@ -115,6 +115,9 @@ typedef struct model_finish {
 struct clgqa_model {
     clgqa_runtime *rt;
     clgqa_model_desc desc; /* num_kv_heads is G, also for mhsa */
+    /* The scheme's row (scheme.h), a copy: the tests' frozen grouping is a
+     * row whose grouping is static (clgqa_model_freeze_grouping). */
+    clgqa_scheme_traits traits;
     clgqa_model_dims dims;
     /* The attention variant the arena was sized for (rt->attention_kernel at
      * creation); a pass refuses to run with another. */
@@ -163,9 +166,8 @@ struct clgqa_model {
     /* Grouping state. group_ints: kv_map [L][H] then group_counts [L][G];
      * group_floats: DGQA cache [L][G] then key_norms [L][G]. */
     cl_mem group_ints, group_floats;
-    cl_mem pgqa_noise; /* [L][H][P*d], created when a test fixes the noise */
-    int *noise_fixed;  /* per layer */
-    int grouping_frozen;
+    cl_mem pgqa_noise;     /* [L][H][P*d], created when a test fixes the noise */
+    clgqa_view *pgqa_fixed; /* [L]: each layer's fixed noise; .mem NULL: drawn */
     clgqa_model_hooks hooks; /* zeroed: none */
 
     /* last forward */
@@ -208,10 +210,11 @@ static inline clgqa_attention_dims model_attention_dims(const clgqa_model *m, in
 }
 
 /* ---- test hooks (not installed) ---- */
-/* Tests: frozen = 1 keeps the current grouping state on every forward
- * (no key-norm, KDGQA or DGQA update), so the loss is a smooth function of
- * the parameters for finite differences. */
-void clgqa_model_freeze_grouping(clgqa_model *model, int frozen);
+/* Tests: keep the current grouping state on every forward (no key-norm,
+ * KDGQA or DGQA update), so the loss is a smooth function of the
+ * parameters for finite differences; or follow the scheme again. */
+typedef enum model_grouping { MODEL_GROUPING_SCHEME = 0, MODEL_GROUPING_FROZEN } model_grouping;
+void clgqa_model_freeze_grouping(clgqa_model *model, model_grouping grouping);
 /* Tests (PGQA parity): use noise [H, P*d] (raw uniforms U, before diagonal
  * zeroing and standardisation) for `layer` instead of drawing; NULL goes back
  * to drawing. Blocking. */

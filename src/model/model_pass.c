@@ -67,9 +67,7 @@ static clgqa_status key_norms(clgqa_model *m, int l, const clgqa_attention_dims 
 
 static clgqa_status update_grouping(clgqa_model *m, int l, const clgqa_attention_dims *ad,
                                     clgqa_view k, const clgqa_pass *pass) {
-    if (m->grouping_frozen)
-        return CLGQA_OK;
-    const clgqa_scheme_traits *traits = clgqa_scheme_traits_of(m->desc.scheme);
+    const clgqa_scheme_traits *traits = &m->traits;
     if (!traits->dynamic) /* mhsa, gqa, pgqa: the static split set at creation */
         return CLGQA_OK;
     if (!traits->windowed) { /* kdgqa: recomputed on every forward pass */
@@ -130,13 +128,11 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
     CLGQA_TRY(linear_forward(rt, a->qkv, a->ln1, P(Q_W), P(Q_B), rows, C, C + 2 * kv));
     CLGQA_TRY(update_grouping(m, l, &ad, a->k, pass));
 
-    int pgqa = clgqa_scheme_traits_of(m->desc.scheme)->perturbs;
+    int pgqa = m->traits.perturbs;
     clgqa_attention_saved_layout(&ad, pgqa, rt->attention_kernel, a->attention_region, &a->saved);
-    clgqa_pgqa noise = {m->desc.seed, clgqa_stream_id(CLGQA_RNG_PGQA, (uint32_t)l, (uint64_t)pass->global_step),
-                        {NULL, 0}};
-    if (pgqa && m->noise_fixed[l])
-        noise.fixed_noise = clgqa_view_at(m->pgqa_noise, (size_t)l * d->num_heads * d->tokens *
-                                                             d->head_dim);
+    clgqa_pgqa noise = {m->desc.seed,
+                        clgqa_stream_id(CLGQA_RNG_PGQA, (uint32_t)l, (uint64_t)pass->global_step),
+                        m->pgqa_fixed[l]};
     CLGQA_TRY(clgqa_attention_forward(rt, &ad, a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
                                       pgqa ? &noise : NULL, &a->saved));
     model_norm norm2 = block_norm(m, l, 1);
@@ -331,7 +327,7 @@ static clgqa_status block_backward(clgqa_model *m, int l) {
     CLGQA_TRY(clgqa_attention_backward(rt, &ad, m->dqkv, clgqa_view_add(m->dqkv, C),
                                        clgqa_view_add(m->dqkv, C + kv), m->dheads_out,
                                        a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
-                                       clgqa_scheme_traits_of(m->desc.scheme)->perturbs, &a->saved,
+                                       m->traits.perturbs, &a->saved,
                                        m->attention_scratch));
     CLGQA_TRY(linear_backward(rt, m->dln, G(Q_W), m->dqkv, a->ln1, P(Q_W), rows, C, C + 2 * kv));
     CLGQA_TRY(clgqa_column_partials(rt, bias_partials(m, l, BIAS_QKV), pp->qkv_chunks, m->dqkv,

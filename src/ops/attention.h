@@ -36,10 +36,8 @@ typedef struct clgqa_attention_dims {
 clgqa_status clgqa_key_norms(clgqa_runtime *rt, const clgqa_attention_dims *dims,
                              clgqa_view key_norms, clgqa_view k, clgqa_view scratch);
 size_t clgqa_key_norms_scratch_floats(const clgqa_attention_dims *dims);
-/* Static split H/G (contiguous groups). Every grouping launcher refuses
- * H % G != 0 (the static split is the fallback of the dynamic schemes). */
-clgqa_status clgqa_grouping_static(clgqa_runtime *rt, const clgqa_attention_dims *dims,
-                                   clgqa_view kv_map, clgqa_view group_counts);
+/* Every grouping launcher refuses H % G != 0 (the static split H/G, in
+ * contiguous groups, is the fallback of the dynamic schemes). */
 /* KDGQA allocation from key_norms (min-max, round half to even, argmax/argmin
  * fix-up; all-equal norms -> static split). */
 clgqa_status clgqa_grouping_kdgqa(clgqa_runtime *rt, const clgqa_attention_dims *dims,

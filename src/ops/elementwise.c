@@ -19,21 +19,7 @@ static clgqa_status launch_columns_rows(clgqa_runtime *rt, cl_kernel k, size_t r
     return clgqa_launch_2d(rt, k, cols, rows, columns, local / columns);
 }
 
-/* ---- scale, accumulate ---- */
-
-clgqa_status clgqa_scale(clgqa_runtime *rt, clgqa_view x, size_t n, float alpha) {
-    if (n == 0)
-        return CLGQA_OK;
-    CLGQA_TRY(clgqa_check_view("clgqa_scale", "x", x, n, sizeof(float)));
-    cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "scale", &k));
-    kernel_args args = kernel_args_start(k);
-    kernel_arg_view(&args, x);
-    kernel_arg_uint(&args, n);
-    KERNEL_ARG(&args, alpha);
-    CLGQA_TRY(kernel_args_done(&args));
-    return clgqa_launch_1d(rt, k, n, elementwise_local(rt, k));
-}
+/* ---- accumulate ---- */
 
 clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src, size_t n) {
     if (n == 0)

@@ -1,23 +1,8 @@
-/* Element-wise ops: scale, add, accumulate, bias add, bias + exact GELU
- * (the bias gradient is a column sum: reduce.cl; GELU's backward on GPUs
- * computes its partial sums in the same pass). Each tensor arrives as
- * (buffer, element offset); global sizes are rounded up, so every kernel
- * guards its bounds. Fill and copy need no kernel (clEnqueueFillBuffer /
- * clEnqueueCopyBuffer). */
-
-__kernel void scale(__global float *x, const uint x_off, const uint n, const float alpha) {
-    const uint i = get_global_id(0);
-    if (i < n)
-        x[x_off + i] *= alpha;
-}
-
-/* out may alias a or b: each element is read before it is written. */
-__kernel void add(__global float *out, const uint out_off, __global const float *a,
-                  const uint a_off, __global const float *b, const uint b_off, const uint n) {
-    const uint i = get_global_id(0);
-    if (i < n)
-        out[out_off + i] = a[a_off + i] + b[b_off + i];
-}
+/* Element-wise ops: accumulate, bias add, bias + exact GELU (the bias
+ * gradient is a column sum: reduce.cl; GELU's backward on GPUs computes its
+ * partial sums in the same pass). Each tensor arrives as (buffer, element
+ * offset); global sizes are rounded up, so every kernel guards its bounds.
+ * Fill and copy are the runtime's (clEnqueueFillBuffer, clEnqueueCopyBuffer). */
 
 __kernel void accumulate(__global float *dst, const uint dst_off, __global const float *src,
                          const uint src_off, const uint n) {

@@ -148,23 +148,6 @@ clgqa_status clgqa_key_norms_kdgqa(clgqa_runtime *rt, const clgqa_attention_dims
     return clgqa_launch_1d(rt, fused, local, local);
 }
 
-clgqa_status clgqa_grouping_static(clgqa_runtime *rt, const clgqa_attention_dims *dims,
-                                   clgqa_view kv_map, clgqa_view group_counts) {
-    const char *op = "clgqa_grouping_static";
-    CLGQA_TRY(check_grouping_dims(op, dims));
-    CLGQA_TRY(check_map_views(op, dims, kv_map, group_counts));
-    cl_kernel kern;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "grouping_static", &kern));
-    cl_uint heads = (cl_uint)dims->heads, kv_heads = (cl_uint)dims->kv_heads;
-    kernel_args args = kernel_args_start(kern);
-    kernel_arg_view(&args, kv_map);
-    kernel_arg_view(&args, group_counts);
-    KERNEL_ARG(&args, heads);
-    KERNEL_ARG(&args, kv_heads);
-    CLGQA_TRY(kernel_args_done(&args));
-    return clgqa_launch_1d(rt, kern, 1, 1);
-}
-
 clgqa_status clgqa_grouping_kdgqa(clgqa_runtime *rt, const clgqa_attention_dims *dims,
                                   clgqa_view key_norms, clgqa_view kv_map,
                                   clgqa_view group_counts) {

@@ -78,15 +78,6 @@ static void static_split(__global int *group_counts, const uint group_counts_off
         group_counts[group_counts_off + j] = (int)(heads / kv_heads);
 }
 
-__kernel void grouping_static(__global int *kv_map, const uint kv_map_off,
-                              __global int *group_counts, const uint group_counts_off,
-                              const uint heads, const uint kv_heads) {
-    if (get_global_id(0) != 0)
-        return;
-    static_split(group_counts, group_counts_off, heads, kv_heads);
-    write_kv_map(kv_map, kv_map_off, group_counts, group_counts_off, heads, kv_heads);
-}
-
 /* n_j = rint(share_j / sum(share) * H) (rint rounds half to even, as
  * torch.round); returns the sum of the n_j. */
 static int round_shares(__global int *group_counts, const uint group_counts_off,

@@ -24,8 +24,6 @@
 #include "philox.h"
 
 /* ---- elementwise.cl ---- */
-/* x *= alpha */
-clgqa_status clgqa_scale(clgqa_runtime *rt, clgqa_view x, size_t n, float alpha);
 /* dst += src */
 clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src, size_t n);
 /* x[r, c] += bias[c] */

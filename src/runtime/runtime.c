@@ -187,7 +187,7 @@ static int contains_ignore_case(const char *haystack, const char *needle) {
 }
 
 /* Whether device i of slots matches a non-empty `spec` (see runtime.h). */
-static int device_matches(const device_slot *slots, int count, int i, const char *spec) {
+static int device_matches(const device_slot *slots, int i, const char *spec) {
     char *end;
     long index = strtol(spec, &end, 10);
     if (*end == 0 && end != spec)
@@ -210,7 +210,7 @@ static int match_devices(const device_slot *slots, int count, const char *spec, 
     int found = 0;
     int any_gpu = !spec || !*spec;
     for (int i = 0; i < count && found < max; i++)
-        if (any_gpu ? device_matches(slots, count, i, "gpu") : device_matches(slots, count, i, spec))
+        if (any_gpu ? device_matches(slots, i, "gpu") : device_matches(slots, i, spec))
             indices[found++] = i;
     if (any_gpu && found == 0 && max > 0)
         indices[found++] = 0;
@@ -990,10 +990,6 @@ clgqa_status clgqa_set_arg(cl_kernel kernel, cl_uint index, size_t size, const v
     }
     (void)what;
     return CLGQA_OK;
-}
-
-clgqa_status clgqa_set_local_arg(cl_kernel kernel, cl_uint index, size_t bytes) {
-    return clgqa_set_arg(kernel, index, bytes, NULL, "local");
 }
 
 size_t clgqa_work_group_size(clgqa_runtime *rt, cl_kernel kernel, size_t want) {

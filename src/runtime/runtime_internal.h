@@ -76,8 +76,6 @@ clgqa_status clgqa_build_program(clgqa_runtime *rt, const char *name, const char
 
 clgqa_status clgqa_set_arg(cl_kernel kernel, cl_uint index, size_t size, const void *value,
                            const char *what);
-/* Local memory argument of `bytes`. */
-clgqa_status clgqa_set_local_arg(cl_kernel kernel, cl_uint index, size_t bytes);
 
 /* Largest usable work-group size for `kernel` on this device, at most `want`,
  * rounded down to a power of two. */

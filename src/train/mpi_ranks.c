@@ -291,11 +291,11 @@ clgqa_status clgqa_mpi_attach(clgqa_mpi *mpi, clgqa_runtime *rt, clgqa_model *mo
     return CLGQA_OK;
 }
 
-clgqa_status clgqa_mpi_begin_pass(clgqa_mpi *mpi, const clgqa_batch *batch, int training) {
+clgqa_status clgqa_mpi_begin_pass(clgqa_mpi *mpi, const clgqa_batch *batch, clgqa_pass_mode mode) {
     if (!mpi)
         return CLGQA_OK;
     mpi->sum_norms = !batch->replicated;
-    if (!training)
+    if (mode != CLGQA_PASS_TRAIN)
         return CLGQA_OK;
     if (batch->replicated) {
         mpi->weight = mpi->rank == 0 ? 1.0f : 0.0f;
@@ -438,7 +438,7 @@ clgqa_status clgqa_mpi_time_allreduce(clgqa_mpi *mpi, const size_t *bucket_float
     return status;
 }
 
-#else /* one process only: every context is NULL */
+#else /* one process only */
 
 clgqa_status clgqa_mpi_init(clgqa_launch launch, clgqa_mpi **out) {
     *out = NULL;
@@ -448,43 +448,72 @@ clgqa_status clgqa_mpi_init(clgqa_launch launch, clgqa_mpi **out) {
                           "run it without mpirun, or install libopenmpi-dev and rebuild");
     return CLGQA_OK;
 }
-void clgqa_mpi_finalize(clgqa_mpi *mpi) {}
-int clgqa_mpi_rank(const clgqa_mpi *mpi) { return 0; }
-int clgqa_mpi_ranks(const clgqa_mpi *mpi) { return 1; }
+/* Without MPI every context is NULL: one process, nothing to agree on. The
+ * arguments are those of the MPI build, unused here. */
+void clgqa_mpi_finalize(clgqa_mpi *mpi) { (void)mpi; }
+int clgqa_mpi_rank(const clgqa_mpi *mpi) { (void)mpi; return 0; }
+int clgqa_mpi_ranks(const clgqa_mpi *mpi) { (void)mpi; return 1; }
 clgqa_status clgqa_mpi_refuse(clgqa_mpi *mpi, const char *fmt, ...) {
+    (void)mpi;
     va_list args;
     va_start(args, fmt);
     clgqa_status status = vrefuse(fmt, args);
     va_end(args);
     return status;
 }
-int clgqa_mpi_fail(clgqa_mpi *mpi, int everywhere) { return fail_one_process(); }
+int clgqa_mpi_fail(clgqa_mpi *mpi, int everywhere) {
+    (void)mpi, (void)everywhere;
+    return fail_one_process();
+}
 clgqa_status clgqa_mpi_device_spec(const clgqa_mpi *mpi, const char *spec, char *out,
                                    size_t size) {
+    (void)mpi;
     list_item(spec ? spec : "", 0, out, size);
     return CLGQA_OK;
 }
 clgqa_status clgqa_mpi_check_devices(clgqa_mpi *mpi, const clgqa_runtime *rt, int allow_shared) {
+    (void)mpi, (void)rt, (void)allow_shared;
     return CLGQA_OK;
 }
-void clgqa_mpi_describe(const clgqa_mpi *mpi, const clgqa_runtime *rt, int batch_size, FILE *log) {}
+void clgqa_mpi_describe(const clgqa_mpi *mpi, const clgqa_runtime *rt, int batch_size, FILE *log) {
+    (void)mpi, (void)rt, (void)batch_size, (void)log;
+}
 clgqa_status clgqa_mpi_attach(clgqa_mpi *mpi, clgqa_runtime *rt, clgqa_model *model) {
+    (void)mpi, (void)rt, (void)model;
     return CLGQA_OK;
 }
-clgqa_status clgqa_mpi_begin_pass(clgqa_mpi *mpi, const clgqa_batch *batch, int training) {
+clgqa_status clgqa_mpi_begin_pass(clgqa_mpi *mpi, const clgqa_batch *batch, clgqa_pass_mode mode) {
+    (void)mpi, (void)batch, (void)mode;
     return CLGQA_OK;
 }
-clgqa_status clgqa_mpi_reduce_gradients(clgqa_mpi *mpi) { return CLGQA_OK; }
-clgqa_status clgqa_mpi_sum_metrics(clgqa_mpi *mpi, clgqa_metrics *metrics) { return CLGQA_OK; }
-clgqa_status clgqa_mpi_sum_longs(clgqa_mpi *mpi, long *values, int count) { return CLGQA_OK; }
-clgqa_status clgqa_mpi_max_long(clgqa_mpi *mpi, long *value) { return CLGQA_OK; }
+clgqa_status clgqa_mpi_reduce_gradients(clgqa_mpi *mpi) {
+    (void)mpi;
+    return CLGQA_OK;
+}
+clgqa_status clgqa_mpi_sum_metrics(clgqa_mpi *mpi, clgqa_metrics *metrics) {
+    (void)mpi, (void)metrics;
+    return CLGQA_OK;
+}
+clgqa_status clgqa_mpi_sum_longs(clgqa_mpi *mpi, long *values, int count) {
+    (void)mpi, (void)values, (void)count;
+    return CLGQA_OK;
+}
+clgqa_status clgqa_mpi_max_long(clgqa_mpi *mpi, long *value) {
+    (void)mpi, (void)value;
+    return CLGQA_OK;
+}
 clgqa_status clgqa_mpi_check_weights(clgqa_mpi *mpi, clgqa_model *model, uint64_t *hash) {
+    (void)mpi, (void)model;
     *hash = 0;
     return CLGQA_OK;
 }
-double clgqa_mpi_wait_seconds(const clgqa_mpi *mpi) { return 0; }
+double clgqa_mpi_wait_seconds(const clgqa_mpi *mpi) {
+    (void)mpi;
+    return 0;
+}
 clgqa_status clgqa_mpi_time_allreduce(clgqa_mpi *mpi, const size_t *bucket_floats, int buckets,
                                       int repeats, double *seconds) {
+    (void)mpi, (void)bucket_floats, (void)buckets, (void)repeats;
     *seconds = 0;
     return clgqa_fail(CLGQA_ERR_UNSUPPORTED, "this clgqa was built without MPI");
 }

@@ -80,10 +80,10 @@ void clgqa_mpi_describe(const clgqa_mpi *mpi, const clgqa_runtime *rt, int batch
  * staging of the gradient buffer. */
 clgqa_status clgqa_mpi_attach(clgqa_mpi *mpi, clgqa_runtime *rt, clgqa_model *model);
 /* Before each forward pass: the batch this rank got from its sharded loader.
- * training: a gradient will follow (its weight, count / the ranks' total, is
- * agreed here). A replicated batch (fewer images than ranks) is whole on
+ * In training a gradient will follow (its weight, count / the ranks' total,
+ * is agreed here). A replicated batch (fewer images than ranks) is whole on
  * every rank: no key-norm sum, and only rank 0's gradient counts. */
-clgqa_status clgqa_mpi_begin_pass(clgqa_mpi *mpi, const clgqa_batch *batch, int training);
+clgqa_status clgqa_mpi_begin_pass(clgqa_mpi *mpi, const clgqa_batch *batch, clgqa_pass_mode mode);
 /* After clgqa_model_backward: sums the buckets over the ranks and enqueues
  * the write of the sum into the gradient buffer. */
 clgqa_status clgqa_mpi_reduce_gradients(clgqa_mpi *mpi);

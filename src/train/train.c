@@ -176,7 +176,7 @@ static clgqa_status evaluate_with(clgqa_model *model, const clgqa_config *cfg,
             status = clgqa_model_read_metrics(model, &before_replicated);
         replicated |= batch.replicated;
         if (status == CLGQA_OK)
-            status = clgqa_mpi_begin_pass(mpi, &batch, 0);
+            status = clgqa_mpi_begin_pass(mpi, &batch, CLGQA_PASS_EVAL);
         clgqa_view pixels, labels;
         if (status == CLGQA_OK)
             status = clgqa_batch_upload_next(up, &batch, &pixels, &labels);
@@ -532,7 +532,7 @@ static clgqa_status load_batch(trainer *t, epoch_run *e, long step, clgqa_batch 
             t->readback.held = t->readback.taken;
     }
     e->replicated |= batch->replicated;
-    return clgqa_mpi_begin_pass(t->mpi, batch, 1);
+    return clgqa_mpi_begin_pass(t->mpi, batch, CLGQA_PASS_TRAIN);
 }
 
 /* The previous step's losses and metrics (its log rows, progress and

@@ -139,26 +139,43 @@ static int write_maybe_gz(const char *path, const uint8_t *data, size_t size, in
     return 0;
 }
 
-static int mnist_split(const char *dir, const char *prefix, int count, int first, int side,
-                       int gzip) {
+int gen_write_idx(const char *dir, const char *prefix, int count, int side,
+                  const uint8_t *pixels, const uint8_t *labels, int gzip) {
     size_t image_bytes = (size_t)side * (size_t)side;
     uint8_t *images = malloc(16 + (size_t)count * image_bytes);
-    uint8_t *labels = malloc(8 + (size_t)count);
+    uint8_t *label_file = malloc(8 + (size_t)count);
+    if (!images || !label_file) {
+        free(images);
+        free(label_file);
+        return -1;
+    }
     put_be32(images, 0x803), put_be32(images + 4, (uint32_t)count);
     put_be32(images + 8, (uint32_t)side), put_be32(images + 12, (uint32_t)side);
-    put_be32(labels, 0x801), put_be32(labels + 4, (uint32_t)count);
-    for (int i = 0; i < count; i++) {
-        uint8_t *px = gen_image(first + i, side, side, 1);
-        memcpy(images + 16 + (size_t)i * image_bytes, px, image_bytes);
-        free(px);
-        labels[8 + i] = (uint8_t)gen_label(first + i, 10);
-    }
+    put_be32(label_file, 0x801), put_be32(label_file + 4, (uint32_t)count);
+    memcpy(images + 16, pixels, (size_t)count * image_bytes);
+    memcpy(label_file + 8, labels, (size_t)count);
     char path[4096];
     snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, prefix);
     int rc = write_maybe_gz(path, images, 16 + (size_t)count * image_bytes, gzip);
     snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, prefix);
-    rc |= write_maybe_gz(path, labels, 8 + (size_t)count, gzip);
+    rc |= write_maybe_gz(path, label_file, 8 + (size_t)count, gzip);
     free(images);
+    free(label_file);
+    return rc;
+}
+
+static int mnist_split(const char *dir, const char *prefix, int count, int first, int side,
+                       int gzip) {
+    size_t image_bytes = (size_t)side * (size_t)side;
+    uint8_t *pixels = malloc((size_t)count * image_bytes), *labels = malloc((size_t)count);
+    for (int i = 0; pixels && labels && i < count; i++) {
+        uint8_t *px = gen_image(first + i, side, side, 1);
+        memcpy(pixels + (size_t)i * image_bytes, px, image_bytes);
+        free(px);
+        labels[i] = (uint8_t)gen_label(first + i, 10);
+    }
+    int rc = pixels && labels ? gen_write_idx(dir, prefix, count, side, pixels, labels, gzip) : -1;
+    free(pixels);
     free(labels);
     return rc;
 }

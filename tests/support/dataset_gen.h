@@ -32,6 +32,11 @@ int gen_write_png(const char *path, int sample, int width, int height, int chann
  * `train` and `test` samples of side x side (labels gen_label(i, 10); the
  * test split's samples are numbered from 1000). */
 int gen_mnist(const char *dir, int train, int test, int side, int gzip);
+/* One IDX split of your own: <dir>/<prefix>-images-idx3-ubyte (count
+ * side x side images, `pixels` row-major) and -labels-idx1-ubyte, gzipped
+ * (.gz) when gzip. */
+int gen_write_idx(const char *dir, const char *prefix, int count, int side,
+                  const uint8_t *pixels, const uint8_t *labels, int gzip);
 /* CIFAR-10 (data_batch_1..5.bin with per_batch records each, test_batch.bin
  * with `test`) or CIFAR-100 (train.bin with 5 * per_batch, test.bin;
  * coarse label = fine % 20). Test samples are numbered from 1000. */

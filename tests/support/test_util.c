@@ -216,3 +216,23 @@ clgqa_status test_runtime_create(clgqa_runtime **out) {
     CLGQA_TRY(cli_read_environment(&env));
     return clgqa_runtime_create(&env.options, out);
 }
+
+double test_max_abs(const float *x, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)x[i]));
+    return m;
+}
+
+void test_assert_close_scaled(const char *what, const float *got, const float *want, size_t n,
+                              double rel, double floor) {
+    test_assert_close_f(what, got, want, n, rel, floor * test_max_abs(want, n));
+}
+
+double *test_to_doubles(const float *x, size_t n) {
+    double *d = malloc(sizeof(double) * (n ? n : 1));
+    ck_assert_ptr_nonnull(d);
+    for (size_t i = 0; i < n; i++)
+        d[i] = x[i];
+    return d;
+}

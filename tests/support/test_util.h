@@ -59,6 +59,16 @@ void test_assert_close(const char *what, const float *got, const double *want, s
 void test_assert_close_f(const char *what, const float *got, const float *want, size_t n,
                          double rel_tol, double abs_tol);
 
+/* Element-wise: |got - want| <= rel * |want| + floor * max|want|. The floor
+ * covers elements near zero by cancellation: float32 rounding in sums over a
+ * tensor's typical magnitudes is a fraction of that scale, not of the
+ * element. */
+void test_assert_close_scaled(const char *what, const float *got, const float *want, size_t n,
+                              double rel, double floor);
+/* max |x[i]|, and x as doubles (malloc'ed), for references. */
+double test_max_abs(const float *x, size_t n);
+double *test_to_doubles(const float *x, size_t n);
+
 /* Assert cfg holds the reference's training recipe (docs/attention-variants.md):
  * lr, schedule, warm-up, batch, epochs, augmentation, 224 / patch 16,
  * normalisation, seed, AdamW's constants, no clipping, shuffling. */
