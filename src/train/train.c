@@ -310,15 +310,11 @@ static void trainer_free(trainer *t) {
     clgqa_dataset_close(t->test_set);
 }
 
-static clgqa_status trainer_open(trainer *t) {
+/* The splits, their loaders (this rank's shard of each batch, as 8-bit
+ * pixels for the device to normalise), and num_classes when the dataset
+ * gives it. */
+static clgqa_status open_data(trainer *t, int rank, int ranks) {
     clgqa_config *cfg = &t->cfg;
-    const clgqa_train_options *opt = t->options;
-    int rank = clgqa_mpi_rank(t->mpi), ranks = clgqa_mpi_ranks(t->mpi);
-    if (cfg->batch_size % ranks != 0)
-        return clgqa_mpi_refuse(t->mpi, "batch_size %d is the global batch: it must divide by the %d ranks",
-                                cfg->batch_size, ranks);
-    if (rank == 0) /* only rank 0 writes files */
-        CLGQA_TRY(run_make_dirs(cfg->out_dir));
     clgqa_dataset_options data;
     clgqa_config_dataset_options(cfg, &data);
     CLGQA_TRY(clgqa_dataset_open(&data, CLGQA_SPLIT_TRAIN, &t->train_set));
@@ -333,7 +329,13 @@ static clgqa_status trainer_open(trainer *t) {
     CLGQA_TRY(clgqa_loader_shard(t->train_loader, rank, ranks));
     CLGQA_TRY(clgqa_loader_shard(t->test_loader, rank, ranks));
     CLGQA_TRY(clgqa_loader_use_pixels(t->train_loader));
-    CLGQA_TRY(clgqa_loader_use_pixels(t->test_loader));
+    return clgqa_loader_use_pixels(t->test_loader);
+}
+
+/* The model, its batch slots and readback, and its weights: a resumed
+ * run's last.safetensors, a pretrained checkpoint, or the initialisation. */
+static clgqa_status open_model(trainer *t, int ranks) {
+    const clgqa_config *cfg = &t->cfg;
     /* A rank's shard, or a whole batch smaller than the ranks (replicated). */
     int max_batch = cfg->batch_size / ranks > ranks - 1 ? cfg->batch_size / ranks : ranks - 1;
     clgqa_model_desc desc;
@@ -343,34 +345,65 @@ static clgqa_status trainer_open(trainer *t) {
     const clgqa_model_dims *dims = clgqa_model_get_dims(t->model);
     CLGQA_TRY(clgqa_batch_upload_create(t->rt, dims, max_batch, &t->upload));
     CLGQA_TRY(readback_open(&t->readback, t->rt, dims));
-
-    char path[1200];
-    if (opt->resume_dir) {
-        run_join_path(path, sizeof path, opt->resume_dir, "last.safetensors");
-        CLGQA_TRY(clgqa_checkpoint_load_training(t->model, path, &t->state));
-        int trained_on = t->state.ranks > 0 ? t->state.ranks : 1;
-        if (trained_on != ranks)
-            return clgqa_mpi_refuse(t->mpi, "%s was trained on %d rank%s, this run has %d: resume "
-                                    "with mpirun -np %d", path, trained_on, trained_on > 1 ? "s" : "",
-                                    ranks, trained_on);
-        if (!t->quiet && t->state.epoch_steps > 0)
-            fprintf(t->log, "resuming %s in epoch %ld after step %ld (global step %ld)\n", path,
-                    t->state.epochs_done + 1, t->state.epoch_steps, t->state.global_step);
-        else if (!t->quiet)
-            fprintf(t->log, "resuming %s after epoch %ld (step %ld)\n", path,
-                    t->state.epochs_done, t->state.global_step);
-    } else if (cfg->pretrained_ckpt[0]) {
-        CLGQA_TRY(clgqa_checkpoint_load_pretrained(
+    const char *resume_dir = t->options->resume_dir;
+    if (!resume_dir && !cfg->pretrained_ckpt[0])
+        return CLGQA_OK;
+    if (!resume_dir)
+        return clgqa_checkpoint_load_pretrained(
             t->model, cfg->pretrained_ckpt,
-            cfg->pos_embed_antialias ? CLGQA_RESAMPLE_ANTIALIAS : CLGQA_RESAMPLE_BICUBIC, t->log));
-    }
+            cfg->pos_embed_antialias ? CLGQA_RESAMPLE_ANTIALIAS : CLGQA_RESAMPLE_BICUBIC, t->log);
+    char path[1200];
+    run_join_path(path, sizeof path, resume_dir, "last.safetensors");
+    CLGQA_TRY(clgqa_checkpoint_load_training(t->model, path, &t->state));
+    int trained_on = t->state.ranks > 0 ? t->state.ranks : 1;
+    if (trained_on != ranks)
+        return clgqa_mpi_refuse(t->mpi, "%s was trained on %d rank%s, this run has %d: resume "
+                                "with mpirun -np %d", path, trained_on, trained_on > 1 ? "s" : "",
+                                ranks, trained_on);
+    if (!t->quiet && t->state.epoch_steps > 0)
+        fprintf(t->log, "resuming %s in epoch %ld after step %ld (global step %ld)\n", path,
+                t->state.epochs_done + 1, t->state.epoch_steps, t->state.global_step);
+    else if (!t->quiet)
+        fprintf(t->log, "resuming %s after epoch %ld (step %ld)\n", path, t->state.epochs_done,
+                t->state.global_step);
+    return CLGQA_OK;
+}
+
+/* Rank 0's files: config.yaml, and run.csv, groups.csv and steps.csv,
+ * created or, for a resumed run, trimmed to what its checkpoint had seen. */
+static clgqa_status open_run_files(trainer *t) {
+    const clgqa_config *cfg = &t->cfg;
+    char path[1200];
+    run_join_path(path, sizeof path, cfg->out_dir, "config.yaml");
+    CLGQA_TRY(clgqa_config_write(cfg, path));
+    run_join_path(path, sizeof path, cfg->out_dir, "run.csv");
+    const clgqa_train_state *resumed = t->options->resume_dir ? &t->state : NULL;
+    CLGQA_TRY(run_open_log(path, "epoch,train_loss,train_acc,test_loss,test_acc", resumed,
+                           run_keep_epoch_row, &t->run_csv));
+    run_join_path(path, sizeof path, cfg->out_dir, "groups.csv");
+    CLGQA_TRY(run_open_log(path, "epoch,step,layer,counts", resumed, run_keep_groups_row,
+                           &t->groups_csv));
+    run_join_path(path, sizeof path, cfg->out_dir, "steps.csv");
+    return run_open_log(path, CLGQA_STEP_LOG_HEADER, resumed, run_keep_steps_row, &t->steps.csv);
+}
+
+static clgqa_status trainer_open(trainer *t) {
+    const clgqa_config *cfg = &t->cfg;
+    int rank = clgqa_mpi_rank(t->mpi), ranks = clgqa_mpi_ranks(t->mpi);
+    if (cfg->batch_size % ranks != 0)
+        return clgqa_mpi_refuse(t->mpi, "batch_size %d is the global batch: it must divide by the %d ranks",
+                                cfg->batch_size, ranks);
+    if (rank == 0) /* only rank 0 writes files */
+        CLGQA_TRY(run_make_dirs(cfg->out_dir));
+    CLGQA_TRY(open_data(t, rank, ranks));
+    CLGQA_TRY(open_model(t, ranks));
 
     t->steps_per_epoch = clgqa_steps_per_epoch(cfg, (long)clgqa_loader_num_batches(t->train_loader));
     t->total_steps = t->steps_per_epoch * cfg->epochs;
     if (t->state.epoch_steps > t->steps_per_epoch)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s/last.safetensors stopped after step %ld of an "
                           "epoch, which now has %ld steps: resume with the config it was trained "
-                          "with", opt->resume_dir, t->state.epoch_steps, t->steps_per_epoch);
+                          "with", t->options->resume_dir, t->state.epoch_steps, t->steps_per_epoch);
     /* groups.csv: a row per layer every log_steps training steps (every
      * window for DGQA) and after each evaluation, so a file stays small. */
     const clgqa_scheme_traits *traits = clgqa_scheme_traits_of(cfg->att_scheme);
@@ -384,19 +417,7 @@ static clgqa_status trainer_open(trainer *t) {
     t->state.ranks = ranks;
     if (!t->quiet)
         clgqa_mpi_describe(t->mpi, t->rt, cfg->batch_size, t->rank_log);
-    if (rank != 0)
-        return CLGQA_OK;
-    run_join_path(path, sizeof path, cfg->out_dir, "config.yaml");
-    CLGQA_TRY(clgqa_config_write(cfg, path));
-    run_join_path(path, sizeof path, cfg->out_dir, "run.csv");
-    const clgqa_train_state *resumed = opt->resume_dir ? &t->state : NULL;
-    CLGQA_TRY(run_open_log(path, "epoch,train_loss,train_acc,test_loss,test_acc", resumed,
-                       run_keep_epoch_row, &t->run_csv));
-    run_join_path(path, sizeof path, cfg->out_dir, "groups.csv");
-    CLGQA_TRY(run_open_log(path, "epoch,step,layer,counts", resumed, run_keep_groups_row, &t->groups_csv));
-    run_join_path(path, sizeof path, cfg->out_dir, "steps.csv");
-    CLGQA_TRY(run_open_log(path, CLGQA_STEP_LOG_HEADER, resumed, run_keep_steps_row, &t->steps.csv));
-    return CLGQA_OK;
+    return rank == 0 ? open_run_files(t) : CLGQA_OK;
 }
 
 /* Whether the run should stop after the step just done. Several ranks stop
@@ -634,73 +655,55 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
     return epoch_end(t, &e, metrics, images, seconds, wait_seconds, *stopped);
 }
 
-static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
+/* After epoch `epoch`'s training: its evaluation, the ranks' weight check,
+ * run.csv and groups.csv rows, the progress line, best.safetensors when its
+ * test loss is the lowest so far, and last.safetensors. */
+static clgqa_status end_of_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metrics) {
     const clgqa_config *cfg = &t->cfg;
-    char path[1200];
-    long images = 0;
-    double seconds = 0, wait_seconds = 0;
-    int epochs_this_call = 0;
-    memset(result, 0, sizeof *result);
-    for (int epoch = (int)t->state.epochs_done; epoch < cfg->epochs; epoch++) {
-        clgqa_epoch_metrics metrics;
-        CLGQA_TRY(train_epoch(t, epoch, &metrics, &images, &seconds, &wait_seconds,
-                              &result->stopped));
-        if (result->stopped)
-            break;
-        clgqa_eval_result eval;
-        CLGQA_TRY(evaluate_with(t->model, cfg, t->test_loader, t->upload, cfg->max_eval_batches,
-                                NULL, t->mpi, &eval));
-        metrics.test_loss = eval.loss;
-        metrics.test_acc = eval.accuracy;
-        uint64_t weights_hash;
-        CLGQA_TRY(clgqa_mpi_check_weights(t->mpi, t->model, &weights_hash));
-        if (t->mpi && !t->quiet)
-            fprintf(t->log, "epoch %d/%d: the %d ranks agree on the weights (hash %016llx)\n",
-                    epoch + 1, cfg->epochs, clgqa_mpi_ranks(t->mpi), (unsigned long long)weights_hash);
-        int files = clgqa_mpi_rank(t->mpi) == 0; /* the files are rank 0's */
-        if (files) {
-            CLGQA_TRY(run_log_groups(t->groups_csv, t->model, t->readback.group_counts, epoch, -1));
-            fprintf(t->run_csv, "%d,%.6f,%.6f,%.6f,%.6f\n", epoch + 1, metrics.train_loss,
-                    metrics.train_acc, metrics.test_loss, metrics.test_acc);
-            if (fflush(t->run_csv) != 0)
-                return clgqa_fail(CLGQA_ERR_IO, "cannot write run.csv: %s", strerror(errno));
-        }
-        if (!t->quiet)
-            fprintf(t->log, "epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% (%ld images)\n",
-                    epoch + 1, cfg->epochs, metrics.train_loss, 100.0 * metrics.train_acc,
-                    metrics.test_loss, 100.0 * metrics.test_acc, eval.samples);
-        if (eval.loss < t->state.best_test_loss) { /* best.pth of the reference */
-            t->state.best_epoch = epoch + 1;
-            t->state.best_test_loss = eval.loss;
-            if (cfg->save_model && files) {
-                run_join_path(path, sizeof path, cfg->out_dir, "best.safetensors");
-                CLGQA_TRY(clgqa_checkpoint_save_model(t->model, path));
-            }
-        }
-        t->state.epochs_done = epoch + 1;
-        t->state.epoch_steps = t->state.next_batch = 0; /* left by mid-epoch checkpoints */
-        memset(&t->state.epoch_metrics, 0, sizeof t->state.epoch_metrics);
-        CLGQA_TRY(save_last(t));
-        result->last = metrics;
-        epochs_this_call++;
-        if (t->extras && t->extras->stop_after_epochs > 0 &&
-            epochs_this_call >= t->extras->stop_after_epochs)
-            break;
-        int stop;
-        CLGQA_TRY(stop_requested(t, &stop));
-        if (epoch + 1 < cfg->epochs && stop) { /* came during the evaluation */
-            result->stopped = 1;
-            break;
+    clgqa_eval_result eval;
+    CLGQA_TRY(evaluate_with(t->model, cfg, t->test_loader, t->upload, cfg->max_eval_batches, NULL,
+                            t->mpi, &eval));
+    metrics->test_loss = eval.loss;
+    metrics->test_acc = eval.accuracy;
+    uint64_t weights_hash;
+    CLGQA_TRY(clgqa_mpi_check_weights(t->mpi, t->model, &weights_hash));
+    if (t->mpi && !t->quiet)
+        fprintf(t->log, "epoch %d/%d: the %d ranks agree on the weights (hash %016llx)\n",
+                epoch + 1, cfg->epochs, clgqa_mpi_ranks(t->mpi), (unsigned long long)weights_hash);
+    const int files = clgqa_mpi_rank(t->mpi) == 0; /* the files are rank 0's */
+    if (files) {
+        CLGQA_TRY(run_log_groups(t->groups_csv, t->model, t->readback.group_counts, epoch, -1));
+        fprintf(t->run_csv, "%d,%.6f,%.6f,%.6f,%.6f\n", epoch + 1, metrics->train_loss,
+                metrics->train_acc, metrics->test_loss, metrics->test_acc);
+        if (fflush(t->run_csv) != 0)
+            return clgqa_fail(CLGQA_ERR_IO, "cannot write run.csv: %s", strerror(errno));
+    }
+    if (!t->quiet)
+        fprintf(t->log, "epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% (%ld images)\n",
+                epoch + 1, cfg->epochs, metrics->train_loss, 100.0 * metrics->train_acc,
+                metrics->test_loss, 100.0 * metrics->test_acc, eval.samples);
+    if (eval.loss < t->state.best_test_loss) { /* best.pth of the reference */
+        t->state.best_epoch = epoch + 1;
+        t->state.best_test_loss = eval.loss;
+        if (cfg->save_model && files) {
+            char path[1200];
+            run_join_path(path, sizeof path, cfg->out_dir, "best.safetensors");
+            CLGQA_TRY(clgqa_checkpoint_save_model(t->model, path));
         }
     }
-    if (epochs_this_call == 0 && !result->stopped) { /* resumed a finished run: report its test figures */
-        clgqa_eval_result eval;
-        CLGQA_TRY(evaluate_with(t->model, cfg, t->test_loader, t->upload, cfg->max_eval_batches,
-                                NULL, t->mpi, &eval));
-        result->last.test_loss = eval.loss;
-        result->last.test_acc = eval.accuracy;
-    }
+    t->state.epochs_done = epoch + 1;
+    t->state.epoch_steps = t->state.next_batch = 0; /* left by mid-epoch checkpoints */
+    memset(&t->state.epoch_metrics, 0, sizeof t->state.epoch_metrics);
+    return save_last(t);
+}
+
+/* The run's end: model.safetensors once every epoch is done, and what the
+ * result reports (counts over every rank). */
+static clgqa_status end_of_run(trainer *t, int epochs_this_call, long images, double seconds,
+                               double wait_seconds, clgqa_train_result *result) {
+    const clgqa_config *cfg = &t->cfg;
     if (t->state.epochs_done == cfg->epochs && cfg->save_model && clgqa_mpi_rank(t->mpi) == 0) {
+        char path[1200];
         run_join_path(path, sizeof path, cfg->out_dir, "model.safetensors");
         CLGQA_TRY(clgqa_checkpoint_save_model(t->model, path));
     }
@@ -725,6 +728,41 @@ static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
         fprintf(t->rank_log, "rank %d of %d: trained on %ld images in %d epochs\n",
                 clgqa_mpi_rank(t->mpi), clgqa_mpi_ranks(t->mpi), t->rank_images, epochs_this_call);
     return CLGQA_OK;
+}
+
+static clgqa_status trainer_run(trainer *t, clgqa_train_result *result) {
+    const clgqa_config *cfg = &t->cfg;
+    long images = 0;
+    double seconds = 0, wait_seconds = 0;
+    int epochs_this_call = 0;
+    memset(result, 0, sizeof *result);
+    for (int epoch = (int)t->state.epochs_done; epoch < cfg->epochs; epoch++) {
+        clgqa_epoch_metrics metrics;
+        CLGQA_TRY(train_epoch(t, epoch, &metrics, &images, &seconds, &wait_seconds,
+                              &result->stopped));
+        if (result->stopped)
+            break;
+        CLGQA_TRY(end_of_epoch(t, epoch, &metrics));
+        result->last = metrics;
+        epochs_this_call++;
+        if (t->extras && t->extras->stop_after_epochs > 0 &&
+            epochs_this_call >= t->extras->stop_after_epochs)
+            break;
+        int stop;
+        CLGQA_TRY(stop_requested(t, &stop));
+        if (epoch + 1 < cfg->epochs && stop) { /* came during the evaluation */
+            result->stopped = 1;
+            break;
+        }
+    }
+    if (epochs_this_call == 0 && !result->stopped) { /* resumed a finished run: report its test figures */
+        clgqa_eval_result eval;
+        CLGQA_TRY(evaluate_with(t->model, cfg, t->test_loader, t->upload, cfg->max_eval_batches,
+                                NULL, t->mpi, &eval));
+        result->last.test_loss = eval.loss;
+        result->last.test_acc = eval.accuracy;
+    }
+    return end_of_run(t, epochs_this_call, images, seconds, wait_seconds, result);
 }
 
 clgqa_status clgqa_train_with(clgqa_runtime *rt, const clgqa_config *cfg,
