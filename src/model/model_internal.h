@@ -4,7 +4,7 @@
 #define CLGQA_MODEL_INTERNAL_H
 
 #include "attention.h"
-#include "clgqa/model.h"
+#include "model_private.h"
 #include "ops.h"
 #include "runtime_internal.h"
 #include "scheme.h"

@@ -34,7 +34,7 @@
 
 #include "clgqa/dataset.h"
 #include "clgqa/error.h"
-#include "clgqa/model.h"
+#include "model_private.h"
 #include "clgqa/runtime.h"
 #include "fail.h"
 

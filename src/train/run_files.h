@@ -9,7 +9,7 @@
 
 #include "clgqa/checkpoint.h"
 #include "clock.h"
-#include "clgqa/model.h"
+#include "model_private.h"
 #include "mpi_ranks.h"
 #include "fail.h"
 

@@ -1,0 +1,76 @@
+/* What the trainer, its data-parallel ranks and the tests use of the model
+ * beyond the public API (clgqa/model.h): the flat buffers' chunks, copies
+ * to the host without waiting, the data-parallel hooks and restoring the
+ * running metrics of a resumed epoch. */
+#ifndef CLGQA_MODEL_PRIVATE_H
+#define CLGQA_MODEL_PRIVATE_H
+
+#include "clgqa/model.h"
+
+/* The flat buffers are split into chunks of whole tensors (in table order)
+ * when param_count floats exceed the device's largest allocation
+ * (CL_DEVICE_MAX_MEM_ALLOC_SIZE, or $CLGQA_MAX_ALLOC_BYTES when smaller);
+ * chunk c of each of the four buffers holds the same tensors. Work over a
+ * whole buffer (zeroing, norms, optimiser, all-reduce) goes chunk by chunk. */
+int clgqa_model_chunk_count(const clgqa_model *model);
+/* Chunk `chunk` of buffer `which` (offset 0); *first: the flat offset of its
+ * first float, *floats: its length. Either pointer may be NULL. */
+clgqa_view clgqa_model_chunk(const clgqa_model *model, clgqa_model_buffer which, int chunk,
+                             size_t *first, size_t *floats);
+/* Device view of a flat buffer (offset 0), for a model in one chunk
+ * (otherwise chunk 0); add a tensor's offset for its view. */
+clgqa_view clgqa_model_buffer_view(const clgqa_model *model, clgqa_model_buffer which);
+
+/* group_counts of every layer, [num_layers][G], in one read (groups.csv). */
+clgqa_status clgqa_model_read_all_group_counts(clgqa_model *model, int32_t *group_counts);
+/* The same without waiting: see "Copies without waiting" below. */
+clgqa_status clgqa_model_copy_all_group_counts(clgqa_model *model, int32_t *group_counts,
+                                               cl_event *copied);
+
+/* Copies without waiting. The _copy_ calls queue a non-blocking copy, after
+ * every command queued so far, into host memory the caller keeps valid until
+ * the copy is done (pinned staging, CL_MEM_ALLOC_HOST_PTR, is best: some
+ * drivers copy into pageable memory synchronously). `copied` (may be NULL)
+ * receives the copy's event, which the caller waits for and releases; the
+ * queue is in order, so the event of the last copy covers the earlier ones. */
+typedef struct clgqa_metrics_copy {
+    const float *sums; /* [4]: the device's sums, once copied */
+    int batch;         /* the host's counts when the copy was queued */
+    long samples;
+} clgqa_metrics_copy;
+/* The running metrics: `sums` ([4] floats) receives the device's part,
+ * `copy` the rest; clgqa_metrics_of_copy then gives what
+ * clgqa_model_read_metrics would have returned at this call. */
+clgqa_status clgqa_model_copy_metrics(clgqa_model *model, float *sums, clgqa_metrics_copy *copy,
+                                      cl_event *copied);
+void clgqa_metrics_of_copy(const clgqa_metrics_copy *copy, clgqa_metrics *out);
+/* The last forward's per-sample losses, [count]. */
+clgqa_status clgqa_model_copy_losses(clgqa_model *model, int count, float *losses,
+                                     cl_event *copied);
+/* The last forward's logits, [batch * classes]. */
+clgqa_status clgqa_model_copy_logits(clgqa_model *model, float *logits, cl_event *copied);
+
+/* Set the running sums (sum_loss, sum_correct, samples of `m`), as read by
+ * clgqa_model_read_metrics, so a run resumed mid-epoch goes on counting. */
+clgqa_status clgqa_model_restore_metrics(clgqa_model *model, const clgqa_metrics *m);
+
+/* ---- data-parallel hooks ----
+ * A data-parallel trainer (src/train/mpi_ranks.c) makes its processes agree through
+ * these callbacks; the model itself knows nothing of other processes. Either
+ * function may be NULL; a failure they return fails the pass. */
+typedef struct clgqa_model_hooks {
+    void *ctx;
+    /* The key norms of `layer` (count = G floats, summed over this process's
+     * batch) have been enqueued into `norms`; the grouping reads them next,
+     * so the hook may replace them by the sum over every process's batch. */
+    clgqa_status (*key_norms)(void *ctx, int layer, clgqa_view norms, int count);
+    /* The backward pass has enqueued the last write to floats
+     * [first, first + count) of the gradient buffer. One backward calls it
+     * for consecutive ranges from the end of the buffer to its start (the
+     * head and final norm, each block from the last, the embeddings). */
+    clgqa_status (*gradients_ready)(void *ctx, size_t first, size_t count);
+} clgqa_model_hooks;
+/* NULL removes the hooks. */
+void clgqa_model_set_hooks(clgqa_model *model, const clgqa_model_hooks *hooks);
+
+#endif
