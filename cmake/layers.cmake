@@ -56,3 +56,21 @@ macro(clgqa_add_layer layer)
     ${RANDOM123_INCLUDE_DIR})
   target_link_libraries(clgqa_${layer} PRIVATE ${CLGQA_DEPENDENCIES})
 endmacro()
+
+# The rule, tested (ctest layer_rule, tests/layer_rule.sh): probes compiled
+# with a layer's include path. One includes a lower layer's header and must
+# compile; the others include a higher layer's header, private or public,
+# and must fail with "No such file". Built only by the test.
+set(CLGQA_LAYER_PROBES "")
+function(clgqa_layer_probe name layer header)
+  set(source ${CMAKE_BINARY_DIR}/layer_probes/${name}.c)
+  file(WRITE ${source}.tmp "/* ${layer} including ${header} */\n#include \"${header}\"\n")
+  file(COPY_FILE ${source}.tmp ${source} ONLY_IF_DIFFERENT)
+  file(REMOVE ${source}.tmp)
+  add_library(${name} OBJECT EXCLUDE_FROM_ALL ${source})
+  target_include_directories(${name} PRIVATE
+    $<TARGET_PROPERTY:clgqa_${layer},INCLUDE_DIRECTORIES>)
+  target_compile_definitions(${name} PRIVATE
+    $<TARGET_PROPERTY:clgqa_${layer},COMPILE_DEFINITIONS>)
+  set(CLGQA_LAYER_PROBES ${CLGQA_LAYER_PROBES} "${name}:${header}" PARENT_SCOPE)
+endfunction()
