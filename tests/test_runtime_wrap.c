@@ -63,7 +63,7 @@ START_TEST(runs_on_the_applications_queue) {
     const cl_uint context_refs = context_references(app.context);
     const cl_uint queue_refs = queue_references(app.queue);
     clgqa_runtime *rt = NULL;
-    TEST_OK(clgqa_runtime_wrap(app.context, app.device, app.queue, NULL, &rt));
+    TEST_OK(clgqa_runtime_wrap(app.context, app.device, app.queue, test_runtime_options(), &rt));
     ck_assert_ptr_eq(clgqa_runtime_context(rt), app.context);
     ck_assert_ptr_eq(clgqa_runtime_queue(rt), app.queue);
     ck_assert_str_eq(clgqa_runtime_device_name(rt), clgqa_runtime_device_name(test_runtime()));
@@ -104,7 +104,7 @@ END_TEST
 START_TEST(profiles_on_a_profiling_queue) {
     app_objects app = app_create(CL_QUEUE_PROFILING_ENABLE);
     clgqa_runtime *rt = NULL;
-    TEST_OK(clgqa_runtime_wrap(app.context, app.device, app.queue, NULL, &rt));
+    TEST_OK(clgqa_runtime_wrap(app.context, app.device, app.queue, test_runtime_options(), &rt));
     cl_mem mem = NULL, other = NULL;
     TEST_OK(clgqa_buffer_create(rt, sizeof(float) * 64, &mem));
     TEST_OK(clgqa_buffer_create(rt, sizeof(float) * 64, &other));
@@ -134,18 +134,20 @@ START_TEST(unusable_queues_are_refused) {
     clgqa_runtime *rt = (clgqa_runtime *)1;
     app_objects app = app_create(0), other = app_create(0);
     /* A queue of another context. */
-    ck_assert_int_eq(clgqa_runtime_wrap(app.context, app.device, other.queue, NULL, &rt),
+    const clgqa_runtime_options *options = test_runtime_options();
+    ck_assert_int_eq(clgqa_runtime_wrap(app.context, app.device, other.queue, options, &rt),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_ptr_null(rt);
     assert_refused("another context");
-    ck_assert_int_eq(clgqa_runtime_wrap(NULL, app.device, app.queue, NULL, &rt), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_runtime_wrap(NULL, app.device, app.queue, options, &rt),
+                     CLGQA_ERR_INVALID_ARG);
     assert_refused("needs a context");
     app_release(&other);
     app_release(&app);
     /* An out-of-order queue, where the device offers them. */
     app = app_create(CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE);
     if (app.queue) {
-        ck_assert_int_eq(clgqa_runtime_wrap(app.context, app.device, app.queue, NULL, &rt),
+        ck_assert_int_eq(clgqa_runtime_wrap(app.context, app.device, app.queue, options, &rt),
                          CLGQA_ERR_INVALID_ARG);
         assert_refused("in-order");
     }

@@ -236,3 +236,10 @@ double *test_to_doubles(const float *x, size_t n) {
         d[i] = x[i];
     return d;
 }
+
+const clgqa_runtime_options *test_runtime_options(void) {
+    static cli_environment env;
+    clgqa_status s = cli_read_environment(&env);
+    ck_assert_msg(s == CLGQA_OK, "%s", clgqa_error_message());
+    return &env.options;
+}

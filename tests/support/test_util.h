@@ -24,6 +24,10 @@ void test_remove_tree(const char *path);
 /* The runtime shared by a suite's tests (created on first use from
  * CLGQA_DEVICE or the default device; a failure fails the test). */
 clgqa_runtime *test_runtime(void);
+/* The runtime options of the environment, as `clgqa` reads them (a failure
+ * fails the test); the strings stay valid while the environment is
+ * unchanged. */
+const clgqa_runtime_options *test_runtime_options(void);
 /* A runtime of the test's own, from the environment as test_runtime's. */
 clgqa_status test_runtime_create(clgqa_runtime **out);
 
