@@ -1,4 +1,4 @@
-# The library's layers and the rule between them (docs/design.md, "Layout"):
+# The library's layers and the rule between them (docs/design.md, "Layers"):
 # a layer includes its own headers and those of the layers before it in
 # CLGQA_LAYERS, never those of a layer after it.
 #

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "clgqa/runtime.h"
+#include "config_internal.h"
 #include "environment.h"
 #include "op_args.h"
 #include "support/test_util.h"
@@ -147,13 +148,16 @@ START_TEST(environment_fills_the_runtime_options) {
     ck_assert_str_eq(env.options.tuning_dir, "/tmp/tuning");
     ck_assert_uint_eq(env.options.max_alloc_bytes, 65536);
     /* Config keys: "auto" keeps the environment's choice, others win. */
-    TEST_OK(cli_choose_paths(&env.options, "auto", "tiled", "direct"));
+    clgqa_config cfg;
+    clgqa_config_defaults(&cfg);
+    TEST_OK(clgqa_config_set(&cfg, "attention_kernel=tiled"));
+    TEST_OK(clgqa_config_set(&cfg, "gemm_kernel=direct"));
+    clgqa_config_runtime_options(&cfg, &env.options);
     ck_assert_int_eq(env.options.device_class, CLGQA_CLASS_GPU);
     ck_assert_int_eq(env.options.attention_kernel, CLGQA_ATTENTION_TILED);
     ck_assert_int_eq(env.options.gemm_kernel, CLGQA_GEMM_DIRECT);
-    ck_assert_int_eq(cli_choose_paths(&env.options, "fast", "auto", "auto"),
-                     CLGQA_ERR_INVALID_ARG);
-    ck_assert_msg(strstr(clgqa_error_message(), "config key device_class") &&
+    ck_assert_int_eq(clgqa_config_set(&cfg, "device_class=fast"), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "device_class") &&
                       strstr(clgqa_error_message(), "'fast'") &&
                       !strchr(clgqa_error_message(), '\n'),
                   "%s", clgqa_error_message());

@@ -13,6 +13,7 @@
 #include "clgqa/dataset.h"
 #include "clgqa/error.h"
 #include "clgqa/model.h"
+#include "clgqa/runtime.h"
 
 typedef struct clgqa_config clgqa_config;
 
@@ -32,6 +33,12 @@ clgqa_status clgqa_config_get(const clgqa_config *cfg, const char *key, char *va
 /* Write cfg as YAML (saved beside checkpoints, atomically); loads back to
  * the same configuration. */
 clgqa_status clgqa_config_write(const clgqa_config *cfg, const char *path);
+
+/* The code paths the config keys device_class, attention_kernel and
+ * gemm_kernel ask for, into `out` where they are not "auto" (the other
+ * fields, the device among them, are left as they are: the device key may
+ * list a device per MPI rank, which `clgqa train` resolves). */
+void clgqa_config_runtime_options(const clgqa_config *cfg, clgqa_runtime_options *out);
 
 /* The model the configuration describes (att_scheme, img_size, patch_size,
  * in_chans, embed_dim, num_layers, num_heads, num_kv_heads, num_classes,

@@ -1,7 +1,7 @@
 /* Training and evaluation driver: the epoch loop behind `clgqa train` and
  * `clgqa eval`.
  *
- * One run, for epochs e = start .. cfg->epochs - 1:
+ * One run, for epochs e = start .. epochs - 1 (the config keys):
  *   - the loader serves epoch e in an order fixed by (seed, e);
  *   - batch b of the epoch is DGQA's step counter (it restarts every epoch, as
  *     in the reference); the global step g (optimizer steps since the start
@@ -11,7 +11,7 @@
  *     best.safetensors when its test loss is the lowest so far, and the
  *     training checkpoint last.safetensors (weights, DGQA state, AdamW
  *     moments, counters), written atomically; also every
- *     cfg->checkpoint_steps steps, and when a stop is requested
+ *     checkpoint_steps steps, and when a stop is requested
  *     (options->stop_signal), after the step in progress.
  *   - every step's loss is checked (one step behind, so the host does not
  *     wait for the device): a non-finite loss stops the run at that step with
@@ -21,8 +21,8 @@
  * from last.safetensors, at an epoch's end or mid-epoch, ends with the
  * weights of an uninterrupted run.
  *
- * Files in cfg->out_dir: config.yaml, run.csv, groups.csv, steps.csv (a row
- * every cfg->log_steps steps), last.safetensors and, when cfg->save_model,
+ * Files in out_dir: config.yaml, run.csv, groups.csv, steps.csv (a row
+ * every log_steps steps), last.safetensors and, when save_model is set,
  * best.safetensors and at the end model.safetensors. */
 #ifndef CLGQA_TRAIN_H
 #define CLGQA_TRAIN_H
@@ -71,8 +71,9 @@ typedef struct clgqa_train_result {
     double best_test_loss;
 } clgqa_train_result;
 
-/* Train the model described by cfg (finalized) on rt. Writes the files of
- * out_dir. With options->resume_dir, weights, optimizer state, counters and,
+/* Train the model cfg describes on rt, on its dataset, with its recipe.
+ * Writes the files of its out_dir. The config's device and code-path keys
+ * are the caller's to apply when it creates rt (clgqa_config_runtime_options). With options->resume_dir, weights, optimizer state, counters and,
  * for a checkpoint written mid-epoch, where the epoch stood come from
  * <resume_dir>/last.safetensors (its model shape and seed must match cfg).
  * A stop (stop_signal) returns CLGQA_OK with result->stopped set; a
@@ -85,7 +86,8 @@ typedef struct clgqa_eval_result {
     long samples;
 } clgqa_eval_result;
 
-/* Evaluate `model` (created on rt) on `ds` in batches of cfg->batch_size (at most
+/* Evaluate `model` (created on rt) on `ds` in batches of the config's
+ * batch_size, normalised with its norm_mean and norm_std (at most
  * max_batches batches, 0 = all). The model runs in evaluation mode (DGQA
  * updates its cache on every pass, PGQA perturbs, as in the reference).
  * `predictions`, when not NULL, receives CSV rows index,label,pred,logit_0,...

@@ -62,10 +62,9 @@ int clgqa_cli_open_runtime(const clgqa_config *cfg, clgqa_mpi *mpi, const char *
      * takes its own from a list, or from the devices a spec matches); the
      * code paths: the config's unless "auto", else the environment's. */
     cli_environment env;
-    if (cli_read_environment(&env) != CLGQA_OK ||
-        cli_choose_paths(&env.options, cfg->device_class, cfg->attention_kernel,
-                         cfg->gemm_kernel) != CLGQA_OK)
+    if (cli_read_environment(&env) != CLGQA_OK)
         return -1;
+    clgqa_config_runtime_options(cfg, &env.options);
     const char *wanted = device && *device        ? device
                          : cfg->device[0]         ? cfg->device
                          : env.options.device     ? env.options.device

@@ -56,24 +56,6 @@ clgqa_status cli_read_environment(cli_environment *env) {
     return CLGQA_OK;
 }
 
-clgqa_status cli_choose_paths(clgqa_runtime_options *o, const char *device_class,
-                              const char *attention_kernel, const char *gemm_kernel) {
-    clgqa_device_class c;
-    clgqa_attention_kernel a;
-    clgqa_gemm_kernel g;
-    CLGQA_TRY(named(clgqa_device_class_parse(device_class, &c), "config key device_class"));
-    CLGQA_TRY(named(clgqa_attention_kernel_parse(attention_kernel, &a),
-                    "config key attention_kernel"));
-    CLGQA_TRY(named(clgqa_gemm_kernel_parse(gemm_kernel, &g), "config key gemm_kernel"));
-    if (c != CLGQA_CLASS_AUTO)
-        o->device_class = c;
-    if (a != CLGQA_ATTENTION_AUTO)
-        o->attention_kernel = a;
-    if (g != CLGQA_GEMM_AUTO)
-        o->gemm_kernel = g;
-    return CLGQA_OK;
-}
-
 int cli_launched_by_mpi(void) {
     static const char *const rank_variables[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"};
     for (size_t i = 0; i < sizeof rank_variables / sizeof rank_variables[0]; i++)

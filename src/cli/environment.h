@@ -26,12 +26,6 @@ typedef struct cli_environment {
  * A value it cannot take is refused with a message naming the variable. */
 clgqa_status cli_read_environment(cli_environment *env);
 
-/* The config's choice of a code path when it makes one ("auto" defers to
- * the environment's, as before the options existed): device_class,
- * attention_kernel and gemm_kernel. */
-clgqa_status cli_choose_paths(clgqa_runtime_options *options, const char *device_class,
-                              const char *attention_kernel, const char *gemm_kernel);
-
 /* Whether this process was started by an MPI launcher: mpirun sets
  * OMPI_COMM_WORLD_RANK, PMIx launchers PMIX_RANK, PMI-1/2 ones PMI_RANK. */
 int cli_launched_by_mpi(void);

@@ -24,8 +24,9 @@ static void usage(FILE *out) {
     fprintf(out, "usage: clgqa COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(out, "\nThe device is chosen by --device or CLGQA_DEVICE: an index, 'gpu', 'cpu' or part "
-                 "of a device name.\n");
+    fprintf(out, "\nThe device is chosen by --device, else the config's device key, else "
+                 "CLGQA_DEVICE: an index, 'gpu', 'cpu' or part of a device name (README, "
+                 "Environment).\n");
 }
 
 int clgqa_cli_error(const char *context) {

@@ -9,7 +9,7 @@
 
 /* The flat buffers are split into chunks of whole tensors (in table order)
  * when param_count floats exceed the device's largest allocation
- * (CL_DEVICE_MAX_MEM_ALLOC_SIZE, or $CLGQA_MAX_ALLOC_BYTES when smaller);
+ * (CL_DEVICE_MAX_MEM_ALLOC_SIZE, or the runtime option max_alloc_bytes when smaller);
  * chunk c of each of the four buffers holds the same tensors. Work over a
  * whole buffer (zeroing, norms, optimiser, all-reduce) goes chunk by chunk. */
 int clgqa_model_chunk_count(const clgqa_model *model);

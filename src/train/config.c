@@ -299,8 +299,8 @@ static int show_augment(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
     return -1;
 }
 
-/* The code-path knobs, kept as their names; "auto" leaves the choice to the
- * environment and the device (clgqa_runtime_choose_paths). */
+/* The code-path knobs, kept as their names; "auto" leaves the choice to
+ * whoever opens the runtime (clgqa_config_runtime_options). */
 static clgqa_status set_knob(char *field, size_t size, const char *const names[3],
                              const char *expected, const struct key *k, const value *v,
                              const origin *at) {
@@ -1006,4 +1006,21 @@ void clgqa_config_dataset_options(const clgqa_config *cfg, clgqa_dataset_options
     out->seed = cfg->seed;
     out->flags = (cfg->skip_unreadable ? CLGQA_DATASET_SKIP_UNREADABLE : 0) |
                  (cfg->label_mode_coarse ? CLGQA_DATASET_COARSE_LABELS : 0);
+}
+
+void clgqa_config_runtime_options(const clgqa_config *cfg, clgqa_runtime_options *out) {
+    /* The keys were validated on the way in: a name that does not parse
+     * cannot reach here, and would leave the field as it is. */
+    clgqa_device_class device_class;
+    clgqa_attention_kernel attention_kernel;
+    clgqa_gemm_kernel gemm_kernel;
+    if (clgqa_device_class_parse(cfg->device_class, &device_class) == CLGQA_OK &&
+        device_class != CLGQA_CLASS_AUTO)
+        out->device_class = device_class;
+    if (clgqa_attention_kernel_parse(cfg->attention_kernel, &attention_kernel) == CLGQA_OK &&
+        attention_kernel != CLGQA_ATTENTION_AUTO)
+        out->attention_kernel = attention_kernel;
+    if (clgqa_gemm_kernel_parse(cfg->gemm_kernel, &gemm_kernel) == CLGQA_OK &&
+        gemm_kernel != CLGQA_GEMM_AUTO)
+        out->gemm_kernel = gemm_kernel;
 }

@@ -183,11 +183,20 @@ clgqa_status test_choose_paths(clgqa_runtime *rt, const char *device_class,
                                const char *attention_kernel, const char *gemm_kernel) {
     cli_environment env;
     CLGQA_TRY(cli_read_environment(&env));
-    CLGQA_TRY(cli_choose_paths(&env.options, device_class ? device_class : "auto",
-                               attention_kernel ? attention_kernel : "auto",
-                               gemm_kernel ? gemm_kernel : "auto"));
-    return clgqa_runtime_choose_paths(rt, env.options.device_class, env.options.attention_kernel,
-                                      env.options.gemm_kernel);
+    clgqa_runtime_options *o = &env.options;
+    clgqa_device_class c = CLGQA_CLASS_AUTO;
+    clgqa_attention_kernel a = CLGQA_ATTENTION_AUTO;
+    clgqa_gemm_kernel g = CLGQA_GEMM_AUTO;
+    if (device_class)
+        CLGQA_TRY(clgqa_device_class_parse(device_class, &c));
+    if (attention_kernel)
+        CLGQA_TRY(clgqa_attention_kernel_parse(attention_kernel, &a));
+    if (gemm_kernel)
+        CLGQA_TRY(clgqa_gemm_kernel_parse(gemm_kernel, &g));
+    /* As the config keys: a name other than auto beats the environment. */
+    return clgqa_runtime_choose_paths(rt, c != CLGQA_CLASS_AUTO ? c : o->device_class,
+                                      a != CLGQA_ATTENTION_AUTO ? a : o->attention_kernel,
+                                      g != CLGQA_GEMM_AUTO ? g : o->gemm_kernel);
 }
 
 clgqa_status test_model_create(clgqa_runtime *rt, const clgqa_config *cfg, int max_batch,
