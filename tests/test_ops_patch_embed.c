@@ -4,9 +4,8 @@
 #include <string.h>
 
 #include "clgqa/error.h"
-#include "ops.h"
 #include "patch_embed.h"
-#include "support/test_util.h"
+#include "support/op_tests.h"
 
 /* Sizes chosen so no count is a multiple of a work-group size; smaller under
  * CLGQA_TEST_SMALL (Oclgrind). */
@@ -149,13 +148,15 @@ START_TEST(tokens_forward_and_backward_match_cpu) {
                 else
                     want_dpatch[(b * n + t - 1) * C + c] += g;
             }
-    cl_mem d_dtokens = test_upload(dtokens, B * P * C), d_dpatch = test_upload(dpatch, B * n * C),
-           d_dcls = test_upload(dcls, C), d_dpos = test_upload(dpos, P * C);
-    TEST_OK(clgqa_tokens_backward(rt, clgqa_view_at(d_dpatch, 0), clgqa_view_at(d_dcls, 0),
-                                  clgqa_view_at(d_dpos, 0), clgqa_view_at(d_dtokens, 0), B, P, C));
-    test_download(d_dpatch, dpatch, B * n * C);
-    test_download(d_dcls, dcls, C);
-    test_download(d_dpos, dpos, P * C);
+    /* The gradients sit between guard bands: a store past one's end (as a
+     * driver's miscompile once made, below) fails here by name. */
+    cl_mem d_dtokens = test_upload(dtokens, B * P * C), d_dpatch = op_upload_padded(dpatch, B * n * C),
+           d_dcls = op_upload_padded(dcls, C), d_dpos = op_upload_padded(dpos, P * C);
+    TEST_OK(clgqa_tokens_backward(rt, op_view(d_dpatch), op_view(d_dcls), op_view(d_dpos),
+                                  clgqa_view_at(d_dtokens, 0), B, P, C));
+    op_download_padded("dpatch_out", d_dpatch, dpatch, B * n * C);
+    op_download_padded("dcls", d_dcls, dcls, C);
+    op_download_padded("dpos", d_dpos, dpos, P * C);
     /* Sums of at most batch + 1 terms of magnitude <= 1 in float: relative
      * error a few ulp of the largest term, i.e. < 1e-6 absolute. */
     test_assert_close("dpatch_out", dpatch, want_dpatch, B * n * C, 0.0, 1e-6);
@@ -177,6 +178,94 @@ START_TEST(tokens_forward_and_backward_match_cpu) {
     free(want_dpatch);
     free(want_dcls);
     free(want_dpos);
+}
+END_TEST
+
+/* A driver bug this suite found, kept as a reproducer: Intel's CPU OpenCL
+ * runtime (2026.2) miscompiled the first kernel below, tokens_backward's
+ * old shape reduced to its bones. It merged the two paths' last stores (a
+ * and b) into one store through a per-work-item pointer, and its
+ * vectorizer used the first lane's pointer for the whole vector: where a
+ * vector held work-items on both sides of `split`, a's sums went to b (past
+ * b's end in tokens_backward). Both kernels are valid OpenCL C and compute
+ * the same. The second is the shape tokens_backward has now (a loop per
+ * path, the common store last) and must be right on every device; the
+ * first is reported, not failed, where a driver gets it wrong. */
+static const char merged_stores_source[] =
+    "__kernel void merged(__global float *a, __global float *b, __global float *x,\n"
+    "                     const uint split, const uint iters) {\n"
+    "    const uint i = get_global_id(0);\n"
+    "    float sum = 0.0f;\n"
+    "    for (uint j = 0; j < iters; j++) {\n"
+    "        sum += 1.0f;\n"
+    "        if (i >= split)\n"
+    "            x[i] += 1.0f;\n"
+    "    }\n"
+    "    a[i] += sum;\n"
+    "    if (i < split)\n"
+    "        b[i] += sum;\n"
+    "}\n"
+    "__kernel void split_paths(__global float *a, __global float *b, __global float *x,\n"
+    "                          const uint split, const uint iters) {\n"
+    "    const uint i = get_global_id(0);\n"
+    "    float sum = 0.0f;\n"
+    "    if (i < split) {\n"
+    "        for (uint j = 0; j < iters; j++)\n"
+    "            sum += 1.0f;\n"
+    "        b[i] += sum;\n"
+    "    } else {\n"
+    "        for (uint j = 0; j < iters; j++) {\n"
+    "            sum += 1.0f;\n"
+    "            x[i] += 1.0f;\n"
+    "        }\n"
+    "    }\n"
+    "    a[i] += sum;\n"
+    "}\n";
+
+/* Runs one of the two kernels over 64 work-items (split 5, 3 iterations) on
+ * zeroed buffers; returns how many of the 3 x 64 results are wrong. */
+static int merged_stores_errors(cl_program program, const char *name) {
+    enum { N = 64, SPLIT = 5, ITERS = 3 };
+    clgqa_runtime *rt = test_runtime();
+    cl_int err;
+    cl_kernel k = clCreateKernel(program, name, &err);
+    ck_assert_int_eq(err, CL_SUCCESS);
+    float zeros[N] = {0}, a[N], b[N], x[N];
+    cl_mem mems[3];
+    for (int m = 0; m < 3; m++)
+        mems[m] = test_upload(zeros, N);
+    cl_uint split = SPLIT, iters = ITERS;
+    for (cl_uint i = 0; i < 3; i++)
+        TEST_OK(clgqa_set_arg(k, i, sizeof(cl_mem), &mems[i], name));
+    TEST_OK(clgqa_set_arg(k, 3, sizeof split, &split, name));
+    TEST_OK(clgqa_set_arg(k, 4, sizeof iters, &iters, name));
+    TEST_OK(clgqa_launch_1d(rt, k, N, 16));
+    test_download(mems[0], a, N);
+    test_download(mems[1], b, N);
+    test_download(mems[2], x, N);
+    int errors = 0;
+    for (int i = 0; i < N; i++)
+        errors += (a[i] != ITERS) + (b[i] != (i < SPLIT ? ITERS : 0)) +
+                  (x[i] != (i < SPLIT ? 0 : ITERS));
+    for (int m = 0; m < 3; m++)
+        clgqa_buffer_release(&mems[m]);
+    clReleaseKernel(k);
+    return errors;
+}
+
+START_TEST(merged_stores_driver_bug_reproducer) {
+    clgqa_runtime *rt = test_runtime();
+    cl_program program;
+    TEST_OK(clgqa_build_program(rt, "merged_stores", merged_stores_source, &program));
+    int wrong = merged_stores_errors(program, "split_paths");
+    ck_assert_msg(wrong == 0, "%d results of the split-paths kernel are wrong on %s", wrong,
+                  rt->device_name);
+    wrong = merged_stores_errors(program, "merged");
+    if (wrong)
+        printf("merged_stores_driver_bug_reproducer: %s (%s, driver %s) miscompiles the merged-"
+               "store pattern (%d of 192 results wrong); clgqa's kernels avoid it\n",
+               rt->device_name, rt->platform_name, rt->driver_version, wrong);
+    clReleaseProgram(program);
 }
 END_TEST
 
@@ -203,6 +292,7 @@ int main(void) {
     tcase_add_test(tc, im2col_matches_cpu);
     tcase_add_test(tc, im2col_pixels_normalises_like_the_host);
     tcase_add_test(tc, tokens_forward_and_backward_match_cpu);
+    tcase_add_test(tc, merged_stores_driver_bug_reproducer);
     tcase_add_test(tc, bad_shapes_are_refused);
     suite_add_tcase(s, tc);
     return test_run_suite(s);

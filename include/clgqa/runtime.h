@@ -58,12 +58,14 @@ clgqa_status clgqa_attention_kernel_parse(const char *name, clgqa_attention_kern
 clgqa_status clgqa_gemm_kernel_parse(const char *name, clgqa_gemm_kernel *out);
 
 /* How to open a device. A zeroed struct (or NULL) is the default: the first
- * GPU (else the first device), code paths by the device type, no disk
- * cache. The library reads no environment variable: `clgqa` fills this from
- * CLGQA_DEVICE, CLGQA_DEVICE_CLASS, ... (README, "Environment"). */
+ * GPU (else PoCL's CPU device, else the first device), code paths by the
+ * device type, no disk cache. The library reads no environment variable:
+ * `clgqa` fills this from CLGQA_DEVICE, CLGQA_DEVICE_CLASS, ... (README,
+ * "Environment"). */
 typedef struct clgqa_runtime_options {
     /* An index ("0", as `clgqa devices` numbers them), "gpu", "cpu", or a
-     * case-insensitive substring of the device name; NULL or "": default. */
+     * case-insensitive substring of the device's or its platform's name
+     * ("Intel(R) OpenCL"); NULL or "": the default. */
     const char *device;
     clgqa_device_class device_class;
     clgqa_attention_kernel attention_kernel;
@@ -149,7 +151,8 @@ cl_command_queue clgqa_runtime_queue(const clgqa_runtime *rt);
 /* Every device `spec` would match, as `clgqa devices` numbers them, in
  * order (clgqa_runtime_create opens the first): an index matches itself,
  * "gpu" / "cpu" every device of that type, other text every device whose
- * name contains it; NULL or "" every GPU, or device 0 when there is none.
+ * name or platform name contains it; NULL or "" every GPU, or when there is
+ * none PoCL's device, else device 0.
  * Fills at most `max` indices; *count 0: no match. */
 clgqa_status clgqa_runtime_match_devices(const char *spec, int *indices, int max, int *count);
 

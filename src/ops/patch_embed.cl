@@ -71,7 +71,15 @@ __kernel void tokens_forward(__global float *tokens, const uint tokens_off,
 
 /* One work-item per (token, channel): dpos[t, c] += sum_b dtokens[b, t, c]
  * (summed in batch order, so the result does not depend on scheduling),
- * dcls[c] += the t = 0 sum, dpatch_out[b * n + t - 1, c] += dtokens[b, t, c]. */
+ * dcls[c] += the t = 0 sum, dpatch_out[b * n + t - 1, c] += dtokens[b, t, c].
+ * The class token (t = 0) and the patch tokens take separate loops, and dpos
+ * is stored last on both paths. Written as one loop holding `if (t > 0)`
+ * and a trailing `if (t == 0) dcls[c] += sum`, Intel's CPU OpenCL runtime
+ * (2026.2) merged the two paths' last stores (dpos, dcls) into one store
+ * through a per-work-item pointer, and its vectorizer used the first active
+ * lane's pointer for the whole vector: where a vector held t = 0 and t = 1
+ * work-items (dim not a multiple of its width), their dpos went to dcls,
+ * past its end (tests/test_ops_patch_embed.c keeps a reproducer). */
 __kernel void tokens_backward(__global float *dpatch_out, const uint dpatch_out_off,
                               __global float *dcls, const uint dcls_off, __global float *dpos,
                               const uint dpos_off, __global const float *dtokens,
@@ -82,13 +90,16 @@ __kernel void tokens_backward(__global float *dpatch_out, const uint dpatch_out_
         return;
     const uint t = i / dim, c = i - t * dim;
     float sum = 0.0f;
-    for (uint b = 0; b < batch; b++) {
-        const float g = dtokens[dtokens_off + (b * n_tokens + t) * dim + c];
-        sum += g;
-        if (t > 0)
+    if (t == 0) {
+        for (uint b = 0; b < batch; b++)
+            sum += dtokens[dtokens_off + b * n_tokens * dim + c];
+        dcls[dcls_off + c] += sum;
+    } else {
+        for (uint b = 0; b < batch; b++) {
+            const float g = dtokens[dtokens_off + (b * n_tokens + t) * dim + c];
+            sum += g;
             dpatch_out[dpatch_out_off + (b * (n_tokens - 1) + t - 1) * dim + c] += g;
+        }
     }
     dpos[dpos_off + i] += sum;
-    if (t == 0)
-        dcls[dcls_off + c] += sum;
 }

@@ -198,21 +198,32 @@ static int device_matches(const device_slot *slots, int i, const char *spec) {
         return (type & CL_DEVICE_TYPE_GPU) != 0;
     if (!strcmp(spec, "cpu"))
         return (type & CL_DEVICE_TYPE_CPU) != 0;
-    char name[256];
+    char name[256], platform[256] = "";
     device_string(slots[i].device, CL_DEVICE_NAME, name, sizeof name);
-    return contains_ignore_case(name, spec);
+    clGetPlatformInfo(slots[i].platform, CL_PLATFORM_NAME, sizeof platform, platform, NULL);
+    platform[sizeof platform - 1] = 0;
+    /* The platform's name too: a CPU runtime names its device after the
+     * processor, so "Intel(R) OpenCL" or "Portable" is how one tells Intel's
+     * runtime from PoCL on the same processor. */
+    return contains_ignore_case(name, spec) || contains_ignore_case(platform, spec);
 }
 
 /* Indices into slots of the devices `spec` matches, in order (see
- * clgqa_runtime_match_devices); returns how many, at most max. */
+ * clgqa_runtime_match_devices); returns how many, at most max. Without a
+ * spec: every GPU; without one, PoCL's device (the CPU implementation
+ * clgqa's CPU paths and shipped tuning are measured on, whatever order the
+ * ICD loader lists the platforms in); without that, device 0. */
 static int match_devices(const device_slot *slots, int count, const char *spec, int *indices,
                          int max) {
     int found = 0;
-    int any_gpu = !spec || !*spec;
+    int by_default = !spec || !*spec;
     for (int i = 0; i < count && found < max; i++)
-        if (any_gpu ? device_matches(slots, i, "gpu") : device_matches(slots, i, spec))
+        if (by_default ? device_matches(slots, i, "gpu") : device_matches(slots, i, spec))
             indices[found++] = i;
-    if (any_gpu && found == 0 && max > 0)
+    for (int i = 0; by_default && found == 0 && i < count && max > 0; i++)
+        if (device_matches(slots, i, "Portable Computing Language"))
+            indices[found++] = i;
+    if (by_default && found == 0 && max > 0)
         indices[found++] = 0;
     return found;
 }
@@ -345,12 +356,13 @@ static void append_build_log(const clgqa_runtime *rt, cl_program program, const 
     fclose(f);
 }
 
-/* clgqa_build_program with `defines` appended to the build options. */
+/* clgqa_build_program with `standard` (NULL: build_options' -cl-std=CL1.2)
+ * and `defines` in the build options. */
 static clgqa_status build_program(clgqa_runtime *rt, const char *name, const char *source,
-                                  const char *defines, cl_program *out) {
+                                  const char *standard, const char *defines, cl_program *out) {
     char options[sizeof build_options + 130 + sizeof rt->build_options];
-    if ((size_t)snprintf(options, sizeof options, "%s %s %s", build_options, defines,
-                         rt->build_options) >= sizeof options)
+    if ((size_t)snprintf(options, sizeof options, "%s %s %s", standard ? standard : build_options,
+                         defines, rt->build_options) >= sizeof options)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "the build options are too long: %s %s", defines,
                           rt->build_options);
     char path[1200] = "";
@@ -391,7 +403,13 @@ static clgqa_status build_program(clgqa_runtime *rt, const char *name, const cha
 
 clgqa_status clgqa_build_program(clgqa_runtime *rt, const char *name, const char *source,
                                  cl_program *out) {
-    return build_program(rt, name, source, "", out);
+    return build_program(rt, name, source, NULL, "", out);
+}
+
+clgqa_status clgqa_build_program_options(clgqa_runtime *rt, const char *name, const char *source,
+                                         const char *standard, const char *defines,
+                                         cl_program *out) {
+    return build_program(rt, name, source, standard, defines, out);
 }
 
 static clgqa_status find_program(clgqa_runtime *rt, const char *family, const char *defines,
@@ -410,7 +428,7 @@ static clgqa_status find_program(clgqa_runtime *rt, const char *family, const ch
     if (!src->name)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "no embedded kernel family '%s'", family);
     cl_program program;
-    CLGQA_TRY(build_program(rt, family, src->text, defines, &program));
+    CLGQA_TRY(build_program(rt, family, src->text, NULL, defines, &program));
     clgqa_program_entry *grown =
         realloc(rt->programs, (size_t)(rt->program_count + 1) * sizeof *grown);
     if (!grown) {

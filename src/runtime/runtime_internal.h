@@ -73,6 +73,12 @@ clgqa_status clgqa_kernel_variant(clgqa_runtime *rt, const char *family, const c
  * releases the program. */
 clgqa_status clgqa_build_program(clgqa_runtime *rt, const char *name, const char *source,
                                  cl_program *out);
+/* The same with `standard` (e.g. "-cl-std=CL3.0 -Werror") in place of the
+ * -cl-std=CL1.2 every program is built with, and `defines` after it: the
+ * tests build every family under each OpenCL C version a device has. */
+clgqa_status clgqa_build_program_options(clgqa_runtime *rt, const char *name, const char *source,
+                                         const char *standard, const char *defines,
+                                         cl_program *out);
 
 clgqa_status clgqa_set_arg(cl_kernel kernel, cl_uint index, size_t size, const void *value,
                            const char *what);

@@ -1,0 +1,80 @@
+/* Every kernel program builds cleanly on this device's compiler: each
+ * family of src/ops/ (attention.cl once per head dimension and tile the
+ * launcher can ask for) with -Werror, under OpenCL C 1.2, the version every
+ * kernel is written for, and under the newest version the device offers.
+ * A compiler that warns where another is silent (a second vendor's, say)
+ * fails here with the program named and its build log, not at a user's
+ * first run. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "embedded_files.h"
+#include "support/test_util.h"
+
+/* The -cl-std option of the newest OpenCL C version the device reports
+ * (CL_DEVICE_OPENCL_C_VERSION, "OpenCL C 3.0 ..."), "" when it is 1.2. */
+static void newest_standard(char *out, size_t size) {
+    char version[128] = "";
+    clGetDeviceInfo(test_runtime()->device, CL_DEVICE_OPENCL_C_VERSION, sizeof version, version,
+                    NULL);
+    int major = 0, minor = 0;
+    ck_assert_msg(sscanf(version, "OpenCL C %d.%d", &major, &minor) == 2,
+                  "CL_DEVICE_OPENCL_C_VERSION '%s' is not 'OpenCL C <major>.<minor>'", version);
+    out[0] = 0;
+    if (major * 10 + minor > 12)
+        snprintf(out, size, "-cl-std=CL%d.%d", major, minor);
+}
+
+/* The defines each family is built with: none, or the attention launcher's
+ * head dimensions and K/V tile rows (src/ops/attention.c). */
+static const char *const attention_variants[] = {
+    "-DHEAD_DIM=16 -DTILE=32", "-DHEAD_DIM=32 -DTILE=32", "-DHEAD_DIM=64 -DTILE=32",
+    "-DHEAD_DIM=64 -DTILE=16", "-DHEAD_DIM=64 -DTILE=8",
+};
+
+static int build(const char *family, const char *text, const char *standard,
+                 const char *defines) {
+    char options[128];
+    snprintf(options, sizeof options, "%s -Werror", standard);
+    cl_program program = NULL;
+    clgqa_status status = clgqa_build_program_options(test_runtime(), family, text, options,
+                                                      defines, &program);
+    ck_assert_msg(status == CLGQA_OK, "%s.cl with '%s %s' on %s: %s", family, options, defines,
+                  test_runtime()->device_name, clgqa_error_message());
+    clReleaseProgram(program);
+    return 1;
+}
+
+START_TEST(every_family_builds_with_werror_under_each_standard) {
+    char newest[32];
+    newest_standard(newest, sizeof newest);
+    const char *standards[2] = {"-cl-std=CL1.2", newest};
+    int built = 0, families = 0;
+    for (const clgqa_embedded_file *f = clgqa_kernel_sources; f->name; f++) {
+        if (!strcmp(f->name, "prelude")) /* prepended to every program */
+            continue;
+        families++;
+        for (int s = 0; s < 2 && standards[s][0]; s++) {
+            if (!strcmp(f->name, "attention"))
+                for (size_t v = 0; v < sizeof attention_variants / sizeof *attention_variants; v++)
+                    built += build(f->name, f->text, standards[s], attention_variants[v]);
+            else
+                built += build(f->name, f->text, standards[s], "");
+        }
+    }
+    ck_assert_int_ge(families, 8);
+    printf("kernels: %d programs of %d families built with -Werror under CL1.2%s%s on %s\n",
+           built, families, newest[0] ? " and " : "", newest + (newest[0] ? 8 : 0),
+           test_runtime()->device_name);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("kernels_build");
+    TCase *tc = tcase_create("kernels_build");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, every_family_builds_with_werror_under_each_standard);
+    suite_add_tcase(s, tc);
+    return test_run_suite(s);
+}
