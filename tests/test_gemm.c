@@ -252,6 +252,35 @@ START_TEST(tuning_files_are_applied_by_device_name) {
         clgqa_runtime_destroy(rt);
     }
 
+    /* clgqa_platform: every device of that platform, whatever its name (a
+     * CPU runtime's device is named after the processor); another platform's
+     * file is left alone; a platform that is not a text is an error. */
+    static const char *const platforms[] = {"\"%s\"", "\"%s (another)\"", "7"};
+    for (int i = 0; i < 3; i++) {
+        TEST_OK(test_runtime_create(&rt));
+        char platform[300];
+        snprintf(platform, sizeof platform, platforms[i], rt->platform_name);
+        f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f,
+                "{\"precision\": \"32\", \"best_kernel\": \"XgemmDirect\", \"device\": \"a CPU "
+                "model\", \"clgqa_platform\": %s, \"best_parameters\": \"KWID=2 MDIMAD=8 "
+                "MDIMCD=8 NDIMBD=8 NDIMCD=8 PADA=1 PADB=1 VWMD=1 VWND=1 WGD=16\"}",
+                platform);
+        fclose(f);
+        clgqa_status status = clgqa_gemm_apply_tuning(rt);
+        if (i < 2) {
+            TEST_OK(status);
+            ck_assert_msg(!strstr(rt->clblast_tuning, "mine.json") == (i == 1), "%s: applied '%s'",
+                          platform, rt->clblast_tuning);
+        } else {
+            ck_assert_int_eq(status, CLGQA_ERR_FORMAT);
+            ck_assert_msg(strstr(clgqa_error_message(), "clgqa_platform"), "%s",
+                          clgqa_error_message());
+        }
+        clgqa_runtime_destroy(rt);
+    }
+
     /* The shipped H100 file serves the Hopper family by name. (Applying it
      * overrides this device's Xgemm parameters for the process; the next
      * runtime's tuning puts this device's own back.) */

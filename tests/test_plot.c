@@ -642,6 +642,44 @@ START_TEST(bench_report_merges_clgqa_and_pytorch_files) {
 }
 END_TEST
 
+/* `clgqa bench --device all` (a real file: batch 8, 2 steps, on PoCL and
+ * Intel's CPU runtime of this project's machine): every device a machine of
+ * its own, "<folder>: <platform>", with its own figures. */
+START_TEST(bench_report_takes_every_device_of_one_file) {
+    if (!have_matplotlib("bench_report_takes_every_device_of_one_file"))
+        return;
+    char *out_dir = test_temp_dir(), cmd[8192], log[8192];
+    ck_assert_ptr_nonnull(out_dir);
+    snprintf(cmd, sizeof cmd, "bench/report tests/fixtures/bench/two-devices/clgqa.json --out '%s'",
+             out_dir);
+    ck_assert_msg(run_logged(cmd, log, sizeof log) == 0, "%s:\n%s", cmd, log);
+    ck_assert_msg(strstr(log, "2 results"), "%s", log);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/report.md", out_dir);
+    char *md = read_text(path);
+    cJSON *all = read_json("tests/fixtures/bench/two-devices/clgqa.json"), *device;
+    int rows = 0;
+    cJSON_ArrayForEach(device, cJSON_GetObjectItemCaseSensitive(all, "devices")) {
+        const cJSON *scheme;
+        cJSON_ArrayForEach(scheme, cJSON_GetObjectItemCaseSensitive(device, "schemes")) {
+            char want[1024];
+            snprintf(want, sizeof want, "| two-devices: %s | clgqa | %s | %s | 8 | %.1f | %.1f |",
+                     cJSON_GetObjectItemCaseSensitive(device, "platform")->valuestring,
+                     cJSON_GetObjectItemCaseSensitive(device, "device")->valuestring,
+                     scheme->string, json_number(scheme, "train_img_s"),
+                     json_number(scheme, "infer_img_s"));
+            ck_assert_msg(strstr(md, want), "report.md lacks\n%s\nin\n%s", want, md);
+            rows++;
+        }
+    }
+    ck_assert_int_eq(rows, 4);
+    cJSON_Delete(all);
+    free(md);
+    test_remove_tree(out_dir);
+    free(out_dir);
+}
+END_TEST
+
 START_TEST(bench_report_refuses_other_files) {
     char *dir = test_temp_dir(), cmd[8192], log[8192], path[4300];
     ck_assert_ptr_nonnull(dir);
@@ -678,6 +716,7 @@ int main(void) {
     tcase_add_test(tc, plot_refuses_bad_input);
     tcase_add_test(tc, compare_prints_mean_and_std_over_seeds);
     tcase_add_test(tc, bench_report_merges_clgqa_and_pytorch_files);
+    tcase_add_test(tc, bench_report_takes_every_device_of_one_file);
     tcase_add_test(tc, bench_report_refuses_other_files);
     suite_add_tcase(s, tc);
     data_dir = test_temp_dir();

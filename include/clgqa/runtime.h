@@ -150,8 +150,8 @@ cl_command_queue clgqa_runtime_queue(const clgqa_runtime *rt);
 
 /* Every device `spec` would match, as `clgqa devices` numbers them, in
  * order (clgqa_runtime_create opens the first): an index matches itself,
- * "gpu" / "cpu" every device of that type, other text every device whose
- * name or platform name contains it; NULL or "" every GPU, or when there is
+ * "gpu" / "cpu" every device of that type, "all" every device, other text
+ * every device whose name or platform name contains it; NULL or "" every GPU, or when there is
  * none PoCL's device, else device 0.
  * Fills at most `max` indices; *count 0: no match. */
 clgqa_status clgqa_runtime_match_devices(const char *spec, int *indices, int max, int *count);

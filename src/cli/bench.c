@@ -30,6 +30,7 @@
 #include "scheme.h"
 
 #define MAX_SCHEMES 6
+#define MAX_DEVICES 16
 #define MAX_LABELS 24
 
 typedef struct bench_options {
@@ -388,9 +389,10 @@ static void print_table(const clgqa_runtime *rt, const bench_options *opt,
     }
 }
 
-static clgqa_status write_json(const char *path, const clgqa_runtime *rt, const bench_options *opt,
-                               const clgqa_config *cfg, const scheme_result *results, int count,
-                               double peak) {
+/* One device's results as the JSON object bench/report reads. */
+static cJSON *device_json(const clgqa_runtime *rt, const bench_options *opt,
+                          const clgqa_config *cfg, const scheme_result *results, int count,
+                          double peak) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "tool", "clgqa");
     cJSON_AddStringToObject(root, "device", clgqa_runtime_device_name(rt));
@@ -458,7 +460,12 @@ static clgqa_status write_json(const char *path, const clgqa_runtime *rt, const 
         for (int t = 0; t < r->total_count; t++)
             cJSON_AddNumberToObject(ops, r->totals[t].label, r->totals[t].milliseconds);
     }
-    char *text = cJSON_Print(root);
+    return root;
+}
+
+/* `root` (deleted here) into `path`. */
+static clgqa_status write_json(const char *path, cJSON *root) {
+    char *text = root ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     FILE *f = text ? fopen(path, "w") : NULL;
     int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
@@ -468,11 +475,59 @@ static clgqa_status write_json(const char *path, const clgqa_runtime *rt, const 
     return ok ? CLGQA_OK : clgqa_fail(CLGQA_ERR_IO, "cannot write %s", path);
 }
 
+/* One device's whole benchmark: its runtime (kept for the tables), the
+ * CLBlast SGEMM peak, then each scheme. */
+typedef struct device_result {
+    clgqa_runtime *rt;
+    scheme_result *results; /* [scheme count] */
+    double peak;
+} device_result;
+
+static clgqa_status bench_device(const clgqa_runtime_options *options, const bench_options *opt,
+                                 const clgqa_scheme *schemes, int scheme_count,
+                                 device_result *out) {
+    CLGQA_TRY(clgqa_runtime_create(options, &out->rt));
+    out->results = calloc(MAX_SCHEMES, sizeof *out->results);
+    if (!out->results)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
+    fprintf(stderr, "measuring the CLBlast SGEMM peak on %s (%s) ...\n",
+            clgqa_runtime_device_name(out->rt), clgqa_runtime_platform_name(out->rt));
+    CLGQA_TRY(gemm_peak(out->rt, strcmp(opt->size, "demo") ? 2048 : 1024, &out->peak));
+    for (int i = 0; i < scheme_count; i++) {
+        fprintf(stderr, "benchmarking %s ...\n", clgqa_scheme_name(schemes[i]));
+        clgqa_status status = bench_scheme(out->rt, opt, schemes[i], &out->results[i]);
+        if (status != CLGQA_OK)
+            return clgqa_fail_context(status, "%s", clgqa_scheme_name(schemes[i]));
+    }
+    return CLGQA_OK;
+}
+
+/* --device all: one row per device and scheme, its speed against the first
+ * device's (the fastest training step of each, as the tables above). */
+static void print_devices_table(const device_result *all, int devices, const bench_options *opt,
+                                int scheme_count) {
+    printf("\nevery device, %s batch %d, fastest of %d steps:\n", opt->size, opt->batch,
+           opt->steps);
+    printf("%-48s %-10s %9s %9s %9s %9s\n", "device (platform)", "scheme", "step ms", "img/s",
+           "GEMM GF/s", "vs first");
+    for (int d = 0; d < devices; d++)
+        for (int i = 0; i < scheme_count; i++) {
+            const scheme_result *r = &all[d].results[i], *first = &all[0].results[i];
+            char name[160];
+            snprintf(name, sizeof name, "%.80s (%.60s)", clgqa_runtime_device_name(all[d].rt),
+                     clgqa_runtime_platform_name(all[d].rt));
+            printf("%-48.48s %-10s %9.2f %9.1f %9.1f %8.2fx\n", name,
+                   clgqa_scheme_name(r->scheme), r->step_ms_min,
+                   opt->batch * 1e3 / r->step_ms_min, r->gemm_gflops,
+                   first->step_ms_min / r->step_ms_min);
+        }
+}
+
 static int usage(void) {
     fprintf(stderr,
             "usage: clgqa bench [--size demo|s|b|l] [--batch N] [--steps N] [--warmup N]\n"
             "                   [--schemes mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa] [--kv-heads G]\n"
-            "                   [--device SPEC] [--json FILE]\n"
+            "                   [--device SPEC|all] [--json FILE]\n"
             "       mpirun -np N clgqa bench --allreduce [--help]   (the gradient all-reduce)\n");
     return 2;
 }
@@ -564,34 +619,57 @@ int clgqa_cmd_bench(int argc, char **argv) {
         return clgqa_cli_error("bench");
 
     preload_counter();
-    clgqa_runtime *rt;
     cli_environment env;
     if (cli_read_environment(&env))
         return clgqa_cli_error(NULL);
-    if (opt.device)
-        env.options.device = opt.device;
-    if (clgqa_runtime_create(&env.options, &rt))
+    /* --device all: every device of the machine, one after the other. */
+    int devices[MAX_DEVICES], device_count = 1;
+    int every = opt.device && !strcmp(opt.device, "all");
+    if (every && clgqa_runtime_match_devices("all", devices, MAX_DEVICES, &device_count))
         return clgqa_cli_error(NULL);
-    scheme_result *results = calloc(MAX_SCHEMES, sizeof *results);
-    double peak = 0;
+    device_result *all = calloc((size_t)device_count, sizeof *all);
+    cJSON *json = every ? cJSON_CreateObject() : NULL, *json_devices = NULL;
+    if (!all || (every && !json))
+        return clgqa_cli_error("out of host memory");
+    if (json) {
+        cJSON_AddStringToObject(json, "tool", "clgqa");
+        json_devices = cJSON_AddArrayToObject(json, "devices");
+    }
     int rc = 0;
-    fprintf(stderr, "measuring the CLBlast SGEMM peak on %s ...\n", clgqa_runtime_device_name(rt));
-    if (!results || gemm_peak(rt, strcmp(opt.size, "demo") ? 2048 : 1024, &peak)) {
-        rc = clgqa_cli_error("gemm peak");
-        goto done;
-    }
-    for (int i = 0; i < scheme_count; i++) {
-        fprintf(stderr, "benchmarking %s ...\n", clgqa_scheme_name(schemes[i]));
-        if (bench_scheme(rt, &opt, schemes[i], &results[i])) {
-            rc = clgqa_cli_error(clgqa_scheme_name(schemes[i]));
-            goto done;
+    for (int d = 0; d < device_count && rc == 0; d++) {
+        char spec[16];
+        clgqa_runtime_options options = env.options;
+        if (every) {
+            snprintf(spec, sizeof spec, "%d", devices[d]);
+            options.device = spec;
+        } else if (opt.device) {
+            options.device = opt.device;
         }
+        if (bench_device(&options, &opt, schemes, scheme_count, &all[d]) != CLGQA_OK) {
+            rc = clgqa_cli_error(all[d].rt ? clgqa_runtime_device_name(all[d].rt) : NULL);
+            break;
+        }
+        print_table(all[d].rt, &opt, all[d].results, scheme_count, all[d].peak);
+        cJSON *one = device_json(all[d].rt, &opt, &cfg, all[d].results, scheme_count, all[d].peak);
+        if (json_devices)
+            cJSON_AddItemToArray(json_devices, one);
+        else if (opt.json_path)
+            json = one;
+        else
+            cJSON_Delete(one);
     }
-    print_table(rt, &opt, results, scheme_count, peak);
-    if (opt.json_path && write_json(opt.json_path, rt, &opt, &cfg, results, scheme_count, peak))
-        rc = clgqa_cli_error(NULL);
-done:
-    free(results);
-    clgqa_runtime_destroy(rt);
+    if (rc == 0 && every)
+        print_devices_table(all, device_count, &opt, scheme_count);
+    if (rc == 0 && opt.json_path) {
+        if (write_json(opt.json_path, json))
+            rc = clgqa_cli_error(NULL);
+    } else {
+        cJSON_Delete(json);
+    }
+    for (int d = 0; d < device_count; d++) {
+        free(all[d].results);
+        clgqa_runtime_destroy(all[d].rt);
+    }
+    free(all);
     return rc;
 }

@@ -46,15 +46,28 @@ static clgqa_status check_clblast(CLBlastStatusCode status, const char *call, si
 
 #define MAX_TUNED_PARAMETERS 32
 
-/* Whether a tuner result is for this device. "clgqa_device_match" (our
- * addition) widens the match from the tuned device's exact name to every
+/* Whether a tuner result is for this device. Two keys of our own widen the
+ * match from the tuned device's exact name. "clgqa_device_match": every
  * device whose name contains that text, or one of a list of texts: a family
  * of parts with one design (H100 SXM, PCIe and NVL, H200, GH200) shares a
- * file. */
+ * file. "clgqa_platform": every device of the platform of exactly that name
+ * (with clgqa_device_match, those of them that match it too): a CPU
+ * runtime names its device after the processor, so Intel's CPU runtime is
+ * known by its platform, "Intel(R) OpenCL", whatever the CPU. */
 static clgqa_status device_matches(const clgqa_runtime *rt, const char *origin, const cJSON *root,
                                    const char *tuned_device, int *match) {
     const cJSON *texts = cJSON_GetObjectItemCaseSensitive(root, "clgqa_device_match");
+    const cJSON *platform = cJSON_GetObjectItemCaseSensitive(root, "clgqa_platform");
     *match = 0;
+    if (platform && !(cJSON_IsString(platform) && platform->valuestring[0]))
+        return clgqa_fail(CLGQA_ERR_FORMAT, "%s: clgqa_platform must be a non-empty string",
+                          origin);
+    if (platform && strcmp(platform->valuestring, rt->platform_name))
+        return CLGQA_OK; /* another platform */
+    if (platform && !texts) {
+        *match = 1;
+        return CLGQA_OK;
+    }
     if (!texts) {
         *match = !strcmp(tuned_device, rt->device_name);
         return CLGQA_OK;

@@ -192,6 +192,8 @@ static int device_matches(const device_slot *slots, int i, const char *spec) {
     long index = strtol(spec, &end, 10);
     if (*end == 0 && end != spec)
         return index == i;
+    if (!strcmp(spec, "all"))
+        return 1;
     cl_device_type type = 0;
     clGetDeviceInfo(slots[i].device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
     if (!strcmp(spec, "gpu"))
