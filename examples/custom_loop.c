@@ -46,7 +46,8 @@ int main(int argc, char **argv) {
     if (clgqa_config_get(cfg, "lr", lr, sizeof lr) != CLGQA_OK)
         return fail("config");
     clgqa_config_destroy(cfg);
-    /* Every runtime option left zero: the first GPU, else the first device. */
+    /* Every runtime option left zero: the first GPU, else PoCL's CPU device,
+     * else the first device; no kernel cache. */
     clgqa_runtime *rt;
     if (clgqa_runtime_create(NULL, &rt) != CLGQA_OK)
         return fail("device");

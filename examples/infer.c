@@ -58,10 +58,14 @@ int main(int argc, char **argv) {
         return fail("the config must give num_classes");
 
     /* One image at a time: a model for batches of 1, on the device
-     * $CLGQA_DEVICE names (NULL: the first GPU, else the first device). */
+     * $CLGQA_DEVICE names (unset: the first GPU, else PoCL's CPU device,
+     * else the first device), caching kernels in $CLGQA_CACHE_DIR ("off"
+     * or unset: no cache). */
     clgqa_runtime_options runtime_options = {0};
+    const char *cache = getenv("CLGQA_CACHE_DIR");
     runtime_options.device = getenv("CLGQA_DEVICE");
-    runtime_options.cache_dir = getenv("CLGQA_CACHE_DIR");
+    runtime_options.cache_dir = cache && strcmp(cache, "off") ? cache : NULL;
+    clgqa_config_runtime_options(cfg, &runtime_options);
     clgqa_runtime *rt = NULL;
     clgqa_model *model = NULL;
     if (clgqa_runtime_create(&runtime_options, &rt) != CLGQA_OK)

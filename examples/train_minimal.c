@@ -6,6 +6,7 @@
  *   ./train_minimal [key=value ...]     e.g. max_steps_per_epoch=20 */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "clgqa/train.h"
 
@@ -23,12 +24,15 @@ int main(int argc, char **argv) {
     }
 
     /* The library reads no environment: this program lets clgqa's own
-     * variables pick the device and the compiled-kernel cache. Unset, the
-     * device is the first GPU, else the first device, and nothing is
-     * cached. */
+     * variables pick the device and the compiled-kernel cache (CLGQA_DEVICE,
+     * CLGQA_CACHE_DIR; "off" or unset: no cache), and takes the config's
+     * code-path keys. Unset, the device is the first GPU, else PoCL's CPU
+     * device, else the first device. */
     clgqa_runtime_options runtime_options = {0};
+    const char *cache = getenv("CLGQA_CACHE_DIR");
     runtime_options.device = getenv("CLGQA_DEVICE");
-    runtime_options.cache_dir = getenv("CLGQA_CACHE_DIR");
+    runtime_options.cache_dir = cache && strcmp(cache, "off") ? cache : NULL;
+    clgqa_config_runtime_options(cfg, &runtime_options);
     clgqa_runtime *rt;
     if (clgqa_runtime_create(&runtime_options, &rt) != CLGQA_OK) {
         fprintf(stderr, "train_minimal: %s\n", clgqa_error_message());

@@ -126,7 +126,20 @@ END_TEST
  * environment.c): each variable fills its option, a config key that is not
  * "auto" beats the variable, and a bad value is refused on one line naming
  * the variable or the key. */
+/* The variables the environment test sets, and what they were before it:
+ * scripts/test picks each suite's device with CLGQA_DEVICE. */
+static const char *const runtime_variables[] = {
+    "CLGQA_DEVICE",     "CLGQA_DEVICE_CLASS", "CLGQA_ATTENTION",  "CLGQA_GEMM",
+    "CLGQA_CACHE_DIR",  "CLGQA_BUILD_OPTIONS", "CLGQA_BUILD_LOG", "CLGQA_TUNING_DIR",
+    "CLGQA_MAX_ALLOC_BYTES", "XDG_CACHE_HOME"};
+#define RUNTIME_VARIABLES (sizeof runtime_variables / sizeof *runtime_variables)
+
 START_TEST(environment_fills_the_runtime_options) {
+    char *before[RUNTIME_VARIABLES];
+    for (size_t i = 0; i < RUNTIME_VARIABLES; i++) {
+        const char *value = getenv(runtime_variables[i]);
+        before[i] = value ? strdup(value) : NULL;
+    }
     cli_environment env;
     setenv("CLGQA_DEVICE", "gpu", 1);
     setenv("CLGQA_DEVICE_CLASS", "gpu", 1);
@@ -184,11 +197,13 @@ START_TEST(environment_fills_the_runtime_options) {
                       "%s", clgqa_error_message());
         unsetenv(bad[i][0]);
     }
-    static const char *const all[] = {"CLGQA_DEVICE", "CLGQA_DEVICE_CLASS", "CLGQA_ATTENTION",
-                                      "CLGQA_GEMM", "CLGQA_BUILD_OPTIONS", "CLGQA_BUILD_LOG",
-                                      "CLGQA_TUNING_DIR", "CLGQA_MAX_ALLOC_BYTES"};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        unsetenv(all[i]);
+    for (size_t i = 0; i < RUNTIME_VARIABLES; i++) {
+        if (before[i])
+            setenv(runtime_variables[i], before[i], 1);
+        else
+            unsetenv(runtime_variables[i]);
+        free(before[i]);
+    }
 }
 END_TEST
 

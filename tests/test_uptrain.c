@@ -765,7 +765,8 @@ START_TEST(reference_pth_files_give_the_reference_logits) {
                      CLGQA_ERR_FORMAT);
     ck_assert_msg(strstr(clgqa_error_message(), "holds 3 key/value heads, the model has 1"), "%s",
                   clgqa_error_message());
-    TEST_OK(clgqa_checkpoint_load_pretrained(model, "tests/ref/fixtures/reference_gqa_qkv.pth", 1, NULL));
+    TEST_OK(clgqa_checkpoint_load_pretrained(model, "tests/ref/fixtures/reference_gqa_qkv.pth",
+                                             CLGQA_RESAMPLE_ANTIALIAS, NULL));
     clgqa_model_destroy(model);
     clgqa_tensor_set_close(expected);
     test_remove_tree(dir);

@@ -22,8 +22,8 @@ typedef enum clgqa_status {
     CLGQA_ERR_UNSUPPORTED,    /* valid input this build cannot handle */
     CLGQA_ERR_DIVERGED,       /* training stopped: the loss became NaN or infinite */
     CLGQA_ERR_NO_DATA,        /* an epoch or an evaluation got no samples */
-    CLGQA_ERR_DEVICE_FEATURE, /* the device lacks what was asked of it (an extension) */
-    CLGQA_ERR_MPI             /* an MPI call failed, or the ranks disagree */
+    CLGQA_ERR_DEVICE_FEATURE, /* the device lacks what was asked of it (local memory, an extension) */
+    CLGQA_ERR_MPI             /* an MPI call failed (clgqa_error_code: its error code) */
 } clgqa_status;
 
 /* "CLGQA_ERR_..." name of a status. */
@@ -34,7 +34,8 @@ const char *clgqa_error_message(void);
 
 /* The underlying library's status code of the last failure on this thread:
  * the OpenCL cl_int (CL_OUT_OF_RESOURCES is -5) after CLGQA_ERR_OPENCL, the
- * CLBlast status after CLGQA_ERR_CLBLAST; 0 after any other failure. */
+ * CLBlast status after CLGQA_ERR_CLBLAST, the MPI error code after
+ * CLGQA_ERR_MPI when an MPI call returned one; 0 after any other failure. */
 int clgqa_error_code(void);
 
 #endif

@@ -70,7 +70,7 @@ typedef struct clgqa_tensor_info {
     int shape[CLGQA_TENSOR_MAX_DIMS];
 } clgqa_tensor_info;
 
-/* Model dimensions derived from the config. */
+/* Model dimensions derived from its description. */
 typedef struct clgqa_model_dims {
     int img_size, patch_size, in_chans;
     int grid;     /* img_size / patch_size */
@@ -97,8 +97,8 @@ typedef struct clgqa_model clgqa_model;
  * Weights are initialised as the reference does (Linear weights and
  * pos_embed normal std 0.02 truncated at +-2, Linear biases and cls_token 0,
  * LayerNorm 1/0, the patch conv's weight and bias PyTorch's default uniform
- * +-1/sqrt(in_chans*p*p)) from Philox streams (seed, CLGQA_RNG_INIT, tensor
- * index); AdamW moments are 0; the grouping state is the static split with a
+ * +-1/sqrt(in_chans*p*p)) from Philox streams keyed by the seed and the
+ * tensor's index; AdamW moments are 0; the grouping state is the static split with a
  * zero DGQA cache. Refuses shapes the semantics page refuses (H % G != 0,
  * img_size % patch_size != 0, ...). */
 clgqa_status clgqa_model_create(clgqa_runtime *rt, const clgqa_model_desc *desc, int max_batch,

@@ -627,6 +627,10 @@ int clgqa_cmd_bench(int argc, char **argv) {
     int every = opt.device && !strcmp(opt.device, "all");
     if (every && clgqa_runtime_match_devices("all", devices, MAX_DEVICES, &device_count))
         return clgqa_cli_error(NULL);
+    if (device_count == 0) {
+        fprintf(stderr, "clgqa bench: --device all: no OpenCL device\n");
+        return 1;
+    }
     device_result *all = calloc((size_t)device_count, sizeof *all);
     cJSON *json = every ? cJSON_CreateObject() : NULL, *json_devices = NULL;
     if (!all || (every && !json))

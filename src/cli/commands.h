@@ -4,7 +4,7 @@
 
 int clgqa_cmd_devices(int argc, char **argv);
 int clgqa_cmd_bench(int argc, char **argv); /* src/cli/bench.c */
-int clgqa_bench_allreduce(int argc, char **argv); /* bench/allreduce.c: bench --allreduce */
+int clgqa_bench_allreduce(int argc, char **argv); /* src/cli/allreduce.c: bench --allreduce */
 int clgqa_cmd_train(int argc, char **argv);
 int clgqa_cmd_eval(int argc, char **argv);
 int clgqa_cmd_convert(int argc, char **argv);

@@ -1,6 +1,7 @@
 /* Opening a dataset split by name, the in-memory readers (MNIST-style IDX,
  * CIFAR binary), and the per-sample pipeline: load -> channels -> resize ->
  * augment -> normalise. The image-file layouts live in folders.c. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,13 +298,18 @@ const clgqa_dataset_info *clgqa_dataset_find(const char *name) {
     return kind ? &kind->info : NULL;
 }
 
+static char dataset_names[256];
+static void write_dataset_names(void) {
+    for (size_t i = 0; i < DATASET_KINDS; i++)
+        snprintf(dataset_names + strlen(dataset_names),
+                 sizeof dataset_names - strlen(dataset_names), "%s%s", i ? ", " : "",
+                 dataset_kinds[i].info.name);
+}
+
 const char *clgqa_dataset_names(void) {
-    static char list[256];
-    if (!list[0]) /* written once, the same text every time */
-        for (size_t i = 0; i < DATASET_KINDS; i++)
-            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
-                     dataset_kinds[i].info.name);
-    return list;
+    static pthread_once_t once = PTHREAD_ONCE_INIT; /* any thread may ask first */
+    pthread_once(&once, write_dataset_names);
+    return dataset_names;
 }
 
 static clgqa_status open_by_name(clgqa_dataset *ds) {
@@ -467,6 +473,7 @@ clgqa_status clgqa_dataset_get_pixels(clgqa_dataset *ds, size_t index, long epoc
 }
 
 clgqa_status clgqa_image_load(const clgqa_dataset_options *cfg, const char *path, float *image) {
+    CLGQA_TRY(check_options(cfg));
     uint8_t *data;
     size_t size;
     CLGQA_TRY(clgqa_read_file(path, MAX_IMAGE_FILE_BYTES, &data, &size));

@@ -1,6 +1,6 @@
 /* Position-embedding resampling (timm's resample_abs_pos_embed): one
  * interpolation matrix per axis, applied separably in double precision.
- * See clgqa/pos_embed.h for the two kernels. */
+ * See pos_embed.h for the two kernels. */
 #include "pos_embed.h"
 
 #include <math.h>

@@ -1,6 +1,6 @@
 /* PyTorch zip checkpoints: the zip container (stored and deflated entries,
  * zip64), then a small pickle machine that knows only what a state_dict
- * needs and refuses the rest by name. See clgqa/pth.h. */
+ * needs and refuses the rest by name. See pth.h. */
 #include "pth.h"
 
 #include <stdint.h>

@@ -54,7 +54,7 @@ typedef struct clgqa_tensor {
 typedef struct clgqa_tensor_set clgqa_tensor_set;
 
 /* Open and validate a file (memory-mapped, read-only): safetensors, or a
- * PyTorch zip checkpoint (.pth/.pt, recognised by its bytes; clgqa/pth.h),
+ * PyTorch zip checkpoint (.pth/.pt, recognised by its bytes; pth.h),
  * whose tensors then read the same way. */
 clgqa_status clgqa_tensor_file_open(const char *path, clgqa_tensor_set **out);
 /* Validate `size` bytes at `bytes` as a safetensors file; `label` names it in

@@ -86,7 +86,7 @@ typedef struct model_layer {
 } model_layer;
 
 /* The backward's column sums (bias and LayerNorm parameter gradients) in
- * two stages (clgqa/ops.h): the ops store partial sums in column_partials,
+ * two stages (ops.h): the ops store partial sums in column_partials,
  * and one finish per block (and one for the final tensors) adds them up just
  * before the gradients_ready hook. A block's partials sit in slot l % 2:
  * LayerNorm 1 of block l also stores those of block l - 1's fc2 bias (its

@@ -239,6 +239,15 @@ clgqa_status clgqa_model_forward_pixels(clgqa_model *m, clgqa_view pixels, clgqa
     if (!mean || !std)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
                           "clgqa_model_forward_pixels: the normalisation's mean and std are NULL");
+    if (m->dims.in_chans > 3)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_forward_pixels: %d channels; 8-bit pixels have at most 3",
+                          m->dims.in_chans);
+    for (int c = 0; c < m->dims.in_chans; c++)
+        if (!(std[c] > 0.0f))
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                              "clgqa_model_forward_pixels: std[%d] must be positive, not %g", c,
+                              (double)std[c]);
     const model_input input = {pixels, mean, std};
     return forward(m, &input, labels, batch, pass);
 }
@@ -287,8 +296,9 @@ static clgqa_view block_partials(const clgqa_model *m, int l, size_t offset) {
  *         once the LayerNorm above has added into it: the next block's
  *         LayerNorm 1 or the final LayerNorm (clgqa_model_backward) stores
  *         them, in block l's slot (the other slot from the next block's).
- * The head's and the patch embedding's are summed where their dy is made
- * (clgqa_model_backward). */
+ * The head's bias sums dlogits in a column-partials pass, and the patch
+ * embedding's sums dpatch_out in a bias_backward pass, each right after its
+ * dy is made (clgqa_model_backward). */
 typedef enum block_bias { BIAS_QKV, BIAS_PROJ, BIAS_FC1, BIAS_FC2 } block_bias;
 static clgqa_view bias_partials(const clgqa_model *m, int l, block_bias which) {
     const model_partials *pp = &m->partials;

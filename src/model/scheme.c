@@ -2,6 +2,7 @@
  * description against the semantics page's shape rules. */
 #include "scheme.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,13 +23,17 @@ const clgqa_scheme_traits *clgqa_scheme_traits_of(clgqa_scheme scheme) {
     return (unsigned)scheme < SCHEME_COUNT ? &schemes[scheme] : &unknown;
 }
 
+static char scheme_list[128];
+static void write_scheme_list(void) {
+    for (size_t i = 0; i < SCHEME_COUNT; i++)
+        snprintf(scheme_list + strlen(scheme_list), sizeof scheme_list - strlen(scheme_list),
+                 "%s%s", i == 0 ? "" : i + 1 == SCHEME_COUNT ? " or " : ", ", schemes[i].name);
+}
+
 const char *clgqa_scheme_list(void) {
-    static char list[128];
-    if (!list[0]) /* written once, the same text every time */
-        for (size_t i = 0; i < SCHEME_COUNT; i++)
-            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
-                     i == 0 ? "" : i + 1 == SCHEME_COUNT ? " or " : ", ", schemes[i].name);
-    return list;
+    static pthread_once_t once = PTHREAD_ONCE_INIT; /* any thread may ask first */
+    pthread_once(&once, write_scheme_list);
+    return scheme_list;
 }
 
 const char *clgqa_scheme_name(clgqa_scheme scheme) {

@@ -150,6 +150,21 @@ static int stream_tile_rows(const clgqa_runtime *rt, int head_dim) {
     return rows;
 }
 
+/* The tiled kernels need their smallest tiles (one K/V row, and the dK/dV
+ * kernel's row statistics) in local memory: a device with less cannot run
+ * them, whatever the batch. */
+static clgqa_status check_tiled_fits(const char *op, const clgqa_runtime *rt,
+                                     const clgqa_attention_dims *dims) {
+    cl_ulong need = (2 * (cl_ulong)dims->head_dim + 2) * sizeof(float);
+    if (need > rt->local_mem_bytes)
+        return clgqa_fail(CLGQA_ERR_DEVICE_FEATURE,
+                          "%s: %s has %llu bytes of local memory, the tiled attention kernels "
+                          "need %llu at head_dim %d (attention_kernel rows needs none)",
+                          op, rt->device_name, (unsigned long long)rt->local_mem_bytes,
+                          (unsigned long long)need, dims->head_dim);
+    return CLGQA_OK;
+}
+
 /* The attention program for this head dimension (both variants and PGQA
  * share it). */
 static clgqa_status attention_kernel(clgqa_runtime *rt, const clgqa_attention_dims *dims,
@@ -306,6 +321,8 @@ clgqa_status clgqa_attention_forward(clgqa_runtime *rt, const clgqa_attention_di
     CLGQA_TRY(check_qkv(op, &s, (const char *[]){"q", "k", "v"}, q, k, v));
     CLGQA_TRY(clgqa_check_view(op, "kv_map", kv_map, (size_t)dims->heads, sizeof(cl_int)));
     CLGQA_TRY(check_saved(op, dims, pgqa != NULL, tiled, saved));
+    if (tiled)
+        CLGQA_TRY(check_tiled_fits(op, rt, dims));
     /* PGQA's attention output A goes to saved->heads_out first. */
     clgqa_view attended = pgqa ? saved->heads_out : out;
 
@@ -450,6 +467,8 @@ clgqa_status clgqa_attention_backward(clgqa_runtime *rt, const clgqa_attention_d
     CLGQA_TRY(clgqa_check_view(op, "out", out, s.out, sizeof(float)));
     CLGQA_TRY(clgqa_check_view(op, "kv_map", kv_map, (size_t)dims->heads, sizeof(cl_int)));
     CLGQA_TRY(check_saved(op, dims, pgqa, tiled, saved));
+    if (tiled)
+        CLGQA_TRY(check_tiled_fits(op, rt, dims));
     CLGQA_TRY(clgqa_check_view(op, "scratch", scratch,
                                clgqa_attention_scratch_floats(dims, pgqa, rt->attention_kernel),
                                sizeof(float)));

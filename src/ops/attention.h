@@ -1,5 +1,5 @@
 /* Grouped-query attention of arXiv:2408.08454 on the device: key norms,
- * query-to-key-head grouping (static, KDGQA, DGQA diff/EMA), grouped
+ * query-to-key-head grouping (KDGQA, DGQA diff/EMA), grouped
  * attention forward/backward and the PGQA perturbation.
  * attention.cl + grouping.cl <-> src/ops/attention.c +
  * src/ops/grouping.c. Semantics: docs/attention-variants.md.

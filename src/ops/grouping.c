@@ -1,5 +1,5 @@
 /* Launchers for grouping.cl: key norms and the query-head
- * allocations (static, KDGQA, DGQA diff/EMA). Everything stays on the
+ * allocations (KDGQA, DGQA diff/EMA; each falls back to the static split). Everything stays on the
  * device: the allocation kernels read key_norms where key_norms wrote them
  * and write kv_map / group_counts where attention reads them. */
 #include "attention.h"

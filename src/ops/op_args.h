@@ -96,7 +96,7 @@ static inline size_t clgqa_row_group_size(clgqa_runtime *rt, cl_kernel kernel, s
  * few threads are busy with the column tiles); GPUs take enough chunks for
  * at least 4 work-groups per compute unit and at most
  * CLGQA_COLUMN_ROWS_PER_ITEM rows per work-item (clgqa_column_sum_chunks
- * in clgqa/ops.h). */
+ * in ops.h). */
 typedef struct clgqa_column_plan {
     size_t columns, slices, chunks, chunk_rows;
 } clgqa_column_plan;

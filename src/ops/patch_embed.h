@@ -1,7 +1,7 @@
 /* Patch embedding ops of the ViT: patch_embed.cl <->
  * src/ops/patch_embed.c. The conv with kernel = stride = patch is im2col +
- * one Linear GEMM (clgqa_linear_forward with the conv weight viewed as
- * [C, in_chans*p*p]); the images need no gradient, so there is no col2im.
+ * one Linear GEMM (src/model/model_pass.c's linear_forward, with the conv
+ * weight viewed as [C, in_chans*p*p]); the images need no gradient, so there is no col2im.
  * Backward ops ACCUMULATE (+=) into every gradient. */
 #ifndef CLGQA_PATCH_EMBED_H
 #define CLGQA_PATCH_EMBED_H

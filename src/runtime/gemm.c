@@ -1,5 +1,5 @@
-/* Matrix products through CLBlast (row-major, float32), and the Linear layer
- * built on them. */
+/* Matrix products through CLBlast (row-major, float32): the tuning files,
+ * the choice of kernel, one temporary buffer per runtime. */
 #include "gemm.h"
 
 #include <cjson/cJSON.h>

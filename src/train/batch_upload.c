@@ -1,5 +1,5 @@
 /* Batch upload through pinned staging on the transfer queue (see
- * clgqa/batch_upload.h). Each slot is a pinned staging buffer, mapped once,
+ * batch_upload.h). Each slot is a pinned staging buffer, mapped once,
  * and a device buffer, both laid out as [labels: max_batch int32, padded to
  * 256 bytes][pixels], so one write moves a batch. */
 #include "batch_upload.h"

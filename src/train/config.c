@@ -960,17 +960,17 @@ clgqa_status clgqa_config_get(const clgqa_config *cfg, const char *name, char *t
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_config_get: no key '%s'", name);
     char items[MAX_ITEMS][1024];
     int count = key_items(cfg, k, items);
+    /* The whole text's length, even where it does not fit (for the message). */
     size_t used = 0;
-    int n = 0;
     if (count < 0) {
-        n = snprintf(text, size, "%s", items[0]);
-        used = n > 0 ? (size_t)n : 0;
+        used = (size_t)snprintf(text, size, "%s", items[0]);
     } else {
         used = (size_t)snprintf(text, size, "[");
-        for (int i = 0; i < count && used < size; i++)
-            used += (size_t)snprintf(text + used, size - used, "%s%s", i ? ", " : "", items[i]);
-        if (used < size)
-            used += (size_t)snprintf(text + used, size - used, "]");
+        for (int i = 0; i < count; i++)
+            used += (size_t)snprintf(used < size ? text + used : NULL, used < size ? size - used : 0,
+                                     "%s%s", i ? ", " : "", items[i]);
+        used += (size_t)snprintf(used < size ? text + used : NULL, used < size ? size - used : 0,
+                                 "]");
     }
     if (used >= size)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_config_get: the value of '%s' needs %zu bytes, "

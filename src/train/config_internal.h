@@ -43,7 +43,7 @@ typedef struct clgqa_config {
     char pretrained_ckpt[1024];
     int pos_embed_antialias; /* resampling a checkpoint's pos_embed to another
                                 patch grid: 1 = timm's antialiased bicubic,
-                                0 = plain bicubic (see clgqa/pos_embed.h) */
+                                0 = plain bicubic (see src/io/pos_embed.h) */
     int save_model;
     int skip_unreadable;     /* image datasets: leave undecodable images out (counted) */
     char device[256];        /* clgqa_runtime_create spec, "" = default device; a

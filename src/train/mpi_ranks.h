@@ -65,7 +65,8 @@ int clgqa_mpi_fail(clgqa_mpi *mpi, int everywhere);
  * a list kept joined by commas). One process: the spec, or a list's first
  * item. Several ranks: the local rank (rank within the node) picks the
  * list's item, or else the local-rank-th device the spec matches
- * (clgqa_runtime_match_devices; "" the node's GPUs), as a device index;
+ * (clgqa_runtime_match_devices; "": the node's GPUs, else PoCL's CPU
+ * device, else device 0), as a device index;
  * more ranks than devices wrap around (and clgqa_mpi_check_devices refuses
  * the sharing unless it is allowed). */
 clgqa_status clgqa_mpi_device_spec(const clgqa_mpi *mpi, const char *spec, char *out,
