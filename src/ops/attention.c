@@ -309,6 +309,16 @@ static clgqa_status launch_query_tiles(clgqa_runtime *rt, kernel_args *args,
     return clgqa_launch_1d(rt, kern, s.pairs * query_tiles * local, local);
 }
 
+/* The work-group of the rows kernels, one (sample, head) pair's tokens: a
+ * power of two covering them, at most 64, so a group never spans two pairs
+ * and what the pair shares is the same for every item of a group. */
+static size_t token_group(clgqa_runtime *rt, cl_kernel kern, size_t tokens) {
+    size_t want = 1;
+    while (want < tokens && want < 64)
+        want *= 2;
+    return clgqa_work_group_size(rt, kern, want);
+}
+
 clgqa_status clgqa_attention_forward(clgqa_runtime *rt, const clgqa_attention_dims *dims,
                                      clgqa_view out, clgqa_view q, clgqa_view k, clgqa_view v,
                                      clgqa_view kv_map, const clgqa_pgqa *pgqa,
@@ -341,12 +351,12 @@ clgqa_status clgqa_attention_forward(clgqa_runtime *rt, const clgqa_attention_di
         kernel_arg_view(&args, saved->probs);
         kernel_arg_view(&args, attended);
         qkv_args(&args, &s, q, k, v, kv_map);
-        kernel_arg_uint(&args, s.row_scores);
         KERNEL_ARG(&args, tokens);
         KERNEL_ARG(&args, heads);
         KERNEL_ARG(&args, scale);
         CLGQA_TRY(kernel_args_done(&args));
-        CLGQA_TRY(clgqa_launch_1d(rt, kern, s.row_scores, clgqa_work_group_size(rt, kern, 64)));
+        CLGQA_TRY(clgqa_launch_2d(rt, kern, tokens, (size_t)dims->batch * heads,
+                                  token_group(rt, kern, tokens), 1));
     }
     if (!pgqa)
         return CLGQA_OK;
@@ -378,12 +388,12 @@ static clgqa_status rows_backward(clgqa_runtime *rt, const clgqa_attention_dims 
     kernel_arg_view(&args, v);
     kernel_arg_uint(&args, s.kv_stride);
     kernel_arg_view(&args, kv_map);
-    kernel_arg_uint(&args, s.row_scores);
     KERNEL_ARG(&args, tokens);
     KERNEL_ARG(&args, heads);
     KERNEL_ARG(&args, scale);
     CLGQA_TRY(kernel_args_done(&args));
-    CLGQA_TRY(clgqa_launch_1d(rt, rows, s.row_scores, clgqa_work_group_size(rt, rows, 64)));
+    CLGQA_TRY(clgqa_launch_2d(rt, rows, tokens, (size_t)batch * heads,
+                              token_group(rt, rows, tokens), 1));
 
     cl_kernel kv;
     CLGQA_TRY(attention_kernel(rt, dims, "kv_grads", &kv));
@@ -403,8 +413,8 @@ static clgqa_status rows_backward(clgqa_runtime *rt, const clgqa_attention_dims 
     KERNEL_ARG(&kv_args, kv_heads);
     KERNEL_ARG(&kv_args, scale);
     CLGQA_TRY(kernel_args_done(&kv_args));
-    return clgqa_launch_1d(rt, kv, (size_t)dims->batch * dims->kv_heads * dims->tokens,
-                           clgqa_work_group_size(rt, kv, 64));
+    return clgqa_launch_2d(rt, kv, (size_t)dims->tokens, (size_t)dims->batch * dims->kv_heads,
+                           token_group(rt, kv, (size_t)dims->tokens), 1);
 }
 
 /* tiled: attention_tiled_dq (dq and D), then attention_tiled_dkv (dk, dv). */

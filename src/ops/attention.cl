@@ -37,18 +37,21 @@
 
 /* One work-item per query row i = (b, h, p): probs[i, t] = softmax over t of
  * (d^-0.5 q) . k_t, out row = sum_t probs[i, t] v_t. The keys and values of a
- * (sample, head) pair are shared by its P work-items, so they stay in cache. */
+ * (sample, head) pair are shared by its P work-items, so they stay in cache.
+ * The grid is [tokens, B*H]: a work-group holds one pair's rows. */
 __kernel void attention_rows(__global float *probs, const uint probs_off,
                              __global float *out, const uint out_off,
                              __global const float *q, const uint q_off, const uint q_stride,
                              __global const float *k, const uint k_off,
                              __global const float *v, const uint v_off, const uint kv_stride,
-                             __global const int *kv_map, const uint kv_map_off, const uint rows,
+                             __global const int *kv_map, const uint kv_map_off,
                              const uint tokens, const uint heads, const float scale) {
-    const uint i = get_global_id(0);
-    if (i >= rows)
+    /* (b, h) from the group's row of the grid, the same for a whole
+     * work-group (see kv_grads). */
+    const uint p = get_global_id(0), bh = get_global_id(1);
+    if (p >= tokens)
         return;
-    const uint bh = i / tokens, p = i - bh * tokens;
+    const uint i = bh * tokens + p;
     const uint b = bh / heads, h = bh - b * heads;
     const uint j = (uint)kv_map[kv_map_off + h];
     __global const float *qr = q + q_off + (size_t)(b * tokens + p) * q_stride + h * HEAD_DIM;
@@ -96,12 +99,12 @@ __kernel void attention_rows_backward(__global float *dscores, const uint dscore
                                       const uint q_stride, __global const float *k,
                                       const uint k_off, __global const float *v, const uint v_off,
                                       const uint kv_stride, __global const int *kv_map,
-                                      const uint kv_map_off, const uint rows, const uint tokens,
+                                      const uint kv_map_off, const uint tokens,
                                       const uint heads, const float scale) {
-    const uint i = get_global_id(0);
-    if (i >= rows)
+    const uint p = get_global_id(0), bh = get_global_id(1); /* (b, h): see kv_grads */
+    if (p >= tokens)
         return;
-    const uint bh = i / tokens, p = i - bh * tokens;
+    const uint i = bh * tokens + p;
     const uint b = bh / heads, h = bh - b * heads;
     const uint j = (uint)kv_map[kv_map_off + h];
     __global const float *kb = k + k_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
@@ -135,7 +138,8 @@ __kernel void attention_rows_backward(__global float *dscores, const uint dscore
 }
 
 /* dk and dv rows for key row t of key/value head j in sample b, one
- * work-item per (b, j, t) owning them (no atomics): over the query heads h
+ * work-item per (b, j, t) owning them (no atomics), on a [tokens, B*G]
+ * grid: over the query heads h
  * with kv_map[h] == j in head order and their rows p,
  * dk = sum dS[b, h, p, t] d^-0.5 q[b, p, h] and dv = sum P[b, h, p, t]
  * g[b, p, h]. Written, so a head serving no query head gets zeros. */
@@ -147,10 +151,12 @@ __kernel void kv_grads(__global float *dk, const uint dk_off, __global float *dv
                        __global const int *kv_map, const uint kv_map_off, const uint batch,
                        const uint tokens, const uint heads, const uint kv_heads,
                        const float scale) {
-    const uint i = get_global_id(0);
-    if (i >= batch * kv_heads * tokens)
+    /* (b, j) from the group's row of the grid: the same for every item of a
+     * work-group, so a compiler that vectorises across work-items (Intel's
+     * CPU runtime) loads q and dout once for all of them. */
+    const uint t = get_global_id(0), bj = get_global_id(1);
+    if (t >= tokens)
         return;
-    const uint bj = i / tokens, t = i - bj * tokens;
     const uint b = bj / kv_heads, j = bj - b * kv_heads;
     float dk_acc[HEAD_DIM], dv_acc[HEAD_DIM];
     for (uint c = 0; c < HEAD_DIM; c++) {
