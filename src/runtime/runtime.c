@@ -709,19 +709,19 @@ static clgqa_status parse_choice(const char *name, const char *what, const char 
 }
 
 clgqa_status clgqa_device_class_parse(const char *name, clgqa_device_class *out) {
-    int i;
+    int i = 0;
     CLGQA_TRY(parse_choice(name, "device class", device_class_names, &i));
     *out = (clgqa_device_class)i;
     return CLGQA_OK;
 }
 clgqa_status clgqa_attention_kernel_parse(const char *name, clgqa_attention_kernel *out) {
-    int i;
+    int i = 0;
     CLGQA_TRY(parse_choice(name, "attention kernel", attention_kernel_names, &i));
     *out = (clgqa_attention_kernel)i;
     return CLGQA_OK;
 }
 clgqa_status clgqa_gemm_kernel_parse(const char *name, clgqa_gemm_kernel *out) {
-    int i;
+    int i = 0;
     CLGQA_TRY(parse_choice(name, "GEMM kernel", gemm_kernel_names, &i));
     *out = (clgqa_gemm_kernel)i;
     return CLGQA_OK;
