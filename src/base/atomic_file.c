@@ -3,10 +3,36 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* The temporary file being written, for clgqa_atomic_remove_pending: the
+ * name is complete before `pending` says so, and `pending` is cleared before
+ * the name changes or the file is renamed. */
+static char pending_path[4096];
+static volatile sig_atomic_t pending;
+
+static void register_pending(const char *tmp_path) {
+    if (pending || strlen(tmp_path) >= sizeof pending_path)
+        return;
+    memcpy(pending_path, tmp_path, strlen(tmp_path) + 1);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    pending = 1;
+}
+
+static void unregister_pending(const char *tmp_path) {
+    if (pending && !strcmp(pending_path, tmp_path))
+        pending = 0;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+void clgqa_atomic_remove_pending(void) {
+    if (pending)
+        unlink(pending_path);
+}
 
 clgqa_status clgqa_atomic_begin(const char *path, clgqa_atomic_file *af) {
     af->f = NULL;
@@ -33,6 +59,7 @@ clgqa_status clgqa_atomic_begin(const char *path, clgqa_atomic_file *af) {
         af->tmp_path = NULL;
         return clgqa_fail(CLGQA_ERR_IO, "cannot open a temporary file beside '%s': %s", path, strerror(err));
     }
+    register_pending(af->tmp_path);
     return CLGQA_OK;
 }
 
@@ -40,6 +67,7 @@ void clgqa_atomic_abort(clgqa_atomic_file *af) {
     if (af->f)
         fclose(af->f);
     if (af->tmp_path) {
+        unregister_pending(af->tmp_path);
         unlink(af->tmp_path);
         free(af->tmp_path);
     }
@@ -73,6 +101,9 @@ clgqa_status clgqa_atomic_commit(clgqa_atomic_file *af) {
         problem = strerror(errno);
     af->f = NULL;
     clgqa_status status = CLGQA_OK;
+    /* From here a signal handler leaves the file alone: the rename makes it
+     * the target, and a failure removes it below. */
+    unregister_pending(af->tmp_path);
     if (problem)
         status = clgqa_fail(CLGQA_ERR_IO, "writing '%s' failed: %s", af->path, problem);
     else if (rename(af->tmp_path, af->path) != 0)
