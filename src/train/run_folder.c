@@ -30,6 +30,31 @@ static void join(char *buf, size_t size, const char *dir, const char *name) {
 
 /* ---- the lock ---------------------------------------------------------------- */
 
+/* The refusal when another process holds the lock of `fd`, naming the pid
+ * it wrote there. Closes fd. */
+static clgqa_status in_use(const char *dir, int fd) {
+    char holder[32] = "";
+    ssize_t got = pread(fd, holder, sizeof holder - 1, 0);
+    close(fd);
+    holder[got > 0 ? got : 0] = '\0';
+    holder[strcspn(holder, "\n")] = '\0';
+    return clgqa_fail(CLGQA_ERR_IO, "out_dir '%s' is in use by another training run (pid %s): "
+                      "two runs in one folder would mix their files; wait for it to end, or "
+                      "give this run another out_dir", dir, holder[0] ? holder : "unknown");
+}
+
+clgqa_status run_folder_check_free(const char *dir) {
+    char path[1200];
+    join(path, sizeof path, dir, ".lock");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) /* no lock file: no run has held it */
+        return CLGQA_OK;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+        return in_use(dir, fd);
+    close(fd); /* releases what it took */
+    return CLGQA_OK;
+}
+
 clgqa_status run_folder_lock(const char *dir, FILE *log, int *out) {
     char path[1200];
     join(path, sizeof path, dir, ".lock");
@@ -40,20 +65,13 @@ clgqa_status run_folder_lock(const char *dir, FILE *log, int *out) {
                           strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int err = errno;
-        if (err != EWOULDBLOCK) { /* a file system without locks: go on, unprotected */
-            close(fd);
-            fprintf(log, "clgqa: cannot lock '%s' (%s): a second run into '%s' would not be "
-                    "stopped\n", path, strerror(err), dir);
-            return CLGQA_OK;
-        }
-        char holder[32] = "";
-        ssize_t got = pread(fd, holder, sizeof holder - 1, 0);
+        if (err == EWOULDBLOCK)
+            return in_use(dir, fd);
+        /* A file system without locks: go on, unprotected. */
         close(fd);
-        holder[got > 0 ? got : 0] = '\0';
-        holder[strcspn(holder, "\n")] = '\0';
-        return clgqa_fail(CLGQA_ERR_IO, "out_dir '%s' is in use by another training run (pid %s): "
-                          "two runs in one folder would mix their files; wait for it to end, "
-                          "or give this run another out_dir", dir, holder[0] ? holder : "unknown");
+        fprintf(log, "clgqa: cannot lock '%s' (%s): a second run into '%s' would not be "
+                "stopped\n", path, strerror(err), dir);
+        return CLGQA_OK;
     }
     /* Ours now: the pid, for the message above. */
     char pid[32];

@@ -16,6 +16,9 @@
  * on (*fd -1) after a line on `log` saying it is not protected. */
 clgqa_status run_folder_lock(const char *dir, FILE *log, int *fd);
 void run_folder_unlock(int *fd);
+/* The same refusal when another process holds the lock, writing nothing (a
+ * check before the lock is taken). */
+clgqa_status run_folder_check_free(const char *dir);
 
 /* Remove the temporary files (<name>.tmp.XXXXXX beside config.yaml and the
  * checkpoints) that an interrupted atomic write left, saying so on `log`.

@@ -414,30 +414,43 @@ static clgqa_status agree(trainer *t, clgqa_status status) {
     return clgqa_mpi_refuse(t->mpi, "another rank refused the run");
 }
 
-/* Rank 0, before anything is written: out_dir is the folder a resumed run
- * continues; it is locked for the whole run; what interrupted writes left is
- * removed; and a fresh run never takes over a folder that holds a run unless
- * told to start over (--overwrite). A dry run only looks. */
-static clgqa_status claim_folder(trainer *t) {
+/* Rank 0's checks of the folder that write nothing, so that a refused run
+ * leaves every file as it was: a resumed run's out_dir is the folder it
+ * resumes, and its settings are those it was trained with; a fresh run
+ * never takes over a folder that holds a run unless told to start over
+ * (--overwrite). `locked`: this run holds the folder's lock already. */
+static clgqa_status check_folder(trainer *t, int locked) {
     const clgqa_config *cfg = &t->cfg;
     const char *resume_dir = t->options->resume_dir;
-    const int dry_run = (t->options->flags & CLGQA_TRAIN_DRY_RUN) != 0;
+    if (!locked) /* a live run first: nothing else matters */
+        CLGQA_TRY(run_folder_check_free(cfg->out_dir));
     if (resume_dir && !run_folder_same(resume_dir, cfg->out_dir))
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "the run to resume, '%s', is not out_dir '%s': a "
                           "resumed run's files belong to the folder it resumes; leave out_dir out "
                           "or set it to '%s'", resume_dir, cfg->out_dir, resume_dir);
-    if (!dry_run) {
-        CLGQA_TRY(run_make_dirs(cfg->out_dir));
-        CLGQA_TRY(run_folder_lock(cfg->out_dir, t->rank_log, &t->lock_fd));
-        run_folder_sweep_temporaries(cfg->out_dir, t->rank_log);
-    }
-    const char *held = resume_dir ? NULL : run_folder_run_file(cfg->out_dir);
+    if (resume_dir)
+        return run_folder_compare_config(cfg, cfg->out_dir,
+                                         (t->options->flags & CLGQA_TRAIN_ALLOW_CHANGES) != 0,
+                                         t->changes, &t->change_count);
+    const char *held = run_folder_run_file(cfg->out_dir);
     if (held && !(t->options->flags & CLGQA_TRAIN_OVERWRITE))
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "out_dir '%s' holds a run (%s): continue it with "
                           "--resume '%s', or start over with --overwrite (which removes its files)",
                           cfg->out_dir, held, cfg->out_dir);
-    if (held && !dry_run)
-        CLGQA_TRY(run_folder_clear(cfg->out_dir));
+    return CLGQA_OK;
+}
+
+/* Rank 0 takes the folder for the whole run: creates it, locks it, removes
+ * what interrupted writes left, and with --overwrite the old run's files.
+ * The checks run again under the lock: another run may have begun since. */
+static clgqa_status claim_folder(trainer *t) {
+    const clgqa_config *cfg = &t->cfg;
+    CLGQA_TRY(run_make_dirs(cfg->out_dir));
+    CLGQA_TRY(run_folder_lock(cfg->out_dir, t->rank_log, &t->lock_fd));
+    CLGQA_TRY(check_folder(t, 1));
+    run_folder_sweep_temporaries(cfg->out_dir, t->rank_log);
+    if (!t->options->resume_dir && run_folder_run_file(cfg->out_dir))
+        CLGQA_TRY(run_folder_clear(cfg->out_dir)); /* --overwrite, checked above */
     return CLGQA_OK;
 }
 
@@ -457,16 +470,14 @@ static clgqa_status trainer_open(trainer *t) {
     if (cfg->batch_size % ranks != 0)
         return clgqa_mpi_refuse(t->mpi, "batch_size %d is the global batch: it must divide by the %d ranks",
                                 cfg->batch_size, ranks);
-    /* Only rank 0 writes files, so only it owns the folder. */
-    CLGQA_TRY(agree(t, rank == 0 ? claim_folder(t) : CLGQA_OK));
     CLGQA_TRY(open_data(t, rank, ranks)); /* num_classes, for the checks below */
-    if (t->options->resume_dir)
-        CLGQA_TRY(agree(t, rank == 0 ? run_folder_compare_config(
-                                           cfg, cfg->out_dir,
-                                           (t->options->flags & CLGQA_TRAIN_ALLOW_CHANGES) != 0,
-                                           t->changes, &t->change_count)
-                                     : CLGQA_OK));
+    /* Every refusal comes before anything is written: a refused run leaves
+     * the folder as it was. Only rank 0 writes files, so only it owns the
+     * folder. */
     CLGQA_TRY(agree(t, check_memory(t, ranks)));
+    CLGQA_TRY(agree(t, rank == 0 ? check_folder(t, 0) : CLGQA_OK));
+    if (!(t->options->flags & CLGQA_TRAIN_DRY_RUN))
+        CLGQA_TRY(agree(t, rank == 0 ? claim_folder(t) : CLGQA_OK));
     if (t->extras && t->extras->start_line)
         fprintf(t->rank_log, "%s\n", t->extras->start_line);
     if (t->options->flags & CLGQA_TRAIN_DRY_RUN)
