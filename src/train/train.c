@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "batch_upload.h"
@@ -424,6 +425,11 @@ static clgqa_status check_folder(trainer *t, int locked) {
     const char *resume_dir = t->options->resume_dir;
     if (!locked) /* a live run first: nothing else matters */
         CLGQA_TRY(run_folder_check_free(cfg->out_dir));
+    struct stat folder;
+    if (resume_dir && stat(resume_dir, &folder) != 0)
+        return clgqa_fail(CLGQA_ERR_IO, "cannot resume '%s': %s", resume_dir, strerror(errno));
+    if (resume_dir && !S_ISDIR(folder.st_mode))
+        return clgqa_fail(CLGQA_ERR_IO, "cannot resume '%s': not a folder", resume_dir);
     if (resume_dir && !run_folder_same(resume_dir, cfg->out_dir))
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "the run to resume, '%s', is not out_dir '%s': a "
                           "resumed run's files belong to the folder it resumes; leave out_dir out "
