@@ -41,7 +41,9 @@ int main(int argc, char **argv) {
     }
 
     /* The whole run: data loading, training, evaluation after each epoch,
-     * checkpoints. Options left zero: start fresh, progress on stderr. */
+     * checkpoints. Options left zero: start fresh, progress on stderr. A
+     * folder that holds a run already is refused (its files are kept):
+     * CLGQA_TRAIN_OVERWRITE in options.flags starts over there instead. */
     clgqa_train_options options = {0};
     clgqa_train_result result;
     clgqa_status status = clgqa_train(rt, cfg, &options, &result);

@@ -474,6 +474,58 @@ START_TEST(malformed_files_refused) {
 }
 END_TEST
 
+/* A config is at most 1 MiB and 8 levels deep: larger or deeper input is
+ * refused before it is parsed; the limits themselves load. */
+START_TEST(config_files_are_bounded) {
+    clgqa_config cfg;
+    clgqa_config_defaults(&cfg);
+    /* 1 MiB exactly: a comment filling it, then a key. */
+    static char text[(1 << 20) + 2];
+    const char *key = "\nepochs: 7\n";
+    size_t fill = (1 << 20) - strlen(key);
+    text[0] = '#';
+    memset(text + 1, 'x', fill - 1);
+    strcpy(text + fill, key);
+    const char *path = write_yaml("page.yaml", text);
+    TEST_OK(clgqa_config_load(&cfg, path));
+    ck_assert_int_eq(cfg.epochs, 7);
+    text[fill - 1] = 'y'; /* one byte more */
+    strcpy(text + fill, " ");
+    strcat(text, key);
+    path = write_yaml("over.yaml", text);
+    ck_assert_int_eq(clgqa_config_load(&cfg, path), CLGQA_ERR_FORMAT);
+    ASSERT_MESSAGE_HAS("is over 1024 KiB");
+
+    /* The mapping and 7 lists (8 levels) reach the value check; 8 lists do not parse. */
+    path = write_yaml("deep7.yaml", "betas: [[[[[[[0.9]]]]]]]\n");
+    ck_assert_int_eq(clgqa_config_load(&cfg, path), CLGQA_ERR_INVALID_ARG);
+    ASSERT_MESSAGE_HAS("nested list");
+    path = write_yaml("deep8.yaml", "betas: [[[[[[[[0.9]]]]]]]]\n");
+    ck_assert_int_eq(clgqa_config_load(&cfg, path), CLGQA_ERR_FORMAT);
+    ASSERT_MESSAGE_HAS("deep8.yaml:1: lists or mappings nested more than 8 deep");
+
+    ck_assert_int_eq(clgqa_config_load(&cfg, tmp_dir), CLGQA_ERR_IO);
+    ASSERT_MESSAGE_HAS("is a folder");
+    ck_assert_int_eq(cfg.epochs, 7);
+}
+END_TEST
+
+/* A number no float holds is refused, saying so, not stored as 0 or inf. */
+START_TEST(numbers_beyond_float_refused) {
+    clgqa_config cfg;
+    clgqa_config_defaults(&cfg);
+    ck_assert_int_eq(clgqa_config_set(&cfg, "lr=1e39"), CLGQA_ERR_INVALID_ARG);
+    ASSERT_MESSAGE_HAS("beyond a 32-bit float");
+    ck_assert_int_eq(clgqa_config_set(&cfg, "lr=1e-50"), CLGQA_ERR_INVALID_ARG);
+    ASSERT_MESSAGE_HAS("beyond a 32-bit float");
+    ck_assert_int_eq(clgqa_config_set(&cfg, "lr=-3"), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(!strstr(clgqa_error_message(), "beyond"), "%s", clgqa_error_message());
+    ck_assert_float_eq(cfg.lr, 1e-5f);
+    TEST_OK(clgqa_config_set(&cfg, "lr=3e38"));
+    ck_assert_float_eq(cfg.lr, 3e38f);
+}
+END_TEST
+
 START_TEST(set_overrides) {
     clgqa_config cfg;
     clgqa_config_defaults(&cfg);
@@ -681,6 +733,8 @@ int main(void) {
     tcase_add_test(tc, too_long_string_refused);
     tcase_add_test(tc, unknown_and_duplicate_keys_refused);
     tcase_add_test(tc, malformed_files_refused);
+    tcase_add_test(tc, config_files_are_bounded);
+    tcase_add_test(tc, numbers_beyond_float_refused);
     tcase_add_test(tc, set_overrides);
     tcase_add_test(tc, write_load_round_trip);
     tcase_add_test(tc, demo_config_is_the_embedded_demo);

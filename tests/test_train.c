@@ -665,7 +665,8 @@ static void counted_train(const char *config, int steps, long *host_waits, long 
     dir[n] = '\0';
     *strrchr(dir, '/') = '\0';
     snprintf(env, sizeof env, "CLGQA_COUNTER_REPORT=1 LD_PRELOAD='%s/libclgqa_counter.so'", dir);
-    snprintf(args, sizeof args, "train '%s' --set max_steps_per_epoch=%d", config, steps);
+    snprintf(args, sizeof args, "train '%s' --set max_steps_per_epoch=%d --overwrite", config,
+             steps);
     ck_assert_msg(test_run_clgqa(env, args, NULL, 0, err, sizeof err) == 0, "%s", err);
     const char *line = strstr(err, "clgqa_counter:");
     ck_assert_msg(line, "the counter printed nothing: %s", err);
@@ -891,10 +892,20 @@ START_TEST(non_finite_loss_stops_at_its_step) {
     clgqa_train_options options = {0};
     options.resume_dir = out_dir;
     options.flags = CLGQA_TRAIN_QUIET;
+    /* A resume that changes lr is refused unless it is allowed. */
+    ck_assert_int_eq(clgqa_train(test_runtime(), &cfg, &options, &result), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "lr 0.003 -> 1.0e+30"), "%s", clgqa_error_message());
+    options.flags |= CLGQA_TRAIN_ALLOW_CHANGES;
     ck_assert_int_eq(clgqa_train(test_runtime(), &cfg, &options, &result), CLGQA_ERR_DIVERGED);
     const char *msg = clgqa_error_message();
     ck_assert_msg(strstr(msg, "diverged at epoch 2, step 2/5 (lr 1e+30)"), "%s", msg);
-    ck_assert_msg(strstr(msg, "last.safetensors"), "%s", msg);
+    /* The checkpoint it names is the one this run resumed from. */
+    ck_assert_msg(strstr(msg, "last.safetensors keeps the last checkpoint"), "%s", msg);
+    snprintf(path, sizeof path, "%s/resumes.csv", out_dir);
+    char *changes = read_text(path);
+    ck_assert_str_eq(changes, "step,key,old,new\n5,lr,0.003,1.0e+30\n");
+    free(changes);
+    snprintf(path, sizeof path, "%s/last.safetensors", out_dir);
     char *after = read_bytes(path, &size_after);
     ck_assert_msg(size_before == size_after && !memcmp(before, after, size_after),
                   "last.safetensors changed after the divergence");

@@ -123,6 +123,10 @@ clgqa_status clgqa_model_write_tensor(clgqa_model *model, clgqa_model_buffer whi
                                       const clgqa_tensor_info *tensor, const float *host);
 /* Blocking transfers of a whole flat buffer (param_count floats). */
 clgqa_status clgqa_model_read_buffer(clgqa_model *model, clgqa_model_buffer which, float *host);
+/* CLGQA_ERR_FORMAT unless every parameter is finite; the message names the
+ * first tensor holding a NaN or an infinity, where, and how many of its
+ * values are not finite (weights of a diverged run evaluate as garbage). */
+clgqa_status clgqa_model_check_finite(clgqa_model *model);
 clgqa_status clgqa_model_write_buffer(clgqa_model *model, clgqa_model_buffer which,
                                       const float *host);
 

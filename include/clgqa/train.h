@@ -23,7 +23,19 @@
  *
  * Files in out_dir: config.yaml, run.csv, groups.csv, steps.csv (a row
  * every log_steps steps), last.safetensors and, when save_model is set,
- * best.safetensors and at the end model.safetensors. */
+ * best.safetensors and at the end model.safetensors; resumes.csv when a
+ * resume changed a setting (CLGQA_TRAIN_ALLOW_CHANGES); .lock.
+ *
+ * The folder has one owner: the run holds an exclusive lock (flock) on
+ * out_dir/.lock while it lasts, and a second run into it fails at once,
+ * naming the holder's pid. A fresh run into a folder that holds a run
+ * (run.csv or a checkpoint) is refused unless CLGQA_TRAIN_OVERWRITE. A
+ * resumed run's out_dir must be resume_dir, and its settings those of
+ * resume_dir/config.yaml on every key the exact resume depends on (a
+ * changed recipe key is refused unless CLGQA_TRAIN_ALLOW_CHANGES; a shape
+ * key or the seed, always). Before the model is created the run's memory is
+ * estimated and a run that would not fit the device (or, on a CPU device,
+ * the host) is refused with CLGQA_ERR_OUT_OF_MEMORY. */
 #ifndef CLGQA_TRAIN_H
 #define CLGQA_TRAIN_H
 
@@ -37,7 +49,14 @@
 
 /* Flags of clgqa_train_options. */
 enum {
-    CLGQA_TRAIN_QUIET = 1 /* no progress output at all */
+    CLGQA_TRAIN_QUIET = 1,         /* no progress output at all */
+    CLGQA_TRAIN_OVERWRITE = 2,     /* a fresh run into a folder that holds a run removes that
+                                      run's files first (without it: refused) */
+    CLGQA_TRAIN_ALLOW_CHANGES = 4, /* a resume may change the recipe's settings (recorded in
+                                      out_dir/resumes.csv; without it: refused) */
+    CLGQA_TRAIN_DRY_RUN = 8        /* check the folder, the data and the memory, print the memory
+                                      estimate on the log, and stop before allocating or
+                                      writing anything */
 };
 
 typedef struct clgqa_train_options {

@@ -24,4 +24,11 @@ clgqa_status clgqa_atomic_commit(clgqa_atomic_file *af);
 /* Give up: close and remove the temporary. */
 void clgqa_atomic_abort(clgqa_atomic_file *af);
 
+/* Remove the temporary file being written right now, if any. Only unlink(2)
+ * runs, which is async-signal-safe: a program's fatal-signal handler calls
+ * this before it dies, so an interrupted checkpoint write leaves no
+ * checkpoint-sized temporary behind. The library writes one atomic file at a
+ * time (from one thread); a second one begun meanwhile is not registered. */
+void clgqa_atomic_remove_pending(void);
+
 #endif

@@ -1,5 +1,8 @@
 /* clgqa eval CONFIG.yaml --checkpoint FILE [--predictions FILE.csv]
- *            [--set key=value ...] [--device SPEC] */
+ *            [--allow-nonfinite] [--set key=value ...] [--device SPEC]
+ * Only reads the run folder: it takes no lock, so it can evaluate a
+ * checkpoint while the run goes on. Weights that are not all finite (a
+ * diverged run's) are refused, naming the tensor, unless --allow-nonfinite. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,10 +13,10 @@
 #include "train_internal.h"
 
 static const char usage[] = "clgqa eval CONFIG.yaml --checkpoint FILE [--predictions FILE.csv] "
-                            "[--set key=value ...] [--device SPEC]";
+                            "[--allow-nonfinite] [--set key=value ...] [--device SPEC]";
 
 static int evaluate(const clgqa_config *cfg, const char *device, const char *checkpoint,
-                    const char *predictions_path) {
+                    const char *predictions_path, int allow_nonfinite) {
     clgqa_runtime *rt = NULL;
     clgqa_dataset *ds = NULL;
     clgqa_model *model = NULL;
@@ -29,6 +32,11 @@ static int evaluate(const clgqa_config *cfg, const char *device, const char *che
         clgqa_model_create(rt, &desc, cfg->batch_size, &model) != CLGQA_OK ||
         clgqa_checkpoint_load_model(model, checkpoint, stderr) != CLGQA_OK) {
         exit_status = clgqa_cli_error(NULL);
+        goto done;
+    }
+    if (!allow_nonfinite && clgqa_model_check_finite(model) != CLGQA_OK) {
+        fprintf(stderr, "clgqa: %s: %s; --allow-nonfinite evaluates it anyway\n", checkpoint,
+                clgqa_error_message());
         goto done;
     }
     if (predictions_path && !(predictions = fopen(predictions_path, "w"))) {
@@ -59,9 +67,12 @@ done:
 
 int clgqa_cmd_eval(int argc, char **argv) {
     const char *checkpoint = NULL, *predictions = NULL;
-    const cli_option flags[] = {{"--checkpoint", &checkpoint}, {"--predictions", &predictions}};
+    int allow_nonfinite = 0;
+    const cli_option flags[] = {{"--checkpoint", &checkpoint, "a checkpoint file"},
+                                {"--predictions", &predictions, "a CSV file to write"}};
+    const cli_switch switches[] = {{"--allow-nonfinite", &allow_nonfinite}};
     cli_config_args args;
-    int exit_status = clgqa_cli_parse_config_args(usage, argc, argv, flags, 2, 0, &args);
+    int exit_status = clgqa_cli_parse_config_args(usage, argc, argv, flags, 2, switches, 1, 0, &args);
     if (exit_status >= 0)
         return exit_status;
     if (!checkpoint)
@@ -69,5 +80,5 @@ int clgqa_cmd_eval(int argc, char **argv) {
     clgqa_config cfg;
     if (clgqa_run_config(args.config_path, args.sets, args.set_count, &cfg) != CLGQA_OK)
         return clgqa_cli_error(NULL);
-    return evaluate(&cfg, args.device, checkpoint, predictions);
+    return evaluate(&cfg, args.device, checkpoint, predictions, allow_nonfinite);
 }

@@ -1,16 +1,24 @@
 /* clgqa train [CONFIG.yaml] [--set key=value ...] [--device SPEC] [--resume DIR]
+ *             [--overwrite] [--allow-changes] [--dry-run]
  * Without CONFIG.yaml the embedded demo config (configs/demo.yaml) is trained.
  *
- * SIGINT and SIGTERM stop the run after the step in progress, with
- * last.safetensors holding it; the command then says how to resume and exits
- * with 128 + the signal's number. A second signal stops at once (the
- * checkpoints are written atomically, so the last whole one stays). */
+ * Signals: SIGINT, SIGTERM and SIGHUP (a closed terminal) stop the run after
+ * the step in progress, with last.safetensors holding it; the command then
+ * says how to resume and exits with 128 + the signal's number. A second
+ * signal stops at once: the temporary file of a checkpoint being written is
+ * removed first (the checkpoints are renamed into place, so the last whole
+ * one stays). SIGPIPE is ignored: progress written to a closed pipe is
+ * dropped and the run goes on. SIGQUIT keeps its default (a core dump). A
+ * crash (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT) says so in one line
+ * before the default action. */
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "commands.h"
 #include "config_args.h"
 #include "environment.h"
@@ -19,13 +27,17 @@
 
 static const char usage[] =
     "clgqa train [CONFIG.yaml] [--set key=value ...] [--device SPEC] [--resume DIR]\n"
+    "       [--overwrite] [--allow-changes] [--dry-run]\n"
     "       (without CONFIG.yaml: the embedded demo, configs/demo.yaml: a small KDGQA ViT on Fashion-MNIST)";
+
+/* ---- signals ------------------------------------------------------------ */
 
 static volatile sig_atomic_t stop_signal;
 static atomic_int signals_seen; /* lock-free, so safe in a handler on any thread */
 
 static void on_stop_signal(int sig) {
     if (atomic_fetch_add(&signals_seen, 1) > 0) { /* the second: stop now, as with no handler */
+        clgqa_atomic_remove_pending(); /* no checkpoint-sized temporary left behind */
         signal(sig, SIG_DFL);
         raise(sig); /* delivered when this handler returns */
         return;
@@ -37,7 +49,27 @@ static void on_stop_signal(int sig) {
     (void)ignored;
 }
 
-static void catch_stop_signals(void) {
+/* The line a crash prints, composed before the run (a handler may only
+ * write(2) it). */
+static char crash_notice[2048];
+static struct sigaction crash_previous[32];
+
+static void on_crash(int sig, siginfo_t *info, void *context) {
+    (void)context;
+    ssize_t ignored = write(STDERR_FILENO, crash_notice, strlen(crash_notice));
+    (void)ignored;
+    clgqa_atomic_remove_pending();
+    /* The previous action (the default, or a sanitizer's report) takes the
+     * fault when the instruction runs again; a signal sent by kill is raised
+     * again. */
+    sigaction(sig, &crash_previous[sig], NULL);
+    if (info->si_code <= 0)
+        raise(sig);
+}
+
+static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+
+static void catch_signals(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
@@ -45,15 +77,120 @@ static void catch_stop_signals(void) {
     sa.sa_flags = SA_RESTART; /* file writes and waits go on after the handler */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    /* A write to a pipe whose reader is gone fails with EPIPE instead. */
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction crash;
+    memset(&crash, 0, sizeof crash);
+    crash.sa_sigaction = on_crash;
+    sigemptyset(&crash.sa_mask);
+    crash.sa_flags = SA_SIGINFO;
+    for (size_t i = 0; i < sizeof crash_signals / sizeof crash_signals[0]; i++)
+        sigaction(crash_signals[i], &crash, &crash_previous[crash_signals[i]]);
+}
+
+static const char *signal_name(int sig) {
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
+}
+
+/* ---- messages ------------------------------------------------------------- */
+
+/* `word` as one shell word: as it is when it has only characters no shell
+ * treats specially, else in single quotes, a quote inside as '\''. So a
+ * pasted command does what it says, whatever the folder is called. */
+static void shell_quote(const char *word, char *out, size_t size) {
+    static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "0123456789@%+=:,./-_";
+    if (word[0] && strspn(word, plain) == strlen(word)) {
+        snprintf(out, size, "%s", word);
+        return;
+    }
+    size_t used = 0;
+    if (used + 1 < size)
+        out[used++] = '\'';
+    for (const char *p = word; *p && used + 5 < size; p++) {
+        if (*p == '\'') {
+            memcpy(out + used, "'\\''", 4);
+            used += 4;
+        } else {
+            out[used++] = *p;
+        }
+    }
+    if (used + 1 < size)
+        out[used++] = '\'';
+    out[used] = '\0';
+}
+
+/* The command that resumes the run in out_dir (its config.yaml is the whole
+ * resolved config). */
+static void resume_command(const char *out_dir, const char *device, int ranks, char *out,
+                           size_t size) {
+    char config[2200], folder[2200], config_path[1200], device_word[600] = "";
+    snprintf(config_path, sizeof config_path, "%s/config.yaml", out_dir);
+    shell_quote(config_path, config, sizeof config);
+    shell_quote(out_dir, folder, sizeof folder);
+    if (device) {
+        char quoted[520];
+        shell_quote(device, quoted, sizeof quoted);
+        snprintf(device_word, sizeof device_word, " --device %s", quoted);
+    }
+    char launcher[32] = "";
+    if (ranks > 1)
+        snprintf(launcher, sizeof launcher, "mpirun -np %d ", ranks);
+    snprintf(out, size, "%sclgqa train %s --resume %s%s", launcher, config, folder, device_word);
+}
+
+/* The run's outcome, on `first`, or on `second` when `first` cannot take it
+ * (a pipe whose reader went): it reaches a stream that is still open. */
+static void say(FILE *first, FILE *second, const char *fmt, ...) {
+    char text[4096];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(text, sizeof text, fmt, args);
+    va_end(args);
+    clearerr(first);
+    if (fputs(text, first) >= 0 && fflush(first) == 0 && !ferror(first))
+        return;
+    fputs(text, second);
+    fflush(second);
+}
+
+/* ---- the command ------------------------------------------------------------ */
+
+/* --resume DIR: DIR is the output folder. A config that names another
+ * out_dir itself (the file or --set; the embedded demo's does not count)
+ * is refused by the trainer, which checks that both are one folder. */
+static int resume_folder(const cli_config_args *args, const char *resume, clgqa_config *cfg) {
+    int given = args->config_path && clgqa_config_given(cfg, "out_dir");
+    for (int i = 0; i < args->set_count; i++)
+        given |= !strncmp(args->sets[i], "out_dir=", 8);
+    if (given)
+        return 0;
+    if (strlen(resume) >= sizeof cfg->out_dir) {
+        fprintf(stderr, "clgqa train: --resume '%s' is longer than %zu characters\n", resume,
+                sizeof cfg->out_dir - 1);
+        return -1;
+    }
+    snprintf(cfg->out_dir, sizeof cfg->out_dir, "%s", resume);
+    return 0;
 }
 
 int clgqa_cmd_train(int argc, char **argv) {
     const char *resume = NULL;
-    const cli_option flags[] = {{"--resume", &resume}};
+    int overwrite = 0, allow_changes = 0, dry_run = 0;
+    const cli_option flags[] = {{"--resume", &resume, "the folder of the run to continue"}};
+    const cli_switch switches[] = {{"--overwrite", &overwrite},
+                                   {"--allow-changes", &allow_changes},
+                                   {"--dry-run", &dry_run}};
     cli_config_args args;
-    int exit_status = clgqa_cli_parse_config_args(usage, argc, argv, flags, 1, 1, &args);
+    int exit_status = clgqa_cli_parse_config_args(usage, argc, argv, flags, 1, switches, 3, 1, &args);
     if (exit_status >= 0)
         return exit_status;
+    if (resume && overwrite) {
+        fprintf(stderr, "clgqa train: --resume continues a run and --overwrite starts over: give "
+                "one of them\n");
+        return 2;
+    }
 
     /* Under mpirun: this process is one rank of a data-parallel job. */
     clgqa_mpi *mpi;
@@ -63,6 +200,10 @@ int clgqa_cmd_train(int argc, char **argv) {
     clgqa_config cfg;
     if (clgqa_run_config(args.config_path, args.sets, args.set_count, &cfg) != CLGQA_OK)
         return clgqa_mpi_fail(mpi, 1);
+    if (resume && resume_folder(&args, resume, &cfg) != 0) {
+        clgqa_mpi_finalize(mpi);
+        return 1;
+    }
     clgqa_runtime *rt;
     if (clgqa_cli_open_runtime(&cfg, mpi, args.device, &rt) != 0)
         return clgqa_mpi_fail(mpi, 0);
@@ -71,19 +212,32 @@ int clgqa_cmd_train(int argc, char **argv) {
         return clgqa_mpi_fail(mpi, 0);
     }
     int rank = clgqa_mpi_rank(mpi), ranks = clgqa_mpi_ranks(mpi);
-    if (rank == 0 && ranks > 1)
-        fprintf(stderr, "clgqa train: %s, %s on %s, %d ranks, global batch %d\n", cfg.dataset,
-                clgqa_scheme_name(cfg.att_scheme), cfg.out_dir, ranks, cfg.batch_size);
-    else if (rank == 0)
-        fprintf(stderr, "clgqa train: %s, %s on %s, device %s\n", cfg.dataset,
-                clgqa_scheme_name(cfg.att_scheme), cfg.out_dir, clgqa_runtime_device_name(rt));
+    char start_line[2048]; /* printed by the trainer once its checks pass */
+    if (ranks > 1)
+        snprintf(start_line, sizeof start_line, "clgqa train: %s, %s on %s, %d ranks, global batch %d",
+                 cfg.dataset, clgqa_scheme_name(cfg.att_scheme), cfg.out_dir, ranks, cfg.batch_size);
+    else
+        snprintf(start_line, sizeof start_line, "clgqa train: %s, %s on %s, device %s", cfg.dataset,
+                 clgqa_scheme_name(cfg.att_scheme), cfg.out_dir, clgqa_runtime_device_name(rt));
 
     clgqa_train_options options = {0};
     options.resume_dir = resume;
     options.stop_signal = &stop_signal;
+    options.flags = (overwrite ? CLGQA_TRAIN_OVERWRITE : 0) |
+                    (allow_changes ? CLGQA_TRAIN_ALLOW_CHANGES : 0) |
+                    (dry_run ? CLGQA_TRAIN_DRY_RUN : 0);
+    if (dry_run)
+        options.log = stdout; /* the estimate is the command's output */
     clgqa_train_extras extras = {0};
     extras.mpi = mpi;
-    catch_stop_signals();
+    extras.start_line = rank == 0 ? start_line : NULL;
+    char resume_line[8192];
+    resume_command(cfg.out_dir, args.device, ranks, resume_line, sizeof resume_line);
+    snprintf(crash_notice, sizeof crash_notice,
+             "\nclgqa train: crashed (a fatal signal in clgqa or the OpenCL driver, which under "
+             "a low ulimit -v can fail this way); the last whole checkpoint, if any, resumes "
+             "with:\n  %s\n", resume_line);
+    catch_signals();
     clgqa_train_result result;
     clgqa_status status = clgqa_train_with(rt, &cfg, &options, &extras, &result);
     clgqa_runtime_destroy(rt);
@@ -92,25 +246,25 @@ int clgqa_cmd_train(int argc, char **argv) {
     clgqa_mpi_finalize(mpi);
     if (rank != 0) /* rank 0 speaks for the job */
         return result.stopped ? 128 + result.stop_signal : 0;
+    if (dry_run) {
+        say(stdout, stderr, "dry run: the run fits; nothing was allocated or written\n");
+        return 0;
+    }
     if (result.stopped) {
-        const char *name = result.stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+        char where[256];
         if (result.epoch_steps > 0)
-            fprintf(stderr, "clgqa train: stopped by %s in epoch %d after step %ld/%ld", name,
-                    result.epochs_done + 1, result.epoch_steps, result.steps_per_epoch);
+            snprintf(where, sizeof where, "in epoch %d after step %ld/%ld", result.epochs_done + 1,
+                     result.epoch_steps, result.steps_per_epoch);
         else
-            fprintf(stderr, "clgqa train: stopped by %s after epoch %d", name, result.epochs_done);
-        /* config.yaml in out_dir is the whole resolved config. */
-        char launcher[32] = "";
-        if (ranks > 1)
-            snprintf(launcher, sizeof launcher, "mpirun -np %d ", ranks);
-        fprintf(stderr, "; %s/last.safetensors holds it. Resume with:\n"
-                "  %sclgqa train %s/config.yaml --resume %s%s%s\n", cfg.out_dir, launcher,
-                cfg.out_dir, cfg.out_dir, args.device ? " --device " : "",
-                args.device ? args.device : "");
+            snprintf(where, sizeof where, "after epoch %d", result.epochs_done);
+        say(stderr, stdout, "clgqa train: stopped by %s %s; %s/last.safetensors holds it. "
+            "Resume with:\n  %s\n", signal_name(result.stop_signal), where, cfg.out_dir,
+            resume_line);
         return 128 + result.stop_signal;
     }
-    printf("test accuracy: %.1f%% (test loss %.4f, train accuracy %.1f%%, epochs %d, %.0f img/s)\n",
-           100.0 * result.last.test_acc, result.last.test_loss, 100.0 * result.last.train_acc,
-           result.epochs_done, result.images_per_second);
+    say(stdout, stderr,
+        "test accuracy: %.1f%% (test loss %.4f, train accuracy %.1f%%, epochs %d, %.0f img/s)\n",
+        100.0 * result.last.test_acc, result.last.test_loss, 100.0 * result.last.train_acc,
+        result.epochs_done, result.images_per_second);
     return 0;
 }

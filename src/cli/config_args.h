@@ -9,7 +9,14 @@
 typedef struct cli_option {
     const char *flag;   /* "--resume" */
     const char **value; /* receives the argument after it */
+    const char *what;   /* what the value is, for messages ("a run folder") */
 } cli_option;
+
+/* An option without a value ("--overwrite"): *on becomes 1. */
+typedef struct cli_switch {
+    const char *flag;
+    int *on;
+} cli_switch;
 
 typedef struct cli_config_args {
     const char *config_path;
@@ -20,11 +27,14 @@ typedef struct cli_config_args {
 
 /* Parses argv[1..] (argv[0] is the command name). Returns -1 when the command
  * should go on, else the exit status to return: 0 after --help (usage on
- * stdout), 2 for a usage error (message and usage on stderr). `usage` is the
- * text after "usage: ". Without config_optional a missing CONFIG.yaml is a
- * usage error; with it, config_path stays NULL. */
+ * stdout), 2 for a usage error (one line on stderr, then the usage): an
+ * unknown option, an option without its value or with an empty one, a
+ * second CONFIG.yaml. `usage` is the text after "usage: ". Without
+ * config_optional a missing CONFIG.yaml is a usage error; with it,
+ * config_path stays NULL. */
 int clgqa_cli_parse_config_args(const char *usage, int argc, char **argv,
                                 const cli_option *options, int option_count,
+                                const cli_switch *switches, int switch_count,
                                 int config_optional, cli_config_args *out);
 
 /* The runtime a config asks for: the device (--device SPEC, else the

@@ -28,14 +28,16 @@ clgqa_status clgqa_idx_parse(const uint8_t *data, size_t size, const char *name,
     if (shape[0] == 0 || (dims == 3 && (shape[1] == 0 || shape[2] == 0)))
         return clgqa_fail(CLGQA_ERR_FORMAT, "%s: IDX sizes include a zero", name);
     if (elements != (uint64_t)(size - header)) {
+        /* Short: cut off in a copy; long: bytes after the data, or another
+         * file's header. */
+        const char *why = elements > (uint64_t)(size - header) ? "truncated?" : "extra bytes after the data";
         if (dims == 3)
             return clgqa_fail(CLGQA_ERR_FORMAT,
-                              "%s: header says %u x %u x %u bytes but the file holds %zu "
-                              "(truncated?)",
-                              name, shape[0], shape[1], shape[2], size - header);
+                              "%s: header says %u x %u x %u bytes but the file holds %zu (%s)",
+                              name, shape[0], shape[1], shape[2], size - header, why);
         return clgqa_fail(CLGQA_ERR_FORMAT,
-                          "%s: header says %u labels but the file holds %zu (truncated?)", name,
-                          shape[0], size - header);
+                          "%s: header says %u labels but the file holds %zu (%s)", name,
+                          shape[0], size - header, why);
     }
     *payload = data + header;
     return CLGQA_OK;

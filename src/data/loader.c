@@ -211,9 +211,14 @@ clgqa_status clgqa_loader_create(clgqa_dataset *ds, int batch_size, clgqa_order 
                           batch_size);
     }
     for (int i = 0; i < threads; i++) {
-        if (pthread_create(&ld->threads[i], NULL, worker_main, ld) != 0) {
+        int err = pthread_create(&ld->threads[i], NULL, worker_main, ld);
+        if (err != 0) {
             clgqa_loader_destroy(ld);
-            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot start loader thread %d", i);
+            /* EAGAIN: no memory for the thread's stack (e.g. under ulimit -v)
+             * or the process's thread limit. */
+            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot start loader thread %d: %s (no "
+                              "memory for its stack, or too many threads: see ulimit -v and "
+                              "ulimit -u)", i, strerror(err));
         }
         ld->thread_count++;
     }

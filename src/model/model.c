@@ -184,7 +184,7 @@ static clgqa_view carve(carver *c, size_t floats) {
     return carve_joined(c, floats);
 }
 
-static void carve_layer(clgqa_model *m, int l, carver *c) {
+static void carve_layer(clgqa_model *m, model_layer *a, carver *c) {
     const clgqa_model_dims *d = &m->dims;
     size_t rows = (size_t)d->max_batch * d->tokens, C = d->embed_dim,
            kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
@@ -192,7 +192,6 @@ static void carve_layer(clgqa_model *m, int l, carver *c) {
     /* Sized for m->attention_kernel. */
     const int pgqa = m->traits.perturbs;
     size_t saved = clgqa_attention_saved_floats(&ad, pgqa, m->attention_kernel);
-    model_layer *a = &m->layers[l];
     /* A block's views in one buffer when they fit. */
     keep_together(c, rows * (6 * C + 4 + 2 * F + 2 * kv) + saved + 16 * 15);
     a->ln1 = carve(c, rows * C);
@@ -251,16 +250,40 @@ static void carve_shared(clgqa_model *m, carver *c) {
     m->chunk_sum_squares = carve(c, (size_t)m->chunk_count);
 }
 
-/* A zero-filled device buffer of `floats` floats (zeroed once, so no kernel
- * ever reads uninitialised memory, e.g. a GEMM's C with beta 0). */
-static clgqa_status create_zeroed(clgqa_runtime *rt, size_t floats, cl_mem *out) {
-    CLGQA_TRY(clgqa_buffer_create(rt, (floats ? floats : 1) * sizeof(float), out));
-    return clgqa_buffer_fill(rt, clgqa_view_at(*out, 0), floats ? floats : 1, 0.0f);
+/* A device allocation that failed, named: some drivers (PoCL) allocate
+ * lazily, so running out shows as a failed fill rather than a failed
+ * clCreateBuffer, with a status that says so. */
+static clgqa_status allocation_failed(clgqa_runtime *rt, clgqa_status status, const char *what,
+                                      size_t bytes) {
+    int code = status == CLGQA_ERR_OPENCL ? clgqa_error_code() : 0;
+    if (status == CLGQA_ERR_OUT_OF_MEMORY || code == CL_OUT_OF_HOST_MEMORY ||
+        code == CL_OUT_OF_RESOURCES || code == CL_MEM_OBJECT_ALLOCATION_FAILURE)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of memory allocating %s (%.1f MiB) on %s, "
+                          "after %.1f MiB: %s", what, (double)bytes / (1 << 20), rt->device_name,
+                          (double)rt->allocated_bytes / (1 << 20), clgqa_error_message());
+    return clgqa_fail_context(status, "allocating %s (%.1f MiB)", what, (double)bytes / (1 << 20));
 }
 
+/* A zero-filled device buffer of `floats` floats (zeroed once, so no kernel
+ * ever reads uninitialised memory, e.g. a GEMM's C with beta 0); `what`
+ * names it in an error. */
+static clgqa_status create_zeroed(clgqa_runtime *rt, size_t floats, cl_mem *out,
+                                  const char *what) {
+    size_t bytes = (floats ? floats : 1) * sizeof(float);
+    clgqa_status s = clgqa_buffer_create(rt, bytes, out);
+    if (s == CLGQA_OK)
+        s = clgqa_buffer_fill(rt, clgqa_view_at(*out, 0), floats ? floats : 1, 0.0f);
+    if (s == CLGQA_OK)
+        s = clgqa_finish(rt); /* a lazy allocation fails here, while we know which */
+    return s == CLGQA_OK ? CLGQA_OK : allocation_failed(rt, s, what, bytes);
+}
+
+/* Every layer's views, then the shared ones. Measuring (m->layers NULL
+ * allowed) every layer is carved into one scratch entry. */
 static void carve_arena(clgqa_model *m, carver *c) {
+    model_layer scratch;
     for (int l = 0; l < m->dims.num_layers; l++)
-        carve_layer(m, l, c);
+        carve_layer(m, m->layers ? &m->layers[l] : &scratch, c);
     carve_shared(m, c);
 }
 
@@ -287,8 +310,11 @@ static clgqa_status create_arena(clgqa_model *m) {
     m->arena = calloc((size_t)m->arena_count, sizeof *m->arena);
     if (!m->arena)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: arena table");
-    for (int i = 0; i < m->arena_count; i++)
-        CLGQA_TRY(create_zeroed(m->rt, sizes[i], &m->arena[i]));
+    for (int i = 0; i < m->arena_count; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "activation buffer %d of %d", i + 1, m->arena_count);
+        CLGQA_TRY(create_zeroed(m->rt, sizes[i], &m->arena[i], what));
+    }
     carver c = {m->arena, NULL, measure.limit, 0, 0, 0};
     carve_arena(m, &c);
     for (int l = 0; l < m->dims.num_layers; l++)
@@ -423,13 +449,18 @@ static clgqa_status create_flat_buffers(clgqa_model *m) {
     }
     m->chunk_count = c + 1;
     m->chunk_first[m->chunk_count] = m->param_count;
+    static const char *const names[4] = {"the parameters", "the gradients",
+                                         "AdamW's first moments", "AdamW's second moments"};
     for (int b = 0; b < 4; b++) {
         m->flat[b] = calloc((size_t)m->chunk_count, sizeof *m->flat[b]);
         if (!m->flat[b])
             return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: chunk table");
-        for (int k = 0; k < m->chunk_count; k++)
+        for (int k = 0; k < m->chunk_count; k++) {
+            char what[96];
+            snprintf(what, sizeof what, "%s (chunk %d of %d)", names[b], k + 1, m->chunk_count);
             CLGQA_TRY(create_zeroed(m->rt, m->chunk_first[k + 1] - m->chunk_first[k],
-                                    &m->flat[b][k]));
+                                    &m->flat[b][k], what));
+        }
     }
     return CLGQA_OK;
 }
@@ -459,7 +490,8 @@ static clgqa_status create_model(clgqa_model *m, const clgqa_model_desc *desc, i
 
     size_t grouping_ints = (size_t)L * (d->num_heads + d->kv_heads);
     CLGQA_TRY(clgqa_buffer_create(m->rt, grouping_ints * sizeof(cl_int), &m->group_ints));
-    CLGQA_TRY(create_zeroed(m->rt, (size_t)2 * L * d->kv_heads, &m->group_floats));
+    CLGQA_TRY(create_zeroed(m->rt, (size_t)2 * L * d->kv_heads, &m->group_floats,
+                            "the grouping state"));
     int32_t *split = malloc((size_t)d->kv_heads * sizeof *split);
     if (!split)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: split");
@@ -472,6 +504,58 @@ static clgqa_status create_model(clgqa_model *m, const clgqa_model_desc *desc, i
     CLGQA_TRY(s);
     CLGQA_TRY(clgqa_model_reset_metrics(m));
     return clgqa_finish(m->rt);
+}
+
+/* ---- memory, before anything is allocated ---- */
+
+/* The parameter count the tensor table would have, from the same lists,
+ * without building it (a model too large to build is what this is for). */
+static size_t count_parameters(const clgqa_model_dims *d) {
+    const size_t C = (size_t)d->embed_dim, KV = (size_t)d->kv_heads * d->head_dim,
+                 F = (size_t)d->mlp_dim, p = (size_t)d->patch_size, P = (size_t)d->tokens,
+                 in = (size_t)d->in_chans, K = (size_t)d->num_classes;
+    size_t outside = 0, block = 0;
+#define NUMEL(ndim, s0, s1, s2, s3)                                                         \
+    ((size_t)(s0) * ((ndim) > 1 ? (size_t)(s1) : 1) * ((ndim) > 2 ? (size_t)(s2) : 1) *    \
+     ((ndim) > 3 ? (size_t)(s3) : 1))
+#define COUNT_OUTSIDE(id, name, ndim, s0, s1, s2, s3) outside += NUMEL(ndim, s0, s1, s2, s3);
+#define COUNT_BLOCK(id, suffix, rows, cols, init) block += (size_t)(rows) * ((cols) ? (size_t)(cols) : 1);
+    MODEL_EMBED_TENSORS(COUNT_OUTSIDE)
+    MODEL_BLOCK_TENSORS(COUNT_BLOCK)
+    MODEL_FINAL_TENSORS(COUNT_OUTSIDE)
+#undef COUNT_BLOCK
+#undef COUNT_OUTSIDE
+#undef NUMEL
+    return outside + (size_t)d->num_layers * block;
+}
+
+clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_desc *desc,
+                                         int max_batch, clgqa_model_memory *out) {
+    memset(out, 0, sizeof *out);
+    clgqa_model m;
+    memset(&m, 0, sizeof m);
+    m.rt = rt;
+    CLGQA_TRY(derive_dims(desc, max_batch, &m.dims));
+    m.desc = *desc;
+    m.traits = *clgqa_scheme_traits_of(desc->scheme);
+    m.attention_kernel = rt->attention_kernel;
+    m.param_count = count_parameters(&m.dims);
+    size_t limit = allocation_limit_floats(rt);
+    m.chunk_count = (int)(limit ? (m.param_count + limit - 1) / limit : 1);
+    plan_partials(&m);
+    size_t sizes[MAX_ARENA_BUFFERS] = {0};
+    carver measure = {NULL, sizes, limit, 0, 0, 0};
+    carve_arena(&m, &measure);
+    for (int i = 0; i < MAX_ARENA_BUFFERS; i++)
+        out->arena_floats += sizes[i];
+    const size_t L = (size_t)m.dims.num_layers;
+    out->param_floats = m.param_count;
+    out->host_bytes = L * (sizeof(model_layer) + sizeof(model_finish) + sizeof(clgqa_view) +
+                           MODEL_L_TENSORS * sizeof(clgqa_tensor_info));
+    out->other_bytes = L * (size_t)(m.dims.num_heads + m.dims.kv_heads) * sizeof(cl_int) +
+                       2 * L * (size_t)m.dims.kv_heads * sizeof(float) +
+                       (L + 1) * MODEL_FINISH_SUMS * CLGQA_COLUMN_SUM_UINTS * sizeof(cl_uint);
+    return CLGQA_OK;
 }
 
 clgqa_status clgqa_model_create(clgqa_runtime *rt, const clgqa_model_desc *desc, int max_batch,
@@ -591,6 +675,28 @@ clgqa_status clgqa_model_read_buffer(clgqa_model *m, clgqa_model_buffer which, f
                                     (m->chunk_first[c + 1] - m->chunk_first[c]) * sizeof(float),
                                     host + m->chunk_first[c]));
     return CLGQA_OK;
+}
+
+clgqa_status clgqa_model_check_finite(clgqa_model *m) {
+    float *host = malloc((m->param_count ? m->param_count : 1) * sizeof *host);
+    if (!host)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate %zu floats to check the weights",
+                          m->param_count);
+    clgqa_status s = clgqa_model_read_buffer(m, CLGQA_PARAMS, host);
+    for (int i = 0; i < m->tensor_count && s == CLGQA_OK; i++) {
+        const clgqa_tensor_info *t = &m->tensors[i];
+        const float *x = host + t->offset;
+        size_t bad = 0, first = 0;
+        for (size_t j = 0; j < t->numel; j++)
+            if (!isfinite(x[j]) && bad++ == 0)
+                first = j;
+        if (bad)
+            s = clgqa_fail(CLGQA_ERR_FORMAT, "tensor '%s' holds %g at element %zu (%zu of its %zu "
+                           "values are not finite)", t->name, (double)x[first], first, bad,
+                           t->numel);
+    }
+    free(host);
+    return s;
 }
 
 clgqa_status clgqa_model_write_buffer(clgqa_model *m, clgqa_model_buffer which,
@@ -713,7 +819,8 @@ clgqa_status clgqa_model_set_pgqa_noise(clgqa_model *m, int layer, const float *
     }
     size_t per_layer = (size_t)m->dims.num_heads * m->dims.tokens * m->dims.head_dim;
     if (!m->pgqa_noise)
-        CLGQA_TRY(create_zeroed(m->rt, per_layer * m->dims.num_layers, &m->pgqa_noise));
+        CLGQA_TRY(create_zeroed(m->rt, per_layer * m->dims.num_layers, &m->pgqa_noise,
+                                "the fixed PGQA noise"));
     CLGQA_TRY(clgqa_buffer_write(m->rt, m->pgqa_noise, layer * per_layer * sizeof(float),
                                  per_layer * sizeof(float), noise));
     m->pgqa_fixed[layer] = clgqa_view_at(m->pgqa_noise, (size_t)layer * per_layer);

@@ -21,6 +21,21 @@ clgqa_view clgqa_model_chunk(const clgqa_model *model, clgqa_model_buffer which,
  * (otherwise chunk 0); add a tensor's offset for its view. */
 clgqa_view clgqa_model_buffer_view(const clgqa_model *model, clgqa_model_buffer which);
 
+/* What clgqa_model_create(rt, desc, max_batch) would allocate on the
+ * device, computed without allocating: one flat buffer's floats (the model
+ * has four: parameters, gradients and AdamW's two moments), the activation
+ * arena's floats at max_batch, and the small rest (grouping state, the
+ * backward's tables) in bytes. Fails as clgqa_model_create would on a bad
+ * description. host_bytes: the model's own tables on the host. */
+typedef struct clgqa_model_memory {
+    size_t param_floats;
+    size_t arena_floats;
+    size_t other_bytes;
+    size_t host_bytes;
+} clgqa_model_memory;
+clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_desc *desc,
+                                         int max_batch, clgqa_model_memory *out);
+
 /* group_counts of every layer, [num_layers][G], in one read (groups.csv). */
 clgqa_status clgqa_model_read_all_group_counts(clgqa_model *model, int32_t *group_counts);
 /* The same without waiting: see "Copies without waiting" below. */

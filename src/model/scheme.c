@@ -76,6 +76,12 @@ clgqa_status clgqa_model_desc_check(const clgqa_model_desc *desc) {
     if (desc->img_size % desc->patch_size != 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "img_size %d is not a multiple of patch_size %d", desc->img_size,
                           desc->patch_size);
+    /* Beyond these, the model's int sizes (4 * embed_dim, tokens) would
+     * overflow; the memory check refuses far smaller models anyway. */
+    if (desc->embed_dim > (1 << 20) || desc->img_size / desc->patch_size > 4096)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "embed_dim %d or a patch grid of %d x %d is beyond "
+                          "any device (at most %d and 4096)", desc->embed_dim,
+                          desc->img_size / desc->patch_size, desc->img_size / desc->patch_size, 1 << 20);
     if (traits->windowed && desc->window_size < 1)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "att_scheme %s: window_size must be >= 1, got %d",
                           traits->name, desc->window_size);

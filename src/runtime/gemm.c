@@ -349,6 +349,26 @@ static clgqa_status gemm_temp_buffer(clgqa_runtime *rt, CLBlastTranspose ta, CLB
 
 size_t clgqa_gemm_temp_bytes(const clgqa_runtime *rt) { return rt->gemm_temp_bytes; }
 
+clgqa_status clgqa_gemm_temp_bytes_for(clgqa_runtime *rt, size_t m, size_t n, size_t k,
+                                       size_t *bytes) {
+    *bytes = 0;
+    CLGQA_TRY(gemm_path(rt));
+    for (int trans_a = 0; trans_a < 2; trans_a++)
+        for (int trans_b = 0; trans_b < 2; trans_b++) {
+            size_t need = 0;
+            CLGQA_TRY(check_clblast(
+                CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor,
+                                           trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+                                           trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m,
+                                           n, k, 0, trans_a ? m : k, 0, trans_b ? k : n, 0, n,
+                                           &rt->queue, &need),
+                "CLBlastSGemmTempBufferSize", m, n, k));
+            if (need > *bytes)
+                *bytes = need;
+        }
+    return CLGQA_OK;
+}
+
 clgqa_status clgqa_sgemm(clgqa_runtime *rt, int trans_a, int trans_b, size_t m, size_t n,
                          size_t k, float alpha, clgqa_view a, size_t lda, clgqa_view b,
                          size_t ldb, float beta, clgqa_view c, size_t ldc) {

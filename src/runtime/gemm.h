@@ -27,6 +27,10 @@ clgqa_gemm_paths clgqa_gemm_paths_taken(const clgqa_runtime *rt);
 /* Bytes of CLBlast's temporary buffer, one per runtime shared by every GEMM
  * (0 until a GEMM needs one); counted in clgqa_runtime_allocated_bytes. */
 size_t clgqa_gemm_temp_bytes(const clgqa_runtime *rt);
+/* The temporary buffer a product of these sizes needs, the largest over its
+ * four transpose cases (the memory check before a run; nothing allocated). */
+clgqa_status clgqa_gemm_temp_bytes_for(clgqa_runtime *rt, size_t m, size_t n, size_t k,
+                                       size_t *bytes);
 
 /* C[M,N] = alpha * op(A) op(B) + beta * C, op(X) = X or X^T.
  * op(A) is M x K, op(B) is K x N; lda/ldb/ldc are row strides of the stored

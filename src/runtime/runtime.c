@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "embedded_files.h"
+#include "host_memory.h"
 #include "runtime_internal.h"
 
 /* Options every program is built with: OpenCL C 1.2, no fast-math (the
@@ -75,14 +76,39 @@ typedef struct device_slot {
     cl_device_id device;
 } device_slot;
 
+/* Whether an OpenCL status says the driver ran out of memory. */
+static int out_of_memory_status(cl_int err) {
+    return err == CL_OUT_OF_HOST_MEMORY || err == CL_OUT_OF_RESOURCES ||
+           err == CL_MEM_OBJECT_ALLOCATION_FAILURE;
+}
+
+/* A driver that cannot map its libraries or threads under an address-space
+ * limit (ulimit -v) looks to the ICD loader like no driver at all: under
+ * such a limit the message blames the limit, not a missing driver. */
+static clgqa_status no_platform(cl_int err) {
+    size_t limit = clgqa_address_space_limit();
+    if (limit)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY,
+                          "no OpenCL driver could be loaded within the address-space limit of "
+                          "%.0f MiB (ulimit -v): raise the limit (an OpenCL CPU driver such as "
+                          "PoCL maps about 1 GiB), or install a driver if there is none",
+                          (double)limit / (1 << 20));
+    if (out_of_memory_status(err))
+        return clgqa_fail_code(CLGQA_ERR_OUT_OF_MEMORY, err,
+                               "the OpenCL driver ran out of memory while loading (%s)",
+                               clgqa_cl_status_name(err));
+    return clgqa_fail(CLGQA_ERR_NO_PLATFORM,
+                      "no OpenCL platform found: install an OpenCL driver (on Debian: "
+                      "apt-get install pocl-opencl-icd) or check OCL_ICD_VENDORS");
+}
+
 /* All devices of all platforms, in platform order; *count 0 is an error. */
 static clgqa_status enumerate_devices(device_slot **slots_out, int *count_out) {
     cl_uint platform_count = 0;
     cl_int err = clGetPlatformIDs(0, NULL, &platform_count);
-    if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || platform_count == 0)
-        return clgqa_fail(CLGQA_ERR_NO_PLATFORM,
-                          "no OpenCL platform found: install an OpenCL driver (on Debian: "
-                          "apt-get install pocl-opencl-icd) or check OCL_ICD_VENDORS");
+    if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || out_of_memory_status(err) ||
+        (err == CL_SUCCESS && platform_count == 0))
+        return no_platform(err);
     CLGQA_CL(err);
     cl_platform_id *platforms = calloc(platform_count, sizeof *platforms);
     if (!platforms)
@@ -94,9 +120,13 @@ static clgqa_status enumerate_devices(device_slot **slots_out, int *count_out) {
     }
     device_slot *slots = NULL;
     int count = 0;
+    cl_int device_err = CL_SUCCESS; /* the last failure listing a platform's devices */
     for (cl_uint p = 0; p < platform_count; p++) {
         cl_uint n = 0;
-        if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n) != CL_SUCCESS || !n)
+        cl_int listed = clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n);
+        if (listed != CL_SUCCESS && listed != CL_DEVICE_NOT_FOUND)
+            device_err = listed;
+        if (listed != CL_SUCCESS || !n)
             continue;
         cl_device_id *ids = calloc(n, sizeof *ids);
         device_slot *grown = realloc(slots, (size_t)(count + (int)n) * sizeof *slots);
@@ -115,6 +145,18 @@ static clgqa_status enumerate_devices(device_slot **slots_out, int *count_out) {
     free(platforms);
     if (count == 0) {
         free(slots);
+        size_t limit = clgqa_address_space_limit();
+        if (out_of_memory_status(device_err) || (device_err != CL_SUCCESS && limit))
+            return clgqa_fail_code(CLGQA_ERR_OUT_OF_MEMORY, device_err,
+                                   "the OpenCL driver ran out of memory listing its devices (%s)%s%.0f MiB%s",
+                                   clgqa_cl_status_name(device_err),
+                                   limit ? ": raise the address-space limit of " : "",
+                                   limit ? (double)limit / (1 << 20) : 0.0,
+                                   limit ? " (ulimit -v)" : "");
+        if (device_err != CL_SUCCESS)
+            return clgqa_fail_code(CLGQA_ERR_NO_DEVICE, device_err,
+                                   "OpenCL platforms found, but listing their devices failed: %s",
+                                   clgqa_cl_status_name(device_err));
         return clgqa_fail(CLGQA_ERR_NO_DEVICE, "OpenCL platforms found, but no device");
     }
     *slots_out = slots;

@@ -149,12 +149,23 @@ static int parse_float(const char *text, const float_range *r, float *out) {
     errno = 0;
     char *end;
     double x = strtod(text, &end);
-    if (*end || errno == ERANGE || !isfinite(x) || fabs(x) > FLT_MAX)
+    if (*end || errno == ERANGE || !isfinite(x) || fabs(x) > FLT_MAX ||
+        (x != 0 && (float)x == 0)) /* no float so small: it would be 0 */
         return 0;
     if (x < r->lo || (r->lo_open && x == r->lo) || x > r->hi || (r->hi_open && x == r->hi))
         return 0;
     *out = (float)x;
     return 1;
+}
+
+/* A number that is fine as a double but has no float of its magnitude
+ * (1e39, 1e-50): its refusal says so, not just the key's range. */
+static int beyond_float(const char *text) {
+    char *end;
+    errno = 0;
+    double x = strtod(text, &end);
+    return end != text && !*end && isfinite(x) && x != 0 &&
+           (fabs(x) > FLT_MAX || fabs(x) < FLT_MIN || errno == ERANGE);
 }
 
 static int parse_u64(const char *text, unsigned long long *out) {
@@ -573,8 +584,11 @@ static clgqa_status set_key(clgqa_config *cfg, const char *name, const value *v,
         break;
     }
     case K_FLOAT: {
-        char expected[64];
+        char expected[160];
         snprintf(expected, sizeof expected, "a number %s", k->range.expected);
+        if (one_scalar(v) && beyond_float(v->items[0]))
+            snprintf(expected, sizeof expected, "a number %s; this one is beyond a 32-bit float, "
+                     "whose magnitudes lie in [1.2e-38, 3.4e+38]", k->range.expected);
         if (!one_scalar(v) || !parse_float(v->items[0], &k->range, (float *)field))
             return bad_value(at, k->name, v, expected);
         break;
@@ -712,24 +726,95 @@ static clgqa_status apply_yaml(clgqa_config *cfg, const char *label, yaml_parser
     return status;
 }
 
-clgqa_status clgqa_config_load(clgqa_config *cfg, const char *path) {
+/* A config is a page of keys: a file over this is not one (a mistaken path,
+ * or a file made to exhaust the parser), and is refused before parsing. */
+#define CONFIG_MAX_BYTES (1 << 20)
+/* A flat mapping whose values are scalars or lists is 2 levels deep; a few
+ * more give a clear "nested list" message. Deeper input is refused by the
+ * event scan below before any document is built (libyaml's scanner slows
+ * with the square of the depth). */
+#define CONFIG_MAX_DEPTH 8
+
+/* The whole file, at most CONFIG_MAX_BYTES (malloc'ed, NUL-terminated). */
+static clgqa_status read_config_file(const char *path, char **text, size_t *size) {
+    *text = NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
         return clgqa_fail(CLGQA_ERR_IO, "cannot open config '%s': %s", path, strerror(errno));
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser)) {
+    char *buf = malloc(CONFIG_MAX_BYTES + 2);
+    if (!buf) {
         fclose(f);
-        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "yaml_parser_initialize failed for '%s'", path);
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate a buffer for config '%s'", path);
     }
-    yaml_parser_set_input_file(&parser, f);
-    clgqa_config next = *cfg;
-    clgqa_status status = apply_yaml(&next, path, &parser);
-    if (status == CLGQA_OK && ferror(f))
-        status = clgqa_fail(CLGQA_ERR_IO, "cannot read config '%s'", path);
-    yaml_parser_delete(&parser);
+    size_t got = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
+    int err = ferror(f) ? errno : 0;
     fclose(f);
-    if (status == CLGQA_OK)
-        *cfg = next;
+    clgqa_status status = CLGQA_OK;
+    if (err == EISDIR)
+        status = clgqa_fail(CLGQA_ERR_IO, "config '%s' is a folder, not a YAML file", path);
+    else if (err)
+        status = clgqa_fail(CLGQA_ERR_IO, "cannot read config '%s': %s", path, strerror(err));
+    else if (got > CONFIG_MAX_BYTES)
+        status = clgqa_fail(CLGQA_ERR_FORMAT, "config '%s' is over %d KiB: a config is a page of "
+                            "key: value lines (is this the right file?)", path,
+                            CONFIG_MAX_BYTES / 1024);
+    if (status != CLGQA_OK) {
+        free(buf);
+        return status;
+    }
+    buf[got] = '\0';
+    *text = buf;
+    *size = got;
+    return CLGQA_OK;
+}
+
+/* Refuses text nested deeper than CONFIG_MAX_DEPTH, reading only its events
+ * up to that depth. Syntax errors are left to the real parse. */
+static clgqa_status check_depth(const char *label, const char *text, size_t size) {
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "yaml_parser_initialize failed for '%s'", label);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, size);
+    clgqa_status status = CLGQA_OK;
+    int depth = 0;
+    for (;;) {
+        yaml_event_t event;
+        if (!yaml_parser_parse(&parser, &event))
+            break;
+        yaml_event_type_t type = event.type;
+        size_t line = event.start_mark.line + 1;
+        yaml_event_delete(&event);
+        if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT)
+            depth++;
+        else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT)
+            depth--;
+        if (depth > CONFIG_MAX_DEPTH) {
+            status = clgqa_fail(CLGQA_ERR_FORMAT, "%s:%zu: lists or mappings nested more than %d "
+                                "deep: a config is a flat mapping of key: value lines", label, line,
+                                CONFIG_MAX_DEPTH);
+            break;
+        }
+        if (type == YAML_STREAM_END_EVENT)
+            break;
+    }
+    yaml_parser_delete(&parser);
+    return status;
+}
+
+clgqa_status clgqa_config_load(clgqa_config *cfg, const char *path) {
+    char *text = NULL;
+    size_t size = 0;
+    CLGQA_TRY(read_config_file(path, &text, &size));
+    clgqa_status status = check_depth(path, text, size);
+    yaml_parser_t parser;
+    if (status == CLGQA_OK && !yaml_parser_initialize(&parser))
+        status = clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "yaml_parser_initialize failed for '%s'", path);
+    else if (status == CLGQA_OK) {
+        yaml_parser_set_input_string(&parser, (const unsigned char *)text, size);
+        status = apply_yaml(cfg, path, &parser);
+        yaml_parser_delete(&parser);
+    }
+    free(text);
     return status;
 }
 
@@ -773,6 +858,7 @@ clgqa_status clgqa_config_set(clgqa_config *cfg, const char *key_value) {
         return set_key(cfg, name, &v, &at);
     }
 
+    CLGQA_TRY(check_depth("--set", text, strlen(text)));
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "yaml_parser_initialize failed");

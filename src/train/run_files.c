@@ -57,7 +57,9 @@ void run_progress_show(run_progress *p, long done, const clgqa_metrics *m, doubl
                 p->epoch + 1, p->epochs, done, p->steps, loss, 100.0 * acc, speed,
                 100.0 * wait_share, allreduce, eta);
     }
-    fflush(p->out);
+    /* A stream that failed (its reader gone): no more progress, the run goes on. */
+    if (fflush(p->out) != 0 || ferror(p->out))
+        p->quiet = 1;
     p->last_draw = now;
 }
 

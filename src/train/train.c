@@ -9,12 +9,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "batch_upload.h"
 #include "clgqa/checkpoint.h"
+#include "memory_check.h"
 #include "mpi_ranks.h"
 #include "run_files.h"
+#include "run_folder.h"
 #include "runtime_internal.h"
 #include "scheme.h"
 #include "step_log.h"
@@ -290,9 +293,14 @@ typedef struct trainer {
     long steps_this_call;
     long steps_per_epoch, total_steps;
     int groups_every; /* training steps between groups.csv rows, 0: only after evaluation */
+    int lock_fd;      /* rank 0's lock on out_dir/.lock, -1 when none */
+    int checkpointed; /* last.safetensors is this run's: resumed from or written by this call */
+    run_change changes[RUN_MAX_CHANGES]; /* settings a resume changed (--allow-changes) */
+    int change_count;
 } trainer;
 
 static void trainer_free(trainer *t) {
+    run_folder_unlock(&t->lock_fd);
     if (t->log != t->rank_log)
         fclose(t->log);
     if (t->run_csv)
@@ -336,8 +344,7 @@ static clgqa_status open_data(trainer *t, int rank, int ranks) {
  * run's last.safetensors, a pretrained checkpoint, or the initialisation. */
 static clgqa_status open_model(trainer *t, int ranks) {
     const clgqa_config *cfg = &t->cfg;
-    /* A rank's shard, or a whole batch smaller than the ranks (replicated). */
-    int max_batch = cfg->batch_size / ranks > ranks - 1 ? cfg->batch_size / ranks : ranks - 1;
+    int max_batch = clgqa_rank_batch(cfg, ranks);
     clgqa_model_desc desc;
     clgqa_config_model_desc(cfg, &desc);
     CLGQA_TRY(clgqa_model_create(t->rt, &desc, max_batch, &t->model));
@@ -355,6 +362,7 @@ static clgqa_status open_model(trainer *t, int ranks) {
     char path[1200];
     run_join_path(path, sizeof path, resume_dir, "last.safetensors");
     CLGQA_TRY(clgqa_checkpoint_load_training(t->model, path, &t->state));
+    t->checkpointed = 1;
     int trained_on = t->state.ranks > 0 ? t->state.ranks : 1;
     if (trained_on != ranks)
         return clgqa_mpi_refuse(t->mpi, "%s was trained on %d rank%s, this run has %d: resume "
@@ -384,7 +392,82 @@ static clgqa_status open_run_files(trainer *t) {
     CLGQA_TRY(run_open_log(path, "epoch,step,layer,counts", resumed, run_keep_groups_row,
                            &t->groups_csv));
     run_join_path(path, sizeof path, cfg->out_dir, "steps.csv");
-    return run_open_log(path, CLGQA_STEP_LOG_HEADER, resumed, run_keep_steps_row, &t->steps.csv);
+    CLGQA_TRY(run_open_log(path, CLGQA_STEP_LOG_HEADER, resumed, run_keep_steps_row,
+                           &t->steps.csv));
+    return run_folder_record_changes(cfg->out_dir, t->state.global_step, t->changes,
+                                     t->change_count);
+}
+
+/* Rank 0's verdict shared by every rank: all fail alike (one line, from rank
+ * 0) or all go on. One process: `status` itself. */
+static clgqa_status agree(trainer *t, clgqa_status status) {
+    if (!t->mpi)
+        return status;
+    char message[2048] = "";
+    if (status != CLGQA_OK)
+        snprintf(message, sizeof message, "%s", clgqa_error_message());
+    long failed = status != CLGQA_OK;
+    CLGQA_TRY(clgqa_mpi_max_long(t->mpi, &failed));
+    if (!failed)
+        return CLGQA_OK;
+    if (status != CLGQA_OK)
+        return clgqa_mpi_refuse(t->mpi, "%s", message);
+    return clgqa_mpi_refuse(t->mpi, "another rank refused the run");
+}
+
+/* Rank 0's checks of the folder that write nothing, so that a refused run
+ * leaves every file as it was: a resumed run's out_dir is the folder it
+ * resumes, and its settings are those it was trained with; a fresh run
+ * never takes over a folder that holds a run unless told to start over
+ * (--overwrite). `locked`: this run holds the folder's lock already. */
+static clgqa_status check_folder(trainer *t, int locked) {
+    const clgqa_config *cfg = &t->cfg;
+    const char *resume_dir = t->options->resume_dir;
+    if (!locked) /* a live run first: nothing else matters */
+        CLGQA_TRY(run_folder_check_free(cfg->out_dir));
+    struct stat folder;
+    if (resume_dir && stat(resume_dir, &folder) != 0)
+        return clgqa_fail(CLGQA_ERR_IO, "cannot resume '%s': %s", resume_dir, strerror(errno));
+    if (resume_dir && !S_ISDIR(folder.st_mode))
+        return clgqa_fail(CLGQA_ERR_IO, "cannot resume '%s': not a folder", resume_dir);
+    if (resume_dir && !run_folder_same(resume_dir, cfg->out_dir))
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "the run to resume, '%s', is not out_dir '%s': a "
+                          "resumed run's files belong to the folder it resumes; leave out_dir out "
+                          "or set it to '%s'", resume_dir, cfg->out_dir, resume_dir);
+    if (resume_dir)
+        return run_folder_compare_config(cfg, cfg->out_dir,
+                                         (t->options->flags & CLGQA_TRAIN_ALLOW_CHANGES) != 0,
+                                         t->changes, &t->change_count);
+    const char *held = run_folder_run_file(cfg->out_dir);
+    if (held && !(t->options->flags & CLGQA_TRAIN_OVERWRITE))
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "out_dir '%s' holds a run (%s): continue it with "
+                          "--resume '%s', or start over with --overwrite (which removes its files)",
+                          cfg->out_dir, held, cfg->out_dir);
+    return CLGQA_OK;
+}
+
+/* Rank 0 takes the folder for the whole run: creates it, locks it, removes
+ * what interrupted writes left, and with --overwrite the old run's files.
+ * The checks run again under the lock: another run may have begun since. */
+static clgqa_status claim_folder(trainer *t) {
+    const clgqa_config *cfg = &t->cfg;
+    CLGQA_TRY(run_make_dirs(cfg->out_dir));
+    CLGQA_TRY(run_folder_lock(cfg->out_dir, t->rank_log, &t->lock_fd));
+    CLGQA_TRY(check_folder(t, 1));
+    run_folder_sweep_temporaries(cfg->out_dir, t->rank_log);
+    if (!t->options->resume_dir && run_folder_run_file(cfg->out_dir))
+        CLGQA_TRY(run_folder_clear(cfg->out_dir)); /* --overwrite, checked above */
+    return CLGQA_OK;
+}
+
+/* The memory the run needs, against what the device and the host have
+ * (memory_check.h): printed for a dry run, refused when it does not fit. */
+static clgqa_status check_memory(trainer *t, int ranks) {
+    clgqa_memory_estimate estimate;
+    CLGQA_TRY(clgqa_memory_estimate_run(t->rt, &t->cfg, ranks, &estimate));
+    if (t->options->flags & CLGQA_TRAIN_DRY_RUN)
+        clgqa_memory_estimate_print(&estimate, clgqa_runtime_device_name(t->rt), t->log);
+    return clgqa_memory_check(&estimate, clgqa_runtime_device_name(t->rt));
 }
 
 static clgqa_status trainer_open(trainer *t) {
@@ -393,11 +476,26 @@ static clgqa_status trainer_open(trainer *t) {
     if (cfg->batch_size % ranks != 0)
         return clgqa_mpi_refuse(t->mpi, "batch_size %d is the global batch: it must divide by the %d ranks",
                                 cfg->batch_size, ranks);
-    if (rank == 0) /* only rank 0 writes files */
-        CLGQA_TRY(run_make_dirs(cfg->out_dir));
-    CLGQA_TRY(open_data(t, rank, ranks));
+    CLGQA_TRY(open_data(t, rank, ranks)); /* num_classes, for the checks below */
+    /* Every refusal comes before anything is written: a refused run leaves
+     * the folder as it was. Only rank 0 writes files, so only it owns the
+     * folder. */
+    CLGQA_TRY(agree(t, check_memory(t, ranks)));
+    CLGQA_TRY(agree(t, rank == 0 ? check_folder(t, 0) : CLGQA_OK));
+    if (!(t->options->flags & CLGQA_TRAIN_DRY_RUN))
+        CLGQA_TRY(agree(t, rank == 0 ? claim_folder(t) : CLGQA_OK));
+    if (t->extras && t->extras->start_line)
+        fprintf(t->rank_log, "%s\n", t->extras->start_line);
+    if (t->options->flags & CLGQA_TRAIN_DRY_RUN)
+        return CLGQA_OK;
     CLGQA_TRY(open_model(t, ranks));
 
+    const long epochs_begun = t->state.epochs_done + (t->state.epoch_steps > 0);
+    if (t->options->resume_dir && epochs_begun > cfg->epochs)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s/last.safetensors is %s epoch %ld, the config "
+                          "says epochs %d: a resume may add epochs, not drop those begun",
+                          cfg->out_dir, t->state.epoch_steps > 0 ? "in" : "after", epochs_begun,
+                          cfg->epochs);
     t->steps_per_epoch = clgqa_steps_per_epoch(cfg, (long)clgqa_loader_num_batches(t->train_loader));
     t->total_steps = t->steps_per_epoch * cfg->epochs;
     if (t->state.epoch_steps > t->steps_per_epoch)
@@ -418,6 +516,16 @@ static clgqa_status trainer_open(trainer *t) {
     if (!t->quiet)
         clgqa_mpi_describe(t->mpi, t->rt, cfg->batch_size, t->rank_log);
     return rank == 0 ? open_run_files(t) : CLGQA_OK;
+}
+
+/* Progress goes to a stream the run does not own (a terminal, a pipe): once
+ * a write to it fails (EPIPE after the reader went, EIO after a hangup), the
+ * rest of the progress is dropped and the run goes on. */
+static void log_check(trainer *t) {
+    if (!ferror(t->log))
+        return;
+    t->quiet = 1;
+    clearerr(t->log);
 }
 
 /* Whether the run should stop after the step just done. Several ranks stop
@@ -453,7 +561,9 @@ static clgqa_status save_last(trainer *t) {
         return CLGQA_OK;
     char path[1200];
     run_join_path(path, sizeof path, t->cfg.out_dir, "last.safetensors");
-    return clgqa_checkpoint_save_training(t->model, &t->state, path);
+    CLGQA_TRY(clgqa_checkpoint_save_training(t->model, &t->state, path));
+    t->checkpointed = 1;
+    return CLGQA_OK;
 }
 
 /* last.safetensors after `steps` steps of the current epoch, the loader at
@@ -517,13 +627,22 @@ static clgqa_status readback_take(trainer *t, run_progress *p) {
         if (report)
             run_progress_show(p, done, &m, wait_seconds);
     }
-    for (int i = 0; i < r->count; i++)
-        if (!isfinite(r->losses[i]))
-            return clgqa_fail(CLGQA_ERR_DIVERGED,
-                              "training diverged at epoch %d, step %ld/%ld (lr %g): the loss is %g; "
-                              "%s/last.safetensors keeps the last checkpoint before it. Lower lr "
-                              "or set clip_grad_norm", r->epoch + 1, done, t->steps_per_epoch,
-                              (double)r->lr, (double)r->losses[i], cfg->out_dir);
+    for (int i = 0; i < r->count; i++) {
+        if (isfinite(r->losses[i]))
+            continue;
+        /* Name a checkpoint only when it is this run's (a folder's older
+         * file could be another run's). */
+        char kept[1200];
+        if (t->checkpointed)
+            snprintf(kept, sizeof kept, "%s/last.safetensors keeps the last checkpoint before "
+                     "it (resume from there)", cfg->out_dir);
+        else
+            snprintf(kept, sizeof kept, "no checkpoint was written before it");
+        return clgqa_fail(CLGQA_ERR_DIVERGED,
+                          "training diverged at epoch %d, step %ld/%ld (lr %g): the loss is %g; "
+                          "%s. Lower lr or set clip_grad_norm", r->epoch + 1, done,
+                          t->steps_per_epoch, (double)r->lr, (double)r->losses[i], kept);
+    }
     return CLGQA_OK;
 }
 
@@ -610,6 +729,9 @@ static clgqa_status epoch_end(trainer *t, epoch_run *e, clgqa_epoch_metrics *met
     CLGQA_TRY(epoch_metrics(t, e->replicated ? &t->readback.held : NULL, NULL, &m));
     if (e->progress.tty && !e->progress.quiet)
         fputc('\n', t->log);
+    if (e->progress.quiet) /* set when a progress line could not be written */
+        t->quiet = 1;
+    log_check(t);
     *images += m.samples - e->before.samples;
     *seconds += clgqa_clock_seconds() - e->progress.started;
     *wait_seconds += clgqa_loader_wait_seconds(t->train_loader) - e->progress.wait_at_start;
@@ -682,6 +804,7 @@ static clgqa_status end_of_epoch(trainer *t, int epoch, clgqa_epoch_metrics *met
         fprintf(t->log, "epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% (%ld images)\n",
                 epoch + 1, cfg->epochs, metrics->train_loss, 100.0 * metrics->train_acc,
                 metrics->test_loss, 100.0 * metrics->test_acc, eval.samples);
+    log_check(t);
     if (eval.loss < t->state.best_test_loss) { /* best.pth of the reference */
         t->state.best_epoch = epoch + 1;
         t->state.best_test_loss = eval.loss;
@@ -782,8 +905,10 @@ clgqa_status clgqa_train_with(clgqa_runtime *rt, const clgqa_config *cfg,
     if (clgqa_mpi_rank(t.mpi) != 0 && !(t.log = fopen("/dev/null", "w")))
         return clgqa_fail(CLGQA_ERR_IO, "cannot open /dev/null: %s", strerror(errno));
     t.state.best_test_loss = INFINITY; /* a resumed run reads its own */
+    t.lock_fd = -1;
+    memset(result, 0, sizeof *result);
     clgqa_status status = trainer_open(&t);
-    if (status == CLGQA_OK)
+    if (status == CLGQA_OK && !(t.options->flags & CLGQA_TRAIN_DRY_RUN))
         status = trainer_run(&t, result);
     trainer_free(&t);
     return status;

@@ -29,6 +29,10 @@ typedef struct clgqa_train_extras {
      * steps of this call. */
     int stop_after_epochs;
     long stop_after_steps;
+    /* The command's first line ("clgqa train: mnist, kdgqa on runs/x, ..."),
+     * printed on the log once the run's folder, settings and memory checks
+     * have passed, so that a refusal stays one line; NULL: none. */
+    const char *start_line;
 } clgqa_train_extras;
 
 /* clgqa_train with `extras` (NULL: none, which is clgqa_train). */
