@@ -36,7 +36,7 @@
 # A dry run elsewhere (e.g. PoCL), the tuners cut to a few configurations:
 # CHECK_SIZE=demo CHECK_BATCH=8 CHECK_TORCH_DEVICE=cpu CLGQA_DEVICE=cpu
 # CHECK_TUNER_DIRECT_ARGS="-m 256 -n 256 -k 256 -fraction 16 -runs 1"
-# CHECK_TUNER_ROUTINE_ARGS="-m 256 -n 256 -k 256 -runs 1"
+# CHECK_TUNER_ROUTINE_ARGS="-m 256 -n 256 -k 256 -runs 1" CHECK_TUNER_SECONDS="10 50"
 # bash bench/device-check.sh /tmp/dry
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +44,7 @@ out=${1:-${OUT:-bench/results/gpu}}
 size=${CHECK_SIZE:-s} batch=${CHECK_BATCH:-64} torch_device=${CHECK_TORCH_DEVICE:-cuda}
 tuner_direct_args=${CHECK_TUNER_DIRECT_ARGS:--m 12608 -n 384 -k 384}
 tuner_routine_args=${CHECK_TUNER_ROUTINE_ARGS:-}
+read -r direct_seconds routine_seconds <<< "${CHECK_TUNER_SECONDS:-35 25}"
 mkdir -p "$out"
 summary="$out/summary.txt"
 : > "$summary"
@@ -171,6 +172,7 @@ read -r tuner_platform tuner_device < <(awk -v spec="$(echo "$CLGQA_DEVICE" | tr
                    (spec !~ /^([0-9]+|gpu|cpu)$/ && (index(name, spec) || index(tolower(platform), spec))))) {
       print number[platform], device; found = 1 } }' "$out/devices.log" 2> /dev/null)
 tuner_dir="$out/tuners"
+rm -rf "$tuner_dir" "$out/tuning"
 mkdir -p "$tuner_dir/routine"
 python_any=${python:-python3}
 if [ -z "$tuner_platform" ] || ! command -v "${tuner_bin}clblast_tuner_xgemm_direct" > /dev/null; then
@@ -179,8 +181,11 @@ if [ -z "$tuner_platform" ] || ! command -v "${tuner_bin}clblast_tuner_xgemm_dir
 else
   say "tuners on platform $tuner_platform, device $tuner_device"
   where=(-platform "$tuner_platform" -device "$tuner_device" -precision 32)
+  # Line-buffered, so that a tuner cut by its limit leaves its log.
+  line_buffered=$(command -v stdbuf > /dev/null && echo "stdbuf -oL")
   # shellcheck disable=SC2016,SC2086
-  step tuner-xgemm-direct 40 bash -c 'cd "$1" && shift && exec "$@"' _ "$tuner_dir" \
+  step tuner-xgemm-direct "$direct_seconds" bash -c 'cd "$1" && shift && exec "$@"' _ "$tuner_dir" \
+    $line_buffered \
     "${tuner_bin}clblast_tuner_xgemm_direct" "${where[@]}" $tuner_direct_args
   if [ $? -eq 124 ] && [ -s "$tuner_dir/clblast_xgemm_direct_1_32.json" ]; then
     say "  (cut in its random second phase: the first phase's result is kept, not a failure)"
@@ -197,7 +202,8 @@ else
   xgemm=$("$python_any" bench/tuning_files.py match "$device_name" tuning/*.json 2> /dev/null) &&
     cp "$xgemm" "$tuner_dir/routine/clblast_xgemm_1_32.json"
   # shellcheck disable=SC2016,SC2086
-  step tuner-routine-xgemm 25 bash -c 'cd "$1" && shift && exec "$@"' _ "$tuner_dir/routine" \
+  step tuner-routine-xgemm "$routine_seconds" bash -c 'cd "$1" && shift && exec "$@"' _ \
+    "$tuner_dir/routine" $line_buffered \
     "${tuner_bin}clblast_tuner_routine_xgemm" "${where[@]}" $tuner_routine_args
   "$python_any" bench/tuning_files.py ship "$tuner_dir" "$out/tuning" 2>&1 | tee -a "$summary"
 fi

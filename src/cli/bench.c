@@ -488,7 +488,7 @@ static void print_launches(const scheme_result *results, int count) {
         return;
     printf("\nkernel launches of the counted step per family (CLBlast's kernels by name; "
            "work-groups per launch):\n");
-    printf("%-10s %-34s %9s %9s %10s\n", "scheme", "family", "launches", "wg min", "wg median");
+    printf("%-10s %-36s %9s %9s %10s\n", "scheme", "family", "launches", "wg min", "wg median");
     for (int i = 0; i < count; i++) {
         const scheme_result *r = &results[i];
         for (int f = 0; f < r->family_count; f++) {
@@ -498,7 +498,7 @@ static void print_launches(const scheme_result *results, int count) {
                      s->role == CLBLAST_GEMM     ? " (CLBlast GEMM)"
                      : s->role == CLBLAST_HELPER ? " (CLBlast helper)"
                                                  : "");
-            printf("%-10s %-34s %9ld %9ld %10ld\n", f ? "" : clgqa_scheme_name(r->scheme), name,
+            printf("%-10s %-36s %9ld %9ld %10ld\n", f ? "" : clgqa_scheme_name(r->scheme), name,
                    s->launches, s->groups_min, s->groups_median);
         }
         long gemms = r->gemm_direct + r->gemm_indirect;
