@@ -135,6 +135,7 @@ END_TEST
  * launch shapes"): PoCL reports an H100's figures, clgqa and CLBlast make
  * that device's choices, and a plan run (kernels replaced by markers)
  * reports each family's launches and work-groups. */
+#if !defined(__SANITIZE_ADDRESS__)
 static const cJSON *json_at(const cJSON *object, const char *key) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
     ck_assert_msg(item, "JSON lacks \"%s\"", key);
@@ -150,6 +151,7 @@ static const char *json_text(const cJSON *object, const char *key) {
     ck_assert_msg(cJSON_IsString(item), "\"%s\" is not a string", key);
     return item->valuestring;
 }
+#endif
 
 START_TEST(counter_poses_pocl_as_an_h100) {
 #if defined(__SANITIZE_ADDRESS__)
