@@ -428,11 +428,11 @@ static const char *kept_name(cl_kernel kernel) {
 static void record_launch(cl_kernel kernel, cl_uint dims, const size_t *global,
                           const size_t *local) {
     clgqa_kernel_launch l = {NULL, dims, {1, 1, 1}, {0, 0, 0}, local ? 1 : 0};
-    for (cl_uint d = 0; d < dims && d < 3; d++) {
-        l.global[d] = global[d];
+    for (cl_uint d = 0; d < 3; d++) {
+        l.global[d] = d < dims ? global[d] : 1;
         if (local) {
-            l.local[d] = local[d];
-            l.work_groups *= local[d] ? (long)((global[d] + local[d] - 1) / local[d]) : 0;
+            l.local[d] = d < dims ? local[d] : 1;
+            l.work_groups *= l.local[d] ? (long)((l.global[d] + l.local[d] - 1) / l.local[d]) : 0;
         }
     }
     pthread_mutex_lock(&lock);
