@@ -5,7 +5,8 @@
  *   - with CLGQA_COUNTER_POSE, makes PoCL's devices pose as another device
  *     (the table `poses`), so clgqa and CLBlast take that device's decisions:
  *     device class, attention kernel, work-group shapes, tuning files,
- *     CLBlast's database entry and kernel parameters;
+ *     CLBlast's database entry and kernel parameters; and checks each
+ *     launch against the posed device's limits;
  *   - with CLGQA_COUNTER_MARKERS, checks each kernel launch against the
  *     device's limits, records it and enqueues a marker in its place: the
  *     process's plan (every launch and its shape) in seconds, computing
@@ -458,13 +459,16 @@ __attribute__((visibility("default"))) long clgqa_kernel_launches_read(long firs
     return made;
 }
 
-/* What the device would say to this launch's shape (CLGQA_COUNTER_MARKERS:
- * the kernel does not reach it): the limits of the posed device, else the
- * real one's. One line on stderr for each refusal. */
+/* What the device would say to this launch's shape: the limits of the
+ * posed device (PoCL's own are wider), or with CLGQA_COUNTER_MARKERS, where
+ * the kernel never reaches the driver, the real one's. One line on stderr
+ * for each refusal. */
 static cl_int check_launch(cl_command_queue q, cl_kernel kernel, cl_uint dims,
                            const size_t *global, const size_t *local) {
     cl_device_id device = NULL;
     real_clGetCommandQueueInfo()(q, CL_QUEUE_DEVICE, sizeof device, &device, NULL);
+    if (!markers && !device_is_posed(device))
+        return CL_SUCCESS; /* the driver checks */
     size_t max_group = 0, kernel_max = 0, items[3] = {0, 0, 0};
     cl_ulong local_mem = 0, kernel_local = 0;
     clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_group, &max_group, NULL);
@@ -517,16 +521,13 @@ cl_int clEnqueueNDRangeKernel(cl_command_queue q, cl_kernel k, cl_uint dims, con
                               const size_t *global, const size_t *local, cl_uint n,
                               const cl_event *wait, cl_event *event) {
     REAL(clEnqueueNDRangeKernel);
-    cl_int err;
-    if (markers) {
-        /* The launch as the device would take it, then a marker that
-         * completes when the commands it waits for do, as the kernel would
-         * have; the data is left as it was. */
-        if ((err = check_launch(q, k, dims, global, local)) == CL_SUCCESS)
-            err = real_clEnqueueMarkerWithWaitList()(q, n, wait, event);
-    } else {
-        err = real_(q, k, dims, offset, global, local, n, wait, event);
-    }
+    /* The launch as the device would take it; with markers, then a marker
+     * that completes when the commands it waits for do, as the kernel would
+     * have, the data left as it was. */
+    cl_int err = pose || markers ? check_launch(q, k, dims, global, local) : CL_SUCCESS;
+    if (err == CL_SUCCESS)
+        err = markers ? real_clEnqueueMarkerWithWaitList()(q, n, wait, event)
+                      : real_(q, k, dims, offset, global, local, n, wait, event);
     if (err == CL_SUCCESS) {
         add(&counts.kernels, 1);
         record_launch(k, dims, global, local);

@@ -57,7 +57,8 @@ typedef void clgqa_counter_mode_fn(clgqa_counter_mode *out);
  *                            command can be counted, e.g. a `clgqa train` run;
  *   CLGQA_COUNTER_POSE=KEY   PoCL's devices pose as the device of that key in the
  *                            counter's table (h100, mi210, a770): its name, vendor,
- *                            platform, type, limits and vendor attributes;
+ *                            platform, type, limits and vendor attributes; launches
+ *                            are checked against the posed limits;
  *   CLGQA_COUNTER_MARKERS=1  each kernel launch is checked against the (posed)
  *                            device's limits, recorded, and replaced by a marker:
  *                            a run shows its plan in seconds and computes nothing;
