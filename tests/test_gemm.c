@@ -402,7 +402,8 @@ END_TEST
 /* The auto plan with an H100's tiles (128 x 128, k 32) and 132 compute
  * units: ViT-S/16's weight gradients at batch 64 (12672 padded rows) split
  * to at least 264 work-groups, the count padding the rows least; products
- * that fill the device, run direct or have few rows are not split; a forced
+ * that fill the device, run direct, have an output off the tiles or few
+ * rows are not split; a forced
  * count is kept up to one chunk per k tile. */
 START_TEST(split_plan) {
     const clgqa_gemm_tiles h100 = {128, 128, 32, 128};
@@ -416,6 +417,9 @@ START_TEST(split_plan) {
     /* The forward's products fill it; a direct product is left alone. */
     ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 1, 0, rows, 768, 384), 1);
     ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 0, 0, 384, 384, rows), 1);
+    /* An output off the tiles would be copied chunk by chunk: not split. */
+    ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 1, 0, 384, 16, rows), 1);
+    ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 1, 0, 1000, 384, rows), 1);
     /* Too few rows for two chunks of 4 k tiles; 64 chunks at most. */
     ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 1, 0, 768, 384, 200), 1);
     ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 10000, 1, 0, 128, 128, 1 << 20), 64);

@@ -646,7 +646,10 @@ size_t clgqa_gemm_split_plan(const clgqa_gemm_tiles *tiles, size_t compute_units
     size_t most = k_tiles / SPLIT_CHUNK_TILES;
     if (most > SPLIT_MOST)
         most = SPLIT_MOST;
-    if (!indirect || groups >= want || most < 2)
+    /* Only chunks CLBlast reads in place, in one batched call: their
+     * outputs must be tile multiples (the rows are by construction). */
+    int in_place = tiles->m && tiles->n && n % tiles->m == 0 && m % tiles->n == 0;
+    if (!indirect || !in_place || groups >= want || most < 2)
         return 1;
     size_t fewest = ceil_div(want, groups);
     if (fewest > most)
