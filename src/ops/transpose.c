@@ -16,12 +16,12 @@ clgqa_status clgqa_transpose_encode(const clgqa_transpose *entries, size_t count
     return CLGQA_OK;
 }
 
-/* The block's side and the work-items down it: 32 x 8 on GPUs (coalesced
- * rows of 32, 4 elements a work-item); 64 x 16 on CPU devices, whose
- * runtimes pay per work-group (a ViT-S's weights are 86,000 blocks of 16). */
+/* The block's side and the work-items down it on GPUs: 32 x 8 (coalesced
+ * rows of 32, 4 elements a work-item), smaller where the device's limits
+ * ask. */
 static void block_shape(clgqa_runtime *rt, cl_kernel k, size_t *tile, size_t *slices) {
-    size_t local = clgqa_work_group_size(rt, k, rt->device_class == CLGQA_CLASS_CPU ? 1024 : 256);
-    *tile = rt->device_class == CLGQA_CLASS_CPU ? 64 : 32;
+    size_t local = clgqa_work_group_size(rt, k, 256);
+    *tile = 32;
     while (*tile > 1 && (*tile > local || *tile * (*tile + 1) * sizeof(float) > rt->local_mem_bytes / 2))
         *tile /= 2;
     *slices = local / *tile < *tile / 4 ? local / *tile : *tile / 4;
@@ -29,14 +29,19 @@ static void block_shape(clgqa_runtime *rt, cl_kernel k, size_t *tile, size_t *sl
         *slices = 1;
 }
 
+/* A CPU work-item's block: 16 x 16 floats, a cache line wide. */
+#define CPU_TILE 16
+
 clgqa_status clgqa_transpose_table(clgqa_runtime *rt, clgqa_view dst, clgqa_view src,
                                    clgqa_view table, const clgqa_transpose *entries,
                                    size_t count) {
     static const char op[] = "clgqa_transpose_table";
+    const int cpu = rt->device_class == CLGQA_CLASS_CPU;
     cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "transpose_table", &k));
-    size_t tile, slices, blocks = 0;
-    block_shape(rt, k, &tile, &slices);
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, cpu ? "transpose_table_blocks" : "transpose_table", &k));
+    size_t tile = CPU_TILE, slices = 1, blocks = 0;
+    if (!cpu)
+        block_shape(rt, k, &tile, &slices);
     for (size_t i = 0; i < count; i++) {
         const clgqa_transpose *t = &entries[i];
         size_t n;
@@ -56,6 +61,10 @@ clgqa_status clgqa_transpose_table(clgqa_runtime *rt, clgqa_view dst, clgqa_view
     kernel_arg_view(&args, table);
     kernel_arg_uint(&args, count);
     kernel_arg_uint(&args, tile);
+    if (cpu) {
+        CLGQA_TRY(kernel_args_done(&args));
+        return clgqa_launch_1d(rt, k, blocks, clgqa_work_group_size(rt, k, 64));
+    }
     kernel_arg_local(&args, tile * (tile + 1) * sizeof(float));
     CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_2d(rt, k, tile, blocks * slices, tile, slices);
