@@ -85,7 +85,7 @@ clgqa_status clgqa_gemm_tiles_of(clgqa_runtime *rt, clgqa_gemm_tiles *out);
 
 /* The chunks for such a product, decided once (the model, at creation, for
  * its largest batch): the runtime option gemm_split when set (1: none);
- * else 1 unless CLBlast runs the product on its indirect kernel with fewer
+ * else, on GPU device classes (clgqa_runtime_choose_paths), 1 unless CLBlast runs the product on its indirect kernel with fewer
  * output tiles than 2 work-groups per compute unit and M and N are tile
  * multiples (the chunks then run as one batched call that copies nothing),
  * then enough chunks of at least 4 k-tiles for that many (at most 64), the
