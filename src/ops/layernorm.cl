@@ -259,15 +259,15 @@ __kernel void layernorm_backward(__global float *din, const uint din_off,
 
 /* ---- LayerNorm backward on GPUs: a row per team of work-items ----
  * layernorm_backward crosses a tree of log2(size) + 2 barriers on every
- * row (9 for ViT-S's 384 columns in groups of 128), which leaves a GPU
- * waiting. This variant computes the same thing with a work-group of
- * several teams of `team` work-items (a power of two, at least 4); each
- * team takes its own row of the chunk, so a group works on
- * get_local_size(0) / team rows at once, and the row's two sums need one
- * barrier: each work-item stores its partial sums and then reads its
- * team's `team` partials in order, as float4, instead of climbing a tree.
- * The partials alternate between two halves of `scratch` from round to
- * round, so the next round's stores need no second barrier.
+ * row: 9 for ViT-S's 384 columns in the groups of a float4 per work-item
+ * (128) that GPUs would want, a GPU waiting at each. This variant computes
+ * the same thing with a work-group of several teams of `team` work-items (a
+ * power of two, at least 4); each team takes its own row of the chunk, so a
+ * group works on get_local_size(0) / team rows at once, and the row's two
+ * sums need one barrier: each work-item stores its partial sums and then
+ * reads its team's `team` partials in order, as float4, instead of climbing
+ * a tree. The partials alternate between two halves of `scratch` from round
+ * to round, so the next round's stores need no second barrier.
  *
  * Work-item lt of a team owns up to LN_TEAM_SLOTS columns (slot j: quad
  * lt + (j / 4) * team, lane j % 4, on the float4 path; column lt + j *
