@@ -190,19 +190,17 @@ clgqa_status clgqa_column_partials(clgqa_runtime *rt, clgqa_view partials, size_
                               clgqa_column_sum_plan_for(rt, k, rows, chunks));
 }
 
-/* Stage 2's work-group for partials of up to `chunks` chunks: `columns`
- * adjacent columns by `slices` blocks of chunks (chunk_sum in reduce.cl).
- * CPU devices take one slice, the loop in chunk order over a group as wide
- * as the device allows. GPUs take enough slices that a work-item adds at
- * most CLGQA_COLUMN_ROWS_PER_ITEM partials, keeping 8 columns (32 bytes of
- * each chunk's row) or more: 528 chunks (a 132-unit GPU's LayerNorm sums)
- * are 32 slices of 17 and a tree of 5 levels instead of a loop of 528. */
+/* The GPUs' stage 2 (column_sums_finish, column_sums_finish_table_tree)
+ * for partials of up to `chunks` chunks: groups of `columns` adjacent
+ * columns by `slices` blocks of chunks, enough slices that a work-item adds
+ * at most CLGQA_COLUMN_ROWS_PER_ITEM partials, with 8 columns (32 bytes of
+ * each chunk's row) or more: a 132-unit GPU's 528 LayerNorm chunks are 32
+ * slices of at most 17, joined by a tree of 5 levels. */
 static clgqa_column_plan finish_plan(clgqa_runtime *rt, cl_kernel k, size_t chunks) {
     size_t local = clgqa_work_group_size(rt, k, MAX_LOCAL);
     clgqa_column_plan p = {local, 1, chunks, 1};
-    if (rt->device_class == CLGQA_CLASS_GPU)
-        while (p.slices * CLGQA_COLUMN_ROWS_PER_ITEM < chunks && 16 * p.slices <= local)
-            p.slices *= 2;
+    while (p.slices * CLGQA_COLUMN_ROWS_PER_ITEM < chunks && 16 * p.slices <= local)
+        p.slices *= 2;
     p.columns = local / p.slices;
     return p;
 }
@@ -272,14 +270,25 @@ clgqa_status clgqa_column_sums_finish(clgqa_runtime *rt, clgqa_view out, clgqa_v
         return CLGQA_OK;
     CLGQA_TRY(clgqa_check_view(op, "table", table, count * CLGQA_COLUMN_SUM_UINTS,
                                sizeof(cl_uint)));
+    /* CPU devices: a work-item per column, the loop in chunk order (the
+     * tree's 2D groups cost Intel's CPU runtime about 3 us more a launch,
+     * 18.2 against 15.5 for a ViT-S block's table). GPUs: slices and a
+     * tree (finish_plan). */
+    int tree = rt->device_class == CLGQA_CLASS_GPU;
     cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "column_sums_finish_table", &k));
-    clgqa_column_plan finish = finish_plan(rt, k, most_chunks);
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY,
+                           tree ? "column_sums_finish_table_tree" : "column_sums_finish_table",
+                           &k));
     kernel_args args = kernel_args_start(k);
     kernel_arg_view(&args, out);
     kernel_arg_view(&args, partials);
     kernel_arg_view(&args, table);
     kernel_arg_uint(&args, count);
+    if (!tree) {
+        CLGQA_TRY(kernel_args_done(&args));
+        return clgqa_launch_1d(rt, k, columns, clgqa_work_group_size(rt, k, MAX_LOCAL));
+    }
+    clgqa_column_plan finish = finish_plan(rt, k, most_chunks);
     kernel_arg_local(&args, finish.columns * finish.slices * sizeof(float));
     CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_2d(rt, k, columns, finish.slices, finish.columns, finish.slices);
