@@ -543,11 +543,12 @@ START_TEST(reference_gradients_match_finite_differences) {
 }
 END_TEST
 
-/* Tokens 1, 17, 65, 197 and head_dim 16, 32, 64 (and 13, 24), q/k/v packed
- * and fused, G from 1 to H. Sizes are not multiples of any tile. The tiled
- * kernels' blocking follows head_dim (column groups: 8 at 64, 4 at 32, 3 at
- * 24, 2 at 16 and 13, 1 below 8) and the token count (work-groups of 16
- * rows at P = 1 and 65, 32 at 17 and 197, 64 at 60). */
+/* Tokens 1, 17, 65, 197 and head_dim 16, 32, 64, q/k/v packed and fused,
+ * G from 1 to H. Sizes are not multiples of any tile. Head_dim 24, 12 and 13
+ * take the rows kernels' vectors of 8, 4 and 1 lanes (attention.cl). The
+ * tiled kernels' blocking follows head_dim (column groups: 8 at 64, 4 at
+ * 32, 3 at 24, 2 at 16 and 13, 1 at 12 and 4) and the token count
+ * (work-groups of 16 rows at P = 1 and 65, 32 at 17 and 197, 64 at 60). */
 START_TEST(plain_attention_matches_reference) {
     if (test_small()) {
         const attention_case cases[] = {
@@ -556,7 +557,8 @@ START_TEST(plain_attention_matches_reference) {
             make_case(2, 1, 2, 2, 64, NULL, 0, 1),  /* one token */
             make_case(1, 17, 2, 1, 64, NULL, 0, 1),
             make_case(1, 5, 2, 1, 13, NULL, 0, 1),
-            make_case(1, 9, 2, 1, 24, NULL, 0, 0),
+            make_case(1, 6, 2, 2, 24, NULL, 0, 0),
+            make_case(1, 4, 2, 1, 12, NULL, 0, 1),
             make_case(1, 60, 1, 1, 16, NULL, 0, 1),
         };
         check_cases(cases, COUNT(cases));
@@ -567,8 +569,8 @@ START_TEST(plain_attention_matches_reference) {
         make_case(1, 197, 2, 1, 64, NULL, 0, 1), make_case(2, 1, 3, 3, 16, NULL, 0, 1),
         make_case(1, 65, 3, 1, 64, NULL, 0, 1),  make_case(3, 197, 2, 2, 16, NULL, 0, 0),
         make_case(2, 20, 2, 2, 13, NULL, 0, 1),  make_case(1, 17, 6, 2, 32, NULL, 0, 1),
-        make_case(1, 60, 2, 2, 64, NULL, 0, 1),  make_case(2, 33, 2, 1, 24, NULL, 0, 1),
-        make_case(1, 7, 2, 1, 4, NULL, 0, 0),
+        make_case(2, 19, 2, 1, 24, NULL, 0, 0),  make_case(1, 23, 4, 2, 12, NULL, 0, 1),
+        make_case(1, 60, 2, 2, 64, NULL, 0, 1),  make_case(1, 7, 2, 1, 4, NULL, 0, 0),
     };
     check_cases(cases, COUNT(cases));
 }

@@ -1033,7 +1033,6 @@ static const char *kernel_label(clgqa_runtime *rt, cl_kernel kernel) {
                     return "pgqa";
                 if (!strncmp(name, "gelu_", 5))
                     return "gelu";
-                if (getenv("PERKERNEL")) return name;
                 return rt->programs[i].family;
             }
     return "other";
