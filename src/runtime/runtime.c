@@ -1038,6 +1038,14 @@ static const char *kernel_label(clgqa_runtime *rt, cl_kernel kernel) {
     return "other";
 }
 
+const char *clgqa_kernel_family(const clgqa_runtime *rt, const char *kernel_name) {
+    for (int i = 0; i < rt->program_count; i++)
+        for (int k = 0; k < rt->programs[i].kernel_count; k++)
+            if (!strcmp(rt->programs[i].kernel_names[k], kernel_name))
+                return rt->programs[i].family;
+    return NULL;
+}
+
 /* ------------------------------------------------------------- launches */
 
 clgqa_status clgqa_set_arg(cl_kernel kernel, cl_uint index, size_t size, const void *value,
