@@ -301,6 +301,7 @@ static void carve_shared(clgqa_model *m, carver *c) {
         }
     m->grad_sum_squares = carve(c, 1);
     m->grad_scale = carve(c, 1);
+    m->scaler = carve(c, CLGQA_SCALER_FLOATS);
     m->chunk_sum_squares = carve(c, (size_t)m->chunk_count);
     /* The weights' transposes, each [n_in, n_out]. */
     for (int i = 0; i < model_linear_count(m); i++) {
@@ -1026,6 +1027,53 @@ clgqa_status clgqa_model_set_pgqa_noise(clgqa_model *m, int layer, const float *
     CLGQA_TRY(clgqa_buffer_write(m->rt, m->pgqa_noise, layer * per_layer * sizeof(float),
                                  per_layer * sizeof(float), noise));
     m->pgqa_fixed[layer] = clgqa_view_at(m->pgqa_noise, (size_t)layer * per_layer);
+    return CLGQA_OK;
+}
+
+/* ---- the loss scaler (precision 16-mixed) ---- */
+
+_Static_assert(CLGQA_SCALER_FLOATS == CLGQA_LOSS_SCALER_FLOATS, "model_private.h's copy size");
+
+clgqa_status clgqa_model_set_loss_scaler(clgqa_model *m, const clgqa_loss_scaler *state) {
+    m->loss_scaling = state != NULL;
+    if (!state)
+        return CLGQA_OK;
+    if (!(state->scale > 0) || !isfinite(state->scale) || frexpf(state->scale, &(int){0}) != 0.5f ||
+        state->growth < 0 || state->growth >= CLGQA_LOSS_SCALE_GROWTH_INTERVAL ||
+        state->skipped < 0 || state->skipped > (1L << 24)) {
+        m->loss_scaling = 0;
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_set_loss_scaler: scale %g (a power "
+                          "of 2), clean steps %ld (below %d), skipped steps %ld (at most 2^24)",
+                          (double)state->scale, state->growth, CLGQA_LOSS_SCALE_GROWTH_INTERVAL,
+                          state->skipped);
+    }
+    float fields[CLGQA_SCALER_FLOATS] = {0};
+    fields[CLGQA_SCALER_SCALE] = state->scale;
+    fields[CLGQA_SCALER_GROWTH] = (float)state->growth;
+    fields[CLGQA_SCALER_SKIPPED] = (float)state->skipped;
+    return clgqa_buffer_write(m->rt, m->scaler.mem, m->scaler.offset * sizeof(float),
+                              sizeof fields, fields);
+}
+
+int clgqa_model_loss_scaling(const clgqa_model *m) { return m->loss_scaling; }
+
+clgqa_status clgqa_model_copy_loss_scaler(clgqa_model *m, float *fields, cl_event *copied) {
+    return copy_without_waiting(m, m->scaler.mem, m->scaler.offset * sizeof(float),
+                                CLGQA_SCALER_FLOATS * sizeof(float), fields, copied);
+}
+
+void clgqa_loss_scaler_of_copy(const float *fields, clgqa_loss_scaler *out) {
+    out->scale = fields[CLGQA_SCALER_SCALE];
+    out->growth = (long)fields[CLGQA_SCALER_GROWTH];
+    out->skipped = (long)fields[CLGQA_SCALER_SKIPPED];
+    out->found_inf = fields[CLGQA_SCALER_FOUND_INF] != 0.0f;
+}
+
+clgqa_status clgqa_model_read_loss_scaler(clgqa_model *m, clgqa_loss_scaler *out) {
+    float fields[CLGQA_SCALER_FLOATS];
+    CLGQA_TRY(clgqa_buffer_read(m->rt, m->scaler.mem, m->scaler.offset * sizeof(float),
+                                sizeof fields, fields));
+    clgqa_loss_scaler_of_copy(fields, out);
     return CLGQA_OK;
 }
 

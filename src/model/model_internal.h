@@ -210,6 +210,8 @@ struct clgqa_model {
     cl_mem transpose_tables;
     size_t backward_rows; /* the most rows a backward has written into dqkv and dfc1 */
     clgqa_view grad_sum_squares, grad_scale; /* clipping scalars */
+    clgqa_view scaler;  /* the loss scaler's state (ops.h, clgqa_scaler_field) */
+    int loss_scaling;   /* the scaler is on (clgqa_model_set_loss_scaler) */
     clgqa_view chunk_sum_squares;            /* [chunk_count], when split */
 
     /* Grouping state. group_ints: kv_map [L][H] then group_counts [L][G];

@@ -443,8 +443,11 @@ clgqa_status clgqa_model_backward(clgqa_model *m) {
 
     /* Mean cross-entropy -> head -> final LayerNorm, whose input gradient's
      * column sums are the last block's fc2 bias gradient. */
+    clgqa_view loss_scale = {NULL, 0};
+    if (m->loss_scaling)
+        loss_scale = clgqa_view_add(m->scaler, CLGQA_SCALER_SCALE);
     CLGQA_TRY(clgqa_crossentropy_backward(rt, m->dlogits, m->probs, m->labels, B, classes,
-                                          1.0f / (float)B));
+                                          1.0f / (float)B, loss_scale));
     CLGQA_TRY(clgqa_sgemm(rt, 1, 0, classes, C, B, 1.0f, m->dlogits, classes, m->lnf,
                           (size_t)d->tokens * C, 0.0f, model_param(m, CLGQA_GRADS, head_w), C));
     CLGQA_TRY(clgqa_column_partials(rt, clgqa_view_add(final_partials, pp->head_b),
@@ -488,9 +491,23 @@ clgqa_status clgqa_model_step(clgqa_model *m, const clgqa_adamw *adamw, long ste
                           step);
     const clgqa_adamw_hparams hp = {adamw->lr, adamw->beta1, adamw->beta2, adamw->eps,
                                     adamw->weight_decay};
+    clgqa_view scaler = {NULL, 0};
+    if (m->loss_scaling) { /* GradScaler: an inf or a NaN anywhere skips the step */
+        scaler = m->scaler;
+        CLGQA_TRY(clgqa_buffer_fill(m->rt, clgqa_view_add(scaler, CLGQA_SCALER_FOUND_INF), 1,
+                                    0.0f));
+        for (int c = 0; c < m->chunk_count; c++) {
+            size_t floats = 0;
+            clgqa_view grads = clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, &floats);
+            CLGQA_TRY(clgqa_grad_check(m->rt, scaler, grads, floats));
+        }
+    }
     clgqa_view grad_scale = {NULL, 0};
     if (adamw->clip_grad_norm > 0.0f) {
-        /* The gradient's squared norm, summed over the chunks when split. */
+        /* The gradient's squared norm, summed over the chunks when split.
+         * With the scaler, that of the scaled gradients: it overflows to an
+         * inf (a clip factor of 0: no update) only where the unscaled norm
+         * passes 2^64 / scale, 2.8e14 at the first scale. */
         for (int c = 0; c < m->chunk_count; c++) {
             size_t floats = 0;
             clgqa_view grads = clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, &floats);
@@ -503,7 +520,7 @@ clgqa_status clgqa_model_step(clgqa_model *m, const clgqa_adamw *adamw, long ste
             CLGQA_TRY(clgqa_sum(m->rt, m->grad_sum_squares, m->chunk_sum_squares,
                                 (size_t)m->chunk_count));
         CLGQA_TRY(clgqa_clip_factor(m->rt, m->grad_scale, m->grad_sum_squares,
-                                    adamw->clip_grad_norm));
+                                    adamw->clip_grad_norm, scaler));
         grad_scale = m->grad_scale;
     }
     for (int c = 0; c < m->chunk_count; c++) {
@@ -512,7 +529,9 @@ clgqa_status clgqa_model_step(clgqa_model *m, const clgqa_adamw *adamw, long ste
         CLGQA_TRY(clgqa_adamw_step(m->rt, params, clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, NULL),
                                    clgqa_model_chunk(m, CLGQA_ADAM_M, c, NULL, NULL),
                                    clgqa_model_chunk(m, CLGQA_ADAM_V, c, NULL, NULL), floats, &hp,
-                                   step, grad_scale));
+                                   step, grad_scale, scaler));
     }
+    if (m->loss_scaling)
+        CLGQA_TRY(clgqa_loss_scale_update(m->rt, scaler, CLGQA_LOSS_SCALE_GROWTH_INTERVAL));
     return CLGQA_OK;
 }

@@ -73,6 +73,33 @@ clgqa_status clgqa_model_copy_logits(clgqa_model *model, float *logits, cl_event
  * clgqa_model_read_metrics, so a run resumed mid-epoch goes on counting. */
 clgqa_status clgqa_model_restore_metrics(clgqa_model *model, const clgqa_metrics *m);
 
+/* ---- the loss scaler (precision 16-mixed: PyTorch's GradScaler) ----
+ * Off by default. On, the backward's gradients come multiplied by the loss
+ * scale; clgqa_model_step checks them on the device for an inf or a NaN,
+ * skips the whole AdamW step when it finds one (the weights, the moments
+ * and Adam's step count stay as they were) and halves the scale, or else
+ * divides them by the scale, steps, and doubles the scale after
+ * CLGQA_LOSS_SCALE_GROWTH_INTERVAL clean steps in a row. No host read. */
+#define CLGQA_LOSS_SCALE_INIT 65536.0f /* 2^16, GradScaler's init_scale */
+#define CLGQA_LOSS_SCALE_GROWTH_INTERVAL 2000
+#define CLGQA_LOSS_SCALER_FLOATS 4 /* the device state's floats */
+typedef struct clgqa_loss_scaler {
+    float scale;   /* a power of 2 */
+    long growth;   /* clean steps since the scale last changed, < the interval */
+    long skipped;  /* steps skipped so far */
+    int found_inf; /* the last step was skipped (read only) */
+} clgqa_loss_scaler;
+/* Turn the scaler on from `state` (a fresh one: {CLGQA_LOSS_SCALE_INIT, 0,
+ * 0}), or off (NULL). Blocking; refuses a scale that is not a power of 2. */
+clgqa_status clgqa_model_set_loss_scaler(clgqa_model *model, const clgqa_loss_scaler *state);
+int clgqa_model_loss_scaling(const clgqa_model *model);
+/* The scaler's state now (blocking), or copied without waiting into
+ * `fields` ([CLGQA_LOSS_SCALER_FLOATS]) and turned into a state once the
+ * copy is done. */
+clgqa_status clgqa_model_read_loss_scaler(clgqa_model *model, clgqa_loss_scaler *out);
+clgqa_status clgqa_model_copy_loss_scaler(clgqa_model *model, float *fields, cl_event *copied);
+void clgqa_loss_scaler_of_copy(const float *fields, clgqa_loss_scaler *out);
+
 /* ---- data-parallel hooks ----
  * A data-parallel trainer (src/train/mpi_ranks.c) makes its processes agree through
  * these callbacks; the model itself knows nothing of other processes. Either

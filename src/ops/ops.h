@@ -80,10 +80,12 @@ clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
 clgqa_status clgqa_crossentropy_forward(clgqa_runtime *rt, clgqa_view losses, clgqa_view correct,
                                         clgqa_view probs, clgqa_view logits, clgqa_view labels,
                                         size_t rows, size_t classes);
-/* dlogits += dloss * (probs - onehot(label)); dloss = 1/rows for the mean. */
+/* dlogits += dloss * (probs - onehot(label)); dloss = 1/rows for the mean.
+ * With loss_scale (a device scalar, a power of 2; .mem NULL: none) dloss is
+ * multiplied by loss_scale[0] first: the loss scaler's backward. */
 clgqa_status clgqa_crossentropy_backward(clgqa_runtime *rt, clgqa_view dlogits, clgqa_view probs,
                                          clgqa_view labels, size_t rows, size_t classes,
-                                         float dloss);
+                                         float dloss, clgqa_view loss_scale);
 
 /* ---- reduce.cl ---- */
 /* out[0] = sum x / sum x^2, deterministic (fixed reduction order). */
@@ -141,18 +143,44 @@ clgqa_status clgqa_transpose_table(clgqa_runtime *rt, clgqa_view dst, clgqa_view
 typedef struct clgqa_adamw_hparams {
     float lr, beta1, beta2, eps, weight_decay;
 } clgqa_adamw_hparams;
+/* The loss scaler's state (precision 16-mixed: PyTorch's GradScaler), a
+ * device array of CLGQA_SCALER_FLOATS floats: the loss scale (a power of 2;
+ * the backward's gradients come multiplied by it), the clean steps since it
+ * last changed, whether this step's gradients hold an inf or a NaN (0 or 1),
+ * and the steps skipped so far. Counts are floats: exact to 2^24. */
+typedef enum clgqa_scaler_field {
+    CLGQA_SCALER_SCALE = 0,
+    CLGQA_SCALER_GROWTH,
+    CLGQA_SCALER_FOUND_INF,
+    CLGQA_SCALER_SKIPPED,
+    CLGQA_SCALER_FLOATS
+} clgqa_scaler_field;
 /* One torch.optim.AdamW step over n parameters (decoupled decay
  * p -= lr*wd*p, then Adam with bias correction; `step` counts from 1).
  * grad_scale multiplies the gradient first (1.0 normally; the clip factor
  * when clipping by global norm; it is a device scalar so clipping needs no
- * host read: grad_scale.mem NULL means 1.0). */
+ * host read: grad_scale.mem NULL means 1.0). With `scaler` (.mem NULL:
+ * none), GradScaler's step: nothing changes when the scaler's found_inf is
+ * set; otherwise the gradient is divided by the loss scale, and Adam's step
+ * count is `step` less the steps skipped so far (adamw.cl). */
 clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view grads,
                               clgqa_view m, clgqa_view v, size_t n,
-                              const clgqa_adamw_hparams *hp, long step, clgqa_view grad_scale);
+                              const clgqa_adamw_hparams *hp, long step, clgqa_view grad_scale,
+                              clgqa_view scaler);
 /* grad_scale[0] = min(1, max_norm / (sqrt(sum_squares[0]) + 1e-6)) as torch's
- * clip_grad_norm_. */
+ * clip_grad_norm_; with `scaler` (.mem NULL: none), sum_squares is that of
+ * the scaled gradients and the norm is divided by the loss scale first. */
 clgqa_status clgqa_clip_factor(clgqa_runtime *rt, clgqa_view grad_scale, clgqa_view sum_squares,
-                               float max_norm);
+                               float max_norm, clgqa_view scaler);
+/* Sets the scaler's found_inf to 1 where one of the n gradients is an inf or
+ * a NaN; leaves it as it is otherwise (the caller zeroes it once per step,
+ * then checks each chunk of the gradients). */
+clgqa_status clgqa_grad_check(clgqa_runtime *rt, clgqa_view scaler, clgqa_view grads, size_t n);
+/* GradScaler's update, after the step: found_inf halves the scale, zeroes
+ * the clean-step count and counts a skipped step; otherwise the count goes
+ * up, and at growth_interval the scale doubles (unless that would be an
+ * inf) and the count restarts at 0. */
+clgqa_status clgqa_loss_scale_update(clgqa_runtime *rt, clgqa_view scaler, long growth_interval);
 
 /* ---- random.cl ----
  * The device side of the counter-based generator of philox.h: element i of

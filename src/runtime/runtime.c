@@ -561,6 +561,18 @@ static clgqa_status query_device(clgqa_runtime *rt) {
     clGetDeviceInfo(rt->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits,
                     NULL);
     rt->base_align_bytes = align_bits / 8;
+    /* The extensions, space-separated; matched as a whole word. */
+    size_t size = 0;
+    char *extensions = NULL;
+    if (clGetDeviceInfo(rt->device, CL_DEVICE_EXTENSIONS, 0, NULL, &size) == CL_SUCCESS && size &&
+        (extensions = malloc(size + 1)) &&
+        clGetDeviceInfo(rt->device, CL_DEVICE_EXTENSIONS, size, extensions, NULL) == CL_SUCCESS) {
+        extensions[size] = 0;
+        for (char *at = strstr(extensions, "cl_khr_fp16"); at; at = strstr(at + 1, "cl_khr_fp16"))
+            if ((at == extensions || at[-1] == ' ') && (at[11] == ' ' || at[11] == 0))
+                rt->has_fp16 = 1;
+    }
+    free(extensions);
     return CLGQA_OK;
 }
 
@@ -712,6 +724,7 @@ clgqa_status clgqa_runtime_wrap(cl_context context, cl_device_id device, cl_comm
 }
 
 const char *clgqa_runtime_device_name(const clgqa_runtime *rt) { return rt->device_name; }
+int clgqa_runtime_has_fp16(const clgqa_runtime *rt) { return rt->has_fp16; }
 const char *clgqa_runtime_platform_name(const clgqa_runtime *rt) { return rt->platform_name; }
 const char *clgqa_runtime_driver_version(const clgqa_runtime *rt) { return rt->driver_version; }
 size_t clgqa_runtime_allocated_bytes(const clgqa_runtime *rt) { return rt->allocated_bytes; }
