@@ -849,6 +849,159 @@ START_TEST(metrics_and_clipping) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------
+ * The loss scaler (precision 16-mixed)
+ * ------------------------------------------------------------------------- */
+
+typedef struct model_state {
+    float *p, *m, *v;
+} model_state;
+static model_state read_state(clgqa_model *model) {
+    size_t n = clgqa_model_param_count(model);
+    model_state s = {malloc(n * sizeof(float)), malloc(n * sizeof(float)), malloc(n * sizeof(float))};
+    ck_assert(s.p && s.m && s.v);
+    TEST_OK(clgqa_model_read_buffer(model, CLGQA_PARAMS, s.p));
+    TEST_OK(clgqa_model_read_buffer(model, CLGQA_ADAM_M, s.m));
+    TEST_OK(clgqa_model_read_buffer(model, CLGQA_ADAM_V, s.v));
+    return s;
+}
+static void free_state(model_state *s) { free(s->p), free(s->m), free(s->v); }
+static int same_bits(const float *a, const float *b, size_t n) { return !memcmp(a, b, n * sizeof *a); }
+
+/* Two tiny GQA models with the same random weights, the second with the
+ * loss scaler on from `start` (NULL: off); the final LayerNorm's gain times
+ * `norm_gain` (the head's input, hence its weight gradient, grows with it). */
+static void scaler_pair(clgqa_model *m[2], const clgqa_loss_scaler *start, float norm_gain,
+                        batch_data *data) {
+    clgqa_config cfg = tiny_config(CLGQA_GQA);
+    float *params = NULL;
+    for (int i = 0; i < 2; i++) {
+        TEST_OK(test_model_create(test_runtime(), &cfg, 3, &m[i]));
+        if (i == 0) {
+            randomise_parameters(m[0]);
+            params = malloc(clgqa_model_param_count(m[0]) * sizeof *params);
+            TEST_OK(clgqa_model_read_buffer(m[0], CLGQA_PARAMS, params));
+            for (int t = 0; t < clgqa_model_tensor_count(m[0]); t++) {
+                const clgqa_tensor_info *info = clgqa_model_tensor(m[0], t);
+                if (!strcmp(info->name, "norm.weight"))
+                    for (size_t k = 0; k < info->numel; k++)
+                        params[info->offset + k] *= norm_gain;
+            }
+            *data = random_batch(m[0], 3);
+        }
+        TEST_OK(clgqa_model_write_buffer(m[i], CLGQA_PARAMS, params));
+    }
+    TEST_OK(clgqa_model_set_loss_scaler(m[1], start));
+    ck_assert(clgqa_model_loss_scaling(m[1]) && !clgqa_model_loss_scaling(m[0]));
+    free(params);
+}
+
+/* With the scaler at 2^16 and no overflow, steps are those of fp32 bit for
+ * bit, clipped or not: the backward is linear in the loss's gradient, so
+ * every gradient is exactly 2^16 times fp32's (a power of 2 commutes with
+ * rounding) and AdamW divides it back exactly. */
+START_TEST(loss_scaled_steps_are_fp32_steps_bit_for_bit) {
+    const clgqa_loss_scaler fresh = {CLGQA_LOSS_SCALE_INIT, 0, 0, 0};
+    clgqa_model *m[2];
+    batch_data data;
+    scaler_pair(m, &fresh, 1.0f, &data);
+    size_t n = clgqa_model_param_count(m[0]);
+    for (long step = 1; step <= 3; step++) {
+        clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f, step == 2 ? 0.1f : 0.0f};
+        for (int i = 0; i < 2; i++) {
+            forward_loss(m[i], &data, 1, step - 1, step - 1);
+            TEST_OK(clgqa_model_backward(m[i]));
+            TEST_OK(clgqa_model_step(m[i], &hp, step));
+        }
+        model_state a = read_state(m[0]), b = read_state(m[1]);
+        ck_assert_msg(same_bits(a.p, b.p, n) && same_bits(a.m, b.m, n) && same_bits(a.v, b.v, n),
+                      "step %ld: the scaled step differs from fp32's", step);
+        free_state(&a), free_state(&b);
+        clgqa_loss_scaler scaler;
+        TEST_OK(clgqa_model_read_loss_scaler(m[1], &scaler));
+        ck_assert_msg(scaler.scale == 65536.0f && scaler.growth == step && scaler.skipped == 0 &&
+                          !scaler.found_inf,
+                      "step %ld: scale %g, clean steps %ld, skipped %ld", step,
+                      (double)scaler.scale, scaler.growth, scaler.skipped);
+    }
+    release_batch(&data);
+    clgqa_model_destroy(m[0]), clgqa_model_destroy(m[1]);
+}
+END_TEST
+
+/* A forced overflow: from a scale of 2^127, with the head's input 1e3
+ * times larger than usual, the scaled head weight gradient overflows.
+ * Each such step leaves the weights and moments bit for bit and halves the
+ * scale, until the scale fits; the first step taken is then Adam's step 1,
+ * as if the skipped ones never were: fp32's one step on the same batch (the
+ * moments bit for bit; the weights within one ulp: the bias correction the
+ * device computes in float after a skip is a few ulp of the update ~lr
+ * apart from the host's double one, which can round a weight the other
+ * way). */
+START_TEST(overflowing_steps_are_skipped_and_halve_the_scale) {
+    const clgqa_loss_scaler huge = {0x1p127f, 0, 0, 0};
+    clgqa_model *m[2];
+    batch_data data;
+    scaler_pair(m, &huge, 1e3f, &data);
+    size_t n = clgqa_model_param_count(m[0]);
+    const clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f, 1.0f};
+    forward_loss(m[0], &data, 1, 0, 0);
+    TEST_OK(clgqa_model_backward(m[0]));
+    TEST_OK(clgqa_model_step(m[0], &hp, 1));
+    model_state want = read_state(m[0]);
+
+    long step = 1;
+    clgqa_loss_scaler scaler = huge;
+    for (;; step++) {
+        ck_assert_msg(step < 100, "still overflowing at scale %g", (double)scaler.scale);
+        model_state before = read_state(m[1]);
+        forward_loss(m[1], &data, 1, 0, 0);
+        TEST_OK(clgqa_model_backward(m[1]));
+        if (step == 1) { /* the overflow is real */
+            float *g = malloc(n * sizeof *g);
+            TEST_OK(clgqa_model_read_buffer(m[1], CLGQA_GRADS, g));
+            size_t bad = 0;
+            for (size_t i = 0; i < n; i++)
+                bad += !isfinite(g[i]);
+            ck_assert_msg(bad > 0, "no gradient overflowed at scale 2^127");
+            free(g);
+        }
+        float expected_scale = scaler.scale * 0.5f;
+        TEST_OK(clgqa_model_step(m[1], &hp, step));
+        TEST_OK(clgqa_model_read_loss_scaler(m[1], &scaler));
+        model_state after = read_state(m[1]);
+        int unchanged = same_bits(before.p, after.p, n) && same_bits(before.m, after.m, n) &&
+                        same_bits(before.v, after.v, n);
+        free_state(&before), free_state(&after);
+        if (!scaler.found_inf) {
+            ck_assert_msg(!unchanged, "step %ld was taken but changed nothing", step);
+            break;
+        }
+        ck_assert_msg(unchanged, "skipped step %ld changed the weights or moments", step);
+        ck_assert_msg(scaler.scale == expected_scale && scaler.growth == 0 &&
+                          scaler.skipped == step,
+                      "after skipped step %ld: scale %g (want %g), clean steps %ld, skipped %ld",
+                      step, (double)scaler.scale, (double)expected_scale, scaler.growth,
+                      scaler.skipped);
+    }
+    ck_assert_msg(step > 1, "the first step did not overflow");
+    ck_assert_msg(scaler.growth == 1 && scaler.skipped == step - 1, "clean steps %ld, skipped %ld",
+                  scaler.growth, scaler.skipped);
+    model_state got = read_state(m[1]);
+    ck_assert_msg(same_bits(got.m, want.m, n) && same_bits(got.v, want.v, n),
+                  "the moments after the skips differ from fp32's first step");
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabsf(got.p[i] - want.p[i]) <= 0x1p-23f * fabsf(want.p[i]) + 1e-9f,
+                      "param %zu: %.9g, fp32 %.9g", i,
+                      (double)got.p[i], (double)want.p[i]);
+    free_state(&got), free_state(&want);
+    ck_assert_int_eq(clgqa_model_set_loss_scaler(m[1], &(clgqa_loss_scaler){3.0f, 0, 0, 0}),
+                     CLGQA_ERR_INVALID_ARG);
+    release_batch(&data);
+    clgqa_model_destroy(m[0]), clgqa_model_destroy(m[1]);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("model");
     TCase *api = tcase_create("api");
@@ -880,6 +1033,8 @@ int main(void) {
     tcase_set_timeout(overfit, 600);
     tcase_add_loop_test(overfit, overfits_one_batch, 0, (int)N_SCHEMES);
     tcase_add_test(overfit, split_gradients_repeat_bit_for_bit);
+    tcase_add_test(overfit, loss_scaled_steps_are_fp32_steps_bit_for_bit);
+    tcase_add_test(overfit, overflowing_steps_are_skipped_and_halve_the_scale);
     suite_add_tcase(s, overfit);
     return test_run_suite(s);
 }

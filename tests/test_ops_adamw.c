@@ -76,7 +76,7 @@ static void run_steps(size_t n, const decimal_hparams *d, long first_step, int z
                 norm += (double)g[i] * g[i];
             scale = fmin(1.0, max_norm / (sqrt(norm) + 1e-6));
             TEST_OK(clgqa_sum_squares(rt, op_view(norm_mem), op_view(g_mem), n));
-            TEST_OK(clgqa_clip_factor(rt, op_view(scale_mem), op_view(norm_mem), max_norm, no_scaler));
+            TEST_OK(clgqa_clip_factor(rt, op_view(scale_mem), op_view(norm_mem), max_norm));
             scale_view = op_view(scale_mem);
         }
         TEST_OK(clgqa_adamw_step(rt, op_view(p_mem), op_view(g_mem), op_view(m_mem),
@@ -130,10 +130,10 @@ START_TEST(clip_factor_is_one_below_max_norm) {
     clgqa_runtime *rt = test_runtime();
     float sum_squares = 0.16f, scale = -1;
     cl_mem ss_mem = op_upload_padded(&sum_squares, 1), scale_mem = op_upload_padded(&scale, 1);
-    TEST_OK(clgqa_clip_factor(rt, op_view(scale_mem), op_view(ss_mem), 1.0f, no_scaler));
+    TEST_OK(clgqa_clip_factor(rt, op_view(scale_mem), op_view(ss_mem), 1.0f));
     op_download_padded("grad_scale", scale_mem, &scale, 1);
     ck_assert_msg(scale == 1.0f, "norm 0.4 under max 1: factor %g", (double)scale);
-    TEST_OK(clgqa_clip_factor(rt, op_view(scale_mem), op_view(ss_mem), 0.1f, no_scaler));
+    TEST_OK(clgqa_clip_factor(rt, op_view(scale_mem), op_view(ss_mem), 0.1f));
     op_download_padded("grad_scale", scale_mem, &scale, 1);
     ck_assert_msg(fabs(scale - 0.1 / (0.4 + 1e-6)) < 1e-7, "norm 0.4, max 0.1: factor %.9g",
                   (double)scale);
@@ -232,8 +232,9 @@ static void one_step(const float *p, const float *m, const float *v, const float
     if (scaler)
         TEST_OK(clgqa_grad_check(rt, scaler_view, op_view(g_mem), n));
     if (max_norm > 0) {
-        TEST_OK(clgqa_sum_squares(rt, op_view(ss_mem), op_view(g_mem), n));
-        TEST_OK(clgqa_clip_factor(rt, op_view(clip_mem), op_view(ss_mem), max_norm, scaler_view));
+        clgqa_view divisor = scaler ? clgqa_view_add(scaler_view, CLGQA_SCALER_SCALE) : no_scaler;
+        TEST_OK(clgqa_sum_squares_divided(rt, op_view(ss_mem), op_view(g_mem), n, divisor));
+        TEST_OK(clgqa_clip_factor(rt, op_view(clip_mem), op_view(ss_mem), max_norm));
         clip = op_view(clip_mem);
     }
     TEST_OK(clgqa_adamw_step(rt, op_view(p_mem), op_view(g_mem), op_view(m_mem), op_view(v_mem),
@@ -318,7 +319,7 @@ START_TEST(bad_arguments_are_refused) {
     ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 9, &hp, 1, none, none), CLGQA_ERR_INVALID_ARG);
     hp.beta2 = 1.0f;
     ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 8, &hp, 1, none, none), CLGQA_ERR_INVALID_ARG);
-    ck_assert_int_eq(clgqa_clip_factor(rt, v, v, 0.0f, none), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_clip_factor(rt, v, v, 0.0f), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "max_norm"), "%s", clgqa_error_message());
     clgqa_buffer_release(&mem);
 }

@@ -504,23 +504,25 @@ clgqa_status clgqa_model_step(clgqa_model *m, const clgqa_adamw *adamw, long ste
     }
     clgqa_view grad_scale = {NULL, 0};
     if (adamw->clip_grad_norm > 0.0f) {
-        /* The gradient's squared norm, summed over the chunks when split.
-         * With the scaler, that of the scaled gradients: it overflows to an
-         * inf (a clip factor of 0: no update) only where the unscaled norm
-         * passes 2^64 / scale, 2.8e14 at the first scale. */
+        /* The gradient's squared norm, summed over the chunks when split;
+         * with the scaler, the unscaled gradient's (the scaled one's
+         * square could overflow), as PyTorch clips after unscale_. */
+        clgqa_view divisor = {NULL, 0};
+        if (m->loss_scaling)
+            divisor = clgqa_view_add(scaler, CLGQA_SCALER_SCALE);
         for (int c = 0; c < m->chunk_count; c++) {
             size_t floats = 0;
             clgqa_view grads = clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, &floats);
-            CLGQA_TRY(clgqa_sum_squares(m->rt,
-                                        m->chunk_count == 1 ? m->grad_sum_squares
-                                                            : clgqa_view_add(m->chunk_sum_squares, c),
-                                        grads, floats));
+            CLGQA_TRY(clgqa_sum_squares_divided(
+                m->rt,
+                m->chunk_count == 1 ? m->grad_sum_squares : clgqa_view_add(m->chunk_sum_squares, c),
+                grads, floats, divisor));
         }
         if (m->chunk_count > 1)
             CLGQA_TRY(clgqa_sum(m->rt, m->grad_sum_squares, m->chunk_sum_squares,
                                 (size_t)m->chunk_count));
         CLGQA_TRY(clgqa_clip_factor(m->rt, m->grad_scale, m->grad_sum_squares,
-                                    adamw->clip_grad_norm, scaler));
+                                    adamw->clip_grad_norm));
         grad_scale = m->grad_scale;
     }
     for (int c = 0; c < m->chunk_count; c++) {

@@ -91,7 +91,6 @@ clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view g
     kernel_arg_view(&args, scaler);
     KERNEL_ARG(&args, use_scaler);
     KERNEL_ARG(&args, hp->lr);
-    KERNEL_ARG(&args, hp->beta1);
     cl_uint step_arg = (cl_uint)step;
     KERNEL_ARG(&args, step_arg);
     CLGQA_TRY(kernel_args_done(&args));
@@ -99,23 +98,19 @@ clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view g
 }
 
 clgqa_status clgqa_clip_factor(clgqa_runtime *rt, clgqa_view grad_scale, clgqa_view sum_squares,
-                               float max_norm, clgqa_view scaler) {
+                               float max_norm) {
     static const char op[] = "clgqa_clip_factor";
     if (!(max_norm > 0))
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: max_norm must be positive (got %g)", op,
                           (double)max_norm);
     CLGQA_TRY(clgqa_check_view(op, "grad_scale", grad_scale, 1, sizeof(float)));
     CLGQA_TRY(clgqa_check_view(op, "sum_squares", sum_squares, 1, sizeof(float)));
-    cl_uint use_scaler;
-    CLGQA_TRY(scaler_arg(op, &scaler, sum_squares, &use_scaler));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "clip_factor", &k));
     kernel_args args = kernel_args_start(k);
     kernel_arg_view(&args, grad_scale);
     kernel_arg_view(&args, sum_squares);
     KERNEL_ARG(&args, max_norm);
-    kernel_arg_view(&args, scaler);
-    KERNEL_ARG(&args, use_scaler);
     CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, 1, 1);
 }

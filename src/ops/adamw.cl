@@ -18,7 +18,7 @@
  *   Adam's step count t is `step` less the steps skipped so far. While none
  *   was skipped t = step and the host's scalars serve; after a skip the
  *   bias corrections of t are computed here in float (PyTorch computes them
- *   in double: they can differ in the last bit).
+ *   in double: they differ by a few ulp).
  * scaler[] is the scaler's state, SCALER_* below (ops.h's clgqa_scaler_field). */
 #define SCALER_SCALE 0     /* the loss scale, a power of 2 */
 #define SCALER_GROWTH 1    /* clean steps since the scale last changed */
@@ -33,8 +33,7 @@ __kernel void adamw_step(__global float *params, const uint params_off,
                          float bias_correction2_sqrt, __global const float *grad_scale,
                          const uint grad_scale_off, const uint use_scale,
                          __global const float *scaler, const uint scaler_off,
-                         const uint use_scaler, const float lr, const float beta1,
-                         const uint step) {
+                         const uint use_scaler, const float lr, const uint step) {
     const uint i = get_global_id(0);
     if (i >= n)
         return;
@@ -45,9 +44,12 @@ __kernel void adamw_step(__global float *params, const uint params_off,
         g *= 1.0f / scaler[scaler_off + SCALER_SCALE];
         const uint skipped = (uint)scaler[scaler_off + SCALER_SKIPPED];
         if (skipped) {
-            const int t = (int)(step - skipped);
-            step_size = lr / (1.0f - pown(beta1, t));
-            bias_correction2_sqrt = sqrt(1.0f - pown(beta2, t));
+            /* 1 - beta^t as -expm1(t log1p(-(1 - beta))), from the host's
+             * 1 - beta: no cancellation (1 - pown(0.999f, t) would lose 5
+             * digits). */
+            const float t = (float)(step - skipped);
+            step_size = lr / -expm1(t * log1p(-one_minus_beta1));
+            bias_correction2_sqrt = sqrt(-expm1(t * log1p(-one_minus_beta2)));
         }
     }
     if (use_scale)
@@ -63,18 +65,13 @@ __kernel void adamw_step(__global float *params, const uint params_off,
 }
 
 /* grad_scale[0] = min(1, max_norm / (sqrt(sum_squares[0]) + 1e-6)), as
- * torch.nn.utils.clip_grad_norm_. One work-item. With the loss scaler the
- * sum is over the scaled gradients: their norm divided by the scale (a
- * power of 2: exact) is the unscaled gradients' norm. */
+ * torch.nn.utils.clip_grad_norm_. One work-item. (With the loss scaler,
+ * sum_squares is the unscaled gradients': reduce.cl divides first.) */
 __kernel void clip_factor(__global float *grad_scale, const uint grad_scale_off,
                           __global const float *sum_squares, const uint sum_squares_off,
-                          const float max_norm, __global const float *scaler,
-                          const uint scaler_off, const uint use_scaler) {
+                          const float max_norm) {
     if (get_global_id(0) == 0) {
-        float norm = sqrt(sum_squares[sum_squares_off]);
-        if (use_scaler)
-            norm *= 1.0f / scaler[scaler_off + SCALER_SCALE];
-        const float coef = max_norm / (norm + 1e-6f);
+        const float coef = max_norm / (sqrt(sum_squares[sum_squares_off]) + 1e-6f);
         grad_scale[grad_scale_off] = fmin(coef, 1.0f);
     }
 }

@@ -91,6 +91,11 @@ clgqa_status clgqa_crossentropy_backward(clgqa_runtime *rt, clgqa_view dlogits, 
 /* out[0] = sum x / sum x^2, deterministic (fixed reduction order). */
 clgqa_status clgqa_sum(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n);
 clgqa_status clgqa_sum_squares(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n);
+/* out[0] = sum (x / divisor[0])^2, divisor a device scalar and a power of 2
+ * (the loss scale: the unscaled gradients' squared norm, which the scaled
+ * ones' could overflow); the same bits as clgqa_sum_squares of x / divisor. */
+clgqa_status clgqa_sum_squares_divided(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n,
+                                       clgqa_view divisor);
 /* dbias[c] += sum_r dy[r, c] (the gradient of clgqa_bias_add), deterministic,
  * both stages. */
 clgqa_status clgqa_bias_backward(clgqa_runtime *rt, clgqa_view dbias, clgqa_view dy, size_t rows,
@@ -168,10 +173,10 @@ clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view g
                               const clgqa_adamw_hparams *hp, long step, clgqa_view grad_scale,
                               clgqa_view scaler);
 /* grad_scale[0] = min(1, max_norm / (sqrt(sum_squares[0]) + 1e-6)) as torch's
- * clip_grad_norm_; with `scaler` (.mem NULL: none), sum_squares is that of
- * the scaled gradients and the norm is divided by the loss scale first. */
+ * clip_grad_norm_ (with the loss scaler, sum_squares is that of the
+ * unscaled gradients: clgqa_sum_squares_divided). */
 clgqa_status clgqa_clip_factor(clgqa_runtime *rt, clgqa_view grad_scale, clgqa_view sum_squares,
-                               float max_norm, clgqa_view scaler);
+                               float max_norm);
 /* Sets the scaler's found_inf to 1 where one of the n gradients is an inf or
  * a NaN; leaves it as it is otherwise (the caller zeroes it once per step,
  * then checks each chunk of the gradients). */
