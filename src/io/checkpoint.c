@@ -172,6 +172,11 @@ clgqa_status clgqa_checkpoint_save_training(clgqa_model *model, const clgqa_trai
         out_text(&out, "epoch_sum_correct", state->epoch_metrics.sum_correct);
         out_text(&out, "best_test_loss", state->best_test_loss);
         out_meta(&out, "ranks", "%d", state->ranks > 0 ? state->ranks : 1);
+        if (state->loss_scale > 0) {
+            out_text(&out, "loss_scale", state->loss_scale);
+            out_meta(&out, "loss_scale_growth", "%lld", state->loss_scale_growth);
+            out_meta(&out, "skipped_steps", "%lld", state->skipped_steps);
+        }
         status = clgqa_safetensors_write(path, out.tensors, out.count, out.meta, out.meta_count);
     }
     out_free(&out);
@@ -412,14 +417,16 @@ static clgqa_status metadata_long(const clgqa_tensor_set *file, const char *key,
 /* Where the epoch stood and the best epoch: absent from checkpoints written
  * before they were saved, which are all at an epoch's end with no best. */
 static clgqa_status read_progress(const clgqa_tensor_set *file, clgqa_train_state *state) {
-    static const char *const counts[] = {"epoch_steps", "next_batch", "epoch_samples", "best_epoch"};
-    long long values[4] = {0, 0, 0, 0};
-    for (int i = 0; i < 4; i++)
+    static const char *const counts[] = {"epoch_steps",   "next_batch",        "epoch_samples",
+                                         "best_epoch",    "loss_scale_growth", "skipped_steps"};
+    long long values[6] = {0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < 6; i++)
         if (clgqa_tensor_set_metadata(file, counts[i]))
             CLGQA_TRY(metadata_long(file, counts[i], &values[i]));
-    static const char *const sums[] = {"epoch_sum_loss", "epoch_sum_correct", "best_test_loss"};
-    double numbers[3] = {0, 0, INFINITY};
-    for (int i = 0; i < 3; i++) {
+    static const char *const sums[] = {"epoch_sum_loss", "epoch_sum_correct", "best_test_loss",
+                                       "loss_scale"};
+    double numbers[4] = {0, 0, INFINITY, 0};
+    for (int i = 0; i < 4; i++) {
         const char *text = clgqa_tensor_set_metadata(file, sums[i]);
         char *end = NULL;
         if (text)
@@ -435,6 +442,9 @@ static clgqa_status read_progress(const clgqa_tensor_set *file, clgqa_train_stat
     state->epoch_metrics.sum_loss = numbers[0];
     state->epoch_metrics.sum_correct = numbers[1];
     state->best_test_loss = numbers[2];
+    state->loss_scale = numbers[3];
+    state->loss_scale_growth = (long)values[4];
+    state->skipped_steps = (long)values[5];
     return CLGQA_OK;
 }
 

@@ -169,7 +169,7 @@ static const char *const recipe_keys[] = {
     "dataset",     "label_mode",     "batch_size", "max_steps_per_epoch", "lr",
     "weight_decay", "betas",         "eps",        "schedule",            "warmup_steps",
     "clip_grad_norm", "augment",     "shuffle",    "window_size",         "norm_mean",
-    "norm_std"};
+    "norm_std",    "precision"};
 
 /* Appends "key old -> new" to the message being built. */
 static void describe(char *buf, size_t size, const run_change *c) {

@@ -245,8 +245,10 @@ clgqa_status clgqa_evaluate(clgqa_runtime *rt, clgqa_model *model, clgqa_dataset
  * them; a checkpoint and the epoch's end consume them at once. */
 typedef struct step_readback {
     cl_mem pinned;         /* CL_MEM_ALLOC_HOST_PTR, mapped while the run lasts */
-    void *mapped;          /* losses [max batch], sums [4], group counts [layers * G] */
+    void *mapped;          /* losses [max batch], sums [4], the loss scaler [4],
+                              group counts [layers * G] */
     float *losses, *sums;
+    float *scaler;         /* precision 16-mixed: the loss scaler after the step */
     int32_t *group_counts;
     cl_event copied;       /* the step's last copy (the queue is in order); NULL: none pending */
     clgqa_metrics_copy metrics;
@@ -263,11 +265,13 @@ typedef struct step_readback {
 
 static clgqa_status readback_open(step_readback *r, clgqa_runtime *rt, const clgqa_model_dims *dims) {
     size_t group_ints = (size_t)dims->num_layers * dims->kv_heads;
-    size_t bytes = ((size_t)dims->max_batch + 4 + group_ints) * sizeof(float);
+    size_t bytes = ((size_t)dims->max_batch + 4 + CLGQA_LOSS_SCALER_FLOATS + group_ints) *
+                   sizeof(float);
     CLGQA_TRY(pinned_open(rt, bytes, "the step's metrics", &r->pinned, &r->mapped));
     r->losses = r->mapped;
     r->sums = r->losses + dims->max_batch;
-    r->group_counts = (int32_t *)(r->sums + 4);
+    r->scaler = r->sums + 4;
+    r->group_counts = (int32_t *)(r->scaler + CLGQA_LOSS_SCALER_FLOATS);
     return CLGQA_OK;
 }
 
@@ -340,6 +344,21 @@ static clgqa_status open_data(trainer *t, int rank, int ranks) {
     return clgqa_loader_use_pixels(t->test_loader);
 }
 
+/* precision 16-mixed: the loss scaler, from a resumed run's checkpoint
+ * when it holds one (a checkpoint of a precision 32 run does not: its
+ * scaler starts afresh), else from 2^16. */
+static clgqa_status start_loss_scaler(trainer *t) {
+    if (t->cfg.precision != CLGQA_PRECISION_16_MIXED)
+        return CLGQA_OK;
+    clgqa_loss_scaler scaler = {CLGQA_LOSS_SCALE_INIT, 0, 0, 0};
+    if (t->state.loss_scale > 0) {
+        scaler.scale = (float)t->state.loss_scale;
+        scaler.growth = t->state.loss_scale_growth;
+        scaler.skipped = t->state.skipped_steps;
+    }
+    return clgqa_model_set_loss_scaler(t->model, &scaler);
+}
+
 /* The model, its batch slots and readback, and its weights: a resumed
  * run's last.safetensors, a pretrained checkpoint, or the initialisation. */
 static clgqa_status open_model(trainer *t, int ranks) {
@@ -354,15 +373,18 @@ static clgqa_status open_model(trainer *t, int ranks) {
     CLGQA_TRY(readback_open(&t->readback, t->rt, dims));
     const char *resume_dir = t->options->resume_dir;
     if (!resume_dir && !cfg->pretrained_ckpt[0])
-        return CLGQA_OK;
-    if (!resume_dir)
-        return clgqa_checkpoint_load_pretrained(
+        return start_loss_scaler(t);
+    if (!resume_dir) {
+        CLGQA_TRY(clgqa_checkpoint_load_pretrained(
             t->model, cfg->pretrained_ckpt,
-            cfg->pos_embed_antialias ? CLGQA_RESAMPLE_ANTIALIAS : CLGQA_RESAMPLE_BICUBIC, t->log);
+            cfg->pos_embed_antialias ? CLGQA_RESAMPLE_ANTIALIAS : CLGQA_RESAMPLE_BICUBIC, t->log));
+        return start_loss_scaler(t);
+    }
     char path[1200];
     run_join_path(path, sizeof path, resume_dir, "last.safetensors");
     CLGQA_TRY(clgqa_checkpoint_load_training(t->model, path, &t->state));
     t->checkpointed = 1;
+    CLGQA_TRY(start_loss_scaler(t));
     int trained_on = t->state.ranks > 0 ? t->state.ranks : 1;
     if (trained_on != ranks)
         return clgqa_mpi_refuse(t->mpi, "%s was trained on %d rank%s, this run has %d: resume "
@@ -470,9 +492,19 @@ static clgqa_status check_memory(trainer *t, int ranks) {
     return clgqa_memory_check(&estimate, clgqa_runtime_device_name(t->rt));
 }
 
+/* precision 16-mixed needs a device with half-precision floats. */
+static clgqa_status check_precision(trainer *t) {
+    if (t->cfg.precision != CLGQA_PRECISION_16_MIXED || clgqa_runtime_has_fp16(t->rt))
+        return CLGQA_OK;
+    return clgqa_fail(CLGQA_ERR_UNSUPPORTED, "precision 16-mixed: the device '%s' has no "
+                      "half-precision floats (its OpenCL driver lists no cl_khr_fp16); train "
+                      "with precision 32", clgqa_runtime_device_name(t->rt));
+}
+
 static clgqa_status trainer_open(trainer *t) {
     const clgqa_config *cfg = &t->cfg;
     int rank = clgqa_mpi_rank(t->mpi), ranks = clgqa_mpi_ranks(t->mpi);
+    CLGQA_TRY(agree(t, check_precision(t)));
     if (cfg->batch_size % ranks != 0)
         return clgqa_mpi_refuse(t->mpi, "batch_size %d is the global batch: it must divide by the %d ranks",
                                 cfg->batch_size, ranks);
@@ -561,6 +593,14 @@ static clgqa_status save_last(trainer *t) {
         return CLGQA_OK;
     char path[1200];
     run_join_path(path, sizeof path, t->cfg.out_dir, "last.safetensors");
+    t->state.loss_scale = 0;
+    if (clgqa_model_loss_scaling(t->model)) { /* the queue is drained for the weights anyway */
+        clgqa_loss_scaler scaler;
+        CLGQA_TRY(clgqa_model_read_loss_scaler(t->model, &scaler));
+        t->state.loss_scale = scaler.scale;
+        t->state.loss_scale_growth = scaler.growth;
+        t->state.skipped_steps = scaler.skipped;
+    }
     CLGQA_TRY(clgqa_checkpoint_save_training(t->model, &t->state, path));
     t->checkpointed = 1;
     return CLGQA_OK;
@@ -587,6 +627,8 @@ static clgqa_status readback_queue(trainer *t, int count, int epoch, long step, 
     if (r->groups)
         CLGQA_TRY(clgqa_model_copy_all_group_counts(t->model, r->group_counts, NULL));
     CLGQA_TRY(clgqa_model_copy_losses(t->model, count, r->losses, NULL));
+    if (clgqa_model_loss_scaling(t->model))
+        CLGQA_TRY(clgqa_model_copy_loss_scaler(t->model, r->scaler, NULL));
     CLGQA_TRY(clgqa_model_copy_metrics(t->model, r->sums, &r->metrics, &r->copied));
     r->count = count;
     r->epoch = epoch;
@@ -621,9 +663,12 @@ static clgqa_status readback_take(trainer *t, run_progress *p) {
         clgqa_metrics m;
         CLGQA_TRY(epoch_metrics(t, r->replicated ? &r->held : NULL, &r->taken, &m));
         double wait_seconds = clgqa_loader_wait_seconds(t->train_loader);
+        clgqa_loss_scaler scaler = {1.0f, 0, 0, 0};
+        if (clgqa_model_loss_scaling(t->model))
+            clgqa_loss_scaler_of_copy(r->scaler, &scaler);
         if (row && t->steps.csv) /* rank 0's file */
             CLGQA_TRY(clgqa_step_log_row(&t->steps, &m, r->epoch, r->global_step, r->lr,
-                                         wait_seconds));
+                                         wait_seconds, scaler.scale));
         if (report)
             run_progress_show(p, done, &m, wait_seconds);
     }
