@@ -30,6 +30,7 @@
 #include "counter/command_counter.h"
 #include "environment.h"
 #include "gemm.h"
+#include "model_private.h"
 #include "ops.h"
 #include "runtime_internal.h"
 #include "scheme.h"
@@ -46,6 +47,7 @@ typedef struct bench_options {
     const char *schemes;
     const char *device;
     const char *json_path;
+    const char *precision; /* "32" or "16-mixed" (the loss scaler on) */
 } bench_options;
 
 /* A kernel's or a kernel family's launches in the counted step. */
@@ -115,6 +117,11 @@ static clgqa_status bench_config(const bench_options *opt, clgqa_scheme scheme, 
         cfg->num_kv_heads = opt->kv_heads;
     cfg->att_scheme = scheme;
     cfg->batch_size = opt->batch;
+    char precision[64];
+    snprintf(precision, sizeof precision, "precision=%s", opt->precision);
+    if (clgqa_config_set(cfg, precision) != CLGQA_OK)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "--precision must be 32 or 16-mixed, not '%s'",
+                          opt->precision);
     return clgqa_config_finalize(cfg);
 }
 
@@ -357,6 +364,13 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
     clgqa_config_model_desc(&cfg, &desc);
     CLGQA_TRY(clgqa_model_create(rt, &desc, opt->batch, &model));
     res->model_bytes = clgqa_runtime_allocated_bytes(rt) - before;
+    static const clgqa_loss_scaler fresh = {CLGQA_LOSS_SCALE_INIT, 0, 0, 0};
+    clgqa_status scaler = cfg.precision == CLGQA_PRECISION_16_MIXED
+                              ? clgqa_model_set_loss_scaler(model, &fresh) : CLGQA_OK;
+    if (scaler != CLGQA_OK) {
+        clgqa_model_destroy(model);
+        return scaler;
+    }
     const clgqa_model_dims *dims = clgqa_model_get_dims(model);
     clgqa_attention_dims ad = {opt->batch, dims->tokens, dims->num_heads, dims->kv_heads,
                                dims->head_dim, 0};
@@ -525,8 +539,8 @@ static void print_table(const clgqa_runtime *rt, const bench_options *opt,
         printf(POSE_NOTE, mode.pose);
         printf("\n");
     }
-    printf("model: %s, batch %d, %d steps after %d warm-up; CLBlast SGEMM peak %.1f GFLOP/s\n",
-           opt->size, opt->batch, opt->steps, opt->warmup, peak);
+    printf("model: %s, batch %d, precision %s, %d steps after %d warm-up; CLBlast SGEMM peak "
+           "%.1f GFLOP/s\n", opt->size, opt->batch, opt->precision, opt->steps, opt->warmup, peak);
     printf("GEMM kernel: %s\n\n", gemm_path);
     printf("%-10s %12s %12s %12s %10s %10s %10s %9s %14s\n", "scheme", "step ms", "min", "max",
            "train img/s", "infer img/s", "GEMM GF/s", "memory MiB", "GEMMs dir/ind");
@@ -624,6 +638,7 @@ static cJSON *device_json(const clgqa_runtime *rt, const bench_options *opt,
     cJSON *config = cJSON_AddObjectToObject(root, "config");
     cJSON_AddStringToObject(config, "size", opt->size);
     cJSON_AddNumberToObject(config, "batch", opt->batch);
+    cJSON_AddStringToObject(config, "precision", opt->precision);
     cJSON_AddNumberToObject(config, "steps", opt->steps);
     cJSON_AddNumberToObject(config, "warmup", opt->warmup);
     cJSON_AddNumberToObject(config, "img_size", cfg->img_size);
@@ -716,6 +731,10 @@ static clgqa_status bench_device(const clgqa_runtime_options *options, const ben
                                  const clgqa_scheme *schemes, int scheme_count,
                                  device_result *out) {
     CLGQA_TRY(clgqa_runtime_create(options, &out->rt));
+    if (!strcmp(opt->precision, "16-mixed") && !clgqa_runtime_has_fp16(out->rt))
+        return clgqa_fail(CLGQA_ERR_UNSUPPORTED, "precision 16-mixed: the device '%s' has no "
+                          "half-precision floats (its OpenCL driver lists no cl_khr_fp16)",
+                          clgqa_runtime_device_name(out->rt));
     out->results = calloc(MAX_SCHEMES, sizeof *out->results);
     if (!out->results)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
@@ -756,7 +775,7 @@ static int usage(void) {
     fprintf(stderr,
             "usage: clgqa bench [--size demo|s|b|l] [--batch N] [--steps N] [--warmup N]\n"
             "                   [--schemes mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa] [--kv-heads G]\n"
-            "                   [--device SPEC|all] [--json FILE]\n"
+            "                   [--device SPEC|all] [--json FILE] [--precision 32|16-mixed]\n"
             "       mpirun -np N clgqa bench --allreduce [--help]   (the gradient all-reduce)\n");
     return 2;
 }
@@ -816,7 +835,8 @@ static void preload_counter(void) {
 }
 
 int clgqa_cmd_bench(int argc, char **argv) {
-    bench_options opt = {"demo", 64, 5, 2, 0, "mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa", NULL, NULL};
+    bench_options opt = {"demo", 64, 5, 2, 0, "mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa", NULL, NULL,
+                         "32"};
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--allreduce")) /* under mpirun: the gradient sums */
             return clgqa_bench_allreduce(argc, argv);
@@ -826,6 +846,7 @@ int clgqa_cmd_bench(int argc, char **argv) {
         else if (!strcmp(flag, "--schemes") && value) opt.schemes = argv[++i];
         else if (!strcmp(flag, "--device") && value) opt.device = argv[++i];
         else if (!strcmp(flag, "--json") && value) opt.json_path = argv[++i];
+        else if (!strcmp(flag, "--precision") && value) opt.precision = argv[++i];
         else if (!strcmp(flag, "--batch")) { if (!parse_positive(flag, value, &opt.batch)) return 2; i++; }
         else if (!strcmp(flag, "--steps")) { if (!parse_positive(flag, value, &opt.steps)) return 2; i++; }
         else if (!strcmp(flag, "--warmup")) { if (!parse_positive(flag, value, &opt.warmup)) return 2; i++; }
