@@ -23,17 +23,6 @@ static double config_value(float x) {
     return x;
 }
 
-/* A scaler view of the ops or, when absent, a valid buffer the kernel never
- * reads; *use says which. */
-static clgqa_status scaler_arg(const char *op, clgqa_view *scaler, clgqa_view stand_in,
-                               cl_uint *use) {
-    *use = scaler->mem != NULL;
-    if (*use)
-        return clgqa_check_view(op, "scaler", *scaler, CLGQA_SCALER_FLOATS, sizeof(float));
-    *scaler = stand_in;
-    return CLGQA_OK;
-}
-
 clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view grads,
                               clgqa_view m, clgqa_view v, size_t n,
                               const clgqa_adamw_hparams *hp, long step, clgqa_view grad_scale,
@@ -59,8 +48,11 @@ clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view g
         CLGQA_TRY(clgqa_check_view(op, "grad_scale", grad_scale, 1, sizeof(float)));
     else
         grad_scale = params; /* a valid buffer the kernel never reads */
-    cl_uint use_scaler;
-    CLGQA_TRY(scaler_arg(op, &scaler, params, &use_scaler));
+    cl_uint use_scaler = scaler.mem != NULL;
+    if (use_scaler)
+        CLGQA_TRY(clgqa_check_view(op, "scaler", scaler, CLGQA_SCALER_FLOATS, sizeof(float)));
+    else
+        scaler = params; /* likewise */
 
     /* Python computes these scalars in double; the kernel gets them rounded
      * once to float, as PyTorch passes them to its float kernels. */
