@@ -1,15 +1,19 @@
 /* precision (32 | 16-mixed) in the trainer: the refusal on devices without
  * half-precision floats, and on devices with them (Intel's CPU runtime) a
  * 16-mixed run's loss scaler in steps.csv, config.yaml and its checkpoints,
- * its bit-exact resume mid-epoch, and checkpoints moving between the two
- * precisions. (The scaler's arithmetic: test_ops_adamw and test_model.)
+ * its bit-exact resume mid-epoch (also after SIGTERM to the command), and
+ * checkpoints moving between the two precisions. (The scaler's arithmetic:
+ * test_ops_adamw and test_model.)
  *
  * The runs use a tiny synthetic MNIST (8x8), a 2-layer 16-wide ViT and 2
  * epochs of 5 steps. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config_internal.h"
@@ -266,6 +270,99 @@ START_TEST(checkpoints_move_between_precisions) {
 }
 END_TEST
 
+/* SIGTERM to `clgqa train` mid-epoch in 16-mixed (one epoch of 250 steps of
+ * 4 images; the signal at the progress line of step 50), then the command's
+ * resume: the weights, moments and the scaler's state are those of the
+ * uninterrupted run, bit for bit. */
+START_TEST(sixteen_mixed_resumes_exactly_after_sigterm) {
+    if (skipped_without_fp16("sixteen_mixed_resumes_exactly_after_sigterm"))
+        return;
+    make_dataset();
+    char dir[300], yaml[400], out[700], reference[300], cmd[4096], exe[1024];
+    snprintf(dir, sizeof dir, "%s/long", data_dir);
+    ck_assert_int_eq(mkdir(dir, 0777), 0);
+    ck_assert_int_eq(gen_mnist(dir, 1000, 16, 8, 0), 0);
+    snprintf(yaml, sizeof yaml, "%s/long.yaml", data_dir);
+    FILE *f = fopen(yaml, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "dataset: mnist\ndata_dir: %s\nin_chans: 1\nsize: c\natt_scheme: dgqa_diff\n"
+               "window_size: 2\nembed_dim: 16\nnum_layers: 2\nnum_heads: 4\nnum_kv_heads: 2\n"
+               "img_size: 8\npatch_size: 4\nepochs: 1\nbatch_size: 4\nlr: 0.003\n"
+               "schedule: cosine\nwarmup_steps: 3\nseed: 5\nprecision: 16-mixed\n", dir);
+    ck_assert_int_eq(fclose(f), 0);
+    snprintf(reference, sizeof reference, "%s/reference", data_dir);
+    snprintf(out, sizeof out, "out_dir=%s", reference);
+    const char *sets[] = {out};
+    clgqa_config cfg;
+    TEST_OK(clgqa_run_config(yaml, sets, 1, &cfg));
+    clgqa_train_result result;
+    TEST_OK(train(&cfg, NULL, 0, 0, &result));
+    ck_assert_int_eq(result.global_step, 250);
+
+    /* The command, stopped by SIGTERM once it reports step 50. */
+    char stopped[300];
+    snprintf(stopped, sizeof stopped, "%s/stopped", data_dir);
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert(n > 0);
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    snprintf(cmd, sizeof cmd, "exec '%s/clgqa' train '%s' --set 'out_dir=%s' >/dev/null 2>'%s/err'",
+             exe, yaml, stopped, data_dir);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    char err_path[400];
+    snprintf(err_path, sizeof err_path, "%s/err", data_dir);
+    int signalled = 0;
+    for (int tries = 0; tries < 6000 && !signalled; tries++) { /* up to 60 s */
+        usleep(10000);
+        FILE *e = fopen(err_path, "r");
+        char text[8192] = "";
+        if (e) {
+            text[fread(text, 1, sizeof text - 1, e)] = '\0';
+            fclose(e);
+        }
+        if (strstr(text, "step 50/")) {
+            ck_assert_int_eq(kill(pid, SIGTERM), 0);
+            signalled = 1;
+        }
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(signalled, "the run never reported step 50");
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM, "wait status %#x",
+                  status);
+    char *err = read_text(data_dir, "err");
+    ck_assert_msg(strstr(err, "in epoch 1 after step "), "not stopped mid-epoch:\n%s", err);
+    free(err);
+
+    char args[1200], resume_err[8192];
+    snprintf(args, sizeof args, "train '%s/config.yaml' --resume '%s'", stopped, stopped);
+    int code = test_run_clgqa("", args, NULL, 0, resume_err, sizeof resume_err);
+    ck_assert_msg(code == 0, "resuming failed (%d): %s", code, resume_err);
+    static const char *const files[] = {"model.safetensors", "last.safetensors", "best.safetensors"};
+    for (int i = 0; i < 3; i++)
+        assert_same_tensors(reference, stopped, files[i]);
+    char path[1200];
+    clgqa_tensor_set *a, *b;
+    snprintf(path, sizeof path, "%s/last.safetensors", reference);
+    TEST_OK(clgqa_tensor_file_open(path, &a));
+    snprintf(path, sizeof path, "%s/last.safetensors", stopped);
+    TEST_OK(clgqa_tensor_file_open(path, &b));
+    static const char *const keys[] = {"loss_scale", "loss_scale_growth", "skipped_steps"};
+    for (int i = 0; i < 3; i++) {
+        const char *x = clgqa_tensor_set_metadata(a, keys[i]), *y = clgqa_tensor_set_metadata(b, keys[i]);
+        ck_assert_msg(x && y && !strcmp(x, y), "%s: %s vs %s", keys[i], x ? x : "(none)",
+                      y ? y : "(none)");
+    }
+    clgqa_tensor_set_close(a);
+    clgqa_tensor_set_close(b);
+}
+END_TEST
+
 int main(void) {
     Suite *suite = suite_create("precision");
     TCase *tc = tcase_create("precision");
@@ -273,6 +370,7 @@ int main(void) {
     tcase_add_test(tc, sixteen_mixed_is_refused_in_one_line_without_half_floats);
     tcase_add_test(tc, sixteen_mixed_resumes_bit_for_bit_and_logs_its_scale);
     tcase_add_test(tc, checkpoints_move_between_precisions);
+    tcase_add_test(tc, sixteen_mixed_resumes_exactly_after_sigterm);
     suite_add_tcase(suite, tc);
     int status = test_run_suite(suite);
     if (data_dir[0])
