@@ -5,9 +5,12 @@
  * + residual add with the LayerNorm it is fused with, in
  * test_ops_layernorm.c).
  *
+ * GELU's half storage (precision 16-mixed) as well.
+ *
  * Tolerances: scale/add/accumulate/bias_add are one IEEE float operation per
  * element, correctly rounded: relative error <= 2^-24, checked at 2.5e-7.
- * GELU: 1e-5 relative (see the test). */
+ * GELU: 1e-5 relative (see the test); in half storage plus the store's
+ * rounding, 2^-11 relative (see gelu_half_storage_matches_reference). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -163,8 +166,8 @@ START_TEST(gelu_bias_forward_and_backward_match_reference) {
             for (size_t c = 0; c < cols; c++)
                 x[r * cols + c] = (float)((double)in[r * cols + c] + bias[c]);
 
-        TEST_OK(clgqa_gelu_bias_forward(rt, op_view(out_mem), op_view(in_mem), op_view(bias_mem),
-                                        rows, cols));
+        TEST_OK(clgqa_gelu_bias_forward(rt, CLGQA_STORAGE_FLOAT, op_view(out_mem),
+                                        op_view(in_mem), op_view(bias_mem), rows, cols));
         op_download_padded("gelu_bias_forward", out_mem, got, n);
         for (size_t i = 0; i < n; i++)
             want[i] = gelu_ref(x[i]);
@@ -199,9 +202,9 @@ START_TEST(gelu_bias_forward_and_backward_match_reference) {
             for (int run = 0; run < (k == 0 ? 2 : 1); run++) {
                 op_write_padded(din_mem, din, n);
                 op_write_padded(dbias_mem, dbias0, cols);
-                TEST_OK(clgqa_gelu_bias_backward(rt, op_view(din_mem), op_view(partials_mem),
-                                                 chunks, op_view(dout_mem), op_view(in_mem),
-                                                 op_view(bias_mem), rows, cols));
+                TEST_OK(clgqa_gelu_bias_backward(rt, CLGQA_STORAGE_FLOAT, op_view(din_mem),
+                                                 op_view(partials_mem), chunks, op_view(dout_mem),
+                                                 op_view(in_mem), op_view(bias_mem), rows, cols));
                 clgqa_column_sum sum = {0, chunks, cols, 0};
                 op_column_sums_finish(op_view(dbias_mem), op_view(partials_mem), &sum, 1);
                 op_download_padded("gelu_bias_backward", din_mem, got, n);
@@ -231,15 +234,15 @@ START_TEST(gelu_bias_forward_and_backward_match_reference) {
 
         /* In place (din aliases dout, out aliases in). */
         cl_mem partials_mem = op_upload_padded(NULL, cols);
-        TEST_OK(clgqa_gelu_bias_backward(rt, op_view(dout_mem), op_view(partials_mem), 1,
-                                         op_view(dout_mem), op_view(in_mem), op_view(bias_mem),
-                                         rows, cols));
+        TEST_OK(clgqa_gelu_bias_backward(rt, CLGQA_STORAGE_FLOAT, op_view(dout_mem),
+                                         op_view(partials_mem), 1, op_view(dout_mem),
+                                         op_view(in_mem), op_view(bias_mem), rows, cols));
         op_download_padded("gelu_bias_backward in place", dout_mem, got, n);
         test_assert_close("gelu_bias_backward in place", got, want, n, 1e-5, 1e-6);
         clgqa_buffer_release(&partials_mem);
         free(dbias0), free(dbias), free(first), free(want_dbias), free(dbias_scale);
-        TEST_OK(clgqa_gelu_bias_forward(rt, op_view(in_mem), op_view(in_mem), op_view(bias_mem),
-                                        rows, cols));
+        TEST_OK(clgqa_gelu_bias_forward(rt, CLGQA_STORAGE_FLOAT, op_view(in_mem),
+                                        op_view(in_mem), op_view(bias_mem), rows, cols));
         op_download_padded("gelu_bias_forward in place", in_mem, got, n);
         for (size_t i = 0; i < n; i++)
             want[i] = gelu_ref(x[i]);
@@ -250,6 +253,110 @@ START_TEST(gelu_bias_forward_and_backward_match_reference) {
             clgqa_buffer_release(&mems[i]);
         free(in), free(bias), free(dout), free(din), free(got), free(want), free(x);
     }
+}
+END_TEST
+
+/* The half storage of precision 16-mixed (clgqa_storage; docs/design.md,
+ * "Mixed precision"): in and out in half, dout, din, bias and the bias
+ * gradient in float. The inputs are half values (fresh random floats
+ * rounded to half on the host), so the reference sees exactly what the
+ * device reads, and the float64 reference is GELU of those. Tolerances:
+ *   forward: the float GELU's 1e-5 relative (the float test's bound) and
+ *     then the store's rounding to half, 2^-11 relative in half's normal
+ *     range and 2^-25 absolute below it (GELU's tail, x < -5, is that
+ *     small): |got - want| <= (2^-11 + 1e-5 (1 + 2^-11)) |want| + 2^-25;
+ *   backward: din is float and its input exact, so the float test's
+ *     bounds hold unchanged (1e-5 relative, 1e-6 absolute), and so do the
+ *     bias gradient's (a sum of rows: (1e-5 + (rows + 1) 2^-24) of the
+ *     terms' magnitude plus 1e-6 a row).
+ * vload_half/vstore_half are core OpenCL C 1.2, so this runs on every
+ * device, cl_khr_fp16 or not. */
+START_TEST(gelu_half_storage_matches_reference) {
+    op_test_class(_i);
+    clgqa_runtime *rt = test_runtime();
+    const clgqa_storage half = CLGQA_STORAGE_HALF;
+    for (size_t s = 0; s < 3; s++) {
+        size_t cols, rows = gelu_shape(s, &cols), n = rows * cols;
+        float *in = test_random_array(n, -8, 8), *bias = test_random_array(cols, -1, 1);
+        float *dout = test_random_array(n, -1, 1), *got = op_floats(n);
+        for (size_t i = 0; i < n; i++)
+            in[i] = op_to_half(in[i]);
+        double *want = op_doubles(n), *x = op_doubles(n);
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < cols; c++) /* one float addition, as the device */
+                x[r * cols + c] = (float)((double)in[r * cols + c] + bias[c]);
+        cl_mem in_mem = op_upload_padded_half(in, n), out_mem = op_upload_padded_half(NULL, n);
+        cl_mem bias_mem = op_upload_padded(bias, cols), dout_mem = op_upload_padded(dout, n);
+        cl_mem din_mem = op_upload_padded(NULL, n);
+
+        TEST_OK(clgqa_gelu_bias_forward(rt, half, op_view(out_mem), op_view(in_mem),
+                                        op_view(bias_mem), rows, cols));
+        op_download_padded_half("gelu_bias_forward (half)", out_mem, got, n);
+        for (size_t i = 0; i < n; i++)
+            want[i] = gelu_ref(x[i]);
+        test_assert_close("gelu_bias_forward (half)", got, want, n,
+                          OP_HALF_U + 1e-5 * (1 + OP_HALF_U), OP_HALF_SUBNORMAL_ERR);
+        /* In place: out aliases in (both half). */
+        TEST_OK(clgqa_gelu_bias_forward(rt, half, op_view(in_mem), op_view(in_mem),
+                                        op_view(bias_mem), rows, cols));
+        op_download_padded_half("gelu_bias_forward (half, in place)", in_mem, got, n);
+        test_assert_close("gelu_bias_forward (half, in place)", got, want, n,
+                          OP_HALF_U + 1e-5 * (1 + OP_HALF_U), OP_HALF_SUBNORMAL_ERR);
+        clgqa_buffer_release(&in_mem); /* in again, for the backward */
+        in_mem = op_upload_padded_half(in, n);
+
+        size_t chunks = clgqa_column_sum_chunks(rt, rows, cols);
+        cl_mem partials_mem = op_upload_padded(NULL, chunks * cols);
+        float *dbias0 = test_random_array(cols, -1, 1), *dbias = op_floats(cols);
+        cl_mem dbias_mem = op_upload_padded(dbias0, cols);
+        TEST_OK(clgqa_gelu_bias_backward(rt, half, op_view(din_mem), op_view(partials_mem), chunks,
+                                         op_view(dout_mem), op_view(in_mem), op_view(bias_mem),
+                                         rows, cols));
+        clgqa_column_sum sum = {0, chunks, cols, 0};
+        op_column_sums_finish(op_view(dbias_mem), op_view(partials_mem), &sum, 1);
+        op_download_padded("gelu_bias_backward (half)", din_mem, got, n);
+        for (size_t i = 0; i < n; i++)
+            want[i] = dout[i] * gelu_grad_ref(x[i]);
+        test_assert_close("gelu_bias_backward (half)", got, want, n, 1e-5, 1e-6);
+        op_download_padded("gelu dbias (half)", dbias_mem, dbias, cols);
+        for (size_t c = 0; c < cols; c++) {
+            double w = dbias0[c], scale = fabs(dbias0[c]);
+            for (size_t r = 0; r < rows; r++) {
+                w += want[r * cols + c];
+                scale += fabs(want[r * cols + c]);
+            }
+            double tol = (1e-5 + (rows + 1) * 5.9604644775390625e-08) * scale + 1e-6 * rows;
+            ck_assert_msg(fabs(dbias[c] - w) <= tol,
+                          "gelu dbias (half) %zux%zu [%zu]: got %.9g want %.9g", rows, cols, c,
+                          (double)dbias[c], w);
+        }
+
+        cl_mem mems[] = {in_mem, out_mem, bias_mem, dout_mem, din_mem, partials_mem, dbias_mem};
+        for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+            clgqa_buffer_release(&mems[i]);
+        free(in), free(bias), free(dout), free(got), free(want), free(x), free(dbias0),
+            free(dbias);
+    }
+}
+END_TEST
+
+/* A half view is checked in halves: n halves fit where n floats do not. */
+START_TEST(half_views_are_checked_in_halves) {
+    clgqa_runtime *rt = test_runtime();
+    float x[8] = {0.5f, -1, 2, 0.25f, 3, -4, 1, 0};
+    cl_mem mem = test_upload(x, 8), bias = test_upload(x, 4); /* room for 16 halves */
+    clgqa_view v = clgqa_view_at(mem, 0);
+    TEST_OK(clgqa_gelu_bias_forward(rt, CLGQA_STORAGE_HALF, v, v, clgqa_view_at(bias, 0), 4, 4));
+    ck_assert_int_eq(
+        clgqa_gelu_bias_forward(rt, CLGQA_STORAGE_FLOAT, v, v, clgqa_view_at(bias, 0), 4, 4),
+        CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_gelu_bias_forward(rt, CLGQA_STORAGE_HALF, v, clgqa_view_at(mem, 1),
+                                             clgqa_view_at(bias, 0), 4, 4),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "'in'"), "%s", clgqa_error_message());
+    TEST_OK(clgqa_finish(rt));
+    clgqa_buffer_release(&mem);
+    clgqa_buffer_release(&bias);
 }
 END_TEST
 
@@ -268,8 +375,10 @@ START_TEST(bad_views_are_refused) {
                      CLGQA_ERR_INVALID_ARG);
     /* GELU's backward with no chunks, or partials shorter than its chunks. */
     clgqa_view v = clgqa_view_at(mem, 0);
-    ck_assert_int_eq(clgqa_gelu_bias_backward(rt, v, v, 0, v, v, v, 2, 2), CLGQA_ERR_INVALID_ARG);
-    ck_assert_int_eq(clgqa_gelu_bias_backward(rt, v, v, 6, v, v, v, 2, 2), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_gelu_bias_backward(rt, CLGQA_STORAGE_FLOAT, v, v, 0, v, v, v, 2, 2),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_gelu_bias_backward(rt, CLGQA_STORAGE_FLOAT, v, v, 6, v, v, v, 2, 2),
+                     CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "'partials'"), "%s", clgqa_error_message());
     /* Overlapping copy. */
     ck_assert_int_eq(clgqa_buffer_copy(rt, clgqa_view_at(mem, 2), clgqa_view_at(mem, 0), 5),
@@ -292,6 +401,8 @@ int main(void) {
     tcase_add_loop_test(tc, bias_add_matches_reference, 0, OP_TEST_CLASSES);
     tcase_add_test(tc, gelu_reference_gradient_matches_finite_differences);
     tcase_add_loop_test(tc, gelu_bias_forward_and_backward_match_reference, 0, OP_TEST_CLASSES);
+    tcase_add_loop_test(tc, gelu_half_storage_matches_reference, 0, OP_TEST_CLASSES);
+    tcase_add_test(tc, half_views_are_checked_in_halves);
     tcase_add_test(tc, bad_views_are_refused);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);

@@ -156,7 +156,7 @@ static void check_shape(size_t rows, size_t cols, float eps) {
     cl_mem mean_mem = op_upload_padded(NULL, rows), rstd_mem = op_upload_padded(NULL, rows);
     cl_mem dout_mem = op_upload_padded(dout, n), din_mem = op_upload_padded(din0, n);
 
-    TEST_OK(clgqa_layernorm_forward(rt, op_view(out_mem), op_view(mean_mem), op_view(rstd_mem),
+    TEST_OK(clgqa_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, op_view(out_mem), op_view(mean_mem), op_view(rstd_mem),
                                     op_view(in_mem), op_view(w_mem), op_view(b_mem), rows, cols,
                                     eps));
 
@@ -249,7 +249,7 @@ static void check_shape(size_t rows, size_t cols, float eps) {
     free(got_sums), free(first_sums), free(first_din);
 
     /* In place (out aliases in) gives the same output. */
-    TEST_OK(clgqa_layernorm_forward(rt, op_view(in_mem), op_view(mean_mem), op_view(rstd_mem),
+    TEST_OK(clgqa_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, op_view(in_mem), op_view(mean_mem), op_view(rstd_mem),
                                     op_view(in_mem), op_view(w_mem), op_view(b_mem), rows, cols,
                                     eps));
     op_download_padded("in place", in_mem, got, n);
@@ -307,7 +307,7 @@ static void check_residual_forward(size_t rows, size_t cols, float eps) {
     for (int in_place = 0; in_place < 2; in_place++) {
         cl_mem target = in_place ? linear_mem : x_mem;
         TEST_OK(clgqa_residual_layernorm_forward(
-            rt, op_view(target), op_view(residual_mem), op_view(linear_mem), op_view(lb_mem),
+            rt, CLGQA_STORAGE_FLOAT, op_view(target), op_view(residual_mem), op_view(linear_mem), op_view(lb_mem),
             op_view(out_mem), op_view(mean_mem), op_view(rstd_mem), op_view(w_mem), op_view(b_mem),
             rows, cols, eps));
         op_download_padded("residual x", target, got, n);
@@ -351,16 +351,17 @@ START_TEST(bad_arguments_are_refused) {
     float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     cl_mem mem = test_upload(x, 8);
     clgqa_view v = clgqa_view_at(mem, 0);
-    ck_assert_int_eq(clgqa_layernorm_forward(rt, v, v, v, v, v, v, 2, 4, 0.0f),
+    ck_assert_int_eq(clgqa_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, v, v, v, v, v, v, 2, 4, 0.0f),
                      CLGQA_ERR_INVALID_ARG);
-    ck_assert_int_eq(clgqa_layernorm_forward(rt, v, v, v, v, v, v, 3, 4, 1e-6f),
+    ck_assert_int_eq(clgqa_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, v, v, v, v, v, v, 3, 4, 1e-6f),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "clgqa_layernorm_forward"), "%s",
                   clgqa_error_message());
     /* A residual shorter than x; no chunks; partials too short for the
      * chunks asked for. */
-    ck_assert_int_eq(clgqa_residual_layernorm_forward(rt, v, clgqa_view_at(mem, 1), v, v, v, v, v,
-                                                      v, v, 2, 4, 1e-6f),
+    ck_assert_int_eq(clgqa_residual_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, v,
+                                                      clgqa_view_at(mem, 1), v, v, v, v, v, v, v,
+                                                      2, 4, 1e-6f),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "'residual'"), "%s", clgqa_error_message());
     clgqa_view none = clgqa_view_at(NULL, 0);

@@ -87,9 +87,9 @@ static clgqa_status residual_linear_norm_forward(clgqa_runtime *rt, clgqa_view o
                                                  const model_norm *norm, size_t real, size_t rows,
                                                  size_t n_in, size_t n_out) {
     CLGQA_TRY(linear_forward(rt, out, x, weight_t, clgqa_view_at(NULL, 0), real, rows, n_in, n_out));
-    return clgqa_residual_layernorm_forward(rt, out, residual, out, bias, norm->out, norm->mean,
-                                            norm->rstd, norm->weight, norm->bias, real, n_out,
-                                            MODEL_LN_EPS);
+    return clgqa_residual_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, out, residual, out, bias,
+                                            norm->out, norm->mean, norm->rstd, norm->weight,
+                                            norm->bias, real, n_out, MODEL_LN_EPS);
 }
 
 /* ---- grouping per scheme ---- */
@@ -182,7 +182,8 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
     /* fc1 holds ln2 W1^T without the bias, which the GELU pass adds. */
     clgqa_view bias_in_gelu = {NULL, 0};
     CLGQA_TRY(linear_forward(rt, a->fc1, a->ln2, WT(FC1), bias_in_gelu, rows, gemm_rows, C, F));
-    CLGQA_TRY(clgqa_gelu_bias_forward(rt, a->gelu, a->fc1, P(FC1_B), rows, F));
+    CLGQA_TRY(
+        clgqa_gelu_bias_forward(rt, CLGQA_STORAGE_FLOAT, a->gelu, a->fc1, P(FC1_B), rows, F));
     model_norm next = block_norm(m, l + 1, 0);
     return residual_linear_norm_forward(rt, a->x_out, a->x_mid, a->gelu, WT(FC2), P(FC2_B),
                                         &next, rows, gemm_rows, F, C);
@@ -241,8 +242,9 @@ static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view
     /* Block 0's LayerNorm 1; every other LayerNorm runs in the pass that
      * adds the residual before it. */
     model_norm norm1 = block_norm(m, 0, 0);
-    CLGQA_TRY(clgqa_layernorm_forward(rt, norm1.out, norm1.mean, norm1.rstd, m->layers[0].x_in,
-                                      norm1.weight, norm1.bias, rows, C, MODEL_LN_EPS));
+    CLGQA_TRY(clgqa_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, norm1.out, norm1.mean, norm1.rstd,
+                                      m->layers[0].x_in, norm1.weight, norm1.bias, rows, C,
+                                      MODEL_LN_EPS));
     for (int l = 0; l < d->num_layers; l++)
         CLGQA_TRY(block_forward(m, l, batch, pass));
 
@@ -366,8 +368,9 @@ static clgqa_status block_backward(clgqa_model *m, int l) {
     /* MLP: x_out = x_mid + fc2(gelu(fc1(ln2(x_mid)))) */
     CLGQA_TRY(linear_backward(rt, m->dgelu, G(FC2_W), SPLIT(FC2), m->dres, a->gelu, P(FC2_W),
                               gemm_rows, F, C));
-    CLGQA_TRY(clgqa_gelu_bias_backward(rt, m->dfc1, bias_partials(m, l, BIAS_FC1), pp->fc1_chunks,
-                                       m->dgelu, a->fc1, P(FC1_B), rows, F));
+    CLGQA_TRY(clgqa_gelu_bias_backward(rt, CLGQA_STORAGE_FLOAT, m->dfc1,
+                                       bias_partials(m, l, BIAS_FC1), pp->fc1_chunks, m->dgelu,
+                                       a->fc1, P(FC1_B), rows, F));
     CLGQA_TRY(linear_backward(rt, m->dln, G(FC1_W), SPLIT(FC1), m->dfc1, a->ln2, P(FC1_W),
                               gemm_rows, C, F));
     CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, block_partials(m, l, pp->norm2),

@@ -46,14 +46,15 @@ static float gelu_erfc(const float x) {
 }
 
 /* out[r, c] = gelu(in[r, c] + bias[c]): fc1's bias and the activation in
- * one pass. Work-item (c, r), as bias_add. out may alias in. */
-__kernel void gelu_bias_forward(__global float *out, const uint out_off, __global const float *in,
+ * one pass. Work-item (c, r), as bias_add. out may alias in. in and out
+ * are activations (ACT: half under -DCLGQA_HALF, src/ops/storage.h). */
+__kernel void gelu_bias_forward(__global ACT *out, const uint out_off, __global const ACT *in,
                                 const uint in_off, __global const float *bias,
                                 const uint bias_off, const uint rows, const uint cols) {
     const uint c = get_global_id(0), r = get_global_id(1);
     if (c < cols && r < rows) {
-        const float x = in[in_off + r * cols + c] + bias[bias_off + c];
-        out[out_off + r * cols + c] = x * 0.5f * gelu_erfc(-x * GELU_SQRT1_2);
+        const float x = act_load(in, in_off + r * cols + c) + bias[bias_off + c];
+        act_store(x * 0.5f * gelu_erfc(-x * GELU_SQRT1_2), out, out_off + r * cols + c);
     }
 }
 
@@ -69,16 +70,18 @@ static float gelu_grad(const float x) {
  * work-items (in the kernel below each work-item loops over rows, which
  * made GELU's backward several times slower on PoCL); the bias gradient
  * is a column sum after it. Stores din (the one gradient of fc1's output,
- * so nothing needs zeroing first); din may alias dout. */
+ * so nothing needs zeroing first); din may alias dout. in, the forward's,
+ * is an activation (ACT); the gradients are float. */
 __kernel void gelu_bias_backward(__global float *din, const uint din_off,
                                  __global const float *dout, const uint dout_off,
-                                 __global const float *in, const uint in_off,
+                                 __global const ACT *in, const uint in_off,
                                  __global const float *bias, const uint bias_off, const uint rows,
                                  const uint cols) {
     const uint c = get_global_id(0), r = get_global_id(1);
     if (c < cols && r < rows) {
         const uint i = r * cols + c;
-        din[din_off + i] = dout[dout_off + i] * gelu_grad(in[in_off + i] + bias[bias_off + c]);
+        din[din_off + i] =
+            dout[dout_off + i] * gelu_grad(act_load(in, in_off + i) + bias[bias_off + c]);
     }
 }
 
@@ -90,7 +93,7 @@ __kernel void gelu_bias_backward(__global float *din, const uint din_off,
 __kernel void gelu_bias_backward_sums(__global float *din, const uint din_off,
                                       __global float *partials, const uint partials_off,
                                       __global const float *dout, const uint dout_off,
-                                      __global const float *in, const uint in_off,
+                                      __global const ACT *in, const uint in_off,
                                       __global const float *bias, const uint bias_off,
                                       const uint rows, const uint cols, const uint chunk_rows,
                                       __local float *partial) {
@@ -102,7 +105,7 @@ __kernel void gelu_bias_backward_sums(__global float *din, const uint din_off,
         const float b = bias[bias_off + c];
         for (uint r = begin; r < end; r++) {
             const uint i = r * cols + c;
-            const float d = dout[dout_off + i] * gelu_grad(in[in_off + i] + b);
+            const float d = dout[dout_off + i] * gelu_grad(act_load(in, in_off + i) + b);
             din[din_off + i] = d;
             sum += d;
         }

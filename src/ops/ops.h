@@ -23,6 +23,21 @@
 #include "clgqa/runtime.h"
 #include "philox.h"
 
+/* How an op stores its activation operands (precision 16-mixed's saved
+ * tensors; docs/design.md, "Mixed precision"): float, or half (2 bytes,
+ * rounded to nearest even) with the arithmetic in float either way. Each op
+ * taking a clgqa_storage names its activation operands; the others
+ * (gradients, parameters, statistics) are float always. The half programs
+ * are the float ones built with -DCLGQA_HALF (src/ops/storage.h). */
+typedef enum clgqa_storage { CLGQA_STORAGE_FLOAT = 0, CLGQA_STORAGE_HALF = 1 } clgqa_storage;
+/* An activation element's bytes, and the build defines of its programs. */
+static inline size_t clgqa_storage_bytes(clgqa_storage s) {
+    return s == CLGQA_STORAGE_HALF ? 2 : 4;
+}
+static inline const char *clgqa_storage_defines(clgqa_storage s) {
+    return s == CLGQA_STORAGE_HALF ? "-DCLGQA_HALF" : "";
+}
+
 /* ---- elementwise.cl ---- */
 /* dst += src */
 clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src, size_t n);
@@ -30,30 +45,36 @@ clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src,
 clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
                             size_t cols);
 /* Exact GELU of a Linear's output and bias: out[r, c] = gelu(in[r, c] +
- * bias[c]), gelu(x) = x * 0.5 * (1 + erf(x / sqrt(2))); out may alias in. */
-clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
-                                     clgqa_view bias, size_t rows, size_t cols);
+ * bias[c]), gelu(x) = x * 0.5 * (1 + erf(x / sqrt(2))); out may alias in.
+ * Activations (`storage`): in and out. */
+clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_storage storage, clgqa_view out,
+                                     clgqa_view in, clgqa_view bias, size_t rows, size_t cols);
 /* din[r, c] = dout[r, c] * gelu'(in[r, c] + bias[c]), and in the same pass
  * the bias gradient's partial sums: partials[k, c] = sum of din[r, c] over
  * the k-th of `chunks` row blocks (clgqa_column_sum_chunks). Unlike the
  * other backward ops it STORES din (it is the only gradient of that
- * tensor), so din needs no zero fill; din may alias dout. */
-clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view partials,
-                                      size_t chunks, clgqa_view dout, clgqa_view in,
-                                      clgqa_view bias, size_t rows, size_t cols);
+ * tensor), so din needs no zero fill; din may alias dout. Activations
+ * (`storage`): in (the forward's). */
+clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_storage storage, clgqa_view din,
+                                      clgqa_view partials, size_t chunks, clgqa_view dout,
+                                      clgqa_view in, clgqa_view bias, size_t rows, size_t cols);
 
 /* ---- layernorm.cl ---- */
 /* Per row of `cols`: out = (in - mean) * rstd * weight + bias; saves mean and
- * rstd ([rows] each) for backward. */
-clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view mean,
-                                     clgqa_view rstd, clgqa_view in, clgqa_view weight,
-                                     clgqa_view bias, size_t rows, size_t cols, float eps);
+ * rstd ([rows] each) for backward. Activations (`storage`): out (in is the
+ * residual stream, float always; out may alias in in float storage only). */
+clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_storage storage, clgqa_view out,
+                                     clgqa_view mean, clgqa_view rstd, clgqa_view in,
+                                     clgqa_view weight, clgqa_view bias, size_t rows, size_t cols,
+                                     float eps);
 /* A Linear's bias and the residual add after its GEMM, then the LayerNorm
  * that follows, in one pass: x = residual + (linear + linear_bias) (x may
  * alias linear: the GEMM's output), then out, mean, rstd of x as
- * clgqa_layernorm_forward (out must not overlap x, residual or linear). */
-clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_view x,
-                                              clgqa_view residual, clgqa_view linear,
+ * clgqa_layernorm_forward (out must not overlap x, residual or linear).
+ * Activations (`storage`): out (x, residual and the GEMM's float output
+ * linear are float always). */
+clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_storage storage,
+                                              clgqa_view x, clgqa_view residual, clgqa_view linear,
                                               clgqa_view linear_bias, clgqa_view out,
                                               clgqa_view mean, clgqa_view rstd, clgqa_view weight,
                                               clgqa_view bias, size_t rows, size_t cols,

@@ -19,13 +19,16 @@
  * results must match a float64 reference to ~1e-5). */
 static const char build_options[] = "-cl-std=CL1.2";
 
-/* The Random123 prelude prepended to every program (embedded as "prelude"). */
-static const char *kernel_prelude(void) {
+/* The two parts prepended to every program: the Random123 prelude
+ * (embedded as "prelude") and the activation storage macros ("storage"). */
+static const char *embedded_part(const char *name) {
     for (const clgqa_embedded_file *f = clgqa_kernel_sources; f->name; f++)
-        if (!strcmp(f->name, "prelude"))
+        if (!strcmp(f->name, name))
             return f->text;
     return "";
 }
+static const char *kernel_prelude(void) { return embedded_part("prelude"); }
+static const char *kernel_storage(void) { return embedded_part("storage"); }
 
 /* ---------------------------------------------------------------- errors */
 
@@ -311,6 +314,7 @@ static void cache_path(const clgqa_runtime *rt, const char *name, const char *so
     key = hash_field(key, rt->driver_version);
     key = hash_field(key, options);
     key = hash_field(key, kernel_prelude());
+    key = hash_field(key, kernel_storage());
     key = hash_field(key, source);
     snprintf(path, size, "%s/%s-%016llx.bin", rt->cache_dir, name, (unsigned long long)key);
 }
@@ -418,9 +422,9 @@ static clgqa_status build_program(clgqa_runtime *rt, const char *name, const cha
             return CLGQA_OK;
         }
     }
-    const char *parts[2] = {kernel_prelude(), source};
+    const char *parts[3] = {kernel_prelude(), kernel_storage(), source};
     cl_int err;
-    cl_program program = clCreateProgramWithSource(rt->context, 2, parts, NULL, &err);
+    cl_program program = clCreateProgramWithSource(rt->context, 3, parts, NULL, &err);
     CLGQA_CL(err);
     err = clBuildProgram(program, 1, &rt->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
@@ -467,7 +471,8 @@ static clgqa_status find_program(clgqa_runtime *rt, const char *family, const ch
             return CLGQA_OK;
         }
     const clgqa_embedded_file *src = clgqa_kernel_sources;
-    while (src->name && (strcmp(src->name, family) || !strcmp(family, "prelude")))
+    while (src->name && (strcmp(src->name, family) || !strcmp(family, "prelude") ||
+                         !strcmp(family, "storage")))
         src++;
     if (!src->name)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "no embedded kernel family '%s'", family);
