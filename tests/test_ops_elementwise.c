@@ -5,7 +5,8 @@
  * + residual add with the LayerNorm it is fused with, in
  * test_ops_layernorm.c).
  *
- * GELU's half storage (precision 16-mixed) as well.
+ * GELU's half storage (precision 16-mixed) as well, and the conversions
+ * of activations between half and float (exact, bit for bit).
  *
  * Tolerances: scale/add/accumulate/bias_add are one IEEE float operation per
  * element, correctly rounded: relative error <= 2^-24, checked at 2.5e-7.
@@ -340,6 +341,74 @@ START_TEST(gelu_half_storage_matches_reference) {
 }
 END_TEST
 
+/* Half to float, every one of the 65536 half values: exact (each is a
+ * float), against the host's decoding; NaNs stay NaN. */
+START_TEST(activations_widen_every_half_exactly) {
+    clgqa_runtime *rt = test_runtime();
+    const size_t n = 65536;
+    float *values = op_floats(n), *got = op_floats(n);
+    for (size_t i = 0; i < n; i++)
+        values[i] = op_half_value((uint16_t)i); /* uploaded as the same half bits */
+    cl_mem half_mem = op_upload_padded_half(values, n), float_mem = op_upload_padded(NULL, n);
+    TEST_OK(clgqa_activations_to_float(rt, CLGQA_STORAGE_HALF, op_view(float_mem),
+                                       op_view(half_mem), n));
+    op_download_padded("activations_to_float", float_mem, got, n);
+    for (size_t i = 0; i < n; i++)
+        if (!(isnan(values[i]) ? isnan(got[i]) : memcmp(&got[i], &values[i], sizeof *got) == 0))
+            ck_abort_msg("half 0x%04zx: got %.9g, want %.9g", i, (double)got[i],
+                         (double)values[i]);
+    clgqa_buffer_release(&half_mem);
+    clgqa_buffer_release(&float_mem);
+    free(values), free(got);
+}
+END_TEST
+
+/* Float to half: bit for bit the host's round to nearest even, on random
+ * floats from 2^-30 (below half's subnormals) to 2^17 (beyond its 65504)
+ * of both signs, and on the edges: zeros, infinities, NaN, half's largest
+ * value and the ties around it and at 1 and in the subnormals. In float
+ * storage both conversions copy. */
+START_TEST(activations_round_to_nearest_even) {
+    clgqa_runtime *rt = test_runtime();
+    const float edges[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 65504.0f, 65519.996f, 65520.0f,
+                           -65520.0f, 1.0f + 0x1p-11f, 1.0f + 0x3p-11f, 0x1p-24f, 0x1p-25f,
+                           0x3p-25f, 0x1.000002p-25f, 0x1p-14f, 0x1.ff8p-15f, 6.1e-5f};
+    const size_t edge_count = sizeof edges / sizeof edges[0], n = op_test_size(100003, 4099);
+    float *x = test_random_array(n, -1, 1), *got = op_floats(n), *back = op_floats(n);
+    float *exponent = test_random_array(n, -30, 17);
+    for (size_t i = 0; i < n; i++)
+        x[i] = i < edge_count ? edges[i]
+                              : copysignf(ldexpf(1.0f + fabsf(x[i]), (int)exponent[i]), x[i]);
+    cl_mem float_mem = op_upload_padded(x, n), half_mem = op_upload_padded_half(NULL, n);
+    TEST_OK(clgqa_activations_from_float(rt, CLGQA_STORAGE_HALF, op_view(half_mem),
+                                         op_view(float_mem), n));
+    op_download_padded_half("activations_from_float", half_mem, got, n);
+    for (size_t i = 0; i < n; i++) {
+        float want = op_half_value(op_half_bits(x[i]));
+        if (!(isnan(want) ? isnan(got[i]) : memcmp(&got[i], &want, sizeof want) == 0))
+            ck_abort_msg("float %a: got %a, want %a", (double)x[i], (double)got[i], (double)want);
+    }
+    /* Float storage: a copy each way. */
+    cl_mem copy_mem = op_upload_padded(NULL, n);
+    TEST_OK(clgqa_activations_from_float(rt, CLGQA_STORAGE_FLOAT, op_view(copy_mem),
+                                         op_view(float_mem), n));
+    TEST_OK(clgqa_activations_to_float(rt, CLGQA_STORAGE_FLOAT, op_view(float_mem),
+                                       op_view(copy_mem), n));
+    op_download_padded("activations (float storage)", float_mem, back, n);
+    /* (the edges aside: a copy may quiet or change a NaN's payload) */
+    ck_assert(memcmp(back + edge_count, x + edge_count, (n - edge_count) * sizeof *x) == 0);
+    /* Overlapping views are refused. */
+    ck_assert_int_eq(clgqa_activations_from_float(rt, CLGQA_STORAGE_HALF, op_view(float_mem),
+                                                  op_view(float_mem), n),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "overlap"), "%s", clgqa_error_message());
+    cl_mem mems[] = {float_mem, half_mem, copy_mem};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        clgqa_buffer_release(&mems[i]);
+    free(x), free(got), free(back), free(exponent);
+}
+END_TEST
+
 /* A half view is checked in halves: n halves fit where n floats do not. */
 START_TEST(half_views_are_checked_in_halves) {
     clgqa_runtime *rt = test_runtime();
@@ -403,6 +472,8 @@ int main(void) {
     tcase_add_loop_test(tc, gelu_bias_forward_and_backward_match_reference, 0, OP_TEST_CLASSES);
     tcase_add_loop_test(tc, gelu_half_storage_matches_reference, 0, OP_TEST_CLASSES);
     tcase_add_test(tc, half_views_are_checked_in_halves);
+    tcase_add_test(tc, activations_widen_every_half_exactly);
+    tcase_add_test(tc, activations_round_to_nearest_even);
     tcase_add_test(tc, bad_views_are_refused);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);

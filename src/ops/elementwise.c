@@ -41,6 +41,42 @@ clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src,
     return clgqa_launch_1d(rt, k, n, elementwise_local(rt, k));
 }
 
+/* ---- activations to float and back ---- */
+
+/* `kernel` of the storage's program over n elements, dst then src. */
+static clgqa_status convert(clgqa_runtime *rt, const char *op, const char *kernel,
+                            clgqa_storage storage, clgqa_view dst, size_t dst_bytes,
+                            clgqa_view src, size_t src_bytes, size_t n) {
+    if (n == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_size(op, "n", n));
+    CLGQA_TRY(clgqa_check_view(op, "dst", dst, n, dst_bytes));
+    CLGQA_TRY(clgqa_check_view(op, "src", src, n, src_bytes));
+    if (dst.mem == src.mem && dst.offset * dst_bytes < (src.offset + n) * src_bytes &&
+        src.offset * src_bytes < (dst.offset + n) * dst_bytes)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: dst and src overlap", op);
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel_variant(rt, FAMILY, clgqa_storage_defines(storage), kernel, &k));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, dst);
+    kernel_arg_view(&args, src);
+    kernel_arg_uint(&args, n);
+    CLGQA_TRY(kernel_args_done(&args));
+    return clgqa_launch_1d(rt, k, n, elementwise_local(rt, k));
+}
+
+clgqa_status clgqa_activations_to_float(clgqa_runtime *rt, clgqa_storage storage, clgqa_view dst,
+                                        clgqa_view src, size_t n) {
+    return convert(rt, "clgqa_activations_to_float", "activations_to_float", storage, dst,
+                   sizeof(float), src, clgqa_storage_bytes(storage), n);
+}
+
+clgqa_status clgqa_activations_from_float(clgqa_runtime *rt, clgqa_storage storage,
+                                          clgqa_view dst, clgqa_view src, size_t n) {
+    return convert(rt, "clgqa_activations_from_float", "activations_from_float", storage, dst,
+                   clgqa_storage_bytes(storage), src, sizeof(float), n);
+}
+
 /* ---- bias add (its gradient, a column sum, is in reduce.c) ---- */
 
 /* The ops over [rows, cols] tensors plus a [cols] bias: checks every

@@ -1,4 +1,5 @@
-/* Element-wise ops: accumulate, bias add, bias + exact GELU (the bias
+/* Element-wise ops: accumulate, activation storage conversions, bias add,
+ * bias + exact GELU (the bias
  * gradient is a column sum: reduce.cl; GELU's backward on GPUs computes its
  * partial sums in the same pass). Each tensor arrives as (buffer, element
  * offset); global sizes are rounded up, so every kernel guards its bounds.
@@ -9,6 +10,26 @@ __kernel void accumulate(__global float *dst, const uint dst_off, __global const
     const uint i = get_global_id(0);
     if (i < n)
         dst[dst_off + i] += src[src_off + i];
+}
+
+/* An activation to float and back (the GEMMs read and write float: the
+ * widened copy of a half operand, the rounding of a GEMM's output into its
+ * half tensor; docs/design.md, "Mixed precision"). In the half program
+ * (-DCLGQA_HALF) they widen exactly and round to nearest even; in the
+ * float one they copy. */
+__kernel void activations_to_float(__global float *dst, const uint dst_off,
+                                   __global const ACT *src, const uint src_off, const uint n) {
+    const uint i = get_global_id(0);
+    if (i < n)
+        dst[dst_off + i] = act_load(src, src_off + i);
+}
+
+__kernel void activations_from_float(__global ACT *dst, const uint dst_off,
+                                     __global const float *src, const uint src_off,
+                                     const uint n) {
+    const uint i = get_global_id(0);
+    if (i < n)
+        act_store(src[src_off + i], dst, dst_off + i);
 }
 
 /* x[r, c] += bias[c]; work-item (c, r), so no index division. */

@@ -41,6 +41,13 @@ static inline const char *clgqa_storage_defines(clgqa_storage s) {
 /* ---- elementwise.cl ---- */
 /* dst += src */
 clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src, size_t n);
+/* dst (float) = src (an activation in `storage`), n elements, exactly;
+ * and back, dst (an activation) = src (float), rounded to nearest even in
+ * half. dst and src must not overlap. */
+clgqa_status clgqa_activations_to_float(clgqa_runtime *rt, clgqa_storage storage, clgqa_view dst,
+                                        clgqa_view src, size_t n);
+clgqa_status clgqa_activations_from_float(clgqa_runtime *rt, clgqa_storage storage,
+                                          clgqa_view dst, clgqa_view src, size_t n);
 /* x[r, c] += bias[c] */
 clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
                             size_t cols);
