@@ -359,8 +359,9 @@ static void check_half_forward(size_t rows, size_t cols, float eps) {
     const double abs = (1 + OP_HALF_U) * 1e-5 + OP_HALF_SUBNORMAL_ERR;
     size_t n = rows * cols;
     float *in = test_random_array(n, -2, 2), *linear = test_random_array(n, -2, 2);
-    float *linear_bias = test_random_array(cols, -1, 1), *weight = test_random_array(cols, 0.5f, 1.5f);
-    float *bias = test_random_array(cols, -1, 1), *got = op_floats(n), *got_rows = op_floats(rows);
+    float *linear_bias = test_random_array(cols, -1, 1);
+    float *weight = test_random_array(cols, 0.5f, 1.5f), *bias = test_random_array(cols, -1, 1);
+    float *got = op_floats(n), *got_rows = op_floats(rows);
     double *x = op_doubles(n), *want = op_doubles(n), *want_mean = op_doubles(rows),
            *want_rstd = op_doubles(rows);
     for (size_t r = 0; r < rows; r++) /* row means away from 0, as activations have */
