@@ -16,7 +16,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <time.h>
 
 #include "clgqa/checkpoint.h"
 #include "config_internal.h"
@@ -474,6 +473,9 @@ START_TEST(plot_refuses_bad_input) {
     snprintf(args, sizeof args, "plot --compare '%s'", empty);
     ck_assert_int_eq(test_run_clgqa("", args, out, sizeof out, err, sizeof err), 1);
     test_assert_one_line_naming(err, "no compare.csv");
+    snprintf(args, sizeof args, "plot --uptrain '%s'", empty);
+    ck_assert_int_eq(test_run_clgqa("", args, out, sizeof out, err, sizeof err), 1);
+    test_assert_one_line_naming(err, "no uptrain.csv");
     ck_assert_int_eq(test_run_clgqa("", "plot", out, sizeof out, err, sizeof err), 2);
     ck_assert_int_eq(test_run_clgqa("", "plot a b", out, sizeof out, err, sizeof err), 2);
     ck_assert_msg(strstr(err, "unexpected argument 'b'"), "%s", err);
@@ -631,7 +633,6 @@ static struct timespec modified(const char *dir, const char *name) {
 START_TEST(uptrain_converts_fine_tunes_and_resumes) {
     if (!have_matplotlib("uptrain_converts_fine_tunes_and_resumes"))
         return;
-    struct timespec T0, T1; clock_gettime(CLOCK_MONOTONIC, &T0);
     char exe[1024], out_dir[4200], config[4300], sweep[8192], cmd[16384], log[1 << 16];
     char path[4400], want[4400], sweep_dir[4300];
     build_dir(exe, sizeof exe);
@@ -753,6 +754,30 @@ START_TEST(uptrain_converts_fine_tunes_and_resumes) {
     ck_assert_msg(fabs(100 * cell_number(table, 3, csv_column(table, "converted_acc")) - printed) <= 0.005 + 1e-9,
                   "%s vs %s", table->cell[3][csv_column(table, "converted_acc")], log);
     ck_assert_str_eq(table->cell[3][csv_column(table, "converted_loss")], printed_loss);
+    /* the figure shows those figures: per scheme, accuracy against G (one
+     * seed: the mean is the run's, the std 0) */
+    char pics[4400];
+    snprintf(pics, sizeof pics, "%s/pics", out_dir);
+    snprintf(cmd, sizeof cmd, "'%s/clgqa' plot --uptrain '%s' --out '%s' --csv", exe, sweep_dir, pics);
+    ck_assert_msg(run_logged(cmd, log, sizeof log) == 0, "%s:\n%s", cmd, log);
+    csv_table *plot = csv_read(pics, "plot.csv");
+    for (int s = 0; s < 2; s++)
+        for (int p = 0; p < 2; p++) {
+            double x[4], y[4];
+            char name[64];
+            snprintf(name, sizeof name, "%s mean", schemes[s]);
+            ck_assert_int_eq(series(plot, "uptrain", p ? "converted" : "fine-tuned", name, x, y, 4), 2);
+            for (int k = 0; k < 2; k++) {
+                ck_assert_int_eq((int)x[k], k + 1);
+                double acc = cell_number(table, 1 + 2 * s + k, csv_column(table, p ? "converted_acc" : "test_acc"));
+                ck_assert_msg(fabs(y[k] - 100 * acc) <= 1e-9, "%s %s G %d: %g, want %g", name,
+                              p ? "converted" : "fine-tuned", k + 1, y[k], 100 * acc);
+            }
+            snprintf(name, sizeof name, "%s std", schemes[s]);
+            ck_assert_int_eq(series(plot, "uptrain", p ? "converted" : "fine-tuned", name, x, y, 4), 2);
+            ck_assert(y[0] == 0 && y[1] == 0);
+        }
+    csv_free(plot);
     csv_free(table);
     char *md = read_text(strcat(strcpy(path, sweep_dir), "/uptrain.md"));
     ck_assert_msg(strstr(md, "| scheme | key/value heads | right after conversion | after fine-tuning (1 seed) |"),
@@ -773,7 +798,6 @@ START_TEST(uptrain_converts_fine_tunes_and_resumes) {
     ck_assert_int_eq(run_logged("scripts/uptrain --kv-heads 1,x", log, sizeof log), 2);
     test_assert_one_line_naming(log, "--kv-heads");
     test_remove_tree(out_dir);
-    clock_gettime(CLOCK_MONOTONIC, &T1); fprintf(stderr, "UPTRAIN TEST %.1f s\n", T1.tv_sec - T0.tv_sec + 1e-9 * (T1.tv_nsec - T0.tv_nsec));
 }
 END_TEST
 
