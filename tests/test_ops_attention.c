@@ -543,8 +543,9 @@ START_TEST(reference_gradients_match_finite_differences) {
 }
 END_TEST
 
-/* Tokens 1, 17, 65, 197 and head_dim 16, 32, 64 (and 13), q/k/v packed and
- * fused, G from 1 to H. Sizes are not multiples of any tile. */
+/* Tokens 1, 17, 65, 197 and head_dim 16, 32, 64, q/k/v packed and fused,
+ * G from 1 to H. Sizes are not multiples of any tile. Head_dim 24, 12 and 13
+ * take the rows kernels' vectors of 8, 4 and 1 lanes (attention.cl). */
 START_TEST(plain_attention_matches_reference) {
     if (test_small()) {
         const attention_case cases[] = {
@@ -552,6 +553,8 @@ START_TEST(plain_attention_matches_reference) {
             make_case(2, 17, 3, 1, 32, NULL, 0, 0), /* G = 1 */
             make_case(2, 1, 2, 2, 64, NULL, 0, 1),  /* one token */
             make_case(1, 5, 2, 1, 13, NULL, 0, 1),
+            make_case(1, 6, 2, 2, 24, NULL, 0, 0),
+            make_case(1, 4, 2, 1, 12, NULL, 0, 1),
         };
         check_cases(cases, COUNT(cases));
         return;
@@ -561,6 +564,7 @@ START_TEST(plain_attention_matches_reference) {
         make_case(1, 197, 2, 1, 64, NULL, 0, 1), make_case(2, 1, 3, 3, 16, NULL, 0, 1),
         make_case(1, 65, 3, 1, 64, NULL, 0, 1),  make_case(3, 197, 2, 2, 16, NULL, 0, 0),
         make_case(2, 20, 2, 2, 13, NULL, 0, 1),  make_case(1, 17, 6, 2, 32, NULL, 0, 1),
+        make_case(2, 19, 2, 1, 24, NULL, 0, 0),  make_case(1, 23, 4, 2, 12, NULL, 0, 1),
     };
     check_cases(cases, COUNT(cases));
 }

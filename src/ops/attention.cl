@@ -35,17 +35,81 @@
 
 /* ---- rows variant ---- */
 
+/* The rows kernels work on a head row as COLUMN_VECTORS vectors of LANES
+ * floats (the widest of 16, 8, 4, 2, 1 dividing HEAD_DIM), and say so with
+ * vec_type_hint: a compiler that vectorises across work-items (Intel's CPU
+ * runtime, 16 lanes) then vectorises within the work-item instead, as PoCL
+ * does, where its own vectorising kept 2 * HEAD_DIM accumulators per lane
+ * and spilled them (kv_grads took 10x PoCL's time there). */
+#if HEAD_DIM % 16 == 0
+#define LANES 16
+#define floatL float16
+#define vloadL vload16
+#define vstoreL vstore16
+#elif HEAD_DIM % 8 == 0
+#define LANES 8
+#define floatL float8
+#define vloadL vload8
+#define vstoreL vstore8
+#elif HEAD_DIM % 4 == 0
+#define LANES 4
+#define floatL float4
+#define vloadL vload4
+#define vstoreL vstore4
+#elif HEAD_DIM % 2 == 0
+#define LANES 2
+#define floatL float2
+#define vloadL vload2
+#define vstoreL vstore2
+#else
+#define LANES 1
+#define floatL float
+#define vloadL(i, p) ((p)[i])
+#define vstoreL(x, i, p) ((p)[i] = (x))
+#endif
+#define COLUMN_VECTORS (HEAD_DIM / LANES)
+
+/* The sum of a vector's lanes, halving it: lane l plus lane l + LANES/2,
+ * then again. Written on a private copy with constant indices: Oclgrind's
+ * uninitialised-value check crashed on vector swizzles and constructors,
+ * and PoCL was 2x slower on a loop over the copy. */
+static float lanes_sum(const floatL x) {
+    float l[LANES];
+    vstoreL(x, 0, l);
+#if LANES == 16
+    l[0] += l[8], l[1] += l[9], l[2] += l[10], l[3] += l[11];
+    l[4] += l[12], l[5] += l[13], l[6] += l[14], l[7] += l[15];
+#endif
+#if LANES >= 8
+    l[0] += l[4], l[1] += l[5], l[2] += l[6], l[3] += l[7];
+#endif
+#if LANES >= 4
+    l[0] += l[2], l[1] += l[3];
+#endif
+#if LANES >= 2
+    l[0] += l[1];
+#endif
+    return l[0];
+}
+
+/* a . b for two head rows. */
+static float row_dot(const floatL *a, __global const float *b) {
+    floatL sum = a[0] * vloadL(0, b);
+    for (uint u = 1; u < COLUMN_VECTORS; u++)
+        sum += a[u] * vloadL(u, b);
+    return lanes_sum(sum);
+}
+
 /* One work-item per query row i = (b, h, p): probs[i, t] = softmax over t of
  * (d^-0.5 q) . k_t, out row = sum_t probs[i, t] v_t. The keys and values of a
  * (sample, head) pair are shared by its P work-items, so they stay in cache.
  * The grid is [tokens, B*H]: a work-group holds one pair's rows. */
-__kernel void attention_rows(__global float *probs, const uint probs_off,
-                             __global float *out, const uint out_off,
-                             __global const float *q, const uint q_off, const uint q_stride,
-                             __global const float *k, const uint k_off,
-                             __global const float *v, const uint v_off, const uint kv_stride,
-                             __global const int *kv_map, const uint kv_map_off,
-                             const uint tokens, const uint heads, const float scale) {
+__kernel __attribute__((vec_type_hint(floatL))) void attention_rows(
+    __global float *probs, const uint probs_off, __global float *out, const uint out_off,
+    __global const float *q, const uint q_off, const uint q_stride, __global const float *k,
+    const uint k_off, __global const float *v, const uint v_off, const uint kv_stride,
+    __global const int *kv_map, const uint kv_map_off, const uint tokens, const uint heads,
+    const float scale) {
     /* (b, h) from the group's row of the grid, the same for a whole
      * work-group (see kv_grads). */
     const uint p = get_global_id(0), bh = get_global_id(1);
@@ -58,16 +122,14 @@ __kernel void attention_rows(__global float *probs, const uint probs_off,
     __global const float *kb = k + k_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
     __global const float *vb = v + v_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
     __global float *pr = probs + probs_off + (size_t)i * tokens;
-    float qs[HEAD_DIM], acc[HEAD_DIM];
-    for (uint c = 0; c < HEAD_DIM; c++) {
-        qs[c] = scale * qr[c];
-        acc[c] = 0.0f;
+    floatL qs[COLUMN_VECTORS], acc[COLUMN_VECTORS];
+    for (uint u = 0; u < COLUMN_VECTORS; u++) {
+        qs[u] = scale * vloadL(u, qr);
+        acc[u] = 0.0f;
     }
     float top = -INFINITY;
     for (uint t = 0; t < tokens; t++) {
-        float s = 0.0f;
-        for (uint c = 0; c < HEAD_DIM; c++)
-            s += qs[c] * kb[(size_t)t * kv_stride + c];
+        const float s = row_dot(qs, kb + (size_t)t * kv_stride);
         pr[t] = s;
         top = fmax(top, s);
     }
@@ -81,26 +143,23 @@ __kernel void attention_rows(__global float *probs, const uint probs_off,
     for (uint t = 0; t < tokens; t++) {
         const float w = pr[t] * inv;
         pr[t] = w;
-        for (uint c = 0; c < HEAD_DIM; c++)
-            acc[c] += w * vb[(size_t)t * kv_stride + c];
+        for (uint u = 0; u < COLUMN_VECTORS; u++)
+            acc[u] += w * vloadL(u, vb + (size_t)t * kv_stride);
     }
     __global float *o = out + out_off + (size_t)(b * tokens + p) * heads * HEAD_DIM + h * HEAD_DIM;
-    for (uint c = 0; c < HEAD_DIM; c++)
-        o[c] = acc[c];
+    for (uint u = 0; u < COLUMN_VECTORS; u++)
+        vstoreL(acc[u], u, o);
 }
 
 /* Backward of attention_rows for query row i = (b, h, p), with g its row of
  * dout: dP[t] = g . v_t, dS = P * (dP - sum_t P dP) (saved in dscores for
  * kv_grads), dq row = d^-0.5 sum_t dS[t] k_t (written, not accumulated). */
-__kernel void attention_rows_backward(__global float *dscores, const uint dscores_off,
-                                      __global float *dq, const uint dq_off,
-                                      __global const float *dout, const uint dout_off,
-                                      __global const float *probs, const uint probs_off,
-                                      const uint q_stride, __global const float *k,
-                                      const uint k_off, __global const float *v, const uint v_off,
-                                      const uint kv_stride, __global const int *kv_map,
-                                      const uint kv_map_off, const uint tokens,
-                                      const uint heads, const float scale) {
+__kernel __attribute__((vec_type_hint(floatL))) void attention_rows_backward(
+    __global float *dscores, const uint dscores_off, __global float *dq, const uint dq_off,
+    __global const float *dout, const uint dout_off, __global const float *probs,
+    const uint probs_off, const uint q_stride, __global const float *k, const uint k_off,
+    __global const float *v, const uint v_off, const uint kv_stride, __global const int *kv_map,
+    const uint kv_map_off, const uint tokens, const uint heads, const float scale) {
     const uint p = get_global_id(0), bh = get_global_id(1); /* (b, h): see kv_grads */
     if (p >= tokens)
         return;
@@ -113,28 +172,26 @@ __kernel void attention_rows_backward(__global float *dscores, const uint dscore
     __global float *ds = dscores + dscores_off + (size_t)i * tokens;
     __global const float *gr =
         dout + dout_off + (size_t)(b * tokens + p) * heads * HEAD_DIM + h * HEAD_DIM;
-    float g[HEAD_DIM], acc[HEAD_DIM];
-    for (uint c = 0; c < HEAD_DIM; c++) {
-        g[c] = gr[c];
-        acc[c] = 0.0f;
+    floatL g[COLUMN_VECTORS], acc[COLUMN_VECTORS];
+    for (uint u = 0; u < COLUMN_VECTORS; u++) {
+        g[u] = vloadL(u, gr);
+        acc[u] = 0.0f;
     }
     float weighted = 0.0f;
     for (uint t = 0; t < tokens; t++) {
-        float dp = 0.0f;
-        for (uint c = 0; c < HEAD_DIM; c++)
-            dp += g[c] * vb[(size_t)t * kv_stride + c];
+        const float dp = row_dot(g, vb + (size_t)t * kv_stride);
         ds[t] = dp;
         weighted += pr[t] * dp;
     }
     for (uint t = 0; t < tokens; t++) {
         const float d = pr[t] * (ds[t] - weighted);
         ds[t] = d;
-        for (uint c = 0; c < HEAD_DIM; c++)
-            acc[c] += d * kb[(size_t)t * kv_stride + c];
+        for (uint u = 0; u < COLUMN_VECTORS; u++)
+            acc[u] += d * vloadL(u, kb + (size_t)t * kv_stride);
     }
     __global float *dqr = dq + dq_off + (size_t)(b * tokens + p) * q_stride + h * HEAD_DIM;
-    for (uint c = 0; c < HEAD_DIM; c++)
-        dqr[c] = scale * acc[c];
+    for (uint u = 0; u < COLUMN_VECTORS; u++)
+        vstoreL(scale * acc[u], u, dqr);
 }
 
 /* dk and dv rows for key row t of key/value head j in sample b, one
@@ -143,25 +200,23 @@ __kernel void attention_rows_backward(__global float *dscores, const uint dscore
  * with kv_map[h] == j in head order and their rows p,
  * dk = sum dS[b, h, p, t] d^-0.5 q[b, p, h] and dv = sum P[b, h, p, t]
  * g[b, p, h]. Written, so a head serving no query head gets zeros. */
-__kernel void kv_grads(__global float *dk, const uint dk_off, __global float *dv,
-                       const uint dv_off, __global const float *dscores, const uint dscores_off,
-                       __global const float *probs, const uint probs_off,
-                       __global const float *q, const uint q_off, const uint q_stride,
-                       __global const float *dout, const uint dout_off, const uint kv_stride,
-                       __global const int *kv_map, const uint kv_map_off, const uint batch,
-                       const uint tokens, const uint heads, const uint kv_heads,
-                       const float scale) {
+__kernel __attribute__((vec_type_hint(floatL))) void kv_grads(
+    __global float *dk, const uint dk_off, __global float *dv, const uint dv_off,
+    __global const float *dscores, const uint dscores_off, __global const float *probs,
+    const uint probs_off, __global const float *q, const uint q_off, const uint q_stride,
+    __global const float *dout, const uint dout_off, const uint kv_stride,
+    __global const int *kv_map, const uint kv_map_off, const uint batch, const uint tokens,
+    const uint heads, const uint kv_heads, const float scale) {
     /* (b, j) from the group's row of the grid: the same for every item of a
-     * work-group, so a compiler that vectorises across work-items (Intel's
-     * CPU runtime) loads q and dout once for all of them. */
+     * work-group. */
     const uint t = get_global_id(0), bj = get_global_id(1);
     if (t >= tokens)
         return;
     const uint b = bj / kv_heads, j = bj - b * kv_heads;
-    float dk_acc[HEAD_DIM], dv_acc[HEAD_DIM];
-    for (uint c = 0; c < HEAD_DIM; c++) {
-        dk_acc[c] = 0.0f;
-        dv_acc[c] = 0.0f;
+    floatL dk_acc[COLUMN_VECTORS], dv_acc[COLUMN_VECTORS];
+    for (uint u = 0; u < COLUMN_VECTORS; u++) {
+        dk_acc[u] = 0.0f;
+        dv_acc[u] = 0.0f;
     }
     for (uint h = 0; h < heads; h++) {
         if (kv_map[kv_map_off + h] != (int)j)
@@ -173,16 +228,17 @@ __kernel void kv_grads(__global float *dk, const uint dk_off, __global float *dv
             const float pr = probs[probs_off + score];
             __global const float *qr = q + q_off + row * q_stride + h * HEAD_DIM;
             __global const float *gr = dout + dout_off + row * heads * HEAD_DIM + h * HEAD_DIM;
-            for (uint c = 0; c < HEAD_DIM; c++) {
-                dk_acc[c] += ds * qr[c];
-                dv_acc[c] += pr * gr[c];
+            for (uint u = 0; u < COLUMN_VECTORS; u++) {
+                dk_acc[u] += ds * vloadL(u, qr);
+                dv_acc[u] += pr * vloadL(u, gr);
             }
         }
     }
-    const size_t at = ((size_t)b * tokens + t) * kv_stride + j * HEAD_DIM;
-    for (uint c = 0; c < HEAD_DIM; c++) {
-        dk[dk_off + at + c] = dk_acc[c];
-        dv[dv_off + at + c] = dv_acc[c];
+    __global float *dkr = dk + dk_off + ((size_t)b * tokens + t) * kv_stride + j * HEAD_DIM;
+    __global float *dvr = dv + dv_off + ((size_t)b * tokens + t) * kv_stride + j * HEAD_DIM;
+    for (uint u = 0; u < COLUMN_VECTORS; u++) {
+        vstoreL(dk_acc[u], u, dkr);
+        vstoreL(dv_acc[u], u, dvr);
     }
 }
 
