@@ -215,8 +215,9 @@ static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view
                              classes));
 
     if (labels.mem) {
-        CLGQA_TRY(clgqa_crossentropy_forward(rt, m->losses, m->correct, m->probs, m->logits,
-                                             labels, B, classes));
+        const clgqa_view none = {NULL, 0};
+        CLGQA_TRY(clgqa_crossentropy_forward(rt, m->losses, m->correct, none, m->probs, m->logits,
+                                             labels, none, B, classes));
         CLGQA_TRY(clgqa_sum(rt, m->metrics, m->losses, B));
         CLGQA_TRY(clgqa_sum(rt, clgqa_view_add(m->metrics, 1), m->correct, B));
         CLGQA_TRY(clgqa_accumulate(rt, clgqa_view_add(m->metrics, 2), m->metrics, 2));
@@ -378,7 +379,8 @@ clgqa_status clgqa_model_backward(clgqa_model *m) {
 
     /* Mean cross-entropy -> head -> final LayerNorm, whose input gradient's
      * column sums are the last block's fc2 bias gradient. */
-    CLGQA_TRY(clgqa_crossentropy_backward(rt, m->dlogits, m->probs, m->labels, B, classes,
+    const clgqa_view hard_labels = {NULL, 0};
+    CLGQA_TRY(clgqa_crossentropy_backward(rt, m->dlogits, m->probs, m->labels, hard_labels, B, classes,
                                           1.0f / (float)B));
     CLGQA_TRY(clgqa_sgemm(rt, 1, 0, classes, C, B, 1.0f, m->dlogits, classes, m->lnf,
                           (size_t)d->tokens * C, 0.0f, model_param(m, CLGQA_GRADS, head_w), C));

@@ -73,17 +73,31 @@ clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
                                       clgqa_view weight, size_t rows, size_t cols);
 
 /* ---- crossentropy.cl ---- */
-/* From logits [rows, classes] and int labels [rows]: probs = softmax(logits),
- * losses[r] = -log probs[r, label], correct[r] = (argmax_c logits[r] == label)
- * as 1.0f/0.0f (first index wins ties); a label outside [0, classes) gives
- * a NaN loss and correct 0. probs must not overlap logits. */
+/* From logits [rows, classes] and int labels [rows]: probs = softmax(logits);
+ * losses[r] = -sum_c targets[r, c] log probs[r, c] when targets.mem is set
+ * (soft targets [rows, classes]: smoothed or mixed labels), else
+ * -log probs[r, label]; correct[r] = (argmax_c logits[r] == label) and, when
+ * top5.mem is set, top5[r] = (the label is among the 5 largest logits), as
+ * 1.0f/0.0f (ties rank the lower index first, as argmax). The accuracies
+ * always use the label. A label outside [0, classes) gives a NaN loss and 0
+ * accuracies. probs must not overlap logits or targets. */
 clgqa_status clgqa_crossentropy_forward(clgqa_runtime *rt, clgqa_view losses, clgqa_view correct,
-                                        clgqa_view probs, clgqa_view logits, clgqa_view labels,
-                                        size_t rows, size_t classes);
-/* dlogits += dloss * (probs - onehot(label)); dloss = 1/rows for the mean. */
+                                        clgqa_view top5, clgqa_view probs, clgqa_view logits,
+                                        clgqa_view labels, clgqa_view targets, size_t rows,
+                                        size_t classes);
+/* dlogits += dloss * (probs - target), the target targets[r] when
+ * targets.mem is set, else onehot(label[r]); dloss = 1/rows for the mean. */
 clgqa_status clgqa_crossentropy_backward(clgqa_runtime *rt, clgqa_view dlogits, clgqa_view probs,
-                                         clgqa_view labels, size_t rows, size_t classes,
-                                         float dloss);
+                                         clgqa_view labels, clgqa_view targets, size_t rows,
+                                         size_t classes, float dloss);
+/* timm's mixup_target for a batch mixed with itself flipped (row r with row
+ * rows - 1 - r): targets[r] = own_weight * y(label[r]) + (1 - own_weight) *
+ * y(label[rows - 1 - r]), where y(k) is label smoothing's target for class
+ * k: 1 - smoothing + smoothing / classes at k, smoothing / classes elsewhere
+ * (own_weight 1: smoothing alone). Weights and values are rounded to float
+ * as PyTorch does with timm's Python numbers. A bad label gives NaN rows. */
+clgqa_status clgqa_soft_targets(clgqa_runtime *rt, clgqa_view targets, clgqa_view labels,
+                                size_t rows, size_t classes, double smoothing, double own_weight);
 
 /* ---- reduce.cl ---- */
 /* out[0] = sum x / sum x^2, deterministic (fixed reduction order). */
