@@ -48,7 +48,8 @@ static clgqa_status residual_linear_norm_forward(clgqa_runtime *rt, clgqa_view o
                                                  size_t n_out) {
     CLGQA_TRY(clgqa_sgemm(rt, 0, 1, rows, n_out, n_in, 1.0f, x, n_in, weight, n_in, 0.0f, out,
                           n_out));
-    return clgqa_residual_layernorm_forward(rt, out, residual, out, bias, norm->out, norm->mean,
+    const clgqa_view unscaled = {NULL, 0};
+    return clgqa_residual_layernorm_forward(rt, out, residual, out, bias, unscaled, 1, norm->out, norm->mean,
                                             norm->rstd, norm->weight, norm->bias, rows, n_out,
                                             MODEL_LN_EPS);
 }
@@ -184,7 +185,7 @@ static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view
     if (input->pixel_mean)
         CLGQA_TRY(clgqa_patch_im2col_pixels(rt, m->patches, input->images, B, d->in_chans,
                                             d->img_size, d->patch_size, input->pixel_mean,
-                                            input->pixel_std));
+                                            input->pixel_std, NULL));
     else
         CLGQA_TRY(clgqa_patch_im2col(rt, m->patches, input->images, B, d->in_chans, d->img_size,
                                      d->patch_size));

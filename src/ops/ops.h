@@ -42,6 +42,12 @@ clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
                                       size_t chunks, clgqa_view dout, clgqa_view in,
                                       clgqa_view bias, size_t rows, size_t cols);
 
+/* out[r, c] = in[r, c] * scales[r / rows_per_scale]: a sample's rows
+ * scaled alike (drop path's backward); out may alias in. */
+clgqa_status clgqa_scale_rows(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
+                              clgqa_view scales, size_t rows_per_scale, size_t rows,
+                              size_t cols);
+
 /* ---- layernorm.cl ---- */
 /* Per row of `cols`: out = (in - mean) * rstd * weight + bias; saves mean and
  * rstd ([rows] each) for backward. */
@@ -51,10 +57,14 @@ clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_view out, clgqa_vi
 /* A Linear's bias and the residual add after its GEMM, then the LayerNorm
  * that follows, in one pass: x = residual + (linear + linear_bias) (x may
  * alias linear: the GEMM's output), then out, mean, rstd of x as
- * clgqa_layernorm_forward (out must not overlap x, residual or linear). */
+ * clgqa_layernorm_forward (out must not overlap x, residual or linear).
+ * With branch_scales.mem set the branch is scaled per sample first (drop
+ * path): x = residual + (linear + linear_bias) * branch_scales[r /
+ * rows_per_scale]. */
 clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_view x,
                                               clgqa_view residual, clgqa_view linear,
-                                              clgqa_view linear_bias, clgqa_view out,
+                                              clgqa_view linear_bias, clgqa_view branch_scales,
+                                              size_t rows_per_scale, clgqa_view out,
                                               clgqa_view mean, clgqa_view rstd, clgqa_view weight,
                                               clgqa_view bias, size_t rows, size_t cols,
                                               float eps);
@@ -157,5 +167,16 @@ clgqa_status clgqa_random_uniform(clgqa_runtime *rt, clgqa_view out, size_t n, u
                                   uint64_t stream);
 clgqa_status clgqa_random_normal(clgqa_runtime *rt, clgqa_view out, size_t n, uint64_t seed,
                                  uint64_t stream, float mean, float std);
+/* Stochastic depth (timm's drop_path) for `layers` blocks of a batch of
+ * `samples`: scales[(l * 2 + branch) * samples + b] is 1 / keep_prob(l) or
+ * 0 for block l's attention (branch 0) and MLP (1) output, kept when u <
+ * keep_prob(l), u being element 2 * (first_sample + b) + branch of the
+ * stream clgqa_stream_id(purpose, l, step) for `stream` =
+ * clgqa_stream_id(purpose, 0, step) (the host's clgqa_host_random_bits
+ * draws the same). rates [layers, 2] holds each block's keep_prob and
+ * 1 / keep_prob as floats. */
+clgqa_status clgqa_drop_path_scales(clgqa_runtime *rt, clgqa_view scales, clgqa_view rates,
+                                    size_t layers, size_t samples, uint64_t first_sample,
+                                    uint64_t seed, uint64_t stream);
 
 #endif
