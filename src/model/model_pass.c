@@ -449,7 +449,7 @@ clgqa_status clgqa_model_step(clgqa_model *m, const clgqa_adamw *adamw, long ste
         CLGQA_TRY(clgqa_adamw_step(m->rt, params, clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, NULL),
                                    clgqa_model_chunk(m, CLGQA_ADAM_M, c, NULL, NULL),
                                    clgqa_model_chunk(m, CLGQA_ADAM_V, c, NULL, NULL), floats, &hp,
-                                   step, grad_scale));
+                                   step, grad_scale, NULL));
     }
     return CLGQA_OK;
 }

@@ -146,14 +146,31 @@ clgqa_status clgqa_column_sums_finish(clgqa_runtime *rt, clgqa_view out, clgqa_v
 typedef struct clgqa_adamw_hparams {
     float lr, beta1, beta2, eps, weight_decay;
 } clgqa_adamw_hparams;
+/* The ranges of a flat parameter buffer that AdamW leaves undecayed
+ * (timm's no_weight_decay: biases, norms, pos_embed, cls_token): `count`
+ * sorted edges [start_0, end_0, start_1, end_1, ...] (uint, on the device)
+ * over the whole buffer; `first` is the whole buffer's index of the
+ * launch's element 0 (a chunk's first element). */
+typedef struct clgqa_no_decay {
+    clgqa_view edges;
+    size_t count;
+    size_t first;
+} clgqa_no_decay;
 /* One torch.optim.AdamW step over n parameters (decoupled decay
  * p -= lr*wd*p, then Adam with bias correction; `step` counts from 1).
  * grad_scale multiplies the gradient first (1.0 normally; the clip factor
  * when clipping by global norm; it is a device scalar so clipping needs no
- * host read: grad_scale.mem NULL means 1.0). */
+ * host read: grad_scale.mem NULL means 1.0). no_decay (NULL: none) names
+ * the parameters whose decay is skipped, as a second parameter group with
+ * weight_decay 0 in PyTorch. */
 clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view grads,
                               clgqa_view m, clgqa_view v, size_t n,
-                              const clgqa_adamw_hparams *hp, long step, clgqa_view grad_scale);
+                              const clgqa_adamw_hparams *hp, long step, clgqa_view grad_scale,
+                              const clgqa_no_decay *no_decay);
+/* ema = ema.lerp(params, 1 - decay) over n floats, torch.lerp's formula
+ * (timm's ModelEmaV3 after each optimizer step). */
+clgqa_status clgqa_ema_update(clgqa_runtime *rt, clgqa_view ema, clgqa_view params, size_t n,
+                              double decay);
 /* grad_scale[0] = min(1, max_norm / (sqrt(sum_squares[0]) + 1e-6)) as torch's
  * clip_grad_norm_. */
 clgqa_status clgqa_clip_factor(clgqa_runtime *rt, clgqa_view grad_scale, clgqa_view sum_squares,
