@@ -141,17 +141,21 @@ START_TEST(run_writes_csv_logs_config_and_model) {
     snprintf(path, sizeof path, "%s/run.csv", out_dir);
     char *text = read_text(path);
     char *line = strtok(text, "\n");
-    ck_assert_str_eq(line, "epoch,train_loss,train_acc,test_loss,test_acc");
+    /* 10 classes: the top-5 accuracies follow the reference's columns. */
+    ck_assert_str_eq(line, "epoch,train_loss,train_acc,test_loss,test_acc,train_acc5,test_acc5");
     for (int epoch = 1; epoch <= 2; epoch++) {
         line = strtok(NULL, "\n");
         ck_assert_msg(line != NULL, "run.csv lacks the row of epoch %d", epoch);
         int e;
-        double v[4];
-        ck_assert_int_eq(sscanf(line, "%d,%lf,%lf,%lf,%lf", &e, &v[0], &v[1], &v[2], &v[3]), 5);
+        double v[6];
+        ck_assert_int_eq(sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &e, &v[0], &v[1], &v[2],
+                                &v[3], &v[4], &v[5]),
+                         7);
         ck_assert_int_eq(e, epoch);
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 6; i++)
             ck_assert_msg(isfinite(v[i]) && v[i] >= 0, "run.csv row %d: %s", epoch, line);
-        ck_assert(v[1] <= 1.0 && v[3] <= 1.0); /* accuracies are fractions */
+        /* accuracies are fractions, top-5 at least top-1 */
+        ck_assert(v[1] <= v[4] && v[4] <= 1.0 && v[3] <= v[5] && v[5] <= 1.0);
     }
     ck_assert_ptr_null(strtok(NULL, "\n"));
     ck_assert(result.last.test_acc >= 0 && result.last.test_acc <= 1);
@@ -464,7 +468,7 @@ static void train_reading_blocking(const clgqa_config *cfg, blocking_reads *out)
     TEST_OK(test_model_create(rt, cfg, cfg->batch_size, &model));
     TEST_OK(clgqa_batch_upload_create(rt, clgqa_model_get_dims(model), cfg->batch_size, &up));
     clgqa_adamw hp = {cfg->lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay,
-                      cfg->clip_grad_norm};
+                      cfg->clip_grad_norm, cfg->no_weight_decay};
     for (long epoch = 0, global = 0; epoch < EPOCHS; epoch++) {
         TEST_OK(clgqa_loader_start(loader, epoch));
         TEST_OK(clgqa_model_reset_metrics(model));
@@ -917,6 +921,198 @@ START_TEST(non_finite_loss_stops_at_its_step) {
 }
 END_TEST
 
+/* ---- timm's recipe: regularisers, EMA, gradient accumulation ----------------- */
+
+/* The run's keys of timm's recipe, every one on: label smoothing, Mixup
+ * and CutMix on every batch (half each), drop path, the weights' EMA, two
+ * micro-batches a step (the tiny split's 5 batches: steps of 2, 2 and 1). */
+static void set_recipe(clgqa_config *cfg) {
+    set(cfg, "label_smoothing=0.1");
+    set(cfg, "mixup_alpha=0.8");
+    set(cfg, "cutmix_alpha=1.0");
+    set(cfg, "drop_path=0.2");
+    set(cfg, "model_ema_decay=0.9");
+    set(cfg, "grad_accum_steps=2");
+    set(cfg, "no_weight_decay=true");
+    set(cfg, "min_lr=0.0003");
+    TEST_OK(clgqa_config_finalize(cfg));
+}
+
+/* Every draw of the recipe (Mixup's, drop path's) comes from (seed, step),
+ * and the EMA is in last.safetensors: a run stopped mid-epoch (after 2 of
+ * its 3 optimizer steps) and resumed ends with the uninterrupted run's
+ * bits, EMA included. DGQA: its window counts optimizer steps and regroups
+ * on a window step's first micro-batch. */
+START_TEST(recipe_resumes_bit_for_bit) {
+    clgqa_config straight, split, plain;
+    char straight_dir[256], split_dir[256], plain_dir[256], a[512], b[512];
+    tiny_config(&straight, "dgqa_diff", straight_dir, sizeof straight_dir);
+    tiny_config(&split, "dgqa_diff", split_dir, sizeof split_dir);
+    tiny_config(&plain, "dgqa_diff", plain_dir, sizeof plain_dir);
+    set_recipe(&straight);
+    set_recipe(&split);
+    clgqa_train_result result;
+    train_quietly(&straight, NULL, 0, &result);
+    ck_assert_int_eq(result.global_step, 2 * 3); /* 3 optimizer steps an epoch */
+    train_steps(&split, NULL, 0, 2, &result);
+    ck_assert_int_eq(result.global_step, 2);
+    train_quietly(&split, split_dir, 0, &result);
+    ck_assert_int_eq(result.global_step, 6);
+    static const char *const files[] = {"model.safetensors", "last.safetensors",
+                                        "ema.safetensors", "best.safetensors"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(a, sizeof a, "%s/%s", straight_dir, files[i]);
+        snprintf(b, sizeof b, "%s/%s", split_dir, files[i]);
+        assert_same_tensors(a, b);
+    }
+    snprintf(a, sizeof a, "%s/last.safetensors", straight_dir);
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(a, &file));
+    ck_assert_ptr_nonnull(clgqa_tensor_set_find(file, "ema.head.weight"));
+    clgqa_tensor_set_close(file);
+    snprintf(a, sizeof a, "%s/run.csv", straight_dir);
+    snprintf(b, sizeof b, "%s/run.csv", split_dir);
+    char *text_a = read_text(a), *text_b = read_text(b);
+    ck_assert_str_eq(text_a, text_b);
+    ck_assert_msg(!strncmp(text_a, "epoch,train_loss,train_acc,test_loss,test_acc,train_acc5,"
+                           "test_acc5,ema_test_loss,ema_test_acc,ema_test_acc5\n", 88),
+                  "%s", text_a);
+    free(text_a);
+    free(text_b);
+    /* The recipe changed the training: the plain run's weights differ. */
+    train_quietly(&plain, NULL, 0, &result);
+    snprintf(a, sizeof a, "%s/model.safetensors", straight_dir);
+    snprintf(b, sizeof b, "%s/model.safetensors", plain_dir);
+    size_t size_a, size_b;
+    char *bytes_a = read_bytes(a, &size_a), *bytes_b = read_bytes(b, &size_b);
+    ck_assert_msg(size_a != size_b || memcmp(bytes_a, bytes_b, size_a), "the recipe changed nothing");
+    free(bytes_a), free(bytes_b);
+    test_remove_tree(straight_dir);
+    test_remove_tree(split_dir);
+    test_remove_tree(plain_dir);
+}
+END_TEST
+
+/* The weights' EMA: evaluated beside the raw weights each epoch (run.csv's
+ * ema_ columns and the epoch line), written as ema.safetensors, and
+ * followed by best.safetensors with best_follows: ema. The EMA's test loss
+ * in run.csv is what clgqa_evaluate gives for ema.safetensors. */
+START_TEST(ema_is_evaluated_saved_and_followed_by_best) {
+    clgqa_config cfg;
+    char out_dir[256], path[512], other[512];
+    tiny_config(&cfg, "gqa", out_dir, sizeof out_dir);
+    set(&cfg, "epochs=1");
+    set(&cfg, "model_ema_decay=0.6");
+    set(&cfg, "best_follows=ema");
+    TEST_OK(clgqa_config_finalize(&cfg));
+    clgqa_train_result result;
+    train_quietly(&cfg, NULL, 0, &result);
+    snprintf(path, sizeof path, "%s/ema.safetensors", out_dir);
+    snprintf(other, sizeof other, "%s/best.safetensors", out_dir);
+    assert_tensors_within(path, other); /* epoch 1 is the best so far */
+    snprintf(other, sizeof other, "%s/model.safetensors", out_dir);
+    size_t size_a, size_b;
+    char *bytes_a = read_bytes(path, &size_a), *bytes_b = read_bytes(other, &size_b);
+    ck_assert_msg(size_a == size_b && memcmp(bytes_a, bytes_b, size_a), "the EMA is the weights");
+    free(bytes_a), free(bytes_b);
+
+    snprintf(other, sizeof other, "%s/run.csv", out_dir);
+    char *text = read_text(other), *row = strchr(text, '\n') + 1;
+    double v[9];
+    int e;
+    ck_assert_int_eq(sscanf(row, "%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &e, &v[0], &v[1], &v[2],
+                            &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]),
+                     10);
+    free(text);
+    clgqa_model *model;
+    clgqa_dataset *ds;
+    TEST_OK(test_model_create(test_runtime(), &cfg, cfg.batch_size, &model));
+    TEST_OK(clgqa_checkpoint_load_model(model, path, NULL));
+    TEST_OK(test_dataset_open(&cfg, CLGQA_SPLIT_TEST, 0, &ds));
+    clgqa_eval_result eval;
+    TEST_OK(clgqa_evaluate(test_runtime(), model, ds, &cfg, 0, NULL, &eval));
+    /* run.csv keeps 6 decimals */
+    ck_assert_msg(fabs(eval.loss - v[6]) <= 5e-7 && fabs(eval.accuracy - v[7]) <= 5e-7 &&
+                      fabs(eval.top5 - v[8]) <= 5e-7,
+                  "ema.safetensors evaluates to %.6f %.6f %.6f, run.csv says %.6f %.6f %.6f",
+                  eval.loss, eval.accuracy, eval.top5, v[6], v[7], v[8]);
+    ck_assert_msg(fabs(result.best_test_loss - v[6]) <= 5e-7, "best follows %.6f", result.best_test_loss);
+    clgqa_dataset_close(ds);
+    clgqa_model_destroy(model);
+    test_remove_tree(out_dir);
+}
+END_TEST
+
+/* Gradient accumulation on the demo's model and data: 10 optimizer steps
+ * of 2 micro-batches of 16 end within 1e-5 of 10 steps of batches of 32
+ * (the same 320 images in the same order; the sums differ only in float
+ * order). At the demo's peak lr, 2e-3 without warm-up, so that a wrong
+ * accumulation (a micro-batch lost, a mean over the wrong count) moves
+ * weights by ~lr: AdamW's steps are ~lr whatever the gradient's scale
+ * (the key biases aside, whose gradient is only rounding noise). The
+ * demo's KDGQA splits each micro-batch on its own key norms; with its 2
+ * key heads the split is all queries to the head of larger norm, which the
+ * two halves of a batch pick alike here. */
+START_TEST(gradient_accumulation_equals_the_larger_batch) {
+    char dirs[2][256], a[512], b[512];
+    for (int run = 0; run < 2; run++) {
+        clgqa_config cfg;
+        TEST_OK(clgqa_config_demo(&cfg));
+        make_dataset(); /* the folder the runs go in */
+        snprintf(dirs[run], sizeof dirs[run], "%s/accumulate-XXXXXX", data_dir);
+        ck_assert_ptr_nonnull(mkdtemp(dirs[run]));
+        char buf[400];
+        snprintf(buf, sizeof buf, "out_dir=%s", dirs[run]);
+        set(&cfg, buf);
+        set(&cfg, "epochs=1");
+        set(&cfg, "max_steps_per_epoch=10");
+        set(&cfg, "max_eval_batches=1");
+        set(&cfg, "warmup_steps=0");
+        set(&cfg, "schedule=constant");
+        set(&cfg, run ? "batch_size=16" : "batch_size=32");
+        set(&cfg, run ? "grad_accum_steps=2" : "grad_accum_steps=1");
+        TEST_OK(clgqa_config_finalize(&cfg));
+        clgqa_train_result result;
+        train_quietly(&cfg, NULL, 0, &result);
+        ck_assert_int_eq(result.global_step, 10);
+    }
+    snprintf(a, sizeof a, "%s/model.safetensors", dirs[0]);
+    snprintf(b, sizeof b, "%s/model.safetensors", dirs[1]);
+    clgqa_tensor_set *fa, *fb;
+    TEST_OK(clgqa_tensor_file_open(a, &fa));
+    TEST_OK(clgqa_tensor_file_open(b, &fb));
+    double worst = 0;
+    for (size_t i = 0; i < clgqa_tensor_set_count(fa); i++) {
+        const clgqa_tensor *ta = clgqa_tensor_set_at(fa, i);
+        if (ta->dtype != CLGQA_DTYPE_F32)
+            continue;
+        float *x = malloc(ta->numel * sizeof *x), *y = malloc(ta->numel * sizeof *y);
+        TEST_OK(clgqa_tensor_set_read_f32(fa, ta->name, x, ta->numel));
+        TEST_OK(clgqa_tensor_set_read_f32(fb, ta->name, y, ta->numel));
+        /* The key biases' exact gradient is 0 (softmax ignores a shift of
+         * a query's scores): theirs is float rounding noise, which AdamW
+         * turns into steps of ~lr either way (tests/ref/README.md); they may
+         * differ by the 10 steps' lr. */
+        const int key_bias = strstr(ta->name, ".attn.k.bias") != NULL;
+        for (size_t k = 0; k < ta->numel; k++) {
+            double d = fabs((double)x[k] - y[k]);
+            if (d > worst && !key_bias)
+                worst = d;
+            if (!(d <= (key_bias ? 10 * 2e-3 : 1e-5)))
+                ck_abort_msg("%s[%zu]: %.9g after 1 x 32, %.9g after 2 x 16", ta->name, k,
+                             (double)x[k], (double)y[k]);
+        }
+        free(x), free(y);
+    }
+    fprintf(stderr, "gradient_accumulation_equals_the_larger_batch: largest difference %.3g\n",
+            worst);
+    clgqa_tensor_set_close(fa);
+    clgqa_tensor_set_close(fb);
+    test_remove_tree(dirs[0]);
+    test_remove_tree(dirs[1]);
+}
+END_TEST
+
 /* ---- stopping the command ------------------------------------------------------- */
 
 /* A longer run for signals: one epoch of 250 steps of 4 images, DGQA
@@ -956,9 +1152,11 @@ static void make_long_run(void) {
 
 /* Runs `clgqa train <long.yaml> --set out_dir=<out_dir> <extra>`; once a
  * stderr line contains `trigger`, sends each signal of `signals` (ended by
- * 0). Returns the wait status; `err` receives stderr. */
-static int train_and_signal(const char *out_dir, const char *extra, const char *trigger,
-                            const int *signals, char *err, size_t err_size) {
+ * 0), and once a later line contains `second_trigger` (when not NULL), the
+ * signal `second`. Returns the wait status; `err` receives stderr. */
+static int train_and_signal_at(const char *out_dir, const char *extra, const char *trigger,
+                               const int *signals, const char *second_trigger, int second,
+                               char *err, size_t err_size) {
     char exe[1024], cmd[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     ck_assert(n > 0);
@@ -981,13 +1179,17 @@ static int train_and_signal(const char *out_dir, const char *extra, const char *
     FILE *from = fdopen(pipe_fds[0], "r");
     ck_assert_ptr_nonnull(from);
     size_t used = 0;
-    int signalled = 0;
+    int signalled = 0, second_sent = 0;
     char line[1024];
     err[0] = '\0';
     while (fgets(line, sizeof line, from)) {
         used += (size_t)snprintf(err + used, used < err_size ? err_size - used : 0, "%s", line);
         if (used >= err_size)
             used = err_size - 1;
+        if (signalled && second_trigger && !second_sent && strstr(line, second_trigger)) {
+            ck_assert_int_eq(kill(pid, second), 0);
+            second_sent = 1;
+        }
         if (!signalled && strstr(line, trigger)) {
             for (const int *sig = signals; *sig; sig++)
                 ck_assert_int_eq(kill(pid, *sig), 0);
@@ -998,7 +1200,14 @@ static int train_and_signal(const char *out_dir, const char *extra, const char *
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(signalled, "the run never printed '%s':\n%s", trigger, err);
+    ck_assert_msg(!second_trigger || second_sent, "the run never printed '%s':\n%s",
+                  second_trigger, err);
     return status;
+}
+
+static int train_and_signal(const char *out_dir, const char *extra, const char *trigger,
+                            const int *signals, char *err, size_t err_size) {
+    return train_and_signal_at(out_dir, extra, trigger, signals, NULL, 0, err, err_size);
 }
 
 /* Resumes the stopped run in out_dir as its message says, through the
@@ -1140,7 +1349,11 @@ START_TEST(schedule_follows_its_formula) {
     cfg.lr = 0.002f;
     cfg.schedule = CLGQA_SCHEDULE_CONSTANT;
     cfg.warmup_steps = 10;
-    for (long step = 0; step < 200; step += 37)
+    /* Warm-up under every schedule: linear to lr over warmup_steps. */
+    for (long step = 0; step < 10; step++)
+        ck_assert_float_eq_tol(clgqa_schedule_lr(&cfg, step, 100), 0.002f * (step + 1) / 10,
+                               1e-9f);
+    for (long step = 10; step < 200; step += 37)
         ck_assert_float_eq(clgqa_schedule_lr(&cfg, step, 100), 0.002f);
 
     cfg.schedule = CLGQA_SCHEDULE_COSINE;
@@ -1161,9 +1374,29 @@ START_TEST(schedule_follows_its_formula) {
     cfg.warmup_steps = 0;
     ck_assert_float_eq_tol(clgqa_schedule_lr(&cfg, 0, 100), 0.002f, 1e-9f);
 
+    /* Cosine down to min_lr: min_lr + (lr - min_lr) (1 + cos(pi t)) / 2. */
+    cfg.min_lr = 0.0005f;
+    cfg.warmup_steps = 10;
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        long s = steps[i];
+        double lr = 0.002, min_lr = (double)0.0005f;
+        double want = s < warmup ? lr * (double)(s + 1) / (double)warmup
+                                 : min_lr + (lr - min_lr) * 0.5 *
+                                                (1 + cos(M_PI * (double)(s - warmup) / (double)(total - warmup)));
+        float got = clgqa_schedule_lr(&cfg, s, total);
+        ck_assert_msg(fabs(got - want) <= 1e-6 * want, "min_lr, step %ld: lr %.9g, want %.9g", s,
+                      got, want);
+    }
+    ck_assert_float_eq_tol(clgqa_schedule_lr(&cfg, 500, total), 0.0005f, 1e-10f);
+
     cfg.max_steps_per_epoch = 3;
     ck_assert_int_eq(clgqa_steps_per_epoch(&cfg, 5), 3);
     ck_assert_int_eq(clgqa_steps_per_epoch(&cfg, 2), 2);
+    /* Optimizer steps of grad_accum_steps micro-batches, the last short. */
+    cfg.max_steps_per_epoch = 0;
+    cfg.grad_accum_steps = 2;
+    ck_assert_int_eq(clgqa_steps_per_epoch(&cfg, 5), 3);
+    ck_assert_int_eq(clgqa_steps_per_epoch(&cfg, 4), 2);
 }
 END_TEST
 
@@ -1419,6 +1652,9 @@ int main(void) {
     tcase_add_test(tc, predictions_equal_blocking_reads_of_the_logits);
     tcase_add_test(tc, best_checkpoint_is_the_lowest_test_loss_epoch);
     tcase_add_test(tc, non_finite_loss_stops_at_its_step);
+    tcase_add_test(tc, recipe_resumes_bit_for_bit);
+    tcase_add_test(tc, ema_is_evaluated_saved_and_followed_by_best);
+    tcase_add_test(tc, gradient_accumulation_equals_the_larger_batch);
     tcase_add_test(tc, sigterm_stops_mid_epoch_and_resumes_exactly);
     tcase_add_test(tc, sigint_stops_mid_epoch_and_resumes_exactly);
     tcase_add_test(tc, kill_9_loses_at_most_checkpoint_steps);

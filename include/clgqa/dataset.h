@@ -124,6 +124,8 @@ typedef struct clgqa_batch {
     long index;      /* position of this batch in the epoch, from 0 */
     int replicated;  /* sharded loader: the batch had fewer samples than parts,
                         so every part has all of it (clgqa_loader_shard) */
+    int first;       /* sharded loader: this part's first position in the whole
+                        batch (0 unsharded, and for a replicated batch) */
 } clgqa_batch;
 
 /* A loader over ds (which must outlive it), serving batches in `order`.
