@@ -1210,6 +1210,13 @@ static int train_and_signal(const char *out_dir, const char *extra, const char *
     return train_and_signal_at(out_dir, extra, trigger, signals, NULL, 0, err, err_size);
 }
 
+static int train_and_signal_twice(const char *out_dir, const char *trigger, const int *signals,
+                                  const char *second_trigger, int second, char *err,
+                                  size_t err_size) {
+    return train_and_signal_at(out_dir, "", trigger, signals, second_trigger, second, err,
+                               err_size);
+}
+
 /* Resumes the stopped run in out_dir as its message says, through the
  * command, and compares the final weights with the uninterrupted run's. */
 static void resume_and_compare(const char *out_dir) {
@@ -1237,7 +1244,7 @@ static void check_stop_by(int sig, const char *name) {
     snprintf(out_dir, sizeof out_dir, "%s/stopped-%s", data_dir, name);
     int signals[] = {sig, 0};
     int status = train_and_signal(out_dir, "", "step 50/", signals, err, sizeof err);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 128 + sig,
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == sig,
                   "%s: wait status %#x, stderr:\n%s", name, status, err);
     /* Mid-epoch, and the message says how to resume. */
     const char *stopped = strstr(err, "stopped by ");
@@ -1259,6 +1266,104 @@ START_TEST(sigterm_stops_mid_epoch_and_resumes_exactly) { check_stop_by(SIGTERM,
 END_TEST
 
 START_TEST(sigint_stops_mid_epoch_and_resumes_exactly) { check_stop_by(SIGINT, "SIGINT"); }
+END_TEST
+
+/* A shell running the command sees it die by the signal that stopped it
+ * (after its checkpoint and resume message): $? is 128 + SIGTERM, not an
+ * exit status the program chose. The job runs in the background of the
+ * shell, which waits for it, so the test knows the program's pid. */
+START_TEST(a_shell_sees_death_by_the_signal) {
+    make_long_run();
+    char exe[1024], cmd[4096], out_dir[256];
+    snprintf(out_dir, sizeof out_dir, "%s/shell-sees", data_dir);
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert(n > 0);
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    snprintf(cmd, sizeof cmd,
+             "'%s/clgqa' train '%s' --set 'out_dir=%s' >/dev/null & echo \"pid=$!\" >&2; "
+             "wait $!; echo \"status=$?\" >&2",
+             exe, long_yaml, out_dir);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t shell = fork();
+    ck_assert(shell >= 0);
+    if (shell == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *from = fdopen(fds[0], "r");
+    ck_assert_ptr_nonnull(from);
+    char line[1024], log[16384] = "";
+    size_t used = 0;
+    long pid = 0, shell_status = -1;
+    while (fgets(line, sizeof line, from)) {
+        used += (size_t)snprintf(log + used, used < sizeof log ? sizeof log - used : 0, "%s", line);
+        if (used >= sizeof log)
+            used = sizeof log - 1;
+        if (!pid)
+            sscanf(line, "pid=%ld", &pid);
+        if (pid && strstr(line, "step 50/"))
+            ck_assert_int_eq(kill((pid_t)pid, SIGTERM), 0);
+        sscanf(line, "status=%ld", &shell_status);
+    }
+    fclose(from);
+    int status;
+    ck_assert_int_eq(waitpid(shell, &status, 0), shell);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the shell: %#x", status);
+    ck_assert_msg(shell_status == 128 + SIGTERM, "the shell saw $? = %ld:\n%s", shell_status, log);
+    ck_assert_msg(strstr(log, "stopped by SIGTERM") && strstr(log, "Resume with"), "%s", log);
+    test_remove_tree(out_dir);
+}
+END_TEST
+
+/* SIGUSR1 (a scheduler's warning before its time limit) writes
+ * last.safetensors after the step in progress and the run goes on, to the
+ * end of the epoch, with the uninterrupted run's weights and run.csv. The
+ * checkpoint is checked the hard way: the run is killed (SIGKILL, which
+ * nothing catches) at its next progress line, and resuming from what
+ * SIGUSR1 wrote ends with the uninterrupted run's weights. */
+START_TEST(sigusr1_checkpoints_and_goes_on) {
+    make_long_run();
+    char out_dir[256], err[16384], path[512];
+    snprintf(out_dir, sizeof out_dir, "%s/usr1", data_dir);
+    int signals[] = {SIGUSR1, 0};
+    int status = train_and_signal(out_dir, "", "step 50/", signals, err, sizeof err);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "wait status %#x:\n%s", status,
+                  err);
+    const char *said = strstr(err, "checkpoint requested: ");
+    long step = 0, steps = 0;
+    ck_assert_msg(said && strstr(said, "after step ") &&
+                      sscanf(strstr(said, "after step "), "after step %ld/%ld", &step, &steps) == 2,
+                  "%s", err);
+    ck_assert_msg(step >= 50 && step < steps, "checkpoint after step %ld of %ld", step, steps);
+    ck_assert_msg(strstr(said, "training goes on") && strstr(said, "step 250/250"),
+                  "no progress after the checkpoint:\n%s", err);
+    char a[512];
+    snprintf(a, sizeof a, "%s/model.safetensors", reference_dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    assert_same_tensors(a, path);
+    test_remove_tree(out_dir);
+
+    /* Killed at the progress line after the SIGUSR1 checkpoint. */
+    snprintf(out_dir, sizeof out_dir, "%s/usr1-killed", data_dir);
+    int usr1[] = {SIGUSR1, 0};
+    status = train_and_signal_twice(out_dir, "step 50/", usr1, "training goes on", SIGKILL, err,
+                                    sizeof err);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "%#x:\n%s", status, err);
+    snprintf(path, sizeof path, "%s/last.safetensors", out_dir);
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(path, &file));
+    long saved = strtol(clgqa_tensor_set_metadata(file, "epoch_steps"), NULL, 10);
+    clgqa_tensor_set_close(file);
+    ck_assert_msg(saved >= 50 && saved < LONG_TRAIN / 4, "last.safetensors after step %ld", saved);
+    resume_and_compare(out_dir);
+    test_remove_tree(out_dir);
+}
 END_TEST
 
 /* kill -9 cannot be caught: with checkpoint_steps 20, last.safetensors is at
@@ -1338,6 +1443,67 @@ START_TEST(reference_keys_only_config_trains_with_the_reference_recipe) {
     ck_assert_msg(strstr(text, "\n5,"), "run.csv lacks epoch 5:\n%s", text);
     free(text);
     test_remove_tree(out_dir);
+}
+END_TEST
+
+/* The command line of the ecosystem: -c/--config FILE beside the
+ * positional config, and every config key as --KEY VALUE or --KEY=VALUE
+ * (hyphens for underscores, as timm's flags), applied in order with --set;
+ * config.yaml of the run shows each value. Then the refusals, one line and
+ * exit status 2 (a usage error) or 1 (a bad value). */
+START_TEST(config_flag_and_key_options_set_the_run) {
+    make_dataset();
+    char path[512], out_dir[256], args[2400], err[16384];
+    snprintf(out_dir, sizeof out_dir, "%s/key-options", data_dir);
+    snprintf(path, sizeof path, "%s/key-options.yaml", data_dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "dataset: mnist\ndata_dir: %s\nin_chans: 1\nsize: c\natt_scheme: gqa\n"
+               "embed_dim: 16\nnum_layers: 1\nnum_heads: 4\nnum_kv_heads: 2\nimg_size: 8\n"
+               "patch_size: 4\nbatch_size: 8\nlr: 0.01\n", data_dir);
+    ck_assert_int_eq(fclose(f), 0);
+    snprintf(args, sizeof args,
+             "train -c '%s' --out_dir '%s' --lr=0.002 --epochs 1 --max-steps-per-epoch 2 "
+             "--max_eval_batches=1 --label-smoothing 0.1 --set drop_path=0.05 --no_weight_decay=true "
+             "--betas=[0.9,0.95]",
+             path, out_dir);
+    int code = test_run_clgqa("", args, NULL, 0, err, sizeof err);
+    ck_assert_msg(code == 0, "exit %d: %s", code, err);
+    clgqa_config cfg;
+    clgqa_config_defaults(&cfg);
+    snprintf(path, sizeof path, "%s/config.yaml", out_dir);
+    TEST_OK(clgqa_config_load(&cfg, path));
+    ck_assert_float_eq(cfg.lr, 0.002f);
+    ck_assert_int_eq(cfg.epochs, 1);
+    ck_assert_int_eq(cfg.max_steps_per_epoch, 2);
+    ck_assert_int_eq(cfg.max_eval_batches, 1);
+    ck_assert_float_eq(cfg.label_smoothing, 0.1f);
+    ck_assert_float_eq(cfg.drop_path, 0.05f);
+    ck_assert_int_eq(cfg.no_weight_decay, 1);
+    ck_assert_float_eq(cfg.beta2, 0.95f);
+    ck_assert_int_eq(cfg.att_scheme, CLGQA_GQA); /* the file's */
+    test_remove_tree(out_dir);
+
+    /* Refusals. */
+    snprintf(path, sizeof path, "%s/key-options.yaml", data_dir);
+    snprintf(args, sizeof args, "train -c '%s' '%s'", path, path);
+    ck_assert_int_eq(test_run_clgqa("", args, NULL, 0, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "a second config"), "%s", err);
+    snprintf(args, sizeof args, "train '%s' --lr", path);
+    ck_assert_int_eq(test_run_clgqa("", args, NULL, 0, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "--lr needs a value"), "%s", err);
+    snprintf(args, sizeof args, "train '%s' --lr=", path);
+    ck_assert_int_eq(test_run_clgqa("", args, NULL, 0, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "not an empty string"), "%s", err);
+    snprintf(args, sizeof args, "train '%s' --dry-run=yes", path);
+    ck_assert_int_eq(test_run_clgqa("", args, NULL, 0, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "--dry-run takes no value"), "%s", err);
+    snprintf(args, sizeof args, "train '%s' --learning-rate 3", path);
+    ck_assert_int_eq(test_run_clgqa("", args, NULL, 0, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "unexpected argument '--learning-rate'"), "%s", err);
+    snprintf(args, sizeof args, "train --config='%s' --lr=fast", path);
+    ck_assert_int_ne(test_run_clgqa("", args, NULL, 0, err, sizeof err), 0);
+    test_assert_one_line_naming(err, "'lr'");
 }
 END_TEST
 
@@ -1657,9 +1823,12 @@ int main(void) {
     tcase_add_test(tc, gradient_accumulation_equals_the_larger_batch);
     tcase_add_test(tc, sigterm_stops_mid_epoch_and_resumes_exactly);
     tcase_add_test(tc, sigint_stops_mid_epoch_and_resumes_exactly);
+    tcase_add_test(tc, a_shell_sees_death_by_the_signal);
+    tcase_add_test(tc, sigusr1_checkpoints_and_goes_on);
     tcase_add_test(tc, kill_9_loses_at_most_checkpoint_steps);
     tcase_add_test(tc, second_signal_stops_at_once);
     tcase_add_test(tc, reference_keys_only_config_trains_with_the_reference_recipe);
+    tcase_add_test(tc, config_flag_and_key_options_set_the_run);
     tcase_add_test(tc, checkpoints_load_into_the_pytorch_reference);
     tcase_add_test(tc, timm_checkpoint_converts_as_the_reference);
     tcase_add_test(tc, cli_refuses_bad_input_clearly);
