@@ -23,6 +23,7 @@
 #include "clgqa/model.h"
 #include "safetensors.h"
 #include "train_internal.h"
+#include "mixup.h"
 #include "model_internal.h"
 #include "support/dataset_gen.h"
 #include "support/test_util.h"
@@ -938,6 +939,104 @@ static void set_recipe(clgqa_config *cfg) {
     TEST_OK(clgqa_config_finalize(cfg));
 }
 
+/* The host's Gamma and Beta samplers (Marsaglia-Tsang, the shape < 1
+ * boost) have their distributions' moments over 40000 draws: the mean
+ * within 6 standard errors (sd / sqrt n), the sample variance within 6 of
+ * its own standard errors, sqrt((mu4 - var^2) / n): var sqrt((2 + 6 / a) /
+ * n) for Gamma(a) (excess kurtosis 6 / a), below var sqrt(2 / n) for the
+ * symmetric Beta (negative excess kurtosis). The same stream draws the same
+ * numbers. */
+START_TEST(gamma_and_beta_draws_have_their_moments) {
+    const int n = 40000;
+    const double shapes[] = {0.3, 1.0, 2.5};
+    for (size_t k = 0; k < 3; k++) {
+        clgqa_host_draws d = {11, clgqa_stream_id(CLGQA_RNG_TEST, 1, k), 0};
+        double sum = 0, squares = 0, a = shapes[k];
+        for (int i = 0; i < n; i++) {
+            double x = clgqa_draw_gamma(&d, a);
+            ck_assert(x >= 0 && isfinite(x));
+            sum += x;
+            squares += x * x;
+        }
+        double mean = sum / n, var = squares / n - mean * mean;
+        ck_assert_msg(fabs(mean - a) <= 6 * sqrt(a / n), "Gamma(%g): mean %.4f", a, mean);
+        ck_assert_msg(fabs(var - a) <= 6 * a * sqrt((2 + 6 / a) / n), "Gamma(%g): variance %.4f",
+                      a, var);
+    }
+    const double alphas[] = {0.8, 1.0};
+    for (size_t k = 0; k < 2; k++) {
+        clgqa_host_draws d = {12, clgqa_stream_id(CLGQA_RNG_TEST, 2, k), 0}, again = d;
+        double sum = 0, squares = 0, a = alphas[k];
+        for (int i = 0; i < n; i++) {
+            double x = clgqa_draw_beta(&d, a, a);
+            ck_assert(x >= 0 && x <= 1);
+            ck_assert(x == clgqa_draw_beta(&again, a, a)); /* deterministic */
+            sum += x;
+            squares += x * x;
+        }
+        double mean = sum / n, var = squares / n - mean * mean, want_var = 1 / (4 * (2 * a + 1));
+        ck_assert_msg(fabs(mean - 0.5) <= 6 * sqrt(want_var / n), "Beta(%g): mean %.4f", a, mean);
+        ck_assert_msg(fabs(var - want_var) <= 6 * want_var * sqrt(2.0 / n), "Beta(%g): var %.5f",
+                      a, var);
+    }
+}
+END_TEST
+
+/* timm's Mixup(mode='batch') decisions per batch: with prob 0.3 a share
+ * 0.3 of batches is mixed, the others not (label weight 1); with both
+ * alphas on, CutMix in a share switch_prob (0.5) of the mixed ones; a blend
+ * weighs the own label by its lambda; a box lies in the image with its
+ * sides at most int(size sqrt(1 - lambda)) and its label weight is 1 -
+ * area / size^2 exactly, timm's corrected lambda (so the box area matches
+ * the targets); shares within 6 standard errors over 20000 batches. */
+START_TEST(mixup_draws_follow_timm) {
+    const clgqa_mixup settings = {0.8, 1.0, 0.3, 0.5};
+    const int n = 20000, size = 28;
+    int mixed = 0, boxes = 0, empty_boxes = 0;
+    double blend_sum = 0;
+    for (int step = 0; step < n; step++) {
+        clgqa_host_draws d = {42, clgqa_stream_id(CLGQA_RNG_MIXUP, 0, (uint64_t)step), 0};
+        clgqa_image_mix mix;
+        double weight;
+        clgqa_mixup_draw(&settings, &d, size, &mix, &weight);
+        if (mix.mode == CLGQA_MIX_NONE) {
+            ck_assert(weight == 1.0);
+            continue;
+        }
+        mixed++;
+        if (mix.mode == CLGQA_MIX_BLEND) {
+            ck_assert(weight == mix.lambda && weight >= 0 && weight <= 1);
+            blend_sum += weight;
+            continue;
+        }
+        boxes++;
+        ck_assert_msg(mix.y0 >= 0 && mix.y0 <= mix.y1 && mix.y1 <= size && mix.x0 >= 0 &&
+                          mix.x0 <= mix.x1 && mix.x1 <= size,
+                      "box [%d, %d) x [%d, %d)", mix.y0, mix.y1, mix.x0, mix.x1);
+        int area = (mix.y1 - mix.y0) * (mix.x1 - mix.x0);
+        empty_boxes += area == 0;
+        ck_assert_msg(weight == 1.0 - (double)area / (size * size), "box area %d, weight %.9g",
+                      area, weight);
+        /* rand_bbox's cut: 2 (cut / 2) rows and columns around the centre,
+         * clipped, so never more than the image's. */
+        ck_assert(mix.y1 - mix.y0 <= size && mix.x1 - mix.x0 <= size);
+    }
+    double p = 0.3;
+    ck_assert_msg(fabs((double)mixed / n - p) <= 6 * sqrt(p * (1 - p) / n), "mixed %d of %d",
+                  mixed, n);
+    ck_assert_msg(fabs((double)boxes / mixed - 0.5) <= 6 * sqrt(0.25 / mixed), "boxes %d of %d",
+                  boxes, mixed);
+    int blends = mixed - boxes;
+    double want_var = 1 / (4 * (2 * 0.8 + 1));
+    ck_assert_msg(fabs(blend_sum / blends - 0.5) <= 6 * sqrt(want_var / blends),
+                  "mean Mixup lambda %.4f", blend_sum / blends);
+    ck_assert_msg(empty_boxes < boxes / 4, "%d of %d boxes are empty", empty_boxes, boxes);
+    /* Off: no alpha, or prob 0. */
+    const clgqa_mixup off = {0, 0, 1.0, 0.5}, never = {0.8, 1.0, 0.0, 0.5};
+    ck_assert(!clgqa_mixup_on(&off) && !clgqa_mixup_on(&never) && clgqa_mixup_on(&settings));
+}
+END_TEST
+
 /* Every draw of the recipe (Mixup's, drop path's) comes from (seed, step),
  * and the EMA is in last.safetensors: a run stopped mid-epoch (after 2 of
  * its 3 optimizer steps) and resumed ends with the uninterrupted run's
@@ -1818,6 +1917,8 @@ int main(void) {
     tcase_add_test(tc, predictions_equal_blocking_reads_of_the_logits);
     tcase_add_test(tc, best_checkpoint_is_the_lowest_test_loss_epoch);
     tcase_add_test(tc, non_finite_loss_stops_at_its_step);
+    tcase_add_test(tc, gamma_and_beta_draws_have_their_moments);
+    tcase_add_test(tc, mixup_draws_follow_timm);
     tcase_add_test(tc, recipe_resumes_bit_for_bit);
     tcase_add_test(tc, ema_is_evaluated_saved_and_followed_by_best);
     tcase_add_test(tc, gradient_accumulation_equals_the_larger_batch);
