@@ -44,7 +44,8 @@ typedef struct clgqa_dataset_info {
     int classes;        /* 0: counted from the data (imagefolder) */
     int coarse_classes; /* classes under CLGQA_DATASET_COARSE_LABELS; 0: none */
 } clgqa_dataset_info;
-/* The row of the dataset called `name`, or NULL. */
+/* The row of the dataset called `name` (or by another spelling it accepts:
+ * "oxfordiitpet", the paper's, for oxfordiiitpet), or NULL. */
 const clgqa_dataset_info *clgqa_dataset_find(const char *name);
 /* Every name, joined by ", " (for messages). */
 const char *clgqa_dataset_names(void);

@@ -256,7 +256,8 @@ static clgqa_status set_dataset(clgqa_config *cfg, const struct key *k, const va
         snprintf(expected, sizeof expected, "one of %s", clgqa_dataset_names());
         return bad_value(at, k->name, v, expected);
     }
-    snprintf(cfg->dataset, sizeof cfg->dataset, "%s", v->items[0]);
+    /* An alias (the paper's "oxfordiitpet") is kept by its clgqa name. */
+    snprintf(cfg->dataset, sizeof cfg->dataset, "%s", clgqa_dataset_find(v->items[0])->name);
     return CLGQA_OK;
 }
 static int show_dataset(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
