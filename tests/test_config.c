@@ -90,6 +90,7 @@ START_TEST(demo_keeps_its_own_values) {
     ck_assert_int_eq(cfg.num_kv_heads, 2);
     ck_assert_float_eq(cfg.lr, 2e-3f);
     ck_assert_float_eq(cfg.weight_decay, 0.01f);
+    ck_assert_int_eq(cfg.no_weight_decay, 1); /* a new config's choice: timm's groups */
     ck_assert_float_eq(cfg.beta1, 0.9f);
     ck_assert_float_eq(cfg.beta2, 0.999f);
     ck_assert_float_eq(cfg.eps, 1e-8f);

@@ -514,6 +514,20 @@ static clgqa_status trainer_open(trainer *t) {
     const clgqa_mixup mixup = {cfg->mixup_alpha, cfg->cutmix_alpha, cfg->mixup_prob,
                                cfg->mixup_switch_prob};
     t->mixup = mixup;
+    /* Several ranks weigh their gradients by their share of each batch; a
+     * batch smaller than the ranks (whole on every rank, rank 0's gradient
+     * only) cannot share a step with other micro-batches. */
+    size_t last_batch = clgqa_dataset_count(t->train_set) % (size_t)cfg->batch_size;
+    long batches_used =
+        clgqa_steps_per_epoch(cfg, (long)clgqa_loader_num_batches(t->train_loader)) *
+        cfg->grad_accum_steps;
+    if (cfg->grad_accum_steps > 1 && last_batch > 0 && last_batch < (size_t)ranks &&
+        batches_used >= (long)clgqa_loader_num_batches(t->train_loader))
+        return clgqa_mpi_refuse(t->mpi, "grad_accum_steps %d with %d ranks: the training split's "
+                                "last batch has %zu images, fewer than the ranks; choose a "
+                                "batch_size that leaves none or at least %d, or set "
+                                "max_steps_per_epoch", cfg->grad_accum_steps, ranks, last_batch,
+                                ranks);
     /* Every refusal comes before anything is written: a refused run leaves
      * the folder as it was. Only rank 0 writes files, so only it owns the
      * folder. */
