@@ -777,6 +777,54 @@ END_TEST
 
 /* Running metrics sum the batches; the last-batch figures match the
  * per-sample losses; clipping scales the gradient AdamW sees. */
+/* Gradient accumulation: the gradient of a batch of 4 equals two
+ * micro-batches of 2, each backward scaled by 1 / 4 and the second added
+ * to the first (clgqa_model_backward_scaled), for every parameter, within
+ * float summation order: 1e-5 of each element plus 1e-6 of its tensor's
+ * largest. A wrong scale (1 / 2) or a lost micro-batch fails by far. GQA
+ * and DGQA-EMA with a frozen split, so both passes group alike. */
+START_TEST(accumulated_micro_batches_give_the_batch_gradient) {
+    static const clgqa_scheme schemes[] = {CLGQA_GQA, CLGQA_DGQA_EMA};
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg = tiny_config(schemes[_i]);
+    clgqa_model *m;
+    TEST_OK(test_model_create(rt, &cfg, 4, &m));
+    randomise_parameters(m);
+    clgqa_model_freeze_grouping(m, MODEL_GROUPING_FROZEN);
+    batch_data data = random_batch(m, 4);
+    const clgqa_model_dims *d = clgqa_model_get_dims(m);
+    size_t image = (size_t)d->in_chans * d->img_size * d->img_size, n = clgqa_model_param_count(m);
+    const clgqa_pass pass = {CLGQA_PASS_TRAIN, 1, 3};
+    TEST_OK(clgqa_model_forward(m, clgqa_view_at(data.images, 0), clgqa_view_at(data.labels, 0), 4,
+                                &pass));
+    TEST_OK(clgqa_model_backward(m));
+    float *whole = malloc(n * sizeof *whole), *parts = malloc(n * sizeof *parts);
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_GRADS, whole));
+    for (int half = 0; half < 2; half++) {
+        TEST_OK(clgqa_model_forward(m, clgqa_view_at(data.images, (size_t)half * 2 * image),
+                                    clgqa_view_at(data.labels, (size_t)half * 2), 2, &pass));
+        TEST_OK(clgqa_model_backward_scaled(m, 1.0f / 4.0f, half));
+    }
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_GRADS, parts));
+    for (int i = 0; i < clgqa_model_tensor_count(m); i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(m, i);
+        double largest = test_max_abs(whole + t->offset, t->numel);
+        if (is_key_bias(t->name)) /* 0 in exact arithmetic: rounding noise either way */
+            continue;
+        ck_assert_msg(largest > 1e-4, "%s: no gradient to compare", t->name);
+        for (size_t k = 0; k < t->numel; k++) {
+            double a = whole[t->offset + k], b = parts[t->offset + k];
+            if (!(fabs(a - b) <= 1e-5 * fabs(a) + 1e-6 * largest))
+                ck_abort_msg("%s %s[%zu]: %.9g as one batch, %.9g from two micro-batches",
+                             clgqa_scheme_name(schemes[_i]), t->name, k, a, b);
+        }
+    }
+    free(whole), free(parts);
+    release_batch(&data);
+    clgqa_model_destroy(m);
+}
+END_TEST
+
 /* The model's weight EMA on a constant-weight toy: started from weights
  * w0, then the weights set to w1 and left there (no optimizer step), N
  * updates give the closed form w1 + (w0 - w1) (1 - a)^N, a = 1 - decay
@@ -895,6 +943,7 @@ int main(void) {
     tcase_set_timeout(gradients, 600);
     tcase_add_loop_test(gradients, finite_differences_every_scheme, 0, (int)N_SCHEMES);
     tcase_add_loop_test(gradients, finite_differences_with_drop_path_and_smoothing, 0, 2);
+    tcase_add_loop_test(gradients, accumulated_micro_batches_give_the_batch_gradient, 0, 2);
     suite_add_tcase(s, gradients);
 
     TCase *overfit = tcase_create("overfit");
