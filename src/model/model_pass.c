@@ -64,12 +64,12 @@ static clgqa_status residual_linear_norm_forward(clgqa_runtime *rt, clgqa_view o
 
 enum { BRANCH_ATTENTION = 0, BRANCH_MLP = 1 };
 
-/* Block l's per-sample scales of one branch in the last forward (its
- * batch), or none when that forward dropped no paths. */
-static clgqa_view branch_scales(const clgqa_model *m, int l, int branch) {
+/* Block l's per-sample scales of one branch in a forward of `batch`
+ * samples, or none when that forward drops no paths. */
+static clgqa_view branch_scales(const clgqa_model *m, int l, int branch, int batch) {
     if (!m->dropped_paths)
         return clgqa_view_at(NULL, 0);
-    return clgqa_view_add(m->drop_scales, ((size_t)l * 2 + branch) * (size_t)m->batch);
+    return clgqa_view_add(m->drop_scales, ((size_t)l * 2 + branch) * (size_t)batch);
 }
 
 /* ---- grouping per scheme ---- */
@@ -157,7 +157,7 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
                                       pgqa ? &noise : NULL, &a->saved));
     model_norm norm2 = block_norm(m, l, 1);
     CLGQA_TRY(residual_linear_norm_forward(rt, a->x_mid, a->x_in, a->heads_out, P(PROJ_W),
-                                           P(PROJ_B), branch_scales(m, l, BRANCH_ATTENTION),
+                                           P(PROJ_B), branch_scales(m, l, BRANCH_ATTENTION, batch),
                                            d->tokens, &norm2, rows, C, C));
 
     /* fc1 holds ln2 W1^T without the bias, which the GELU pass adds. */
@@ -166,8 +166,8 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
     CLGQA_TRY(clgqa_gelu_bias_forward(rt, a->gelu, a->fc1, P(FC1_B), rows, F));
     model_norm next = block_norm(m, l + 1, 0);
     return residual_linear_norm_forward(rt, a->x_out, a->x_mid, a->gelu, P(FC2_W), P(FC2_B),
-                                        branch_scales(m, l, BRANCH_MLP), d->tokens, &next, rows,
-                                        F, C);
+                                        branch_scales(m, l, BRANCH_MLP, batch), d->tokens, &next,
+                                        rows, F, C);
 #undef P
 }
 
@@ -233,7 +233,6 @@ static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view
      * optimizer step draws element 2k (attention) and 2k + 1 (MLP) of its
      * block's stream. */
     m->dropped_paths = training && m->drop_path > 0;
-    m->batch = batch; /* branch_scales reads it */
     if (m->dropped_paths)
         CLGQA_TRY(clgqa_drop_path_scales(
             rt, m->drop_scales, clgqa_view_at(m->drop_rates, 0), (size_t)d->num_layers, B,
@@ -242,7 +241,6 @@ static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view
     const int later_micro_batch = input->train && input->train->micro_batch > 0;
     for (int l = 0; l < d->num_layers; l++)
         CLGQA_TRY(block_forward(m, l, batch, pass, later_micro_batch));
-    m->batch = 0;
 
     /* The final LayerNorm ran on every token (the op is row-wise, only
      * token 0 is used); head on the class token: rows of lnf with stride
@@ -396,8 +394,8 @@ static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
     clgqa_view dmlp = m->dres;
     if (m->dropped_paths) {
         dmlp = m->dheads_out;
-        CLGQA_TRY(clgqa_scale_rows(rt, dmlp, m->dres, branch_scales(m, l, BRANCH_MLP), d->tokens,
-                                   rows, C));
+        CLGQA_TRY(clgqa_scale_rows(rt, dmlp, m->dres, branch_scales(m, l, BRANCH_MLP, m->batch),
+                                   d->tokens, rows, C));
         CLGQA_TRY(clgqa_column_partials(rt, bias_partials(m, l, BIAS_FC2), pp->ln_chunks, dmlp,
                                         rows, C));
     }
@@ -418,7 +416,8 @@ static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
     if (m->dropped_paths) {
         dattention = m->dln;
         CLGQA_TRY(clgqa_scale_rows(rt, dattention, m->dres,
-                                   branch_scales(m, l, BRANCH_ATTENTION), d->tokens, rows, C));
+                                   branch_scales(m, l, BRANCH_ATTENTION, m->batch), d->tokens,
+                                   rows, C));
         CLGQA_TRY(clgqa_column_partials(rt, bias_partials(m, l, BIAS_PROJ), pp->ln_chunks,
                                         dattention, rows, C));
     }
