@@ -15,20 +15,36 @@
 #    (fewest commands) against its own choice by size (auto), which decides
 #    the GEMM default for this GPU;
 # 3. bench/torch_ref.py --size s --batch 64 --device cuda on the same GPU;
-# 4. the JSON files and the ratio table (bench/ratios.py), both GEMM paths;
+# 4. CLBlast's tuners on the same device (Debian's clblast-utils, from PATH
+#    or .gpu/debs): clblast_tuner_xgemm_direct at the model's direct-kernel
+#    product (12608 x 384 x 384, ViT-S/16 batch 64's attention projection),
+#    then clblast_tuner_routine_xgemm (the direct/indirect crossover,
+#    XGEMM_MIN_INDIRECT_SIZE, swept over m=n=k 64-2048 with the direct
+#    result and the shipped Xgemm file of this device); their JSON in
+#    OUT_DIR/tuners, and in OUT_DIR/tuning the files to ship into tuning/
+#    (bench/tuning_files.py). A tuner writes its JSON only when a phase ends:
+#    the direct tuner's first phase (46 configurations) should fit its
+#    limit, its random second phase (131) may not;
+# 5. the JSON files and the ratio table (bench/ratios.py), both GEMM paths;
 #    on NVIDIA also each kernel's registers and spills (kernel-builds.txt).
 # Everything goes to OUT_DIR: summary.txt (what passed, the table), one log per
 # step. Each step has its own time limit inside a budget per phase (suites
-# until 3.3 minutes, clgqa's bench until 5.3, its direct-GEMM run until 6.5,
-# PyTorch's until 7.75), so one hang cannot eat the rest; a failed step is
-# reported and the others still run.
+# until 3 minutes, clgqa's bench until 4.8, its direct-GEMM run until 5.75,
+# PyTorch's until 6.8, the tuners until 7.8), so one hang cannot eat the
+# rest; a failed step is reported and the others still run.
 # Exit status: the number of failed steps.
-# A dry run elsewhere (e.g. PoCL): CHECK_SIZE=demo CHECK_BATCH=8
-# CHECK_TORCH_DEVICE=cpu CLGQA_DEVICE=cpu bash bench/device-check.sh /tmp/dry
+# A dry run elsewhere (e.g. PoCL), the tuners cut to a few configurations:
+# CHECK_SIZE=demo CHECK_BATCH=8 CHECK_TORCH_DEVICE=cpu CLGQA_DEVICE=cpu
+# CHECK_TUNER_DIRECT_ARGS="-m 256 -n 256 -k 256 -fraction 16 -runs 1"
+# CHECK_TUNER_ROUTINE_ARGS="-m 256 -n 256 -k 256 -runs 1" CHECK_TUNER_SECONDS="10 50"
+# bash bench/device-check.sh /tmp/dry
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-bench/results/gpu}}
 size=${CHECK_SIZE:-s} batch=${CHECK_BATCH:-64} torch_device=${CHECK_TORCH_DEVICE:-cuda}
+tuner_direct_args=${CHECK_TUNER_DIRECT_ARGS:--m 12608 -n 384 -k 384}
+tuner_routine_args=${CHECK_TUNER_ROUTINE_ARGS:-}
+read -r direct_seconds routine_seconds <<< "${CHECK_TUNER_SECONDS:-35 25}"
 mkdir -p "$out"
 summary="$out/summary.txt"
 : > "$summary"
@@ -70,7 +86,7 @@ if [ ! -x build/clgqa ] || [ -n "$missing" ]; then
   say "(add the packages to .gpu/ and build on the build machine; see README \"On a GPU\")"
   exit 100
 fi
-deadline=$((started + 200))
+deadline=$((started + 180))
 step devices 30 build/clgqa devices && cat "$out/devices.log" >> "$summary"
 
 # 1. parity suites: every op suite and the model's PyTorch fixtures, on the
@@ -106,7 +122,7 @@ if grep -qi nvidia "$out/devices.log" 2> /dev/null; then
   build_log=(CLGQA_CACHE_DIR=off CLGQA_BUILD_OPTIONS=-cl-nv-verbose
              CLGQA_BUILD_LOG="$out/kernel-builds.txt")
 fi
-deadline=$((started + 320))
+deadline=$((started + 290))
 step bench-clgqa 130 env "${build_log[@]}" build/clgqa bench --size "$size" --batch "$batch" \
   --json "$clgqa_json"
 if [ -s "$out/kernel-builds.txt" ]; then
@@ -116,7 +132,7 @@ if [ -s "$out/kernel-builds.txt" ]; then
        /Used [0-9]+ registers/ { sub(/.*Used/, \"Used\"); printf \"  %-28s %s; %s\\n\", name, \$0, spill }" \
     "$out/kernel-builds.txt" | sort -u | tee -a "$summary" > /dev/null
 fi
-deadline=$((started + 390))
+deadline=$((started + 345))
 step bench-clgqa-gemm-direct 70 env CLGQA_GEMM=direct build/clgqa bench --size "$size" \
   --batch "$batch" --schemes gqa,kdgqa --json "$direct_json"
 python=""
@@ -127,16 +143,72 @@ for p in python3 /usr/bin/python3; do
     break
   fi
 done
-deadline=$((started + 465))
+deadline=$((started + 410))
 if [ -n "$python" ]; then
-  step bench-torch 100 "$python" bench/torch_ref.py --size "$size" --batch "$batch" \
+  step bench-torch 75 "$python" bench/torch_ref.py --size "$size" --batch "$batch" \
     --device "$torch_device" --json "$torch_json"
 else
   say "bench-torch                  FAILED (no python3 with PyTorch on $torch_device)"
   failed=$((failed + 1))
 fi
 
-# 4. the table.
+# 4. CLBlast's tuners on the device the suites ran on: its platform and its
+# index there, counted from `clgqa devices` (devices.log) as clgqa matches
+# CLGQA_DEVICE (an index, gpu, cpu or part of a name or platform).
+deadline=$((started + 470))
+tuner_bin=""
+if ! command -v clblast_tuner_xgemm_direct > /dev/null; then
+  deb=$(ls .gpu/debs/clblast-utils_*.deb 2> /dev/null | head -n 1)
+  if [ -n "$deb" ] && dpkg -x "$deb" /tmp/clgqa-clblast-utils 2>> "$summary"; then
+    tuner_bin=/tmp/clgqa-clblast-utils/usr/bin/
+  fi
+fi
+read -r tuner_platform tuner_device < <(awk -v spec="$(echo "$CLGQA_DEVICE" | tr '[:upper:]' '[:lower:]')" '
+  /^\[[0-9]+\] / { index_ = substr($1, 2, length($1) - 2); name = tolower(substr($0, length($1) + 2)) }
+  /^    platform: / { platform = substr($0, 15); if (!(platform in number)) number[platform] = platforms++
+                      device = devices[platform]++ }
+  /^    type: / { type = tolower($2)
+    if (!found && (spec == index_ || spec == type ||
+                   (spec !~ /^([0-9]+|gpu|cpu)$/ && (index(name, spec) || index(tolower(platform), spec))))) {
+      print number[platform], device; found = 1 } }' "$out/devices.log" 2> /dev/null)
+tuner_dir="$out/tuners"
+rm -rf "$tuner_dir" "$out/tuning"
+mkdir -p "$tuner_dir/routine"
+python_any=${python:-python3}
+if [ -z "$tuner_platform" ] || ! command -v "${tuner_bin}clblast_tuner_xgemm_direct" > /dev/null; then
+  say "tuners                       FAILED (no clblast_tuner_xgemm_direct (clblast-utils in .gpu/debs) or no device '$CLGQA_DEVICE' in devices.log)"
+  failed=$((failed + 1))
+else
+  say "tuners on platform $tuner_platform, device $tuner_device"
+  where=(-platform "$tuner_platform" -device "$tuner_device" -precision 32)
+  # Line-buffered, so that a tuner cut by its limit leaves its log.
+  line_buffered=$(command -v stdbuf > /dev/null && echo "stdbuf -oL")
+  # shellcheck disable=SC2016,SC2086
+  step tuner-xgemm-direct "$direct_seconds" bash -c 'cd "$1" && shift && exec "$@"' _ "$tuner_dir" \
+    $line_buffered \
+    "${tuner_bin}clblast_tuner_xgemm_direct" "${where[@]}" $tuner_direct_args
+  if [ $? -eq 124 ] && [ -s "$tuner_dir/clblast_xgemm_direct_1_32.json" ]; then
+    say "  (cut in its random second phase: the first phase's result is kept, not a failure)"
+    failed=$((failed - 1))
+  fi
+  # The routine tuner reads the kernels' tuning from its folder.
+  direct=$("$python_any" bench/tuning_files.py direct-best "$tuner_dir" 2> /dev/null) &&
+    cp "$direct" "$tuner_dir/routine/clblast_xgemm_direct_1_32.json"
+  device_name=$(awk -v want="$tuner_platform $tuner_device" '
+    /^\[[0-9]+\] / { name = substr($0, length($1) + 2) }
+    /^    platform: / { platform = substr($0, 15); if (!(platform in number)) number[platform] = platforms++
+                        if (number[platform] " " devices[platform]++ == want) { print name; exit } }' \
+    "$out/devices.log")
+  xgemm=$("$python_any" bench/tuning_files.py match "$device_name" tuning/*.json 2> /dev/null) &&
+    cp "$xgemm" "$tuner_dir/routine/clblast_xgemm_1_32.json"
+  # shellcheck disable=SC2016,SC2086
+  step tuner-routine-xgemm "$routine_seconds" bash -c 'cd "$1" && shift && exec "$@"' _ \
+    "$tuner_dir/routine" $line_buffered \
+    "${tuner_bin}clblast_tuner_routine_xgemm" "${where[@]}" $tuner_routine_args
+  "$python_any" bench/tuning_files.py ship "$tuner_dir" "$out/tuning" 2>&1 | tee -a "$summary"
+fi
+
+# 5. the table.
 say ""
 if [ -s "$clgqa_json" ] && [ -s "$torch_json" ]; then
   [ -s "$direct_json" ] || direct_json=""

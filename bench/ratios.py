@@ -25,6 +25,9 @@ def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     c, t, *others = (json.load(open(p)) for p in sys.argv[1:])
+    for path, run in zip(sys.argv[1:], [c, t] + others):
+        if run.get("plan_only"):
+            sys.exit(f"{path}: a plan run (CLGQA_COUNTER_MARKERS: kernels not run), its times are meaningless")
     print(f"clgqa:   {c['device']} (driver {c.get('driver', '?')}, CLBlast {c.get('clblast_version', '?')},"
           f" paths {c.get('device_class', '?')}/{c.get('attention_kernel', '?')})")
     print(f"PyTorch: {t['device']} (torch {t.get('torch_version', t.get('torch', '?'))})")

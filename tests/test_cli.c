@@ -1,6 +1,8 @@
 /* The clgqa command's device handling and bad input: one clear line on
  * stderr and a non-zero exit, never a crash. Runs the clgqa program built
  * beside this test. */
+#include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +148,134 @@ START_TEST(bench_reports_every_figure) {
 }
 END_TEST
 
+/* The counter's pose and markers (bench/counter, README "Another device's
+ * launch shapes"): PoCL reports an H100's figures, clgqa and CLBlast make
+ * that device's choices, and a plan run (kernels replaced by markers)
+ * reports each family's launches and work-groups. */
+#if !defined(__SANITIZE_ADDRESS__)
+static const cJSON *json_at(const cJSON *object, const char *key) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
+    ck_assert_msg(item, "JSON lacks \"%s\"", key);
+    return item;
+}
+static double json_value(const cJSON *object, const char *key) {
+    const cJSON *item = json_at(object, key);
+    ck_assert_msg(cJSON_IsNumber(item), "\"%s\" is not a number", key);
+    return item->valuedouble;
+}
+static const char *json_text(const cJSON *object, const char *key) {
+    const cJSON *item = json_at(object, key);
+    ck_assert_msg(cJSON_IsString(item), "\"%s\" is not a string", key);
+    return item->valuestring;
+}
+#endif
+
+START_TEST(counter_poses_pocl_as_an_h100) {
+#if defined(__SANITIZE_ADDRESS__)
+    return; /* the sanitizer's runtime must be the first library loaded: no preload */
+#else
+    char out[16384], err[8192], env[2048], dir[1024];
+    ck_assert_int_eq(test_run_clgqa("", "devices", out, sizeof out, err, sizeof err), 0);
+    if (!strstr(out, "Portable Computing Language")) {
+        fprintf(stderr, "counter_poses_pocl_as_an_h100: no PoCL device here, skipped\n");
+        return;
+    }
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    ck_assert(n > 0);
+    dir[n] = 0;
+    *strrchr(dir, '/') = 0;
+
+    /* The device as clgqa lists it: the H100's name, platform, type and
+     * limits (tuning/nvidia-h100-xgemm.json's run: 132 SMs, 48 KiB). */
+    snprintf(env, sizeof env, "CLGQA_COUNTER_POSE=h100 LD_PRELOAD='%s/libclgqa_counter.so'", dir);
+    ck_assert_int_eq(test_run_clgqa(env, "devices", out, sizeof out, err, sizeof err), 0);
+    const char *h100 = strstr(out, "NVIDIA H100 80GB HBM3\n    platform: NVIDIA CUDA\n");
+    ck_assert_msg(h100 && strstr(h100, "type: GPU") && strstr(h100, "posing as h100") &&
+                      strstr(h100, "compute units: 132 ") && strstr(h100, "local memory: 48 KiB") &&
+                      strstr(h100, "max work-group size: 1024"),
+                  "devices printed: %s", out);
+    snprintf(env, sizeof env, "CLGQA_COUNTER_POSE=h200x LD_PRELOAD='%s/libclgqa_counter.so'", dir);
+    ck_assert_int_eq(test_run_clgqa(env, "devices", out, sizeof out, err, sizeof err), 2);
+    test_assert_one_line_naming(err, "CLGQA_COUNTER_POSE=h200x");
+
+    /* A plan run of the demo's ViT at batch 8 on the posed H100. */
+    char json_path[] = "/tmp/clgqa-plan-XXXXXX", args[512];
+    int fd = mkstemp(json_path);
+    ck_assert(fd >= 0);
+    close(fd);
+    snprintf(args, sizeof args,
+             "bench --batch 8 --steps 1 --warmup 1 --schemes gqa --json %s", json_path);
+    ck_assert_int_eq(test_run_clgqa("CLGQA_DEVICE=H100 CLGQA_COUNTER_POSE=h100 "
+                                    "CLGQA_COUNTER_MARKERS=1",
+                                    args, out, sizeof out, err, sizeof err),
+                     0);
+    ck_assert_msg(strstr(out, "PLAN RUN") && strstr(out, "meaningless") &&
+                      strstr(out, "CLBlast helper kernels") && strstr(out, "wg median"),
+                  "bench printed: %s", out);
+    static char text[1 << 18];
+    FILE *f = fopen(json_path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t got = fread(text, 1, sizeof text - 1, f);
+    ck_assert(got < sizeof text - 1);
+    text[got] = 0;
+    fclose(f);
+    unlink(json_path);
+    cJSON *doc = cJSON_Parse(text);
+    ck_assert_msg(doc, "not JSON: %s", text);
+    ck_assert(cJSON_IsTrue(json_at(doc, "plan_only")));
+    ck_assert_str_eq(json_text(doc, "counter_pose"), "h100");
+    ck_assert_str_eq(json_text(doc, "device"), "NVIDIA H100 80GB HBM3");
+    /* clgqa's choices for a GPU, and the shipped H100 tuning matched by name. */
+    ck_assert_str_eq(json_text(doc, "device_class"), "gpu");
+    ck_assert_str_eq(json_text(doc, "attention_kernel"), "tiled");
+    ck_assert_msg(strstr(json_text(doc, "clblast_tuning"), "tuning/nvidia-h100-xgemm.json"),
+                  "tuning: %s", json_text(doc, "clblast_tuning"));
+    /* CLBlast's database entry for an NVIDIA GPU (768-1984 in its tables),
+     * not PoCL's tuned 64. */
+    double min_indirect = json_value(doc, "gemm_min_indirect_size");
+    ck_assert_msg(min_indirect >= 512 && min_indirect <= 4096, "XGEMM_MIN_INDIRECT_SIZE %g",
+                  min_indirect);
+
+    const cJSON *gqa = json_at(json_at(doc, "schemes"), "gqa");
+    const cJSON *launches = json_at(gqa, "step_kernel_launches");
+    const cJSON *calls = json_at(gqa, "step_opencl_calls");
+    const cJSON *gemm_calls = json_at(gqa, "step_gemm_calls");
+    /* Every launch of the step sits in one family; CLBlast runs one GEMM
+     * kernel per product, and its helpers are its other kernels. */
+    double family_sum = 0, helpers = 0;
+    const cJSON *family;
+    cJSON_ArrayForEach(family, json_at(launches, "families")) {
+        double count = json_value(family, "launches");
+        family_sum += count;
+        if (!strcmp(json_text(family, "role"), "clblast_helper"))
+            helpers += count;
+        ck_assert_msg(json_value(family, "work_groups_min") >= 1 &&
+                          json_value(family, "work_groups_min") <=
+                              json_value(family, "work_groups_median"),
+                      "family %s: work-groups min %g, median %g", family->string,
+                      json_value(family, "work_groups_min"),
+                      json_value(family, "work_groups_median"));
+    }
+    ck_assert_double_eq(family_sum, json_value(calls, "kernels"));
+    ck_assert_double_eq(helpers, json_value(launches, "clblast_helper_kernels"));
+    ck_assert_double_eq(json_value(launches, "gemm_launches"),
+                        json_value(gemm_calls, "direct") + json_value(gemm_calls, "indirect"));
+    ck_assert(json_value(launches, "gemm_launches") > 0);
+    /* GELU's forward, one launch per layer over (batch x 17 tokens) rows of
+     * the 256 hidden columns (the demo: 4 layers, width 64, MLP ratio 4),
+     * in the GPU class's work-groups of 256 work-items: a row of 256 each
+     * (PoCL as itself, a CPU, takes groups of 4096: 16 rows). */
+    const cJSON *gelu = json_at(json_at(launches, "kernels"), "gelu_bias_forward");
+    double rows = 8 * 17, expected = rows * ceil(4 * 64 / 256.0);
+    ck_assert_double_eq(json_value(gelu, "launches"), 4);
+    ck_assert_double_eq(json_value(gelu, "work_groups_min"), expected);
+    ck_assert_double_eq(json_value(gelu, "work_groups_median"), expected);
+    ck_assert_str_eq(json_text(gelu, "family"), "elementwise");
+    cJSON_Delete(doc);
+#endif
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("cli");
@@ -157,6 +287,7 @@ int main(void) {
     tcase_add_test(tc, bad_arguments_are_refused);
     tcase_add_test(tc, train_without_config_uses_the_embedded_default);
     tcase_add_test(tc, bench_reports_every_figure);
+    tcase_add_test(tc, counter_poses_pocl_as_an_h100);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

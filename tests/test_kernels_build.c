@@ -1,6 +1,6 @@
 /* Every kernel program builds cleanly on this device's compiler: each
- * family of src/ops/ (attention.cl once per head dimension and tile the
- * launcher can ask for) with -Werror, under OpenCL C 1.2, the version every
+ * family of src/ops/ (attention.cl once per head dimension and blocking
+ * the launcher can ask for) with -Werror, under OpenCL C 1.2, the version every
  * kernel is written for, and under the newest version the device offers.
  * A compiler that warns where another is silent (a second vendor's, say)
  * fails here with the program named and its build log, not at a user's
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attention.h"
 #include "embedded_files.h"
 #include "support/test_util.h"
 
@@ -26,11 +27,16 @@ static void newest_standard(char *out, size_t size) {
         snprintf(out, size, "-cl-std=CL%d.%d", major, minor);
 }
 
-/* The defines each family is built with: none, or the attention launcher's
- * head dimensions and K/V tile rows (src/ops/attention.c). */
-static const char *const attention_variants[] = {
-    "-DHEAD_DIM=16 -DTILE=32", "-DHEAD_DIM=32 -DTILE=32", "-DHEAD_DIM=64 -DTILE=32",
-    "-DHEAD_DIM=64 -DTILE=16", "-DHEAD_DIM=64 -DTILE=8",
+/* The defines each family is built with: none, or what the attention
+ * launcher asks for (clgqa_attention_build_defines) at these head
+ * dimensions and local memory sizes (0: this device's): the ViT's, one of 3
+ * column groups (24), one not a multiple of 4 (13), and head_dim 64 where
+ * 32 and 16 KiB shrink the inner tiles (48 KiB keeps a large device's). */
+static const struct {
+    int head_dim;
+    cl_ulong local_bytes;
+} attention_variants[] = {
+    {16, 0}, {32, 0}, {64, 0}, {24, 0}, {13, 0}, {64, 32 << 10}, {64, 16 << 10},
 };
 
 static int build(const char *family, const char *text, const char *standard,
@@ -57,8 +63,16 @@ START_TEST(every_family_builds_with_werror_under_each_standard) {
         families++;
         for (int s = 0; s < 2 && standards[s][0]; s++) {
             if (!strcmp(f->name, "attention"))
-                for (size_t v = 0; v < sizeof attention_variants / sizeof *attention_variants; v++)
-                    built += build(f->name, f->text, standards[s], attention_variants[v]);
+                for (size_t v = 0; v < sizeof attention_variants / sizeof *attention_variants; v++) {
+                    clgqa_runtime *rt = test_runtime();
+                    char defines[128];
+                    cl_ulong local = attention_variants[v].local_bytes;
+                    clgqa_attention_build_defines(attention_variants[v].head_dim,
+                                                  local ? local : rt->local_mem_bytes,
+                                                  rt->max_work_group_size, defines,
+                                                  sizeof defines);
+                    built += build(f->name, f->text, standards[s], defines);
+                }
             else
                 built += build(f->name, f->text, standards[s], "");
         }

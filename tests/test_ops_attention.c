@@ -543,15 +543,23 @@ START_TEST(reference_gradients_match_finite_differences) {
 }
 END_TEST
 
-/* Tokens 1, 17, 65, 197 and head_dim 16, 32, 64 (and 13), q/k/v packed and
- * fused, G from 1 to H. Sizes are not multiples of any tile. */
+/* Tokens 1, 17, 65, 197 and head_dim 16, 32, 64, q/k/v packed and fused,
+ * G from 1 to H. Sizes are not multiples of any tile. Head_dim 24, 12 and 13
+ * take the rows kernels' vectors of 8, 4 and 1 lanes (attention.cl). The
+ * tiled kernels' blocking follows head_dim (column groups: 8 at 64, 4 at
+ * 32, 3 at 24, 2 at 16 and 13, 1 at 12 and 4) and the token count
+ * (work-groups of 16 rows at P = 1 and 65, 32 at 17 and 197, 64 at 60). */
 START_TEST(plain_attention_matches_reference) {
     if (test_small()) {
         const attention_case cases[] = {
             make_case(1, 17, 2, 2, 16, NULL, 0, 1), /* MHSA */
             make_case(2, 17, 3, 1, 32, NULL, 0, 0), /* G = 1 */
             make_case(2, 1, 2, 2, 64, NULL, 0, 1),  /* one token */
+            make_case(1, 17, 2, 1, 64, NULL, 0, 1),
             make_case(1, 5, 2, 1, 13, NULL, 0, 1),
+            make_case(1, 6, 2, 2, 24, NULL, 0, 0),
+            make_case(1, 4, 2, 1, 12, NULL, 0, 1),
+            make_case(1, 60, 1, 1, 16, NULL, 0, 1),
         };
         check_cases(cases, COUNT(cases));
         return;
@@ -561,6 +569,8 @@ START_TEST(plain_attention_matches_reference) {
         make_case(1, 197, 2, 1, 64, NULL, 0, 1), make_case(2, 1, 3, 3, 16, NULL, 0, 1),
         make_case(1, 65, 3, 1, 64, NULL, 0, 1),  make_case(3, 197, 2, 2, 16, NULL, 0, 0),
         make_case(2, 20, 2, 2, 13, NULL, 0, 1),  make_case(1, 17, 6, 2, 32, NULL, 0, 1),
+        make_case(2, 19, 2, 1, 24, NULL, 0, 0),  make_case(1, 23, 4, 2, 12, NULL, 0, 1),
+        make_case(1, 60, 2, 2, 64, NULL, 0, 1),  make_case(1, 7, 2, 1, 4, NULL, 0, 0),
     };
     check_cases(cases, COUNT(cases));
 }
@@ -580,6 +590,7 @@ START_TEST(uneven_maps_with_empty_groups) {
         make_case(1, 65, 6, 4, 32, (int[]){1, 1, 3, 3, 3, 3}, 0, 1),
         make_case(1, 197, 3, 3, 16, (int[]){2, 2, 2}, 0, 0),
         make_case(2, 1, 4, 2, 64, (int[]){1, 1, 1, 1}, 0, 1),
+        make_case(1, 197, 4, 3, 64, (int[]){0, 0, 2, 2}, 0, 1),
     };
     check_cases(cases, COUNT(cases));
 }
@@ -702,6 +713,49 @@ START_TEST(tiled_saves_no_score_matrix) {
 }
 END_TEST
 
+/* The blocking shrinks to fit less local memory (clgqa_runtime's
+ * local_mem_bytes lowered): at head_dim 64, 16 KiB leaves forward tiles of
+ * 8 keys (one per item) and dq and dk/dv work-groups of 8 rows; 8 KiB one
+ * key or query per item in every kernel and dq and dk/dv work-groups of 4
+ * rows. The kernels still match the reference; with 4 KiB even the
+ * smallest work-groups do not fit and the call is refused. */
+START_TEST(tiled_fits_small_local_memory) {
+    clgqa_runtime *rt = test_runtime();
+    const cl_ulong keep = rt->local_mem_bytes, sizes[2] = {16 << 10, 8 << 10};
+    for (int i = 0; i < 2; i++) {
+        rt->local_mem_bytes = sizes[i] < keep ? sizes[i] : keep;
+        if (test_small()) {
+            attention_case tc = make_case(1, 17, 3, 2, 32, (int[]){0, 0, 0}, 0, 1);
+            check_case(&tc, -1);
+        } else {
+            const attention_case cases[] = {
+                make_case(1, 65, 2, 1, 64, NULL, 0, 1),
+                make_case(1, 197, 4, 3, 64, (int[]){0, 0, 2, 2}, 0, 0),
+            };
+            check_cases(cases, COUNT(cases));
+        }
+    }
+    attention_case tc = make_case(1, 3, 1, 1, 64, NULL, 0, 0);
+    float *junk = test_random_array(1000, 0.0f, 1.0f);
+    cl_mem buf = test_upload(junk, 1000), kv_map = test_upload_int((int32_t[]){0}, 1);
+    clgqa_view x = clgqa_view_at(buf, 0);
+    clgqa_attention_saved saved;
+    clgqa_attention_saved_layout(&tc.dims, 0, CLGQA_ATTENTION_TILED, x, &saved);
+    clgqa_attention_kernel keep_kernel = rt->attention_kernel;
+    rt->attention_kernel = CLGQA_ATTENTION_TILED;
+    rt->local_mem_bytes = 4 << 10;
+    clgqa_status s =
+        clgqa_attention_forward(rt, &tc.dims, x, x, x, x, clgqa_view_at(kv_map, 0), NULL, &saved);
+    rt->attention_kernel = keep_kernel;
+    rt->local_mem_bytes = keep;
+    ck_assert_int_eq(s, CLGQA_ERR_DEVICE_FEATURE);
+    ck_assert_msg(strstr(clgqa_error_message(), "local memory"), "%s", clgqa_error_message());
+    clgqa_buffer_release(&buf);
+    clgqa_buffer_release(&kv_map);
+    free(junk);
+}
+END_TEST
+
 START_TEST(bad_input_is_refused) {
     clgqa_runtime *rt = test_runtime();
     attention_case tc = make_case(1, 3, 4, 2, 2, NULL, 1, 0);
@@ -781,6 +835,7 @@ int main(void) {
     TCase *tiled = test_case(s, "tiled");
     tcase_add_test(tiled, tiled_backward_is_deterministic);
     tcase_add_test(tiled, tiled_saves_no_score_matrix);
+    tcase_add_test(tiled, tiled_fits_small_local_memory);
     TCase *errors = test_case(s, "errors");
     tcase_add_test(errors, bad_input_is_refused);
     return test_run_suite(s);

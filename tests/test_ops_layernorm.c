@@ -393,6 +393,31 @@ START_TEST(bad_arguments_are_refused) {
 }
 END_TEST
 
+/* The GPU path holds a row in one team of work-items (16 columns each):
+ * rows wider than the device's work-groups or local memory allow are
+ * refused with the op's name, not launched (70000 columns: teams of 8192
+ * work-items, beyond the 4096 PoCL and Intel's runtime allow this kernel
+ * and Oclgrind's 1024; a device allowing them would lack the 411 KB of
+ * local memory). */
+START_TEST(rows_too_wide_for_the_gpu_path_are_refused) {
+    op_test_class(1);
+    clgqa_runtime *rt = test_runtime();
+    const size_t cols = 70000;
+    float *row = test_random_array(cols, -1, 1);
+    cl_mem mem = test_upload(row, cols), params = NULL;
+    clgqa_view v = clgqa_view_at(mem, 0), none = clgqa_view_at(NULL, 0);
+    TEST_OK(clgqa_buffer_create(rt, 2 * cols * sizeof(float), &params));
+    ck_assert_int_eq(clgqa_layernorm_backward(rt, v, clgqa_view_at(params, 0), none, 1, v, v, v,
+                                              v, v, 1, cols),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "clgqa_layernorm_backward"), "%s",
+                  clgqa_error_message());
+    clgqa_buffer_release(&mem);
+    clgqa_buffer_release(&params);
+    free(row);
+}
+END_TEST
+
 int main(void) {
     Suite *suite = suite_create("ops_layernorm");
     TCase *tc = tcase_create("layernorm");
@@ -402,6 +427,7 @@ int main(void) {
     tcase_add_loop_test(tc, residual_forward_matches_reference, 0, 2 * OP_TEST_CLASSES);
     tcase_add_loop_test(tc, eps_is_honoured, 0, OP_TEST_CLASSES);
     tcase_add_test(tc, bad_arguments_are_refused);
+    tcase_add_test(tc, rows_too_wide_for_the_gpu_path_are_refused);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);
 }

@@ -110,8 +110,10 @@ END_TEST
 
 /* (rows, cols) with neither a multiple of a work-group size; the tall ones
  * take several chunks (two stages) on the GPU path even on a 1- or 2-core
- * device. */
-static const size_t shapes[][2] = {{37, 389}, {1, 1}, {1, 700}, {1029, 3}, {5, 33}, {3001, 70}};
+ * device, the last more than CLGQA_COLUMN_ROWS_PER_ITEM chunks, so that
+ * the finish splits them into slices (a tree). */
+static const size_t shapes[][2] = {{37, 389}, {1, 1},     {1, 700},   {1029, 3},
+                                   {5, 33},   {3001, 70}, {8500, 2}};
 #define SHAPE_COUNT (sizeof shapes / sizeof shapes[0])
 /* Rows of shape s, fewer of the tallest under CLGQA_TEST_SMALL (Oclgrind). */
 static size_t shape_rows(size_t s) {
@@ -123,6 +125,8 @@ START_TEST(bias_backward_matches_reference_and_is_deterministic) {
     clgqa_runtime *rt = test_runtime();
     for (size_t s = 0; s < SHAPE_COUNT; s++) {
         size_t rows = shape_rows(s), cols = shapes[s][1], n = rows * cols;
+        if (s == SHAPE_COUNT - 1 && _i == 1)
+            ck_assert_uint_gt(clgqa_column_sum_chunks(rt, rows, cols), CLGQA_COLUMN_ROWS_PER_ITEM);
         float *dy = test_random_array(n, -1, 1), *dbias = test_random_array(cols, -1, 1);
         float *got = op_floats(cols), *again = op_floats(cols);
         cl_mem dy_mem = op_upload_padded(dy, n), dbias_mem = op_upload_padded(dbias, cols);
@@ -156,20 +160,25 @@ START_TEST(bias_backward_matches_reference_and_is_deterministic) {
 END_TEST
 
 /* Stage 1 alone into partials kept by the caller, then one finish launch
- * for several sums at once (as the model finishes a block): three column
- * sums in this device's chunks, in one, and in more chunks than rows,
- * their partials side by side in one buffer and their results in another,
- * with gaps between them that must keep their values. */
+ * for several sums at once (as the model finishes a block): four column
+ * sums in this device's chunks, in one, in more chunks than rows, and in
+ * 530 chunks of a row each (as many as a 132-unit GPU's LayerNorm sums:
+ * the GPU path adds them in 32 slices and a tree), their partials side by
+ * side in one buffer and their results in another, with gaps between them
+ * that must keep their values. */
+#define TABLE_SUMS 4
 START_TEST(column_partials_and_a_finish_table_match_reference) {
     op_test_class(_i);
     clgqa_runtime *rt = test_runtime();
-    const size_t shape[3][2] = {{37, 389}, {shape_rows(5), 70}, {5, 33}};
+    const size_t shape[TABLE_SUMS][2] = {{37, 389}, {shape_rows(5), 70}, {5, 33}, {530, 9}};
     const size_t gap = 3;
-    clgqa_column_sum sums[3];
+    clgqa_column_sum sums[TABLE_SUMS];
     size_t partial_floats = 0, out_floats = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < TABLE_SUMS; i++) {
         size_t rows = shape[i][0], cols = shape[i][1];
-        size_t chunks = i == 0 ? clgqa_column_sum_chunks(rt, rows, cols) : i == 1 ? 1 : rows + 2;
+        const size_t chunk_counts[TABLE_SUMS] = {clgqa_column_sum_chunks(rt, rows, cols), 1,
+                                                 rows + 2, rows};
+        size_t chunks = chunk_counts[i];
         clgqa_column_sum sum = {partial_floats, chunks, cols, out_floats + gap};
         sums[i] = sum;
         partial_floats += chunks * cols;
@@ -177,9 +186,9 @@ START_TEST(column_partials_and_a_finish_table_match_reference) {
     }
     float *out0 = test_random_array(out_floats, -1, 1), *got = op_floats(out_floats);
     float *first = op_floats(out_floats);
-    float *x[3];
-    cl_mem x_mem[3];
-    for (int i = 0; i < 3; i++) {
+    float *x[TABLE_SUMS];
+    cl_mem x_mem[TABLE_SUMS];
+    for (int i = 0; i < TABLE_SUMS; i++) {
         x[i] = test_random_array(shape[i][0] * shape[i][1], -1, 1);
         x_mem[i] = op_upload_padded(x[i], shape[i][0] * shape[i][1]);
     }
@@ -187,13 +196,13 @@ START_TEST(column_partials_and_a_finish_table_match_reference) {
     cl_mem out_mem = op_upload_padded(out0, out_floats);
     for (int run = 0; run < 2; run++) {
         op_write_padded(out_mem, out0, out_floats);
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < TABLE_SUMS; i++)
             TEST_OK(clgqa_column_partials(rt, clgqa_view_add(op_view(partials_mem), sums[i].partials),
                                           sums[i].chunks, op_view(x_mem[i]), shape[i][0],
                                           shape[i][1]));
-        op_column_sums_finish(op_view(out_mem), op_view(partials_mem), sums, 3);
+        op_column_sums_finish(op_view(out_mem), op_view(partials_mem), sums, TABLE_SUMS);
         op_download_padded("finish table", out_mem, got, out_floats);
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < TABLE_SUMS; i++) {
             size_t rows = shape[i][0], cols = shape[i][1];
             for (size_t g = 0; g < gap; g++)
                 ck_assert_msg(got[sums[i].out - gap + g] == out0[sums[i].out - gap + g],
@@ -216,7 +225,7 @@ START_TEST(column_partials_and_a_finish_table_match_reference) {
             ck_assert_msg(memcmp(first, got, out_floats * sizeof *got) == 0,
                           "the finish table's sums differ between two identical runs");
     }
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < TABLE_SUMS; i++) {
         clgqa_buffer_release(&x_mem[i]);
         free(x[i]);
     }

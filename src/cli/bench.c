@@ -7,8 +7,12 @@
  * step's products, and what one training step asks of the OpenCL runtime: commands
  * enqueued (CLBlast's included), buffers created and host waits, counted by
  * libclgqa_counter.so (bench/counter), which the command preloads by running
- * itself again. A table on stdout and, with --json, every figure in a file
- * (same schema as bench/torch_ref.py). */
+ * itself again, and the step's kernel launches per family (launches,
+ * work-groups per launch, CLBlast's helper kernels) from the counter's
+ * launch record. Under the counter's pose (CLGQA_COUNTER_POSE) PoCL stands
+ * in for another device; with CLGQA_COUNTER_MARKERS no kernel runs, and the
+ * output says that its times are meaningless. A table on stdout and, with
+ * --json, every figure in a file (same schema as bench/torch_ref.py). */
 #include <cjson/cJSON.h>
 #include <clblast_c.h>
 #include <dlfcn.h>
@@ -29,12 +33,14 @@
 #include "mixup.h"
 #include "model_private.h"
 #include "ops.h"
+#include "runtime_internal.h"
 #include "scheme.h"
 
 #define MAX_SCHEMES 6
 #define MAX_DEVICES 16
 #define MAX_LABELS 24
 #define MAX_SETS 16
+#define MAX_KERNELS 96
 
 typedef struct bench_options {
     const char *size; /* "demo" (the README demo's ViT) or s, b, l (patch 16 at 224) */
@@ -50,6 +56,17 @@ typedef struct bench_options {
     const char *sets[MAX_SETS];
     int set_count;
 } bench_options;
+
+/* A kernel's or a kernel family's launches in the counted step. */
+typedef enum kernel_role { OWN_KERNEL, CLBLAST_GEMM, CLBLAST_HELPER } kernel_role;
+typedef struct launch_stats {
+    char name[64];
+    char family[64];         /* a kernel's family ("" in the family table) */
+    kernel_role role;        /* clgqa's, CLBlast's GEMM kernel or CLBlast's helper */
+    long launches;
+    long groups_min, groups_median; /* work-groups per launch; 0 when the local
+                                       size was left to the driver */
+} launch_stats;
 
 typedef struct scheme_result {
     clgqa_scheme scheme;
@@ -68,6 +85,11 @@ typedef struct scheme_result {
     int counted;                 /* the counts below were measured */
     clgqa_command_counts step;   /* one training step after warm-up */
     clgqa_command_counts first_step; /* the first step (buffers grow there) */
+    int launches_recorded;       /* the counter recorded the counted step's launches */
+    launch_stats kernels[MAX_KERNELS], families[MAX_KERNELS];
+    int kernel_count, family_count;
+    long gemm_launches, helper_launches; /* CLBlast's GEMM kernels and its helpers */
+    long smallest_gemm_groups;   /* fewest work-groups of any GEMM launch, 0 if none */
 } scheme_result;
 
 static double now_ms(void) { return 1e3 * clgqa_clock_seconds(); }
@@ -153,15 +175,37 @@ static clgqa_command_counts_fn *command_counter(void) {
     return read;
 }
 
+/* The counter's launch record and its mode, NULL and none when not loaded. */
+static clgqa_kernel_launches_fn *launch_record(void) {
+    clgqa_kernel_launches_fn *read;
+    *(void **)&read = dlsym(RTLD_DEFAULT, CLGQA_KERNEL_LAUNCHES_SYMBOL);
+    return read;
+}
+static clgqa_counter_mode counter_mode(void) {
+    clgqa_counter_mode mode = {"", "", 0};
+    clgqa_counter_mode_fn *read;
+    *(void **)&read = dlsym(RTLD_DEFAULT, CLGQA_COUNTER_MODE_SYMBOL);
+    if (read)
+        read(&mode);
+    return mode;
+}
+
 /* Enqueue one step, counting what it asks of OpenCL (when the counter is
- * loaded), then wait for it (not counted: the harness's own wait). */
+ * loaded) and noting the numbers of its first and past-last kernel launch
+ * in `launches` (when given), then wait for it (not counted: the harness's
+ * own wait). */
 static clgqa_status train_step(clgqa_runtime *rt, clgqa_model *model, const bench_batch *b,
-                               long step, clgqa_command_counts *counts) {
+                               long step, clgqa_command_counts *counts, long launches[2]) {
     clgqa_command_counts_fn *read = counts ? command_counter() : NULL;
+    clgqa_kernel_launches_fn *record = launches ? launch_record() : NULL;
     clgqa_command_counts before = {0}, after = {0};
     if (read)
         read(&before);
+    if (record)
+        launches[0] = record(0, NULL, 0);
     CLGQA_TRY(enqueue_train_step(model, b, step));
+    if (record)
+        launches[1] = record(0, NULL, 0);
     if (read) {
         read(&after);
         counts->kernels = after.kernels - before.kernels;
@@ -176,6 +220,107 @@ static clgqa_status train_step(clgqa_runtime *rt, clgqa_model *model, const benc
 
 static long command_total(const clgqa_command_counts *c) {
     return c->kernels + c->transfers + c->other_commands;
+}
+
+/* ------------------------------------------------ launches per family */
+
+static int compare_long(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* CLBlast's kernels (those of no clgqa family) by role: its GEMM kernels
+ * (Xgemm, and XgemmDirect in its NN, NT, TN and TT variants, one family)
+ * and the helpers it runs around the indirect one (pad, copy, transpose). */
+static kernel_role clblast_role(const char *kernel) {
+    return !strcmp(kernel, "Xgemm") || !strncmp(kernel, "XgemmDirect", 11) ? CLBLAST_GEMM
+                                                                             : CLBLAST_HELPER;
+}
+
+/* The entry of `name` in table[0..*count), added when new (NULL: full). */
+static launch_stats *stats_entry(launch_stats *table, int *count, const char *name) {
+    for (int i = 0; i < *count; i++)
+        if (!strcmp(table[i].name, name))
+            return &table[i];
+    if (*count == MAX_KERNELS)
+        return NULL;
+    launch_stats *s = &table[(*count)++];
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    return s;
+}
+
+/* Minimum and median (the lower middle one of an even count) of the
+ * work-groups of the launches whose key (kernel or family) is `name`. */
+static void work_group_figures(const clgqa_kernel_launch *l, const char *const *keys, long n,
+                               long *groups, launch_stats *s) {
+    long known = 0;
+    for (long i = 0; i < n; i++)
+        if (!strcmp(keys[i], s->name) && l[i].work_groups > 0)
+            groups[known++] = l[i].work_groups;
+    if (known == 0)
+        return;
+    qsort(groups, (size_t)known, sizeof *groups, compare_long);
+    s->groups_min = groups[0];
+    s->groups_median = groups[(known - 1) / 2];
+}
+
+/* The counted step's launches `first` to `end` (the counter's numbers) per
+ * kernel and per family into res. */
+static clgqa_status tally_launches(const clgqa_runtime *rt, long first, long end,
+                                   scheme_result *res) {
+    clgqa_kernel_launches_fn *record = launch_record();
+    long n = end - first;
+    if (!record || n <= 0 || n > CLGQA_LAUNCH_RECORD_SIZE)
+        return CLGQA_OK; /* not recorded (or more than the record keeps) */
+    clgqa_kernel_launch *l = malloc((size_t)n * sizeof *l);
+    const char **kernel_keys = malloc((size_t)n * sizeof *kernel_keys);
+    const char **family_keys = malloc((size_t)n * sizeof *family_keys);
+    long *groups = malloc((size_t)n * sizeof *groups);
+    clgqa_status status = CLGQA_OK;
+    if (!l || !kernel_keys || !family_keys || !groups) {
+        status = clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
+        goto done;
+    }
+    record(first, l, n);
+    res->kernel_count = res->family_count = 0;
+    for (long i = 0; i < n; i++) {
+        const char *family = clgqa_kernel_family(rt, l[i].kernel);
+        kernel_role role = family ? OWN_KERNEL : clblast_role(l[i].kernel);
+        if (!family)
+            family = strncmp(l[i].kernel, "XgemmDirect", 11) ? l[i].kernel : "XgemmDirect";
+        launch_stats *k = stats_entry(res->kernels, &res->kernel_count, l[i].kernel);
+        launch_stats *f = stats_entry(res->families, &res->family_count, family);
+        if (!k || !f) {
+            status = clgqa_fail(CLGQA_ERR_INVALID_ARG, "more than %d kernels in a step",
+                                MAX_KERNELS);
+            goto done;
+        }
+        snprintf(k->family, sizeof k->family, "%s", family);
+        k->role = f->role = role;
+        k->launches++;
+        f->launches++;
+        kernel_keys[i] = k->name;
+        family_keys[i] = f->name;
+        if (role == CLBLAST_GEMM) {
+            res->gemm_launches++;
+            if (l[i].work_groups > 0 &&
+                (!res->smallest_gemm_groups || l[i].work_groups < res->smallest_gemm_groups))
+                res->smallest_gemm_groups = l[i].work_groups;
+        }
+        res->helper_launches += role == CLBLAST_HELPER;
+    }
+    for (int i = 0; i < res->kernel_count; i++)
+        work_group_figures(l, kernel_keys, n, groups, &res->kernels[i]);
+    for (int i = 0; i < res->family_count; i++)
+        work_group_figures(l, family_keys, n, groups, &res->families[i]);
+    res->launches_recorded = 1;
+done:
+    free(l);
+    free(kernel_keys);
+    free(family_keys);
+    free(groups);
+    return status;
 }
 
 /* Adds a profile's attention time (the attention and PGQA labels) to *ms and
@@ -275,17 +420,19 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
 
     long step = 0;
     for (int i = 0; i < opt->warmup; i++)
-        if ((status = train_step(rt, model, &b, step++, i ? NULL : &res->first_step)))
+        if ((status = train_step(rt, model, &b, step++, i ? NULL : &res->first_step, NULL)))
             goto done;
     for (int i = 0; i < opt->steps; i++) {
         double t0 = now_ms();
-        if ((status = train_step(rt, model, &b, step++, NULL)))
+        if ((status = train_step(rt, model, &b, step++, NULL, NULL)))
             goto done;
         ms[i] = now_ms() - t0;
     }
     summarise(ms, opt->steps, &res->step_ms_median, &res->step_ms_min, &res->step_ms_max);
     clgqa_gemm_paths gemms = clgqa_gemm_paths_taken(rt);
-    if ((status = train_step(rt, model, &b, step++, &res->step)))
+    long launches[2] = {0, 0};
+    if ((status = train_step(rt, model, &b, step++, &res->step, launches)) ||
+        (status = tally_launches(rt, launches[0], launches[1], res)))
         goto done;
     res->gemm_direct = clgqa_gemm_paths_taken(rt).direct_calls - gemms.direct_calls;
     res->gemm_indirect = clgqa_gemm_paths_taken(rt).indirect_calls - gemms.indirect_calls;
@@ -364,13 +511,54 @@ static void describe_gemm_path(const clgqa_runtime *rt, char *text, size_t size)
         snprintf(text, size, "%s (forced by CLGQA_GEMM)", clgqa_gemm_kernel_name(kernel));
 }
 
+/* What a run under the counter's pose or markers is, in words. */
+#define PLAN_NOTE                                                                          \
+    "PLAN RUN (CLGQA_COUNTER_MARKERS): no kernel ran, each was replaced by a marker. Every " \
+    "time, img/s and GFLOP/s is meaningless; only the counts and launch shapes are real."
+#define POSE_NOTE "posed by libclgqa_counter.so on PoCL (CLGQA_COUNTER_POSE=%s)"
+
+/* The counted step's kernel launches per family, then the GEMM figures. */
+static void print_launches(const scheme_result *results, int count) {
+    if (!results[0].launches_recorded)
+        return;
+    printf("\nkernel launches of the counted step per family (CLBlast's kernels by name; "
+           "work-groups per launch):\n");
+    printf("%-10s %-36s %9s %9s %10s\n", "scheme", "family", "launches", "wg min", "wg median");
+    for (int i = 0; i < count; i++) {
+        const scheme_result *r = &results[i];
+        for (int f = 0; f < r->family_count; f++) {
+            const launch_stats *s = &r->families[f];
+            char name[80];
+            snprintf(name, sizeof name, "%s%s", s->name,
+                     s->role == CLBLAST_GEMM     ? " (CLBlast GEMM)"
+                     : s->role == CLBLAST_HELPER ? " (CLBlast helper)"
+                                                 : "");
+            printf("%-10s %-36s %9ld %9ld %10ld\n", f ? "" : clgqa_scheme_name(r->scheme), name,
+                   s->launches, s->groups_min, s->groups_median);
+        }
+        long gemms = r->gemm_direct + r->gemm_indirect;
+        printf("%-10s %ld GEMMs (%ld direct, %ld indirect) in %ld GEMM launches; %ld CLBlast helper "
+               "kernels (%.2f per GEMM); smallest GEMM launch %ld work-groups; %ld commands\n",
+               "", gemms, r->gemm_direct, r->gemm_indirect, r->gemm_launches, r->helper_launches,
+               gemms ? (double)r->helper_launches / (double)gemms : 0.0, r->smallest_gemm_groups,
+               command_total(&r->step));
+    }
+}
+
 static void print_table(const clgqa_runtime *rt, const bench_options *opt,
                         const scheme_result *results, int count, double peak) {
     char gemm_path[128];
     describe_gemm_path(rt, gemm_path, sizeof gemm_path);
+    clgqa_counter_mode mode = counter_mode();
+    if (mode.markers)
+        printf("%s\n\n", PLAN_NOTE);
     printf("device: %s (%s, driver %s), CLBlast %d.%d.%d\n", clgqa_runtime_device_name(rt), clgqa_runtime_platform_name(rt),
            clgqa_runtime_driver_version(rt), CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
            CLBLAST_VERSION_PATCH);
+    if (mode.pose[0]) {
+        printf(POSE_NOTE, mode.pose);
+        printf("\n");
+    }
     printf("model: %s, batch %d, %d steps after %d warm-up; CLBlast SGEMM peak %.1f GFLOP/s\n",
            opt->size, opt->batch, opt->steps, opt->warmup, peak);
     if (opt->set_count) {
@@ -428,6 +616,22 @@ static void print_table(const clgqa_runtime *rt, const bench_options *opt,
                r->step.transfers, r->step.other_commands, r->step.buffers_created,
                r->first_step.buffers_created, r->step.host_waits);
     }
+    print_launches(results, count);
+    if (mode.markers)
+        printf("\n%s\n", PLAN_NOTE);
+}
+
+/* One launch_stats as a JSON object. */
+static void add_launch_stats(cJSON *parent, const launch_stats *s, int with_family) {
+    cJSON *o = cJSON_AddObjectToObject(parent, s->name);
+    if (with_family)
+        cJSON_AddStringToObject(o, "family", s->family);
+    cJSON_AddStringToObject(o, "role", s->role == CLBLAST_GEMM     ? "clblast_gemm"
+                                       : s->role == CLBLAST_HELPER ? "clblast_helper"
+                                                                   : "clgqa");
+    cJSON_AddNumberToObject(o, "launches", (double)s->launches);
+    cJSON_AddNumberToObject(o, "work_groups_min", (double)s->groups_min);
+    cJSON_AddNumberToObject(o, "work_groups_median", (double)s->groups_median);
 }
 
 /* One device's results as the JSON object bench/report reads. */
@@ -450,6 +654,13 @@ static cJSON *device_json(const clgqa_runtime *rt, const bench_options *opt,
     cJSON_AddStringToObject(root, "gemm_kernel", clgqa_gemm_kernel_name(clgqa_runtime_gemm_kernel(rt)));
     cJSON_AddNumberToObject(root, "gemm_min_indirect_size",
                             (double)clgqa_gemm_paths_taken(rt).min_indirect_size);
+    clgqa_counter_mode mode = counter_mode();
+    if (mode.pose[0])
+        cJSON_AddStringToObject(root, "counter_pose", mode.pose);
+    if (mode.markers) {
+        cJSON_AddBoolToObject(root, "plan_only", 1);
+        cJSON_AddStringToObject(root, "plan_note", PLAN_NOTE);
+    }
     cJSON *config = cJSON_AddObjectToObject(root, "config");
     cJSON_AddStringToObject(config, "size", opt->size);
     cJSON_AddNumberToObject(config, "batch", opt->batch);
@@ -499,6 +710,23 @@ static cJSON *device_json(const clgqa_runtime *rt, const bench_options *opt,
             cJSON_AddNumberToObject(calls, "queued_waits", (double)r->step.queued_waits);
             cJSON_AddNumberToObject(calls, "first_step_buffers_created",
                                     (double)r->first_step.buffers_created);
+        }
+        if (r->launches_recorded) {
+            cJSON *launches = cJSON_AddObjectToObject(s, "step_kernel_launches");
+            long gemms = r->gemm_direct + r->gemm_indirect;
+            cJSON_AddNumberToObject(launches, "gemm_launches", (double)r->gemm_launches);
+            cJSON_AddNumberToObject(launches, "clblast_helper_kernels",
+                                    (double)r->helper_launches);
+            cJSON_AddNumberToObject(launches, "clblast_helpers_per_gemm",
+                                    gemms ? (double)r->helper_launches / (double)gemms : 0.0);
+            cJSON_AddNumberToObject(launches, "smallest_gemm_work_groups",
+                                    (double)r->smallest_gemm_groups);
+            cJSON *families = cJSON_AddObjectToObject(launches, "families");
+            for (int f = 0; f < r->family_count; f++)
+                add_launch_stats(families, &r->families[f], 0);
+            cJSON *kernels = cJSON_AddObjectToObject(launches, "kernels");
+            for (int k = 0; k < r->kernel_count; k++)
+                add_launch_stats(kernels, &r->kernels[k], 1);
         }
         cJSON *ops = cJSON_AddObjectToObject(s, "op_ms");
         for (int t = 0; t < r->total_count; t++)
@@ -672,6 +900,17 @@ int clgqa_cmd_bench(int argc, char **argv) {
         return clgqa_cli_error("bench");
 
     preload_counter();
+    /* A pose or markers asked for but not in force would measure PoCL as
+     * itself, under another device's name in the reader's mind. */
+    const char *pose = getenv("CLGQA_COUNTER_POSE"), *markers = getenv("CLGQA_COUNTER_MARKERS");
+    if (((pose && *pose) || (markers && *markers && strcmp(markers, "0"))) && !command_counter()) {
+        fprintf(stderr, "clgqa bench: CLGQA_COUNTER_POSE and CLGQA_COUNTER_MARKERS need "
+                        "libclgqa_counter.so preloaded (not with CLGQA_BENCH_NO_COUNTER nor in "
+                        "sanitizer builds)\n");
+        return 1;
+    }
+    if (counter_mode().markers)
+        fprintf(stderr, "%s\n", PLAN_NOTE);
     cli_environment env;
     if (cli_read_environment(&env))
         return clgqa_cli_error(NULL);

@@ -136,68 +136,204 @@ static clgqa_status check_saved(const char *op, const clgqa_attention_dims *dims
 
 /* ---- programs and shapes ---- */
 
-/* Rows of the K/V (or Q) tiles the tiled kernels stream through local
- * memory: 32, halved while the two tiles of the backward (plus its row
- * statistics) would take more than half the device's local memory, so two
- * work-groups fit on a compute unit. It is also the length of the private
- * score array of the forward, which 32 keeps within registers on GPUs. */
-static int stream_tile_rows(const clgqa_runtime *rt, int head_dim) {
-    int rows = 32;
-    while (rows > 1 &&
-           (2 * (cl_ulong)rows * head_dim + 2 * (cl_ulong)rows) * sizeof(float) >
-               rt->local_mem_bytes / 2)
-        rows /= 2;
-    return rows;
+/* The tiled kernels' register blocking (attention.cl, "Register
+ * blocking"): a work-item owns 4 rows and COL_VECS = row_vecs / col_groups
+ * float4 columns of their output or gradient. The inner tiles (keys per
+ * K/V tile of the forward and dq kernels, queries per Q/dout tile of the
+ * dk/dv kernel) are built into the program (inner_tile); the rows of a
+ * work-group are picked per launch (tiled_rows). */
+typedef struct tiled_shape {
+    int col_groups; /* items per block of 4 rows */
+    int inner[3];   /* per kernel (tiled_kernel): FWD_K, DQ_K, DKV_Q */
+} tiled_shape;
+
+typedef enum { TILED_FORWARD, TILED_DQ, TILED_DKV } tiled_kernel;
+
+/* float4s of a tile row: head_dim rounded up to whole vectors. */
+static size_t row_vecs(int head_dim) {
+    return ((size_t)head_dim + 3) / 4;
 }
 
-/* The tiled kernels need their smallest tiles (one K/V row, and the dK/dV
- * kernel's row statistics) in local memory: a device with less cannot run
- * them, whatever the batch. */
+/* Items per block of 4 rows: the largest divisor of row_vecs up to 8 that
+ * leaves each item at least 2 vectors (1 for rows of one vector). At
+ * head_dim 64: 8 groups of 2 vectors, so 64 rows take 128 items. */
+static int column_groups(int head_dim) {
+    int vecs = (int)row_vecs(head_dim), best = 1;
+    for (int g = 2; g <= 8 && g <= vecs / 2; g++)
+        if (vecs % g == 0)
+            best = g;
+    return best;
+}
+
+/* The __local arguments of `which` with `rows` rows per work-group and
+ * `inner` rows per inner tile, in bytes, in the kernel's order; returns
+ * their count. A tile row is row_vecs + 1 float4s (the spare vector moves
+ * consecutive rows to other banks), the probability and dS tiles are
+ * [inner][rows / 4 + 1] float4s. */
+static int tiled_local_args(tiled_kernel which, int head_dim, int col_groups, size_t rows,
+                            size_t inner, size_t bytes[7]) {
+    const size_t vec = 4 * sizeof(float), tile_row = (row_vecs(head_dim) + 1) * vec;
+    const size_t by_block = inner * (rows / 4 + 1) * vec;
+    switch (which) {
+    case TILED_FORWARD: /* Q, K, V, probabilities, row maxima [col_groups][rows / 4] */
+        bytes[0] = rows * tile_row;
+        bytes[1] = bytes[2] = inner * tile_row;
+        bytes[3] = by_block;
+        bytes[4] = (size_t)col_groups * (rows / 4) * vec;
+        return 5;
+    case TILED_DQ: /* Q, dout, K, V, dS, the rows' lse and D */
+        bytes[0] = bytes[1] = rows * tile_row;
+        bytes[2] = bytes[3] = inner * tile_row;
+        bytes[4] = by_block;
+        bytes[5] = 2 * rows * sizeof(float);
+        return 6;
+    default: /* K, V, Q, dout, P, dS, the queries' lse and D */
+        bytes[0] = bytes[1] = rows * tile_row;
+        bytes[2] = bytes[3] = inner * tile_row;
+        bytes[4] = bytes[5] = by_block;
+        bytes[6] = 2 * inner * sizeof(float);
+        return 7;
+    }
+}
+
+static size_t tiled_local_bytes(tiled_kernel which, int head_dim, int col_groups, size_t rows,
+                                size_t inner) {
+    size_t bytes[7], total = 0;
+    int n = tiled_local_args(which, head_dim, col_groups, rows, inner, bytes);
+    for (int i = 0; i < n; i++)
+        total += bytes[i];
+    return total;
+}
+
+/* Inner tiles: up to `inner_rows` rows, at most `per_item_max` per item,
+ * so that the private floats stay within 128 at head_dim 64 (attention.cl
+ * states them): the forward and dq take 32 keys (4 per item), dk/dv 16
+ * queries (2 per item: it holds dk and dv). More per item means more
+ * multiply-adds per vector read from local memory. */
+static const struct {
+    int inner_rows, per_item_max;
+} inner_target[3] = {{32, 8}, {32, 4}, {16, 2}};
+
+/* The inner tile of `which`: its target, halved down to col_groups rows
+ * until it fits beside 32 rows per work-group, or failing that beside 4;
+ * col_groups where nothing fits. */
+static int inner_tile(tiled_kernel which, int head_dim, int groups, cl_ulong local_bytes) {
+    const size_t beside[2] = {32, 4};
+    int first = inner_target[which].inner_rows / groups;
+    if (first > inner_target[which].per_item_max)
+        first = inner_target[which].per_item_max;
+    for (int r = 0; r < 2; r++)
+        for (int each = first > 1 ? first : 1; each >= 1; each /= 2)
+            if (tiled_local_bytes(which, head_dim, groups, beside[r], (size_t)each * groups) <=
+                local_bytes)
+                return each * groups;
+    return groups;
+}
+
+/* The blocking for a device with `local_bytes` of local memory and
+ * work-groups of up to `max_group` items; returns whether the smallest
+ * work-groups (4 rows, col_groups items) fit. */
+static int tiled_shape_for(int head_dim, cl_ulong local_bytes, size_t max_group,
+                           tiled_shape *shape) {
+    int groups = column_groups(head_dim), fits = (size_t)groups <= max_group;
+    shape->col_groups = groups;
+    for (int which = TILED_FORWARD; which <= TILED_DKV; which++) {
+        shape->inner[which] = inner_tile(which, head_dim, groups, local_bytes);
+        fits = fits && tiled_local_bytes(which, head_dim, groups, 4, shape->inner[which]) <=
+                           local_bytes;
+    }
+    return fits;
+}
+
+void clgqa_attention_build_defines(int head_dim, cl_ulong local_bytes, size_t max_group,
+                                   char *out, size_t size) {
+    tiled_shape t;
+    tiled_shape_for(head_dim, local_bytes, max_group, &t);
+    snprintf(out, size, "-DHEAD_DIM=%d -DCOL_GROUPS=%d -DFWD_K=%d -DDQ_K=%d -DDKV_Q=%d",
+             head_dim, t.col_groups, t.inner[TILED_FORWARD], t.inner[TILED_DQ],
+             t.inner[TILED_DKV]);
+}
+
+/* The tiled kernels need their smallest work-groups (4 rows) in local
+ * memory: a device with less cannot run them, whatever the batch. */
 static clgqa_status check_tiled_fits(const char *op, const clgqa_runtime *rt,
                                      const clgqa_attention_dims *dims) {
-    cl_ulong need = (2 * (cl_ulong)dims->head_dim + 2) * sizeof(float);
-    if (need > rt->local_mem_bytes)
-        return clgqa_fail(CLGQA_ERR_DEVICE_FEATURE,
-                          "%s: %s has %llu bytes of local memory, the tiled attention kernels "
-                          "need %llu at head_dim %d (attention_kernel rows needs none)",
-                          op, rt->device_name, (unsigned long long)rt->local_mem_bytes,
-                          (unsigned long long)need, dims->head_dim);
-    return CLGQA_OK;
+    tiled_shape t;
+    if (tiled_shape_for(dims->head_dim, rt->local_mem_bytes, rt->max_work_group_size, &t))
+        return CLGQA_OK;
+    size_t need = 0;
+    for (int which = TILED_FORWARD; which <= TILED_DKV; which++) {
+        size_t bytes = tiled_local_bytes(which, dims->head_dim, t.col_groups, 4, t.inner[which]);
+        need = bytes > need ? bytes : need;
+    }
+    return clgqa_fail(CLGQA_ERR_DEVICE_FEATURE,
+                      "%s: %s has %llu bytes of local memory and work-groups of up to %zu "
+                      "items, the tiled attention kernels need %zu bytes and %d items at "
+                      "head_dim %d (attention_kernel rows needs neither)",
+                      op, rt->device_name, (unsigned long long)rt->local_mem_bytes,
+                      rt->max_work_group_size, need, t.col_groups, dims->head_dim);
 }
 
-/* The attention program for this head dimension (both variants and PGQA
- * share it). */
+/* The attention program for this head dimension and device (both variants
+ * and PGQA share it). */
 static clgqa_status attention_kernel(clgqa_runtime *rt, const clgqa_attention_dims *dims,
                                      const char *name, cl_kernel *out) {
-    char defines[64];
-    snprintf(defines, sizeof defines, "-DHEAD_DIM=%d -DTILE=%d", dims->head_dim,
-             stream_tile_rows(rt, dims->head_dim));
+    char defines[128];
+    clgqa_attention_build_defines(dims->head_dim, rt->local_mem_bytes, rt->max_work_group_size,
+                                  defines, sizeof defines);
     return clgqa_kernel_variant(rt, FAMILY, defines, name, out);
 }
 
-/* Work-items (rows) per work-group of a tiled kernel, one per query or key
- * row: among the powers of two from the device's preferred multiple (at
- * least 8, at most 32) up to 64, within the kernel's limit, the one that
- * pads P to the fewest rows, ties going to the larger tile (fewer passes
- * over K/V). With 32-wide lanes (NVIDIA) P = 197, 65 and 17 get 32 (224, 96
- * and 32 rows); with 8 or less, 8 (200, 72 and 24 rows). */
-static size_t tile_rows(clgqa_runtime *rt, cl_kernel kern, size_t tokens) {
-    size_t lane = 0;
-    clGetKernelWorkGroupInfo(kern, rt->device, CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE,
-                             sizeof lane, &lane, NULL);
-    size_t smallest = lane < 8 ? 8 : lane > 32 ? 32 : lane;
-    size_t limit = clgqa_work_group_size(rt, kern, 64);
-    if (smallest > limit)
-        return limit;
-    size_t best = smallest, best_rows = (tokens + smallest - 1) / smallest * smallest;
-    for (size_t r = smallest * 2; r <= limit; r *= 2) {
-        size_t padded = (tokens + r - 1) / r * r;
-        if (padded <= best_rows) {
-            best = r;
-            best_rows = padded;
-        }
+/* Rows per work-group of a tiled kernel (query rows; key rows in dk/dv),
+ * 4 to 64 while its local memory and items fit: the largest whose padded
+ * row count (P rounded up to it) is within 1/4 of the least padded among
+ * 16 rows and up. Larger blocks load each K/V (Q/dout) tile for more rows,
+ * padding computes rows for nothing. P = 197 takes 64 rows (256 against
+ * 208 with 16: each K/V tile loaded for 64 rows instead of 32, half the
+ * tile loads of a 32-row block, for 14% more rows than its 224), 65 takes
+ * 32, 17 takes 32, 64 takes 64. */
+static size_t tiled_rows(clgqa_runtime *rt, cl_kernel kern, tiled_kernel which,
+                         const clgqa_attention_dims *dims, const tiled_shape *t) {
+    size_t kernel_max = 0;
+    if (clGetKernelWorkGroupInfo(kern, rt->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kernel_max,
+                                 &kernel_max, NULL) != CL_SUCCESS || kernel_max == 0)
+        kernel_max = rt->max_work_group_size;
+    size_t limit = kernel_max < rt->max_work_group_size ? kernel_max : rt->max_work_group_size;
+    size_t tokens = (size_t)dims->tokens, fitting[5], n = 0;
+    for (size_t rows = 64; rows >= 4; rows /= 2)
+        if (rows / 4 * t->col_groups <= limit &&
+            tiled_local_bytes(which, dims->head_dim, t->col_groups, rows, t->inner[which]) <=
+                rt->local_mem_bytes)
+            fitting[n++] = rows;
+    if (n == 0)
+        return 0;
+    size_t least = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t padded = (tokens + fitting[i] - 1) / fitting[i] * fitting[i];
+        if ((fitting[i] >= 16 || i == 0) && (least == 0 || padded < least))
+            least = padded;
     }
-    return best;
+    for (size_t i = 0; i < n; i++)
+        if ((tokens + fitting[i] - 1) / fitting[i] * fitting[i] * 4 <= least * 5)
+            return fitting[i];
+    return fitting[n - 1];
+}
+
+/* The work-group of `which` for this launch, its items and the number of
+ * row tiles covering P; fails where none fits the compiled kernel. */
+static clgqa_status tiled_group(const char *op, clgqa_runtime *rt, cl_kernel kern,
+                                tiled_kernel which, const clgqa_attention_dims *dims,
+                                tiled_shape *t, size_t *rows, size_t *items, cl_uint *tiles) {
+    tiled_shape_for(dims->head_dim, rt->local_mem_bytes, rt->max_work_group_size, t);
+    *rows = tiled_rows(rt, kern, which, dims, t);
+    if (*rows == 0)
+        return clgqa_fail(CLGQA_ERR_DEVICE_FEATURE,
+                          "%s: the tiled attention kernels' smallest work-group (%d items) "
+                          "does not fit this kernel on %s",
+                          op, t->col_groups, rt->device_name);
+    *items = *rows / 4 * t->col_groups;
+    *tiles = (cl_uint)(((size_t)dims->tokens + *rows - 1) / *rows);
+    return CLGQA_OK;
 }
 
 /* Local size for a one-work-group-per-row (PGQA) kernel: a power of two
@@ -285,28 +421,39 @@ static void qkv_args(kernel_args *args, const attention_sizes *s, clgqa_view q, 
     kernel_arg_view(args, kv_map);
 }
 
+/* The __local arguments of `which`, sized for `rows` rows per work-group. */
+static void tiled_local_arg_list(kernel_args *args, tiled_kernel which,
+                                 const clgqa_attention_dims *dims, const tiled_shape *t,
+                                 size_t rows) {
+    size_t bytes[7];
+    int n = tiled_local_args(which, dims->head_dim, t->col_groups, rows, t->inner[which], bytes);
+    for (int i = 0; i < n; i++)
+        kernel_arg_local(args, bytes[i]);
+}
+
 /* attention_tiled or attention_tiled_dq: their arguments after the ones
  * already in `args` are the same (q, k, v, kv_map, P, H, query tiles, scale,
- * two local tiles). */
-static clgqa_status launch_query_tiles(clgqa_runtime *rt, kernel_args *args,
-                                       const clgqa_attention_dims *dims, clgqa_view q,
-                                       clgqa_view k, clgqa_view v, clgqa_view kv_map) {
+ * then the local tiles). */
+static clgqa_status launch_query_tiles(clgqa_runtime *rt, const char *op, kernel_args *args,
+                                       tiled_kernel which, const clgqa_attention_dims *dims,
+                                       clgqa_view q, clgqa_view k, clgqa_view v,
+                                       clgqa_view kv_map) {
     cl_kernel kern = args->kernel;
     attention_sizes s = sizes_of(dims);
-    size_t local = tile_rows(rt, kern, (size_t)dims->tokens);
+    tiled_shape t;
+    size_t rows = 0, items = 0;
+    cl_uint query_tiles = 0;
+    CLGQA_TRY(tiled_group(op, rt, kern, which, dims, &t, &rows, &items, &query_tiles));
     cl_uint tokens = (cl_uint)dims->tokens, heads = (cl_uint)dims->heads;
-    cl_uint query_tiles = (cl_uint)(((size_t)dims->tokens + local - 1) / local);
     float scale = query_scale(dims);
-    size_t tile_bytes = (size_t)stream_tile_rows(rt, dims->head_dim) * dims->head_dim * sizeof(float);
     qkv_args(args, &s, q, k, v, kv_map);
     KERNEL_ARG(args, tokens);
     KERNEL_ARG(args, heads);
     KERNEL_ARG(args, query_tiles);
     KERNEL_ARG(args, scale);
-    kernel_arg_local(args, tile_bytes);
-    kernel_arg_local(args, tile_bytes);
+    tiled_local_arg_list(args, which, dims, &t, rows);
     CLGQA_TRY(kernel_args_done(args));
-    return clgqa_launch_1d(rt, kern, s.pairs * query_tiles * local, local);
+    return clgqa_launch_1d(rt, kern, s.pairs * query_tiles * items, items);
 }
 
 /* The work-group of the rows kernels, one (sample, head) pair's tokens: a
@@ -342,7 +489,7 @@ clgqa_status clgqa_attention_forward(clgqa_runtime *rt, const clgqa_attention_di
         kernel_args args = kernel_args_start(kern);
         kernel_arg_view(&args, attended);
         kernel_arg_view(&args, saved->lse);
-        CLGQA_TRY(launch_query_tiles(rt, &args, dims, q, k, v, kv_map));
+        CLGQA_TRY(launch_query_tiles(rt, op, &args, TILED_FORWARD, dims, q, k, v, kv_map));
     } else {
         CLGQA_TRY(attention_kernel(rt, dims, "attention_rows", &kern));
         cl_uint heads = (cl_uint)dims->heads, tokens = (cl_uint)dims->tokens;
@@ -423,6 +570,7 @@ static clgqa_status tiled_backward(clgqa_runtime *rt, const clgqa_attention_dims
                                    clgqa_view o, clgqa_view q, clgqa_view k, clgqa_view v,
                                    clgqa_view kv_map, const clgqa_attention_saved *saved,
                                    clgqa_view delta) {
+    const char *op = "clgqa_attention_backward";
     attention_sizes s = sizes_of(dims);
     cl_kernel dq_kern;
     CLGQA_TRY(attention_kernel(rt, dims, "attention_tiled_dq", &dq_kern));
@@ -432,16 +580,17 @@ static clgqa_status tiled_backward(clgqa_runtime *rt, const clgqa_attention_dims
     kernel_arg_view(&dq_args, g);
     kernel_arg_view(&dq_args, o);
     kernel_arg_view(&dq_args, saved->lse);
-    CLGQA_TRY(launch_query_tiles(rt, &dq_args, dims, q, k, v, kv_map));
+    CLGQA_TRY(launch_query_tiles(rt, op, &dq_args, TILED_DQ, dims, q, k, v, kv_map));
 
     cl_kernel kv;
     CLGQA_TRY(attention_kernel(rt, dims, "attention_tiled_dkv", &kv));
-    size_t local = tile_rows(rt, kv, (size_t)dims->tokens);
+    tiled_shape t;
+    size_t rows = 0, items = 0;
+    cl_uint key_tiles = 0;
+    CLGQA_TRY(tiled_group(op, rt, kv, TILED_DKV, dims, &t, &rows, &items, &key_tiles));
     cl_uint tokens = (cl_uint)dims->tokens, heads = (cl_uint)dims->heads;
     cl_uint kv_heads = (cl_uint)dims->kv_heads;
-    cl_uint key_tiles = (cl_uint)(((size_t)dims->tokens + local - 1) / local);
     float scale = query_scale(dims);
-    size_t stream_rows = (size_t)stream_tile_rows(rt, dims->head_dim);
     kernel_args kv_args = kernel_args_start(kv);
     kernel_arg_view(&kv_args, dk);
     kernel_arg_view(&kv_args, dv);
@@ -454,12 +603,10 @@ static clgqa_status tiled_backward(clgqa_runtime *rt, const clgqa_attention_dims
     KERNEL_ARG(&kv_args, kv_heads);
     KERNEL_ARG(&kv_args, key_tiles);
     KERNEL_ARG(&kv_args, scale);
-    kernel_arg_local(&kv_args, stream_rows * dims->head_dim * sizeof(float));
-    kernel_arg_local(&kv_args, stream_rows * dims->head_dim * sizeof(float));
-    kernel_arg_local(&kv_args, 2 * stream_rows * sizeof(float));
+    tiled_local_arg_list(&kv_args, TILED_DKV, dims, &t, rows);
     CLGQA_TRY(kernel_args_done(&kv_args));
-    return clgqa_launch_1d(rt, kv, (size_t)dims->batch * dims->kv_heads * key_tiles * local,
-                           local);
+    return clgqa_launch_1d(rt, kv, (size_t)dims->batch * dims->kv_heads * key_tiles * items,
+                           items);
 }
 
 clgqa_status clgqa_attention_backward(clgqa_runtime *rt, const clgqa_attention_dims *dims,

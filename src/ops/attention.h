@@ -95,6 +95,11 @@ void clgqa_attention_saved_layout(const clgqa_attention_dims *dims, int pgqa,
  * between calls. */
 size_t clgqa_attention_scratch_floats(const clgqa_attention_dims *dims, int pgqa,
                                       clgqa_attention_kernel kernel);
+/* The -D options attention.cl is built with at head_dim on a device with
+ * `local_bytes` of local memory and work-groups of up to `max_group` items
+ * (HEAD_DIM and the tiled kernels' blocking), for the build test. */
+void clgqa_attention_build_defines(int head_dim, cl_ulong local_bytes, size_t max_group,
+                                   char *out, size_t size);
 
 /* out [B*P, H*d] = concat_h softmax(q_h * d^-0.5 k_{map h}^T) v_{map h},
  * minus the PGQA perturbation when pgqa != NULL (PGQA needs H % G == 0, the

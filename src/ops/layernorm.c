@@ -122,6 +122,37 @@ size_t clgqa_layernorm_backward_chunks(clgqa_runtime *rt) {
     return 4 * (size_t)(rt->compute_units ? rt->compute_units : 1);
 }
 
+/* The columns each work-item of a layernorm_backward_teams team covers
+ * (LN_TEAM_SLOTS in layernorm.cl). */
+#define TEAM_SLOTS 16
+
+/* layernorm_backward_teams' shape on GPUs: teams of *team work-items (a
+ * power of two, at least 4, with at most TEAM_SLOTS columns each), as many
+ * teams as the chunk has rows, up to 256 work-items a group (fewer where
+ * the local memory needs it). */
+static clgqa_status teams_shape(clgqa_runtime *rt, cl_kernel k, const char *op, size_t cols,
+                                size_t chunk_rows, size_t *team, size_t *local,
+                                size_t *local_bytes) {
+    *team = 4;
+    while (*team * TEAM_SLOTS < cols)
+        *team *= 2;
+    size_t most = clgqa_work_group_size(rt, k, *team > 256 ? *team : 256);
+    if (most < *team)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "%s: rows of %zu columns need work-groups of %zu, %s allows %zu", op,
+                          cols, *team, rt->device_name, most);
+    size_t teams = 1;
+    while (teams < chunk_rows && 2 * teams * *team <= most)
+        teams *= 2;
+    for (;;) { /* partials [2, 2, local], then the teams' column sums [teams, cols] */
+        *local = teams * *team;
+        *local_bytes = (4 * *local + teams * cols) * sizeof(float);
+        if (*local_bytes <= rt->local_mem_bytes || teams == 1)
+            return CLGQA_OK;
+        teams /= 2;
+    }
+}
+
 clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view params,
                                       clgqa_view residual, size_t chunks, clgqa_view dout,
                                       clgqa_view in, clgqa_view mean, clgqa_view rstd,
@@ -148,18 +179,30 @@ clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
         din = dout = in = mean = rstd = params;
     }
     CLGQA_TRY(clgqa_check_view(op, "weight", weight, cols, sizeof(float)));
+    size_t chunk_rows = (rows + chunks - 1) / chunks;
 
+    /* CPU devices: one work-group of 4 work-items per chunk, crossing a
+     * tree on every row (layernorm_backward). CPU runtimes run a group's
+     * work-items as a loop around each barrier-free region, so small
+     * groups pay: with 4 it took 0.12-0.15 ms against 0.22 with 16 on this
+     * project's PoCL (1088 x 64, the demo), 0.7-1.2 against 1.6 (1576 x 384,
+     * ViT-S at batch 8), and several rows a group made PoCL slower and
+     * Intel's runtime no faster. GPUs: a team of work-items per row and
+     * several rows a group (layernorm_backward_teams), one barrier per
+     * round of rows instead of log2(local) + 2 per row. */
+    int by_teams = rt->device_class == CLGQA_CLASS_GPU;
     cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "layernorm_backward", &k));
-    /* A float4 each on GPUs. CPU devices run a group's work-items as a loop
-     * around each barrier-free region, and this kernel crosses barriers on
-     * every row: with 4 work-items a group it took 0.12-0.15 ms against
-     * 0.22 with 16 on this project's PoCL (1088 x 64, the demo), 0.7-1.2
-     * against 1.6 (1576 x 384, ViT-S at batch 8). */
-    size_t local = clgqa_row_group_size(
-        rt, k, rt->device_class == CLGQA_CLASS_CPU ? 4 : (cols + 3) / 4);
-    /* The chunk's column sums stay in local memory. */
-    size_t local_bytes = (2 * local + 3 * cols) * sizeof(float);
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY,
+                           by_teams ? "layernorm_backward_teams" : "layernorm_backward", &k));
+    size_t team = 0, local = 0, local_bytes = 0, scratch_bytes;
+    if (by_teams) {
+        CLGQA_TRY(teams_shape(rt, k, op, cols, chunk_rows, &team, &local, &local_bytes));
+        scratch_bytes = 4 * local * sizeof(float);
+    } else {
+        local = clgqa_row_group_size(rt, k, 4);
+        scratch_bytes = 2 * local * sizeof(float);
+        local_bytes = scratch_bytes + 3 * cols * sizeof(float); /* the chunk's column sums */
+    }
     if (local_bytes > rt->local_mem_bytes)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
                           "%s: rows of %zu columns need %zu bytes of local memory, %s has %llu",
@@ -179,9 +222,11 @@ clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
     kernel_arg_uint(&args, cols);
     const clgqa_view rows_read[] = {din, dout, in, weight};
     kernel_arg_uint(&args, quads_per_row(cols, rows_read, 4));
-    kernel_arg_uint(&args, (rows + chunks - 1) / chunks);
-    kernel_arg_local(&args, 2 * local * sizeof(float));
-    kernel_arg_local(&args, 3 * cols * sizeof(float));
+    kernel_arg_uint(&args, chunk_rows);
+    if (by_teams)
+        kernel_arg_uint(&args, team);
+    kernel_arg_local(&args, scratch_bytes);
+    kernel_arg_local(&args, local_bytes - scratch_bytes);
     CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, chunks * local, local);
 }

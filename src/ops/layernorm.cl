@@ -3,7 +3,9 @@
  * The forwards run one work-group per row, the backward one per chunk of
  * rows (get_local_size(0) a power of two); each work-item strides over a
  * row and partial results are combined by a fixed tree in local memory, so
- * results never depend on scheduling. */
+ * results never depend on scheduling. GPUs take a backward variant that
+ * works on several rows of the chunk at once (layernorm_backward_teams, at
+ * the end), with a fixed order as well. */
 
 /* Rows are read as float4 where every row starts 16-byte aligned (the
  * launcher passes quads = cols / 4 then, 0 otherwise): work-item k takes
@@ -260,4 +262,185 @@ __kernel void layernorm_backward(__global float *din, const uint din_off,
         if (residual_sums)
             dres[c] = sums[2 * cols + c];
     }
+}
+
+/* ---- LayerNorm backward on GPUs: a row per team of work-items ----
+ * layernorm_backward crosses a tree of log2(size) + 2 barriers on every
+ * row: 9 for ViT-S's 384 columns in the groups of a float4 per work-item
+ * (128) that GPUs would want, a GPU waiting at each. This variant computes
+ * the same thing with a work-group of several teams of `team` work-items (a
+ * power of two, at least 4); each team takes its own row of the chunk, so a
+ * group works on get_local_size(0) / team rows at once, and the row's two
+ * sums need one barrier: each work-item stores its partial sums and then
+ * reads its team's `team` partials in order, as float4, instead of climbing
+ * a tree. The partials alternate between two halves of `scratch` from round
+ * to round, so the next round's stores need no second barrier.
+ *
+ * Work-item lt of a team owns up to LN_TEAM_SLOTS columns (slot j: quad
+ * lt + (j / 4) * team, lane j % 4, on the float4 path; column lt + j *
+ * team otherwise) and keeps their weights and the chunk's three column
+ * sums in private memory (64 floats); at the end of the chunk the teams'
+ * sums are added in team order through `sums` [teams, cols]. */
+#define LN_TEAM_QUADS 4
+#define LN_TEAM_SLOTS (4 * LN_TEAM_QUADS)
+
+/* The column of slot j of work-item lt (above); cols or more: none. */
+static uint team_column(const uint quads, const uint team, const uint lt, const uint j) {
+    return quads ? 4 * (lt + (j / 4) * team) + j % 4 : lt + j * team;
+}
+
+/* Pass 1 of one element, as backward_terms with the column sums private. */
+static void team_terms(const float dy, const float w, const float x, const float mean,
+                       const float rstd, float *g_sum, float *g_xhat_sum, float *dweight,
+                       float *dbias) {
+    const float xhat = (x - mean) * rstd, g = dy * w;
+    *g_sum += g;
+    *g_xhat_sum += g * xhat;
+    *dweight += dy * xhat;
+    *dbias += dy;
+}
+
+/* Pass 2 of one element, as backward_din with the column sum private. */
+static float team_din(const float din, const float dy, const float w, const float x,
+                      const float mean, const float rstd, const float g_mean,
+                      const float g_xhat_mean, float *dres) {
+    const float xhat = (x - mean) * rstd;
+    const float updated = din + rstd * (dy * w - g_mean - xhat * g_xhat_mean);
+    *dres += updated;
+    return updated;
+}
+
+/* The sum of a team's `team` partials (16-byte aligned) in order. */
+static float team_sum(__local const float *partials, const uint team) {
+    __local const float4 *p4 = (__local const float4 *)partials;
+    float sum = 0.0f;
+    for (uint i = 0; i < team / 4; i++) {
+        const float4 v = p4[i];
+        sum = (((sum + v.x) + v.y) + v.z) + v.w;
+    }
+    return sum;
+}
+
+/* out[c] = the teams' private column sums `mine`, added in team order
+ * through `sums` (stored only when `store`). Every work-item calls it. */
+static void store_team_sums(__local float *sums, const float *mine, __global float *out,
+                            const uint cols, const uint quads, const uint team,
+                            const uint store) {
+    const uint lid = get_local_id(0), size = get_local_size(0);
+    const uint t = lid / team, lt = lid & (team - 1), teams = size / team;
+    for (uint j = 0; j < LN_TEAM_SLOTS; j++) {
+        const uint c = team_column(quads, team, lt, j);
+        if (c < cols)
+            sums[t * cols + c] = mine[j];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (store)
+        for (uint c = lid; c < cols; c += size) {
+            float sum = 0.0f;
+            for (uint u = 0; u < teams; u++)
+                sum += sums[u * cols + c];
+            out[c] = sum;
+        }
+    barrier(CLK_LOCAL_MEM_FENCE); /* sums is reused by the next call */
+}
+
+/* Arguments and results as layernorm_backward; `team` as above, cols <=
+ * LN_TEAM_SLOTS * team; scratch holds 4 * get_local_size(0) floats, sums
+ * teams * cols. */
+__kernel void layernorm_backward_teams(__global float *din, const uint din_off,
+                                       __global float *params, const uint params_off,
+                                       __global float *residual, const uint residual_off,
+                                       const uint residual_sums, __global const float *dout,
+                                       const uint dout_off, __global const float *in,
+                                       const uint in_off, __global const float *mean,
+                                       const uint mean_off, __global const float *rstd,
+                                       const uint rstd_off, __global const float *weight,
+                                       const uint weight_off, const uint rows, const uint cols,
+                                       const uint quads, const uint chunk_rows, const uint team,
+                                       __local float4 *scratch, __local float *sums) {
+    const uint chunk = get_group_id(0), chunks = get_num_groups(0);
+    const uint lid = get_local_id(0), size = get_local_size(0);
+    const uint t = lid / team, lt = lid & (team - 1), teams = size / team;
+    __global const float *w = weight + weight_off;
+    float w_slot[LN_TEAM_SLOTS], dweight[LN_TEAM_SLOTS], dbias[LN_TEAM_SLOTS],
+        dres[LN_TEAM_SLOTS];
+    for (uint j = 0; j < LN_TEAM_SLOTS; j++) {
+        const uint c = team_column(quads, team, lt, j);
+        w_slot[j] = c < cols ? w[c] : 0.0f;
+        dweight[j] = dbias[j] = dres[j] = 0.0f;
+    }
+
+    const uint first = min(rows, chunk * chunk_rows), last = min(rows, first + chunk_rows);
+    for (uint base = first, round = 0; base < last; base += teams, round++) {
+        const uint row = base + t;
+        const int active = row < last; /* the chunk's last round may not fill every team */
+        __global const float *dy = dout + dout_off + row * cols, *x = in + in_off + row * cols;
+        __global float *dx = din + din_off + row * cols;
+        __global const float4 *dy4 = (__global const float4 *)dy, *x4 = (__global const float4 *)x;
+        __global const float4 *dx4 = (__global const float4 *)dx;
+        const float row_mean = active ? mean[mean_off + row] : 0.0f;
+        const float row_rstd = active ? rstd[rstd_off + row] : 0.0f;
+
+        float g_sum = 0.0f, g_xhat_sum = 0.0f;
+        if (active && quads)
+            for (uint i = 0; i < LN_TEAM_QUADS; i++) {
+                const uint q = lt + i * team, j = 4 * i;
+                if (q < quads) {
+                    const float4 dyq = dy4[q], xq = x4[q];
+                    team_terms(dyq.x, w_slot[j], xq.x, row_mean, row_rstd, &g_sum, &g_xhat_sum,
+                               &dweight[j], &dbias[j]);
+                    team_terms(dyq.y, w_slot[j + 1], xq.y, row_mean, row_rstd, &g_sum,
+                               &g_xhat_sum, &dweight[j + 1], &dbias[j + 1]);
+                    team_terms(dyq.z, w_slot[j + 2], xq.z, row_mean, row_rstd, &g_sum,
+                               &g_xhat_sum, &dweight[j + 2], &dbias[j + 2]);
+                    team_terms(dyq.w, w_slot[j + 3], xq.w, row_mean, row_rstd, &g_sum,
+                               &g_xhat_sum, &dweight[j + 3], &dbias[j + 3]);
+                }
+            }
+        else if (active)
+            for (uint j = 0; j < LN_TEAM_SLOTS; j++) {
+                const uint c = lt + j * team;
+                if (c < cols)
+                    team_terms(dy[c], w_slot[j], x[c], row_mean, row_rstd, &g_sum, &g_xhat_sum,
+                               &dweight[j], &dbias[j]);
+            }
+
+        /* The team's two sums: partials [2, size] in this round's half. */
+        __local float *partials = (__local float *)scratch + (round % 2) * 2 * size;
+        partials[lid] = g_sum;
+        partials[size + lid] = g_xhat_sum;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const float g_mean = team_sum(partials + t * team, team) / cols;
+        const float g_xhat_mean = team_sum(partials + size + t * team, team) / cols;
+
+        if (active && quads)
+            for (uint i = 0; i < LN_TEAM_QUADS; i++) {
+                const uint q = lt + i * team, j = 4 * i;
+                if (q < quads) {
+                    /* Stored lane by lane, as layernorm_backward. */
+                    const float4 dyq = dy4[q], xq = x4[q], dxq = dx4[q];
+                    dx[4 * q] = team_din(dxq.x, dyq.x, w_slot[j], xq.x, row_mean, row_rstd,
+                                         g_mean, g_xhat_mean, &dres[j]);
+                    dx[4 * q + 1] = team_din(dxq.y, dyq.y, w_slot[j + 1], xq.y, row_mean,
+                                             row_rstd, g_mean, g_xhat_mean, &dres[j + 1]);
+                    dx[4 * q + 2] = team_din(dxq.z, dyq.z, w_slot[j + 2], xq.z, row_mean,
+                                             row_rstd, g_mean, g_xhat_mean, &dres[j + 2]);
+                    dx[4 * q + 3] = team_din(dxq.w, dyq.w, w_slot[j + 3], xq.w, row_mean,
+                                             row_rstd, g_mean, g_xhat_mean, &dres[j + 3]);
+                }
+            }
+        else if (active)
+            for (uint j = 0; j < LN_TEAM_SLOTS; j++) {
+                const uint c = lt + j * team;
+                if (c < cols)
+                    dx[c] = team_din(dx[c], dy[c], w_slot[j], x[c], row_mean, row_rstd, g_mean,
+                                     g_xhat_mean, &dres[j]);
+            }
+    }
+
+    store_team_sums(sums, dweight, params + params_off + chunk * cols, cols, quads, team, 1);
+    store_team_sums(sums, dbias, params + params_off + (chunks + chunk) * cols, cols, quads,
+                    team, 1);
+    store_team_sums(sums, dres, residual + residual_off + chunk * cols, cols, quads, team,
+                    residual_sums);
 }

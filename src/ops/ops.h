@@ -135,9 +135,10 @@ typedef struct clgqa_column_sum {
 /* The device table of `count` sums (CLGQA_COLUMN_SUM_UINTS each), for the
  * caller to upload once; fails on a field beyond 32 bits. */
 clgqa_status clgqa_column_sum_encode(const clgqa_column_sum *sums, size_t count, cl_uint *table);
-/* Stage 2 of every sum in `sums` in one launch, in chunk order. `table` is
- * the device copy of clgqa_column_sum_encode(sums); the host copy is checked
- * against the views' buffers. */
+/* Stage 2 of every sum in `sums` in one launch, in a fixed order (chunk
+ * order on CPU devices; on GPUs blocks of chunks joined by a tree). `table`
+ * is the device copy of clgqa_column_sum_encode(sums); the host copy is
+ * checked against the views' buffers. */
 clgqa_status clgqa_column_sums_finish(clgqa_runtime *rt, clgqa_view out, clgqa_view partials,
                                       clgqa_view table, const clgqa_column_sum *sums,
                                       size_t count);

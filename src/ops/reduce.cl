@@ -54,7 +54,8 @@ __kernel void column_sums(__global float *out, const uint out_off, const uint ac
     }
 }
 
-/* Column c of partial sums [chunks, width], in chunk order. */
+/* Column c of partial sums [chunks, width], in chunk order (the finish on
+ * CPU devices, column_sums_finish_table). */
 static float chunk_sum(__global const float *partials, const uint chunks, const uint width,
                        const uint c) {
     float sum = 0.0f;
@@ -63,13 +64,55 @@ static float chunk_sum(__global const float *partials, const uint chunks, const 
     return sum;
 }
 
-/* Column sums, stage 2 of one sum: out[c] += the partials' column c. */
+/* Column sums, stage 2 on GPUs: column c of partial sums [chunks, width]
+ * by a group of (columns x slices) work-items, as stage 1 over the chunks:
+ * work-item (c, s) adds the s-th of get_local_size(1) contiguous blocks of
+ * chunks in order (nothing when `valid` is 0), then the slices combine by
+ * a fixed tree, so no work-item reads more than a few dozen partials (a
+ * 132-unit GPU's LayerNorm sums have 528 chunks). Every work-item of the
+ * group must call it; every one gets its column's sum. */
+static float chunk_slices_sum(__local float *scratch, __global const float *partials,
+                              const uint chunks, const uint width, const uint c,
+                              const int valid) {
+    const uint slices = get_local_size(1), s = get_local_id(1);
+    const uint block = (chunks + slices - 1) / slices;
+    const uint begin = min(chunks, s * block), end = min(chunks, begin + block);
+    float sum = 0.0f;
+    if (valid)
+        for (uint k = begin; k < end; k++)
+            sum += partials[k * width + c];
+    return column_slices_sum(scratch, sum);
+}
+
+/* Column sums, stage 2 of one sum (the GPUs' bias_backward): out[c] += the
+ * partials' column c. */
 __kernel void column_sums_finish(__global float *out, const uint out_off,
                                  __global const float *partials, const uint partials_off,
-                                 const uint chunks, const uint width) {
+                                 const uint chunks, const uint width, __local float *scratch) {
     const uint c = get_global_id(0);
-    if (c < width)
-        out[out_off + c] += chunk_sum(partials + partials_off, chunks, width, c);
+    const float sum =
+        chunk_slices_sum(scratch, partials + partials_off, chunks, width, c, c < width);
+    if (c < width && get_local_id(1) == 0)
+        out[out_off + c] += sum;
+}
+
+/* column_sums_finish_table (below) on GPUs: the entries' columns laid end
+ * to end over dimension 0, each column's chunks in slices. */
+__kernel void column_sums_finish_table_tree(__global float *out, const uint out_off,
+                                            __global const float *partials,
+                                            const uint partials_off,
+                                            __global const uint *table, const uint table_off,
+                                            const uint entries, __local float *scratch) {
+    uint c = get_global_id(0), e = 0;
+    __global const uint *entry = table + table_off;
+    for (; e < entries && c >= entry[2]; e++, entry += 4)
+        c -= entry[2];
+    const int valid = e < entries; /* not past the last entry's columns */
+    const float sum =
+        chunk_slices_sum(scratch, partials + partials_off + (valid ? entry[0] : 0),
+                         valid ? entry[1] : 0, valid ? entry[2] : 0, c, valid);
+    if (valid && get_local_id(1) == 0)
+        out[out_off + entry[3] + c] += sum;
 }
 
 /* Column sums, stage 2 of a table of sums (a model block's bias and

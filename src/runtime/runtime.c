@@ -1033,10 +1033,17 @@ static const char *kernel_label(clgqa_runtime *rt, cl_kernel kernel) {
                     return "pgqa";
                 if (!strncmp(name, "gelu_", 5))
                     return "gelu";
-                if (getenv("PERKERNEL")) return name;
                 return rt->programs[i].family;
             }
     return "other";
+}
+
+const char *clgqa_kernel_family(const clgqa_runtime *rt, const char *kernel_name) {
+    for (int i = 0; i < rt->program_count; i++)
+        for (int k = 0; k < rt->programs[i].kernel_count; k++)
+            if (!strcmp(rt->programs[i].kernel_names[k], kernel_name))
+                return rt->programs[i].family;
+    return NULL;
 }
 
 /* ------------------------------------------------------------- launches */

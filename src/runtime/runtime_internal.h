@@ -67,6 +67,10 @@ clgqa_status clgqa_kernel(clgqa_runtime *rt, const char *family, const char *ker
 clgqa_status clgqa_kernel_variant(clgqa_runtime *rt, const char *family, const char *defines,
                                   const char *kernel_name, cl_kernel *out);
 
+/* The family (src/ops/<family>.cl) of a kernel this runtime has created,
+ * by the kernel's function name; NULL for any other (CLBlast's). */
+const char *clgqa_kernel_family(const clgqa_runtime *rt, const char *kernel_name);
+
 /* Build a program from `source` (with the same prelude and options as the
  * embedded families, through the binary cache). Used for the embedded
  * families and by tests that need a deliberately broken kernel. The caller
