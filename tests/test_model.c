@@ -775,8 +775,6 @@ START_TEST(bad_calls_are_refused) {
 }
 END_TEST
 
-/* Running metrics sum the batches; the last-batch figures match the
- * per-sample losses; clipping scales the gradient AdamW sees. */
 /* Gradient accumulation: the gradient of a batch of 4 equals two
  * micro-batches of 2, each backward scaled by 1 / 4 and the second added
  * to the first (clgqa_model_backward_scaled), for every parameter, within
@@ -868,6 +866,8 @@ START_TEST(ema_of_constant_weights_is_the_closed_form) {
 }
 END_TEST
 
+/* Running metrics sum the batches; the last-batch figures match the
+ * per-sample losses; clipping scales the gradient AdamW sees. */
 START_TEST(metrics_and_clipping) {
     clgqa_runtime *rt = test_runtime();
     clgqa_config cfg = tiny_config(CLGQA_MHSA);

@@ -282,6 +282,9 @@ static void check_against_torch(const loss_case *lc, cl_mem logits_mem, cl_mem l
     op_download_padded("losses", losses_mem, got, rows);
     double *want = test_to_doubles(want_losses, rows);
     snprintf(what, sizeof what, "%s %s losses", lc->name, which);
+    /* Both sides are float32: a log-sum-exp over up to 300 classes and the
+     * targets' dot product, each summed in its own order, agree to a few
+     * ulp of the sums (1e-5 relative, 1e-6 for losses near 0). */
     test_assert_close(what, got, want, rows, 1e-5, 1e-6);
     free(want);
     op_download_padded("probs", probs_mem, probs, n);
@@ -290,6 +293,9 @@ static void check_against_torch(const loss_case *lc, cl_mem logits_mem, cl_mem l
     for (size_t i = 0; i < n; i++)
         scale[i] = (fabs(probs[i]) + fabs(host_targets[i])) / (double)rows + 1e-12;
     snprintf(what, sizeof what, "%s %s dlogits", lc->name, which);
+    /* (probs - targets) / rows: the difference of two float32 values whose
+     * probabilities differ from PyTorch's by ~1e-6 relative; 1e-5 of the
+     * terms' magnitude, (|p| + |t|) / rows. */
     op_assert_close_scaled(what, got, want_d, scale, n, 1e-5);
     cl_mem mems[] = {probs_mem, losses_mem, correct_mem, dlogits_mem};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
@@ -340,6 +346,8 @@ START_TEST(smoothing_soft_targets_and_mixup_match_pytorch) {
         op_download_padded("mixed targets", targets_mem, targets, n);
         double *want = test_to_doubles(mixed, n);
         snprintf(name, sizeof name, "%s mixed targets", lc.name);
+        /* Values in [0, 1] from two products and a sum in float (PyTorch's
+         * too): a few roundings of 6e-8 each, 2.5e-7 relative. */
         test_assert_close(name, targets, want, n, 2.5e-7, 0);
         check_against_torch(&lc, logits_mem, labels_mem, op_view(targets_mem), mixed, "mix");
 

@@ -146,7 +146,7 @@ START_TEST(im2col_pixels_mixes_like_timm) {
                             size_t at = (b * n + py * grid + px) * k_len + k;
                             want[at] = value;
                             /* The magnitude of the terms: x / 255 and mean
-                                             * (they cancel near the mean), divided by std. */
+                             * (they cancel near the mean), divided by std. */
                             double a_terms = ((double)pixels[own] / 255.0 + mean[c]) / std[c];
                             double p_terms = ((double)pixels[partner] / 255.0 + mean[c]) / std[c];
                             scale[at] = (mix->mode == CLGQA_MIX_BLEND

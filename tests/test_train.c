@@ -982,7 +982,8 @@ START_TEST(gamma_and_beta_draws_have_their_moments) {
 }
 END_TEST
 
-/* timm's Mixup(mode='batch') decisions per batch: with prob 0.3 a share
+/* timm's Mixup(mode='batch') decisions per batch, each against timm's
+ * algorithm replayed on the same draws: with prob 0.3 a share
  * 0.3 of batches is mixed, the others not (label weight 1); with both
  * alphas on, CutMix in a share switch_prob (0.5) of the mixed ones; a blend
  * weighs the own label by its lambda; a box lies in the image with its
@@ -996,9 +997,37 @@ START_TEST(mixup_draws_follow_timm) {
     double blend_sum = 0;
     for (int step = 0; step < n; step++) {
         clgqa_host_draws d = {42, clgqa_stream_id(CLGQA_RNG_MIXUP, 0, (uint64_t)step), 0};
+        clgqa_host_draws replay = d;
         clgqa_image_mix mix;
         double weight;
         clgqa_mixup_draw(&settings, &d, size, &mix, &weight);
+        /* timm's _params_per_batch and rand_bbox on the same draws, in
+         * float64: u < prob mixes, u < switch_prob picks CutMix, lambda ~
+         * Beta(alpha, alpha), the cut's side int(size sqrt(1 - lambda)),
+         * its centre np.random.randint(0, size) for rows then columns. */
+        if (clgqa_draw_uniform(&replay) < settings.prob) {
+            int cutmix = clgqa_draw_uniform(&replay) < settings.switch_prob;
+            double alpha = cutmix ? settings.cutmix_alpha : settings.mixup_alpha;
+            double lambda = clgqa_draw_beta(&replay, alpha, alpha);
+            ck_assert_int_eq(mix.mode, cutmix ? CLGQA_MIX_BOX : CLGQA_MIX_BLEND);
+            if (cutmix) {
+                int cut = (int)(size * sqrt(1.0 - lambda));
+                int cy = (int)(clgqa_draw_uniform(&replay) * size);
+                int cx = (int)(clgqa_draw_uniform(&replay) * size);
+                int want[4] = {cy - cut / 2, cy + cut / 2, cx - cut / 2, cx + cut / 2};
+                for (int k = 0; k < 4; k++)
+                    want[k] = want[k] < 0 ? 0 : want[k] > size ? size : want[k];
+                ck_assert_msg(mix.y0 == want[0] && mix.y1 == want[1] && mix.x0 == want[2] &&
+                                  mix.x1 == want[3],
+                              "lambda %.6f: box [%d, %d) x [%d, %d), timm's [%d, %d) x [%d, %d)",
+                              lambda, mix.y0, mix.y1, mix.x0, mix.x1, want[0], want[1], want[2],
+                              want[3]);
+            } else {
+                ck_assert(mix.lambda == lambda);
+            }
+        } else {
+            ck_assert_int_eq(mix.mode, CLGQA_MIX_NONE);
+        }
         if (mix.mode == CLGQA_MIX_NONE) {
             ck_assert(weight == 1.0);
             continue;
@@ -1348,6 +1377,8 @@ static void check_stop_by(int sig, const char *name) {
     ck_assert_msg(at && sscanf(at, "in epoch 1 after step %ld/%ld", &step, &steps) == 2, "%s", err);
     ck_assert_int_eq(steps, LONG_TRAIN / 4);
     ck_assert_msg(step >= 50 && step < steps, "stopped after step %ld", step);
+    /* 10 classes: the progress line shows the top-5 accuracy. */
+    ck_assert_msg(strstr(err, "step 50/250 loss ") && strstr(err, "% top-5 "), "%s", err);
     char resume_line[700];
     snprintf(resume_line, sizeof resume_line, "clgqa train %s/config.yaml --resume %s\n", out_dir,
              out_dir);
