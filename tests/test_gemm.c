@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "ops.h"
 #include "support/test_util.h"
 
 /* float64 reference of C = alpha op(A) op(B) + beta C (row-major). */
@@ -314,6 +315,209 @@ START_TEST(tuning_files_are_applied_by_device_name) {
 }
 END_TEST
 
+/* ---- operands read in place, and split-K ---- */
+
+/* A fresh runtime (no temporary buffer yet) on the suite's context and
+ * queue, so buffers outlive it, with `path` ("auto", "direct", "indirect")
+ * and split option `split`. */
+static clgqa_runtime *runtime_with(const char *path, size_t split) {
+    clgqa_runtime *rt, *shared = test_runtime();
+    TEST_OK(clgqa_runtime_wrap(shared->context, shared->device, shared->queue,
+                               test_runtime_options(), &rt));
+    TEST_OK(test_choose_paths(rt, NULL, NULL, path));
+    rt->gemm_split = split;
+    return rt;
+}
+
+static cl_mem upload_to(clgqa_runtime *rt, const float *host, size_t n) {
+    cl_mem mem;
+    TEST_OK(clgqa_buffer_create(rt, n * sizeof(float), &mem));
+    TEST_OK(clgqa_buffer_write(rt, mem, 0, n * sizeof(float), host));
+    return mem;
+}
+
+/* The tiles are the smallest sizes that need no padding: a weight
+ * gradient's product (C = A^T B, both stored K-major, the layout the model
+ * gives CLBlast) of tile-multiple sizes runs on the indirect kernel without
+ * a temporary buffer, from buffers at offset 0 or from registered regions
+ * at aligned offsets; unregistered offsets, sizes off the tiles, and the
+ * forward's layout (C = A B^T) make CLBlast copy. */
+START_TEST(tiled_products_copy_nothing) {
+    clgqa_runtime *rt = runtime_with("indirect", 1);
+    clgqa_gemm_tiles t;
+    TEST_OK(clgqa_gemm_tiles_of(rt, &t));
+    ck_assert_msg(t.m >= 1 && t.n >= 1 && t.k >= 1 && t.rows % t.m == 0 && t.rows % t.n == 0 &&
+                      t.rows % t.k == 0,
+                  "tiles %zu %zu %zu rows %zu", t.m, t.n, t.k, t.rows);
+    /* PoCL's and Intel's shipped tuning (tuning/) and CLBlast's default
+     * kernels are all GEMMK=0 with 16- to 128-wide tiles. */
+    ck_assert_msg(t.m >= 16 && t.n >= 16 && t.k >= 16, "tiles %zu %zu %zu", t.m, t.n, t.k);
+    size_t m = 2 * t.n, n = t.m, k = 3 * t.k, align = clgqa_gemm_operand_alignment(rt);
+    size_t a_len = k * m, b_len = k * n, c_len = m * n;
+    float *a = test_random_array(align + a_len, -1, 1), *b = test_random_array(b_len, -1, 1);
+    float *got = malloc(c_len * sizeof *got);
+    double *want = calloc(c_len, sizeof *want);
+    reference_gemm(1, 0, m, n, k, 1, a + align, m, b, n, 0, want, n);
+    cl_mem da = upload_to(rt, a, align + a_len), db = upload_to(rt, b, b_len), dc;
+    TEST_OK(clgqa_buffer_create(rt, (align + c_len) * sizeof(float), &dc));
+    clgqa_view av = clgqa_view_at(da, align), bv = clgqa_view_at(db, 0),
+               cv = clgqa_view_at(dc, align);
+
+    /* At aligned offsets, unregistered: CLBlast copies A and C. */
+    TEST_OK(clgqa_sgemm(rt, 1, 0, m, n, k, 1, av, m, bv, n, 0, cv, n));
+    TEST_OK(clgqa_finish(rt));
+    ck_assert_uint_gt(clgqa_gemm_temp_bytes(rt), 0);
+    clgqa_runtime_destroy(rt);
+
+    rt = runtime_with("indirect", 1);
+    TEST_OK(clgqa_gemm_operand_region(rt, av, a_len));
+    TEST_OK(clgqa_gemm_operand_region(rt, cv, c_len));
+    TEST_OK(clgqa_sgemm(rt, 1, 0, m, n, k, 1, av, m, bv, n, 0, cv, n));
+    TEST_OK(clgqa_buffer_read(rt, dc, align * sizeof(float), c_len * sizeof(float), got));
+    ck_assert_uint_eq(clgqa_gemm_temp_bytes(rt), 0);
+    test_assert_close("C", got, want, c_len, GEMM_REL, GEMM_ABS);
+    /* One row of K short of a tile: padding needed. */
+    TEST_OK(clgqa_sgemm(rt, 1, 0, m, n, k - 1, 1, av, m, bv, n, 0, cv, n));
+    TEST_OK(clgqa_finish(rt));
+    ck_assert_uint_gt(clgqa_gemm_temp_bytes(rt), 0);
+    clgqa_gemm_operand_regions_release(rt, da);
+    clgqa_gemm_operand_regions_release(rt, dc);
+    clgqa_runtime_destroy(rt);
+
+    /* The forward's C = A B^T with A [m, k] and B [n, k]: one operand is
+     * read along its rows whatever the layout, so CLBlast copies it. */
+    rt = runtime_with("indirect", 1);
+    TEST_OK(clgqa_sgemm(rt, 0, 1, m, n, k, 1, clgqa_view_at(da, 0), k, bv, k, 0,
+                        clgqa_view_at(dc, 0), n));
+    TEST_OK(clgqa_finish(rt));
+    ck_assert_uint_gt(clgqa_gemm_temp_bytes(rt), 0);
+    clgqa_runtime_destroy(rt);
+    clReleaseMemObject(da);
+    clReleaseMemObject(db);
+    clReleaseMemObject(dc);
+    free(a), free(b), free(got), free(want);
+}
+END_TEST
+
+/* The auto plan with an H100's tiles (128 x 128, k 32) and 132 compute
+ * units: ViT-S/16's weight gradients at batch 64 (12672 padded rows) split
+ * to at least 264 work-groups, the count padding the rows least; products
+ * that fill the device, run direct, have an output off the tiles or few
+ * rows are not split; a forced
+ * count is kept up to one chunk per k tile. */
+START_TEST(split_plan) {
+    const clgqa_gemm_tiles h100 = {128, 128, 32, 128};
+    const size_t rows = 12672;
+    /* qkv: 768 x 384 is 18 tiles; 15 to 18 chunks, 18 divides 396 k tiles. */
+    ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 1, 0, 768, 384, rows), 18);
+    /* fc1 and fc2: 36 tiles; 8 would pad to 12800 rows, 9 to none. */
+    ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 1, 0, 1536, 384, rows), 9);
+    ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 1, 0, 384, 1536, rows), 9);
+    ck_assert_uint_eq(clgqa_gemm_chunk_rows(&h100, rows, 9) * 9, rows);
+    /* The forward's products fill it; a direct product is left alone. */
+    ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 1, 0, rows, 768, 384), 1);
+    ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 0, 0, 384, 384, rows), 1);
+    /* An output off the tiles would be copied chunk by chunk: not split. */
+    ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 1, 0, 384, 16, rows), 1);
+    ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 1, 0, 1000, 384, rows), 1);
+    /* Too few rows for two chunks of 4 k tiles; 64 chunks at most. */
+    ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 1, 0, 768, 384, 200), 1);
+    ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 10000, 1, 0, 128, 128, 1 << 20), 64);
+    /* Forced: as asked, at most one chunk per k tile. */
+    ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 0, 3, 64, 64, rows), 3);
+    ck_assert_uint_eq(clgqa_gemm_split_plan(&h100, 132, 1, 5, 64, 64, 64), 2);
+    ck_assert_uint_eq(clgqa_gemm_chunk_rows(&h100, 100, 3), 64);
+}
+END_TEST
+
+/* Split-K against the unsplit product and a float64 reference, and bitwise
+ * run to run: C = A^T B over K rows in `chunks` chunks, the partials summed
+ * by the column-sum finish as the model sums them, on each GEMM path, with
+ * shapes on the tiles (one batched call) and off them (one call per chunk)
+ * and with A at a registered and an unregistered offset. */
+typedef struct split_case {
+    size_t m, n, k, chunks;
+    int on_tiles, registered;
+} split_case;
+static const split_case split_cases[] = {
+    {0, 0, 0, 3, 1, 1}, {0, 0, 0, 4, 1, 0}, {37, 19, 250, 3, 0, 0}, {5, 70, 97, 3, 0, 1},
+};
+
+START_TEST(split_matches_unsplit_and_reference) {
+    const split_case *sc = &split_cases[_i / GEMM_PATHS];
+    clgqa_runtime *rt = runtime_with(gemm_paths[_i % GEMM_PATHS], sc->chunks);
+    clgqa_gemm_tiles t;
+    TEST_OK(clgqa_gemm_tiles_of(rt, &t));
+    size_t m = sc->on_tiles ? 2 * t.n : sc->m, n = sc->on_tiles ? t.m : sc->n,
+           k = sc->on_tiles ? 5 * t.k + 1 : sc->k;
+    size_t chunks = clgqa_gemm_split_chunks(rt, m, n, k);
+    ck_assert_uint_eq(chunks, sc->chunks);
+    size_t rows = clgqa_gemm_chunk_rows(&t, k, chunks), held = chunks * rows;
+    ck_assert_uint_ge(held, k);
+    size_t align = clgqa_gemm_operand_alignment(rt), off = sc->registered ? align : 3;
+    /* A and B hold chunks x rows rows; the rows past K are zero in B only
+     * (A's are random: a product with them must be 0, as in the model). */
+    float *a = test_random_array(off + held * m, -1, 1), *b = test_random_array(held * n, -1, 1);
+    memset(b + k * n, 0, (held - k) * n * sizeof *b);
+    double *want = calloc(m * n, sizeof *want), *bound = calloc(m * n, sizeof *bound);
+    reference_gemm(1, 0, m, n, k, 1, a + off, m, b, n, 0, want, n);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++)
+            for (size_t p = 0; p < k; p++)
+                bound[i * n + j] += fabs((double)a[off + p * m + i] * b[p * n + j]);
+    cl_mem da = upload_to(rt, a, off + held * m), db = upload_to(rt, b, held * n), dp, dout;
+    size_t partial_floats = chunks * m * n;
+    TEST_OK(clgqa_buffer_create(rt, partial_floats * sizeof(float), &dp));
+    TEST_OK(clgqa_buffer_create(rt, 2 * m * n * sizeof(float), &dout));
+    clgqa_view av = clgqa_view_at(da, off);
+    if (sc->registered)
+        TEST_OK(clgqa_gemm_operand_region(rt, av, held * m));
+    /* The finish: out += the chunks' sum, in chunk order. */
+    clgqa_column_sum sum = {0, chunks, m * n, 0};
+    cl_uint table[CLGQA_COLUMN_SUM_UINTS];
+    TEST_OK(clgqa_column_sum_encode(&sum, 1, table));
+    cl_mem dtable;
+    TEST_OK(clgqa_buffer_create(rt, sizeof table, &dtable));
+    TEST_OK(clgqa_buffer_write(rt, dtable, 0, sizeof table, table));
+    float *split[2], *unsplit = malloc(m * n * sizeof *unsplit);
+    for (int run = 0; run < 2; run++) {
+        split[run] = malloc(m * n * sizeof *split[run]);
+        TEST_OK(clgqa_buffer_fill(rt, clgqa_view_at(dout, 0), m * n, 0.0f));
+        TEST_OK(clgqa_sgemm_split(rt, m, n, k, chunks, av, m, clgqa_view_at(db, 0), n,
+                                  clgqa_view_at(dp, 0)));
+        TEST_OK(clgqa_column_sums_finish(rt, clgqa_view_at(dout, 0), clgqa_view_at(dp, 0),
+                                         clgqa_view_at(dtable, 0), &sum, 1));
+        TEST_OK(clgqa_buffer_read(rt, dout, 0, m * n * sizeof(float), split[run]));
+    }
+    TEST_OK(clgqa_sgemm(rt, 1, 0, m, n, k, 1, av, m, clgqa_view_at(db, 0), n, 0,
+                        clgqa_view_at(dout, m * n), n));
+    TEST_OK(clgqa_buffer_read(rt, dout, m * n * sizeof(float), m * n * sizeof(float), unsplit));
+    /* Bit for bit the same twice. Against float64 and the unsplit product:
+     * a float32 sum of K products errs by at most K * 2^-24 times the sum of
+     * their magnitudes (Higham's bound, whatever the order), so split and
+     * unsplit results differ by at most twice that; a chunk lost or summed
+     * twice moves an element by about sqrt(rows) / 3, far beyond it. */
+    ck_assert_msg(!memcmp(split[0], split[1], m * n * sizeof(float)), "split-K not repeatable");
+    const double u = ldexp(1.0, -24);
+    for (size_t i = 0; i < m * n; i++) {
+        double tol = (double)k * u * bound[i] + 1e-30;
+        ck_assert_msg(fabs(split[0][i] - want[i]) <= tol, "[%zu] split %.9g want %.9g (tol %g)", i,
+                      (double)split[0][i], want[i], tol);
+        ck_assert_msg(fabs((double)split[0][i] - unsplit[i]) <= 2 * tol,
+                      "[%zu] split %.9g unsplit %.9g", i, (double)split[0][i], (double)unsplit[i]);
+    }
+    if (sc->registered)
+        clgqa_gemm_operand_regions_release(rt, da);
+    clReleaseMemObject(da);
+    clReleaseMemObject(db);
+    clReleaseMemObject(dp);
+    clReleaseMemObject(dout);
+    clReleaseMemObject(dtable);
+    clgqa_runtime_destroy(rt);
+    free(a), free(b), free(want), free(bound), free(split[0]), free(split[1]), free(unsplit);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("gemm");
     TCase *tc = tcase_create("gemm");
@@ -323,6 +527,10 @@ int main(void) {
     tcase_add_test(tc, auto_gemm_path_is_restored);
     tcase_add_test(tc, bad_leading_dimension_is_a_clear_error);
     tcase_add_test(tc, tuning_files_are_applied_by_device_name);
+    tcase_add_test(tc, tiled_products_copy_nothing);
+    tcase_add_test(tc, split_plan);
+    tcase_add_loop_test(tc, split_matches_unsplit_and_reference, 0,
+                        (int)(sizeof split_cases / sizeof split_cases[0]) * GEMM_PATHS);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -606,6 +606,76 @@ START_TEST(overfits_one_batch) {
 END_TEST
 
 /* ---------------------------------------------------------------------------
+ * Weight gradients split over row chunks (split-K)
+ * ------------------------------------------------------------------------- */
+
+/* The gradients of one forward and backward of `data` (malloc'ed). */
+static float *gradients_of(clgqa_model *m, const batch_data *data) {
+    forward_loss(m, data, 1, 0, 0);
+    TEST_OK(clgqa_model_backward(m));
+    float *grads = malloc(clgqa_model_param_count(m) * sizeof *grads);
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_GRADS, grads));
+    return grads;
+}
+
+/* With every weight gradient split into 3 row chunks (the runtime option
+ * gemm_split; 2 where the rows hold only 2 k-tiles), a backward gives the
+ * same bits twice, and the same bits after a larger batch's backward as
+ * without it (rows the larger batch left behind are zeroed, not summed);
+ * the split gradients match the unsplit ones to float32 summation order:
+ * each is a sum of the same 16 * 5 products, so they differ by a few units
+ * in the last place of the gradient's scale (1e-5 of it, with room). */
+START_TEST(split_gradients_repeat_bit_for_bit) {
+    clgqa_runtime *rt = test_runtime();
+    size_t saved = rt->gemm_split;
+    clgqa_config cfg = tiny_config(CLGQA_GQA);
+    cfg.embed_dim = 16;
+    clgqa_model *m[3];
+    float *params = NULL, *grads[4];
+    batch_data big, small;
+    for (int i = 0; i < 3; i++) {
+        rt->gemm_split = i < 2 ? 3 : 1;
+        TEST_OK(test_model_create(rt, &cfg, 16, &m[i]));
+        clgqa_model_freeze_grouping(m[i], MODEL_GROUPING_FROZEN);
+        if (i == 0) {
+            randomise_parameters(m[0]);
+            params = malloc(clgqa_model_param_count(m[0]) * sizeof *params);
+            TEST_OK(clgqa_model_read_buffer(m[0], CLGQA_PARAMS, params));
+            big = random_batch(m[0], 16);
+            small = random_batch(m[0], 3);
+        }
+        TEST_OK(clgqa_model_write_buffer(m[i], CLGQA_PARAMS, params));
+    }
+    rt->gemm_split = saved;
+    for (int j = 0; j < LINEAR_BLOCK; j++)
+        ck_assert_msg(m[0]->gemm.split[j] > 1 && m[2]->gemm.split[j] == 1,
+                      "Linear %d: split %zu and %zu", j, m[0]->gemm.split[j], m[2]->gemm.split[j]);
+    ck_assert_uint_gt(m[0]->gemm.patch_split, 1);
+    size_t n = clgqa_model_param_count(m[0]);
+    free(gradients_of(m[0], &big));
+    grads[0] = gradients_of(m[0], &small); /* after the larger batch */
+    grads[1] = gradients_of(m[1], &small);
+    grads[2] = gradients_of(m[1], &small); /* again */
+    grads[3] = gradients_of(m[2], &small); /* unsplit */
+    ck_assert_msg(!memcmp(grads[1], grads[2], n * sizeof(float)), "split-K not repeatable");
+    ck_assert_msg(!memcmp(grads[0], grads[1], n * sizeof(float)),
+                  "a larger batch before changed the split gradients");
+    for (int i = 0; i < clgqa_model_tensor_count(m[0]); i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(m[0], i);
+        test_assert_close_scaled(t->name, grads[1] + t->offset, grads[3] + t->offset, t->numel,
+                                 1e-5, 1e-5);
+    }
+    for (int i = 0; i < 4; i++)
+        free(grads[i]);
+    for (int i = 0; i < 3; i++)
+        clgqa_model_destroy(m[i]);
+    release_batch(&big);
+    release_batch(&small);
+    free(params);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
  * API
  * ------------------------------------------------------------------------- */
 
@@ -949,6 +1019,7 @@ int main(void) {
     TCase *overfit = tcase_create("overfit");
     tcase_set_timeout(overfit, 600);
     tcase_add_loop_test(overfit, overfits_one_batch, 0, (int)N_SCHEMES);
+    tcase_add_test(overfit, split_gradients_repeat_bit_for_bit);
     suite_add_tcase(s, overfit);
     return test_run_suite(s);
 }

@@ -85,6 +85,11 @@ typedef struct clgqa_runtime_options {
     /* The largest buffer the model allocates, when lower than the device's
      * (the model then splits its buffers; tests use it); 0: the device's. */
     size_t max_alloc_bytes;
+    /* Split-K of the weight gradients (docs/design.md): 0 decides per
+     * product (split where the output's tiles would not fill the device);
+     * 1 never splits; N > 1 splits every weight gradient into N row chunks
+     * (at most one per k-tile of rows), how the split is tested on CPUs. */
+    size_t gemm_split;
 } clgqa_runtime_options;
 
 /* An OpenCL device with its context and queues, and the kernel programs

@@ -229,12 +229,13 @@ static int compare_long(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* CLBlast's kernels (those of no clgqa family) by role: its GEMM kernels
- * (Xgemm, and XgemmDirect in its NN, NT, TN and TT variants, one family)
- * and the helpers it runs around the indirect one (pad, copy, transpose). */
+/* CLBlast's kernels (those of no clgqa family) by role: its GEMM kernels,
+ * all named Xgemm... (Xgemm, XgemmDirect in its NN, NT, TN and TT variants,
+ * one family, and the strided-batched XgemmStridedBatched and
+ * XgemmDirectStridedBatched* of split-K), and the helpers it runs around
+ * the indirect ones (pad, copy, transpose). */
 static kernel_role clblast_role(const char *kernel) {
-    return !strcmp(kernel, "Xgemm") || !strncmp(kernel, "XgemmDirect", 11) ? CLBLAST_GEMM
-                                                                             : CLBLAST_HELPER;
+    return !strncmp(kernel, "Xgemm", 5) ? CLBLAST_GEMM : CLBLAST_HELPER;
 }
 
 /* The entry of `name` in table[0..*count), added when new (NULL: full). */

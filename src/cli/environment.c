@@ -44,6 +44,15 @@ clgqa_status cli_read_environment(cli_environment *env) {
     o->build_options = variable("CLGQA_BUILD_OPTIONS");
     o->build_log = variable("CLGQA_BUILD_LOG");
     o->tuning_dir = variable("CLGQA_TUNING_DIR");
+    if ((value = variable("CLGQA_GEMM_SPLIT")) && strcmp(value, "auto") != 0) {
+        char *end;
+        unsigned long long chunks = strtoull(value, &end, 10);
+        if (*end || value[0] == '-' || chunks < 1 || chunks > 1024)
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                              "CLGQA_GEMM_SPLIT=%s is not auto or a chunk count from 1 to 1024",
+                              value);
+        o->gemm_split = (size_t)chunks;
+    }
     if ((value = variable("CLGQA_MAX_ALLOC_BYTES"))) {
         char *end;
         unsigned long long bytes = strtoull(value, &end, 10);

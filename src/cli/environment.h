@@ -23,6 +23,7 @@ typedef struct cli_environment {
  *   CLGQA_BUILD_LOG        options.build_log
  *   CLGQA_TUNING_DIR       options.tuning_dir
  *   CLGQA_MAX_ALLOC_BYTES  options.max_alloc_bytes (a byte count >= 4096)
+ *   CLGQA_GEMM_SPLIT       options.gemm_split (auto, or chunks from 1 to 1024)
  * A value it cannot take is refused with a message naming the variable. */
 clgqa_status cli_read_environment(cli_environment *env);
 

@@ -152,6 +152,9 @@ typedef struct carver {
     int index;      /* the buffer being carved */
     size_t used;    /* floats carved from it */
     size_t too_big; /* a view larger than limit, 0 if none */
+    size_t align;   /* floats every view starts on (clgqa_gemm_operand_alignment) */
+    clgqa_runtime *rt;   /* registers GEMM operands (gemm.h) when carving for real */
+    clgqa_status status; /* the first registration's failure */
 } carver;
 
 #define MAX_ARENA_BUFFERS 256
@@ -177,55 +180,93 @@ static clgqa_view carve_joined(carver *c, size_t floats) {
     return v;
 }
 
-/* The next view, starting on a 64-byte boundary (rows stay aligned for the
- * kernels' vector loads whatever the sizes before). */
+/* The next view, starting on the alignment a sub-buffer needs (at least
+ * 64 bytes: rows stay aligned for the kernels' vector loads whatever the
+ * sizes before). */
 static clgqa_view carve(carver *c, size_t floats) {
-    c->used = (c->used + 15) / 16 * 16;
+    c->used = (c->used + c->align - 1) / c->align * c->align;
     return carve_joined(c, floats);
 }
 
+/* A view that GEMMs read or write: carved, then registered with the
+ * runtime, so that CLBlast reads it in place (gemm.h). */
+static clgqa_view carve_operand(carver *c, size_t floats) {
+    clgqa_view v = carve(c, floats);
+    if (c->rt && c->status == CLGQA_OK)
+        c->status = clgqa_gemm_operand_region(c->rt, v, floats);
+    return v;
+}
+
+/* A block's views. Those GEMMs read or write have m->gemm.rows rows (the
+ * padded count, model_gemm); the statistics have the real rows. */
 static void carve_layer(clgqa_model *m, model_layer *a, carver *c) {
     const clgqa_model_dims *d = &m->dims;
-    size_t rows = (size_t)d->max_batch * d->tokens, C = d->embed_dim,
+    size_t real = (size_t)d->max_batch * d->tokens, rows = m->gemm.rows, C = d->embed_dim,
            kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
     clgqa_attention_dims ad = model_attention_dims(m, d->max_batch);
     /* Sized for m->attention_kernel. */
     const int pgqa = m->traits.perturbs;
     size_t saved = clgqa_attention_saved_floats(&ad, pgqa, m->attention_kernel);
     /* A block's views in one buffer when they fit. */
-    keep_together(c, rows * (6 * C + 4 + 2 * F + 2 * kv) + saved + 16 * 15);
-    a->ln1 = carve(c, rows * C);
-    a->ln1_mean = carve(c, rows);
-    a->ln1_rstd = carve(c, rows);
-    a->qkv = carve(c, rows * (C + 2 * kv));
+    keep_together(c, rows * (6 * C + 2 * F + 2 * kv) + 4 * real + saved + c->align * 15);
+    a->ln1 = carve_operand(c, rows * C);
+    a->ln1_mean = carve(c, real);
+    a->ln1_rstd = carve(c, real);
+    a->qkv = carve_operand(c, rows * (C + 2 * kv));
     a->q = a->qkv;
     a->k = clgqa_view_add(a->qkv, C);
     a->v = clgqa_view_add(a->qkv, C + kv);
     a->attention_region = carve(c, saved);
-    a->heads_out = carve(c, rows * C);
-    a->x_mid = carve(c, rows * C);
-    a->ln2 = carve(c, rows * C);
-    a->ln2_mean = carve(c, rows);
-    a->ln2_rstd = carve(c, rows);
-    a->fc1 = carve(c, rows * F);
-    a->gelu = carve(c, rows * F);
-    a->x_out = carve(c, rows * C);
+    a->heads_out = carve_operand(c, rows * C);
+    a->x_mid = carve_operand(c, rows * C);
+    a->ln2 = carve_operand(c, rows * C);
+    a->ln2_mean = carve(c, real);
+    a->ln2_rstd = carve(c, real);
+    a->fc1 = carve_operand(c, rows * F);
+    a->gelu = carve_operand(c, rows * F);
+    a->x_out = carve_operand(c, rows * C);
+}
+
+/* Each Linear weight's shape [n_out, n_in] and tensor, in the order of
+ * model_linear_count's list. */
+typedef struct linear_weight {
+    int tensor;
+    size_t n_out, n_in;
+} linear_weight;
+static linear_weight linear_weight_of(const clgqa_model *m, int i) {
+    const clgqa_model_dims *d = &m->dims;
+    size_t C = d->embed_dim, F = d->mlp_dim, qkv = (size_t)model_qkv_width(m),
+           patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
+    if (i == 0) {
+        linear_weight w = {MODEL_T_PATCH_W, C, patch_len};
+        return w;
+    }
+    if (i == model_linear_count(m) - 1) {
+        linear_weight w = {model_final_tensor(m, MODEL_F_HEAD_W), (size_t)d->num_classes, C};
+        return w;
+    }
+    int l = (i - 1) / LINEAR_BLOCK, which = (i - 1) % LINEAR_BLOCK;
+    static const int tensors[LINEAR_BLOCK] = {MODEL_L_Q_W, MODEL_L_PROJ_W, MODEL_L_FC1_W,
+                                              MODEL_L_FC2_W};
+    const size_t outs[LINEAR_BLOCK] = {qkv, C, F, C}, ins[LINEAR_BLOCK] = {C, C, C, F};
+    linear_weight w = {model_layer_tensor(l, tensors[which]), outs[which], ins[which]};
+    return w;
 }
 
 static void carve_shared(clgqa_model *m, carver *c) {
     const clgqa_model_dims *d = &m->dims;
     size_t B = d->max_batch, rows = B * d->tokens, C = d->embed_dim,
            kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim, classes = d->num_classes,
-           patch_rows = B * d->grid * d->grid,
            patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
     clgqa_attention_dims ad = model_attention_dims(m, d->max_batch);
-    m->patches = carve(c, patch_rows * patch_len);
-    m->patch_out = carve(c, patch_rows * C);
+    size_t gemm_rows = m->gemm.rows, gemm_patch_rows = m->gemm.patch_rows;
+    m->patches = carve_operand(c, gemm_patch_rows * patch_len);
+    m->patch_out = carve_operand(c, gemm_patch_rows * C);
     m->tokens = carve(c, rows * C);
     m->lnf = carve(c, rows * C);
     m->lnf_mean = carve(c, rows);
     m->lnf_rstd = carve(c, rows);
-    m->logits = carve(c, B * classes);
+    m->logits = carve_operand(c, B * classes);
     m->probs = carve(c, B * classes);
     m->losses = carve(c, B);
     m->correct = carve(c, B);
@@ -233,24 +274,44 @@ static void carve_shared(clgqa_model *m, carver *c) {
     m->targets = carve(c, B * classes);
     m->metrics = carve(c, MODEL_METRICS);
     m->drop_scales = carve(c, (size_t)d->num_layers * 2 * B);
-    keep_together(c, 2 * rows * C + B * classes + 16);
-    m->dres = carve(c, rows * C);
-    m->dln = carve_joined(c, rows * C);
-    m->dlogits = carve_joined(c, B * classes);
-    m->dgelu = carve(c, rows * F);
-    m->dfc1 = carve(c, rows * F);
-    m->dheads_out = carve(c, rows * C);
-    m->dqkv = carve(c, rows * (C + 2 * kv));
+    /* dres, dln and dlogits in one buffer: one fill clears them. */
+    keep_together(c, 2 * gemm_rows * C + B * classes + 3 * c->align);
+    m->dres = carve_operand(c, gemm_rows * C);
+    m->dln = carve_operand(c, gemm_rows * C);
+    m->dlogits = carve_operand(c, B * classes);
+    m->dgelu = carve_operand(c, gemm_rows * F);
+    m->dfc1 = carve_operand(c, gemm_rows * F);
+    m->dheads_out = carve_operand(c, gemm_rows * C);
+    m->dqkv = carve_operand(c, gemm_rows * (C + 2 * kv));
     const int pgqa = m->traits.perturbs;
     size_t attention_scratch = clgqa_attention_scratch_floats(&ad, pgqa, m->attention_kernel);
     size_t key_norms_scratch = clgqa_key_norms_scratch_floats(&ad);
     m->attention_scratch = carve(c, attention_scratch > key_norms_scratch ? attention_scratch
                                                                            : key_norms_scratch);
-    m->dpatch_out = carve(c, patch_rows * C);
-    m->column_partials = carve(c, 2 * m->partials.slot + m->partials.final);
+    m->dpatch_out = carve_operand(c, gemm_patch_rows * C);
+    /* The column sums' partials and the split weight gradients' beside
+     * them, in one buffer when they fit: one finish launch adds both. */
+    size_t column_floats = 2 * m->partials.slot + m->partials.final;
+    keep_together(c, column_floats + m->gemm.partial_floats + 2 * c->align);
+    m->column_partials = carve(c, column_floats);
+    m->gemm_partials = carve_operand(c, m->gemm.partial_floats);
+    const model_gemm *g = &m->gemm;
+    for (int j = 0; j < LINEAR_BLOCK && c->rt && c->status == CLGQA_OK; j++)
+        if (g->split[j] > 1 && g->partials[j] > 0) {
+            linear_weight w = linear_weight_of(m, model_block_linear(0, (model_linear)j));
+            c->status = clgqa_gemm_operand_region(
+                c->rt, clgqa_view_add(m->gemm_partials, g->partials[j]), g->split[j] * w.n_out * w.n_in);
+        }
     m->grad_sum_squares = carve(c, 1);
     m->grad_scale = carve(c, 1);
     m->chunk_sum_squares = carve(c, (size_t)m->chunk_count);
+    /* The weights' transposes, each [n_in, n_out]. */
+    for (int i = 0; i < model_linear_count(m); i++) {
+        linear_weight w = linear_weight_of(m, i);
+        clgqa_view v = carve_operand(c, w.n_out * w.n_in);
+        if (m->weights_t)
+            m->weights_t[i] = v;
+    }
 }
 
 /* A device allocation that failed, named: some drivers (PoCL) allocate
@@ -299,7 +360,8 @@ static size_t allocation_limit_floats(const clgqa_runtime *rt) {
 
 static clgqa_status create_arena(clgqa_model *m) {
     size_t sizes[MAX_ARENA_BUFFERS] = {0};
-    carver measure = {NULL, sizes, allocation_limit_floats(m->rt), 0, 0, 0};
+    carver measure = {NULL, sizes, allocation_limit_floats(m->rt), 0, 0, 0,
+                      clgqa_gemm_operand_alignment(m->rt), NULL, CLGQA_OK};
     carve_arena(m, &measure);
     if (measure.too_big || measure.index + 1 == MAX_ARENA_BUFFERS)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY,
@@ -318,10 +380,108 @@ static clgqa_status create_arena(clgqa_model *m) {
         snprintf(what, sizeof what, "activation buffer %d of %d", i + 1, m->arena_count);
         CLGQA_TRY(create_zeroed(m->rt, sizes[i], &m->arena[i], what));
     }
-    carver c = {m->arena, NULL, measure.limit, 0, 0, 0};
+    carver c = {m->arena, NULL, measure.limit, 0, 0, 0, measure.align, m->rt, CLGQA_OK};
     carve_arena(m, &c);
     for (int l = 0; l < m->dims.num_layers; l++)
         m->layers[l].x_in = l == 0 ? m->tokens : m->layers[l - 1].x_out;
+    return c.status;
+}
+
+/* ---- the GEMMs' layout (model_gemm) ---- */
+
+static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+/* CLBlast's tiles, the rows of the GEMMs' views, the split of each weight
+ * gradient and where its partials go: the block products' one after
+ * another (a block's finish adds them all), the patch embedding's from the
+ * start (its product comes after every block's finish). */
+static clgqa_status plan_gemm(clgqa_model *m) {
+    const clgqa_model_dims *d = &m->dims;
+    model_gemm *g = &m->gemm;
+    CLGQA_TRY(clgqa_gemm_tiles_of(m->rt, &g->tiles));
+    size_t align = clgqa_gemm_operand_alignment(m->rt), floats = 0;
+    size_t rows = round_up((size_t)d->max_batch * d->tokens, g->tiles.rows);
+    size_t patch_rows = round_up((size_t)d->max_batch * d->grid * d->grid, g->tiles.rows);
+    g->rows = rows;
+    g->patch_rows = patch_rows;
+    for (int j = 0; j < LINEAR_BLOCK; j++) {
+        linear_weight w = linear_weight_of(m, model_block_linear(0, (model_linear)j));
+        size_t chunks = clgqa_gemm_split_chunks(m->rt, w.n_out, w.n_in, rows);
+        g->split[j] = chunks;
+        g->partials[j] = floats;
+        if (chunks > 1) {
+            size_t held = chunks * clgqa_gemm_chunk_rows(&g->tiles, rows, chunks);
+            g->rows = held > g->rows ? held : g->rows;
+            floats = round_up(floats + chunks * w.n_out * w.n_in, align);
+        }
+    }
+    linear_weight patch = linear_weight_of(m, 0);
+    g->patch_split = clgqa_gemm_split_chunks(m->rt, patch.n_out, patch.n_in, patch_rows);
+    if (g->patch_split > 1) {
+        size_t held = g->patch_split * clgqa_gemm_chunk_rows(&g->tiles, patch_rows, g->patch_split);
+        g->patch_rows = held > g->patch_rows ? held : g->patch_rows;
+        size_t patch_floats = g->patch_split * patch.n_out * patch.n_in;
+        floats = patch_floats > floats ? patch_floats : floats;
+    }
+    g->partial_floats = floats;
+    return CLGQA_OK;
+}
+
+/* The transposes of every Linear weight into m->weights_t, one launch per
+ * pair of parameter chunk and arena buffer (usually one), with their device
+ * tables written once. */
+static clgqa_status build_transposes(clgqa_model *m) {
+    int count = model_linear_count(m);
+    m->transposes = calloc((size_t)count, sizeof *m->transposes);
+    if (!m->transposes)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: transpose tables");
+    for (int i = 0; i < count; i++) {
+        linear_weight w = linear_weight_of(m, i);
+        clgqa_view src = model_param(m, CLGQA_PARAMS, w.tensor), dst = m->weights_t[i];
+        model_transposes *launch = NULL;
+        for (int k = 0; k < m->transpose_launches && !launch; k++)
+            if (m->transposes[k].src.mem == src.mem && m->transposes[k].dst.mem == dst.mem)
+                launch = &m->transposes[k];
+        if (!launch) {
+            launch = &m->transposes[m->transpose_launches++];
+            launch->src = clgqa_view_at(src.mem, 0);
+            launch->dst = clgqa_view_at(dst.mem, 0);
+            launch->entries = calloc((size_t)count, sizeof *launch->entries);
+            if (!launch->entries)
+                return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: transpose tables");
+        }
+        clgqa_transpose t = {src.offset, w.n_out, w.n_in, dst.offset};
+        launch->entries[launch->count++] = t;
+    }
+    size_t uints = (size_t)count * CLGQA_TRANSPOSE_UINTS, used = 0;
+    cl_uint *table = calloc(uints, sizeof *table);
+    if (!table)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: transpose tables");
+    clgqa_status s = CLGQA_OK;
+    for (int k = 0; k < m->transpose_launches && s == CLGQA_OK; k++) {
+        model_transposes *launch = &m->transposes[k];
+        launch->table = used;
+        s = clgqa_transpose_encode(launch->entries, launch->count, table + used);
+        used += launch->count * CLGQA_TRANSPOSE_UINTS;
+    }
+    if (s == CLGQA_OK)
+        s = clgqa_buffer_create(m->rt, uints * sizeof *table, &m->transpose_tables);
+    if (s == CLGQA_OK)
+        s = clgqa_buffer_write(m->rt, m->transpose_tables, 0, uints * sizeof *table, table);
+    free(table);
+    return s;
+}
+
+/* The Linear weights and their gradients, where GEMMs read and write them
+ * in place (when their offsets allow a sub-buffer). */
+static clgqa_status register_weights(clgqa_model *m) {
+    for (int i = 0; i < model_linear_count(m); i++) {
+        linear_weight w = linear_weight_of(m, i);
+        CLGQA_TRY(clgqa_gemm_operand_region(m->rt, model_param(m, CLGQA_PARAMS, w.tensor),
+                                            w.n_out * w.n_in));
+        CLGQA_TRY(clgqa_gemm_operand_region(m->rt, model_param(m, CLGQA_GRADS, w.tensor),
+                                            w.n_out * w.n_in));
+    }
     return CLGQA_OK;
 }
 
@@ -351,61 +511,81 @@ static void plan_partials(clgqa_model *m) {
     p->final = p->norm + 2 * ln;
 }
 
-/* Adds the sum of tensor t's gradient from partials at `partials` (floats
- * into column_partials) to finish f, in a new launch when its gradients sit
- * in another buffer than the last sum's. */
-static void add_finish_sum(clgqa_model *m, model_finish *f, int t, size_t partials,
+/* Adds the sum of tensor t's gradient from `partials` ([chunks, width]) to
+ * finish f, in the launch for its gradients' and partials' buffers (a new
+ * one when no launch has both). */
+static void add_finish_sum(clgqa_model *m, model_finish *f, int t, clgqa_view partials,
                            size_t chunks, size_t width) {
     clgqa_view grads = model_param(m, CLGQA_GRADS, t);
-    model_finish_launch *last = f->launches ? &f->launch[f->launches - 1] : NULL;
-    if (!last || last->grads.mem != grads.mem) {
-        last = &f->launch[f->launches++];
-        last->grads = clgqa_view_at(grads.mem, 0);
-        last->count = 0;
+    model_finish_launch *launch = NULL;
+    for (int i = 0; i < f->launches && !launch; i++)
+        if (f->launch[i].grads.mem == grads.mem && f->launch[i].partials.mem == partials.mem)
+            launch = &f->launch[i];
+    if (!launch) {
+        launch = &f->launch[f->launches++];
+        launch->grads = clgqa_view_at(grads.mem, 0);
+        launch->partials = clgqa_view_at(partials.mem, 0);
+        launch->count = 0;
     }
-    clgqa_column_sum sum = {m->column_partials.offset + partials, chunks, width, grads.offset};
-    last->sums[last->count++] = sum;
+    clgqa_column_sum sum = {partials.offset, chunks, width, grads.offset};
+    launch->sums[launch->count++] = sum;
 }
 
-/* Every block's finish and the final tensors', with their device tables
- * written once. */
+/* Every block's finish, the final tensors' and the patch embedding
+ * weight's, with their device tables written once. A block's finish also
+ * adds its split weight gradients' partials (model_gemm). */
 static clgqa_status build_finishes(clgqa_model *m) {
     const clgqa_model_dims *d = &m->dims;
     const model_partials *p = &m->partials;
+    const model_gemm *g = &m->gemm;
     size_t C = d->embed_dim, F = d->mlp_dim, qkv = (size_t)model_qkv_width(m), R = p->ln_chunks;
     int L = d->num_layers;
-    m->finishes = calloc((size_t)L + 1, sizeof *m->finishes);
+    m->finishes = calloc((size_t)L + 2, sizeof *m->finishes);
     if (!m->finishes)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: finish tables");
+#define COLUMNS(offset) clgqa_view_add(m->column_partials, (offset))
     for (int l = 0; l < L; l++) {
         model_finish *f = &m->finishes[l];
         size_t slot = (size_t)(l % 2) * p->slot;
 #define T(which) model_layer_tensor(l, MODEL_L_##which)
-        add_finish_sum(m, f, T(NORM1_W), slot + p->norm1, R, C);
-        add_finish_sum(m, f, T(NORM1_B), slot + p->norm1 + R * C, R, C);
-        add_finish_sum(m, f, T(Q_B), slot + p->qkv_b, p->qkv_chunks, qkv); /* q, k, v biases */
-        add_finish_sum(m, f, T(PROJ_B), slot + p->proj_b, R, C);
-        add_finish_sum(m, f, T(NORM2_W), slot + p->norm2, R, C);
-        add_finish_sum(m, f, T(NORM2_B), slot + p->norm2 + R * C, R, C);
-        add_finish_sum(m, f, T(FC1_B), slot + p->fc1_b, p->fc1_chunks, F);
-        add_finish_sum(m, f, T(FC2_B), slot + p->fc2_b, R, C);
+        add_finish_sum(m, f, T(NORM1_W), COLUMNS(slot + p->norm1), R, C);
+        add_finish_sum(m, f, T(NORM1_B), COLUMNS(slot + p->norm1 + R * C), R, C);
+        add_finish_sum(m, f, T(Q_B), COLUMNS(slot + p->qkv_b), p->qkv_chunks, qkv); /* q, k, v biases */
+        add_finish_sum(m, f, T(PROJ_B), COLUMNS(slot + p->proj_b), R, C);
+        add_finish_sum(m, f, T(NORM2_W), COLUMNS(slot + p->norm2), R, C);
+        add_finish_sum(m, f, T(NORM2_B), COLUMNS(slot + p->norm2 + R * C), R, C);
+        add_finish_sum(m, f, T(FC1_B), COLUMNS(slot + p->fc1_b), p->fc1_chunks, F);
+        add_finish_sum(m, f, T(FC2_B), COLUMNS(slot + p->fc2_b), R, C);
 #undef T
+        for (int j = 0; j < LINEAR_BLOCK; j++)
+            if (g->split[j] > 1) {
+                linear_weight w = linear_weight_of(m, model_block_linear(l, (model_linear)j));
+                add_finish_sum(m, f, w.tensor, clgqa_view_add(m->gemm_partials, g->partials[j]),
+                               g->split[j], w.n_out * w.n_in);
+            }
     }
     model_finish *f = &m->finishes[L];
     size_t final = 2 * p->slot;
-    add_finish_sum(m, f, model_final_tensor(m, MODEL_F_NORM_W), final + p->norm, R, C);
-    add_finish_sum(m, f, model_final_tensor(m, MODEL_F_NORM_B), final + p->norm + R * C, R, C);
-    add_finish_sum(m, f, model_final_tensor(m, MODEL_F_HEAD_B), final + p->head_b,
+    add_finish_sum(m, f, model_final_tensor(m, MODEL_F_NORM_W), COLUMNS(final + p->norm), R, C);
+    add_finish_sum(m, f, model_final_tensor(m, MODEL_F_NORM_B), COLUMNS(final + p->norm + R * C),
+                   R, C);
+    add_finish_sum(m, f, model_final_tensor(m, MODEL_F_HEAD_B), COLUMNS(final + p->head_b),
                    p->head_chunks, d->num_classes);
+#undef COLUMNS
+    if (g->patch_split > 1) {
+        linear_weight w = linear_weight_of(m, 0);
+        add_finish_sum(m, &m->finishes[L + 1], w.tensor, m->gemm_partials, g->patch_split,
+                       w.n_out * w.n_in);
+    }
 
-    size_t uints = (size_t)(L + 1) * MODEL_FINISH_SUMS * CLGQA_COLUMN_SUM_UINTS, used = 0;
+    size_t uints = (size_t)(L + 2) * MODEL_FINISH_SUMS * CLGQA_COLUMN_SUM_UINTS, used = 0;
     cl_uint *table = calloc(uints, sizeof *table);
     if (!table)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: finish tables");
     clgqa_status s = CLGQA_OK;
-    for (int g = 0; g <= L && s == CLGQA_OK; g++)
-        for (int i = 0; i < m->finishes[g].launches && s == CLGQA_OK; i++) {
-            model_finish_launch *launch = &m->finishes[g].launch[i];
+    for (int group = 0; group <= L + 1 && s == CLGQA_OK; group++)
+        for (int i = 0; i < m->finishes[group].launches && s == CLGQA_OK; i++) {
+            model_finish_launch *launch = &m->finishes[group].launch[i];
             launch->table = used;
             s = clgqa_column_sum_encode(launch->sums, launch->count, table + used);
             used += launch->count * CLGQA_COLUMN_SUM_UINTS;
@@ -516,14 +696,18 @@ static clgqa_status create_model(clgqa_model *m, const clgqa_model_desc *desc, i
                         sizeof *m->tensors);
     m->layers = calloc((size_t)L, sizeof *m->layers);
     m->pgqa_fixed = calloc((size_t)L, sizeof *m->pgqa_fixed);
-    if (!m->tensors || !m->layers || !m->pgqa_fixed)
+    m->weights_t = calloc((size_t)model_linear_count(m), sizeof *m->weights_t);
+    if (!m->tensors || !m->layers || !m->pgqa_fixed || !m->weights_t)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: host tables");
     build_tensor_table(m);
     CLGQA_TRY(create_flat_buffers(m));
+    CLGQA_TRY(register_weights(m));
     CLGQA_TRY(init_parameters(m));
+    CLGQA_TRY(plan_gemm(m));
     plan_partials(m);
     CLGQA_TRY(create_arena(m));
     CLGQA_TRY(build_finishes(m));
+    CLGQA_TRY(build_transposes(m));
     if (m->param_count > UINT32_MAX)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_create: %zu parameters exceed the "
                           "2^32 of the optimizer's tables", m->param_count);
@@ -583,19 +767,26 @@ clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_de
     m.param_count = count_parameters(&m.dims);
     size_t limit = allocation_limit_floats(rt);
     m.chunk_count = (int)(limit ? (m.param_count + limit - 1) / limit : 1);
+    CLGQA_TRY(plan_gemm(&m));
     plan_partials(&m);
     size_t sizes[MAX_ARENA_BUFFERS] = {0};
-    carver measure = {NULL, sizes, limit, 0, 0, 0};
+    carver measure = {NULL, sizes, limit, 0, 0, 0, clgqa_gemm_operand_alignment(rt), NULL,
+                      CLGQA_OK};
     carve_arena(&m, &measure);
+    out->gemm_rows = m.gemm.rows;
     for (int i = 0; i < MAX_ARENA_BUFFERS; i++)
         out->arena_floats += sizes[i];
     const size_t L = (size_t)m.dims.num_layers;
     out->param_floats = m.param_count;
+    const size_t linears = (size_t)model_linear_count(&m);
     out->host_bytes = L * (sizeof(model_layer) + sizeof(model_finish) + sizeof(clgqa_view) +
-                           MODEL_L_TENSORS * sizeof(clgqa_tensor_info));
+                           MODEL_L_TENSORS * sizeof(clgqa_tensor_info)) +
+                      linears * (sizeof(clgqa_view) + sizeof(model_transposes) +
+                                 linears * sizeof(clgqa_transpose));
     out->other_bytes = L * (size_t)(m.dims.num_heads + m.dims.kv_heads) * sizeof(cl_int) +
                        2 * L * (size_t)m.dims.kv_heads * sizeof(float) +
-                       (L + 1) * MODEL_FINISH_SUMS * CLGQA_COLUMN_SUM_UINTS * sizeof(cl_uint) +
+                       (L + 2) * MODEL_FINISH_SUMS * CLGQA_COLUMN_SUM_UINTS * sizeof(cl_uint) +
+                       linears * CLGQA_TRANSPOSE_UINTS * sizeof(cl_uint) +
                        (2 * (MODEL_T_BLOCKS + L * MODEL_L_TENSORS + MODEL_F_TENSORS) + 2 * L) *
                            sizeof(cl_uint); /* no-decay edges, drop-path rates */
     return CLGQA_OK;
@@ -621,20 +812,31 @@ void clgqa_model_destroy(clgqa_model *m) {
     if (!m)
         return;
     for (int b = 0; b < MODEL_FLAT_BUFFERS; b++) {
-        for (int k = 0; m->flat[b] && k < m->chunk_count; k++)
+        for (int k = 0; m->flat[b] && k < m->chunk_count; k++) {
+            if (m->flat[b][k])
+                clgqa_gemm_operand_regions_release(m->rt, m->flat[b][k]);
             clgqa_buffer_release(&m->flat[b][k]);
+        }
         free(m->flat[b]);
     }
     clgqa_buffer_release(&m->no_decay_edges);
     clgqa_buffer_release(&m->drop_rates);
     free(m->chunk_first);
     free(m->tensor_chunk);
-    for (int i = 0; i < m->arena_count; i++)
+    for (int i = 0; i < m->arena_count; i++) {
+        if (m->arena[i])
+            clgqa_gemm_operand_regions_release(m->rt, m->arena[i]);
         clgqa_buffer_release(&m->arena[i]);
+    }
     clgqa_buffer_release(&m->group_ints);
     clgqa_buffer_release(&m->group_floats);
     clgqa_buffer_release(&m->pgqa_noise);
     clgqa_buffer_release(&m->finish_tables);
+    clgqa_buffer_release(&m->transpose_tables);
+    for (int k = 0; m->transposes && k < m->transpose_launches; k++)
+        free(m->transposes[k].entries);
+    free(m->transposes);
+    free(m->weights_t);
     free(m->finishes);
     free(m->arena);
     free(m->layers);
@@ -919,6 +1121,14 @@ clgqa_status clgqa_model_ema_update(clgqa_model *m, double decay) {
 
 clgqa_status clgqa_model_ema_swap(clgqa_model *m) {
     CLGQA_TRY(check_buffer(m, CLGQA_EMA));
+    /* The forward's weight transposes name the parameters' buffers they
+     * read (build_transposes): they follow the swap. */
+    for (int i = 0; i < m->transpose_launches; i++)
+        for (int k = 0; k < m->chunk_count; k++)
+            if (m->transposes[i].src.mem == m->flat[CLGQA_PARAMS][k]) {
+                m->transposes[i].src.mem = m->flat[CLGQA_EMA][k];
+                break;
+            }
     cl_mem *params = m->flat[CLGQA_PARAMS];
     m->flat[CLGQA_PARAMS] = m->flat[CLGQA_EMA];
     m->flat[CLGQA_EMA] = params;

@@ -4,6 +4,7 @@
 #define CLGQA_MODEL_INTERNAL_H
 
 #include "attention.h"
+#include "gemm.h"
 #include "model_private.h"
 #include "ops.h"
 #include "runtime_internal.h"
@@ -99,12 +100,16 @@ typedef struct model_partials {
     size_t fc2_b, norm2, proj_b, fc1_b, qkv_b, norm1; /* in a slot */
     size_t head_b, norm, final; /* in the final region; its floats */
 } model_partials;
-#define MODEL_FINISH_SUMS 8 /* column sums per block: 2 LayerNorms x 2, 4 biases */
-/* One finish launch: sums whose gradients share a buffer (a block's
- * gradients all do unless the model is split over several). */
+/* Sums a finish adds up at most: a block's 8 column sums (2 LayerNorms x 2,
+ * 4 biases) and its 4 weight gradients when split. */
+#define MODEL_FINISH_SUMS 12
+/* One finish launch: sums whose gradients share a buffer and whose
+ * partials share one (a block's all do unless the model is split over
+ * several buffers). */
 typedef struct model_finish_launch {
-    clgqa_view grads; /* the gradients' buffer, at offset 0 */
-    size_t table;     /* the launch's first uint in finish_tables */
+    clgqa_view grads;    /* the gradients' buffer, at offset 0 */
+    clgqa_view partials; /* the partials' buffer, at offset 0 */
+    size_t table;        /* the launch's first uint in finish_tables */
     size_t count;
     clgqa_column_sum sums[MODEL_FINISH_SUMS];
 } model_finish_launch;
@@ -112,6 +117,40 @@ typedef struct model_finish {
     int launches;
     model_finish_launch launch[MODEL_FINISH_SUMS];
 } model_finish;
+
+/* ---- the GEMMs' layout (docs/design.md, "GEMMs without copies") ----
+ * The model's products, for their weights' transposes and the split-K of
+ * their weight gradients: the patch embedding, a block's four Linears, the
+ * head. */
+typedef enum model_linear {
+    LINEAR_QKV,
+    LINEAR_PROJ,
+    LINEAR_FC1,
+    LINEAR_FC2,
+    LINEAR_BLOCK, /* Linears per block */
+} model_linear;
+/* Where the products' operands lie and how the weight gradients split.
+ * Every [rows, .] activation a GEMM reads or writes has `rows` rows: the
+ * largest batch's B * P rounded up to the tiles, and up to the chunks of the
+ * split products; a pass over batch B multiplies over B * P rounded up to
+ * the tiles (the rows past B * P hold values no kernel reads, and zeros
+ * where a weight gradient sums over them: model_pass.c). Likewise for the
+ * patch rows. */
+typedef struct model_gemm {
+    clgqa_gemm_tiles tiles;
+    size_t rows, patch_rows;
+    size_t split[LINEAR_BLOCK], patch_split; /* chunks of each weight gradient */
+    size_t partials[LINEAR_BLOCK];           /* their partials in gemm_partials */
+    size_t partial_floats;                   /* gemm_partials' floats */
+} model_gemm;
+/* One transposes launch: weights of one parameter buffer into one arena
+ * buffer. */
+typedef struct model_transposes {
+    clgqa_view src, dst; /* the buffers, at offset 0 */
+    size_t table;        /* the launch's first uint in transpose_tables */
+    size_t count;
+    clgqa_transpose *entries;
+} model_transposes;
 
 struct clgqa_model {
     clgqa_runtime *rt;
@@ -163,8 +202,18 @@ struct clgqa_model {
     clgqa_view dpatch_out;              /* [B*n, C] */
     clgqa_view column_partials; /* two block slots, then the final region */
     model_partials partials;
-    model_finish *finishes; /* [L + 1]: the blocks', then the final tensors' */
+    model_finish *finishes; /* [L + 2]: the blocks', the final tensors', the patch weight's */
     cl_mem finish_tables;   /* their device tables (clgqa_column_sum_encode) */
+    model_gemm gemm;
+    clgqa_view gemm_partials; /* split weight gradients' partials (model_gemm) */
+    /* Each Linear weight transposed ([n_in, n_out]), the forward's GEMM
+     * operand, written from the parameters at the start of every forward:
+     * the patch embedding's, each block's LINEAR_BLOCK, the head's. */
+    clgqa_view *weights_t;
+    model_transposes *transposes;
+    int transpose_launches;
+    cl_mem transpose_tables;
+    size_t backward_rows; /* the most rows a backward has written into dqkv and dfc1 */
     clgqa_view grad_sum_squares, grad_scale; /* clipping scalars */
     clgqa_view chunk_sum_squares;            /* [chunk_count], when split */
 
@@ -216,6 +265,21 @@ static inline clgqa_view model_cache(const clgqa_model *m, int layer) {
 }
 static inline clgqa_view model_key_norms(const clgqa_model *m, int layer) {
     return clgqa_view_at(m->group_floats, (size_t)(m->dims.num_layers + layer) * m->dims.kv_heads);
+}
+/* The Linear weights in one list (model->weights_t and its transposes):
+ * the patch embedding's, each block's LINEAR_BLOCK in model_linear order,
+ * the head's. */
+static inline int model_linear_count(const clgqa_model *m) {
+    return 2 + LINEAR_BLOCK * m->dims.num_layers;
+}
+static inline int model_block_linear(int layer, model_linear which) {
+    return 1 + LINEAR_BLOCK * layer + (int)which;
+}
+/* Rows a pass over `rows` real rows multiplies over: rounded up to the
+ * tiles (model_gemm). */
+static inline size_t model_gemm_rows(const clgqa_model *m, size_t rows) {
+    size_t t = m->gemm.tiles.rows ? m->gemm.tiles.rows : 1;
+    return (rows + t - 1) / t * t;
 }
 /* Columns of the fused q/k/v projection: C + 2Gd. */
 static inline int model_qkv_width(const clgqa_model *m) {

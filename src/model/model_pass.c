@@ -10,14 +10,24 @@
 #include "ops.h"
 #include "patch_embed.h"
 
-/* ---- Linear (PyTorch's nn.Linear: W is [n_out, n_in]) ---- */
+/* ---- Linear (PyTorch's nn.Linear: W is [n_out, n_in]) ----
+ * The GEMMs run over the rows rounded up to CLBlast's tiles (model_gemm:
+ * `rows` below is that count), and take their operands as CLBlast's indirect
+ * kernel reads them in place where it can (docs/design.md, "GEMMs without
+ * copies"): the forward multiplies by the weight's transpose W^T [n_in,
+ * n_out] (m->weights_t, written at the start of the forward), the input
+ * gradient by W itself, and the weight gradient sums dy^T x over the rows,
+ * split into chunks where its output alone would not fill the device. */
 
-/* y[rows, n_out] = x[rows, n_in] W^T, plus bias when bias.mem is set (fc1
- * leaves its bias to the GELU pass, proj and fc2 to the residual pass). */
-static clgqa_status linear_forward(clgqa_runtime *rt, clgqa_view y, clgqa_view x, clgqa_view weight,
-                                   clgqa_view bias, size_t rows, size_t n_in, size_t n_out) {
-    CLGQA_TRY(clgqa_sgemm(rt, 0, 1, rows, n_out, n_in, 1.0f, x, n_in, weight, n_in, 0.0f, y, n_out));
-    return bias.mem ? clgqa_bias_add(rt, y, bias, rows, n_out) : CLGQA_OK;
+/* y[rows, n_out] = x[rows, n_in] W^T, plus bias when bias.mem is set on
+ * the `real` rows (fc1 leaves its bias to the GELU pass, proj and fc2 to the
+ * residual pass). */
+static clgqa_status linear_forward(clgqa_runtime *rt, clgqa_view y, clgqa_view x,
+                                   clgqa_view weight_t, clgqa_view bias, size_t real, size_t rows,
+                                   size_t n_in, size_t n_out) {
+    CLGQA_TRY(clgqa_sgemm(rt, 0, 0, rows, n_out, n_in, 1.0f, x, n_in, weight_t, n_out, 0.0f, y,
+                          n_out));
+    return bias.mem ? clgqa_bias_add(rt, y, bias, real, n_out) : CLGQA_OK;
 }
 
 /* Linear backward. It WRITES, never adds: dx = dy W (skipped when dx.mem is
@@ -25,16 +35,46 @@ static clgqa_status linear_forward(clgqa_runtime *rt, clgqa_view y, clgqa_view x
  * gradient needs no zero fill; dW = dy^T x + grad_beta dW: the weight's
  * only gradient in the step, written with grad_beta 0 (which also spares
  * CLBlast's indirect kernel a copy of dW in), or added to the earlier
- * micro-batches' with grad_beta 1 (gradient accumulation). The bias
- * gradient, a column sum of dy, is not here: see bias_partials. */
+ * micro-batches' with grad_beta 1 (gradient accumulation). Split in
+ * `chunks` (> 1), dW's partials go to `partials` and the finish that
+ * follows adds them into the gradients, which a cycle's first backward
+ * zeroes, so a split product accumulates whatever grad_beta. dy's rows past
+ * the batch's are zero, so the padded rows add nothing. The bias gradient,
+ * a column sum of dy, is not here: see bias_partials. */
 static clgqa_status linear_backward(clgqa_runtime *rt, clgqa_view dx, clgqa_view dweight,
-                                    clgqa_view dy, clgqa_view x, clgqa_view weight, size_t rows,
-                                    size_t n_in, size_t n_out, float grad_beta) {
+                                    size_t chunks, clgqa_view partials, clgqa_view dy,
+                                    clgqa_view x, clgqa_view weight, size_t rows, size_t n_in,
+                                    size_t n_out, float grad_beta) {
     if (dx.mem)
         CLGQA_TRY(clgqa_sgemm(rt, 0, 0, rows, n_in, n_out, 1.0f, dy, n_out, weight, n_in, 0.0f, dx,
                               n_in));
+    if (chunks > 1)
+        return clgqa_sgemm_split(rt, n_out, n_in, rows, chunks, dy, n_out, x, n_in, partials);
     return clgqa_sgemm(rt, 1, 0, n_out, n_in, rows, 1.0f, dy, n_out, x, n_in, grad_beta, dweight,
                        n_in);
+}
+
+/* Block l's Linear `which`: its weight's transpose, and its weight
+ * gradient's chunks and partials. */
+static clgqa_view block_weight_t(const clgqa_model *m, int l, model_linear which) {
+    return m->weights_t[model_block_linear(l, which)];
+}
+static size_t block_split(const clgqa_model *m, model_linear which) {
+    return m->gemm.split[which];
+}
+static clgqa_view block_gemm_partials(const clgqa_model *m, model_linear which) {
+    return clgqa_view_add(m->gemm_partials, m->gemm.partials[which]);
+}
+
+/* Every Linear weight's transpose from the parameters (m->weights_t). */
+static clgqa_status transpose_weights(clgqa_model *m) {
+    for (int i = 0; i < m->transpose_launches; i++) {
+        const model_transposes *t = &m->transposes[i];
+        CLGQA_TRY(clgqa_transpose_table(m->rt, t->dst, t->src,
+                                        clgqa_view_at(m->transpose_tables, t->table), t->entries,
+                                        t->count));
+    }
+    return CLGQA_OK;
 }
 
 /* A LayerNorm's output and saved statistics, and its parameters. */
@@ -43,21 +83,20 @@ typedef struct model_norm {
 } model_norm;
 
 /* out[rows, n_out] = residual + (x[rows, n_in] W^T + bias) * s, then the
- * LayerNorm that reads it: the GEMM, then one pass for the bias, the
- * residual and the norm. s is the sample's drop-path scale from
- * branch_scales (one per `tokens` rows), or 1 when branch_scales.mem is
- * NULL. */
+ * LayerNorm that reads it: the GEMM (over the padded rows), then one pass
+ * over the `real` rows for the bias, the residual and the norm. s is the
+ * sample's drop-path scale from branch_scales (one per `tokens` rows), or 1
+ * when branch_scales.mem is NULL. */
 static clgqa_status residual_linear_norm_forward(clgqa_runtime *rt, clgqa_view out,
                                                  clgqa_view residual, clgqa_view x,
-                                                 clgqa_view weight, clgqa_view bias,
+                                                 clgqa_view weight_t, clgqa_view bias,
                                                  clgqa_view branch_scales, size_t tokens,
-                                                 const model_norm *norm, size_t rows, size_t n_in,
-                                                 size_t n_out) {
-    CLGQA_TRY(clgqa_sgemm(rt, 0, 1, rows, n_out, n_in, 1.0f, x, n_in, weight, n_in, 0.0f, out,
-                          n_out));
+                                                 const model_norm *norm, size_t real, size_t rows,
+                                                 size_t n_in, size_t n_out) {
+    CLGQA_TRY(linear_forward(rt, out, x, weight_t, clgqa_view_at(NULL, 0), real, rows, n_in, n_out));
     return clgqa_residual_layernorm_forward(rt, out, residual, out, bias, branch_scales, tokens,
                                             norm->out, norm->mean, norm->rstd, norm->weight,
-                                            norm->bias, rows, n_out, MODEL_LN_EPS);
+                                            norm->bias, real, n_out, MODEL_LN_EPS);
 }
 
 /* ---- drop path (timm's stochastic depth) ---- */
@@ -139,13 +178,14 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
     clgqa_runtime *rt = m->rt;
     const clgqa_model_dims *d = &m->dims;
     model_layer *a = &m->layers[l];
-    size_t rows = (size_t)batch * d->tokens, C = d->embed_dim,
-           kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
+    size_t rows = (size_t)batch * d->tokens, gemm_rows = model_gemm_rows(m, rows),
+           C = d->embed_dim, kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
     clgqa_attention_dims ad = model_attention_dims(m, batch);
 #define P(which) model_param(m, CLGQA_PARAMS, model_layer_tensor(l, MODEL_L_##which))
+#define WT(which) block_weight_t(m, l, LINEAR_##which)
 
     /* q, k, v in one GEMM: their weights and biases are contiguous. */
-    CLGQA_TRY(linear_forward(rt, a->qkv, a->ln1, P(Q_W), P(Q_B), rows, C, C + 2 * kv));
+    CLGQA_TRY(linear_forward(rt, a->qkv, a->ln1, WT(QKV), P(Q_B), rows, gemm_rows, C, C + 2 * kv));
     CLGQA_TRY(update_grouping(m, l, &ad, a->k, pass, later_micro_batch));
 
     int pgqa = m->traits.perturbs;
@@ -156,19 +196,20 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
     CLGQA_TRY(clgqa_attention_forward(rt, &ad, a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
                                       pgqa ? &noise : NULL, &a->saved));
     model_norm norm2 = block_norm(m, l, 1);
-    CLGQA_TRY(residual_linear_norm_forward(rt, a->x_mid, a->x_in, a->heads_out, P(PROJ_W),
+    CLGQA_TRY(residual_linear_norm_forward(rt, a->x_mid, a->x_in, a->heads_out, WT(PROJ),
                                            P(PROJ_B), branch_scales(m, l, BRANCH_ATTENTION, batch),
-                                           d->tokens, &norm2, rows, C, C));
+                                           d->tokens, &norm2, rows, gemm_rows, C, C));
 
     /* fc1 holds ln2 W1^T without the bias, which the GELU pass adds. */
     clgqa_view bias_in_gelu = {NULL, 0};
-    CLGQA_TRY(linear_forward(rt, a->fc1, a->ln2, P(FC1_W), bias_in_gelu, rows, C, F));
+    CLGQA_TRY(linear_forward(rt, a->fc1, a->ln2, WT(FC1), bias_in_gelu, rows, gemm_rows, C, F));
     CLGQA_TRY(clgqa_gelu_bias_forward(rt, a->gelu, a->fc1, P(FC1_B), rows, F));
     model_norm next = block_norm(m, l + 1, 0);
-    return residual_linear_norm_forward(rt, a->x_out, a->x_mid, a->gelu, P(FC2_W), P(FC2_B),
+    return residual_linear_norm_forward(rt, a->x_out, a->x_mid, a->gelu, WT(FC2), P(FC2_B),
                                         branch_scales(m, l, BRANCH_MLP, batch), d->tokens, &next,
-                                        rows, F, C);
+                                        rows, gemm_rows, F, C);
 #undef P
+#undef WT
 }
 
 /* What a forward pass reads: float images, or 8-bit pixels with the
@@ -207,6 +248,8 @@ static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view
     const clgqa_image_mix *mix = training && input->train ? &input->train->mix : NULL;
     const int mixed = mix && mix->mode != CLGQA_MIX_NONE;
 
+    /* The weights' transposes the forward's GEMMs read (model_gemm). */
+    CLGQA_TRY(transpose_weights(m));
     /* Patch embedding (conv as im2col + GEMM, mixing a training batch's
      * images), class token, positions. */
     if (input->pixel_mean)
@@ -216,10 +259,9 @@ static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view
     else
         CLGQA_TRY(clgqa_patch_im2col(rt, m->patches, input->images, B, d->in_chans, d->img_size,
                                      d->patch_size));
-    CLGQA_TRY(linear_forward(rt, m->patch_out, m->patches,
-                                   model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_W),
-                                   model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_B), patch_rows,
-                                   patch_len, C));
+    CLGQA_TRY(linear_forward(rt, m->patch_out, m->patches, m->weights_t[0],
+                             model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_B), patch_rows,
+                             model_gemm_rows(m, patch_rows), patch_len, C));
     CLGQA_TRY(clgqa_tokens_forward(rt, m->tokens, m->patch_out,
                                    model_param(m, CLGQA_PARAMS, MODEL_T_CLS),
                                    model_param(m, CLGQA_PARAMS, MODEL_T_POS), B, d->tokens, C));
@@ -245,9 +287,9 @@ static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view
     /* The final LayerNorm ran on every token (the op is row-wise, only
      * token 0 is used); head on the class token: rows of lnf with stride
      * P*C. */
-    CLGQA_TRY(clgqa_sgemm(rt, 0, 1, B, classes, C, 1.0f, m->lnf, (size_t)d->tokens * C,
-                          model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_HEAD_W)), C,
-                          0.0f, m->logits, classes));
+    CLGQA_TRY(clgqa_sgemm(rt, 0, 0, B, classes, C, 1.0f, m->lnf, (size_t)d->tokens * C,
+                          m->weights_t[model_linear_count(m) - 1], classes, 0.0f, m->logits,
+                          classes));
     CLGQA_TRY(clgqa_bias_add(rt, m->logits,
                              model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_HEAD_B)), B,
                              classes));
@@ -335,9 +377,9 @@ static clgqa_status finish_column_sums(clgqa_model *m, int group) {
     const model_finish *f = &m->finishes[group];
     for (int i = 0; i < f->launches; i++) {
         const model_finish_launch *launch = &f->launch[i];
-        CLGQA_TRY(clgqa_column_sums_finish(
-            m->rt, launch->grads, clgqa_view_at(m->column_partials.mem, 0),
-            clgqa_view_at(m->finish_tables, launch->table), launch->sums, launch->count));
+        CLGQA_TRY(clgqa_column_sums_finish(m->rt, launch->grads, launch->partials,
+                                           clgqa_view_at(m->finish_tables, launch->table),
+                                           launch->sums, launch->count));
     }
     return CLGQA_OK;
 }
@@ -371,6 +413,21 @@ static clgqa_view bias_partials(const clgqa_model *m, int l, block_bias which) {
     return block_partials(m, l, offsets[which]);
 }
 
+/* A branch's output gradient under drop path: dres scaled per sample into
+ * `scratch`, whose padded rows (up to gemm_rows) are zeroed, since its
+ * Linear's weight gradient sums over them and the scratch may hold a larger
+ * batch's rows; its column sums are the Linear's bias partials. */
+static clgqa_status scaled_branch_gradient(clgqa_model *m, clgqa_view scratch,
+                                           clgqa_view scales, clgqa_view bias_sums, size_t rows,
+                                           size_t gemm_rows) {
+    size_t C = m->dims.embed_dim;
+    CLGQA_TRY(clgqa_scale_rows(m->rt, scratch, m->dres, scales, m->dims.tokens, rows, C));
+    if (gemm_rows > rows)
+        CLGQA_TRY(clgqa_buffer_fill(m->rt, clgqa_view_add(scratch, rows * C),
+                                    (gemm_rows - rows) * C, 0.0f));
+    return clgqa_column_partials(m->rt, bias_sums, m->partials.ln_chunks, scratch, rows, C);
+}
+
 /* On entry m->dres holds the gradient of the block's x_out; on return, of its
  * x_in. LayerNorm backward accumulates its input gradient straight into
  * dres, which is also the residual path's gradient. With drop path a
@@ -382,29 +439,28 @@ static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
     const clgqa_model_dims *d = &m->dims;
     const model_partials *pp = &m->partials;
     model_layer *a = &m->layers[l];
-    size_t rows = (size_t)m->batch * d->tokens, C = d->embed_dim,
-           kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
+    size_t rows = (size_t)m->batch * d->tokens, gemm_rows = model_gemm_rows(m, rows),
+           C = d->embed_dim, kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
     clgqa_attention_dims ad = model_attention_dims(m, m->batch);
     const clgqa_view none = {NULL, 0};
 #define P(which) model_param(m, CLGQA_PARAMS, model_layer_tensor(l, MODEL_L_##which))
 #define G(which) model_param(m, CLGQA_GRADS, model_layer_tensor(l, MODEL_L_##which))
+#define SPLIT(which) block_split(m, LINEAR_##which), block_gemm_partials(m, LINEAR_##which)
 
     /* MLP: x_out = x_mid + s_mlp * fc2(gelu(fc1(ln2(x_mid)))); dheads_out
      * is free until the attention's backward. */
     clgqa_view dmlp = m->dres;
     if (m->dropped_paths) {
         dmlp = m->dheads_out;
-        CLGQA_TRY(clgqa_scale_rows(rt, dmlp, m->dres, branch_scales(m, l, BRANCH_MLP, m->batch),
-                                   d->tokens, rows, C));
-        CLGQA_TRY(clgqa_column_partials(rt, bias_partials(m, l, BIAS_FC2), pp->ln_chunks, dmlp,
-                                        rows, C));
+        CLGQA_TRY(scaled_branch_gradient(m, dmlp, branch_scales(m, l, BRANCH_MLP, m->batch),
+                                         bias_partials(m, l, BIAS_FC2), rows, gemm_rows));
     }
-    CLGQA_TRY(linear_backward(rt, m->dgelu, G(FC2_W), dmlp, a->gelu, P(FC2_W), rows, F, C,
-                              grad_beta));
+    CLGQA_TRY(linear_backward(rt, m->dgelu, G(FC2_W), SPLIT(FC2), dmlp, a->gelu, P(FC2_W),
+                              gemm_rows, F, C, grad_beta));
     CLGQA_TRY(clgqa_gelu_bias_backward(rt, m->dfc1, bias_partials(m, l, BIAS_FC1), pp->fc1_chunks,
                                        m->dgelu, a->fc1, P(FC1_B), rows, F));
-    CLGQA_TRY(linear_backward(rt, m->dln, G(FC1_W), m->dfc1, a->ln2, P(FC1_W), rows, C, F,
-                              grad_beta));
+    CLGQA_TRY(linear_backward(rt, m->dln, G(FC1_W), SPLIT(FC1), m->dfc1, a->ln2, P(FC1_W),
+                              gemm_rows, C, F, grad_beta));
     CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, block_partials(m, l, pp->norm2),
                                        m->dropped_paths ? none : bias_partials(m, l, BIAS_PROJ),
                                        pp->ln_chunks, m->dln, a->x_mid, a->ln2_mean, a->ln2_rstd,
@@ -415,14 +471,12 @@ static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
     clgqa_view dattention = m->dres;
     if (m->dropped_paths) {
         dattention = m->dln;
-        CLGQA_TRY(clgqa_scale_rows(rt, dattention, m->dres,
-                                   branch_scales(m, l, BRANCH_ATTENTION, m->batch), d->tokens,
-                                   rows, C));
-        CLGQA_TRY(clgqa_column_partials(rt, bias_partials(m, l, BIAS_PROJ), pp->ln_chunks,
-                                        dattention, rows, C));
+        CLGQA_TRY(scaled_branch_gradient(m, dattention,
+                                         branch_scales(m, l, BRANCH_ATTENTION, m->batch),
+                                         bias_partials(m, l, BIAS_PROJ), rows, gemm_rows));
     }
-    CLGQA_TRY(linear_backward(rt, m->dheads_out, G(PROJ_W), dattention, a->heads_out, P(PROJ_W),
-                              rows, C, C, grad_beta));
+    CLGQA_TRY(linear_backward(rt, m->dheads_out, G(PROJ_W), SPLIT(PROJ), dattention,
+                              a->heads_out, P(PROJ_W), gemm_rows, C, C, grad_beta));
     /* The attention backward writes d(qkv) whole (no fill); one GEMM each
      * for dx and dW over the fused projection. */
     CLGQA_TRY(clgqa_attention_backward(rt, &ad, m->dqkv, clgqa_view_add(m->dqkv, C),
@@ -430,8 +484,8 @@ static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
                                        a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
                                        m->traits.perturbs, &a->saved,
                                        m->attention_scratch));
-    CLGQA_TRY(linear_backward(rt, m->dln, G(Q_W), m->dqkv, a->ln1, P(Q_W), rows, C, C + 2 * kv,
-                              grad_beta));
+    CLGQA_TRY(linear_backward(rt, m->dln, G(Q_W), SPLIT(QKV), m->dqkv, a->ln1, P(Q_W), gemm_rows,
+                              C, C + 2 * kv, grad_beta));
     CLGQA_TRY(clgqa_column_partials(rt, bias_partials(m, l, BIAS_QKV), pp->qkv_chunks, m->dqkv,
                                     rows, C + 2 * kv));
     /* Block 0's input gradient feeds the tokens, not a Linear's bias; with
@@ -443,6 +497,7 @@ static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
     return finish_column_sums(m, l);
 #undef P
 #undef G
+#undef SPLIT
 }
 
 clgqa_status clgqa_model_backward(clgqa_model *m) {
@@ -464,7 +519,6 @@ clgqa_status clgqa_model_backward_scaled(clgqa_model *m, float loss_scale, int a
     size_t B = m->batch, rows = B * d->tokens, C = d->embed_dim, classes = d->num_classes,
            patch_rows = B * d->grid * d->grid,
            patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
-    size_t max_rows = (size_t)d->max_batch * d->tokens;
     int L = d->num_layers;
     int norm_w = model_final_tensor(m, MODEL_F_NORM_W);
     int head_w = model_final_tensor(m, MODEL_F_HEAD_W);
@@ -480,8 +534,27 @@ clgqa_status clgqa_model_backward_scaled(clgqa_model *m, float loss_scale, int a
         clgqa_view grads = clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, &floats);
         CLGQA_TRY(clgqa_buffer_fill(rt, grads, floats, 0.0f));
     }
-    /* dres, dln (only its class-token rows get written below) and dlogits. */
-    CLGQA_TRY(clgqa_buffer_fill(rt, m->dres, 2 * max_rows * C + (size_t)d->max_batch * classes, 0.0f));
+    /* dres, dln (only its class-token rows get written below) and dlogits,
+     * one after another in one buffer; dres's padded rows stay zero, which
+     * the weight gradients summing over them need (linear_backward). */
+    size_t dlogits_floats = (size_t)d->max_batch * classes;
+    if (m->dln.mem == m->dres.mem && m->dlogits.mem == m->dres.mem) {
+        CLGQA_TRY(clgqa_buffer_fill(rt, m->dres, m->dlogits.offset + dlogits_floats - m->dres.offset,
+                                    0.0f));
+    } else { /* a model split over buffers too small to hold the three together */
+        CLGQA_TRY(clgqa_buffer_fill(rt, m->dres, m->gemm.rows * C, 0.0f));
+        CLGQA_TRY(clgqa_buffer_fill(rt, m->dln, m->gemm.rows * C, 0.0f));
+        CLGQA_TRY(clgqa_buffer_fill(rt, m->dlogits, dlogits_floats, 0.0f));
+    }
+    /* So do those of dqkv and dfc1, which a larger batch's backward may have
+     * written: zeroed when it did. */
+    if (m->backward_rows > rows) {
+        size_t stale = m->backward_rows - rows, qkv = (size_t)model_qkv_width(m);
+        CLGQA_TRY(clgqa_buffer_fill(rt, clgqa_view_add(m->dqkv, rows * qkv), stale * qkv, 0.0f));
+        CLGQA_TRY(clgqa_buffer_fill(rt, clgqa_view_add(m->dfc1, rows * d->mlp_dim),
+                                    stale * d->mlp_dim, 0.0f));
+    }
+    m->backward_rows = rows;
 
     /* Cross-entropy (against the soft targets when the forward used them)
      * -> head -> final LayerNorm, whose input gradient's column sums are the
@@ -513,15 +586,16 @@ clgqa_status clgqa_model_backward_scaled(clgqa_model *m, float loss_scale, int a
     }
 
     /* Tokens -> class token, positions, patch embedding (no image gradient). */
-    CLGQA_TRY(clgqa_buffer_fill(rt, m->dpatch_out, patch_rows * C, 0.0f));
+    CLGQA_TRY(clgqa_buffer_fill(rt, m->dpatch_out, m->gemm.patch_rows * C, 0.0f));
     CLGQA_TRY(clgqa_tokens_backward(rt, m->dpatch_out, model_param(m, CLGQA_GRADS, MODEL_T_CLS),
                                     model_param(m, CLGQA_GRADS, MODEL_T_POS), m->dres, B, d->tokens,
                                     C));
     clgqa_view no_input_gradient = {NULL, 0};
     CLGQA_TRY(linear_backward(rt, no_input_gradient, model_param(m, CLGQA_GRADS, MODEL_T_PATCH_W),
-                              m->dpatch_out, m->patches,
-                              model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_W), patch_rows, patch_len,
-                              C, grad_beta));
+                              m->gemm.patch_split, m->gemm_partials, m->dpatch_out, m->patches,
+                              model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_W),
+                              model_gemm_rows(m, patch_rows), patch_len, C, grad_beta));
+    CLGQA_TRY(finish_column_sums(m, L + 1)); /* the patch weight's split, if any */
     CLGQA_TRY(clgqa_bias_backward(rt, model_param(m, CLGQA_GRADS, MODEL_T_PATCH_B), m->dpatch_out,
                                   patch_rows, C));
     return gradients_ready(m, 0, MODEL_T_BLOCKS);

@@ -25,14 +25,18 @@ clgqa_view clgqa_model_buffer_view(const clgqa_model *model, clgqa_model_buffer 
 /* What clgqa_model_create(rt, desc, max_batch) would allocate on the
  * device, computed without allocating: one flat buffer's floats (the model
  * has four: parameters, gradients and AdamW's two moments), the activation
- * arena's floats at max_batch, and the small rest (grouping state, the
- * backward's tables) in bytes. Fails as clgqa_model_create would on a bad
- * description. host_bytes: the model's own tables on the host. */
+ * arena's floats at max_batch (with the weights' transposes and the split
+ * weight gradients' partials the GEMMs use), and the small rest (grouping
+ * state, the backward's tables) in bytes. Fails as clgqa_model_create would
+ * on a bad description. host_bytes: the model's own tables on the host.
+ * gemm_rows: the rows of the largest batch's GEMMs (padded to CLBlast's
+ * tiles), for CLBlast's workspace. */
 typedef struct clgqa_model_memory {
     size_t param_floats;
     size_t arena_floats;
     size_t other_bytes;
     size_t host_bytes;
+    size_t gemm_rows;
 } clgqa_model_memory;
 clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_desc *desc,
                                          int max_batch, clgqa_model_memory *out);

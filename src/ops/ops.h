@@ -143,6 +143,24 @@ clgqa_status clgqa_column_sums_finish(clgqa_runtime *rt, clgqa_view out, clgqa_v
                                       clgqa_view table, const clgqa_column_sum *sums,
                                       size_t count);
 
+/* ---- transpose.cl ---- */
+/* One transpose of a table: the [rows, cols] matrix at `src` (floats into
+ * the source view) written as [cols, rows] at `dst` (into the destination
+ * view). */
+typedef struct clgqa_transpose {
+    size_t src, rows, cols, dst;
+} clgqa_transpose;
+#define CLGQA_TRANSPOSE_UINTS 4 /* per transpose in the device table */
+/* The device table of `count` transposes, for the caller to upload once;
+ * fails on a field beyond 32 bits. */
+clgqa_status clgqa_transpose_encode(const clgqa_transpose *entries, size_t count, cl_uint *table);
+/* Every transpose of `entries` in one launch; `table` is the device copy of
+ * clgqa_transpose_encode(entries), the host copy is checked against the
+ * views' buffers. Source and destination must not overlap. */
+clgqa_status clgqa_transpose_table(clgqa_runtime *rt, clgqa_view dst, clgqa_view src,
+                                   clgqa_view table, const clgqa_transpose *entries,
+                                   size_t count);
+
 /* ---- adamw.cl ---- */
 typedef struct clgqa_adamw_hparams {
     float lr, beta1, beta2, eps, weight_decay;

@@ -557,6 +557,10 @@ static clgqa_status query_device(clgqa_runtime *rt) {
                     &rt->global_mem_bytes, NULL);
     clGetDeviceInfo(rt->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof rt->local_mem_bytes,
                     &rt->local_mem_bytes, NULL);
+    cl_uint align_bits = 0;
+    clGetDeviceInfo(rt->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits,
+                    NULL);
+    rt->base_align_bytes = align_bits / 8;
     return CLGQA_OK;
 }
 
@@ -582,6 +586,7 @@ static clgqa_status take_options(clgqa_runtime *rt, const clgqa_runtime_options 
                           "runtime option max_alloc_bytes %zu is below 4096", o->max_alloc_bytes);
     if (o->max_alloc_bytes && o->max_alloc_bytes < rt->max_alloc_bytes)
         rt->max_alloc_bytes = o->max_alloc_bytes;
+    rt->gemm_split = o->gemm_split;
     init_cache_dir(rt, o->cache_dir);
     return CLGQA_OK;
 }
@@ -822,6 +827,7 @@ void clgqa_runtime_destroy(clgqa_runtime *rt) {
     free(rt->programs);
     clgqa_buffer_release(&rt->scratch);
     clgqa_buffer_release(&rt->gemm_temp);
+    clgqa_gemm_release(rt);
     if (rt->queue)
         clReleaseCommandQueue(rt->queue);
     if (rt->transfer_queue)

@@ -53,7 +53,16 @@ struct clgqa_runtime {
                                        SIZE_MAX if none set it (gemm.c) */
     size_t gemm_min_indirect;       /* the value this runtime's last product ran with */
     long gemm_direct_calls, gemm_indirect_calls; /* products run by each kernel so far */
+    size_t gemm_split;              /* runtime option gemm_split: 0 auto, else the chunks */
+    size_t base_align_bytes;        /* CL_DEVICE_MEM_BASE_ADDR_ALIGN: sub-buffer origins */
+    struct clgqa_gemm_region *gemm_regions; /* operands' sub-buffers (gemm.c) */
+    int gemm_region_count, gemm_region_capacity;
+    size_t gemm_tiles[4];           /* clgqa_gemm_tiles_of, once probed */
+    int gemm_tiles_known;
 };
+
+/* Releases what gemm.c keeps in rt (the operands' sub-buffers). */
+void clgqa_gemm_release(clgqa_runtime *rt);
 
 
 /* The kernel `kernel_name` from the embedded program family `family`

@@ -59,13 +59,15 @@ clgqa_status clgqa_memory_estimate_run(clgqa_runtime *rt, const clgqa_config *cf
     CLGQA_TRY(clgqa_model_memory_estimate(rt, &desc, out->batch, &model));
 
     const size_t C = (size_t)cfg->embed_dim, kv = (size_t)desc.num_kv_heads,
-                 head_dim = C / (size_t)cfg->num_heads, grid = (size_t)(cfg->img_size / cfg->patch_size),
-                 rows = (size_t)out->batch * (grid * grid + 1),
+                 head_dim = C / (size_t)cfg->num_heads,
                  image = (size_t)cfg->in_chans * cfg->img_size * cfg->img_size;
     out->flat_bytes = model.param_floats * sizeof(float);
     out->flat_buffers = cfg->model_ema_decay > 0 ? 5 : 4;
+    /* The arena holds the weights' transposes and the split weight
+     * gradients' partials too (the GEMMs', model_gemm). */
     out->activation_bytes = model.arena_floats * sizeof(float);
-    CLGQA_TRY(gemm_workspace(rt, rows, C, 4 * C, C + 2 * kv * head_dim,
+    /* Over the rows the GEMMs run on: the batch's, padded to CLBlast's tiles. */
+    CLGQA_TRY(gemm_workspace(rt, model.gemm_rows, C, 4 * C, C + 2 * kv * head_dim,
                              &out->gemm_bytes));
     /* Two batch slots (labels padded to 256 bytes, then the pixels), the
      * step's readback (two steps' losses of every micro-batch, sums, group
@@ -108,7 +110,7 @@ void clgqa_memory_estimate_print(const clgqa_memory_estimate *e, const char *dev
     fprintf(out, "memory estimate for %s, batch %d a rank:\n", device_name, e->batch);
     fprintf(out, "  parameters, gradients, AdamW moments%s %d x %s\n",
             e->flat_buffers > 4 ? ", EMA" : "     ", e->flat_buffers, bytes_text(e->flat_bytes, a));
-    fprintf(out, "  activations                            %s\n", bytes_text(e->activation_bytes, a));
+    fprintf(out, "  activations, weight transposes         %s\n", bytes_text(e->activation_bytes, a));
     fprintf(out, "  GEMM workspace                         %s\n", bytes_text(e->gemm_bytes, a));
     fprintf(out, "  batch slots and the rest               %s\n",
             bytes_text(e->other_device_bytes, a));
