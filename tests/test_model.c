@@ -893,6 +893,44 @@ START_TEST(accumulated_micro_batches_give_the_batch_gradient) {
 }
 END_TEST
 
+/* Drop path's backward after a larger batch's: the branch gradients' scratch
+ * buffers then hold that batch's rows past the smaller batch's, which the
+ * weight-gradient GEMMs (over the rows padded to CLBlast's tiles on GPU
+ * paths) must not see. A batch of 2 gives the same gradient, bit for bit,
+ * before and after a backward of 4 (the same step, so the same masks). */
+START_TEST(drop_path_gradient_ignores_a_larger_batchs_rows) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg = tiny_config(CLGQA_GQA);
+    clgqa_model *m;
+    TEST_OK(test_model_create(rt, &cfg, 4, &m));
+    randomise_parameters(m);
+    const clgqa_regularisation regularisation = {0.0, 0.5};
+    TEST_OK(clgqa_model_set_regularisation(m, &regularisation));
+    batch_data small = random_batch(m, 2), large = random_batch(m, 4);
+    size_t n = clgqa_model_param_count(m);
+    float *first = malloc(n * sizeof *first), *again = malloc(n * sizeof *again);
+    const clgqa_pass pass = {CLGQA_PASS_TRAIN, 1, 7};
+    for (int run = 0; run < 2; run++) {
+        if (run == 1) {
+            TEST_OK(clgqa_model_forward(m, clgqa_view_at(large.images, 0),
+                                        clgqa_view_at(large.labels, 0), 4, &pass));
+            TEST_OK(clgqa_model_backward(m));
+        }
+        TEST_OK(clgqa_model_forward(m, clgqa_view_at(small.images, 0),
+                                    clgqa_view_at(small.labels, 0), 2, &pass));
+        TEST_OK(clgqa_model_backward(m));
+        TEST_OK(clgqa_model_read_buffer(m, CLGQA_GRADS, run ? again : first));
+    }
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&first[i], &again[i], sizeof(float)) != 0)
+            ck_abort_msg("gradient %zu: %.9g, after a batch of 4 %.9g", i, (double)first[i],
+                         (double)again[i]);
+    free(first), free(again);
+    release_batch(&small), release_batch(&large);
+    clgqa_model_destroy(m);
+}
+END_TEST
+
 /* The model's weight EMA on a constant-weight toy: started from weights
  * w0, then the weights set to w1 and left there (no optimizer step), N
  * updates give the closed form w1 + (w0 - w1) (1 - a)^N, a = 1 - decay
@@ -1014,6 +1052,7 @@ int main(void) {
     tcase_add_loop_test(gradients, finite_differences_every_scheme, 0, (int)N_SCHEMES);
     tcase_add_loop_test(gradients, finite_differences_with_drop_path_and_smoothing, 0, 2);
     tcase_add_loop_test(gradients, accumulated_micro_batches_give_the_batch_gradient, 0, 2);
+    tcase_add_test(gradients, drop_path_gradient_ignores_a_larger_batchs_rows);
     suite_add_tcase(s, gradients);
 
     TCase *overfit = tcase_create("overfit");
