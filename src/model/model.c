@@ -263,7 +263,9 @@ static void carve_shared(clgqa_model *m, carver *c) {
     m->patches = carve_operand(c, gemm_patch_rows * patch_len);
     m->patch_out = carve_operand(c, gemm_patch_rows * C);
     m->tokens = carve(c, rows * C);
-    m->lnf = carve(c, rows * C);
+    /* An operand too (the head reads its class-token rows): a buffer must
+     * not be read directly while a sub-buffer of it is written. */
+    m->lnf = carve_operand(c, rows * C);
     m->lnf_mean = carve(c, rows);
     m->lnf_rstd = carve(c, rows);
     m->logits = carve_operand(c, B * classes);
@@ -406,7 +408,8 @@ static clgqa_status plan_gemm(clgqa_model *m) {
     g->patch_rows = patch_rows;
     for (int j = 0; j < LINEAR_BLOCK; j++) {
         linear_weight w = linear_weight_of(m, model_block_linear(0, (model_linear)j));
-        size_t chunks = clgqa_gemm_split_chunks(m->rt, w.n_out, w.n_in, rows);
+        size_t chunks;
+        CLGQA_TRY(clgqa_gemm_split_chunks(m->rt, w.n_out, w.n_in, rows, &chunks));
         g->split[j] = chunks;
         g->partials[j] = floats;
         if (chunks > 1) {
@@ -416,7 +419,8 @@ static clgqa_status plan_gemm(clgqa_model *m) {
         }
     }
     linear_weight patch = linear_weight_of(m, 0);
-    g->patch_split = clgqa_gemm_split_chunks(m->rt, patch.n_out, patch.n_in, patch_rows);
+    CLGQA_TRY(clgqa_gemm_split_chunks(m->rt, patch.n_out, patch.n_in, patch_rows,
+                                      &g->patch_split));
     if (g->patch_split > 1) {
         size_t held = g->patch_split * clgqa_gemm_chunk_rows(&g->tiles, patch_rows, g->patch_split);
         g->patch_rows = held > g->patch_rows ? held : g->patch_rows;
