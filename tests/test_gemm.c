@@ -450,7 +450,8 @@ START_TEST(split_matches_unsplit_and_reference) {
     TEST_OK(clgqa_gemm_tiles_of(rt, &t));
     size_t m = sc->on_tiles ? 2 * t.n : sc->m, n = sc->on_tiles ? t.m : sc->n,
            k = sc->on_tiles ? 5 * t.k + 1 : sc->k;
-    size_t chunks = clgqa_gemm_split_chunks(rt, m, n, k);
+    size_t chunks;
+    TEST_OK(clgqa_gemm_split_chunks(rt, m, n, k, &chunks));
     ck_assert_uint_eq(chunks, sc->chunks);
     size_t rows = clgqa_gemm_chunk_rows(&t, k, chunks), held = chunks * rows;
     ck_assert_uint_ge(held, k);

@@ -366,6 +366,14 @@ START_TEST(build_options_and_log) {
     ck_assert_ptr_null(rt);
     ck_assert_msg(strstr(clgqa_error_message(), "build_options is too long"), "%s",
                   clgqa_error_message());
+    /* A split into more chunks than the CLI allows is refused the same. */
+    options.build_options = NULL;
+    options.gemm_split = 1025;
+    rt = NULL;
+    ck_assert_int_eq(clgqa_runtime_create(&options, &rt), CLGQA_ERR_INVALID_ARG);
+    ck_assert_ptr_null(rt);
+    ck_assert_msg(strstr(clgqa_error_message(), "gemm_split 1025 is above 1024"), "%s",
+                  clgqa_error_message());
     remove(log_path);
 }
 END_TEST

@@ -858,7 +858,7 @@ START_TEST(vit_s_at_224_trains_a_step) {
     float *x = test_random_array(pixels, -1.0f, 1.0f);
     int32_t label = 42;
     cl_mem images = test_upload(x, pixels), labels = test_upload_int(&label, 1);
-    clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f};
+    clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, 0};
     clgqa_metrics before, after;
     TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), clgqa_view_at(labels, 0), 1,
                                 &(clgqa_pass){1, 0, 0}));

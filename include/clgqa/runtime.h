@@ -86,9 +86,13 @@ typedef struct clgqa_runtime_options {
      * (the model then splits its buffers; tests use it); 0: the device's. */
     size_t max_alloc_bytes;
     /* Split-K of the weight gradients (docs/design.md): 0 decides per
-     * product (split where the output's tiles would not fill the device);
-     * 1 never splits; N > 1 splits every weight gradient into N row chunks
-     * (at most one per k-tile of rows), how the split is tested on CPUs. */
+     * product (on GPU device classes only: split a product on CLBlast's
+     * indirect kernel whose output is a tile multiple and whose tiles
+     * would not fill the device); 1 never splits; N > 1 (at most 1024)
+     * splits every block and patch-embedding weight gradient into N row
+     * chunks (at most one per k-tile of rows; the classifier head, which
+     * reduces over the batch alone, never), how the split is tested on
+     * CPUs. Each chunk keeps an out x in partial in the model's memory. */
     size_t gemm_split;
 } clgqa_runtime_options;
 

@@ -78,7 +78,8 @@ clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_view out, clgqa_vi
 
 clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_view x,
                                               clgqa_view residual, clgqa_view linear,
-                                              clgqa_view linear_bias, clgqa_view out,
+                                              clgqa_view linear_bias, clgqa_view branch_scales,
+                                              size_t rows_per_scale, clgqa_view out,
                                               clgqa_view mean, clgqa_view rstd, clgqa_view weight,
                                               clgqa_view bias, size_t rows, size_t cols,
                                               float eps) {
@@ -92,6 +93,16 @@ clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_view x,
     CLGQA_TRY(clgqa_check_view(op, "residual", residual, n, sizeof(float)));
     CLGQA_TRY(clgqa_check_view(op, "linear", linear, n, sizeof(float)));
     CLGQA_TRY(clgqa_check_view(op, "linear_bias", linear_bias, cols, sizeof(float)));
+    cl_uint use_scales = branch_scales.mem != NULL;
+    if (use_scales) {
+        if (rows_per_scale == 0)
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: rows_per_scale must be positive", op);
+        CLGQA_TRY(clgqa_check_view(op, "branch_scales", branch_scales,
+                                   (rows + rows_per_scale - 1) / rows_per_scale, sizeof(float)));
+    } else {
+        branch_scales = linear_bias; /* a valid buffer the kernel never reads */
+        rows_per_scale = 1;
+    }
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "residual_layernorm_forward", &k));
     kernel_args args = kernel_args_start(k);
@@ -99,6 +110,9 @@ clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_view x,
     kernel_arg_view(&args, residual);
     kernel_arg_view(&args, linear);
     kernel_arg_view(&args, linear_bias);
+    kernel_arg_view(&args, branch_scales);
+    KERNEL_ARG(&args, use_scales);
+    kernel_arg_uint(&args, rows_per_scale);
     const clgqa_view rows_read[] = {x, residual, linear, linear_bias, out, weight, bias};
     return launch_forward(rt, k, &args, out, mean, rstd, weight, bias, rows, cols, eps, rows_read,
                           7);

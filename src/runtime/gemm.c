@@ -665,16 +665,20 @@ size_t clgqa_gemm_split_plan(const clgqa_gemm_tiles *tiles, size_t compute_units
     return best;
 }
 
-size_t clgqa_gemm_split_chunks(clgqa_runtime *rt, size_t m, size_t n, size_t k) {
+clgqa_status clgqa_gemm_split_chunks(clgqa_runtime *rt, size_t m, size_t n, size_t k,
+                                     size_t *chunks) {
     clgqa_gemm_tiles t;
+    *chunks = 1;
     /* auto splits on GPUs only: a CPU device's few compute units are kept
      * busy by the products' tiles, and on PoCL the demo's step took 40 ms
      * with its two small splits against 37 without (fastest of 90 steps). */
-    if (rt->gemm_split == 1 || (!rt->gemm_split && rt->device_class != CLGQA_CLASS_GPU) ||
-        clgqa_gemm_tiles_of(rt, &t) != CLGQA_OK || gemm_path(rt) != CLGQA_OK)
-        return 1;
+    if (rt->gemm_split == 1 || (!rt->gemm_split && rt->device_class != CLGQA_CLASS_GPU))
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_gemm_tiles_of(rt, &t));
+    CLGQA_TRY(gemm_path(rt));
     int indirect = !runs_direct(m, n, k, rt->gemm_min_indirect);
-    return clgqa_gemm_split_plan(&t, rt->compute_units, indirect, rt->gemm_split, m, n, k);
+    *chunks = clgqa_gemm_split_plan(&t, rt->compute_units, indirect, rt->gemm_split, m, n, k);
+    return CLGQA_OK;
 }
 
 clgqa_status clgqa_sgemm_split(clgqa_runtime *rt, size_t m, size_t n, size_t k, size_t chunks,
@@ -703,10 +707,10 @@ clgqa_status clgqa_sgemm_split(clgqa_runtime *rt, size_t m, size_t n, size_t k, 
     row.b = operand(rt, b, matrix_extent(chunks * rows, n, ldb));
     row.c = operand(rt, partials, chunks * m * n);
     f = column_major_form(row);
-    size_t temp_bytes;
-    CLGQA_TRY(form_temp_bytes(rt, &f, &temp_bytes));
-    clgqa_status status = CLGQA_OK;
-    if (temp_bytes == 0) {
+    size_t temp_bytes = 0;
+    /* No early return from here on: the threshold is put back below. */
+    clgqa_status status = form_temp_bytes(rt, &f, &temp_bytes);
+    if (status == CLGQA_OK && temp_bytes == 0) {
         /* Nothing to copy (or the direct kernel): one batched call, which
          * then allocates nothing. Its indirect kernel takes the batches
          * tight (strides = sizes) at offset 0, as they are here. */
@@ -718,7 +722,7 @@ clgqa_status clgqa_sgemm_split(clgqa_runtime *rt, size_t m, size_t n, size_t k, 
         clgqa_profile_span_end(rt, "gemm", 2.0 * (double)m * (double)n * (double)(chunks * rows));
         count_path(rt, code, m, n, rows, min_indirect);
         status = check_clblast(code, "CLBlastSgemmStridedBatched", m, n, rows);
-    } else {
+    } else if (status == CLGQA_OK) {
         /* CLBlast would copy: one product per chunk with the shared
          * temporary buffer. */
         for (size_t s = 0; s < chunks && status == CLGQA_OK; s++) {

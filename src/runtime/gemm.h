@@ -90,7 +90,8 @@ clgqa_status clgqa_gemm_tiles_of(clgqa_runtime *rt, clgqa_gemm_tiles *out);
  * multiples (the chunks then run as one batched call that copies nothing),
  * then enough chunks of at least 4 k-tiles for that many (at most 64), the
  * count in the next quarter that pads K least. */
-size_t clgqa_gemm_split_chunks(clgqa_runtime *rt, size_t m, size_t n, size_t k);
+clgqa_status clgqa_gemm_split_chunks(clgqa_runtime *rt, size_t m, size_t n, size_t k,
+                                     size_t *chunks);
 /* The same decision from its inputs: tiles, compute units, whether the
  * product runs on the indirect kernel, and the forced count (0: auto). */
 size_t clgqa_gemm_split_plan(const clgqa_gemm_tiles *tiles, size_t compute_units,

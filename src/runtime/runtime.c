@@ -586,6 +586,9 @@ static clgqa_status take_options(clgqa_runtime *rt, const clgqa_runtime_options 
                           "runtime option max_alloc_bytes %zu is below 4096", o->max_alloc_bytes);
     if (o->max_alloc_bytes && o->max_alloc_bytes < rt->max_alloc_bytes)
         rt->max_alloc_bytes = o->max_alloc_bytes;
+    if (o->gemm_split > 1024)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "runtime option gemm_split %zu is above 1024 chunks", o->gemm_split);
     rt->gemm_split = o->gemm_split;
     init_cache_dir(rt, o->cache_dir);
     return CLGQA_OK;

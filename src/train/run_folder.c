@@ -163,13 +163,18 @@ static const char *const fixed_keys[] = {"att_scheme", "in_chans",     "embed_di
                                          "num_layers", "num_heads",    "num_kv_heads",
                                          "num_classes", "img_size",    "patch_size", "seed"};
 /* Keys the bit-identical resume depends on (the batches, the optimiser and
- * its schedule, augmentation, the DGQA window, the data). epochs may grow,
- * and the logging, evaluation and checkpoint cadence change no weight. */
+ * its schedule, augmentation and timm's regularisers, the weights' EMA and
+ * which weights best.safetensors follows, the DGQA window, the data).
+ * epochs may grow, and the logging, evaluation and checkpoint cadence
+ * change no weight. */
 static const char *const recipe_keys[] = {
-    "dataset",     "label_mode",     "batch_size", "max_steps_per_epoch", "lr",
-    "weight_decay", "betas",         "eps",        "schedule",            "warmup_steps",
-    "clip_grad_norm", "augment",     "shuffle",    "window_size",         "norm_mean",
-    "norm_std"};
+    "dataset",         "label_mode",       "batch_size",        "max_steps_per_epoch",
+    "grad_accum_steps", "lr",              "min_lr",            "weight_decay",
+    "no_weight_decay", "betas",            "eps",               "schedule",
+    "warmup_steps",    "clip_grad_norm",   "augment",           "label_smoothing",
+    "mixup_alpha",     "cutmix_alpha",     "mixup_prob",        "mixup_switch_prob",
+    "drop_path",       "model_ema_decay",  "best_follows",      "shuffle",
+    "window_size",     "norm_mean",        "norm_std"};
 
 /* Appends "key old -> new" to the message being built. */
 static void describe(char *buf, size_t size, const run_change *c) {
