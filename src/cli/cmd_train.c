@@ -97,6 +97,13 @@ static void catch_signals(void) {
     sigaction(SIGUSR1, &sa, NULL);
     /* A write to a pipe whose reader is gone fails with EPIPE instead. */
     signal(SIGPIPE, SIG_IGN);
+    /* The OpenCL driver's LLVM (PoCL's, at clGetPlatformIDs) installs a
+     * handler for these that removes itself and returns, so the first one
+     * sent was lost (a SIGQUIT, or a scheduler's SIGXCPU, did nothing): their
+     * default actions back, a core dump or death by the signal. */
+    static const int default_signals[] = {SIGQUIT, SIGTRAP, SIGSYS, SIGXCPU, SIGXFSZ, SIGUSR2};
+    for (size_t i = 0; i < sizeof default_signals / sizeof default_signals[0]; i++)
+        signal(default_signals[i], SIG_DFL);
     struct sigaction crash;
     memset(&crash, 0, sizeof crash);
     crash.sa_sigaction = on_crash;

@@ -688,7 +688,8 @@ static clgqa_status readback_take(trainer *t, run_progress *p) {
         char kept[1200];
         if (t->checkpointed)
             snprintf(kept, sizeof kept, "%s/last.safetensors keeps the last checkpoint before "
-                     "it (resume from there)", cfg->out_dir);
+                     "it (resume from there: --resume with --allow-changes takes a lower lr or a "
+                     "clip_grad_norm)", cfg->out_dir);
         else
             snprintf(kept, sizeof kept, "no checkpoint was written before it");
         return clgqa_fail(CLGQA_ERR_DIVERGED,
