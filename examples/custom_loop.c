@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
 
     /* AdamW: the config's learning rate, torch's betas and eps, a little
      * weight decay, no gradient clipping. */
-    const clgqa_adamw adamw = {strtof(lr, NULL), 0.9f, 0.999f, 1e-8f, 0.01f, 0.0f};
+    const clgqa_adamw adamw = {strtof(lr, NULL), 0.9f, 0.999f, 1e-8f, 0.01f, 0.0f, 1};
     srand(1);
     for (long step = 1; step <= steps; step++) {
         /* The buffer writes block, and the queue runs in order, so the next

@@ -176,10 +176,10 @@ START_TEST(bad_batches_are_refused) {
     float images[4] = {0};
     int32_t labels[3] = {0, 1, 2};
     clgqa_view p, l;
-    clgqa_batch too_many = {NULL, pixels, labels, 3, 0, 0};
+    clgqa_batch too_many = {NULL, pixels, labels, 3, 0, 0, 0};
     ck_assert_int_eq(clgqa_batch_upload_next(up, &too_many, &p, &l), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "3 images"), "%s", clgqa_error_message());
-    clgqa_batch floats_only = {images, NULL, labels, 1, 0, 0};
+    clgqa_batch floats_only = {images, NULL, labels, 1, 0, 0, 0};
     ck_assert_int_eq(clgqa_batch_upload_next(up, &floats_only, &p, &l), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "clgqa_loader_use_pixels"), "%s",
                   clgqa_error_message());

@@ -45,6 +45,23 @@ START_TEST(unknown_device_is_one_clear_line) {
 }
 END_TEST
 
+/* clgqa --version: the library's version, the CLBlast it was built with
+ * and the build's options, with no OpenCL platform needed. */
+START_TEST(version_names_the_library_clblast_and_the_build) {
+    char out[4096], err[4096], empty[] = "/tmp/clgqa-no-icd-XXXXXX", env[128], want[64];
+    ck_assert_ptr_nonnull(mkdtemp(empty));
+    snprintf(env, sizeof env, "OCL_ICD_VENDORS=%s", empty);
+    ck_assert_int_eq(test_run_clgqa(env, "--version", out, sizeof out, err, sizeof err), 0);
+    snprintf(want, sizeof want, "clgqa %s\n", clgqa_version());
+    ck_assert_msg(!strncmp(out, want, strlen(want)), "%s", out);
+    ck_assert_msg(strstr(out, "\nCLBlast 1.") && strstr(out, "MPI data parallelism o") &&
+                      strstr(out, "sanitizers ") && strstr(out, "build: "),
+                  "%s", out);
+    ck_assert_str_eq(err, "");
+    rmdir(empty);
+}
+END_TEST
+
 START_TEST(bad_arguments_are_refused) {
     char out[4096], err[4096];
     ck_assert_int_eq(test_run_clgqa("", "no-such-command", out, sizeof out, err, sizeof err), 2);
@@ -266,6 +283,7 @@ int main(void) {
     tcase_add_test(tc, devices_lists_the_default_device);
     tcase_add_test(tc, no_platform_is_one_clear_line);
     tcase_add_test(tc, unknown_device_is_one_clear_line);
+    tcase_add_test(tc, version_names_the_library_clblast_and_the_build);
     tcase_add_test(tc, bad_arguments_are_refused);
     tcase_add_test(tc, train_without_config_uses_the_embedded_default);
     tcase_add_test(tc, bench_reports_every_figure);

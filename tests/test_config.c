@@ -91,6 +91,7 @@ START_TEST(demo_keeps_its_own_values) {
     ck_assert_int_eq(cfg.num_kv_heads, 2);
     ck_assert_float_eq(cfg.lr, 2e-3f);
     ck_assert_float_eq(cfg.weight_decay, 0.01f);
+    ck_assert_int_eq(cfg.no_weight_decay, 1); /* a new config's choice: timm's groups */
     ck_assert_float_eq(cfg.beta1, 0.9f);
     ck_assert_float_eq(cfg.beta2, 0.999f);
     ck_assert_float_eq(cfg.eps, 1e-8f);
@@ -142,7 +143,18 @@ static const char *every_key =
     "eps: 1e-6\n"
     "schedule: cosine\n"
     "warmup_steps: 10\n"
+    "min_lr: 1.0e-5\n"
     "clip_grad_norm: 1.5\n"
+    "grad_accum_steps: 4\n"
+    "no_weight_decay: true\n"
+    "label_smoothing: 0.1\n"
+    "mixup_alpha: 0.8\n"
+    "cutmix_alpha: 1.0\n"
+    "mixup_prob: 0.7\n"
+    "mixup_switch_prob: 0.25\n"
+    "drop_path: 0.1\n"
+    "model_ema_decay: 0.9998\n"
+    "best_follows: ema\n"
     "seed: 18446744073709551615\n"
     "max_steps_per_epoch: 5\n"
     "max_eval_batches: 2\n"
@@ -190,6 +202,17 @@ static void check_every_key(const clgqa_config *cfg) {
     ck_assert_int_eq(cfg->schedule, CLGQA_SCHEDULE_COSINE);
     ck_assert_int_eq(cfg->warmup_steps, 10);
     ck_assert_float_eq(cfg->clip_grad_norm, 1.5f);
+    ck_assert_float_eq(cfg->min_lr, 1e-5f);
+    ck_assert_int_eq(cfg->grad_accum_steps, 4);
+    ck_assert_int_eq(cfg->no_weight_decay, 1);
+    ck_assert_float_eq(cfg->label_smoothing, 0.1f);
+    ck_assert_float_eq(cfg->mixup_alpha, 0.8f);
+    ck_assert_float_eq(cfg->cutmix_alpha, 1.0f);
+    ck_assert_float_eq(cfg->mixup_prob, 0.7f);
+    ck_assert_float_eq(cfg->mixup_switch_prob, 0.25f);
+    ck_assert_float_eq(cfg->drop_path, 0.1f);
+    ck_assert_float_eq(cfg->model_ema_decay, 0.9998f);
+    ck_assert_int_eq(cfg->best_follows_ema, 1);
     ck_assert(cfg->seed == 18446744073709551615ull);
     ck_assert_int_eq(cfg->max_steps_per_epoch, 5);
     ck_assert_int_eq(cfg->max_eval_batches, 2);
@@ -315,6 +338,10 @@ START_TEST(cross_key_refusals) {
         {{"num_kv_heads=8"}, "num_heads 4 is not a multiple of num_kv_heads 8"},
         {{"label_mode=coarse"}, "label_mode coarse"},
         {{"pretrained=true"}, "pretrained_ckpt"},
+        {{"pretrained=true", "size=s"}, "clgqa convert CONFIG.yaml --in vit.safetensors --out "
+                                        "checkpoints/vit_small_patch16_224.safetensors"},
+        {{"min_lr=0.01"}, "min_lr 0.01 is above lr 0.002"},
+        {{"best_follows=ema"}, "best_follows: ema needs the weights' EMA"},
         {{"pretrained=false", "pretrained_ckpt=x.safetensors"}, "contradicts pretrained_ckpt 'x.safetensors'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -333,6 +360,7 @@ START_TEST(num_classes_from_dataset) {
         {"fashion-mnist", "fine", 10}, {"mnist", "fine", 10},  {"cifar10", "fine", 10},
         {"cifar100", "fine", 100},     {"cifar100", "coarse", 20}, {"tiny-imagenet-200", "fine", 200},
         {"food101", "fine", 101},      {"cinic10", "fine", 10},  {"imagefolder", "fine", 0},
+        {"oxfordiiitpet", "fine", 37}, {"oxfordiitpet", "fine", 37}, /* the paper's spelling */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         clgqa_config cfg;
@@ -344,6 +372,8 @@ START_TEST(num_classes_from_dataset) {
         ck_assert_int_eq(clgqa_config_set(&cfg, set), CLGQA_OK);
         ck_assert_int_eq(clgqa_config_finalize(&cfg), CLGQA_OK);
         ck_assert_int_eq(cfg.num_classes, cases[i].classes);
+        if (!strcmp(cases[i].dataset, "oxfordiitpet")) /* kept under clgqa's name */
+            ck_assert_str_eq(cfg.dataset, "oxfordiiitpet");
     }
     /* A given num_classes wins. */
     clgqa_config cfg;
@@ -376,6 +406,17 @@ START_TEST(bad_values_refused) {
         {"eps: 0", "eps", "'0'"},
         {"weight_decay: -0.1", "weight_decay", "'-0.1'"},
         {"clip_grad_norm: -1", "clip_grad_norm", "'-1'"},
+        {"min_lr: -1e-6", "min_lr", "'-1e-6'"},
+        {"grad_accum_steps: 0", "grad_accum_steps", "'0'"},
+        {"no_weight_decay: biases", "no_weight_decay", "'biases'"},
+        {"label_smoothing: 1", "label_smoothing", "'1'"},
+        {"mixup_alpha: -0.2", "mixup_alpha", "'-0.2'"},
+        {"cutmix_alpha: x", "cutmix_alpha", "'x'"},
+        {"mixup_prob: 1.5", "mixup_prob", "'1.5'"},
+        {"mixup_switch_prob: -0.5", "mixup_switch_prob", "'-0.5'"},
+        {"drop_path: 1.0", "drop_path", "'1.0'"},
+        {"model_ema_decay: 1", "model_ema_decay", "'1'"},
+        {"best_follows: mean", "best_follows", "'mean'"},
         {"betas: [0.9]", "betas", "'[0.9]'"},
         {"betas: [0.9, 1.0]", "betas", "'[0.9, 1.0]'"},
         {"betas: 0.9", "betas", "'0.9'"},

@@ -55,6 +55,19 @@ static void train_on(const char *dataset, const char *dir, const char *in_chans,
     ck_assert_int_eq(result.global_step, 2);
     ck_assert_msg(result.last.train_loss > 0 && result.last.test_loss > 0,
                   "%s: losses %f / %f", dataset, result.last.train_loss, result.last.test_loss);
+    /* Top-5 accuracy columns in run.csv only with more than 5 classes. */
+    int classes = atoi(num_classes);
+    if (classes > 0) {
+        char path[4200], header[256] = "";
+        snprintf(path, sizeof path, "%s/run.csv", out_dir);
+        FILE *f = fopen(path, "r");
+        ck_assert_msg(f != NULL, "%s: no run.csv", dataset);
+        ck_assert_ptr_nonnull(fgets(header, sizeof header, f));
+        fclose(f);
+        ck_assert_str_eq(header, classes > 5
+                                     ? "epoch,train_loss,train_acc,test_loss,test_acc,train_acc5,test_acc5\n"
+                                     : "epoch,train_loss,train_acc,test_loss,test_acc\n");
+    }
 }
 
 START_TEST(trains_on_mnist_gzip) {

@@ -447,12 +447,47 @@ END_TEST
 #define FD_REL 5e-3
 #define FD_ABS 1.5e-4
 
-static void finite_differences(clgqa_scheme scheme) {
+/* The global step of the training passes: PGQA's noise and drop path's
+ * draws come from it, so every pass of the check sees the same ones. With
+ * drop path (rate 0.6 in block 1 of 2, 0 in block 0), the first step from 5
+ * on where each of block 1's branches keeps one of the 2 samples (scaled by
+ * 1 / 0.4) and drops the other, so both cases are differentiated. */
+static long fd_step(clgqa_model *m, const batch_data *data, int drop_path) {
+    if (!drop_path)
+        return 5;
+    /* timm's keep_prob = 1 - float(0.6), then 1 / keep in float. */
+    const float keep = (float)(1.0 - (double)0.6f), keep_scale = (float)(1.0 / (double)keep);
+    for (long step = 5; step < 200; step++) {
+        forward_loss(m, data, 1, 0, step);
+        float scales[2][2];
+        clgqa_view v = clgqa_view_add(m->drop_scales, 2 * 2); /* block 1: [2 branches][2 samples] */
+        TEST_OK(clgqa_buffer_read(test_runtime(), v.mem, v.offset * sizeof(float), sizeof scales,
+                                  scales));
+        int mixed = 1;
+        for (int branch = 0; branch < 2; branch++) {
+            int kept = (scales[branch][0] == keep_scale) + (scales[branch][1] == keep_scale);
+            int dropped = (scales[branch][0] == 0.0f) + (scales[branch][1] == 0.0f);
+            mixed &= kept == 1 && dropped == 1;
+        }
+        if (mixed)
+            return step;
+    }
+    ck_abort_msg("no step in [5, 200) keeps one sample of two in both branches");
+    return 0;
+}
+
+/* With `recipe`: label smoothing 0.1 (soft targets in the loss) and drop
+ * path 0.6 at the last block, whose per-sample mask is fixed by the step. */
+static void finite_differences_with(clgqa_scheme scheme, int recipe) {
     clgqa_runtime *rt = test_runtime();
     clgqa_config cfg = tiny_config(scheme);
     clgqa_model *m;
     TEST_OK(test_model_create(rt, &cfg, 3, &m)); /* batch 2 < max_batch 3 */
     randomise_parameters(m);
+    if (recipe) {
+        const clgqa_regularisation regularisation = {0.1, 0.6};
+        TEST_OK(clgqa_model_set_regularisation(m, &regularisation));
+    }
     /* KDGQA/DGQA: a frozen, uneven allocation (one with an unused key head
      * for EMA): the allocation is an integer decision, no gradient flows
      * through the norms. */
@@ -464,9 +499,10 @@ static void finite_differences(clgqa_scheme scheme) {
         clgqa_model_freeze_grouping(m, MODEL_GROUPING_FROZEN);
     }
     batch_data data = random_batch(m, 2);
-    /* PGQA draws its noise from the global step: fixed here, so every pass
-     * sees the same noise. */
-    forward_loss(m, &data, 1, 0, 5);
+    /* PGQA draws its noise and drop path its mask from the global step:
+     * fixed here, so every pass sees the same ones. */
+    const long step = fd_step(m, &data, recipe);
+    forward_loss(m, &data, 1, 0, step);
     TEST_OK(clgqa_model_backward(m));
     size_t n = clgqa_model_param_count(m);
     float *grads = malloc(n * sizeof *grads);
@@ -497,14 +533,15 @@ static void finite_differences(clgqa_scheme scheme) {
             size_t index = t->offset + picks[p];
             float original = read_param(m, index);
             write_param(m, index, original + FD_STEP);
-            double up = forward_loss(m, &data, 1, 0, 5);
+            double up = forward_loss(m, &data, 1, 0, step);
             write_param(m, index, original - FD_STEP);
-            double down = forward_loss(m, &data, 1, 0, 5);
+            double down = forward_loss(m, &data, 1, 0, step);
             write_param(m, index, original);
             double fd = (up - down) / (2.0 * FD_STEP), g = grads[index];
             ck_assert_msg(fabs(fd - g) <= FD_REL * fabs(g) + FD_ABS,
-                          "%s %s[%zu]: backward %.6g, finite difference %.6g",
-                          clgqa_scheme_name(scheme), t->name, picks[p], g, fd);
+                          "%s%s %s[%zu]: backward %.6g, finite difference %.6g",
+                          clgqa_scheme_name(scheme), recipe ? " (drop path, smoothing)" : "",
+                          t->name, picks[p], g, fd);
             checked++;
         }
     }
@@ -528,7 +565,16 @@ static void finite_differences(clgqa_scheme scheme) {
     clgqa_model_destroy(m);
 }
 
-START_TEST(finite_differences_every_scheme) { finite_differences(all_schemes[_i]); }
+START_TEST(finite_differences_every_scheme) { finite_differences_with(all_schemes[_i], 0); }
+END_TEST
+
+/* Drop path's backward (each branch's per-sample scale, the Linear's bias
+ * sums made from the scaled gradient) and label smoothing's soft targets,
+ * through the whole model: a static and a grouped scheme. */
+START_TEST(finite_differences_with_drop_path_and_smoothing) {
+    static const clgqa_scheme schemes[] = {CLGQA_GQA, CLGQA_DGQA_DIFF};
+    finite_differences_with(schemes[_i], 1);
+}
 END_TEST
 
 /* ---------------------------------------------------------------------------
@@ -544,7 +590,7 @@ START_TEST(overfits_one_batch) {
     clgqa_model *m;
     TEST_OK(test_model_create(rt, &cfg, 8, &m)); /* the reference's initialisation */
     batch_data data = random_batch(m, 8);
-    clgqa_adamw hp = {3e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f};
+    clgqa_adamw hp = {3e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f, 0};
     float first = forward_loss(m, &data, 1, 0, 0), loss = first;
     int max_steps = 300, step;
     for (step = 1; step <= max_steps && loss > 0.1f * first; step++) {
@@ -768,7 +814,7 @@ START_TEST(bad_calls_are_refused) {
     TEST_OK(clgqa_model_forward(m, clgqa_view_at(data.images, 0), no_labels, 2, &(clgqa_pass){0}));
     ck_assert_int_eq(clgqa_model_backward(m), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "labels"), "%s", clgqa_error_message());
-    clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f};
+    clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, 0};
     ck_assert_int_eq(clgqa_model_step(m, &hp, 0), CLGQA_ERR_INVALID_ARG);
     int32_t bad_sum[2] = {3, 2}, negative[2] = {5, -1}, good[2] = {4, 0}, got[2];
     ck_assert_int_eq(clgqa_model_write_grouping(m, 0, NULL, bad_sum), CLGQA_ERR_INVALID_ARG);
@@ -795,6 +841,135 @@ START_TEST(bad_calls_are_refused) {
     ck_assert_int_eq(other, CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "attention kernels"), "%s", clgqa_error_message());
     release_batch(&data);
+    clgqa_model_destroy(m);
+}
+END_TEST
+
+/* Gradient accumulation: the gradient of a batch of 4 equals two
+ * micro-batches of 2, each backward scaled by 1 / 4 and the second added
+ * to the first (clgqa_model_backward_scaled), for every parameter, within
+ * float summation order: 1e-5 of each element plus 1e-6 of its tensor's
+ * largest. A wrong scale (1 / 2) or a lost micro-batch fails by far. GQA
+ * and DGQA-EMA with a frozen split, so both passes group alike. */
+START_TEST(accumulated_micro_batches_give_the_batch_gradient) {
+    static const clgqa_scheme schemes[] = {CLGQA_GQA, CLGQA_DGQA_EMA};
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg = tiny_config(schemes[_i]);
+    clgqa_model *m;
+    TEST_OK(test_model_create(rt, &cfg, 4, &m));
+    randomise_parameters(m);
+    clgqa_model_freeze_grouping(m, MODEL_GROUPING_FROZEN);
+    batch_data data = random_batch(m, 4);
+    const clgqa_model_dims *d = clgqa_model_get_dims(m);
+    size_t image = (size_t)d->in_chans * d->img_size * d->img_size, n = clgqa_model_param_count(m);
+    const clgqa_pass pass = {CLGQA_PASS_TRAIN, 1, 3};
+    TEST_OK(clgqa_model_forward(m, clgqa_view_at(data.images, 0), clgqa_view_at(data.labels, 0), 4,
+                                &pass));
+    TEST_OK(clgqa_model_backward(m));
+    float *whole = malloc(n * sizeof *whole), *parts = malloc(n * sizeof *parts);
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_GRADS, whole));
+    for (int half = 0; half < 2; half++) {
+        TEST_OK(clgqa_model_forward(m, clgqa_view_at(data.images, (size_t)half * 2 * image),
+                                    clgqa_view_at(data.labels, (size_t)half * 2), 2, &pass));
+        TEST_OK(clgqa_model_backward_scaled(m, 1.0f / 4.0f, half));
+    }
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_GRADS, parts));
+    for (int i = 0; i < clgqa_model_tensor_count(m); i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(m, i);
+        double largest = test_max_abs(whole + t->offset, t->numel);
+        if (is_key_bias(t->name)) /* 0 in exact arithmetic: rounding noise either way */
+            continue;
+        ck_assert_msg(largest > 1e-4, "%s: no gradient to compare", t->name);
+        for (size_t k = 0; k < t->numel; k++) {
+            double a = whole[t->offset + k], b = parts[t->offset + k];
+            if (!(fabs(a - b) <= 1e-5 * fabs(a) + 1e-6 * largest))
+                ck_abort_msg("%s %s[%zu]: %.9g as one batch, %.9g from two micro-batches",
+                             clgqa_scheme_name(schemes[_i]), t->name, k, a, b);
+        }
+    }
+    free(whole), free(parts);
+    release_batch(&data);
+    clgqa_model_destroy(m);
+}
+END_TEST
+
+/* Drop path's backward after a larger batch's: the branch gradients' scratch
+ * buffers then hold that batch's rows past the smaller batch's, which the
+ * weight-gradient GEMMs (over the rows padded to CLBlast's tiles on GPU
+ * paths) must not see. A batch of 2 gives the same gradient, bit for bit,
+ * before and after a backward of 4 (the same step, so the same masks). */
+START_TEST(drop_path_gradient_ignores_a_larger_batchs_rows) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg = tiny_config(CLGQA_GQA);
+    clgqa_model *m;
+    TEST_OK(test_model_create(rt, &cfg, 4, &m));
+    randomise_parameters(m);
+    const clgqa_regularisation regularisation = {0.0, 0.5};
+    TEST_OK(clgqa_model_set_regularisation(m, &regularisation));
+    batch_data small = random_batch(m, 2), large = random_batch(m, 4);
+    size_t n = clgqa_model_param_count(m);
+    float *first = malloc(n * sizeof *first), *again = malloc(n * sizeof *again);
+    const clgqa_pass pass = {CLGQA_PASS_TRAIN, 1, 7};
+    for (int run = 0; run < 2; run++) {
+        if (run == 1) {
+            TEST_OK(clgqa_model_forward(m, clgqa_view_at(large.images, 0),
+                                        clgqa_view_at(large.labels, 0), 4, &pass));
+            TEST_OK(clgqa_model_backward(m));
+        }
+        TEST_OK(clgqa_model_forward(m, clgqa_view_at(small.images, 0),
+                                    clgqa_view_at(small.labels, 0), 2, &pass));
+        TEST_OK(clgqa_model_backward(m));
+        TEST_OK(clgqa_model_read_buffer(m, CLGQA_GRADS, run ? again : first));
+    }
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&first[i], &again[i], sizeof(float)) != 0)
+            ck_abort_msg("gradient %zu: %.9g, after a batch of 4 %.9g", i, (double)first[i],
+                         (double)again[i]);
+    free(first), free(again);
+    release_batch(&small), release_batch(&large);
+    clgqa_model_destroy(m);
+}
+END_TEST
+
+/* The model's weight EMA on a constant-weight toy: started from weights
+ * w0, then the weights set to w1 and left there (no optimizer step), N
+ * updates give the closed form w1 + (w0 - w1) (1 - a)^N, a = 1 - decay
+ * (tolerance as the op's: 50 ulp of the magnitudes); a swap exchanges the
+ * two buffers, twice restores them; reading the EMA before it starts is
+ * refused. */
+START_TEST(ema_of_constant_weights_is_the_closed_form) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg = tiny_config(CLGQA_GQA);
+    clgqa_model *m;
+    TEST_OK(test_model_create(rt, &cfg, 2, &m));
+    size_t n = clgqa_model_param_count(m);
+    float *w0 = malloc(n * sizeof *w0), *w1 = test_random_array(n, -1, 1), *got = malloc(n * sizeof *got);
+    ck_assert_int_eq(clgqa_model_read_buffer(m, CLGQA_EMA, got), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_model_has_ema(m), 0);
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_PARAMS, w0));
+    TEST_OK(clgqa_model_ema_start(m));
+    ck_assert_int_eq(clgqa_model_has_ema(m), 1);
+    TEST_OK(clgqa_model_write_buffer(m, CLGQA_PARAMS, w1));
+    const double decay = 0.9;
+    const int updates = 20;
+    for (int u = 0; u < updates; u++)
+        TEST_OK(clgqa_model_ema_update(m, decay));
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_EMA, got));
+    double factor = pow(1.0 - (double)(float)(1.0 - decay), updates);
+    for (size_t i = 0; i < n; i++) {
+        double want = w1[i] + ((double)w0[i] - w1[i]) * factor;
+        double scale = fabs((double)w0[i] - w1[i]) + fmax(fabs(w0[i]), fabs(w1[i]));
+        ck_assert_msg(fabs(got[i] - want) <= 3e-6 * scale, "ema[%zu]: %.9g, want %.9g", i,
+                      (double)got[i], want);
+    }
+    float *params = malloc(n * sizeof *params);
+    TEST_OK(clgqa_model_ema_swap(m));
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_PARAMS, params));
+    ck_assert(memcmp(params, got, n * sizeof *got) == 0); /* the EMA is now the weights */
+    TEST_OK(clgqa_model_ema_swap(m));
+    TEST_OK(clgqa_model_read_buffer(m, CLGQA_PARAMS, params));
+    ck_assert(memcmp(params, w1, n * sizeof *w1) == 0);
+    free(w0), free(w1), free(got), free(params);
     clgqa_model_destroy(m);
 }
 END_TEST
@@ -834,7 +1009,7 @@ START_TEST(metrics_and_clipping) {
         norm += (double)g[i] * g[i];
     norm = sqrt(norm);
     float max_norm = (float)(0.25 * norm);
-    clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, max_norm};
+    clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, max_norm, 0};
     TEST_OK(clgqa_model_step(m, &hp, 1));
     TEST_OK(clgqa_model_read_buffer(m, CLGQA_ADAM_M, adam_m));
     /* m = (1 - beta1) * g * max_norm / (norm + 1e-6) after the first step */
@@ -907,7 +1082,7 @@ START_TEST(loss_scaled_steps_are_fp32_steps_bit_for_bit) {
     scaler_pair(m, &fresh, 1.0f, &data);
     size_t n = clgqa_model_param_count(m[0]);
     for (long step = 1; step <= 3; step++) {
-        clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f, step == 2 ? 0.1f : 0.0f};
+        clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f, step == 2 ? 0.1f : 0.0f, 0};
         for (int i = 0; i < 2; i++) {
             forward_loss(m[i], &data, 1, step - 1, step - 1);
             TEST_OK(clgqa_model_backward(m[i]));
@@ -944,7 +1119,7 @@ START_TEST(overflowing_steps_are_skipped_and_halve_the_scale) {
     batch_data data;
     scaler_pair(m, &huge, 1e3f, &data);
     size_t n = clgqa_model_param_count(m[0]);
-    const clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f, 1.0f};
+    const clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f, 1.0f, 0};
     forward_loss(m[0], &data, 1, 0, 0);
     TEST_OK(clgqa_model_backward(m[0]));
     TEST_OK(clgqa_model_step(m[0], &hp, 1));
@@ -1010,6 +1185,7 @@ int main(void) {
     tcase_add_test(api, bad_configurations_are_refused);
     tcase_add_test(api, bad_calls_are_refused);
     tcase_add_test(api, metrics_and_clipping);
+    tcase_add_test(api, ema_of_constant_weights_is_the_closed_form);
     suite_add_tcase(s, api);
 
     TCase *parity = tcase_create("pytorch_parity");
@@ -1027,6 +1203,9 @@ int main(void) {
     TCase *gradients = tcase_create("finite_differences");
     tcase_set_timeout(gradients, 600);
     tcase_add_loop_test(gradients, finite_differences_every_scheme, 0, (int)N_SCHEMES);
+    tcase_add_loop_test(gradients, finite_differences_with_drop_path_and_smoothing, 0, 2);
+    tcase_add_loop_test(gradients, accumulated_micro_batches_give_the_batch_gradient, 0, 2);
+    tcase_add_test(gradients, drop_path_gradient_ignores_a_larger_batchs_rows);
     suite_add_tcase(s, gradients);
 
     TCase *overfit = tcase_create("overfit");

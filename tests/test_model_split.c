@@ -70,7 +70,7 @@ static void close_run(run *r) {
 }
 
 static void train_step(run *r, long step, float clip) {
-    clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f, clip};
+    clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f, clip, 0};
     TEST_OK(clgqa_model_forward(r->model, clgqa_view_at(r->images, 0),
                                 clgqa_view_at(r->labels, 0), BATCH, &(clgqa_pass){1, step, step}));
     TEST_OK(clgqa_model_backward(r->model));

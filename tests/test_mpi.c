@@ -283,6 +283,34 @@ END_TEST
 START_TEST(two_ranks_match_one_pgqa) { check_two_ranks_match_one("pgqa", MPIRUN_2); }
 END_TEST
 
+/* Gradient accumulation across ranks: 2 micro-batches a step (each a
+ * global batch split over the ranks; the first 4 of each epoch's 5
+ * batches) end as one rank does, within the tolerances above; only the
+ * cycle's last backward hands gradients to the all-reduce. The epoch's
+ * last batch (1 image, fewer than the ranks) cannot share a step: without
+ * max_steps_per_epoch the run is refused in one line. */
+START_TEST(two_ranks_accumulate_as_one) {
+    char one[1024], two[1024], config[1100], err[16384];
+    static const char sets[] = "--set grad_accum_steps=2 --set max_steps_per_epoch=2";
+    run_dir("accumulate-one", one, sizeof one);
+    run_dir("accumulate-two", two, sizeof two);
+    write_config(one, "gqa", "cosine", config, sizeof config);
+    ck_assert_msg(train("", config, sets, err, sizeof err) == 0, "1 rank: %s", err);
+    write_config(two, "gqa", "cosine", config, sizeof config);
+    ck_assert_msg(train(MPIRUN_2, config, sets, err, sizeof err) == 0, "2 ranks: %s", err);
+    difference diff = checkpoint_difference(one, two, 0);
+    printf("gqa, 2 micro-batches a step, 2 ranks vs 1: max |weight difference| %.3g, %.3g without "
+           "the key biases\n", diff.weights, diff.weights_but_key_bias);
+    ck_assert_msg(diff.weights <= 1e-5 && diff.weights_but_key_bias <= 1e-6,
+                  "2 ranks differ from 1 by %g (%g without the key biases)", diff.weights,
+                  diff.weights_but_key_bias);
+    write_config(two, "gqa", "cosine", config, sizeof config);
+    ck_assert_int_ne(train(MPIRUN_2, config, "--set grad_accum_steps=2 --overwrite", err,
+                           sizeof err), 0);
+    assert_one_clgqa_line(err, "fewer than the ranks");
+}
+END_TEST
+
 /* ---- resume -------------------------------------------------------------- */
 
 /* A constant schedule does not depend on the run's length, so a 2-epoch run
@@ -518,6 +546,7 @@ int main(void) {
         tcase_add_test(tc, two_ranks_match_one_gqa);
         tcase_add_test(tc, two_ranks_match_one_dgqa_ema);
         tcase_add_test(tc, two_ranks_match_one_pgqa);
+        tcase_add_test(tc, two_ranks_accumulate_as_one);
         tcase_add_test(tc, resumed_two_rank_run_equals_uninterrupted);
         tcase_add_test(tc, killed_rank_ends_the_job);
         tcase_add_test(tc, failing_rank_ends_the_job_with_one_line);

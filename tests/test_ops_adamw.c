@@ -6,7 +6,8 @@
  * ~1e-7) and m / (sqrt(v) / c2 + eps) to ~1e-6 relative; the update has
  * size ~lr = 0.05, so after 6 steps |p error| <= 1e-6 + 1e-6 |p|, m and v
  * within 2e-6 relative. A wrong formula (eps inside the square root, a
- * missing bias correction or decay) moves p by >= 1e-4. */
+ * missing bias correction or decay) moves p by >= 1e-4. The no-decay
+ * ranges and the weights' EMA (closed form on constant weights) too. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -23,14 +24,32 @@ typedef struct reference_state {
     double *p, *m, *v;
 } reference_state;
 
-/* torch.optim.AdamW (decoupled decay, bias correction), in float64. */
+/* The no-decay ranges of the tests that use them: flat indices of a buffer
+ * whose element 0 is the launch's element NO_DECAY_FIRST; one range ends
+ * before the launch, one covers the launch's first element, one the last
+ * and past it. */
+#define NO_DECAY_FIRST 1000
+static const cl_uint no_decay_edges[] = {0,    500,  1000, 1003, 1010,   1050,
+                                         1051, 1099, 1200, 1201, 1256,   5000000};
+#define NO_DECAY_EDGES (sizeof no_decay_edges / sizeof no_decay_edges[0])
+static int skips_decay(size_t i) {
+    size_t count = 0;
+    for (size_t e = 0; e < NO_DECAY_EDGES; e++)
+        count += no_decay_edges[e] <= NO_DECAY_FIRST + i;
+    return count % 2;
+}
+
+/* torch.optim.AdamW (decoupled decay, bias correction), in float64; with
+ * no_decay, the elements skips_decay names are a group of weight decay 0. */
 static void adamw_ref(reference_state *s, const float *grads, double scale, size_t n, double lr,
-                      double beta1, double beta2, double eps, double weight_decay, long step) {
+                      double beta1, double beta2, double eps, double weight_decay, long step,
+                      int no_decay) {
     double bias_correction1 = 1 - pow(beta1, (double)step);
     double bias_correction2 = 1 - pow(beta2, (double)step);
     for (size_t i = 0; i < n; i++) {
         double g = grads[i] * scale;
-        s->p[i] *= 1 - lr * weight_decay;
+        if (!(no_decay && skips_decay(i)))
+            s->p[i] *= 1 - lr * weight_decay;
         s->m[i] = beta1 * s->m[i] + (1 - beta1) * g;
         s->v[i] = beta2 * s->v[i] + (1 - beta2) * g * g;
         double m_hat = s->m[i] / bias_correction1, v_hat = s->v[i] / bias_correction2;
@@ -48,7 +67,7 @@ typedef struct decimal_hparams {
  * and v after each. With clip, gradients are clipped to max_norm by global
  * norm on the device, and by torch's clip_grad_norm_ formula in float64. */
 static void run_steps(size_t n, const decimal_hparams *d, long first_step, int zero_moments,
-                      int clip) {
+                      int clip, int no_decay) {
     clgqa_runtime *rt = test_runtime();
     const clgqa_adamw_hparams hparams = {(float)d->lr, (float)d->beta1, (float)d->beta2,
                                          (float)d->eps, (float)d->weight_decay};
@@ -64,6 +83,8 @@ static void run_steps(size_t n, const decimal_hparams *d, long first_step, int z
     cl_mem norm_mem = op_upload_padded(NULL, 1), scale_mem = op_upload_padded(NULL, 1);
     float *got = op_floats(n);
     const float max_norm = 0.5f;
+    cl_mem edges_mem = op_upload_padded_int((const int32_t *)no_decay_edges, NO_DECAY_EDGES);
+    const clgqa_no_decay ranges = {op_view(edges_mem), NO_DECAY_EDGES, NO_DECAY_FIRST};
 
     for (long step = first_step; step < first_step + STEPS; step++) {
         float *g = test_random_array(n, -1, 1);
@@ -80,8 +101,10 @@ static void run_steps(size_t n, const decimal_hparams *d, long first_step, int z
             scale_view = op_view(scale_mem);
         }
         TEST_OK(clgqa_adamw_step(rt, op_view(p_mem), op_view(g_mem), op_view(m_mem),
-                                 op_view(v_mem), n, hp, step, scale_view, no_scaler));
-        adamw_ref(&ref, g, scale, n, d->lr, d->beta1, d->beta2, d->eps, d->weight_decay, step);
+                                 op_view(v_mem), n, hp, step, scale_view,
+                                 no_decay ? &ranges : NULL, no_scaler));
+        adamw_ref(&ref, g, scale, n, d->lr, d->beta1, d->beta2, d->eps, d->weight_decay, step,
+                  no_decay);
         if (clip) {
             float device_scale;
             op_download_padded("grad_scale", scale_mem, &device_scale, 1);
@@ -98,7 +121,7 @@ static void run_steps(size_t n, const decimal_hparams *d, long first_step, int z
         test_assert_close("adamw params", got, ref.p, n, 1e-6, 1e-6);
         free(g);
     }
-    cl_mem mems[] = {p_mem, m_mem, v_mem, g_mem, norm_mem, scale_mem};
+    cl_mem mems[] = {p_mem, m_mem, v_mem, g_mem, norm_mem, scale_mem, edges_mem};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         clgqa_buffer_release(&mems[i]);
     free(p), free(m), free(v), free(got), free(ref.p), free(ref.m), free(ref.v);
@@ -108,21 +131,65 @@ static size_t big_n(void) { return op_test_size(100003, 4099); }
 
 START_TEST(steps_from_a_fresh_optimizer_match_torch) {
     const decimal_hparams hp = {0.05, 0.9, 0.999, 1e-8, 0.05};
-    run_steps(big_n(), &hp, 1, 1, 0);
-    run_steps(1, &hp, 1, 1, 0);
+    run_steps(big_n(), &hp, 1, 1, 0, 0);
+    run_steps(1, &hp, 1, 1, 0, 0);
 }
 END_TEST
 
 START_TEST(steps_mid_training_match_torch) {
     /* A large eps makes its place in the denominator matter. */
     const decimal_hparams hp = {0.05, 0.8, 0.99, 0.01, 0.1};
-    run_steps(257, &hp, 1000, 0, 0);
+    run_steps(257, &hp, 1000, 0, 0, 0);
+}
+END_TEST
+
+/* timm's no_weight_decay as a second group with decay 0: the ranges of
+ * no_decay_edges, relative to a chunk that starts at flat element 1000.
+ * A large decay makes a missed or wrong range visible (>= 1e-3). */
+START_TEST(no_decay_ranges_are_not_decayed) {
+    const decimal_hparams hp = {0.05, 0.9, 0.999, 1e-8, 0.5};
+    run_steps(257, &hp, 1, 1, 0, 1);
+    run_steps(1, &hp, 1, 1, 0, 1);
+}
+END_TEST
+
+/* The EMA of weights that stay constant (a toy whose optimizer does not
+ * move it): after N updates ema = p + (e0 - p) (1 - w)^N in closed form, w
+ * = 1 - decay, for decays below and above torch.lerp's switch at w = 0.5.
+ * Each update rounds its result once at the magnitude of max(|e|, |p|)
+ * (1 ulp, 6e-8 of it) and its product and difference at |e - p|, which
+ * only shrinks: 50 updates stay within 50 ulp, 3e-6 of max(|e0|, |p|) +
+ * |e0 - p|. */
+START_TEST(ema_of_constant_weights_is_the_closed_form) {
+    clgqa_runtime *rt = test_runtime();
+    const size_t n = op_test_size(100003, 1031);
+    const double decays[] = {0.9998, 0.9, 0.3};
+    for (size_t k = 0; k < sizeof decays / sizeof decays[0]; k++) {
+        const int updates = 50;
+        float *p = test_random_array(n, -1, 1), *e0 = test_random_array(n, -1, 1);
+        cl_mem p_mem = op_upload_padded(p, n), e_mem = op_upload_padded(e0, n);
+        for (int u = 0; u < updates; u++)
+            TEST_OK(clgqa_ema_update(rt, op_view(e_mem), op_view(p_mem), n, decays[k]));
+        float *got = op_floats(n);
+        op_download_padded("ema", e_mem, got, n);
+        double w = (float)(1.0 - decays[k]), factor = pow(1.0 - w, updates);
+        double *want = op_doubles(n), *scale = op_doubles(n);
+        for (size_t i = 0; i < n; i++) {
+            want[i] = p[i] + ((double)e0[i] - p[i]) * factor;
+            scale[i] = fabs((double)e0[i] - p[i]) + fmax(fabs(e0[i]), fabs(p[i])) + 1e-30;
+        }
+        op_assert_close_scaled("ema", got, want, scale, n, 3e-6);
+        op_download_padded("params", p_mem, got, n);
+        test_assert_close_f("params unchanged", got, p, n, 0, 0);
+        clgqa_buffer_release(&p_mem), clgqa_buffer_release(&e_mem);
+        free(p), free(e0), free(got), free(want), free(scale);
+    }
 }
 END_TEST
 
 START_TEST(clipped_steps_match_torch) {
     const decimal_hparams hp = {0.05, 0.9, 0.999, 1e-8, 0.05};
-    run_steps(op_test_size(100003, 1031), &hp, 3, 0, 1);
+    run_steps(op_test_size(100003, 1031), &hp, 3, 0, 1, 0);
 }
 END_TEST
 
@@ -238,7 +305,7 @@ static void one_step(const float *p, const float *m, const float *v, const float
         clip = op_view(clip_mem);
     }
     TEST_OK(clgqa_adamw_step(rt, op_view(p_mem), op_view(g_mem), op_view(m_mem), op_view(v_mem),
-                             n, &hp, step, clip, scaler_view));
+                             n, &hp, step, clip, NULL, scaler_view));
     op_download_padded("p", p_mem, out, n);
     op_download_padded("m", m_mem, out + n, n);
     op_download_padded("v", v_mem, out + 2 * n, n);
@@ -300,7 +367,7 @@ START_TEST(after_skipped_steps_adam_counts_only_the_steps_taken) {
     cl_mem mem = scaler_upload(1024.0f, 0, 0, 4);
     one_step(p, m, v, g, n, 9, 0.0f, mem, 1024.0f, got);
     reference_state ref = {test_to_doubles(p, n), test_to_doubles(m, n), test_to_doubles(v, n)};
-    adamw_ref(&ref, g, 1.0, n, (double)1e-3f, 0.9, 0.999, 1e-8, 0.05, 5);
+    adamw_ref(&ref, g, 1.0, n, (double)1e-3f, 0.9, 0.999, 1e-8, 0.05, 5, 0);
     test_assert_close("adamw m", got + n, ref.m, n, 2e-6, 1e-7);
     test_assert_close("adamw v", got + 2 * n, ref.v, n, 2e-6, 1e-12);
     test_assert_close("adamw params", got, ref.p, n, 1e-6, 1e-6);
@@ -315,10 +382,15 @@ START_TEST(bad_arguments_are_refused) {
     cl_mem mem = test_upload(x, 8);
     clgqa_view v = clgqa_view_at(mem, 0), none = clgqa_view_at(NULL, 0);
     clgqa_adamw_hparams hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f};
-    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 8, &hp, 0, none, none), CLGQA_ERR_INVALID_ARG);
-    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 9, &hp, 1, none, none), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 8, &hp, 0, none, NULL, none), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 9, &hp, 1, none, NULL, none), CLGQA_ERR_INVALID_ARG);
+    const clgqa_no_decay odd = {v, 3, 0};
+    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 8, &hp, 1, none, &odd, none), CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "pairs"), "%s", clgqa_error_message());
     hp.beta2 = 1.0f;
-    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 8, &hp, 1, none, none), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 8, &hp, 1, none, NULL, none), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_ema_update(rt, v, v, 8, 1.5), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_ema_update(rt, v, v, 9, 0.9), CLGQA_ERR_INVALID_ARG);
     ck_assert_int_eq(clgqa_clip_factor(rt, v, v, 0.0f), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "max_norm"), "%s", clgqa_error_message());
     clgqa_buffer_release(&mem);
@@ -332,6 +404,8 @@ int main(void) {
     tcase_add_test(tc, steps_from_a_fresh_optimizer_match_torch);
     tcase_add_test(tc, steps_mid_training_match_torch);
     tcase_add_test(tc, clipped_steps_match_torch);
+    tcase_add_test(tc, no_decay_ranges_are_not_decayed);
+    tcase_add_test(tc, ema_of_constant_weights_is_the_closed_form);
     tcase_add_test(tc, clip_factor_is_one_below_max_norm);
     tcase_add_test(tc, loss_scale_doubles_after_2000_clean_steps_and_halves_on_overflow);
     tcase_add_test(tc, grad_check_finds_every_inf_and_nan);

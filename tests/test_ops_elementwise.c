@@ -119,6 +119,39 @@ START_TEST(bias_add_matches_reference) {
 }
 END_TEST
 
+/* Drop path's backward: a sample's rows (rows_per_scale of them, the last
+ * sample short) scaled alike by 0, 1 or 1 / keep; in place and not. One
+ * product: one rounding. */
+START_TEST(scale_rows_matches_reference) {
+    op_test_class(_i);
+    clgqa_runtime *rt = test_runtime();
+    const float choices[4] = {0.0f, 1.0f, 1.0f / 0.9f, 1.0f / 0.75f};
+    for (size_t s = 0; s < SHAPE_COUNT; s++)
+        for (int in_place = 0; in_place < 2; in_place++) {
+            size_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
+            size_t rows_per_scale = 5, samples = (rows + 4) / 5;
+            float *x = test_random_array(n, -1, 1), *scales = op_floats(samples);
+            for (size_t b = 0; b < samples; b++)
+                scales[b] = choices[(b + s) % 4];
+            float *got = op_floats(n);
+            double *want = op_doubles(n);
+            for (size_t i = 0; i < n; i++)
+                want[i] = (double)x[i] * scales[i / cols / rows_per_scale];
+            cl_mem x_mem = op_upload_padded(x, n), scales_mem = op_upload_padded(scales, samples);
+            cl_mem out_mem = in_place ? x_mem : op_upload_padded(NULL, n);
+            TEST_OK(clgqa_scale_rows(rt, op_view(out_mem), op_view(x_mem), op_view(scales_mem),
+                                     rows_per_scale, rows, cols));
+            op_download_padded("scale_rows", out_mem, got, n);
+            test_assert_close("scale_rows", got, want, n, ONE_ROUNDING, 0);
+            if (!in_place)
+                clgqa_buffer_release(&out_mem);
+            clgqa_buffer_release(&x_mem);
+            clgqa_buffer_release(&scales_mem);
+            free(x), free(scales), free(got), free(want);
+        }
+}
+END_TEST
+
 /* float64 reference: gelu(x) = x Phi(x), gelu'(x) = Phi(x) + x phi(x). */
 static double gelu_ref(double x) { return x * 0.5 * erfc(-x / sqrt(2.0)); }
 static double gelu_grad_ref(double x) {
@@ -468,6 +501,7 @@ int main(void) {
     tcase_add_test(tc, copy_moves_every_element);
     tcase_add_test(tc, accumulate_matches_reference);
     tcase_add_loop_test(tc, bias_add_matches_reference, 0, OP_TEST_CLASSES);
+    tcase_add_loop_test(tc, scale_rows_matches_reference, 0, OP_TEST_CLASSES);
     tcase_add_test(tc, gelu_reference_gradient_matches_finite_differences);
     tcase_add_loop_test(tc, gelu_bias_forward_and_backward_match_reference, 0, OP_TEST_CLASSES);
     tcase_add_loop_test(tc, gelu_half_storage_matches_reference, 0, OP_TEST_CLASSES);

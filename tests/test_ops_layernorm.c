@@ -282,10 +282,17 @@ END_TEST
  * magnitudes involved (checked at 2.5e-7 of |residual| + |linear| +
  * |bias|); the LayerNorm is checked as the plain forward's, on x as the
  * host computes it in float (the same two roundings). x written over
- * linear (as the model does, the GEMM's output) and apart from it. */
-static void check_residual_forward(size_t rows, size_t cols, float eps) {
+ * linear (as the model does, the GEMM's output) and apart from it. With
+ * drop path's per-sample scales (`scaled`: samples of 3 rows, each dropped
+ * (0), kept as is (1) or scaled by 1 / keep for keep 0.8 and 0.9) the
+ * branch is multiplied first: one more rounding, 3.5e-7. */
+static void check_residual_forward(size_t rows, size_t cols, float eps, int scaled) {
     clgqa_runtime *rt = test_runtime();
-    size_t n = rows * cols;
+    size_t n = rows * cols, rows_per_scale = 3, samples = (rows + 2) / 3;
+    const float choices[4] = {0.0f, 1.0f, 1.0f / 0.8f, 1.0f / 0.9f};
+    float *scales = op_floats(samples);
+    for (size_t b = 0; b < samples; b++)
+        scales[b] = scaled ? choices[b % 4] : 1.0f;
     float *residual = test_random_array(n, -2, 2), *linear = test_random_array(n, -2, 2);
     float *linear_bias = test_random_array(cols, -1, 1), *weight = test_random_array(cols, 0.5f, 1.5f);
     float *bias = test_random_array(cols, -1, 1), *got = op_floats(n), *got_rows = op_floats(rows);
@@ -294,10 +301,11 @@ static void check_residual_forward(size_t rows, size_t cols, float eps) {
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < cols; c++) {
             size_t i = r * cols + c;
+            float sc = scales[r / rows_per_scale];
             residual[i] += (float)r / rows * 3.0f - 1.0f; /* row means away from 0 */
-            want_x[i] = (double)residual[i] + linear[i] + linear_bias[c];
-            x_scale[i] = fabs(residual[i]) + fabs(linear[i]) + fabs(linear_bias[c]);
-            x[i] = residual[i] + (linear[i] + linear_bias[c]);
+            want_x[i] = (double)residual[i] + ((double)linear[i] + linear_bias[c]) * sc;
+            x_scale[i] = fabs(residual[i]) + (fabs(linear[i]) + fabs(linear_bias[c])) * sc;
+            x[i] = residual[i] + (linear[i] + linear_bias[c]) * sc;
         }
     double *d_w = test_to_doubles(weight, cols), *d_b = test_to_doubles(bias, cols);
     layernorm_ref(x, d_w, d_b, rows, cols, eps, want, want_mean, want_rstd);
@@ -305,15 +313,19 @@ static void check_residual_forward(size_t rows, size_t cols, float eps) {
     cl_mem lb_mem = op_upload_padded(linear_bias, cols), w_mem = op_upload_padded(weight, cols);
     cl_mem b_mem = op_upload_padded(bias, cols), x_mem = op_upload_padded(NULL, n);
     cl_mem out_mem = op_upload_padded(NULL, n), mean_mem = op_upload_padded(NULL, rows);
-    cl_mem rstd_mem = op_upload_padded(NULL, rows);
+    cl_mem rstd_mem = op_upload_padded(NULL, rows), scales_mem = op_upload_padded(scales, samples);
+    const clgqa_view unscaled = {NULL, 0};
     for (int in_place = 0; in_place < 2; in_place++) {
         cl_mem target = in_place ? linear_mem : x_mem;
+        if (in_place)
+            op_write_padded(linear_mem, linear, n);
         TEST_OK(clgqa_residual_layernorm_forward(
             rt, CLGQA_STORAGE_FLOAT, op_view(target), op_view(residual_mem), op_view(linear_mem),
-            op_view(lb_mem), op_view(out_mem), op_view(mean_mem), op_view(rstd_mem),
-            op_view(w_mem), op_view(b_mem), rows, cols, eps));
+            op_view(lb_mem), scaled ? op_view(scales_mem) : unscaled, rows_per_scale,
+            op_view(out_mem), op_view(mean_mem), op_view(rstd_mem), op_view(w_mem), op_view(b_mem),
+            rows, cols, eps));
         op_download_padded("residual x", target, got, n);
-        op_assert_close_scaled("residual x", got, want_x, x_scale, n, 2.5e-7);
+        op_assert_close_scaled("residual x", got, want_x, x_scale, n, scaled ? 3.5e-7 : 2.5e-7);
         op_download_padded("residual layernorm out", out_mem, got, n);
         test_assert_close("residual layernorm out", got, want, n, 1e-5, 1e-5);
         op_download_padded("residual layernorm mean", mean_mem, got_rows, rows);
@@ -321,12 +333,13 @@ static void check_residual_forward(size_t rows, size_t cols, float eps) {
         op_download_padded("residual layernorm rstd", rstd_mem, got_rows, rows);
         test_assert_close("residual layernorm rstd", got_rows, want_rstd, rows, 1e-5, 0);
     }
-    cl_mem mems[] = {residual_mem, linear_mem, lb_mem, w_mem, b_mem, x_mem, out_mem, mean_mem, rstd_mem};
+    cl_mem mems[] = {residual_mem, linear_mem, lb_mem, w_mem, b_mem, x_mem, out_mem, mean_mem,
+                     rstd_mem, scales_mem};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         clgqa_buffer_release(&mems[i]);
     free(residual), free(linear), free(linear_bias), free(weight), free(bias), free(got);
     free(got_rows), free(want_x), free(x_scale), free(x), free(want), free(want_mean);
-    free(want_rstd), free(d_w), free(d_b);
+    free(want_rstd), free(d_w), free(d_b), free(scales);
 }
 
 /* _i as forward_and_backward_match_reference. */
@@ -335,7 +348,8 @@ START_TEST(residual_forward_matches_reference) {
     op_test_pad = _i & 2 ? 4 : OP_TEST_PAD;
     for (size_t s = 0; s < SHAPE_COUNT; s++) {
         const size_t *shape = test_small() ? small_shapes[s] : shapes[s];
-        check_residual_forward(shape[0], shape[1], 1e-6f);
+        check_residual_forward(shape[0], shape[1], 1e-6f, 0);
+        check_residual_forward(shape[0], shape[1], 1e-6f, 1);
     }
 }
 END_TEST
@@ -384,7 +398,7 @@ static void check_half_forward(size_t rows, size_t cols, float eps) {
                 }
             TEST_OK(clgqa_residual_layernorm_forward(
                 rt, half, op_view(x_mem), op_view(in_mem), op_view(linear_mem), op_view(lb_mem),
-                op_view(out_mem), op_view(mean_mem), op_view(rstd_mem), op_view(w_mem),
+                clgqa_view_at(NULL, 0), 1, op_view(out_mem), op_view(mean_mem), op_view(rstd_mem), op_view(w_mem),
                 op_view(b_mem), rows, cols, eps));
         } else {
             for (size_t i = 0; i < n; i++)
@@ -450,12 +464,18 @@ START_TEST(bad_arguments_are_refused) {
     ck_assert_msg(strstr(clgqa_error_message(), "in place"), "%s", clgqa_error_message());
     /* A residual shorter than x; no chunks; partials too short for the
      * chunks asked for. */
+    clgqa_view none = clgqa_view_at(NULL, 0);
     ck_assert_int_eq(clgqa_residual_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, v,
-                                                      clgqa_view_at(mem, 1), v, v, v, v, v, v, v,
-                                                      2, 4, 1e-6f),
+                                                      clgqa_view_at(mem, 1), v, v, none, 1, v, v,
+                                                      v, v, v, 2, 4, 1e-6f),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "'residual'"), "%s", clgqa_error_message());
-    clgqa_view none = clgqa_view_at(NULL, 0);
+    /* Scales for 2 rows of 1 sample each, from the buffer's last float. */
+    ck_assert_int_eq(clgqa_residual_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, v, v, v, v,
+                                                      clgqa_view_at(mem, 7), 1, v, v, v, v, v, 2,
+                                                      4, 1e-6f),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "'branch_scales'"), "%s", clgqa_error_message());
     ck_assert_int_eq(clgqa_layernorm_backward(rt, v, v, none, 0, v, v, v, v, v, 2, 4),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "chunk"), "%s", clgqa_error_message());

@@ -83,7 +83,7 @@ START_TEST(im2col_pixels_normalises_like_the_host) {
     cl_mem d_patches = test_upload(before, total + 14);
     TEST_OK(clgqa_patch_im2col_pixels(test_runtime(), clgqa_view_at(d_patches, 7),
                                       clgqa_view_at(d_pixels, 3), s.batch, s.in_chans,
-                                      s.img_size, s.patch, mean, std));
+                                      s.img_size, s.patch, mean, std, NULL));
     float *out = malloc((total + 14) * sizeof *out);
     test_download(d_patches, out, total + 14);
     /* OpenCL C allows 2.5 ulp for a float division: 1e-6 relative (values
@@ -97,6 +97,83 @@ START_TEST(im2col_pixels_normalises_like_the_host) {
     free(want);
     free(before);
     free(out);
+}
+END_TEST
+
+/* Mixup and CutMix (timm's Mixup, mode 'batch') inside the im2col of 8-bit
+ * pixels: every element against a float64 reference of the normalised
+ * batch x mixed with x.flip(0) for the same lambda and box. Batches of 3
+ * (the middle image is its own partner) and 2. */
+START_TEST(im2col_pixels_mixes_like_timm) {
+    sizes s = test_sizes();
+    size_t grid = s.img_size / s.patch, n = grid * grid, k_len = s.in_chans * s.patch * s.patch;
+    const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.25f, 0.5f, 0.2f};
+    const int img = (int)s.img_size;
+    const clgqa_image_mix mixes[] = {
+        {CLGQA_MIX_BLEND, 0.37, 0, 0, 0, 0},
+        {CLGQA_MIX_BLEND, 1.0, 0, 0, 0, 0},
+        {CLGQA_MIX_BOX, 0, 1, img - 2, 2, img},   /* touching the right edge */
+        {CLGQA_MIX_BOX, 0, 0, img, 0, img / 2},   /* whole rows */
+        {CLGQA_MIX_BOX, 0, 2, 2, 0, img},         /* empty */
+    };
+    for (size_t batch = 2; batch <= 3; batch++)
+        for (size_t m = 0; m < sizeof mixes / sizeof mixes[0]; m++) {
+            const clgqa_image_mix *mix = &mixes[m];
+            size_t image = s.in_chans * s.img_size * s.img_size, total = batch * image;
+            uint8_t *pixels = malloc(total);
+            for (size_t i = 0; i < total; i++)
+                pixels[i] = (uint8_t)clgqa_host_random_bits(11, 3 + batch * 8 + m, i);
+            double *want = malloc(total * sizeof *want), *scale = malloc(total * sizeof *scale);
+            size_t from_partner = 0;
+            for (size_t b = 0; b < batch; b++)
+                for (size_t c = 0; c < s.in_chans; c++)
+                    for (size_t y = 0; y < s.img_size; y++)
+                        for (size_t x = 0; x < s.img_size; x++) {
+                            size_t own = ((b * s.in_chans + c) * s.img_size + y) * s.img_size + x;
+                            size_t partner = own + (batch - 1 - 2 * b) * image; /* wraps back */
+                            double a = ((double)pixels[own] / 255.0 - mean[c]) / std[c];
+                            double p = ((double)pixels[partner] / 255.0 - mean[c]) / std[c];
+                            int in_box = mix->mode == CLGQA_MIX_BOX && (int)y >= mix->y0 &&
+                                         (int)y < mix->y1 && (int)x >= mix->x0 &&
+                                         (int)x < mix->x1;
+                            double value = mix->mode == CLGQA_MIX_BLEND
+                                               ? mix->lambda * a + (1 - mix->lambda) * p
+                                           : in_box ? p
+                                                    : a;
+                            from_partner += in_box;
+                            size_t py = y / s.patch, px = x / s.patch;
+                            size_t k = (c * s.patch + y % s.patch) * s.patch + x % s.patch;
+                            size_t at = (b * n + py * grid + px) * k_len + k;
+                            want[at] = value;
+                            /* The magnitude of the terms: x / 255 and mean
+                             * (they cancel near the mean), divided by std. */
+                            double a_terms = ((double)pixels[own] / 255.0 + mean[c]) / std[c];
+                            double p_terms = ((double)pixels[partner] / 255.0 + mean[c]) / std[c];
+                            scale[at] = (mix->mode == CLGQA_MIX_BLEND
+                                             ? mix->lambda * a_terms + (1 - mix->lambda) * p_terms
+                                         : in_box ? p_terms
+                                                  : a_terms) +
+                                        1e-7;
+                        }
+            if (mix->mode == CLGQA_MIX_BOX) /* the box's share is what timm's lambda loses */
+                ck_assert_uint_eq(from_partner, batch * s.in_chans *
+                                                    (size_t)((mix->y1 - mix->y0) * (mix->x1 - mix->x0)));
+            cl_mem d_pixels;
+            TEST_OK(clgqa_buffer_create(test_runtime(), total, &d_pixels));
+            TEST_OK(clgqa_buffer_write(test_runtime(), d_pixels, 0, total, pixels));
+            cl_mem d_patches = op_upload_padded(NULL, total);
+            TEST_OK(clgqa_patch_im2col_pixels(test_runtime(), op_view(d_patches),
+                                              clgqa_view_at(d_pixels, 0), batch, s.in_chans,
+                                              s.img_size, s.patch, mean, std, mix));
+            float *out = op_floats(total);
+            op_download_padded("mixed patches", d_patches, out, total);
+            /* The normalisation as above (1e-6), then at most two products
+             * and a sum in float: 1e-6 of the terms' magnitude. */
+            op_assert_close_scaled("mixed patches", out, want, scale, total, 2e-6);
+            clgqa_buffer_release(&d_pixels);
+            clgqa_buffer_release(&d_patches);
+            free(pixels), free(want), free(scale), free(out);
+        }
 }
 END_TEST
 
@@ -281,6 +358,13 @@ START_TEST(bad_shapes_are_refused) {
     ck_assert_int_eq(clgqa_tokens_forward(rt, v, v, v, v, 1, 1, 4), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "n_tokens"), "%s", clgqa_error_message());
     ck_assert_int_eq(clgqa_tokens_backward(rt, v, v, v, v, 1, 1, 4), CLGQA_ERR_INVALID_ARG);
+    const float mean[1] = {0.5f}, std[1] = {0.5f};
+    const clgqa_image_mix outside = {CLGQA_MIX_BOX, 0, 0, 5, 1, 2}, heavy = {CLGQA_MIX_BLEND, 1.5, 0, 0, 0, 0};
+    ck_assert_int_eq(clgqa_patch_im2col_pixels(rt, v, v, 1, 1, 4, 2, mean, std, &outside),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "box"), "%s", clgqa_error_message());
+    ck_assert_int_eq(clgqa_patch_im2col_pixels(rt, v, v, 1, 1, 4, 2, mean, std, &heavy),
+                     CLGQA_ERR_INVALID_ARG);
     clgqa_buffer_release(&mem);
 }
 END_TEST
@@ -291,6 +375,7 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, im2col_matches_cpu);
     tcase_add_test(tc, im2col_pixels_normalises_like_the_host);
+    tcase_add_test(tc, im2col_pixels_mixes_like_timm);
     tcase_add_test(tc, tokens_forward_and_backward_match_cpu);
     tcase_add_test(tc, merged_stores_driver_bug_reproducer);
     tcase_add_test(tc, bad_shapes_are_refused);

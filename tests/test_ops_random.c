@@ -111,6 +111,65 @@ START_TEST(moments_match_the_distributions) {
 }
 END_TEST
 
+/* Stochastic depth's scales: every element equals the host's draw of the
+ * same stream element (sample first_sample + b, branch) compared with the
+ * block's keep probability, 1 / keep or 0 exactly; block 0 (keep 1) keeps
+ * every sample; a batch split in two (first_sample) draws what the whole
+ * batch draws; the share kept over many samples is keep (6 standard
+ * errors). */
+START_TEST(drop_path_scales_follow_the_host_draws) {
+    clgqa_runtime *rt = test_runtime();
+    const size_t layers = 4, samples = op_test_size(3001, 37);
+    const uint64_t seed = 0x5eedull, step = 123456789;
+    const uint64_t stream = clgqa_stream_id(CLGQA_RNG_DROP_PATH, 0, step);
+    float rates[8];
+    for (size_t l = 0; l < layers; l++) {
+        float rate = (float)(0.3 * (double)l / (double)(layers - 1)); /* timm's linspace */
+        float keep = (float)(1.0 - (double)rate);
+        rates[2 * l] = keep;
+        rates[2 * l + 1] = (float)(1.0 / (double)keep);
+    }
+    cl_mem rates_mem = op_upload_padded(rates, 2 * layers);
+    size_t n = layers * 2 * samples;
+    cl_mem whole = op_upload_padded(NULL, n);
+    TEST_OK(clgqa_drop_path_scales(rt, op_view(whole), op_view(rates_mem), layers, samples, 0,
+                                   seed, stream));
+    float *got = op_floats(n);
+    op_download_padded("drop path scales", whole, got, n);
+    for (size_t l = 0; l < layers; l++) {
+        size_t kept = 0;
+        for (size_t branch = 0; branch < 2; branch++)
+            for (size_t b = 0; b < samples; b++) {
+                uint32_t bits = clgqa_host_random_bits(
+                    seed, clgqa_stream_id(CLGQA_RNG_DROP_PATH, (uint32_t)l, step), 2 * b + branch);
+                float u = (float)(bits >> 8) * (1.0f / 16777216.0f);
+                float want = u < rates[2 * l] ? rates[2 * l + 1] : 0.0f;
+                float value = got[(l * 2 + branch) * samples + b];
+                if (memcmp(&value, &want, sizeof value) != 0)
+                    ck_abort_msg("scale of block %zu, branch %zu, sample %zu: %.9g, want %.9g", l,
+                                 branch, b, (double)value, (double)want);
+                kept += value != 0.0f;
+            }
+        double keep = rates[2 * l], count = 2.0 * samples;
+        ck_assert_msg(fabs(kept / count - keep) <= 6 * sqrt(keep * (1 - keep) / count) + 1e-12,
+                      "block %zu kept %zu of %.0f, keep %.3f", l, kept, count, keep);
+    }
+    /* The same samples as two micro-batches. */
+    size_t first = samples / 3, rest = samples - first;
+    cl_mem part = op_upload_padded(NULL, layers * 2 * rest);
+    TEST_OK(clgqa_drop_path_scales(rt, op_view(part), op_view(rates_mem), layers, rest, first,
+                                   seed, stream));
+    float *second = op_floats(layers * 2 * rest);
+    op_download_padded("drop path scales of a micro-batch", part, second, layers * 2 * rest);
+    for (size_t lb = 0; lb < layers * 2; lb++)
+        for (size_t b = 0; b < rest; b++)
+            ck_assert_msg(second[lb * rest + b] == got[lb * samples + first + b],
+                          "micro-batch scale %zu of row %zu differs", b, lb);
+    clgqa_buffer_release(&rates_mem), clgqa_buffer_release(&whole), clgqa_buffer_release(&part);
+    free(got), free(second);
+}
+END_TEST
+
 START_TEST(bad_arguments_are_refused) {
     clgqa_runtime *rt = test_runtime();
     float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
@@ -133,6 +192,7 @@ int main(void) {
     tcase_add_test(tc, normal_matches_host);
     tcase_add_test(tc, streams_and_seeds_give_different_numbers);
     tcase_add_test(tc, moments_match_the_distributions);
+    tcase_add_test(tc, drop_path_scales_follow_the_host_draws);
     tcase_add_test(tc, bad_arguments_are_refused);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);

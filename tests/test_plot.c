@@ -1,5 +1,5 @@
-/* Pictures and reports: steps.csv, `clgqa plot`, scripts/compare and
- * bench/report.
+/* Pictures and reports: steps.csv, `clgqa plot`, scripts/compare,
+ * scripts/uptrain and bench/report.
  *
  * Training runs use a tiny synthetic MNIST (8x8 images from
  * support/dataset_gen) and a 2-layer 16-wide ViT: 2 epochs of 5 steps. The
@@ -17,7 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clgqa/checkpoint.h"
 #include "config_internal.h"
+#include "tensor_set.h"
 #include "train_internal.h"
 #include "support/dataset_gen.h"
 #include "support/test_util.h"
@@ -474,6 +476,9 @@ START_TEST(plot_refuses_bad_input) {
     snprintf(args, sizeof args, "plot --compare '%s'", empty);
     ck_assert_int_eq(test_run_clgqa("", args, out, sizeof out, err, sizeof err), 1);
     test_assert_one_line_naming(err, "no compare.csv");
+    snprintf(args, sizeof args, "plot --uptrain '%s'", empty);
+    ck_assert_int_eq(test_run_clgqa("", args, out, sizeof out, err, sizeof err), 1);
+    test_assert_one_line_naming(err, "no uptrain.csv");
     ck_assert_int_eq(test_run_clgqa("", "plot", out, sizeof out, err, sizeof err), 2);
     ck_assert_int_eq(test_run_clgqa("", "plot a b", out, sizeof out, err, sizeof err), 2);
     ck_assert_msg(strstr(err, "unexpected argument 'b'"), "%s", err);
@@ -570,6 +575,231 @@ START_TEST(compare_prints_mean_and_std_over_seeds) {
 
     ck_assert_int_eq(run_logged("scripts/compare --seeds 0", log, sizeof log), 2);
     test_assert_one_line_naming(log, "--seeds");
+    test_remove_tree(out_dir);
+}
+END_TEST
+
+/* ---- scripts/uptrain ---------------------------------------------------------- */
+
+/* The test accuracy and loss of a run's converted.safetensors, evaluated
+ * here as `clgqa eval` does (clgqa_evaluate), with the run's config. */
+static clgqa_eval_result evaluate_converted(const char *run) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/config.yaml", run);
+    clgqa_config cfg;
+    TEST_OK(clgqa_run_config(path, NULL, 0, &cfg));
+    clgqa_model *model;
+    clgqa_dataset *test;
+    TEST_OK(test_model_create(test_runtime(), &cfg, cfg.batch_size, &model));
+    snprintf(path, sizeof path, "%s/converted.safetensors", run);
+    TEST_OK(clgqa_checkpoint_load_model(model, path, NULL));
+    TEST_OK(test_dataset_open(&cfg, CLGQA_SPLIT_TEST, 0, &test));
+    clgqa_eval_result result;
+    TEST_OK(clgqa_evaluate(test_runtime(), model, test, &cfg, cfg.max_eval_batches, NULL, &result));
+    clgqa_dataset_close(test);
+    clgqa_model_destroy(model);
+    return result;
+}
+
+/* Tensor `name` of a checkpoint file (malloc'ed floats; *n its size). */
+static float *checkpoint_floats(const char *path, const char *name, size_t *n) {
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(path, &file));
+    const clgqa_tensor *t = clgqa_tensor_set_find(file, name);
+    ck_assert_msg(t != NULL, "%s lacks %s", path, name);
+    float *x = malloc(t->numel * sizeof(float));
+    ck_assert_ptr_nonnull(x);
+    TEST_OK(clgqa_tensor_set_read_f32(file, name, x, t->numel));
+    *n = t->numel;
+    clgqa_tensor_set_close(file);
+    return x;
+}
+
+static struct timespec modified(const char *dir, const char *name) {
+    char path[4400];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    ck_assert_msg(stat(path, &st) == 0, "%s: %s", path, strerror(errno));
+    return st.st_mtim;
+}
+
+#define ASSERT_UNCHANGED(a, b, what) \
+    ck_assert_msg((a).tv_sec == (b).tv_sec && (a).tv_nsec == (b).tv_nsec, "%s was written again", what)
+
+/* The whole protocol on the tiny data, 2 schemes x 2 key/value-head counts
+ * x 1 seed, in two goes: --kv-heads 2, then --resume with --kv-heads 1,2,
+ * after one run lost its row (as if killed after its training). Checks the
+ * table's rows, the accuracy after conversion against an evaluation of the
+ * kept converted file, the conversion itself, and that --resume redid
+ * nothing done. (Few clgqa processes: on Intel's CPU runtime each one
+ * compiles CLBlast's kernels anew, seconds each.) */
+START_TEST(uptrain_converts_fine_tunes_and_resumes) {
+    if (!have_matplotlib("uptrain_converts_fine_tunes_and_resumes"))
+        return;
+    char exe[1024], out_dir[4200], config[4300], sweep[8192], cmd[16384], log[1 << 16];
+    char path[4400], want[4400], sweep_dir[4300];
+    build_dir(exe, sizeof exe);
+    snprintf(out_dir, sizeof out_dir, "%s/uptrain-XXXXXX", data_dir);
+    ck_assert_ptr_nonnull(mkdtemp(out_dir));
+    /* The base config as a file ("any config works as the base"). */
+    snprintf(config, sizeof config, "%s/tiny.yaml", out_dir);
+    FILE *f = fopen(config, "w");
+    ck_assert_ptr_nonnull(f);
+    for (size_t i = 0; i < TINY_SET_COUNT; i++) {
+        const char *eq = strchr(tiny_sets[i], '=');
+        fprintf(f, "%.*s: %s\n", (int)(eq - tiny_sets[i]), tiny_sets[i], eq + 1);
+    }
+    fprintf(f, "data_dir: %s\nlog_steps: 1\n", data_dir);
+    ck_assert_int_eq(fclose(f), 0);
+    snprintf(sweep_dir, sizeof sweep_dir, "%s/sweep", out_dir);
+    snprintf(sweep, sizeof sweep,
+             "CLGQA='%s/clgqa' scripts/uptrain '%s' --schemes gqa,kdgqa --seeds 1 --epochs 1 --lr 0.001 "
+             "--out '%s'",
+             exe, config, sweep_dir);
+    snprintf(cmd, sizeof cmd, "%s --kv-heads 2", sweep);
+    ck_assert_msg(run_logged(cmd, log, sizeof log) == 0, "%s:\n%s", cmd, log);
+
+    /* gqa's run loses its row; kdgqa's and stage 1 are done */
+    char lost[4400], done[4400];
+    snprintf(lost, sizeof lost, "%s/gqa/kv-2/seed-1", sweep_dir);
+    snprintf(done, sizeof done, "%s/kdgqa/kv-2/seed-1", sweep_dir);
+    snprintf(path, sizeof path, "%s/result.csv", lost);
+    ck_assert_int_eq(unlink(path), 0);
+    char *lost_run_csv = read_text(strcat(strcpy(path, lost), "/run.csv"));
+    struct timespec pretrained_at = modified(sweep_dir, "pretrain/model.safetensors"),
+                    done_at = modified(done, "last.safetensors"), lost_at = modified(lost, "last.safetensors");
+    snprintf(cmd, sizeof cmd, "%s --kv-heads 1,2 --resume", sweep);
+    ck_assert_msg(run_logged(cmd, log, sizeof log) == 0, "%s:\n%s", cmd, log);
+    ck_assert_msg(strstr(log, "stage 1: done before") && !strstr(log, "pretraining"), "%s", log);
+    snprintf(want, sizeof want, "==== kdgqa, 2 key/value heads, seed 1: done before (%s)", done);
+    ck_assert_msg(strstr(log, want), "%s", log);
+    snprintf(want, sizeof want, "uptrain: resuming %s", lost);
+    ck_assert_msg(strstr(log, want), "%s", log);
+    ck_assert_msg(strstr(log, "==== gqa, 1 key/value heads, seed 1 of 1") &&
+                  strstr(log, "==== kdgqa, 1 key/value heads, seed 1 of 1"), "%s", log);
+    ASSERT_UNCHANGED(pretrained_at, modified(sweep_dir, "pretrain/model.safetensors"), "stage 1's checkpoint");
+    ASSERT_UNCHANGED(done_at, modified(done, "last.safetensors"), "the done run's checkpoint");
+    ASSERT_UNCHANGED(lost_at, modified(lost, "last.safetensors"), "the finished run's checkpoint");
+    char *again = read_text(strcat(strcpy(path, lost), "/run.csv"));
+    ck_assert_str_eq(again, lost_run_csv);
+    free(again);
+    free(lost_run_csv);
+
+    /* uptrain.csv: every run asked for, a row each in the order run, with
+     * its run's figures */
+    const char *schemes[] = {"gqa", "kdgqa"}, *kvs[] = {"1", "2"};
+    csv_table *table = csv_read(sweep_dir, "uptrain.csv");
+    ck_assert_int_eq(table->rows, 1 + 4);
+    char pretrained[4400];
+    snprintf(pretrained, sizeof pretrained, "%s/pretrain/model.safetensors", sweep_dir);
+    for (int s = 0; s < 2; s++)
+        for (int k = 0; k < 2; k++) {
+            int r = 1 + 2 * s + k;
+            char run[4400];
+            snprintf(run, sizeof run, "%s/%s/kv-%s/seed-1", sweep_dir, schemes[s], kvs[k]);
+            ck_assert_str_eq(table->cell[r][csv_column(table, "scheme")], schemes[s]);
+            ck_assert_str_eq(table->cell[r][csv_column(table, "kv_heads")], kvs[k]);
+            ck_assert_str_eq(table->cell[r][csv_column(table, "seed")], "1");
+            csv_table *epochs = csv_read(run, "run.csv");
+            ck_assert_int_eq(epochs->rows, 1 + 1); /* --epochs 1 */
+            ck_assert_str_eq(table->cell[r][csv_column(table, "test_acc")], epochs->cell[1][4]);
+            ck_assert_str_eq(table->cell[r][csv_column(table, "test_loss")], epochs->cell[1][3]);
+            csv_free(epochs);
+            /* the fine-tuning started from the converted file ... */
+            snprintf(path, sizeof path, "%s/config.yaml", run);
+            char *yaml = read_text(path);
+            snprintf(want, sizeof want, "pretrained_ckpt: %s/converted.safetensors", run);
+            ck_assert_msg(strstr(yaml, want), "%s lacks '%s'", path, want);
+            free(yaml);
+            /* ... whose accuracy and loss are those recorded as converted
+             * (accuracy written with 6 decimals, loss with 4 as clgqa eval
+             * prints it) */
+            clgqa_eval_result converted = evaluate_converted(run);
+            double acc = cell_number(table, r, csv_column(table, "converted_acc")),
+                   loss = cell_number(table, r, csv_column(table, "converted_loss"));
+            ck_assert_msg(fabs(acc - converted.accuracy) <= 5e-7 && fabs(loss - converted.loss) <= 5e-5,
+                          "%s: recorded %.6f, %.4f; evaluated %.6f, %.4f", run, acc, loss,
+                          converted.accuracy, converted.loss);
+            /* ... and which is stage 1's MHSA checkpoint with its 4 key heads
+             * mean-pooled into G groups (layer 1's key weight: d x C = 4 x
+             * 16 floats a head) */
+            size_t n_mhsa, n_conv;
+            snprintf(path, sizeof path, "%s/converted.safetensors", run);
+            float *mhsa = checkpoint_floats(pretrained, "blocks.1.attn.k.weight", &n_mhsa);
+            float *conv = checkpoint_floats(path, "blocks.1.attn.k.weight", &n_conv);
+            int groups = atoi(kvs[k]), per = HEADS / groups, head = 16 / HEADS * 16;
+            ck_assert_uint_eq(n_mhsa, 16 * 16);
+            ck_assert_uint_eq(n_conv, (size_t)groups * head);
+            for (int g = 0; g < groups; g++)
+                for (int i = 0; i < head; i++) {
+                    double mean = 0;
+                    for (int h = 0; h < per; h++)
+                        mean += mhsa[(g * per + h) * head + i];
+                    mean /= per;
+                    /* the mean of 2 or 4 floats, rounded to float: 1e-6 relative */
+                    ck_assert_msg(fabs(conv[g * head + i] - mean) <= 1e-6 * fabs(mean) + 1e-9,
+                                  "%s: k[%d][%d] = %g, mean %g", path, g, i, conv[g * head + i], mean);
+                }
+            free(mhsa);
+            free(conv);
+        }
+    /* ... and for one run, `clgqa eval` on the file prints those figures */
+    snprintf(cmd, sizeof cmd,
+             "'%s/clgqa' eval '%s' --set att_scheme=kdgqa --set num_kv_heads=1 "
+             "--checkpoint '%s/kdgqa/kv-1/seed-1/converted.safetensors'",
+             exe, config, sweep_dir);
+    ck_assert_msg(run_logged(cmd, log, sizeof log) == 0, "%s:\n%s", cmd, log);
+    double printed;
+    char printed_loss[64];
+    ck_assert_msg(strstr(log, "test accuracy: ") && strstr(log, "test loss: "), "%s", log);
+    ck_assert_int_eq(sscanf(strstr(log, "test accuracy: "), "test accuracy: %lf%%", &printed), 1);
+    ck_assert_int_eq(sscanf(strstr(log, "test loss: "), "test loss: %63s", printed_loss), 1);
+    ck_assert_msg(fabs(100 * cell_number(table, 3, csv_column(table, "converted_acc")) - printed) <= 0.005 + 1e-9,
+                  "%s vs %s", table->cell[3][csv_column(table, "converted_acc")], log);
+    ck_assert_str_eq(table->cell[3][csv_column(table, "converted_loss")], printed_loss);
+    /* the figure shows those figures: per scheme, accuracy against G (one
+     * seed: the mean is the run's, the std 0) */
+    char pics[4400];
+    snprintf(pics, sizeof pics, "%s/pics", out_dir);
+    snprintf(cmd, sizeof cmd, "'%s/clgqa' plot --uptrain '%s' --out '%s' --csv", exe, sweep_dir, pics);
+    ck_assert_msg(run_logged(cmd, log, sizeof log) == 0, "%s:\n%s", cmd, log);
+    csv_table *plot = csv_read(pics, "plot.csv");
+    for (int s = 0; s < 2; s++)
+        for (int p = 0; p < 2; p++) {
+            double x[4], y[4];
+            char name[64];
+            snprintf(name, sizeof name, "%s mean", schemes[s]);
+            ck_assert_int_eq(series(plot, "uptrain", p ? "converted" : "fine-tuned", name, x, y, 4), 2);
+            for (int k = 0; k < 2; k++) {
+                ck_assert_int_eq((int)x[k], k + 1);
+                double acc = cell_number(table, 1 + 2 * s + k, csv_column(table, p ? "converted_acc" : "test_acc"));
+                ck_assert_msg(fabs(y[k] - 100 * acc) <= 1e-9, "%s %s G %d: %g, want %g", name,
+                              p ? "converted" : "fine-tuned", k + 1, y[k], 100 * acc);
+            }
+            snprintf(name, sizeof name, "%s std", schemes[s]);
+            ck_assert_int_eq(series(plot, "uptrain", p ? "converted" : "fine-tuned", name, x, y, 4), 2);
+            ck_assert(y[0] == 0 && y[1] == 0);
+        }
+    csv_free(plot);
+    csv_free(table);
+    char *md = read_text(strcat(strcpy(path, sweep_dir), "/uptrain.md"));
+    ck_assert_msg(strstr(md, "| scheme | key/value heads | right after conversion | after fine-tuning (1 seed) |"),
+                  "%s", md);
+    ck_assert_msg(strstr(md, "| gqa | 1 | ") && strstr(md, "| kdgqa | 2 | "), "%s", md);
+    free(md);
+    assert_png(sweep_dir, "uptrain.png", 640, 300);
+    snprintf(path, sizeof path, "%s/kdgqa", sweep_dir);
+    assert_png(path, "groups.png", 640, 200);
+
+    /* a sweep's folder is not taken over; a resume keeps its recipe; bad
+     * lists are one line */
+    ck_assert_int_eq(run_logged(sweep, log, sizeof log), 1);
+    test_assert_one_line_naming(log, "holds a sweep: --resume continues it, --overwrite starts over");
+    snprintf(cmd, sizeof cmd, "%s --resume --lr 0.002", sweep);
+    ck_assert_int_eq(run_logged(cmd, log, sizeof log), 1);
+    test_assert_one_line_naming(log, "now lr: 0.002");
+    ck_assert_int_eq(run_logged("scripts/uptrain --kv-heads 1,x", log, sizeof log), 2);
+    test_assert_one_line_naming(log, "--kv-heads");
     test_remove_tree(out_dir);
 }
 END_TEST
@@ -718,6 +948,7 @@ int main(void) {
     tcase_add_test(tc, plot_shows_a_static_split_as_flat_lines);
     tcase_add_test(tc, plot_refuses_bad_input);
     tcase_add_test(tc, compare_prints_mean_and_std_over_seeds);
+    tcase_add_test(tc, uptrain_converts_fine_tunes_and_resumes);
     tcase_add_test(tc, bench_report_merges_clgqa_and_pytorch_files);
     tcase_add_test(tc, bench_report_takes_every_device_of_one_file);
     tcase_add_test(tc, bench_report_refuses_other_files);

@@ -23,6 +23,7 @@
 #include "clgqa/model.h"
 #include "safetensors.h"
 #include "train_internal.h"
+#include "mixup.h"
 #include "model_internal.h"
 #include "support/dataset_gen.h"
 #include "support/test_util.h"
@@ -141,17 +142,21 @@ START_TEST(run_writes_csv_logs_config_and_model) {
     snprintf(path, sizeof path, "%s/run.csv", out_dir);
     char *text = read_text(path);
     char *line = strtok(text, "\n");
-    ck_assert_str_eq(line, "epoch,train_loss,train_acc,test_loss,test_acc");
+    /* 10 classes: the top-5 accuracies follow the reference's columns. */
+    ck_assert_str_eq(line, "epoch,train_loss,train_acc,test_loss,test_acc,train_acc5,test_acc5");
     for (int epoch = 1; epoch <= 2; epoch++) {
         line = strtok(NULL, "\n");
         ck_assert_msg(line != NULL, "run.csv lacks the row of epoch %d", epoch);
         int e;
-        double v[4];
-        ck_assert_int_eq(sscanf(line, "%d,%lf,%lf,%lf,%lf", &e, &v[0], &v[1], &v[2], &v[3]), 5);
+        double v[6];
+        ck_assert_int_eq(sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &e, &v[0], &v[1], &v[2],
+                                &v[3], &v[4], &v[5]),
+                         7);
         ck_assert_int_eq(e, epoch);
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 6; i++)
             ck_assert_msg(isfinite(v[i]) && v[i] >= 0, "run.csv row %d: %s", epoch, line);
-        ck_assert(v[1] <= 1.0 && v[3] <= 1.0); /* accuracies are fractions */
+        /* accuracies are fractions, top-5 at least top-1 */
+        ck_assert(v[1] <= v[4] && v[4] <= 1.0 && v[3] <= v[5] && v[5] <= 1.0);
     }
     ck_assert_ptr_null(strtok(NULL, "\n"));
     ck_assert(result.last.test_acc >= 0 && result.last.test_acc <= 1);
@@ -464,7 +469,7 @@ static void train_reading_blocking(const clgqa_config *cfg, blocking_reads *out)
     TEST_OK(test_model_create(rt, cfg, cfg->batch_size, &model));
     TEST_OK(clgqa_batch_upload_create(rt, clgqa_model_get_dims(model), cfg->batch_size, &up));
     clgqa_adamw hp = {cfg->lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay,
-                      cfg->clip_grad_norm};
+                      cfg->clip_grad_norm, cfg->no_weight_decay};
     for (long epoch = 0, global = 0; epoch < EPOCHS; epoch++) {
         TEST_OK(clgqa_loader_start(loader, epoch));
         TEST_OK(clgqa_model_reset_metrics(model));
@@ -917,6 +922,320 @@ START_TEST(non_finite_loss_stops_at_its_step) {
 }
 END_TEST
 
+/* ---- timm's recipe: regularisers, EMA, gradient accumulation ----------------- */
+
+/* The run's keys of timm's recipe, every one on: label smoothing, Mixup
+ * and CutMix on every batch (half each), drop path, the weights' EMA, two
+ * micro-batches a step (the tiny split's 5 batches: steps of 2, 2 and 1). */
+static void set_recipe(clgqa_config *cfg) {
+    set(cfg, "label_smoothing=0.1");
+    set(cfg, "mixup_alpha=0.8");
+    set(cfg, "cutmix_alpha=1.0");
+    set(cfg, "drop_path=0.2");
+    set(cfg, "model_ema_decay=0.9");
+    set(cfg, "grad_accum_steps=2");
+    set(cfg, "no_weight_decay=true");
+    set(cfg, "min_lr=0.0003");
+    TEST_OK(clgqa_config_finalize(cfg));
+}
+
+/* The host's Gamma and Beta samplers (Marsaglia-Tsang, the shape < 1
+ * boost) have their distributions' moments over 40000 draws: the mean
+ * within 6 standard errors (sd / sqrt n), the sample variance within 6 of
+ * its own standard errors, sqrt((mu4 - var^2) / n): var sqrt((2 + 6 / a) /
+ * n) for Gamma(a) (excess kurtosis 6 / a), below var sqrt(2 / n) for the
+ * symmetric Beta (negative excess kurtosis). The same stream draws the same
+ * numbers. */
+START_TEST(gamma_and_beta_draws_have_their_moments) {
+    const int n = 40000;
+    const double shapes[] = {0.3, 1.0, 2.5};
+    for (size_t k = 0; k < 3; k++) {
+        clgqa_host_draws d = {11, clgqa_stream_id(CLGQA_RNG_TEST, 1, k), 0};
+        double sum = 0, squares = 0, a = shapes[k];
+        for (int i = 0; i < n; i++) {
+            double x = clgqa_draw_gamma(&d, a);
+            ck_assert(x >= 0 && isfinite(x));
+            sum += x;
+            squares += x * x;
+        }
+        double mean = sum / n, var = squares / n - mean * mean;
+        ck_assert_msg(fabs(mean - a) <= 6 * sqrt(a / n), "Gamma(%g): mean %.4f", a, mean);
+        ck_assert_msg(fabs(var - a) <= 6 * a * sqrt((2 + 6 / a) / n), "Gamma(%g): variance %.4f",
+                      a, var);
+    }
+    const double alphas[] = {0.8, 1.0};
+    for (size_t k = 0; k < 2; k++) {
+        clgqa_host_draws d = {12, clgqa_stream_id(CLGQA_RNG_TEST, 2, k), 0}, again = d;
+        double sum = 0, squares = 0, a = alphas[k];
+        for (int i = 0; i < n; i++) {
+            double x = clgqa_draw_beta(&d, a, a);
+            ck_assert(x >= 0 && x <= 1);
+            ck_assert(x == clgqa_draw_beta(&again, a, a)); /* deterministic */
+            sum += x;
+            squares += x * x;
+        }
+        double mean = sum / n, var = squares / n - mean * mean, want_var = 1 / (4 * (2 * a + 1));
+        ck_assert_msg(fabs(mean - 0.5) <= 6 * sqrt(want_var / n), "Beta(%g): mean %.4f", a, mean);
+        ck_assert_msg(fabs(var - want_var) <= 6 * want_var * sqrt(2.0 / n), "Beta(%g): var %.5f",
+                      a, var);
+    }
+}
+END_TEST
+
+/* timm's Mixup(mode='batch') decisions per batch, each against timm's
+ * algorithm replayed on the same draws: with prob 0.3 a share
+ * 0.3 of batches is mixed, the others not (label weight 1); with both
+ * alphas on, CutMix in a share switch_prob (0.5) of the mixed ones; a blend
+ * weighs the own label by its lambda; a box lies in the image with its
+ * sides at most int(size sqrt(1 - lambda)) and its label weight is 1 -
+ * area / size^2 exactly, timm's corrected lambda (so the box area matches
+ * the targets); shares within 6 standard errors over 20000 batches. */
+START_TEST(mixup_draws_follow_timm) {
+    const clgqa_mixup settings = {0.8, 1.0, 0.3, 0.5};
+    const int n = 20000, size = 28;
+    int mixed = 0, boxes = 0, empty_boxes = 0;
+    double blend_sum = 0;
+    for (int step = 0; step < n; step++) {
+        clgqa_host_draws d = {42, clgqa_stream_id(CLGQA_RNG_MIXUP, 0, (uint64_t)step), 0};
+        clgqa_host_draws replay = d;
+        clgqa_image_mix mix;
+        double weight;
+        clgqa_mixup_draw(&settings, &d, size, &mix, &weight);
+        /* timm's _params_per_batch and rand_bbox on the same draws, in
+         * float64: u < prob mixes, u < switch_prob picks CutMix, lambda ~
+         * Beta(alpha, alpha), the cut's side int(size sqrt(1 - lambda)),
+         * its centre np.random.randint(0, size) for rows then columns. */
+        if (clgqa_draw_uniform(&replay) < settings.prob) {
+            int cutmix = clgqa_draw_uniform(&replay) < settings.switch_prob;
+            double alpha = cutmix ? settings.cutmix_alpha : settings.mixup_alpha;
+            double lambda = clgqa_draw_beta(&replay, alpha, alpha);
+            ck_assert_int_eq(mix.mode, cutmix ? CLGQA_MIX_BOX : CLGQA_MIX_BLEND);
+            if (cutmix) {
+                int cut = (int)(size * sqrt(1.0 - lambda));
+                int cy = (int)(clgqa_draw_uniform(&replay) * size);
+                int cx = (int)(clgqa_draw_uniform(&replay) * size);
+                int want[4] = {cy - cut / 2, cy + cut / 2, cx - cut / 2, cx + cut / 2};
+                for (int k = 0; k < 4; k++)
+                    want[k] = want[k] < 0 ? 0 : want[k] > size ? size : want[k];
+                ck_assert_msg(mix.y0 == want[0] && mix.y1 == want[1] && mix.x0 == want[2] &&
+                                  mix.x1 == want[3],
+                              "lambda %.6f: box [%d, %d) x [%d, %d), timm's [%d, %d) x [%d, %d)",
+                              lambda, mix.y0, mix.y1, mix.x0, mix.x1, want[0], want[1], want[2],
+                              want[3]);
+            } else {
+                ck_assert(mix.lambda == lambda);
+            }
+        } else {
+            ck_assert_int_eq(mix.mode, CLGQA_MIX_NONE);
+        }
+        if (mix.mode == CLGQA_MIX_NONE) {
+            ck_assert(weight == 1.0);
+            continue;
+        }
+        mixed++;
+        if (mix.mode == CLGQA_MIX_BLEND) {
+            ck_assert(weight == mix.lambda && weight >= 0 && weight <= 1);
+            blend_sum += weight;
+            continue;
+        }
+        boxes++;
+        ck_assert_msg(mix.y0 >= 0 && mix.y0 <= mix.y1 && mix.y1 <= size && mix.x0 >= 0 &&
+                          mix.x0 <= mix.x1 && mix.x1 <= size,
+                      "box [%d, %d) x [%d, %d)", mix.y0, mix.y1, mix.x0, mix.x1);
+        int area = (mix.y1 - mix.y0) * (mix.x1 - mix.x0);
+        empty_boxes += area == 0;
+        ck_assert_msg(weight == 1.0 - (double)area / (size * size), "box area %d, weight %.9g",
+                      area, weight);
+        /* rand_bbox's cut: 2 (cut / 2) rows and columns around the centre,
+         * clipped, so never more than the image's. */
+        ck_assert(mix.y1 - mix.y0 <= size && mix.x1 - mix.x0 <= size);
+    }
+    double p = 0.3;
+    ck_assert_msg(fabs((double)mixed / n - p) <= 6 * sqrt(p * (1 - p) / n), "mixed %d of %d",
+                  mixed, n);
+    ck_assert_msg(fabs((double)boxes / mixed - 0.5) <= 6 * sqrt(0.25 / mixed), "boxes %d of %d",
+                  boxes, mixed);
+    int blends = mixed - boxes;
+    double want_var = 1 / (4 * (2 * 0.8 + 1));
+    ck_assert_msg(fabs(blend_sum / blends - 0.5) <= 6 * sqrt(want_var / blends),
+                  "mean Mixup lambda %.4f", blend_sum / blends);
+    ck_assert_msg(empty_boxes < boxes / 4, "%d of %d boxes are empty", empty_boxes, boxes);
+    /* Off: no alpha, or prob 0. */
+    const clgqa_mixup off = {0, 0, 1.0, 0.5}, never = {0.8, 1.0, 0.0, 0.5};
+    ck_assert(!clgqa_mixup_on(&off) && !clgqa_mixup_on(&never) && clgqa_mixup_on(&settings));
+}
+END_TEST
+
+/* Every draw of the recipe (Mixup's, drop path's) comes from (seed, step),
+ * and the EMA is in last.safetensors: a run stopped mid-epoch (after 2 of
+ * its 3 optimizer steps) and resumed ends with the uninterrupted run's
+ * bits, EMA included. DGQA: its window counts optimizer steps and regroups
+ * on a window step's first micro-batch. */
+START_TEST(recipe_resumes_bit_for_bit) {
+    clgqa_config straight, split, plain;
+    char straight_dir[256], split_dir[256], plain_dir[256], a[512], b[512];
+    tiny_config(&straight, "dgqa_diff", straight_dir, sizeof straight_dir);
+    tiny_config(&split, "dgqa_diff", split_dir, sizeof split_dir);
+    tiny_config(&plain, "dgqa_diff", plain_dir, sizeof plain_dir);
+    set_recipe(&straight);
+    set_recipe(&split);
+    clgqa_train_result result;
+    train_quietly(&straight, NULL, 0, &result);
+    ck_assert_int_eq(result.global_step, 2 * 3); /* 3 optimizer steps an epoch */
+    train_steps(&split, NULL, 0, 2, &result);
+    ck_assert_int_eq(result.global_step, 2);
+    train_quietly(&split, split_dir, 0, &result);
+    ck_assert_int_eq(result.global_step, 6);
+    static const char *const files[] = {"model.safetensors", "last.safetensors",
+                                        "ema.safetensors", "best.safetensors"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(a, sizeof a, "%s/%s", straight_dir, files[i]);
+        snprintf(b, sizeof b, "%s/%s", split_dir, files[i]);
+        assert_same_tensors(a, b);
+    }
+    snprintf(a, sizeof a, "%s/last.safetensors", straight_dir);
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(a, &file));
+    ck_assert_ptr_nonnull(clgqa_tensor_set_find(file, "ema.head.weight"));
+    clgqa_tensor_set_close(file);
+    snprintf(a, sizeof a, "%s/run.csv", straight_dir);
+    snprintf(b, sizeof b, "%s/run.csv", split_dir);
+    char *text_a = read_text(a), *text_b = read_text(b);
+    ck_assert_str_eq(text_a, text_b);
+    ck_assert_msg(!strncmp(text_a, "epoch,train_loss,train_acc,test_loss,test_acc,train_acc5,"
+                           "test_acc5,ema_test_loss,ema_test_acc,ema_test_acc5\n", 88),
+                  "%s", text_a);
+    free(text_a);
+    free(text_b);
+    /* The recipe changed the training: the plain run's weights differ. */
+    train_quietly(&plain, NULL, 0, &result);
+    snprintf(a, sizeof a, "%s/model.safetensors", straight_dir);
+    snprintf(b, sizeof b, "%s/model.safetensors", plain_dir);
+    size_t size_a, size_b;
+    char *bytes_a = read_bytes(a, &size_a), *bytes_b = read_bytes(b, &size_b);
+    ck_assert_msg(size_a != size_b || memcmp(bytes_a, bytes_b, size_a), "the recipe changed nothing");
+    free(bytes_a), free(bytes_b);
+    test_remove_tree(straight_dir);
+    test_remove_tree(split_dir);
+    test_remove_tree(plain_dir);
+}
+END_TEST
+
+/* The weights' EMA: evaluated beside the raw weights each epoch (run.csv's
+ * ema_ columns and the epoch line), written as ema.safetensors, and
+ * followed by best.safetensors with best_follows: ema. The EMA's test loss
+ * in run.csv is what clgqa_evaluate gives for ema.safetensors. */
+START_TEST(ema_is_evaluated_saved_and_followed_by_best) {
+    clgqa_config cfg;
+    char out_dir[256], path[512], other[512];
+    tiny_config(&cfg, "gqa", out_dir, sizeof out_dir);
+    set(&cfg, "epochs=1");
+    set(&cfg, "model_ema_decay=0.6");
+    set(&cfg, "best_follows=ema");
+    TEST_OK(clgqa_config_finalize(&cfg));
+    clgqa_train_result result;
+    train_quietly(&cfg, NULL, 0, &result);
+    snprintf(path, sizeof path, "%s/ema.safetensors", out_dir);
+    snprintf(other, sizeof other, "%s/best.safetensors", out_dir);
+    assert_tensors_within(path, other); /* epoch 1 is the best so far */
+    snprintf(other, sizeof other, "%s/model.safetensors", out_dir);
+    size_t size_a, size_b;
+    char *bytes_a = read_bytes(path, &size_a), *bytes_b = read_bytes(other, &size_b);
+    ck_assert_msg(size_a == size_b && memcmp(bytes_a, bytes_b, size_a), "the EMA is the weights");
+    free(bytes_a), free(bytes_b);
+
+    snprintf(other, sizeof other, "%s/run.csv", out_dir);
+    char *text = read_text(other), *row = strchr(text, '\n') + 1;
+    double v[9];
+    int e;
+    ck_assert_int_eq(sscanf(row, "%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &e, &v[0], &v[1], &v[2],
+                            &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]),
+                     10);
+    free(text);
+    clgqa_model *model;
+    clgqa_dataset *ds;
+    TEST_OK(test_model_create(test_runtime(), &cfg, cfg.batch_size, &model));
+    TEST_OK(clgqa_checkpoint_load_model(model, path, NULL));
+    TEST_OK(test_dataset_open(&cfg, CLGQA_SPLIT_TEST, 0, &ds));
+    clgqa_eval_result eval;
+    TEST_OK(clgqa_evaluate(test_runtime(), model, ds, &cfg, 0, NULL, &eval));
+    /* run.csv keeps 6 decimals */
+    ck_assert_msg(fabs(eval.loss - v[6]) <= 5e-7 && fabs(eval.accuracy - v[7]) <= 5e-7 &&
+                      fabs(eval.top5 - v[8]) <= 5e-7,
+                  "ema.safetensors evaluates to %.6f %.6f %.6f, run.csv says %.6f %.6f %.6f",
+                  eval.loss, eval.accuracy, eval.top5, v[6], v[7], v[8]);
+    ck_assert_msg(fabs(result.best_test_loss - v[6]) <= 5e-7, "best follows %.6f", result.best_test_loss);
+    clgqa_dataset_close(ds);
+    clgqa_model_destroy(model);
+    test_remove_tree(out_dir);
+}
+END_TEST
+
+/* Gradient accumulation on the demo: its model, data and recipe, 10
+ * optimizer steps of 2 micro-batches of 16 end within 1e-5 of 10 steps of
+ * batches of 32, every weight (the same 320 images in the same order; the
+ * sums differ only in float order). The demo's warm-up keeps lr at most
+ * 1e-4 over these steps, so the key biases, whose gradient is only
+ * rounding noise that AdamW turns into steps of ~lr (tests/ref/README.md),
+ * stay within it too; a lost micro-batch still moves weights by ~lr
+ * (AdamW's steps are ~lr whatever the gradient's scale), 1e-4 here. A wrong
+ * scale AdamW would not show: test_model checks the accumulated gradient
+ * itself. The demo's KDGQA splits each micro-batch on its own key norms;
+ * with its 2 key heads the split gives every query to the head of larger
+ * norm, which the two halves of a batch pick alike here. */
+START_TEST(gradient_accumulation_equals_the_larger_batch) {
+    char dirs[2][256], a[512], b[512];
+    for (int run = 0; run < 2; run++) {
+        clgqa_config cfg;
+        TEST_OK(clgqa_config_demo(&cfg));
+        make_dataset(); /* the folder the runs go in */
+        snprintf(dirs[run], sizeof dirs[run], "%s/accumulate-XXXXXX", data_dir);
+        ck_assert_ptr_nonnull(mkdtemp(dirs[run]));
+        char buf[400];
+        snprintf(buf, sizeof buf, "out_dir=%s", dirs[run]);
+        set(&cfg, buf);
+        set(&cfg, "epochs=1");
+        set(&cfg, "max_steps_per_epoch=10");
+        set(&cfg, "max_eval_batches=1");
+        set(&cfg, run ? "batch_size=16" : "batch_size=32");
+        set(&cfg, run ? "grad_accum_steps=2" : "grad_accum_steps=1");
+        TEST_OK(clgqa_config_finalize(&cfg));
+        clgqa_train_result result;
+        train_quietly(&cfg, NULL, 0, &result);
+        ck_assert_int_eq(result.global_step, 10);
+    }
+    snprintf(a, sizeof a, "%s/model.safetensors", dirs[0]);
+    snprintf(b, sizeof b, "%s/model.safetensors", dirs[1]);
+    clgqa_tensor_set *fa, *fb;
+    TEST_OK(clgqa_tensor_file_open(a, &fa));
+    TEST_OK(clgqa_tensor_file_open(b, &fb));
+    double worst = 0;
+    for (size_t i = 0; i < clgqa_tensor_set_count(fa); i++) {
+        const clgqa_tensor *ta = clgqa_tensor_set_at(fa, i);
+        if (ta->dtype != CLGQA_DTYPE_F32)
+            continue;
+        float *x = malloc(ta->numel * sizeof *x), *y = malloc(ta->numel * sizeof *y);
+        TEST_OK(clgqa_tensor_set_read_f32(fa, ta->name, x, ta->numel));
+        TEST_OK(clgqa_tensor_set_read_f32(fb, ta->name, y, ta->numel));
+        for (size_t k = 0; k < ta->numel; k++) {
+            double d = fabs((double)x[k] - y[k]);
+            if (d > worst)
+                worst = d;
+            if (!(d <= 1e-5))
+                ck_abort_msg("%s[%zu]: %.9g after 1 x 32, %.9g after 2 x 16", ta->name, k,
+                             (double)x[k], (double)y[k]);
+        }
+        free(x), free(y);
+    }
+    fprintf(stderr, "gradient_accumulation_equals_the_larger_batch: largest difference %.3g\n",
+            worst);
+    clgqa_tensor_set_close(fa);
+    clgqa_tensor_set_close(fb);
+    test_remove_tree(dirs[0]);
+    test_remove_tree(dirs[1]);
+}
+END_TEST
+
 /* ---- stopping the command ------------------------------------------------------- */
 
 /* A longer run for signals: one epoch of 250 steps of 4 images, DGQA
@@ -956,9 +1275,11 @@ static void make_long_run(void) {
 
 /* Runs `clgqa train <long.yaml> --set out_dir=<out_dir> <extra>`; once a
  * stderr line contains `trigger`, sends each signal of `signals` (ended by
- * 0). Returns the wait status; `err` receives stderr. */
-static int train_and_signal(const char *out_dir, const char *extra, const char *trigger,
-                            const int *signals, char *err, size_t err_size) {
+ * 0), and once a later line contains `second_trigger` (when not NULL), the
+ * signal `second`. Returns the wait status; `err` receives stderr. */
+static int train_and_signal_at(const char *out_dir, const char *extra, const char *trigger,
+                               const int *signals, const char *second_trigger, int second,
+                               char *err, size_t err_size) {
     char exe[1024], cmd[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     ck_assert(n > 0);
@@ -981,13 +1302,17 @@ static int train_and_signal(const char *out_dir, const char *extra, const char *
     FILE *from = fdopen(pipe_fds[0], "r");
     ck_assert_ptr_nonnull(from);
     size_t used = 0;
-    int signalled = 0;
+    int signalled = 0, second_sent = 0;
     char line[1024];
     err[0] = '\0';
     while (fgets(line, sizeof line, from)) {
         used += (size_t)snprintf(err + used, used < err_size ? err_size - used : 0, "%s", line);
         if (used >= err_size)
             used = err_size - 1;
+        if (signalled && second_trigger && !second_sent && strstr(line, second_trigger)) {
+            ck_assert_int_eq(kill(pid, second), 0);
+            second_sent = 1;
+        }
         if (!signalled && strstr(line, trigger)) {
             for (const int *sig = signals; *sig; sig++)
                 ck_assert_int_eq(kill(pid, *sig), 0);
@@ -998,7 +1323,21 @@ static int train_and_signal(const char *out_dir, const char *extra, const char *
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(signalled, "the run never printed '%s':\n%s", trigger, err);
+    ck_assert_msg(!second_trigger || second_sent, "the run never printed '%s':\n%s",
+                  second_trigger, err);
     return status;
+}
+
+static int train_and_signal(const char *out_dir, const char *extra, const char *trigger,
+                            const int *signals, char *err, size_t err_size) {
+    return train_and_signal_at(out_dir, extra, trigger, signals, NULL, 0, err, err_size);
+}
+
+static int train_and_signal_twice(const char *out_dir, const char *trigger, const int *signals,
+                                  const char *second_trigger, int second, char *err,
+                                  size_t err_size) {
+    return train_and_signal_at(out_dir, "", trigger, signals, second_trigger, second, err,
+                               err_size);
 }
 
 /* Resumes the stopped run in out_dir as its message says, through the
@@ -1028,7 +1367,7 @@ static void check_stop_by(int sig, const char *name) {
     snprintf(out_dir, sizeof out_dir, "%s/stopped-%s", data_dir, name);
     int signals[] = {sig, 0};
     int status = train_and_signal(out_dir, "", "step 50/", signals, err, sizeof err);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 128 + sig,
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == sig,
                   "%s: wait status %#x, stderr:\n%s", name, status, err);
     /* Mid-epoch, and the message says how to resume. */
     const char *stopped = strstr(err, "stopped by ");
@@ -1038,6 +1377,8 @@ static void check_stop_by(int sig, const char *name) {
     ck_assert_msg(at && sscanf(at, "in epoch 1 after step %ld/%ld", &step, &steps) == 2, "%s", err);
     ck_assert_int_eq(steps, LONG_TRAIN / 4);
     ck_assert_msg(step >= 50 && step < steps, "stopped after step %ld", step);
+    /* 10 classes: the progress line shows the top-5 accuracy. */
+    ck_assert_msg(strstr(err, "step 50/250 loss ") && strstr(err, "% top-5 "), "%s", err);
     char resume_line[700];
     snprintf(resume_line, sizeof resume_line, "clgqa train %s/config.yaml --resume %s\n", out_dir,
              out_dir);
@@ -1050,6 +1391,104 @@ START_TEST(sigterm_stops_mid_epoch_and_resumes_exactly) { check_stop_by(SIGTERM,
 END_TEST
 
 START_TEST(sigint_stops_mid_epoch_and_resumes_exactly) { check_stop_by(SIGINT, "SIGINT"); }
+END_TEST
+
+/* A shell running the command sees it die by the signal that stopped it
+ * (after its checkpoint and resume message): $? is 128 + SIGTERM, not an
+ * exit status the program chose. The job runs in the background of the
+ * shell, which waits for it, so the test knows the program's pid. */
+START_TEST(a_shell_sees_death_by_the_signal) {
+    make_long_run();
+    char exe[1024], cmd[4096], out_dir[256];
+    snprintf(out_dir, sizeof out_dir, "%s/shell-sees", data_dir);
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert(n > 0);
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    snprintf(cmd, sizeof cmd,
+             "'%s/clgqa' train '%s' --set 'out_dir=%s' >/dev/null & echo \"pid=$!\" >&2; "
+             "wait $!; echo \"status=$?\" >&2",
+             exe, long_yaml, out_dir);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t shell = fork();
+    ck_assert(shell >= 0);
+    if (shell == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *from = fdopen(fds[0], "r");
+    ck_assert_ptr_nonnull(from);
+    char line[1024], log[16384] = "";
+    size_t used = 0;
+    long pid = 0, shell_status = -1;
+    while (fgets(line, sizeof line, from)) {
+        used += (size_t)snprintf(log + used, used < sizeof log ? sizeof log - used : 0, "%s", line);
+        if (used >= sizeof log)
+            used = sizeof log - 1;
+        if (!pid)
+            sscanf(line, "pid=%ld", &pid);
+        if (pid && strstr(line, "step 50/"))
+            ck_assert_int_eq(kill((pid_t)pid, SIGTERM), 0);
+        sscanf(line, "status=%ld", &shell_status);
+    }
+    fclose(from);
+    int status;
+    ck_assert_int_eq(waitpid(shell, &status, 0), shell);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the shell: %#x", status);
+    ck_assert_msg(shell_status == 128 + SIGTERM, "the shell saw $? = %ld:\n%s", shell_status, log);
+    ck_assert_msg(strstr(log, "stopped by SIGTERM") && strstr(log, "Resume with"), "%s", log);
+    test_remove_tree(out_dir);
+}
+END_TEST
+
+/* SIGUSR1 (a scheduler's warning before its time limit) writes
+ * last.safetensors after the step in progress and the run goes on, to the
+ * end of the epoch, with the uninterrupted run's weights and run.csv. The
+ * checkpoint is checked the hard way: the run is killed (SIGKILL, which
+ * nothing catches) at its next progress line, and resuming from what
+ * SIGUSR1 wrote ends with the uninterrupted run's weights. */
+START_TEST(sigusr1_checkpoints_and_goes_on) {
+    make_long_run();
+    char out_dir[256], err[16384], path[512];
+    snprintf(out_dir, sizeof out_dir, "%s/usr1", data_dir);
+    int signals[] = {SIGUSR1, 0};
+    int status = train_and_signal(out_dir, "", "step 50/", signals, err, sizeof err);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "wait status %#x:\n%s", status,
+                  err);
+    const char *said = strstr(err, "checkpoint requested: ");
+    long step = 0, steps = 0;
+    ck_assert_msg(said && strstr(said, "after step ") &&
+                      sscanf(strstr(said, "after step "), "after step %ld/%ld", &step, &steps) == 2,
+                  "%s", err);
+    ck_assert_msg(step >= 50 && step < steps, "checkpoint after step %ld of %ld", step, steps);
+    ck_assert_msg(strstr(said, "training goes on") && strstr(said, "step 250/250"),
+                  "no progress after the checkpoint:\n%s", err);
+    char a[512];
+    snprintf(a, sizeof a, "%s/model.safetensors", reference_dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    assert_same_tensors(a, path);
+    test_remove_tree(out_dir);
+
+    /* Killed at the progress line after the SIGUSR1 checkpoint. */
+    snprintf(out_dir, sizeof out_dir, "%s/usr1-killed", data_dir);
+    int usr1[] = {SIGUSR1, 0};
+    status = train_and_signal_twice(out_dir, "step 50/", usr1, "training goes on", SIGKILL, err,
+                                    sizeof err);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "%#x:\n%s", status, err);
+    snprintf(path, sizeof path, "%s/last.safetensors", out_dir);
+    clgqa_tensor_set *file;
+    TEST_OK(clgqa_tensor_file_open(path, &file));
+    long saved = strtol(clgqa_tensor_set_metadata(file, "epoch_steps"), NULL, 10);
+    clgqa_tensor_set_close(file);
+    ck_assert_msg(saved >= 50 && saved < LONG_TRAIN / 4, "last.safetensors after step %ld", saved);
+    resume_and_compare(out_dir);
+    test_remove_tree(out_dir);
+}
 END_TEST
 
 /* kill -9 cannot be caught: with checkpoint_steps 20, last.safetensors is at
@@ -1132,6 +1571,67 @@ START_TEST(reference_keys_only_config_trains_with_the_reference_recipe) {
 }
 END_TEST
 
+/* The command line of the ecosystem: -c/--config FILE beside the
+ * positional config, and every config key as --KEY VALUE or --KEY=VALUE
+ * (hyphens for underscores, as timm's flags), applied in order with --set;
+ * config.yaml of the run shows each value. Then the refusals, one line and
+ * exit status 2 (a usage error) or 1 (a bad value). */
+START_TEST(config_flag_and_key_options_set_the_run) {
+    make_dataset();
+    char path[512], out_dir[256], args[2400], err[16384];
+    snprintf(out_dir, sizeof out_dir, "%s/key-options", data_dir);
+    snprintf(path, sizeof path, "%s/key-options.yaml", data_dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "dataset: mnist\ndata_dir: %s\nin_chans: 1\nsize: c\natt_scheme: gqa\n"
+               "embed_dim: 16\nnum_layers: 1\nnum_heads: 4\nnum_kv_heads: 2\nimg_size: 8\n"
+               "patch_size: 4\nbatch_size: 8\nlr: 0.01\n", data_dir);
+    ck_assert_int_eq(fclose(f), 0);
+    snprintf(args, sizeof args,
+             "train -c '%s' --out_dir '%s' --lr=0.002 --epochs 1 --max-steps-per-epoch 2 "
+             "--max_eval_batches=1 --label-smoothing 0.1 --set drop_path=0.05 --no_weight_decay=true "
+             "--betas=[0.9,0.95]",
+             path, out_dir);
+    int code = test_run_clgqa("", args, NULL, 0, err, sizeof err);
+    ck_assert_msg(code == 0, "exit %d: %s", code, err);
+    clgqa_config cfg;
+    clgqa_config_defaults(&cfg);
+    snprintf(path, sizeof path, "%s/config.yaml", out_dir);
+    TEST_OK(clgqa_config_load(&cfg, path));
+    ck_assert_float_eq(cfg.lr, 0.002f);
+    ck_assert_int_eq(cfg.epochs, 1);
+    ck_assert_int_eq(cfg.max_steps_per_epoch, 2);
+    ck_assert_int_eq(cfg.max_eval_batches, 1);
+    ck_assert_float_eq(cfg.label_smoothing, 0.1f);
+    ck_assert_float_eq(cfg.drop_path, 0.05f);
+    ck_assert_int_eq(cfg.no_weight_decay, 1);
+    ck_assert_float_eq(cfg.beta2, 0.95f);
+    ck_assert_int_eq(cfg.att_scheme, CLGQA_GQA); /* the file's */
+    test_remove_tree(out_dir);
+
+    /* Refusals. */
+    snprintf(path, sizeof path, "%s/key-options.yaml", data_dir);
+    snprintf(args, sizeof args, "train -c '%s' '%s'", path, path);
+    ck_assert_int_eq(test_run_clgqa("", args, NULL, 0, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "a second config"), "%s", err);
+    snprintf(args, sizeof args, "train '%s' --lr", path);
+    ck_assert_int_eq(test_run_clgqa("", args, NULL, 0, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "--lr needs a value"), "%s", err);
+    snprintf(args, sizeof args, "train '%s' --lr=", path);
+    ck_assert_int_eq(test_run_clgqa("", args, NULL, 0, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "not an empty string"), "%s", err);
+    snprintf(args, sizeof args, "train '%s' --dry-run=yes", path);
+    ck_assert_int_eq(test_run_clgqa("", args, NULL, 0, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "--dry-run takes no value"), "%s", err);
+    snprintf(args, sizeof args, "train '%s' --learning-rate 3", path);
+    ck_assert_int_eq(test_run_clgqa("", args, NULL, 0, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "unexpected argument '--learning-rate'"), "%s", err);
+    snprintf(args, sizeof args, "train --config='%s' --lr=fast", path);
+    ck_assert_int_ne(test_run_clgqa("", args, NULL, 0, err, sizeof err), 0);
+    test_assert_one_line_naming(err, "'lr'");
+}
+END_TEST
+
 /* ---- schedule --------------------------------------------------------------- */
 
 START_TEST(schedule_follows_its_formula) {
@@ -1140,7 +1640,11 @@ START_TEST(schedule_follows_its_formula) {
     cfg.lr = 0.002f;
     cfg.schedule = CLGQA_SCHEDULE_CONSTANT;
     cfg.warmup_steps = 10;
-    for (long step = 0; step < 200; step += 37)
+    /* Warm-up under every schedule: linear to lr over warmup_steps. */
+    for (long step = 0; step < 10; step++)
+        ck_assert_float_eq_tol(clgqa_schedule_lr(&cfg, step, 100), 0.002f * (step + 1) / 10,
+                               1e-9f);
+    for (long step = 10; step < 200; step += 37)
         ck_assert_float_eq(clgqa_schedule_lr(&cfg, step, 100), 0.002f);
 
     cfg.schedule = CLGQA_SCHEDULE_COSINE;
@@ -1161,9 +1665,29 @@ START_TEST(schedule_follows_its_formula) {
     cfg.warmup_steps = 0;
     ck_assert_float_eq_tol(clgqa_schedule_lr(&cfg, 0, 100), 0.002f, 1e-9f);
 
+    /* Cosine down to min_lr: min_lr + (lr - min_lr) (1 + cos(pi t)) / 2. */
+    cfg.min_lr = 0.0005f;
+    cfg.warmup_steps = 10;
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        long s = steps[i];
+        double lr = 0.002, min_lr = (double)0.0005f;
+        double want = s < warmup ? lr * (double)(s + 1) / (double)warmup
+                                 : min_lr + (lr - min_lr) * 0.5 *
+                                                (1 + cos(M_PI * (double)(s - warmup) / (double)(total - warmup)));
+        float got = clgqa_schedule_lr(&cfg, s, total);
+        ck_assert_msg(fabs(got - want) <= 1e-6 * want, "min_lr, step %ld: lr %.9g, want %.9g", s,
+                      got, want);
+    }
+    ck_assert_float_eq_tol(clgqa_schedule_lr(&cfg, 500, total), 0.0005f, 1e-10f);
+
     cfg.max_steps_per_epoch = 3;
     ck_assert_int_eq(clgqa_steps_per_epoch(&cfg, 5), 3);
     ck_assert_int_eq(clgqa_steps_per_epoch(&cfg, 2), 2);
+    /* Optimizer steps of grad_accum_steps micro-batches, the last short. */
+    cfg.max_steps_per_epoch = 0;
+    cfg.grad_accum_steps = 2;
+    ck_assert_int_eq(clgqa_steps_per_epoch(&cfg, 5), 3);
+    ck_assert_int_eq(clgqa_steps_per_epoch(&cfg, 4), 2);
 }
 END_TEST
 
@@ -1419,11 +1943,19 @@ int main(void) {
     tcase_add_test(tc, predictions_equal_blocking_reads_of_the_logits);
     tcase_add_test(tc, best_checkpoint_is_the_lowest_test_loss_epoch);
     tcase_add_test(tc, non_finite_loss_stops_at_its_step);
+    tcase_add_test(tc, gamma_and_beta_draws_have_their_moments);
+    tcase_add_test(tc, mixup_draws_follow_timm);
+    tcase_add_test(tc, recipe_resumes_bit_for_bit);
+    tcase_add_test(tc, ema_is_evaluated_saved_and_followed_by_best);
+    tcase_add_test(tc, gradient_accumulation_equals_the_larger_batch);
     tcase_add_test(tc, sigterm_stops_mid_epoch_and_resumes_exactly);
     tcase_add_test(tc, sigint_stops_mid_epoch_and_resumes_exactly);
+    tcase_add_test(tc, a_shell_sees_death_by_the_signal);
+    tcase_add_test(tc, sigusr1_checkpoints_and_goes_on);
     tcase_add_test(tc, kill_9_loses_at_most_checkpoint_steps);
     tcase_add_test(tc, second_signal_stops_at_once);
     tcase_add_test(tc, reference_keys_only_config_trains_with_the_reference_recipe);
+    tcase_add_test(tc, config_flag_and_key_options_set_the_run);
     tcase_add_test(tc, checkpoints_load_into_the_pytorch_reference);
     tcase_add_test(tc, timm_checkpoint_converts_as_the_reference);
     tcase_add_test(tc, cli_refuses_bad_input_clearly);

@@ -1,12 +1,14 @@
 /* Uptraining: timm and reference checkpoints imported through
  * clgqa_checkpoint_load_pretrained (what pretrained_ckpt and `clgqa convert`
- * call), position-embedding resampling, F16/BF16 files, and the s/b/l
- * presets at 224.
+ * call), position-embedding resampling, F16/BF16 files, the s/b/l presets at
+ * 224, and scripts/uptrain's conversions of an MHSA checkpoint to every
+ * scheme and key/value-head count.
  *
- * Fixtures: tests/ref/make_timm_fixture.py (timm_vit, timm_uptrain_expected)
- * and make_fixtures.py (model_<scheme>); see tests/ref/README.md. Their model:
+ * Fixtures: tests/ref/make_timm_fixture.py (timm_vit, timm_uptrain_expected),
+ * make_fixtures.py (model_<scheme>) and make_uptrain_fixture.py
+ * (uptrain_mhsa, uptrain_expected); see tests/ref/README.md. Their model:
  * 9x9 RGB, patch 3 (3x3 grid), C 12, depth 2, H 6, converted to G 3, 5
- * classes. */
+ * classes (uptrain_*: C 16, H 8, converted to G 1, 2 and 4). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include "clgqa/checkpoint.h"
 #include "config_internal.h"
 #include "clgqa/model.h"
+#include "model_internal.h"
 #include "ops.h"
 #include "pos_embed.h"
 #include "safetensors.h"
@@ -26,6 +29,8 @@
 #define REF_GQA "tests/ref/fixtures/model_gqa.safetensors"
 #define REF_MHSA "tests/ref/fixtures/model_mhsa.safetensors"
 #define UPTRAIN_CONFIG "configs/vit-s-cifar100-uptrain.yaml"
+#define UPTRAIN_MHSA "tests/ref/fixtures/uptrain_mhsa.safetensors"
+#define UPTRAIN_EXPECTED "tests/ref/fixtures/uptrain_expected.safetensors"
 
 /* Tolerances. PyTorch's float32 interpolation against our float64 weights
  * differ by ~2e-6 on O(1) values: 1e-5. Averages of 2 heads: 1e-6 relative.
@@ -853,7 +858,7 @@ START_TEST(vit_s_at_224_trains_a_step) {
     float *x = test_random_array(pixels, -1.0f, 1.0f);
     int32_t label = 42;
     cl_mem images = test_upload(x, pixels), labels = test_upload_int(&label, 1);
-    clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f};
+    clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, 0};
     clgqa_metrics before, after;
     TEST_OK(clgqa_model_forward(model, clgqa_view_at(images, 0), clgqa_view_at(labels, 0), 1,
                                 &(clgqa_pass){1, 0, 0}));
@@ -871,6 +876,93 @@ START_TEST(vit_s_at_224_trains_a_step) {
     clgqa_buffer_release(&labels);
     free(x);
     clgqa_model_destroy(model);
+}
+END_TEST
+
+/* ---- scripts/uptrain's conversions ------------------------------------------------------ */
+
+/* An MHSA checkpoint as scripts/uptrain's stage 1 writes it (separate q/k/v,
+ * H 8) converted to every scheme with G = 1, 2 and 4 as `clgqa convert`
+ * does (load_pretrained, then the file written), loaded back as `clgqa eval`
+ * and `pretrained_ckpt` load it: the evaluation logits are the PyTorch
+ * reference's after its mean-pooled conversion, within 1e-4 of the largest
+ * logit (LOGITS_REL), and KDGQA and DGQA group as it does. */
+START_TEST(mhsa_checkpoint_converts_to_every_scheme_as_torch) {
+    static const char *const schemes[] = {"mhsa", "gqa", "kdgqa", "dgqa_diff", "dgqa_ema", "pgqa"};
+    static const int kv_heads[] = {1, 2, 4};
+    clgqa_tensor_set *expected;
+    TEST_OK(clgqa_tensor_file_open(UPTRAIN_EXPECTED, &expected));
+    char *dir = test_temp_dir(), path[600];
+    ck_assert_ptr_nonnull(dir);
+    snprintf(path, sizeof path, "%s/converted.safetensors", dir);
+    int checked = 0;
+    for (int s = 0; s < 6; s++)
+        for (int k = 0; k < 3; k++) {
+            const char *scheme = schemes[s];
+            const int G = kv_heads[k];
+            if (s == 0 && k > 0)
+                continue; /* mhsa: G = H whatever num_kv_heads says */
+            clgqa_config cfg;
+            clgqa_config_defaults(&cfg);
+            char buf[64];
+            const char *const sets[] = {"dataset=cifar10", "in_chans=3", "size=c", "img_size=9",
+                                        "patch_size=3", "embed_dim=16", "num_layers=2", "num_heads=8",
+                                        "num_classes=5", "window_size=3"};
+            for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+                set(&cfg, sets[i]);
+            setf(&cfg, "num_kv_heads", G);
+            snprintf(buf, sizeof buf, "att_scheme=%s", scheme);
+            set(&cfg, buf);
+            TEST_OK(clgqa_config_finalize(&cfg));
+            clgqa_model *converted = load_pretrained(&cfg, 4, UPTRAIN_MHSA, NULL);
+            TEST_OK(clgqa_checkpoint_save_model(converted, path));
+            clgqa_model_destroy(converted);
+            clgqa_model *model;
+            TEST_OK(test_model_create(test_runtime(), &cfg, 4, &model));
+            TEST_OK(clgqa_checkpoint_load_model(model, path, NULL));
+            const int dgqa = !strncmp(scheme, "dgqa", 4), groups = s == 0 ? 8 : G;
+            ck_assert_int_eq(clgqa_model_get_dims(model)->kv_heads, groups);
+            if (dgqa) /* as converted: cache 0, the static split */
+                for (int layer = 0; layer < 2; layer++) {
+                    float cache[4];
+                    int32_t split[4];
+                    TEST_OK(clgqa_model_read_grouping(model, layer, cache, split));
+                    for (int g = 0; g < G; g++)
+                        ck_assert_msg(cache[g] == 0.0f && split[g] == 8 / G, "%s G %d layer %d: cache %g, split %d",
+                                      scheme, G, layer, cache[g], (int)split[g]);
+                }
+            if (!strcmp(scheme, "pgqa"))
+                for (int layer = 0; layer < 2; layer++) {
+                    char name[64];
+                    snprintf(name, sizeof name, "pgqa_noise.g%d.%d", G, layer);
+                    float *u = file_floats(expected, name, NULL);
+                    TEST_OK(clgqa_model_set_pgqa_noise(model, layer, u));
+                    free(u);
+                }
+            char want[64];
+            if (s == 0)
+                snprintf(want, sizeof want, "expected.mhsa.logits");
+            else
+                snprintf(want, sizeof want, "expected.%s.g%d.logits", scheme, G);
+            check_logits(model, expected, "input", want, LOGITS_REL);
+            if (!strcmp(scheme, "kdgqa") || dgqa)
+                for (int layer = 0; layer < 2; layer++) {
+                    int32_t got[4], split[4];
+                    char name[64];
+                    snprintf(name, sizeof name, "expected.%s.g%d.split.%d", scheme, G, layer);
+                    TEST_OK(clgqa_tensor_set_read_i32(expected, name, split, (size_t)G));
+                    TEST_OK(clgqa_model_read_grouping(model, layer, NULL, got));
+                    for (int g = 0; g < G; g++)
+                        ck_assert_msg(got[g] == split[g], "%s G %d layer %d: split[%d] = %d, want %d", scheme,
+                                      G, layer, g, (int)got[g], (int)split[g]);
+                }
+            clgqa_model_destroy(model);
+            checked++;
+        }
+    ck_assert_int_eq(checked, 1 + 5 * 3);
+    clgqa_tensor_set_close(expected);
+    test_remove_tree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -962,6 +1054,7 @@ int main(void) {
     tcase_add_test(tc, f16_and_bf16_checkpoints_load);
     tcase_add_test(tc, vit_s_at_224_trains_a_step);
     tcase_add_test(tc, uptrain_config_converts_and_trains);
+    tcase_add_test(tc, mhsa_checkpoint_converts_to_every_scheme_as_torch);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);
 }

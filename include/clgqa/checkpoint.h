@@ -8,15 +8,16 @@
  * att_scheme, window_size (decimal strings; att_scheme by name).
  *
  * A training checkpoint adds the AdamW moments `optim.m.<name>` and
- * `optim.v.<name>` of every parameter, and in its metadata the counters a
+ * `optim.v.<name>` of every parameter, the weights' EMA `ema.<name>` when
+ * the model keeps one (clgqa_model_ema_start), and in its metadata the counters a
  * resumed run needs: epochs_done, global_step and seed (every random stream
  * is keyed by (seed, epoch, step), so they are the whole generator state);
  * written mid-epoch, also where the epoch stands (epoch_steps, next_batch)
  * and its running loss sums (epoch_samples, epoch_sum_loss,
- * epoch_sum_correct); the best epoch so far (best_epoch, best_test_loss);
- * and ranks, the MPI processes that trained it (a resume keeps the count);
- * for a precision 16-mixed run, the loss scaler's state (loss_scale,
- * loss_scale_growth, skipped_steps), which an fp32 run ignores.
+ * epoch_sum_correct, epoch_sum_top5); the best epoch so far (best_epoch,
+ * best_test_loss); and ranks, the MPI processes that trained it (a resume
+ * keeps the count); for a precision 16-mixed run, the loss scaler's state
+ * (loss_scale, loss_scale_growth, skipped_steps), which an fp32 run ignores.
  *
  * Files are written to a temporary file beside the target and renamed over
  * it (clgqa_safetensors_write), so a crash never leaves a torn checkpoint. */
@@ -60,8 +61,9 @@ clgqa_status clgqa_checkpoint_save_training(clgqa_model *model, const clgqa_trai
  * the static split, said in one line on `log` (may be NULL). */
 clgqa_status clgqa_checkpoint_load_model(clgqa_model *model, const char *path, FILE *log);
 /* Load a training checkpoint: weights, moments, grouping state and the
- * counters. Refuses a file without optimizer state or whose seed differs
- * from the model's. */
+ * counters, and into a model keeping an EMA the file's EMA (or, from a file
+ * without one, a fresh copy of the weights). Refuses a file without
+ * optimizer state or whose seed differs from the model's. */
 clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path,
                                             clgqa_train_state *state);
 

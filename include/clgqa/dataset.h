@@ -44,7 +44,8 @@ typedef struct clgqa_dataset_info {
     int classes;        /* 0: counted from the data (imagefolder) */
     int coarse_classes; /* classes under CLGQA_DATASET_COARSE_LABELS; 0: none */
 } clgqa_dataset_info;
-/* The row of the dataset called `name`, or NULL. */
+/* The row of the dataset called `name` (or by another spelling it accepts:
+ * "oxfordiitpet", the paper's, for oxfordiiitpet), or NULL. */
 const clgqa_dataset_info *clgqa_dataset_find(const char *name);
 /* Every name, joined by ", " (for messages). */
 const char *clgqa_dataset_names(void);
@@ -124,6 +125,8 @@ typedef struct clgqa_batch {
     long index;      /* position of this batch in the epoch, from 0 */
     int replicated;  /* sharded loader: the batch had fewer samples than parts,
                         so every part has all of it (clgqa_loader_shard) */
+    int first;       /* sharded loader: this part's first position in the whole
+                        batch (0 unsharded, and for a replicated batch) */
 } clgqa_batch;
 
 /* A loader over ds (which must outlive it), serving batches in `order`.

@@ -38,4 +38,7 @@ const char *clgqa_error_message(void);
  * CLGQA_ERR_MPI when an MPI call returned one; 0 after any other failure. */
 int clgqa_error_code(void);
 
+/* The library's version, "major.minor.patch". */
+const char *clgqa_version(void);
+
 #endif

@@ -83,12 +83,14 @@ typedef struct clgqa_model_dims {
     int max_batch;
 } clgqa_model_dims;
 
-/* The four flat buffers (same layout, same tensor table). */
+/* The flat buffers (same layout, same tensor table). CLGQA_EMA exists once
+ * clgqa_model_ema_start has made it. */
 typedef enum clgqa_model_buffer {
     CLGQA_PARAMS = 0,
     CLGQA_GRADS,
     CLGQA_ADAM_M,
-    CLGQA_ADAM_V
+    CLGQA_ADAM_V,
+    CLGQA_EMA
 } clgqa_model_buffer;
 
 typedef struct clgqa_model clgqa_model;
@@ -145,8 +147,8 @@ clgqa_status clgqa_model_write_grouping(clgqa_model *model, int layer, const flo
  * images: [batch, in_chans, img_size, img_size] floats on the device;
  * labels: [batch] int32 on the device, or labels.mem NULL for logits only;
  * `pass` says where the run stands (clgqa_pass). Produces logits [batch, classes] and,
- * with labels, per-sample losses and correct flags and the batch's loss and
- * correct sums (added to the running metrics). The images and labels must
+ * with labels, per-sample losses, correct and top-5 flags and the batch's
+ * sums of them (added to the running metrics). The images and labels must
  * stay unchanged until clgqa_model_backward has been enqueued. */
 /* Which rule the grouping follows: training regroups DGQA on window steps
  * only; evaluation regroups on every pass (as the reference's eval mode). */
@@ -169,16 +171,42 @@ clgqa_status clgqa_model_forward_pixels(clgqa_model *model, clgqa_view pixels, c
  * had labels): zeroes the gradient buffer, then backpropagates through the
  * whole model. */
 clgqa_status clgqa_model_backward(clgqa_model *model);
+/* The same for one micro-batch of gradient accumulation: the gradient of
+ * loss_scale times the sum of the last forward's per-sample losses replaces
+ * the gradient buffer (accumulate 0: a cycle's first micro-batch) or is
+ * added to it (1). Over k micro-batches of b images, loss_scale 1 / (k b)
+ * gives the gradient of the mean loss over all of them, as one batch of k b
+ * (to float summation order). clgqa_model_backward is
+ * clgqa_model_backward_scaled(model, 1 / batch, 0). */
+clgqa_status clgqa_model_backward_scaled(clgqa_model *model, float loss_scale, int accumulate);
 /* torch.optim.AdamW's settings for one step (lr: this step's learning
- * rate), and clip_grad_norm_'s max_norm (0: no clipping). */
+ * rate), and clip_grad_norm_'s max_norm (0: no clipping). no_weight_decay
+ * 1 leaves 1-D tensors (biases, LayerNorm), pos_embed and cls_token
+ * undecayed, as timm's optimizer groups; 0 decays every tensor, as the
+ * reference's AdamW(model.parameters()). */
 typedef struct clgqa_adamw {
     float lr, beta1, beta2, eps, weight_decay;
     float clip_grad_norm;
+    int no_weight_decay;
 } clgqa_adamw;
 /* One AdamW step over the flat buffer (step counts from 1). With
  * clip_grad_norm > 0 the gradient is first scaled so its global L2 norm is
  * at most clip_grad_norm (torch's clip_grad_norm_), without a host read. */
 clgqa_status clgqa_model_step(clgqa_model *model, const clgqa_adamw *adamw, long step);
+
+/* ---- weight EMA (timm's ModelEmaV3) ----
+ * An exponential moving average of the parameters in the flat buffer
+ * CLGQA_EMA. clgqa_model_ema_start makes it a copy of the parameters (again
+ * when called again); clgqa_model_ema_update, after each optimizer step,
+ * does ema = ema + (1 - decay) (params - ema) in one kernel (torch.lerp's
+ * formula). clgqa_model_ema_swap exchanges the parameters and the EMA (no
+ * copy), so the model computes, evaluates and saves with the averaged
+ * weights until it is swapped back. The grouping state (DGQA cache and
+ * split) is shared, not averaged. */
+clgqa_status clgqa_model_ema_start(clgqa_model *model);
+clgqa_status clgqa_model_ema_update(clgqa_model *model, double decay);
+clgqa_status clgqa_model_ema_swap(clgqa_model *model);
+int clgqa_model_has_ema(const clgqa_model *model);
 
 /* Device views of the last forward's outputs. */
 clgqa_view clgqa_model_logits(const clgqa_model *model); /* [batch, classes] */
@@ -187,8 +215,10 @@ clgqa_view clgqa_model_losses(const clgqa_model *model); /* [batch] */
 typedef struct clgqa_metrics {
     float last_loss;      /* mean loss of the last forward with labels */
     float last_accuracy;  /* fraction correct in that batch */
+    float last_top5;      /* fraction with the label among the 5 largest logits */
     double sum_loss;      /* running sums since clgqa_model_reset_metrics */
     double sum_correct;
+    double sum_top5;
     long samples;
 } clgqa_metrics;
 /* One small blocking read (waits for the queue). */

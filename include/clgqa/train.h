@@ -23,8 +23,9 @@
  *
  * Files in out_dir: config.yaml, run.csv, groups.csv, steps.csv (a row
  * every log_steps steps), last.safetensors and, when save_model is set,
- * best.safetensors and at the end model.safetensors; resumes.csv when a
- * resume changed a setting (CLGQA_TRAIN_ALLOW_CHANGES); .lock.
+ * best.safetensors and at the end model.safetensors (and ema.safetensors,
+ * the weights' EMA, with model_ema_decay); resumes.csv when a resume
+ * changed a setting (CLGQA_TRAIN_ALLOW_CHANGES); .lock.
  *
  * The folder has one owner: the run holds an exclusive lock (flock) on
  * out_dir/.lock while it lasts, and a second run into it fails at once,
@@ -66,13 +67,24 @@ typedef struct clgqa_train_options {
      * evaluation when one is running): last.safetensors then holds that step,
      * and the result says where the run stood. */
     volatile sig_atomic_t *stop_signal;
+    /* When not NULL and it becomes non-zero (SIGUSR1's handler, for a
+     * scheduler's warning before a time limit), last.safetensors is written
+     * after the step in progress, the flag is set back to 0 and the run goes
+     * on. */
+    volatile sig_atomic_t *checkpoint_request;
     int flags;               /* CLGQA_TRAIN_* */
     FILE *log;               /* progress and notices (NULL: stderr) */
 } clgqa_train_options;
 
+/* train_loss is the loss trained on: against the soft targets of label
+ * smoothing and Mixup/CutMix when those are on. The accuracies compare the
+ * prediction with each image's own label (with Mixup, the label of the
+ * image before it was mixed). */
 typedef struct clgqa_epoch_metrics {
     double train_loss, train_acc; /* mean over the epoch's training batches */
     double test_loss, test_acc;   /* over the evaluated test batches */
+    double train_acc5, test_acc5; /* top-5 accuracies */
+    double ema_test_loss, ema_test_acc; /* the weights' EMA (model_ema_decay), else 0 */
 } clgqa_epoch_metrics;
 
 typedef struct clgqa_train_result {
@@ -102,6 +114,7 @@ clgqa_status clgqa_train(clgqa_runtime *rt, const clgqa_config *cfg,
 
 typedef struct clgqa_eval_result {
     double loss, accuracy;
+    double top5; /* the share of images whose label is among the 5 largest logits */
     long samples;
 } clgqa_eval_result;
 

@@ -58,3 +58,6 @@ clgqa_status clgqa_fail_context(clgqa_status status, const char *fmt, ...) {
         snprintf(last_message + n, sizeof last_message - (size_t)n, ": %s", previous);
     return status;
 }
+
+/* CLGQA_VERSION comes from the build (project(clgqa VERSION ...)). */
+const char *clgqa_version(void) { return CLGQA_VERSION; }

@@ -39,3 +39,41 @@ void clgqa_host_normal(float *out, size_t n, uint64_t seed, uint64_t stream, flo
         out[i] = mean + std * z;
     }
 }
+
+double clgqa_draw_uniform(clgqa_host_draws *d) {
+    uint64_t high = clgqa_host_random_bits(d->seed, d->stream, d->next++) >> 6; /* 26 bits */
+    uint64_t low = clgqa_host_random_bits(d->seed, d->stream, d->next++) >> 5;  /* 27 bits */
+    return (double)(high << 27 | low) * (1.0 / 9007199254740992.0);            /* 2^-53 */
+}
+
+double clgqa_draw_normal(clgqa_host_draws *d) {
+    double u1 = 1.0 - clgqa_draw_uniform(d); /* in (0, 1]: log() stays finite */
+    double u2 = clgqa_draw_uniform(d);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586476925 * u2);
+}
+
+double clgqa_draw_gamma(clgqa_host_draws *d, double shape) {
+    if (shape < 1.0) {
+        double u = 1.0 - clgqa_draw_uniform(d); /* (0, 1] */
+        return clgqa_draw_gamma(d, shape + 1.0) * pow(u, 1.0 / shape);
+    }
+    const double dd = shape - 1.0 / 3.0, c = 1.0 / sqrt(9.0 * dd);
+    for (;;) {
+        double z = clgqa_draw_normal(d), v = 1.0 + c * z;
+        if (v <= 0.0)
+            continue;
+        v = v * v * v;
+        double u = 1.0 - clgqa_draw_uniform(d);
+        if (log(u) < 0.5 * z * z + dd - dd * v + dd * log(v))
+            return dd * v;
+    }
+}
+
+double clgqa_draw_beta(clgqa_host_draws *d, double a, double b) {
+    double x = clgqa_draw_gamma(d, a), y = clgqa_draw_gamma(d, b);
+    /* Both underflow to 0 only for tiny shapes: the Beta is then nearly a
+     * coin between 0 and 1. */
+    if (x + y == 0.0)
+        return clgqa_draw_uniform(d) < a / (a + b) ? 1.0 : 0.0;
+    return x / (x + y);
+}

@@ -30,6 +30,7 @@
 #include "counter/command_counter.h"
 #include "environment.h"
 #include "gemm.h"
+#include "mixup.h"
 #include "model_private.h"
 #include "ops.h"
 #include "runtime_internal.h"
@@ -38,6 +39,7 @@
 #define MAX_SCHEMES 6
 #define MAX_DEVICES 16
 #define MAX_LABELS 24
+#define MAX_SETS 16
 #define MAX_KERNELS 96
 
 typedef struct bench_options {
@@ -48,6 +50,12 @@ typedef struct bench_options {
     const char *device;
     const char *json_path;
     const char *precision; /* "32" or "16-mixed" (the loss scaler on) */
+    /* --set key=value over the demo config: the training recipe's keys
+     * (label_smoothing, mixup_alpha, cutmix_alpha, drop_path,
+     * model_ema_decay, no_weight_decay, ...) make each step the trainer's
+     * step with them. */
+    const char *sets[MAX_SETS];
+    int set_count;
 } bench_options;
 
 /* A kernel's or a kernel family's launches in the counted step. */
@@ -122,28 +130,48 @@ static clgqa_status bench_config(const bench_options *opt, clgqa_scheme scheme, 
     if (clgqa_config_set(cfg, precision) != CLGQA_OK)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "--precision must be 32 or 16-mixed, not '%s'",
                           opt->precision);
+    for (int i = 0; i < opt->set_count; i++)
+        CLGQA_TRY(clgqa_config_set(cfg, opt->sets[i]));
     return clgqa_config_finalize(cfg);
 }
 
 /* A synthetic batch, uploaded as training does: 8-bit pixels through pinned
- * staging on the transfer queue, normalised on the device. */
+ * staging on the transfer queue, normalised on the device; and the recipe
+ * its steps follow (the config's regularisers, EMA and decay groups). */
 typedef struct bench_batch {
     clgqa_batch host;
     clgqa_batch_upload *upload;
+    const clgqa_config *cfg;
+    clgqa_mixup mixup;
+    clgqa_adamw adamw;
 } bench_batch;
 
-/* One training step as the trainer runs it, enqueued: the batch's upload,
- * forward, backward, AdamW. */
-static const clgqa_adamw bench_adamw = {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.0f};
 static const float bench_mean[3] = {0.5f, 0.5f, 0.5f}, bench_std[3] = {0.5f, 0.5f, 0.5f};
 
-static clgqa_status enqueue_train_step(clgqa_model *model, const bench_batch *b, long step) {
+/* The forward of a training step as the trainer runs it: the batch's
+ * upload, its Mixup/CutMix draw, the forward with the recipe's soft
+ * targets and drop path. */
+static clgqa_status enqueue_train_forward(clgqa_model *model, const bench_batch *b, long step) {
     clgqa_view pixels, labels;
     CLGQA_TRY(clgqa_batch_upload_next(b->upload, &b->host, &pixels, &labels));
-    CLGQA_TRY(clgqa_model_forward_pixels(model, pixels, labels, b->host.count, bench_mean,
-                                         bench_std, &(clgqa_pass){CLGQA_PASS_TRAIN, step, step}));
+    clgqa_train_batch train = {.label_weight = 1.0};
+    clgqa_host_draws draws = {b->cfg->seed, clgqa_stream_id(CLGQA_RNG_MIXUP, 0, (uint64_t)step), 0};
+    clgqa_mixup_draw(&b->mixup, &draws, b->cfg->img_size, &train.mix, &train.label_weight);
+    return clgqa_model_forward_train(model, pixels, labels, b->host.count, bench_mean, bench_std,
+                                     &(clgqa_pass){CLGQA_PASS_TRAIN, step, step}, &train);
+}
+
+/* The rest of it: backward, AdamW and the weights' EMA. */
+static clgqa_status enqueue_train_update(clgqa_model *model, const bench_batch *b, long step) {
     CLGQA_TRY(clgqa_model_backward(model));
-    return clgqa_model_step(model, &bench_adamw, step + 1);
+    CLGQA_TRY(clgqa_model_step(model, &b->adamw, step + 1));
+    return b->cfg->model_ema_decay > 0 ? clgqa_model_ema_update(model, b->cfg->model_ema_decay)
+                                       : CLGQA_OK;
+}
+
+static clgqa_status enqueue_train_step(clgqa_model *model, const bench_batch *b, long step) {
+    CLGQA_TRY(enqueue_train_forward(model, b, step));
+    return enqueue_train_update(model, b, step);
 }
 
 /* The counter library's read function when it is loaded, else NULL. */
@@ -334,17 +362,13 @@ static clgqa_status profiled_step(clgqa_runtime *rt, clgqa_model *model, const b
     double t0 = now_ms();
     clgqa_view pixels, labels;
     CLGQA_TRY(clgqa_profile_begin(rt));
-    clgqa_status status = clgqa_batch_upload_next(b->upload, &b->host, &pixels, &labels);
-    if (status == CLGQA_OK)
-        status = clgqa_model_forward_pixels(model, pixels, labels, b->host.count, bench_mean,
-                                            bench_std, &(clgqa_pass){CLGQA_PASS_TRAIN, step, step});
+    (void)pixels, (void)labels;
+    clgqa_status status = enqueue_train_forward(model, b, step);
     clgqa_status end = clgqa_profile_end(rt, totals, MAX_LABELS, &count);
     CLGQA_TRY(status ? status : end);
     merge_profile(res, totals, count, &res->attention_forward_ms);
     CLGQA_TRY(clgqa_profile_begin(rt));
-    status = clgqa_model_backward(model);
-    if (status == CLGQA_OK)
-        status = clgqa_model_step(model, &bench_adamw, step + 1);
+    status = enqueue_train_update(model, b, step);
     end = clgqa_profile_end(rt, totals, MAX_LABELS, &count);
     CLGQA_TRY(status ? status : end);
     merge_profile(res, totals, count, &res->attention_backward_ms);
@@ -363,6 +387,14 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
     clgqa_model_desc desc;
     clgqa_config_model_desc(&cfg, &desc);
     CLGQA_TRY(clgqa_model_create(rt, &desc, opt->batch, &model));
+    const clgqa_regularisation regularisation = {cfg.label_smoothing, cfg.drop_path};
+    clgqa_status status = clgqa_model_set_regularisation(model, &regularisation);
+    if (status == CLGQA_OK && cfg.model_ema_decay > 0)
+        status = clgqa_model_ema_start(model);
+    if (status != CLGQA_OK) {
+        clgqa_model_destroy(model);
+        return status;
+    }
     res->model_bytes = clgqa_runtime_allocated_bytes(rt) - before;
     static const clgqa_loss_scaler fresh = {CLGQA_LOSS_SCALE_INIT, 0, 0, 0};
     clgqa_status scaler = cfg.precision == CLGQA_PRECISION_16_MIXED
@@ -382,10 +414,12 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
     /* Synthetic batch: the benchmark measures compute, not data loading. */
     size_t pixels = (size_t)opt->batch * cfg.in_chans * cfg.img_size * cfg.img_size;
     bench_batch b = {{NULL, malloc(pixels), malloc((size_t)opt->batch * sizeof(int32_t)),
-                      opt->batch, 0, 0},
-                     NULL};
+                      opt->batch, 0, 0, 0},
+                     NULL,
+                     &cfg,
+                     {cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mixup_prob, cfg.mixup_switch_prob},
+                     {1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.0f, cfg.no_weight_decay}};
     double *ms = malloc((size_t)(opt->steps > 0 ? opt->steps : 1) * sizeof *ms);
-    clgqa_status status = CLGQA_OK;
     if (!b.host.pixels || !b.host.labels || !ms) {
         status = clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
         goto done;
@@ -541,6 +575,12 @@ static void print_table(const clgqa_runtime *rt, const bench_options *opt,
     }
     printf("model: %s, batch %d, precision %s, %d steps after %d warm-up; CLBlast SGEMM peak "
            "%.1f GFLOP/s\n", opt->size, opt->batch, opt->precision, opt->steps, opt->warmup, peak);
+    if (opt->set_count) {
+        printf("recipe:");
+        for (int i = 0; i < opt->set_count; i++)
+            printf(" %s", opt->sets[i]);
+        printf("\n");
+    }
     printf("GEMM kernel: %s\n\n", gemm_path);
     printf("%-10s %12s %12s %12s %10s %10s %10s %9s %14s\n", "scheme", "step ms", "min", "max",
            "train img/s", "infer img/s", "GEMM GF/s", "memory MiB", "GEMMs dir/ind");
@@ -645,6 +685,9 @@ static cJSON *device_json(const clgqa_runtime *rt, const bench_options *opt,
     cJSON_AddNumberToObject(config, "patch_size", cfg->patch_size);
     cJSON_AddNumberToObject(config, "in_chans", cfg->in_chans);
     cJSON_AddNumberToObject(config, "embed_dim", cfg->embed_dim);
+    cJSON *recipe = cJSON_AddArrayToObject(config, "recipe"); /* the --set keys */
+    for (int i = 0; recipe && i < opt->set_count; i++)
+        cJSON_AddItemToArray(recipe, cJSON_CreateString(opt->sets[i]));
     cJSON_AddNumberToObject(config, "depth", cfg->num_layers);
     cJSON_AddNumberToObject(config, "num_heads", cfg->num_heads);
     cJSON_AddNumberToObject(config, "num_kv_heads", cfg->num_kv_heads);
@@ -776,6 +819,8 @@ static int usage(void) {
             "usage: clgqa bench [--size demo|s|b|l] [--batch N] [--steps N] [--warmup N]\n"
             "                   [--schemes mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa] [--kv-heads G]\n"
             "                   [--device SPEC|all] [--json FILE] [--precision 32|16-mixed]\n"
+            "                   [--set key=value ...]\n"
+            "       (--set: a training-recipe key of the step, e.g. drop_path=0.1, mixup_alpha=0.8)\n"
             "       mpirun -np N clgqa bench --allreduce [--help]   (the gradient all-reduce)\n");
     return 2;
 }
@@ -836,7 +881,7 @@ static void preload_counter(void) {
 
 int clgqa_cmd_bench(int argc, char **argv) {
     bench_options opt = {"demo", 64, 5, 2, 0, "mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa", NULL, NULL,
-                         "32"};
+                         "32", {NULL}, 0};
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--allreduce")) /* under mpirun: the gradient sums */
             return clgqa_bench_allreduce(argc, argv);
@@ -847,6 +892,13 @@ int clgqa_cmd_bench(int argc, char **argv) {
         else if (!strcmp(flag, "--device") && value) opt.device = argv[++i];
         else if (!strcmp(flag, "--json") && value) opt.json_path = argv[++i];
         else if (!strcmp(flag, "--precision") && value) opt.precision = argv[++i];
+        else if (!strcmp(flag, "--set") && value) {
+            if (opt.set_count == MAX_SETS) {
+                fprintf(stderr, "clgqa bench: more than %d --set options\n", MAX_SETS);
+                return 2;
+            }
+            opt.sets[opt.set_count++] = argv[++i];
+        }
         else if (!strcmp(flag, "--batch")) { if (!parse_positive(flag, value, &opt.batch)) return 2; i++; }
         else if (!strcmp(flag, "--steps")) { if (!parse_positive(flag, value, &opt.steps)) return 2; i++; }
         else if (!strcmp(flag, "--warmup")) { if (!parse_positive(flag, value, &opt.warmup)) return 2; i++; }

@@ -55,6 +55,8 @@ static int evaluate(const clgqa_config *cfg, const char *device, const char *che
     predictions = NULL;
     printf("test loss: %.4f\ntest accuracy: %.2f%% (%ld images)\n", result.loss,
            100.0 * result.accuracy, result.samples);
+    if (clgqa_model_get_dims(model)->num_classes > 5)
+        printf("test top-5 accuracy: %.2f%%\n", 100.0 * result.top5);
     exit_status = 0;
 done:
     if (predictions)

@@ -1,7 +1,9 @@
 /* clgqa plot RUN_DIR [--out DIR] [--csv]
  * clgqa plot --compare DIR [--out DIR] [--csv]
- * Pictures of a training run (curves.png, groups.png) or of a scripts/compare
- * folder (compare.png), drawn by matplotlib: the embedded src/cli/plot.py
+ * clgqa plot --uptrain DIR [--out DIR] [--csv]
+ * Pictures of a training run (curves.png, groups.png), of a scripts/compare
+ * folder (compare.png) or of a scripts/uptrain folder (uptrain.png), drawn by
+ * matplotlib: the embedded src/cli/plot.py
  * runs under /usr/bin/python3 (CLGQA_PYTHON overrides), so the command works
  * from a build tree and an installed binary alike. */
 #include <errno.h>
@@ -19,8 +21,10 @@
 static const char usage[] =
     "usage: clgqa plot RUN_DIR [--out DIR] [--csv]\n"
     "       clgqa plot --compare DIR [--out DIR] [--csv]\n"
+    "       clgqa plot --uptrain DIR [--out DIR] [--csv]\n"
     "  RUN_DIR: a training run's out_dir; writes curves.png and groups.png there (or in --out)\n"
     "  --compare DIR: a scripts/compare folder; writes compare.png\n"
+    "  --uptrain DIR: a scripts/uptrain folder; writes uptrain.png\n"
     "  --csv: also plot.csv, every plotted series (figure,panel,series,x,y)\n";
 
 static int is_dir(const char *path) {
@@ -81,7 +85,9 @@ static int run_python(const char *python, const char *script, char *const args[]
 
 int clgqa_cmd_plot(int argc, char **argv) {
     const char *in_dir = NULL, *out_dir = NULL;
-    int compare = 0, export_csv = 0;
+    /* What the folder holds: a run, or the table of scripts/compare or scripts/uptrain. */
+    const char *mode = "run";
+    int export_csv = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -90,7 +96,9 @@ int clgqa_cmd_plot(int argc, char **argv) {
         } else if (!strcmp(a, "--csv")) {
             export_csv = 1;
         } else if (!strcmp(a, "--compare")) {
-            compare = 1;
+            mode = "compare";
+        } else if (!strcmp(a, "--uptrain")) {
+            mode = "uptrain";
         } else if (!strcmp(a, "--out")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "clgqa plot: --out needs a folder\n%s", usage);
@@ -112,10 +120,14 @@ int clgqa_cmd_plot(int argc, char **argv) {
         fprintf(stderr, "clgqa plot: no such folder '%s'\n", in_dir);
         return 1;
     }
-    const char *needed = compare ? "compare.csv" : "run.csv";
+    const char *needed = !strcmp(mode, "compare")   ? "compare.csv"
+                         : !strcmp(mode, "uptrain") ? "uptrain.csv"
+                                                    : "run.csv";
     if (!has_file(in_dir, needed)) {
         fprintf(stderr, "clgqa plot: '%s' holds no %s (no %s)\n", in_dir,
-                compare ? "comparison: run scripts/compare" : "training run: train into it first",
+                !strcmp(mode, "compare")   ? "comparison: run scripts/compare"
+                : !strcmp(mode, "uptrain") ? "uptraining sweep: run scripts/uptrain"
+                                           : "training run: train into it first",
                 needed);
         return 1;
     }
@@ -131,7 +143,7 @@ int clgqa_cmd_plot(int argc, char **argv) {
         fprintf(stderr, "clgqa plot: this clgqa was built without its plot script\n");
         return 1;
     }
-    char *args[] = {(char *)python, "-", compare ? "compare" : "run", (char *)in_dir,
+    char *args[] = {(char *)python, "-", (char *)mode, (char *)in_dir,
                     (char *)(out_dir ? out_dir : in_dir), export_csv ? "--csv" : NULL, NULL};
     return run_python(python, script, args);
 }

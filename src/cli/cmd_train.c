@@ -1,16 +1,19 @@
-/* clgqa train [CONFIG.yaml] [--set key=value ...] [--device SPEC] [--resume DIR]
- *             [--overwrite] [--allow-changes] [--dry-run]
- * Without CONFIG.yaml the embedded demo config (configs/demo.yaml) is trained.
+/* clgqa train [CONFIG.yaml | -c CONFIG.yaml] [--set key=value ...] [--KEY VALUE ...]
+ *             [--device SPEC] [--resume DIR] [--overwrite] [--allow-changes] [--dry-run]
+ * Without a config the embedded demo config (configs/demo.yaml) is trained.
  *
  * Signals: SIGINT, SIGTERM and SIGHUP (a closed terminal) stop the run after
  * the step in progress, with last.safetensors holding it; the command then
- * says how to resume and exits with 128 + the signal's number. A second
- * signal stops at once: the temporary file of a checkpoint being written is
- * removed first (the checkpoints are renamed into place, so the last whole
- * one stays). SIGPIPE is ignored: progress written to a closed pipe is
- * dropped and the run goes on. SIGQUIT keeps its default (a core dump). A
- * crash (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT) says so in one line
- * before the default action. */
+ * says how to resume and dies by the same signal (its default action,
+ * raised again), so a calling shell or scheduler sees an interrupted run as
+ * such (exit status 128 + n in a shell's $?). SIGUSR1 (Slurm's warning
+ * before a time limit, --signal=USR1@90) writes last.safetensors after the
+ * step in progress and the run goes on. A second stop signal stops at once:
+ * the temporary file of a checkpoint being written is removed first (the
+ * checkpoints are renamed into place, so the last whole one stays). SIGPIPE
+ * is ignored: progress written to a closed pipe is dropped and the run goes
+ * on. SIGQUIT keeps its default (a core dump). A crash (SIGSEGV, SIGBUS,
+ * SIGILL, SIGFPE, SIGABRT) says so in one line before the default action. */
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -26,14 +29,26 @@
 #include "train_internal.h"
 
 static const char usage[] =
-    "clgqa train [CONFIG.yaml] [--set key=value ...] [--device SPEC] [--resume DIR]\n"
-    "       [--overwrite] [--allow-changes] [--dry-run]\n"
-    "       (without CONFIG.yaml: the embedded demo, configs/demo.yaml: a small KDGQA ViT on Fashion-MNIST)";
+    "clgqa train [CONFIG.yaml | -c CONFIG.yaml] [--set key=value ...] [--KEY VALUE ...]\n"
+    "       [--device SPEC] [--resume DIR] [--overwrite] [--allow-changes] [--dry-run]\n"
+    "       (--KEY VALUE or --KEY=VALUE sets any config key, as --set KEY=VALUE: --lr 1e-3,\n"
+    "       --label-smoothing=0.1; without a config: the embedded demo, configs/demo.yaml:\n"
+    "       a small KDGQA ViT on Fashion-MNIST)";
 
 /* ---- signals ------------------------------------------------------------ */
 
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, checkpoint_request;
 static atomic_int signals_seen; /* lock-free, so safe in a handler on any thread */
+
+/* SIGUSR1: a checkpoint after the step in progress, then on. */
+static void on_checkpoint_signal(int sig) {
+    (void)sig;
+    checkpoint_request = 1;
+    static const char notice[] =
+        "\nclgqa train: SIGUSR1: writing last.safetensors after this step, then going on\n";
+    ssize_t ignored = write(STDERR_FILENO, notice, sizeof notice - 1);
+    (void)ignored;
+}
 
 static void on_stop_signal(int sig) {
     if (atomic_fetch_add(&signals_seen, 1) > 0) { /* the second: stop now, as with no handler */
@@ -78,8 +93,17 @@ static void catch_signals(void) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = on_checkpoint_signal;
+    sigaction(SIGUSR1, &sa, NULL);
     /* A write to a pipe whose reader is gone fails with EPIPE instead. */
     signal(SIGPIPE, SIG_IGN);
+    /* The OpenCL driver's LLVM (PoCL's, at clGetPlatformIDs) installs a
+     * handler for these that removes itself and returns, so the first one
+     * sent was lost (a SIGQUIT, or a scheduler's SIGXCPU, did nothing): their
+     * default actions back, a core dump or death by the signal. */
+    static const int default_signals[] = {SIGQUIT, SIGTRAP, SIGSYS, SIGXCPU, SIGXFSZ, SIGUSR2};
+    for (size_t i = 0; i < sizeof default_signals / sizeof default_signals[0]; i++)
+        signal(default_signals[i], SIG_DFL);
     struct sigaction crash;
     memset(&crash, 0, sizeof crash);
     crash.sa_sigaction = on_crash;
@@ -155,6 +179,21 @@ static void say(FILE *first, FILE *second, const char *fmt, ...) {
     fflush(second);
 }
 
+/* After a stop by `sig` (its checkpoint written, its message said): die by
+ * it, with its default action, so the parent sees the signal (a shell's $?
+ * is 128 + its number). Returns 128 + sig only if the signal did not end
+ * the process. */
+static int die_by(int sig) {
+    fflush(NULL);
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise(sig);
+    return 128 + sig;
+}
+
 /* ---- the command ------------------------------------------------------------ */
 
 /* --resume DIR: DIR is the output folder. A config that names another
@@ -226,6 +265,7 @@ int clgqa_cmd_train(int argc, char **argv) {
     clgqa_train_options options = {0};
     options.resume_dir = resume;
     options.stop_signal = &stop_signal;
+    options.checkpoint_request = &checkpoint_request;
     options.flags = (overwrite ? CLGQA_TRAIN_OVERWRITE : 0) |
                     (allow_changes ? CLGQA_TRAIN_ALLOW_CHANGES : 0) |
                     (dry_run ? CLGQA_TRAIN_DRY_RUN : 0);
@@ -248,7 +288,7 @@ int clgqa_cmd_train(int argc, char **argv) {
         return clgqa_mpi_fail(mpi, 0);
     clgqa_mpi_finalize(mpi);
     if (rank != 0) /* rank 0 speaks for the job */
-        return result.stopped ? 128 + result.stop_signal : 0;
+        return result.stopped ? die_by(result.stop_signal) : 0;
     if (dry_run) {
         say(stdout, stderr, "dry run: the run fits; nothing was allocated or written\n");
         return 0;
@@ -263,7 +303,7 @@ int clgqa_cmd_train(int argc, char **argv) {
         say(stderr, stdout, "clgqa train: stopped by %s %s; %s/last.safetensors holds it. "
             "Resume with:\n  %s\n", signal_name(result.stop_signal), where, cfg.out_dir,
             resume_line);
-        return 128 + result.stop_signal;
+        return die_by(result.stop_signal);
     }
     say(stdout, stderr,
         "test accuracy: %.1f%% (test loss %.4f, train accuracy %.1f%%, epochs %d, %.0f img/s)\n",

@@ -12,22 +12,62 @@ int clgqa_cli_usage(const char *usage) {
     return 2;
 }
 
-/* The value after option argv[*i], or NULL after a usage line saying it is
- * missing or empty. */
-static const char *option_value(const char *command, int argc, char **argv, int *i,
-                                const char *what) {
-    const char *flag = argv[*i];
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "clgqa %s: %s needs a value (%s)\n", command, flag, what);
-        return NULL;
+/* One option as given: its flag ("--resume"), and its value when given
+ * after '=' in the same argument ("--resume=DIR"). */
+typedef struct given_option {
+    char flag[128];
+    const char *inline_value; /* NULL: none in the argument */
+} given_option;
+
+static void split_option(const char *arg, given_option *opt) {
+    const char *eq = arg[0] == '-' && arg[1] == '-' ? strchr(arg, '=') : NULL;
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    if (len >= sizeof opt->flag)
+        len = sizeof opt->flag - 1; /* no flag is that long: it stays unknown */
+    memcpy(opt->flag, arg, len);
+    opt->flag[len] = '\0';
+    opt->inline_value = eq ? eq + 1 : NULL;
+}
+
+/* The value of option `opt` (argv[*i]): after its '=', else the next
+ * argument; NULL after a line saying it is missing or empty. */
+static const char *option_value(const char *command, const given_option *opt, int argc,
+                                char **argv, int *i, const char *what) {
+    const char *value = opt->inline_value;
+    if (!value) {
+        if (*i + 1 >= argc) {
+            fprintf(stderr, "clgqa %s: %s needs a value (%s)\n", command, opt->flag, what);
+            return NULL;
+        }
+        value = argv[++*i];
     }
-    const char *value = argv[++*i];
     if (!value[0]) {
-        fprintf(stderr, "clgqa %s: %s needs a value (%s), not an empty string\n", command, flag,
-                what);
+        fprintf(stderr, "clgqa %s: %s needs a value (%s), not an empty string\n", command,
+                opt->flag, what);
         return NULL;
     }
     return value;
+}
+
+/* The config key a --KEY option names (hyphens read as underscores), or 0. */
+static int config_key_option(const char *flag, char *key, size_t size) {
+    if (strncmp(flag, "--", 2) || !flag[2] || strlen(flag + 2) >= size)
+        return 0;
+    snprintf(key, size, "%s", flag + 2);
+    for (char *p = key; *p; p++)
+        if (*p == '-')
+            *p = '_';
+    return clgqa_config_has_key(key);
+}
+
+static int add_set(const char *command, cli_config_args *out, const char *key_value) {
+    if (out->set_count == CLGQA_CLI_MAX_SETS) {
+        fprintf(stderr, "clgqa %s: more than %d --set and --KEY options\n", command,
+                CLGQA_CLI_MAX_SETS);
+        return 0;
+    }
+    out->sets[out->set_count++] = key_value;
+    return 1;
 }
 
 int clgqa_cli_parse_config_args(const char *usage, int argc, char **argv,
@@ -43,40 +83,70 @@ int clgqa_cli_parse_config_args(const char *usage, int argc, char **argv,
             printf("usage: %s\n", usage);
             return 0;
         }
-        if (!strcmp(arg, "--set")) {
-            if (out->set_count == CLGQA_CLI_MAX_SETS) {
-                fprintf(stderr, "clgqa %s: more than %d --set options\n", command,
-                        CLGQA_CLI_MAX_SETS);
-                return 2;
-            }
-            const char *value = option_value(command, argc, argv, &i, "key=value");
-            if (!value)
+        given_option opt;
+        split_option(arg, &opt);
+        if (!strcmp(opt.flag, "-c") || !strcmp(opt.flag, "--config")) {
+            const char *path = option_value(command, &opt, argc, argv, &i, "a YAML config file");
+            if (!path)
                 return clgqa_cli_usage(usage);
-            out->sets[out->set_count++] = value;
+            if (out->config_path) {
+                fprintf(stderr, "clgqa %s: a second config '%s' (the first is '%s')\n", command,
+                        path, out->config_path);
+                return clgqa_cli_usage(usage);
+            }
+            out->config_path = path;
             continue;
         }
-        if (!strcmp(arg, "--device")) {
-            out->device = option_value(command, argc, argv, &i,
+        if (!strcmp(opt.flag, "--set")) {
+            const char *value = option_value(command, &opt, argc, argv, &i, "key=value");
+            if (!value || !add_set(command, out, value))
+                return clgqa_cli_usage(usage);
+            continue;
+        }
+        if (!strcmp(opt.flag, "--device")) {
+            out->device = option_value(command, &opt, argc, argv, &i,
                                        "an index, gpu, cpu or part of a device name");
             if (!out->device)
                 return clgqa_cli_usage(usage);
             continue;
         }
         for (int o = 0; o < option_count && !matched; o++)
-            if (!strcmp(arg, options[o].flag)) {
-                if (!(*options[o].value = option_value(command, argc, argv, &i, options[o].what)))
+            if (!strcmp(opt.flag, options[o].flag)) {
+                if (!(*options[o].value =
+                          option_value(command, &opt, argc, argv, &i, options[o].what)))
                     return clgqa_cli_usage(usage);
                 matched = 1;
             }
         for (int s = 0; s < switch_count && !matched; s++)
-            if (!strcmp(arg, switches[s].flag)) {
+            if (!strcmp(opt.flag, switches[s].flag)) {
+                if (opt.inline_value) {
+                    fprintf(stderr, "clgqa %s: %s takes no value\n", command, opt.flag);
+                    return clgqa_cli_usage(usage);
+                }
                 *switches[s].on = 1;
                 matched = 1;
             }
         if (matched)
             continue;
-        if (arg[0] == '-' || out->config_path) {
+        /* --KEY VALUE or --KEY=VALUE: the same as --set KEY=VALUE. */
+        char key[64];
+        if (config_key_option(opt.flag, key, sizeof key)) {
+            const char *value = option_value(command, &opt, argc, argv, &i, "the key's value");
+            if (!value)
+                return clgqa_cli_usage(usage);
+            char *text = out->set_text[out->set_count < CLGQA_CLI_MAX_SETS ? out->set_count : 0];
+            snprintf(text, sizeof out->set_text[0], "%s=%s", key, value);
+            if (!add_set(command, out, text))
+                return clgqa_cli_usage(usage);
+            continue;
+        }
+        if (arg[0] == '-') {
             fprintf(stderr, "clgqa %s: unexpected argument '%s'\n", command, arg);
+            return clgqa_cli_usage(usage);
+        }
+        if (out->config_path) {
+            fprintf(stderr, "clgqa %s: a second config '%s' (the first is '%s')\n", command, arg,
+                    out->config_path);
             return clgqa_cli_usage(usage);
         }
         out->config_path = arg;

@@ -1,6 +1,9 @@
 /* Command-line arguments of the config-driven commands (train, eval,
- * convert): CONFIG.yaml, repeatable --set key=value, --device SPEC, and each
- * command's own options that take a value. */
+ * convert): CONFIG.yaml (or -c/--config CONFIG.yaml), repeatable --set
+ * key=value, --KEY VALUE for every config key (--label_smoothing 0.1, also
+ * spelled --label-smoothing, as timm's flags), --device SPEC, and each
+ * command's own options. Every option that takes a value takes it as the
+ * next argument or after '=' (--resume=DIR, --lr=1e-3). */
 #ifndef CLGQA_CLI_CONFIG_ARGS_H
 #define CLGQA_CLI_CONFIG_ARGS_H
 
@@ -21,15 +24,16 @@ typedef struct cli_switch {
 typedef struct cli_config_args {
     const char *config_path;
     const char *device; /* NULL: the config's device */
-    const char *sets[CLGQA_CLI_MAX_SETS];
+    const char *sets[CLGQA_CLI_MAX_SETS]; /* "key=value", --set's and --KEY's in order */
     int set_count;
+    char set_text[CLGQA_CLI_MAX_SETS][1200]; /* "key=value" made of a --KEY VALUE */
 } cli_config_args;
 
 /* Parses argv[1..] (argv[0] is the command name). Returns -1 when the command
  * should go on, else the exit status to return: 0 after --help (usage on
  * stdout), 2 for a usage error (one line on stderr, then the usage): an
  * unknown option, an option without its value or with an empty one, a
- * second CONFIG.yaml. `usage` is the text after "usage: ". Without
+ * second CONFIG.yaml, a value given to an option that takes none. `usage` is the text after "usage: ". Without
  * config_optional a missing CONFIG.yaml is a usage error; with it,
  * config_path stays NULL. */
 int clgqa_cli_parse_config_args(const char *usage, int argc, char **argv,

@@ -1,9 +1,11 @@
 /* The `clgqa` command: dispatches to the sub-commands. */
+#include <clblast_c.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "clgqa/error.h"
 #include "commands.h"
+#include "mpi_ranks.h"
 
 typedef struct command {
     const char *name;
@@ -20,8 +22,20 @@ static const command commands[] = {
     {"plot", clgqa_cmd_plot, "pictures of a run: training curves and group allocation (matplotlib)"},
 };
 
+/* clgqa --version: the library's version, the CLBlast it was built
+ * against and the build's options (no device needed). */
+static int version(void) {
+    printf("clgqa %s\n", clgqa_version());
+    printf("CLBlast %d.%d.%d (the headers built against)\n", CLBLAST_VERSION_MAJOR,
+           CLBLAST_VERSION_MINOR, CLBLAST_VERSION_PATCH);
+    printf("build: %s, %s; MPI data parallelism %s; sanitizers %s; kernels OpenCL C 1.2\n",
+           CLGQA_BUILD_TYPE, CLGQA_COMPILER, clgqa_mpi_built() ? "on" : "off",
+           CLGQA_SANITIZERS);
+    return 0;
+}
+
 static void usage(FILE *out) {
-    fprintf(out, "usage: clgqa COMMAND [ARGS]\n\ncommands:\n");
+    fprintf(out, "usage: clgqa COMMAND [ARGS]   (clgqa --version: the version and build)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(out, "\nThe device is chosen by --device, else the config's device key, else "
@@ -40,6 +54,8 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))
+        return version();
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].run(argc - 1, argv + 1);

@@ -5,6 +5,9 @@
 #                   (query heads per key/value head from groups.csv, per layer)
 #   compare IN_DIR: compare.png (test accuracy per scheme over seeds, from
 #                   compare.csv as written by scripts/compare)
+#   uptrain IN_DIR: uptrain.png (test accuracy against key/value heads per
+#                   scheme, after fine-tuning and right after conversion, from
+#                   uptrain.csv as written by scripts/uptrain)
 # With --csv, plot.csv beside the pictures holds every plotted series
 # (figure,panel,series,x,y), so a test can check the pictures against the run.
 # Errors are one line "clgqa plot: ..." and exit status 1.
@@ -240,9 +243,70 @@ def plot_compare(in_dir, out_dir, export):
     plt.close(fig)
 
 
+def mean_std(values):
+    """Mean and sample standard deviation (0 for one value)."""
+    m = sum(values) / len(values)
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return m, sd
+
+
+def plot_uptrain(in_dir, out_dir, export):
+    path = os.path.join(in_dir, "uptrain.csv")
+    rows = read_rows(path)
+    if not rows:
+        fail(f"{path} has no runs")
+    # {scheme: {kv_heads: [(converted %, fine-tuned %), one per seed]}}, in the file's order
+    runs = {}
+    for r in rows:
+        kv = int(number(r, "kv_heads", path))
+        runs.setdefault(r["scheme"], {}).setdefault(kv, []).append(
+            (100 * number(r, "converted_acc", path), 100 * number(r, "test_acc", path)))
+    seeds = max(len(v) for by_kv in runs.values() for v in by_kv.values())
+    pretrain_path = os.path.join(in_dir, "pretrain", "result.csv")
+    pretrain = read_rows(pretrain_path, required=False)
+    # each panel its own y range: a conversion can fall to chance (10% on 10
+    # classes), while the fine-tuned runs differ by a point or two
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5), dpi=DPI)
+    panels = ((axes[0], "fine-tuned", 1, "after fine-tuning"),
+              (axes[1], "converted", 0, "right after conversion, before fine-tuning"))
+    all_kv = sorted({kv for by_kv in runs.values() for kv in by_kv})
+    # each scheme a little to the side (x is on a log2 axis), so error bars do not hide each other
+    names = list(runs)
+    shift = {name: 2 ** (0.06 * (i - (len(names) - 1) / 2)) for i, name in enumerate(names)}
+    for ax, panel, column, title in panels:
+        for name in names:
+            kvs = sorted(runs[name])
+            stats = [mean_std([run[column] for run in runs[name][kv]]) for kv in kvs]
+            means, stds = [m for m, _ in stats], [sd for _, sd in stats]
+            label = f"{name} (the control: not converted, G = H)" if name == "mhsa" else name
+            ax.errorbar([kv * shift[name] for kv in kvs], means, yerr=stds, marker="o", ms=6, capsize=5,
+                        ls="none" if name == "mhsa" else "-", label=label)
+            export.add("uptrain", panel, f"{name} mean", kvs, means)
+            export.add("uptrain", panel, f"{name} std", kvs, stds)
+        if pretrain:
+            acc = 100 * number(pretrain[-1], "test_acc", pretrain_path)
+            ax.axhline(acc, color="black", ls=":", lw=1.2, label="the MHSA checkpoint (stage 1)")
+            export.add("uptrain", panel, "pretrained", [int(number(pretrain[-1], "kv_heads", pretrain_path))], [acc])
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(all_kv, [str(kv) for kv in all_kv])
+        ax.minorticks_off()
+        ax.set_xlabel("key/value heads (G)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    for ax in axes:
+        ax.set_ylabel(f"test accuracy (%), mean ± std over {seeds} seed{'s' if seeds > 1 else ''}")
+    axes[1].legend(loc="upper left", fontsize="small")  # the converted accuracies rise to the right
+    cfg = read_config(os.path.join(in_dir, "pretrain"))
+    fig.suptitle("Uptraining an MHSA checkpoint to each scheme" +
+                 (f": {cfg.get('dataset', '?')}, {title_of(cfg).split('(', 1)[1].rstrip(')')}" if cfg else ""))
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "uptrain.png"))
+    plt.close(fig)
+
+
 def main(argv):
-    if len(argv) < 3 or argv[0] not in ("run", "compare"):
-        fail("usage: plot.py run|compare IN_DIR OUT_DIR [--csv]")
+    if len(argv) < 3 or argv[0] not in ("run", "compare", "uptrain"):
+        fail("usage: plot.py run|compare|uptrain IN_DIR OUT_DIR [--csv]")
     mode, in_dir, out_dir = argv[:3]
     export = Export()
     os.makedirs(out_dir, exist_ok=True)
@@ -251,9 +315,12 @@ def main(argv):
         bounds = plot_curves(in_dir, out_dir, cfg, export)
         plot_groups(in_dir, out_dir, cfg, bounds, export)
         written = ["curves.png", "groups.png"]
-    else:
+    elif mode == "compare":
         plot_compare(in_dir, out_dir, export)
         written = ["compare.png"]
+    else:
+        plot_uptrain(in_dir, out_dir, export)
+        written = ["uptrain.png"]
     if "--csv" in argv[3:]:
         export.write(os.path.join(out_dir, "plot.csv"))
         written.append("plot.csv")

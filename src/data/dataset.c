@@ -226,10 +226,15 @@ static clgqa_status check_options(const clgqa_dataset_options *cfg) {
 /* Without data_dir, a dataset is looked for where the reference's
  * torchvision code downloads it, ./<dataset> (torchvision's own folders
  * inside are found by each reader), then where clgqa knows it is. */
-static clgqa_status find_data_dir(const char *name, char *dir, size_t size) {
+static clgqa_status find_data_dir(const char *name, const char *alias, char *dir, size_t size) {
     snprintf(dir, size, "./%s", name);
     if (is_directory(dir))
         return CLGQA_OK;
+    if (alias) { /* where the reference's code, spelling it so, has torchvision put it */
+        snprintf(dir, size, "./%s", alias);
+        if (is_directory(dir))
+            return CLGQA_OK;
+    }
     if (strcmp(name, "fashion-mnist") == 0 && is_directory(DEFAULT_FASHION_MNIST_DIR)) {
         snprintf(dir, size, "%s", DEFAULT_FASHION_MNIST_DIR);
         return CLGQA_OK;
@@ -274,21 +279,23 @@ static clgqa_status open_oxford_pet_dir(clgqa_dataset *ds, const char *dir) {
 /* The datasets clgqa reads, one row each: config validation, the class
  * counts, the opener and every message listing them read this table. */
 static const dataset_kind dataset_kinds[] = {
-    {{"fashion-mnist", 10, 0}, open_fashion_mnist_dir},
-    {{"mnist", 10, 0}, open_mnist_dir},
-    {{"cifar10", 10, 0}, open_cifar10_dir},
-    {{"cifar100", 100, 20}, open_cifar100_dir},
-    {{"tiny-imagenet-200", 200, 0}, open_tiny_imagenet_dir},
-    {{"food101", 101, 0}, open_food101_dir},
-    {{"oxfordiiitpet", 37, 0}, open_oxford_pet_dir},
-    {{"cinic10", 10, 0}, clgqa_open_image_folder},
-    {{"imagefolder", 0, 0}, clgqa_open_image_folder},
+    {{"fashion-mnist", 10, 0}, open_fashion_mnist_dir, NULL},
+    {{"mnist", 10, 0}, open_mnist_dir, NULL},
+    {{"cifar10", 10, 0}, open_cifar10_dir, NULL},
+    {{"cifar100", 100, 20}, open_cifar100_dir, NULL},
+    {{"tiny-imagenet-200", 200, 0}, open_tiny_imagenet_dir, NULL},
+    {{"food101", 101, 0}, open_food101_dir, NULL},
+    {{"oxfordiiitpet", 37, 0}, open_oxford_pet_dir, "oxfordiitpet"},
+    {{"cinic10", 10, 0}, clgqa_open_image_folder, NULL},
+    {{"imagefolder", 0, 0}, clgqa_open_image_folder, NULL},
 };
 #define DATASET_KINDS (sizeof dataset_kinds / sizeof dataset_kinds[0])
 
+/* The row of a name or its alias. */
 static const dataset_kind *kind_of(const char *name) {
     for (size_t i = 0; name && i < DATASET_KINDS; i++)
-        if (strcmp(dataset_kinds[i].info.name, name) == 0)
+        if (strcmp(dataset_kinds[i].info.name, name) == 0 ||
+            (dataset_kinds[i].alias && strcmp(dataset_kinds[i].alias, name) == 0))
             return &dataset_kinds[i];
     return NULL;
 }
@@ -320,7 +327,7 @@ static clgqa_status open_by_name(clgqa_dataset *ds) {
                           clgqa_dataset_names());
     char dir[4096];
     if (!ds->opt.data_dir || ds->opt.data_dir[0] == '\0')
-        CLGQA_TRY(find_data_dir(name, dir, sizeof dir));
+        CLGQA_TRY(find_data_dir(kind->info.name, kind->alias, dir, sizeof dir));
     else
         snprintf(dir, sizeof dir, "%s", ds->opt.data_dir);
     if (!is_directory(dir))

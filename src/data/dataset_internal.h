@@ -126,6 +126,9 @@ typedef struct dataset_kind {
     /* Fills paths or pixels, labels, count and num_classes of ds from the
      * dataset's folder. */
     clgqa_status (*open)(clgqa_dataset *ds, const char *dir);
+    /* Another spelling accepted for the name (NULL: none): the paper's
+     * data.py writes the pets dataset "oxfordiitpet". */
+    const char *alias;
 } dataset_kind;
 
 /* Readers of the image-file layouts: fill paths, labels, count, num_classes

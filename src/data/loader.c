@@ -365,6 +365,7 @@ clgqa_status clgqa_loader_next(clgqa_loader *ld, clgqa_batch *batch) {
         batch->count = count;
         batch->index = (long)s->batch;
         batch->replicated = s->replicated;
+        batch->first = s->first;
         break;
     }
     pthread_mutex_unlock(&ld->lock);

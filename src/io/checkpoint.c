@@ -18,6 +18,7 @@
 
 #define OPTIM_M_PREFIX "optim.m."
 #define OPTIM_V_PREFIX "optim.v."
+#define EMA_PREFIX "ema." /* the weights' EMA in a training checkpoint */
 #define NAME_BUF (CLGQA_TENSOR_NAME_MAX + 16)
 
 static int has_cache(const clgqa_model *model) {
@@ -39,7 +40,7 @@ typedef struct checkpoint_out {
     int64_t *shapes;   /* CLGQA_TENSOR_MAX_DIMS per tensor */
     char (*names)[NAME_BUF];
     size_t count, capacity;
-    float *buffers[3]; /* params, adam m, adam v */
+    float *buffers[4]; /* params, adam m, adam v, the EMA */
     float *cache;      /* [layers * G] */
     int64_t *split;    /* [layers * G] */
     char meta_values[24][64];
@@ -51,7 +52,7 @@ static void out_free(checkpoint_out *out) {
     free(out->tensors);
     free(out->shapes);
     free(out->names);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         free(out->buffers[i]);
     free(out->cache);
     free(out->split);
@@ -89,15 +90,16 @@ static clgqa_status gather(clgqa_model *model, int training,
     size_t floats = clgqa_model_param_count(model);
     size_t layers_g = (size_t)dims->num_layers * dims->kv_heads;
     clgqa_status status = CLGQA_OK;
-    out->capacity = (size_t)tensor_count * 3 + (size_t)dims->num_layers * 2;
+    out->capacity = (size_t)tensor_count * 4 + (size_t)dims->num_layers * 2;
     out->tensors = alloc_or_fail(out->capacity * sizeof *out->tensors, "the checkpoint table", &status);
     out->shapes = alloc_or_fail(out->capacity * CLGQA_TENSOR_MAX_DIMS * sizeof(int64_t), "shapes", &status);
     out->names = alloc_or_fail(out->capacity * sizeof *out->names, "tensor names", &status);
     out->cache = alloc_or_fail(layers_g * sizeof(float), "the DGQA cache", &status);
     out->split = alloc_or_fail(layers_g * sizeof(int64_t), "the DGQA split", &status);
-    static const clgqa_model_buffer which[3] = {CLGQA_PARAMS, CLGQA_ADAM_M, CLGQA_ADAM_V};
-    static const char *const prefixes[3] = {"", OPTIM_M_PREFIX, OPTIM_V_PREFIX};
-    int buffers = training ? 3 : 1;
+    static const clgqa_model_buffer which[4] = {CLGQA_PARAMS, CLGQA_ADAM_M, CLGQA_ADAM_V,
+                                                CLGQA_EMA};
+    static const char *const prefixes[4] = {"", OPTIM_M_PREFIX, OPTIM_V_PREFIX, EMA_PREFIX};
+    int buffers = training ? (clgqa_model_has_ema(model) ? 4 : 3) : 1;
     for (int b = 0; b < buffers && status == CLGQA_OK; b++)
         if ((out->buffers[b] = alloc_or_fail(floats * sizeof(float), "a flat buffer", &status)))
             status = clgqa_model_read_buffer(model, which[b], out->buffers[b]);
@@ -170,6 +172,7 @@ clgqa_status clgqa_checkpoint_save_training(clgqa_model *model, const clgqa_trai
         /* Doubles in hex ("%a"), so they read back exactly. */
         out_text(&out, "epoch_sum_loss", state->epoch_metrics.sum_loss);
         out_text(&out, "epoch_sum_correct", state->epoch_metrics.sum_correct);
+        out_text(&out, "epoch_sum_top5", state->epoch_metrics.sum_top5);
         out_text(&out, "best_test_loss", state->best_test_loss);
         out_meta(&out, "ranks", "%d", state->ranks > 0 ? state->ranks : 1);
         if (state->loss_scale > 0) {
@@ -362,7 +365,8 @@ static clgqa_status check_no_strangers(clgqa_model *model, const clgqa_tensor_se
     for (size_t i = 0; i < count; i++) {
         const char *name = clgqa_tensor_set_at(file, i)->name;
         if (!strncmp(name, OPTIM_M_PREFIX, strlen(OPTIM_M_PREFIX)) ||
-            !strncmp(name, OPTIM_V_PREFIX, strlen(OPTIM_V_PREFIX)))
+            !strncmp(name, OPTIM_V_PREFIX, strlen(OPTIM_V_PREFIX)) ||
+            !strncmp(name, EMA_PREFIX, strlen(EMA_PREFIX)))
             continue;
         size_t len = strlen(name);
         if ((len > 6 && !strcmp(name + len - 6, ".cache")) ||
@@ -423,10 +427,12 @@ static clgqa_status read_progress(const clgqa_tensor_set *file, clgqa_train_stat
     for (int i = 0; i < 6; i++)
         if (clgqa_tensor_set_metadata(file, counts[i]))
             CLGQA_TRY(metadata_long(file, counts[i], &values[i]));
+    /* epoch_sum_top5 is absent from checkpoints older than top-5 (0),
+     * loss_scale from those of precision 32 runs (0: none). */
     static const char *const sums[] = {"epoch_sum_loss", "epoch_sum_correct", "best_test_loss",
-                                       "loss_scale"};
-    double numbers[4] = {0, 0, INFINITY, 0};
-    for (int i = 0; i < 4; i++) {
+                                       "epoch_sum_top5", "loss_scale"};
+    double numbers[5] = {0, 0, INFINITY, 0, 0};
+    for (int i = 0; i < 5; i++) {
         const char *text = clgqa_tensor_set_metadata(file, sums[i]);
         char *end = NULL;
         if (text)
@@ -442,7 +448,8 @@ static clgqa_status read_progress(const clgqa_tensor_set *file, clgqa_train_stat
     state->epoch_metrics.sum_loss = numbers[0];
     state->epoch_metrics.sum_correct = numbers[1];
     state->best_test_loss = numbers[2];
-    state->loss_scale = numbers[3];
+    state->epoch_metrics.sum_top5 = numbers[3];
+    state->loss_scale = numbers[4];
     state->loss_scale_growth = (long)values[4];
     state->skipped_steps = (long)values[5];
     return CLGQA_OK;
@@ -495,6 +502,19 @@ clgqa_status clgqa_checkpoint_load_training(clgqa_model *model, const char *path
         status = read_flat(model, file, prefixes[b], host);
         if (status == CLGQA_OK)
             status = clgqa_model_write_buffer(model, which[b], host);
+    }
+    /* A model keeping an EMA takes the file's, or starts it from the
+     * weights when the file has none (the EMA was turned on at a resume). */
+    char first_ema[NAME_BUF];
+    snprintf(first_ema, sizeof first_ema, EMA_PREFIX "%s", clgqa_model_tensor(model, 0)->name);
+    if (status == CLGQA_OK && clgqa_model_has_ema(model)) {
+        if (clgqa_tensor_set_find(file, first_ema)) {
+            status = read_flat(model, file, EMA_PREFIX, host);
+            if (status == CLGQA_OK)
+                status = clgqa_model_write_buffer(model, CLGQA_EMA, host);
+        } else {
+            status = clgqa_model_ema_start(model);
+        }
     }
     if (status == CLGQA_OK)
         status = read_grouping(model, file, 1, NULL);

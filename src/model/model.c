@@ -272,7 +272,10 @@ static void carve_shared(clgqa_model *m, carver *c) {
     m->probs = carve(c, B * classes);
     m->losses = carve(c, B);
     m->correct = carve(c, B);
-    m->metrics = carve(c, 4);
+    m->top5 = carve(c, B);
+    m->targets = carve(c, B * classes);
+    m->metrics = carve(c, MODEL_METRICS);
+    m->drop_scales = carve(c, (size_t)d->num_layers * 2 * B);
     /* dres, dln and dlogits in one buffer: one fill clears them. */
     keep_together(c, 2 * gemm_rows * C + B * classes + 3 * c->align);
     m->dres = carve_operand(c, gemm_rows * C);
@@ -650,6 +653,40 @@ static clgqa_status create_flat_buffers(clgqa_model *m) {
     return CLGQA_OK;
 }
 
+/* ---- AdamW's no-decay ranges ---- */
+
+/* timm's rule (param.ndim <= 1 or a name in no_weight_decay(): pos_embed,
+ * cls_token). */
+static int skips_decay(const clgqa_tensor_info *t, int index) {
+    return t->ndim <= 1 || index == MODEL_T_POS || index == MODEL_T_CLS;
+}
+
+/* The no-decay tensors as ranges of flat indices, neighbours merged, in a
+ * device table of edges (clgqa_no_decay). */
+static clgqa_status build_no_decay_edges(clgqa_model *m) {
+    cl_uint *edges = malloc(2 * (size_t)m->tensor_count * sizeof *edges);
+    if (!edges)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: no-decay table");
+    size_t count = 0;
+    for (int i = 0; i < m->tensor_count; i++) {
+        const clgqa_tensor_info *t = &m->tensors[i];
+        if (!skips_decay(t, i))
+            continue;
+        if (count && edges[count - 1] == t->offset)
+            edges[count - 1] = (cl_uint)(t->offset + t->numel); /* extends the last range */
+        else {
+            edges[count++] = (cl_uint)t->offset;
+            edges[count++] = (cl_uint)(t->offset + t->numel);
+        }
+    }
+    m->no_decay_count = count;
+    clgqa_status s = clgqa_buffer_create(m->rt, count * sizeof *edges, &m->no_decay_edges);
+    if (s == CLGQA_OK)
+        s = clgqa_buffer_write(m->rt, m->no_decay_edges, 0, count * sizeof *edges, edges);
+    free(edges);
+    return s;
+}
+
 /* ---- create / destroy ---- */
 
 static clgqa_status create_model(clgqa_model *m, const clgqa_model_desc *desc, int max_batch) {
@@ -676,6 +713,10 @@ static clgqa_status create_model(clgqa_model *m, const clgqa_model_desc *desc, i
     CLGQA_TRY(create_arena(m));
     CLGQA_TRY(build_finishes(m));
     CLGQA_TRY(build_transposes(m));
+    if (m->param_count > UINT32_MAX)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_create: %zu parameters exceed the "
+                          "2^32 of the optimizer's tables", m->param_count);
+    CLGQA_TRY(build_no_decay_edges(m));
 
     size_t grouping_ints = (size_t)L * (d->num_heads + d->kv_heads);
     CLGQA_TRY(clgqa_buffer_create(m->rt, grouping_ints * sizeof(cl_int), &m->group_ints));
@@ -750,7 +791,9 @@ clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_de
     out->other_bytes = L * (size_t)(m.dims.num_heads + m.dims.kv_heads) * sizeof(cl_int) +
                        2 * L * (size_t)m.dims.kv_heads * sizeof(float) +
                        (L + 2) * MODEL_FINISH_SUMS * CLGQA_COLUMN_SUM_UINTS * sizeof(cl_uint) +
-                       linears * CLGQA_TRANSPOSE_UINTS * sizeof(cl_uint);
+                       linears * CLGQA_TRANSPOSE_UINTS * sizeof(cl_uint) +
+                       (2 * (MODEL_T_BLOCKS + L * MODEL_L_TENSORS + MODEL_F_TENSORS) + 2 * L) *
+                           sizeof(cl_uint); /* no-decay edges, drop-path rates */
     return CLGQA_OK;
 }
 
@@ -773,7 +816,7 @@ clgqa_status clgqa_model_create(clgqa_runtime *rt, const clgqa_model_desc *desc,
 void clgqa_model_destroy(clgqa_model *m) {
     if (!m)
         return;
-    for (int b = 0; b < 4; b++) {
+    for (int b = 0; b < MODEL_FLAT_BUFFERS; b++) {
         for (int k = 0; m->flat[b] && k < m->chunk_count; k++) {
             if (m->flat[b][k])
                 clgqa_gemm_operand_regions_release(m->rt, m->flat[b][k]);
@@ -781,6 +824,8 @@ void clgqa_model_destroy(clgqa_model *m) {
         }
         free(m->flat[b]);
     }
+    clgqa_buffer_release(&m->no_decay_edges);
+    clgqa_buffer_release(&m->drop_rates);
     free(m->chunk_first);
     free(m->tensor_chunk);
     for (int i = 0; i < m->arena_count; i++) {
@@ -839,9 +884,12 @@ clgqa_view clgqa_model_chunk(const clgqa_model *m, clgqa_model_buffer which, int
     return clgqa_view_at(m->flat[which][chunk], 0);
 }
 
-static clgqa_status check_buffer(clgqa_model_buffer which) {
-    if ((int)which < 0 || which > CLGQA_ADAM_V)
+static clgqa_status check_buffer(const clgqa_model *m, clgqa_model_buffer which) {
+    if ((int)which < 0 || which >= MODEL_FLAT_BUFFERS)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "model: no flat buffer %d", (int)which);
+    if (!m->flat[which])
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "model: the weights' EMA was never started "
+                          "(clgqa_model_ema_start)");
     return CLGQA_OK;
 }
 
@@ -858,7 +906,7 @@ static clgqa_status tensor_index(const clgqa_model *m, const clgqa_tensor_info *
 clgqa_status clgqa_model_read_tensor(clgqa_model *m, clgqa_model_buffer which,
                                      const clgqa_tensor_info *t, float *host) {
     int i = 0;
-    CLGQA_TRY(check_buffer(which));
+    CLGQA_TRY(check_buffer(m, which));
     CLGQA_TRY(tensor_index(m, t, &i));
     clgqa_view v = model_param(m, which, i);
     return clgqa_buffer_read(m->rt, v.mem, v.offset * sizeof(float), t->numel * sizeof(float),
@@ -868,7 +916,7 @@ clgqa_status clgqa_model_read_tensor(clgqa_model *m, clgqa_model_buffer which,
 clgqa_status clgqa_model_write_tensor(clgqa_model *m, clgqa_model_buffer which,
                                       const clgqa_tensor_info *t, const float *host) {
     int i = 0;
-    CLGQA_TRY(check_buffer(which));
+    CLGQA_TRY(check_buffer(m, which));
     CLGQA_TRY(tensor_index(m, t, &i));
     clgqa_view v = model_param(m, which, i);
     return clgqa_buffer_write(m->rt, v.mem, v.offset * sizeof(float), t->numel * sizeof(float),
@@ -876,7 +924,7 @@ clgqa_status clgqa_model_write_tensor(clgqa_model *m, clgqa_model_buffer which,
 }
 
 clgqa_status clgqa_model_read_buffer(clgqa_model *m, clgqa_model_buffer which, float *host) {
-    CLGQA_TRY(check_buffer(which));
+    CLGQA_TRY(check_buffer(m, which));
     for (int c = 0; c < m->chunk_count; c++)
         CLGQA_TRY(clgqa_buffer_read(m->rt, m->flat[which][c], 0,
                                     (m->chunk_first[c + 1] - m->chunk_first[c]) * sizeof(float),
@@ -908,7 +956,7 @@ clgqa_status clgqa_model_check_finite(clgqa_model *m) {
 
 clgqa_status clgqa_model_write_buffer(clgqa_model *m, clgqa_model_buffer which,
                                       const float *host) {
-    CLGQA_TRY(check_buffer(which));
+    CLGQA_TRY(check_buffer(m, which));
     for (int c = 0; c < m->chunk_count; c++)
         CLGQA_TRY(clgqa_buffer_write(m->rt, m->flat[which][c], 0,
                                      (m->chunk_first[c + 1] - m->chunk_first[c]) * sizeof(float),
@@ -1009,6 +1057,89 @@ void clgqa_model_freeze_grouping(clgqa_model *m, model_grouping grouping) {
         m->traits.dynamic = 0;
 }
 
+void clgqa_model_defer_gradients(clgqa_model *m, int defer) { m->defer_gradients = defer; }
+
+clgqa_status clgqa_model_set_regularisation(clgqa_model *m, const clgqa_regularisation *r) {
+    const char *op = "clgqa_model_set_regularisation";
+    if (!(r->label_smoothing >= 0 && r->label_smoothing < 1) ||
+        !(r->drop_path >= 0 && r->drop_path < 1))
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: label_smoothing %g and drop_path %g must "
+                          "be in [0, 1)", op, r->label_smoothing, r->drop_path);
+    m->label_smoothing = r->label_smoothing;
+    m->drop_path = r->drop_path;
+    if (r->drop_path == 0)
+        return CLGQA_OK;
+    /* timm: dpr = [x.item() for x in torch.linspace(0, drop_path_rate,
+     * depth)] (float32 values), keep_prob = 1 - dpr[l] in Python, then
+     * float division by it on the device's float tensors. */
+    int L = m->dims.num_layers;
+    float *rates = malloc((size_t)2 * L * sizeof *rates);
+    if (!rates)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "%s: rate table", op);
+    for (int l = 0; l < L; l++) {
+        float rate = L > 1 ? (float)(r->drop_path * l / (L - 1)) : 0.0f;
+        float keep = (float)(1.0 - (double)rate);
+        rates[2 * l] = keep;
+        rates[2 * l + 1] = (float)(1.0 / (double)keep);
+    }
+    clgqa_status s = CLGQA_OK;
+    if (!m->drop_rates)
+        s = clgqa_buffer_create(m->rt, (size_t)2 * L * sizeof *rates, &m->drop_rates);
+    if (s == CLGQA_OK)
+        s = clgqa_buffer_write(m->rt, m->drop_rates, 0, (size_t)2 * L * sizeof *rates, rates);
+    free(rates);
+    return s;
+}
+
+/* ---- weight EMA ---- */
+
+int clgqa_model_has_ema(const clgqa_model *m) { return m->flat[CLGQA_EMA] != NULL; }
+
+clgqa_status clgqa_model_ema_start(clgqa_model *m) {
+    if (!m->flat[CLGQA_EMA]) {
+        m->flat[CLGQA_EMA] = calloc((size_t)m->chunk_count, sizeof *m->flat[CLGQA_EMA]);
+        if (!m->flat[CLGQA_EMA])
+            return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_ema_start: chunk table");
+        for (int k = 0; k < m->chunk_count; k++) {
+            char what[96];
+            snprintf(what, sizeof what, "the weights' EMA (chunk %d of %d)", k + 1,
+                     m->chunk_count);
+            CLGQA_TRY(create_zeroed(m->rt, m->chunk_first[k + 1] - m->chunk_first[k],
+                                    &m->flat[CLGQA_EMA][k], what));
+        }
+    }
+    for (int k = 0; k < m->chunk_count; k++)
+        CLGQA_TRY(clgqa_buffer_copy(m->rt, clgqa_view_at(m->flat[CLGQA_EMA][k], 0),
+                                    clgqa_view_at(m->flat[CLGQA_PARAMS][k], 0),
+                                    m->chunk_first[k + 1] - m->chunk_first[k]));
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_model_ema_update(clgqa_model *m, double decay) {
+    CLGQA_TRY(check_buffer(m, CLGQA_EMA));
+    for (int k = 0; k < m->chunk_count; k++)
+        CLGQA_TRY(clgqa_ema_update(m->rt, clgqa_view_at(m->flat[CLGQA_EMA][k], 0),
+                                   clgqa_view_at(m->flat[CLGQA_PARAMS][k], 0),
+                                   m->chunk_first[k + 1] - m->chunk_first[k], decay));
+    return CLGQA_OK;
+}
+
+clgqa_status clgqa_model_ema_swap(clgqa_model *m) {
+    CLGQA_TRY(check_buffer(m, CLGQA_EMA));
+    /* The forward's weight transposes name the parameters' buffers they
+     * read (build_transposes): they follow the swap. */
+    for (int i = 0; i < m->transpose_launches; i++)
+        for (int k = 0; k < m->chunk_count; k++)
+            if (m->transposes[i].src.mem == m->flat[CLGQA_PARAMS][k]) {
+                m->transposes[i].src.mem = m->flat[CLGQA_EMA][k];
+                break;
+            }
+    cl_mem *params = m->flat[CLGQA_PARAMS];
+    m->flat[CLGQA_PARAMS] = m->flat[CLGQA_EMA];
+    m->flat[CLGQA_EMA] = params;
+    return CLGQA_OK;
+}
+
 void clgqa_model_set_hooks(clgqa_model *m, const clgqa_model_hooks *hooks) {
     static const clgqa_model_hooks none;
     m->hooks = hooks ? *hooks : none;
@@ -1088,26 +1219,27 @@ clgqa_view clgqa_model_losses(const clgqa_model *m) { return m->losses; }
 
 clgqa_status clgqa_model_reset_metrics(clgqa_model *m) {
     m->samples = 0;
-    return clgqa_buffer_fill(m->rt, m->metrics, 4, 0.0f);
+    return clgqa_buffer_fill(m->rt, m->metrics, MODEL_METRICS, 0.0f);
 }
 
 clgqa_status clgqa_model_restore_metrics(clgqa_model *m, const clgqa_metrics *in) {
     /* The device keeps float sums: the doubles read from them convert back exactly. */
-    float sums[4] = {0.0f, 0.0f, (float)in->sum_loss, (float)in->sum_correct};
+    float sums[MODEL_METRICS] = {0.0f, 0.0f, 0.0f, (float)in->sum_loss, (float)in->sum_correct,
+                                 (float)in->sum_top5};
     m->samples = in->samples;
     return clgqa_buffer_write(m->rt, m->metrics.mem, m->metrics.offset * sizeof(float),
                               sizeof sums, sums);
 }
 
-/* The device keeps [last loss sum, last correct sum, running loss sum,
- * running correct sum]; the host counts the samples. */
+/* The device keeps [the last batch's loss, correct and top-5 sums, their
+ * running sums]; the host counts the samples. */
 clgqa_status clgqa_model_copy_metrics(clgqa_model *m, float *sums, clgqa_metrics_copy *copy,
                                       cl_event *copied) {
     copy->sums = sums;
     copy->batch = m->labels.mem ? m->batch : 0;
     copy->samples = m->samples;
     return copy_without_waiting(m, m->metrics.mem, m->metrics.offset * sizeof(float),
-                                4 * sizeof(float), sums, copied);
+                                MODEL_METRICS * sizeof(float), sums, copied);
 }
 
 void clgqa_metrics_of_copy(const clgqa_metrics_copy *copy, clgqa_metrics *out) {
@@ -1115,13 +1247,15 @@ void clgqa_metrics_of_copy(const clgqa_metrics_copy *copy, clgqa_metrics *out) {
     int batch = copy->batch;
     out->last_loss = batch ? sums[0] / (float)batch : 0.0f;
     out->last_accuracy = batch ? sums[1] / (float)batch : 0.0f;
-    out->sum_loss = sums[2];
-    out->sum_correct = sums[3];
+    out->last_top5 = batch ? sums[2] / (float)batch : 0.0f;
+    out->sum_loss = sums[3];
+    out->sum_correct = sums[4];
+    out->sum_top5 = sums[5];
     out->samples = copy->samples;
 }
 
 clgqa_status clgqa_model_read_metrics(clgqa_model *m, clgqa_metrics *out) {
-    float sums[4];
+    float sums[MODEL_METRICS];
     clgqa_metrics_copy copy;
     cl_event copied;
     CLGQA_TRY(clgqa_model_copy_metrics(m, sums, &copy, &copied));

@@ -11,6 +11,7 @@
 #include "scheme.h"
 
 #define MODEL_LN_EPS 1e-6f
+#define MODEL_FLAT_BUFFERS 5 /* parameters, gradients, AdamW's m and v, the EMA */
 
 /* The tensor table: the embedding tensors, MODEL_L_TENSORS per block, then
  * the final ones. Each list is written once as X(id, state_dict name, ndim,
@@ -165,11 +166,12 @@ struct clgqa_model {
     clgqa_tensor_info *tensors;
     int tensor_count;
     size_t param_count;
-    /* The four flat buffers (indexed by clgqa_model_buffer), each split the
-     * same way into chunks of whole tensors, so that no allocation exceeds
-     * the device's largest: chunk c holds flat floats [chunk_first[c],
-     * chunk_first[c + 1]). One chunk unless the model is that large. */
-    cl_mem *flat[4];
+    /* The flat buffers (indexed by clgqa_model_buffer; the EMA's NULL until
+     * clgqa_model_ema_start), each split the same way into chunks of whole
+     * tensors, so that no allocation exceeds the device's largest: chunk c
+     * holds flat floats [chunk_first[c], chunk_first[c + 1]). One chunk
+     * unless the model is that large. */
+    cl_mem *flat[MODEL_FLAT_BUFFERS];
     int chunk_count;
     size_t *chunk_first;  /* [chunk_count + 1] */
     int *tensor_chunk;    /* [tensor_count] */
@@ -184,8 +186,11 @@ struct clgqa_model {
     clgqa_view patch_out; /* [B*n, C] */
     clgqa_view tokens;    /* [B*P, C], block 0's x_in */
     clgqa_view lnf, lnf_mean, lnf_rstd;
-    clgqa_view logits, probs, losses, correct; /* [B, classes], [B] */
-    clgqa_view metrics; /* last loss sum, last correct sum, running sums of both */
+    clgqa_view logits, probs, losses, correct, top5; /* [B, classes], [B] */
+    clgqa_view targets; /* soft targets [B, classes] of a training pass */
+    clgqa_view metrics; /* the last batch's loss, correct and top-5 sums, then running sums
+                           of the three (MODEL_METRICS floats) */
+    clgqa_view drop_scales; /* drop path's [L][2][B] per-sample branch scales */
     /* backward scratch, reused by every block */
     clgqa_view dres;    /* gradient of the residual stream [B*P, C] */
     clgqa_view dln;     /* gradient of a LayerNorm output [B*P, C] */
@@ -220,12 +225,25 @@ struct clgqa_model {
     cl_mem pgqa_noise;     /* [L][H][P*d], created when a test fixes the noise */
     clgqa_view *pgqa_fixed; /* [L]: each layer's fixed noise; .mem NULL: drawn */
     clgqa_model_hooks hooks; /* zeroed: none */
+    int defer_gradients;     /* backward leaves out the gradients_ready hook */
+
+    /* timm's recipe (clgqa_model_set_regularisation) */
+    double label_smoothing, drop_path;
+    cl_mem drop_rates; /* [L][2]: each block's keep probability and 1 / keep, as floats */
+    /* AdamW's no-decay ranges (1-D tensors, pos_embed, cls_token) as sorted
+     * flat-index edges on the device (clgqa_no_decay). */
+    cl_mem no_decay_edges;
+    size_t no_decay_count;
 
     /* last forward */
     int batch;
     clgqa_view labels; /* .mem NULL: the last forward had no labels */
+    int soft_targets;  /* its loss was against m->targets */
+    int dropped_paths; /* it scaled its branches by m->drop_scales */
     long samples;      /* running metrics count */
 };
+
+#define MODEL_METRICS 6 /* floats of the metrics view */
 
 static inline clgqa_view model_param(const clgqa_model *m, clgqa_model_buffer which, int tensor) {
     int c = m->tensor_chunk[tensor];

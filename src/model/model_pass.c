@@ -4,6 +4,8 @@
  * device or allocates. Semantics: docs/attention-variants.md. */
 #include "model_internal.h"
 
+#include <math.h>
+
 #include "gemm.h"
 #include "ops.h"
 #include "patch_embed.h"
@@ -30,23 +32,25 @@ static clgqa_status linear_forward(clgqa_runtime *rt, clgqa_view y, clgqa_view x
 
 /* Linear backward. It WRITES, never adds: dx = dy W (skipped when dx.mem is
  * NULL: the patch embedding's images need no gradient), so the activation
- * gradient needs no zero fill; dW = dy^T x, the weight's only gradient in
- * the step (beta 0 also spares CLBlast's indirect kernel a copy of dW in).
- * Split in `chunks` (> 1), dW's partials go to `partials` and the finish
- * that follows adds them into the gradients zeroed at the start of the
- * backward. dy's rows past the batch's are zero, so the padded rows add
- * nothing. The bias gradient, a column sum of dy, is not here: see
- * bias_partials. */
+ * gradient needs no zero fill; dW = dy^T x + grad_beta dW: the weight's
+ * only gradient in the step, written with grad_beta 0 (which also spares
+ * CLBlast's indirect kernel a copy of dW in), or added to the earlier
+ * micro-batches' with grad_beta 1 (gradient accumulation). Split in
+ * `chunks` (> 1), dW's partials go to `partials` and the finish that
+ * follows adds them into the gradients, which a cycle's first backward
+ * zeroes, so a split product accumulates whatever grad_beta. dy's rows past
+ * the batch's are zero, so the padded rows add nothing. The bias gradient,
+ * a column sum of dy, is not here: see bias_partials. */
 static clgqa_status linear_backward(clgqa_runtime *rt, clgqa_view dx, clgqa_view dweight,
                                     size_t chunks, clgqa_view partials, clgqa_view dy,
                                     clgqa_view x, clgqa_view weight, size_t rows, size_t n_in,
-                                    size_t n_out) {
+                                    size_t n_out, float grad_beta) {
     if (dx.mem)
         CLGQA_TRY(clgqa_sgemm(rt, 0, 0, rows, n_in, n_out, 1.0f, dy, n_out, weight, n_in, 0.0f, dx,
                               n_in));
     if (chunks > 1)
         return clgqa_sgemm_split(rt, n_out, n_in, rows, chunks, dy, n_out, x, n_in, partials);
-    return clgqa_sgemm(rt, 1, 0, n_out, n_in, rows, 1.0f, dy, n_out, x, n_in, 0.0f, dweight,
+    return clgqa_sgemm(rt, 1, 0, n_out, n_in, rows, 1.0f, dy, n_out, x, n_in, grad_beta, dweight,
                        n_in);
 }
 
@@ -78,18 +82,34 @@ typedef struct model_norm {
     clgqa_view out, mean, rstd, weight, bias;
 } model_norm;
 
-/* out[rows, n_out] = residual + (x[rows, n_in] W^T + bias), then the
+/* out[rows, n_out] = residual + (x[rows, n_in] W^T + bias) * s, then the
  * LayerNorm that reads it: the GEMM (over the padded rows), then one pass
- * over the `real` rows for the bias, the residual and the norm. */
+ * over the `real` rows for the bias, the residual and the norm. s is the
+ * sample's drop-path scale from branch_scales (one per `tokens` rows), or 1
+ * when branch_scales.mem is NULL. */
 static clgqa_status residual_linear_norm_forward(clgqa_runtime *rt, clgqa_view out,
                                                  clgqa_view residual, clgqa_view x,
                                                  clgqa_view weight_t, clgqa_view bias,
+                                                 clgqa_view branch_scales, size_t tokens,
                                                  const model_norm *norm, size_t real, size_t rows,
                                                  size_t n_in, size_t n_out) {
     CLGQA_TRY(linear_forward(rt, out, x, weight_t, clgqa_view_at(NULL, 0), real, rows, n_in, n_out));
     return clgqa_residual_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, out, residual, out, bias,
-                                            norm->out, norm->mean, norm->rstd, norm->weight,
-                                            norm->bias, real, n_out, MODEL_LN_EPS);
+                                            branch_scales, tokens, norm->out, norm->mean,
+                                            norm->rstd, norm->weight, norm->bias, real, n_out,
+                                            MODEL_LN_EPS);
+}
+
+/* ---- drop path (timm's stochastic depth) ---- */
+
+enum { BRANCH_ATTENTION = 0, BRANCH_MLP = 1 };
+
+/* Block l's per-sample scales of one branch in a forward of `batch`
+ * samples, or none when that forward drops no paths. */
+static clgqa_view branch_scales(const clgqa_model *m, int l, int branch, int batch) {
+    if (!m->dropped_paths)
+        return clgqa_view_at(NULL, 0);
+    return clgqa_view_add(m->drop_scales, ((size_t)l * 2 + branch) * (size_t)batch);
 }
 
 /* ---- grouping per scheme ---- */
@@ -105,7 +125,7 @@ static clgqa_status key_norms(clgqa_model *m, int l, const clgqa_attention_dims 
 }
 
 static clgqa_status update_grouping(clgqa_model *m, int l, const clgqa_attention_dims *ad,
-                                    clgqa_view k, const clgqa_pass *pass) {
+                                    clgqa_view k, const clgqa_pass *pass, int later_micro_batch) {
     const clgqa_scheme_traits *traits = &m->traits;
     if (!traits->dynamic) /* mhsa, gqa, pgqa: the static split set at creation */
         return CLGQA_OK;
@@ -120,7 +140,7 @@ static clgqa_status update_grouping(clgqa_model *m, int l, const clgqa_attention
     /* dgqa: in training only on window steps of the per-epoch counter (other
      * steps keep the last split and cache); in evaluation every pass. */
     const int training = pass->mode == CLGQA_PASS_TRAIN;
-    if (training && pass->step_in_epoch % m->desc.window_size != 0)
+    if (training && (pass->step_in_epoch % m->desc.window_size != 0 || later_micro_batch))
         return CLGQA_OK;
     CLGQA_TRY(key_norms(m, l, ad, k));
     return clgqa_grouping_dgqa(
@@ -154,7 +174,8 @@ static model_norm block_norm(clgqa_model *m, int l, int which) {
 /* Block l from its LayerNorm 1's output (written by the block before, or
  * by forward for block 0) to x_out and the LayerNorm that reads x_out: the
  * next block's LayerNorm 1, or the final one. */
-static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_pass *pass) {
+static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_pass *pass,
+                                  int later_micro_batch) {
     clgqa_runtime *rt = m->rt;
     const clgqa_model_dims *d = &m->dims;
     model_layer *a = &m->layers[l];
@@ -166,7 +187,7 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
 
     /* q, k, v in one GEMM: their weights and biases are contiguous. */
     CLGQA_TRY(linear_forward(rt, a->qkv, a->ln1, WT(QKV), P(Q_B), rows, gemm_rows, C, C + 2 * kv));
-    CLGQA_TRY(update_grouping(m, l, &ad, a->k, pass));
+    CLGQA_TRY(update_grouping(m, l, &ad, a->k, pass, later_micro_batch));
 
     int pgqa = m->traits.perturbs;
     clgqa_attention_saved_layout(&ad, pgqa, rt->attention_kernel, a->attention_region, &a->saved);
@@ -177,7 +198,8 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
                                       pgqa ? &noise : NULL, &a->saved));
     model_norm norm2 = block_norm(m, l, 1);
     CLGQA_TRY(residual_linear_norm_forward(rt, a->x_mid, a->x_in, a->heads_out, WT(PROJ),
-                                           P(PROJ_B), &norm2, rows, gemm_rows, C, C));
+                                           P(PROJ_B), branch_scales(m, l, BRANCH_ATTENTION, batch),
+                                           d->tokens, &norm2, rows, gemm_rows, C, C));
 
     /* fc1 holds ln2 W1^T without the bias, which the GELU pass adds. */
     clgqa_view bias_in_gelu = {NULL, 0};
@@ -186,16 +208,19 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
         clgqa_gelu_bias_forward(rt, CLGQA_STORAGE_FLOAT, a->gelu, a->fc1, P(FC1_B), rows, F));
     model_norm next = block_norm(m, l + 1, 0);
     return residual_linear_norm_forward(rt, a->x_out, a->x_mid, a->gelu, WT(FC2), P(FC2_B),
-                                        &next, rows, gemm_rows, F, C);
+                                        branch_scales(m, l, BRANCH_MLP, batch), d->tokens, &next,
+                                        rows, gemm_rows, F, C);
 #undef P
 #undef WT
 }
 
 /* What a forward pass reads: float images, or 8-bit pixels with the
- * normalisation im2col applies to them. */
+ * normalisation im2col applies to them, and for a training pass of the
+ * trainer its mix and place in the optimizer step. */
 typedef struct model_input {
     clgqa_view images;
     const float *pixel_mean, *pixel_std; /* NULL: the images are floats */
+    const clgqa_train_batch *train;      /* NULL: none (no mix, samples from 0) */
 } model_input;
 
 static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view labels, int batch,
@@ -221,14 +246,18 @@ static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view
     size_t B = batch, rows = B * d->tokens, C = d->embed_dim, classes = d->num_classes,
            patch_rows = B * d->grid * d->grid,
            patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
+    const int training = pass->mode == CLGQA_PASS_TRAIN;
+    const clgqa_image_mix *mix = training && input->train ? &input->train->mix : NULL;
+    const int mixed = mix && mix->mode != CLGQA_MIX_NONE;
 
     /* The weights' transposes the forward's GEMMs read (model_gemm). */
     CLGQA_TRY(transpose_weights(m));
-    /* Patch embedding (conv as im2col + GEMM), class token, positions. */
+    /* Patch embedding (conv as im2col + GEMM, mixing a training batch's
+     * images), class token, positions. */
     if (input->pixel_mean)
         CLGQA_TRY(clgqa_patch_im2col_pixels(rt, m->patches, input->images, B, d->in_chans,
                                             d->img_size, d->patch_size, input->pixel_mean,
-                                            input->pixel_std));
+                                            input->pixel_std, mix));
     else
         CLGQA_TRY(clgqa_patch_im2col(rt, m->patches, input->images, B, d->in_chans, d->img_size,
                                      d->patch_size));
@@ -245,8 +274,18 @@ static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view
     CLGQA_TRY(clgqa_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, norm1.out, norm1.mean, norm1.rstd,
                                       m->layers[0].x_in, norm1.weight, norm1.bias, rows, C,
                                       MODEL_LN_EPS));
+    /* Every block's drop-path scales in one launch: sample k of the
+     * optimizer step draws element 2k (attention) and 2k + 1 (MLP) of its
+     * block's stream. */
+    m->dropped_paths = training && m->drop_path > 0;
+    if (m->dropped_paths)
+        CLGQA_TRY(clgqa_drop_path_scales(
+            rt, m->drop_scales, clgqa_view_at(m->drop_rates, 0), (size_t)d->num_layers, B,
+            (uint64_t)(input->train ? input->train->first_sample : 0), m->desc.seed,
+            clgqa_stream_id(CLGQA_RNG_DROP_PATH, 0, (uint64_t)pass->global_step)));
+    const int later_micro_batch = input->train && input->train->micro_batch > 0;
     for (int l = 0; l < d->num_layers; l++)
-        CLGQA_TRY(block_forward(m, l, batch, pass));
+        CLGQA_TRY(block_forward(m, l, batch, pass, later_micro_batch));
 
     /* The final LayerNorm ran on every token (the op is row-wise, only
      * token 0 is used); head on the class token: rows of lnf with stride
@@ -258,12 +297,21 @@ static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view
                              model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_HEAD_B)), B,
                              classes));
 
+    /* Training targets are soft when smoothed or mixed (timm's
+     * mixup_target); the accuracies compare with each image's own label. */
+    m->soft_targets = labels.mem && training && (m->label_smoothing > 0 || mixed);
     if (labels.mem) {
-        CLGQA_TRY(clgqa_crossentropy_forward(rt, m->losses, m->correct, m->probs, m->logits,
-                                             labels, B, classes));
+        if (m->soft_targets)
+            CLGQA_TRY(clgqa_soft_targets(rt, m->targets, labels, B, classes, m->label_smoothing,
+                                         mixed ? input->train->label_weight : 1.0));
+        const clgqa_view hard = {NULL, 0};
+        CLGQA_TRY(clgqa_crossentropy_forward(rt, m->losses, m->correct, m->top5, m->probs,
+                                             m->logits, labels, m->soft_targets ? m->targets : hard,
+                                             B, classes));
         CLGQA_TRY(clgqa_sum(rt, m->metrics, m->losses, B));
         CLGQA_TRY(clgqa_sum(rt, clgqa_view_add(m->metrics, 1), m->correct, B));
-        CLGQA_TRY(clgqa_accumulate(rt, clgqa_view_add(m->metrics, 2), m->metrics, 2));
+        CLGQA_TRY(clgqa_sum(rt, clgqa_view_add(m->metrics, 2), m->top5, B));
+        CLGQA_TRY(clgqa_accumulate(rt, clgqa_view_add(m->metrics, 3), m->metrics, 3));
         m->samples += batch;
     }
     m->labels = labels;
@@ -273,13 +321,13 @@ static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view
 
 clgqa_status clgqa_model_forward(clgqa_model *m, clgqa_view images, clgqa_view labels, int batch,
                                  const clgqa_pass *pass) {
-    const model_input input = {images, NULL, NULL};
+    const model_input input = {images, NULL, NULL, NULL};
     return forward(m, &input, labels, batch, pass);
 }
 
-clgqa_status clgqa_model_forward_pixels(clgqa_model *m, clgqa_view pixels, clgqa_view labels,
-                                        int batch, const float *mean, const float *std,
-                                        const clgqa_pass *pass) {
+static clgqa_status forward_pixels(clgqa_model *m, clgqa_view pixels, clgqa_view labels,
+                                   int batch, const float *mean, const float *std,
+                                   const clgqa_pass *pass, const clgqa_train_batch *train) {
     if (!mean || !std)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
                           "clgqa_model_forward_pixels: the normalisation's mean and std are NULL");
@@ -292,8 +340,26 @@ clgqa_status clgqa_model_forward_pixels(clgqa_model *m, clgqa_view pixels, clgqa
             return clgqa_fail(CLGQA_ERR_INVALID_ARG,
                               "clgqa_model_forward_pixels: std[%d] must be positive, not %g", c,
                               (double)std[c]);
-    const model_input input = {pixels, mean, std};
+    const model_input input = {pixels, mean, std, train};
     return forward(m, &input, labels, batch, pass);
+}
+
+clgqa_status clgqa_model_forward_pixels(clgqa_model *m, clgqa_view pixels, clgqa_view labels,
+                                        int batch, const float *mean, const float *std,
+                                        const clgqa_pass *pass) {
+    return forward_pixels(m, pixels, labels, batch, mean, std, pass, NULL);
+}
+
+clgqa_status clgqa_model_forward_train(clgqa_model *m, clgqa_view pixels, clgqa_view labels,
+                                       int batch, const float *mean, const float *std,
+                                       const clgqa_pass *pass, const clgqa_train_batch *train) {
+    if (pass->mode != CLGQA_PASS_TRAIN)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_forward_train: not a training pass");
+    if (train->first_sample < 0 || !(train->label_weight >= 0 && train->label_weight <= 1))
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_forward_train: first sample %ld "
+                          "and label weight %g (in [0, 1])", train->first_sample,
+                          train->label_weight);
+    return forward_pixels(m, pixels, labels, batch, mean, std, pass, train);
 }
 
 /* ---- backward ---- */
@@ -301,7 +367,7 @@ clgqa_status clgqa_model_forward_pixels(clgqa_model *m, clgqa_view pixels, clgqa
 /* Tells the gradients_ready hook that the gradients of tensors
  * [first_tensor, end_tensor) are final. */
 static clgqa_status gradients_ready(clgqa_model *m, int first_tensor, int end_tensor) {
-    if (!m->hooks.gradients_ready)
+    if (!m->hooks.gradients_ready || m->defer_gradients)
         return CLGQA_OK;
     size_t first = m->tensors[first_tensor].offset;
     size_t end = end_tensor < m->tensor_count ? m->tensors[end_tensor].offset : m->param_count;
@@ -350,10 +416,28 @@ static clgqa_view bias_partials(const clgqa_model *m, int l, block_bias which) {
     return block_partials(m, l, offsets[which]);
 }
 
+/* A branch's output gradient under drop path: dres scaled per sample into
+ * `scratch`, whose padded rows (up to gemm_rows) are zeroed, since its
+ * Linear's weight gradient sums over them and the scratch may hold a larger
+ * batch's rows; its column sums are the Linear's bias partials. */
+static clgqa_status scaled_branch_gradient(clgqa_model *m, clgqa_view scratch,
+                                           clgqa_view scales, clgqa_view bias_sums, size_t rows,
+                                           size_t gemm_rows) {
+    size_t C = m->dims.embed_dim;
+    CLGQA_TRY(clgqa_scale_rows(m->rt, scratch, m->dres, scales, m->dims.tokens, rows, C));
+    if (gemm_rows > rows)
+        CLGQA_TRY(clgqa_buffer_fill(m->rt, clgqa_view_add(scratch, rows * C),
+                                    (gemm_rows - rows) * C, 0.0f));
+    return clgqa_column_partials(m->rt, bias_sums, m->partials.ln_chunks, scratch, rows, C);
+}
+
 /* On entry m->dres holds the gradient of the block's x_out; on return, of its
  * x_in. LayerNorm backward accumulates its input gradient straight into
- * dres, which is also the residual path's gradient. */
-static clgqa_status block_backward(clgqa_model *m, int l) {
+ * dres, which is also the residual path's gradient. With drop path a
+ * branch's output was scaled per sample (x_out = x_mid + s * fc2(...)), so
+ * its Linear sees s * dres, made in a scratch buffer that also gives the
+ * Linear's bias sums; the LayerNorm above then stores none for it. */
+static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
     clgqa_runtime *rt = m->rt;
     const clgqa_model_dims *d = &m->dims;
     const model_partials *pp = &m->partials;
@@ -361,25 +445,42 @@ static clgqa_status block_backward(clgqa_model *m, int l) {
     size_t rows = (size_t)m->batch * d->tokens, gemm_rows = model_gemm_rows(m, rows),
            C = d->embed_dim, kv = (size_t)d->kv_heads * d->head_dim, F = d->mlp_dim;
     clgqa_attention_dims ad = model_attention_dims(m, m->batch);
+    const clgqa_view none = {NULL, 0};
 #define P(which) model_param(m, CLGQA_PARAMS, model_layer_tensor(l, MODEL_L_##which))
 #define G(which) model_param(m, CLGQA_GRADS, model_layer_tensor(l, MODEL_L_##which))
 #define SPLIT(which) block_split(m, LINEAR_##which), block_gemm_partials(m, LINEAR_##which)
 
-    /* MLP: x_out = x_mid + fc2(gelu(fc1(ln2(x_mid)))) */
-    CLGQA_TRY(linear_backward(rt, m->dgelu, G(FC2_W), SPLIT(FC2), m->dres, a->gelu, P(FC2_W),
-                              gemm_rows, F, C));
+    /* MLP: x_out = x_mid + s_mlp * fc2(gelu(fc1(ln2(x_mid)))); dheads_out
+     * is free until the attention's backward. */
+    clgqa_view dmlp = m->dres;
+    if (m->dropped_paths) {
+        dmlp = m->dheads_out;
+        CLGQA_TRY(scaled_branch_gradient(m, dmlp, branch_scales(m, l, BRANCH_MLP, m->batch),
+                                         bias_partials(m, l, BIAS_FC2), rows, gemm_rows));
+    }
+    CLGQA_TRY(linear_backward(rt, m->dgelu, G(FC2_W), SPLIT(FC2), dmlp, a->gelu, P(FC2_W),
+                              gemm_rows, F, C, grad_beta));
     CLGQA_TRY(clgqa_gelu_bias_backward(rt, CLGQA_STORAGE_FLOAT, m->dfc1,
                                        bias_partials(m, l, BIAS_FC1), pp->fc1_chunks, m->dgelu,
                                        a->fc1, P(FC1_B), rows, F));
     CLGQA_TRY(linear_backward(rt, m->dln, G(FC1_W), SPLIT(FC1), m->dfc1, a->ln2, P(FC1_W),
-                              gemm_rows, C, F));
+                              gemm_rows, C, F, grad_beta));
     CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, block_partials(m, l, pp->norm2),
-                                       bias_partials(m, l, BIAS_PROJ), pp->ln_chunks, m->dln,
-                                       a->x_mid, a->ln2_mean, a->ln2_rstd, P(NORM2_W), rows, C));
+                                       m->dropped_paths ? none : bias_partials(m, l, BIAS_PROJ),
+                                       pp->ln_chunks, m->dln, a->x_mid, a->ln2_mean, a->ln2_rstd,
+                                       P(NORM2_W), rows, C));
 
-    /* Attention: x_mid = x_in + proj(attention(q, k, v of ln1(x_in))) */
-    CLGQA_TRY(linear_backward(rt, m->dheads_out, G(PROJ_W), SPLIT(PROJ), m->dres, a->heads_out,
-                              P(PROJ_W), gemm_rows, C, C));
+    /* Attention: x_mid = x_in + s_attention * proj(attention(q, k, v of
+     * ln1(x_in))); dln is free until the q/k/v GEMM writes it. */
+    clgqa_view dattention = m->dres;
+    if (m->dropped_paths) {
+        dattention = m->dln;
+        CLGQA_TRY(scaled_branch_gradient(m, dattention,
+                                         branch_scales(m, l, BRANCH_ATTENTION, m->batch),
+                                         bias_partials(m, l, BIAS_PROJ), rows, gemm_rows));
+    }
+    CLGQA_TRY(linear_backward(rt, m->dheads_out, G(PROJ_W), SPLIT(PROJ), dattention,
+                              a->heads_out, P(PROJ_W), gemm_rows, C, C, grad_beta));
     /* The attention backward writes d(qkv) whole (no fill); one GEMM each
      * for dx and dW over the fused projection. */
     CLGQA_TRY(clgqa_attention_backward(rt, &ad, m->dqkv, clgqa_view_add(m->dqkv, C),
@@ -388,11 +489,12 @@ static clgqa_status block_backward(clgqa_model *m, int l) {
                                        m->traits.perturbs, &a->saved,
                                        m->attention_scratch));
     CLGQA_TRY(linear_backward(rt, m->dln, G(Q_W), SPLIT(QKV), m->dqkv, a->ln1, P(Q_W), gemm_rows,
-                              C, C + 2 * kv));
+                              C, C + 2 * kv, grad_beta));
     CLGQA_TRY(clgqa_column_partials(rt, bias_partials(m, l, BIAS_QKV), pp->qkv_chunks, m->dqkv,
                                     rows, C + 2 * kv));
-    /* Block 0's input gradient feeds the tokens, not a Linear's bias. */
-    clgqa_view fc2_below = l > 0 ? bias_partials(m, l - 1, BIAS_FC2) : clgqa_view_at(NULL, 0);
+    /* Block 0's input gradient feeds the tokens, not a Linear's bias; with
+     * drop path the block below makes its fc2 bias sums itself. */
+    clgqa_view fc2_below = l > 0 && !m->dropped_paths ? bias_partials(m, l - 1, BIAS_FC2) : none;
     CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, block_partials(m, l, pp->norm1), fc2_below,
                                        pp->ln_chunks, m->dln, a->x_in, a->ln1_mean, a->ln1_rstd,
                                        P(NORM1_W), rows, C));
@@ -403,11 +505,21 @@ static clgqa_status block_backward(clgqa_model *m, int l) {
 }
 
 clgqa_status clgqa_model_backward(clgqa_model *m) {
+    if (!m->batch || !m->labels.mem)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "clgqa_model_backward: the last forward pass had no labels");
+    return clgqa_model_backward_scaled(m, 1.0f / (float)m->batch, 0);
+}
+
+clgqa_status clgqa_model_backward_scaled(clgqa_model *m, float loss_scale, int accumulate) {
     clgqa_runtime *rt = m->rt;
     const clgqa_model_dims *d = &m->dims;
     if (!m->batch || !m->labels.mem)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
                           "clgqa_model_backward: the last forward pass had no labels");
+    if (!(loss_scale > 0) || !isfinite(loss_scale))
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_backward: loss scale %g is not "
+                          "positive", (double)loss_scale);
     size_t B = m->batch, rows = B * d->tokens, C = d->embed_dim, classes = d->num_classes,
            patch_rows = B * d->grid * d->grid,
            patch_len = (size_t)d->in_chans * d->patch_size * d->patch_size;
@@ -416,8 +528,12 @@ clgqa_status clgqa_model_backward(clgqa_model *m) {
     int head_w = model_final_tensor(m, MODEL_F_HEAD_W);
     const model_partials *pp = &m->partials;
     clgqa_view final_partials = clgqa_view_add(m->column_partials, 2 * pp->slot);
+    /* Weight gradients are written (beta 0) by a cycle's first micro-batch
+     * and added to (beta 1) by the others; the column sums and the tokens'
+     * gradients always add, onto a buffer zeroed first. */
+    const float grad_beta = accumulate ? 1.0f : 0.0f;
 
-    for (int c = 0; c < m->chunk_count; c++) {
+    for (int c = 0; c < m->chunk_count && !accumulate; c++) {
         size_t floats = 0;
         clgqa_view grads = clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, &floats);
         CLGQA_TRY(clgqa_buffer_fill(rt, grads, floats, 0.0f));
@@ -444,29 +560,35 @@ clgqa_status clgqa_model_backward(clgqa_model *m) {
     }
     m->backward_rows = rows;
 
-    /* Mean cross-entropy -> head -> final LayerNorm, whose input gradient's
-     * column sums are the last block's fc2 bias gradient. */
-    clgqa_view loss_scale = {NULL, 0};
+    /* Cross-entropy (against the soft targets when the forward used them)
+     * -> head -> final LayerNorm, whose input gradient's column sums are the
+     * last block's fc2 bias gradient (made by the block itself under drop
+     * path). With the loss scaler, dloss times its device scale. */
+    const clgqa_view hard_labels = {NULL, 0};
+    clgqa_view device_scale = {NULL, 0};
     if (m->loss_scaling)
-        loss_scale = clgqa_view_add(m->scaler, CLGQA_SCALER_SCALE);
-    CLGQA_TRY(clgqa_crossentropy_backward(rt, m->dlogits, m->probs, m->labels, B, classes,
-                                          1.0f / (float)B, loss_scale));
+        device_scale = clgqa_view_add(m->scaler, CLGQA_SCALER_SCALE);
+    CLGQA_TRY(clgqa_crossentropy_backward(rt, m->dlogits, m->probs, m->labels,
+                                          m->soft_targets ? m->targets : hard_labels, B, classes,
+                                          loss_scale, device_scale));
     CLGQA_TRY(clgqa_sgemm(rt, 1, 0, classes, C, B, 1.0f, m->dlogits, classes, m->lnf,
-                          (size_t)d->tokens * C, 0.0f, model_param(m, CLGQA_GRADS, head_w), C));
+                          (size_t)d->tokens * C, grad_beta, model_param(m, CLGQA_GRADS, head_w), C));
     CLGQA_TRY(clgqa_column_partials(rt, clgqa_view_add(final_partials, pp->head_b),
                                     pp->head_chunks, m->dlogits, B, classes));
     CLGQA_TRY(clgqa_sgemm(rt, 0, 0, B, C, classes, 1.0f, m->dlogits, classes,
                           model_param(m, CLGQA_PARAMS, head_w), C, 0.0f, m->dln,
                           (size_t)d->tokens * C));
+    const clgqa_view none = {NULL, 0};
     CLGQA_TRY(clgqa_layernorm_backward(
-        rt, m->dres, clgqa_view_add(final_partials, pp->norm), bias_partials(m, L - 1, BIAS_FC2),
-        pp->ln_chunks, m->dln, m->layers[L - 1].x_out, m->lnf_mean, m->lnf_rstd,
-        model_param(m, CLGQA_PARAMS, norm_w), rows, C));
+        rt, m->dres, clgqa_view_add(final_partials, pp->norm),
+        m->dropped_paths ? none : bias_partials(m, L - 1, BIAS_FC2), pp->ln_chunks, m->dln,
+        m->layers[L - 1].x_out, m->lnf_mean, m->lnf_rstd, model_param(m, CLGQA_PARAMS, norm_w),
+        rows, C));
     CLGQA_TRY(finish_column_sums(m, L));
     CLGQA_TRY(gradients_ready(m, norm_w, m->tensor_count));
 
     for (int l = L - 1; l >= 0; l--) {
-        CLGQA_TRY(block_backward(m, l));
+        CLGQA_TRY(block_backward(m, l, grad_beta));
         CLGQA_TRY(gradients_ready(m, model_layer_tensor(l, 0), model_layer_tensor(l + 1, 0)));
     }
 
@@ -479,7 +601,7 @@ clgqa_status clgqa_model_backward(clgqa_model *m) {
     CLGQA_TRY(linear_backward(rt, no_input_gradient, model_param(m, CLGQA_GRADS, MODEL_T_PATCH_W),
                               m->gemm.patch_split, m->gemm_partials, m->dpatch_out, m->patches,
                               model_param(m, CLGQA_PARAMS, MODEL_T_PATCH_W),
-                              model_gemm_rows(m, patch_rows), patch_len, C));
+                              model_gemm_rows(m, patch_rows), patch_len, C, grad_beta));
     CLGQA_TRY(finish_column_sums(m, L + 1)); /* the patch weight's split, if any */
     CLGQA_TRY(clgqa_bias_backward(rt, model_param(m, CLGQA_GRADS, MODEL_T_PATCH_B), m->dpatch_out,
                                   patch_rows, C));
@@ -531,10 +653,13 @@ clgqa_status clgqa_model_step(clgqa_model *m, const clgqa_adamw *adamw, long ste
     for (int c = 0; c < m->chunk_count; c++) {
         size_t floats = 0;
         clgqa_view params = clgqa_model_chunk(m, CLGQA_PARAMS, c, NULL, &floats);
+        const clgqa_no_decay no_decay = {clgqa_view_at(m->no_decay_edges, 0), m->no_decay_count,
+                                         m->chunk_first[c]};
         CLGQA_TRY(clgqa_adamw_step(m->rt, params, clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, NULL),
                                    clgqa_model_chunk(m, CLGQA_ADAM_M, c, NULL, NULL),
                                    clgqa_model_chunk(m, CLGQA_ADAM_V, c, NULL, NULL), floats, &hp,
-                                   step, grad_scale, scaler));
+                                   step, grad_scale, adamw->no_weight_decay ? &no_decay : NULL,
+                                   scaler));
     }
     if (m->loss_scaling)
         CLGQA_TRY(clgqa_loss_scale_update(m->rt, scaler, CLGQA_LOSS_SCALE_GROWTH_INTERVAL));

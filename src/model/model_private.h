@@ -6,6 +6,7 @@
 #define CLGQA_MODEL_PRIVATE_H
 
 #include "clgqa/model.h"
+#include "patch_embed.h"
 
 /* The flat buffers are split into chunks of whole tensors (in table order)
  * when param_count floats exceed the device's largest allocation
@@ -99,6 +100,46 @@ int clgqa_model_loss_scaling(const clgqa_model *model);
 clgqa_status clgqa_model_read_loss_scaler(clgqa_model *model, clgqa_loss_scaler *out);
 clgqa_status clgqa_model_copy_loss_scaler(clgqa_model *model, float *fields, cl_event *copied);
 void clgqa_loss_scaler_of_copy(const float *fields, clgqa_loss_scaler *out);
+
+/* ---- timm's training recipe ----
+ * Label smoothing and stochastic depth, set once for training passes
+ * (evaluation passes use neither): label_smoothing s makes every training
+ * target (1 - s) onehot + s / classes; drop_path r drops each block's
+ * attention and MLP outputs per sample with probability r l / (depth - 1)
+ * in block l (timm's linspace over depth), scaling the kept ones by
+ * 1 / keep (timm's drop_path). Both 0: the plain model. */
+typedef struct clgqa_regularisation {
+    double label_smoothing; /* [0, 1) */
+    double drop_path;       /* [0, 1) */
+} clgqa_regularisation;
+clgqa_status clgqa_model_set_regularisation(clgqa_model *model, const clgqa_regularisation *r);
+
+/* What a training batch brings beyond its pixels and labels: its mix
+ * (timm's Mixup/CutMix in mode 'batch', drawn by the trainer), the weight of
+ * each image's own label in its soft target (lambda, 1 without a mix), and
+ * the batch's first sample's index among the optimizer step's samples
+ * (micro-batches of gradient accumulation and MPI ranks), which keys the
+ * drop-path draws, so a sample draws alike in any micro-batch. A DGQA
+ * window step regroups in its first micro-batch (the window counts
+ * optimizer steps); KDGQA regroups on every forward, so on each
+ * micro-batch's own key norms. */
+typedef struct clgqa_train_batch {
+    clgqa_image_mix mix;
+    double label_weight;
+    long first_sample;
+    int micro_batch; /* its place in the optimizer step: DGQA regroups on the first only */
+} clgqa_train_batch;
+/* clgqa_model_forward_pixels for a training pass (pass->mode TRAIN) with
+ * `train`'s mix, the soft targets that label smoothing or a mix make, and
+ * drop path. */
+clgqa_status clgqa_model_forward_train(clgqa_model *model, clgqa_view pixels, clgqa_view labels,
+                                       int batch, const float *mean, const float *std,
+                                       const clgqa_pass *pass, const clgqa_train_batch *train);
+
+/* While set, backward passes do not call the gradients_ready hook: the
+ * micro-batches of a gradient-accumulation cycle before its last, whose
+ * gradient is not final yet. */
+void clgqa_model_defer_gradients(clgqa_model *model, int defer);
 
 /* ---- data-parallel hooks ----
  * A data-parallel trainer (src/train/mpi_ranks.c) makes its processes agree through

@@ -26,7 +26,7 @@ static double config_value(float x) {
 clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view grads,
                               clgqa_view m, clgqa_view v, size_t n,
                               const clgqa_adamw_hparams *hp, long step, clgqa_view grad_scale,
-                              clgqa_view scaler) {
+                              const clgqa_no_decay *no_decay, clgqa_view scaler) {
     static const char op[] = "clgqa_adamw_step";
     if (step < 1 || step > UINT32_MAX)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: step counts from 1 (got %ld)", op, step);
@@ -53,6 +53,19 @@ clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view g
         CLGQA_TRY(clgqa_check_view(op, "scaler", scaler, CLGQA_SCALER_FLOATS, sizeof(float)));
     else
         scaler = params; /* likewise */
+    clgqa_view edges = params; /* with no edges, a valid buffer the kernel never reads */
+    size_t edge_count = 0, first = 0;
+    if (no_decay && no_decay->count) {
+        if (no_decay->count % 2 || no_decay->first > UINT32_MAX - n)
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: %zu no-decay edges from element %zu: "
+                              "need pairs, within 2^32 elements", op, no_decay->count,
+                              no_decay->first);
+        CLGQA_TRY(clgqa_check_view(op, "no_decay edges", no_decay->edges, no_decay->count,
+                                   sizeof(cl_uint)));
+        edges = no_decay->edges;
+        edge_count = no_decay->count;
+        first = no_decay->first;
+    }
 
     /* Python computes these scalars in double; the kernel gets them rounded
      * once to float, as PyTorch passes them to its float kernels. */
@@ -85,6 +98,32 @@ clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view g
     KERNEL_ARG(&args, hp->lr);
     cl_uint step_arg = (cl_uint)step;
     KERNEL_ARG(&args, step_arg);
+    kernel_arg_view(&args, edges);
+    kernel_arg_uint(&args, edge_count);
+    kernel_arg_uint(&args, first);
+    CLGQA_TRY(kernel_args_done(&args));
+    return clgqa_launch_1d(rt, k, n, clgqa_work_group_size(rt, k, 256));
+}
+
+clgqa_status clgqa_ema_update(clgqa_runtime *rt, clgqa_view ema, clgqa_view params, size_t n,
+                              double decay) {
+    static const char op[] = "clgqa_ema_update";
+    if (!(decay >= 0 && decay <= 1))
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: decay %g is not in [0, 1]", op, decay);
+    if (n == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_size(op, "n", n));
+    CLGQA_TRY(clgqa_check_view(op, "ema", ema, n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "params", params, n, sizeof(float)));
+    /* timm computes 1 - decay in Python; torch rounds it to float. */
+    float weight = (float)(1.0 - decay);
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "ema_update", &k));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, ema);
+    kernel_arg_view(&args, params);
+    kernel_arg_uint(&args, n);
+    KERNEL_ARG(&args, weight);
     CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, n, clgqa_work_group_size(rt, k, 256));
 }

@@ -77,6 +77,35 @@ clgqa_status clgqa_activations_from_float(clgqa_runtime *rt, clgqa_storage stora
                    clgqa_storage_bytes(storage), src, sizeof(float), n);
 }
 
+/* ---- scale rows ---- */
+
+clgqa_status clgqa_scale_rows(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
+                              clgqa_view scales, size_t rows_per_scale, size_t rows,
+                              size_t cols) {
+    static const char op[] = "clgqa_scale_rows";
+    size_t n;
+    CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, &n));
+    if (rows_per_scale == 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: rows_per_scale must be positive", op);
+    if (n == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view(op, "out", out, n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "in", in, n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "scales", scales, (rows + rows_per_scale - 1) / rows_per_scale,
+                               sizeof(float)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "scale_rows", &k));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, out);
+    kernel_arg_view(&args, in);
+    kernel_arg_view(&args, scales);
+    kernel_arg_uint(&args, rows_per_scale);
+    kernel_arg_uint(&args, rows);
+    kernel_arg_uint(&args, cols);
+    CLGQA_TRY(kernel_args_done(&args));
+    return launch_columns_rows(rt, k, rows, cols);
+}
+
 /* ---- bias add (its gradient, a column sum, is in reduce.c) ---- */
 
 /* The ops over [rows, cols] tensors plus a [cols] bias: checks every

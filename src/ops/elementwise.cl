@@ -32,6 +32,16 @@ __kernel void activations_from_float(__global ACT *dst, const uint dst_off,
         act_store(src[src_off + i], dst, dst_off + i);
 }
 
+/* out[r, c] = in[r, c] * scales[r / rows_per_scale]; work-item (c, r). */
+__kernel void scale_rows(__global float *out, const uint out_off, __global const float *in,
+                         const uint in_off, __global const float *scales, const uint scales_off,
+                         const uint rows_per_scale, const uint rows, const uint cols) {
+    const uint c = get_global_id(0), r = get_global_id(1);
+    if (c < cols && r < rows)
+        out[out_off + r * cols + c] =
+            in[in_off + r * cols + c] * scales[scales_off + r / rows_per_scale];
+}
+
 /* x[r, c] += bias[c]; work-item (c, r), so no index division. */
 __kernel void bias_add(__global float *x, const uint x_off, __global const float *bias,
                        const uint bias_off, const uint rows, const uint cols) {

@@ -89,7 +89,8 @@ clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_storage storage, c
 
 clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_storage storage,
                                               clgqa_view x, clgqa_view residual, clgqa_view linear,
-                                              clgqa_view linear_bias, clgqa_view out,
+                                              clgqa_view linear_bias, clgqa_view branch_scales,
+                                              size_t rows_per_scale, clgqa_view out,
                                               clgqa_view mean, clgqa_view rstd, clgqa_view weight,
                                               clgqa_view bias, size_t rows, size_t cols,
                                               float eps) {
@@ -104,6 +105,16 @@ clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_storage s
     CLGQA_TRY(clgqa_check_view(op, "residual", residual, n, sizeof(float)));
     CLGQA_TRY(clgqa_check_view(op, "linear", linear, n, sizeof(float)));
     CLGQA_TRY(clgqa_check_view(op, "linear_bias", linear_bias, cols, sizeof(float)));
+    cl_uint use_scales = branch_scales.mem != NULL;
+    if (use_scales) {
+        if (rows_per_scale == 0)
+            return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: rows_per_scale must be positive", op);
+        CLGQA_TRY(clgqa_check_view(op, "branch_scales", branch_scales,
+                                   (rows + rows_per_scale - 1) / rows_per_scale, sizeof(float)));
+    } else {
+        branch_scales = linear_bias; /* a valid buffer the kernel never reads */
+        rows_per_scale = 1;
+    }
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel_variant(rt, FAMILY, clgqa_storage_defines(storage),
                                    "residual_layernorm_forward", &k));
@@ -112,6 +123,9 @@ clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_storage s
     kernel_arg_view(&args, residual);
     kernel_arg_view(&args, linear);
     kernel_arg_view(&args, linear_bias);
+    kernel_arg_view(&args, branch_scales);
+    KERNEL_ARG(&args, use_scales);
+    kernel_arg_uint(&args, rows_per_scale);
     const clgqa_view rows_read[] = {x, residual, linear, linear_bias, out, weight, bias};
     return launch_forward(rt, k, &args, out, mean, rstd, weight, bias, rows, cols, eps, rows_read,
                           7);

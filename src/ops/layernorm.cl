@@ -75,15 +75,21 @@ __kernel void layernorm_forward(__global const float *in, const uint in_off, __g
 }
 
 /* A Linear's bias and the residual add after its GEMM, in PyTorch's order
- * (x = residual + (linear + linear_bias)), stored to x, then the LayerNorm
- * that reads x (out, mean, rstd as layernorm_forward), in one pass over the
- * row: the sum for the mean is taken as x is written, and work-item lid
- * reads back only what it wrote. x may alias linear; out aliases neither. */
+ * (x = residual + (linear + linear_bias) * scale), stored to x, then the
+ * LayerNorm that reads x (out, mean, rstd as layernorm_forward), in one pass
+ * over the row: the sum for the mean is taken as x is written, and
+ * work-item lid reads back only what it wrote. x may alias linear; out
+ * aliases neither. scale is the row's sample's drop-path scale,
+ * branch_scales[row / rows_per_scale], when use_scales, else 1 (a product
+ * by 1 is exact, so the unscaled sum is PyTorch's). */
 __kernel void residual_layernorm_forward(__global float *x, const uint x_off,
                                          __global const float *residual, const uint residual_off,
                                          __global const float *linear, const uint linear_off,
                                          __global const float *linear_bias,
-                                         const uint linear_bias_off, __global ACT *out,
+                                         const uint linear_bias_off,
+                                         __global const float *branch_scales,
+                                         const uint branch_scales_off, const uint use_scales,
+                                         const uint rows_per_scale, __global ACT *out,
                                          const uint out_off, __global float *mean,
                                          const uint mean_off, __global float *rstd,
                                          const uint rstd_off, __global const float *weight,
@@ -96,12 +102,13 @@ __kernel void residual_layernorm_forward(__global float *x, const uint x_off,
     __global const float *l = linear + linear_off + row * cols, *lb = linear_bias + linear_bias_off;
     __global const float4 *r4 = (__global const float4 *)r, *l4 = (__global const float4 *)l,
                           *lb4 = (__global const float4 *)lb;
+    const float s = use_scales ? branch_scales[branch_scales_off + row / rows_per_scale] : 1.0f;
     float sum = 0.0f;
     for (uint q = lid; q < quads; q += size) {
         /* Lane by lane, in scalar arithmetic (see the top of the file). */
         const float4 rq = r4[q], lq = l4[q], lbq = lb4[q];
-        const float v0 = rq.x + (lq.x + lbq.x), v1 = rq.y + (lq.y + lbq.y);
-        const float v2 = rq.z + (lq.z + lbq.z), v3 = rq.w + (lq.w + lbq.w);
+        const float v0 = rq.x + (lq.x + lbq.x) * s, v1 = rq.y + (lq.y + lbq.y) * s;
+        const float v2 = rq.z + (lq.z + lbq.z) * s, v3 = rq.w + (lq.w + lbq.w) * s;
         xr[4 * q] = v0;
         xr[4 * q + 1] = v1;
         xr[4 * q + 2] = v2;
@@ -109,7 +116,7 @@ __kernel void residual_layernorm_forward(__global float *x, const uint x_off,
         sum += (v0 + v1) + (v2 + v3);
     }
     for (uint c = 4 * quads + lid; c < cols; c += size) {
-        const float v = r[c] + (l[c] + lb[c]);
+        const float v = r[c] + (l[c] + lb[c]) * s;
         xr[c] = v;
         sum += v;
     }

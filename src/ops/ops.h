@@ -66,6 +66,12 @@ clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_storage storage, 
                                       clgqa_view partials, size_t chunks, clgqa_view dout,
                                       clgqa_view in, clgqa_view bias, size_t rows, size_t cols);
 
+/* out[r, c] = in[r, c] * scales[r / rows_per_scale]: a sample's rows
+ * scaled alike (drop path's backward); out may alias in. */
+clgqa_status clgqa_scale_rows(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
+                              clgqa_view scales, size_t rows_per_scale, size_t rows,
+                              size_t cols);
+
 /* ---- layernorm.cl ---- */
 /* Per row of `cols`: out = (in - mean) * rstd * weight + bias; saves mean and
  * rstd ([rows] each) for backward. Activations (`storage`): out (in is the
@@ -78,11 +84,14 @@ clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_storage storage, c
  * that follows, in one pass: x = residual + (linear + linear_bias) (x may
  * alias linear: the GEMM's output), then out, mean, rstd of x as
  * clgqa_layernorm_forward (out must not overlap x, residual or linear).
- * Activations (`storage`): out (x, residual and the GEMM's float output
- * linear are float always). */
+ * With branch_scales.mem set the branch is scaled per sample first (drop
+ * path): x = residual + (linear + linear_bias) * branch_scales[r /
+ * rows_per_scale]. Activations (`storage`): out (x, residual and the GEMM's
+ * float output linear are float always). */
 clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_storage storage,
                                               clgqa_view x, clgqa_view residual, clgqa_view linear,
-                                              clgqa_view linear_bias, clgqa_view out,
+                                              clgqa_view linear_bias, clgqa_view branch_scales,
+                                              size_t rows_per_scale, clgqa_view out,
                                               clgqa_view mean, clgqa_view rstd, clgqa_view weight,
                                               clgqa_view bias, size_t rows, size_t cols,
                                               float eps);
@@ -101,19 +110,33 @@ clgqa_status clgqa_layernorm_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
                                       clgqa_view weight, size_t rows, size_t cols);
 
 /* ---- crossentropy.cl ---- */
-/* From logits [rows, classes] and int labels [rows]: probs = softmax(logits),
- * losses[r] = -log probs[r, label], correct[r] = (argmax_c logits[r] == label)
- * as 1.0f/0.0f (first index wins ties); a label outside [0, classes) gives
- * a NaN loss and correct 0. probs must not overlap logits. */
+/* From logits [rows, classes] and int labels [rows]: probs = softmax(logits);
+ * losses[r] = -sum_c targets[r, c] log probs[r, c] when targets.mem is set
+ * (soft targets [rows, classes]: smoothed or mixed labels), else
+ * -log probs[r, label]; correct[r] = (argmax_c logits[r] == label) and, when
+ * top5.mem is set, top5[r] = (the label is among the 5 largest logits), as
+ * 1.0f/0.0f (ties rank the lower index first, as argmax). The accuracies
+ * always use the label. A label outside [0, classes) gives a NaN loss and 0
+ * accuracies. probs must not overlap logits or targets. */
 clgqa_status clgqa_crossentropy_forward(clgqa_runtime *rt, clgqa_view losses, clgqa_view correct,
-                                        clgqa_view probs, clgqa_view logits, clgqa_view labels,
-                                        size_t rows, size_t classes);
-/* dlogits += dloss * (probs - onehot(label)); dloss = 1/rows for the mean.
+                                        clgqa_view top5, clgqa_view probs, clgqa_view logits,
+                                        clgqa_view labels, clgqa_view targets, size_t rows,
+                                        size_t classes);
+/* dlogits += dloss * (probs - target), the target targets[r] when
+ * targets.mem is set, else onehot(label[r]); dloss = 1/rows for the mean.
  * With loss_scale (a device scalar, a power of 2; .mem NULL: none) dloss is
  * multiplied by loss_scale[0] first: the loss scaler's backward. */
 clgqa_status clgqa_crossentropy_backward(clgqa_runtime *rt, clgqa_view dlogits, clgqa_view probs,
-                                         clgqa_view labels, size_t rows, size_t classes,
-                                         float dloss, clgqa_view loss_scale);
+                                         clgqa_view labels, clgqa_view targets, size_t rows,
+                                         size_t classes, float dloss, clgqa_view loss_scale);
+/* timm's mixup_target for a batch mixed with itself flipped (row r with row
+ * rows - 1 - r): targets[r] = own_weight * y(label[r]) + (1 - own_weight) *
+ * y(label[rows - 1 - r]), where y(k) is label smoothing's target for class
+ * k: 1 - smoothing + smoothing / classes at k, smoothing / classes elsewhere
+ * (own_weight 1: smoothing alone). Weights and values are rounded to float
+ * as PyTorch does with timm's Python numbers. A bad label gives NaN rows. */
+clgqa_status clgqa_soft_targets(clgqa_runtime *rt, clgqa_view targets, clgqa_view labels,
+                                size_t rows, size_t classes, double smoothing, double own_weight);
 
 /* ---- reduce.cl ---- */
 /* out[0] = sum x / sum x^2, deterministic (fixed reduction order). */
@@ -188,18 +211,34 @@ typedef enum clgqa_scaler_field {
     CLGQA_SCALER_SKIPPED,
     CLGQA_SCALER_FLOATS
 } clgqa_scaler_field;
+/* The ranges of a flat parameter buffer that AdamW leaves undecayed
+ * (timm's no_weight_decay: biases, norms, pos_embed, cls_token): `count`
+ * sorted edges [start_0, end_0, start_1, end_1, ...] (uint, on the device)
+ * over the whole buffer; `first` is the whole buffer's index of the
+ * launch's element 0 (a chunk's first element). */
+typedef struct clgqa_no_decay {
+    clgqa_view edges;
+    size_t count;
+    size_t first;
+} clgqa_no_decay;
 /* One torch.optim.AdamW step over n parameters (decoupled decay
  * p -= lr*wd*p, then Adam with bias correction; `step` counts from 1).
  * grad_scale multiplies the gradient first (1.0 normally; the clip factor
  * when clipping by global norm; it is a device scalar so clipping needs no
- * host read: grad_scale.mem NULL means 1.0). With `scaler` (.mem NULL:
- * none), GradScaler's step: nothing changes when the scaler's found_inf is
- * set; otherwise the gradient is divided by the loss scale, and Adam's step
- * count is `step` less the steps skipped so far (adamw.cl). */
+ * host read: grad_scale.mem NULL means 1.0). no_decay (NULL: none) names
+ * the parameters whose decay is skipped, as a second parameter group with
+ * weight_decay 0 in PyTorch. With `scaler` (.mem NULL: none), GradScaler's
+ * step: nothing changes when the scaler's found_inf is set; otherwise the
+ * gradient is divided by the loss scale, and Adam's step count is `step`
+ * less the steps skipped so far (adamw.cl). */
 clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view grads,
                               clgqa_view m, clgqa_view v, size_t n,
                               const clgqa_adamw_hparams *hp, long step, clgqa_view grad_scale,
-                              clgqa_view scaler);
+                              const clgqa_no_decay *no_decay, clgqa_view scaler);
+/* ema = ema.lerp(params, 1 - decay) over n floats, torch.lerp's formula
+ * (timm's ModelEmaV3 after each optimizer step). */
+clgqa_status clgqa_ema_update(clgqa_runtime *rt, clgqa_view ema, clgqa_view params, size_t n,
+                              double decay);
 /* grad_scale[0] = min(1, max_norm / (sqrt(sum_squares[0]) + 1e-6)) as torch's
  * clip_grad_norm_ (with the loss scaler, sum_squares is that of the
  * unscaled gradients: clgqa_sum_squares_divided). */
@@ -223,5 +262,16 @@ clgqa_status clgqa_random_uniform(clgqa_runtime *rt, clgqa_view out, size_t n, u
                                   uint64_t stream);
 clgqa_status clgqa_random_normal(clgqa_runtime *rt, clgqa_view out, size_t n, uint64_t seed,
                                  uint64_t stream, float mean, float std);
+/* Stochastic depth (timm's drop_path) for `layers` blocks of a batch of
+ * `samples`: scales[(l * 2 + branch) * samples + b] is 1 / keep_prob(l) or
+ * 0 for block l's attention (branch 0) and MLP (1) output, kept when u <
+ * keep_prob(l), u being element 2 * (first_sample + b) + branch of the
+ * stream clgqa_stream_id(purpose, l, step) for `stream` =
+ * clgqa_stream_id(purpose, 0, step) (the host's clgqa_host_random_bits
+ * draws the same). rates [layers, 2] holds each block's keep_prob and
+ * 1 / keep_prob as floats. */
+clgqa_status clgqa_drop_path_scales(clgqa_runtime *rt, clgqa_view scales, clgqa_view rates,
+                                    size_t layers, size_t samples, uint64_t first_sample,
+                                    uint64_t seed, uint64_t stream);
 
 #endif

@@ -30,8 +30,23 @@ clgqa_status clgqa_patch_im2col(clgqa_runtime *rt, clgqa_view patches, clgqa_vie
 
 clgqa_status clgqa_patch_im2col_pixels(clgqa_runtime *rt, clgqa_view patches, clgqa_view pixels,
                                        size_t batch, size_t in_chans, size_t img_size,
-                                       size_t patch, const float *mean, const float *std) {
+                                       size_t patch, const float *mean, const float *std,
+                                       const clgqa_image_mix *mix) {
     const char *op = "clgqa_patch_im2col_pixels";
+    static const clgqa_image_mix unmixed = {CLGQA_MIX_NONE, 1.0, 0, 0, 0, 0};
+    if (!mix)
+        mix = &unmixed;
+    if (mix->mode == CLGQA_MIX_BLEND && !(mix->lambda >= 0 && mix->lambda <= 1))
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: the blend's weight %g is not in [0, 1]", op,
+                          mix->lambda);
+    if (mix->mode == CLGQA_MIX_BOX &&
+        (mix->y0 < 0 || mix->y0 > mix->y1 || (size_t)mix->y1 > img_size || mix->x0 < 0 ||
+         mix->x0 > mix->x1 || (size_t)mix->x1 > img_size))
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: the box rows [%d, %d) x columns [%d, %d) "
+                          "is not inside a %zu x %zu image", op, mix->y0, mix->y1, mix->x0,
+                          mix->x1, img_size, img_size);
+    if ((int)mix->mode < CLGQA_MIX_NONE || mix->mode > CLGQA_MIX_BOX)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: no mix mode %d", op, (int)mix->mode);
     if (patch == 0 || img_size % patch != 0)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: img_size %zu is not a multiple of patch %zu",
                           op, img_size, patch);
@@ -58,6 +73,13 @@ clgqa_status clgqa_patch_im2col_pixels(clgqa_runtime *rt, clgqa_view patches, cl
     kernel_arg_uint(&args, patch);
     KERNEL_ARG(&args, m);
     KERNEL_ARG(&args, s);
+    cl_uint mode = (cl_uint)mix->mode;
+    float own = (float)mix->lambda, partner = (float)(1.0 - mix->lambda);
+    cl_uint4 box = {{(cl_uint)mix->y0, (cl_uint)mix->y1, (cl_uint)mix->x0, (cl_uint)mix->x1}};
+    KERNEL_ARG(&args, mode);
+    KERNEL_ARG(&args, own);
+    KERNEL_ARG(&args, partner);
+    KERNEL_ARG(&args, box);
     CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, n_pixels, clgqa_work_group_size(rt, k, 256));
 }

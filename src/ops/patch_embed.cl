@@ -8,10 +8,10 @@
 
 /* patches[b * n + patch, k] = images[b, c, py * p + y, px * p + x] with
  * k = (c * p + y) * p + x: channel-major inside the patch, as the conv weight
- * [C, in_chans, p, p] is laid out. n = grid^2 patches, row-major. The image
- * element that patches[i] takes, and its channel c. */
-uint im2col_source(const uint i, const uint in_chans, const uint img_size, const uint patch,
-                   uint *channel) {
+ * [C, in_chans, p, p] is laid out. n = grid^2 patches, row-major. Where
+ * patches[i] comes from: sample b, channel c, image row y and column x. */
+void im2col_position(const uint i, const uint in_chans, const uint img_size, const uint patch,
+                     uint *sample, uint *channel, uint *row_in_image, uint *column) {
     const uint grid = img_size / patch;
     const uint n = grid * grid;
     const uint k_len = in_chans * patch * patch;
@@ -20,8 +20,16 @@ uint im2col_source(const uint i, const uint in_chans, const uint img_size, const
     const uint py = p_index / grid, px = p_index - py * grid;
     const uint c = k / (patch * patch), yx = k - c * patch * patch;
     const uint y = yx / patch, x = yx - y * patch;
+    *sample = b;
     *channel = c;
-    return ((b * in_chans + c) * img_size + py * patch + y) * img_size + px * patch + x;
+    *row_in_image = py * patch + y;
+    *column = px * patch + x;
+}
+
+/* The element of image b at (c, y, x) in [batch, in_chans, img, img]. */
+uint image_element(const uint b, const uint c, const uint y, const uint x, const uint in_chans,
+                   const uint img_size) {
+    return ((b * in_chans + c) * img_size + y) * img_size + x;
 }
 
 __kernel void patch_im2col(__global float *patches, const uint patches_off,
@@ -31,26 +39,53 @@ __kernel void patch_im2col(__global float *patches, const uint patches_off,
     const uint i = get_global_id(0);
     if (i >= batch * in_chans * img_size * img_size)
         return;
-    uint c;
-    patches[patches_off + i] = images[images_off + im2col_source(i, in_chans, img_size, patch, &c)];
+    uint b, c, y, x;
+    im2col_position(i, in_chans, img_size, patch, &b, &c, &y, &x);
+    patches[patches_off + i] = images[images_off + image_element(b, c, y, x, in_chans, img_size)];
 }
+
+/* How patch_im2col_pixels mixes the batch (ops/patch_embed.h). */
+#define MIX_NONE 0
+#define MIX_BLEND 1
+#define MIX_BOX 2
 
 /* patch_im2col from 8-bit pixels, normalised on the way as the loader
  * would on the host: (x / 255 - mean[c]) / std[c] (ToTensor, Normalize;
- * up to 3 channels, in mean.x/y/z and std.x/y/z). */
+ * up to 3 channels, in mean.x/y/z and std.x/y/z). Then, as timm's Mixup
+ * (mode 'batch') on the normalised batch x and its partner x.flip(0) (image
+ * b with image batch - 1 - b): MIX_BLEND gives x * own_weight + partner *
+ * partner_weight; MIX_BOX takes the partner's pixels in rows [box.x, box.y)
+ * and columns [box.z, box.w) (CutMix). */
+float normalised_pixel(__global const uchar *pixels, const uint index, const uint c,
+                       const float4 mean, const float4 std) {
+    const float m = c == 0 ? mean.x : c == 1 ? mean.y : mean.z;
+    const float s = c == 0 ? std.x : c == 1 ? std.y : std.z;
+    return ((float)pixels[index] / 255.0f - m) / s;
+}
+
 __kernel void patch_im2col_pixels(__global float *patches, const uint patches_off,
                                   __global const uchar *pixels, const uint pixels_off,
                                   const uint batch, const uint in_chans, const uint img_size,
-                                  const uint patch, const float4 mean, const float4 std) {
+                                  const uint patch, const float4 mean, const float4 std,
+                                  const uint mix, const float own_weight,
+                                  const float partner_weight, const uint4 box) {
     const uint i = get_global_id(0);
     if (i >= batch * in_chans * img_size * img_size)
         return;
-    uint c;
-    const float value =
-        (float)pixels[pixels_off + im2col_source(i, in_chans, img_size, patch, &c)];
-    const float m = c == 0 ? mean.x : c == 1 ? mean.y : mean.z;
-    const float s = c == 0 ? std.x : c == 1 ? std.y : std.z;
-    patches[patches_off + i] = (value / 255.0f - m) / s;
+    uint b, c, y, x;
+    im2col_position(i, in_chans, img_size, patch, &b, &c, &y, &x);
+    const uint partner = batch - 1 - b;
+    const uint own_index = pixels_off + image_element(b, c, y, x, in_chans, img_size);
+    const uint partner_index = pixels_off + image_element(partner, c, y, x, in_chans, img_size);
+    float value;
+    if (mix == MIX_BLEND)
+        value = normalised_pixel(pixels, own_index, c, mean, std) * own_weight +
+                normalised_pixel(pixels, partner_index, c, mean, std) * partner_weight;
+    else if (mix == MIX_BOX && y >= box.x && y < box.y && x >= box.z && x < box.w)
+        value = normalised_pixel(pixels, partner_index, c, mean, std);
+    else
+        value = normalised_pixel(pixels, own_index, c, mean, std);
+    patches[patches_off + i] = value;
 }
 
 /* tokens[b, 0, :] = cls + pos[0]; tokens[b, t, :] = patch_out[b * n + t - 1] + pos[t]. */

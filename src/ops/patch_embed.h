@@ -14,11 +14,29 @@
 clgqa_status clgqa_patch_im2col(clgqa_runtime *rt, clgqa_view patches, clgqa_view images,
                                 size_t batch, size_t in_chans, size_t img_size, size_t patch);
 
+/* How a training batch's images are mixed with each other, as timm's
+ * Mixup with mode 'batch' does on the normalised batch x: image b with its
+ * partner, image batch - 1 - b (timm's x.flip(0)). */
+typedef enum clgqa_mix_mode {
+    CLGQA_MIX_NONE = 0, /* as loaded */
+    CLGQA_MIX_BLEND,    /* Mixup: lambda * own + (1 - lambda) * partner */
+    CLGQA_MIX_BOX       /* CutMix: the partner's pixels inside the box */
+} clgqa_mix_mode;
+typedef struct clgqa_image_mix {
+    clgqa_mix_mode mode;
+    double lambda;      /* CLGQA_MIX_BLEND: the own image's weight, in [0, 1] */
+    int y0, y1, x0, x1; /* CLGQA_MIX_BOX: rows [y0, y1), columns [x0, x1) */
+} clgqa_image_mix;
+
 /* The same from 8-bit pixels (uchar, offset in bytes), normalised as the
- * loader does on the host: (x / 255 - mean[c]) / std[c]; in_chans <= 3. */
+ * loader does on the host: (x / 255 - mean[c]) / std[c]; in_chans <= 3.
+ * Then mixed as `mix` says (NULL: not mixed); the weights are rounded to
+ * float as PyTorch does with timm's Python numbers (x * lambda + x.flip(0)
+ * * (1 - lambda)). */
 clgqa_status clgqa_patch_im2col_pixels(clgqa_runtime *rt, clgqa_view patches, clgqa_view pixels,
                                        size_t batch, size_t in_chans, size_t img_size,
-                                       size_t patch, const float *mean, const float *std);
+                                       size_t patch, const float *mean, const float *std,
+                                       const clgqa_image_mix *mix);
 
 /* tokens [batch, n_tokens, dim]: row 0 = cls [dim], row t = patch_out
  * [batch * (n_tokens-1), dim] row t-1 of the sample; plus pos [n_tokens, dim]. */

@@ -49,3 +49,29 @@ __kernel void random_normal(__global float *out, const uint out_off, const uint 
             out[out_off + i + 1] = mean + std * (radius * sin(angle));
     }
 }
+
+/* Stochastic depth's per-sample scales of every block (timm's drop_path):
+ * scales[(l * 2 + branch) * samples + b] = keep ? 1 / keep_prob : 0, keep =
+ * u < keep_prob as torch's bernoulli_, for block l's attention (branch 0)
+ * and MLP (branch 1) outputs. u is element 2 * (first_sample + b) + branch
+ * of block l's stream, whose high word is stream_hi + (l << 8) (the
+ * layer's bits of clgqa_stream_id), so sample k of an optimizer step draws
+ * the same numbers whichever micro-batch it is in. `rates` holds [keep_prob,
+ * 1 / keep_prob] per block, rounded to float on the host. */
+__kernel void drop_path_scales(__global float *scales, const uint scales_off,
+                               __global const float *rates, const uint rates_off,
+                               const uint layers, const uint samples, const uint first_sample,
+                               const uint seed_lo, const uint seed_hi, const uint stream_lo,
+                               const uint stream_hi) {
+    const uint i = get_global_id(0);
+    if (i >= layers * 2 * samples)
+        return;
+    const uint lb = i / samples, b = i - lb * samples;
+    const uint l = lb / 2, branch = lb - 2 * l;
+    const uint element = 2 * (first_sample + b) + branch;
+    const philox4x32_ctr_t r =
+        random_block(element / 4, seed_lo, seed_hi, stream_lo, stream_hi + (l << 8));
+    const float u = bits_to_uniform(r.v[element - element / 4 * 4]);
+    const float keep_prob = rates[rates_off + 2 * l], scale = rates[rates_off + 2 * l + 1];
+    scales[scales_off + i] = u < keep_prob ? scale : 0.0f;
+}

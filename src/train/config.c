@@ -59,7 +59,22 @@ void clgqa_config_defaults(clgqa_config *cfg) {
     cfg->eps = 1e-8f;
     cfg->schedule = CLGQA_SCHEDULE_CONSTANT;
     cfg->warmup_steps = 0;
+    cfg->min_lr = 0.0f;
     cfg->clip_grad_norm = 0.0f;
+    cfg->grad_accum_steps = 1;
+    /* The reference's AdamW(model.parameters()) decays every tensor; the
+     * example configs turn timm's groups on. */
+    cfg->no_weight_decay = 0;
+    /* timm's regularisers are off in the reference's recipe; the Mixup
+     * probabilities are timm's defaults, used once an alpha is set. */
+    cfg->label_smoothing = 0.0f;
+    cfg->mixup_alpha = 0.0f;
+    cfg->cutmix_alpha = 0.0f;
+    cfg->mixup_prob = 1.0f;
+    cfg->mixup_switch_prob = 0.5f;
+    cfg->drop_path = 0.0f;
+    cfg->model_ema_decay = 0.0f;
+    cfg->best_follows_ema = 0;
     cfg->seed = 42;
     cfg->max_steps_per_epoch = 0;
     cfg->max_eval_batches = 0;
@@ -245,7 +260,8 @@ static clgqa_status set_dataset(clgqa_config *cfg, const struct key *k, const va
         snprintf(expected, sizeof expected, "one of %s", clgqa_dataset_names());
         return bad_value(at, k->name, v, expected);
     }
-    snprintf(cfg->dataset, sizeof cfg->dataset, "%s", v->items[0]);
+    /* An alias (the paper's "oxfordiitpet") is kept by its clgqa name. */
+    snprintf(cfg->dataset, sizeof cfg->dataset, "%s", clgqa_dataset_find(v->items[0])->name);
     return CLGQA_OK;
 }
 static int show_dataset(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
@@ -402,6 +418,19 @@ static int show_device(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
     return count;
 }
 
+static clgqa_status set_best_follows(clgqa_config *cfg, const struct key *k, const value *v,
+                                     const origin *at) {
+    static const char *const names[] = {"raw", "ema"};
+    size_t i = 0;
+    CLGQA_TRY(set_choice(names, 2, "raw or ema", k, v, at, &i));
+    cfg->best_follows_ema = (int)i;
+    return CLGQA_OK;
+}
+static int show_best_follows(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    snprintf(items[0], 1024, "%s", cfg->best_follows_ema ? "ema" : "raw");
+    return -1;
+}
+
 static clgqa_status set_label_mode(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
     static const char *const names[] = {"fine", "coarse"};
     size_t i = 0;
@@ -484,6 +513,8 @@ static int show_norm_std(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
 
 #define POSITIVE {0.0, FLT_MAX, 1, 0, "> 0"}
 #define NON_NEGATIVE {0.0, FLT_MAX, 0, 0, ">= 0"}
+#define UNIT_OPEN {0.0, 1.0, 0, 1, "in [0, 1)"}
+#define UNIT {0.0, 1.0, 0, 0, "in [0, 1]"}
 
 /* Order here is the order of written configs: the reference keys first. */
 static const key keys[] = {
@@ -510,7 +541,18 @@ static const key keys[] = {
     FLOAT_KEY(eps, POSITIVE),
     CUSTOM_KEY(schedule),
     INT_KEY(warmup_steps, 0),
+    FLOAT_KEY(min_lr, NON_NEGATIVE),
     FLOAT_KEY(clip_grad_norm, NON_NEGATIVE),
+    INT_KEY(grad_accum_steps, 1),
+    BOOL_KEY(no_weight_decay),
+    FLOAT_KEY(label_smoothing, UNIT_OPEN),
+    FLOAT_KEY(mixup_alpha, NON_NEGATIVE),
+    FLOAT_KEY(cutmix_alpha, NON_NEGATIVE),
+    FLOAT_KEY(mixup_prob, UNIT),
+    FLOAT_KEY(mixup_switch_prob, UNIT),
+    FLOAT_KEY(drop_path, UNIT_OPEN),
+    FLOAT_KEY(model_ema_decay, UNIT_OPEN),
+    CUSTOM_KEY(best_follows),
     {.name = "seed", .kind = K_SEED},
     INT_KEY(max_steps_per_epoch, 0),
     INT_KEY(max_eval_batches, 0),
@@ -635,6 +677,11 @@ static clgqa_status set_key(clgqa_config *cfg, const char *name, const value *v,
     }
     cfg->keys_given |= 1ull << index;
     return CLGQA_OK;
+}
+
+int clgqa_config_has_key(const char *name) {
+    size_t index;
+    return find_key(name, &index) != NULL;
 }
 
 int clgqa_config_given(const clgqa_config *cfg, const char *name) {
@@ -900,6 +947,30 @@ clgqa_status clgqa_config_set(clgqa_config *cfg, const char *key_value) {
 
 /* ---- cross-key checks ------------------------------------------------- */
 
+/* pretrained: true without a file: clgqa downloads nothing, so say which
+ * conversion makes the file the config needs (timm's ViT of the config's
+ * size, at 224 with patch 16). */
+static clgqa_status pretrained_without_file(const clgqa_config *cfg) {
+    static const struct { char size; const char *timm; } models[] = {
+        {'s', "vit_small_patch16_224"}, {'b', "vit_base_patch16_224"}, {'l', "vit_large_patch16_224"}};
+    const char *timm = NULL;
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++)
+        if (cfg->size == models[i].size)
+            timm = models[i].timm;
+    char source[160];
+    if (timm)
+        snprintf(source, sizeof source, "timm's %s weights (timm.create_model('%s', "
+                 "pretrained=True).state_dict() saved with safetensors)", timm, timm);
+    else
+        snprintf(source, sizeof source, "a timm or reference checkpoint of this model's shape");
+    return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                      "pretrained: true needs pretrained_ckpt, a file (clgqa downloads nothing): "
+                      "from %s, run `clgqa convert CONFIG.yaml --in vit.safetensors --out "
+                      "checkpoints/%s.safetensors` and set pretrained_ckpt: "
+                      "checkpoints/%s.safetensors",
+                      source, timm ? timm : "pretrained", timm ? timm : "pretrained");
+}
+
 clgqa_status clgqa_config_finalize(clgqa_config *cfg) {
     /* The reference's timm sizes; each replaces embed_dim, num_layers and
      * num_heads (img_size and patch_size default to 224 and 16 for every size). */
@@ -931,8 +1002,13 @@ clgqa_status clgqa_config_finalize(clgqa_config *cfg) {
         cfg->num_kv_heads = cfg->num_heads;
 
     if (cfg->pretrained && !cfg->pretrained_ckpt[0])
-        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
-                          "pretrained: true needs pretrained_ckpt (a safetensors file; clgqa downloads nothing)");
+        return pretrained_without_file(cfg);
+    if (cfg->min_lr > cfg->lr)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "min_lr %g is above lr %g: cosine decays from lr "
+                          "down to min_lr", (double)cfg->min_lr, (double)cfg->lr);
+    if (cfg->best_follows_ema && cfg->model_ema_decay == 0)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "best_follows: ema needs the weights' EMA: set "
+                          "model_ema_decay (timm's default is 0.9998)");
     if (cfg->pretrained_ckpt[0]) {
         if (clgqa_config_given(cfg, "pretrained") && !cfg->pretrained)
             return clgqa_fail(CLGQA_ERR_INVALID_ARG, "pretrained: false contradicts pretrained_ckpt '%s'",

@@ -34,7 +34,17 @@ typedef struct clgqa_config {
     float lr, weight_decay, beta1, beta2, eps;
     clgqa_schedule schedule;
     int warmup_steps;
+    float min_lr;         /* cosine's floor */
     float clip_grad_norm; /* 0 = off */
+    int grad_accum_steps; /* micro-batches per optimizer step */
+    int no_weight_decay;  /* 1-D tensors, pos_embed and cls_token not decayed (timm's groups) */
+    /* timm's regularisers, each 0 = off */
+    float label_smoothing;
+    float mixup_alpha, cutmix_alpha; /* Beta(alpha, alpha) of Mixup and CutMix */
+    float mixup_prob, mixup_switch_prob;
+    float drop_path;       /* the last block's rate, linear over depth from 0 */
+    float model_ema_decay; /* the weights' EMA (timm's ModelEmaV3) */
+    int best_follows_ema;  /* best.safetensors: the EMA's best epoch (1) or the raw weights' (0) */
     unsigned long long seed;
     int max_steps_per_epoch; /* 0 = whole epoch */
     int max_eval_batches;    /* 0 = whole test split */
@@ -95,5 +105,7 @@ clgqa_status clgqa_run_config(const char *path, const char *const *sets, int set
 /* Whether `key` was set by clgqa_config_load or clgqa_config_set (not just
  * defaulted). */
 int clgqa_config_given(const clgqa_config *cfg, const char *key);
+/* Whether `name` is a config key (the command's --KEY options). */
+int clgqa_config_has_key(const char *name);
 
 #endif

@@ -62,6 +62,7 @@ clgqa_status clgqa_memory_estimate_run(clgqa_runtime *rt, const clgqa_config *cf
                  head_dim = C / (size_t)cfg->num_heads,
                  image = (size_t)cfg->in_chans * cfg->img_size * cfg->img_size;
     out->flat_bytes = model.param_floats * sizeof(float);
+    out->flat_buffers = cfg->model_ema_decay > 0 ? 5 : 4;
     /* The arena holds the weights' transposes and the split weight
      * gradients' partials too (the GEMMs', model_gemm). */
     out->activation_bytes = model.arena_floats * sizeof(float);
@@ -69,18 +70,20 @@ clgqa_status clgqa_memory_estimate_run(clgqa_runtime *rt, const clgqa_config *cf
     CLGQA_TRY(gemm_workspace(rt, model.gemm_rows, C, 4 * C, C + 2 * kv * head_dim,
                              &out->gemm_bytes));
     /* Two batch slots (labels padded to 256 bytes, then the pixels), the
-     * step's readback (losses, sums, group counts) and the model's rest. */
+     * step's readback (two steps' losses of every micro-batch, sums, group
+     * counts) and the model's rest. */
     size_t batch_slot = ((size_t)out->batch * 4 + 255) / 256 * 256 + image * out->batch;
-    size_t readback = ((size_t)out->batch + 4 + (size_t)cfg->num_layers * kv) * sizeof(float);
+    size_t readback = (2 * (size_t)out->batch * (size_t)cfg->grad_accum_steps + 6 +
+                       (size_t)cfg->num_layers * kv) * sizeof(float);
     out->other_device_bytes = 2 * batch_slot + readback + model.other_bytes;
-    out->device_bytes = 4 * out->flat_bytes + out->activation_bytes + out->gemm_bytes +
-                        out->other_device_bytes;
+    out->device_bytes = (size_t)out->flat_buffers * out->flat_bytes + out->activation_bytes +
+                        out->gemm_bytes + out->other_device_bytes;
 
     /* Host: each loader keeps 4 batches (as floats until it switches to
-     * 8-bit pixels); a training checkpoint gathers the weights and both
-     * moments; the batch slots' pinned staging mirrors theirs. */
+     * 8-bit pixels); a training checkpoint gathers the weights, both
+     * moments and the EMA; the batch slots' pinned staging mirrors theirs. */
     out->loader_bytes = 2 * 4 * (size_t)cfg->batch_size * image * sizeof(float);
-    out->checkpoint_bytes = 3 * out->flat_bytes;
+    out->checkpoint_bytes = (size_t)(out->flat_buffers - 1) * out->flat_bytes;
     out->driver_bytes = model.host_bytes + (size_t)cfg->num_layers * QUEUED_BYTES_PER_LAYER;
     out->cpu_device = (rt->device_type & CL_DEVICE_TYPE_CPU) != 0;
     out->host_bytes = out->loader_bytes + out->checkpoint_bytes + out->driver_bytes +
@@ -105,7 +108,8 @@ void clgqa_memory_estimate_print(const clgqa_memory_estimate *e, const char *dev
                                  FILE *out) {
     char a[32], b[32], c[32];
     fprintf(out, "memory estimate for %s, batch %d a rank:\n", device_name, e->batch);
-    fprintf(out, "  parameters, gradients, AdamW moments   4 x %s\n", bytes_text(e->flat_bytes, a));
+    fprintf(out, "  parameters, gradients, AdamW moments%s %d x %s\n",
+            e->flat_buffers > 4 ? ", EMA" : "     ", e->flat_buffers, bytes_text(e->flat_bytes, a));
     fprintf(out, "  activations, weight transposes         %s\n", bytes_text(e->activation_bytes, a));
     fprintf(out, "  GEMM workspace                         %s\n", bytes_text(e->gemm_bytes, a));
     fprintf(out, "  batch slots and the rest               %s\n",

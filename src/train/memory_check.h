@@ -29,7 +29,8 @@
 
 typedef struct clgqa_memory_estimate {
     int batch;                 /* the rank's batch the activations are sized for */
-    size_t flat_bytes;         /* one flat buffer (the model has four) */
+    size_t flat_bytes;         /* one flat buffer (the model has four, five with the EMA) */
+    int flat_buffers;          /* 4, or 5 with the weights' EMA (model_ema_decay) */
     size_t activation_bytes;   /* the activation arena */
     size_t gemm_bytes;         /* CLBlast's workspace for the largest product */
     size_t other_device_bytes; /* batch slots, step readback, grouping state, tables */

@@ -79,6 +79,8 @@ static clgqa_status mpi_check(int code, const char *what) {
 }
 #define MPI_TRY(call) CLGQA_TRY(mpi_check((call), #call))
 
+int clgqa_mpi_built(void) { return 1; }
+
 clgqa_status clgqa_mpi_init(clgqa_launch launch, clgqa_mpi **out) {
     *out = NULL;
     if (launch == CLGQA_LAUNCH_ALONE)
@@ -439,6 +441,8 @@ clgqa_status clgqa_mpi_time_allreduce(clgqa_mpi *mpi, const size_t *bucket_float
 }
 
 #else /* one process only */
+
+int clgqa_mpi_built(void) { return 0; }
 
 clgqa_status clgqa_mpi_init(clgqa_launch launch, clgqa_mpi **out) {
     *out = NULL;

@@ -45,6 +45,8 @@ typedef enum clgqa_launch { CLGQA_LAUNCH_ALONE = 0, CLGQA_LAUNCH_MPI } clgqa_lau
 /* Joins the job when this process was started by an MPI launcher; started
  * alone, *out is NULL and the program runs as one process. */
 clgqa_status clgqa_mpi_init(clgqa_launch launch, clgqa_mpi **out);
+/* Whether this build has MPI (clgqa --version). */
+int clgqa_mpi_built(void);
 /* Leaves the job (MPI_Finalize) and frees the context. */
 void clgqa_mpi_finalize(clgqa_mpi *mpi);
 

@@ -27,18 +27,23 @@ static void format_duration(char *buf, size_t size, double seconds) {
 /* One progress report after `done` steps: running loss and accuracy of the
  * epoch, throughput, the share of time spent waiting for data (and, with
  * several ranks, on the all-reduce), and the ETA. */
-void run_progress_show(run_progress *p, long done, const clgqa_metrics *m, double wait_seconds) {
+void run_progress_show(run_progress *p, long done, const clgqa_metrics *m, double wait_seconds,
+                       int top5) {
     double now = clgqa_clock_seconds();
     double elapsed = now - p->started;
     double loss = m->samples ? m->sum_loss / (double)m->samples : 0.0;
     double acc = m->samples ? m->sum_correct / (double)m->samples : 0.0;
+    double acc5 = m->samples ? m->sum_top5 / (double)m->samples : 0.0;
     double speed = elapsed > 0 ? (double)(m->samples - p->samples_before) / elapsed : 0.0;
     double wait_share = elapsed > 0 ? (wait_seconds - p->wait_at_start) / elapsed : 0.0;
-    char eta[32], allreduce[32] = "";
+    char eta[32], allreduce[32] = "", top5_text[32] = "";
     if (p->mpi)
         snprintf(allreduce, sizeof allreduce, " allreduce %.0f%%",
                  elapsed > 0 ? 100.0 * (clgqa_mpi_wait_seconds(p->mpi) - p->allreduce_at_start) / elapsed
                              : 0.0);
+    if (top5)
+        snprintf(top5_text, sizeof top5_text, p->tty ? " top-5 %5.1f%%" : " top-5 %.1f%%",
+                 100.0 * acc5);
     long done_here = done - p->first;
     format_duration(eta, sizeof eta,
                     done_here > 0 ? elapsed / (double)done_here * (double)(p->steps - done) : 0);
@@ -49,12 +54,12 @@ void run_progress_show(run_progress *p, long done, const clgqa_metrics *m, doubl
         for (int i = 0; i < WIDTH; i++)
             bar[i] = i < filled ? '#' : '.';
         bar[WIDTH] = '\0';
-        fprintf(p->out, "\repoch %d/%d [%s] %ld/%ld loss %.4f acc %5.1f%% %6.0f img/s data %2.0f%%%s ETA %s\x1b[K",
-                p->epoch + 1, p->epochs, bar, done, p->steps, loss, 100.0 * acc, speed,
+        fprintf(p->out, "\repoch %d/%d [%s] %ld/%ld loss %.4f acc %5.1f%%%s %6.0f img/s data %2.0f%%%s ETA %s\x1b[K",
+                p->epoch + 1, p->epochs, bar, done, p->steps, loss, 100.0 * acc, top5_text, speed,
                 100.0 * wait_share, allreduce, eta);
     } else {
-        fprintf(p->out, "epoch %d/%d step %ld/%ld loss %.4f acc %.1f%% %.0f img/s data %.0f%%%s ETA %s\n",
-                p->epoch + 1, p->epochs, done, p->steps, loss, 100.0 * acc, speed,
+        fprintf(p->out, "epoch %d/%d step %ld/%ld loss %.4f acc %.1f%%%s %.0f img/s data %.0f%%%s ETA %s\n",
+                p->epoch + 1, p->epochs, done, p->steps, loss, 100.0 * acc, top5_text, speed,
                 100.0 * wait_share, allreduce, eta);
     }
     /* A stream that failed (its reader gone): no more progress, the run goes on. */

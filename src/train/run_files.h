@@ -33,10 +33,12 @@ typedef struct run_progress {
  * Every log's first column is the epoch, counted from 1. */
 typedef int (*run_keep_row)(const char *row, const clgqa_train_state *state);
 
-/* One progress report after `done` steps: running loss and accuracy of the
- * epoch, throughput, the share of time spent waiting for data (and, with
- * several ranks, on the all-reduce), and the ETA. */
-void run_progress_show(run_progress *p, long done, const clgqa_metrics *m, double wait_seconds);
+/* One progress report after `done` steps: running loss and accuracy (and
+ * with `top5`, the top-5 accuracy) of the epoch, throughput, the share of
+ * time spent waiting for data (and, with several ranks, on the
+ * all-reduce), and the ETA. */
+void run_progress_show(run_progress *p, long done, const clgqa_metrics *m, double wait_seconds,
+                       int top5);
 /* Whether step `done` (of p->steps) is due for a report. */
 int run_progress_due(const run_progress *p, long done);
 clgqa_status run_make_dirs(const char *path);

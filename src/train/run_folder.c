@@ -163,13 +163,22 @@ static const char *const fixed_keys[] = {"att_scheme", "in_chans",     "embed_di
                                          "num_layers", "num_heads",    "num_kv_heads",
                                          "num_classes", "img_size",    "patch_size", "seed"};
 /* Keys the bit-identical resume depends on (the batches, the optimiser and
- * its schedule, augmentation, the DGQA window, the data). epochs may grow,
- * and the logging, evaluation and checkpoint cadence change no weight. */
+ * its schedule, augmentation and timm's regularisers, the weights' EMA and
+ * which weights best.safetensors follows, the DGQA window, the data).
+ * epochs may grow under the constant schedule (length_keys below), and the
+ * logging, evaluation and checkpoint cadence change no weight. */
 static const char *const recipe_keys[] = {
-    "dataset",     "label_mode",     "batch_size", "max_steps_per_epoch", "lr",
-    "weight_decay", "betas",         "eps",        "schedule",            "warmup_steps",
-    "clip_grad_norm", "augment",     "shuffle",    "window_size",         "norm_mean",
-    "norm_std",    "precision"};
+    "dataset",         "label_mode",       "batch_size",        "max_steps_per_epoch",
+    "grad_accum_steps", "lr",              "min_lr",            "weight_decay",
+    "no_weight_decay", "betas",            "eps",               "schedule",
+    "warmup_steps",    "clip_grad_norm",   "augment",           "label_smoothing",
+    "mixup_alpha",     "cutmix_alpha",     "mixup_prob",        "mixup_switch_prob",
+    "drop_path",       "model_ema_decay",  "best_follows",      "shuffle",
+    "window_size",     "norm_mean",        "norm_std",          "precision"};
+
+/* Under a schedule that spans the run (cosine), its length sets
+ * every remaining step's learning rate, so more epochs change the run. */
+static const char *const length_keys[] = {"epochs"};
 
 /* Appends "key old -> new" to the message being built. */
 static void describe(char *buf, size_t size, const run_change *c) {
@@ -217,6 +226,10 @@ clgqa_status run_folder_compare_config(const clgqa_config *cfg, const char *dir,
                           "a model of the saved shapes and seed (%s); resume with its config.yaml",
                           dir, message, path);
     int changed = find_changes(&saved, cfg, recipe_keys, COUNT(recipe_keys), changes, 0);
+    char schedule[64];
+    if (clgqa_config_get(cfg, "schedule", schedule, sizeof schedule) == CLGQA_OK &&
+        strcmp(schedule, "constant"))
+        changed = find_changes(&saved, cfg, length_keys, COUNT(length_keys), changes, changed);
     for (int i = 0; i < changed; i++)
         describe(message, sizeof message, &changes[i]);
     if (changed && !allow_changes)

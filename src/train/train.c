@@ -15,6 +15,7 @@
 #include "batch_upload.h"
 #include "clgqa/checkpoint.h"
 #include "memory_check.h"
+#include "mixup.h"
 #include "mpi_ranks.h"
 #include "run_files.h"
 #include "run_folder.h"
@@ -30,21 +31,24 @@
 /* ---- configuration and schedule ---------------------------------------- */
 
 float clgqa_schedule_lr(const clgqa_config *cfg, long step, long total_steps) {
-    if (cfg->schedule == CLGQA_SCHEDULE_CONSTANT)
-        return cfg->lr;
     long warmup = cfg->warmup_steps > 0 ? cfg->warmup_steps : 0;
     if (step < warmup)
         return (float)((double)cfg->lr * (double)(step + 1) / (double)warmup);
+    if (cfg->schedule == CLGQA_SCHEDULE_CONSTANT)
+        return cfg->lr;
     double t = total_steps > warmup ? (double)(step - warmup) / (double)(total_steps - warmup) : 1.0;
     if (t > 1.0)
         t = 1.0;
-    return (float)((double)cfg->lr * 0.5 * (1.0 + cos(M_PI * t)));
+    double lr = cfg->lr, min_lr = cfg->min_lr;
+    return (float)(min_lr + (lr - min_lr) * 0.5 * (1.0 + cos(M_PI * t)));
 }
 
 long clgqa_steps_per_epoch(const clgqa_config *cfg, long batches) {
-    if (cfg->max_steps_per_epoch > 0 && cfg->max_steps_per_epoch < batches)
+    long accum = cfg->grad_accum_steps > 1 ? cfg->grad_accum_steps : 1;
+    long steps = (batches + accum - 1) / accum; /* the last takes what is left */
+    if (cfg->max_steps_per_epoch > 0 && cfg->max_steps_per_epoch < steps)
         return cfg->max_steps_per_epoch;
-    return batches;
+    return steps;
 }
 
 /* ---- host memory for copies without waiting ------------------------------- */
@@ -207,6 +211,7 @@ static clgqa_status evaluate_with(clgqa_model *model, const clgqa_config *cfg,
     result->samples = metrics.samples;
     result->loss = metrics.sum_loss / (double)metrics.samples;
     result->accuracy = metrics.sum_correct / (double)metrics.samples;
+    result->top5 = metrics.sum_top5 / (double)metrics.samples;
     return CLGQA_OK;
 }
 
@@ -237,22 +242,28 @@ clgqa_status clgqa_evaluate(clgqa_runtime *rt, clgqa_model *model, clgqa_dataset
 
 /* ---- the run ------------------------------------------------------------- */
 
-/* What the host learns of a training step: its per-sample losses (the
- * divergence check), the running metrics (steps.csv, the progress line) and,
+/* What the host learns of a training step: its per-sample losses (every
+ * micro-batch's: the divergence check), the running metrics (steps.csv, the
+ * progress line) and,
  * on groups.csv steps, every layer's group counts. They are copied without
  * waiting, right after the step's kernels, into pinned host memory, and
  * consumed once the next step is queued, so the device never idles for
  * them; a checkpoint and the epoch's end consume them at once. */
 typedef struct step_readback {
     cl_mem pinned;         /* CL_MEM_ALLOC_HOST_PTR, mapped while the run lasts */
-    void *mapped;          /* losses [max batch], sums [4], the loss scaler [4],
+    void *mapped;          /* losses [2][max batch * accumulation], sums [STEP_SUMS],
+                              the loss scaler [CLGQA_LOSS_SCALER_FLOATS],
                               group counts [layers * G] */
-    float *losses, *sums;
+    /* The losses of two steps: the pending step's (`losses`, read once the
+     * next step is queued) and the next step's, copied after each of its
+     * micro-batches meanwhile (`loss_halves[write_half]`). */
+    float *loss_halves[2], *losses, *sums;
+    int write_half;
     float *scaler;         /* precision 16-mixed: the loss scaler after the step */
     int32_t *group_counts;
     cl_event copied;       /* the step's last copy (the queue is in order); NULL: none pending */
     clgqa_metrics_copy metrics;
-    int count, epoch;
+    int count, epoch;      /* count: the step's images, every micro-batch's */
     long step;             /* in the epoch, from 0 */
     long global_step;      /* optimizer steps done */
     float lr;
@@ -263,14 +274,21 @@ typedef struct step_readback {
     int hold;              /* the pending step is the one before that batch: keep its metrics */
 } step_readback;
 
-static clgqa_status readback_open(step_readback *r, clgqa_runtime *rt, const clgqa_model_dims *dims) {
+/* The step's metrics: six sums, the model's (clgqa_model_copy_metrics). */
+#define STEP_SUMS 6
+
+static clgqa_status readback_open(step_readback *r, clgqa_runtime *rt, const clgqa_model_dims *dims,
+                                  int micro_batches) {
     size_t group_ints = (size_t)dims->num_layers * dims->kv_heads;
-    size_t bytes = ((size_t)dims->max_batch + 4 + CLGQA_LOSS_SCALER_FLOATS + group_ints) *
+    size_t losses = (size_t)dims->max_batch * (size_t)micro_batches;
+    size_t bytes = (2 * losses + STEP_SUMS + CLGQA_LOSS_SCALER_FLOATS + group_ints) *
                    sizeof(float);
     CLGQA_TRY(pinned_open(rt, bytes, "the step's metrics", &r->pinned, &r->mapped));
-    r->losses = r->mapped;
-    r->sums = r->losses + dims->max_batch;
-    r->scaler = r->sums + 4;
+    r->loss_halves[0] = r->mapped;
+    r->loss_halves[1] = r->loss_halves[0] + losses;
+    r->losses = r->loss_halves[0];
+    r->sums = r->loss_halves[1] + losses;
+    r->scaler = r->sums + STEP_SUMS;
     r->group_counts = (int32_t *)(r->scaler + CLGQA_LOSS_SCALER_FLOATS);
     return CLGQA_OK;
 }
@@ -301,6 +319,9 @@ typedef struct trainer {
     int checkpointed; /* last.safetensors is this run's: resumed from or written by this call */
     run_change changes[RUN_MAX_CHANGES]; /* settings a resume changed (--allow-changes) */
     int change_count;
+    clgqa_mixup mixup; /* timm's Mixup/CutMix settings (off when no alpha is set) */
+    int top5;          /* more than 5 classes: top-5 accuracy in run.csv and the progress */
+    int ema;           /* the weights' EMA is kept, evaluated and saved */
 } trainer;
 
 static void trainer_free(trainer *t) {
@@ -370,16 +391,20 @@ static clgqa_status open_model(trainer *t, int ranks) {
     CLGQA_TRY(clgqa_mpi_attach(t->mpi, t->rt, t->model));
     const clgqa_model_dims *dims = clgqa_model_get_dims(t->model);
     CLGQA_TRY(clgqa_batch_upload_create(t->rt, dims, max_batch, &t->upload));
-    CLGQA_TRY(readback_open(&t->readback, t->rt, dims));
+    CLGQA_TRY(readback_open(&t->readback, t->rt, dims, cfg->grad_accum_steps));
+    const clgqa_regularisation regularisation = {cfg->label_smoothing, cfg->drop_path};
+    CLGQA_TRY(clgqa_model_set_regularisation(t->model, &regularisation));
+    /* The EMA starts as a copy of the weights the run starts from (a resumed
+     * run's comes from its checkpoint). */
     const char *resume_dir = t->options->resume_dir;
-    if (!resume_dir && !cfg->pretrained_ckpt[0])
-        return start_loss_scaler(t);
-    if (!resume_dir) {
+    if (!resume_dir && cfg->pretrained_ckpt[0])
         CLGQA_TRY(clgqa_checkpoint_load_pretrained(
             t->model, cfg->pretrained_ckpt,
             cfg->pos_embed_antialias ? CLGQA_RESAMPLE_ANTIALIAS : CLGQA_RESAMPLE_BICUBIC, t->log));
+    if (t->ema)
+        CLGQA_TRY(clgqa_model_ema_start(t->model));
+    if (!resume_dir)
         return start_loss_scaler(t);
-    }
     char path[1200];
     run_join_path(path, sizeof path, resume_dir, "last.safetensors");
     CLGQA_TRY(clgqa_checkpoint_load_training(t->model, path, &t->state));
@@ -408,8 +433,13 @@ static clgqa_status open_run_files(trainer *t) {
     CLGQA_TRY(clgqa_config_write(cfg, path));
     run_join_path(path, sizeof path, cfg->out_dir, "run.csv");
     const clgqa_train_state *resumed = t->options->resume_dir ? &t->state : NULL;
-    CLGQA_TRY(run_open_log(path, "epoch,train_loss,train_acc,test_loss,test_acc", resumed,
-                           run_keep_epoch_row, &t->run_csv));
+    char header[256];
+    snprintf(header, sizeof header, "epoch,train_loss,train_acc,test_loss,test_acc%s%s",
+             t->top5 ? ",train_acc5,test_acc5" : "",
+             t->ema ? (t->top5 ? ",ema_test_loss,ema_test_acc,ema_test_acc5"
+                               : ",ema_test_loss,ema_test_acc")
+                    : "");
+    CLGQA_TRY(run_open_log(path, header, resumed, run_keep_epoch_row, &t->run_csv));
     run_join_path(path, sizeof path, cfg->out_dir, "groups.csv");
     CLGQA_TRY(run_open_log(path, "epoch,step,layer,counts", resumed, run_keep_groups_row,
                            &t->groups_csv));
@@ -509,6 +539,25 @@ static clgqa_status trainer_open(trainer *t) {
         return clgqa_mpi_refuse(t->mpi, "batch_size %d is the global batch: it must divide by the %d ranks",
                                 cfg->batch_size, ranks);
     CLGQA_TRY(open_data(t, rank, ranks)); /* num_classes, for the checks below */
+    t->top5 = cfg->num_classes > 5;
+    t->ema = cfg->model_ema_decay > 0;
+    const clgqa_mixup mixup = {cfg->mixup_alpha, cfg->cutmix_alpha, cfg->mixup_prob,
+                               cfg->mixup_switch_prob};
+    t->mixup = mixup;
+    /* Several ranks weigh their gradients by their share of each batch; a
+     * batch smaller than the ranks (whole on every rank, rank 0's gradient
+     * only) cannot share a step with other micro-batches. */
+    size_t last_batch = clgqa_dataset_count(t->train_set) % (size_t)cfg->batch_size;
+    long batches_used =
+        clgqa_steps_per_epoch(cfg, (long)clgqa_loader_num_batches(t->train_loader)) *
+        cfg->grad_accum_steps;
+    if (cfg->grad_accum_steps > 1 && last_batch > 0 && last_batch < (size_t)ranks &&
+        batches_used >= (long)clgqa_loader_num_batches(t->train_loader))
+        return clgqa_mpi_refuse(t->mpi, "grad_accum_steps %d with %d ranks: the training split's "
+                                "last batch has %zu images, fewer than the ranks; choose a "
+                                "batch_size that leaves none or at least %d, or set "
+                                "max_steps_per_epoch", cfg->grad_accum_steps, ranks, last_batch,
+                                ranks);
     /* Every refusal comes before anything is written: a refused run leaves
      * the folder as it was. Only rank 0 writes files, so only it owns the
      * folder. */
@@ -619,17 +668,19 @@ static clgqa_status save_mid_epoch(trainer *t, long steps, long next_batch,
     return save_last(t);
 }
 
-/* Queue the copies of the step just queued (after its kernels). */
+/* Queue the copies of the step just queued (after its kernels); its
+ * micro-batches' losses, `count` in all, were queued after each forward. */
 static clgqa_status readback_queue(trainer *t, int count, int epoch, long step, float lr,
                                    int replicated) {
     step_readback *r = &t->readback;
     r->groups = t->groups_csv && t->groups_every && step % t->groups_every == 0;
     if (r->groups)
         CLGQA_TRY(clgqa_model_copy_all_group_counts(t->model, r->group_counts, NULL));
-    CLGQA_TRY(clgqa_model_copy_losses(t->model, count, r->losses, NULL));
     if (clgqa_model_loss_scaling(t->model))
         CLGQA_TRY(clgqa_model_copy_loss_scaler(t->model, r->scaler, NULL));
     CLGQA_TRY(clgqa_model_copy_metrics(t->model, r->sums, &r->metrics, &r->copied));
+    r->losses = r->loss_halves[r->write_half];
+    r->write_half ^= 1;
     r->count = count;
     r->epoch = epoch;
     r->step = step;
@@ -670,7 +721,7 @@ static clgqa_status readback_take(trainer *t, run_progress *p) {
             CLGQA_TRY(clgqa_step_log_row(&t->steps, &m, r->epoch, r->global_step, r->lr,
                                          wait_seconds, scaler.scale));
         if (report)
-            run_progress_show(p, done, &m, wait_seconds);
+            run_progress_show(p, done, &m, wait_seconds, t->top5);
     }
     for (int i = 0; i < r->count; i++) {
         if (isfinite(r->losses[i]))
@@ -680,7 +731,8 @@ static clgqa_status readback_take(trainer *t, run_progress *p) {
         char kept[1200];
         if (t->checkpointed)
             snprintf(kept, sizeof kept, "%s/last.safetensors keeps the last checkpoint before "
-                     "it (resume from there)", cfg->out_dir);
+                     "it (resume from there: --resume with --allow-changes takes a lower lr or a "
+                     "clip_grad_norm)", cfg->out_dir);
         else
             snprintf(kept, sizeof kept, "no checkpoint was written before it");
         return clgqa_fail(CLGQA_ERR_DIVERGED,
@@ -693,6 +745,7 @@ static clgqa_status readback_take(trainer *t, run_progress *p) {
 
 /* Where an epoch stands, for the functions of its step loop. */
 typedef struct epoch_run {
+    long batches;         /* the loader batches the epoch trains on */
     int epoch;
     long next_batch;      /* the loader's next batch, for a mid-epoch checkpoint */
     int replicated;       /* the epoch had a batch smaller than the ranks by now */
@@ -728,16 +781,42 @@ static clgqa_status log_step(trainer *t, epoch_run *e, long step, int count, flo
     return readback_queue(t, count, e->epoch, step, lr, e->replicated);
 }
 
-/* After step `step`: a mid-epoch checkpoint when one is due or a stop was
- * requested (*stop set). */
+/* Whether a checkpoint was requested (SIGUSR1) since the last one; the
+ * request is taken. Several ranks take it together. */
+static clgqa_status checkpoint_requested(trainer *t, int *requested) {
+    volatile sig_atomic_t *flag = t->options->checkpoint_request;
+    long request = flag ? (long)*flag : 0;
+    CLGQA_TRY(clgqa_mpi_max_long(t->mpi, &request));
+    if (request && flag)
+        *flag = 0;
+    *requested = request != 0;
+    return CLGQA_OK;
+}
+
+/* After step `step`: a mid-epoch checkpoint when one is due, asked for
+ * (SIGUSR1: then the run goes on) or a stop was requested (*stop set). A
+ * request at the epoch's last step is left for the epoch's end, which
+ * writes last.safetensors anyway. */
 static clgqa_status checkpoint_or_stop(trainer *t, epoch_run *e, long step, int *stop) {
     CLGQA_TRY(stop_requested(t, stop));
+    int last_step = step + 1 == t->steps_per_epoch, requested = 0;
+    if (!last_step)
+        CLGQA_TRY(checkpoint_requested(t, &requested));
     int due = t->cfg.checkpoint_steps > 0 && t->state.global_step % t->cfg.checkpoint_steps == 0 &&
-              step + 1 < t->steps_per_epoch;
-    if (!*stop && !due)
+              !last_step;
+    if (!*stop && !due && !requested)
         return CLGQA_OK;
     CLGQA_TRY(readback_take(t, &e->progress));
-    return save_mid_epoch(t, step + 1, e->next_batch, e->replicated ? &t->readback.held : NULL);
+    CLGQA_TRY(save_mid_epoch(t, step + 1, e->next_batch, e->replicated ? &t->readback.held : NULL));
+    if (requested && !*stop && !t->quiet) {
+        if (e->progress.tty)
+            fputc('\n', t->log);
+        fprintf(t->log, "checkpoint requested: %s/last.safetensors holds epoch %d after step "
+                "%ld/%ld; training goes on\n", t->cfg.out_dir, e->epoch + 1, step + 1,
+                t->steps_per_epoch);
+        log_check(t);
+    }
+    return CLGQA_OK;
 }
 
 /* The epoch's start: the loader at the resumed position, the running
@@ -749,6 +828,9 @@ static clgqa_status epoch_begin(trainer *t, epoch_run *e) {
     const int rank0 = clgqa_mpi_rank(t->mpi) == 0;
     /* Several ranks: every rank takes part in each report's metric sums, so
      * reports come on step counts (plain lines), never on a clock. */
+    const long batches = (long)clgqa_loader_num_batches(t->train_loader);
+    const long accum = t->cfg.grad_accum_steps;
+    e->batches = t->steps_per_epoch * accum < batches ? t->steps_per_epoch * accum : batches;
     run_progress p = {t->log, isatty(fileno(t->log)) && !t->mpi, t->quiet, e->epoch,
                       t->cfg.epochs, t->steps_per_epoch, first, e->before.samples,
                       clgqa_clock_seconds(), clgqa_loader_wait_seconds(t->train_loader), 0, t->mpi,
@@ -786,12 +868,49 @@ static clgqa_status epoch_end(trainer *t, epoch_run *e, clgqa_epoch_metrics *met
         return clgqa_fail(CLGQA_ERR_NO_DATA, "epoch %d trained on no images", e->epoch + 1);
     metrics->train_loss = m.sum_loss / (double)m.samples;
     metrics->train_acc = m.sum_correct / (double)m.samples;
+    metrics->train_acc5 = m.sum_top5 / (double)m.samples;
+    return CLGQA_OK;
+}
+
+/* One micro-batch of optimizer step `step`: load, upload, its mix, forward
+ * and the backward that adds its share (1 / (count * micro_batches) of
+ * each loss) to the step's gradient; its losses are copied for the
+ * divergence check at `losses_at`. */
+static clgqa_status train_micro_batch(trainer *t, epoch_run *e, long step, int micro,
+                                      int micro_batches, int losses_at, int *count) {
+    const clgqa_config *cfg = &t->cfg;
+    clgqa_batch batch;
+    CLGQA_TRY(load_batch(t, e, step, &batch));
+    clgqa_view pixels, labels;
+    CLGQA_TRY(clgqa_batch_upload_next(t->upload, &batch, &pixels, &labels));
+    /* timm's Mixup draws per batch, from (seed, MIXUP, micro-batch, step). */
+    clgqa_train_batch train = {.label_weight = 1.0,
+                               .first_sample = (long)micro * cfg->batch_size + batch.first,
+                               .micro_batch = micro};
+    clgqa_host_draws draws = {cfg->seed,
+                              clgqa_stream_id(CLGQA_RNG_MIXUP, (uint32_t)micro,
+                                              (uint64_t)t->state.global_step),
+                              0};
+    clgqa_mixup_draw(&t->mixup, &draws, cfg->img_size, &train.mix, &train.label_weight);
+    const clgqa_pass pass = {CLGQA_PASS_TRAIN, step, t->state.global_step};
+    CLGQA_TRY(clgqa_model_forward_train(t->model, pixels, labels, batch.count, cfg->norm_mean,
+                                        cfg->norm_std, &pass, &train));
+    step_readback *r = &t->readback;
+    CLGQA_TRY(clgqa_model_copy_losses(t->model, batch.count,
+                                      r->loss_halves[r->write_half] + losses_at, NULL));
+    /* Only the cycle's last backward hands final gradients to MPI's buckets. */
+    clgqa_model_defer_gradients(t->model, micro + 1 < micro_batches);
+    CLGQA_TRY(clgqa_model_backward_scaled(t->model,
+                                          1.0f / ((float)batch.count * (float)micro_batches),
+                                          micro > 0));
+    *count = batch.count;
     return CLGQA_OK;
 }
 
 /* One training epoch, from the step a resumed run stopped after; fills the
  * training half of `metrics`. Sets *stopped when a stop was requested (the
- * epoch's state is then in last.safetensors). */
+ * epoch's state is then in last.safetensors). An optimizer step is
+ * grad_accum_steps micro-batches (the epoch's last step those left). */
 static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metrics,
                                 long *images, double *seconds, double *wait_seconds, int *stopped) {
     const clgqa_config *cfg = &t->cfg;
@@ -799,22 +918,24 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
                    .before = t->state.epoch_metrics};
     CLGQA_TRY(epoch_begin(t, &e));
     clgqa_adamw adamw = {cfg->lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay,
-                         cfg->clip_grad_norm};
+                         cfg->clip_grad_norm, cfg->no_weight_decay};
     for (long step = t->state.epoch_steps; step < t->steps_per_epoch; step++) {
-        clgqa_batch batch;
-        CLGQA_TRY(load_batch(t, &e, step, &batch));
-        clgqa_view pixels, labels;
-        CLGQA_TRY(clgqa_batch_upload_next(t->upload, &batch, &pixels, &labels));
-        const clgqa_pass pass = {CLGQA_PASS_TRAIN, step, t->state.global_step};
-        CLGQA_TRY(clgqa_model_forward_pixels(t->model, pixels, labels, batch.count, cfg->norm_mean,
-                                             cfg->norm_std, &pass));
-        CLGQA_TRY(clgqa_model_backward(t->model));
+        long left = e.batches - step * cfg->grad_accum_steps;
+        int micro_batches = left < cfg->grad_accum_steps ? (int)left : cfg->grad_accum_steps;
+        int step_images = 0;
+        for (int micro = 0; micro < micro_batches; micro++) {
+            int count = 0;
+            CLGQA_TRY(train_micro_batch(t, &e, step, micro, micro_batches, step_images, &count));
+            step_images += count;
+        }
         CLGQA_TRY(clgqa_mpi_reduce_gradients(t->mpi));
         adamw.lr = clgqa_schedule_lr(cfg, t->state.global_step, t->total_steps);
         CLGQA_TRY(clgqa_model_step(t->model, &adamw, ++t->state.global_step));
+        if (t->ema)
+            CLGQA_TRY(clgqa_model_ema_update(t->model, cfg->model_ema_decay));
         t->steps_this_call++;
-        t->rank_images += batch.count;
-        CLGQA_TRY(log_step(t, &e, step, batch.count, adamw.lr));
+        t->rank_images += step_images;
+        CLGQA_TRY(log_step(t, &e, step, step_images, adamw.lr));
         CLGQA_TRY(checkpoint_or_stop(t, &e, step, stopped));
         if (*stopped)
             break;
@@ -822,16 +943,95 @@ static clgqa_status train_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metr
     return epoch_end(t, &e, metrics, images, seconds, wait_seconds, *stopped);
 }
 
-/* After epoch `epoch`'s training: its evaluation, the ranks' weight check,
- * run.csv and groups.csv rows, the progress line, best.safetensors when its
- * test loss is the lowest so far, and last.safetensors. */
+/* The grouping state (DGQA cache and split) of every layer, so the EMA's
+ * evaluation starts where the raw weights' did and training goes on from
+ * where the raw weights' evaluation left it (evaluation updates DGQA's
+ * cache, as the reference's eval mode). */
+typedef struct grouping_state {
+    float *cache;
+    int32_t *counts;
+} grouping_state;
+
+static clgqa_status grouping_read(clgqa_model *model, grouping_state *g) {
+    const clgqa_model_dims *d = clgqa_model_get_dims(model);
+    size_t n = (size_t)d->num_layers * d->kv_heads;
+    g->cache = malloc(n * sizeof *g->cache);
+    g->counts = malloc(n * sizeof *g->counts);
+    if (!g->cache || !g->counts)
+        return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "cannot allocate the grouping state");
+    for (int l = 0; l < d->num_layers; l++)
+        CLGQA_TRY(clgqa_model_read_grouping(model, l, g->cache + (size_t)l * d->kv_heads,
+                                            g->counts + (size_t)l * d->kv_heads));
+    return CLGQA_OK;
+}
+
+static clgqa_status grouping_write(clgqa_model *model, const grouping_state *g) {
+    const clgqa_model_dims *d = clgqa_model_get_dims(model);
+    for (int l = 0; l < d->num_layers; l++)
+        CLGQA_TRY(clgqa_model_write_grouping(model, l, g->cache + (size_t)l * d->kv_heads,
+                                             g->counts + (size_t)l * d->kv_heads));
+    return CLGQA_OK;
+}
+
+static void grouping_free(grouping_state *g) {
+    free(g->cache);
+    free(g->counts);
+}
+
+/* The epoch's evaluations: the raw weights', and with an EMA the EMA's
+ * from the same grouping state (then the raw evaluation's state is put
+ * back for training). */
+static clgqa_status evaluate_epoch(trainer *t, clgqa_eval_result *raw, clgqa_eval_result *ema) {
+    const clgqa_config *cfg = &t->cfg;
+    if (!t->ema)
+        return evaluate_with(t->model, cfg, t->test_loader, t->upload, cfg->max_eval_batches,
+                             NULL, t->mpi, raw);
+    grouping_state before = {0}, after = {0};
+    clgqa_status status = grouping_read(t->model, &before);
+    if (status == CLGQA_OK)
+        status = evaluate_with(t->model, cfg, t->test_loader, t->upload, cfg->max_eval_batches,
+                               NULL, t->mpi, raw);
+    if (status == CLGQA_OK)
+        status = grouping_read(t->model, &after);
+    if (status == CLGQA_OK)
+        status = grouping_write(t->model, &before);
+    if (status == CLGQA_OK)
+        status = clgqa_model_ema_swap(t->model);
+    if (status == CLGQA_OK) {
+        status = evaluate_with(t->model, cfg, t->test_loader, t->upload, cfg->max_eval_batches,
+                               NULL, t->mpi, ema);
+        clgqa_status back = clgqa_model_ema_swap(t->model);
+        if (status == CLGQA_OK)
+            status = back;
+    }
+    if (status == CLGQA_OK)
+        status = grouping_write(t->model, &after);
+    grouping_free(&before);
+    grouping_free(&after);
+    return status;
+}
+
+/* A model file of the EMA's weights (swapped in for the write). */
+static clgqa_status save_ema_model(trainer *t, const char *path) {
+    CLGQA_TRY(clgqa_model_ema_swap(t->model));
+    clgqa_status status = clgqa_checkpoint_save_model(t->model, path);
+    clgqa_status back = clgqa_model_ema_swap(t->model);
+    return status != CLGQA_OK ? status : back;
+}
+
+/* After epoch `epoch`'s training: its evaluation (and the EMA's), the
+ * ranks' weight check, run.csv and groups.csv rows, the progress line,
+ * best.safetensors when the test loss best_follows is the lowest so far,
+ * and last.safetensors. */
 static clgqa_status end_of_epoch(trainer *t, int epoch, clgqa_epoch_metrics *metrics) {
     const clgqa_config *cfg = &t->cfg;
-    clgqa_eval_result eval;
-    CLGQA_TRY(evaluate_with(t->model, cfg, t->test_loader, t->upload, cfg->max_eval_batches, NULL,
-                            t->mpi, &eval));
+    clgqa_eval_result eval, ema = {0};
+    CLGQA_TRY(evaluate_epoch(t, &eval, &ema));
     metrics->test_loss = eval.loss;
     metrics->test_acc = eval.accuracy;
+    metrics->test_acc5 = eval.top5;
+    metrics->ema_test_loss = ema.loss;
+    metrics->ema_test_acc = ema.accuracy;
     uint64_t weights_hash;
     CLGQA_TRY(clgqa_mpi_check_weights(t->mpi, t->model, &weights_hash));
     if (t->mpi && !t->quiet)
@@ -840,23 +1040,42 @@ static clgqa_status end_of_epoch(trainer *t, int epoch, clgqa_epoch_metrics *met
     const int files = clgqa_mpi_rank(t->mpi) == 0; /* the files are rank 0's */
     if (files) {
         CLGQA_TRY(run_log_groups(t->groups_csv, t->model, t->readback.group_counts, epoch, -1));
-        fprintf(t->run_csv, "%d,%.6f,%.6f,%.6f,%.6f\n", epoch + 1, metrics->train_loss,
+        fprintf(t->run_csv, "%d,%.6f,%.6f,%.6f,%.6f", epoch + 1, metrics->train_loss,
                 metrics->train_acc, metrics->test_loss, metrics->test_acc);
+        if (t->top5)
+            fprintf(t->run_csv, ",%.6f,%.6f", metrics->train_acc5, metrics->test_acc5);
+        if (t->ema)
+            fprintf(t->run_csv, ",%.6f,%.6f", ema.loss, ema.accuracy);
+        if (t->ema && t->top5)
+            fprintf(t->run_csv, ",%.6f", ema.top5);
+        fputc('\n', t->run_csv);
         if (fflush(t->run_csv) != 0)
             return clgqa_fail(CLGQA_ERR_IO, "cannot write run.csv: %s", strerror(errno));
     }
-    if (!t->quiet)
-        fprintf(t->log, "epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% (%ld images)\n",
-                epoch + 1, cfg->epochs, metrics->train_loss, 100.0 * metrics->train_acc,
-                metrics->test_loss, 100.0 * metrics->test_acc, eval.samples);
+    if (!t->quiet) {
+        char top5[64] = "", ema_text[128] = "";
+        if (t->top5)
+            snprintf(top5, sizeof top5, " top-5 %.2f%%", 100.0 * metrics->test_acc5);
+        if (t->ema)
+            snprintf(ema_text, sizeof ema_text, " | EMA test loss %.4f acc %.2f%%", ema.loss,
+                     100.0 * ema.accuracy);
+        fprintf(t->log, "epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%%%s%s "
+                "(%ld images)\n", epoch + 1, cfg->epochs, metrics->train_loss,
+                100.0 * metrics->train_acc, metrics->test_loss, 100.0 * metrics->test_acc, top5,
+                ema_text, eval.samples);
+    }
     log_check(t);
-    if (eval.loss < t->state.best_test_loss) { /* best.pth of the reference */
+    /* best.pth of the reference: the epoch of lowest test loss, of the raw
+     * weights or (best_follows: ema) of the EMA's. */
+    const double followed = cfg->best_follows_ema ? ema.loss : eval.loss;
+    if (followed < t->state.best_test_loss) {
         t->state.best_epoch = epoch + 1;
-        t->state.best_test_loss = eval.loss;
+        t->state.best_test_loss = followed;
         if (cfg->save_model && files) {
             char path[1200];
             run_join_path(path, sizeof path, cfg->out_dir, "best.safetensors");
-            CLGQA_TRY(clgqa_checkpoint_save_model(t->model, path));
+            CLGQA_TRY(cfg->best_follows_ema ? save_ema_model(t, path)
+                                            : clgqa_checkpoint_save_model(t->model, path));
         }
     }
     t->state.epochs_done = epoch + 1;
@@ -874,6 +1093,10 @@ static clgqa_status end_of_run(trainer *t, int epochs_this_call, long images, do
         char path[1200];
         run_join_path(path, sizeof path, cfg->out_dir, "model.safetensors");
         CLGQA_TRY(clgqa_checkpoint_save_model(t->model, path));
+        if (t->ema) {
+            run_join_path(path, sizeof path, cfg->out_dir, "ema.safetensors");
+            CLGQA_TRY(save_ema_model(t, path));
+        }
     }
     result->epochs_done = (int)t->state.epochs_done;
     result->global_step = t->state.global_step;

@@ -177,6 +177,16 @@ void test_assert_reference_recipe(const clgqa_config *cfg) {
     ck_assert_float_eq(cfg->eps, 1e-8f);
     ck_assert_float_eq(cfg->clip_grad_norm, 0.0f);
     ck_assert_int_eq(cfg->shuffle, 1);
+    /* AdamW(model.parameters()): every tensor decays; none of timm's
+     * regularisers, one batch a step, no EMA, no floor under the lr. */
+    ck_assert_int_eq(cfg->no_weight_decay, 0);
+    ck_assert_float_eq(cfg->label_smoothing, 0.0f);
+    ck_assert_float_eq(cfg->mixup_alpha, 0.0f);
+    ck_assert_float_eq(cfg->cutmix_alpha, 0.0f);
+    ck_assert_float_eq(cfg->drop_path, 0.0f);
+    ck_assert_float_eq(cfg->model_ema_decay, 0.0f);
+    ck_assert_int_eq(cfg->grad_accum_steps, 1);
+    ck_assert_float_eq(cfg->min_lr, 0.0f);
 }
 
 clgqa_status test_choose_paths(clgqa_runtime *rt, const char *device_class,

@@ -75,7 +75,8 @@ double *test_to_doubles(const float *x, size_t n);
 
 /* Assert cfg holds the reference's training recipe (docs/attention-variants.md):
  * lr, schedule, warm-up, batch, epochs, augmentation, 224 / patch 16,
- * normalisation, seed, AdamW's constants, no clipping, shuffling. */
+ * normalisation, seed, AdamW's constants and decay on every tensor, no
+ * clipping, shuffling, none of timm's regularisers. */
 void test_assert_reference_recipe(const clgqa_config *cfg);
 
 /* Assert a clgqa call succeeded, showing the error message if not. */
