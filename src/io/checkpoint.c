@@ -6,6 +6,7 @@
 #include "fail.h"
 #include "scheme.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -20,6 +21,9 @@
 #define OPTIM_V_PREFIX "optim.v."
 #define EMA_PREFIX "ema." /* the weights' EMA in a training checkpoint */
 #define NAME_BUF (CLGQA_TENSOR_NAME_MAX + 16)
+/* Metadata pairs a file can hold: the model's 10, a training checkpoint's
+ * 12 more and the loss scaler's 3 (25), and room to grow. */
+#define CHECKPOINT_META_MAX 32
 
 static int has_cache(const clgqa_model *model) {
     return clgqa_scheme_traits_of(clgqa_model_get_desc(model)->scheme)->has_cache;
@@ -43,8 +47,8 @@ typedef struct checkpoint_out {
     float *buffers[4]; /* params, adam m, adam v, the EMA */
     float *cache;      /* [layers * G] */
     int64_t *split;    /* [layers * G] */
-    char meta_values[24][64];
-    clgqa_metadata_pair meta[24];
+    char meta_values[CHECKPOINT_META_MAX][64];
+    clgqa_metadata_pair meta[CHECKPOINT_META_MAX];
     size_t meta_count;
 } checkpoint_out;
 
@@ -70,6 +74,7 @@ static void out_add(checkpoint_out *out, const char *prefix, const char *name, c
 }
 
 static void out_meta(checkpoint_out *out, const char *key, const char *fmt, long long value) {
+    assert(out->meta_count < CHECKPOINT_META_MAX);
     size_t i = out->meta_count++;
     snprintf(out->meta_values[i], sizeof out->meta_values[i], fmt, value);
     out->meta[i].key = key;
@@ -77,6 +82,7 @@ static void out_meta(checkpoint_out *out, const char *key, const char *fmt, long
 }
 
 static void out_text(checkpoint_out *out, const char *key, double value) {
+    assert(out->meta_count < CHECKPOINT_META_MAX);
     size_t i = out->meta_count++;
     snprintf(out->meta_values[i], sizeof out->meta_values[i], "%a", value);
     out->meta[i].key = key;
@@ -140,6 +146,7 @@ static clgqa_status gather(clgqa_model *model, int training,
     out_meta(out, "kv_heads", "%lld", dims->kv_heads);
     out_meta(out, "num_classes", "%lld", dims->num_classes);
     out_meta(out, "window_size", "%lld", clgqa_model_get_desc(model)->window_size);
+    assert(out->meta_count < CHECKPOINT_META_MAX);
     size_t i = out->meta_count++;
     out->meta[i].key = "att_scheme";
     out->meta[i].value = clgqa_scheme_name(clgqa_model_get_desc(model)->scheme);
