@@ -198,15 +198,12 @@ static int is_key_bias(const char *name) {
     return n >= 11 && !strcmp(name + n - 11, "attn.k.bias");
 }
 
-static void check_fixture(const char *stem) {
-    clgqa_runtime *rt = test_runtime();
-    fixture fx = open_fixture(stem);
-    clgqa_model *m;
-    /* max_batch above the batch: the arena's views must not assume B = max. */
-    TEST_OK(test_model_create(rt, &fx.cfg, fx.batch + 2, &m));
+/* The fixture's weights by state_dict name (shapes checked), its initial
+ * grouping state and PGQA noise, into m. */
+static void load_fixture_model(clgqa_model *m, const fixture *fx_in) {
+    fixture fx = *fx_in;
     const clgqa_model_dims *d = clgqa_model_get_dims(m);
-    int L = d->num_layers, G = d->kv_heads, B = fx.batch, classes = d->num_classes;
-
+    int L = d->num_layers;
     /* Weights by state_dict name, shapes checked. */
     ck_assert_int_eq(clgqa_model_tensor_count(m), 4 + 16 * L + 4);
     for (int i = 0; i < clgqa_model_tensor_count(m); i++) {
@@ -230,6 +227,17 @@ static void check_fixture(const char *stem) {
             TEST_OK(clgqa_model_set_pgqa_noise(m, l, u));
             free(u);
         }
+}
+
+static void check_fixture(const char *stem) {
+    clgqa_runtime *rt = test_runtime();
+    fixture fx = open_fixture(stem);
+    clgqa_model *m;
+    /* max_batch above the batch: the arena's views must not assume B = max. */
+    TEST_OK(test_model_create(rt, &fx.cfg, fx.batch + 2, &m));
+    const clgqa_model_dims *d = clgqa_model_get_dims(m);
+    int L = d->num_layers, G = d->kv_heads, B = fx.batch, classes = d->num_classes;
+    load_fixture_model(m, &fx);
     size_t n_images = (size_t)B * d->in_chans * d->img_size * d->img_size;
     float *images = fixture_floats(&fx, "input", n_images);
     int32_t labels[16];
@@ -358,6 +366,92 @@ static void check_fixture(const char *stem) {
     clgqa_model_destroy(m);
     clgqa_tensor_set_close(fx.file);
 }
+
+/* Half storage of the MLP's and LayerNorms' saved activations (ln1, ln2,
+ * fc1, gelu; precision 16-mixed's model) against the fp32 model on each
+ * PyTorch fixture: the same weights, batch and grouping state. Half keeps
+ * 11 significant bits (a relative rounding of at most 2^-11 = 4.9e-4 per
+ * stored value); each block rounds four activations and the fixtures have
+ * two blocks, so the logits move by a few 1e-3 of their scale: within 1e-2
+ * of the fp32 logits relative and of their largest magnitude. They must
+ * also differ somewhere (the half path ran). The gradients of the training
+ * pass likewise, within 5e-2 (the backward reads the rounded activations
+ * and GELU's derivative of a rounded fc1). The arena must shrink by at
+ * least the halved activations less the float scratch the GEMMs read. No
+ * device extension is needed (vload_half/vstore_half are core OpenCL C),
+ * so this runs on every device. */
+static const char *const half_stems[] = {"model_mhsa",      "model_gqa",       "model_kdgqa",
+                                         "model_dgqa_diff", "model_dgqa_ema",  "model_pgqa"};
+START_TEST(half_storage_matches_fp32_and_halves_saved_activations) {
+    const char *stem = half_stems[_i];
+    clgqa_runtime *rt = test_runtime();
+    fixture fx = open_fixture(stem);
+    clgqa_model_desc desc;
+    clgqa_config_model_desc(&fx.cfg, &desc);
+    clgqa_model *m[2]; /* fp32, half */
+    TEST_OK(clgqa_model_create_stored(rt, &desc, fx.batch + 2, CLGQA_STORAGE_FLOAT, &m[0]));
+    TEST_OK(clgqa_model_create_stored(rt, &desc, fx.batch + 2, CLGQA_STORAGE_HALF, &m[1]));
+    const clgqa_model_dims *d = clgqa_model_get_dims(m[0]);
+    int B = fx.batch, classes = d->num_classes;
+    size_t n_images = (size_t)B * d->in_chans * d->img_size * d->img_size;
+    float *images = fixture_floats(&fx, "input", n_images);
+    int32_t labels[16];
+    TEST_OK(clgqa_tensor_set_read_i32(fx.file, "labels", labels, (size_t)B));
+    batch_data data = {test_upload(images, n_images), test_upload_int(labels, (size_t)B), B};
+    free(images);
+    size_t n_logits = (size_t)B * classes, n_params = clgqa_model_param_count(m[0]);
+    float *logits[2], *grads[2];
+    for (int i = 0; i < 2; i++) {
+        load_fixture_model(m[i], &fx);
+        logits[i] = malloc(n_logits * sizeof *logits[i]);
+        grads[i] = malloc(n_params * sizeof *grads[i]);
+        ck_assert(logits[i] && grads[i]);
+        forward_loss(m[i], &data, 0, 0, 0);
+        TEST_OK(clgqa_model_read_logits(m[i], logits[i]));
+        load_grouping(m[i], &fx); /* the training pass from the initial state */
+        forward_loss(m[i], &data, 1, 0, 0);
+        TEST_OK(clgqa_model_backward(m[i]));
+        TEST_OK(clgqa_model_read_buffer(m[i], CLGQA_GRADS, grads[i]));
+    }
+    double worst = 0, scale = test_max_abs(logits[0], n_logits);
+    for (size_t k = 0; k < n_logits; k++)
+        worst = fmax(worst, fabs((double)logits[1][k] - logits[0][k]));
+    ck_assert_msg(worst > 0, "%s: half-storage logits equal fp32's bit for bit", stem);
+    test_assert_close_scaled("half-storage logits", logits[1], logits[0], n_logits, 1e-2, 1e-2);
+    for (int i = 0; i < clgqa_model_tensor_count(m[0]); i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(m[0], i);
+        char name[96];
+        snprintf(name, sizeof name, "half-storage grad.%s", t->name);
+        if (is_key_bias(t->name)) /* rounding noise of a zero gradient, as in check_fixture */
+            test_assert_close_f(name, grads[1] + t->offset, grads[0] + t->offset, t->numel, 0.0,
+                                K_BIAS_ABS);
+        else
+            test_assert_close_scaled(name, grads[1] + t->offset, grads[0] + t->offset, t->numel,
+                                     5e-2, 5e-2);
+    }
+
+    /* Memory: the four saved activations per block, [gemm rows, 2C + 2F]. */
+    size_t saved = (size_t)d->num_layers * m[0]->gemm.rows * (2 * d->embed_dim + 2 * d->mlp_dim);
+    size_t arena[2] = {clgqa_model_arena_bytes(m[0]), clgqa_model_arena_bytes(m[1])};
+    size_t scratch = m[1]->gemm.rows * (size_t)(d->mlp_dim > d->embed_dim ? d->mlp_dim
+                                                                          : d->embed_dim);
+    size_t align = 4 * (size_t)d->num_layers * clgqa_gemm_operand_alignment(rt) + 1;
+    ck_assert_msg((arena[0] - arena[1]) / sizeof(float) + scratch + align >= saved / 2,
+                  "%s: arena %zu bytes in half, %zu in fp32: saved activations %zu floats",
+                  stem, arena[1], arena[0], saved);
+    printf("%s: half-storage logits within %.2g of fp32's (max |logit| %.3g); saved MLP and "
+           "LayerNorm activations %.1f KiB in half, %.1f KiB in fp32; arena %.1f KiB vs "
+           "%.1f KiB (%.3f)\n", stem, worst, scale, saved * 2 / 1024.0, saved * 4 / 1024.0,
+           arena[1] / 1024.0, arena[0] / 1024.0, (double)arena[1] / (double)arena[0]);
+    for (int i = 0; i < 2; i++) {
+        free(logits[i]);
+        free(grads[i]);
+        clgqa_model_destroy(m[i]);
+    }
+    release_batch(&data);
+    clgqa_tensor_set_close(fx.file);
+}
+END_TEST
 
 START_TEST(parity_mhsa) { check_fixture("model_mhsa"); }
 END_TEST
@@ -1198,6 +1292,8 @@ int main(void) {
     tcase_add_test(parity, parity_dgqa_ema);
     tcase_add_test(parity, parity_pgqa_fixed_noise);
     tcase_add_test(parity, pgqa_drawn_noise_rows_have_zero_mean);
+    tcase_add_loop_test(parity, half_storage_matches_fp32_and_halves_saved_activations, 0,
+                        (int)(sizeof half_stems / sizeof *half_stems));
     suite_add_tcase(s, parity);
 
     TCase *gradients = tcase_create("finite_differences");

@@ -197,6 +197,17 @@ static clgqa_view carve_operand(carver *c, size_t floats) {
     return v;
 }
 
+/* A view of `elements` activations in the model's activation storage: in
+ * float, a GEMM operand; in half, (elements + 1) / 2 floats of the arena,
+ * its offset in halves (the GEMMs read its float copy, act_scratch). */
+static clgqa_view carve_activation(clgqa_model *m, carver *c, size_t elements) {
+    if (m->act_storage == CLGQA_STORAGE_FLOAT)
+        return carve_operand(c, elements);
+    clgqa_view v = carve(c, (elements + 1) / 2);
+    v.offset *= 2;
+    return v;
+}
+
 /* A block's views. Those GEMMs read or write have m->gemm.rows rows (the
  * padded count, model_gemm); the statistics have the real rows. */
 static void carve_layer(clgqa_model *m, model_layer *a, carver *c) {
@@ -209,7 +220,7 @@ static void carve_layer(clgqa_model *m, model_layer *a, carver *c) {
     size_t saved = clgqa_attention_saved_floats(&ad, pgqa, m->attention_kernel);
     /* A block's views in one buffer when they fit. */
     keep_together(c, rows * (6 * C + 2 * F + 2 * kv) + 4 * real + saved + c->align * 15);
-    a->ln1 = carve_operand(c, rows * C);
+    a->ln1 = carve_activation(m, c, rows * C);
     a->ln1_mean = carve(c, real);
     a->ln1_rstd = carve(c, real);
     a->qkv = carve_operand(c, rows * (C + 2 * kv));
@@ -219,11 +230,11 @@ static void carve_layer(clgqa_model *m, model_layer *a, carver *c) {
     a->attention_region = carve(c, saved);
     a->heads_out = carve_operand(c, rows * C);
     a->x_mid = carve_operand(c, rows * C);
-    a->ln2 = carve_operand(c, rows * C);
+    a->ln2 = carve_activation(m, c, rows * C);
     a->ln2_mean = carve(c, real);
     a->ln2_rstd = carve(c, real);
-    a->fc1 = carve_operand(c, rows * F);
-    a->gelu = carve_operand(c, rows * F);
+    a->fc1 = carve_activation(m, c, rows * F);
+    a->gelu = carve_activation(m, c, rows * F);
     a->x_out = carve_operand(c, rows * C);
 }
 
@@ -291,6 +302,8 @@ static void carve_shared(clgqa_model *m, carver *c) {
     m->attention_scratch = carve(c, attention_scratch > key_norms_scratch ? attention_scratch
                                                                            : key_norms_scratch);
     m->dpatch_out = carve_operand(c, gemm_patch_rows * C);
+    if (m->act_storage != CLGQA_STORAGE_FLOAT)
+        m->act_scratch = carve_operand(c, gemm_rows * (F > C ? F : C));
     /* The column sums' partials and the split weight gradients' beside
      * them, in one buffer when they fit: one finish launch adds both. */
     size_t column_floats = 2 * m->partials.slot + m->partials.final;
@@ -379,6 +392,7 @@ static clgqa_status create_arena(clgqa_model *m) {
     if (!m->arena)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: arena table");
     for (int i = 0; i < m->arena_count; i++) {
+        m->arena_bytes += sizes[i] * sizeof(float);
         char what[64];
         snprintf(what, sizeof what, "activation buffer %d of %d", i + 1, m->arena_count);
         CLGQA_TRY(create_zeroed(m->rt, sizes[i], &m->arena[i], what));
@@ -799,11 +813,20 @@ clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_de
 
 clgqa_status clgqa_model_create(clgqa_runtime *rt, const clgqa_model_desc *desc, int max_batch,
                                 clgqa_model **out) {
+    return clgqa_model_create_stored(rt, desc, max_batch, CLGQA_STORAGE_FLOAT, out);
+}
+
+clgqa_status clgqa_model_create_stored(clgqa_runtime *rt, const clgqa_model_desc *desc,
+                                       int max_batch, clgqa_storage storage, clgqa_model **out) {
     *out = NULL;
+    if (storage != CLGQA_STORAGE_FLOAT && storage != CLGQA_STORAGE_HALF)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_create: unknown storage %d",
+                          (int)storage);
     clgqa_model *m = calloc(1, sizeof *m);
     if (!m)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: model");
     m->rt = rt;
+    m->act_storage = storage;
     clgqa_status s = create_model(m, desc, max_batch);
     if (s != CLGQA_OK) {
         clgqa_model_destroy(m);
@@ -1284,3 +1307,5 @@ clgqa_status clgqa_model_read_logits(clgqa_model *m, float *host) {
     return clgqa_buffer_read(m->rt, m->logits.mem, m->logits.offset * sizeof(float),
                              (size_t)m->batch * m->dims.num_classes * sizeof(float), host);
 }
+
+size_t clgqa_model_arena_bytes(const clgqa_model *m) { return m->arena_bytes; }

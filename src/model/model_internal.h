@@ -181,6 +181,14 @@ struct clgqa_model {
      * (usually one; a block's views stay in one buffer when they fit). */
     cl_mem *arena;
     int arena_count;
+    size_t arena_bytes; /* the arena's buffers together */
+    /* How the MLP's and the LayerNorms' activations saved for the backward
+     * are stored (ln1, ln2, fc1, gelu; docs/design.md, "Mixed precision"):
+     * float, or half under precision 16-mixed, each then a half view (its
+     * offset counts halves) read by the GEMMs through act_scratch, a float
+     * copy widened before each GEMM that reads one ({NULL, 0} in float). */
+    clgqa_storage act_storage;
+    clgqa_view act_scratch; /* [gemm rows, max(C, F)] */
     model_layer *layers;
     clgqa_view patches;   /* im2col [B*n, in_chans*p*p] */
     clgqa_view patch_out; /* [B*n, C] */

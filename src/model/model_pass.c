@@ -78,8 +78,21 @@ static clgqa_status transpose_weights(clgqa_model *m) {
 }
 
 /* A LayerNorm's output and saved statistics, and its parameters. */
+/* A saved activation as a GEMM operand: itself in float storage; in half,
+ * its `elements` widened into the model's float scratch, which *operand
+ * then names (valid until the next widening). */
+static clgqa_status gemm_operand(clgqa_model *m, clgqa_view act, size_t elements,
+                                 clgqa_view *operand) {
+    *operand = act;
+    if (m->act_storage == CLGQA_STORAGE_FLOAT)
+        return CLGQA_OK;
+    *operand = m->act_scratch;
+    return clgqa_activations_to_float(m->rt, m->act_storage, m->act_scratch, act, elements);
+}
+
 typedef struct model_norm {
     clgqa_view out, mean, rstd, weight, bias;
+    clgqa_storage storage; /* out's */
 } model_norm;
 
 /* out[rows, n_out] = residual + (x[rows, n_in] W^T + bias) * s, then the
@@ -94,7 +107,7 @@ static clgqa_status residual_linear_norm_forward(clgqa_runtime *rt, clgqa_view o
                                                  const model_norm *norm, size_t real, size_t rows,
                                                  size_t n_in, size_t n_out) {
     CLGQA_TRY(linear_forward(rt, out, x, weight_t, clgqa_view_at(NULL, 0), real, rows, n_in, n_out));
-    return clgqa_residual_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, out, residual, out, bias,
+    return clgqa_residual_layernorm_forward(rt, norm->storage, out, residual, out, bias,
                                             branch_scales, tokens, norm->out, norm->mean,
                                             norm->rstd, norm->weight, norm->bias, real, n_out,
                                             MODEL_LN_EPS);
@@ -158,6 +171,7 @@ static model_norm block_norm(clgqa_model *m, int l, int which) {
         n.out = m->lnf, n.mean = m->lnf_mean, n.rstd = m->lnf_rstd;
         n.weight = model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_NORM_W));
         n.bias = model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_NORM_B));
+        n.storage = CLGQA_STORAGE_FLOAT; /* the head's GEMM reads lnf in place */
         return n;
     }
     model_layer *a = &m->layers[l];
@@ -168,6 +182,7 @@ static model_norm block_norm(clgqa_model *m, int l, int which) {
                                                                          : MODEL_L_NORM1_W));
     n.bias = model_param(m, CLGQA_PARAMS, model_layer_tensor(l, which ? MODEL_L_NORM2_B
                                                                        : MODEL_L_NORM1_B));
+    n.storage = m->act_storage;
     return n;
 }
 
@@ -186,7 +201,9 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
 #define WT(which) block_weight_t(m, l, LINEAR_##which)
 
     /* q, k, v in one GEMM: their weights and biases are contiguous. */
-    CLGQA_TRY(linear_forward(rt, a->qkv, a->ln1, WT(QKV), P(Q_B), rows, gemm_rows, C, C + 2 * kv));
+    clgqa_view x;
+    CLGQA_TRY(gemm_operand(m, a->ln1, gemm_rows * C, &x));
+    CLGQA_TRY(linear_forward(rt, a->qkv, x, WT(QKV), P(Q_B), rows, gemm_rows, C, C + 2 * kv));
     CLGQA_TRY(update_grouping(m, l, &ad, a->k, pass, later_micro_batch));
 
     int pgqa = m->traits.perturbs;
@@ -201,13 +218,20 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
                                            P(PROJ_B), branch_scales(m, l, BRANCH_ATTENTION, batch),
                                            d->tokens, &norm2, rows, gemm_rows, C, C));
 
-    /* fc1 holds ln2 W1^T without the bias, which the GELU pass adds. */
+    /* fc1 holds ln2 W1^T without the bias, which the GELU pass adds. In
+     * half storage the GEMM writes floats into dgelu (free until the
+     * backward writes it whole), rounded into fc1 before the GELU reads it. */
     clgqa_view bias_in_gelu = {NULL, 0};
-    CLGQA_TRY(linear_forward(rt, a->fc1, a->ln2, WT(FC1), bias_in_gelu, rows, gemm_rows, C, F));
-    CLGQA_TRY(
-        clgqa_gelu_bias_forward(rt, CLGQA_STORAGE_FLOAT, a->gelu, a->fc1, P(FC1_B), rows, F));
+    const int half = m->act_storage != CLGQA_STORAGE_FLOAT;
+    CLGQA_TRY(gemm_operand(m, a->ln2, gemm_rows * C, &x));
+    CLGQA_TRY(linear_forward(rt, half ? m->dgelu : a->fc1, x, WT(FC1), bias_in_gelu, rows,
+                             gemm_rows, C, F));
+    if (half)
+        CLGQA_TRY(clgqa_activations_from_float(rt, m->act_storage, a->fc1, m->dgelu, rows * F));
+    CLGQA_TRY(clgqa_gelu_bias_forward(rt, m->act_storage, a->gelu, a->fc1, P(FC1_B), rows, F));
     model_norm next = block_norm(m, l + 1, 0);
-    return residual_linear_norm_forward(rt, a->x_out, a->x_mid, a->gelu, WT(FC2), P(FC2_B),
+    CLGQA_TRY(gemm_operand(m, a->gelu, gemm_rows * F, &x));
+    return residual_linear_norm_forward(rt, a->x_out, a->x_mid, x, WT(FC2), P(FC2_B),
                                         branch_scales(m, l, BRANCH_MLP, batch), d->tokens, &next,
                                         rows, gemm_rows, F, C);
 #undef P
@@ -271,7 +295,7 @@ static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view
     /* Block 0's LayerNorm 1; every other LayerNorm runs in the pass that
      * adds the residual before it. */
     model_norm norm1 = block_norm(m, 0, 0);
-    CLGQA_TRY(clgqa_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, norm1.out, norm1.mean, norm1.rstd,
+    CLGQA_TRY(clgqa_layernorm_forward(rt, norm1.storage, norm1.out, norm1.mean, norm1.rstd,
                                       m->layers[0].x_in, norm1.weight, norm1.bias, rows, C,
                                       MODEL_LN_EPS));
     /* Every block's drop-path scales in one launch: sample k of the
@@ -458,12 +482,15 @@ static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
         CLGQA_TRY(scaled_branch_gradient(m, dmlp, branch_scales(m, l, BRANCH_MLP, m->batch),
                                          bias_partials(m, l, BIAS_FC2), rows, gemm_rows));
     }
-    CLGQA_TRY(linear_backward(rt, m->dgelu, G(FC2_W), SPLIT(FC2), dmlp, a->gelu, P(FC2_W),
-                              gemm_rows, F, C, grad_beta));
-    CLGQA_TRY(clgqa_gelu_bias_backward(rt, CLGQA_STORAGE_FLOAT, m->dfc1,
+    clgqa_view x;
+    CLGQA_TRY(gemm_operand(m, a->gelu, gemm_rows * F, &x));
+    CLGQA_TRY(linear_backward(rt, m->dgelu, G(FC2_W), SPLIT(FC2), dmlp, x, P(FC2_W), gemm_rows,
+                              F, C, grad_beta));
+    CLGQA_TRY(clgqa_gelu_bias_backward(rt, m->act_storage, m->dfc1,
                                        bias_partials(m, l, BIAS_FC1), pp->fc1_chunks, m->dgelu,
                                        a->fc1, P(FC1_B), rows, F));
-    CLGQA_TRY(linear_backward(rt, m->dln, G(FC1_W), SPLIT(FC1), m->dfc1, a->ln2, P(FC1_W),
+    CLGQA_TRY(gemm_operand(m, a->ln2, gemm_rows * C, &x));
+    CLGQA_TRY(linear_backward(rt, m->dln, G(FC1_W), SPLIT(FC1), m->dfc1, x, P(FC1_W),
                               gemm_rows, C, F, grad_beta));
     CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, block_partials(m, l, pp->norm2),
                                        m->dropped_paths ? none : bias_partials(m, l, BIAS_PROJ),
@@ -488,7 +515,8 @@ static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
                                        a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
                                        m->traits.perturbs, &a->saved,
                                        m->attention_scratch));
-    CLGQA_TRY(linear_backward(rt, m->dln, G(Q_W), SPLIT(QKV), m->dqkv, a->ln1, P(Q_W), gemm_rows,
+    CLGQA_TRY(gemm_operand(m, a->ln1, gemm_rows * C, &x));
+    CLGQA_TRY(linear_backward(rt, m->dln, G(Q_W), SPLIT(QKV), m->dqkv, x, P(Q_W), gemm_rows,
                               C, C + 2 * kv, grad_beta));
     CLGQA_TRY(clgqa_column_partials(rt, bias_partials(m, l, BIAS_QKV), pp->qkv_chunks, m->dqkv,
                                     rows, C + 2 * kv));

@@ -6,6 +6,7 @@
 #define CLGQA_MODEL_PRIVATE_H
 
 #include "clgqa/model.h"
+#include "ops.h"
 #include "patch_embed.h"
 
 /* The flat buffers are split into chunks of whole tensors (in table order)
@@ -40,6 +41,17 @@ typedef struct clgqa_model_memory {
 } clgqa_model_memory;
 clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_desc *desc,
                                          int max_batch, clgqa_model_memory *out);
+
+/* clgqa_model_create with the activations saved for the backward of the
+ * MLPs and LayerNorms (ln1, ln2, fc1, gelu) in `storage`: half under
+ * precision 16-mixed (docs/design.md, "Mixed precision"), float otherwise
+ * (clgqa_model_create). Half needs no device extension (vload_half and
+ * vstore_half are core OpenCL C); the arithmetic stays float. */
+clgqa_status clgqa_model_create_stored(clgqa_runtime *rt, const clgqa_model_desc *desc,
+                                       int max_batch, clgqa_storage storage, clgqa_model **out);
+/* The activation arena's bytes: every saved activation, the backward's
+ * scratch, the weights' transposes and the split gradients' partials. */
+size_t clgqa_model_arena_bytes(const clgqa_model *model);
 
 /* group_counts of every layer, [num_layers][G], in one read (groups.csv). */
 clgqa_status clgqa_model_read_all_group_counts(clgqa_model *model, int32_t *group_counts);

@@ -387,7 +387,10 @@ static clgqa_status open_model(trainer *t, int ranks) {
     int max_batch = clgqa_rank_batch(cfg, ranks);
     clgqa_model_desc desc;
     clgqa_config_model_desc(cfg, &desc);
-    CLGQA_TRY(clgqa_model_create(t->rt, &desc, max_batch, &t->model));
+    /* precision 16-mixed: the MLPs' and LayerNorms' saved activations in half. */
+    const clgqa_storage storage = cfg->precision == CLGQA_PRECISION_16_MIXED ? CLGQA_STORAGE_HALF
+                                                                            : CLGQA_STORAGE_FLOAT;
+    CLGQA_TRY(clgqa_model_create_stored(t->rt, &desc, max_batch, storage, &t->model));
     CLGQA_TRY(clgqa_mpi_attach(t->mpi, t->rt, t->model));
     const clgqa_model_dims *dims = clgqa_model_get_dims(t->model);
     CLGQA_TRY(clgqa_batch_upload_create(t->rt, dims, max_batch, &t->upload));
