@@ -1002,19 +1002,9 @@ START_TEST(drop_path_gradient_ignores_a_larger_batchs_rows) {
     TEST_OK(clgqa_model_set_regularisation(m, &regularisation));
     batch_data small = random_batch(m, 2), large = random_batch(m, 4);
     size_t n = clgqa_model_param_count(m);
-    float *first = malloc(n * sizeof *first), *again = malloc(n * sizeof *again);
-    const clgqa_pass pass = {CLGQA_PASS_TRAIN, 1, 7};
-    for (int run = 0; run < 2; run++) {
-        if (run == 1) {
-            TEST_OK(clgqa_model_forward(m, clgqa_view_at(large.images, 0),
-                                        clgqa_view_at(large.labels, 0), 4, &pass));
-            TEST_OK(clgqa_model_backward(m));
-        }
-        TEST_OK(clgqa_model_forward(m, clgqa_view_at(small.images, 0),
-                                    clgqa_view_at(small.labels, 0), 2, &pass));
-        TEST_OK(clgqa_model_backward(m));
-        TEST_OK(clgqa_model_read_buffer(m, CLGQA_GRADS, run ? again : first));
-    }
+    float *first = gradients_of(m, &small);
+    free(gradients_of(m, &large));
+    float *again = gradients_of(m, &small);
     for (size_t i = 0; i < n; i++)
         if (memcmp(&first[i], &again[i], sizeof(float)) != 0)
             ck_abort_msg("gradient %zu: %.9g, after a batch of 4 %.9g", i, (double)first[i],

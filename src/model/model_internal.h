@@ -221,7 +221,9 @@ struct clgqa_model {
     model_transposes *transposes;
     int transpose_launches;
     cl_mem transpose_tables;
-    size_t backward_rows; /* rows the last backward wrote into dqkv and dfc1 (the rows past them are zero) */
+    /* Rows the last backward wrote into dqkv and dfc1 (the rows past them
+     * are zero). */
+    size_t backward_rows;
     clgqa_view grad_sum_squares, grad_scale; /* clipping scalars */
     clgqa_view scaler;  /* the loss scaler's state (ops.h, clgqa_scaler_field) */
     int loss_scaling;   /* the scaler is on (clgqa_model_set_loss_scaler) */

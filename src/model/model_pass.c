@@ -441,17 +441,14 @@ static clgqa_view bias_partials(const clgqa_model *m, int l, block_bias which) {
 }
 
 /* A branch's output gradient under drop path: dres scaled per sample into
- * `scratch`, whose padded rows (up to gemm_rows) are zeroed, since its
- * Linear's weight gradient sums over them and the scratch may hold a larger
- * batch's rows; its column sums are the Linear's bias partials. */
+ * the batch's rows of `scratch` (dheads_out or dln), whose padded rows its
+ * Linear's weight gradient sums over: they are zero (dln is cleared every
+ * backward, dheads_out where a larger batch's backward wrote; the GEMMs
+ * write zeros there); its column sums are the Linear's bias partials. */
 static clgqa_status scaled_branch_gradient(clgqa_model *m, clgqa_view scratch,
-                                           clgqa_view scales, clgqa_view bias_sums, size_t rows,
-                                           size_t gemm_rows) {
+                                           clgqa_view scales, clgqa_view bias_sums, size_t rows) {
     size_t C = m->dims.embed_dim;
     CLGQA_TRY(clgqa_scale_rows(m->rt, scratch, m->dres, scales, m->dims.tokens, rows, C));
-    if (gemm_rows > rows)
-        CLGQA_TRY(clgqa_buffer_fill(m->rt, clgqa_view_add(scratch, rows * C),
-                                    (gemm_rows - rows) * C, 0.0f));
     return clgqa_column_partials(m->rt, bias_sums, m->partials.ln_chunks, scratch, rows, C);
 }
 
@@ -480,7 +477,7 @@ static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
     if (m->dropped_paths) {
         dmlp = m->dheads_out;
         CLGQA_TRY(scaled_branch_gradient(m, dmlp, branch_scales(m, l, BRANCH_MLP, m->batch),
-                                         bias_partials(m, l, BIAS_FC2), rows, gemm_rows));
+                                         bias_partials(m, l, BIAS_FC2), rows));
     }
     clgqa_view x;
     CLGQA_TRY(gemm_operand(m, a->gelu, gemm_rows * F, &x));
@@ -504,7 +501,7 @@ static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
         dattention = m->dln;
         CLGQA_TRY(scaled_branch_gradient(m, dattention,
                                          branch_scales(m, l, BRANCH_ATTENTION, m->batch),
-                                         bias_partials(m, l, BIAS_PROJ), rows, gemm_rows));
+                                         bias_partials(m, l, BIAS_PROJ), rows));
     }
     CLGQA_TRY(linear_backward(rt, m->dheads_out, G(PROJ_W), SPLIT(PROJ), dattention,
                               a->heads_out, P(PROJ_W), gemm_rows, C, C, grad_beta));
@@ -579,12 +576,17 @@ clgqa_status clgqa_model_backward_scaled(clgqa_model *m, float loss_scale, int a
         CLGQA_TRY(clgqa_buffer_fill(rt, m->dlogits, dlogits_floats, 0.0f));
     }
     /* So do those of dqkv and dfc1, which a larger batch's backward may have
-     * written: zeroed when it did. */
+     * written: zeroed when it did. And those of dheads_out, drop path's
+     * scratch for the MLP branch (scaled_branch_gradient writes the batch's
+     * rows only; the GEMMs that write it over the padded rows write zeros
+     * there, from zero rows). */
     if (m->backward_rows > rows) {
         size_t stale = m->backward_rows - rows, qkv = (size_t)model_qkv_width(m);
         CLGQA_TRY(clgqa_buffer_fill(rt, clgqa_view_add(m->dqkv, rows * qkv), stale * qkv, 0.0f));
         CLGQA_TRY(clgqa_buffer_fill(rt, clgqa_view_add(m->dfc1, rows * d->mlp_dim),
                                     stale * d->mlp_dim, 0.0f));
+        CLGQA_TRY(clgqa_buffer_fill(rt, clgqa_view_add(m->dheads_out, rows * C), stale * C,
+                                    0.0f));
     }
     m->backward_rows = rows;
 

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import near_half, norms_separated, randomise  # noqa: E402
 from reference_model import (ViTConfig, VisionTransformer, convert_timm_state_dict,  # noqa: E402
                              resample_abs_pos_embed)
-from safetensors_io import load_file, save_file  # noqa: E402
+from safetensors_io import write_or_check  # noqa: E402
 
 FIXTURE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 SOURCE = dict(img_size=9, patch_size=3, in_chans=3, embed_dim=12, depth=2,
@@ -128,20 +128,7 @@ def main():
     torch.set_num_threads(1)
     timm_sd, src_md, exp, exp_md = generate()
     files = (("timm_vit", timm_sd, src_md), ("timm_uptrain_expected", exp, exp_md))
-    bad = 0
-    for stem, tensors, md in files:
-        path = os.path.join(FIXTURE_DIR, stem + ".safetensors")
-        if args.check:
-            old, old_md = load_file(path)
-            same = set(old) == set(tensors) and old_md == md and all(
-                old[k].shape == tensors[k].shape and
-                float((old[k].double() - tensors[k].double()).abs().max()) <= 1e-6
-                for k in tensors)
-            bad += not same
-            print(f"{stem}: {'ok' if same else 'DIFFERS'}")
-        else:
-            save_file(tensors, path, md)
-            print(f"wrote {path}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
+    bad = write_or_check(files, FIXTURE_DIR, args.check)
     if not args.check:
         print("kdgqa splits:", [exp[f"expected.kdgqa.split.{i}"].tolist() for i in range(SOURCE["depth"])])
     return 1 if bad else 0

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import near_half, norms_separated, randomise  # noqa: E402
 from reference_model import (DGQA_SCHEMES, ViTConfig, VisionTransformer,  # noqa: E402
                              average_kv_heads, static_split)
-from safetensors_io import load_file, save_file  # noqa: E402
+from safetensors_io import write_or_check  # noqa: E402
 
 FIXTURE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 # 9x9 RGB, patch 3: P = 10 tokens; C 16, H 8 (d = 2), as the uptrain demo's
@@ -131,20 +131,7 @@ def main():
     torch.set_num_threads(1)
     mhsa_sd, src_md, exp, exp_md = generate()
     files = (("uptrain_mhsa", mhsa_sd, src_md), ("uptrain_expected", exp, exp_md))
-    bad = 0
-    for stem, tensors, md in files:
-        path = os.path.join(FIXTURE_DIR, stem + ".safetensors")
-        if args.check:
-            old, old_md = load_file(path)
-            same = set(old) == set(tensors) and old_md == md and all(
-                old[k].shape == tensors[k].shape and
-                float((old[k].double() - tensors[k].double()).abs().max()) <= 1e-6
-                for k in tensors)
-            bad += not same
-            print(f"{stem}: {'ok' if same else 'DIFFERS'}")
-        else:
-            save_file(tensors, path, md)
-            print(f"wrote {path}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
+    bad = write_or_check(files, FIXTURE_DIR, args.check)
     if not args.check:
         for s in ("kdgqa", "dgqa_diff", "dgqa_ema"):
             print(s, {G: [exp[f"expected.{s}.g{G}.split.{i}"].tolist() for i in range(SOURCE["depth"])]

@@ -9,6 +9,7 @@ header is padded with spaces to a multiple of 8 bytes, as the Rust library
 does, so the files are byte-for-byte deterministic.
 """
 import json
+import os
 import struct
 
 import torch
@@ -102,3 +103,25 @@ def load_file(path):
             t = torch.frombuffer(raw, dtype=torch.uint8).view(dtype).reshape(shape).clone()
         out[name] = t
     return out, metadata
+
+
+def write_or_check(files, fixture_dir, check):
+    """Writes each (stem, tensors, metadata) as fixture_dir/stem.safetensors,
+    or with check compares it with the committed file: the same names,
+    shapes and metadata, every element within 1e-6. Returns the number of
+    files that differ (0 when writing)."""
+    bad = 0
+    for stem, tensors, md in files:
+        path = os.path.join(fixture_dir, stem + ".safetensors")
+        if check:
+            old, old_md = load_file(path)
+            same = set(old) == set(tensors) and old_md == md and all(
+                old[k].shape == tensors[k].shape and
+                float((old[k].double() - tensors[k].double()).abs().max()) <= 1e-6
+                for k in tensors)
+            bad += not same
+            print(f"{stem}: {'ok' if same else 'DIFFERS'}")
+        else:
+            save_file(tensors, path, md)
+            print(f"wrote {path}: {len(tensors)} tensors, {os.path.getsize(path)} bytes")
+    return bad
