@@ -67,12 +67,16 @@ START_TEST(every_family_builds_with_werror_under_each_standard) {
             if (!strcmp(f->name, "attention"))
                 for (size_t v = 0; v < sizeof attention_variants / sizeof *attention_variants; v++) {
                     clgqa_runtime *rt = test_runtime();
-                    char defines[128];
+                    char defines[160];
                     cl_ulong local = attention_variants[v].local_bytes;
                     clgqa_attention_build_defines(attention_variants[v].head_dim,
                                                   local ? local : rt->local_mem_bytes,
                                                   rt->max_work_group_size, defines,
                                                   sizeof defines);
+                    built += build(f->name, f->text, standards[s], defines);
+                    /* and with half activations (clgqa_attention_dims.storage) */
+                    strcat(defines, " ");
+                    strcat(defines, clgqa_storage_defines(CLGQA_STORAGE_HALF));
                     built += build(f->name, f->text, standards[s], defines);
                 }
             else {

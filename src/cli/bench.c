@@ -407,7 +407,7 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
     }
     const clgqa_model_dims *dims = clgqa_model_get_dims(model);
     clgqa_attention_dims ad = {opt->batch, dims->tokens, dims->num_heads, dims->kv_heads,
-                               dims->head_dim, 0};
+                               dims->head_dim, 0, storage};
     res->attention_saved_bytes =
         (size_t)dims->num_layers * sizeof(float) *
         clgqa_attention_saved_floats(&ad, clgqa_scheme_traits_of(scheme)->perturbs,

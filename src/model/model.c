@@ -223,12 +223,12 @@ static void carve_layer(clgqa_model *m, model_layer *a, carver *c) {
     a->ln1 = carve_activation(m, c, rows * C);
     a->ln1_mean = carve(c, real);
     a->ln1_rstd = carve(c, real);
-    a->qkv = carve_operand(c, rows * (C + 2 * kv));
+    a->qkv = carve_activation(m, c, rows * (C + 2 * kv));
     a->q = a->qkv;
     a->k = clgqa_view_add(a->qkv, C);
     a->v = clgqa_view_add(a->qkv, C + kv);
     a->attention_region = carve(c, saved);
-    a->heads_out = carve_operand(c, rows * C);
+    a->heads_out = carve_activation(m, c, rows * C);
     a->x_mid = carve_operand(c, rows * C);
     a->ln2 = carve_activation(m, c, rows * C);
     a->ln2_mean = carve(c, real);
@@ -774,11 +774,13 @@ static size_t count_parameters(const clgqa_model_dims *d) {
 }
 
 clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_desc *desc,
-                                         int max_batch, clgqa_model_memory *out) {
+                                         int max_batch, clgqa_storage storage,
+                                         clgqa_model_memory *out) {
     memset(out, 0, sizeof *out);
     clgqa_model m;
     memset(&m, 0, sizeof m);
     m.rt = rt;
+    m.act_storage = storage;
     CLGQA_TRY(derive_dims(desc, max_batch, &m.dims));
     m.desc = *desc;
     m.traits = *clgqa_scheme_traits_of(desc->scheme);
@@ -795,6 +797,13 @@ clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_de
     out->gemm_rows = m.gemm.rows;
     for (int i = 0; i < MAX_ARENA_BUFFERS; i++)
         out->arena_floats += sizes[i];
+    /* The blocks' views alone, in one unlimited buffer. */
+    size_t block_sizes[MAX_ARENA_BUFFERS] = {0};
+    carver blocks = {NULL, block_sizes, (size_t)-1, 0, 0, 0, measure.align, NULL, CLGQA_OK};
+    model_layer scratch;
+    for (int l = 0; l < m.dims.num_layers; l++)
+        carve_layer(&m, &scratch, &blocks);
+    out->saved_floats = block_sizes[0];
     const size_t L = (size_t)m.dims.num_layers;
     out->param_floats = m.param_count;
     const size_t linears = (size_t)model_linear_count(&m);

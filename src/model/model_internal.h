@@ -299,7 +299,7 @@ static inline int model_qkv_width(const clgqa_model *m) {
 }
 static inline clgqa_attention_dims model_attention_dims(const clgqa_model *m, int batch) {
     clgqa_attention_dims ad = {batch, m->dims.tokens, m->dims.num_heads, m->dims.kv_heads,
-                               m->dims.head_dim, model_qkv_width(m)};
+                               m->dims.head_dim, model_qkv_width(m), m->act_storage};
     return ad;
 }
 

@@ -200,10 +200,17 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
 #define P(which) model_param(m, CLGQA_PARAMS, model_layer_tensor(l, MODEL_L_##which))
 #define WT(which) block_weight_t(m, l, LINEAR_##which)
 
-    /* q, k, v in one GEMM: their weights and biases are contiguous. */
+    /* q, k, v in one GEMM: their weights and biases are contiguous. In half
+     * storage the GEMM writes floats into dqkv (free until the backward
+     * writes it whole), rounded into qkv. */
+    const int half = m->act_storage != CLGQA_STORAGE_FLOAT;
     clgqa_view x;
     CLGQA_TRY(gemm_operand(m, a->ln1, gemm_rows * C, &x));
-    CLGQA_TRY(linear_forward(rt, a->qkv, x, WT(QKV), P(Q_B), rows, gemm_rows, C, C + 2 * kv));
+    CLGQA_TRY(linear_forward(rt, half ? m->dqkv : a->qkv, x, WT(QKV), P(Q_B), rows, gemm_rows,
+                             C, C + 2 * kv));
+    if (half)
+        CLGQA_TRY(clgqa_activations_from_float(rt, m->act_storage, a->qkv, m->dqkv,
+                                               rows * (C + 2 * kv)));
     CLGQA_TRY(update_grouping(m, l, &ad, a->k, pass, later_micro_batch));
 
     int pgqa = m->traits.perturbs;
@@ -214,7 +221,8 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
     CLGQA_TRY(clgqa_attention_forward(rt, &ad, a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
                                       pgqa ? &noise : NULL, &a->saved));
     model_norm norm2 = block_norm(m, l, 1);
-    CLGQA_TRY(residual_linear_norm_forward(rt, a->x_mid, a->x_in, a->heads_out, WT(PROJ),
+    CLGQA_TRY(gemm_operand(m, a->heads_out, gemm_rows * C, &x));
+    CLGQA_TRY(residual_linear_norm_forward(rt, a->x_mid, a->x_in, x, WT(PROJ),
                                            P(PROJ_B), branch_scales(m, l, BRANCH_ATTENTION, batch),
                                            d->tokens, &norm2, rows, gemm_rows, C, C));
 
@@ -222,7 +230,6 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
      * half storage the GEMM writes floats into dgelu (free until the
      * backward writes it whole), rounded into fc1 before the GELU reads it. */
     clgqa_view bias_in_gelu = {NULL, 0};
-    const int half = m->act_storage != CLGQA_STORAGE_FLOAT;
     CLGQA_TRY(gemm_operand(m, a->ln2, gemm_rows * C, &x));
     CLGQA_TRY(linear_forward(rt, half ? m->dgelu : a->fc1, x, WT(FC1), bias_in_gelu, rows,
                              gemm_rows, C, F));
@@ -503,8 +510,9 @@ static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
                                          branch_scales(m, l, BRANCH_ATTENTION, m->batch),
                                          bias_partials(m, l, BIAS_PROJ), rows));
     }
-    CLGQA_TRY(linear_backward(rt, m->dheads_out, G(PROJ_W), SPLIT(PROJ), dattention,
-                              a->heads_out, P(PROJ_W), gemm_rows, C, C, grad_beta));
+    CLGQA_TRY(gemm_operand(m, a->heads_out, gemm_rows * C, &x));
+    CLGQA_TRY(linear_backward(rt, m->dheads_out, G(PROJ_W), SPLIT(PROJ), dattention, x,
+                              P(PROJ_W), gemm_rows, C, C, grad_beta));
     /* The attention backward writes d(qkv) whole (no fill); one GEMM each
      * for dx and dW over the fused projection. */
     CLGQA_TRY(clgqa_attention_backward(rt, &ad, m->dqkv, clgqa_view_add(m->dqkv, C),

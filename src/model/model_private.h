@@ -28,19 +28,22 @@ clgqa_view clgqa_model_buffer_view(const clgqa_model *model, clgqa_model_buffer 
  * has four: parameters, gradients and AdamW's two moments), the activation
  * arena's floats at max_batch (with the weights' transposes and the split
  * weight gradients' partials the GEMMs use), and the small rest (grouping
- * state, the backward's tables) in bytes. Fails as clgqa_model_create would
+ * state, the backward's tables) in bytes, for activations in `storage`
+ * (clgqa_model_create_stored). Fails as clgqa_model_create would
  * on a bad description. host_bytes: the model's own tables on the host.
  * gemm_rows: the rows of the largest batch's GEMMs (padded to CLBlast's
  * tiles), for CLBlast's workspace. */
 typedef struct clgqa_model_memory {
     size_t param_floats;
     size_t arena_floats;
+    size_t saved_floats; /* of the arena: the blocks' activations saved for backward */
     size_t other_bytes;
     size_t host_bytes;
     size_t gemm_rows;
 } clgqa_model_memory;
 clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_desc *desc,
-                                         int max_batch, clgqa_model_memory *out);
+                                         int max_batch, clgqa_storage storage,
+                                         clgqa_model_memory *out);
 
 /* clgqa_model_create with the activations saved for the backward of the
  * MLPs and LayerNorms (ln1, ln2, fc1, gelu) in `storage`: half under
