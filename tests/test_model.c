@@ -422,25 +422,39 @@ START_TEST(half_storage_matches_fp32_and_halves_saved_activations) {
         const clgqa_tensor_info *t = clgqa_model_tensor(m[0], i);
         char name[96];
         snprintf(name, sizeof name, "half-storage grad.%s", t->name);
-        if (is_key_bias(t->name)) /* rounding noise of a zero gradient, as in check_fixture */
+        if (is_key_bias(t->name)) {
+            /* Zero but for rounding (check_fixture). In half storage the
+             * rows kernels' saved probabilities sum to 1 within P u (u =
+             * 2^-11), so sum_t dS_t, and with it this gradient, is off zero
+             * by up to P u times the scale of the scores' gradient, which
+             * the query bias's gradient carries: 5e-2 of its largest
+             * (P u <= 0.1 at the fixtures' P). */
+            char query_bias[96];
+            snprintf(query_bias, sizeof query_bias, "%.*sq.bias",
+                     (int)(strlen(t->name) - strlen("k.bias")), t->name);
+            const clgqa_tensor_info *q = clgqa_model_find_tensor(m[0], query_bias);
+            ck_assert_msg(q != NULL, "no tensor %s", query_bias);
+            double q_scale = test_max_abs(grads[0] + q->offset, q->numel);
             test_assert_close_f(name, grads[1] + t->offset, grads[0] + t->offset, t->numel, 0.0,
-                                K_BIAS_ABS);
-        else
+                                5e-2 * q_scale);
+        } else
             test_assert_close_scaled(name, grads[1] + t->offset, grads[0] + t->offset, t->numel,
                                      5e-2, 5e-2);
     }
 
-    /* Memory: the four saved activations per block, [gemm rows, 2C + 2F]. */
-    size_t saved = (size_t)d->num_layers * m[0]->gemm.rows * (2 * d->embed_dim + 2 * d->mlp_dim);
+    /* Memory: the six saved activations per block (ln1, qkv, heads_out,
+     * ln2, fc1, gelu), [gemm rows, 4C + 2Gd + 2F]. */
+    size_t saved = (size_t)d->num_layers * m[0]->gemm.rows *
+                   (4 * d->embed_dim + 2 * (size_t)d->kv_heads * d->head_dim + 2 * d->mlp_dim);
     size_t arena[2] = {clgqa_model_arena_bytes(m[0]), clgqa_model_arena_bytes(m[1])};
     size_t scratch = m[1]->gemm.rows * (size_t)(d->mlp_dim > d->embed_dim ? d->mlp_dim
                                                                           : d->embed_dim);
-    size_t align = 4 * (size_t)d->num_layers * clgqa_gemm_operand_alignment(rt) + 1;
+    size_t align = 6 * (size_t)d->num_layers * clgqa_gemm_operand_alignment(rt) + 1;
     ck_assert_msg((arena[0] - arena[1]) / sizeof(float) + scratch + align >= saved / 2,
                   "%s: arena %zu bytes in half, %zu in fp32: saved activations %zu floats",
                   stem, arena[1], arena[0], saved);
-    printf("%s: half-storage logits within %.2g of fp32's (max |logit| %.3g); saved MLP and "
-           "LayerNorm activations %.1f KiB in half, %.1f KiB in fp32; arena %.1f KiB vs "
+    printf("%s: half-storage logits within %.2g of fp32's (max |logit| %.3g); saved "
+           "activations %.1f KiB in half, %.1f KiB in fp32; arena %.1f KiB vs "
            "%.1f KiB (%.3f)\n", stem, worst, scale, saved * 2 / 1024.0, saved * 4 / 1024.0,
            arena[1] / 1024.0, arena[0] / 1024.0, (double)arena[1] / (double)arena[0]);
     for (int i = 0; i < 2; i++) {
