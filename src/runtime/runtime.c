@@ -180,6 +180,24 @@ static const char *device_type_name(cl_device_type type) {
     if (type & CL_DEVICE_TYPE_ACCELERATOR) return "accelerator";
     return "other";
 }
+/* CL_DEVICE_EXTENSIONS (space-separated) lists cl_khr_fp16, as a whole
+ * word: the devices precision 16-mixed trains on. */
+static int device_has_fp16(cl_device_id device) {
+    size_t size = 0;
+    char *extensions = NULL;
+    int found = 0;
+    if (clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, 0, NULL, &size) == CL_SUCCESS && size &&
+        (extensions = malloc(size + 1)) &&
+        clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, size, extensions, NULL) == CL_SUCCESS) {
+        extensions[size] = 0;
+        for (char *at = strstr(extensions, "cl_khr_fp16"); at; at = strstr(at + 1, "cl_khr_fp16"))
+            if ((at == extensions || at[-1] == ' ') && (at[11] == ' ' || at[11] == 0))
+                found = 1;
+    }
+    free(extensions);
+    return found;
+}
+
 
 clgqa_status clgqa_list_devices(FILE *out) {
     device_slot *slots;
@@ -209,10 +227,13 @@ clgqa_status clgqa_list_devices(FILE *out) {
                 "    platform: %s\n"
                 "    type: %s   version: %s   driver: %s\n"
                 "    compute units: %u   global memory: %.1f GiB (max allocation %.1f GiB)"
-                "   local memory: %lu KiB   max work-group size: %zu\n",
+                "   local memory: %lu KiB   max work-group size: %zu\n"
+                "    precision: %s\n",
                 i, name, platform, device_type_name(type), version, driver, units,
                 (double)global / (1 << 30), (double)max_alloc / (1 << 30),
-                (unsigned long)(local / 1024), max_wg);
+                (unsigned long)(local / 1024), max_wg,
+                device_has_fp16(slots[i].device) ? "32, 16-mixed (cl_khr_fp16)"
+                                                 : "32 (no cl_khr_fp16: 16-mixed unavailable)");
     }
     free(slots);
     return CLGQA_OK;
@@ -566,18 +587,7 @@ static clgqa_status query_device(clgqa_runtime *rt) {
     clGetDeviceInfo(rt->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits,
                     NULL);
     rt->base_align_bytes = align_bits / 8;
-    /* The extensions, space-separated; matched as a whole word. */
-    size_t size = 0;
-    char *extensions = NULL;
-    if (clGetDeviceInfo(rt->device, CL_DEVICE_EXTENSIONS, 0, NULL, &size) == CL_SUCCESS && size &&
-        (extensions = malloc(size + 1)) &&
-        clGetDeviceInfo(rt->device, CL_DEVICE_EXTENSIONS, size, extensions, NULL) == CL_SUCCESS) {
-        extensions[size] = 0;
-        for (char *at = strstr(extensions, "cl_khr_fp16"); at; at = strstr(at + 1, "cl_khr_fp16"))
-            if ((at == extensions || at[-1] == ' ') && (at[11] == ' ' || at[11] == 0))
-                rt->has_fp16 = 1;
-    }
-    free(extensions);
+    rt->has_fp16 = device_has_fp16(rt->device);
     return CLGQA_OK;
 }
 
