@@ -1029,6 +1029,38 @@ START_TEST(drop_path_gradient_ignores_a_larger_batchs_rows) {
 }
 END_TEST
 
+/* Half storage after a larger batch: the qkv GEMM writes its float output
+ * into dqkv over the rows padded to CLBlast's tiles (GPU paths), where
+ * ln1's rows past the smaller batch still hold the larger batch's, and the
+ * backward must zero them before dqkv is the weight gradient's dy. A batch
+ * of 2 gives the same gradient, bit for bit, fresh and as the second of
+ * two after a batch of 4 (the first of them zeroes the larger backward's
+ * rows; the second finds only what the forward wrote). */
+START_TEST(half_storage_gradient_ignores_a_larger_batchs_rows) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg = tiny_config(CLGQA_GQA);
+    clgqa_model_desc desc;
+    clgqa_config_model_desc(&cfg, &desc);
+    clgqa_model *m;
+    TEST_OK(clgqa_model_create_stored(rt, &desc, 4, CLGQA_STORAGE_HALF, &m));
+    clgqa_model_freeze_grouping(m, MODEL_GROUPING_FROZEN);
+    randomise_parameters(m);
+    batch_data small = random_batch(m, 2), large = random_batch(m, 4);
+    size_t n = clgqa_model_param_count(m);
+    float *first = gradients_of(m, &small);
+    free(gradients_of(m, &large));
+    free(gradients_of(m, &small));
+    float *again = gradients_of(m, &small);
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&first[i], &again[i], sizeof(float)) != 0)
+            ck_abort_msg("gradient %zu: %.9g, after a batch of 4 %.9g", i, (double)first[i],
+                         (double)again[i]);
+    free(first), free(again);
+    release_batch(&small), release_batch(&large);
+    clgqa_model_destroy(m);
+}
+END_TEST
+
 /* The model's weight EMA on a constant-weight toy: started from weights
  * w0, then the weights set to w1 and left there (no optimizer step), N
  * updates give the closed form w1 + (w0 - w1) (1 - a)^N, a = 1 - decay
@@ -1306,6 +1338,7 @@ int main(void) {
     tcase_add_loop_test(gradients, finite_differences_with_drop_path_and_smoothing, 0, 2);
     tcase_add_loop_test(gradients, accumulated_micro_batches_give_the_batch_gradient, 0, 2);
     tcase_add_test(gradients, drop_path_gradient_ignores_a_larger_batchs_rows);
+    tcase_add_test(gradients, half_storage_gradient_ignores_a_larger_batchs_rows);
     suite_add_tcase(s, gradients);
 
     TCase *overfit = tcase_create("overfit");

@@ -182,8 +182,9 @@ struct clgqa_model {
     cl_mem *arena;
     int arena_count;
     size_t arena_bytes; /* the arena's buffers together */
-    /* How the MLP's and the LayerNorms' activations saved for the backward
-     * are stored (ln1, ln2, fc1, gelu; docs/design.md, "Mixed precision"):
+    /* How the blocks' activations saved for the backward are stored (ln1,
+     * qkv, heads_out, attention's saved probabilities and PGQA's A, ln2,
+     * fc1, gelu; docs/design.md, "Mixed precision"):
      * float, or half under precision 16-mixed, each then a half view (its
      * offset counts halves) read by the GEMMs through act_scratch, a float
      * copy widened before each GEMM that reads one ({NULL, 0} in float). */
@@ -221,8 +222,9 @@ struct clgqa_model {
     model_transposes *transposes;
     int transpose_launches;
     cl_mem transpose_tables;
-    /* Rows the last backward wrote into dqkv and dfc1 (the rows past them
-     * are zero). */
+    /* Rows the last backward wrote into dqkv and dfc1, or in half storage
+     * the forward's qkv GEMM into dqkv, if more (the rows past them are
+     * zero). */
     size_t backward_rows;
     clgqa_view grad_sum_squares, grad_scale; /* clipping scalars */
     clgqa_view scaler;  /* the loss scaler's state (ops.h, clgqa_scaler_field) */

@@ -202,15 +202,21 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
 
     /* q, k, v in one GEMM: their weights and biases are contiguous. In half
      * storage the GEMM writes floats into dqkv (free until the backward
-     * writes it whole), rounded into qkv. */
+     * writes the batch's rows), rounded into qkv; its padded rows, which
+     * the backward's weight gradient needs zero, then hold ln1's padded
+     * rows times W (not zero when a larger batch wrote those): the
+     * backward zeroes them as a larger batch's (backward_rows). */
     const int half = m->act_storage != CLGQA_STORAGE_FLOAT;
     clgqa_view x;
     CLGQA_TRY(gemm_operand(m, a->ln1, gemm_rows * C, &x));
     CLGQA_TRY(linear_forward(rt, half ? m->dqkv : a->qkv, x, WT(QKV), P(Q_B), rows, gemm_rows,
                              C, C + 2 * kv));
-    if (half)
+    if (half) {
         CLGQA_TRY(clgqa_activations_from_float(rt, m->act_storage, a->qkv, m->dqkv,
                                                rows * (C + 2 * kv)));
+        if (m->backward_rows < gemm_rows)
+            m->backward_rows = gemm_rows;
+    }
     CLGQA_TRY(update_grouping(m, l, &ad, a->k, pass, later_micro_batch));
 
     int pgqa = m->traits.perturbs;

@@ -45,8 +45,9 @@ clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_de
                                          int max_batch, clgqa_storage storage,
                                          clgqa_model_memory *out);
 
-/* clgqa_model_create with the activations saved for the backward of the
- * MLPs and LayerNorms (ln1, ln2, fc1, gelu) in `storage`: half under
+/* clgqa_model_create with the blocks' activations saved for the backward
+ * (ln1, qkv, heads_out, attention's probabilities and PGQA's A, ln2, fc1,
+ * gelu; not the residual stream) in `storage`: half under
  * precision 16-mixed (docs/design.md, "Mixed precision"), float otherwise
  * (clgqa_model_create). Half needs no device extension (vload_half and
  * vstore_half are core OpenCL C); the arithmetic stays float. */

@@ -387,7 +387,7 @@ static clgqa_status open_model(trainer *t, int ranks) {
     int max_batch = clgqa_rank_batch(cfg, ranks);
     clgqa_model_desc desc;
     clgqa_config_model_desc(cfg, &desc);
-    /* precision 16-mixed: the MLPs' and LayerNorms' saved activations in half. */
+    /* precision 16-mixed: the blocks' saved activations in half. */
     const clgqa_storage storage = cfg->precision == CLGQA_PRECISION_16_MIXED ? CLGQA_STORAGE_HALF
                                                                             : CLGQA_STORAGE_FLOAT;
     CLGQA_TRY(clgqa_model_create_stored(t->rt, &desc, max_batch, storage, &t->model));
