@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check, in one run of under 8 minutes, on a machine with a GPU's
+# The GPU check, in one run of under 9 minutes, on a machine with a GPU's
 # OpenCL driver and PyTorch but without the Debian packages clgqa needs
 # (README "On a GPU"). From the project root, with build/ (built with
 # -DCLGQA_MPI=OFF when the MPI option exists) and .gpu/ (device-env.sh and the
@@ -13,7 +13,8 @@
 # 2. clgqa bench --size s --batch 64 for all six schemes, then gqa and kdgqa
 #    again with CLGQA_GEMM=direct: CLBlast's direct kernel on every product
 #    (fewest commands) against its own choice by size (auto), which decides
-#    the GEMM default for this GPU;
+#    the GEMM default for this GPU; then gqa and kdgqa in precision 16-mixed
+#    where the GPU has cl_khr_fp16 ("not available" elsewhere, e.g. NVIDIA);
 # 3. bench/torch_ref.py --size s --batch 64 --device cuda on the same GPU;
 # 4. CLBlast's tuners on the same device (Debian's clblast-utils, from PATH
 #    or .gpu/debs): clblast_tuner_xgemm_direct at the model's direct-kernel
@@ -30,8 +31,8 @@
 # Everything goes to OUT_DIR: summary.txt (what passed, the table), one log per
 # step. Each step has its own time limit inside a budget per phase (suites
 # until 3 minutes, clgqa's bench until 4.8, its direct-GEMM run until 5.75,
-# PyTorch's until 6.8, the tuners until 7.8), so one hang cannot eat the
-# rest; a failed step is reported and the others still run.
+# its 16-mixed run until 6.5, PyTorch's until 7.6, the tuners until 8.6),
+# so one hang cannot eat the rest; a failed step is reported and the others still run.
 # Exit status: the number of failed steps.
 # A dry run elsewhere (e.g. PoCL), the tuners cut to a few configurations:
 # CHECK_SIZE=demo CHECK_BATCH=8 CHECK_TORCH_DEVICE=cpu CLGQA_DEVICE=cpu
@@ -135,6 +136,16 @@ fi
 deadline=$((started + 345))
 step bench-clgqa-gemm-direct 70 env CLGQA_GEMM=direct build/clgqa bench --size "$size" \
   --batch "$batch" --schemes gqa,kdgqa --json "$direct_json"
+# 16-mixed beside the fp32 run above where the GPU has half floats
+# (cl_khr_fp16, which `clgqa devices` reports); "not available" elsewhere
+# (NVIDIA's OpenCL driver does not list it), not a failure.
+deadline=$((started + 390))
+if grep -q "16-mixed (cl_khr_fp16)" "$out/devices.log" 2> /dev/null; then
+  step bench-clgqa-16-mixed 45 build/clgqa bench --size "$size" --batch "$batch" \
+    --schemes gqa,kdgqa --precision 16-mixed --json "$out/clgqa-$size-b$batch-16-mixed.json"
+else
+  say "$(printf '%-28s %-30s' bench-clgqa-16-mixed "not available (no cl_khr_fp16)")"
+fi
 python=""
 want_cuda="import torch; assert '$torch_device' == 'cpu' or torch.cuda.is_available()"
 for p in python3 /usr/bin/python3; do
@@ -143,7 +154,7 @@ for p in python3 /usr/bin/python3; do
     break
   fi
 done
-deadline=$((started + 410))
+deadline=$((started + 455))
 if [ -n "$python" ]; then
   step bench-torch 75 "$python" bench/torch_ref.py --size "$size" --batch "$batch" \
     --device "$torch_device" --json "$torch_json"
@@ -155,7 +166,7 @@ fi
 # 4. CLBlast's tuners on the device the suites ran on: its platform and its
 # index there, counted from `clgqa devices` (devices.log) as clgqa matches
 # CLGQA_DEVICE (an index, gpu, cpu or part of a name or platform).
-deadline=$((started + 470))
+deadline=$((started + 515))
 tuner_bin=""
 if ! command -v clblast_tuner_xgemm_direct > /dev/null; then
   deb=$(ls .gpu/debs/clblast-utils_*.deb 2> /dev/null | head -n 1)

@@ -15,7 +15,8 @@ START_TEST(devices_lists_the_default_device) {
     char out[8192], err[4096];
     ck_assert_int_eq(test_run_clgqa("", "devices", out, sizeof out, err, sizeof err), 0);
     ck_assert_msg(strstr(out, "[0] ") && strstr(out, "platform:") && strstr(out, "driver:") &&
-                      strstr(out, "compute units:") && strstr(out, "max work-group size:"),
+                      strstr(out, "compute units:") && strstr(out, "max work-group size:") &&
+                          strstr(out, "    precision: 32"),
                   "devices printed: %s", out);
     ck_assert_msg(strstr(out, test_runtime()->device_name), "the default device is missing: %s",
                   out);

@@ -50,6 +50,7 @@ START_TEST(defaults_are_the_reference_recipe) {
     test_assert_reference_recipe(&cfg);
     ck_assert_int_eq(cfg.checkpoint_steps, 0);
     ck_assert_int_eq(cfg.save_model, 1);
+    ck_assert_int_eq(cfg.precision, CLGQA_PRECISION_32);
     ck_assert_uint_eq(cfg.keys_given, 0);
 
     ck_assert_int_eq(clgqa_config_finalize(&cfg), CLGQA_OK);
@@ -167,6 +168,7 @@ static const char *every_key =
     "device: cpu\n"
     "allow_shared_device: true\n"
     "gemm_kernel: direct\n"
+    "precision: 16-mixed\n"
     "label_mode: coarse\n"
     "norm_mean: [0.4914, 0.4822, 0.4465]\n"
     "norm_std:\n"
@@ -224,6 +226,7 @@ static void check_every_key(const clgqa_config *cfg) {
     ck_assert_str_eq(cfg->device, "cpu");
     ck_assert_int_eq(cfg->allow_shared_device, 1);
     ck_assert_str_eq(cfg->gemm_kernel, "direct");
+    ck_assert_int_eq(cfg->precision, CLGQA_PRECISION_16_MIXED);
     ck_assert_int_eq(cfg->label_mode_coarse, 1);
     ck_assert_float_eq(cfg->norm_mean[0], 0.4914f);
     ck_assert_float_eq(cfg->norm_mean[1], 0.4822f);
@@ -425,6 +428,8 @@ START_TEST(bad_values_refused) {
         {"augment: cutmix", "augment", "'cutmix'"},
         {"label_mode: medium", "label_mode", "'medium'"},
         {"gemm_kernel: fastest", "gemm_kernel", "'fastest'"},
+        {"precision: 16", "precision", "'16' (expected 32 or 16-mixed)"},
+        {"precision: bf16-mixed", "precision", "'bf16-mixed'"},
         {"shuffle: maybe", "shuffle", "'maybe'"},
         {"pretrained: yes", "pretrained", "'yes'"},
         {"save_model: 2", "save_model", "'2'"},
@@ -577,6 +582,11 @@ START_TEST(set_overrides) {
     ck_assert_int_eq(clgqa_config_set(&cfg, "att_scheme=pgqa"), CLGQA_OK);
     ck_assert_int_eq(clgqa_config_set(&cfg, "shuffle=0"), CLGQA_OK);
     ck_assert_int_eq(clgqa_config_set(&cfg, "pretrained_ckpt="), CLGQA_OK);
+    ck_assert_int_eq(clgqa_config_set(&cfg, "precision=16-mixed"), CLGQA_OK);
+    ck_assert_int_eq(cfg.precision, CLGQA_PRECISION_16_MIXED);
+    char text[16];
+    ck_assert_int_eq(clgqa_config_get(&cfg, "precision", text, sizeof text), CLGQA_OK);
+    ck_assert_str_eq(text, "16-mixed");
     ck_assert_int_eq(cfg.epochs, 9);
     ck_assert_float_eq(cfg.beta1, 0.5f);
     ck_assert_float_eq(cfg.beta2, 0.75f);
@@ -649,6 +659,7 @@ static void assert_same(const clgqa_config *a, const clgqa_config *b) {
     ck_assert_int_eq(a->save_model, b->save_model);
     ck_assert_str_eq(a->device, b->device);
     ck_assert_str_eq(a->gemm_kernel, b->gemm_kernel);
+    ck_assert_int_eq(a->precision, b->precision);
     ck_assert_int_eq(a->label_mode_coarse, b->label_mode_coarse);
     for (int c = 0; c < 3; c++) {
         ck_assert(a->norm_mean[c] == b->norm_mean[c]);

@@ -1,6 +1,7 @@
 /* Every kernel program builds cleanly on this device's compiler: each
  * family of src/ops/ (attention.cl once per head dimension and blocking
- * the launcher can ask for) with -Werror, under OpenCL C 1.2, the version every
+ * the launcher can ask for; the families with activations also in half
+ * storage, -DCLGQA_HALF) with -Werror, under OpenCL C 1.2, the version every
  * kernel is written for, and under the newest version the device offers.
  * A compiler that warns where another is silent (a second vendor's, say)
  * fails here with the program named and its build log, not at a user's
@@ -11,6 +12,7 @@
 
 #include "attention.h"
 #include "embedded_files.h"
+#include "ops.h"
 #include "support/test_util.h"
 
 /* The -cl-std option of the newest OpenCL C version the device reports
@@ -58,23 +60,32 @@ START_TEST(every_family_builds_with_werror_under_each_standard) {
     const char *standards[2] = {"-cl-std=CL1.2", newest};
     int built = 0, families = 0;
     for (const clgqa_embedded_file *f = clgqa_kernel_sources; f->name; f++) {
-        if (!strcmp(f->name, "prelude")) /* prepended to every program */
+        if (!strcmp(f->name, "prelude") || !strcmp(f->name, "storage")) /* prepended to all */
             continue;
         families++;
         for (int s = 0; s < 2 && standards[s][0]; s++) {
             if (!strcmp(f->name, "attention"))
                 for (size_t v = 0; v < sizeof attention_variants / sizeof *attention_variants; v++) {
                     clgqa_runtime *rt = test_runtime();
-                    char defines[128];
+                    char defines[160];
                     cl_ulong local = attention_variants[v].local_bytes;
                     clgqa_attention_build_defines(attention_variants[v].head_dim,
                                                   local ? local : rt->local_mem_bytes,
                                                   rt->max_work_group_size, defines,
                                                   sizeof defines);
                     built += build(f->name, f->text, standards[s], defines);
+                    /* and with half activations (clgqa_attention_dims.storage) */
+                    strcat(defines, " ");
+                    strcat(defines, clgqa_storage_defines(CLGQA_STORAGE_HALF));
+                    built += build(f->name, f->text, standards[s], defines);
                 }
-            else
+            else {
                 built += build(f->name, f->text, standards[s], "");
+                /* and the half storage of the families that store activations */
+                if (strstr(f->text, "act_store") || strstr(f->text, "act_load"))
+                    built += build(f->name, f->text, standards[s],
+                                   clgqa_storage_defines(CLGQA_STORAGE_HALF));
+            }
         }
     }
     ck_assert_int_ge(families, 8);

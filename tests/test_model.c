@@ -198,15 +198,12 @@ static int is_key_bias(const char *name) {
     return n >= 11 && !strcmp(name + n - 11, "attn.k.bias");
 }
 
-static void check_fixture(const char *stem) {
-    clgqa_runtime *rt = test_runtime();
-    fixture fx = open_fixture(stem);
-    clgqa_model *m;
-    /* max_batch above the batch: the arena's views must not assume B = max. */
-    TEST_OK(test_model_create(rt, &fx.cfg, fx.batch + 2, &m));
+/* The fixture's weights by state_dict name (shapes checked), its initial
+ * grouping state and PGQA noise, into m. */
+static void load_fixture_model(clgqa_model *m, const fixture *fx_in) {
+    fixture fx = *fx_in;
     const clgqa_model_dims *d = clgqa_model_get_dims(m);
-    int L = d->num_layers, G = d->kv_heads, B = fx.batch, classes = d->num_classes;
-
+    int L = d->num_layers;
     /* Weights by state_dict name, shapes checked. */
     ck_assert_int_eq(clgqa_model_tensor_count(m), 4 + 16 * L + 4);
     for (int i = 0; i < clgqa_model_tensor_count(m); i++) {
@@ -230,6 +227,17 @@ static void check_fixture(const char *stem) {
             TEST_OK(clgqa_model_set_pgqa_noise(m, l, u));
             free(u);
         }
+}
+
+static void check_fixture(const char *stem) {
+    clgqa_runtime *rt = test_runtime();
+    fixture fx = open_fixture(stem);
+    clgqa_model *m;
+    /* max_batch above the batch: the arena's views must not assume B = max. */
+    TEST_OK(test_model_create(rt, &fx.cfg, fx.batch + 2, &m));
+    const clgqa_model_dims *d = clgqa_model_get_dims(m);
+    int L = d->num_layers, G = d->kv_heads, B = fx.batch, classes = d->num_classes;
+    load_fixture_model(m, &fx);
     size_t n_images = (size_t)B * d->in_chans * d->img_size * d->img_size;
     float *images = fixture_floats(&fx, "input", n_images);
     int32_t labels[16];
@@ -358,6 +366,106 @@ static void check_fixture(const char *stem) {
     clgqa_model_destroy(m);
     clgqa_tensor_set_close(fx.file);
 }
+
+/* Half storage of the MLP's and LayerNorms' saved activations (ln1, ln2,
+ * fc1, gelu; precision 16-mixed's model) against the fp32 model on each
+ * PyTorch fixture: the same weights, batch and grouping state. Half keeps
+ * 11 significant bits (a relative rounding of at most 2^-11 = 4.9e-4 per
+ * stored value); each block rounds four activations and the fixtures have
+ * two blocks, so the logits move by a few 1e-3 of their scale: within 1e-2
+ * of the fp32 logits relative and of their largest magnitude. They must
+ * also differ somewhere (the half path ran). The gradients of the training
+ * pass likewise, within 5e-2 (the backward reads the rounded activations
+ * and GELU's derivative of a rounded fc1). The arena must shrink by at
+ * least the halved activations less the float scratch the GEMMs read. No
+ * device extension is needed (vload_half/vstore_half are core OpenCL C),
+ * so this runs on every device. */
+static const char *const half_stems[] = {"model_mhsa",      "model_gqa",       "model_kdgqa",
+                                         "model_dgqa_diff", "model_dgqa_ema",  "model_pgqa"};
+START_TEST(half_storage_matches_fp32_and_halves_saved_activations) {
+    const char *stem = half_stems[_i];
+    clgqa_runtime *rt = test_runtime();
+    fixture fx = open_fixture(stem);
+    clgqa_model_desc desc;
+    clgqa_config_model_desc(&fx.cfg, &desc);
+    clgqa_model *m[2]; /* fp32, half */
+    TEST_OK(clgqa_model_create_stored(rt, &desc, fx.batch + 2, CLGQA_STORAGE_FLOAT, &m[0]));
+    TEST_OK(clgqa_model_create_stored(rt, &desc, fx.batch + 2, CLGQA_STORAGE_HALF, &m[1]));
+    const clgqa_model_dims *d = clgqa_model_get_dims(m[0]);
+    int B = fx.batch, classes = d->num_classes;
+    size_t n_images = (size_t)B * d->in_chans * d->img_size * d->img_size;
+    float *images = fixture_floats(&fx, "input", n_images);
+    int32_t labels[16];
+    TEST_OK(clgqa_tensor_set_read_i32(fx.file, "labels", labels, (size_t)B));
+    batch_data data = {test_upload(images, n_images), test_upload_int(labels, (size_t)B), B};
+    free(images);
+    size_t n_logits = (size_t)B * classes, n_params = clgqa_model_param_count(m[0]);
+    float *logits[2], *grads[2];
+    for (int i = 0; i < 2; i++) {
+        load_fixture_model(m[i], &fx);
+        logits[i] = malloc(n_logits * sizeof *logits[i]);
+        grads[i] = malloc(n_params * sizeof *grads[i]);
+        ck_assert(logits[i] && grads[i]);
+        forward_loss(m[i], &data, 0, 0, 0);
+        TEST_OK(clgqa_model_read_logits(m[i], logits[i]));
+        load_grouping(m[i], &fx); /* the training pass from the initial state */
+        forward_loss(m[i], &data, 1, 0, 0);
+        TEST_OK(clgqa_model_backward(m[i]));
+        TEST_OK(clgqa_model_read_buffer(m[i], CLGQA_GRADS, grads[i]));
+    }
+    double worst = 0, scale = test_max_abs(logits[0], n_logits);
+    for (size_t k = 0; k < n_logits; k++)
+        worst = fmax(worst, fabs((double)logits[1][k] - logits[0][k]));
+    ck_assert_msg(worst > 0, "%s: half-storage logits equal fp32's bit for bit", stem);
+    test_assert_close_scaled("half-storage logits", logits[1], logits[0], n_logits, 1e-2, 1e-2);
+    for (int i = 0; i < clgqa_model_tensor_count(m[0]); i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(m[0], i);
+        char name[96];
+        snprintf(name, sizeof name, "half-storage grad.%s", t->name);
+        if (is_key_bias(t->name)) {
+            /* Zero but for rounding (check_fixture). In half storage the
+             * rows kernels' saved probabilities sum to 1 within P u (u =
+             * 2^-11), so sum_t dS_t, and with it this gradient, is off zero
+             * by up to P u times the scale of the scores' gradient, which
+             * the query bias's gradient carries: 5e-2 of its largest
+             * (P u <= 0.1 at the fixtures' P). */
+            char query_bias[96];
+            snprintf(query_bias, sizeof query_bias, "%.*sq.bias",
+                     (int)(strlen(t->name) - strlen("k.bias")), t->name);
+            const clgqa_tensor_info *q = clgqa_model_find_tensor(m[0], query_bias);
+            ck_assert_msg(q != NULL, "no tensor %s", query_bias);
+            double q_scale = test_max_abs(grads[0] + q->offset, q->numel);
+            test_assert_close_f(name, grads[1] + t->offset, grads[0] + t->offset, t->numel, 0.0,
+                                5e-2 * q_scale);
+        } else
+            test_assert_close_scaled(name, grads[1] + t->offset, grads[0] + t->offset, t->numel,
+                                     5e-2, 5e-2);
+    }
+
+    /* Memory: the six saved activations per block (ln1, qkv, heads_out,
+     * ln2, fc1, gelu), [gemm rows, 4C + 2Gd + 2F]. */
+    size_t saved = (size_t)d->num_layers * m[0]->gemm.rows *
+                   (4 * d->embed_dim + 2 * (size_t)d->kv_heads * d->head_dim + 2 * d->mlp_dim);
+    size_t arena[2] = {clgqa_model_arena_bytes(m[0]), clgqa_model_arena_bytes(m[1])};
+    size_t scratch = m[1]->gemm.rows * (size_t)(d->mlp_dim > d->embed_dim ? d->mlp_dim
+                                                                          : d->embed_dim);
+    size_t align = 6 * (size_t)d->num_layers * clgqa_gemm_operand_alignment(rt) + 1;
+    ck_assert_msg((arena[0] - arena[1]) / sizeof(float) + scratch + align >= saved / 2,
+                  "%s: arena %zu bytes in half, %zu in fp32: saved activations %zu floats",
+                  stem, arena[1], arena[0], saved);
+    printf("%s: half-storage logits within %.2g of fp32's (max |logit| %.3g); saved "
+           "activations %.1f KiB in half, %.1f KiB in fp32; arena %.1f KiB vs "
+           "%.1f KiB (%.3f)\n", stem, worst, scale, saved * 2 / 1024.0, saved * 4 / 1024.0,
+           arena[1] / 1024.0, arena[0] / 1024.0, (double)arena[1] / (double)arena[0]);
+    for (int i = 0; i < 2; i++) {
+        free(logits[i]);
+        free(grads[i]);
+        clgqa_model_destroy(m[i]);
+    }
+    release_batch(&data);
+    clgqa_tensor_set_close(fx.file);
+}
+END_TEST
 
 START_TEST(parity_mhsa) { check_fixture("model_mhsa"); }
 END_TEST
@@ -921,6 +1029,38 @@ START_TEST(drop_path_gradient_ignores_a_larger_batchs_rows) {
 }
 END_TEST
 
+/* Half storage after a larger batch: the qkv GEMM writes its float output
+ * into dqkv over the rows padded to CLBlast's tiles (GPU paths), where
+ * ln1's rows past the smaller batch still hold the larger batch's, and the
+ * backward must zero them before dqkv is the weight gradient's dy. A batch
+ * of 2 gives the same gradient, bit for bit, fresh and as the second of
+ * two after a batch of 4 (the first of them zeroes the larger backward's
+ * rows; the second finds only what the forward wrote). */
+START_TEST(half_storage_gradient_ignores_a_larger_batchs_rows) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_config cfg = tiny_config(CLGQA_GQA);
+    clgqa_model_desc desc;
+    clgqa_config_model_desc(&cfg, &desc);
+    clgqa_model *m;
+    TEST_OK(clgqa_model_create_stored(rt, &desc, 4, CLGQA_STORAGE_HALF, &m));
+    clgqa_model_freeze_grouping(m, MODEL_GROUPING_FROZEN);
+    randomise_parameters(m);
+    batch_data small = random_batch(m, 2), large = random_batch(m, 4);
+    size_t n = clgqa_model_param_count(m);
+    float *first = gradients_of(m, &small);
+    free(gradients_of(m, &large));
+    free(gradients_of(m, &small));
+    float *again = gradients_of(m, &small);
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&first[i], &again[i], sizeof(float)) != 0)
+            ck_abort_msg("gradient %zu: %.9g, after a batch of 4 %.9g", i, (double)first[i],
+                         (double)again[i]);
+    free(first), free(again);
+    release_batch(&small), release_batch(&large);
+    clgqa_model_destroy(m);
+}
+END_TEST
+
 /* The model's weight EMA on a constant-weight toy: started from weights
  * w0, then the weights set to w1 and left there (no optimizer step), N
  * updates give the closed form w1 + (w0 - w1) (1 - a)^N, a = 1 - decay
@@ -1014,6 +1154,159 @@ START_TEST(metrics_and_clipping) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------
+ * The loss scaler (precision 16-mixed)
+ * ------------------------------------------------------------------------- */
+
+typedef struct model_state {
+    float *p, *m, *v;
+} model_state;
+static model_state read_state(clgqa_model *model) {
+    size_t n = clgqa_model_param_count(model);
+    model_state s = {malloc(n * sizeof(float)), malloc(n * sizeof(float)), malloc(n * sizeof(float))};
+    ck_assert(s.p && s.m && s.v);
+    TEST_OK(clgqa_model_read_buffer(model, CLGQA_PARAMS, s.p));
+    TEST_OK(clgqa_model_read_buffer(model, CLGQA_ADAM_M, s.m));
+    TEST_OK(clgqa_model_read_buffer(model, CLGQA_ADAM_V, s.v));
+    return s;
+}
+static void free_state(model_state *s) { free(s->p), free(s->m), free(s->v); }
+static int same_bits(const float *a, const float *b, size_t n) { return !memcmp(a, b, n * sizeof *a); }
+
+/* Two tiny GQA models with the same random weights, the second with the
+ * loss scaler on from `start` (NULL: off); the final LayerNorm's gain times
+ * `norm_gain` (the head's input, hence its weight gradient, grows with it). */
+static void scaler_pair(clgqa_model *m[2], const clgqa_loss_scaler *start, float norm_gain,
+                        batch_data *data) {
+    clgqa_config cfg = tiny_config(CLGQA_GQA);
+    float *params = NULL;
+    for (int i = 0; i < 2; i++) {
+        TEST_OK(test_model_create(test_runtime(), &cfg, 3, &m[i]));
+        if (i == 0) {
+            randomise_parameters(m[0]);
+            params = malloc(clgqa_model_param_count(m[0]) * sizeof *params);
+            TEST_OK(clgqa_model_read_buffer(m[0], CLGQA_PARAMS, params));
+            for (int t = 0; t < clgqa_model_tensor_count(m[0]); t++) {
+                const clgqa_tensor_info *info = clgqa_model_tensor(m[0], t);
+                if (!strcmp(info->name, "norm.weight"))
+                    for (size_t k = 0; k < info->numel; k++)
+                        params[info->offset + k] *= norm_gain;
+            }
+            *data = random_batch(m[0], 3);
+        }
+        TEST_OK(clgqa_model_write_buffer(m[i], CLGQA_PARAMS, params));
+    }
+    TEST_OK(clgqa_model_set_loss_scaler(m[1], start));
+    ck_assert(clgqa_model_loss_scaling(m[1]) && !clgqa_model_loss_scaling(m[0]));
+    free(params);
+}
+
+/* With the scaler at 2^16 and no overflow, steps are those of fp32 bit for
+ * bit, clipped or not: the backward is linear in the loss's gradient, so
+ * every gradient is exactly 2^16 times fp32's (a power of 2 commutes with
+ * rounding) and AdamW divides it back exactly. */
+START_TEST(loss_scaled_steps_are_fp32_steps_bit_for_bit) {
+    const clgqa_loss_scaler fresh = {CLGQA_LOSS_SCALE_INIT, 0, 0, 0};
+    clgqa_model *m[2];
+    batch_data data;
+    scaler_pair(m, &fresh, 1.0f, &data);
+    size_t n = clgqa_model_param_count(m[0]);
+    for (long step = 1; step <= 3; step++) {
+        clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f, step == 2 ? 0.1f : 0.0f, 0};
+        for (int i = 0; i < 2; i++) {
+            forward_loss(m[i], &data, 1, step - 1, step - 1);
+            TEST_OK(clgqa_model_backward(m[i]));
+            TEST_OK(clgqa_model_step(m[i], &hp, step));
+        }
+        model_state a = read_state(m[0]), b = read_state(m[1]);
+        ck_assert_msg(same_bits(a.p, b.p, n) && same_bits(a.m, b.m, n) && same_bits(a.v, b.v, n),
+                      "step %ld: the scaled step differs from fp32's", step);
+        free_state(&a), free_state(&b);
+        clgqa_loss_scaler scaler;
+        TEST_OK(clgqa_model_read_loss_scaler(m[1], &scaler));
+        ck_assert_msg(scaler.scale == 65536.0f && scaler.growth == step && scaler.skipped == 0 &&
+                          !scaler.found_inf,
+                      "step %ld: scale %g, clean steps %ld, skipped %ld", step,
+                      (double)scaler.scale, scaler.growth, scaler.skipped);
+    }
+    release_batch(&data);
+    clgqa_model_destroy(m[0]), clgqa_model_destroy(m[1]);
+}
+END_TEST
+
+/* A forced overflow: from a scale of 2^127, with the head's input 1e3
+ * times larger than usual, the scaled head weight gradient overflows.
+ * Each such step leaves the weights and moments bit for bit and halves the
+ * scale, until the scale fits; the first step taken is then Adam's step 1,
+ * as if the skipped ones never were: fp32's one step on the same batch (the
+ * moments bit for bit; the weights within one ulp: the bias correction the
+ * device computes in float after a skip is a few ulp of the update ~lr
+ * apart from the host's double one, which can round a weight the other
+ * way). */
+START_TEST(overflowing_steps_are_skipped_and_halve_the_scale) {
+    const clgqa_loss_scaler huge = {0x1p127f, 0, 0, 0};
+    clgqa_model *m[2];
+    batch_data data;
+    scaler_pair(m, &huge, 1e3f, &data);
+    size_t n = clgqa_model_param_count(m[0]);
+    const clgqa_adamw hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f, 1.0f, 0};
+    forward_loss(m[0], &data, 1, 0, 0);
+    TEST_OK(clgqa_model_backward(m[0]));
+    TEST_OK(clgqa_model_step(m[0], &hp, 1));
+    model_state want = read_state(m[0]);
+
+    long step = 1;
+    clgqa_loss_scaler scaler = huge;
+    for (;; step++) {
+        ck_assert_msg(step < 100, "still overflowing at scale %g", (double)scaler.scale);
+        model_state before = read_state(m[1]);
+        forward_loss(m[1], &data, 1, 0, 0);
+        TEST_OK(clgqa_model_backward(m[1]));
+        if (step == 1) { /* the overflow is real */
+            float *g = malloc(n * sizeof *g);
+            TEST_OK(clgqa_model_read_buffer(m[1], CLGQA_GRADS, g));
+            size_t bad = 0;
+            for (size_t i = 0; i < n; i++)
+                bad += !isfinite(g[i]);
+            ck_assert_msg(bad > 0, "no gradient overflowed at scale 2^127");
+            free(g);
+        }
+        float expected_scale = scaler.scale * 0.5f;
+        TEST_OK(clgqa_model_step(m[1], &hp, step));
+        TEST_OK(clgqa_model_read_loss_scaler(m[1], &scaler));
+        model_state after = read_state(m[1]);
+        int unchanged = same_bits(before.p, after.p, n) && same_bits(before.m, after.m, n) &&
+                        same_bits(before.v, after.v, n);
+        free_state(&before), free_state(&after);
+        if (!scaler.found_inf) {
+            ck_assert_msg(!unchanged, "step %ld was taken but changed nothing", step);
+            break;
+        }
+        ck_assert_msg(unchanged, "skipped step %ld changed the weights or moments", step);
+        ck_assert_msg(scaler.scale == expected_scale && scaler.growth == 0 &&
+                          scaler.skipped == step,
+                      "after skipped step %ld: scale %g (want %g), clean steps %ld, skipped %ld",
+                      step, (double)scaler.scale, (double)expected_scale, scaler.growth,
+                      scaler.skipped);
+    }
+    ck_assert_msg(step > 1, "the first step did not overflow");
+    ck_assert_msg(scaler.growth == 1 && scaler.skipped == step - 1, "clean steps %ld, skipped %ld",
+                  scaler.growth, scaler.skipped);
+    model_state got = read_state(m[1]);
+    ck_assert_msg(same_bits(got.m, want.m, n) && same_bits(got.v, want.v, n),
+                  "the moments after the skips differ from fp32's first step");
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabsf(got.p[i] - want.p[i]) <= 0x1p-23f * fabsf(want.p[i]) + 1e-9f,
+                      "param %zu: %.9g, fp32 %.9g", i,
+                      (double)got.p[i], (double)want.p[i]);
+    free_state(&got), free_state(&want);
+    ck_assert_int_eq(clgqa_model_set_loss_scaler(m[1], &(clgqa_loss_scaler){3.0f, 0, 0, 0}),
+                     CLGQA_ERR_INVALID_ARG);
+    release_batch(&data);
+    clgqa_model_destroy(m[0]), clgqa_model_destroy(m[1]);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("model");
     TCase *api = tcase_create("api");
@@ -1035,6 +1328,8 @@ int main(void) {
     tcase_add_test(parity, parity_dgqa_ema);
     tcase_add_test(parity, parity_pgqa_fixed_noise);
     tcase_add_test(parity, pgqa_drawn_noise_rows_have_zero_mean);
+    tcase_add_loop_test(parity, half_storage_matches_fp32_and_halves_saved_activations, 0,
+                        (int)(sizeof half_stems / sizeof *half_stems));
     suite_add_tcase(s, parity);
 
     TCase *gradients = tcase_create("finite_differences");
@@ -1043,12 +1338,15 @@ int main(void) {
     tcase_add_loop_test(gradients, finite_differences_with_drop_path_and_smoothing, 0, 2);
     tcase_add_loop_test(gradients, accumulated_micro_batches_give_the_batch_gradient, 0, 2);
     tcase_add_test(gradients, drop_path_gradient_ignores_a_larger_batchs_rows);
+    tcase_add_test(gradients, half_storage_gradient_ignores_a_larger_batchs_rows);
     suite_add_tcase(s, gradients);
 
     TCase *overfit = tcase_create("overfit");
     tcase_set_timeout(overfit, 600);
     tcase_add_loop_test(overfit, overfits_one_batch, 0, (int)N_SCHEMES);
     tcase_add_test(overfit, split_gradients_repeat_bit_for_bit);
+    tcase_add_test(overfit, loss_scaled_steps_are_fp32_steps_bit_for_bit);
+    tcase_add_test(overfit, overflowing_steps_are_skipped_and_halve_the_scale);
     suite_add_tcase(s, overfit);
     return test_run_suite(s);
 }

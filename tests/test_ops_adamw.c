@@ -8,13 +8,17 @@
  * within 2e-6 relative. A wrong formula (eps inside the square root, a
  * missing bias correction or decay) moves p by >= 1e-4. The no-decay
  * ranges and the weights' EMA (closed form on constant weights) too. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ops.h"
 #include "support/op_tests.h"
 
 #define STEPS 6
+
+static const clgqa_view no_scaler = {NULL, 0};
 
 typedef struct reference_state {
     double *p, *m, *v;
@@ -98,7 +102,7 @@ static void run_steps(size_t n, const decimal_hparams *d, long first_step, int z
         }
         TEST_OK(clgqa_adamw_step(rt, op_view(p_mem), op_view(g_mem), op_view(m_mem),
                                  op_view(v_mem), n, hp, step, scale_view,
-                                 no_decay ? &ranges : NULL));
+                                 no_decay ? &ranges : NULL, no_scaler));
         adamw_ref(&ref, g, scale, n, d->lr, d->beta1, d->beta2, d->eps, d->weight_decay, step,
                   no_decay);
         if (clip) {
@@ -204,19 +208,187 @@ START_TEST(clip_factor_is_one_below_max_norm) {
 }
 END_TEST
 
+/* ---- the loss scaler (GradScaler) ---- */
+
+/* A scaler state {scale, clean steps, found_inf, skipped} on the device. */
+static cl_mem scaler_upload(float scale, float growth, float found_inf, float skipped) {
+    const float state[CLGQA_SCALER_FLOATS] = {scale, growth, found_inf, skipped};
+    return op_upload_padded(state, CLGQA_SCALER_FLOATS);
+}
+static void scaler_expect(cl_mem mem, float scale, float growth, float skipped, const char *when) {
+    float got[CLGQA_SCALER_FLOATS];
+    op_download_padded("scaler", mem, got, CLGQA_SCALER_FLOATS);
+    ck_assert_msg(got[CLGQA_SCALER_SCALE] == scale && got[CLGQA_SCALER_GROWTH] == growth &&
+                      got[CLGQA_SCALER_SKIPPED] == skipped,
+                  "%s: scale %.9g, clean steps %g, skipped %g; want %.9g, %g, %g", when,
+                  (double)got[CLGQA_SCALER_SCALE], (double)got[CLGQA_SCALER_GROWTH],
+                  (double)got[CLGQA_SCALER_SKIPPED], (double)scale, (double)growth,
+                  (double)skipped);
+}
+
+START_TEST(loss_scale_doubles_after_2000_clean_steps_and_halves_on_overflow) {
+    clgqa_runtime *rt = test_runtime();
+    const long interval = 2000;
+    cl_mem mem = scaler_upload(65536.0f, 0, 0, 3);
+    for (long i = 0; i < interval - 1; i++)
+        TEST_OK(clgqa_loss_scale_update(rt, op_view(mem), interval));
+    scaler_expect(mem, 65536.0f, 1999, 3, "after 1999 clean steps");
+    TEST_OK(clgqa_loss_scale_update(rt, op_view(mem), interval));
+    scaler_expect(mem, 131072.0f, 0, 3, "after 2000 clean steps");
+    TEST_OK(clgqa_loss_scale_update(rt, op_view(mem), interval));
+    scaler_expect(mem, 131072.0f, 1, 3, "one more");
+    /* An overflow: half the scale, the clean count restarts, one more skip. */
+    float found = 1.0f;
+    op_write_padded(mem, (const float[]){131072.0f, 1, found, 3}, CLGQA_SCALER_FLOATS);
+    TEST_OK(clgqa_loss_scale_update(rt, op_view(mem), interval));
+    scaler_expect(mem, 65536.0f, 0, 4, "after an overflow");
+    /* The largest power of 2 does not double into an inf. */
+    op_write_padded(mem, (const float[]){0x1p127f, 1999, 0, 0}, CLGQA_SCALER_FLOATS);
+    TEST_OK(clgqa_loss_scale_update(rt, op_view(mem), interval));
+    scaler_expect(mem, 0x1p127f, 0, 0, "at 2^127");
+    ck_assert_int_eq(clgqa_loss_scale_update(rt, op_view(mem), 0), CLGQA_ERR_INVALID_ARG);
+    clgqa_buffer_release(&mem);
+}
+END_TEST
+
+START_TEST(grad_check_finds_every_inf_and_nan) {
+    clgqa_runtime *rt = test_runtime();
+    const size_t n = op_test_size(100003, 1031);
+    float *g = test_random_array(n, -1, 1);
+    g[0] = FLT_MAX, g[n / 2] = -FLT_MAX, g[n - 1] = 1e-45f; /* finite extremes */
+    cl_mem g_mem = op_upload_padded(g, n), mem = scaler_upload(65536.0f, 7, 0, 0);
+    TEST_OK(clgqa_grad_check(rt, op_view(mem), op_view(g_mem), n));
+    float state[CLGQA_SCALER_FLOATS];
+    op_download_padded("scaler", mem, state, CLGQA_SCALER_FLOATS);
+    ck_assert_msg(state[CLGQA_SCALER_FOUND_INF] == 0.0f, "finite gradients flagged");
+    ck_assert_msg(state[CLGQA_SCALER_SCALE] == 65536.0f && state[CLGQA_SCALER_GROWTH] == 7.0f,
+                  "grad_check changed the scale or the count");
+    float *u = test_random_array(3, 0, 1);
+    const float bad[3] = {INFINITY, -INFINITY, NAN};
+    for (int k = 0; k < 3; k++) {
+        size_t at = (size_t)(u[k] * (float)(n - 1));
+        float saved = g[at];
+        g[at] = bad[k];
+        op_write_padded(g_mem, g, n);
+        op_write_padded(mem, (const float[]){65536.0f, 7, 0, 0}, CLGQA_SCALER_FLOATS);
+        TEST_OK(clgqa_grad_check(rt, op_view(mem), op_view(g_mem), n));
+        op_download_padded("scaler", mem, state, CLGQA_SCALER_FLOATS);
+        ck_assert_msg(state[CLGQA_SCALER_FOUND_INF] == 1.0f, "%g at %zu of %zu not found",
+                      (double)bad[k], at, n);
+        g[at] = saved;
+    }
+    clgqa_buffer_release(&g_mem), clgqa_buffer_release(&mem);
+    free(g), free(u);
+}
+END_TEST
+
+/* One step on a copy of (p, m, v): grads g (scaled by `scale` when a scaler
+ * state is given), clipped when max_norm > 0; returns p, m, v after it. */
+static void one_step(const float *p, const float *m, const float *v, const float *g, size_t n,
+                     long step, float max_norm, cl_mem scaler, float scale, float *out) {
+    clgqa_runtime *rt = test_runtime();
+    const clgqa_adamw_hparams hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f};
+    float *scaled = malloc(n * sizeof *scaled);
+    ck_assert_ptr_nonnull(scaled);
+    for (size_t i = 0; i < n; i++)
+        scaled[i] = g[i] * scale; /* a power of 2: exact */
+    cl_mem p_mem = op_upload_padded(p, n), m_mem = op_upload_padded(m, n);
+    cl_mem v_mem = op_upload_padded(v, n), g_mem = op_upload_padded(scaled, n);
+    cl_mem ss_mem = op_upload_padded(NULL, 1), clip_mem = op_upload_padded(NULL, 1);
+    clgqa_view scaler_view = scaler ? op_view(scaler) : no_scaler, clip = no_scaler;
+    if (scaler)
+        TEST_OK(clgqa_grad_check(rt, scaler_view, op_view(g_mem), n));
+    if (max_norm > 0) {
+        clgqa_view divisor = scaler ? clgqa_view_add(scaler_view, CLGQA_SCALER_SCALE) : no_scaler;
+        TEST_OK(clgqa_sum_squares_divided(rt, op_view(ss_mem), op_view(g_mem), n, divisor));
+        TEST_OK(clgqa_clip_factor(rt, op_view(clip_mem), op_view(ss_mem), max_norm));
+        clip = op_view(clip_mem);
+    }
+    TEST_OK(clgqa_adamw_step(rt, op_view(p_mem), op_view(g_mem), op_view(m_mem), op_view(v_mem),
+                             n, &hp, step, clip, NULL, scaler_view));
+    op_download_padded("p", p_mem, out, n);
+    op_download_padded("m", m_mem, out + n, n);
+    op_download_padded("v", v_mem, out + 2 * n, n);
+    cl_mem mems[] = {p_mem, m_mem, v_mem, g_mem, ss_mem, clip_mem};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        clgqa_buffer_release(&mems[i]);
+    free(scaled);
+}
+
+static void assert_same_bits(const char *what, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(memcmp(&a[i], &b[i], sizeof a[i]) == 0, "%s[%zu]: %.9g vs %.9g", what, i,
+                      (double)a[i], (double)b[i]);
+}
+
+START_TEST(scaled_steps_equal_unscaled_ones_and_overflows_change_nothing) {
+    /* Scaling by 2^16 and dividing by it are exact, so a scaled step gives
+     * the unscaled step's bits, clipped or not; a step whose gradients
+     * overflowed leaves p, m and v bit for bit. */
+    const size_t n = op_test_size(20011, 1031);
+    float *p = test_random_array(n, -1, 1), *m = test_random_array(n, -0.1f, 0.1f);
+    float *v = test_random_array(n, 0.001f, 0.01f), *g = test_random_array(n, -1, 1);
+    float *plain = malloc(3 * n * sizeof *plain), *scaled = malloc(3 * n * sizeof *scaled);
+    float *pmv = malloc(3 * n * sizeof *pmv);
+    ck_assert_ptr_nonnull(plain);
+    ck_assert_ptr_nonnull(scaled);
+    ck_assert_ptr_nonnull(pmv);
+    memcpy(pmv, p, n * sizeof *p), memcpy(pmv + n, m, n * sizeof *m);
+    memcpy(pmv + 2 * n, v, n * sizeof *v);
+    for (int clip = 0; clip < 2; clip++) {
+        const float max_norm = clip ? 0.5f : 0.0f;
+        cl_mem mem = scaler_upload(65536.0f, 0, 0, 0);
+        one_step(p, m, v, g, n, 5, max_norm, NULL, 1.0f, plain);
+        one_step(p, m, v, g, n, 5, max_norm, mem, 65536.0f, scaled);
+        assert_same_bits(clip ? "clipped scaled step" : "scaled step", scaled, plain, 3 * n);
+        ck_assert_msg(memcmp(plain, pmv, n * sizeof *p) != 0, "the step moved no weight");
+        clgqa_buffer_release(&mem);
+    }
+    g[n / 3] = INFINITY;
+    cl_mem mem = scaler_upload(65536.0f, 0, 0, 0);
+    one_step(p, m, v, g, n, 5, 0.5f, mem, 65536.0f, scaled);
+    assert_same_bits("after an overflow", scaled, pmv, 3 * n);
+    clgqa_buffer_release(&mem);
+    free(p), free(m), free(v), free(g), free(plain), free(scaled), free(pmv);
+}
+END_TEST
+
+START_TEST(after_skipped_steps_adam_counts_only_the_steps_taken) {
+    /* Global step 9 after 4 skipped steps is Adam's step 5 (torch's
+     * optimizer never saw the skipped ones): the float64 reference at
+     * t = 5. The device computes that t's bias corrections in float, a few
+     * ulp from the double ones: the tolerances of run_steps. At t = 9 the
+     * step size differs by 1 - (1 - 0.9^9) / (1 - 0.9^5) = 34%. */
+    const size_t n = op_test_size(4099, 257);
+    float *p = test_random_array(n, -1, 1), *m = test_random_array(n, -0.1f, 0.1f);
+    float *v = test_random_array(n, 0.001f, 0.01f), *g = test_random_array(n, -1, 1);
+    float *got = malloc(3 * n * sizeof *got);
+    ck_assert_ptr_nonnull(got);
+    cl_mem mem = scaler_upload(1024.0f, 0, 0, 4);
+    one_step(p, m, v, g, n, 9, 0.0f, mem, 1024.0f, got);
+    reference_state ref = {test_to_doubles(p, n), test_to_doubles(m, n), test_to_doubles(v, n)};
+    adamw_ref(&ref, g, 1.0, n, (double)1e-3f, 0.9, 0.999, 1e-8, 0.05, 5, 0);
+    test_assert_close("adamw m", got + n, ref.m, n, 2e-6, 1e-7);
+    test_assert_close("adamw v", got + 2 * n, ref.v, n, 2e-6, 1e-12);
+    test_assert_close("adamw params", got, ref.p, n, 1e-6, 1e-6);
+    clgqa_buffer_release(&mem);
+    free(p), free(m), free(v), free(g), free(got), free(ref.p), free(ref.m), free(ref.v);
+}
+END_TEST
+
 START_TEST(bad_arguments_are_refused) {
     clgqa_runtime *rt = test_runtime();
     float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     cl_mem mem = test_upload(x, 8);
     clgqa_view v = clgqa_view_at(mem, 0), none = clgqa_view_at(NULL, 0);
     clgqa_adamw_hparams hp = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f};
-    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 8, &hp, 0, none, NULL), CLGQA_ERR_INVALID_ARG);
-    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 9, &hp, 1, none, NULL), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 8, &hp, 0, none, NULL, none), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 9, &hp, 1, none, NULL, none), CLGQA_ERR_INVALID_ARG);
     const clgqa_no_decay odd = {v, 3, 0};
-    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 8, &hp, 1, none, &odd), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 8, &hp, 1, none, &odd, none), CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "pairs"), "%s", clgqa_error_message());
     hp.beta2 = 1.0f;
-    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 8, &hp, 1, none, NULL), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_adamw_step(rt, v, v, v, v, 8, &hp, 1, none, NULL, none), CLGQA_ERR_INVALID_ARG);
     ck_assert_int_eq(clgqa_ema_update(rt, v, v, 8, 1.5), CLGQA_ERR_INVALID_ARG);
     ck_assert_int_eq(clgqa_ema_update(rt, v, v, 9, 0.9), CLGQA_ERR_INVALID_ARG);
     ck_assert_int_eq(clgqa_clip_factor(rt, v, v, 0.0f), CLGQA_ERR_INVALID_ARG);
@@ -235,6 +407,10 @@ int main(void) {
     tcase_add_test(tc, no_decay_ranges_are_not_decayed);
     tcase_add_test(tc, ema_of_constant_weights_is_the_closed_form);
     tcase_add_test(tc, clip_factor_is_one_below_max_norm);
+    tcase_add_test(tc, loss_scale_doubles_after_2000_clean_steps_and_halves_on_overflow);
+    tcase_add_test(tc, grad_check_finds_every_inf_and_nan);
+    tcase_add_test(tc, scaled_steps_equal_unscaled_ones_and_overflows_change_nothing);
+    tcase_add_test(tc, after_skipped_steps_adam_counts_only_the_steps_taken);
     tcase_add_test(tc, bad_arguments_are_refused);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);

@@ -12,6 +12,7 @@
 
 #include "attention.h"
 #include "ops.h"
+#include "support/op_tests.h"
 #include "support/test_util.h"
 
 static const clgqa_attention_kernel variants[] = {CLGQA_ATTENTION_ROWS, CLGQA_ATTENTION_TILED};
@@ -210,7 +211,10 @@ static double max_abs(const double *x, size_t n) {
 
 static attention_case make_case(int batch, int tokens, int heads, int kv_heads, int head_dim,
                                 const int *kv_map, int pgqa, int fused) {
-    attention_case tc = {{batch, tokens, heads, kv_heads, head_dim, 0}, {0}, pgqa, fused};
+    attention_case tc = {{batch, tokens, heads, kv_heads, head_dim, 0, CLGQA_STORAGE_FLOAT},
+                         {0},
+                         pgqa,
+                         fused};
     for (int h = 0; h < heads; h++)
         tc.kv_map[h] = kv_map ? kv_map[h] : h / (heads / kv_heads);
     return tc;
@@ -674,6 +678,350 @@ END_TEST
 
 /* The tiled backward sums each group in a fixed order: two runs agree bit
  * for bit (several query heads per key head, several key tiles). */
+/* ---- half storage (precision 16-mixed) ----
+ * q, k, v, out, the rows variant's probabilities and PGQA's A in half
+ * (clgqa_attention_dims.storage); gradients, lse, D and the noise float. The
+ * reference takes the half values of q, k and v that the device reads, so
+ * what remains is the rounding of what the kernels store in half. With
+ * u = 2^-11 (fp16's unit roundoff) and S the largest |score| of the case,
+ * to first order:
+ *  - rows: a score is stored rounded (u |s|), then its exponential (u),
+ *    then the probability the backward reads (u). Through p = e / sum(e)
+ *    each probability moves by at most eps = u (2 S + 3) of itself. tiled:
+ *    scores and probabilities stay float (eps = 0 forward); its backward
+ *    reads out in half for D = g . o: eps = u there.
+ *  - out = sum_t p_t v_t, stored rounded:
+ *    |d out| <= eps M_out + u |out|, M_out = sum_t p_t |v_t|.
+ *  - PGQA: A (saved in half) moves by at most dA = max over its row of
+ *    eps M_out + u |A|; mu then by dA, sigma by sqrt(L / (L - 1)) dA, so
+ *    out = A - (z sigma + mu) by (2 + 1.01 |z|) dA, plus u |out|.
+ *  - Backward, with dPabs_t = sum_c |g_c| |v_tc| and the magnitudes
+ *    M_dv = sum P |g|, M_dq = d^-0.5 sum_t P_t (dPabs_t + sum_t' P_t'
+ *    dPabs_t') |k_t| and M_dk likewise over the queries with |q|: a relative
+ *    error eps in P (rows) or |dD| <= u sum_t P_t dPabs_t (tiled) moves dv
+ *    by eps M_dv, dS by 2 eps of its magnitude, dq by 2 eps M_dq, dk by
+ *    2 eps M_dk. PGQA's dA_g = g - mean(g) - c (A - mu), c = sum(g z) /
+ *    ((L - 1) sigma), moves by delta = |c| (2 + 1.01 max|A - mu| / sigma) dA,
+ *    which feeds the same sums: + 2 M(delta).
+ * First-order bounds, times 1.5 for the second-order terms (eps^2 < 1e-4 of
+ * eps), plus the float arithmetic's own error as in the fp32 cases (1e-5
+ * relative and 1e-6 (out) or 1e-5 (gradients) of the largest value). */
+
+#define HALF_U OP_HALF_U
+#define HALF_NAN 0x7e00
+
+/* max |d^-0.5 q . k| over the case's (sample, head, query, key). */
+static double max_score(const attention_case *tc, const double *q, const double *k) {
+    const clgqa_attention_dims *dm = &tc->dims;
+    const int P = dm->tokens, d = dm->head_dim;
+    const double scale = 1.0 / sqrt((double)d);
+    double top = 0.0;
+    for (int b = 0; b < dm->batch; b++)
+        for (int h = 0; h < dm->heads; h++) {
+            const int j = tc->kv_map[h];
+            for (int p = 0; p < P; p++)
+                for (int t = 0; t < P; t++) {
+                    double sc = 0.0;
+                    for (int c = 0; c < d; c++)
+                        sc += scale * q[((size_t)b * P + p) * dm->heads * d + (size_t)h * d + c] *
+                              k[((size_t)b * P + t) * dm->kv_heads * d + (size_t)j * d + c];
+                    top = fmax(top, fabs(sc));
+                }
+        }
+    return top;
+}
+
+/* The magnitudes of the comment above for |dout| = gabs ([B*P, H*d]):
+ * m_out [B*P, H*d] (may be NULL), mq [B*P, H*d], mk and mv [B*P, G*d]. */
+static void ref_magnitudes(const attention_case *tc, const double *q, const double *k,
+                           const double *v, const double *gabs, double *m_out, double *mq,
+                           double *mk, double *mv) {
+    const clgqa_attention_dims *dm = &tc->dims;
+    const int B = dm->batch, P = dm->tokens, H = dm->heads, G = dm->kv_heads, d = dm->head_dim;
+    const double scale = 1.0 / sqrt((double)d);
+    memset(mq, 0, sizeof(double) * q_count(dm));
+    memset(mk, 0, sizeof(double) * kv_count(dm));
+    memset(mv, 0, sizeof(double) * kv_count(dm));
+    double *probs = malloc(sizeof(double) * (size_t)P * P), *a = malloc(sizeof(double) * P * d);
+    double *dpabs = malloc(sizeof(double) * P);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const int j = tc->kv_map[h];
+            ref_head(tc, b, h, q, k, v, probs, a);
+            for (int p = 0; p < P; p++) {
+                const double *pr = probs + (size_t)p * P;
+                const size_t qrow = ((size_t)b * P + p) * H * d + (size_t)h * d;
+                double weighted = 0.0;
+                for (int t = 0; t < P; t++) {
+                    const size_t krow = ((size_t)b * P + t) * G * d + (size_t)j * d;
+                    dpabs[t] = 0.0;
+                    for (int c = 0; c < d; c++)
+                        dpabs[t] += gabs[qrow + c] * fabs(v[krow + c]);
+                    weighted += pr[t] * dpabs[t];
+                }
+                for (int c = 0; m_out && c < d; c++) {
+                    double sum = 0.0;
+                    for (int t = 0; t < P; t++)
+                        sum += pr[t] * fabs(v[((size_t)b * P + t) * G * d + (size_t)j * d + c]);
+                    m_out[qrow + c] = sum;
+                }
+                for (int t = 0; t < P; t++) {
+                    const size_t krow = ((size_t)b * P + t) * G * d + (size_t)j * d;
+                    const double ds = pr[t] * (dpabs[t] + weighted);
+                    for (int c = 0; c < d; c++) {
+                        mq[qrow + c] += scale * ds * fabs(k[krow + c]);
+                        mk[krow + c] += scale * ds * fabs(q[qrow + c]);
+                        mv[krow + c] += pr[t] * gabs[qrow + c];
+                    }
+                }
+            }
+        }
+    free(probs), free(a), free(dpabs);
+}
+
+/* PGQA's part of the bounds, per (sample, head) row: out_bound (the
+ * forward's, without the float term), gabs = |dA_g| (the gradient the
+ * attention's backward sees) and delta (its error bound), all [B*P, H*d]. */
+static void ref_pgqa_bounds(const attention_case *tc, const double *q, const double *k,
+                            const double *v, const double *u, const double *w,
+                            const double *m_out, double eps, double *out_bound, double *gabs,
+                            double *delta) {
+    const clgqa_attention_dims *dm = &tc->dims;
+    const int B = dm->batch, P = dm->tokens, H = dm->heads, d = dm->head_dim, L = P * d;
+    double *probs = malloc(sizeof(double) * (size_t)P * P), *a = malloc(sizeof(double) * L);
+    double *z = malloc(sizeof(double) * L);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            ref_head(tc, b, h, q, k, v, probs, a);
+            double mu, sigma, da_max = 0.0, spread = 0.0, g_sum = 0.0, gz_sum = 0.0;
+            ref_pgqa_stats(tc, h, u, a, z, &mu, &sigma);
+            ck_assert_msg(sigma > 0.0, "the half cases keep sigma > 0");
+            for (int l = 0; l < L; l++) {
+                const size_t at = ((size_t)b * P + l / d) * H * d + (size_t)h * d + l % d;
+                da_max = fmax(da_max, eps * m_out[at] + HALF_U * fabs(a[l]));
+                spread = fmax(spread, fabs(a[l] - mu));
+                g_sum += w[at];
+                gz_sum += w[at] * z[l];
+            }
+            const double coef = gz_sum / ((L - 1) * sigma);
+            for (int l = 0; l < L; l++) {
+                const size_t at = ((size_t)b * P + l / d) * H * d + (size_t)h * d + l % d;
+                const double out = a[l] - (z[l] * sigma + mu);
+                out_bound[at] = (2.0 + 1.01 * fabs(z[l])) * da_max + HALF_U * fabs(out);
+                gabs[at] = fabs(w[at] - g_sum / L - coef * (a[l] - mu));
+                delta[at] = fabs(coef) * (2.0 + 1.01 * spread / sigma) * da_max;
+            }
+        }
+    free(probs), free(a), free(z);
+}
+
+/* |got - want| <= 1.5 bound + 1e-5 |want| + floor for every element;
+ * returns the largest share of its allowance an element used. */
+static double assert_within(const char *what, const float *got, const double *want,
+                            const double *bound, size_t n, double floor) {
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double allowed = 1.5 * bound[i] + 1e-5 * fabs(want[i]) + floor;
+        const double err = fabs((double)got[i] - want[i]);
+        ck_assert_msg(err <= allowed, "%s[%zu] = %.9g, want %.9g (error %.3g, bound %.3g)", what,
+                      i, (double)got[i], want[i], err, allowed);
+        worst = fmax(worst, err / allowed);
+    }
+    return worst;
+}
+
+/* q, k, v rounded to half in the fused layout (padding columns half NaN),
+ * between half guards; views in halves. */
+static qkv_device qkv_upload_half(const attention_case *tc, const float *const data[3]) {
+    const clgqa_attention_dims *dm = &tc->dims;
+    size_t width[3] = {(size_t)dm->heads * dm->head_dim, (size_t)dm->kv_heads * dm->head_dim,
+                       (size_t)dm->kv_heads * dm->head_dim};
+    size_t rows = (size_t)dm->batch * dm->tokens;
+    qkv_device x = {{NULL, NULL, NULL}, {{NULL, 0}}, fused_stride(dm), 0};
+    size_t halves = rows * x.stride + 2 * GUARD, floats = (halves + 1) / 2;
+    uint16_t *host = malloc(sizeof(uint16_t) * 2 * floats);
+    for (size_t i = 0; i < 2 * floats; i++)
+        host[i] = i < GUARD || i >= halves - GUARD ? OP_TEST_GUARD_HALF : HALF_NAN;
+    for (size_t r = 0, col = 0; r < rows; r++, col = 0)
+        for (int i = 0; i < 3; col += width[i], i++)
+            for (size_t c = 0; c < width[i]; c++)
+                host[GUARD + r * x.stride + col + c] = op_half_bits(data[i][r * width[i] + c]);
+    x.mem[0] = test_upload((const float *)(const void *)host, floats);
+    x.floats = floats;
+    free(host);
+    for (int i = 0; i < 3; i++)
+        x.view[i] = clgqa_view_at(x.mem[0], GUARD + (i ? width[0] + (i - 1) * width[1] : 0));
+    return x;
+}
+
+/* One case with half activations, both variants, against the reference of
+ * its half inputs within the bounds above. */
+static void check_half_case(const attention_case *tc_in) {
+    clgqa_runtime *rt = test_runtime();
+    attention_case tc = *tc_in;
+    tc.fused = 1;
+    clgqa_attention_dims *dm = &tc.dims;
+    size_t nq = q_count(dm), nkv = kv_count(dm);
+    case_inputs in = make_inputs(&tc, -1);
+    for (size_t i = 0; i < nq; i++)
+        in.q[i] = op_to_half(in.q[i]);
+    for (size_t i = 0; i < nkv; i++) {
+        in.k[i] = op_to_half(in.k[i]);
+        in.v[i] = op_to_half(in.v[i]);
+    }
+    double *qd = test_to_doubles(in.q, nq), *kd = test_to_doubles(in.k, nkv);
+    double *vd = test_to_doubles(in.v, nkv), *wd = test_to_doubles(in.w, nq);
+    double *ud = in.noise ? test_to_doubles(in.noise, noise_count(dm)) : NULL;
+    double *want = malloc(sizeof(double) * nq), *gq = malloc(sizeof(double) * nq);
+    double *gk = malloc(sizeof(double) * nkv), *gv = malloc(sizeof(double) * nkv);
+    ref_forward(&tc, qd, kd, vd, ud, want);
+    ref_backward(&tc, qd, kd, vd, ud, wd, gq, gk, gv);
+    const double S = max_score(&tc, qd, kd);
+    double *m_out = malloc(sizeof(double) * nq), *gabs = malloc(sizeof(double) * nq);
+    double *delta = malloc(sizeof(double) * nq), *out_bound = malloc(sizeof(double) * nq);
+    double *mq = malloc(sizeof(double) * nq), *mk = malloc(sizeof(double) * nkv);
+    double *mv = malloc(sizeof(double) * nkv), *dq_q = malloc(sizeof(double) * nq);
+    double *dk_k = malloc(sizeof(double) * nkv), *dv_v = malloc(sizeof(double) * nkv);
+    double *bq = malloc(sizeof(double) * nq), *bk = malloc(sizeof(double) * nkv);
+    double *bv = malloc(sizeof(double) * nkv), *bout = malloc(sizeof(double) * nq);
+    for (size_t i = 0; i < nq; i++)
+        gabs[i] = fabs(wd[i]);
+    ref_magnitudes(&tc, qd, kd, vd, gabs, m_out, mq, mk, mv);
+
+    float *out = malloc(sizeof(float) * nq);
+    float *grads[3] = {malloc(sizeof(float) * nq), malloc(sizeof(float) * nkv),
+                       malloc(sizeof(float) * nkv)};
+    int32_t map[16];
+    for (int h = 0; h < dm->heads; h++)
+        map[h] = tc.kv_map[h];
+    for (size_t vi = 0; vi < sizeof variants / sizeof variants[0]; vi++) {
+        const int tiled = variants[vi] == CLGQA_ATTENTION_TILED;
+        const double eps_forward = tiled ? 0.0 : HALF_U * (2.0 * S + 3.0);
+        const double eps_backward = tiled ? HALF_U : eps_forward;
+        /* The bounds of this variant (PGQA's through A and dA_g). */
+        if (tc.pgqa) {
+            double *unused = malloc(sizeof(double) * nq);
+            ref_pgqa_bounds(&tc, qd, kd, vd, ud, wd, m_out, eps_forward, out_bound, gabs, delta);
+            ref_magnitudes(&tc, qd, kd, vd, gabs, unused, mq, mk, mv);
+            ref_magnitudes(&tc, qd, kd, vd, delta, unused, dq_q, dk_k, dv_v);
+            free(unused);
+        } else {
+            for (size_t i = 0; i < nq; i++)
+                out_bound[i] = eps_forward * m_out[i] + HALF_U * fabs(want[i]);
+            memset(dq_q, 0, sizeof(double) * nq);
+            memset(dk_k, 0, sizeof(double) * nkv);
+            memset(dv_v, 0, sizeof(double) * nkv);
+        }
+        for (size_t i = 0; i < nq; i++)
+            bq[i] = 2.0 * eps_backward * mq[i] + 2.0 * dq_q[i];
+        for (size_t i = 0; i < nkv; i++) {
+            bk[i] = 2.0 * eps_backward * mk[i] + 2.0 * dk_k[i];
+            bv[i] = eps_backward * mv[i] + 2.0 * dv_v[i];
+        }
+        memcpy(bout, out_bound, sizeof(double) * nq);
+
+        /* Forward. */
+        attention_case run_tc = tc;
+        const float *data[3] = {in.q, in.k, in.v};
+        qkv_device qkv = qkv_upload_half(&tc, data);
+        run_tc.dims.row_stride = (int)qkv.stride;
+        run_tc.dims.storage = CLGQA_STORAGE_HALF;
+        const clgqa_attention_dims *rdm = &run_tc.dims;
+        cl_mem out_mem = op_upload_padded_half(NULL, nq);
+        cl_mem map_mem = test_upload_int(map, (size_t)dm->heads);
+        size_t saved_floats = clgqa_attention_saved_floats(rdm, tc.pgqa, variants[vi]);
+        cl_mem saved = guarded_buffer(NULL, saved_floats);
+        clgqa_attention_saved layout;
+        clgqa_attention_saved_layout(rdm, tc.pgqa, variants[vi], clgqa_view_at(saved, GUARD),
+                                     &layout);
+        cl_mem noise = tc.pgqa ? test_upload(in.noise, noise_count(dm)) : NULL;
+        clgqa_pgqa pgqa = {0, 0, {noise, 0}};
+        clgqa_attention_kernel keep = rt->attention_kernel;
+        rt->attention_kernel = variants[vi];
+        TEST_OK(clgqa_attention_forward(rt, rdm, op_view(out_mem), qkv.view[0], qkv.view[1],
+                                        qkv.view[2], clgqa_view_at(map_mem, 0),
+                                        tc.pgqa ? &pgqa : NULL, &layout));
+        op_download_padded_half("out (half)", out_mem, out, nq);
+        const char *name = tiled ? "tiled" : "rows";
+        char what[64];
+        snprintf(what, sizeof what, "%s out (half)", name);
+        double used = assert_within(what, out, want, bout, nq, 1e-6 * max_abs(want, nq));
+
+        /* Backward into junk-filled float gradients. */
+        float *junk[3] = {test_random_array(nq, -9.0f, 9.0f), test_random_array(nkv, -9.0f, 9.0f),
+                          test_random_array(nkv, -9.0f, 9.0f)};
+        qkv_device dqkv = qkv_upload(&tc, (const float *const *)junk, GUARD_VALUE);
+        cl_mem dout = test_upload(in.w, nq);
+        size_t scratch_floats = clgqa_attention_scratch_floats(rdm, tc.pgqa, variants[vi]);
+        cl_mem scratch = guarded_buffer(NULL, scratch_floats);
+        clgqa_status s = clgqa_attention_backward(
+            rt, rdm, dqkv.view[0], dqkv.view[1], dqkv.view[2], clgqa_view_at(dout, 0),
+            op_view(out_mem), qkv.view[0], qkv.view[1], qkv.view[2], clgqa_view_at(map_mem, 0),
+            tc.pgqa, &layout, clgqa_view_at(scratch, GUARD));
+        rt->attention_kernel = keep;
+        TEST_OK(s);
+        qkv_download(&tc, &dqkv, grads);
+        assert_guards("saved (half)", saved, saved_floats);
+        assert_guards("scratch (half)", scratch, scratch_floats);
+        const double *wants[3] = {gq, gk, gv}, *bounds[3] = {bq, bk, bv};
+        const size_t counts[3] = {nq, nkv, nkv};
+        static const char *grad_names[3] = {"dq", "dk", "dv"};
+        for (int g = 0; g < 3; g++) {
+            snprintf(what, sizeof what, "%s %s (half)", name, grad_names[g]);
+            used = fmax(used, assert_within(what, grads[g], wants[g], bounds[g], counts[g],
+                                            1e-5 * max_abs(wants[g], counts[g])));
+        }
+        printf("attention (half) B%d P%d H%d G%d d%d%s %s: largest error %.2f of its bound "
+               "(S = %.2f)\n", dm->batch, dm->tokens, dm->heads, dm->kv_heads, dm->head_dim,
+               tc.pgqa ? " PGQA" : "", name, used, S);
+        qkv_free(&qkv);
+        qkv_free(&dqkv);
+        clgqa_buffer_release(&out_mem);
+        clgqa_buffer_release(&map_mem);
+        clgqa_buffer_release(&saved);
+        clgqa_buffer_release(&dout);
+        clgqa_buffer_release(&scratch);
+        if (noise)
+            clgqa_buffer_release(&noise);
+        for (int i = 0; i < 3; i++)
+            free(junk[i]);
+    }
+    free_inputs(&in);
+    free(qd), free(kd), free(vd), free(wd), free(ud), free(want), free(gq), free(gk), free(gv);
+    free(m_out), free(gabs), free(delta), free(out_bound), free(mq), free(mk), free(mv);
+    free(dq_q), free(dk_k), free(dv_v), free(bq), free(bk), free(bv), free(bout);
+    free(out), free(grads[0]), free(grads[1]), free(grads[2]);
+}
+
+/* Half activations (no device extension: vload_half and vstore_half are
+ * core OpenCL C), on the rows kernels' vector widths (16 at d = 16 and 32,
+ * 1 at 13, 8 at 24, 4 at 12), grouped and uneven maps, and PGQA. */
+START_TEST(half_storage_matches_reference) {
+    if (test_small()) {
+        const attention_case cases[] = {
+            make_case(1, 17, 2, 1, 16, NULL, 0, 1),
+            make_case(1, 5, 2, 1, 13, NULL, 0, 1),
+            make_case(1, 6, 2, 2, 24, NULL, 0, 1),
+            make_case(1, 17, 2, 1, 16, NULL, 1, 1),
+        };
+        for (size_t i = 0; i < COUNT(cases); i++)
+            check_half_case(&cases[i]);
+        return;
+    }
+    const attention_case cases[] = {
+        make_case(2, 65, 4, 2, 32, NULL, 0, 1),
+        make_case(1, 197, 2, 1, 64, NULL, 0, 1),
+        make_case(1, 17, 4, 3, 16, (int[]){0, 0, 0, 2}, 0, 1),
+        make_case(1, 23, 4, 2, 12, NULL, 0, 1),
+        make_case(2, 20, 2, 2, 13, NULL, 0, 1),
+        make_case(2, 17, 4, 2, 16, NULL, 1, 1),
+        make_case(1, 65, 4, 4, 32, NULL, 1, 1),
+    };
+    for (size_t i = 0; i < COUNT(cases); i++)
+        check_half_case(&cases[i]);
+}
+END_TEST
+
 START_TEST(tiled_backward_is_deterministic) {
     attention_case tc = make_case(1, test_small() ? 17 : 65, 4, 1, 16, NULL, 0, 1);
     const clgqa_attention_dims *dm = &tc.dims;
@@ -703,7 +1051,7 @@ END_TEST
 /* Saved activations: the tiled variant keeps one float per query row where
  * the rows variant keeps P. */
 START_TEST(tiled_saves_no_score_matrix) {
-    clgqa_attention_dims vit_s = {64, 197, 6, 6, 64, 0};
+    clgqa_attention_dims vit_s = {64, 197, 6, 6, 64, 0, CLGQA_STORAGE_FLOAT};
     ck_assert_uint_eq(clgqa_attention_saved_floats(&vit_s, 0, CLGQA_ATTENTION_TILED),
                       (size_t)64 * 6 * 197);
     ck_assert_uint_eq(clgqa_attention_saved_floats(&vit_s, 0, CLGQA_ATTENTION_ROWS),
@@ -769,14 +1117,14 @@ START_TEST(bad_input_is_refused) {
     clgqa_view x = clgqa_view_at(buf, 0), m = clgqa_view_at(kv_map, 0);
     clgqa_pgqa pgqa = {1, 2, {NULL, 0}};
 
-    clgqa_attention_dims uneven = {1, 3, 4, 3, 2, 0};
+    clgqa_attention_dims uneven = {1, 3, 4, 3, 2, 0, CLGQA_STORAGE_FLOAT};
     ck_assert_int_eq(clgqa_attention_forward(rt, &uneven, x, x, x, x, m, &pgqa, &saved),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "PGQA"), "%s", clgqa_error_message());
-    clgqa_attention_dims too_many_kv = {1, 3, 2, 4, 2, 0};
+    clgqa_attention_dims too_many_kv = {1, 3, 2, 4, 2, 0, CLGQA_STORAGE_FLOAT};
     ck_assert_int_eq(clgqa_attention_forward(rt, &too_many_kv, x, x, x, x, m, NULL, &saved),
                      CLGQA_ERR_INVALID_ARG);
-    clgqa_attention_dims short_stride = {1, 3, 4, 2, 2, 7};
+    clgqa_attention_dims short_stride = {1, 3, 4, 2, 2, 7, CLGQA_STORAGE_FLOAT};
     ck_assert_int_eq(clgqa_attention_forward(rt, &short_stride, x, x, x, x, m, NULL, &saved),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "row_stride"), "%s", clgqa_error_message());
@@ -786,7 +1134,7 @@ START_TEST(bad_input_is_refused) {
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "'out'"), "%s", clgqa_error_message());
     /* A strided k whose last row runs past the buffer. */
-    clgqa_attention_dims wide = {1, 3, 4, 2, 2, 400};
+    clgqa_attention_dims wide = {1, 3, 4, 2, 2, 400, CLGQA_STORAGE_FLOAT};
     ck_assert_int_eq(clgqa_attention_forward(rt, &wide, x, x, clgqa_view_at(buf, 200), x, m, NULL,
                                              &saved),
                      CLGQA_ERR_INVALID_ARG);
@@ -805,7 +1153,7 @@ START_TEST(bad_input_is_refused) {
                                               clgqa_view_at(buf, n - 10)),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "scratch"), "%s", clgqa_error_message());
-    clgqa_attention_dims huge_head = {1, 3, 1, 1, CLGQA_ATTENTION_MAX_HEAD_DIM + 1, 0};
+    clgqa_attention_dims huge_head = {1, 3, 1, 1, CLGQA_ATTENTION_MAX_HEAD_DIM + 1, 0, CLGQA_STORAGE_FLOAT};
     ck_assert_int_eq(clgqa_attention_forward(rt, &huge_head, x, x, x, x, m, NULL, &saved),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "head_dim"), "%s", clgqa_error_message());
@@ -836,6 +1184,8 @@ int main(void) {
     tcase_add_test(tiled, tiled_backward_is_deterministic);
     tcase_add_test(tiled, tiled_saves_no_score_matrix);
     tcase_add_test(tiled, tiled_fits_small_local_memory);
+    TCase *half = test_case(s, "half");
+    tcase_add_test(half, half_storage_matches_reference);
     TCase *errors = test_case(s, "errors");
     tcase_add_test(errors, bad_input_is_refused);
     return test_run_suite(s);

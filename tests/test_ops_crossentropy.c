@@ -128,7 +128,8 @@ START_TEST(forward_and_backward_match_reference) {
                                            op_view(logits_mem), op_view(labels_mem), hard, rows,
                                            classes));
         TEST_OK(clgqa_crossentropy_backward(rt, op_view(dlogits_mem), op_view(probs_mem),
-                                            op_view(labels_mem), hard, rows, classes, dloss));
+                                            op_view(labels_mem), hard, rows, classes, dloss,
+                                            clgqa_view_at(NULL, 0)));
 
         double *d_logits = test_to_doubles(logits, n), *probs = op_doubles(n), *losses = op_doubles(rows);
         size_t *argmax = malloc(rows * sizeof *argmax), *rank = malloc(rows * sizeof *rank);
@@ -209,6 +210,47 @@ START_TEST(ties_go_to_the_first_index_and_bad_labels_give_nan) {
 }
 END_TEST
 
+START_TEST(loss_scaled_gradient_is_the_scale_times_the_gradient) {
+    /* The loss scaler's backward: dloss * scale with a power-of-2 scale is
+     * exact, so every element is exactly scale times the unscaled one (and
+     * 2^-16 of the scaled one is what AdamW then divides back). The scale
+     * sits at an offset in its buffer, as in the scaler's state. */
+    clgqa_runtime *rt = test_runtime();
+    const size_t rows = 9, classes = 37, n = rows * classes;
+    float *logits = test_random_array(n, -8, 8);
+    int32_t *labels = random_labels(rows, classes);
+    const float state[3] = {-1.0f, 65536.0f, -1.0f};
+    cl_mem logits_mem = op_upload_padded(logits, n), labels_mem = op_upload_padded_int(labels, rows);
+    cl_mem probs_mem = op_upload_padded(NULL, n), losses_mem = op_upload_padded(NULL, rows);
+    float *zeros = calloc(n, sizeof *zeros); /* the backward adds into dlogits */
+    ck_assert_ptr_nonnull(zeros);
+    cl_mem correct_mem = op_upload_padded(NULL, rows), plain_mem = op_upload_padded(zeros, n);
+    cl_mem scaled_mem = op_upload_padded(zeros, n), state_mem = op_upload_padded(state, 3);
+    const clgqa_view none = {NULL, 0};
+    TEST_OK(clgqa_crossentropy_forward(rt, op_view(losses_mem), op_view(correct_mem), none,
+                                       op_view(probs_mem), op_view(logits_mem),
+                                       op_view(labels_mem), none, rows, classes));
+    TEST_OK(clgqa_crossentropy_backward(rt, op_view(plain_mem), op_view(probs_mem),
+                                        op_view(labels_mem), none, rows, classes,
+                                        1.0f / (float)rows, none));
+    TEST_OK(clgqa_crossentropy_backward(rt, op_view(scaled_mem), op_view(probs_mem),
+                                        op_view(labels_mem), none, rows, classes,
+                                        1.0f / (float)rows, clgqa_view_add(op_view(state_mem), 1)));
+    float *plain = op_floats(n), *scaled = op_floats(n);
+    op_download_padded("dlogits", plain_mem, plain, n);
+    op_download_padded("scaled dlogits", scaled_mem, scaled, n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(scaled[i] == 65536.0f * plain[i] && plain[i] != 0.0f,
+                      "dlogits[%zu]: scaled %.9g, unscaled %.9g", i, (double)scaled[i],
+                      (double)plain[i]);
+    cl_mem mems[] = {logits_mem, labels_mem, probs_mem, losses_mem, correct_mem, plain_mem,
+                     scaled_mem, state_mem};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        clgqa_buffer_release(&mems[i]);
+    free(logits), free(labels), free(plain), free(scaled), free(zeros);
+}
+END_TEST
+
 START_TEST(bad_arguments_are_refused) {
     clgqa_runtime *rt = test_runtime();
     float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
@@ -228,7 +270,7 @@ START_TEST(bad_arguments_are_refused) {
                                                 clgqa_view_at(mem, 5), clgqa_view_at(mem, 2), 1, 4),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "targets"), "%s", clgqa_error_message());
-    ck_assert_int_eq(clgqa_crossentropy_backward(rt, v, v, v, none, 3, 3, 1.0f),
+    ck_assert_int_eq(clgqa_crossentropy_backward(rt, v, v, v, none, 3, 3, 1.0f, none),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "clgqa_crossentropy_backward"), "%s",
                   clgqa_error_message());
@@ -271,7 +313,7 @@ static void check_against_torch(const loss_case *lc, cl_mem logits_mem, cl_mem l
                                        op_view(labels_mem), targets, rows, classes));
     TEST_OK(clgqa_crossentropy_backward(rt, op_view(dlogits_mem), op_view(probs_mem),
                                         op_view(labels_mem), targets, rows, classes,
-                                        1.0f / (float)rows));
+                                        1.0f / (float)rows, none));
     char suffix[64];
     snprintf(suffix, sizeof suffix, "%s.losses", which);
     float *want_losses = fixture_floats(lc, suffix, rows);
@@ -367,6 +409,7 @@ int main(void) {
     tcase_add_test(tc, reference_gradient_matches_finite_differences);
     tcase_add_test(tc, forward_and_backward_match_reference);
     tcase_add_test(tc, ties_go_to_the_first_index_and_bad_labels_give_nan);
+    tcase_add_test(tc, loss_scaled_gradient_is_the_scale_times_the_gradient);
     tcase_add_loop_test(tc, smoothing_soft_targets_and_mixup_match_pytorch, 0, OP_TEST_CLASSES);
     tcase_add_test(tc, bad_arguments_are_refused);
     suite_add_tcase(suite, tc);

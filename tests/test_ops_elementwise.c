@@ -5,9 +5,13 @@
  * + residual add with the LayerNorm it is fused with, in
  * test_ops_layernorm.c).
  *
+ * GELU's half storage (precision 16-mixed) as well, and the conversions
+ * of activations between half and float (exact, bit for bit).
+ *
  * Tolerances: scale/add/accumulate/bias_add are one IEEE float operation per
  * element, correctly rounded: relative error <= 2^-24, checked at 2.5e-7.
- * GELU: 1e-5 relative (see the test). */
+ * GELU: 1e-5 relative (see the test); in half storage plus the store's
+ * rounding, 2^-11 relative (see gelu_half_storage_matches_reference). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -196,8 +200,8 @@ START_TEST(gelu_bias_forward_and_backward_match_reference) {
             for (size_t c = 0; c < cols; c++)
                 x[r * cols + c] = (float)((double)in[r * cols + c] + bias[c]);
 
-        TEST_OK(clgqa_gelu_bias_forward(rt, op_view(out_mem), op_view(in_mem), op_view(bias_mem),
-                                        rows, cols));
+        TEST_OK(clgqa_gelu_bias_forward(rt, CLGQA_STORAGE_FLOAT, op_view(out_mem),
+                                        op_view(in_mem), op_view(bias_mem), rows, cols));
         op_download_padded("gelu_bias_forward", out_mem, got, n);
         for (size_t i = 0; i < n; i++)
             want[i] = gelu_ref(x[i]);
@@ -232,9 +236,9 @@ START_TEST(gelu_bias_forward_and_backward_match_reference) {
             for (int run = 0; run < (k == 0 ? 2 : 1); run++) {
                 op_write_padded(din_mem, din, n);
                 op_write_padded(dbias_mem, dbias0, cols);
-                TEST_OK(clgqa_gelu_bias_backward(rt, op_view(din_mem), op_view(partials_mem),
-                                                 chunks, op_view(dout_mem), op_view(in_mem),
-                                                 op_view(bias_mem), rows, cols));
+                TEST_OK(clgqa_gelu_bias_backward(rt, CLGQA_STORAGE_FLOAT, op_view(din_mem),
+                                                 op_view(partials_mem), chunks, op_view(dout_mem),
+                                                 op_view(in_mem), op_view(bias_mem), rows, cols));
                 clgqa_column_sum sum = {0, chunks, cols, 0};
                 op_column_sums_finish(op_view(dbias_mem), op_view(partials_mem), &sum, 1);
                 op_download_padded("gelu_bias_backward", din_mem, got, n);
@@ -264,15 +268,15 @@ START_TEST(gelu_bias_forward_and_backward_match_reference) {
 
         /* In place (din aliases dout, out aliases in). */
         cl_mem partials_mem = op_upload_padded(NULL, cols);
-        TEST_OK(clgqa_gelu_bias_backward(rt, op_view(dout_mem), op_view(partials_mem), 1,
-                                         op_view(dout_mem), op_view(in_mem), op_view(bias_mem),
-                                         rows, cols));
+        TEST_OK(clgqa_gelu_bias_backward(rt, CLGQA_STORAGE_FLOAT, op_view(dout_mem),
+                                         op_view(partials_mem), 1, op_view(dout_mem),
+                                         op_view(in_mem), op_view(bias_mem), rows, cols));
         op_download_padded("gelu_bias_backward in place", dout_mem, got, n);
         test_assert_close("gelu_bias_backward in place", got, want, n, 1e-5, 1e-6);
         clgqa_buffer_release(&partials_mem);
         free(dbias0), free(dbias), free(first), free(want_dbias), free(dbias_scale);
-        TEST_OK(clgqa_gelu_bias_forward(rt, op_view(in_mem), op_view(in_mem), op_view(bias_mem),
-                                        rows, cols));
+        TEST_OK(clgqa_gelu_bias_forward(rt, CLGQA_STORAGE_FLOAT, op_view(in_mem),
+                                        op_view(in_mem), op_view(bias_mem), rows, cols));
         op_download_padded("gelu_bias_forward in place", in_mem, got, n);
         for (size_t i = 0; i < n; i++)
             want[i] = gelu_ref(x[i]);
@@ -283,6 +287,178 @@ START_TEST(gelu_bias_forward_and_backward_match_reference) {
             clgqa_buffer_release(&mems[i]);
         free(in), free(bias), free(dout), free(din), free(got), free(want), free(x);
     }
+}
+END_TEST
+
+/* The half storage of precision 16-mixed (clgqa_storage; docs/design.md,
+ * "Mixed precision"): in and out in half, dout, din, bias and the bias
+ * gradient in float. The inputs are half values (fresh random floats
+ * rounded to half on the host), so the reference sees exactly what the
+ * device reads, and the float64 reference is GELU of those. Tolerances:
+ *   forward: the float GELU's 1e-5 relative (the float test's bound) and
+ *     then the store's rounding to half, 2^-11 relative in half's normal
+ *     range and 2^-25 absolute below it (GELU's tail, x < -5, is that
+ *     small): |got - want| <= (2^-11 + 1e-5 (1 + 2^-11)) |want| + 2^-25;
+ *   backward: din is float and its input exact, so the float test's
+ *     bounds hold unchanged (1e-5 relative, 1e-6 absolute), and so do the
+ *     bias gradient's (a sum of rows: (1e-5 + (rows + 1) 2^-24) of the
+ *     terms' magnitude plus 1e-6 a row).
+ * vload_half/vstore_half are core OpenCL C 1.2, so this runs on every
+ * device, cl_khr_fp16 or not. */
+START_TEST(gelu_half_storage_matches_reference) {
+    op_test_class(_i);
+    clgqa_runtime *rt = test_runtime();
+    const clgqa_storage half = CLGQA_STORAGE_HALF;
+    for (size_t s = 0; s < 3; s++) {
+        size_t cols, rows = gelu_shape(s, &cols), n = rows * cols;
+        float *in = test_random_array(n, -8, 8), *bias = test_random_array(cols, -1, 1);
+        float *dout = test_random_array(n, -1, 1), *got = op_floats(n);
+        for (size_t i = 0; i < n; i++)
+            in[i] = op_to_half(in[i]);
+        double *want = op_doubles(n), *x = op_doubles(n);
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < cols; c++) /* one float addition, as the device */
+                x[r * cols + c] = (float)((double)in[r * cols + c] + bias[c]);
+        cl_mem in_mem = op_upload_padded_half(in, n), out_mem = op_upload_padded_half(NULL, n);
+        cl_mem bias_mem = op_upload_padded(bias, cols), dout_mem = op_upload_padded(dout, n);
+        cl_mem din_mem = op_upload_padded(NULL, n);
+
+        TEST_OK(clgqa_gelu_bias_forward(rt, half, op_view(out_mem), op_view(in_mem),
+                                        op_view(bias_mem), rows, cols));
+        op_download_padded_half("gelu_bias_forward (half)", out_mem, got, n);
+        for (size_t i = 0; i < n; i++)
+            want[i] = gelu_ref(x[i]);
+        test_assert_close("gelu_bias_forward (half)", got, want, n,
+                          OP_HALF_U + 1e-5 * (1 + OP_HALF_U), OP_HALF_SUBNORMAL_ERR);
+        /* In place: out aliases in (both half). */
+        TEST_OK(clgqa_gelu_bias_forward(rt, half, op_view(in_mem), op_view(in_mem),
+                                        op_view(bias_mem), rows, cols));
+        op_download_padded_half("gelu_bias_forward (half, in place)", in_mem, got, n);
+        test_assert_close("gelu_bias_forward (half, in place)", got, want, n,
+                          OP_HALF_U + 1e-5 * (1 + OP_HALF_U), OP_HALF_SUBNORMAL_ERR);
+        clgqa_buffer_release(&in_mem); /* in again, for the backward */
+        in_mem = op_upload_padded_half(in, n);
+
+        size_t chunks = clgqa_column_sum_chunks(rt, rows, cols);
+        cl_mem partials_mem = op_upload_padded(NULL, chunks * cols);
+        float *dbias0 = test_random_array(cols, -1, 1), *dbias = op_floats(cols);
+        cl_mem dbias_mem = op_upload_padded(dbias0, cols);
+        TEST_OK(clgqa_gelu_bias_backward(rt, half, op_view(din_mem), op_view(partials_mem), chunks,
+                                         op_view(dout_mem), op_view(in_mem), op_view(bias_mem),
+                                         rows, cols));
+        clgqa_column_sum sum = {0, chunks, cols, 0};
+        op_column_sums_finish(op_view(dbias_mem), op_view(partials_mem), &sum, 1);
+        op_download_padded("gelu_bias_backward (half)", din_mem, got, n);
+        for (size_t i = 0; i < n; i++)
+            want[i] = dout[i] * gelu_grad_ref(x[i]);
+        test_assert_close("gelu_bias_backward (half)", got, want, n, 1e-5, 1e-6);
+        op_download_padded("gelu dbias (half)", dbias_mem, dbias, cols);
+        for (size_t c = 0; c < cols; c++) {
+            double w = dbias0[c], scale = fabs(dbias0[c]);
+            for (size_t r = 0; r < rows; r++) {
+                w += want[r * cols + c];
+                scale += fabs(want[r * cols + c]);
+            }
+            double tol = (1e-5 + (rows + 1) * 5.9604644775390625e-08) * scale + 1e-6 * rows;
+            ck_assert_msg(fabs(dbias[c] - w) <= tol,
+                          "gelu dbias (half) %zux%zu [%zu]: got %.9g want %.9g", rows, cols, c,
+                          (double)dbias[c], w);
+        }
+
+        cl_mem mems[] = {in_mem, out_mem, bias_mem, dout_mem, din_mem, partials_mem, dbias_mem};
+        for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+            clgqa_buffer_release(&mems[i]);
+        free(in), free(bias), free(dout), free(got), free(want), free(x), free(dbias0),
+            free(dbias);
+    }
+}
+END_TEST
+
+/* Half to float, every one of the 65536 half values: exact (each is a
+ * float), against the host's decoding; NaNs stay NaN. */
+START_TEST(activations_widen_every_half_exactly) {
+    clgqa_runtime *rt = test_runtime();
+    const size_t n = 65536;
+    float *values = op_floats(n), *got = op_floats(n);
+    for (size_t i = 0; i < n; i++)
+        values[i] = op_half_value((uint16_t)i); /* uploaded as the same half bits */
+    cl_mem half_mem = op_upload_padded_half(values, n), float_mem = op_upload_padded(NULL, n);
+    TEST_OK(clgqa_activations_to_float(rt, CLGQA_STORAGE_HALF, op_view(float_mem),
+                                       op_view(half_mem), n));
+    op_download_padded("activations_to_float", float_mem, got, n);
+    for (size_t i = 0; i < n; i++)
+        if (!(isnan(values[i]) ? isnan(got[i]) : memcmp(&got[i], &values[i], sizeof *got) == 0))
+            ck_abort_msg("half 0x%04zx: got %.9g, want %.9g", i, (double)got[i],
+                         (double)values[i]);
+    clgqa_buffer_release(&half_mem);
+    clgqa_buffer_release(&float_mem);
+    free(values), free(got);
+}
+END_TEST
+
+/* Float to half: bit for bit the host's round to nearest even, on random
+ * floats from 2^-30 (below half's subnormals) to 2^17 (beyond its 65504)
+ * of both signs, and on the edges: zeros, infinities, NaN, half's largest
+ * value and the ties around it and at 1 and in the subnormals. In float
+ * storage both conversions copy. */
+START_TEST(activations_round_to_nearest_even) {
+    clgqa_runtime *rt = test_runtime();
+    const float edges[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 65504.0f, 65519.996f, 65520.0f,
+                           -65520.0f, 1.0f + 0x1p-11f, 1.0f + 0x3p-11f, 0x1p-24f, 0x1p-25f,
+                           0x3p-25f, 0x1.000002p-25f, 0x1p-14f, 0x1.ff8p-15f, 6.1e-5f};
+    const size_t edge_count = sizeof edges / sizeof edges[0], n = op_test_size(100003, 4099);
+    float *x = test_random_array(n, -1, 1), *got = op_floats(n), *back = op_floats(n);
+    float *exponent = test_random_array(n, -30, 17);
+    for (size_t i = 0; i < n; i++)
+        x[i] = i < edge_count ? edges[i]
+                              : copysignf(ldexpf(1.0f + fabsf(x[i]), (int)exponent[i]), x[i]);
+    cl_mem float_mem = op_upload_padded(x, n), half_mem = op_upload_padded_half(NULL, n);
+    TEST_OK(clgqa_activations_from_float(rt, CLGQA_STORAGE_HALF, op_view(half_mem),
+                                         op_view(float_mem), n));
+    op_download_padded_half("activations_from_float", half_mem, got, n);
+    for (size_t i = 0; i < n; i++) {
+        float want = op_half_value(op_half_bits(x[i]));
+        if (!(isnan(want) ? isnan(got[i]) : memcmp(&got[i], &want, sizeof want) == 0))
+            ck_abort_msg("float %a: got %a, want %a", (double)x[i], (double)got[i], (double)want);
+    }
+    /* Float storage: a copy each way. */
+    cl_mem copy_mem = op_upload_padded(NULL, n);
+    TEST_OK(clgqa_activations_from_float(rt, CLGQA_STORAGE_FLOAT, op_view(copy_mem),
+                                         op_view(float_mem), n));
+    TEST_OK(clgqa_activations_to_float(rt, CLGQA_STORAGE_FLOAT, op_view(float_mem),
+                                       op_view(copy_mem), n));
+    op_download_padded("activations (float storage)", float_mem, back, n);
+    /* (the edges aside: a copy may quiet or change a NaN's payload) */
+    ck_assert(memcmp(back + edge_count, x + edge_count, (n - edge_count) * sizeof *x) == 0);
+    /* Overlapping views are refused. */
+    ck_assert_int_eq(clgqa_activations_from_float(rt, CLGQA_STORAGE_HALF, op_view(float_mem),
+                                                  op_view(float_mem), n),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "overlap"), "%s", clgqa_error_message());
+    cl_mem mems[] = {float_mem, half_mem, copy_mem};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        clgqa_buffer_release(&mems[i]);
+    free(x), free(got), free(back), free(exponent);
+}
+END_TEST
+
+/* A half view is checked in halves: n halves fit where n floats do not. */
+START_TEST(half_views_are_checked_in_halves) {
+    clgqa_runtime *rt = test_runtime();
+    float x[8] = {0.5f, -1, 2, 0.25f, 3, -4, 1, 0};
+    cl_mem mem = test_upload(x, 8), bias = test_upload(x, 4); /* room for 16 halves */
+    clgqa_view v = clgqa_view_at(mem, 0);
+    TEST_OK(clgqa_gelu_bias_forward(rt, CLGQA_STORAGE_HALF, v, v, clgqa_view_at(bias, 0), 4, 4));
+    ck_assert_int_eq(
+        clgqa_gelu_bias_forward(rt, CLGQA_STORAGE_FLOAT, v, v, clgqa_view_at(bias, 0), 4, 4),
+        CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_gelu_bias_forward(rt, CLGQA_STORAGE_HALF, v, clgqa_view_at(mem, 1),
+                                             clgqa_view_at(bias, 0), 4, 4),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "'in'"), "%s", clgqa_error_message());
+    TEST_OK(clgqa_finish(rt));
+    clgqa_buffer_release(&mem);
+    clgqa_buffer_release(&bias);
 }
 END_TEST
 
@@ -301,8 +477,10 @@ START_TEST(bad_views_are_refused) {
                      CLGQA_ERR_INVALID_ARG);
     /* GELU's backward with no chunks, or partials shorter than its chunks. */
     clgqa_view v = clgqa_view_at(mem, 0);
-    ck_assert_int_eq(clgqa_gelu_bias_backward(rt, v, v, 0, v, v, v, 2, 2), CLGQA_ERR_INVALID_ARG);
-    ck_assert_int_eq(clgqa_gelu_bias_backward(rt, v, v, 6, v, v, v, 2, 2), CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_gelu_bias_backward(rt, CLGQA_STORAGE_FLOAT, v, v, 0, v, v, v, 2, 2),
+                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(clgqa_gelu_bias_backward(rt, CLGQA_STORAGE_FLOAT, v, v, 6, v, v, v, 2, 2),
+                     CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "'partials'"), "%s", clgqa_error_message());
     /* Overlapping copy. */
     ck_assert_int_eq(clgqa_buffer_copy(rt, clgqa_view_at(mem, 2), clgqa_view_at(mem, 0), 5),
@@ -326,6 +504,10 @@ int main(void) {
     tcase_add_loop_test(tc, scale_rows_matches_reference, 0, OP_TEST_CLASSES);
     tcase_add_test(tc, gelu_reference_gradient_matches_finite_differences);
     tcase_add_loop_test(tc, gelu_bias_forward_and_backward_match_reference, 0, OP_TEST_CLASSES);
+    tcase_add_loop_test(tc, gelu_half_storage_matches_reference, 0, OP_TEST_CLASSES);
+    tcase_add_test(tc, half_views_are_checked_in_halves);
+    tcase_add_test(tc, activations_widen_every_half_exactly);
+    tcase_add_test(tc, activations_round_to_nearest_even);
     tcase_add_test(tc, bad_views_are_refused);
     suite_add_tcase(suite, tc);
     return test_run_suite(suite);

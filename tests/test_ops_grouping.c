@@ -8,6 +8,7 @@
 
 #include "attention.h"
 #include "ops.h"
+#include "support/op_tests.h"
 #include "support/test_util.h"
 
 /* Device state of one grouping call: norms, cache, kv_map, group_counts. */
@@ -38,7 +39,7 @@ static void grouping_free(grouping_buffers *g) {
 }
 
 static clgqa_attention_dims dims_hg(int heads, int kv_heads) {
-    clgqa_attention_dims d = {1, 1, heads, kv_heads, 1, 0};
+    clgqa_attention_dims d = {1, 1, heads, kv_heads, 1, 0, CLGQA_STORAGE_FLOAT};
     return d;
 }
 
@@ -133,17 +134,17 @@ static void check_key_norms(const clgqa_attention_dims *dims) {
 
 START_TEST(key_norms_match_float64) {
     /* B, P, G, d not multiples of any work-group size. */
-    clgqa_attention_dims dims = test_small() ? (clgqa_attention_dims){2, 5, 8, 3, 3, 0}
-                                              : (clgqa_attention_dims){3, 197, 10, 5, 13, 0};
+    clgqa_attention_dims dims = test_small() ? (clgqa_attention_dims){2, 5, 8, 3, 3, 0, CLGQA_STORAGE_FLOAT}
+                                              : (clgqa_attention_dims){3, 197, 10, 5, 13, 0, CLGQA_STORAGE_FLOAT};
     check_key_norms(&dims);
     /* The fused q/k/v layout: k rows inside wider rows. */
     dims.row_stride = dims.heads * dims.head_dim + 2 * dims.kv_heads * dims.head_dim;
     check_key_norms(&dims);
     /* One sample, one head: the token slices give the work-groups. */
-    clgqa_attention_dims one = {1, test_small() ? 17 : 197, 1, 1, 16, 0};
+    clgqa_attention_dims one = {1, test_small() ? 17 : 197, 1, 1, 16, 0, CLGQA_STORAGE_FLOAT};
     check_key_norms(&one);
     /* More samples than work-items (at most 256): each takes several. */
-    clgqa_attention_dims many = {300, 3, 4, 2, 2, 0};
+    clgqa_attention_dims many = {300, 3, 4, 2, 2, 0, CLGQA_STORAGE_FLOAT};
     check_key_norms(&many);
 }
 END_TEST
@@ -351,18 +352,69 @@ static void check_key_norms_kdgqa(const clgqa_attention_dims *dims) {
     free(junk);
 }
 
+/* Key norms from half keys (precision 16-mixed: clgqa_attention_dims.storage
+ * CLGQA_STORAGE_HALF) in the fused q/k/v layout, the padding columns half
+ * 1e3. The sums stay float: against float64 norms of the same half values,
+ * the fp32 bound above (1e-5 relative). Against the norms of the keys before
+ * rounding, the rounding itself: |k~ - k| <= 2^-11 |k| elementwise, so each
+ * sample's norm moves by at most ||k~ - k|| <= 2^-11 ||k|| and their sum by
+ * 2^-11 of it: the group allocation sees norms within 2^-11 relative of
+ * fp32's (docs/attention-variants.md, "Half keys"). */
+START_TEST(key_norms_of_half_keys) {
+    clgqa_runtime *rt = test_runtime();
+    clgqa_attention_dims dims = {test_small() ? 2 : 5, test_small() ? 17 : 197, 6, 3, 16, 0,
+                                 CLGQA_STORAGE_HALF};
+    dims.row_stride = dims.heads * dims.head_dim + 2 * dims.kv_heads * dims.head_dim;
+    size_t width = (size_t)dims.kv_heads * dims.head_dim, stride = (size_t)dims.row_stride;
+    size_t rows = (size_t)dims.batch * dims.tokens, n = rows * stride;
+    float *k = test_random_array(n, -2.0f, 2.0f), *rounded = malloc(n * sizeof *rounded);
+    for (size_t i = 0; i < n; i++) {
+        if (i % stride >= width)
+            k[i] = 1e3f;
+        rounded[i] = op_to_half(k[i]);
+    }
+    double want[8] = {0}, unrounded[8] = {0};
+    for (int j = 0; j < dims.kv_heads; j++)
+        for (int b = 0; b < dims.batch; b++) {
+            double sum = 0.0, sum_unrounded = 0.0;
+            for (int p = 0; p < dims.tokens; p++)
+                for (int c = 0; c < dims.head_dim; c++) {
+                    size_t at = ((size_t)b * dims.tokens + p) * stride + (size_t)j * dims.head_dim + c;
+                    sum += (double)rounded[at] * rounded[at];
+                    sum_unrounded += (double)k[at] * k[at];
+                }
+            want[j] += sqrt(sum);
+            unrounded[j] += sqrt(sum_unrounded);
+        }
+    cl_mem k_mem = op_upload_padded_half(k, n), out_mem = op_upload_padded(NULL, 8);
+    size_t scratch_floats = clgqa_key_norms_scratch_floats(&dims);
+    cl_mem scratch = op_upload_padded(NULL, scratch_floats);
+    TEST_OK(clgqa_key_norms(rt, &dims, op_view(out_mem), op_view(k_mem), op_view(scratch)));
+    float got[8];
+    op_download_padded("key_norms (half keys)", out_mem, got, (size_t)dims.kv_heads);
+    test_assert_close("key_norms (half keys)", got, want, (size_t)dims.kv_heads, 1e-5, 0.0);
+    test_assert_close("key_norms (half keys) against unrounded keys", got, unrounded,
+                      (size_t)dims.kv_heads, OP_HALF_U + 1e-5, 0.0);
+    clgqa_buffer_release(&k_mem);
+    clgqa_buffer_release(&out_mem);
+    clgqa_buffer_release(&scratch);
+    free(k);
+    free(rounded);
+}
+END_TEST
+
 START_TEST(key_norms_kdgqa_matches_two_launches) {
     /* ViT-S-like (6 heads over 3 groups) in the fused q/k/v layout, a packed
      * odd shape, and more samples than the work-group's items. */
-    clgqa_attention_dims vit = {test_small() ? 2 : 8, test_small() ? 17 : 197, 6, 3, 16, 0};
+    clgqa_attention_dims vit = {test_small() ? 2 : 8, test_small() ? 17 : 197, 6, 3, 16, 0, CLGQA_STORAGE_FLOAT};
     vit.row_stride = vit.heads * vit.head_dim + 2 * vit.kv_heads * vit.head_dim;
     check_key_norms_kdgqa(&vit);
-    clgqa_attention_dims odd = {3, 5, 12, 4, 13, 0};
+    clgqa_attention_dims odd = {3, 5, 12, 4, 13, 0, CLGQA_STORAGE_FLOAT};
     check_key_norms_kdgqa(&odd);
-    clgqa_attention_dims many = {300, 3, 16, 8, 2, 0};
+    clgqa_attention_dims many = {300, 3, 16, 8, 2, 0, CLGQA_STORAGE_FLOAT};
     check_key_norms_kdgqa(&many);
     /* Refused like the two-launch ops: H not a multiple of G. */
-    clgqa_attention_dims bad = {2, 5, 6, 4, 8, 0};
+    clgqa_attention_dims bad = {2, 5, 6, 4, 8, 0, CLGQA_STORAGE_FLOAT};
     float none[16] = {0};
     grouping_buffers g = grouping_alloc(none, NULL, 6, 4);
     cl_mem k_mem = test_upload(none, 16);
@@ -566,6 +618,7 @@ int main(void) {
     TCase *tc = tcase_create("grouping");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, key_norms_match_float64);
+    tcase_add_test(tc, key_norms_of_half_keys);
     tcase_add_test(tc, bad_shapes_are_refused);
     tcase_add_test(tc, kdgqa_rounds_half_to_even);
     tcase_add_test(tc, kdgqa_fixup_decrements_first_argmax);

@@ -9,7 +9,9 @@
  * zero after the bias). Gradients are sums of terms of mixed sign; each is
  * checked to 1e-5 of the magnitude of its terms (plus (rows + 1) 2^-24 for
  * the sums over rows of dweight and dbias), so cancellation is allowed for
- * and a wrong formula, a missing term or a lost row still fails. */
+ * and a wrong formula, a missing term or a lost row still fails. Half
+ * storage (precision 16-mixed) adds the store's rounding, 2^-11 relative
+ * (see check_half_forward). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -156,9 +158,9 @@ static void check_shape(size_t rows, size_t cols, float eps) {
     cl_mem mean_mem = op_upload_padded(NULL, rows), rstd_mem = op_upload_padded(NULL, rows);
     cl_mem dout_mem = op_upload_padded(dout, n), din_mem = op_upload_padded(din0, n);
 
-    TEST_OK(clgqa_layernorm_forward(rt, op_view(out_mem), op_view(mean_mem), op_view(rstd_mem),
-                                    op_view(in_mem), op_view(w_mem), op_view(b_mem), rows, cols,
-                                    eps));
+    TEST_OK(clgqa_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, op_view(out_mem), op_view(mean_mem),
+                                    op_view(rstd_mem), op_view(in_mem), op_view(w_mem),
+                                    op_view(b_mem), rows, cols, eps));
 
     double *d_in = test_to_doubles(in, n), *d_w = test_to_doubles(weight, cols), *d_b = test_to_doubles(bias, cols);
     double *d_dout = test_to_doubles(dout, n);
@@ -249,9 +251,9 @@ static void check_shape(size_t rows, size_t cols, float eps) {
     free(got_sums), free(first_sums), free(first_din);
 
     /* In place (out aliases in) gives the same output. */
-    TEST_OK(clgqa_layernorm_forward(rt, op_view(in_mem), op_view(mean_mem), op_view(rstd_mem),
-                                    op_view(in_mem), op_view(w_mem), op_view(b_mem), rows, cols,
-                                    eps));
+    TEST_OK(clgqa_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, op_view(in_mem), op_view(mean_mem),
+                                    op_view(rstd_mem), op_view(in_mem), op_view(w_mem),
+                                    op_view(b_mem), rows, cols, eps));
     op_download_padded("in place", in_mem, got, n);
     test_assert_close("layernorm in place", got, want, n, 1e-5, 1e-5);
 
@@ -318,10 +320,10 @@ static void check_residual_forward(size_t rows, size_t cols, float eps, int scal
         if (in_place)
             op_write_padded(linear_mem, linear, n);
         TEST_OK(clgqa_residual_layernorm_forward(
-            rt, op_view(target), op_view(residual_mem), op_view(linear_mem), op_view(lb_mem),
-            scaled ? op_view(scales_mem) : unscaled, rows_per_scale, op_view(out_mem),
-            op_view(mean_mem), op_view(rstd_mem), op_view(w_mem), op_view(b_mem), rows, cols,
-            eps));
+            rt, CLGQA_STORAGE_FLOAT, op_view(target), op_view(residual_mem), op_view(linear_mem),
+            op_view(lb_mem), scaled ? op_view(scales_mem) : unscaled, rows_per_scale,
+            op_view(out_mem), op_view(mean_mem), op_view(rstd_mem), op_view(w_mem), op_view(b_mem),
+            rows, cols, eps));
         op_download_padded("residual x", target, got, n);
         op_assert_close_scaled("residual x", got, want_x, x_scale, n, scaled ? 3.5e-7 : 2.5e-7);
         op_download_padded("residual layernorm out", out_mem, got, n);
@@ -352,6 +354,88 @@ START_TEST(residual_forward_matches_reference) {
 }
 END_TEST
 
+/* The half storage of precision 16-mixed (clgqa_storage; docs/design.md,
+ * "Mixed precision"): out in half, in (the residual stream), mean, rstd and
+ * the parameters in float, for both forwards. The device computes as in
+ * float storage and rounds the stored result to half, so with y the
+ * float64 value and y_f the float result (|y_f - y| <= 1e-5 |y| + 1e-5,
+ * the float tests' bound: rows of K <= 1000 columns reduce by trees of
+ * ceil(log2 K) <= 10 levels, <= 6e-7 relative for the mean and variance,
+ * well inside it) the half h = fl16(y_f) has |h - y_f| <= 2^-11 |y_f| in
+ * half's normal range and <= 2^-25 below it, so
+ *     |h - y| <= (2^-11 + (1 + 2^-11) 1e-5) |y| + (1 + 2^-11) 1e-5 + 2^-25.
+ * The rounding is 50 times the float error: a store that truncated (up to
+ * 2^-10) would fail. mean and rstd keep the float bounds. */
+static void check_half_forward(size_t rows, size_t cols, float eps) {
+    clgqa_runtime *rt = test_runtime();
+    const clgqa_storage half = CLGQA_STORAGE_HALF;
+    const double rel = OP_HALF_U + (1 + OP_HALF_U) * 1e-5;
+    const double abs = (1 + OP_HALF_U) * 1e-5 + OP_HALF_SUBNORMAL_ERR;
+    size_t n = rows * cols;
+    float *in = test_random_array(n, -2, 2), *linear = test_random_array(n, -2, 2);
+    float *linear_bias = test_random_array(cols, -1, 1);
+    float *weight = test_random_array(cols, 0.5f, 1.5f), *bias = test_random_array(cols, -1, 1);
+    float *got = op_floats(n), *got_rows = op_floats(rows);
+    double *x = op_doubles(n), *want = op_doubles(n), *want_mean = op_doubles(rows),
+           *want_rstd = op_doubles(rows);
+    for (size_t r = 0; r < rows; r++) /* row means away from 0, as activations have */
+        for (size_t c = 0; c < cols; c++)
+            in[r * cols + c] += (float)r / rows * 3.0f - 1.0f;
+    double *d_w = test_to_doubles(weight, cols), *d_b = test_to_doubles(bias, cols);
+    cl_mem in_mem = op_upload_padded(in, n), linear_mem = op_upload_padded(linear, n);
+    cl_mem lb_mem = op_upload_padded(linear_bias, cols), w_mem = op_upload_padded(weight, cols);
+    cl_mem b_mem = op_upload_padded(bias, cols), x_mem = op_upload_padded(NULL, n);
+    cl_mem out_mem = op_upload_padded_half(NULL, n), mean_mem = op_upload_padded(NULL, rows);
+    cl_mem rstd_mem = op_upload_padded(NULL, rows);
+
+    for (int fused = 0; fused < 2; fused++) {
+        const char *what = fused ? "residual layernorm (half out)" : "layernorm (half out)";
+        if (fused) { /* x = in + (linear + linear_bias), two float additions */
+            for (size_t r = 0; r < rows; r++)
+                for (size_t c = 0; c < cols; c++) {
+                    size_t i = r * cols + c;
+                    x[i] = in[i] + (linear[i] + linear_bias[c]);
+                }
+            TEST_OK(clgqa_residual_layernorm_forward(
+                rt, half, op_view(x_mem), op_view(in_mem), op_view(linear_mem), op_view(lb_mem),
+                clgqa_view_at(NULL, 0), 1, op_view(out_mem), op_view(mean_mem), op_view(rstd_mem), op_view(w_mem),
+                op_view(b_mem), rows, cols, eps));
+        } else {
+            for (size_t i = 0; i < n; i++)
+                x[i] = in[i];
+            TEST_OK(clgqa_layernorm_forward(rt, half, op_view(out_mem), op_view(mean_mem),
+                                            op_view(rstd_mem), op_view(in_mem), op_view(w_mem),
+                                            op_view(b_mem), rows, cols, eps));
+        }
+        layernorm_ref(x, d_w, d_b, rows, cols, eps, want, want_mean, want_rstd);
+        op_download_padded_half(what, out_mem, got, n);
+        test_assert_close(what, got, want, n, rel, abs);
+        op_download_padded("mean (half out)", mean_mem, got_rows, rows);
+        test_assert_close("layernorm mean (half out)", got_rows, want_mean, rows, 1e-5, 1e-6);
+        op_download_padded("rstd (half out)", rstd_mem, got_rows, rows);
+        test_assert_close("layernorm rstd (half out)", got_rows, want_rstd, rows, 1e-5, 0);
+    }
+
+    cl_mem mems[] = {in_mem, linear_mem, lb_mem, w_mem, b_mem, x_mem, out_mem, mean_mem, rstd_mem};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        clgqa_buffer_release(&mems[i]);
+    free(in), free(linear), free(linear_bias), free(weight), free(bias), free(got);
+    free(got_rows), free(x), free(want), free(want_mean), free(want_rstd), free(d_w), free(d_b);
+}
+
+/* _i as forward_and_backward_match_reference (an offset of 4 takes the
+ * vstore_half4 path where cols % 4 == 0). vload_half/vstore_half are core
+ * OpenCL C 1.2: this runs on every device, cl_khr_fp16 or not. */
+START_TEST(half_storage_forwards_match_reference) {
+    op_test_class(_i & 1);
+    op_test_pad = _i & 2 ? 4 : OP_TEST_PAD;
+    for (size_t s = 0; s < SHAPE_COUNT; s++) {
+        const size_t *shape = test_small() ? small_shapes[s] : shapes[s];
+        check_half_forward(shape[0], shape[1], 1e-6f);
+    }
+}
+END_TEST
+
 START_TEST(eps_is_honoured) {
     op_test_class(_i);
     op_test_pad = OP_TEST_PAD;
@@ -365,22 +449,31 @@ START_TEST(bad_arguments_are_refused) {
     float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     cl_mem mem = test_upload(x, 8);
     clgqa_view v = clgqa_view_at(mem, 0);
-    ck_assert_int_eq(clgqa_layernorm_forward(rt, v, v, v, v, v, v, 2, 4, 0.0f),
-                     CLGQA_ERR_INVALID_ARG);
-    ck_assert_int_eq(clgqa_layernorm_forward(rt, v, v, v, v, v, v, 3, 4, 1e-6f),
-                     CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(
+        clgqa_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, v, v, v, v, v, v, 2, 4, 0.0f),
+        CLGQA_ERR_INVALID_ARG);
+    ck_assert_int_eq(
+        clgqa_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, v, v, v, v, v, v, 3, 4, 1e-6f),
+        CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "clgqa_layernorm_forward"), "%s",
                   clgqa_error_message());
+    /* A half out over its own float input (in place is float only). */
+    ck_assert_int_eq(
+        clgqa_layernorm_forward(rt, CLGQA_STORAGE_HALF, v, v, v, v, v, v, 2, 4, 1e-6f),
+        CLGQA_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(clgqa_error_message(), "in place"), "%s", clgqa_error_message());
     /* A residual shorter than x; no chunks; partials too short for the
      * chunks asked for. */
     clgqa_view none = clgqa_view_at(NULL, 0);
-    ck_assert_int_eq(clgqa_residual_layernorm_forward(rt, v, clgqa_view_at(mem, 1), v, v, none, 1,
-                                                      v, v, v, v, v, 2, 4, 1e-6f),
+    ck_assert_int_eq(clgqa_residual_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, v,
+                                                      clgqa_view_at(mem, 1), v, v, none, 1, v, v,
+                                                      v, v, v, 2, 4, 1e-6f),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "'residual'"), "%s", clgqa_error_message());
     /* Scales for 2 rows of 1 sample each, from the buffer's last float. */
-    ck_assert_int_eq(clgqa_residual_layernorm_forward(rt, v, v, v, v, clgqa_view_at(mem, 7), 1, v,
-                                                      v, v, v, v, 2, 4, 1e-6f),
+    ck_assert_int_eq(clgqa_residual_layernorm_forward(rt, CLGQA_STORAGE_FLOAT, v, v, v, v,
+                                                      clgqa_view_at(mem, 7), 1, v, v, v, v, v, 2,
+                                                      4, 1e-6f),
                      CLGQA_ERR_INVALID_ARG);
     ck_assert_msg(strstr(clgqa_error_message(), "'branch_scales'"), "%s", clgqa_error_message());
     ck_assert_int_eq(clgqa_layernorm_backward(rt, v, v, none, 0, v, v, v, v, v, 2, 4),
@@ -425,6 +518,7 @@ int main(void) {
     tcase_add_test(tc, reference_gradients_match_finite_differences);
     tcase_add_loop_test(tc, forward_and_backward_match_reference, 0, 2 * OP_TEST_CLASSES);
     tcase_add_loop_test(tc, residual_forward_matches_reference, 0, 2 * OP_TEST_CLASSES);
+    tcase_add_loop_test(tc, half_storage_forwards_match_reference, 0, 2 * OP_TEST_CLASSES);
     tcase_add_loop_test(tc, eps_is_honoured, 0, OP_TEST_CLASSES);
     tcase_add_test(tc, bad_arguments_are_refused);
     tcase_add_test(tc, rows_too_wide_for_the_gpu_path_are_refused);

@@ -10,6 +10,7 @@
  * |error| <= (terms) * 2^-24 * sum |terms|. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ops.h"
 #include "op_args.h"
@@ -83,6 +84,33 @@ START_TEST(float_sums_match_reference_and_are_deterministic) {
         ck_assert_msg(fabs(got - squares) <= 1e-5 * squares,
                       "sum of squares of %zu: got %.9g want %.9g", n, (double)got, squares);
         free(x);
+    }
+}
+END_TEST
+
+/* The loss scaler's squared norm: x scaled by 2^100 squares past
+ * FLT_MAX, but divided by 2^100 first (an exact power of 2) it gives the
+ * bits of clgqa_sum_squares of x, on one launch and on two. */
+START_TEST(divided_sum_squares_are_those_of_the_unscaled_input) {
+    op_test_class(_i);
+    clgqa_runtime *rt = test_runtime();
+    for (size_t s = 0; s < SIZE_COUNT; s++) {
+        size_t n = sizes(s);
+        float *x = test_random_array(n, -1, 1), *big = malloc(n * sizeof *big);
+        ck_assert_ptr_nonnull(big);
+        for (size_t i = 0; i < n; i++)
+            big[i] = x[i] * 0x1p100f;
+        float want = device_reduce(x, n, 1), divisor = 0x1p100f, got;
+        cl_mem x_mem = op_upload_padded(big, n), out_mem = op_upload_padded(NULL, 1);
+        cl_mem divisor_mem = op_upload_padded(&divisor, 1);
+        TEST_OK(clgqa_sum_squares_divided(rt, op_view(out_mem), op_view(x_mem), n,
+                                          op_view(divisor_mem)));
+        op_download_padded("sum_squares_divided", out_mem, &got, 1);
+        ck_assert_msg(!memcmp(&got, &want, sizeof got), "n %zu: %.9g, undivided %.9g", n,
+                      (double)got, (double)want);
+        clgqa_buffer_release(&x_mem), clgqa_buffer_release(&out_mem);
+        clgqa_buffer_release(&divisor_mem);
+        free(x), free(big);
     }
 }
 END_TEST
@@ -332,6 +360,8 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, integer_sums_are_exact, 0, OP_TEST_CLASSES);
     tcase_add_loop_test(tc, float_sums_match_reference_and_are_deterministic, 0, OP_TEST_CLASSES);
+    tcase_add_loop_test(tc, divided_sum_squares_are_those_of_the_unscaled_input, 0,
+                        OP_TEST_CLASSES);
     tcase_add_loop_test(tc, empty_input_sums_to_zero, 0, OP_TEST_CLASSES);
     tcase_add_loop_test(tc, bias_backward_matches_reference_and_is_deterministic, 0,
                         OP_TEST_CLASSES);

@@ -242,9 +242,10 @@ START_TEST(steps_csv_windows_add_up_to_run_csv) {
     train_quietly(&cfg, NULL, 0);
     csv_table *steps = csv_read(out_dir, "steps.csv"), *run = csv_read(out_dir, "run.csv");
     ck_assert_str_eq(steps->cell[0][0], "epoch");
-    const char *header[] = {"epoch", "step", "loss", "accuracy", "lr", "img_per_s", "data_wait"};
-    ck_assert_int_eq(steps->fields[0], 7);
-    for (int f = 0; f < 7; f++)
+    const char *header[] = {"epoch", "step", "loss", "accuracy", "lr", "img_per_s", "data_wait",
+                            "scale"};
+    ck_assert_int_eq(steps->fields[0], 8);
+    for (int f = 0; f < 8; f++)
         ck_assert_str_eq(steps->cell[0][f], header[f]);
     const int want_step[] = {2, 4, 5, 7, 9, 10};
     ck_assert_int_eq(steps->rows, 1 + 6);
@@ -263,6 +264,8 @@ START_TEST(steps_csv_windows_add_up_to_run_csv) {
                       steps->cell[r][4], lr);
         double speed = cell_number(steps, r, 5), wait = cell_number(steps, r, 6);
         ck_assert_msg(speed > 0 && wait >= 0 && wait <= 1, "row %d: %g img/s, wait %g", r, speed, wait);
+        ck_assert_msg(cell_number(steps, r, 7) == 1.0, "row %d: scale %s in precision 32", r,
+                      steps->cell[r][7]);
     }
     /* Every batch holds 16 images, so the step-weighted mean of the windows
      * is the epoch's mean. Both files print 6 decimals: 1.5e-6 covers their

@@ -14,8 +14,10 @@
  * is keyed by (seed, epoch, step), so they are the whole generator state);
  * written mid-epoch, also where the epoch stands (epoch_steps, next_batch)
  * and its running loss sums (epoch_samples, epoch_sum_loss,
- * epoch_sum_correct, epoch_sum_top5); the best epoch so far (best_epoch, best_test_loss);
- * and ranks, the MPI processes that trained it (a resume keeps the count).
+ * epoch_sum_correct, epoch_sum_top5); the best epoch so far (best_epoch,
+ * best_test_loss); and ranks, the MPI processes that trained it (a resume
+ * keeps the count); for a precision 16-mixed run, the loss scaler's state
+ * (loss_scale, loss_scale_growth, skipped_steps), which an fp32 run ignores.
  *
  * Files are written to a temporary file beside the target and renamed over
  * it (clgqa_safetensors_write), so a crash never leaves a torn checkpoint. */
@@ -37,6 +39,11 @@ typedef struct clgqa_train_state {
     long best_epoch;            /* the epoch of lowest test loss, from 1; 0: none yet */
     double best_test_loss;      /* its test loss */
     int ranks;                  /* MPI processes that trained it (0 is taken as 1) */
+    /* precision 16-mixed: the loss scaler (loss_scale 0: none; a run starts
+     * from 2^16) */
+    double loss_scale;          /* a power of 2 */
+    long loss_scale_growth;     /* clean steps since it last changed */
+    long skipped_steps;         /* steps skipped for an inf or NaN gradient */
 } clgqa_train_state;
 
 /* The model's weights (and DGQA state), its description in the metadata. */

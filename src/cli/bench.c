@@ -30,6 +30,7 @@
 #include "counter/command_counter.h"
 #include "environment.h"
 #include "gemm.h"
+#include "memory_check.h"
 #include "mixup.h"
 #include "model_private.h"
 #include "ops.h"
@@ -49,6 +50,8 @@ typedef struct bench_options {
     const char *schemes;
     const char *device;
     const char *json_path;
+    const char *precision; /* "32" or "16-mixed" (the loss scaler on) */
+    int memory_only;       /* --memory: the memory table by precision, no steps */
     /* --set key=value over the demo config: the training recipe's keys
      * (label_smoothing, mixup_alpha, cutmix_alpha, drop_path,
      * model_ema_decay, no_weight_decay, ...) make each step the trainer's
@@ -124,6 +127,11 @@ static clgqa_status bench_config(const bench_options *opt, clgqa_scheme scheme, 
         cfg->num_kv_heads = opt->kv_heads;
     cfg->att_scheme = scheme;
     cfg->batch_size = opt->batch;
+    char precision[64];
+    snprintf(precision, sizeof precision, "precision=%s", opt->precision);
+    if (clgqa_config_set(cfg, precision) != CLGQA_OK)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "--precision must be 32 or 16-mixed, not '%s'",
+                          opt->precision);
     for (int i = 0; i < opt->set_count; i++)
         CLGQA_TRY(clgqa_config_set(cfg, opt->sets[i]));
     return clgqa_config_finalize(cfg);
@@ -380,7 +388,9 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
     clgqa_model *model;
     clgqa_model_desc desc;
     clgqa_config_model_desc(&cfg, &desc);
-    CLGQA_TRY(clgqa_model_create(rt, &desc, opt->batch, &model));
+    const clgqa_storage storage = cfg.precision == CLGQA_PRECISION_16_MIXED ? CLGQA_STORAGE_HALF
+                                                                           : CLGQA_STORAGE_FLOAT;
+    CLGQA_TRY(clgqa_model_create_stored(rt, &desc, opt->batch, storage, &model));
     const clgqa_regularisation regularisation = {cfg.label_smoothing, cfg.drop_path};
     clgqa_status status = clgqa_model_set_regularisation(model, &regularisation);
     if (status == CLGQA_OK && cfg.model_ema_decay > 0)
@@ -390,9 +400,16 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
         return status;
     }
     res->model_bytes = clgqa_runtime_allocated_bytes(rt) - before;
+    static const clgqa_loss_scaler fresh = {CLGQA_LOSS_SCALE_INIT, 0, 0, 0};
+    clgqa_status scaler = cfg.precision == CLGQA_PRECISION_16_MIXED
+                              ? clgqa_model_set_loss_scaler(model, &fresh) : CLGQA_OK;
+    if (scaler != CLGQA_OK) {
+        clgqa_model_destroy(model);
+        return scaler;
+    }
     const clgqa_model_dims *dims = clgqa_model_get_dims(model);
     clgqa_attention_dims ad = {opt->batch, dims->tokens, dims->num_heads, dims->kv_heads,
-                               dims->head_dim, 0};
+                               dims->head_dim, 0, storage};
     res->attention_saved_bytes =
         (size_t)dims->num_layers * sizeof(float) *
         clgqa_attention_saved_floats(&ad, clgqa_scheme_traits_of(scheme)->perturbs,
@@ -560,8 +577,8 @@ static void print_table(const clgqa_runtime *rt, const bench_options *opt,
         printf(POSE_NOTE, mode.pose);
         printf("\n");
     }
-    printf("model: %s, batch %d, %d steps after %d warm-up; CLBlast SGEMM peak %.1f GFLOP/s\n",
-           opt->size, opt->batch, opt->steps, opt->warmup, peak);
+    printf("model: %s, batch %d, precision %s, %d steps after %d warm-up; CLBlast SGEMM peak "
+           "%.1f GFLOP/s\n", opt->size, opt->batch, opt->precision, opt->steps, opt->warmup, peak);
     if (opt->set_count) {
         printf("recipe:");
         for (int i = 0; i < opt->set_count; i++)
@@ -665,6 +682,7 @@ static cJSON *device_json(const clgqa_runtime *rt, const bench_options *opt,
     cJSON *config = cJSON_AddObjectToObject(root, "config");
     cJSON_AddStringToObject(config, "size", opt->size);
     cJSON_AddNumberToObject(config, "batch", opt->batch);
+    cJSON_AddStringToObject(config, "precision", opt->precision);
     cJSON_AddNumberToObject(config, "steps", opt->steps);
     cJSON_AddNumberToObject(config, "warmup", opt->warmup);
     cJSON_AddNumberToObject(config, "img_size", cfg->img_size);
@@ -748,6 +766,44 @@ static clgqa_status write_json(const char *path, cJSON *root) {
     return ok ? CLGQA_OK : clgqa_fail(CLGQA_ERR_IO, "cannot write %s", path);
 }
 
+/* Device memory per scheme in both precisions side by side: what training
+ * at this batch allocates (clgqa_memory_estimate_run, the model's own
+ * sizing, so no allocation and no fp16 needed): the blocks' activations
+ * saved for backward, the whole activation arena (with the backward's
+ * float scratch, the weights' transposes and the split-K partials) and
+ * the device total (with the parameters, gradients, moments and CLBlast's
+ * workspace, which precision does not change). */
+static clgqa_status print_memory_by_precision(clgqa_runtime *rt, const bench_options *opt,
+                                              const clgqa_scheme *schemes, int count) {
+    printf("\ndevice memory by precision, %s batch %d, %s attention kernels (MiB; what "
+           "training allocates):\n", opt->size, opt->batch,
+           clgqa_attention_kernel_name(clgqa_runtime_attention_kernel(rt)));
+    printf("%-10s %10s %10s %6s   %10s %10s %6s   %10s %10s %6s\n", "scheme", "saved 32",
+           "16-mixed", "ratio", "arena 32", "16-mixed", "ratio", "device 32", "16-mixed",
+           "ratio");
+    static const char *precisions[2] = {"32", "16-mixed"};
+    for (int i = 0; i < count; i++) {
+        clgqa_memory_estimate e[2];
+        for (int p = 0; p < 2; p++) {
+            bench_options one = *opt;
+            one.precision = precisions[p];
+            clgqa_config cfg;
+            CLGQA_TRY(bench_config(&one, schemes[i], &cfg));
+            CLGQA_TRY(clgqa_memory_estimate_run(rt, &cfg, 1, &e[p]));
+        }
+#define MIB(x) ((double)(x) / 1048576.0)
+        printf("%-10s %10.1f %10.1f %6.3f   %10.1f %10.1f %6.3f   %10.1f %10.1f %6.3f\n",
+               clgqa_scheme_name(schemes[i]), MIB(e[0].saved_bytes), MIB(e[1].saved_bytes),
+               (double)e[1].saved_bytes / (double)e[0].saved_bytes, MIB(e[0].activation_bytes),
+               MIB(e[1].activation_bytes),
+               (double)e[1].activation_bytes / (double)e[0].activation_bytes,
+               MIB(e[0].device_bytes), MIB(e[1].device_bytes),
+               (double)e[1].device_bytes / (double)e[0].device_bytes);
+#undef MIB
+    }
+    return CLGQA_OK;
+}
+
 /* One device's whole benchmark: its runtime (kept for the tables), the
  * CLBlast SGEMM peak, then each scheme. */
 typedef struct device_result {
@@ -760,6 +816,15 @@ static clgqa_status bench_device(const clgqa_runtime_options *options, const ben
                                  const clgqa_scheme *schemes, int scheme_count,
                                  device_result *out) {
     CLGQA_TRY(clgqa_runtime_create(options, &out->rt));
+    if (opt->memory_only) {
+        printf("device: %s (%s)\n", clgqa_runtime_device_name(out->rt),
+               clgqa_runtime_platform_name(out->rt));
+        return print_memory_by_precision(out->rt, opt, schemes, scheme_count);
+    }
+    if (!strcmp(opt->precision, "16-mixed") && !clgqa_runtime_has_fp16(out->rt))
+        return clgqa_fail(CLGQA_ERR_UNSUPPORTED, "precision 16-mixed: the device '%s' has no "
+                          "half-precision floats (its OpenCL driver lists no cl_khr_fp16)",
+                          clgqa_runtime_device_name(out->rt));
     out->results = calloc(MAX_SCHEMES, sizeof *out->results);
     if (!out->results)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "out of host memory");
@@ -800,8 +865,10 @@ static int usage(void) {
     fprintf(stderr,
             "usage: clgqa bench [--size demo|s|b|l] [--batch N] [--steps N] [--warmup N]\n"
             "                   [--schemes mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa] [--kv-heads G]\n"
-            "                   [--device SPEC|all] [--json FILE] [--set key=value ...]\n"
-            "       (--set: a training-recipe key of the step, e.g. drop_path=0.1, mixup_alpha=0.8)\n"
+            "                   [--device SPEC|all] [--json FILE] [--precision 32|16-mixed]\n"
+            "                   [--set key=value ...] [--memory]\n"
+            "       (--set: a training-recipe key of the step, e.g. drop_path=0.1, mixup_alpha=0.8;\n"
+            "        --memory: only the device memory of both precisions, no steps)\n"
             "       mpirun -np N clgqa bench --allreduce [--help]   (the gradient all-reduce)\n");
     return 2;
 }
@@ -862,7 +929,7 @@ static void preload_counter(void) {
 
 int clgqa_cmd_bench(int argc, char **argv) {
     bench_options opt = {"demo", 64, 5, 2, 0, "mhsa,gqa,kdgqa,dgqa_diff,dgqa_ema,pgqa", NULL, NULL,
-                         {NULL}, 0};
+                         "32", 0, {NULL}, 0};
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--allreduce")) /* under mpirun: the gradient sums */
             return clgqa_bench_allreduce(argc, argv);
@@ -872,6 +939,8 @@ int clgqa_cmd_bench(int argc, char **argv) {
         else if (!strcmp(flag, "--schemes") && value) opt.schemes = argv[++i];
         else if (!strcmp(flag, "--device") && value) opt.device = argv[++i];
         else if (!strcmp(flag, "--json") && value) opt.json_path = argv[++i];
+        else if (!strcmp(flag, "--precision") && value) opt.precision = argv[++i];
+        else if (!strcmp(flag, "--memory")) opt.memory_only = 1;
         else if (!strcmp(flag, "--set") && value) {
             if (opt.set_count == MAX_SETS) {
                 fprintf(stderr, "clgqa bench: more than %d --set options\n", MAX_SETS);
@@ -946,7 +1015,13 @@ int clgqa_cmd_bench(int argc, char **argv) {
             rc = clgqa_cli_error(all[d].rt ? clgqa_runtime_device_name(all[d].rt) : NULL);
             break;
         }
+        if (opt.memory_only)
+            continue;
         print_table(all[d].rt, &opt, all[d].results, scheme_count, all[d].peak);
+        if (print_memory_by_precision(all[d].rt, &opt, schemes, scheme_count) != CLGQA_OK) {
+            rc = clgqa_cli_error(NULL);
+            break;
+        }
         cJSON *one = device_json(all[d].rt, &opt, &cfg, all[d].results, scheme_count, all[d].peak);
         if (json_devices)
             cJSON_AddItemToArray(json_devices, one);
@@ -955,9 +1030,9 @@ int clgqa_cmd_bench(int argc, char **argv) {
         else
             cJSON_Delete(one);
     }
-    if (rc == 0 && every)
+    if (rc == 0 && every && !opt.memory_only)
         print_devices_table(all, device_count, &opt, scheme_count);
-    if (rc == 0 && opt.json_path) {
+    if (rc == 0 && opt.json_path && !opt.memory_only) {
         if (write_json(opt.json_path, json))
             rc = clgqa_cli_error(NULL);
     } else {

@@ -258,6 +258,9 @@ int clgqa_cmd_train(int argc, char **argv) {
     else
         snprintf(start_line, sizeof start_line, "clgqa train: %s, %s on %s, device %s", cfg.dataset,
                  clgqa_scheme_name(cfg.att_scheme), cfg.out_dir, clgqa_runtime_device_name(rt));
+    if (cfg.precision != CLGQA_PRECISION_32) /* "32" is the default, said nowhere */
+        snprintf(start_line + strlen(start_line), sizeof start_line - strlen(start_line),
+                 ", precision %s", clgqa_precision_name(cfg.precision));
 
     clgqa_train_options options = {0};
     options.resume_dir = resume;

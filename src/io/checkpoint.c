@@ -6,6 +6,7 @@
 #include "fail.h"
 #include "scheme.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -20,6 +21,9 @@
 #define OPTIM_V_PREFIX "optim.v."
 #define EMA_PREFIX "ema." /* the weights' EMA in a training checkpoint */
 #define NAME_BUF (CLGQA_TENSOR_NAME_MAX + 16)
+/* Metadata pairs a file can hold: the model's 10, a training checkpoint's
+ * 12 more and the loss scaler's 3 (25), and room to grow. */
+#define CHECKPOINT_META_MAX 32
 
 static int has_cache(const clgqa_model *model) {
     return clgqa_scheme_traits_of(clgqa_model_get_desc(model)->scheme)->has_cache;
@@ -43,8 +47,8 @@ typedef struct checkpoint_out {
     float *buffers[4]; /* params, adam m, adam v, the EMA */
     float *cache;      /* [layers * G] */
     int64_t *split;    /* [layers * G] */
-    char meta_values[24][64];
-    clgqa_metadata_pair meta[24];
+    char meta_values[CHECKPOINT_META_MAX][64];
+    clgqa_metadata_pair meta[CHECKPOINT_META_MAX];
     size_t meta_count;
 } checkpoint_out;
 
@@ -70,6 +74,7 @@ static void out_add(checkpoint_out *out, const char *prefix, const char *name, c
 }
 
 static void out_meta(checkpoint_out *out, const char *key, const char *fmt, long long value) {
+    assert(out->meta_count < CHECKPOINT_META_MAX);
     size_t i = out->meta_count++;
     snprintf(out->meta_values[i], sizeof out->meta_values[i], fmt, value);
     out->meta[i].key = key;
@@ -77,6 +82,7 @@ static void out_meta(checkpoint_out *out, const char *key, const char *fmt, long
 }
 
 static void out_text(checkpoint_out *out, const char *key, double value) {
+    assert(out->meta_count < CHECKPOINT_META_MAX);
     size_t i = out->meta_count++;
     snprintf(out->meta_values[i], sizeof out->meta_values[i], "%a", value);
     out->meta[i].key = key;
@@ -140,6 +146,7 @@ static clgqa_status gather(clgqa_model *model, int training,
     out_meta(out, "kv_heads", "%lld", dims->kv_heads);
     out_meta(out, "num_classes", "%lld", dims->num_classes);
     out_meta(out, "window_size", "%lld", clgqa_model_get_desc(model)->window_size);
+    assert(out->meta_count < CHECKPOINT_META_MAX);
     size_t i = out->meta_count++;
     out->meta[i].key = "att_scheme";
     out->meta[i].value = clgqa_scheme_name(clgqa_model_get_desc(model)->scheme);
@@ -175,6 +182,11 @@ clgqa_status clgqa_checkpoint_save_training(clgqa_model *model, const clgqa_trai
         out_text(&out, "epoch_sum_top5", state->epoch_metrics.sum_top5);
         out_text(&out, "best_test_loss", state->best_test_loss);
         out_meta(&out, "ranks", "%d", state->ranks > 0 ? state->ranks : 1);
+        if (state->loss_scale > 0) {
+            out_text(&out, "loss_scale", state->loss_scale);
+            out_meta(&out, "loss_scale_growth", "%lld", state->loss_scale_growth);
+            out_meta(&out, "skipped_steps", "%lld", state->skipped_steps);
+        }
         status = clgqa_safetensors_write(path, out.tensors, out.count, out.meta, out.meta_count);
     }
     out_free(&out);
@@ -416,16 +428,18 @@ static clgqa_status metadata_long(const clgqa_tensor_set *file, const char *key,
 /* Where the epoch stood and the best epoch: absent from checkpoints written
  * before they were saved, which are all at an epoch's end with no best. */
 static clgqa_status read_progress(const clgqa_tensor_set *file, clgqa_train_state *state) {
-    static const char *const counts[] = {"epoch_steps", "next_batch", "epoch_samples", "best_epoch"};
-    long long values[4] = {0, 0, 0, 0};
-    for (int i = 0; i < 4; i++)
+    static const char *const counts[] = {"epoch_steps",   "next_batch",        "epoch_samples",
+                                         "best_epoch",    "loss_scale_growth", "skipped_steps"};
+    long long values[6] = {0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < 6; i++)
         if (clgqa_tensor_set_metadata(file, counts[i]))
             CLGQA_TRY(metadata_long(file, counts[i], &values[i]));
-    /* epoch_sum_top5 is absent from checkpoints older than top-5 (0). */
+    /* epoch_sum_top5 is absent from checkpoints older than top-5 (0),
+     * loss_scale from those of precision 32 runs (0: none). */
     static const char *const sums[] = {"epoch_sum_loss", "epoch_sum_correct", "best_test_loss",
-                                       "epoch_sum_top5"};
-    double numbers[4] = {0, 0, INFINITY, 0};
-    for (int i = 0; i < 4; i++) {
+                                       "epoch_sum_top5", "loss_scale"};
+    double numbers[5] = {0, 0, INFINITY, 0, 0};
+    for (int i = 0; i < 5; i++) {
         const char *text = clgqa_tensor_set_metadata(file, sums[i]);
         char *end = NULL;
         if (text)
@@ -442,6 +456,9 @@ static clgqa_status read_progress(const clgqa_tensor_set *file, clgqa_train_stat
     state->epoch_metrics.sum_correct = numbers[1];
     state->best_test_loss = numbers[2];
     state->epoch_metrics.sum_top5 = numbers[3];
+    state->loss_scale = numbers[4];
+    state->loss_scale_growth = (long)values[4];
+    state->skipped_steps = (long)values[5];
     return CLGQA_OK;
 }
 

@@ -197,6 +197,17 @@ static clgqa_view carve_operand(carver *c, size_t floats) {
     return v;
 }
 
+/* A view of `elements` activations in the model's activation storage: in
+ * float, a GEMM operand; in half, (elements + 1) / 2 floats of the arena,
+ * its offset in halves (the GEMMs read its float copy, act_scratch). */
+static clgqa_view carve_activation(clgqa_model *m, carver *c, size_t elements) {
+    if (m->act_storage == CLGQA_STORAGE_FLOAT)
+        return carve_operand(c, elements);
+    clgqa_view v = carve(c, (elements + 1) / 2);
+    v.offset *= 2;
+    return v;
+}
+
 /* A block's views. Those GEMMs read or write have m->gemm.rows rows (the
  * padded count, model_gemm); the statistics have the real rows. */
 static void carve_layer(clgqa_model *m, model_layer *a, carver *c) {
@@ -209,21 +220,21 @@ static void carve_layer(clgqa_model *m, model_layer *a, carver *c) {
     size_t saved = clgqa_attention_saved_floats(&ad, pgqa, m->attention_kernel);
     /* A block's views in one buffer when they fit. */
     keep_together(c, rows * (6 * C + 2 * F + 2 * kv) + 4 * real + saved + c->align * 15);
-    a->ln1 = carve_operand(c, rows * C);
+    a->ln1 = carve_activation(m, c, rows * C);
     a->ln1_mean = carve(c, real);
     a->ln1_rstd = carve(c, real);
-    a->qkv = carve_operand(c, rows * (C + 2 * kv));
+    a->qkv = carve_activation(m, c, rows * (C + 2 * kv));
     a->q = a->qkv;
     a->k = clgqa_view_add(a->qkv, C);
     a->v = clgqa_view_add(a->qkv, C + kv);
     a->attention_region = carve(c, saved);
-    a->heads_out = carve_operand(c, rows * C);
+    a->heads_out = carve_activation(m, c, rows * C);
     a->x_mid = carve_operand(c, rows * C);
-    a->ln2 = carve_operand(c, rows * C);
+    a->ln2 = carve_activation(m, c, rows * C);
     a->ln2_mean = carve(c, real);
     a->ln2_rstd = carve(c, real);
-    a->fc1 = carve_operand(c, rows * F);
-    a->gelu = carve_operand(c, rows * F);
+    a->fc1 = carve_activation(m, c, rows * F);
+    a->gelu = carve_activation(m, c, rows * F);
     a->x_out = carve_operand(c, rows * C);
 }
 
@@ -291,6 +302,8 @@ static void carve_shared(clgqa_model *m, carver *c) {
     m->attention_scratch = carve(c, attention_scratch > key_norms_scratch ? attention_scratch
                                                                            : key_norms_scratch);
     m->dpatch_out = carve_operand(c, gemm_patch_rows * C);
+    if (m->act_storage != CLGQA_STORAGE_FLOAT)
+        m->act_scratch = carve_operand(c, gemm_rows * (F > C ? F : C));
     /* The column sums' partials and the split weight gradients' beside
      * them, in one buffer when they fit: one finish launch adds both. */
     size_t column_floats = 2 * m->partials.slot + m->partials.final;
@@ -306,6 +319,7 @@ static void carve_shared(clgqa_model *m, carver *c) {
         }
     m->grad_sum_squares = carve(c, 1);
     m->grad_scale = carve(c, 1);
+    m->scaler = carve(c, CLGQA_SCALER_FLOATS);
     m->chunk_sum_squares = carve(c, (size_t)m->chunk_count);
     /* The weights' transposes, each [n_in, n_out]. */
     for (int i = 0; i < model_linear_count(m); i++) {
@@ -378,6 +392,7 @@ static clgqa_status create_arena(clgqa_model *m) {
     if (!m->arena)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: arena table");
     for (int i = 0; i < m->arena_count; i++) {
+        m->arena_bytes += sizes[i] * sizeof(float);
         char what[64];
         snprintf(what, sizeof what, "activation buffer %d of %d", i + 1, m->arena_count);
         CLGQA_TRY(create_zeroed(m->rt, sizes[i], &m->arena[i], what));
@@ -759,11 +774,13 @@ static size_t count_parameters(const clgqa_model_dims *d) {
 }
 
 clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_desc *desc,
-                                         int max_batch, clgqa_model_memory *out) {
+                                         int max_batch, clgqa_storage storage,
+                                         clgqa_model_memory *out) {
     memset(out, 0, sizeof *out);
     clgqa_model m;
     memset(&m, 0, sizeof m);
     m.rt = rt;
+    m.act_storage = storage;
     CLGQA_TRY(derive_dims(desc, max_batch, &m.dims));
     m.desc = *desc;
     m.traits = *clgqa_scheme_traits_of(desc->scheme);
@@ -780,6 +797,13 @@ clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_de
     out->gemm_rows = m.gemm.rows;
     for (int i = 0; i < MAX_ARENA_BUFFERS; i++)
         out->arena_floats += sizes[i];
+    /* The blocks' views alone, in one unlimited buffer. */
+    size_t block_sizes[MAX_ARENA_BUFFERS] = {0};
+    carver blocks = {NULL, block_sizes, (size_t)-1, 0, 0, 0, measure.align, NULL, CLGQA_OK};
+    model_layer scratch;
+    for (int l = 0; l < m.dims.num_layers; l++)
+        carve_layer(&m, &scratch, &blocks);
+    out->saved_floats = block_sizes[0];
     const size_t L = (size_t)m.dims.num_layers;
     out->param_floats = m.param_count;
     const size_t linears = (size_t)model_linear_count(&m);
@@ -798,11 +822,20 @@ clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_de
 
 clgqa_status clgqa_model_create(clgqa_runtime *rt, const clgqa_model_desc *desc, int max_batch,
                                 clgqa_model **out) {
+    return clgqa_model_create_stored(rt, desc, max_batch, CLGQA_STORAGE_FLOAT, out);
+}
+
+clgqa_status clgqa_model_create_stored(clgqa_runtime *rt, const clgqa_model_desc *desc,
+                                       int max_batch, clgqa_storage storage, clgqa_model **out) {
     *out = NULL;
+    if (storage != CLGQA_STORAGE_FLOAT && storage != CLGQA_STORAGE_HALF)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_create: unknown storage %d",
+                          (int)storage);
     clgqa_model *m = calloc(1, sizeof *m);
     if (!m)
         return clgqa_fail(CLGQA_ERR_OUT_OF_MEMORY, "clgqa_model_create: model");
     m->rt = rt;
+    m->act_storage = storage;
     clgqa_status s = create_model(m, desc, max_batch);
     if (s != CLGQA_OK) {
         clgqa_model_destroy(m);
@@ -1164,6 +1197,53 @@ clgqa_status clgqa_model_set_pgqa_noise(clgqa_model *m, int layer, const float *
     return CLGQA_OK;
 }
 
+/* ---- the loss scaler (precision 16-mixed) ---- */
+
+_Static_assert(CLGQA_SCALER_FLOATS == CLGQA_LOSS_SCALER_FLOATS, "model_private.h's copy size");
+
+clgqa_status clgqa_model_set_loss_scaler(clgqa_model *m, const clgqa_loss_scaler *state) {
+    m->loss_scaling = state != NULL;
+    if (!state)
+        return CLGQA_OK;
+    if (!(state->scale > 0) || !isfinite(state->scale) || frexpf(state->scale, &(int){0}) != 0.5f ||
+        state->growth < 0 || state->growth >= CLGQA_LOSS_SCALE_GROWTH_INTERVAL ||
+        state->skipped < 0 || state->skipped > (1L << 24)) {
+        m->loss_scaling = 0;
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "clgqa_model_set_loss_scaler: scale %g (a power "
+                          "of 2), clean steps %ld (below %d), skipped steps %ld (at most 2^24)",
+                          (double)state->scale, state->growth, CLGQA_LOSS_SCALE_GROWTH_INTERVAL,
+                          state->skipped);
+    }
+    float fields[CLGQA_SCALER_FLOATS] = {0};
+    fields[CLGQA_SCALER_SCALE] = state->scale;
+    fields[CLGQA_SCALER_GROWTH] = (float)state->growth;
+    fields[CLGQA_SCALER_SKIPPED] = (float)state->skipped;
+    return clgqa_buffer_write(m->rt, m->scaler.mem, m->scaler.offset * sizeof(float),
+                              sizeof fields, fields);
+}
+
+int clgqa_model_loss_scaling(const clgqa_model *m) { return m->loss_scaling; }
+
+clgqa_status clgqa_model_copy_loss_scaler(clgqa_model *m, float *fields, cl_event *copied) {
+    return copy_without_waiting(m, m->scaler.mem, m->scaler.offset * sizeof(float),
+                                CLGQA_SCALER_FLOATS * sizeof(float), fields, copied);
+}
+
+void clgqa_loss_scaler_of_copy(const float *fields, clgqa_loss_scaler *out) {
+    out->scale = fields[CLGQA_SCALER_SCALE];
+    out->growth = (long)fields[CLGQA_SCALER_GROWTH];
+    out->skipped = (long)fields[CLGQA_SCALER_SKIPPED];
+    out->found_inf = fields[CLGQA_SCALER_FOUND_INF] != 0.0f;
+}
+
+clgqa_status clgqa_model_read_loss_scaler(clgqa_model *m, clgqa_loss_scaler *out) {
+    float fields[CLGQA_SCALER_FLOATS];
+    CLGQA_TRY(clgqa_buffer_read(m->rt, m->scaler.mem, m->scaler.offset * sizeof(float),
+                                sizeof fields, fields));
+    clgqa_loss_scaler_of_copy(fields, out);
+    return CLGQA_OK;
+}
+
 /* ---- metrics and outputs ---- */
 
 clgqa_view clgqa_model_logits(const clgqa_model *m) { return m->logits; }
@@ -1236,3 +1316,5 @@ clgqa_status clgqa_model_read_logits(clgqa_model *m, float *host) {
     return clgqa_buffer_read(m->rt, m->logits.mem, m->logits.offset * sizeof(float),
                              (size_t)m->batch * m->dims.num_classes * sizeof(float), host);
 }
+
+size_t clgqa_model_arena_bytes(const clgqa_model *m) { return m->arena_bytes; }

@@ -181,6 +181,15 @@ struct clgqa_model {
      * (usually one; a block's views stay in one buffer when they fit). */
     cl_mem *arena;
     int arena_count;
+    size_t arena_bytes; /* the arena's buffers together */
+    /* How the blocks' activations saved for the backward are stored (ln1,
+     * qkv, heads_out, attention's saved probabilities and PGQA's A, ln2,
+     * fc1, gelu; docs/design.md, "Mixed precision"):
+     * float, or half under precision 16-mixed, each then a half view (its
+     * offset counts halves) read by the GEMMs through act_scratch, a float
+     * copy widened before each GEMM that reads one ({NULL, 0} in float). */
+    clgqa_storage act_storage;
+    clgqa_view act_scratch; /* [gemm rows, max(C, F)] */
     model_layer *layers;
     clgqa_view patches;   /* im2col [B*n, in_chans*p*p] */
     clgqa_view patch_out; /* [B*n, C] */
@@ -213,10 +222,13 @@ struct clgqa_model {
     model_transposes *transposes;
     int transpose_launches;
     cl_mem transpose_tables;
-    /* Rows the last backward wrote into dqkv and dfc1 (the rows past them
-     * are zero). */
+    /* Rows the last backward wrote into dqkv and dfc1, or in half storage
+     * the forward's qkv GEMM into dqkv, if more (the rows past them are
+     * zero). */
     size_t backward_rows;
     clgqa_view grad_sum_squares, grad_scale; /* clipping scalars */
+    clgqa_view scaler;  /* the loss scaler's state (ops.h, clgqa_scaler_field) */
+    int loss_scaling;   /* the scaler is on (clgqa_model_set_loss_scaler) */
     clgqa_view chunk_sum_squares;            /* [chunk_count], when split */
 
     /* Grouping state. group_ints: kv_map [L][H] then group_counts [L][G];
@@ -289,7 +301,7 @@ static inline int model_qkv_width(const clgqa_model *m) {
 }
 static inline clgqa_attention_dims model_attention_dims(const clgqa_model *m, int batch) {
     clgqa_attention_dims ad = {batch, m->dims.tokens, m->dims.num_heads, m->dims.kv_heads,
-                               m->dims.head_dim, model_qkv_width(m)};
+                               m->dims.head_dim, model_qkv_width(m), m->act_storage};
     return ad;
 }
 

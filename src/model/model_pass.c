@@ -78,8 +78,21 @@ static clgqa_status transpose_weights(clgqa_model *m) {
 }
 
 /* A LayerNorm's output and saved statistics, and its parameters. */
+/* A saved activation as a GEMM operand: itself in float storage; in half,
+ * its `elements` widened into the model's float scratch, which *operand
+ * then names (valid until the next widening). */
+static clgqa_status gemm_operand(clgqa_model *m, clgqa_view act, size_t elements,
+                                 clgqa_view *operand) {
+    *operand = act;
+    if (m->act_storage == CLGQA_STORAGE_FLOAT)
+        return CLGQA_OK;
+    *operand = m->act_scratch;
+    return clgqa_activations_to_float(m->rt, m->act_storage, m->act_scratch, act, elements);
+}
+
 typedef struct model_norm {
     clgqa_view out, mean, rstd, weight, bias;
+    clgqa_storage storage; /* out's */
 } model_norm;
 
 /* out[rows, n_out] = residual + (x[rows, n_in] W^T + bias) * s, then the
@@ -94,9 +107,10 @@ static clgqa_status residual_linear_norm_forward(clgqa_runtime *rt, clgqa_view o
                                                  const model_norm *norm, size_t real, size_t rows,
                                                  size_t n_in, size_t n_out) {
     CLGQA_TRY(linear_forward(rt, out, x, weight_t, clgqa_view_at(NULL, 0), real, rows, n_in, n_out));
-    return clgqa_residual_layernorm_forward(rt, out, residual, out, bias, branch_scales, tokens,
-                                            norm->out, norm->mean, norm->rstd, norm->weight,
-                                            norm->bias, real, n_out, MODEL_LN_EPS);
+    return clgqa_residual_layernorm_forward(rt, norm->storage, out, residual, out, bias,
+                                            branch_scales, tokens, norm->out, norm->mean,
+                                            norm->rstd, norm->weight, norm->bias, real, n_out,
+                                            MODEL_LN_EPS);
 }
 
 /* ---- drop path (timm's stochastic depth) ---- */
@@ -157,6 +171,7 @@ static model_norm block_norm(clgqa_model *m, int l, int which) {
         n.out = m->lnf, n.mean = m->lnf_mean, n.rstd = m->lnf_rstd;
         n.weight = model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_NORM_W));
         n.bias = model_param(m, CLGQA_PARAMS, model_final_tensor(m, MODEL_F_NORM_B));
+        n.storage = CLGQA_STORAGE_FLOAT; /* the head's GEMM reads lnf in place */
         return n;
     }
     model_layer *a = &m->layers[l];
@@ -167,6 +182,7 @@ static model_norm block_norm(clgqa_model *m, int l, int which) {
                                                                          : MODEL_L_NORM1_W));
     n.bias = model_param(m, CLGQA_PARAMS, model_layer_tensor(l, which ? MODEL_L_NORM2_B
                                                                        : MODEL_L_NORM1_B));
+    n.storage = m->act_storage;
     return n;
 }
 
@@ -184,8 +200,23 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
 #define P(which) model_param(m, CLGQA_PARAMS, model_layer_tensor(l, MODEL_L_##which))
 #define WT(which) block_weight_t(m, l, LINEAR_##which)
 
-    /* q, k, v in one GEMM: their weights and biases are contiguous. */
-    CLGQA_TRY(linear_forward(rt, a->qkv, a->ln1, WT(QKV), P(Q_B), rows, gemm_rows, C, C + 2 * kv));
+    /* q, k, v in one GEMM: their weights and biases are contiguous. In half
+     * storage the GEMM writes floats into dqkv (free until the backward
+     * writes the batch's rows), rounded into qkv; its padded rows, which
+     * the backward's weight gradient needs zero, then hold ln1's padded
+     * rows times W (not zero when a larger batch wrote those): the
+     * backward zeroes them as a larger batch's (backward_rows). */
+    const int half = m->act_storage != CLGQA_STORAGE_FLOAT;
+    clgqa_view x;
+    CLGQA_TRY(gemm_operand(m, a->ln1, gemm_rows * C, &x));
+    CLGQA_TRY(linear_forward(rt, half ? m->dqkv : a->qkv, x, WT(QKV), P(Q_B), rows, gemm_rows,
+                             C, C + 2 * kv));
+    if (half) {
+        CLGQA_TRY(clgqa_activations_from_float(rt, m->act_storage, a->qkv, m->dqkv,
+                                               rows * (C + 2 * kv)));
+        if (m->backward_rows < gemm_rows)
+            m->backward_rows = gemm_rows;
+    }
     CLGQA_TRY(update_grouping(m, l, &ad, a->k, pass, later_micro_batch));
 
     int pgqa = m->traits.perturbs;
@@ -196,16 +227,24 @@ static clgqa_status block_forward(clgqa_model *m, int l, int batch, const clgqa_
     CLGQA_TRY(clgqa_attention_forward(rt, &ad, a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
                                       pgqa ? &noise : NULL, &a->saved));
     model_norm norm2 = block_norm(m, l, 1);
-    CLGQA_TRY(residual_linear_norm_forward(rt, a->x_mid, a->x_in, a->heads_out, WT(PROJ),
+    CLGQA_TRY(gemm_operand(m, a->heads_out, gemm_rows * C, &x));
+    CLGQA_TRY(residual_linear_norm_forward(rt, a->x_mid, a->x_in, x, WT(PROJ),
                                            P(PROJ_B), branch_scales(m, l, BRANCH_ATTENTION, batch),
                                            d->tokens, &norm2, rows, gemm_rows, C, C));
 
-    /* fc1 holds ln2 W1^T without the bias, which the GELU pass adds. */
+    /* fc1 holds ln2 W1^T without the bias, which the GELU pass adds. In
+     * half storage the GEMM writes floats into dgelu (free until the
+     * backward writes it whole), rounded into fc1 before the GELU reads it. */
     clgqa_view bias_in_gelu = {NULL, 0};
-    CLGQA_TRY(linear_forward(rt, a->fc1, a->ln2, WT(FC1), bias_in_gelu, rows, gemm_rows, C, F));
-    CLGQA_TRY(clgqa_gelu_bias_forward(rt, a->gelu, a->fc1, P(FC1_B), rows, F));
+    CLGQA_TRY(gemm_operand(m, a->ln2, gemm_rows * C, &x));
+    CLGQA_TRY(linear_forward(rt, half ? m->dgelu : a->fc1, x, WT(FC1), bias_in_gelu, rows,
+                             gemm_rows, C, F));
+    if (half)
+        CLGQA_TRY(clgqa_activations_from_float(rt, m->act_storage, a->fc1, m->dgelu, rows * F));
+    CLGQA_TRY(clgqa_gelu_bias_forward(rt, m->act_storage, a->gelu, a->fc1, P(FC1_B), rows, F));
     model_norm next = block_norm(m, l + 1, 0);
-    return residual_linear_norm_forward(rt, a->x_out, a->x_mid, a->gelu, WT(FC2), P(FC2_B),
+    CLGQA_TRY(gemm_operand(m, a->gelu, gemm_rows * F, &x));
+    return residual_linear_norm_forward(rt, a->x_out, a->x_mid, x, WT(FC2), P(FC2_B),
                                         branch_scales(m, l, BRANCH_MLP, batch), d->tokens, &next,
                                         rows, gemm_rows, F, C);
 #undef P
@@ -269,8 +308,9 @@ static clgqa_status forward(clgqa_model *m, const model_input *input, clgqa_view
     /* Block 0's LayerNorm 1; every other LayerNorm runs in the pass that
      * adds the residual before it. */
     model_norm norm1 = block_norm(m, 0, 0);
-    CLGQA_TRY(clgqa_layernorm_forward(rt, norm1.out, norm1.mean, norm1.rstd, m->layers[0].x_in,
-                                      norm1.weight, norm1.bias, rows, C, MODEL_LN_EPS));
+    CLGQA_TRY(clgqa_layernorm_forward(rt, norm1.storage, norm1.out, norm1.mean, norm1.rstd,
+                                      m->layers[0].x_in, norm1.weight, norm1.bias, rows, C,
+                                      MODEL_LN_EPS));
     /* Every block's drop-path scales in one launch: sample k of the
      * optimizer step draws element 2k (attention) and 2k + 1 (MLP) of its
      * block's stream. */
@@ -452,11 +492,15 @@ static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
         CLGQA_TRY(scaled_branch_gradient(m, dmlp, branch_scales(m, l, BRANCH_MLP, m->batch),
                                          bias_partials(m, l, BIAS_FC2), rows));
     }
-    CLGQA_TRY(linear_backward(rt, m->dgelu, G(FC2_W), SPLIT(FC2), dmlp, a->gelu, P(FC2_W),
-                              gemm_rows, F, C, grad_beta));
-    CLGQA_TRY(clgqa_gelu_bias_backward(rt, m->dfc1, bias_partials(m, l, BIAS_FC1), pp->fc1_chunks,
-                                       m->dgelu, a->fc1, P(FC1_B), rows, F));
-    CLGQA_TRY(linear_backward(rt, m->dln, G(FC1_W), SPLIT(FC1), m->dfc1, a->ln2, P(FC1_W),
+    clgqa_view x;
+    CLGQA_TRY(gemm_operand(m, a->gelu, gemm_rows * F, &x));
+    CLGQA_TRY(linear_backward(rt, m->dgelu, G(FC2_W), SPLIT(FC2), dmlp, x, P(FC2_W), gemm_rows,
+                              F, C, grad_beta));
+    CLGQA_TRY(clgqa_gelu_bias_backward(rt, m->act_storage, m->dfc1,
+                                       bias_partials(m, l, BIAS_FC1), pp->fc1_chunks, m->dgelu,
+                                       a->fc1, P(FC1_B), rows, F));
+    CLGQA_TRY(gemm_operand(m, a->ln2, gemm_rows * C, &x));
+    CLGQA_TRY(linear_backward(rt, m->dln, G(FC1_W), SPLIT(FC1), m->dfc1, x, P(FC1_W),
                               gemm_rows, C, F, grad_beta));
     CLGQA_TRY(clgqa_layernorm_backward(rt, m->dres, block_partials(m, l, pp->norm2),
                                        m->dropped_paths ? none : bias_partials(m, l, BIAS_PROJ),
@@ -472,8 +516,9 @@ static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
                                          branch_scales(m, l, BRANCH_ATTENTION, m->batch),
                                          bias_partials(m, l, BIAS_PROJ), rows));
     }
-    CLGQA_TRY(linear_backward(rt, m->dheads_out, G(PROJ_W), SPLIT(PROJ), dattention,
-                              a->heads_out, P(PROJ_W), gemm_rows, C, C, grad_beta));
+    CLGQA_TRY(gemm_operand(m, a->heads_out, gemm_rows * C, &x));
+    CLGQA_TRY(linear_backward(rt, m->dheads_out, G(PROJ_W), SPLIT(PROJ), dattention, x,
+                              P(PROJ_W), gemm_rows, C, C, grad_beta));
     /* The attention backward writes d(qkv) whole (no fill); one GEMM each
      * for dx and dW over the fused projection. */
     CLGQA_TRY(clgqa_attention_backward(rt, &ad, m->dqkv, clgqa_view_add(m->dqkv, C),
@@ -481,7 +526,8 @@ static clgqa_status block_backward(clgqa_model *m, int l, float grad_beta) {
                                        a->heads_out, a->q, a->k, a->v, model_kv_map(m, l),
                                        m->traits.perturbs, &a->saved,
                                        m->attention_scratch));
-    CLGQA_TRY(linear_backward(rt, m->dln, G(Q_W), SPLIT(QKV), m->dqkv, a->ln1, P(Q_W), gemm_rows,
+    CLGQA_TRY(gemm_operand(m, a->ln1, gemm_rows * C, &x));
+    CLGQA_TRY(linear_backward(rt, m->dln, G(Q_W), SPLIT(QKV), m->dqkv, x, P(Q_W), gemm_rows,
                               C, C + 2 * kv, grad_beta));
     CLGQA_TRY(clgqa_column_partials(rt, bias_partials(m, l, BIAS_QKV), pp->qkv_chunks, m->dqkv,
                                     rows, C + 2 * kv));
@@ -561,11 +607,14 @@ clgqa_status clgqa_model_backward_scaled(clgqa_model *m, float loss_scale, int a
     /* Cross-entropy (against the soft targets when the forward used them)
      * -> head -> final LayerNorm, whose input gradient's column sums are the
      * last block's fc2 bias gradient (made by the block itself under drop
-     * path). */
+     * path). With the loss scaler, dloss times its device scale. */
     const clgqa_view hard_labels = {NULL, 0};
+    clgqa_view device_scale = {NULL, 0};
+    if (m->loss_scaling)
+        device_scale = clgqa_view_add(m->scaler, CLGQA_SCALER_SCALE);
     CLGQA_TRY(clgqa_crossentropy_backward(rt, m->dlogits, m->probs, m->labels,
                                           m->soft_targets ? m->targets : hard_labels, B, classes,
-                                          loss_scale));
+                                          loss_scale, device_scale));
     CLGQA_TRY(clgqa_sgemm(rt, 1, 0, classes, C, B, 1.0f, m->dlogits, classes, m->lnf,
                           (size_t)d->tokens * C, grad_beta, model_param(m, CLGQA_GRADS, head_w), C));
     CLGQA_TRY(clgqa_column_partials(rt, clgqa_view_add(final_partials, pp->head_b),
@@ -611,16 +660,32 @@ clgqa_status clgqa_model_step(clgqa_model *m, const clgqa_adamw *adamw, long ste
                           step);
     const clgqa_adamw_hparams hp = {adamw->lr, adamw->beta1, adamw->beta2, adamw->eps,
                                     adamw->weight_decay};
-    clgqa_view grad_scale = {NULL, 0};
-    if (adamw->clip_grad_norm > 0.0f) {
-        /* The gradient's squared norm, summed over the chunks when split. */
+    clgqa_view scaler = {NULL, 0};
+    if (m->loss_scaling) { /* GradScaler: an inf or a NaN anywhere skips the step */
+        scaler = m->scaler;
+        CLGQA_TRY(clgqa_buffer_fill(m->rt, clgqa_view_add(scaler, CLGQA_SCALER_FOUND_INF), 1,
+                                    0.0f));
         for (int c = 0; c < m->chunk_count; c++) {
             size_t floats = 0;
             clgqa_view grads = clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, &floats);
-            CLGQA_TRY(clgqa_sum_squares(m->rt,
-                                        m->chunk_count == 1 ? m->grad_sum_squares
-                                                            : clgqa_view_add(m->chunk_sum_squares, c),
-                                        grads, floats));
+            CLGQA_TRY(clgqa_grad_check(m->rt, scaler, grads, floats));
+        }
+    }
+    clgqa_view grad_scale = {NULL, 0};
+    if (adamw->clip_grad_norm > 0.0f) {
+        /* The gradient's squared norm, summed over the chunks when split;
+         * with the scaler, the unscaled gradient's (the scaled one's
+         * square could overflow), as PyTorch clips after unscale_. */
+        clgqa_view divisor = {NULL, 0};
+        if (m->loss_scaling)
+            divisor = clgqa_view_add(scaler, CLGQA_SCALER_SCALE);
+        for (int c = 0; c < m->chunk_count; c++) {
+            size_t floats = 0;
+            clgqa_view grads = clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, &floats);
+            CLGQA_TRY(clgqa_sum_squares_divided(
+                m->rt,
+                m->chunk_count == 1 ? m->grad_sum_squares : clgqa_view_add(m->chunk_sum_squares, c),
+                grads, floats, divisor));
         }
         if (m->chunk_count > 1)
             CLGQA_TRY(clgqa_sum(m->rt, m->grad_sum_squares, m->chunk_sum_squares,
@@ -637,7 +702,10 @@ clgqa_status clgqa_model_step(clgqa_model *m, const clgqa_adamw *adamw, long ste
         CLGQA_TRY(clgqa_adamw_step(m->rt, params, clgqa_model_chunk(m, CLGQA_GRADS, c, NULL, NULL),
                                    clgqa_model_chunk(m, CLGQA_ADAM_M, c, NULL, NULL),
                                    clgqa_model_chunk(m, CLGQA_ADAM_V, c, NULL, NULL), floats, &hp,
-                                   step, grad_scale, adamw->no_weight_decay ? &no_decay : NULL));
+                                   step, grad_scale, adamw->no_weight_decay ? &no_decay : NULL,
+                                   scaler));
     }
+    if (m->loss_scaling)
+        CLGQA_TRY(clgqa_loss_scale_update(m->rt, scaler, CLGQA_LOSS_SCALE_GROWTH_INTERVAL));
     return CLGQA_OK;
 }

@@ -6,6 +6,7 @@
 #define CLGQA_MODEL_PRIVATE_H
 
 #include "clgqa/model.h"
+#include "ops.h"
 #include "patch_embed.h"
 
 /* The flat buffers are split into chunks of whole tensors (in table order)
@@ -27,19 +28,34 @@ clgqa_view clgqa_model_buffer_view(const clgqa_model *model, clgqa_model_buffer 
  * has four: parameters, gradients and AdamW's two moments), the activation
  * arena's floats at max_batch (with the weights' transposes and the split
  * weight gradients' partials the GEMMs use), and the small rest (grouping
- * state, the backward's tables) in bytes. Fails as clgqa_model_create would
+ * state, the backward's tables) in bytes, for activations in `storage`
+ * (clgqa_model_create_stored). Fails as clgqa_model_create would
  * on a bad description. host_bytes: the model's own tables on the host.
  * gemm_rows: the rows of the largest batch's GEMMs (padded to CLBlast's
  * tiles), for CLBlast's workspace. */
 typedef struct clgqa_model_memory {
     size_t param_floats;
     size_t arena_floats;
+    size_t saved_floats; /* of the arena: the blocks' activations saved for backward */
     size_t other_bytes;
     size_t host_bytes;
     size_t gemm_rows;
 } clgqa_model_memory;
 clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_desc *desc,
-                                         int max_batch, clgqa_model_memory *out);
+                                         int max_batch, clgqa_storage storage,
+                                         clgqa_model_memory *out);
+
+/* clgqa_model_create with the blocks' activations saved for the backward
+ * (ln1, qkv, heads_out, attention's probabilities and PGQA's A, ln2, fc1,
+ * gelu; not the residual stream) in `storage`: half under
+ * precision 16-mixed (docs/design.md, "Mixed precision"), float otherwise
+ * (clgqa_model_create). Half needs no device extension (vload_half and
+ * vstore_half are core OpenCL C); the arithmetic stays float. */
+clgqa_status clgqa_model_create_stored(clgqa_runtime *rt, const clgqa_model_desc *desc,
+                                       int max_batch, clgqa_storage storage, clgqa_model **out);
+/* The activation arena's bytes: every saved activation, the backward's
+ * scratch, the weights' transposes and the split gradients' partials. */
+size_t clgqa_model_arena_bytes(const clgqa_model *model);
 
 /* group_counts of every layer, [num_layers][G], in one read (groups.csv). */
 clgqa_status clgqa_model_read_all_group_counts(clgqa_model *model, int32_t *group_counts);
@@ -73,6 +89,33 @@ clgqa_status clgqa_model_copy_logits(clgqa_model *model, float *logits, cl_event
 /* Set the running sums (sum_loss, sum_correct, samples of `m`), as read by
  * clgqa_model_read_metrics, so a run resumed mid-epoch goes on counting. */
 clgqa_status clgqa_model_restore_metrics(clgqa_model *model, const clgqa_metrics *m);
+
+/* ---- the loss scaler (precision 16-mixed: PyTorch's GradScaler) ----
+ * Off by default. On, the backward's gradients come multiplied by the loss
+ * scale; clgqa_model_step checks them on the device for an inf or a NaN,
+ * skips the whole AdamW step when it finds one (the weights, the moments
+ * and Adam's step count stay as they were) and halves the scale, or else
+ * divides them by the scale, steps, and doubles the scale after
+ * CLGQA_LOSS_SCALE_GROWTH_INTERVAL clean steps in a row. No host read. */
+#define CLGQA_LOSS_SCALE_INIT 65536.0f /* 2^16, GradScaler's init_scale */
+#define CLGQA_LOSS_SCALE_GROWTH_INTERVAL 2000
+#define CLGQA_LOSS_SCALER_FLOATS 4 /* the device state's floats */
+typedef struct clgqa_loss_scaler {
+    float scale;   /* a power of 2 */
+    long growth;   /* clean steps since the scale last changed, < the interval */
+    long skipped;  /* steps skipped so far */
+    int found_inf; /* the last step was skipped (read only) */
+} clgqa_loss_scaler;
+/* Turn the scaler on from `state` (a fresh one: {CLGQA_LOSS_SCALE_INIT, 0,
+ * 0}), or off (NULL). Blocking; refuses a scale that is not a power of 2. */
+clgqa_status clgqa_model_set_loss_scaler(clgqa_model *model, const clgqa_loss_scaler *state);
+int clgqa_model_loss_scaling(const clgqa_model *model);
+/* The scaler's state now (blocking), or copied without waiting into
+ * `fields` ([CLGQA_LOSS_SCALER_FLOATS]) and turned into a state once the
+ * copy is done. */
+clgqa_status clgqa_model_read_loss_scaler(clgqa_model *model, clgqa_loss_scaler *out);
+clgqa_status clgqa_model_copy_loss_scaler(clgqa_model *model, float *fields, cl_event *copied);
+void clgqa_loss_scaler_of_copy(const float *fields, clgqa_loss_scaler *out);
 
 /* ---- timm's training recipe ----
  * Label smoothing and stochastic depth, set once for training passes

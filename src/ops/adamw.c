@@ -1,5 +1,6 @@
 /* Launchers for adamw.cl. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -25,9 +26,9 @@ static double config_value(float x) {
 clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view grads,
                               clgqa_view m, clgqa_view v, size_t n,
                               const clgqa_adamw_hparams *hp, long step, clgqa_view grad_scale,
-                              const clgqa_no_decay *no_decay) {
+                              const clgqa_no_decay *no_decay, clgqa_view scaler) {
     static const char op[] = "clgqa_adamw_step";
-    if (step < 1)
+    if (step < 1 || step > UINT32_MAX)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: step counts from 1 (got %ld)", op, step);
     if (!(hp->lr >= 0) || !(hp->beta1 >= 0 && hp->beta1 < 1) || !(hp->beta2 >= 0 && hp->beta2 < 1) ||
         !(hp->eps >= 0) || !(hp->weight_decay >= 0))
@@ -47,6 +48,11 @@ clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view g
         CLGQA_TRY(clgqa_check_view(op, "grad_scale", grad_scale, 1, sizeof(float)));
     else
         grad_scale = params; /* a valid buffer the kernel never reads */
+    cl_uint use_scaler = scaler.mem != NULL;
+    if (use_scaler)
+        CLGQA_TRY(clgqa_check_view(op, "scaler", scaler, CLGQA_SCALER_FLOATS, sizeof(float)));
+    else
+        scaler = params; /* likewise */
     clgqa_view edges = params; /* with no edges, a valid buffer the kernel never reads */
     size_t edge_count = 0, first = 0;
     if (no_decay && no_decay->count) {
@@ -87,6 +93,11 @@ clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view g
     KERNEL_ARG(&args, bias_correction2_sqrt);
     kernel_arg_view(&args, grad_scale);
     KERNEL_ARG(&args, use_scale);
+    kernel_arg_view(&args, scaler);
+    KERNEL_ARG(&args, use_scaler);
+    KERNEL_ARG(&args, hp->lr);
+    cl_uint step_arg = (cl_uint)step;
+    KERNEL_ARG(&args, step_arg);
     kernel_arg_view(&args, edges);
     kernel_arg_uint(&args, edge_count);
     kernel_arg_uint(&args, first);
@@ -131,6 +142,37 @@ clgqa_status clgqa_clip_factor(clgqa_runtime *rt, clgqa_view grad_scale, clgqa_v
     kernel_arg_view(&args, grad_scale);
     kernel_arg_view(&args, sum_squares);
     KERNEL_ARG(&args, max_norm);
+    CLGQA_TRY(kernel_args_done(&args));
+    return clgqa_launch_1d(rt, k, 1, 1);
+}
+
+clgqa_status clgqa_grad_check(clgqa_runtime *rt, clgqa_view scaler, clgqa_view grads, size_t n) {
+    static const char op[] = "clgqa_grad_check";
+    CLGQA_TRY(clgqa_check_view(op, "scaler", scaler, CLGQA_SCALER_FLOATS, sizeof(float)));
+    if (n == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_view(op, "grads", grads, n, sizeof(float)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "grad_check", &k));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, grads);
+    kernel_arg_uint(&args, n);
+    kernel_arg_view(&args, scaler);
+    CLGQA_TRY(kernel_args_done(&args));
+    return clgqa_launch_1d(rt, k, n, clgqa_work_group_size(rt, k, 256));
+}
+
+clgqa_status clgqa_loss_scale_update(clgqa_runtime *rt, clgqa_view scaler, long growth_interval) {
+    static const char op[] = "clgqa_loss_scale_update";
+    if (growth_interval < 1 || growth_interval > (1L << 24))
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: growth_interval %ld is outside [1, 2^24] "
+                          "(the count is a float)", op, growth_interval);
+    CLGQA_TRY(clgqa_check_view(op, "scaler", scaler, CLGQA_SCALER_FLOATS, sizeof(float)));
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "loss_scale_update", &k));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, scaler);
+    kernel_arg_uint(&args, (size_t)growth_interval);
     CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, 1, 1);
 }

@@ -41,13 +41,30 @@ static attention_sizes sizes_of(const clgqa_attention_dims *dims) {
 
 /* ---- saved activations and scratch ---- */
 
-/* rows: probs; tiled: lse; PGQA adds heads_out, noise_z and row_stats. */
+/* An activation's bytes per element, and the floats that n of them take
+ * (rounded up to whole floats, so the next view stays float-aligned). */
+static size_t act_bytes(const clgqa_attention_dims *dims) {
+    return clgqa_storage_bytes(dims->storage);
+}
+static size_t act_floats(const clgqa_attention_dims *dims, size_t n) {
+    return dims->storage == CLGQA_STORAGE_HALF ? (n + 1) / 2 : n;
+}
+/* The activation view that starts at float view `at` (offset in halves
+ * for half). */
+static clgqa_view act_view(const clgqa_attention_dims *dims, clgqa_view at) {
+    if (dims->storage == CLGQA_STORAGE_HALF)
+        at.offset *= 2;
+    return at;
+}
+
+/* rows: probs (activations); tiled: lse; PGQA adds heads_out (A, an
+ * activation), noise_z and row_stats. */
 size_t clgqa_attention_saved_floats(const clgqa_attention_dims *dims, int pgqa,
                                     clgqa_attention_kernel kernel) {
     attention_sizes s = sizes_of(dims);
-    size_t floats = kernel == CLGQA_ATTENTION_TILED ? s.row_scores : s.probs;
+    size_t floats = kernel == CLGQA_ATTENTION_TILED ? s.row_scores : act_floats(dims, s.probs);
     if (pgqa)
-        floats += s.out + (size_t)dims->heads * s.row_length + 2 * s.pairs;
+        floats += act_floats(dims, s.out) + (size_t)dims->heads * s.row_length + 2 * s.pairs;
     return floats;
 }
 
@@ -57,11 +74,11 @@ void clgqa_attention_saved_layout(const clgqa_attention_dims *dims, int pgqa,
     attention_sizes s = sizes_of(dims);
     clgqa_view none = {NULL, 0}, at = base;
     int tiled = kernel == CLGQA_ATTENTION_TILED;
-    saved->probs = tiled ? none : at;
+    saved->probs = tiled ? none : act_view(dims, at);
     saved->lse = tiled ? at : none;
-    at = clgqa_view_add(at, tiled ? s.row_scores : s.probs);
-    saved->heads_out = pgqa ? at : none;
-    at = clgqa_view_add(at, s.out);
+    at = clgqa_view_add(at, tiled ? s.row_scores : act_floats(dims, s.probs));
+    saved->heads_out = pgqa ? act_view(dims, at) : none;
+    at = clgqa_view_add(at, act_floats(dims, s.out));
     saved->noise_z = pgqa ? at : none;
     at = clgqa_view_add(at, (size_t)dims->heads * s.row_length);
     saved->row_stats = pgqa ? at : none;
@@ -108,11 +125,12 @@ static clgqa_status check_dims(const char *op, const clgqa_attention_dims *dims,
     return CLGQA_OK;
 }
 
+/* q, k, v (activations, `bytes` per element) or dq, dk, dv (float). */
 static clgqa_status check_qkv(const char *op, const attention_sizes *s, const char *names[3],
-                              clgqa_view q, clgqa_view k, clgqa_view v) {
-    CLGQA_TRY(clgqa_check_view(op, names[0], q, s->q_extent, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, names[1], k, s->kv_extent, sizeof(float)));
-    return clgqa_check_view(op, names[2], v, s->kv_extent, sizeof(float));
+                              clgqa_view q, clgqa_view k, clgqa_view v, size_t bytes) {
+    CLGQA_TRY(clgqa_check_view(op, names[0], q, s->q_extent, bytes));
+    CLGQA_TRY(clgqa_check_view(op, names[1], k, s->kv_extent, bytes));
+    return clgqa_check_view(op, names[2], v, s->kv_extent, bytes);
 }
 
 static clgqa_status check_saved(const char *op, const clgqa_attention_dims *dims, int pgqa,
@@ -123,9 +141,10 @@ static clgqa_status check_saved(const char *op, const clgqa_attention_dims *dims
                                    s.row_scores, sizeof(float)));
     else
         CLGQA_TRY(clgqa_check_view(op, "saved.probs (laid out for the rows kernels)", saved->probs,
-                                   s.probs, sizeof(float)));
+                                   s.probs, act_bytes(dims)));
     if (pgqa) {
-        CLGQA_TRY(clgqa_check_view(op, "saved.heads_out", saved->heads_out, s.out, sizeof(float)));
+        CLGQA_TRY(clgqa_check_view(op, "saved.heads_out", saved->heads_out, s.out,
+                                   act_bytes(dims)));
         CLGQA_TRY(clgqa_check_view(op, "saved.noise_z", saved->noise_z,
                                    (size_t)dims->heads * s.row_length, sizeof(float)));
         CLGQA_TRY(
@@ -274,13 +293,14 @@ static clgqa_status check_tiled_fits(const char *op, const clgqa_runtime *rt,
                       rt->max_work_group_size, need, t.col_groups, dims->head_dim);
 }
 
-/* The attention program for this head dimension and device (both variants
- * and PGQA share it). */
+/* The attention program for this head dimension, device and storage (both
+ * variants and PGQA share it). */
 static clgqa_status attention_kernel(clgqa_runtime *rt, const clgqa_attention_dims *dims,
                                      const char *name, cl_kernel *out) {
-    char defines[128];
+    char shape[128], defines[160];
     clgqa_attention_build_defines(dims->head_dim, rt->local_mem_bytes, rt->max_work_group_size,
-                                  defines, sizeof defines);
+                                  shape, sizeof shape);
+    snprintf(defines, sizeof defines, "%s %s", shape, clgqa_storage_defines(dims->storage));
     return clgqa_kernel_variant(rt, FAMILY, defines, name, out);
 }
 
@@ -474,8 +494,8 @@ clgqa_status clgqa_attention_forward(clgqa_runtime *rt, const clgqa_attention_di
     int tiled = rt->attention_kernel == CLGQA_ATTENTION_TILED;
     CLGQA_TRY(check_dims(op, dims, pgqa != NULL));
     attention_sizes s = sizes_of(dims);
-    CLGQA_TRY(clgqa_check_view(op, "out", out, s.out, sizeof(float)));
-    CLGQA_TRY(check_qkv(op, &s, (const char *[]){"q", "k", "v"}, q, k, v));
+    CLGQA_TRY(clgqa_check_view(op, "out", out, s.out, act_bytes(dims)));
+    CLGQA_TRY(check_qkv(op, &s, (const char *[]){"q", "k", "v"}, q, k, v, act_bytes(dims)));
     CLGQA_TRY(clgqa_check_view(op, "kv_map", kv_map, (size_t)dims->heads, sizeof(cl_int)));
     CLGQA_TRY(check_saved(op, dims, pgqa != NULL, tiled, saved));
     if (tiled)
@@ -618,10 +638,10 @@ clgqa_status clgqa_attention_backward(clgqa_runtime *rt, const clgqa_attention_d
     int tiled = rt->attention_kernel == CLGQA_ATTENTION_TILED;
     CLGQA_TRY(check_dims(op, dims, pgqa));
     attention_sizes s = sizes_of(dims);
-    CLGQA_TRY(check_qkv(op, &s, (const char *[]){"dq", "dk", "dv"}, dq, dk, dv));
-    CLGQA_TRY(check_qkv(op, &s, (const char *[]){"q", "k", "v"}, q, k, v));
+    CLGQA_TRY(check_qkv(op, &s, (const char *[]){"dq", "dk", "dv"}, dq, dk, dv, sizeof(float)));
+    CLGQA_TRY(check_qkv(op, &s, (const char *[]){"q", "k", "v"}, q, k, v, act_bytes(dims)));
     CLGQA_TRY(clgqa_check_view(op, "dout", dout, s.out, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "out", out, s.out, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "out", out, s.out, act_bytes(dims)));
     CLGQA_TRY(clgqa_check_view(op, "kv_map", kv_map, (size_t)dims->heads, sizeof(cl_int)));
     CLGQA_TRY(check_saved(op, dims, pgqa, tiled, saved));
     if (tiled)

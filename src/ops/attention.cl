@@ -24,6 +24,11 @@
  * PGQA adds pgqa_noise and pgqa_output after either forward and pgqa_grad
  * before either backward.
  *
+ * Activations (q, k, v, out, the rows variant's probabilities and PGQA's
+ * A) are ACT (src/ops/storage.h): half in a program built with
+ * -DCLGQA_HALF, read and written through the act_ macros; gradients,
+ * lse, D and the noise are float in both, and all arithmetic is float.
+ *
  * Index decompositions write x - (x / n) * n instead of x % n next to
  * x / n: LLVM turns such a div/rem pair into a `freeze` that Oclgrind
  * cannot check. No barrier sits under a branch (PoCL crashed on one that
@@ -70,6 +75,27 @@
 #endif
 #define COLUMN_VECTORS (HEAD_DIM / LANES)
 
+/* LANES activations as floats, and back (rounded to nearest even). */
+#if defined(CLGQA_HALF) && LANES == 16
+#define act_vloadL vload_half16
+#define act_vstoreL vstore_half16_rte
+#elif defined(CLGQA_HALF) && LANES == 8
+#define act_vloadL vload_half8
+#define act_vstoreL vstore_half8_rte
+#elif defined(CLGQA_HALF) && LANES == 4
+#define act_vloadL vload_half4
+#define act_vstoreL vstore_half4_rte
+#elif defined(CLGQA_HALF) && LANES == 2
+#define act_vloadL vload_half2
+#define act_vstoreL vstore_half2_rte
+#elif defined(CLGQA_HALF)
+#define act_vloadL vload_half
+#define act_vstoreL vstore_half_rte
+#else
+#define act_vloadL vloadL
+#define act_vstoreL vstoreL
+#endif
+
 /* The sum of a vector's lanes, halving it: lane l plus lane l + LANES/2,
  * then again. Written on a private copy with constant indices: Oclgrind's
  * uninitialised-value check crashed on vector swizzles and constructors,
@@ -93,11 +119,11 @@ static float lanes_sum(const floatL x) {
     return l[0];
 }
 
-/* a . b for two head rows. */
-static float row_dot(const floatL *a, __global const float *b) {
-    floatL sum = a[0] * vloadL(0, b);
+/* a . b for two head rows, b an activation's. */
+static float row_dot(const floatL *a, __global const ACT *b) {
+    floatL sum = a[0] * act_vloadL(0, b);
     for (uint u = 1; u < COLUMN_VECTORS; u++)
-        sum += a[u] * vloadL(u, b);
+        sum += a[u] * act_vloadL(u, b);
     return lanes_sum(sum);
 }
 
@@ -106,9 +132,9 @@ static float row_dot(const floatL *a, __global const float *b) {
  * (sample, head) pair are shared by its P work-items, so they stay in cache.
  * The grid is [tokens, B*H]: a work-group holds one pair's rows. */
 __kernel __attribute__((vec_type_hint(floatL))) void attention_rows(
-    __global float *probs, const uint probs_off, __global float *out, const uint out_off,
-    __global const float *q, const uint q_off, const uint q_stride, __global const float *k,
-    const uint k_off, __global const float *v, const uint v_off, const uint kv_stride,
+    __global ACT *probs, const uint probs_off, __global ACT *out, const uint out_off,
+    __global const ACT *q, const uint q_off, const uint q_stride, __global const ACT *k,
+    const uint k_off, __global const ACT *v, const uint v_off, const uint kv_stride,
     __global const int *kv_map, const uint kv_map_off, const uint tokens, const uint heads,
     const float scale) {
     /* (b, h) from the group's row of the grid, the same for a whole
@@ -119,37 +145,40 @@ __kernel __attribute__((vec_type_hint(floatL))) void attention_rows(
     const uint i = bh * tokens + p;
     const uint b = bh / heads, h = bh - b * heads;
     const uint j = (uint)kv_map[kv_map_off + h];
-    __global const float *qr = q + q_off + (size_t)(b * tokens + p) * q_stride + h * HEAD_DIM;
-    __global const float *kb = k + k_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
-    __global const float *vb = v + v_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
-    __global float *pr = probs + probs_off + (size_t)i * tokens;
+    __global const ACT *qr = q + q_off + (size_t)(b * tokens + p) * q_stride + h * HEAD_DIM;
+    __global const ACT *kb = k + k_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
+    __global const ACT *vb = v + v_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
+    __global ACT *pr = probs + probs_off + (size_t)i * tokens;
     floatL qs[COLUMN_VECTORS], acc[COLUMN_VECTORS];
     for (uint u = 0; u < COLUMN_VECTORS; u++) {
-        qs[u] = scale * vloadL(u, qr);
+        qs[u] = scale * act_vloadL(u, qr);
         acc[u] = 0.0f;
     }
+    /* The scores, then their exponentials, pass through the probabilities'
+     * row: in half rounded as PyTorch's autocast rounds its fp16 scores
+     * (the max, the sum and the output accumulate in float). */
     float top = -INFINITY;
     for (uint t = 0; t < tokens; t++) {
         const float s = row_dot(qs, kb + (size_t)t * kv_stride);
-        pr[t] = s;
+        act_store(s, pr, t);
         top = fmax(top, s);
     }
     float sum = 0.0f;
     for (uint t = 0; t < tokens; t++) {
-        const float e = exp(pr[t] - top);
-        pr[t] = e;
+        const float e = exp(act_load(pr, t) - top);
+        act_store(e, pr, t);
         sum += e;
     }
     const float inv = 1.0f / sum;
     for (uint t = 0; t < tokens; t++) {
-        const float w = pr[t] * inv;
-        pr[t] = w;
+        const float w = act_load(pr, t) * inv;
+        act_store(w, pr, t);
         for (uint u = 0; u < COLUMN_VECTORS; u++)
-            acc[u] += w * vloadL(u, vb + (size_t)t * kv_stride);
+            acc[u] += w * act_vloadL(u, vb + (size_t)t * kv_stride);
     }
-    __global float *o = out + out_off + (size_t)(b * tokens + p) * heads * HEAD_DIM + h * HEAD_DIM;
+    __global ACT *o = out + out_off + (size_t)(b * tokens + p) * heads * HEAD_DIM + h * HEAD_DIM;
     for (uint u = 0; u < COLUMN_VECTORS; u++)
-        vstoreL(acc[u], u, o);
+        act_vstoreL(acc[u], u, o);
 }
 
 /* Backward of attention_rows for query row i = (b, h, p), with g its row of
@@ -157,9 +186,9 @@ __kernel __attribute__((vec_type_hint(floatL))) void attention_rows(
  * kv_grads), dq row = d^-0.5 sum_t dS[t] k_t (written, not accumulated). */
 __kernel __attribute__((vec_type_hint(floatL))) void attention_rows_backward(
     __global float *dscores, const uint dscores_off, __global float *dq, const uint dq_off,
-    __global const float *dout, const uint dout_off, __global const float *probs,
-    const uint probs_off, const uint q_stride, __global const float *k, const uint k_off,
-    __global const float *v, const uint v_off, const uint kv_stride, __global const int *kv_map,
+    __global const float *dout, const uint dout_off, __global const ACT *probs,
+    const uint probs_off, const uint q_stride, __global const ACT *k, const uint k_off,
+    __global const ACT *v, const uint v_off, const uint kv_stride, __global const int *kv_map,
     const uint kv_map_off, const uint tokens, const uint heads, const float scale) {
     const uint p = get_global_id(0), bh = get_global_id(1); /* (b, h): see kv_grads */
     if (p >= tokens)
@@ -167,9 +196,9 @@ __kernel __attribute__((vec_type_hint(floatL))) void attention_rows_backward(
     const uint i = bh * tokens + p;
     const uint b = bh / heads, h = bh - b * heads;
     const uint j = (uint)kv_map[kv_map_off + h];
-    __global const float *kb = k + k_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
-    __global const float *vb = v + v_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
-    __global const float *pr = probs + probs_off + (size_t)i * tokens;
+    __global const ACT *kb = k + k_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
+    __global const ACT *vb = v + v_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
+    __global const ACT *pr = probs + probs_off + (size_t)i * tokens;
     __global float *ds = dscores + dscores_off + (size_t)i * tokens;
     __global const float *gr =
         dout + dout_off + (size_t)(b * tokens + p) * heads * HEAD_DIM + h * HEAD_DIM;
@@ -182,13 +211,13 @@ __kernel __attribute__((vec_type_hint(floatL))) void attention_rows_backward(
     for (uint t = 0; t < tokens; t++) {
         const float dp = row_dot(g, vb + (size_t)t * kv_stride);
         ds[t] = dp;
-        weighted += pr[t] * dp;
+        weighted += act_load(pr, t) * dp;
     }
     for (uint t = 0; t < tokens; t++) {
-        const float d = pr[t] * (ds[t] - weighted);
+        const float d = act_load(pr, t) * (ds[t] - weighted);
         ds[t] = d;
         for (uint u = 0; u < COLUMN_VECTORS; u++)
-            acc[u] += d * vloadL(u, kb + (size_t)t * kv_stride);
+            acc[u] += d * act_vloadL(u, kb + (size_t)t * kv_stride);
     }
     __global float *dqr = dq + dq_off + (size_t)(b * tokens + p) * q_stride + h * HEAD_DIM;
     for (uint u = 0; u < COLUMN_VECTORS; u++)
@@ -203,8 +232,8 @@ __kernel __attribute__((vec_type_hint(floatL))) void attention_rows_backward(
  * g[b, p, h]. Written, so a head serving no query head gets zeros. */
 __kernel __attribute__((vec_type_hint(floatL))) void kv_grads(
     __global float *dk, const uint dk_off, __global float *dv, const uint dv_off,
-    __global const float *dscores, const uint dscores_off, __global const float *probs,
-    const uint probs_off, __global const float *q, const uint q_off, const uint q_stride,
+    __global const float *dscores, const uint dscores_off, __global const ACT *probs,
+    const uint probs_off, __global const ACT *q, const uint q_off, const uint q_stride,
     __global const float *dout, const uint dout_off, const uint kv_stride,
     __global const int *kv_map, const uint kv_map_off, const uint batch, const uint tokens,
     const uint heads, const uint kv_heads, const float scale) {
@@ -226,11 +255,11 @@ __kernel __attribute__((vec_type_hint(floatL))) void kv_grads(
             const size_t score = (((size_t)b * heads + h) * tokens + p) * tokens + t;
             const size_t row = (size_t)b * tokens + p;
             const float ds = scale * dscores[dscores_off + score];
-            const float pr = probs[probs_off + score];
-            __global const float *qr = q + q_off + row * q_stride + h * HEAD_DIM;
+            const float pr = act_load(probs + probs_off, score);
+            __global const ACT *qr = q + q_off + row * q_stride + h * HEAD_DIM;
             __global const float *gr = dout + dout_off + row * heads * HEAD_DIM + h * HEAD_DIM;
             for (uint u = 0; u < COLUMN_VECTORS; u++) {
-                dk_acc[u] += ds * vloadL(u, qr);
+                dk_acc[u] += ds * act_vloadL(u, qr);
                 dv_acc[u] += pr * vloadL(u, gr);
             }
         }
@@ -305,6 +334,23 @@ static void load_rows(__local float4 *tile, const uint rows, __global const floa
     }
 }
 
+/* load_rows for an activation (q, k, v): widened from half in a half
+ * program, load_rows itself in a float one. */
+#ifdef CLGQA_HALF
+static void load_act_rows(__local float4 *tile, const uint rows, __global const half *base,
+                          const uint stride, const uint first, const uint n, const float scale) {
+    __local float *t = (__local float *)tile;
+    for (uint e = get_local_id(0); e < rows * (ROW_VECS * 4); e += get_local_size(0)) {
+        const uint r = e / (ROW_VECS * 4), c = e - r * (ROW_VECS * 4);
+        t[r * (TILE_LD * 4) + c] =
+            r < n && c < HEAD_DIM ? scale * vload_half((size_t)(first + r) * stride + c, base)
+                                  : 0.0f;
+    }
+}
+#else
+#define load_act_rows load_rows
+#endif
+
 /* Writes vector c4 (columns 4 c4 .. 4 c4 + 3) of a row, without the lanes
  * past HEAD_DIM. */
 static void store_vec(__global float *row, const uint c4, const float4 x) {
@@ -317,6 +363,21 @@ static void store_vec(__global float *row, const uint c4, const float4 x) {
         row[4 * c4 + 3] = x.w;
 }
 
+/* store_vec for an activation (out). */
+#ifdef CLGQA_HALF
+static void store_act_vec(__global half *row, const uint c4, const float4 x) {
+    vstore_half_rte(x.x, 4 * c4, row);
+    if (4 * c4 + 1 < HEAD_DIM)
+        vstore_half_rte(x.y, 4 * c4 + 1, row);
+    if (4 * c4 + 2 < HEAD_DIM)
+        vstore_half_rte(x.z, 4 * c4 + 2, row);
+    if (4 * c4 + 3 < HEAD_DIM)
+        vstore_half_rte(x.w, 4 * c4 + 3, row);
+}
+#else
+#define store_act_vec store_vec
+#endif
+
 /* Forward, one work-group per (sample b, query head h, query block),
  * streaming the FWD_K-key tiles of K and V of head j = kv_map[h] through
  * local memory with an online softmax. Per tile each item computes its 4 x
@@ -327,11 +388,11 @@ static void store_vec(__global float *row, const uint c4, const float4 x) {
  * log(sum). Private floats per item at head_dim 64 (32-key tiles, 4 keys
  * per item): acc 32, scores 16, the block's Q vectors 16, a K vector 4,
  * running max and sum 8: 76. */
-__kernel void attention_tiled(__global float *out, const uint out_off,
+__kernel void attention_tiled(__global ACT *out, const uint out_off,
                               __global float *lse, const uint lse_off,
-                              __global const float *q, const uint q_off, const uint q_stride,
-                              __global const float *k, const uint k_off,
-                              __global const float *v, const uint v_off, const uint kv_stride,
+                              __global const ACT *q, const uint q_off, const uint q_stride,
+                              __global const ACT *k, const uint k_off,
+                              __global const ACT *v, const uint v_off, const uint kv_stride,
                               __global const int *kv_map, const uint kv_map_off,
                               const uint tokens, const uint heads, const uint query_tiles,
                               const float scale, __local float4 *q_tile, __local float4 *k_tile,
@@ -343,10 +404,10 @@ __kernel void attention_tiled(__global float *out, const uint out_off,
     const uint j = (uint)kv_map[kv_map_off + h];
     const uint lid = get_local_id(0), block = lid / COL_GROUPS, cg = lid - block * COL_GROUPS;
     const uint blocks = get_local_size(0) / COL_GROUPS, p0 = tile * 4 * blocks;
-    __global const float *kb = k + k_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
-    __global const float *vb = v + v_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
-    load_rows(q_tile, 4 * blocks, q + q_off + (size_t)b * tokens * q_stride + h * HEAD_DIM,
-              q_stride, p0, min(4 * blocks, tokens - p0), scale);
+    __global const ACT *kb = k + k_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
+    __global const ACT *vb = v + v_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
+    load_act_rows(q_tile, 4 * blocks, q + q_off + (size_t)b * tokens * q_stride + h * HEAD_DIM,
+                  q_stride, p0, min(4 * blocks, tokens - p0), scale);
     float4 acc[4][COL_VECS];
     for (uint i = 0; i < 4; i++)
         for (uint cv = 0; cv < COL_VECS; cv++)
@@ -355,8 +416,8 @@ __kernel void attention_tiled(__global float *out, const uint out_off,
     for (uint t0 = 0; t0 < tokens; t0 += FWD_K) {
         const uint n = min((uint)FWD_K, tokens - t0);
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is consumed (and q_tile written) */
-        load_rows(k_tile, FWD_K, kb, kv_stride, t0, n, 1.0f);
-        load_rows(v_tile, FWD_K, vb, kv_stride, t0, n, 1.0f);
+        load_act_rows(k_tile, FWD_K, kb, kv_stride, t0, n, 1.0f);
+        load_act_rows(v_tile, FWD_K, vb, kv_stride, t0, n, 1.0f);
         barrier(CLK_LOCAL_MEM_FENCE);
         float s[4][FWD_KEYS_PER_ITEM];
         for (uint i = 0; i < 4; i++)
@@ -413,10 +474,10 @@ __kernel void attention_tiled(__global float *out, const uint out_off,
         const uint p = p0 + 4 * block + i;
         if (p >= tokens)
             continue;
-        __global float *o =
+        __global ACT *o =
             out + out_off + ((size_t)b * tokens + p) * heads * HEAD_DIM + h * HEAD_DIM;
         for (uint cv = 0; cv < COL_VECS; cv++)
-            store_vec(o, cg + COL_GROUPS * cv, acc[i][cv] * lane(inv, i));
+            store_act_vec(o, cg + COL_GROUPS * cv, acc[i][cv] * lane(inv, i));
         if (cg == 0)
             lse[lse_off + (size_t)bh * tokens + p] = lane(top, i) + log(lane(sum, i));
     }
@@ -433,11 +494,11 @@ __kernel void attention_tiled(__global float *out, const uint out_off,
 __kernel void attention_tiled_dq(__global float *dq, const uint dq_off,
                                  __global float *delta, const uint delta_off,
                                  __global const float *dout, const uint dout_off,
-                                 __global const float *out, const uint out_off,
+                                 __global const ACT *out, const uint out_off,
                                  __global const float *lse, const uint lse_off,
-                                 __global const float *q, const uint q_off, const uint q_stride,
-                                 __global const float *k, const uint k_off,
-                                 __global const float *v, const uint v_off, const uint kv_stride,
+                                 __global const ACT *q, const uint q_off, const uint q_stride,
+                                 __global const ACT *k, const uint k_off,
+                                 __global const ACT *v, const uint v_off, const uint kv_stride,
                                  __global const int *kv_map, const uint kv_map_off,
                                  const uint tokens, const uint heads, const uint query_tiles,
                                  const float scale, __local float4 *q_tile,
@@ -452,11 +513,11 @@ __kernel void attention_tiled_dq(__global float *dq, const uint dq_off,
     const uint blocks = get_local_size(0) / COL_GROUPS, p0 = tile * 4 * blocks;
     const uint rows = min(4 * blocks, tokens - p0);
     const size_t first_row = (size_t)b * tokens + p0, row_stride = (size_t)heads * HEAD_DIM;
-    __global const float *kb = k + k_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
-    __global const float *vb = v + v_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
+    __global const ACT *kb = k + k_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
+    __global const ACT *vb = v + v_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM;
     __global const float *gb = dout + dout_off + (size_t)b * tokens * row_stride + h * HEAD_DIM;
-    load_rows(q_tile, 4 * blocks, q + q_off + (size_t)b * tokens * q_stride + h * HEAD_DIM,
-              q_stride, p0, rows, scale);
+    load_act_rows(q_tile, 4 * blocks, q + q_off + (size_t)b * tokens * q_stride + h * HEAD_DIM,
+                  q_stride, p0, rows, scale);
     load_rows(g_tile, 4 * blocks, gb, (uint)row_stride, p0, rows, 1.0f);
     /* Row statistics, lse then D, as [2][4 * blocks] floats. */
     __local float *stats = (__local float *)stats_tile;
@@ -464,9 +525,9 @@ __kernel void attention_tiled_dq(__global float *dq, const uint dq_off,
         float row_lse = 0.0f, d_row = 0.0f;
         if (r < rows) {
             __global const float *gr = gb + (size_t)(p0 + r) * row_stride;
-            __global const float *orow = out + out_off + (first_row + r) * row_stride + h * HEAD_DIM;
+            __global const ACT *orow = out + out_off + (first_row + r) * row_stride + h * HEAD_DIM;
             for (uint c = 0; c < HEAD_DIM; c++)
-                d_row += gr[c] * orow[c];
+                d_row += gr[c] * act_load(orow, c);
             row_lse = lse[lse_off + (size_t)bh * tokens + p0 + r];
             delta[delta_off + (size_t)bh * tokens + p0 + r] = d_row;
         }
@@ -482,8 +543,8 @@ __kernel void attention_tiled_dq(__global float *dq, const uint dq_off,
     for (uint t0 = 0; t0 < tokens; t0 += DQ_K) {
         const uint n = min((uint)DQ_K, tokens - t0);
         barrier(CLK_LOCAL_MEM_FENCE);
-        load_rows(k_tile, DQ_K, kb, kv_stride, t0, n, 1.0f);
-        load_rows(v_tile, DQ_K, vb, kv_stride, t0, n, 1.0f);
+        load_act_rows(k_tile, DQ_K, kb, kv_stride, t0, n, 1.0f);
+        load_act_rows(v_tile, DQ_K, vb, kv_stride, t0, n, 1.0f);
         barrier(CLK_LOCAL_MEM_FENCE);
         float s[4][DQ_KEYS_PER_ITEM], dp[4][DQ_KEYS_PER_ITEM];
         for (uint i = 0; i < 4; i++)
@@ -551,9 +612,9 @@ __kernel void attention_tiled_dkv(__global float *dk, const uint dk_off,
                                   __global const float *dout, const uint dout_off,
                                   __global const float *lse, const uint lse_off,
                                   __global const float *delta, const uint delta_off,
-                                  __global const float *q, const uint q_off, const uint q_stride,
-                                  __global const float *k, const uint k_off,
-                                  __global const float *v, const uint v_off,
+                                  __global const ACT *q, const uint q_off, const uint q_stride,
+                                  __global const ACT *k, const uint k_off,
+                                  __global const ACT *v, const uint v_off,
                                   const uint kv_stride, __global const int *kv_map,
                                   const uint kv_map_off, const uint tokens, const uint heads,
                                   const uint kv_heads, const uint key_tiles, const float scale,
@@ -568,10 +629,10 @@ __kernel void attention_tiled_dkv(__global float *dk, const uint dk_off,
     const uint blocks = get_local_size(0) / COL_GROUPS, t0 = tile * 4 * blocks;
     const uint keys = min(4 * blocks, tokens - t0);
     const size_t first_key = (size_t)b * tokens + t0;
-    load_rows(k_tile, 4 * blocks, k + k_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM,
-              kv_stride, t0, keys, 1.0f);
-    load_rows(v_tile, 4 * blocks, v + v_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM,
-              kv_stride, t0, keys, 1.0f);
+    load_act_rows(k_tile, 4 * blocks, k + k_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM,
+                  kv_stride, t0, keys, 1.0f);
+    load_act_rows(v_tile, 4 * blocks, v + v_off + (size_t)b * tokens * kv_stride + j * HEAD_DIM,
+                  kv_stride, t0, keys, 1.0f);
     float4 dk_acc[4][COL_VECS], dv_acc[4][COL_VECS];
     for (uint i = 0; i < 4; i++)
         for (uint cv = 0; cv < COL_VECS; cv++) {
@@ -583,14 +644,14 @@ __kernel void attention_tiled_dkv(__global float *dk, const uint dk_off,
         /* The same for the whole group: the barriers below run in a loop of
          * uniform length, never under a branch. */
         const uint tiles_here = kv_map[kv_map_off + h] == (int)j ? query_tiles : 0;
-        __global const float *qb = q + q_off + (size_t)b * tokens * q_stride + h * HEAD_DIM;
+        __global const ACT *qb = q + q_off + (size_t)b * tokens * q_stride + h * HEAD_DIM;
         __global const float *gb =
             dout + dout_off + (size_t)b * tokens * heads * HEAD_DIM + h * HEAD_DIM;
         const size_t stats_at = ((size_t)b * heads + h) * tokens;
         for (uint qt = 0; qt < tiles_here; qt++) {
             const uint p0 = qt * DKV_Q, n = min((uint)DKV_Q, tokens - p0);
             barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is consumed (K, V written) */
-            load_rows(q_tile, DKV_Q, qb, q_stride, p0, n, scale);
+            load_act_rows(q_tile, DKV_Q, qb, q_stride, p0, n, scale);
             load_rows(g_tile, DKV_Q, gb, heads * HEAD_DIM, p0, n, 1.0f);
             for (uint r = lid; r < DKV_Q; r += get_local_size(0)) {
                 stats[r] = r < n ? lse[lse_off + stats_at + p0 + r] : 0.0f;
@@ -708,8 +769,8 @@ __kernel void pgqa_noise(__global float *noise_z, const uint noise_z_off,
 
 /* Output: mu and sigma (Bessel) of row A go to row_stats [B*H, 2], and
  * out = A - (z[h] * sigma + mu). */
-__kernel void pgqa_output(__global float *out, const uint out_off,
-                          __global const float *heads_out, const uint heads_out_off,
+__kernel void pgqa_output(__global ACT *out, const uint out_off,
+                          __global const ACT *heads_out, const uint heads_out_off,
                           __global const float *noise_z, const uint noise_z_off,
                           __global float *row_stats, const uint row_stats_off, const uint heads,
                           const uint tokens, __local float *scratch) {
@@ -718,19 +779,19 @@ __kernel void pgqa_output(__global float *out, const uint out_off,
     const uint lid = get_local_id(0), wg = get_local_size(0);
     const uint length = tokens * HEAD_DIM, row_stride = heads * HEAD_DIM;
     const size_t row_at = (size_t)b * tokens * row_stride + h * HEAD_DIM;
-    __global const float *a = heads_out + heads_out_off + row_at;
+    __global const ACT *a = heads_out + heads_out_off + row_at;
     __global const float *z = noise_z + noise_z_off + (size_t)h * length;
-    __global float *o = out + out_off + row_at;
+    __global ACT *o = out + out_off + row_at;
     float sum = 0.0f;
     for (uint l = lid; l < length; l += wg) {
         const uint p = l / HEAD_DIM, c = l - p * HEAD_DIM;
-        sum += a[p * row_stride + c];
+        sum += act_load(a, p * row_stride + c);
     }
     const float mu = group_sum(scratch, sum) / (float)length;
     float squares = 0.0f;
     for (uint l = lid; l < length; l += wg) {
         const uint p = l / HEAD_DIM, c = l - p * HEAD_DIM;
-        const float x = a[p * row_stride + c] - mu;
+        const float x = act_load(a, p * row_stride + c) - mu;
         squares += x * x;
     }
     const float sigma = sqrt(group_sum(scratch, squares) / (float)(length - 1));
@@ -740,7 +801,7 @@ __kernel void pgqa_output(__global float *out, const uint out_off,
     }
     for (uint l = lid; l < length; l += wg) {
         const uint p = l / HEAD_DIM, c = l - p * HEAD_DIM;
-        o[p * row_stride + c] = a[p * row_stride + c] - (z[l] * sigma + mu);
+        act_store(act_load(a, p * row_stride + c) - (z[l] * sigma + mu), o, p * row_stride + c);
     }
 }
 
@@ -749,7 +810,7 @@ __kernel void pgqa_output(__global float *out, const uint out_off,
  * where sigma == 0. Writes d_heads. */
 __kernel void pgqa_grad(__global float *d_heads, const uint d_heads_off,
                         __global const float *dout, const uint dout_off,
-                        __global const float *heads_out, const uint heads_out_off,
+                        __global const ACT *heads_out, const uint heads_out_off,
                         __global const float *noise_z, const uint noise_z_off,
                         __global const float *row_stats, const uint row_stats_off,
                         const uint heads, const uint tokens, __local float *scratch) {
@@ -758,7 +819,7 @@ __kernel void pgqa_grad(__global float *d_heads, const uint d_heads_off,
     const uint lid = get_local_id(0), wg = get_local_size(0);
     const uint length = tokens * HEAD_DIM, row_stride = heads * HEAD_DIM;
     const size_t row_at = (size_t)b * tokens * row_stride + h * HEAD_DIM;
-    __global const float *a = heads_out + heads_out_off + row_at;
+    __global const ACT *a = heads_out + heads_out_off + row_at;
     __global const float *z = noise_z + noise_z_off + (size_t)h * length;
     __global const float *g = dout + dout_off + row_at;
     __global float *da = d_heads + d_heads_off + row_at;
@@ -778,6 +839,6 @@ __kernel void pgqa_grad(__global float *d_heads, const uint d_heads_off,
     for (uint l = lid; l < length; l += wg) {
         const uint p = l / HEAD_DIM, c = l - p * HEAD_DIM;
         const size_t at = p * row_stride + c;
-        da[at] = g[at] - mean_grad - sigma_coef * (a[at] - mu);
+        da[at] = g[at] - mean_grad - sigma_coef * (act_load(a, at) - mu);
     }
 }

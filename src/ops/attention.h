@@ -15,6 +15,7 @@
 #define CLGQA_ATTENTION_H
 
 #include "clgqa/runtime.h"
+#include "ops.h"
 
 typedef struct clgqa_attention_dims {
     int batch;    /* B */
@@ -25,6 +26,10 @@ typedef struct clgqa_attention_dims {
     /* Floats from one token row of q, k, v (and dq, dk, dv) to the next; 0:
      * packed, H*d for q and G*d for k and v. Key norms read k with it too. */
     int row_stride;
+    /* The activations' storage (ops.h): q, k, v, out, and the saved
+     * probabilities (rows) and PGQA's A; half views count their offsets in
+     * halves. The gradients, lse, D and the PGQA noise are float. */
+    clgqa_storage storage;
 } clgqa_attention_dims;
 
 #define CLGQA_ATTENTION_MAX_HEAD_DIM 256

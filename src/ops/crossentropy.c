@@ -60,7 +60,7 @@ clgqa_status clgqa_crossentropy_forward(clgqa_runtime *rt, clgqa_view losses, cl
 
 clgqa_status clgqa_crossentropy_backward(clgqa_runtime *rt, clgqa_view dlogits, clgqa_view probs,
                                          clgqa_view labels, clgqa_view targets, size_t rows,
-                                         size_t classes, float dloss) {
+                                         size_t classes, float dloss, clgqa_view loss_scale) {
     static const char op[] = "clgqa_crossentropy_backward";
     size_t n;
     CLGQA_TRY(clgqa_matrix_elements(op, rows, classes, &n));
@@ -76,6 +76,11 @@ clgqa_status clgqa_crossentropy_backward(clgqa_runtime *rt, clgqa_view dlogits, 
         CLGQA_TRY(clgqa_check_view(op, "targets", targets, n, sizeof(float)));
     else
         targets = probs; /* a valid buffer the kernel never reads */
+    cl_uint use_loss_scale = loss_scale.mem != NULL;
+    if (use_loss_scale)
+        CLGQA_TRY(clgqa_check_view(op, "loss_scale", loss_scale, 1, sizeof(float)));
+    else
+        loss_scale = probs; /* likewise */
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "crossentropy_backward", &k));
     kernel_args args = kernel_args_start(k);
@@ -87,6 +92,8 @@ clgqa_status clgqa_crossentropy_backward(clgqa_runtime *rt, clgqa_view dlogits, 
     kernel_arg_uint(&args, rows);
     kernel_arg_uint(&args, classes);
     KERNEL_ARG(&args, dloss);
+    kernel_arg_view(&args, loss_scale);
+    KERNEL_ARG(&args, use_loss_scale);
     CLGQA_TRY(kernel_args_done(&args));
     return clgqa_launch_1d(rt, k, n, clgqa_work_group_size(rt, k, 256));
 }

@@ -111,15 +111,18 @@ __kernel void crossentropy_backward(__global float *dlogits, const uint dlogits_
                                     __global const int *labels, const uint labels_off,
                                     __global const float *targets, const uint targets_off,
                                     const uint use_targets, const uint rows, const uint classes,
-                                    const float dloss) {
+                                    const float dloss, __global const float *loss_scale,
+                                    const uint loss_scale_off, const uint use_loss_scale) {
     const uint i = get_global_id(0);
     if (i < rows * classes) {
+        /* The loss scale is a power of 2: the product is exact. */
+        const float d = use_loss_scale ? dloss * loss_scale[loss_scale_off] : dloss;
         /* c by subtraction, not i % classes: Oclgrind cannot check the
          * `freeze` that LLVM emits when it pairs a division with a remainder. */
         const uint row = i / classes, c = i - row * classes;
         const float target = use_targets ? targets[targets_off + i]
                                          : labels[labels_off + row] == (int)c ? 1.0f : 0.0f;
-        dlogits[dlogits_off + i] += dloss * (probs[probs_off + i] - target);
+        dlogits[dlogits_off + i] += d * (probs[probs_off + i] - target);
     }
 }
 

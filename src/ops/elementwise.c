@@ -41,6 +41,42 @@ clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src,
     return clgqa_launch_1d(rt, k, n, elementwise_local(rt, k));
 }
 
+/* ---- activations to float and back ---- */
+
+/* `kernel` of the storage's program over n elements, dst then src. */
+static clgqa_status convert(clgqa_runtime *rt, const char *op, const char *kernel,
+                            clgqa_storage storage, clgqa_view dst, size_t dst_bytes,
+                            clgqa_view src, size_t src_bytes, size_t n) {
+    if (n == 0)
+        return CLGQA_OK;
+    CLGQA_TRY(clgqa_check_size(op, "n", n));
+    CLGQA_TRY(clgqa_check_view(op, "dst", dst, n, dst_bytes));
+    CLGQA_TRY(clgqa_check_view(op, "src", src, n, src_bytes));
+    if (dst.mem == src.mem && dst.offset * dst_bytes < (src.offset + n) * src_bytes &&
+        src.offset * src_bytes < (dst.offset + n) * dst_bytes)
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: dst and src overlap", op);
+    cl_kernel k;
+    CLGQA_TRY(clgqa_kernel_variant(rt, FAMILY, clgqa_storage_defines(storage), kernel, &k));
+    kernel_args args = kernel_args_start(k);
+    kernel_arg_view(&args, dst);
+    kernel_arg_view(&args, src);
+    kernel_arg_uint(&args, n);
+    CLGQA_TRY(kernel_args_done(&args));
+    return clgqa_launch_1d(rt, k, n, elementwise_local(rt, k));
+}
+
+clgqa_status clgqa_activations_to_float(clgqa_runtime *rt, clgqa_storage storage, clgqa_view dst,
+                                        clgqa_view src, size_t n) {
+    return convert(rt, "clgqa_activations_to_float", "activations_to_float", storage, dst,
+                   sizeof(float), src, clgqa_storage_bytes(storage), n);
+}
+
+clgqa_status clgqa_activations_from_float(clgqa_runtime *rt, clgqa_storage storage,
+                                          clgqa_view dst, clgqa_view src, size_t n) {
+    return convert(rt, "clgqa_activations_from_float", "activations_from_float", storage, dst,
+                   clgqa_storage_bytes(storage), src, sizeof(float), n);
+}
+
 /* ---- scale rows ---- */
 
 clgqa_status clgqa_scale_rows(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
@@ -73,20 +109,25 @@ clgqa_status clgqa_scale_rows(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
 /* ---- bias add (its gradient, a column sum, is in reduce.c) ---- */
 
 /* The ops over [rows, cols] tensors plus a [cols] bias: checks every
- * tensor, then runs `kernel` with the arguments (tensors in order, bias,
- * rows, cols), one work-item per element. */
-static clgqa_status bias_op(clgqa_runtime *rt, const char *op, const char *kernel, size_t rows,
-                            size_t cols, const char *const names[], const clgqa_view views[],
-                            int count, clgqa_view bias) {
+ * tensor (view i an activation in `storage` where bit i of `activations`
+ * is set, else float), then runs `kernel` of the storage's program with
+ * the arguments (tensors in order, bias, rows, cols), one work-item per
+ * element. */
+static clgqa_status bias_op(clgqa_runtime *rt, const char *op, const char *kernel,
+                            clgqa_storage storage, unsigned activations, size_t rows, size_t cols,
+                            const char *const names[], const clgqa_view views[], int count,
+                            clgqa_view bias) {
     size_t n;
     CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, &n));
     if (n == 0)
         return CLGQA_OK;
     for (int i = 0; i < count; i++)
-        CLGQA_TRY(clgqa_check_view(op, names[i], views[i], n, sizeof(float)));
+        CLGQA_TRY(clgqa_check_view(op, names[i], views[i], n,
+                                   activations >> i & 1 ? clgqa_storage_bytes(storage)
+                                                        : sizeof(float)));
     CLGQA_TRY(clgqa_check_view(op, "bias", bias, cols, sizeof(float)));
     cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, kernel, &k));
+    CLGQA_TRY(clgqa_kernel_variant(rt, FAMILY, clgqa_storage_defines(storage), kernel, &k));
     kernel_args args = kernel_args_start(k);
     for (int i = 0; i < count; i++)
         kernel_arg_view(&args, views[i]);
@@ -99,21 +140,21 @@ static clgqa_status bias_op(clgqa_runtime *rt, const char *op, const char *kerne
 
 clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
                             size_t cols) {
-    return bias_op(rt, "clgqa_bias_add", "bias_add", rows, cols, (const char *const[]){"x"},
-                   (const clgqa_view[]){x}, 1, bias);
+    return bias_op(rt, "clgqa_bias_add", "bias_add", CLGQA_STORAGE_FLOAT, 0, rows, cols,
+                   (const char *const[]){"x"}, (const clgqa_view[]){x}, 1, bias);
 }
 
 /* ---- bias + GELU ---- */
 
-clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
-                                     clgqa_view bias, size_t rows, size_t cols) {
-    return bias_op(rt, "clgqa_gelu_bias_forward", "gelu_bias_forward", rows, cols,
+clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_storage storage, clgqa_view out,
+                                     clgqa_view in, clgqa_view bias, size_t rows, size_t cols) {
+    return bias_op(rt, "clgqa_gelu_bias_forward", "gelu_bias_forward", storage, 0x3, rows, cols,
                    (const char *const[]){"out", "in"}, (const clgqa_view[]){out, in}, 2, bias);
 }
 
-clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view partials,
-                                      size_t chunks, clgqa_view dout, clgqa_view in,
-                                      clgqa_view bias, size_t rows, size_t cols) {
+clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_storage storage, clgqa_view din,
+                                      clgqa_view partials, size_t chunks, clgqa_view dout,
+                                      clgqa_view in, clgqa_view bias, size_t rows, size_t cols) {
     static const char op[] = "clgqa_gelu_bias_backward";
     size_t n;
     int done;
@@ -122,17 +163,22 @@ clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_v
         return CLGQA_OK;
     const char *const names[] = {"din", "dout", "in"};
     const clgqa_view views[] = {din, dout, in};
+    const unsigned activations = 0x4; /* in */
     for (int i = 0; i < 3; i++)
-        CLGQA_TRY(clgqa_check_view(op, names[i], views[i], n, sizeof(float)));
+        CLGQA_TRY(clgqa_check_view(op, names[i], views[i], n,
+                                   activations >> i & 1 ? clgqa_storage_bytes(storage)
+                                                        : sizeof(float)));
     CLGQA_TRY(clgqa_check_view(op, "bias", bias, cols, sizeof(float)));
     cl_kernel k;
     if (rt->device_class == CLGQA_CLASS_CPU) {
         /* Two passes, each vectorised across work-items by PoCL
          * (elementwise.cl): din, then its column sums. */
-        CLGQA_TRY(bias_op(rt, op, "gelu_bias_backward", rows, cols, names, views, 3, bias));
+        CLGQA_TRY(bias_op(rt, op, "gelu_bias_backward", storage, activations, rows, cols, names,
+                          views, 3, bias));
         return clgqa_column_partials(rt, partials, chunks, din, rows, cols);
     }
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "gelu_bias_backward_sums", &k));
+    CLGQA_TRY(clgqa_kernel_variant(rt, FAMILY, clgqa_storage_defines(storage),
+                                   "gelu_bias_backward_sums", &k));
     clgqa_column_plan p = clgqa_column_sum_plan_for(rt, k, rows, chunks);
     kernel_args args = kernel_args_start(k);
     kernel_arg_view(&args, din);

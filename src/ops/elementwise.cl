@@ -1,4 +1,5 @@
-/* Element-wise ops: accumulate, bias add, bias + exact GELU (the bias
+/* Element-wise ops: accumulate, activation storage conversions, bias add,
+ * bias + exact GELU (the bias
  * gradient is a column sum: reduce.cl; GELU's backward on GPUs computes its
  * partial sums in the same pass). Each tensor arrives as (buffer, element
  * offset); global sizes are rounded up, so every kernel guards its bounds.
@@ -9,6 +10,26 @@ __kernel void accumulate(__global float *dst, const uint dst_off, __global const
     const uint i = get_global_id(0);
     if (i < n)
         dst[dst_off + i] += src[src_off + i];
+}
+
+/* An activation to float and back (the GEMMs read and write float: the
+ * widened copy of a half operand, the rounding of a GEMM's output into its
+ * half tensor; docs/design.md, "Mixed precision"). In the half program
+ * (-DCLGQA_HALF) they widen exactly and round to nearest even; in the
+ * float one they copy. */
+__kernel void activations_to_float(__global float *dst, const uint dst_off,
+                                   __global const ACT *src, const uint src_off, const uint n) {
+    const uint i = get_global_id(0);
+    if (i < n)
+        dst[dst_off + i] = act_load(src, src_off + i);
+}
+
+__kernel void activations_from_float(__global ACT *dst, const uint dst_off,
+                                     __global const float *src, const uint src_off,
+                                     const uint n) {
+    const uint i = get_global_id(0);
+    if (i < n)
+        act_store(src[src_off + i], dst, dst_off + i);
 }
 
 /* out[r, c] = in[r, c] * scales[r / rows_per_scale]; work-item (c, r). */
@@ -56,14 +77,15 @@ static float gelu_erfc(const float x) {
 }
 
 /* out[r, c] = gelu(in[r, c] + bias[c]): fc1's bias and the activation in
- * one pass. Work-item (c, r), as bias_add. out may alias in. */
-__kernel void gelu_bias_forward(__global float *out, const uint out_off, __global const float *in,
+ * one pass. Work-item (c, r), as bias_add. out may alias in. in and out
+ * are activations (ACT: half under -DCLGQA_HALF, src/ops/storage.h). */
+__kernel void gelu_bias_forward(__global ACT *out, const uint out_off, __global const ACT *in,
                                 const uint in_off, __global const float *bias,
                                 const uint bias_off, const uint rows, const uint cols) {
     const uint c = get_global_id(0), r = get_global_id(1);
     if (c < cols && r < rows) {
-        const float x = in[in_off + r * cols + c] + bias[bias_off + c];
-        out[out_off + r * cols + c] = x * 0.5f * gelu_erfc(-x * GELU_SQRT1_2);
+        const float x = act_load(in, in_off + r * cols + c) + bias[bias_off + c];
+        act_store(x * 0.5f * gelu_erfc(-x * GELU_SQRT1_2), out, out_off + r * cols + c);
     }
 }
 
@@ -79,16 +101,18 @@ static float gelu_grad(const float x) {
  * work-items (in the kernel below each work-item loops over rows, which
  * made GELU's backward several times slower on PoCL); the bias gradient
  * is a column sum after it. Stores din (the one gradient of fc1's output,
- * so nothing needs zeroing first); din may alias dout. */
+ * so nothing needs zeroing first); din may alias dout. in, the forward's,
+ * is an activation (ACT); the gradients are float. */
 __kernel void gelu_bias_backward(__global float *din, const uint din_off,
                                  __global const float *dout, const uint dout_off,
-                                 __global const float *in, const uint in_off,
+                                 __global const ACT *in, const uint in_off,
                                  __global const float *bias, const uint bias_off, const uint rows,
                                  const uint cols) {
     const uint c = get_global_id(0), r = get_global_id(1);
     if (c < cols && r < rows) {
         const uint i = r * cols + c;
-        din[din_off + i] = dout[dout_off + i] * gelu_grad(in[in_off + i] + bias[bias_off + c]);
+        din[din_off + i] =
+            dout[dout_off + i] * gelu_grad(act_load(in, in_off + i) + bias[bias_off + c]);
     }
 }
 
@@ -100,7 +124,7 @@ __kernel void gelu_bias_backward(__global float *din, const uint din_off,
 __kernel void gelu_bias_backward_sums(__global float *din, const uint din_off,
                                       __global float *partials, const uint partials_off,
                                       __global const float *dout, const uint dout_off,
-                                      __global const float *in, const uint in_off,
+                                      __global const ACT *in, const uint in_off,
                                       __global const float *bias, const uint bias_off,
                                       const uint rows, const uint cols, const uint chunk_rows,
                                       __local float *partial) {
@@ -112,7 +136,7 @@ __kernel void gelu_bias_backward_sums(__global float *din, const uint din_off,
         const float b = bias[bias_off + c];
         for (uint r = begin; r < end; r++) {
             const uint i = r * cols + c;
-            const float d = dout[dout_off + i] * gelu_grad(in[in_off + i] + b);
+            const float d = dout[dout_off + i] * gelu_grad(act_load(in, in_off + i) + b);
             din[din_off + i] = d;
             sum += d;
         }

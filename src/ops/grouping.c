@@ -61,7 +61,8 @@ static clgqa_status key_norm_partials(clgqa_runtime *rt, const char *op,
                           op, stride, width);
     size_t rows = (size_t)dims->batch * dims->tokens;
     CLGQA_TRY(clgqa_check_view(op, "key_norms", key_norms, (size_t)dims->kv_heads, sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "k", k, (rows - 1) * stride + width, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "k", k, (rows - 1) * stride + width,
+                               clgqa_storage_bytes(dims->storage)));
     CLGQA_TRY(clgqa_check_view(op, "scratch", scratch, clgqa_key_norms_scratch_floats(dims),
                                sizeof(float)));
     size_t slices = key_norm_slices(rt, dims);
@@ -70,7 +71,8 @@ static clgqa_status key_norm_partials(clgqa_runtime *rt, const char *op,
     cl_uint kv_heads = (cl_uint)dims->kv_heads, head_dim = (cl_uint)dims->head_dim;
 
     cl_kernel partials;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "key_norm_partials", &partials));
+    CLGQA_TRY(clgqa_kernel_variant(rt, FAMILY, clgqa_storage_defines(dims->storage),
+                                   "key_norm_partials", &partials));
     size_t local = clgqa_row_group_size(rt, partials, chunk * dims->head_dim);
     kernel_args args = kernel_args_start(partials);
     kernel_arg_view(&args, scratch);

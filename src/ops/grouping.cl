@@ -12,9 +12,10 @@
  * per (sample b, key head j, slice s of `slices` token ranges) sums the
  * squares of k over its tokens and d, into partials [B, G, slices]. The
  * slices exist to give a GPU enough work-groups (src/ops/grouping.c).
- * k rows are `row_stride` floats apart. */
+ * k rows are `row_stride` elements apart; k is an activation (ACT, half
+ * in a program built with -DCLGQA_HALF), its squares summed in float. */
 __kernel void key_norm_partials(__global float *partials, const uint partials_off,
-                                __global const float *k, const uint k_off, const uint tokens,
+                                __global const ACT *k, const uint k_off, const uint tokens,
                                 const uint kv_heads, const uint head_dim, const uint row_stride,
                                 const uint slices, __local float *scratch) {
     const uint group = get_group_id(0);
@@ -22,11 +23,11 @@ __kernel void key_norm_partials(__global float *partials, const uint partials_of
     const uint b = bj / kv_heads, j = bj - b * kv_heads;
     const uint chunk = (tokens + slices - 1) / slices;
     const uint first = min(s * chunk, tokens), n = min(chunk, tokens - first);
-    __global const float *kb = k + k_off + ((size_t)b * tokens + first) * row_stride + j * head_dim;
+    __global const ACT *kb = k + k_off + ((size_t)b * tokens + first) * row_stride + j * head_dim;
     float sum = 0.0f;
     for (uint e = get_local_id(0); e < n * head_dim; e += get_local_size(0)) {
         const uint p = e / head_dim, c = e - p * head_dim;
-        const float x = kb[(size_t)p * row_stride + c];
+        const float x = act_load(kb, (size_t)p * row_stride + c);
         sum += x * x;
     }
     sum = group_sum(scratch, sum);

@@ -17,9 +17,10 @@ static size_t quads_per_row(size_t cols, const clgqa_view *views, int count) {
 }
 
 /* The checks both forwards share; *skip when there are no rows. */
-static clgqa_status check_forward(const char *op, clgqa_view out, clgqa_view mean,
-                                  clgqa_view rstd, clgqa_view weight, clgqa_view bias, size_t rows,
-                                  size_t cols, float eps, size_t *n, int *skip) {
+static clgqa_status check_forward(const char *op, clgqa_storage storage, clgqa_view out,
+                                  clgqa_view mean, clgqa_view rstd, clgqa_view weight,
+                                  clgqa_view bias, size_t rows, size_t cols, float eps, size_t *n,
+                                  int *skip) {
     CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, n));
     *skip = rows == 0;
     if (rows == 0)
@@ -29,7 +30,7 @@ static clgqa_status check_forward(const char *op, clgqa_view out, clgqa_view mea
     if (!(eps > 0.0f))
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: eps must be positive (got %g)", op,
                           (double)eps);
-    CLGQA_TRY(clgqa_check_view(op, "out", out, *n, sizeof(float)));
+    CLGQA_TRY(clgqa_check_view(op, "out", out, *n, clgqa_storage_bytes(storage)));
     CLGQA_TRY(clgqa_check_view(op, "mean", mean, rows, sizeof(float)));
     CLGQA_TRY(clgqa_check_view(op, "rstd", rstd, rows, sizeof(float)));
     CLGQA_TRY(clgqa_check_view(op, "weight", weight, cols, sizeof(float)));
@@ -57,18 +58,28 @@ static clgqa_status launch_forward(clgqa_runtime *rt, cl_kernel k, kernel_args *
     return clgqa_launch_1d(rt, k, rows * local, local);
 }
 
-clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view mean,
-                                     clgqa_view rstd, clgqa_view in, clgqa_view weight,
-                                     clgqa_view bias, size_t rows, size_t cols, float eps) {
+clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_storage storage, clgqa_view out,
+                                     clgqa_view mean, clgqa_view rstd, clgqa_view in,
+                                     clgqa_view weight, clgqa_view bias, size_t rows, size_t cols,
+                                     float eps) {
     static const char op[] = "clgqa_layernorm_forward";
     size_t n;
     int skip;
-    CLGQA_TRY(check_forward(op, out, mean, rstd, weight, bias, rows, cols, eps, &n, &skip));
+    CLGQA_TRY(
+        check_forward(op, storage, out, mean, rstd, weight, bias, rows, cols, eps, &n, &skip));
     if (skip)
         return CLGQA_OK;
     CLGQA_TRY(clgqa_check_view(op, "in", in, n, sizeof(float)));
+    /* In place only in float: a half row written over the float row it
+     * reads would overwrite elements other work-items have yet to read. */
+    if (storage != CLGQA_STORAGE_FLOAT && out.mem == in.mem &&
+        out.offset * clgqa_storage_bytes(storage) < (in.offset + n) * sizeof(float) &&
+        in.offset * sizeof(float) < (out.offset + n) * clgqa_storage_bytes(storage))
+        return clgqa_fail(CLGQA_ERR_INVALID_ARG,
+                          "%s: a half out must not overlap in (in place is float only)", op);
     cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "layernorm_forward", &k));
+    CLGQA_TRY(clgqa_kernel_variant(rt, FAMILY, clgqa_storage_defines(storage),
+                                   "layernorm_forward", &k));
     kernel_args args = kernel_args_start(k);
     kernel_arg_view(&args, in);
     const clgqa_view rows_read[] = {out, in, weight, bias};
@@ -76,8 +87,8 @@ clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_view out, clgqa_vi
                           4);
 }
 
-clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_view x,
-                                              clgqa_view residual, clgqa_view linear,
+clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_storage storage,
+                                              clgqa_view x, clgqa_view residual, clgqa_view linear,
                                               clgqa_view linear_bias, clgqa_view branch_scales,
                                               size_t rows_per_scale, clgqa_view out,
                                               clgqa_view mean, clgqa_view rstd, clgqa_view weight,
@@ -86,7 +97,8 @@ clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_view x,
     static const char op[] = "clgqa_residual_layernorm_forward";
     size_t n;
     int skip;
-    CLGQA_TRY(check_forward(op, out, mean, rstd, weight, bias, rows, cols, eps, &n, &skip));
+    CLGQA_TRY(
+        check_forward(op, storage, out, mean, rstd, weight, bias, rows, cols, eps, &n, &skip));
     if (skip)
         return CLGQA_OK;
     CLGQA_TRY(clgqa_check_view(op, "x", x, n, sizeof(float)));
@@ -104,7 +116,8 @@ clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_view x,
         rows_per_scale = 1;
     }
     cl_kernel k;
-    CLGQA_TRY(clgqa_kernel(rt, FAMILY, "residual_layernorm_forward", &k));
+    CLGQA_TRY(clgqa_kernel_variant(rt, FAMILY, clgqa_storage_defines(storage),
+                                   "residual_layernorm_forward", &k));
     kernel_args args = kernel_args_start(k);
     kernel_arg_view(&args, x);
     kernel_arg_view(&args, residual);

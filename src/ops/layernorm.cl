@@ -22,17 +22,18 @@ static float squared_deviation(const float x, const float mean) {
 /* A row's LayerNorm once the sum of its elements is known: out = (in -
  * mean) * rstd * weight + bias, with the variance from a second pass over
  * (in - mean)^2 (no cancellation as with E[x^2] - mean^2); work-item lid
- * reads the elements it read for the sum. `y` may alias `x`: every read of
- * the row happens before the barriers in group_sum, except the last pass's
- * own element. */
-static void layernorm_row(__global const float *x, __global float *y, __global const float *w,
+ * reads the elements it read for the sum. `y` may alias `x` (in float
+ * storage): every read of the row happens before the barriers in
+ * group_sum, except the last pass's own element. y, the output, is an
+ * activation (ACT: half under -DCLGQA_HALF, src/ops/storage.h); x, the
+ * residual stream, and the statistics are float. */
+static void layernorm_row(__global const float *x, __global ACT *y, __global const float *w,
                           __global const float *b, const uint cols, const uint quads,
                           const float eps, const float sum, __local float *scratch,
                           __global float *mean, __global float *rstd) {
     const uint lid = get_local_id(0), size = get_local_size(0);
     __global const float4 *x4 = (__global const float4 *)x, *w4 = (__global const float4 *)w,
                           *b4 = (__global const float4 *)b;
-    __global float4 *y4 = (__global float4 *)y;
     const float row_mean = group_sum(scratch, sum) / cols;
 
     float squares = 0.0f;
@@ -46,16 +47,16 @@ static void layernorm_row(__global const float *x, __global float *y, __global c
     const float row_rstd = rsqrt(group_sum(scratch, squares) / cols + eps);
 
     for (uint q = lid; q < quads; q += size)
-        y4[q] = (x4[q] - row_mean) * row_rstd * w4[q] + b4[q];
+        act_store4((x4[q] - row_mean) * row_rstd * w4[q] + b4[q], y, q);
     for (uint c = 4 * quads + lid; c < cols; c += size)
-        y[c] = (x[c] - row_mean) * row_rstd * w[c] + b[c];
+        act_store((x[c] - row_mean) * row_rstd * w[c] + b[c], y, c);
     if (lid == 0) {
         *mean = row_mean;
         *rstd = row_rstd;
     }
 }
 
-__kernel void layernorm_forward(__global const float *in, const uint in_off, __global float *out,
+__kernel void layernorm_forward(__global const float *in, const uint in_off, __global ACT *out,
                                 const uint out_off, __global float *mean, const uint mean_off,
                                 __global float *rstd, const uint rstd_off,
                                 __global const float *weight, const uint weight_off,
@@ -88,7 +89,7 @@ __kernel void residual_layernorm_forward(__global float *x, const uint x_off,
                                          const uint linear_bias_off,
                                          __global const float *branch_scales,
                                          const uint branch_scales_off, const uint use_scales,
-                                         const uint rows_per_scale, __global float *out,
+                                         const uint rows_per_scale, __global ACT *out,
                                          const uint out_off, __global float *mean,
                                          const uint mean_off, __global float *rstd,
                                          const uint rstd_off, __global const float *weight,

@@ -23,24 +23,48 @@
 #include "clgqa/runtime.h"
 #include "philox.h"
 
+/* How an op stores its activation operands (precision 16-mixed's saved
+ * tensors; docs/design.md, "Mixed precision"): float, or half (2 bytes,
+ * rounded to nearest even) with the arithmetic in float either way. Each op
+ * taking a clgqa_storage names its activation operands; the others
+ * (gradients, parameters, statistics) are float always. The half programs
+ * are the float ones built with -DCLGQA_HALF (src/ops/storage.h). */
+typedef enum clgqa_storage { CLGQA_STORAGE_FLOAT = 0, CLGQA_STORAGE_HALF = 1 } clgqa_storage;
+/* An activation element's bytes, and the build defines of its programs. */
+static inline size_t clgqa_storage_bytes(clgqa_storage s) {
+    return s == CLGQA_STORAGE_HALF ? 2 : 4;
+}
+static inline const char *clgqa_storage_defines(clgqa_storage s) {
+    return s == CLGQA_STORAGE_HALF ? "-DCLGQA_HALF" : "";
+}
+
 /* ---- elementwise.cl ---- */
 /* dst += src */
 clgqa_status clgqa_accumulate(clgqa_runtime *rt, clgqa_view dst, clgqa_view src, size_t n);
+/* dst (float) = src (an activation in `storage`), n elements, exactly;
+ * and back, dst (an activation) = src (float), rounded to nearest even in
+ * half. dst and src must not overlap. */
+clgqa_status clgqa_activations_to_float(clgqa_runtime *rt, clgqa_storage storage, clgqa_view dst,
+                                        clgqa_view src, size_t n);
+clgqa_status clgqa_activations_from_float(clgqa_runtime *rt, clgqa_storage storage,
+                                          clgqa_view dst, clgqa_view src, size_t n);
 /* x[r, c] += bias[c] */
 clgqa_status clgqa_bias_add(clgqa_runtime *rt, clgqa_view x, clgqa_view bias, size_t rows,
                             size_t cols);
 /* Exact GELU of a Linear's output and bias: out[r, c] = gelu(in[r, c] +
- * bias[c]), gelu(x) = x * 0.5 * (1 + erf(x / sqrt(2))); out may alias in. */
-clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
-                                     clgqa_view bias, size_t rows, size_t cols);
+ * bias[c]), gelu(x) = x * 0.5 * (1 + erf(x / sqrt(2))); out may alias in.
+ * Activations (`storage`): in and out. */
+clgqa_status clgqa_gelu_bias_forward(clgqa_runtime *rt, clgqa_storage storage, clgqa_view out,
+                                     clgqa_view in, clgqa_view bias, size_t rows, size_t cols);
 /* din[r, c] = dout[r, c] * gelu'(in[r, c] + bias[c]), and in the same pass
  * the bias gradient's partial sums: partials[k, c] = sum of din[r, c] over
  * the k-th of `chunks` row blocks (clgqa_column_sum_chunks). Unlike the
  * other backward ops it STORES din (it is the only gradient of that
- * tensor), so din needs no zero fill; din may alias dout. */
-clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_view din, clgqa_view partials,
-                                      size_t chunks, clgqa_view dout, clgqa_view in,
-                                      clgqa_view bias, size_t rows, size_t cols);
+ * tensor), so din needs no zero fill; din may alias dout. Activations
+ * (`storage`): in (the forward's). */
+clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_storage storage, clgqa_view din,
+                                      clgqa_view partials, size_t chunks, clgqa_view dout,
+                                      clgqa_view in, clgqa_view bias, size_t rows, size_t cols);
 
 /* out[r, c] = in[r, c] * scales[r / rows_per_scale]: a sample's rows
  * scaled alike (drop path's backward); out may alias in. */
@@ -50,19 +74,22 @@ clgqa_status clgqa_scale_rows(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
 
 /* ---- layernorm.cl ---- */
 /* Per row of `cols`: out = (in - mean) * rstd * weight + bias; saves mean and
- * rstd ([rows] each) for backward. */
-clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_view out, clgqa_view mean,
-                                     clgqa_view rstd, clgqa_view in, clgqa_view weight,
-                                     clgqa_view bias, size_t rows, size_t cols, float eps);
+ * rstd ([rows] each) for backward. Activations (`storage`): out (in is the
+ * residual stream, float always; out may alias in in float storage only). */
+clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_storage storage, clgqa_view out,
+                                     clgqa_view mean, clgqa_view rstd, clgqa_view in,
+                                     clgqa_view weight, clgqa_view bias, size_t rows, size_t cols,
+                                     float eps);
 /* A Linear's bias and the residual add after its GEMM, then the LayerNorm
  * that follows, in one pass: x = residual + (linear + linear_bias) (x may
  * alias linear: the GEMM's output), then out, mean, rstd of x as
  * clgqa_layernorm_forward (out must not overlap x, residual or linear).
  * With branch_scales.mem set the branch is scaled per sample first (drop
  * path): x = residual + (linear + linear_bias) * branch_scales[r /
- * rows_per_scale]. */
-clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_view x,
-                                              clgqa_view residual, clgqa_view linear,
+ * rows_per_scale]. Activations (`storage`): out (x, residual and the GEMM's
+ * float output linear are float always). */
+clgqa_status clgqa_residual_layernorm_forward(clgqa_runtime *rt, clgqa_storage storage,
+                                              clgqa_view x, clgqa_view residual, clgqa_view linear,
                                               clgqa_view linear_bias, clgqa_view branch_scales,
                                               size_t rows_per_scale, clgqa_view out,
                                               clgqa_view mean, clgqa_view rstd, clgqa_view weight,
@@ -96,10 +123,12 @@ clgqa_status clgqa_crossentropy_forward(clgqa_runtime *rt, clgqa_view losses, cl
                                         clgqa_view labels, clgqa_view targets, size_t rows,
                                         size_t classes);
 /* dlogits += dloss * (probs - target), the target targets[r] when
- * targets.mem is set, else onehot(label[r]); dloss = 1/rows for the mean. */
+ * targets.mem is set, else onehot(label[r]); dloss = 1/rows for the mean.
+ * With loss_scale (a device scalar, a power of 2; .mem NULL: none) dloss is
+ * multiplied by loss_scale[0] first: the loss scaler's backward. */
 clgqa_status clgqa_crossentropy_backward(clgqa_runtime *rt, clgqa_view dlogits, clgqa_view probs,
                                          clgqa_view labels, clgqa_view targets, size_t rows,
-                                         size_t classes, float dloss);
+                                         size_t classes, float dloss, clgqa_view loss_scale);
 /* timm's mixup_target for a batch mixed with itself flipped (row r with row
  * rows - 1 - r): targets[r] = own_weight * y(label[r]) + (1 - own_weight) *
  * y(label[rows - 1 - r]), where y(k) is label smoothing's target for class
@@ -113,6 +142,11 @@ clgqa_status clgqa_soft_targets(clgqa_runtime *rt, clgqa_view targets, clgqa_vie
 /* out[0] = sum x / sum x^2, deterministic (fixed reduction order). */
 clgqa_status clgqa_sum(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n);
 clgqa_status clgqa_sum_squares(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n);
+/* out[0] = sum (x / divisor[0])^2, divisor a device scalar and a power of 2
+ * (the loss scale: the unscaled gradients' squared norm, which the scaled
+ * ones' could overflow); the same bits as clgqa_sum_squares of x / divisor. */
+clgqa_status clgqa_sum_squares_divided(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n,
+                                       clgqa_view divisor);
 /* dbias[c] += sum_r dy[r, c] (the gradient of clgqa_bias_add), deterministic,
  * both stages. */
 clgqa_status clgqa_bias_backward(clgqa_runtime *rt, clgqa_view dbias, clgqa_view dy, size_t rows,
@@ -165,6 +199,18 @@ clgqa_status clgqa_transpose_table(clgqa_runtime *rt, clgqa_view dst, clgqa_view
 typedef struct clgqa_adamw_hparams {
     float lr, beta1, beta2, eps, weight_decay;
 } clgqa_adamw_hparams;
+/* The loss scaler's state (precision 16-mixed: PyTorch's GradScaler), a
+ * device array of CLGQA_SCALER_FLOATS floats: the loss scale (a power of 2;
+ * the backward's gradients come multiplied by it), the clean steps since it
+ * last changed, whether this step's gradients hold an inf or a NaN (0 or 1),
+ * and the steps skipped so far. Counts are floats: exact to 2^24. */
+typedef enum clgqa_scaler_field {
+    CLGQA_SCALER_SCALE = 0,
+    CLGQA_SCALER_GROWTH,
+    CLGQA_SCALER_FOUND_INF,
+    CLGQA_SCALER_SKIPPED,
+    CLGQA_SCALER_FLOATS
+} clgqa_scaler_field;
 /* The ranges of a flat parameter buffer that AdamW leaves undecayed
  * (timm's no_weight_decay: biases, norms, pos_embed, cls_token): `count`
  * sorted edges [start_0, end_0, start_1, end_1, ...] (uint, on the device)
@@ -181,19 +227,32 @@ typedef struct clgqa_no_decay {
  * when clipping by global norm; it is a device scalar so clipping needs no
  * host read: grad_scale.mem NULL means 1.0). no_decay (NULL: none) names
  * the parameters whose decay is skipped, as a second parameter group with
- * weight_decay 0 in PyTorch. */
+ * weight_decay 0 in PyTorch. With `scaler` (.mem NULL: none), GradScaler's
+ * step: nothing changes when the scaler's found_inf is set; otherwise the
+ * gradient is divided by the loss scale, and Adam's step count is `step`
+ * less the steps skipped so far (adamw.cl). */
 clgqa_status clgqa_adamw_step(clgqa_runtime *rt, clgqa_view params, clgqa_view grads,
                               clgqa_view m, clgqa_view v, size_t n,
                               const clgqa_adamw_hparams *hp, long step, clgqa_view grad_scale,
-                              const clgqa_no_decay *no_decay);
+                              const clgqa_no_decay *no_decay, clgqa_view scaler);
 /* ema = ema.lerp(params, 1 - decay) over n floats, torch.lerp's formula
  * (timm's ModelEmaV3 after each optimizer step). */
 clgqa_status clgqa_ema_update(clgqa_runtime *rt, clgqa_view ema, clgqa_view params, size_t n,
                               double decay);
 /* grad_scale[0] = min(1, max_norm / (sqrt(sum_squares[0]) + 1e-6)) as torch's
- * clip_grad_norm_. */
+ * clip_grad_norm_ (with the loss scaler, sum_squares is that of the
+ * unscaled gradients: clgqa_sum_squares_divided). */
 clgqa_status clgqa_clip_factor(clgqa_runtime *rt, clgqa_view grad_scale, clgqa_view sum_squares,
                                float max_norm);
+/* Sets the scaler's found_inf to 1 where one of the n gradients is an inf or
+ * a NaN; leaves it as it is otherwise (the caller zeroes it once per step,
+ * then checks each chunk of the gradients). */
+clgqa_status clgqa_grad_check(clgqa_runtime *rt, clgqa_view scaler, clgqa_view grads, size_t n);
+/* GradScaler's update, after the step: found_inf halves the scale, zeroes
+ * the clean-step count and counts a skipped step; otherwise the count goes
+ * up, and at growth_interval the scale doubles (unless that would be an
+ * inf) and the count restarts at 0. */
+clgqa_status clgqa_loss_scale_update(clgqa_runtime *rt, clgqa_view scaler, long growth_interval);
 
 /* ---- random.cl ----
  * The device side of the counter-based generator of philox.h: element i of

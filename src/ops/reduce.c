@@ -39,12 +39,16 @@ clgqa_status clgqa_scratch(clgqa_runtime *rt, size_t floats, clgqa_view *out) {
 /* ---- sum and sum of squares ---- */
 
 static clgqa_status launch_reduce(clgqa_runtime *rt, cl_kernel k, clgqa_view out, clgqa_view x,
-                                  size_t n, cl_uint square, size_t groups, size_t local) {
+                                  size_t n, cl_uint square, clgqa_view divisor, size_t groups,
+                                  size_t local) {
+    cl_uint use_divisor = divisor.mem != NULL;
     kernel_args args = kernel_args_start(k);
     kernel_arg_view(&args, out);
     kernel_arg_view(&args, x);
     kernel_arg_uint(&args, n);
     KERNEL_ARG(&args, square);
+    kernel_arg_view(&args, use_divisor ? divisor : x); /* x: a valid buffer never read */
+    KERNEL_ARG(&args, use_divisor);
     /* CPU threads stream through contiguous blocks (on PoCL 8x faster than
      * interleaved reads, which jump a page per element); GPUs read
      * interleaved, coalesced. */
@@ -59,8 +63,10 @@ static clgqa_status launch_reduce(clgqa_runtime *rt, cl_kernel k, clgqa_view out
  * one launch; longer ones store one partial sum per group in the scratch,
  * which one more group adds up. */
 static clgqa_status reduce(clgqa_runtime *rt, const char *op, clgqa_view out, clgqa_view x,
-                           size_t n, cl_uint square) {
+                           size_t n, cl_uint square, clgqa_view divisor) {
     CLGQA_TRY(clgqa_check_view(op, "out", out, 1, sizeof(float)));
+    if (divisor.mem)
+        CLGQA_TRY(clgqa_check_view(op, "divisor", divisor, 1, sizeof(float)));
     if (n == 0)
         return clgqa_buffer_fill(rt, out, 1, 0.0f);
     CLGQA_TRY(clgqa_check_view(op, "x", x, n, sizeof(float)));
@@ -76,19 +82,24 @@ static clgqa_status reduce(clgqa_runtime *rt, const char *op, clgqa_view out, cl
     if (groups > most)
         groups = most;
     if (groups == 1)
-        return launch_reduce(rt, k, out, x, n, square, 1, local);
-    clgqa_view partials;
+        return launch_reduce(rt, k, out, x, n, square, divisor, 1, local);
+    clgqa_view partials, none = {NULL, 0};
     CLGQA_TRY(clgqa_scratch(rt, groups, &partials));
-    CLGQA_TRY(launch_reduce(rt, k, partials, x, n, square, groups, local));
-    return launch_reduce(rt, k, out, partials, groups, 0, 1, local);
+    CLGQA_TRY(launch_reduce(rt, k, partials, x, n, square, divisor, groups, local));
+    return launch_reduce(rt, k, out, partials, groups, 0, none, 1, local);
 }
 
 clgqa_status clgqa_sum(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n) {
-    return reduce(rt, "clgqa_sum", out, x, n, 0);
+    return reduce(rt, "clgqa_sum", out, x, n, 0, (clgqa_view){NULL, 0});
 }
 
 clgqa_status clgqa_sum_squares(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n) {
-    return reduce(rt, "clgqa_sum_squares", out, x, n, 1);
+    return reduce(rt, "clgqa_sum_squares", out, x, n, 1, (clgqa_view){NULL, 0});
+}
+
+clgqa_status clgqa_sum_squares_divided(clgqa_runtime *rt, clgqa_view out, clgqa_view x, size_t n,
+                                       clgqa_view divisor) {
+    return reduce(rt, "clgqa_sum_squares_divided", out, x, n, 1, divisor);
 }
 
 /* ---- column sums ---- */

@@ -9,7 +9,8 @@ typedef struct clgqa_embedded_file {
 
 /* Each table is terminated by {0, 0}. */
 /* src/ops/<family>.cl, plus "prelude" (Random123 Philox flattened for OpenCL
- * C), which is prepended to every program. */
+ * C) and "storage" (src/ops/storage.h, the activation storage macros), which
+ * are prepended to every program. */
 extern const clgqa_embedded_file clgqa_kernel_sources[];
 /* The JSON files of tuning/: CLBlast tuner results applied at start-up. */
 extern const clgqa_embedded_file clgqa_tuning_files[];

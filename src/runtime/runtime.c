@@ -19,13 +19,16 @@
  * results must match a float64 reference to ~1e-5). */
 static const char build_options[] = "-cl-std=CL1.2";
 
-/* The Random123 prelude prepended to every program (embedded as "prelude"). */
-static const char *kernel_prelude(void) {
+/* The two parts prepended to every program: the Random123 prelude
+ * (embedded as "prelude") and the activation storage macros ("storage"). */
+static const char *embedded_part(const char *name) {
     for (const clgqa_embedded_file *f = clgqa_kernel_sources; f->name; f++)
-        if (!strcmp(f->name, "prelude"))
+        if (!strcmp(f->name, name))
             return f->text;
     return "";
 }
+static const char *kernel_prelude(void) { return embedded_part("prelude"); }
+static const char *kernel_storage(void) { return embedded_part("storage"); }
 
 /* ---------------------------------------------------------------- errors */
 
@@ -177,6 +180,24 @@ static const char *device_type_name(cl_device_type type) {
     if (type & CL_DEVICE_TYPE_ACCELERATOR) return "accelerator";
     return "other";
 }
+/* CL_DEVICE_EXTENSIONS (space-separated) lists cl_khr_fp16, as a whole
+ * word: the devices precision 16-mixed trains on. */
+static int device_has_fp16(cl_device_id device) {
+    size_t size = 0;
+    char *extensions = NULL;
+    int found = 0;
+    if (clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, 0, NULL, &size) == CL_SUCCESS && size &&
+        (extensions = malloc(size + 1)) &&
+        clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, size, extensions, NULL) == CL_SUCCESS) {
+        extensions[size] = 0;
+        for (char *at = strstr(extensions, "cl_khr_fp16"); at; at = strstr(at + 1, "cl_khr_fp16"))
+            if ((at == extensions || at[-1] == ' ') && (at[11] == ' ' || at[11] == 0))
+                found = 1;
+    }
+    free(extensions);
+    return found;
+}
+
 
 clgqa_status clgqa_list_devices(FILE *out) {
     device_slot *slots;
@@ -206,10 +227,13 @@ clgqa_status clgqa_list_devices(FILE *out) {
                 "    platform: %s\n"
                 "    type: %s   version: %s   driver: %s\n"
                 "    compute units: %u   global memory: %.1f GiB (max allocation %.1f GiB)"
-                "   local memory: %lu KiB   max work-group size: %zu\n",
+                "   local memory: %lu KiB   max work-group size: %zu\n"
+                "    precision: %s\n",
                 i, name, platform, device_type_name(type), version, driver, units,
                 (double)global / (1 << 30), (double)max_alloc / (1 << 30),
-                (unsigned long)(local / 1024), max_wg);
+                (unsigned long)(local / 1024), max_wg,
+                device_has_fp16(slots[i].device) ? "32, 16-mixed (cl_khr_fp16)"
+                                                 : "32 (no cl_khr_fp16: 16-mixed unavailable)");
     }
     free(slots);
     return CLGQA_OK;
@@ -311,6 +335,7 @@ static void cache_path(const clgqa_runtime *rt, const char *name, const char *so
     key = hash_field(key, rt->driver_version);
     key = hash_field(key, options);
     key = hash_field(key, kernel_prelude());
+    key = hash_field(key, kernel_storage());
     key = hash_field(key, source);
     snprintf(path, size, "%s/%s-%016llx.bin", rt->cache_dir, name, (unsigned long long)key);
 }
@@ -418,9 +443,9 @@ static clgqa_status build_program(clgqa_runtime *rt, const char *name, const cha
             return CLGQA_OK;
         }
     }
-    const char *parts[2] = {kernel_prelude(), source};
+    const char *parts[3] = {kernel_prelude(), kernel_storage(), source};
     cl_int err;
-    cl_program program = clCreateProgramWithSource(rt->context, 2, parts, NULL, &err);
+    cl_program program = clCreateProgramWithSource(rt->context, 3, parts, NULL, &err);
     CLGQA_CL(err);
     err = clBuildProgram(program, 1, &rt->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
@@ -467,7 +492,8 @@ static clgqa_status find_program(clgqa_runtime *rt, const char *family, const ch
             return CLGQA_OK;
         }
     const clgqa_embedded_file *src = clgqa_kernel_sources;
-    while (src->name && (strcmp(src->name, family) || !strcmp(family, "prelude")))
+    while (src->name && (strcmp(src->name, family) || !strcmp(family, "prelude") ||
+                         !strcmp(family, "storage")))
         src++;
     if (!src->name)
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "no embedded kernel family '%s'", family);
@@ -561,6 +587,7 @@ static clgqa_status query_device(clgqa_runtime *rt) {
     clGetDeviceInfo(rt->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits,
                     NULL);
     rt->base_align_bytes = align_bits / 8;
+    rt->has_fp16 = device_has_fp16(rt->device);
     return CLGQA_OK;
 }
 
@@ -715,6 +742,7 @@ clgqa_status clgqa_runtime_wrap(cl_context context, cl_device_id device, cl_comm
 }
 
 const char *clgqa_runtime_device_name(const clgqa_runtime *rt) { return rt->device_name; }
+int clgqa_runtime_has_fp16(const clgqa_runtime *rt) { return rt->has_fp16; }
 const char *clgqa_runtime_platform_name(const clgqa_runtime *rt) { return rt->platform_name; }
 const char *clgqa_runtime_driver_version(const clgqa_runtime *rt) { return rt->driver_version; }
 size_t clgqa_runtime_allocated_bytes(const clgqa_runtime *rt) { return rt->allocated_bytes; }

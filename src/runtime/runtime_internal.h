@@ -25,6 +25,7 @@ struct clgqa_runtime {
     char device_version[128];
     char driver_version[128];
     cl_device_type device_type;
+    int has_fp16;           /* CL_DEVICE_EXTENSIONS lists cl_khr_fp16 (precision 16-mixed) */
     clgqa_device_class device_class;          /* see clgqa_runtime_choose_paths */
     clgqa_attention_kernel attention_kernel; /* likewise */
     clgqa_gemm_kernel gemm_kernel;            /* likewise; gemm.c applies it */
@@ -60,6 +61,11 @@ struct clgqa_runtime {
     size_t gemm_tiles[4];           /* clgqa_gemm_tiles_of, once probed */
     int gemm_tiles_known;
 };
+
+/* Whether the device has half-precision arithmetic (cl_khr_fp16), which
+ * precision 16-mixed needs. PoCL 3.1's CPU device and Oclgrind lack it;
+ * NVIDIA's OpenCL driver does not advertise it. */
+int clgqa_runtime_has_fp16(const clgqa_runtime *rt);
 
 /* Releases what gemm.c keeps in rt (the operands' sub-buffers). */
 void clgqa_gemm_release(clgqa_runtime *rt);

@@ -26,6 +26,10 @@
 
 /* ---- names ------------------------------------------------------------ */
 
+const char *clgqa_precision_name(clgqa_precision precision) {
+    return precision == CLGQA_PRECISION_16_MIXED ? "16-mixed" : "32";
+}
+
 /* ---- defaults --------------------------------------------------------- */
 
 void clgqa_config_defaults(clgqa_config *cfg) {
@@ -363,6 +367,18 @@ static int show_gemm_kernel(const clgqa_config *cfg, char items[MAX_ITEMS][1024]
     return -1;
 }
 
+static clgqa_status set_precision(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
+    static const char *const names[] = {"32", "16-mixed"};
+    size_t i = 0;
+    CLGQA_TRY(set_choice(names, 2, "32 or 16-mixed", k, v, at, &i));
+    cfg->precision = i == 0 ? CLGQA_PRECISION_32 : CLGQA_PRECISION_16_MIXED;
+    return CLGQA_OK;
+}
+static int show_precision(const clgqa_config *cfg, char items[MAX_ITEMS][1024]) {
+    snprintf(items[0], 1024, "%s", clgqa_precision_name(cfg->precision));
+    return -1;
+}
+
 /* device: one spec, or a list of specs, one per rank of a node (stored
  * joined by commas, see clgqa_mpi_device_spec). */
 static clgqa_status set_device(clgqa_config *cfg, const struct key *k, const value *v, const origin *at) {
@@ -553,6 +569,7 @@ static const key keys[] = {
     CUSTOM_KEY(device_class),
     CUSTOM_KEY(attention_kernel),
     CUSTOM_KEY(gemm_kernel),
+    CUSTOM_KEY(precision),
     CUSTOM_KEY(label_mode),
     CUSTOM_KEY(norm_mean),
     CUSTOM_KEY(norm_std),

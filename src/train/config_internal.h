@@ -8,6 +8,9 @@
 #include "fail.h"
 
 typedef enum clgqa_schedule { CLGQA_SCHEDULE_CONSTANT = 0, CLGQA_SCHEDULE_COSINE } clgqa_schedule;
+/* PyTorch Lightning's names: "32" and "16-mixed" (dynamic loss scaling;
+ * needs a device with cl_khr_fp16, checked when the run opens its device). */
+typedef enum clgqa_precision { CLGQA_PRECISION_32 = 0, CLGQA_PRECISION_16_MIXED } clgqa_precision;
 
 typedef struct clgqa_config {
     /* reference keys */
@@ -63,11 +66,15 @@ typedef struct clgqa_config {
     char device_class[8];     /* auto | cpu | gpu (clgqa_runtime_choose_paths) */
     char attention_kernel[8]; /* auto | rows | tiled (likewise) */
     char gemm_kernel[9];      /* auto | direct | indirect (likewise) */
+    clgqa_precision precision; /* 32 | 16-mixed */
     int label_mode_coarse;   /* cifar100: 1 = coarse labels */
     float norm_mean[3], norm_std[3]; /* per channel; a single number fills all 3 */
     /* Bookkeeping: one bit per key set by load or set (see clgqa_config_given). */
     unsigned long long keys_given;
 } clgqa_config;
+
+/* "32" or "16-mixed", as the precision key is written. */
+const char *clgqa_precision_name(clgqa_precision precision);
 
 /* Defaults: the reference's training recipe (lr 1e-5, constant schedule, no
  * warm-up, batch 32, 5 epochs, RandAugment, 224x224 with patch 16 for every

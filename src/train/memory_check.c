@@ -56,7 +56,9 @@ clgqa_status clgqa_memory_estimate_run(clgqa_runtime *rt, const clgqa_config *cf
     clgqa_model_desc desc;
     clgqa_config_model_desc(cfg, &desc);
     clgqa_model_memory model;
-    CLGQA_TRY(clgqa_model_memory_estimate(rt, &desc, out->batch, &model));
+    const clgqa_storage storage = cfg->precision == CLGQA_PRECISION_16_MIXED
+                                      ? CLGQA_STORAGE_HALF : CLGQA_STORAGE_FLOAT;
+    CLGQA_TRY(clgqa_model_memory_estimate(rt, &desc, out->batch, storage, &model));
 
     const size_t C = (size_t)cfg->embed_dim, kv = (size_t)desc.num_kv_heads,
                  head_dim = C / (size_t)cfg->num_heads,
@@ -66,6 +68,8 @@ clgqa_status clgqa_memory_estimate_run(clgqa_runtime *rt, const clgqa_config *cf
     /* The arena holds the weights' transposes and the split weight
      * gradients' partials too (the GEMMs', model_gemm). */
     out->activation_bytes = model.arena_floats * sizeof(float);
+    out->saved_bytes = model.saved_floats * sizeof(float);
+    out->precision = cfg->precision;
     /* Over the rows the GEMMs run on: the batch's, padded to CLBlast's tiles. */
     CLGQA_TRY(gemm_workspace(rt, model.gemm_rows, C, 4 * C, C + 2 * kv * head_dim,
                              &out->gemm_bytes));
@@ -111,6 +115,8 @@ void clgqa_memory_estimate_print(const clgqa_memory_estimate *e, const char *dev
     fprintf(out, "  parameters, gradients, AdamW moments%s %d x %s\n",
             e->flat_buffers > 4 ? ", EMA" : "     ", e->flat_buffers, bytes_text(e->flat_bytes, a));
     fprintf(out, "  activations, weight transposes         %s\n", bytes_text(e->activation_bytes, a));
+    fprintf(out, "    of which saved for backward          %s (precision %s)\n",
+            bytes_text(e->saved_bytes, a), clgqa_precision_name(e->precision));
     fprintf(out, "  GEMM workspace                         %s\n", bytes_text(e->gemm_bytes, a));
     fprintf(out, "  batch slots and the rest               %s\n",
             bytes_text(e->other_device_bytes, a));

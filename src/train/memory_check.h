@@ -32,6 +32,8 @@ typedef struct clgqa_memory_estimate {
     size_t flat_bytes;         /* one flat buffer (the model has four, five with the EMA) */
     int flat_buffers;          /* 4, or 5 with the weights' EMA (model_ema_decay) */
     size_t activation_bytes;   /* the activation arena */
+    size_t saved_bytes;        /* of it, the blocks' activations saved for backward */
+    clgqa_precision precision; /* the config's: half activations under 16-mixed */
     size_t gemm_bytes;         /* CLBlast's workspace for the largest product */
     size_t other_device_bytes; /* batch slots, step readback, grouping state, tables */
     size_t device_bytes;       /* the sum of the above, the flat buffers four times */

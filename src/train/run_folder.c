@@ -174,7 +174,7 @@ static const char *const recipe_keys[] = {
     "warmup_steps",    "clip_grad_norm",   "augment",           "label_smoothing",
     "mixup_alpha",     "cutmix_alpha",     "mixup_prob",        "mixup_switch_prob",
     "drop_path",       "model_ema_decay",  "best_follows",      "shuffle",
-    "window_size",     "norm_mean",        "norm_std"};
+    "window_size",     "norm_mean",        "norm_std",          "precision"};
 
 /* Under a schedule that spans the run (cosine), its length sets
  * every remaining step's learning rate, so more epochs change the run. */

@@ -1,9 +1,11 @@
 /* steps.csv: the training curve between epochs. A row every cfg->log_steps
  * training steps and at the end of each epoch:
- *   epoch,step,loss,accuracy,lr,img_per_s,data_wait
- * epoch counts from 1, step is the global optimizer step (steps done); loss,
- * accuracy, img/s and the share of time spent waiting for batches are over
- * the steps since the previous row of the epoch, lr is the last step's. */
+ *   epoch,step,loss,accuracy,lr,img_per_s,data_wait,scale
+ * epoch counts from 1, step is the global optimizer step (steps done, those
+ * the loss scaler skipped included); loss, accuracy, img/s and the share of
+ * time spent waiting for batches are over the steps since the previous row
+ * of the epoch, lr is the last step's, scale the loss scale after it
+ * (precision 16-mixed; 1 in precision 32). */
 #ifndef CLGQA_STEP_LOG_H
 #define CLGQA_STEP_LOG_H
 
@@ -12,7 +14,7 @@
 #include "clgqa/model.h"
 #include "fail.h"
 
-#define CLGQA_STEP_LOG_HEADER "epoch,step,loss,accuracy,lr,img_per_s,data_wait"
+#define CLGQA_STEP_LOG_HEADER "epoch,step,loss,accuracy,lr,img_per_s,data_wait,scale"
 
 typedef struct clgqa_step_log {
     FILE *csv;
@@ -28,6 +30,6 @@ void clgqa_step_log_epoch_start(clgqa_step_log *log, double wait_seconds);
  * several ranks, summed over them). wait_seconds: the loader's total wait
  * so far. */
 clgqa_status clgqa_step_log_row(clgqa_step_log *log, const clgqa_metrics *running, int epoch,
-                                long global_step, float lr, double wait_seconds);
+                                long global_step, float lr, double wait_seconds, float scale);
 
 #endif

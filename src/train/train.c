@@ -252,12 +252,14 @@ clgqa_status clgqa_evaluate(clgqa_runtime *rt, clgqa_model *model, clgqa_dataset
 typedef struct step_readback {
     cl_mem pinned;         /* CL_MEM_ALLOC_HOST_PTR, mapped while the run lasts */
     void *mapped;          /* losses [2][max batch * accumulation], sums [STEP_SUMS],
+                              the loss scaler [CLGQA_LOSS_SCALER_FLOATS],
                               group counts [layers * G] */
     /* The losses of two steps: the pending step's (`losses`, read once the
      * next step is queued) and the next step's, copied after each of its
      * micro-batches meanwhile (`loss_halves[write_half]`). */
     float *loss_halves[2], *losses, *sums;
     int write_half;
+    float *scaler;         /* precision 16-mixed: the loss scaler after the step */
     int32_t *group_counts;
     cl_event copied;       /* the step's last copy (the queue is in order); NULL: none pending */
     clgqa_metrics_copy metrics;
@@ -279,13 +281,15 @@ static clgqa_status readback_open(step_readback *r, clgqa_runtime *rt, const clg
                                   int micro_batches) {
     size_t group_ints = (size_t)dims->num_layers * dims->kv_heads;
     size_t losses = (size_t)dims->max_batch * (size_t)micro_batches;
-    size_t bytes = (2 * losses + STEP_SUMS + group_ints) * sizeof(float);
+    size_t bytes = (2 * losses + STEP_SUMS + CLGQA_LOSS_SCALER_FLOATS + group_ints) *
+                   sizeof(float);
     CLGQA_TRY(pinned_open(rt, bytes, "the step's metrics", &r->pinned, &r->mapped));
     r->loss_halves[0] = r->mapped;
     r->loss_halves[1] = r->loss_halves[0] + losses;
     r->losses = r->loss_halves[0];
     r->sums = r->loss_halves[1] + losses;
-    r->group_counts = (int32_t *)(r->sums + STEP_SUMS);
+    r->scaler = r->sums + STEP_SUMS;
+    r->group_counts = (int32_t *)(r->scaler + CLGQA_LOSS_SCALER_FLOATS);
     return CLGQA_OK;
 }
 
@@ -361,6 +365,21 @@ static clgqa_status open_data(trainer *t, int rank, int ranks) {
     return clgqa_loader_use_pixels(t->test_loader);
 }
 
+/* precision 16-mixed: the loss scaler, from a resumed run's checkpoint
+ * when it holds one (a checkpoint of a precision 32 run does not: its
+ * scaler starts afresh), else from 2^16. */
+static clgqa_status start_loss_scaler(trainer *t) {
+    if (t->cfg.precision != CLGQA_PRECISION_16_MIXED)
+        return CLGQA_OK;
+    clgqa_loss_scaler scaler = {CLGQA_LOSS_SCALE_INIT, 0, 0, 0};
+    if (t->state.loss_scale > 0) {
+        scaler.scale = (float)t->state.loss_scale;
+        scaler.growth = t->state.loss_scale_growth;
+        scaler.skipped = t->state.skipped_steps;
+    }
+    return clgqa_model_set_loss_scaler(t->model, &scaler);
+}
+
 /* The model, its batch slots and readback, and its weights: a resumed
  * run's last.safetensors, a pretrained checkpoint, or the initialisation. */
 static clgqa_status open_model(trainer *t, int ranks) {
@@ -368,7 +387,10 @@ static clgqa_status open_model(trainer *t, int ranks) {
     int max_batch = clgqa_rank_batch(cfg, ranks);
     clgqa_model_desc desc;
     clgqa_config_model_desc(cfg, &desc);
-    CLGQA_TRY(clgqa_model_create(t->rt, &desc, max_batch, &t->model));
+    /* precision 16-mixed: the blocks' saved activations in half. */
+    const clgqa_storage storage = cfg->precision == CLGQA_PRECISION_16_MIXED ? CLGQA_STORAGE_HALF
+                                                                            : CLGQA_STORAGE_FLOAT;
+    CLGQA_TRY(clgqa_model_create_stored(t->rt, &desc, max_batch, storage, &t->model));
     CLGQA_TRY(clgqa_mpi_attach(t->mpi, t->rt, t->model));
     const clgqa_model_dims *dims = clgqa_model_get_dims(t->model);
     CLGQA_TRY(clgqa_batch_upload_create(t->rt, dims, max_batch, &t->upload));
@@ -385,11 +407,12 @@ static clgqa_status open_model(trainer *t, int ranks) {
     if (t->ema)
         CLGQA_TRY(clgqa_model_ema_start(t->model));
     if (!resume_dir)
-        return CLGQA_OK;
+        return start_loss_scaler(t);
     char path[1200];
     run_join_path(path, sizeof path, resume_dir, "last.safetensors");
     CLGQA_TRY(clgqa_checkpoint_load_training(t->model, path, &t->state));
     t->checkpointed = 1;
+    CLGQA_TRY(start_loss_scaler(t));
     int trained_on = t->state.ranks > 0 ? t->state.ranks : 1;
     if (trained_on != ranks)
         return clgqa_mpi_refuse(t->mpi, "%s was trained on %d rank%s, this run has %d: resume "
@@ -502,9 +525,19 @@ static clgqa_status check_memory(trainer *t, int ranks) {
     return clgqa_memory_check(&estimate, clgqa_runtime_device_name(t->rt));
 }
 
+/* precision 16-mixed needs a device with half-precision floats. */
+static clgqa_status check_precision(trainer *t) {
+    if (t->cfg.precision != CLGQA_PRECISION_16_MIXED || clgqa_runtime_has_fp16(t->rt))
+        return CLGQA_OK;
+    return clgqa_fail(CLGQA_ERR_UNSUPPORTED, "precision 16-mixed: the device '%s' has no "
+                      "half-precision floats (its OpenCL driver lists no cl_khr_fp16); train "
+                      "with precision 32", clgqa_runtime_device_name(t->rt));
+}
+
 static clgqa_status trainer_open(trainer *t) {
     const clgqa_config *cfg = &t->cfg;
     int rank = clgqa_mpi_rank(t->mpi), ranks = clgqa_mpi_ranks(t->mpi);
+    CLGQA_TRY(agree(t, check_precision(t)));
     if (cfg->batch_size % ranks != 0)
         return clgqa_mpi_refuse(t->mpi, "batch_size %d is the global batch: it must divide by the %d ranks",
                                 cfg->batch_size, ranks);
@@ -612,6 +645,14 @@ static clgqa_status save_last(trainer *t) {
         return CLGQA_OK;
     char path[1200];
     run_join_path(path, sizeof path, t->cfg.out_dir, "last.safetensors");
+    t->state.loss_scale = 0;
+    if (clgqa_model_loss_scaling(t->model)) { /* the queue is drained for the weights anyway */
+        clgqa_loss_scaler scaler;
+        CLGQA_TRY(clgqa_model_read_loss_scaler(t->model, &scaler));
+        t->state.loss_scale = scaler.scale;
+        t->state.loss_scale_growth = scaler.growth;
+        t->state.skipped_steps = scaler.skipped;
+    }
     CLGQA_TRY(clgqa_checkpoint_save_training(t->model, &t->state, path));
     t->checkpointed = 1;
     return CLGQA_OK;
@@ -638,6 +679,8 @@ static clgqa_status readback_queue(trainer *t, int count, int epoch, long step, 
     r->groups = t->groups_csv && t->groups_every && step % t->groups_every == 0;
     if (r->groups)
         CLGQA_TRY(clgqa_model_copy_all_group_counts(t->model, r->group_counts, NULL));
+    if (clgqa_model_loss_scaling(t->model))
+        CLGQA_TRY(clgqa_model_copy_loss_scaler(t->model, r->scaler, NULL));
     CLGQA_TRY(clgqa_model_copy_metrics(t->model, r->sums, &r->metrics, &r->copied));
     r->losses = r->loss_halves[r->write_half];
     r->write_half ^= 1;
@@ -674,9 +717,12 @@ static clgqa_status readback_take(trainer *t, run_progress *p) {
         clgqa_metrics m;
         CLGQA_TRY(epoch_metrics(t, r->replicated ? &r->held : NULL, &r->taken, &m));
         double wait_seconds = clgqa_loader_wait_seconds(t->train_loader);
+        clgqa_loss_scaler scaler = {1.0f, 0, 0, 0};
+        if (clgqa_model_loss_scaling(t->model))
+            clgqa_loss_scaler_of_copy(r->scaler, &scaler);
         if (row && t->steps.csv) /* rank 0's file */
             CLGQA_TRY(clgqa_step_log_row(&t->steps, &m, r->epoch, r->global_step, r->lr,
-                                         wait_seconds));
+                                         wait_seconds, scaler.scale));
         if (report)
             run_progress_show(p, done, &m, wait_seconds, t->top5);
     }

@@ -7,6 +7,7 @@
 #define CLGQA_OP_TESTS_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,6 +108,77 @@ static inline void op_download_padded_int(const char *what, cl_mem mem, int32_t 
                       "%s: guard band overwritten", what);
     }
     memcpy(host, buf + op_test_pad, n * sizeof *buf);
+    free(buf);
+}
+
+/* ---- half storage (clgqa_storage CLGQA_STORAGE_HALF) ----
+ * fp16's unit roundoff: rounding to nearest even moves a value in the
+ * normal range (|x| >= 2^-14) by at most 2^-11 |x|, a smaller one (half's
+ * subnormals, spaced 2^-24) by at most 2^-25. */
+#define OP_HALF_U 4.8828125e-04           /* 2^-11 */
+#define OP_HALF_SUBNORMAL_ERR 2.98023224e-08 /* 2^-25 */
+
+/* IEEE half bits of f rounded to nearest even, written out here rather
+ * than taken from a library so the reference does not share the device's
+ * conversion. */
+static inline uint16_t op_half_bits(float f) {
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    const uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    const uint32_t a = x & 0x7fffffffu;
+    if (a >= 0x7f800000u) /* inf, NaN */
+        return sign | 0x7c00 | (a > 0x7f800000u ? 0x200 : 0);
+    if (a >= 0x477ff000u) /* >= 65520, half-way past 65504: rounds to inf */
+        return sign | 0x7c00;
+    if (a < 0x38800000u) /* below 2^-14: a multiple of 2^-24, exact in float */
+        return sign | (uint16_t)nearbyintf(fabsf(f) * 16777216.0f);
+    uint32_t h = ((a >> 23) - 112) << 10 | (a & 0x7fffff) >> 13, rest = a & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1)))
+        h++; /* a carry out of the mantissa steps the exponent, as it should */
+    return sign | (uint16_t)h;
+}
+
+static inline float op_half_value(uint16_t h) {
+    const int exponent = h >> 10 & 0x1f, mantissa = h & 0x3ff;
+    float v = exponent == 0    ? ldexpf((float)mantissa, -24)
+              : exponent == 31 ? (mantissa ? NAN : INFINITY)
+                               : ldexpf((float)(mantissa | 0x400), exponent - 25);
+    return h & 0x8000 ? -v : v;
+}
+
+/* f rounded to half, as a float. */
+static inline float op_to_half(float f) { return op_half_value(op_half_bits(f)); }
+
+/* A half guard value (-7776, exact in half). */
+#define OP_TEST_GUARD_HALF 0xef98
+
+/* op_upload_padded for a half tensor: host[i] rounded to half, between
+ * half guard bands of op_test_pad elements (the buffer holds a whole
+ * number of floats). */
+static inline cl_mem op_upload_padded_half(const float *host, size_t n) {
+    size_t total = n + 2 * op_test_pad, floats = (total + 1) / 2;
+    uint16_t *buf = malloc(2 * floats * sizeof *buf);
+    ck_assert_ptr_nonnull(buf);
+    for (size_t i = 0; i < 2 * floats; i++)
+        buf[i] = OP_TEST_GUARD_HALF;
+    for (size_t i = 0; host && i < n; i++)
+        buf[op_test_pad + i] = op_half_bits(host[i]);
+    cl_mem mem = test_upload((const float *)(const void *)buf, floats);
+    free(buf);
+    return mem;
+}
+
+/* op_download_padded for a half tensor: the values as floats. */
+static inline void op_download_padded_half(const char *what, cl_mem mem, float *host, size_t n) {
+    size_t total = n + 2 * op_test_pad, floats = (total + 1) / 2;
+    uint16_t *buf = malloc(2 * floats * sizeof *buf);
+    ck_assert_ptr_nonnull(buf);
+    test_download(mem, (float *)(void *)buf, floats);
+    for (size_t i = 0; i < op_test_pad; i++)
+        ck_assert_msg(buf[i] == OP_TEST_GUARD_HALF && buf[total - 1 - i] == OP_TEST_GUARD_HALF,
+                      "%s: half guard band overwritten", what);
+    for (size_t i = 0; i < n; i++)
+        host[i] = op_half_value(buf[op_test_pad + i]);
     free(buf);
 }
 
