@@ -367,19 +367,47 @@ static void check_fixture(const char *stem) {
     clgqa_tensor_set_close(fx.file);
 }
 
-/* Half storage of the MLP's and LayerNorms' saved activations (ln1, ln2,
- * fc1, gelu; precision 16-mixed's model) against the fp32 model on each
+/* Half storage of the blocks' saved activations (ln1, qkv, heads_out,
+ * attention's probabilities, ln2, fc1, gelu; precision 16-mixed's model,
+ * attention's kernels as the device picks them) against the fp32 model on each
  * PyTorch fixture: the same weights, batch and grouping state. Half keeps
  * 11 significant bits (a relative rounding of at most 2^-11 = 4.9e-4 per
- * stored value); each block rounds four activations and the fixtures have
- * two blocks, so the logits move by a few 1e-3 of their scale: within 1e-2
+ * stored value); each block rounds six activations and attention's
+ * probabilities and the fixtures have two blocks, so the logits move by a
+ * few 1e-3 of their scale: within 1e-2
  * of the fp32 logits relative and of their largest magnitude. They must
  * also differ somewhere (the half path ran). The gradients of the training
- * pass likewise, within 5e-2 (the backward reads the rounded activations
- * and GELU's derivative of a rounded fc1). The arena must shrink by at
+ * pass likewise (half_grad_floor), and the weights after one AdamW step
+ * against PyTorch's. The arena must shrink by at
  * least the halved activations less the float scratch the GEMMs read. No
  * device extension is needed (vload_half/vstore_half are core OpenCL C),
  * so this runs on every device. */
+/* The half model's gradient tolerance for tensor t, rel |g| + the floor
+ * returned, from the fp32 model's gradients g32 (all of them). Each block
+ * rounds six activations and attention's probabilities, and the backward
+ * reads them rounded: a gradient passes through some ten to twenty
+ * roundings of u = 2^-11 each, a few 1e-3 of its own size and of its
+ * tensor's largest (measured: at most 2.0e-3, median 4.8e-4 on PoCL):
+ * 1e-2 of both. The key bias's gradient is zero but for rounding
+ * (check_fixture); in half storage the rows kernels' saved probabilities
+ * sum to 1 within P u (5e-3 at the fixtures' P = 10), so sum_t dS_t, and
+ * with it this gradient, is off zero by about that share of the scores'
+ * gradient, which the query bias's gradient carries: 5e-2 of its largest. */
+static double half_grad_floor(const clgqa_model *m, const float *g32, const clgqa_tensor_info *t,
+                              double *rel) {
+    if (!is_key_bias(t->name)) {
+        *rel = 1e-2;
+        return 1e-2 * test_max_abs(g32 + t->offset, t->numel);
+    }
+    char query_bias[96];
+    snprintf(query_bias, sizeof query_bias, "%.*sq.bias",
+             (int)(strlen(t->name) - strlen("k.bias")), t->name);
+    const clgqa_tensor_info *q = clgqa_model_find_tensor(m, query_bias);
+    ck_assert_msg(q != NULL, "no tensor %s", query_bias);
+    *rel = 0.0;
+    return 5e-2 * test_max_abs(g32 + q->offset, q->numel);
+}
+
 static const char *const half_stems[] = {"model_mhsa",      "model_gqa",       "model_kdgqa",
                                          "model_dgqa_diff", "model_dgqa_ema",  "model_pgqa"};
 START_TEST(half_storage_matches_fp32_and_halves_saved_activations) {
@@ -422,25 +450,47 @@ START_TEST(half_storage_matches_fp32_and_halves_saved_activations) {
         const clgqa_tensor_info *t = clgqa_model_tensor(m[0], i);
         char name[96];
         snprintf(name, sizeof name, "half-storage grad.%s", t->name);
-        if (is_key_bias(t->name)) {
-            /* Zero but for rounding (check_fixture). In half storage the
-             * rows kernels' saved probabilities sum to 1 within P u (u =
-             * 2^-11), so sum_t dS_t, and with it this gradient, is off zero
-             * by up to P u times the scale of the scores' gradient, which
-             * the query bias's gradient carries: 5e-2 of its largest
-             * (P u <= 0.1 at the fixtures' P). */
-            char query_bias[96];
-            snprintf(query_bias, sizeof query_bias, "%.*sq.bias",
-                     (int)(strlen(t->name) - strlen("k.bias")), t->name);
-            const clgqa_tensor_info *q = clgqa_model_find_tensor(m[0], query_bias);
-            ck_assert_msg(q != NULL, "no tensor %s", query_bias);
-            double q_scale = test_max_abs(grads[0] + q->offset, q->numel);
-            test_assert_close_f(name, grads[1] + t->offset, grads[0] + t->offset, t->numel, 0.0,
-                                5e-2 * q_scale);
-        } else
-            test_assert_close_scaled(name, grads[1] + t->offset, grads[0] + t->offset, t->numel,
-                                     5e-2, 5e-2);
+        double rel, floor = half_grad_floor(m[0], grads[0], t, &rel);
+        test_assert_close_f(name, grads[1] + t->offset, grads[0] + t->offset, t->numel, rel,
+                            floor);
     }
+
+    /* One AdamW step of the half model against PyTorch's fp32 step (the
+     * fixture's step1): update = lr g / (|g| + eps) ~ lr sign(g), as in
+     * check_fixture, with the half gradient's tolerance tol (half_grad_floor).
+     * Where |g| <= 2 tol its sign may differ from fp32's: up to 2 lr.
+     * Elsewhere the signs agree and the updates differ by lr eps |dg| /
+     * (|g1| |g2|) <= lr eps / tol (|g2| >= |g1| / 2 there), on top of
+     * check_fixture's float rounding (1e-6 + 1e-5 |w|). */
+    fx.hp.clip_grad_norm = 0.0f;
+    TEST_OK(clgqa_model_step(m[1], &fx.hp, 1));
+    float *params = malloc(n_params * sizeof *params);
+    TEST_OK(clgqa_model_read_buffer(m[1], CLGQA_PARAMS, params));
+    size_t uncertain = 0;
+    for (int i = 0; i < clgqa_model_tensor_count(m[1]); i++) {
+        const clgqa_tensor_info *t = clgqa_model_tensor(m[1], i);
+        char name[96];
+        snprintf(name, sizeof name, "step1.%s", t->name);
+        float *want = fixture_floats(&fx, name, t->numel);
+        const float *g = grads[0] + t->offset;
+        double rel, floor = half_grad_floor(m[0], grads[0], t, &rel);
+        for (size_t k = 0; k < t->numel; k++) {
+            double tol_g = rel * fabs(g[k]) + floor;
+            int sign_uncertain = fabs(g[k]) <= 2.0 * tol_g;
+            uncertain += sign_uncertain;
+            double tol = sign_uncertain ? 2.0 * fx.hp.lr + 1e-6
+                                        : 1e-6 + 1e-5 * fabs(want[k]) + fx.hp.lr * fx.hp.eps / tol_g;
+            double err = fabs((double)params[t->offset + k] - want[k]);
+            ck_assert_msg(err <= tol, "half %s[%zu]: got %.9g, PyTorch %.9g (error %.3g, "
+                          "tolerance %.3g)", name, k, (double)params[t->offset + k],
+                          (double)want[k], err, tol);
+        }
+        free(want);
+    }
+    printf("%s: half-storage AdamW step 1 within the bounds; %zu of %zu weights where the "
+           "gradient's sign is within its tolerance (2 lr allowed)\n", stem, uncertain,
+           n_params);
+    free(params);
 
     /* Memory: the six saved activations per block (ln1, qkv, heads_out,
      * ln2, fc1, gelu), [gemm rows, 4C + 2Gd + 2F]. */
@@ -450,7 +500,7 @@ START_TEST(half_storage_matches_fp32_and_halves_saved_activations) {
     size_t scratch = m[1]->gemm.rows * (size_t)(d->mlp_dim > d->embed_dim ? d->mlp_dim
                                                                           : d->embed_dim);
     size_t align = 6 * (size_t)d->num_layers * clgqa_gemm_operand_alignment(rt) + 1;
-    ck_assert_msg((arena[0] - arena[1]) / sizeof(float) + scratch + align >= saved / 2,
+    ck_assert_msg(arena[1] / sizeof(float) + saved / 2 <= arena[0] / sizeof(float) + scratch + align,
                   "%s: arena %zu bytes in half, %zu in fp32: saved activations %zu floats",
                   stem, arena[1], arena[0], saved);
     printf("%s: half-storage logits within %.2g of fp32's (max |logit| %.3g); saved "
@@ -1049,13 +1099,15 @@ START_TEST(half_storage_gradient_ignores_a_larger_batchs_rows) {
     size_t n = clgqa_model_param_count(m);
     float *first = gradients_of(m, &small);
     free(gradients_of(m, &large));
-    free(gradients_of(m, &small));
-    float *again = gradients_of(m, &small);
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(&first[i], &again[i], sizeof(float)) != 0)
-            ck_abort_msg("gradient %zu: %.9g, after a batch of 4 %.9g", i, (double)first[i],
-                         (double)again[i]);
-    free(first), free(again);
+    for (int after = 1; after <= 2; after++) {
+        float *again = gradients_of(m, &small);
+        for (size_t i = 0; i < n; i++)
+            if (memcmp(&first[i], &again[i], sizeof(float)) != 0)
+                ck_abort_msg("gradient %zu: %.9g, as batch %d after a batch of 4 %.9g", i,
+                             (double)first[i], after, (double)again[i]);
+        free(again);
+    }
+    free(first);
     release_batch(&small), release_batch(&large);
     clgqa_model_destroy(m);
 }
@@ -1337,14 +1389,21 @@ int main(void) {
     tcase_add_loop_test(gradients, finite_differences_every_scheme, 0, (int)N_SCHEMES);
     tcase_add_loop_test(gradients, finite_differences_with_drop_path_and_smoothing, 0, 2);
     tcase_add_loop_test(gradients, accumulated_micro_batches_give_the_batch_gradient, 0, 2);
-    tcase_add_test(gradients, drop_path_gradient_ignores_a_larger_batchs_rows);
-    tcase_add_test(gradients, half_storage_gradient_ignores_a_larger_batchs_rows);
     suite_add_tcase(s, gradients);
+
+    /* A smaller batch after a larger one: the rows the larger left behind
+     * (past the smaller batch, inside the rows padded to CLBlast's tiles on
+     * GPU paths) must not reach a weight gradient. */
+    TCase *stale_rows = tcase_create("stale_rows");
+    tcase_set_timeout(stale_rows, 300);
+    tcase_add_test(stale_rows, split_gradients_repeat_bit_for_bit);
+    tcase_add_test(stale_rows, drop_path_gradient_ignores_a_larger_batchs_rows);
+    tcase_add_test(stale_rows, half_storage_gradient_ignores_a_larger_batchs_rows);
+    suite_add_tcase(s, stale_rows);
 
     TCase *overfit = tcase_create("overfit");
     tcase_set_timeout(overfit, 600);
     tcase_add_loop_test(overfit, overfits_one_batch, 0, (int)N_SCHEMES);
-    tcase_add_test(overfit, split_gradients_repeat_bit_for_bit);
     tcase_add_test(overfit, loss_scaled_steps_are_fp32_steps_bit_for_bit);
     tcase_add_test(overfit, overflowing_steps_are_skipped_and_halve_the_scale);
     suite_add_tcase(s, overfit);

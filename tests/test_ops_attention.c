@@ -676,8 +676,6 @@ START_TEST(pgqa_drawn_noise) {
 }
 END_TEST
 
-/* The tiled backward sums each group in a fixed order: two runs agree bit
- * for bit (several query heads per key head, several key tiles). */
 /* ---- half storage (precision 16-mixed) ----
  * q, k, v, out, the rows variant's probabilities and PGQA's A in half
  * (clgqa_attention_dims.storage); gradients, lse, D and the noise float. The
@@ -693,7 +691,8 @@ END_TEST
  *  - out = sum_t p_t v_t, stored rounded:
  *    |d out| <= eps M_out + u |out|, M_out = sum_t p_t |v_t|.
  *  - PGQA: A (saved in half) moves by at most dA = max over its row of
- *    eps M_out + u |A|; mu then by dA, sigma by sqrt(L / (L - 1)) dA, so
+ *    eps M_out + u |A|; mu then by dA, sigma by sqrt(L / (L - 1)) dA
+ *    (<= 1.01 dA for rows of L >= 51 elements, as in every half case), so
  *    out = A - (z sigma + mu) by (2 + 1.01 |z|) dA, plus u |out|.
  *  - Backward, with dPabs_t = sum_c |g_c| |v_tc| and the magnitudes
  *    M_dv = sum P |g|, M_dq = d^-0.5 sum_t P_t (dPabs_t + sum_t' P_t'
@@ -703,9 +702,12 @@ END_TEST
  *    2 eps M_dk. PGQA's dA_g = g - mean(g) - c (A - mu), c = sum(g z) /
  *    ((L - 1) sigma), moves by delta = |c| (2 + 1.01 max|A - mu| / sigma) dA,
  *    which feeds the same sums: + 2 M(delta).
- * First-order bounds, times 1.5 for the second-order terms (eps^2 < 1e-4 of
- * eps), plus the float arithmetic's own error as in the fp32 cases (1e-5
- * relative and 1e-6 (out) or 1e-5 (gradients) of the largest value). */
+ * First-order bounds, times 1.5 for the second-order terms (eps < 1e-2 at
+ * these scores, so eps^2 < 1e-4), plus the float arithmetic's own error as
+ * in the fp32 cases (1e-5 relative and 1e-6 (out) or 1e-5 (gradients) of
+ * the largest value); that absolute part also covers values rounded in
+ * half's subnormal range (below 2^-14, an absolute 2^-25 rather than u of
+ * the value). */
 
 #define HALF_U OP_HALF_U
 #define HALF_NAN 0x7e00
@@ -795,7 +797,7 @@ static void ref_pgqa_bounds(const attention_case *tc, const double *q, const dou
             ref_head(tc, b, h, q, k, v, probs, a);
             double mu, sigma, da_max = 0.0, spread = 0.0, g_sum = 0.0, gz_sum = 0.0;
             ref_pgqa_stats(tc, h, u, a, z, &mu, &sigma);
-            ck_assert_msg(sigma > 0.0, "the half cases keep sigma > 0");
+            ck_assert_msg(sigma > 0.0 && L >= 51, "the half cases keep sigma > 0 and L >= 51");
             for (int l = 0; l < L; l++) {
                 const size_t at = ((size_t)b * P + l / d) * H * d + (size_t)h * d + l % d;
                 da_max = fmax(da_max, eps * m_out[at] + HALF_U * fabs(a[l]));
@@ -854,143 +856,182 @@ static qkv_device qkv_upload_half(const attention_case *tc, const float *const d
     return x;
 }
 
+/* The float64 side of a half case: the reference from the half inputs (the
+ * values the device reads) and one variant's bounds (half_bounds). */
+typedef struct half_reference {
+    const attention_case *tc;
+    size_t n[3];                  /* elements of q (and out), k, v */
+    double *q, *k, *v, *w, *u;    /* inputs; w = dout, u = PGQA's noise (or NULL) */
+    double *out, *grad[3];        /* out; dq, dk, dv */
+    double *out_bound, *bound[3]; /* allowed errors of out, dq, dk, dv (first order) */
+    double score_max;             /* S */
+} half_reference;
+
+static half_reference half_reference_make(const attention_case *tc, const case_inputs *in) {
+    const clgqa_attention_dims *dm = &tc->dims;
+    half_reference r;
+    memset(&r, 0, sizeof r);
+    r.tc = tc;
+    r.n[0] = q_count(dm), r.n[1] = kv_count(dm), r.n[2] = kv_count(dm);
+    r.q = test_to_doubles(in->q, r.n[0]), r.k = test_to_doubles(in->k, r.n[1]);
+    r.v = test_to_doubles(in->v, r.n[2]), r.w = test_to_doubles(in->w, r.n[0]);
+    r.u = in->noise ? test_to_doubles(in->noise, noise_count(dm)) : NULL;
+    r.out = malloc(sizeof(double) * r.n[0]);
+    r.out_bound = malloc(sizeof(double) * r.n[0]);
+    for (int g = 0; g < 3; g++) {
+        r.grad[g] = malloc(sizeof(double) * r.n[g]);
+        r.bound[g] = malloc(sizeof(double) * r.n[g]);
+    }
+    ref_forward(tc, r.q, r.k, r.v, r.u, r.out);
+    ref_backward(tc, r.q, r.k, r.v, r.u, r.w, r.grad[0], r.grad[1], r.grad[2]);
+    r.score_max = max_score(tc, r.q, r.k);
+    return r;
+}
+
+static void half_reference_free(half_reference *r) {
+    free(r->q), free(r->k), free(r->v), free(r->w), free(r->u), free(r->out);
+    free(r->out_bound);
+    for (int g = 0; g < 3; g++)
+        free(r->grad[g]), free(r->bound[g]);
+}
+
+/* The bounds of the comment above for the rows (tiled 0) or tiled
+ * variant: eps from u and S, the magnitudes of |dout| (PGQA: of |dA_g|,
+ * plus those of its error delta). */
+static void half_bounds(half_reference *r, int tiled) {
+    const attention_case *tc = r->tc;
+    const size_t nq = r->n[0], nkv = r->n[1];
+    const double eps_forward = tiled ? 0.0 : HALF_U * (2.0 * r->score_max + 3.0);
+    const double eps_backward = tiled ? HALF_U : eps_forward;
+    double *m_out = malloc(sizeof(double) * nq), *gabs = malloc(sizeof(double) * nq);
+    double *delta = calloc(nq, sizeof(double)), *m[3], *m_delta[3];
+    for (int g = 0; g < 3; g++) {
+        m[g] = malloc(sizeof(double) * r->n[g]);
+        m_delta[g] = calloc(r->n[g], sizeof(double));
+    }
+    for (size_t i = 0; i < nq; i++)
+        gabs[i] = fabs(r->w[i]);
+    ref_magnitudes(tc, r->q, r->k, r->v, gabs, m_out, m[0], m[1], m[2]);
+    if (tc->pgqa) {
+        ref_pgqa_bounds(tc, r->q, r->k, r->v, r->u, r->w, m_out, eps_forward, r->out_bound, gabs,
+                        delta);
+        double *unused = malloc(sizeof(double) * nq);
+        ref_magnitudes(tc, r->q, r->k, r->v, gabs, unused, m[0], m[1], m[2]);
+        ref_magnitudes(tc, r->q, r->k, r->v, delta, unused, m_delta[0], m_delta[1], m_delta[2]);
+        free(unused);
+    } else {
+        for (size_t i = 0; i < nq; i++)
+            r->out_bound[i] = eps_forward * m_out[i] + HALF_U * fabs(r->out[i]);
+    }
+    for (size_t i = 0; i < nq; i++)
+        r->bound[0][i] = 2.0 * eps_backward * m[0][i] + 2.0 * m_delta[0][i];
+    for (size_t i = 0; i < nkv; i++) {
+        r->bound[1][i] = 2.0 * eps_backward * m[1][i] + 2.0 * m_delta[1][i];
+        r->bound[2][i] = eps_backward * m[2][i] + 2.0 * m_delta[2][i];
+    }
+    free(m_out), free(gabs), free(delta);
+    for (int g = 0; g < 3; g++)
+        free(m[g]), free(m_delta[g]);
+}
+
+/* Forward and backward of `variant` with half q, k, v (fused layout), out
+ * and saved tensors, checked against r within its bounds; returns the
+ * largest share of its allowance an element used. */
+static double run_half_variant(const half_reference *r, const case_inputs *in,
+                               clgqa_attention_kernel variant) {
+    clgqa_runtime *rt = test_runtime();
+    const attention_case *tc = r->tc;
+    const size_t nq = r->n[0];
+    const char *name = variant == CLGQA_ATTENTION_TILED ? "tiled" : "rows";
+    const float *data[3] = {in->q, in->k, in->v};
+    qkv_device qkv = qkv_upload_half(tc, data);
+    clgqa_attention_dims dims = tc->dims;
+    dims.row_stride = (int)qkv.stride;
+    dims.storage = CLGQA_STORAGE_HALF;
+    int32_t map[16];
+    for (int h = 0; h < dims.heads; h++)
+        map[h] = tc->kv_map[h];
+    cl_mem out_mem = op_upload_padded_half(NULL, nq);
+    cl_mem map_mem = test_upload_int(map, (size_t)dims.heads);
+    size_t saved_floats = clgqa_attention_saved_floats(&dims, tc->pgqa, variant);
+    cl_mem saved = guarded_buffer(NULL, saved_floats);
+    clgqa_attention_saved layout;
+    clgqa_attention_saved_layout(&dims, tc->pgqa, variant, clgqa_view_at(saved, GUARD), &layout);
+    cl_mem noise = tc->pgqa ? test_upload(in->noise, noise_count(&dims)) : NULL;
+    clgqa_pgqa pgqa = {0, 0, {noise, 0}};
+    clgqa_attention_kernel keep = rt->attention_kernel;
+    rt->attention_kernel = variant;
+    clgqa_status s = clgqa_attention_forward(rt, &dims, op_view(out_mem), qkv.view[0],
+                                             qkv.view[1], qkv.view[2], clgqa_view_at(map_mem, 0),
+                                             tc->pgqa ? &pgqa : NULL, &layout);
+
+    /* Backward into junk-filled float gradients (the op writes them). */
+    float *junk[3], *got[3];
+    for (int g = 0; g < 3; g++) {
+        junk[g] = test_random_array(r->n[g], -9.0f, 9.0f);
+        got[g] = malloc(sizeof(float) * r->n[g]);
+    }
+    qkv_device dqkv = qkv_upload(tc, (const float *const *)junk, GUARD_VALUE);
+    cl_mem dout = test_upload(in->w, nq);
+    size_t scratch_floats = clgqa_attention_scratch_floats(&dims, tc->pgqa, variant);
+    cl_mem scratch = guarded_buffer(NULL, scratch_floats);
+    if (s == CLGQA_OK)
+        s = clgqa_attention_backward(rt, &dims, dqkv.view[0], dqkv.view[1], dqkv.view[2],
+                                     clgqa_view_at(dout, 0), op_view(out_mem), qkv.view[0],
+                                     qkv.view[1], qkv.view[2], clgqa_view_at(map_mem, 0),
+                                     tc->pgqa, &layout, clgqa_view_at(scratch, GUARD));
+    rt->attention_kernel = keep;
+    TEST_OK(s);
+
+    float *out = malloc(sizeof(float) * nq);
+    char what[64];
+    op_download_padded_half("out (half)", out_mem, out, nq);
+    snprintf(what, sizeof what, "%s out (half)", name);
+    double used = assert_within(what, out, r->out, r->out_bound, nq, 1e-6 * max_abs(r->out, nq));
+    qkv_download(tc, &dqkv, got);
+    assert_guards("saved (half)", saved, saved_floats);
+    assert_guards("scratch (half)", scratch, scratch_floats);
+    static const char *grad_names[3] = {"dq", "dk", "dv"};
+    for (int g = 0; g < 3; g++) {
+        snprintf(what, sizeof what, "%s %s (half)", name, grad_names[g]);
+        used = fmax(used, assert_within(what, got[g], r->grad[g], r->bound[g], r->n[g],
+                                        1e-5 * max_abs(r->grad[g], r->n[g])));
+    }
+    qkv_free(&qkv), qkv_free(&dqkv);
+    clgqa_buffer_release(&out_mem), clgqa_buffer_release(&map_mem);
+    clgqa_buffer_release(&saved), clgqa_buffer_release(&dout), clgqa_buffer_release(&scratch);
+    if (noise)
+        clgqa_buffer_release(&noise);
+    for (int g = 0; g < 3; g++)
+        free(junk[g]), free(got[g]);
+    free(out);
+    return used;
+}
+
 /* One case with half activations, both variants, against the reference of
  * its half inputs within the bounds above. */
 static void check_half_case(const attention_case *tc_in) {
-    clgqa_runtime *rt = test_runtime();
     attention_case tc = *tc_in;
-    tc.fused = 1;
-    clgqa_attention_dims *dm = &tc.dims;
-    size_t nq = q_count(dm), nkv = kv_count(dm);
+    tc.fused = 1; /* the model's layout */
+    const clgqa_attention_dims *dm = &tc.dims;
     case_inputs in = make_inputs(&tc, -1);
-    for (size_t i = 0; i < nq; i++)
+    for (size_t i = 0; i < q_count(dm); i++)
         in.q[i] = op_to_half(in.q[i]);
-    for (size_t i = 0; i < nkv; i++) {
+    for (size_t i = 0; i < kv_count(dm); i++) {
         in.k[i] = op_to_half(in.k[i]);
         in.v[i] = op_to_half(in.v[i]);
     }
-    double *qd = test_to_doubles(in.q, nq), *kd = test_to_doubles(in.k, nkv);
-    double *vd = test_to_doubles(in.v, nkv), *wd = test_to_doubles(in.w, nq);
-    double *ud = in.noise ? test_to_doubles(in.noise, noise_count(dm)) : NULL;
-    double *want = malloc(sizeof(double) * nq), *gq = malloc(sizeof(double) * nq);
-    double *gk = malloc(sizeof(double) * nkv), *gv = malloc(sizeof(double) * nkv);
-    ref_forward(&tc, qd, kd, vd, ud, want);
-    ref_backward(&tc, qd, kd, vd, ud, wd, gq, gk, gv);
-    const double S = max_score(&tc, qd, kd);
-    double *m_out = malloc(sizeof(double) * nq), *gabs = malloc(sizeof(double) * nq);
-    double *delta = malloc(sizeof(double) * nq), *out_bound = malloc(sizeof(double) * nq);
-    double *mq = malloc(sizeof(double) * nq), *mk = malloc(sizeof(double) * nkv);
-    double *mv = malloc(sizeof(double) * nkv), *dq_q = malloc(sizeof(double) * nq);
-    double *dk_k = malloc(sizeof(double) * nkv), *dv_v = malloc(sizeof(double) * nkv);
-    double *bq = malloc(sizeof(double) * nq), *bk = malloc(sizeof(double) * nkv);
-    double *bv = malloc(sizeof(double) * nkv), *bout = malloc(sizeof(double) * nq);
-    for (size_t i = 0; i < nq; i++)
-        gabs[i] = fabs(wd[i]);
-    ref_magnitudes(&tc, qd, kd, vd, gabs, m_out, mq, mk, mv);
-
-    float *out = malloc(sizeof(float) * nq);
-    float *grads[3] = {malloc(sizeof(float) * nq), malloc(sizeof(float) * nkv),
-                       malloc(sizeof(float) * nkv)};
-    int32_t map[16];
-    for (int h = 0; h < dm->heads; h++)
-        map[h] = tc.kv_map[h];
+    half_reference r = half_reference_make(&tc, &in);
     for (size_t vi = 0; vi < sizeof variants / sizeof variants[0]; vi++) {
-        const int tiled = variants[vi] == CLGQA_ATTENTION_TILED;
-        const double eps_forward = tiled ? 0.0 : HALF_U * (2.0 * S + 3.0);
-        const double eps_backward = tiled ? HALF_U : eps_forward;
-        /* The bounds of this variant (PGQA's through A and dA_g). */
-        if (tc.pgqa) {
-            double *unused = malloc(sizeof(double) * nq);
-            ref_pgqa_bounds(&tc, qd, kd, vd, ud, wd, m_out, eps_forward, out_bound, gabs, delta);
-            ref_magnitudes(&tc, qd, kd, vd, gabs, unused, mq, mk, mv);
-            ref_magnitudes(&tc, qd, kd, vd, delta, unused, dq_q, dk_k, dv_v);
-            free(unused);
-        } else {
-            for (size_t i = 0; i < nq; i++)
-                out_bound[i] = eps_forward * m_out[i] + HALF_U * fabs(want[i]);
-            memset(dq_q, 0, sizeof(double) * nq);
-            memset(dk_k, 0, sizeof(double) * nkv);
-            memset(dv_v, 0, sizeof(double) * nkv);
-        }
-        for (size_t i = 0; i < nq; i++)
-            bq[i] = 2.0 * eps_backward * mq[i] + 2.0 * dq_q[i];
-        for (size_t i = 0; i < nkv; i++) {
-            bk[i] = 2.0 * eps_backward * mk[i] + 2.0 * dk_k[i];
-            bv[i] = eps_backward * mv[i] + 2.0 * dv_v[i];
-        }
-        memcpy(bout, out_bound, sizeof(double) * nq);
-
-        /* Forward. */
-        attention_case run_tc = tc;
-        const float *data[3] = {in.q, in.k, in.v};
-        qkv_device qkv = qkv_upload_half(&tc, data);
-        run_tc.dims.row_stride = (int)qkv.stride;
-        run_tc.dims.storage = CLGQA_STORAGE_HALF;
-        const clgqa_attention_dims *rdm = &run_tc.dims;
-        cl_mem out_mem = op_upload_padded_half(NULL, nq);
-        cl_mem map_mem = test_upload_int(map, (size_t)dm->heads);
-        size_t saved_floats = clgqa_attention_saved_floats(rdm, tc.pgqa, variants[vi]);
-        cl_mem saved = guarded_buffer(NULL, saved_floats);
-        clgqa_attention_saved layout;
-        clgqa_attention_saved_layout(rdm, tc.pgqa, variants[vi], clgqa_view_at(saved, GUARD),
-                                     &layout);
-        cl_mem noise = tc.pgqa ? test_upload(in.noise, noise_count(dm)) : NULL;
-        clgqa_pgqa pgqa = {0, 0, {noise, 0}};
-        clgqa_attention_kernel keep = rt->attention_kernel;
-        rt->attention_kernel = variants[vi];
-        TEST_OK(clgqa_attention_forward(rt, rdm, op_view(out_mem), qkv.view[0], qkv.view[1],
-                                        qkv.view[2], clgqa_view_at(map_mem, 0),
-                                        tc.pgqa ? &pgqa : NULL, &layout));
-        op_download_padded_half("out (half)", out_mem, out, nq);
-        const char *name = tiled ? "tiled" : "rows";
-        char what[64];
-        snprintf(what, sizeof what, "%s out (half)", name);
-        double used = assert_within(what, out, want, bout, nq, 1e-6 * max_abs(want, nq));
-
-        /* Backward into junk-filled float gradients. */
-        float *junk[3] = {test_random_array(nq, -9.0f, 9.0f), test_random_array(nkv, -9.0f, 9.0f),
-                          test_random_array(nkv, -9.0f, 9.0f)};
-        qkv_device dqkv = qkv_upload(&tc, (const float *const *)junk, GUARD_VALUE);
-        cl_mem dout = test_upload(in.w, nq);
-        size_t scratch_floats = clgqa_attention_scratch_floats(rdm, tc.pgqa, variants[vi]);
-        cl_mem scratch = guarded_buffer(NULL, scratch_floats);
-        clgqa_status s = clgqa_attention_backward(
-            rt, rdm, dqkv.view[0], dqkv.view[1], dqkv.view[2], clgqa_view_at(dout, 0),
-            op_view(out_mem), qkv.view[0], qkv.view[1], qkv.view[2], clgqa_view_at(map_mem, 0),
-            tc.pgqa, &layout, clgqa_view_at(scratch, GUARD));
-        rt->attention_kernel = keep;
-        TEST_OK(s);
-        qkv_download(&tc, &dqkv, grads);
-        assert_guards("saved (half)", saved, saved_floats);
-        assert_guards("scratch (half)", scratch, scratch_floats);
-        const double *wants[3] = {gq, gk, gv}, *bounds[3] = {bq, bk, bv};
-        const size_t counts[3] = {nq, nkv, nkv};
-        static const char *grad_names[3] = {"dq", "dk", "dv"};
-        for (int g = 0; g < 3; g++) {
-            snprintf(what, sizeof what, "%s %s (half)", name, grad_names[g]);
-            used = fmax(used, assert_within(what, grads[g], wants[g], bounds[g], counts[g],
-                                            1e-5 * max_abs(wants[g], counts[g])));
-        }
+        half_bounds(&r, variants[vi] == CLGQA_ATTENTION_TILED);
+        double used = run_half_variant(&r, &in, variants[vi]);
         printf("attention (half) B%d P%d H%d G%d d%d%s %s: largest error %.2f of its bound "
                "(S = %.2f)\n", dm->batch, dm->tokens, dm->heads, dm->kv_heads, dm->head_dim,
-               tc.pgqa ? " PGQA" : "", name, used, S);
-        qkv_free(&qkv);
-        qkv_free(&dqkv);
-        clgqa_buffer_release(&out_mem);
-        clgqa_buffer_release(&map_mem);
-        clgqa_buffer_release(&saved);
-        clgqa_buffer_release(&dout);
-        clgqa_buffer_release(&scratch);
-        if (noise)
-            clgqa_buffer_release(&noise);
-        for (int i = 0; i < 3; i++)
-            free(junk[i]);
+               tc.pgqa ? " PGQA" : "", variants[vi] == CLGQA_ATTENTION_TILED ? "tiled" : "rows",
+               used, r.score_max);
     }
+    half_reference_free(&r);
     free_inputs(&in);
-    free(qd), free(kd), free(vd), free(wd), free(ud), free(want), free(gq), free(gk), free(gv);
-    free(m_out), free(gabs), free(delta), free(out_bound), free(mq), free(mk), free(mv);
-    free(dq_q), free(dk_k), free(dv_v), free(bq), free(bk), free(bv), free(bout);
-    free(out), free(grads[0]), free(grads[1]), free(grads[2]);
 }
 
 /* Half activations (no device extension: vload_half and vstore_half are
@@ -1022,6 +1063,8 @@ START_TEST(half_storage_matches_reference) {
 }
 END_TEST
 
+/* The tiled backward sums each group in a fixed order: two runs agree bit
+ * for bit (several query heads per key head, several key tiles). */
 START_TEST(tiled_backward_is_deterministic) {
     attention_case tc = make_case(1, test_small() ? 17 : 65, 4, 1, 16, NULL, 0, 1);
     const clgqa_attention_dims *dm = &tc.dims;

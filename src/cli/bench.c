@@ -388,8 +388,7 @@ static clgqa_status bench_scheme(clgqa_runtime *rt, const bench_options *opt, cl
     clgqa_model *model;
     clgqa_model_desc desc;
     clgqa_config_model_desc(&cfg, &desc);
-    const clgqa_storage storage = cfg.precision == CLGQA_PRECISION_16_MIXED ? CLGQA_STORAGE_HALF
-                                                                           : CLGQA_STORAGE_FLOAT;
+    const clgqa_storage storage = clgqa_config_storage(&cfg);
     CLGQA_TRY(clgqa_model_create_stored(rt, &desc, opt->batch, storage, &model));
     const clgqa_regularisation regularisation = {cfg.label_smoothing, cfg.drop_path};
     clgqa_status status = clgqa_model_set_regularisation(model, &regularisation);

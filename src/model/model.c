@@ -203,9 +203,7 @@ static clgqa_view carve_operand(carver *c, size_t floats) {
 static clgqa_view carve_activation(clgqa_model *m, carver *c, size_t elements) {
     if (m->act_storage == CLGQA_STORAGE_FLOAT)
         return carve_operand(c, elements);
-    clgqa_view v = carve(c, (elements + 1) / 2);
-    v.offset *= 2;
-    return v;
+    return clgqa_view_in_halves(carve(c, (elements + 1) / 2));
 }
 
 /* A block's views. Those GEMMs read or write have m->gemm.rows rows (the
@@ -374,9 +372,17 @@ static size_t allocation_limit_floats(const clgqa_runtime *rt) {
     return floats / 64 * 64;
 }
 
+/* An arena buffer's floats: the device's largest allocation, and in half
+ * storage at most 2^31, since a half view's offset counts halves and the
+ * kernels take 32-bit offsets. */
+static size_t arena_limit_floats(const clgqa_model *m) {
+    size_t limit = allocation_limit_floats(m->rt), half_cap = (size_t)1 << 31;
+    return m->act_storage == CLGQA_STORAGE_HALF && limit > half_cap ? half_cap : limit;
+}
+
 static clgqa_status create_arena(clgqa_model *m) {
     size_t sizes[MAX_ARENA_BUFFERS] = {0};
-    carver measure = {NULL, sizes, allocation_limit_floats(m->rt), 0, 0, 0,
+    carver measure = {NULL, sizes, arena_limit_floats(m), 0, 0, 0,
                       clgqa_gemm_operand_alignment(m->rt), NULL, CLGQA_OK};
     carve_arena(m, &measure);
     if (measure.too_big || measure.index + 1 == MAX_ARENA_BUFFERS)
@@ -385,8 +391,8 @@ static clgqa_status create_arena(clgqa_model *m) {
                           "allocation %s allows (%.2f MiB), or needs over %d buffers: use a "
                           "smaller batch",
                           (double)measure.too_big * sizeof(float) / (1 << 20),
-                          m->rt->device_name, (double)m->rt->max_alloc_bytes / (1 << 20),
-                          MAX_ARENA_BUFFERS);
+                          m->rt->device_name,
+                          (double)measure.limit * sizeof(float) / (1 << 20), MAX_ARENA_BUFFERS);
     m->arena_count = measure.index + 1;
     m->arena = calloc((size_t)m->arena_count, sizeof *m->arena);
     if (!m->arena)
@@ -791,8 +797,8 @@ clgqa_status clgqa_model_memory_estimate(clgqa_runtime *rt, const clgqa_model_de
     CLGQA_TRY(plan_gemm(&m));
     plan_partials(&m);
     size_t sizes[MAX_ARENA_BUFFERS] = {0};
-    carver measure = {NULL, sizes, limit, 0, 0, 0, clgqa_gemm_operand_alignment(rt), NULL,
-                      CLGQA_OK};
+    carver measure = {NULL, sizes, arena_limit_floats(&m), 0, 0, 0,
+                      clgqa_gemm_operand_alignment(rt), NULL, CLGQA_OK};
     carve_arena(&m, &measure);
     out->gemm_rows = m.gemm.rows;
     for (int i = 0; i < MAX_ARENA_BUFFERS; i++)

@@ -77,7 +77,6 @@ static clgqa_status transpose_weights(clgqa_model *m) {
     return CLGQA_OK;
 }
 
-/* A LayerNorm's output and saved statistics, and its parameters. */
 /* A saved activation as a GEMM operand: itself in float storage; in half,
  * its `elements` widened into the model's float scratch, which *operand
  * then names (valid until the next widening). */
@@ -90,6 +89,7 @@ static clgqa_status gemm_operand(clgqa_model *m, clgqa_view act, size_t elements
     return clgqa_activations_to_float(m->rt, m->act_storage, m->act_scratch, act, elements);
 }
 
+/* A LayerNorm's output and saved statistics, and its parameters. */
 typedef struct model_norm {
     clgqa_view out, mean, rstd, weight, bias;
     clgqa_storage storage; /* out's */
@@ -590,7 +590,8 @@ clgqa_status clgqa_model_backward_scaled(clgqa_model *m, float loss_scale, int a
         CLGQA_TRY(clgqa_buffer_fill(rt, m->dlogits, dlogits_floats, 0.0f));
     }
     /* So do those of dqkv and dfc1, which a larger batch's backward may have
-     * written: zeroed when it did. And those of dheads_out, drop path's
+     * written, or in half storage the qkv GEMM of a forward (dqkv's padded
+     * rows: block_forward): zeroed when either did. And those of dheads_out, drop path's
      * scratch for the MLP branch (scaled_branch_gradient writes the batch's
      * rows only; the GEMMs that write it over the padded rows write zeros
      * there, from zero rows). */

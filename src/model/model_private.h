@@ -23,14 +23,14 @@ clgqa_view clgqa_model_chunk(const clgqa_model *model, clgqa_model_buffer which,
  * (otherwise chunk 0); add a tensor's offset for its view. */
 clgqa_view clgqa_model_buffer_view(const clgqa_model *model, clgqa_model_buffer which);
 
-/* What clgqa_model_create(rt, desc, max_batch) would allocate on the
- * device, computed without allocating: one flat buffer's floats (the model
- * has four: parameters, gradients and AdamW's two moments), the activation
- * arena's floats at max_batch (with the weights' transposes and the split
- * weight gradients' partials the GEMMs use), and the small rest (grouping
- * state, the backward's tables) in bytes, for activations in `storage`
- * (clgqa_model_create_stored). Fails as clgqa_model_create would
- * on a bad description. host_bytes: the model's own tables on the host.
+/* What clgqa_model_create_stored(rt, desc, max_batch, storage) would
+ * allocate on the device, computed without allocating: one flat buffer's
+ * floats (the model has four: parameters, gradients and AdamW's two
+ * moments), the activation arena's floats at max_batch (with the weights'
+ * transposes and the split weight gradients' partials the GEMMs use; of it,
+ * saved_floats the blocks' saved activations), and the small rest
+ * (grouping state, the backward's tables) in bytes. Fails as
+ * clgqa_model_create would on a bad description. host_bytes: the model's own tables on the host.
  * gemm_rows: the rows of the largest batch's GEMMs (padded to CLBlast's
  * tiles), for CLBlast's workspace. */
 typedef struct clgqa_model_memory {

@@ -52,9 +52,7 @@ static size_t act_floats(const clgqa_attention_dims *dims, size_t n) {
 /* The activation view that starts at float view `at` (offset in halves
  * for half). */
 static clgqa_view act_view(const clgqa_attention_dims *dims, clgqa_view at) {
-    if (dims->storage == CLGQA_STORAGE_HALF)
-        at.offset *= 2;
-    return at;
+    return dims->storage == CLGQA_STORAGE_HALF ? clgqa_view_in_halves(at) : at;
 }
 
 /* rows: probs (activations); tiled: lse; PGQA adds heads_out (A, an

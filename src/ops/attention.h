@@ -5,7 +5,7 @@
  * src/ops/grouping.c. Semantics: docs/attention-variants.md.
  *
  * Layouts: q [B*P, H*d], k and v [B*P, G*d] as the projections write them,
- * each token row `row_stride` floats from the next (the model's fused q/k/v
+ * each token row `row_stride` elements from the next (the model's fused q/k/v
  * projection writes [B*P, (H + 2G) d] and passes views into it).
  * kv_map [H] (int): the key/value head each query head reads (values in
  * [0, G); groups are contiguous in head order).
@@ -23,7 +23,8 @@ typedef struct clgqa_attention_dims {
     int heads;    /* H query heads */
     int kv_heads; /* G key/value heads */
     int head_dim; /* d, at most CLGQA_ATTENTION_MAX_HEAD_DIM */
-    /* Floats from one token row of q, k, v (and dq, dk, dv) to the next; 0:
+    /* Elements (floats, or halves for half q, k, v) from one token row of
+     * q, k, v (and dq, dk, dv) to the next; 0:
      * packed, H*d for q and G*d for k and v. Key norms read k with it too. */
     int row_stride;
     /* The activations' storage (ops.h): q, k, v, out, and the saved

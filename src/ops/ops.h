@@ -37,6 +37,12 @@ static inline size_t clgqa_storage_bytes(clgqa_storage s) {
 static inline const char *clgqa_storage_defines(clgqa_storage s) {
     return s == CLGQA_STORAGE_HALF ? "-DCLGQA_HALF" : "";
 }
+/* The half view that starts where the float view `at` does: a half view
+ * counts its offset in halves. */
+static inline clgqa_view clgqa_view_in_halves(clgqa_view at) {
+    at.offset *= 2;
+    return at;
+}
 
 /* ---- elementwise.cl ---- */
 /* dst += src */

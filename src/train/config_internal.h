@@ -6,6 +6,7 @@
 
 #include "clgqa/config.h"
 #include "fail.h"
+#include "ops.h"
 
 typedef enum clgqa_schedule { CLGQA_SCHEDULE_CONSTANT = 0, CLGQA_SCHEDULE_COSINE } clgqa_schedule;
 /* PyTorch Lightning's names: "32" and "16-mixed" (dynamic loss scaling;
@@ -75,6 +76,11 @@ typedef struct clgqa_config {
 
 /* "32" or "16-mixed", as the precision key is written. */
 const char *clgqa_precision_name(clgqa_precision precision);
+/* How the model stores its saved activations under the config's precision:
+ * half under 16-mixed (docs/design.md, "Mixed precision"), else float. */
+static inline clgqa_storage clgqa_config_storage(const clgqa_config *cfg) {
+    return cfg->precision == CLGQA_PRECISION_16_MIXED ? CLGQA_STORAGE_HALF : CLGQA_STORAGE_FLOAT;
+}
 
 /* Defaults: the reference's training recipe (lr 1e-5, constant schedule, no
  * warm-up, batch 32, 5 epochs, RandAugment, 224x224 with patch 16 for every

@@ -56,9 +56,8 @@ clgqa_status clgqa_memory_estimate_run(clgqa_runtime *rt, const clgqa_config *cf
     clgqa_model_desc desc;
     clgqa_config_model_desc(cfg, &desc);
     clgqa_model_memory model;
-    const clgqa_storage storage = cfg->precision == CLGQA_PRECISION_16_MIXED
-                                      ? CLGQA_STORAGE_HALF : CLGQA_STORAGE_FLOAT;
-    CLGQA_TRY(clgqa_model_memory_estimate(rt, &desc, out->batch, storage, &model));
+    CLGQA_TRY(clgqa_model_memory_estimate(rt, &desc, out->batch, clgqa_config_storage(cfg),
+                                          &model));
 
     const size_t C = (size_t)cfg->embed_dim, kv = (size_t)desc.num_kv_heads,
                  head_dim = C / (size_t)cfg->num_heads,

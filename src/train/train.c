@@ -388,8 +388,7 @@ static clgqa_status open_model(trainer *t, int ranks) {
     clgqa_model_desc desc;
     clgqa_config_model_desc(cfg, &desc);
     /* precision 16-mixed: the blocks' saved activations in half. */
-    const clgqa_storage storage = cfg->precision == CLGQA_PRECISION_16_MIXED ? CLGQA_STORAGE_HALF
-                                                                            : CLGQA_STORAGE_FLOAT;
+    const clgqa_storage storage = clgqa_config_storage(cfg);
     CLGQA_TRY(clgqa_model_create_stored(t->rt, &desc, max_batch, storage, &t->model));
     CLGQA_TRY(clgqa_mpi_attach(t->mpi, t->rt, t->model));
     const clgqa_model_dims *dims = clgqa_model_get_dims(t->model);
