@@ -165,6 +165,19 @@ static float *fixture_floats(const fixture *fx, const char *name, size_t numel) 
     return x;
 }
 
+/* The fixture's batch (its images and labels) on the device. */
+static batch_data fixture_batch(const fixture *fx, const clgqa_model_dims *d) {
+    size_t n_images = (size_t)fx->batch * d->in_chans * d->img_size * d->img_size;
+    float *images = fixture_floats(fx, "input", n_images);
+    int32_t labels[16];
+    ck_assert_int_le(fx->batch, 16);
+    TEST_OK(clgqa_tensor_set_read_i32(fx->file, "labels", labels, (size_t)fx->batch));
+    batch_data data = {test_upload(images, n_images), test_upload_int(labels, (size_t)fx->batch),
+                       fx->batch};
+    free(images);
+    return data;
+}
+
 /* Load the initial grouping state (DGQA cache and split) of the fixture. */
 static void load_grouping(clgqa_model *m, const fixture *fx) {
     if (!is_dgqa(fx->cfg.att_scheme))
@@ -238,12 +251,7 @@ static void check_fixture(const char *stem) {
     const clgqa_model_dims *d = clgqa_model_get_dims(m);
     int L = d->num_layers, G = d->kv_heads, B = fx.batch, classes = d->num_classes;
     load_fixture_model(m, &fx);
-    size_t n_images = (size_t)B * d->in_chans * d->img_size * d->img_size;
-    float *images = fixture_floats(&fx, "input", n_images);
-    int32_t labels[16];
-    TEST_OK(clgqa_tensor_set_read_i32(fx.file, "labels", labels, (size_t)B));
-    batch_data data = {test_upload(images, n_images), test_upload_int(labels, (size_t)B), B};
-    free(images);
+    batch_data data = fixture_batch(&fx, d);
 
     /* Evaluation pass of the initial model. */
     float *logits = malloc((size_t)B * classes * sizeof *logits);
@@ -421,12 +429,7 @@ START_TEST(half_storage_matches_fp32_and_halves_saved_activations) {
     TEST_OK(clgqa_model_create_stored(rt, &desc, fx.batch + 2, CLGQA_STORAGE_HALF, &m[1]));
     const clgqa_model_dims *d = clgqa_model_get_dims(m[0]);
     int B = fx.batch, classes = d->num_classes;
-    size_t n_images = (size_t)B * d->in_chans * d->img_size * d->img_size;
-    float *images = fixture_floats(&fx, "input", n_images);
-    int32_t labels[16];
-    TEST_OK(clgqa_tensor_set_read_i32(fx.file, "labels", labels, (size_t)B));
-    batch_data data = {test_upload(images, n_images), test_upload_int(labels, (size_t)B), B};
-    free(images);
+    batch_data data = fixture_batch(&fx, d);
     size_t n_logits = (size_t)B * classes, n_params = clgqa_model_param_count(m[0]);
     float *logits[2], *grads[2];
     for (int i = 0; i < 2; i++) {
