@@ -52,8 +52,7 @@ static clgqa_status convert(clgqa_runtime *rt, const char *op, const char *kerne
     CLGQA_TRY(clgqa_check_size(op, "n", n));
     CLGQA_TRY(clgqa_check_view(op, "dst", dst, n, dst_bytes));
     CLGQA_TRY(clgqa_check_view(op, "src", src, n, src_bytes));
-    if (dst.mem == src.mem && dst.offset * dst_bytes < (src.offset + n) * src_bytes &&
-        src.offset * src_bytes < (dst.offset + n) * dst_bytes)
+    if (clgqa_views_overlap(dst, dst_bytes, src, src_bytes, n))
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: dst and src overlap", op);
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel_variant(rt, FAMILY, clgqa_storage_defines(storage), kernel, &k));
