@@ -1054,55 +1054,18 @@ START_TEST(accumulated_micro_batches_give_the_batch_gradient) {
 }
 END_TEST
 
-/* Drop path's backward after a larger batch's: the branch gradients' scratch
- * buffers then hold that batch's rows past the smaller batch's, which the
- * weight-gradient GEMMs (over the rows padded to CLBlast's tiles on GPU
- * paths) must not see. A batch of 2 gives the same gradient, bit for bit,
- * before and after a backward of 4 (the same step, so the same masks). */
-START_TEST(drop_path_gradient_ignores_a_larger_batchs_rows) {
-    clgqa_runtime *rt = test_runtime();
-    clgqa_config cfg = tiny_config(CLGQA_GQA);
-    clgqa_model *m;
-    TEST_OK(test_model_create(rt, &cfg, 4, &m));
-    randomise_parameters(m);
-    const clgqa_regularisation regularisation = {0.0, 0.5};
-    TEST_OK(clgqa_model_set_regularisation(m, &regularisation));
-    batch_data small = random_batch(m, 2), large = random_batch(m, 4);
-    size_t n = clgqa_model_param_count(m);
-    float *first = gradients_of(m, &small);
-    free(gradients_of(m, &large));
-    float *again = gradients_of(m, &small);
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(&first[i], &again[i], sizeof(float)) != 0)
-            ck_abort_msg("gradient %zu: %.9g, after a batch of 4 %.9g", i, (double)first[i],
-                         (double)again[i]);
-    free(first), free(again);
-    release_batch(&small), release_batch(&large);
-    clgqa_model_destroy(m);
-}
-END_TEST
-
-/* Half storage after a larger batch: the qkv GEMM writes its float output
- * into dqkv over the rows padded to CLBlast's tiles (GPU paths), where
- * ln1's rows past the smaller batch still hold the larger batch's, and the
- * backward must zero them before dqkv is the weight gradient's dy. A batch
- * of 2 gives the same gradient, bit for bit, fresh and as the second of
- * two after a batch of 4 (the first of them zeroes the larger backward's
- * rows; the second finds only what the forward wrote). */
-START_TEST(half_storage_gradient_ignores_a_larger_batchs_rows) {
-    clgqa_runtime *rt = test_runtime();
-    clgqa_config cfg = tiny_config(CLGQA_GQA);
-    clgqa_model_desc desc;
-    clgqa_config_model_desc(&cfg, &desc);
-    clgqa_model *m;
-    TEST_OK(clgqa_model_create_stored(rt, &desc, 4, CLGQA_STORAGE_HALF, &m));
-    clgqa_model_freeze_grouping(m, MODEL_GROUPING_FROZEN);
+/* A batch of 2 (of random weights set here) gives the same gradient, bit
+ * for bit, fresh and as each of the `repeats` batches of 2 after a batch
+ * of 4 (the same step, so the same drop-path masks): the rows the larger
+ * batch left behind, past the smaller one's (inside the rows padded to
+ * CLBlast's tiles on GPU paths), reach no weight gradient. */
+static void assert_larger_batch_leaves_no_trace(clgqa_model *m, int repeats) {
     randomise_parameters(m);
     batch_data small = random_batch(m, 2), large = random_batch(m, 4);
     size_t n = clgqa_model_param_count(m);
     float *first = gradients_of(m, &small);
     free(gradients_of(m, &large));
-    for (int after = 1; after <= 2; after++) {
+    for (int after = 1; after <= repeats; after++) {
         float *again = gradients_of(m, &small);
         for (size_t i = 0; i < n; i++)
             if (memcmp(&first[i], &again[i], sizeof(float)) != 0)
@@ -1112,6 +1075,36 @@ START_TEST(half_storage_gradient_ignores_a_larger_batchs_rows) {
     }
     free(first);
     release_batch(&small), release_batch(&large);
+}
+
+/* Drop path's backward after a larger batch's: the branch gradients'
+ * scratch buffers then hold that batch's rows past the smaller batch's,
+ * which the weight-gradient GEMMs must not see. */
+START_TEST(drop_path_gradient_ignores_a_larger_batchs_rows) {
+    clgqa_config cfg = tiny_config(CLGQA_GQA);
+    clgqa_model *m;
+    TEST_OK(test_model_create(test_runtime(), &cfg, 4, &m));
+    const clgqa_regularisation regularisation = {0.0, 0.5};
+    TEST_OK(clgqa_model_set_regularisation(m, &regularisation));
+    assert_larger_batch_leaves_no_trace(m, 1);
+    clgqa_model_destroy(m);
+}
+END_TEST
+
+/* Half storage after a larger batch: the qkv GEMM writes its float output
+ * into dqkv over the padded rows, where ln1's rows past the smaller batch
+ * still hold the larger batch's, and the backward must zero them before
+ * dqkv is the weight gradient's dy. Two batches of 2 after the batch of 4:
+ * the first of them zeroes the larger backward's rows, the second finds
+ * only what its forward wrote. */
+START_TEST(half_storage_gradient_ignores_a_larger_batchs_rows) {
+    clgqa_config cfg = tiny_config(CLGQA_GQA);
+    clgqa_model_desc desc;
+    clgqa_config_model_desc(&cfg, &desc);
+    clgqa_model *m;
+    TEST_OK(clgqa_model_create_stored(test_runtime(), &desc, 4, CLGQA_STORAGE_HALF, &m));
+    clgqa_model_freeze_grouping(m, MODEL_GROUPING_FROZEN);
+    assert_larger_batch_leaves_no_trace(m, 2);
     clgqa_model_destroy(m);
 }
 END_TEST

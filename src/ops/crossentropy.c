@@ -32,11 +32,9 @@ clgqa_status clgqa_crossentropy_forward(clgqa_runtime *rt, clgqa_view losses, cl
     else
         targets = logits; /* a valid buffer the kernel never reads */
     /* The kernel reads the logits (and targets) after writing probabilities. */
-    if (probs.mem == logits.mem && probs.offset < logits.offset + n &&
-        logits.offset < probs.offset + n)
+    if (clgqa_views_overlap(probs, sizeof(float), logits, sizeof(float), n))
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: probs must not overlap logits", op);
-    if (use_targets && probs.mem == targets.mem && probs.offset < targets.offset + n &&
-        targets.offset < probs.offset + n)
+    if (use_targets && clgqa_views_overlap(probs, sizeof(float), targets, sizeof(float), n))
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: probs must not overlap targets", op);
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel(rt, FAMILY, "crossentropy_forward", &k));

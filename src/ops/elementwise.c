@@ -52,8 +52,7 @@ static clgqa_status convert(clgqa_runtime *rt, const char *op, const char *kerne
     CLGQA_TRY(clgqa_check_size(op, "n", n));
     CLGQA_TRY(clgqa_check_view(op, "dst", dst, n, dst_bytes));
     CLGQA_TRY(clgqa_check_view(op, "src", src, n, src_bytes));
-    if (dst.mem == src.mem && dst.offset * dst_bytes < (src.offset + n) * src_bytes &&
-        src.offset * src_bytes < (dst.offset + n) * dst_bytes)
+    if (clgqa_views_overlap(dst, dst_bytes, src, src_bytes, n))
         return clgqa_fail(CLGQA_ERR_INVALID_ARG, "%s: dst and src overlap", op);
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel_variant(rt, FAMILY, clgqa_storage_defines(storage), kernel, &k));
@@ -108,9 +107,22 @@ clgqa_status clgqa_scale_rows(clgqa_runtime *rt, clgqa_view out, clgqa_view in,
 
 /* ---- bias add (its gradient, a column sum, is in reduce.c) ---- */
 
-/* The ops over [rows, cols] tensors plus a [cols] bias: checks every
- * tensor (view i an activation in `storage` where bit i of `activations`
- * is set, else float), then runs `kernel` of the storage's program with
+/* Checks the n-element tensors of a bias op (view i an activation in
+ * `storage` where bit i of `activations` is set, else float) and its
+ * [cols] bias. */
+static clgqa_status check_bias_tensors(const char *op, clgqa_storage storage,
+                                       unsigned activations, size_t n, size_t cols,
+                                       const char *const names[], const clgqa_view views[],
+                                       int count, clgqa_view bias) {
+    for (int i = 0; i < count; i++)
+        CLGQA_TRY(clgqa_check_view(op, names[i], views[i], n,
+                                   activations >> i & 1 ? clgqa_storage_bytes(storage)
+                                                        : sizeof(float)));
+    return clgqa_check_view(op, "bias", bias, cols, sizeof(float));
+}
+
+/* The ops over [rows, cols] tensors plus a [cols] bias: checks the tensors
+ * (check_bias_tensors), then runs `kernel` of the storage's program with
  * the arguments (tensors in order, bias, rows, cols), one work-item per
  * element. */
 static clgqa_status bias_op(clgqa_runtime *rt, const char *op, const char *kernel,
@@ -121,11 +133,7 @@ static clgqa_status bias_op(clgqa_runtime *rt, const char *op, const char *kerne
     CLGQA_TRY(clgqa_matrix_elements(op, rows, cols, &n));
     if (n == 0)
         return CLGQA_OK;
-    for (int i = 0; i < count; i++)
-        CLGQA_TRY(clgqa_check_view(op, names[i], views[i], n,
-                                   activations >> i & 1 ? clgqa_storage_bytes(storage)
-                                                        : sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "bias", bias, cols, sizeof(float)));
+    CLGQA_TRY(check_bias_tensors(op, storage, activations, n, cols, names, views, count, bias));
     cl_kernel k;
     CLGQA_TRY(clgqa_kernel_variant(rt, FAMILY, clgqa_storage_defines(storage), kernel, &k));
     kernel_args args = kernel_args_start(k);
@@ -164,19 +172,16 @@ clgqa_status clgqa_gelu_bias_backward(clgqa_runtime *rt, clgqa_storage storage, 
     const char *const names[] = {"din", "dout", "in"};
     const clgqa_view views[] = {din, dout, in};
     const unsigned activations = 0x4; /* in */
-    for (int i = 0; i < 3; i++)
-        CLGQA_TRY(clgqa_check_view(op, names[i], views[i], n,
-                                   activations >> i & 1 ? clgqa_storage_bytes(storage)
-                                                        : sizeof(float)));
-    CLGQA_TRY(clgqa_check_view(op, "bias", bias, cols, sizeof(float)));
-    cl_kernel k;
     if (rt->device_class == CLGQA_CLASS_CPU) {
         /* Two passes, each vectorised across work-items by PoCL
-         * (elementwise.cl): din, then its column sums. */
+         * (elementwise.cl): din (bias_op checks the tensors), then its
+         * column sums. */
         CLGQA_TRY(bias_op(rt, op, "gelu_bias_backward", storage, activations, rows, cols, names,
                           views, 3, bias));
         return clgqa_column_partials(rt, partials, chunks, din, rows, cols);
     }
+    CLGQA_TRY(check_bias_tensors(op, storage, activations, n, cols, names, views, 3, bias));
+    cl_kernel k;
     CLGQA_TRY(clgqa_kernel_variant(rt, FAMILY, clgqa_storage_defines(storage),
                                    "gelu_bias_backward_sums", &k));
     clgqa_column_plan p = clgqa_column_sum_plan_for(rt, k, rows, chunks);

@@ -72,9 +72,8 @@ clgqa_status clgqa_layernorm_forward(clgqa_runtime *rt, clgqa_storage storage, c
     CLGQA_TRY(clgqa_check_view(op, "in", in, n, sizeof(float)));
     /* In place only in float: a half row written over the float row it
      * reads would overwrite elements other work-items have yet to read. */
-    if (storage != CLGQA_STORAGE_FLOAT && out.mem == in.mem &&
-        out.offset * clgqa_storage_bytes(storage) < (in.offset + n) * sizeof(float) &&
-        in.offset * sizeof(float) < (out.offset + n) * clgqa_storage_bytes(storage))
+    if (storage != CLGQA_STORAGE_FLOAT &&
+        clgqa_views_overlap(out, clgqa_storage_bytes(storage), in, sizeof(float), n))
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
                           "%s: a half out must not overlap in (in place is float only)", op);
     cl_kernel k;

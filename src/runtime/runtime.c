@@ -928,7 +928,7 @@ clgqa_status clgqa_buffer_copy(clgqa_runtime *rt, clgqa_view dst, clgqa_view src
         return CLGQA_OK;
     CLGQA_TRY(clgqa_check_view("clgqa_buffer_copy", "dst", dst, n, sizeof(float)));
     CLGQA_TRY(clgqa_check_view("clgqa_buffer_copy", "src", src, n, sizeof(float)));
-    if (dst.mem == src.mem && dst.offset < src.offset + n && src.offset < dst.offset + n)
+    if (clgqa_views_overlap(dst, sizeof(float), src, sizeof(float), n))
         return clgqa_fail(CLGQA_ERR_INVALID_ARG,
                           "clgqa_buffer_copy: source [%zu, %zu) and destination [%zu, %zu) overlap",
                           src.offset, src.offset + n, dst.offset, dst.offset + n);

@@ -152,4 +152,13 @@ static inline clgqa_status clgqa_check_view(const char *op, const char *name, cl
     return CLGQA_OK;
 }
 
+/* Whether n elements of `a` (a_bytes each) and n of `b` (b_bytes each)
+ * share a byte of one buffer: an op that reads one after writing the other
+ * refuses that. */
+static inline int clgqa_views_overlap(clgqa_view a, size_t a_bytes, clgqa_view b,
+                                      size_t b_bytes, size_t n) {
+    return a.mem == b.mem && a.offset * a_bytes < (b.offset + n) * b_bytes &&
+           b.offset * b_bytes < (a.offset + n) * a_bytes;
+}
+
 #endif
